@@ -1,0 +1,1 @@
+"""What was charged and paid: runs, invoices, credit notes, payments, documents."""

@@ -1,0 +1,111 @@
+"""API plumbing shared by every app: one exception handler, one error shape.
+
+Every error body is ``{"message": str, "code": str, "errors": [{"row", "field", "code",
+"message"}]}``, with ``row`` present for batch input and ``field`` a dotted path.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from heatutility.db import constraint_messages
+from heatutility.errors import DomainError
+
+
+def _flatten(detail, field: str | None = None, row: int | None = None) -> list[dict]:
+    """Turn DRF's nested error detail into a flat, itemised list."""
+    items: list[dict] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key in ("non_field_errors", "__all__"):
+                items.extend(_flatten(value, field, row))
+            else:
+                items.extend(_flatten(value, f"{field}.{key}" if field else str(key), row))
+    elif isinstance(detail, list):
+        if detail and all(isinstance(v, dict) for v in detail) and field is None:
+            for index, value in enumerate(detail):
+                items.extend(_flatten(value, None, index))
+        elif detail and any(isinstance(v, (dict, list)) for v in detail):
+            for index, value in enumerate(detail):
+                if value:
+                    items.extend(_flatten(value, f"{field}.{index}" if field else str(index), row))
+        else:
+            for value in detail:
+                items.extend(_flatten(value, field, row))
+    else:
+        item = {"code": getattr(detail, "code", "invalid"), "message": str(detail)}
+        if field is not None:
+            item["field"] = field
+        if row is not None:
+            item["row"] = row
+        items.append(item)
+    return items
+
+
+def _integrity_message(exc: IntegrityError) -> str:
+    cause = exc.__cause__
+    name = getattr(getattr(cause, "diag", None), "constraint_name", None)
+    messages = constraint_messages()
+    if name and name in messages:
+        return messages[name]
+    text = str(exc)
+    for constraint, message in messages.items():
+        if constraint in text:
+            return message
+    return "The change conflicts with existing data."
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        detail = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+        exc = exceptions.ValidationError(detail)
+    if isinstance(exc, IntegrityError):
+        message = _integrity_message(exc)
+        return Response(
+            {
+                "message": message,
+                "code": "conflict",
+                "errors": [{"code": "conflict", "message": message}],
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        response.data = {
+            "message": "The request is invalid: "
+            + "; ".join(
+                (f"row {e['row']} " if "row" in e else "")
+                + (f"{e['field']}: " if "field" in e else "")
+                + e["message"]
+                for e in errors[:5]
+            )
+            + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""),
+            "code": "invalid",
+            "errors": errors,
+        }
+    else:
+        detail = (
+            response.data.get("detail", response.data)
+            if isinstance(response.data, dict)
+            else response.data
+        )
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = {"message": str(detail), "code": code, "errors": []}
+    return response

@@ -1,0 +1,131 @@
+"""Database helpers shared by the apps."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateRangeField, DateTimeRangeField, RangeOperators
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import F, Func, Q, Value
+
+_RANGE_FIELDS = {"daterange": DateRangeField, "tstzrange": DateTimeRangeField}
+
+
+class NoOverlapConstraint(ExclusionConstraint):
+    """Half-open ``[start, end)`` intervals never overlap within a group.
+
+    On PostgreSQL this is a GiST exclusion constraint (``btree_gist`` for the equality
+    part), so the database itself refuses an overlap even under concurrent writes.  An
+    open end (``NULL``) means "until further notice".  Model validation (admin forms,
+    ``full_clean``) runs the same rule as a portable ORM query so that the message is
+    clear on every backend; the embedded SQLite default has only that check.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        group: list[str] | tuple[str, ...],
+        start: str,
+        end: str,
+        range_function: str = "daterange",
+        violation_error_message: str | None = None,
+    ) -> None:
+        self.group = tuple(group)
+        self.start = start
+        self.end = end
+        self.range_function = range_function
+        expressions = [(F(field), RangeOperators.EQUAL) for field in self.group]
+        expressions.append(
+            (
+                Func(
+                    F(start),
+                    F(end),
+                    Value("[)"),
+                    function=range_function,
+                    output_field=_RANGE_FIELDS[range_function](),
+                ),
+                RangeOperators.OVERLAPS,
+            )
+        )
+        super().__init__(
+            name=name,
+            expressions=expressions,
+            index_type="gist",
+            violation_error_message=violation_error_message,
+        )
+
+    def deconstruct(self):
+        path = f"{self.__class__.__module__}.{self.__class__.__qualname__}"
+        kwargs = {
+            "name": self.name,
+            "group": list(self.group),
+            "start": self.start,
+            "end": self.end,
+            "range_function": self.range_function,
+        }
+        if self.violation_error_message != self.default_violation_error_message:
+            kwargs["violation_error_message"] = self.violation_error_message
+        return path, (), kwargs
+
+    def __eq__(self, other):
+        if isinstance(other, NoOverlapConstraint):
+            return self.deconstruct() == other.deconstruct()
+        return super().__eq__(other)
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def constraint_sql(self, model, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return None
+        return super().constraint_sql(model, schema_editor)
+
+    def create_sql(self, model, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return None
+        return super().create_sql(model, schema_editor)
+
+    def remove_sql(self, model, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return None
+        return super().remove_sql(model, schema_editor)
+
+    def validate(self, model, instance, exclude=None, using=DEFAULT_DB_ALIAS):
+        fields = (*self.group, self.start, self.end)
+        if exclude and any(f in exclude for f in fields):
+            return
+        start = getattr(instance, self.start)
+        end = getattr(instance, self.end)
+        if start is None:
+            return
+        lookup = {}
+        for field in self.group:
+            attname = model._meta.get_field(field).attname
+            value = getattr(instance, attname)
+            if value is None:
+                return
+            lookup[attname] = value
+        overlapping = model._default_manager.using(using).filter(**lookup)
+        overlapping = overlapping.filter(
+            Q(**{f"{self.end}__isnull": True}) | Q(**{f"{self.end}__gt": start})
+        )
+        if end is not None:
+            overlapping = overlapping.filter(**{f"{self.start}__lt": end})
+        if not instance._state.adding and instance.pk is not None:
+            overlapping = overlapping.exclude(pk=instance.pk)
+        if overlapping.exists():
+            raise ValidationError(
+                self.get_violation_error_message(), code=self.violation_error_code
+            )
+
+
+def constraint_messages() -> dict[str, str]:
+    """Map every model constraint's name to its human message, for IntegrityError reports."""
+    from django.apps import apps
+
+    messages: dict[str, str] = {}
+    for model in apps.get_models():
+        for constraint in model._meta.constraints:
+            messages[constraint.name] = str(constraint.get_violation_error_message())
+    return messages

@@ -1,0 +1,47 @@
+"""Local billing dates and UTC instants.
+
+Billing periods are local calendar dates in the network's time zone; readings and every
+stored datetime are aware and in UTC.  A local day is 23, 24 or 25 hours long.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+
+def local_midnight(day: dt.date, tz: str | ZoneInfo) -> dt.datetime:
+    """The aware instant at which ``day`` starts in ``tz``, expressed in UTC."""
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    return dt.datetime.combine(day, dt.time.min, tzinfo=zone).astimezone(dt.UTC)
+
+
+def local_day_bounds(day: dt.date, tz: str | ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """Half-open ``[start, end)`` UTC bounds of the local day ``day``."""
+    return local_midnight(day, tz), local_midnight(day + dt.timedelta(days=1), tz)
+
+
+def local_period_bounds(
+    start: dt.date, end: dt.date, tz: str | ZoneInfo
+) -> tuple[dt.datetime, dt.datetime]:
+    """UTC bounds of the half-open local date range ``[start, end)``."""
+    return local_midnight(start, tz), local_midnight(end, tz)
+
+
+def hours_in_local_day(day: dt.date, tz: str | ZoneInfo) -> int:
+    start, end = local_day_bounds(day, tz)
+    return int((end - start).total_seconds() // 3600)
+
+
+def month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """First day of the month ``months`` after ``day``'s month."""
+    index = day.year * 12 + (day.month - 1) + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def days_between(start: dt.date, end: dt.date) -> int:
+    return (end - start).days

@@ -1,0 +1,1 @@
+"""What heat may cost: plant, hourly series, price caps, tariffs and their versions."""
