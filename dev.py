@@ -57,6 +57,12 @@ def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "demo":
         ensure_venv()
+        if "DATABASE_URL" not in os.environ:
+            # Embedded default: a fresh SQLite demo database on every run.
+            demo_db = ROOT / "var" / "demo.sqlite3"
+            demo_db.parent.mkdir(exist_ok=True)
+            demo_db.unlink(missing_ok=True)
+            os.environ["DATABASE_URL"] = f"sqlite:///{demo_db}"
         return run("manage.py", "migrate", "--no-input", "-v", "0") or run(
             "manage.py", "demo", *rest
         )

@@ -109,3 +109,27 @@ def exception_handler(exc, context):
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
         response.data = {"message": str(detail), "code": code, "errors": []}
     return response
+
+
+class ModelValidationMixin:
+    """Serializers that run the model's own ``full_clean`` (fields and constraints), so
+    the API refuses exactly what the admin and the database refuse, with the same words."""
+
+    def validate(self, attrs):
+        from rest_framework import serializers
+
+        attrs = super().validate(attrs)
+        model = self.Meta.model
+        instance = self.instance or model()
+        for name, value in attrs.items():
+            setattr(instance, name, value)
+        try:
+            instance.full_clean()
+        except DjangoValidationError as exc:
+            detail = (
+                exc.message_dict
+                if hasattr(exc, "error_dict")
+                else {"non_field_errors": exc.messages}
+            )
+            raise serializers.ValidationError(detail) from exc
+        return attrs

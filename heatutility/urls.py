@@ -11,6 +11,8 @@ admin.site.index_title = "District-heating utility administration"
 api_v1 = [
     path("", include("customers.api.urls")),
     path("", include("metering.api.urls")),
+    path("", include("tariffs.api.urls")),
+    path("", include("billing.api.urls")),
 ]
 
 urlpatterns = [

@@ -190,6 +190,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "AccountStatusEnum": "customers.models.Account.Status",
+        "ConnectionStatusEnum": "customers.models.ServiceConnection.Status",
+    },
 }
 
 LOGGING = {

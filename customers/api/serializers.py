@@ -1,0 +1,119 @@
+from rest_framework import serializers
+
+from customers import models
+from heatutility.api import ModelValidationMixin
+
+
+class NetworkSerializer(ModelValidationMixin, serializers.ModelSerializer):
+    class Meta:
+        model = models.Network
+        fields = [
+            "id",
+            "code",
+            "name",
+            "time_zone",
+            "currency",
+            "design_supply_temp_c",
+            "design_return_temp_c",
+            "price_area",
+        ]
+
+
+class CustomerSerializer(ModelValidationMixin, serializers.ModelSerializer):
+    class Meta:
+        model = models.Customer
+        fields = ["id", "kind", "name", "organisation_number", "email", "phone"]
+
+
+class AccountSerializer(ModelValidationMixin, serializers.ModelSerializer):
+    class Meta:
+        model = models.Account
+        fields = [
+            "id",
+            "number",
+            "customer",
+            "network",
+            "status",
+            "billing_name",
+            "billing_street",
+            "billing_postal_code",
+            "billing_city",
+            "billing_country",
+            "payment_terms_days",
+        ]
+        read_only_fields = ["status"]
+
+
+class BuildingSerializer(ModelValidationMixin, serializers.ModelSerializer):
+    class Meta:
+        model = models.Building
+        fields = [
+            "id",
+            "street",
+            "postal_code",
+            "city",
+            "country",
+            "register_id",
+            "heated_area_m2",
+            "dwellings",
+            "use",
+            "year_built",
+        ]
+
+
+class ServiceConnectionSerializer(ModelValidationMixin, serializers.ModelSerializer):
+    class Meta:
+        model = models.ServiceConnection
+        fields = [
+            "id",
+            "number",
+            "building",
+            "network",
+            "contracted_capacity_kw",
+            "status",
+            "connected_on",
+            "disconnected_on",
+        ]
+
+
+class BuildingInterfaceUnitSerializer(ModelValidationMixin, serializers.ModelSerializer):
+    class Meta:
+        model = models.BuildingInterfaceUnit
+        fields = [
+            "id",
+            "connection",
+            "maker",
+            "model",
+            "serial",
+            "kind",
+            "domestic_hot_water",
+            "installed_on",
+            "removed_on",
+            "design_supply_temp_c",
+            "design_return_temp_c",
+        ]
+
+
+class ContractSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = models.Contract
+        fields = ["id", "account", "connection", "valid_from", "valid_to", "created_at"]
+        read_only_fields = fields
+
+
+class MoveInSerializer(serializers.Serializer):
+    account = serializers.PrimaryKeyRelatedField(queryset=models.Account.objects.all())
+    connection = serializers.PrimaryKeyRelatedField(queryset=models.ServiceConnection.objects.all())
+    move_in_on = serializers.DateField()
+    end_previous = serializers.BooleanField(
+        default=False, help_text="End an open contract of the previous occupant on the same day."
+    )
+
+
+class MoveOutSerializer(serializers.Serializer):
+    move_out_on = serializers.DateField(help_text="First day no longer supplied.")
+
+
+class AccountStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=models.Account.Status.choices)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")

@@ -1,0 +1,3 @@
+"""Staff admin for metering; one module per concern."""
+
+from metering.admin import meters  # noqa: F401

@@ -1,0 +1,60 @@
+"""Staff admin for heat meters and their installation history."""
+
+from django.contrib import admin
+
+from customers.admin import HistoryAdmin
+from metering import models
+
+
+class InstallationInline(admin.TabularInline):
+    model = models.MeterInstallation
+    extra = 0
+    fields = (
+        "unit",
+        "installed_at",
+        "removed_at",
+        "initial_energy_kwh",
+        "final_energy_kwh",
+        "initial_volume_m3",
+        "final_volume_m3",
+        "reason",
+    )
+    autocomplete_fields = ("unit",)
+    ordering = ("-installed_at",)
+    show_change_link = True
+
+
+@admin.register(models.HeatMeter)
+class HeatMeterAdmin(HistoryAdmin):
+    list_display = (
+        "serial",
+        "maker",
+        "model",
+        "register_unit",
+        "accuracy_class",
+        "verification_due_on",
+    )
+    search_fields = (
+        "serial",
+        "maker",
+        "model",
+        "installations__unit__connection__number",
+        "installations__unit__connection__building__street",
+    )
+    list_filter = ("maker", "register_unit", "accuracy_class", "verification_due_on")
+    inlines = [InstallationInline]
+
+
+@admin.register(models.MeterInstallation)
+class MeterInstallationAdmin(HistoryAdmin):
+    list_display = ("meter", "unit", "installed_at", "removed_at", "reason")
+    search_fields = (
+        "meter__serial",
+        "unit__serial",
+        "unit__connection__number",
+        "unit__connection__building__street",
+    )
+    list_filter = ("removed_at", "meter__maker")
+    list_select_related = ("meter", "unit")
+    autocomplete_fields = ("meter", "unit")
+    date_hierarchy = "installed_at"

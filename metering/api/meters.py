@@ -1,0 +1,143 @@
+"""Staff API for heat meters and installations (install, remove, exchange)."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from customers.models import BuildingInterfaceUnit
+from heatutility.api import ModelValidationMixin
+from metering import installations, models
+
+
+class HeatMeterSerializer(ModelValidationMixin, serializers.ModelSerializer):
+    class Meta:
+        model = models.HeatMeter
+        fields = [
+            "id",
+            "maker",
+            "model",
+            "serial",
+            "register_unit",
+            "resolution",
+            "register_max",
+            "accuracy_class",
+            "flow_sensor_position",
+            "nominal_flow_m3h",
+            "verification_due_on",
+        ]
+
+
+class MeterInstallationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = models.MeterInstallation
+        fields = [
+            "id",
+            "meter",
+            "unit",
+            "installed_at",
+            "removed_at",
+            "initial_energy_kwh",
+            "initial_volume_m3",
+            "final_energy_kwh",
+            "final_volume_m3",
+            "reason",
+        ]
+        read_only_fields = fields
+
+
+class InstallSerializer(serializers.Serializer):
+    meter = serializers.PrimaryKeyRelatedField(queryset=models.HeatMeter.objects.all())
+    unit = serializers.PrimaryKeyRelatedField(queryset=BuildingInterfaceUnit.objects.all())
+    installed_at = serializers.DateTimeField(
+        help_text="With offset, e.g. 2026-03-01T10:00:00+01:00."
+    )
+    initial_energy_kwh = serializers.DecimalField(
+        max_digits=20, decimal_places=6, min_value=0, default=0
+    )
+    initial_volume_m3 = serializers.DecimalField(
+        max_digits=16, decimal_places=4, min_value=0, default=0
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RemoveSerializer(serializers.Serializer):
+    removed_at = serializers.DateTimeField()
+    final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
+    final_volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ExchangeSerializer(serializers.Serializer):
+    unit = serializers.PrimaryKeyRelatedField(queryset=BuildingInterfaceUnit.objects.all())
+    new_meter = serializers.PrimaryKeyRelatedField(queryset=models.HeatMeter.objects.all())
+    exchanged_at = serializers.DateTimeField()
+    old_final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
+    old_final_volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
+    new_initial_energy_kwh = serializers.DecimalField(
+        max_digits=20, decimal_places=6, min_value=0, default=0
+    )
+    new_initial_volume_m3 = serializers.DecimalField(
+        max_digits=16, decimal_places=4, min_value=0, default=0
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="exchange")
+
+
+class HeatMeterViewSet(viewsets.ModelViewSet):
+    queryset = models.HeatMeter.objects.all()
+    serializer_class = HeatMeterSerializer
+    search_fields = ["serial", "maker", "model"]
+    filterset_fields = ["maker", "register_unit", "accuracy_class"]
+    ordering_fields = ["serial", "verification_due_on"]
+
+
+class MeterInstallationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    queryset = models.MeterInstallation.objects.select_related("meter", "unit")
+    serializer_class = MeterInstallationSerializer
+    filterset_fields = ["meter", "unit", "unit__connection"]
+    ordering_fields = ["installed_at"]
+
+    def _require(self, perm: str) -> None:
+        if not self.request.user.has_perm(perm):
+            self.permission_denied(self.request, message=f"Requires permission: {perm}.")
+
+    @extend_schema(request=InstallSerializer, responses={201: MeterInstallationSerializer})
+    @action(detail=False, methods=["post"])
+    def install(self, request):
+        self._require("metering.add_meterinstallation")
+        body = InstallSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        installation = installations.meter_install(actor=request.user, **body.validated_data)
+        return Response(
+            MeterInstallationSerializer(installation).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(request=RemoveSerializer, responses=MeterInstallationSerializer)
+    @action(detail=True, methods=["post"])
+    def remove(self, request, pk=None):
+        self._require("metering.change_meterinstallation")
+        body = RemoveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        installation = installations.meter_remove(
+            installation=get_object_or_404(self.get_queryset(), pk=pk),
+            actor=request.user,
+            **body.validated_data,
+        )
+        return Response(MeterInstallationSerializer(installation).data)
+
+    @extend_schema(
+        request=ExchangeSerializer, responses={201: MeterInstallationSerializer(many=True)}
+    )
+    @action(detail=False, methods=["post"])
+    def exchange(self, request):
+        self._require("metering.change_meterinstallation")
+        self._require("metering.add_meterinstallation")
+        body = ExchangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        old, new = installations.meter_exchange(actor=request.user, **body.validated_data)
+        return Response(
+            MeterInstallationSerializer([old, new], many=True).data, status=status.HTTP_201_CREATED
+        )

@@ -1,0 +1,147 @@
+"""Meter installation, removal and exchange (writes).
+
+An exchange closes the old installation with its final registers and opens the new one
+with its initial registers at the same instant, atomically, so that consumption across
+the exchange is exact (DOMAIN.md §2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import transaction
+
+from customers.models import BuildingInterfaceUnit
+from heatutility.audit import clean_and_save
+from heatutility.errors import DomainError, ErrorItem
+from metering.models import HeatMeter, MeterInstallation
+
+
+class UnableToInstallMeter(DomainError):
+    code = "unable_to_install_meter"
+
+
+def meter_install(
+    *,
+    meter: HeatMeter,
+    unit: BuildingInterfaceUnit,
+    installed_at: dt.datetime,
+    initial_energy_kwh: Decimal = Decimal("0"),
+    initial_volume_m3: Decimal = Decimal("0"),
+    reason: str = "",
+    actor=None,
+) -> MeterInstallation:
+    if installed_at.tzinfo is None:
+        raise UnableToInstallMeter(
+            "installed_at must carry a time zone offset.",
+            errors=[ErrorItem(code="naive_datetime", field="installed_at", message="no offset")],
+        )
+    with transaction.atomic():
+        # Same lock order everywhere (unit, then meter) so exchanges cannot deadlock.
+        BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
+        HeatMeter.objects.select_for_update().get(pk=meter.pk)
+        installation = MeterInstallation(
+            meter=meter,
+            unit=unit,
+            installed_at=installed_at,
+            initial_energy_kwh=initial_energy_kwh,
+            initial_volume_m3=initial_volume_m3,
+            reason=reason,
+        )
+        return clean_and_save(
+            installation, actor=actor, reason=reason or "install", what="meter installation"
+        )
+
+
+def meter_remove(
+    *,
+    installation: MeterInstallation,
+    removed_at: dt.datetime,
+    final_energy_kwh: Decimal,
+    final_volume_m3: Decimal,
+    reason: str = "",
+    actor=None,
+) -> MeterInstallation:
+    if installation.removed_at is not None:
+        raise UnableToInstallMeter(
+            f"Meter {installation.meter} was already removed at {installation.removed_at.isoformat()}.",
+            errors=[
+                ErrorItem(code="already_removed", field="removed_at", message="already removed")
+            ],
+        )
+    errors = []
+    if final_energy_kwh < installation.initial_energy_kwh:
+        errors.append(
+            ErrorItem(
+                code="final_below_initial",
+                field="final_energy_kwh",
+                message=f"The final energy register {final_energy_kwh} kWh is below the initial {installation.initial_energy_kwh} kWh.",
+            )
+        )
+    if final_volume_m3 < installation.initial_volume_m3:
+        errors.append(
+            ErrorItem(
+                code="final_below_initial",
+                field="final_volume_m3",
+                message=f"The final volume register {final_volume_m3} m³ is below the initial {installation.initial_volume_m3} m³.",
+            )
+        )
+    if errors:
+        raise UnableToInstallMeter(
+            "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors
+        )
+    installation.removed_at = removed_at
+    installation.final_energy_kwh = final_energy_kwh
+    installation.final_volume_m3 = final_volume_m3
+    return clean_and_save(
+        installation, actor=actor, reason=reason or "removal", what="meter installation"
+    )
+
+
+def meter_exchange(
+    *,
+    unit: BuildingInterfaceUnit,
+    new_meter: HeatMeter,
+    exchanged_at: dt.datetime,
+    old_final_energy_kwh: Decimal,
+    old_final_volume_m3: Decimal,
+    new_initial_energy_kwh: Decimal = Decimal("0"),
+    new_initial_volume_m3: Decimal = Decimal("0"),
+    reason: str = "exchange",
+    actor=None,
+) -> tuple[MeterInstallation, MeterInstallation]:
+    """Replace the meter installed in ``unit`` at ``exchanged_at``; returns (old, new)."""
+    with transaction.atomic():
+        BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
+        current = (
+            MeterInstallation.objects.select_for_update()
+            .filter(unit=unit, removed_at__isnull=True, installed_at__lt=exchanged_at)
+            .select_related("meter")
+            .first()
+        )
+        if current is None:
+            raise UnableToInstallMeter(
+                f"Interface unit {unit} has no meter installed before {exchanged_at.isoformat()}.",
+                errors=[
+                    ErrorItem(code="no_current_meter", field="unit", message="no meter installed")
+                ],
+            )
+        old = meter_remove(
+            installation=current,
+            removed_at=exchanged_at,
+            final_energy_kwh=old_final_energy_kwh,
+            final_volume_m3=old_final_volume_m3,
+            reason=reason,
+            actor=actor,
+        )
+        new = meter_install(
+            meter=new_meter,
+            unit=unit,
+            installed_at=exchanged_at,
+            initial_energy_kwh=new_initial_energy_kwh,
+            initial_volume_m3=new_initial_volume_m3,
+            reason=reason,
+            actor=actor,
+        )
+        return old, new

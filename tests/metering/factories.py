@@ -1,0 +1,33 @@
+import datetime as dt
+from decimal import Decimal
+
+import factory
+
+from metering import models
+from tests.customers.factories import BuildingInterfaceUnitFactory
+
+
+class HeatMeterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.HeatMeter
+
+    maker = "Kamstrup"
+    model = "MULTICAL 603"
+    serial = factory.Sequence(lambda n: f"{67000000 + n}")
+    register_unit = models.EnergyUnit.KWH
+    resolution = Decimal("1")
+    register_max = Decimal("99999999")
+    accuracy_class = 2
+    verification_due_on = dt.date(2030, 1, 1)
+
+
+class MeterInstallationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.MeterInstallation
+
+    meter = factory.SubFactory(HeatMeterFactory)
+    unit = factory.SubFactory(BuildingInterfaceUnitFactory)
+    installed_at = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    removed_at = None
+    initial_energy_kwh = Decimal("0")
+    initial_volume_m3 = Decimal("0")
