@@ -1,0 +1,753 @@
+"""Pure rating: billing determinants × an approved tariff version → priced lines.
+
+No ORM, no clock.  A tariff version is a tuple of *components* (frozen dataclasses below),
+stored as JSON on :class:`tariffs.models.TariffVersion` and validated back into these
+classes by :func:`components_from_data`.  Every published tariff named in DOMAIN.md §4 is
+data over these six component types (see ``docs/tariffs.md`` for each encoding):
+
+* :class:`FixedCharge`     subscription, meter fee, meter rent (per year or per month)
+* :class:`BandedCharge`    capacity (kW, MW, Mcal/h, l/h) or heated area (m²) charges, flat,
+                           graduated in bands (Holte, Fyn, Waldkraiburg) or with the band
+                           containing the quantity pricing all of it plus its fixed fee
+                           (Karlstad / Karlskoga kW bands)
+* :class:`EnergyCharge`    per MWh, GJ or kWh; flat, seasonal (Karlstad) or in annual
+                           blocks (Waldkraiburg)
+* :class:`VolumeCharge`    per m³ of network water (Fyn, Kerteminde)
+* :class:`CoolingIncentive` ΔT / return temperature bonus and penalty in every shape of
+                           §4: % of the energy charge per °C beyond a band (HOFOR), money per
+                           GJ/MWh per °C outside a dead band (Tårnby) or below a target (Holte),
+                           % of the consumption charge per °C below a minimum (Hirtshals,
+                           Hjørring), return temperature target depending on supply (Løjt)
+
+Rules (documented in docs/tariffs.md):
+
+* **Proration** of annual amounts: each calendar month counts 1/12 of a year; a partly
+  covered month counts ``days covered / days in month`` of its twelfth.  A whole year is
+  exactly 1, a whole month exactly 1/12, regardless of leap years.
+* **VAT**: rating returns net lines and no VAT line.  When a version's prices are entered
+  incl. VAT, every money price is converted to net first, ``price / (1 + VAT)`` rounded half
+  up to 6 decimals.  Percentages are not prices and are not converted.
+* **Rounding**: one rounding per line, ``quantize_money(quantity × unit_price × period
+  fraction)`` half up, with the quantity as displayed (6 decimals).  Totals are sums of
+  lines.  A component may give several lines (one per band, season or block), all with
+  the component's code.
+* **Seasons**: energy is split by the months in ``Determinants.energy_by_month`` when given;
+  otherwise in proportion to the days of the period in each season (monthly billing makes
+  it exact).
+* **Blocks** are annual quantities: with ``annual_energy_mwh`` (trailing 12 months) the
+  period's energy is split in the proportion in which the annual consumption falls into the
+  blocks; without it the block limits are scaled by the period's year fraction.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, ClassVar
+
+from heatutility.errors import DomainError, ErrorItem
+from heatutility.money import quantize_energy, quantize_money, quantize_price
+from tariffs.units import ENERGY_UNITS, POWER_UNITS, UnitError, convert_energy, convert_power
+
+ZERO = Decimal("0")
+ONE = Decimal("1")
+
+
+# --------------------------------------------------------------------------- inputs/outputs
+@dataclass(frozen=True)
+class Determinants:
+    period_start: dt.date  # local date, inclusive
+    period_end: dt.date  # local date, exclusive
+    energy_mwh: Decimal
+    volume_m3: Decimal
+    return_temp_c: Decimal | None  # volume-weighted average return temperature
+    flow_temp_c: Decimal | None  # volume-weighted average flow (supply) temperature
+    contracted_kw: Decimal
+    heated_area_m2: Decimal
+    annual_energy_mwh: Decimal | None = None  # trailing 12 months, for block prices
+    # optional split of energy_mwh by calendar month (first day of month, MWh), for seasons
+    energy_by_month: tuple[tuple[dt.date, Decimal], ...] | None = None
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    component: str
+    kind: str
+    description: str
+    explanation: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    amount: Decimal  # net of VAT, quantize_money'd
+    vat_rate: Decimal
+    # share of a year for annual prices (1 for consumption lines):
+    # amount = quantize_money(quantity × unit_price × period_fraction)
+    period_fraction: Decimal = ONE
+
+
+# --------------------------------------------------------------------------- components
+@dataclass(frozen=True)
+class FixedCharge:
+    """A fixed amount per connection: subscription, meter fee, meter rent."""
+
+    type: ClassVar[str] = "fixed"
+    code: str
+    description: str
+    amount: Decimal
+    per: str = "year"  # year | month
+    kind: str = "fixed"  # fixed | meter_rent
+
+
+@dataclass(frozen=True)
+class Band:
+    upto: Decimal | None  # upper limit of the band in the charge's unit; None = open
+    unit_price: Decimal = ZERO  # per unit and year
+    fixed: Decimal = ZERO  # fee when the band is reached (graduated) / applies (whole)
+
+
+@dataclass(frozen=True)
+class BandedCharge:
+    """A charge on contracted capacity or heated area, flat or in bands.
+
+    ``graduated``: each band's unit price applies to the part of the quantity inside the
+    band, and the fixed fee of every band reached is added (Holte, Fyn, Waldkraiburg).
+    ``whole``: the band that contains the quantity prices all of it and adds its fixed fee
+    (Karlstad-style kW bands).  A flat price is one open band.
+    """
+
+    type: ClassVar[str] = "banded"
+    code: str
+    description: str
+    basis: str  # capacity | area
+    unit: str  # kW | MW | Mcal/h | l/h | m²
+    bands: tuple[Band, ...]
+    mode: str = "graduated"  # graduated | whole
+    fixed_per: str = "year"  # year | month: period of the bands' fixed fees
+    design_delta_t: Decimal | None = None  # K, needed for l/h
+
+
+@dataclass(frozen=True)
+class Season:
+    label: str
+    months: tuple[int, ...]
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class Block:
+    upto: Decimal | None  # annual quantity in the charge's unit; None = open
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class EnergyCharge:
+    """Per MWh / GJ / kWh: flat ``price``, or ``seasons``, or annual ``blocks``."""
+
+    type: ClassVar[str] = "energy"
+    code: str
+    description: str
+    unit: str = "MWh"
+    price: Decimal | None = None
+    seasons: tuple[Season, ...] = ()
+    blocks: tuple[Block, ...] = ()
+
+
+@dataclass(frozen=True)
+class VolumeCharge:
+    type: ClassVar[str] = "volume"
+    code: str
+    description: str
+    price: Decimal  # per m³
+
+
+@dataclass(frozen=True)
+class CoolingIncentive:
+    """Bonus/penalty for cooling the network water (or a low return temperature).
+
+    ``metric``: ``cooling`` (ΔT; higher is better) or ``return_temp`` (lower is better).
+    ``source`` for cooling: ``energy_volume`` (ΔT = energy in ``factor_unit`` / m³ ×
+    ``factor``; HOFOR MWh × 860, Tårnby GJ × 242) or ``temperatures`` (flow − return).
+    Neutral band ``[target − band_below, target + band_above]``; degrees outside count from
+    the band ``edge`` or from the ``target``.  Rates: ``percent_of_energy`` (a fraction of
+    the energy charge per °C, e.g. 0.008 = 0.8 %) or ``per_unit`` (money per ``rate_unit``
+    of energy per °C).  ``target_flow_slope``: the target moves with the supply temperature,
+    ``target + slope × (flow − target_flow_ref)`` clamped to ``[target_min, target_max]``.
+    """
+
+    type: ClassVar[str] = "cooling"
+    code: str
+    description: str
+    target: Decimal
+    penalty_rate: Decimal | None
+    bonus_rate: Decimal | None = None
+    metric: str = "cooling"  # cooling | return_temp
+    source: str = "energy_volume"  # energy_volume | temperatures
+    factor: Decimal = Decimal("860")
+    factor_unit: str = "MWh"
+    band_below: Decimal = ZERO
+    band_above: Decimal = ZERO
+    count_from: str = "edge"  # edge | target
+    rate_basis: str = "percent_of_energy"  # percent_of_energy | per_unit
+    rate_unit: str = "MWh"
+    energy_components: tuple[str, ...] = ()  # empty = every energy component
+    metric_places: int | None = None
+    max_degrees: Decimal | None = None
+    target_flow_slope: Decimal | None = None
+    target_flow_ref: Decimal | None = None
+    target_min: Decimal | None = None
+    target_max: Decimal | None = None
+
+
+Component = FixedCharge | BandedCharge | EnergyCharge | VolumeCharge | CoolingIncentive
+COMPONENT_TYPES: dict[str, type] = {
+    c.type: c for c in (FixedCharge, BandedCharge, EnergyCharge, VolumeCharge, CoolingIncentive)
+}
+
+
+@dataclass(frozen=True)
+class TariffSpec:
+    """Immutable snapshot of an approved TariffVersion."""
+
+    version_id: int
+    tariff_code: str
+    currency: str
+    vat_rate: Decimal
+    components: tuple[Component, ...] = field(default_factory=tuple)
+    prices_include_vat: bool = False
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+
+
+class TariffComponentsInvalid(DomainError):
+    code = "tariff_components_invalid"
+
+
+class RatingError(DomainError):
+    code = "rating_error"
+
+
+# --------------------------------------------------------------------------- helpers
+def year_fraction(start: dt.date, end: dt.date) -> Fraction:
+    """Share of a year of ``[start, end)``: each calendar month is 1/12, split by days."""
+    if end < start:
+        raise RatingError(f"period ends {end} before it starts {start}")
+    total = Fraction(0)
+    day = start
+    while day < end:
+        days_in_month = calendar.monthrange(day.year, day.month)[1]
+        month_end = dt.date(day.year, day.month, days_in_month) + dt.timedelta(days=1)
+        stop = min(end, month_end)
+        total += Fraction((stop - day).days, days_in_month * 12)
+        day = stop
+    return total
+
+
+def _dec(value: Fraction, places: int = 10) -> Decimal:
+    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(
+        Decimal(1).scaleb(-places)
+    )
+
+
+def _money(value: Fraction | Decimal, currency: str) -> Decimal:
+    if isinstance(value, Fraction):
+        # exact half-up rounding of a rational: compare with the exact value
+        d = Decimal(value.numerator) / Decimal(value.denominator)
+        return quantize_money(d, currency)
+    return quantize_money(value, currency)
+
+
+def _fmt(value: Decimal, places: int = 2) -> str:
+    return f"{value:,.{places}f}"
+
+
+def _qty(value: Fraction | Decimal) -> Decimal:
+    if isinstance(value, Fraction):
+        value = Decimal(value.numerator) / Decimal(value.denominator)
+    q = quantize_energy(value)
+    return q
+
+
+class _Pricer:
+    def __init__(self, spec: TariffSpec, det: Determinants) -> None:
+        self.spec = spec
+        self.det = det
+        self.cur = spec.currency
+        self.fraction = year_fraction(det.period_start, det.period_end)
+        self.fraction_dec = _dec(self.fraction)
+        self.energy_amounts: dict[str, Decimal] = {}
+
+    def net(self, price: Decimal) -> Decimal:
+        if self.spec.prices_include_vat:
+            return quantize_price(price / (ONE + self.spec.vat_rate))
+        return price
+
+    def line(self, comp, kind, description, explanation, quantity, unit, unit_price, annual):
+        fraction = self.fraction if annual else Fraction(1)
+        amount = _money(Fraction(quantity) * Fraction(unit_price) * fraction, self.cur)
+        return PricedLine(
+            component=comp.code,
+            kind=kind,
+            description=description,
+            explanation=explanation,
+            quantity=quantity,
+            unit=unit,
+            unit_price=unit_price,
+            amount=amount,
+            vat_rate=self.spec.vat_rate,
+            period_fraction=self.fraction_dec if annual else ONE,
+        )
+
+    def period_text(self) -> str:
+        return f"{_fmt(self.fraction_dec, 6)} year ({self.det.period_start} to {self.det.period_end})"
+
+    # -- components
+    def fixed(self, c: FixedCharge) -> list[PricedLine]:
+        annual = self.net(c.amount) * (12 if c.per == "month" else 1)
+        per_text = (
+            f"{_fmt(self.net(c.amount))} {self.cur}/month × 12" if c.per == "month" else ""
+        )
+        expl = f"{_fmt(annual)} {self.cur}/year{' (' + per_text + ')' if per_text else ''} × {self.period_text()}"
+        return [self.line(c, c.kind, c.description, expl, ONE, "year", annual, annual=True)]
+
+    def banded(self, c: BandedCharge) -> list[PricedLine]:
+        det = self.det
+        if c.basis == "area":
+            qty = _qty(det.heated_area_m2)
+        else:
+            qty = _qty(convert_power(det.contracted_kw, "kW", c.unit, delta_t_k=c.design_delta_t))
+        kind = "area" if c.basis == "area" else "capacity"
+        fee_factor = 12 if c.fixed_per == "month" else 1
+        lines: list[PricedLine] = []
+        if c.mode == "whole":
+            band = next((b for b in c.bands if b.upto is None or qty <= b.upto), c.bands[-1])
+            label = f"band up to {band.upto} {c.unit}" if band.upto is not None else "top band"
+            if band.fixed:
+                fee = self.net(band.fixed) * fee_factor
+                lines.append(
+                    self.line(c, kind, f"{c.description} – fixed fee ({label})",
+                              f"{_fmt(fee)} {self.cur}/year × {self.period_text()}",
+                              ONE, "year", fee, annual=True)
+                )
+            price = self.net(band.unit_price)
+            if price:
+                lines.append(
+                    self.line(c, kind, f"{c.description} ({label})",
+                              f"{qty.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}/year × {self.period_text()}",
+                              qty, c.unit, price, annual=True)
+                )
+            return lines
+        lower = ZERO
+        for band in c.bands:
+            top = band.upto
+            if qty <= lower and lower > 0:
+                break
+            part = (min(qty, top) if top is not None else qty) - lower
+            part = max(part, ZERO)
+            label = (
+                f"{lower.normalize():f}–{top.normalize():f} {c.unit}" if top is not None
+                else f"above {lower.normalize():f} {c.unit}"
+            )
+            if band.fixed:
+                fee = self.net(band.fixed) * fee_factor
+                lines.append(
+                    self.line(c, kind, f"{c.description} – fixed ({label})",
+                              f"{_fmt(fee)} {self.cur}/year × {self.period_text()}",
+                              ONE, "year", fee, annual=True)
+                )
+            price = self.net(band.unit_price)
+            if price and part > 0:
+                lines.append(
+                    self.line(c, kind, f"{c.description} ({label})",
+                              f"{part.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}/year × {self.period_text()}",
+                              part, c.unit, price, annual=True)
+                )
+            if top is None or qty <= top:
+                break
+            lower = top
+        return lines
+
+    def energy(self, c: EnergyCharge) -> list[PricedLine]:
+        det = self.det
+        total = _qty(convert_energy(det.energy_mwh, "MWh", c.unit))
+        lines: list[PricedLine] = []
+        if c.seasons:
+            shares = self._season_shares(c)
+            remaining = total
+            parts: list[tuple[Season, Decimal]] = []
+            nonzero = [s for s in c.seasons if shares[s.label] > 0]
+            for s in nonzero:
+                if s is nonzero[-1]:
+                    q = remaining
+                else:
+                    q = _qty(Fraction(total) * shares[s.label])
+                    remaining -= q
+                parts.append((s, q))
+            for s, q in parts:
+                price = self.net(s.price)
+                lines.append(
+                    self.line(c, "energy", f"{c.description} ({s.label})",
+                              f"{q.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}",
+                              q, c.unit, price, annual=False)
+                )
+        elif c.blocks:
+            for label, q, price in self._block_parts(c, total):
+                price = self.net(price)
+                lines.append(
+                    self.line(c, "energy", f"{c.description} ({label})",
+                              f"{q.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}",
+                              q, c.unit, price, annual=False)
+                )
+        else:
+            price = self.net(c.price)
+            lines.append(
+                self.line(c, "energy", c.description,
+                          f"{total.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}",
+                          total, c.unit, price, annual=False)
+            )
+        self.energy_amounts[c.code] = sum((ln.amount for ln in lines), ZERO)
+        return lines
+
+    def _season_shares(self, c: EnergyCharge) -> dict[str, Fraction]:
+        det = self.det
+        month_season = {m: s.label for s in c.seasons for m in s.months}
+        weights = {s.label: Fraction(0) for s in c.seasons}
+        if det.energy_by_month:
+            for month, mwh in det.energy_by_month:
+                weights[month_season[month.month]] += Fraction(mwh)
+        else:
+            day = det.period_start
+            while day < det.period_end:
+                weights[month_season[day.month]] += 1
+                day += dt.timedelta(days=1)
+        total = sum(weights.values(), Fraction(0))
+        if total == 0:
+            return {k: Fraction(0) for k in weights}
+        return {k: v / total for k, v in weights.items()}
+
+    def _block_parts(self, c: EnergyCharge, total: Decimal) -> list[tuple[str, Decimal, Decimal]]:
+        det = self.det
+        parts: list[tuple[str, Decimal, Decimal]] = []
+        if det.annual_energy_mwh:
+            annual = Fraction(convert_energy(det.annual_energy_mwh, "MWh", c.unit))
+            scale = Fraction(1)
+            base = annual
+        else:
+            base = Fraction(total)
+            scale = self.fraction
+        lower = Fraction(0)
+        raw: list[tuple[str, Fraction, Decimal]] = []
+        for b in c.blocks:
+            top = Fraction(b.upto) * scale if b.upto is not None else None
+            inside = (min(base, top) if top is not None else base) - lower
+            inside = max(inside, Fraction(0))
+            label = (
+                f"up to {b.upto.normalize():f} {c.unit}/year" if lower == 0 and b.upto is not None
+                else f"above {(lower / scale):.0f} {c.unit}/year" if b.upto is None
+                else f"{(lower / scale):.0f}–{b.upto.normalize():f} {c.unit}/year"
+            )
+            if inside > 0:
+                raw.append((label, inside, b.price))
+            if top is None or base <= top:
+                break
+            lower = top
+        if det.annual_energy_mwh and base > 0:
+            remaining = total
+            for i, (label, inside, price) in enumerate(raw):
+                q = remaining if i == len(raw) - 1 else _qty(Fraction(total) * inside / base)
+                remaining -= q if i != len(raw) - 1 else ZERO
+                parts.append((label, q, price))
+        else:
+            parts = [(label, _qty(inside), price) for label, inside, price in raw]
+        return parts or [(c.description, ZERO, c.blocks[0].price)]
+
+    def volume(self, c: VolumeCharge) -> list[PricedLine]:
+        q = _qty(self.det.volume_m3)
+        price = self.net(c.price)
+        return [
+            self.line(c, "volume", c.description,
+                      f"{q.normalize():f} m³ × {_fmt(price)} {self.cur}/m³",
+                      q, "m³", price, annual=False)
+        ]
+
+    def cooling(self, c: CoolingIncentive) -> list[PricedLine]:
+        det = self.det
+        metric, metric_text = self._cooling_metric(c)
+        if metric is None:
+            return [
+                self.line(c, "cooling", c.description, f"no {metric_text} data for the period: no bonus or penalty",
+                          ZERO, c.rate_unit if c.rate_basis == "per_unit" else self.cur, ZERO, annual=False)
+            ]
+        target = c.target
+        if c.target_flow_slope is not None and det.flow_temp_c is not None:
+            target = c.target + c.target_flow_slope * (det.flow_temp_c - (c.target_flow_ref or ZERO))
+            if c.target_min is not None:
+                target = max(target, c.target_min)
+            if c.target_max is not None:
+                target = min(target, c.target_max)
+        low, high = target - c.band_below, target + c.band_above
+        higher_is_better = c.metric == "cooling"
+        degrees, rate, verdict = ZERO, ZERO, "inside the neutral band: no bonus or penalty"
+        worse = metric < low if higher_is_better else metric > high
+        better = metric > high if higher_is_better else metric < low
+        if worse and c.penalty_rate:
+            edge = (low if higher_is_better else high) if c.count_from == "edge" else target
+            degrees = abs(edge - metric)
+            rate = c.penalty_rate
+            verdict = f"{_fmt(degrees, 2)} °C {'below' if higher_is_better else 'above'} {_fmt(edge, 1)} °C: penalty"
+        elif better and c.bonus_rate:
+            edge = (high if higher_is_better else low) if c.count_from == "edge" else target
+            degrees = abs(metric - edge)
+            rate = -c.bonus_rate
+            verdict = f"{_fmt(degrees, 2)} °C {'above' if higher_is_better else 'below'} {_fmt(edge, 1)} °C: bonus"
+        if c.max_degrees is not None:
+            degrees = min(degrees, c.max_degrees)
+        head = f"{metric_text} {_fmt(metric, 2)} °C, neutral band {_fmt(low, 1)}–{_fmt(high, 1)} °C; {verdict}"
+        if c.rate_basis == "percent_of_energy":
+            codes = c.energy_components or tuple(self.energy_amounts)
+            base = sum((self.energy_amounts.get(code, ZERO) for code in codes), ZERO)
+            unit_price = rate * degrees
+            expl = f"{head}; {_fmt(base)} {self.cur} energy charge × {rate * 100:f} % × {_fmt(degrees, 2)} °C"
+            return [self.line(c, "cooling", c.description, expl, base, self.cur, unit_price, annual=False)]
+        q = _qty(convert_energy(det.energy_mwh, "MWh", c.rate_unit))
+        unit_price = self.net(rate) * degrees if rate else ZERO
+        expl = f"{head}; {q.normalize():f} {c.rate_unit} × {_fmt(self.net(rate) if rate else ZERO)} {self.cur}/{c.rate_unit}/°C × {_fmt(degrees, 2)} °C"
+        return [self.line(c, "cooling", c.description, expl, q, c.rate_unit, unit_price, annual=False)]
+
+    def _cooling_metric(self, c: CoolingIncentive) -> tuple[Decimal | None, str]:
+        det = self.det
+        if c.metric == "return_temp":
+            return det.return_temp_c, "average return temperature"
+        if c.source == "temperatures":
+            if det.flow_temp_c is None or det.return_temp_c is None:
+                return None, "cooling (flow − return)"
+            value = det.flow_temp_c - det.return_temp_c
+        else:
+            if not det.volume_m3 or det.volume_m3 <= 0:
+                return None, "cooling"
+            energy = Fraction(convert_energy(det.energy_mwh, "MWh", c.factor_unit))
+            value = _dec(energy / Fraction(det.volume_m3) * Fraction(c.factor), 6)
+        if c.metric_places is not None:
+            value = value.quantize(Decimal(1).scaleb(-c.metric_places), rounding="ROUND_HALF_UP")
+        return value, "cooling ΔT"
+
+
+def rate(*, determinants: Determinants, tariff: TariffSpec) -> list[PricedLine]:
+    """Price one connection's determinants for one period under one tariff version."""
+    pricer = _Pricer(tariff, determinants)
+    by_index: dict[int, list[PricedLine]] = {}
+    deferred: list[tuple[int, CoolingIncentive]] = []
+    for index, comp in enumerate(tariff.components):
+        if isinstance(comp, CoolingIncentive):
+            deferred.append((index, comp))
+            continue
+        handler = getattr(pricer, comp.type if comp.type != "banded" else "banded")
+        by_index[index] = handler(comp)
+    for index, comp in deferred:
+        by_index[index] = pricer.cooling(comp)
+    return [line for index in sorted(by_index) for line in by_index[index]]
+
+
+@dataclass(frozen=True)
+class Totals:
+    net: Decimal
+    vat: Decimal
+    gross: Decimal
+
+
+def totals(lines: list[PricedLine], currency: str) -> Totals:
+    """Net = Σ lines; VAT per rate on the rate's net sum, rounded half up (invoice rule)."""
+    net = sum((ln.amount for ln in lines), ZERO)
+    by_rate: dict[Decimal, Decimal] = {}
+    for ln in lines:
+        by_rate[ln.vat_rate] = by_rate.get(ln.vat_rate, ZERO) + ln.amount
+    vat = sum((quantize_money(amount * r, currency) for r, amount in by_rate.items()), ZERO)
+    return Totals(net=net, vat=vat, gross=net + vat)
+
+
+# --------------------------------------------------------------------------- (de)serialise
+def _parse_decimal(value: Any, path: str, errors: list[ErrorItem], *, optional=False) -> Decimal | None:
+    if value is None or value == "":
+        if optional:
+            return None
+        errors.append(ErrorItem(code="required", message="This value is required.", field=path))
+        return None
+    if isinstance(value, bool):
+        errors.append(ErrorItem(code="invalid", message="A number is required.", field=path))
+        return None
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        errors.append(ErrorItem(code="invalid", message=f"{value!r} is not a number.", field=path))
+        return None
+    if not d.is_finite():
+        errors.append(ErrorItem(code="invalid", message="Must be finite.", field=path))
+        return None
+    return d
+
+
+def _choice(value, choices, path, errors):
+    if value not in choices:
+        errors.append(ErrorItem(code="invalid_choice", message=f"{value!r} is not one of {', '.join(choices)}.", field=path))
+    return value
+
+
+def components_from_data(data: Any) -> tuple[Component, ...]:
+    """Validate JSON-ish component data into component dataclasses (or raise with paths)."""
+    errors: list[ErrorItem] = []
+    if not isinstance(data, list):
+        raise TariffComponentsInvalid(
+            "Components must be a list.", errors=[ErrorItem(code="invalid", message="Expected a list.", field="components")]
+        )
+    result: list[Component] = []
+    codes: set[str] = set()
+    for i, raw in enumerate(data):
+        p = f"components.{i}"
+        if not isinstance(raw, dict):
+            errors.append(ErrorItem(code="invalid", message="Expected an object.", field=p))
+            continue
+        ctype = raw.get("type")
+        if ctype not in COMPONENT_TYPES:
+            errors.append(ErrorItem(code="invalid_choice", message=f"type must be one of {', '.join(COMPONENT_TYPES)}.", field=f"{p}.type"))
+            continue
+        code = str(raw.get("code") or "").strip()
+        if not code:
+            errors.append(ErrorItem(code="required", message="Every component needs a code.", field=f"{p}.code"))
+        elif code in codes:
+            errors.append(ErrorItem(code="duplicate", message=f"Component code {code!r} is used twice.", field=f"{p}.code"))
+        codes.add(code)
+        desc = str(raw.get("description") or code)
+        known = {f.name for f in fields(COMPONENT_TYPES[ctype])} | {"type"}
+        for key in raw:
+            if key not in known:
+                errors.append(ErrorItem(code="unknown_field", message=f"Unknown field {key!r} for a {ctype} component.", field=f"{p}.{key}"))
+        try:
+            comp = _build(ctype, raw, code, desc, p, errors)
+        except (TypeError, ValueError, UnitError) as exc:
+            errors.append(ErrorItem(code="invalid", message=str(exc), field=p))
+            continue
+        if comp is not None:
+            result.append(comp)
+    energy_codes = {c.code for c in result if isinstance(c, EnergyCharge)}
+    for i, c in enumerate(result):
+        if isinstance(c, CoolingIncentive):
+            for ref in c.energy_components:
+                if ref not in energy_codes:
+                    errors.append(ErrorItem(code="invalid", message=f"{ref!r} is not an energy component of this version.", field=f"components.{i}.energy_components"))
+    if errors:
+        raise TariffComponentsInvalid("The tariff components are invalid.", errors=errors)
+    return tuple(result)
+
+
+def _build(ctype, raw, code, desc, p, errors) -> Component | None:
+    dec = _parse_decimal
+    if ctype == "fixed":
+        amount = dec(raw.get("amount"), f"{p}.amount", errors)
+        per = _choice(raw.get("per", "year"), ("year", "month"), f"{p}.per", errors)
+        kind = _choice(raw.get("kind", "fixed"), ("fixed", "meter_rent"), f"{p}.kind", errors)
+        return FixedCharge(code=code, description=desc, amount=amount, per=per, kind=kind)
+    if ctype == "volume":
+        return VolumeCharge(code=code, description=desc, price=dec(raw.get("price"), f"{p}.price", errors))
+    if ctype == "banded":
+        basis = _choice(raw.get("basis"), ("capacity", "area"), f"{p}.basis", errors)
+        unit = raw.get("unit") or ("m²" if basis == "area" else "kW")
+        if basis == "area":
+            _choice(unit, ("m²",), f"{p}.unit", errors)
+        else:
+            _choice(unit, (*POWER_UNITS, "l/h"), f"{p}.unit", errors)
+        bands_raw = raw.get("bands")
+        if not isinstance(bands_raw, list) or not bands_raw:
+            errors.append(ErrorItem(code="required", message="At least one band is needed.", field=f"{p}.bands"))
+            return None
+        bands = []
+        previous = ZERO
+        for j, b in enumerate(bands_raw):
+            bp = f"{p}.bands.{j}"
+            upto = dec(b.get("upto"), f"{bp}.upto", errors, optional=True)
+            if upto is not None and upto <= previous:
+                errors.append(ErrorItem(code="invalid", message="Band limits must increase.", field=f"{bp}.upto"))
+            if upto is None and j != len(bands_raw) - 1:
+                errors.append(ErrorItem(code="invalid", message="Only the last band may be open.", field=f"{bp}.upto"))
+            previous = upto if upto is not None else previous
+            bands.append(Band(
+                upto=upto,
+                unit_price=dec(b.get("unit_price", "0"), f"{bp}.unit_price", errors) or ZERO,
+                fixed=dec(b.get("fixed", "0"), f"{bp}.fixed", errors) or ZERO,
+            ))
+        if bands[-1].upto is not None:
+            errors.append(ErrorItem(code="invalid", message="The last band must be open (upto empty).", field=f"{p}.bands.{len(bands) - 1}.upto"))
+        delta_t = dec(raw.get("design_delta_t"), f"{p}.design_delta_t", errors, optional=True)
+        if unit == "l/h" and not delta_t:
+            errors.append(ErrorItem(code="required", message="A l/h capacity price needs design_delta_t.", field=f"{p}.design_delta_t"))
+        return BandedCharge(
+            code=code, description=desc, basis=basis, unit=unit, bands=tuple(bands),
+            mode=_choice(raw.get("mode", "graduated"), ("graduated", "whole"), f"{p}.mode", errors),
+            fixed_per=_choice(raw.get("fixed_per", "year"), ("year", "month"), f"{p}.fixed_per", errors),
+            design_delta_t=delta_t,
+        )
+    if ctype == "energy":
+        unit = _choice(raw.get("unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.unit", errors)
+        price = dec(raw.get("price"), f"{p}.price", errors, optional=True)
+        seasons = []
+        months_seen: set[int] = set()
+        for j, s in enumerate(raw.get("seasons") or []):
+            sp = f"{p}.seasons.{j}"
+            months = tuple(int(m) for m in s.get("months") or [])
+            if not months or any(m < 1 or m > 12 for m in months):
+                errors.append(ErrorItem(code="invalid", message="months must be 1–12.", field=f"{sp}.months"))
+            if months_seen & set(months):
+                errors.append(ErrorItem(code="invalid", message="A month belongs to two seasons.", field=f"{sp}.months"))
+            months_seen |= set(months)
+            seasons.append(Season(label=str(s.get("label") or f"season {j + 1}"), months=months, price=dec(s.get("price"), f"{sp}.price", errors)))
+        if seasons and months_seen != set(range(1, 13)):
+            errors.append(ErrorItem(code="invalid", message="Seasons must cover all twelve months.", field=f"{p}.seasons"))
+        blocks = []
+        for j, b in enumerate(raw.get("blocks") or []):
+            bp = f"{p}.blocks.{j}"
+            blocks.append(Block(upto=dec(b.get("upto"), f"{bp}.upto", errors, optional=True), price=dec(b.get("price"), f"{bp}.price", errors)))
+        if blocks and blocks[-1].upto is not None:
+            errors.append(ErrorItem(code="invalid", message="The last block must be open.", field=f"{p}.blocks"))
+        given = sum(1 for x in (price is not None, bool(seasons), bool(blocks)) if x)
+        if given != 1:
+            errors.append(ErrorItem(code="invalid", message="Give exactly one of price, seasons or blocks.", field=p))
+        return EnergyCharge(code=code, description=desc, unit=unit, price=price, seasons=tuple(seasons), blocks=tuple(blocks))
+    if ctype == "cooling":
+        kwargs: dict[str, Any] = {}
+        kwargs["target"] = dec(raw.get("target"), f"{p}.target", errors)
+        for name in ("penalty_rate", "bonus_rate", "max_degrees", "target_flow_slope", "target_flow_ref", "target_min", "target_max"):
+            kwargs[name] = dec(raw.get(name), f"{p}.{name}", errors, optional=True)
+        for name, default in (("factor", "860"), ("band_below", "0"), ("band_above", "0")):
+            kwargs[name] = dec(raw.get(name, default), f"{p}.{name}", errors)
+        kwargs["metric"] = _choice(raw.get("metric", "cooling"), ("cooling", "return_temp"), f"{p}.metric", errors)
+        kwargs["source"] = _choice(raw.get("source", "energy_volume"), ("energy_volume", "temperatures"), f"{p}.source", errors)
+        kwargs["factor_unit"] = _choice(raw.get("factor_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.factor_unit", errors)
+        kwargs["count_from"] = _choice(raw.get("count_from", "edge"), ("edge", "target"), f"{p}.count_from", errors)
+        kwargs["rate_basis"] = _choice(raw.get("rate_basis", "percent_of_energy"), ("percent_of_energy", "per_unit"), f"{p}.rate_basis", errors)
+        kwargs["rate_unit"] = _choice(raw.get("rate_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.rate_unit", errors)
+        kwargs["energy_components"] = tuple(raw.get("energy_components") or ())
+        mp = raw.get("metric_places")
+        kwargs["metric_places"] = int(mp) if mp is not None else None
+        if kwargs["penalty_rate"] is None and kwargs["bonus_rate"] is None:
+            errors.append(ErrorItem(code="required", message="Give a penalty_rate, a bonus_rate or both.", field=p))
+        return CoolingIncentive(code=code, description=desc, **kwargs)
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def components_to_data(components: tuple[Component, ...]) -> list[dict]:
+    out = []
+    for c in components:
+        d = {"type": c.type, **asdict(c)}
+        out.append({k: _jsonable(v) for k, v in d.items() if v is not None and v != () and v != []})
+    return out

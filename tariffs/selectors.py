@@ -1,0 +1,179 @@
+"""Reads other apps use: tariff slices per connection and the price cap in force.
+
+Which tariff applies to a connection: its :class:`~tariffs.models.TariffAssignment` for the
+day, else the network's default tariff (``Tariff.is_default``).  Only approved or
+published versions are ever returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+
+from django.db.models import Q
+
+from customers.models import ServiceConnection
+from tariffs.models import IN_FORCE, PriceCap, Tariff, TariffAssignment, TariffVersion
+from tariffs.rating import TariffSpec, components_from_data
+
+
+def tariff_spec_for_version(version: TariffVersion, *, currency: str | None = None) -> TariffSpec:
+    """The immutable rating snapshot of one version (drafts too: for simulation)."""
+    return TariffSpec(
+        version_id=version.pk or 0,
+        tariff_code=version.tariff.code,
+        currency=currency or version.tariff.network.currency,
+        vat_rate=version.vat_rate,
+        components=components_from_data(version.components),
+        prices_include_vat=version.prices_include_vat,
+        valid_from=version.valid_from,
+        valid_to=version.valid_to,
+    )
+
+
+def _overlap(a_start, a_end, b_start, b_end):
+    start = max(a_start, b_start)
+    ends = [e for e in (a_end, b_end) if e is not None]
+    end = min(ends) if ends else None
+    if end is not None and end <= start:
+        return None
+    return start, end
+
+
+def tariff_slices_for_connections(
+    *, connection_ids: Sequence[int], start: dt.date, end: dt.date
+) -> dict[int, list[tuple[dt.date, dt.date, TariffSpec]]]:
+    """For each connection, the in-force tariff version(s) covering ``[start, end)``.
+
+    Split where the assignment or the version changes; days with no tariff are simply not
+    covered (billing reports them).  Four queries whatever the number of connections.
+    """
+    ids = list(dict.fromkeys(connection_ids))
+    result: dict[int, list[tuple[dt.date, dt.date, TariffSpec]]] = {cid: [] for cid in ids}
+    if not ids or end <= start:
+        return result
+    network_of = dict(ServiceConnection.objects.filter(id__in=ids).values_list("id", "network_id"))
+    assignments: dict[int, list[tuple[dt.date, dt.date | None, int]]] = defaultdict(list)
+    for cid, tid, vf, vt in (
+        TariffAssignment.objects.filter(connection_id__in=ids, valid_from__lt=end)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
+        .order_by("connection_id", "valid_from")
+        .values_list("connection_id", "tariff_id", "valid_from", "valid_to")
+    ):
+        assignments[cid].append((vf, vt, tid))
+    defaults = dict(
+        Tariff.objects.filter(network_id__in=set(network_of.values()), is_default=True).values_list(
+            "network_id", "id"
+        )
+    )
+    tariff_ids = {t for rows in assignments.values() for _, _, t in rows} | set(defaults.values())
+    versions: dict[int, list[TariffVersion]] = defaultdict(list)
+    for v in (
+        TariffVersion.objects.filter(tariff_id__in=tariff_ids, status__in=IN_FORCE, valid_from__lt=end)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
+        .select_related("tariff__network")
+        .order_by("tariff_id", "valid_from")
+    ):
+        versions[v.tariff_id].append(v)
+    specs: dict[int, TariffSpec] = {}
+
+    def spec(v: TariffVersion) -> TariffSpec:
+        if v.pk not in specs:
+            specs[v.pk] = tariff_spec_for_version(v)
+        return specs[v.pk]
+
+    for cid in ids:
+        # segments of [start, end) → tariff id: assignments first, gaps from the default
+        segments: list[tuple[dt.date, dt.date, int]] = []
+        cursor = start
+        default = defaults.get(network_of.get(cid))
+        for vf, vt, tid in assignments.get(cid, []):
+            seg = _overlap(vf, vt, start, end)
+            if seg is None:
+                continue
+            if seg[0] > cursor and default:
+                segments.append((cursor, seg[0], default))
+            segments.append((seg[0], seg[1], tid))
+            cursor = seg[1]
+        if cursor < end and default:
+            segments.append((cursor, end, default))
+        for s_start, s_end, tid in segments:
+            for v in versions.get(tid, []):
+                piece = _overlap(v.valid_from, v.valid_to, s_start, s_end)
+                if piece is not None:
+                    result[cid].append((piece[0], piece[1], spec(v)))
+        result[cid].sort(key=lambda row: row[0])
+    return result
+
+
+def price_cap_summary(*, network_id: int, on: dt.date) -> dict | None:
+    """The adopted price cap in force for the network on ``on`` (for invoices), or None."""
+    cap = (
+        PriceCap.objects.filter(
+            network_id=network_id, status=PriceCap.Status.ADOPTED, period_start__lte=on, period_end__gt=on
+        )
+        .order_by("-period_start")
+        .first()
+    )
+    if cap is None:
+        return None
+    return {
+        "id": cap.pk,
+        "method": cap.method,
+        "method_label": cap.get_method_display(),
+        "period_start": cap.period_start,
+        "period_end": cap.period_end,
+        "currency": cap.currency,
+        "includes_vat": cap.includes_vat,
+        "energy_cap_per_mwh": cap.energy_cap_per_mwh,
+        "fixed_cap_per_year": cap.fixed_cap_per_year,
+        "capacity_cap_per_kw": cap.capacity_cap_per_kw,
+        "area_cap_per_m2": cap.area_cap_per_m2,
+        "reference_total_cap": cap.reference_total_cap,
+    }
+
+
+def unit_hours_frame(*, unit_ids: Sequence[int], start_at: dt.datetime, end_at: dt.datetime):
+    """Hourly unit data as a pandas frame (one query), floats for vectorised maths."""
+    import pandas as pd
+
+    from tariffs.models import UnitHour
+
+    cols = ["unit_id", "hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh",
+            "source_in_c", "source_out_c", "supply_c", "return_c"]
+    rows = UnitHour.objects.filter(unit_id__in=unit_ids, hour_start__gte=start_at, hour_start__lt=end_at).values_list(*cols)
+    frame = pd.DataFrame.from_records(list(rows), columns=cols)
+    for c in cols[2:]:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    frame["hour_start"] = pd.to_datetime(frame["hour_start"], utc=True)
+    return frame
+
+
+def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: dt.datetime, time_zone: str):
+    """Hourly spot + grid + system + tax per MWh for the area (two queries)."""
+    import pandas as pd
+
+    from tariffs.models import ElectricityCharge, SpotPrice
+
+    spot = pd.DataFrame.from_records(
+        list(SpotPrice.objects.filter(price_area=price_area, hour_start__gte=start_at, hour_start__lt=end_at)
+             .order_by("hour_start").values_list("hour_start", "price_per_mwh")),
+        columns=["hour_start", "spot"],
+    )
+    spot["hour_start"] = pd.to_datetime(spot["hour_start"], utc=True)
+    spot["spot"] = spot["spot"].astype("float64")
+    local_day = spot["hour_start"].dt.tz_convert(time_zone).dt.date
+    charges = list(
+        ElectricityCharge.objects.filter(price_area=price_area, valid_from__lt=end_at.date() + dt.timedelta(days=1))
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start_at.date() - dt.timedelta(days=1)))
+        .values_list("kind", "valid_from", "valid_to", "amount_per_mwh")
+    )
+    for kind in ("grid", "system", "tax"):
+        spot[kind] = 0.0
+    for kind, vf, vt, amount in charges:
+        mask = local_day >= vf
+        if vt is not None:
+            mask &= local_day < vt
+        spot.loc[mask, kind] = float(amount)
+    return spot
