@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class HeatutilityConfig(AppConfig):
@@ -10,4 +10,10 @@ class HeatutilityConfig(AppConfig):
 
         from heatutility.roles import sync_roles_after_migrate
 
-        post_migrate.connect(sync_roles_after_migrate, sender=self)
+        # post_migrate skips apps without models (this one), so listen on auth's signal;
+        # sync_roles creates every app's permissions itself, so the order does not matter.
+        post_migrate.connect(
+            sync_roles_after_migrate,
+            sender=apps.get_app_config("auth"),
+            dispatch_uid="heatutility.sync_roles",
+        )

@@ -35,6 +35,12 @@ ROLE_POLICY: dict[str, dict[str, tuple[str, ...]]] = {
     AUDITOR: {"customers": VIEW, "metering": VIEW, "tariffs": VIEW, "billing": VIEW},
 }
 
+# Per-model exceptions to the app policy: (app_label, model) -> actions.  Networks are
+# reference data kept by administrators; clerks see them but do not create them.
+ROLE_MODEL_OVERRIDES: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
+    BILLING_CLERK: {("customers", "network"): VIEW},
+}
+
 # Single model permissions granted beyond the app policy: (app_label, codename).
 ROLE_EXTRA: dict[str, tuple[tuple[str, str], ...]] = {
     METERING_OPERATOR: (
@@ -54,10 +60,19 @@ def role_permission_ids(role: str, permission_model, history_model_names=frozens
     """Primary keys of the permissions ``role`` should hold."""
     ids: set[int] = set()
     for app_label, actions in ROLE_POLICY[role].items():
+        overrides = ROLE_MODEL_OVERRIDES.get(role, {})
         perms = permission_model.objects.filter(content_type__app_label=app_label)
-        for perm in perms.only("id", "codename"):
+        for perm in perms.select_related("content_type").only(
+            "id", "codename", "content_type__model"
+        ):
             action = perm.codename.split("_", 1)[0]
             if perm.codename in RESERVED_CODENAMES:
+                continue
+            # historical (audit) models follow the model they record
+            model = perm.content_type.model.removeprefix("historical")
+            if (app_label, model) in overrides:
+                if action in overrides[(app_label, model)]:
+                    ids.add(perm.id)
                 continue
             if action in actions:
                 ids.add(perm.id)

@@ -1,0 +1,75 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db
+class TestHealthz:
+    def test_reports_database_and_broker(self, client):
+        response = client.get("/healthz")
+
+        body = response.json()
+        assert response.status_code == 200
+        assert body["status"] == "ok"
+        assert body["checks"]["database"]["ok"] is True
+        assert body["checks"]["broker"]["ok"] is True
+
+    def test_unreachable_broker_makes_it_unavailable(self, client, settings):
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"
+
+        response = client.get("/healthz")
+
+        assert response.status_code == 503
+        assert response.json()["checks"]["broker"]["ok"] is False
+
+    @pytest.mark.redis
+    def test_real_redis_broker_is_reported(self, client):
+        body = client.get("/healthz").json()
+
+        assert body["checks"]["broker"]["broker"] == "redis"
+        assert body["checks"]["database"]["vendor"] == "postgresql"
+
+
+def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class TestProductionSettings:
+    def test_check_deploy_passes_without_warnings(self):
+        result = _manage(
+            "check",
+            "--deploy",
+            "--fail-level",
+            "WARNING",
+            DJANGO_SETTINGS_MODULE="heatutility.settings.production",
+            DJANGO_SECRET_KEY="k" * 20 + "a-real-secret-from-the-environment-0123456789",
+            DJANGO_ALLOWED_HOSTS="heat.example.org",
+        )
+
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_production_refuses_to_start_without_a_secret_key(self):
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=ROOT,
+            env={**env, "DJANGO_SETTINGS_MODULE": "heatutility.settings.production"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+        assert result.returncode != 0
+        assert "DJANGO_SECRET_KEY" in result.stderr
