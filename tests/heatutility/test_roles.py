@@ -32,7 +32,8 @@ class TestRoleGroups:
                 content_type__app_label__in=DOMAIN_APPS, codename__startswith="view_"
             ).values_list("codename", flat=True)
         )
-        assert domain_views and domain_views <= codenames
+        assert domain_views
+        assert domain_views <= codenames
         assert not any(c.split("_", 1)[0] in {"add", "change", "delete"} for c in codenames)
 
     def test_only_the_tariff_manager_approves_tariff_versions(self):
