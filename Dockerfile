@@ -1,0 +1,27 @@
+# heatutility: one image for web (gunicorn), worker and beat.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    DJANGO_SETTINGS_MODULE=heatutility.settings.production
+
+# WeasyPrint (invoice PDFs) needs Pango; psycopg's binary wheel brings libpq.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core curl \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY heatutility ./heatutility
+COPY customers ./customers
+COPY metering ./metering
+COPY tariffs ./tariffs
+COPY billing ./billing
+COPY templates ./templates
+COPY manage.py ./
+RUN pip install . \
+    && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input
+
+RUN useradd --create-home --uid 10001 heat && mkdir -p /app/var && chown heat /app/var
+USER heat
+EXPOSE 8000
+CMD ["gunicorn", "heatutility.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
