@@ -1,1 +1,445 @@
-"""What was charged and paid: runs, invoices, credit notes, payments, documents."""
+"""What was charged and paid: runs, invoices and lines, numbering, payments, dunning.
+
+Invariants live in the database:
+
+* one active :class:`BillingRun` per network, period and kind (partial unique constraint);
+* no account is billed twice for one period (partial unique constraint on
+  ``(account, period_start, period_end)`` for each billing kind, cancelled drafts aside);
+* an invoice is credited at most once (unique ``original`` among credit notes);
+* issued invoices never change: :func:`billing.services.invoices` refuses it, and on
+  PostgreSQL triggers (migration ``0002``) refuse any UPDATE of an issued invoice's
+  figures, any DELETE of an issued invoice, and any INSERT/UPDATE/DELETE of its lines;
+* numbers are gapless per series: a counter row locked with ``SELECT … FOR UPDATE``
+  hands out numbers in the same transaction that stamps them on the invoices, and
+  ``(series, number)`` is unique.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+ZERO = Decimal("0")
+
+
+class BillingRun(models.Model):
+    """One billing pass over a network's accounts for a local month or quarter."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "Periodic invoices"
+        INSTALMENT = "instalment", "On-account instalments"
+        SETTLEMENT = "settlement", "Annual settlement"
+
+    class State(models.TextChoices):
+        CREATED = "created", "Created"
+        RUNNING = "running", "Computing drafts"
+        DRAFTED = "drafted", "Drafts ready for review"
+        ISSUING = "issuing", "Issuing"
+        ISSUED = "issued", "Issued"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE_STATES = (State.CREATED, State.RUNNING, State.DRAFTED, State.ISSUING, State.ISSUED)
+
+    network = models.ForeignKey(
+        "customers.Network", on_delete=models.PROTECT, related_name="billing_runs"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
+    period_start = models.DateField(help_text="First local day billed (inclusive).")
+    period_end = models.DateField(help_text="First local day not billed (exclusive).")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.CREATED)
+    chunk_size = models.PositiveIntegerField(default=1000)
+    issue_when_drafted = models.BooleanField(
+        default=False, help_text="Issue right after drafting unless drafts are held or failed."
+    )
+    render_pdfs = models.BooleanField(default=True, help_text="Render PDFs after issue.")
+    total = models.PositiveIntegerField(default=0, help_text="Accounts in the run.")
+    done = models.PositiveIntegerField(default=0, help_text="Accounts with a draft (incl. held).")
+    held = models.PositiveIntegerField(default=0, help_text="Drafts held for review.")
+    failed = models.PositiveIntegerField(default=0, help_text="Accounts that raised an exception.")
+    issued = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    drafted_at = models.DateTimeField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-period_start", "network"]
+        permissions = [("issue_billingrun", "Can issue a billing run")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(period_end__gt=F("period_start")),
+                name="billingrun_period_not_empty",
+                violation_error_message="A billing period ends after it starts.",
+            ),
+            models.UniqueConstraint(
+                fields=["network", "kind", "period_start", "period_end"],
+                condition=~Q(state="cancelled"),
+                name="billingrun_one_active_per_network_period",
+                violation_error_message="This network already has a billing run for that period.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.network} {self.kind} [{self.period_start}, {self.period_end})"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total:
+            return 100 if self.state not in (self.State.CREATED, self.State.RUNNING) else 0
+        return int(100 * (self.done + self.failed) / self.total)
+
+
+class BillingRunChunk(models.Model):
+    """A slice of a run's accounts processed by one Celery task, in one transaction."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    account_ids = models.JSONField()
+    done = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="billingrunchunk_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} chunk {self.index}"
+
+
+class BillingRunException(models.Model):
+    """An account that could not be billed in a run; the run itself goes on."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="exceptions")
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="billing_exceptions"
+    )
+    code = models.CharField(max_length=40)
+    error = models.TextField()
+    created_at = models.DateTimeField()
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["run", "account"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "account"], name="billingrunexception_one_per_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.error}"
+
+
+class InvoiceNumberCounter(models.Model):
+    """The last number handed out in a series; locked while numbers are assigned."""
+
+    series = models.CharField(max_length=30, unique=True)
+    last_number = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.series}: {self.last_number}"
+
+
+class Invoice(models.Model):
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "Invoice"
+        CREDIT_NOTE = "credit_note", "Credit note"
+        CORRECTION = "correction", "Correction invoice"
+        INSTALMENT = "instalment", "On-account instalment"
+        SETTLEMENT = "settlement", "Annual settlement"
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ISSUED = "issued", "Issued"
+        PARTLY_PAID = "partly_paid", "Partly paid"
+        PAID = "paid", "Paid"
+        OVERDUE = "overdue", "Overdue"
+        CANCELLED = "cancelled", "Cancelled draft"
+
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="invoices"
+    )
+    network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="+")
+    run = models.ForeignKey(
+        BillingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.DRAFT)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    held = models.BooleanField(default=False, help_text="Held for review; not issued with the run.")
+    hold_reason = models.TextField(blank=True)
+    series = models.CharField(max_length=30, blank=True)
+    number = models.PositiveBigIntegerField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    due_on = models.DateField(null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    net = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    vat = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    gross = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    paid = models.DecimalField(
+        max_digits=14, decimal_places=2, default=ZERO, help_text="Allocated payments and credits."
+    )
+    original = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="corrections",
+        help_text="For credit notes and correction invoices: the invoice they correct.",
+    )
+    has_estimated_reads = models.BooleanField(default=False)
+    tariff_version_ids = models.JSONField(default=list)
+    readings = models.JSONField(
+        default=list,
+        help_text="Boundary registers used: id, connection_id, on, energy_kwh, volume_m3, status.",
+    )
+    determinants = models.JSONField(default=dict)
+    comparison = models.JSONField(
+        default=dict, help_text="This period and the same period last year, MWh."
+    )
+    pdf = models.FileField(upload_to="invoices/%Y/%m/", blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-period_start", "account"]
+        permissions = [
+            ("issue_invoice", "Can issue invoices"),
+            ("release_invoice", "Can release held invoices"),
+            ("credit_invoice", "Can credit issued invoices"),
+        ]
+        indexes = [
+            models.Index(fields=["run", "state"], name="invoice_run_state"),
+            models.Index(fields=["account", "state"], name="invoice_account_state"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "period_start", "period_end", "kind"],
+                condition=Q(kind__in=["invoice", "instalment", "settlement"])
+                & ~Q(state="cancelled"),
+                name="invoice_account_billed_once_per_period",
+                violation_error_message="This account is already billed for that period.",
+            ),
+            models.UniqueConstraint(
+                fields=["original"],
+                condition=Q(kind="credit_note") & ~Q(state="cancelled"),
+                name="invoice_credited_at_most_once",
+                violation_error_message="This invoice has already been credited.",
+            ),
+            models.UniqueConstraint(
+                fields=["series", "number"],
+                condition=Q(number__isnull=False),
+                name="invoice_number_unique_in_series",
+                violation_error_message="This invoice number is already used in the series.",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["draft", "cancelled"], number__isnull=True)
+                | (~Q(state__in=["draft", "cancelled"]) & Q(number__isnull=False)),
+                name="invoice_number_iff_issued",
+                violation_error_message="An invoice has a number exactly when it is issued.",
+            ),
+            models.CheckConstraint(
+                condition=Q(gross=F("net") + F("vat")),
+                name="invoice_gross_is_net_plus_vat",
+                violation_error_message="Gross must equal net plus VAT.",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["invoice", "instalment", "settlement"])
+                | Q(original__isnull=False),
+                name="invoice_correction_has_original",
+                violation_error_message="Credit notes and corrections reference the original.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_number or f"draft #{self.pk}"
+
+    @property
+    def display_number(self) -> str:
+        return f"{self.series}-{self.number:06d}" if self.number else ""
+
+    @property
+    def is_issued(self) -> bool:
+        return self.number is not None
+
+    @property
+    def open_amount(self) -> Decimal:
+        return self.gross - self.paid
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    connection = models.ForeignKey(
+        "customers.ServiceConnection",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    tariff_version_id = models.BigIntegerField(null=True, blank=True)
+    component = models.CharField(max_length=40)
+    kind = models.CharField(max_length=20)
+    description = models.CharField(max_length=200)
+    explanation = models.CharField(max_length=300)
+    quantity = models.DecimalField(max_digits=20, decimal_places=6)
+    unit = models.CharField(max_length=20)
+    unit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    vat_rate = models.DecimalField(max_digits=5, decimal_places=4)
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "position"], name="invoiceline_unique_position"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.description}: {self.amount}"
+
+
+class InstalmentPlan(models.Model):
+    """On-account (a-conto) instalments for one account and settlement year."""
+
+    class Frequency(models.TextChoices):
+        MONTHLY = "monthly", "Monthly"
+        QUARTERLY = "quarterly", "Quarterly"
+
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="instalment_plans"
+    )
+    year_start = models.DateField()
+    year_end = models.DateField()
+    frequency = models.CharField(max_length=10, choices=Frequency.choices)
+    last_year_mwh = models.DecimalField(max_digits=14, decimal_places=6)
+    estimated_mwh = models.DecimalField(
+        max_digits=14, decimal_places=6, help_text="Last year's consumption, climate-corrected."
+    )
+    estimated_m3 = models.DecimalField(max_digits=16, decimal_places=4, default=ZERO)
+    explanation = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["account", "-year_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "year_start"], name="instalmentplan_one_per_account_year"
+            ),
+            models.CheckConstraint(
+                condition=Q(year_end__gt=F("year_start")), name="instalmentplan_year_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.year_start} {self.frequency}"
+
+
+class Payment(models.Model):
+    class Source(models.TextChoices):
+        STAFF = "staff", "Recorded by staff"
+        BANK = "bank", "Bank statement import"
+
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="payments"
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    received_on = models.DateField()
+    reference = models.CharField(max_length=60, blank=True, help_text="Invoice number, if given.")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.STAFF)
+    bank_transaction_id = models.CharField(
+        max_length=80, blank=True, help_text="The bank's id of the transaction (import)."
+    )
+    unallocated = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_on", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.UniqueConstraint(
+                fields=["bank_transaction_id"],
+                condition=~Q(bank_transaction_id=""),
+                name="payment_bank_transaction_once",
+                violation_error_message="This bank transaction was imported already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.amount} {self.currency} on {self.received_on}"
+
+
+class Allocation(models.Model):
+    """Part of a payment, or of a credit note, settling part of an invoice."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="allocations"
+    )
+    credit_note = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_allocations"
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    allocated_on = models.DateField()
+
+    class Meta:
+        ordering = ["invoice", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(payment__isnull=False, credit_note__isnull=True)
+                | Q(payment__isnull=True, credit_note__isnull=False),
+                name="allocation_from_payment_or_credit_note",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} to invoice {self.invoice_id}"
+
+
+class DunningNotice(models.Model):
+    """A reminder sent for an overdue invoice, one per ladder level."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="dunning_notices")
+    level = models.PositiveSmallIntegerField()
+    title = models.CharField(max_length=100)
+    fee = models.DecimalField(max_digits=10, decimal_places=2, default=ZERO)
+    open_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    sent_on = models.DateField()
+
+    class Meta:
+        ordering = ["invoice", "level"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "level"], name="dunningnotice_one_per_level"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice} level {self.level}"
+
+
+class RerateCursor(models.Model):
+    """How far re-rating has looked at changed boundary registers (one row)."""
+
+    name = models.CharField(max_length=30, unique=True, default="registers")
+    checked_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} checked until {self.checked_until}"

@@ -1,0 +1,340 @@
+"""Invoice writes: issuing with gapless numbers, hold/release, credit notes.
+
+Gapless numbering: numbers come from :class:`~billing.models.InvoiceNumberCounter`, one
+row per series (``INV-2026``), locked with ``SELECT … FOR UPDATE`` in the same
+transaction that stamps the numbers on the invoices.  A rolled-back issue gives its
+numbers back with the transaction; concurrent issuers queue on the counter row.  The
+bulk UPDATE checks that it numbered exactly the rows it counted and otherwise raises
+(rolling back), so a row changed concurrently can never leave a hole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import connection, transaction
+
+from billing import conf
+from billing.calc import BillDraft, DraftLine, totals
+from billing.models import Allocation, Invoice, InvoiceLine, InvoiceNumberCounter
+from heatutility.errors import ConflictError, DomainError
+
+
+class InvoiceIsIssued(ConflictError):
+    code = "invoice_issued"
+
+
+class UnableToIssueInvoice(DomainError):
+    code = "unable_to_issue"
+
+
+class NumberingRace(Exception):
+    """Rows changed under a bulk issue; the transaction is rolled back and retried."""
+
+
+def invoice_assert_draft(*, invoice: Invoice) -> None:
+    if invoice.number is not None or invoice.state != Invoice.State.DRAFT:
+        raise InvoiceIsIssued(
+            f"Invoice {invoice.display_number or invoice.pk} is {invoice.state}; issued "
+            "invoices never change: credit it instead."
+        )
+
+
+def _counter(series: str) -> InvoiceNumberCounter:
+    InvoiceNumberCounter.objects.get_or_create(series=series)
+    return InvoiceNumberCounter.objects.select_for_update().get(series=series)
+
+
+def _local_issue_date(issued_at: dt.datetime, tz: str) -> dt.date:
+    return issued_at.astimezone(ZoneInfo(tz)).date()
+
+
+def invoices_issue(
+    *,
+    issued_at: dt.datetime,
+    invoice_ids: Sequence[int] | None = None,
+    run_id: int | None = None,
+    time_zone: str = "Europe/Copenhagen",
+) -> list[int]:
+    """Issue the unheld drafts among ``invoice_ids`` (or of run ``run_id``).
+
+    Numbers follow account number order within the batch.  Returns the issued ids.
+    """
+    if invoice_ids is None and run_id is None:
+        raise ValueError("give invoice_ids or run_id")
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                return _issue_once(
+                    issued_at=issued_at, invoice_ids=invoice_ids, run_id=run_id, tz=time_zone
+                )
+        except NumberingRace:
+            continue
+    raise UnableToIssueInvoice("Invoices kept changing while being issued; try again.")
+
+
+def _issue_once(
+    *, issued_at: dt.datetime, invoice_ids: Sequence[int] | None, run_id: int | None, tz: str
+) -> list[int]:
+    issue_date = _local_issue_date(issued_at, tz)
+    series = conf.invoice_series(issue_date.year)
+    counter = _counter(series)
+    base = counter.last_number
+    drafts = Invoice.objects.filter(state=Invoice.State.DRAFT, held=False)
+    if invoice_ids is not None:
+        drafts = drafts.filter(id__in=list(invoice_ids))
+    if run_id is not None:
+        drafts = drafts.filter(run_id=run_id)
+    if connection.vendor == "postgresql":
+        where = ["i.state = 'draft'", "NOT i.held"]
+        params: list = []
+        if invoice_ids is not None:
+            where.append("i.id = ANY(%s)")
+            params.append(list(invoice_ids))
+        if run_id is not None:
+            where.append("i.run_id = %s")
+            params.append(run_id)
+        sql = f"""
+            WITH r AS (
+                SELECT i.id, row_number() OVER (ORDER BY a.number, i.id) AS rn
+                FROM billing_invoice i JOIN customers_account a ON a.id = i.account_id
+                WHERE {" AND ".join(where)}
+            )
+            UPDATE billing_invoice i
+               SET state = 'issued', series = %s, number = %s + r.rn, issued_at = %s,
+                   due_on = %s::date + a.payment_terms_days
+              FROM r, customers_account a
+             WHERE i.id = r.id AND a.id = i.account_id AND i.state = 'draft' AND NOT i.held
+            RETURNING i.id, r.rn
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, series, base, issued_at, issue_date])
+            rows = cursor.fetchall()
+        count = len(rows)
+        if count and max(rn for _, rn in rows) != count:
+            raise NumberingRace
+        ids = [i for i, _ in rows]
+    else:
+        invoices = list(drafts.select_related("account").order_by("account__number", "id"))
+        for offset, invoice in enumerate(invoices, start=1):
+            invoice.state = Invoice.State.ISSUED
+            invoice.series = series
+            invoice.number = base + offset
+            invoice.issued_at = issued_at
+            invoice.due_on = issue_date + dt.timedelta(days=invoice.account.payment_terms_days)
+        Invoice.objects.bulk_update(
+            invoices, ["state", "series", "number", "issued_at", "due_on"], batch_size=500
+        )
+        ids = [inv.pk for inv in invoices]
+        count = len(ids)
+    counter.last_number = base + count
+    counter.save(update_fields=["last_number"])
+    _apply_credit_notes(ids=ids, on=issue_date)
+    return ids
+
+
+def invoice_issue(*, invoice: Invoice, issued_at: dt.datetime) -> Invoice:
+    """Issue one draft (must not be held)."""
+    invoice_assert_draft(invoice=invoice)
+    if invoice.held:
+        raise UnableToIssueInvoice(
+            f"Invoice draft {invoice.pk} is held for review: {invoice.hold_reason}. Release it first."
+        )
+    ids = invoices_issue(
+        issued_at=issued_at, invoice_ids=[invoice.pk], time_zone=invoice.network.time_zone
+    )
+    if not ids:
+        raise UnableToIssueInvoice(f"Invoice draft {invoice.pk} could not be issued.")
+    invoice.refresh_from_db()
+    return invoice
+
+
+def invoice_hold(*, invoice: Invoice, reason: str) -> Invoice:
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        invoice_assert_draft(invoice=invoice)
+        if not invoice.held and invoice.run_id:
+            _run_held_delta(invoice.run_id, +1)
+        invoice.held = True
+        invoice.hold_reason = reason
+        invoice.save(update_fields=["held", "hold_reason"])
+    return invoice
+
+
+def invoice_release(*, invoice: Invoice, note: str = "") -> Invoice:
+    """Staff reviewed a held draft and let it go out with the next issue."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        invoice_assert_draft(invoice=invoice)
+        if invoice.held and invoice.run_id:
+            _run_held_delta(invoice.run_id, -1)
+        invoice.held = False
+        invoice.hold_reason = f"released: {note}" if note else ""
+        invoice.save(update_fields=["held", "hold_reason"])
+    return invoice
+
+
+def _run_held_delta(run_id: int, delta: int) -> None:
+    from django.db.models import F
+
+    from billing.models import BillingRun
+
+    BillingRun.objects.filter(pk=run_id).update(held=F("held") + delta)
+
+
+def invoice_cancel_draft(*, invoice: Invoice) -> Invoice:
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        invoice_assert_draft(invoice=invoice)
+        invoice.state = Invoice.State.CANCELLED
+        invoice.save(update_fields=["state"])
+    return invoice
+
+
+def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
+    """Replace a draft's figures with a recomputation (staff "correct" after a fix)."""
+    from billing.services.write import LINE_COLUMNS, _line_values
+
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        invoice_assert_draft(invoice=invoice)
+        invoice.lines.all().delete()
+        InvoiceLine.objects.bulk_create(
+            InvoiceLine(**dict(zip(LINE_COLUMNS, _line_values(invoice.pk, pos, line), strict=True)))
+            for pos, line in enumerate(draft.lines, start=1)
+        )
+        was_held = invoice.held
+        invoice.net, invoice.vat, invoice.gross = draft.net, draft.vat, draft.gross
+        invoice.held = draft.held
+        invoice.hold_reason = "; ".join(draft.hold_reasons)
+        invoice.readings = draft.readings
+        invoice.has_estimated_reads = draft.has_estimated_reads
+        invoice.tariff_version_ids = draft.tariff_version_ids
+        invoice.determinants = {"segments": draft.determinants, "vat": draft.vat_breakdown}
+        invoice.comparison = draft.comparison
+        invoice.save()
+        if invoice.run_id and was_held != invoice.held:
+            _run_held_delta(invoice.run_id, 1 if invoice.held else -1)
+    return invoice
+
+
+def _negated(lines: Sequence[InvoiceLine]) -> list[DraftLine]:
+    return [
+        DraftLine(
+            connection_id=line.connection_id,
+            period_start=line.period_start,
+            period_end=line.period_end,
+            tariff_version_id=line.tariff_version_id,
+            component=line.component,
+            kind=line.kind,
+            description=f"Credit: {line.description}"[:200],
+            explanation=f"reverses {line.explanation}"[:300],
+            quantity=-line.quantity,
+            unit=line.unit,
+            unit_price=line.unit_price,
+            amount=-line.amount,
+            vat_rate=line.vat_rate,
+        )
+        for line in lines
+    ]
+
+
+def credit_note_draft(*, invoice: Invoice) -> BillDraft:
+    """A credit note reversing every line of ``invoice`` (same rounding rule)."""
+    lines = _negated(list(invoice.lines.all()))
+    net, vat, breakdown = totals(lines, invoice.currency)
+    return BillDraft(
+        account_id=invoice.account_id,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        currency=invoice.currency,
+        lines=lines,
+        net=net,
+        vat=vat,
+        gross=net + vat,
+        vat_breakdown=breakdown,
+        readings=invoice.readings,
+        has_estimated_reads=invoice.has_estimated_reads,
+        tariff_version_ids=list(invoice.tariff_version_ids),
+        determinants=invoice.determinants.get("segments", []),
+        comparison=invoice.comparison,
+    )
+
+
+def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) -> Invoice:
+    """Credit an issued invoice in full: a credit note referencing it (at most once)."""
+    from billing.services.write import drafts_write
+
+    if invoice.number is None:
+        raise UnableToIssueInvoice("Only issued invoices are credited; cancel a draft instead.")
+    if invoice.kind == Invoice.Kind.CREDIT_NOTE:
+        raise UnableToIssueInvoice("A credit note is not credited; issue a new invoice instead.")
+    with transaction.atomic():
+        Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if (
+            Invoice.objects.filter(original=invoice, kind=Invoice.Kind.CREDIT_NOTE)
+            .exclude(state=Invoice.State.CANCELLED)
+            .exists()
+        ):
+            raise ConflictError(f"Invoice {invoice.display_number} has already been credited.")
+        draft = credit_note_draft(invoice=invoice)
+        (credit_id,) = drafts_write(
+            drafts=[draft],
+            network_id=invoice.network_id,
+            run_id=None,
+            kind=Invoice.Kind.CREDIT_NOTE,
+            now=now,
+            original_ids=[invoice.pk],
+        )
+        if issue:
+            invoices_issue(
+                issued_at=now, invoice_ids=[credit_id], time_zone=invoice.network.time_zone
+            )
+    return Invoice.objects.get(pk=credit_id)
+
+
+def _apply_credit_notes(*, ids: Sequence[int], on: dt.date) -> None:
+    """A newly issued credit note first settles what is still open on its original."""
+    credit_notes = list(
+        Invoice.objects.filter(id__in=list(ids), kind=Invoice.Kind.CREDIT_NOTE).select_related(
+            "original"
+        )
+    )
+    for note in credit_notes:
+        original = Invoice.objects.select_for_update().get(pk=note.original_id)
+        amount = min(original.gross - original.paid, -note.gross)
+        if amount > 0:
+            Allocation.objects.create(
+                invoice=original, credit_note=note, amount=amount, allocated_on=on
+            )
+            invoice_payment_state(invoice=original, paid=original.paid + amount)
+            note.paid = -amount
+            note.state = (
+                Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
+            )
+            note.save(update_fields=["paid", "state"])
+
+
+def invoice_payment_state(*, invoice: Invoice, paid: Decimal, today: dt.date | None = None) -> None:
+    """Set the allocated amount and the payment state that follows from it."""
+    invoice.paid = paid
+    if paid >= invoice.gross:
+        invoice.state = Invoice.State.PAID
+    elif today is not None and invoice.due_on and invoice.due_on < today:
+        invoice.state = Invoice.State.OVERDUE
+    elif paid > 0:
+        invoice.state = (
+            Invoice.State.OVERDUE
+            if invoice.state == Invoice.State.OVERDUE
+            else Invoice.State.PARTLY_PAID
+        )
+    else:
+        invoice.state = (
+            Invoice.State.OVERDUE
+            if invoice.state == Invoice.State.OVERDUE
+            else Invoice.State.ISSUED
+        )
+    invoice.save(update_fields=["paid", "state"])

@@ -1,0 +1,232 @@
+"""Billing runs: plan chunks, compute drafts chunk by chunk, finish, issue, resume.
+
+Restartability: a chunk is computed and written in ONE transaction together with its
+progress counters and its ``done`` flag.  A worker killed mid-chunk leaves nothing of it
+behind; a chunk that committed is never recomputed (``done`` is checked under a row
+lock, and accounts that already have an invoice for the period are skipped).  Beneath
+that, the partial unique constraint ``invoice_account_billed_once_per_period`` makes a
+second bill for the same account and period impossible.  :func:`billing_run_resume`
+re-dispatches the chunks that are not done (after a crash, or from the admin).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+
+from billing import conf
+from billing.models import BillingRun, BillingRunChunk, BillingRunException, Invoice
+from billing.services.compute import drafts_compute
+from billing.services.invoices import invoices_issue
+from billing.services.write import drafts_write
+from customers.models import Account, Contract, Network
+from heatutility.errors import ConflictError, DomainError
+from heatutility.timeutil import add_months
+
+
+class InvalidBillingPeriod(DomainError):
+    code = "invalid_period"
+
+
+class RunNotReady(ConflictError):
+    code = "run_not_ready"
+
+
+def billing_period(*, start: dt.date, months: int) -> tuple[dt.date, dt.date]:
+    """A local calendar month (``months=1``) or quarter (``months=3``) starting on ``start``."""
+    if start.day != 1:
+        raise InvalidBillingPeriod("A billing period starts on the first day of a month.")
+    if months == 3 and start.month not in (1, 4, 7, 10):
+        raise InvalidBillingPeriod("A quarter starts in January, April, July or October.")
+    if months not in (1, 3, 12):
+        raise InvalidBillingPeriod("A billing period is a month, a quarter or a year.")
+    return start, add_months(start, months)
+
+
+def billing_run_create(
+    *,
+    network: Network,
+    period_start: dt.date,
+    months: int = 1,
+    kind: str = BillingRun.Kind.INVOICE,
+    now: dt.datetime,
+    user=None,
+    chunk_size: int | None = None,
+    issue_when_drafted: bool = False,
+    render_pdfs: bool = True,
+) -> BillingRun:
+    """Create a run; one active run per network, kind and period (database constraint)."""
+    start, end = billing_period(start=period_start, months=months)
+    try:
+        with transaction.atomic():
+            return BillingRun.objects.create(
+                network=network,
+                kind=kind,
+                period_start=start,
+                period_end=end,
+                created_at=now,
+                created_by=user,
+                chunk_size=chunk_size or conf.get("CHUNK_SIZE"),
+                issue_when_drafted=issue_when_drafted,
+                render_pdfs=render_pdfs,
+            )
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"{network} already has a {kind} run for [{start}, {end}); resume or cancel it."
+        ) from exc
+
+
+def run_account_ids(*, run: BillingRun) -> list[int]:
+    """Accounts of the network with a contract overlapping the run's period."""
+    return list(
+        Contract.objects.filter(account__network_id=run.network_id, valid_from__lt=run.period_end)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=run.period_start))
+        .order_by("account_id")
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
+def billing_run_plan(*, run: BillingRun, now: dt.datetime) -> list[int]:
+    """Split the run's accounts into chunks (once); returns the ids of chunks not done."""
+    with transaction.atomic():
+        run = BillingRun.objects.select_for_update().get(pk=run.pk)
+        if run.state == BillingRun.State.CANCELLED:
+            raise RunNotReady("The run is cancelled.")
+        if not run.chunks.exists():
+            ids = run_account_ids(run=run)
+            size = max(1, run.chunk_size)
+            BillingRunChunk.objects.bulk_create(
+                BillingRunChunk(run=run, index=n, account_ids=ids[i : i + size])
+                for n, i in enumerate(range(0, len(ids), size))
+            )
+            run.total = len(ids)
+            run.state = BillingRun.State.RUNNING
+            run.started_at = now
+            run.save(update_fields=["total", "state", "started_at"])
+            if not ids:
+                _finish(run=run, now=now)
+        return list(run.chunks.filter(done=False).values_list("id", flat=True))
+
+
+def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float = 0.0) -> bool:
+    """Compute and write one chunk; returns False when it was already done."""
+    chunk = BillingRunChunk.objects.select_related("run__network").get(pk=chunk_id)
+    if chunk.done:
+        return False
+    run = chunk.run
+    if run.state != BillingRun.State.RUNNING:
+        return False
+    network = run.network
+    BillingRunChunk.objects.filter(pk=chunk.pk).update(attempts=F("attempts") + 1)
+    with transaction.atomic():
+        locked = BillingRunChunk.objects.select_for_update().get(pk=chunk.pk)
+        if locked.done:
+            return False
+        already = set(
+            Invoice.objects.filter(
+                account_id__in=chunk.account_ids,
+                kind=_invoice_kind(run),
+                period_start=run.period_start,
+                period_end=run.period_end,
+            )
+            .exclude(state=Invoice.State.CANCELLED)
+            .values_list("account_id", flat=True)
+        )
+        todo = [a for a in chunk.account_ids if a not in already]
+        drafts, failures = drafts_compute(
+            currency=network.currency,
+            account_ids=todo,
+            period_start=run.period_start,
+            period_end=run.period_end,
+        )
+        drafts_write(
+            drafts=drafts, network_id=network.pk, run_id=run.pk, kind=_invoice_kind(run), now=now
+        )
+        BillingRunException.objects.filter(run=run, account_id__in=chunk.account_ids).delete()
+        BillingRunException.objects.bulk_create(
+            BillingRunException(
+                run=run, account_id=account_id, code=exc.code, error=str(exc), created_at=now
+            )
+            for account_id, exc in failures.items()
+        )
+        if throttle_s:
+            time.sleep(throttle_s)  # fault-injection/throttle knob (tests, shared databases)
+        locked.done = True
+        locked.finished_at = now
+        locked.save(update_fields=["done", "finished_at"])
+        BillingRun.objects.filter(pk=run.pk).update(
+            done=F("done") + len(drafts) + len(already),
+            held=F("held") + sum(1 for d in drafts if d.held),
+            failed=F("failed") + len(failures),
+        )
+        if not BillingRunChunk.objects.filter(run=run, done=False).exists():
+            run = BillingRun.objects.select_for_update().get(pk=run.pk)
+            if (
+                run.state == BillingRun.State.RUNNING
+                and not BillingRunChunk.objects.filter(run=run, done=False).exists()
+            ):
+                _finish(run=run, now=now)
+    return True
+
+
+def _invoice_kind(run: BillingRun) -> str:
+    return {
+        BillingRun.Kind.INVOICE: Invoice.Kind.INVOICE,
+        BillingRun.Kind.INSTALMENT: Invoice.Kind.INSTALMENT,
+        BillingRun.Kind.SETTLEMENT: Invoice.Kind.SETTLEMENT,
+    }[run.kind]
+
+
+def _finish(*, run: BillingRun, now: dt.datetime) -> None:
+    run.state = BillingRun.State.DRAFTED
+    run.drafted_at = now
+    run.save(update_fields=["state", "drafted_at"])
+    if run.issue_when_drafted:
+        from billing import tasks
+
+        transaction.on_commit(lambda: tasks.billing_run_issue.delay(run.pk))
+
+
+def billing_run_issue(*, run: BillingRun, issued_at: dt.datetime) -> list[int]:
+    """Issue every unheld draft of a drafted run (held ones wait for release)."""
+    with transaction.atomic():
+        run = BillingRun.objects.select_for_update().select_related("network").get(pk=run.pk)
+        if run.state not in (BillingRun.State.DRAFTED, BillingRun.State.ISSUED):
+            raise RunNotReady(f"The run is {run.get_state_display().lower()}, not drafted.")
+        ids = invoices_issue(issued_at=issued_at, run_id=run.pk, time_zone=run.network.time_zone)
+        run.state = BillingRun.State.ISSUED
+        run.issued_at = run.issued_at or issued_at
+        run.issued = F("issued") + len(ids)
+        run.save(update_fields=["state", "issued_at", "issued"])
+        if run.render_pdfs and ids:
+            from billing import tasks
+
+            transaction.on_commit(lambda: tasks.invoices_render_pdfs_dispatch(ids))
+    return ids
+
+
+def billing_run_resume(*, run: BillingRun, now: dt.datetime) -> list[int]:
+    """Chunks still to do (e.g. after a killed worker); the caller dispatches them."""
+    return billing_run_plan(run=run, now=now)
+
+
+def billing_run_cancel(*, run: BillingRun) -> BillingRun:
+    """Cancel a run that has not issued anything: its drafts become cancelled drafts."""
+    with transaction.atomic():
+        run = BillingRun.objects.select_for_update().get(pk=run.pk)
+        if run.state in (BillingRun.State.ISSUING, BillingRun.State.ISSUED):
+            raise RunNotReady("An issued run cannot be cancelled; credit its invoices instead.")
+        Invoice.objects.filter(run=run, state=Invoice.State.DRAFT).update(
+            state=Invoice.State.CANCELLED
+        )
+        run.state = BillingRun.State.CANCELLED
+        run.save(update_fields=["state"])
+    return run
+
+
+def account_ids_for_network(*, network: Network) -> list[int]:
+    return list(Account.objects.filter(network=network).values_list("id", flat=True))

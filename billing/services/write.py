@@ -1,0 +1,173 @@
+"""Writing drafts in bulk: COPY on PostgreSQL, ``bulk_create`` elsewhere.
+
+Invoice ids are drawn from the table's sequence in one statement so that lines can be
+written in the same COPY pass without a round trip per invoice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+
+from django.db import connection
+
+from billing.calc import BillDraft
+from billing.models import Invoice, InvoiceLine
+
+INVOICE_COLUMNS = [
+    "id",
+    "account_id",
+    "network_id",
+    "run_id",
+    "kind",
+    "state",
+    "period_start",
+    "period_end",
+    "held",
+    "hold_reason",
+    "series",
+    "currency",
+    "net",
+    "vat",
+    "gross",
+    "paid",
+    "original_id",
+    "has_estimated_reads",
+    "tariff_version_ids",
+    "readings",
+    "determinants",
+    "comparison",
+    "pdf",
+    "created_at",
+]
+LINE_COLUMNS = [
+    "invoice_id",
+    "position",
+    "connection_id",
+    "period_start",
+    "period_end",
+    "tariff_version_id",
+    "component",
+    "kind",
+    "description",
+    "explanation",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount",
+    "vat_rate",
+]
+
+
+def _invoice_values(
+    draft: BillDraft,
+    *,
+    network_id: int,
+    run_id: int | None,
+    kind: str,
+    now: dt.datetime,
+    original_id: int | None,
+) -> dict:
+    return {
+        "account_id": draft.account_id,
+        "network_id": network_id,
+        "run_id": run_id,
+        "kind": kind,
+        "state": Invoice.State.DRAFT,
+        "period_start": draft.period_start,
+        "period_end": draft.period_end,
+        "held": draft.held,
+        "hold_reason": "; ".join(draft.hold_reasons),
+        "series": "",
+        "currency": draft.currency,
+        "net": draft.net,
+        "vat": draft.vat,
+        "gross": draft.gross,
+        "paid": 0,
+        "original_id": original_id,
+        "has_estimated_reads": draft.has_estimated_reads,
+        "tariff_version_ids": draft.tariff_version_ids,
+        "readings": draft.readings,
+        "determinants": {"segments": draft.determinants, "vat": draft.vat_breakdown},
+        "comparison": draft.comparison,
+        "pdf": "",
+        "created_at": now,
+    }
+
+
+def _line_values(invoice_id: int, position: int, line) -> tuple:
+    return (
+        invoice_id,
+        position,
+        line.connection_id,
+        line.period_start,
+        line.period_end,
+        line.tariff_version_id,
+        line.component,
+        line.kind,
+        line.description,
+        line.explanation,
+        line.quantity,
+        line.unit,
+        line.unit_price,
+        line.amount,
+        line.vat_rate,
+    )
+
+
+def drafts_write(
+    *,
+    drafts: Sequence[BillDraft],
+    network_id: int,
+    run_id: int | None,
+    kind: str,
+    now: dt.datetime,
+    original_ids: Sequence[int | None] | None = None,
+) -> list[int]:
+    """Insert the drafts and their lines; returns the new invoice ids in order."""
+    if not drafts:
+        return []
+    originals = list(original_ids) if original_ids is not None else [None] * len(drafts)
+    values = [
+        _invoice_values(d, network_id=network_id, run_id=run_id, kind=kind, now=now, original_id=o)
+        for d, o in zip(drafts, originals, strict=True)
+    ]
+    if connection.vendor == "postgresql":
+        return _copy_write(drafts, values)
+    invoices = Invoice.objects.bulk_create([Invoice(**v) for v in values])
+    ids = [inv.pk for inv in invoices]
+    lines = [
+        InvoiceLine(**dict(zip(LINE_COLUMNS, _line_values(inv_id, pos, line), strict=True)))
+        for inv_id, draft in zip(ids, drafts, strict=True)
+        for pos, line in enumerate(draft.lines, start=1)
+    ]
+    InvoiceLine.objects.bulk_create(lines, batch_size=2000)
+    return ids
+
+
+def _copy_write(drafts: Sequence[BillDraft], values: list[dict]) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('billing_invoice', 'id')) "
+            "FROM generate_series(1, %s)",
+            [len(values)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+        invoice_sql = f"COPY billing_invoice ({', '.join(INVOICE_COLUMNS)}) FROM STDIN"
+        with raw.copy(invoice_sql) as copy:
+            for inv_id, v in zip(ids, values, strict=True):
+                row = [inv_id]
+                for column in INVOICE_COLUMNS[1:]:
+                    value = v[column]
+                    if column in ("tariff_version_ids", "readings", "determinants", "comparison"):
+                        value = json.dumps(value)
+                    row.append(value)
+                copy.write_row(row)
+        line_sql = f"COPY billing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN"
+        with raw.copy(line_sql) as copy:
+            for inv_id, draft in zip(ids, drafts, strict=True):
+                for pos, line in enumerate(draft.lines, start=1):
+                    copy.write_row(_line_values(inv_id, pos, line))
+    return ids

@@ -1,0 +1,73 @@
+"""Celery tasks: thin, take ids, call one service, safe to run twice."""
+
+from __future__ import annotations
+
+from celery import group, shared_task
+from django.utils import timezone
+
+from billing import conf
+from billing.models import BillingRun
+
+
+@shared_task(acks_late=True)
+def billing_run_start(run_id: int, throttle_s: float = 0.0) -> int:
+    """Plan the run's chunks and fan them out over the workers (a Celery group)."""
+    from billing.services.runs import billing_run_plan
+
+    run = BillingRun.objects.get(pk=run_id)
+    chunk_ids = billing_run_plan(run=run, now=timezone.now())
+    if chunk_ids:
+        group(billing_run_chunk.s(cid, throttle_s) for cid in chunk_ids).apply_async()
+    return len(chunk_ids)
+
+
+# A resumed run is the same operation: plan (no-op if planned) and dispatch what is left.
+billing_run_resume = billing_run_start
+
+
+@shared_task(acks_late=True)
+def billing_run_chunk(chunk_id: int, throttle_s: float = 0.0) -> bool:
+    from billing.services.runs import billing_run_chunk_process
+
+    return billing_run_chunk_process(chunk_id=chunk_id, now=timezone.now(), throttle_s=throttle_s)
+
+
+@shared_task(acks_late=True)
+def billing_run_issue(run_id: int) -> int:
+    from billing.services.runs import billing_run_issue as issue
+
+    return len(issue(run=BillingRun.objects.get(pk=run_id), issued_at=timezone.now()))
+
+
+@shared_task(acks_late=True)
+def invoices_render_pdfs(invoice_ids: list[int]) -> int:
+    from billing.documents import invoice_pdf_render
+    from billing.models import Invoice
+
+    rendered = 0
+    for invoice in Invoice.objects.filter(id__in=invoice_ids, pdf="").exclude(number=None):
+        invoice_pdf_render(invoice=invoice)
+        rendered += 1
+    return rendered
+
+
+def invoices_render_pdfs_dispatch(invoice_ids: list[int]) -> None:
+    """Render PDFs in parallel: one task per small batch of invoices."""
+    size = conf.get("PDF_CHUNK")
+    ids = list(invoice_ids)
+    group(invoices_render_pdfs.s(ids[i : i + size]) for i in range(0, len(ids), size)).apply_async()
+
+
+@shared_task(acks_late=True)
+def rerate_changed_registers() -> int:
+    from billing.services.rerating import invoices_rerate_changed
+
+    return len(invoices_rerate_changed(now=timezone.now()))
+
+
+@shared_task(acks_late=True)
+def dunning_daily() -> int:
+    """Beat: mark overdue invoices and send the next dunning level (settings ladder)."""
+    from billing.services.payments import dunning_run
+
+    return len(dunning_run(now=timezone.now()))

@@ -1,0 +1,107 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing import tasks
+from billing.models import BillingRun, Invoice
+from billing.services.runs import billing_run_create, billing_run_issue
+from heatutility.errors import ConflictError
+from tests.billing.factories import billed_network, register
+
+NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
+NOV = dt.date(2026, 11, 1)
+
+
+def run_month(network, *, start=NOV, **kwargs):
+    run = billing_run_create(network=network, period_start=start, now=NOW, chunk_size=2, **kwargs)
+    tasks.billing_run_start.delay(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.mark.django_db
+class TestBillingRun:
+    def test_run_drafts_one_invoice_per_account_with_lines_to_the_cent(self):
+        network, contracts = billed_network(accounts=3)
+        run = run_month(network)
+        assert run.state == BillingRun.State.DRAFTED
+        assert (run.total, run.done, run.held, run.failed) == (3, 3, 0, 0)
+        invoice = Invoice.objects.get(account=contracts[0].account)
+        lines = {line.component: line for line in invoice.lines.all()}
+        assert lines["energy"].quantity == Decimal("1.5")
+        assert lines["energy"].amount == Decimal("888.78")
+        assert "1.5" in lines["energy"].explanation
+        assert "592.52" in lines["energy"].explanation
+        assert lines["subscription"].amount == Decimal("100.00")
+        assert lines["capacity"].amount == Decimal("100.00")
+        assert invoice.net == Decimal("1088.78")
+        assert invoice.vat == Decimal("272.20")  # 272.195 rounded half up
+        assert invoice.gross == Decimal("1360.98")
+        assert invoice.comparison == {"energy_mwh": "1.500000", "last_year_mwh": "1.500000"}
+        assert {r["on"] for r in invoice.readings} == {"2026-11-01", "2026-12-01"}
+        assert not invoice.has_estimated_reads
+
+    def test_issue_assigns_gapless_numbers_and_due_dates(self):
+        network, _contracts = billed_network(accounts=3)
+        run = run_month(network)
+        ids = billing_run_issue(run=run, issued_at=NOW)
+        assert len(ids) == 3
+        numbers = sorted(Invoice.objects.values_list("number", flat=True))
+        assert numbers == [1, 2, 3]
+        invoice = Invoice.objects.get(number=1)
+        assert invoice.series == "INV-2026"
+        assert invoice.state == Invoice.State.ISSUED
+        assert invoice.due_on == dt.date(2026, 12, 16)
+
+    def test_second_active_run_for_the_same_period_is_refused(self):
+        network, _ = billed_network(accounts=1)
+        run_month(network)
+        with pytest.raises(ConflictError):
+            billing_run_create(network=network, period_start=NOV, now=NOW)
+
+    def test_database_refuses_billing_an_account_twice_for_a_period(self):
+        network, _ = billed_network(accounts=1)
+        run_month(network)
+        invoice = Invoice.objects.get()
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Invoice.objects.create(
+                account=invoice.account,
+                network=network,
+                period_start=NOV,
+                period_end=dt.date(2026, 12, 1),
+                currency="DKK",
+                created_at=timezone.now(),
+            )
+
+    def test_rerunning_a_chunk_does_not_bill_twice(self):
+        network, _ = billed_network(accounts=3)
+        run = run_month(network)
+        for chunk in run.chunks.all():
+            assert tasks.billing_run_chunk.delay(chunk.pk).get() is False
+        assert Invoice.objects.count() == 3
+
+    def test_failing_account_becomes_an_exception_not_a_failed_run(self):
+        network, contracts = billed_network(accounts=3)
+        contracts[1].connection.boundary_registers.filter(on=dt.date(2026, 12, 1)).delete()
+        run = run_month(network)
+        assert run.state == BillingRun.State.DRAFTED
+        assert (run.done, run.failed) == (2, 1)
+        exc = run.exceptions.get()
+        assert exc.account_id == contracts[1].account_id
+        assert exc.code == "missing_register"
+
+    def test_implausible_bill_is_held_and_not_issued(self):
+        network, contracts = billed_network(accounts=2)
+        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("10000") + 22 * 1500 + 6000)
+        run = run_month(network)
+        assert run.held == 1
+        held = Invoice.objects.get(account=contracts[0].account)
+        assert held.held
+        assert "same period last year" in held.hold_reason
+        billing_run_issue(run=run, issued_at=NOW)
+        held.refresh_from_db()
+        assert held.state == Invoice.State.DRAFT
+        assert held.number is None
