@@ -70,6 +70,14 @@ class HeatMeter(models.Model):
         max_digits=8, decimal_places=3, null=True, blank=True, help_text="qp, m³/h."
     )
     verification_due_on = models.DateField(null=True, blank=True)
+    vendor = models.ForeignKey(
+        "metering.MeterVendor",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="meters",
+        help_text="Head-end system that delivers this meter's readings.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
 
@@ -160,3 +168,362 @@ class MeterInstallation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.meter} in {self.unit}"
+
+
+class BoundaryRegister(models.Model):
+    """A connection's continuous register at the start of a local day (00:00 in the zone).
+
+    Billing reads only these (through ``metering.selectors``): consumption over
+    ``[a, b)`` is ``value(b) − value(a)``.  Values are *connection* registers: cumulative
+    since the connection's first meter, so a meter exchange or a register rollover never
+    shows up as a jump.  ``status`` says whether the value was read, estimated or edited.
+    """
+
+    class Status(models.TextChoices):
+        ACTUAL = "actual", "Actual (read)"
+        ESTIMATED = "estimated", "Estimated"
+        EDITED = "edited", "Edited by staff"
+
+    connection = models.ForeignKey(
+        "customers.ServiceConnection", on_delete=models.PROTECT, related_name="boundary_registers"
+    )
+    on = models.DateField(help_text="Local date whose midnight the value belongs to.")
+    energy_kwh = models.DecimalField(max_digits=20, decimal_places=6)
+    volume_m3 = models.DecimalField(max_digits=16, decimal_places=4)
+    flow_temp_m3c = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Volume-weighted flow temperature register, m³·°C.",
+    )
+    return_temp_m3c = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Volume-weighted return temperature register, m³·°C.",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTUAL)
+    method = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="How the value was obtained: reading, interpolation, last_year_degree_days, …",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["connection", "on"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "on"],
+                name="boundary_register_unique_per_day",
+                violation_error_message="This connection already has a register value for that date.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} @ {self.on}: {self.energy_kwh} kWh ({self.status})"
+
+
+# --- Vendors, readings, batches, VEE ---------------------------------------------------
+
+
+class MeterVendor(models.Model):
+    """A meter vendor's head-end system that delivers readings for its assigned meters.
+
+    The CSV fields describe the vendor's file export: which column holds what, the
+    separator, decimal comma, the energy unit and the zone of timestamps without offset.
+    """
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    csv_columns = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            'Vendor column name for each field, e.g. {"meter": "MeterNo", "read_at": "Time", '
+            '"energy": "Energy"}; fields left out use their own name.'
+        ),
+    )
+    csv_separator = models.CharField(max_length=1, default=";")
+    csv_decimal_comma = models.BooleanField(default=True)
+    csv_energy_unit = models.CharField(
+        max_length=3, choices=EnergyUnit.choices, default=EnergyUnit.KWH
+    )
+    csv_time_zone = models.CharField(
+        max_length=64,
+        default="Europe/Copenhagen",
+        help_text="Zone of timestamps that carry no UTC offset (file delivery only).",
+    )
+    csv_encoding = models.CharField(max_length=20, default="utf-8")
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VendorApiKey(models.Model):
+    """An API key of a vendor.  Only a SHA-256 of the key is stored; it is shown once.
+
+    Keys are 256-bit random tokens, so a fast hash is enough (no password stretching
+    needed); ``prefix`` finds the row without scanning.
+    """
+
+    vendor = models.ForeignKey(MeterVendor, on_delete=models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["vendor", "-created_at"]
+        verbose_name = "vendor API key"
+
+    def __str__(self) -> str:
+        state = "revoked" if self.revoked_at else "active"
+        return f"{self.vendor} {self.prefix}… ({state})"
+
+
+class Reading(models.Model):
+    """One reading of a meter's registers, identified by (meter, read_at).
+
+    On PostgreSQL the table is range-partitioned by ``read_at`` (one partition per UTC
+    month, created as needed; see docs/readings-storage.md), which Django cannot express:
+    migration 0003 creates it with SQL and this model mirrors its columns.  There is no
+    database foreign key to the meter, deliberately: the bulk path resolves meters
+    set-based before inserting, and per-row RI triggers would halve its throughput.
+    """
+
+    class Status(models.TextChoices):
+        VALID = "valid", "Valid"
+        SUSPECT = "suspect", "Suspect"
+        REJECTED = "rejected", "Rejected"
+        ESTIMATED = "estimated", "Estimated"
+        EDITED = "edited", "Edited"
+
+    pk = models.CompositePrimaryKey("meter_id", "read_at")
+    meter = models.ForeignKey(
+        HeatMeter, on_delete=models.DO_NOTHING, db_constraint=False, related_name="readings"
+    )
+    read_at = models.DateTimeField()
+    energy_kwh = models.DecimalField(max_digits=20, decimal_places=6)
+    energy_value = models.DecimalField(
+        max_digits=20, decimal_places=6, help_text="Energy register as delivered, in energy_unit."
+    )
+    energy_unit = models.CharField(max_length=3, choices=EnergyUnit.choices)
+    volume_m3 = models.DecimalField(max_digits=16, decimal_places=4)
+    flow_temp_c = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    return_temp_c = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    power_kw = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    flow_m3h = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    status_code = models.IntegerField(null=True, blank=True, help_text="Meter info/status code.")
+    flow_temp_m3c = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    return_temp_m3c = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.VALID)
+    batch_id = models.BigIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["meter_id", "read_at"]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} @ {self.read_at.isoformat()}: {self.energy_kwh} kWh"
+
+
+class IngestBatch(models.Model):
+    """One delivery (a JSON request or a file) and what became of each row."""
+
+    class Source(models.TextChoices):
+        API = "api", "JSON API"
+        FILE = "file", "CSV file"
+
+    class State(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSING = "processing", "Processing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed (nothing stored)"
+
+    vendor = models.ForeignKey(MeterVendor, on_delete=models.PROTECT, related_name="batches")
+    source = models.CharField(max_length=4, choices=Source.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RECEIVED)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    body_sha256 = models.CharField(max_length=64, blank=True)
+    file = models.FileField(upload_to="ingest/%Y/%m/", blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    payload = models.TextField(
+        blank=True, help_text="Validated JSON rows, normalised (tab-separated), for the task."
+    )
+    row_count = models.PositiveIntegerField(default=0)
+    progress = models.PositiveIntegerField(default=0, help_text="Rows processed and committed.")
+    accepted = models.PositiveIntegerField(default=0)
+    duplicate = models.PositiveIntegerField(default=0)
+    conflicting = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    error_count = models.PositiveIntegerField(default=0)
+    response = models.JSONField(
+        null=True, blank=True, help_text="First answer, replayed for the same Idempotency-Key."
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    received_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    vee_done_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "ingest batches"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vendor", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="ingestbatch_unique_idempotency_key",
+                violation_error_message="This Idempotency-Key was used for another batch.",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "vee_done_at"], name="ingestbatch_vee_idx")]
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} ({self.vendor}, {self.source}, {self.state})"
+
+
+class IngestBatchMeter(models.Model):
+    """Which meters and time span a batch touched, so VEE revisits only those."""
+
+    batch = models.ForeignKey(IngestBatch, on_delete=models.CASCADE, related_name="meter_spans")
+    meter = models.ForeignKey(HeatMeter, on_delete=models.CASCADE, related_name="+")
+    first_read_at = models.DateTimeField()
+    last_read_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "meter"], name="ingestbatchmeter_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}/{self.meter_id}"
+
+
+class ReadingConflict(models.Model):
+    """A delivered reading whose key exists with different values: kept for review."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        KEPT_ORIGINAL = "kept", "Original kept"
+        TOOK_INCOMING = "took", "Incoming applied (as edit)"
+
+    batch = models.ForeignKey(IngestBatch, on_delete=models.CASCADE, related_name="conflicts")
+    row = models.PositiveIntegerField(help_text="Row index in the batch (0-based).")
+    meter = models.ForeignKey(HeatMeter, on_delete=models.PROTECT, related_name="+")
+    read_at = models.DateTimeField()
+    incoming = models.JSONField()
+    state = models.CharField(max_length=5, choices=State.choices, default=State.OPEN)
+    resolved_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["meter", "read_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "row"], name="readingconflict_unique_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conflict {self.meter_id} @ {self.read_at.isoformat()}"
+
+
+class ReadingIssue(models.Model):
+    """A VEE finding on one reading: the staff exception queue (and rollover markers)."""
+
+    class Severity(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning (suspect)"
+        ERROR = "error", "Error (rejected)"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        EDITED = "edited", "Edited"
+
+    meter = models.ForeignKey(HeatMeter, on_delete=models.PROTECT, related_name="reading_issues")
+    read_at = models.DateTimeField()
+    code = models.CharField(max_length=40)
+    severity = models.CharField(max_length=7, choices=Severity.choices)
+    message = models.CharField(max_length=300)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    created_at = models.DateTimeField()
+    resolved_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["meter", "read_at", "code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "read_at", "code"], name="readingissue_unique_rule"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "severity"], name="readingissue_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.meter_id} @ {self.read_at.isoformat()}"
+
+
+class ReadingEdit(models.Model):
+    """A staff correction of a reading: the original values, the new ones, who, when, why."""
+
+    meter = models.ForeignKey(HeatMeter, on_delete=models.PROTECT, related_name="reading_edits")
+    read_at = models.DateTimeField()
+    original = models.JSONField()
+    edited = models.JSONField()
+    edited_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="+")
+    edited_at = models.DateTimeField()
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-edited_at"]
+
+    def __str__(self) -> str:
+        return f"Edit {self.meter_id} @ {self.read_at.isoformat()} by {self.edited_by}"
+
+
+class DegreeDay(models.Model):
+    """Heating degree days of a network's area for one local date (base 17 °C)."""
+
+    network = models.ForeignKey(
+        "customers.Network", on_delete=models.CASCADE, related_name="degree_days"
+    )
+    on = models.DateField()
+    degree_days = models.DecimalField(max_digits=6, decimal_places=2)
+
+    class Meta:
+        ordering = ["network", "on"]
+        constraints = [
+            models.UniqueConstraint(fields=["network", "on"], name="degreeday_unique_per_day"),
+            models.CheckConstraint(
+                condition=Q(degree_days__gte=0),
+                name="degreeday_not_negative",
+                violation_error_message="Degree days cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.network_id} {self.on}: {self.degree_days}"

@@ -1,0 +1,317 @@
+"""Vendor API: JSON reading batches, CSV files, batch status (see docs/vendor-api.md).
+
+Views are thin: the JSON body is read raw and validated by ``metering.ingest.rows`` (one
+fast pass with itemised errors) instead of a DRF serializer per row; the serializers
+below describe the shapes for the OpenAPI schema and answer bodies.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import parsers, serializers, status
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from heatutility.errors import DomainError, ErrorItem
+from metering.ingest import batches
+from metering.models import IngestBatch, MeterVendor
+from metering.vendors import IsVendor, VendorKeyAuthentication
+
+MAX_JSON_BYTES = 8 * 1024 * 1024
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class VendorKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "metering.vendors.VendorKeyAuthentication"
+    name = "VendorApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key hu_…` — the key a utility's staff issued to your head-end system.",
+        }
+
+
+class ReadingInSerializer(serializers.Serializer):
+    meter = serializers.CharField(max_length=60, help_text="Meter serial as printed on the meter.")
+    read_at = serializers.DateTimeField(
+        help_text="ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+01:00."
+    )
+    energy = serializers.DecimalField(
+        max_digits=20, decimal_places=6, min_value=0, help_text="Energy register."
+    )
+    energy_unit = serializers.ChoiceField(choices=["Wh", "kWh", "MWh", "GJ"])
+    volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
+    flow_temp_c = serializers.DecimalField(
+        max_digits=6, decimal_places=2, required=False, allow_null=True
+    )
+    return_temp_c = serializers.DecimalField(
+        max_digits=6, decimal_places=2, required=False, allow_null=True
+    )
+    power_kw = serializers.DecimalField(
+        max_digits=12, decimal_places=3, required=False, allow_null=True
+    )
+    flow_m3h = serializers.DecimalField(
+        max_digits=12, decimal_places=4, required=False, allow_null=True
+    )
+    status_code = serializers.IntegerField(
+        min_value=0, required=False, allow_null=True, help_text="Meter info code; 0 = no fault."
+    )
+    flow_temp_m3c = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        help_text="Volume-weighted flow temperature register, m³·°C.",
+    )
+    return_temp_m3c = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        help_text="Volume-weighted return temperature register, m³·°C.",
+    )
+
+
+class BatchAcceptedSerializer(serializers.Serializer):
+    batch = serializers.IntegerField()
+    state = serializers.CharField()
+    rows = serializers.IntegerField()
+    status_url = serializers.CharField()
+
+
+class ErrorItemSerializer(serializers.Serializer):
+    row = serializers.IntegerField(
+        required=False, help_text="0-based index of the reading (data row of a file)."
+    )
+    field = serializers.CharField(required=False)
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    code = serializers.CharField()
+    errors = ErrorItemSerializer(many=True)
+
+
+class BatchStatusSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = IngestBatch
+        fields = [
+            "id",
+            "source",
+            "state",
+            "file_name",
+            "row_count",
+            "progress",
+            "accepted",
+            "duplicate",
+            "conflicting",
+            "rejected",
+            "error_count",
+            "errors",
+            "received_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Malformed JSON or CSV."),
+    401: OpenApiResponse(ErrorSerializer, description="Missing, invalid or revoked API key."),
+    413: OpenApiResponse(
+        ErrorSerializer, description="Body larger than allowed / more than 10,000 readings."
+    ),
+    415: OpenApiResponse(ErrorSerializer, description="Wrong Content-Type."),
+    422: OpenApiResponse(
+        ErrorSerializer,
+        description="Invalid rows, each listed with row, field and code; nothing stored.",
+    ),
+}
+IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Any unique string per batch; a retried request with the same key returns the first answer.",
+)
+
+
+def _accepted(batch: IngestBatch, created: bool) -> Response:
+    response = Response(
+        batch.response or batches.batch_answer(batch), status=status.HTTP_202_ACCEPTED
+    )
+    if not created:
+        response["Idempotent-Replayed"] = "true"
+    response["Location"] = f"/api/v1/readings/batches/{batch.pk}/"
+    return response
+
+
+class ReadingBatchView(APIView):
+    authentication_classes = [VendorKeyAuthentication]
+    permission_classes = [IsVendor]
+    throttle_scope = "vendor"
+    throttle_classes = [ScopedRateThrottle]
+    parser_classes = [parsers.JSONParser]
+
+    @extend_schema(
+        operation_id="readings_batch_create",
+        summary="Deliver up to 10,000 readings",
+        request=ReadingInSerializer(many=True),
+        parameters=[IDEMPOTENCY],
+        responses={202: BatchAcceptedSerializer, **ERRORS},
+        examples=[
+            OpenApiExample(
+                "Two hourly readings",
+                request_only=True,
+                value=[
+                    {
+                        "meter": "67001234",
+                        "read_at": "2026-11-01T00:00:00+01:00",
+                        "energy": "12345.678",
+                        "energy_unit": "kWh",
+                        "volume_m3": "456.789",
+                        "flow_temp_c": "72.5",
+                        "return_temp_c": "38.1",
+                        "power_kw": "4.2",
+                        "flow_m3h": "0.105",
+                        "status_code": 0,
+                        "flow_temp_m3c": "33120.4",
+                        "return_temp_m3c": "17402.6",
+                    },
+                    {
+                        "meter": "67001234",
+                        "read_at": "2026-11-01T01:00:00+01:00",
+                        "energy": "12349.9",
+                        "energy_unit": "kWh",
+                        "volume_m3": "456.894",
+                    },
+                ],
+            ),
+        ],
+        tags=["vendor"],
+    )
+    def post(self, request):
+        vendor: MeterVendor = request.auth
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > MAX_JSON_BYTES:
+            raise PayloadTooLarge(
+                f"The body has {length} bytes; at most {MAX_JSON_BYTES} are accepted per request.",
+                errors=[
+                    ErrorItem(
+                        code="too_large",
+                        message="Split the delivery into batches of at most 10,000 readings.",
+                    )
+                ],
+            )
+        if not (request.content_type or "").startswith("application/json"):
+            raise UnsupportedMediaType(
+                "Send readings as application/json (files go to /api/v1/readings/files/).",
+                errors=[
+                    ErrorItem(
+                        code="unsupported_media_type",
+                        message=f"Content-Type {request.content_type!r}.",
+                    )
+                ],
+            )
+        try:
+            batch, created = batches.readings_batch_submit(
+                vendor=vendor,
+                body=request.body,
+                idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+                received_at=timezone.now(),
+            )
+        except batches.InvalidDelivery as exc:
+            if any(e.code == "too_many_rows" for e in exc.errors):
+                raise PayloadTooLarge(exc.message, errors=exc.errors) from exc
+            raise
+        return _accepted(batch, created)
+
+
+class ReadingFileView(APIView):
+    authentication_classes = [VendorKeyAuthentication]
+    permission_classes = [IsVendor]
+    throttle_scope = "vendor"
+    throttle_classes = [ScopedRateThrottle]
+    parser_classes = [parsers.MultiPartParser]
+
+    @extend_schema(
+        operation_id="readings_file_create",
+        summary="Deliver a CSV export (processed in the background)",
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        parameters=[IDEMPOTENCY],
+        responses={202: BatchAcceptedSerializer, **ERRORS},
+        tags=["vendor"],
+    )
+    def post(self, request):
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise batches.MalformedBody(
+                "Attach the CSV file as the multipart field 'file'.",
+                errors=[ErrorItem(code="required", field="file", message="file is required.")],
+            )
+        if upload.size > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise PayloadTooLarge(
+                f"The file has {upload.size} bytes; at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} are accepted.",
+                errors=[
+                    ErrorItem(
+                        code="too_large",
+                        field="file",
+                        message="Split the export into smaller files.",
+                    )
+                ],
+            )
+        batch, created = batches.readings_file_submit(
+            vendor=request.auth,
+            content=upload.read(),
+            file_name=upload.name or "upload.csv",
+            received_at=timezone.now(),
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+        )
+        return _accepted(batch, created)
+
+
+class BatchStatusView(APIView):
+    authentication_classes = [VendorKeyAuthentication]
+    permission_classes = [IsVendor]
+    throttle_scope = "vendor"
+    throttle_classes = [ScopedRateThrottle]
+
+    @extend_schema(
+        operation_id="readings_batch_status",
+        summary="State, counts and per-row errors of a batch",
+        responses={
+            200: BatchStatusSerializer,
+            401: ERRORS[401],
+            404: OpenApiResponse(ErrorSerializer),
+        },
+        tags=["vendor"],
+    )
+    def get(self, request, pk: int):
+        batch = get_object_or_404(IngestBatch, pk=pk, vendor=request.auth)
+        return Response(BatchStatusSerializer(batch).data)

@@ -1,0 +1,1 @@
+"""Reading ingestion: validation of delivered rows, set-based storage, batch processing."""

@@ -1,0 +1,330 @@
+"""Batches: accept a delivery, process it on Celery, and be safe to run again.
+
+* ``readings_batch_submit`` validates a JSON body at once (shape errors → 400/422 with
+  row, field and code; nothing stored) and stores the normalised rows on a new
+  :class:`IngestBatch`; an ``Idempotency-Key`` seen before returns the first batch.
+* ``readings_file_submit`` stores a vendor CSV file after checking its header.
+* ``readings_batch_process`` (the Celery task's one call) stores the rows chunk by chunk.
+  Each chunk, its counters and ``progress`` commit together, under a lock on the batch
+  row; a rerun after a killed worker resumes after the last committed chunk, and
+  ``ON CONFLICT`` plus the batch id on every reading make a replayed chunk count as
+  accepted, never twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+
+import orjson
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from heatutility.errors import DomainError, ErrorItem
+from metering.ingest import rows as row_rules
+from metering.ingest.store import months_of, partitions_ensure, store_rows
+from metering.models import IngestBatch, MeterVendor
+
+MAX_JSON_ROWS = 10_000
+FILE_CHUNK_ROWS = 50_000
+MAX_STORED_ERRORS = row_rules.MAX_ERRORS
+
+
+class InvalidDelivery(DomainError):
+    """The delivery is malformed; nothing was stored."""
+
+    status_code = 422
+    code = "invalid_delivery"
+
+
+class MalformedBody(InvalidDelivery):
+    status_code = 400
+    code = "malformed"
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+def _errors_as_dicts(items) -> list[dict]:
+    return [item.as_dict() for item in items]
+
+
+def _invalid(message: str, errors: row_rules.RowErrors, cls=InvalidDelivery) -> DomainError:
+    more = (
+        f" ({errors.count} errors, first {len(errors.items)} listed)"
+        if errors.count > len(errors.items)
+        else ""
+    )
+    return cls(message + more, errors=errors.items)
+
+
+def _serialise(rows: list[tuple]) -> str:
+    return orjson.dumps(rows).decode()
+
+
+def _deserialise(payload: str) -> list[tuple]:
+    return [tuple(row) for row in orjson.loads(payload)]
+
+
+def batch_answer(batch: IngestBatch) -> dict:
+    return {
+        "batch": batch.pk,
+        "state": batch.state,
+        "rows": batch.row_count,
+        "status_url": f"/api/v1/readings/batches/{batch.pk}/",
+    }
+
+
+def _replay(*, vendor: MeterVendor, idempotency_key: str, body_sha256: str) -> IngestBatch | None:
+    if not idempotency_key:
+        return None
+    batch = IngestBatch.objects.filter(vendor=vendor, idempotency_key=idempotency_key).first()
+    if batch is None:
+        return None
+    if batch.body_sha256 and batch.body_sha256 != body_sha256:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used for a different request body.",
+            errors=[
+                ErrorItem(
+                    code="idempotency_key_reused",
+                    field="Idempotency-Key",
+                    message="Use a new key for a new batch.",
+                )
+            ],
+        )
+    return batch
+
+
+def readings_batch_submit(
+    *, vendor: MeterVendor, body: bytes, idempotency_key: str = "", received_at: dt.datetime
+) -> tuple[IngestBatch, bool]:
+    """Validate a JSON batch and queue it; returns (batch, created)."""
+    digest = hashlib.sha256(body).hexdigest()
+    previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
+    if previous is not None:
+        return previous, False
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(
+            f"The body is not valid JSON: {exc}",
+            errors=[ErrorItem(code="malformed_json", message=str(exc))],
+        ) from exc
+    if isinstance(data, dict) and "readings" in data:
+        data = data["readings"]
+    normalised, errors = row_rules.validate_json_rows(data, max_rows=MAX_JSON_ROWS)
+    if errors:
+        raise _invalid("The batch was refused; nothing was stored", errors)
+    try:
+        with transaction.atomic():
+            batch = IngestBatch.objects.create(
+                vendor=vendor,
+                source=IngestBatch.Source.API,
+                idempotency_key=idempotency_key,
+                body_sha256=digest,
+                payload=_serialise(normalised),
+                row_count=len(normalised),
+                received_at=received_at,
+            )
+            batch.response = batch_answer(batch)
+            batch.save(update_fields=["response"])
+            _enqueue(batch)
+    except IntegrityError:
+        # a concurrent retry with the same key won the race: answer with its batch
+        previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
+        if previous is None:
+            raise
+        return previous, False
+    return batch, True
+
+
+def _sniff_header(raw: bytes, vendor: MeterVendor) -> None:
+    errors = row_rules.RowErrors()
+    first = raw.split(b"\n", 1)[0]
+    try:
+        text = first.decode(vendor.csv_encoding)
+    except UnicodeDecodeError as exc:
+        raise InvalidDelivery(
+            f"The file is not {vendor.csv_encoding} text.",
+            errors=[
+                ErrorItem(code="encoding", message=f"Line 1: {exc.reason} at byte {exc.start}.")
+            ],
+        ) from exc
+    header = next(csv.reader([text.rstrip("\r")], delimiter=vendor.csv_separator), [])
+    if not [h for h in header if h.strip()]:
+        errors.add(None, None, "empty", "The file is empty or has no header line.")
+    else:
+        row_rules.csv_positions(header=header, mapping=vendor.csv_columns or {}, errors=errors)
+    if errors:
+        raise _invalid("The file's header does not match the vendor's column mapping", errors)
+
+
+def readings_file_submit(
+    *,
+    vendor: MeterVendor,
+    content: bytes,
+    file_name: str,
+    received_at: dt.datetime,
+    created_by=None,
+    idempotency_key: str = "",
+) -> tuple[IngestBatch, bool]:
+    """Store a vendor CSV file as a batch and queue it (its header is checked at once)."""
+    digest = hashlib.sha256(content).hexdigest()
+    previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
+    if previous is not None:
+        return previous, False
+    _sniff_header(content, vendor)
+    with transaction.atomic():
+        batch = IngestBatch.objects.create(
+            vendor=vendor,
+            source=IngestBatch.Source.FILE,
+            idempotency_key=idempotency_key,
+            body_sha256=digest,
+            file_name=file_name[:255],
+            received_at=received_at,
+            created_by=created_by,
+        )
+        batch.file.save(f"batch-{batch.pk}.csv", ContentFile(content), save=False)
+        batch.response = batch_answer(batch)
+        batch.save(update_fields=["file", "response"])
+        _enqueue(batch)
+    return batch, True
+
+
+def _enqueue(batch: IngestBatch) -> None:
+    from metering.tasks import ingest_batch
+
+    transaction.on_commit(lambda: ingest_batch.delay(batch.pk))
+
+
+# --- processing --------------------------------------------------------------------------
+
+
+def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
+    vendor = batch.vendor
+    with batch.file.open("rb") as handle:
+        raw = handle.read()
+    errors = row_rules.RowErrors()
+    try:
+        text = raw.decode(vendor.csv_encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        errors.add(
+            None, None, "encoding", f"Line {line}: not {vendor.csv_encoding} text ({exc.reason})."
+        )
+        return [], errors
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=vendor.csv_separator)
+    try:
+        header = next(reader)
+    except StopIteration:
+        errors.add(None, None, "empty", "The file is empty.")
+        return [], errors
+    try:
+        return row_rules.validate_csv_rows(
+            (r for r in reader if r),
+            header=header,
+            mapping=vendor.csv_columns or {},
+            time_zone=vendor.csv_time_zone,
+            decimal_comma=vendor.csv_decimal_comma,
+            energy_unit=vendor.csv_energy_unit,
+        )
+    except csv.Error as exc:
+        errors.add(None, None, "malformed_csv", f"The CSV cannot be read: {exc}.")
+        return [], errors
+
+
+def _claim(batch_id: int, now: dt.datetime) -> IngestBatch | None:
+    with transaction.atomic():
+        batch = IngestBatch.objects.select_for_update().select_related("vendor").get(pk=batch_id)
+        if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
+            return None
+        batch.state = IngestBatch.State.PROCESSING
+        batch.attempts += 1
+        batch.started_at = batch.started_at or now
+        batch.save(update_fields=["state", "attempts", "started_at"])
+    return batch
+
+
+def _fail(batch: IngestBatch, errors: row_rules.RowErrors, now: dt.datetime) -> None:
+    batch.state = IngestBatch.State.FAILED
+    batch.errors = _errors_as_dicts(errors.items)
+    batch.error_count = errors.count
+    batch.finished_at = now
+    batch.save(update_fields=["state", "errors", "error_count", "finished_at"])
+
+
+def readings_batch_process(
+    *, batch_id: int, now: dt.datetime, chunk_rows: int = FILE_CHUNK_ROWS
+) -> IngestBatch:
+    """Store a batch's rows; safe to call again after a crash at any point."""
+    batch = _claim(batch_id, now)
+    if batch is None:
+        return IngestBatch.objects.get(pk=batch_id)
+    if batch.source == IngestBatch.Source.API:
+        rows = _deserialise(batch.payload)
+    else:
+        from metering.ingest import fastcsv
+
+        if fastcsv.available():
+            return fastcsv.process_file_batch(batch=batch, now=now, chunk_rows=chunk_rows)
+        rows, errors = _file_rows(batch)
+        if errors:
+            _fail(batch, errors, now)
+            return batch
+        if batch.row_count != len(rows):
+            IngestBatch.objects.filter(pk=batch.pk).update(row_count=len(rows))
+    partitions_ensure(months=months_of(rows))
+    for start in range(0, len(rows), chunk_rows):
+        end = min(start + chunk_rows, len(rows))
+        with transaction.atomic():
+            locked = IngestBatch.objects.select_for_update().get(pk=batch.pk)
+            if locked.progress >= end:
+                continue  # committed by an earlier attempt
+            chunk = rows[max(start, locked.progress) : end]
+            result = store_rows(
+                rows=chunk,
+                batch_id=batch.pk,
+                vendor_id=batch.vendor_id,
+                received_at=batch.received_at,
+            )
+            batch_add_result(locked, result, progress=end)
+    return batch_finish(batch_id=batch.pk, now=now)
+
+
+def batch_add_result(locked: IngestBatch, result, *, progress: int) -> None:
+    """Add a chunk's counts to the (locked) batch, in the chunk's transaction."""
+    locked.accepted += result.accepted
+    locked.duplicate += result.duplicate
+    locked.conflicting += result.conflicting
+    locked.rejected += result.rejected
+    locked.error_count += len(result.errors)
+    room = MAX_STORED_ERRORS - len(locked.errors)
+    if room > 0 and result.errors:
+        locked.errors = [*locked.errors, *_errors_as_dicts(result.errors[:room])]
+    locked.progress = progress
+    locked.save(
+        update_fields=[
+            "accepted",
+            "duplicate",
+            "conflicting",
+            "rejected",
+            "error_count",
+            "errors",
+            "progress",
+        ]
+    )
+
+
+def batch_finish(*, batch_id: int, now: dt.datetime) -> IngestBatch:
+    with transaction.atomic():
+        batch = IngestBatch.objects.select_for_update().get(pk=batch_id)
+        if batch.state == IngestBatch.State.PROCESSING:
+            batch.state = IngestBatch.State.DONE
+            batch.finished_at = now
+            batch.payload = ""  # stored in readings now; the batch keeps the counts
+            batch.save(update_fields=["state", "finished_at", "payload"])
+    return batch

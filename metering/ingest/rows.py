@@ -1,0 +1,297 @@
+"""Validation of delivered reading rows into one normalised shape (pure: no ORM, no clock).
+
+Both delivery paths end here: JSON rows (``validate_json_rows``) and CSV rows after the
+vendor's column mapping (``validate_csv_rows``).  A row that fails any check makes the
+whole delivery fail with itemised errors (row, field, code) and nothing is stored: shape
+errors are the sender's to fix.  Whether a meter belongs to the vendor is decided later,
+per row, when the batch is processed.
+
+The normalised row is a tuple of strings in ``NORMALISED_FIELDS`` order (``None`` for
+absent values) that PostgreSQL's COPY reads as text: numbers keep the sender's digits
+(no float round trip) and ``read_at`` is UTC ISO 8601.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from heatutility.errors import ErrorItem
+
+ENERGY_UNITS = ("Wh", "kWh", "MWh", "GJ")
+
+# field -> (lowest, highest) accepted at intake.  Wider than plausibility (that is VEE):
+# these bounds only refuse values no meter can produce and the columns cannot hold.
+NUMERIC_LIMITS: dict[str, tuple[float, float]] = {
+    "energy": (0, 1e13),
+    "volume_m3": (0, 1e11),
+    "flow_temp_c": (-50, 200),
+    "return_temp_c": (-50, 200),
+    "power_kw": (0, 1e8),
+    "flow_m3h": (0, 1e7),
+    "flow_temp_m3c": (0, 1e15),
+    "return_temp_m3c": (0, 1e15),
+}
+REQUIRED = ("meter", "read_at", "energy", "energy_unit", "volume_m3")
+OPTIONAL_NUMERIC = (
+    "flow_temp_c",
+    "return_temp_c",
+    "power_kw",
+    "flow_m3h",
+    "flow_temp_m3c",
+    "return_temp_m3c",
+)
+ALL_FIELDS = (*REQUIRED, *OPTIONAL_NUMERIC, "status_code")
+NORMALISED_FIELDS = (
+    "row",
+    "meter",
+    "read_at",
+    "energy",
+    "energy_unit",
+    "volume_m3",
+    *OPTIONAL_NUMERIC,
+    "status_code",
+)
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+MAX_ERRORS = 1000
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+class RowErrors:
+    """Collects itemised errors, keeping the first ``MAX_ERRORS`` and the total count."""
+
+    def __init__(self) -> None:
+        self.items: list[ErrorItem] = []
+        self.count = 0
+
+    def add(self, row: int | None, field: str | None, code: str, message: str) -> None:
+        self.count += 1
+        if len(self.items) < MAX_ERRORS:
+            self.items.append(ErrorItem(code=code, message=message, field=field, row=row))
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bool = False):
+    """The value as a canonical decimal string, or None after recording an error."""
+    if isinstance(value, bool):
+        errors.add(row, field, "not_a_number", f"{field} must be a number, not {value!r}.")
+        return None
+    if isinstance(value, int):
+        number, text = float(value), str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            errors.add(row, field, "not_a_number", f"{field} must be a finite number.")
+            return None
+        number, text = value, repr(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if decimal_comma:
+            text = text.replace(".", "").replace(",", ".") if "," in text else text
+        if not _NUMBER.match(text):
+            errors.add(row, field, "not_a_number", f"{field} must be a number, got {value!r}.")
+            return None
+        number = float(text)
+    else:
+        errors.add(row, field, "not_a_number", f"{field} must be a number, got {value!r}.")
+        return None
+    low, high = NUMERIC_LIMITS[field]
+    if number < 0 and low >= 0:
+        errors.add(row, field, "negative", f"{field} cannot be negative (got {text}).")
+        return None
+    if not low <= number < high:
+        errors.add(
+            row, field, "out_of_range", f"{field} {text} is outside the possible range [{low:g}, {high:g})."
+        )
+        return None
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text
+
+
+def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> str | None:
+    if not isinstance(value, str):
+        errors.add(row, "read_at", "invalid_datetime", f"read_at must be an ISO 8601 string, got {value!r}.")
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        errors.add(row, "read_at", "invalid_datetime", f"read_at {value!r} is not an ISO 8601 date-time.")
+        return None
+    if moment.tzinfo is None:
+        if zone is None:
+            errors.add(
+                row,
+                "read_at",
+                "missing_offset",
+                f"read_at {value!r} has no UTC offset; send e.g. 2026-11-01T00:00:00+01:00.",
+            )
+            return None
+        moment = moment.replace(tzinfo=zone)
+    moment = moment.astimezone(dt.UTC)
+    if not EARLIEST <= moment < LATEST:
+        errors.add(row, "read_at", "out_of_range", f"read_at {value!r} is not between 2000 and 2100.")
+        return None
+    return moment.isoformat()
+
+
+def _row(
+    raw: dict, row: int, errors: RowErrors, seen: dict, *, zone, decimal_comma, default_unit
+) -> tuple | None:
+    before = errors.count
+    unknown = [key for key in raw if key not in ALL_FIELDS]
+    for key in unknown:
+        errors.add(row, str(key), "unknown_field", f"Unknown field {key!r}.")
+    if default_unit is not None and "energy_unit" not in raw:
+        raw = {**raw, "energy_unit": default_unit}
+    missing = False
+    for key in REQUIRED:
+        value = raw.get(key)
+        if value is None or value == "":
+            errors.add(row, key, "required", f"{key} is required.")
+            missing = True
+    if missing:
+        return None
+    meter = raw["meter"]
+    if isinstance(meter, int) and not isinstance(meter, bool):
+        meter = str(meter)
+    if not isinstance(meter, str) or not meter.strip() or len(meter) > 60:
+        errors.add(row, "meter", "invalid", "meter must be the meter serial (text, at most 60 characters).")
+    meter = str(meter).strip()
+    unit = raw["energy_unit"]
+    if unit not in ENERGY_UNITS:
+        errors.add(row, "energy_unit", "invalid_choice", f"energy_unit must be one of {', '.join(ENERGY_UNITS)}.")
+    read_at = _timestamp(raw["read_at"], row, errors, zone=zone)
+    energy = _number(raw["energy"], "energy", row, errors, decimal_comma=decimal_comma)
+    volume = _number(raw["volume_m3"], "volume_m3", row, errors, decimal_comma=decimal_comma)
+    optional = []
+    for key in OPTIONAL_NUMERIC:
+        value = raw.get(key)
+        if value is None or value == "":
+            optional.append(None)
+        else:
+            optional.append(_number(value, key, row, errors, decimal_comma=decimal_comma))
+    status_code = raw.get("status_code")
+    if status_code is not None and status_code != "":
+        try:
+            if isinstance(status_code, (bool, float)):
+                raise ValueError
+            code = int(status_code)
+            if not 0 <= code < 2**31:
+                raise ValueError
+            status_code = str(code)
+        except (TypeError, ValueError):
+            errors.add(row, "status_code", "invalid", f"status_code must be a whole number ≥ 0, got {status_code!r}.")
+            status_code = None
+    else:
+        status_code = None
+    if errors.count > before:
+        return None
+    key = (meter, read_at)
+    if key in seen:
+        errors.add(
+            row,
+            "read_at",
+            "duplicate_in_batch",
+            f"Meter {meter} at {read_at} appears already in row {seen[key]} of this delivery.",
+        )
+        return None
+    seen[key] = row
+    return (str(row), meter, read_at, energy, unit, volume, *optional, status_code)
+
+
+def validate_json_rows(rows, *, max_rows: int) -> tuple[list[tuple], RowErrors]:
+    """Validate a decoded JSON body: a list of reading objects (timestamps need offsets)."""
+    errors = RowErrors()
+    if not isinstance(rows, list):
+        errors.add(None, None, "not_a_list", "The body must be a JSON array of readings.")
+        return [], errors
+    if not rows:
+        errors.add(None, None, "empty", "The batch contains no readings.")
+        return [], errors
+    if len(rows) > max_rows:
+        errors.add(None, None, "too_many_rows", f"At most {max_rows} readings per request.")
+        return [], errors
+    out: list[tuple] = []
+    seen: dict = {}
+    for index, raw in enumerate(rows):
+        if not isinstance(raw, dict):
+            errors.add(index, None, "not_an_object", "Each reading must be a JSON object.")
+            continue
+        normalised = _row(raw, index, errors, seen, zone=None, decimal_comma=False, default_unit=None)
+        if normalised is not None:
+            out.append(normalised)
+    return out, errors
+
+
+def validate_csv_rows(
+    rows: Iterable[Sequence[str]],
+    *,
+    header: Sequence[str],
+    mapping: dict[str, str],
+    time_zone: str,
+    decimal_comma: bool,
+    energy_unit: str,
+) -> tuple[list[tuple], RowErrors]:
+    """Validate CSV data rows (after the header) with a vendor's column mapping.
+
+    Rows are numbered from 0 for the first data row (file line = row + 2).
+    """
+    errors = RowErrors()
+    positions = csv_positions(header=header, mapping=mapping, errors=errors)
+    if errors:
+        return [], errors
+    zone = ZoneInfo(time_zone)
+    out: list[tuple] = []
+    seen: dict = {}
+    width = len(header)
+    index = -1
+    for index, values in enumerate(rows):
+        if len(values) != width:
+            errors.add(index, None, "wrong_column_count", f"Expected {width} columns, found {len(values)}.")
+            continue
+        raw = {field: values[position] for field, position in positions.items()}
+        normalised = _row(
+            raw, index, errors, seen, zone=zone, decimal_comma=decimal_comma, default_unit=energy_unit
+        )
+        if normalised is not None:
+            out.append(normalised)
+    if index < 0:
+        errors.add(None, None, "empty", "The file contains no readings.")
+    return out, errors
+
+
+def csv_positions(*, header: Sequence[str], mapping: dict[str, str], errors: RowErrors) -> dict[str, int]:
+    """Column index of each known field, given the vendor's names; records header errors."""
+    names = {(mapping.get(field) or field): field for field in ALL_FIELDS}
+    positions: dict[str, int] = {}
+    for position, name in enumerate(header):
+        name = name.strip().lstrip("\ufeff")
+        if name in names:
+            if names[name] in positions:
+                errors.add(None, name, "duplicate_column", f"Column {name!r} appears twice.")
+            positions[names[name]] = position
+        else:
+            errors.add(None, name, "unknown_column", f"Unknown column {name!r}; map it in the vendor's CSV settings.")
+    for field in REQUIRED:
+        if field == "energy_unit":
+            continue
+        if field not in positions:
+            column = mapping.get(field) or field
+            errors.add(None, column, "missing_column", f"Required column {column!r} is missing.")
+    return positions
+
+
+def to_decimal(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # pragma: no cover - validated before
+        return None

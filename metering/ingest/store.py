@@ -1,0 +1,452 @@
+"""Set-based storage of validated reading rows: no row-by-row ORM saves.
+
+PostgreSQL: COPY the chunk into a temporary staging table, then one
+``INSERT … SELECT … ON CONFLICT (meter_id, read_at) DO NOTHING``.  Rows that did not go
+in are classified in one join: the same values again are *duplicates* (stored once),
+different values are *conflicts* (kept in ReadingConflict, the original untouched).
+SQLite (the embedded default): the same outcome with ``executemany`` and
+``INSERT OR IGNORE``.
+
+A chunk's rows, its counters and the batch's progress commit in one transaction (the
+caller's), so a worker killed half-way leaves either all of a chunk or none of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connection, transaction
+
+from heatutility.errors import ErrorItem
+from metering.ingest.rows import NORMALISED_FIELDS, OPTIONAL_NUMERIC
+from metering.models import KWH_PER_UNIT
+
+STAGE_COLUMNS = """
+    row_no integer, serial text, read_at timestamptz, energy_value numeric,
+    energy_unit text, volume_m3 numeric, flow_temp_c numeric, return_temp_c numeric,
+    power_kw numeric, flow_m3h numeric, flow_temp_m3c numeric, return_temp_m3c numeric,
+    status_code integer
+"""
+STAGE_FIELDS = (
+    "row_no, serial, read_at, energy_value, energy_unit, volume_m3, flow_temp_c, return_temp_c, "
+    "power_kw, flow_m3h, flow_temp_m3c, return_temp_m3c, status_code"
+)
+ENERGY_KWH_SQL = (
+    "round(CASE s.energy_unit WHEN 'kWh' THEN s.energy_value WHEN 'Wh' THEN s.energy_value / 1000"
+    " WHEN 'MWh' THEN s.energy_value * 1000 ELSE s.energy_value * 1000 / 3.6 END, 6)"
+)
+# stored column -> (staged expression, scale); equality decides duplicate vs conflict
+COMPARED = {
+    "energy_kwh": (ENERGY_KWH_SQL, None),
+    "volume_m3": ("s.volume_m3", 4),
+    "flow_temp_c": ("s.flow_temp_c", 2),
+    "return_temp_c": ("s.return_temp_c", 2),
+    "power_kw": ("s.power_kw", 3),
+    "flow_m3h": ("s.flow_m3h", 4),
+    "flow_temp_m3c": ("s.flow_temp_m3c", 4),
+    "return_temp_m3c": ("s.return_temp_m3c", 4),
+    "status_code": ("s.status_code", None),
+}
+
+
+@dataclass
+class ChunkResult:
+    accepted: int = 0
+    duplicate: int = 0
+    conflicting: int = 0
+    rejected: int = 0
+    errors: list[ErrorItem] = field(default_factory=list)
+
+
+def _scaled(expr: str, scale: int | None) -> str:
+    return f"round({expr}, {scale})" if scale is not None else expr
+
+
+def _same_values_sql() -> str:
+    return " AND ".join(
+        f"r.{column} IS NOT DISTINCT FROM {_scaled(expr, scale)}"
+        for column, (expr, scale) in COMPARED.items()
+    )
+
+
+def _incoming_json_sql() -> str:
+    pairs = ", ".join(
+        f"'{name}', s.{name}" for name in STAGE_FIELDS.replace(" ", "").split(",")[1:]
+    )
+    return f"jsonb_build_object({pairs})"
+
+
+# --- partitions ------------------------------------------------------------------------
+
+
+def partition_name(year: int, month: int) -> str:
+    return f"metering_reading_y{year:04d}m{month:02d}"
+
+
+def partitions_ensure(*, months: set[tuple[int, int]]) -> list[str]:
+    """Create the monthly partitions (UTC months) that do not exist yet; returns new names.
+
+    Runs in its own short transaction before data goes in: creating a partition locks
+    the parent table, which must not be held for the whole insert.
+    """
+    if connection.vendor != "postgresql" or not months:
+        return []
+    created: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'metering_reading'"
+        )
+        existing = {name for (name,) in cursor.fetchall()}
+    for year, month in sorted(months):
+        name = partition_name(year, month)
+        if name in existing:
+            continue
+        start = dt.date(year, month, 1)
+        end = dt.date(year + month // 12, month % 12 + 1, 1)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # one creator at a time; a concurrent one finds the table and does nothing
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('metering_reading_partitions'))")
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF metering_reading "
+                f"FOR VALUES FROM ('{start.isoformat()} 00:00+00') TO ('{end.isoformat()} 00:00+00')"
+            )
+        created.append(name)
+    return created
+
+
+def months_of(rows: list[tuple]) -> set[tuple[int, int]]:
+    index = NORMALISED_FIELDS.index("read_at")
+    return {(int(m[:4]), int(m[5:7])) for m in {row[index][:7] for row in rows}}
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+
+def _tsv(rows: list[tuple]) -> str:
+    def cell(value):
+        if value is None:
+            return "\\N"
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return (
+                value.replace("\\", "\\\\")
+                .replace("\t", "\\t")
+                .replace("\n", "\\n")
+                .replace("\r", "\\r")
+            )
+        return value
+
+    # stage column order: row, serial, read_at, energy, unit, volume, optional..., status
+    return "".join("\t".join(map(cell, row)) + "\n" for row in rows)
+
+
+def stage_create(cursor, name: str = "metering_stage", *, temporary: bool = True) -> None:
+    kind = "TEMPORARY" if temporary else "UNLOGGED"
+    cursor.execute(f"CREATE {kind} TABLE IF NOT EXISTS {name} ({STAGE_COLUMNS})")
+    cursor.execute(f"TRUNCATE {name}")
+
+
+def stage_to_readings(
+    cursor,
+    *,
+    stage: str,
+    batch_id: int,
+    vendor_id: int,
+    received_at: dt.datetime,
+    where: str = "TRUE",
+) -> ChunkResult:
+    """Move staged rows (those matching ``where``) into readings; count what happened."""
+    result = ChunkResult()
+    params = {"batch": batch_id, "vendor": vendor_id, "received": received_at}
+    cursor.execute(
+        f"""SELECT s.row_no, s.serial,
+                   EXISTS (SELECT 1 FROM metering_heatmeter o WHERE o.serial = s.serial)
+              FROM {stage} s
+             WHERE {where} AND NOT EXISTS (
+                   SELECT 1 FROM metering_heatmeter m
+                    WHERE m.serial = s.serial AND m.vendor_id = %(vendor)s)
+             ORDER BY s.row_no""",
+        params,
+    )
+    for row_no, serial, exists in cursor.fetchall():
+        result.rejected += 1
+        if exists:
+            result.errors.append(
+                ErrorItem(
+                    row=row_no,
+                    field="meter",
+                    code="meter_not_assigned",
+                    message=f"Meter {serial} is not assigned to this vendor; the row was refused.",
+                )
+            )
+        else:
+            result.errors.append(
+                ErrorItem(
+                    row=row_no,
+                    field="meter",
+                    code="unknown_meter",
+                    message=f"Unknown meter {serial}; the row was refused.",
+                )
+            )
+    optional = ", ".join(OPTIONAL_NUMERIC)
+    optional_s = ", ".join(f"s.{name}" for name in OPTIONAL_NUMERIC)
+    cursor.execute(
+        f"""WITH eligible AS (
+                SELECT m.id AS meter_id, s.* FROM {stage} s
+                  JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s
+                 WHERE {where}),
+            inserted AS (
+                INSERT INTO metering_reading (meter_id, read_at, energy_kwh, energy_value,
+                       energy_unit, volume_m3, {optional}, status_code, status, batch_id, received_at)
+                SELECT s.meter_id, s.read_at, {ENERGY_KWH_SQL}, s.energy_value, s.energy_unit,
+                       s.volume_m3, {optional_s}, s.status_code, 'valid', %(batch)s, %(received)s
+                  FROM eligible s
+                ON CONFLICT (meter_id, read_at) DO NOTHING
+                RETURNING 1),
+            spans AS (
+                INSERT INTO metering_ingestbatchmeter (batch_id, meter_id, first_read_at, last_read_at)
+                SELECT %(batch)s, meter_id, min(read_at), max(read_at) FROM eligible GROUP BY meter_id
+                ON CONFLICT (batch_id, meter_id) DO UPDATE
+                   SET first_read_at = LEAST(metering_ingestbatchmeter.first_read_at, EXCLUDED.first_read_at),
+                       last_read_at = GREATEST(metering_ingestbatchmeter.last_read_at, EXCLUDED.last_read_at)
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM eligible),
+                   (SELECT count(*) FROM spans)""",
+        params,
+    )
+    inserted, eligible, _spans = cursor.fetchone()
+    if inserted == eligible:
+        result.accepted = inserted
+        return result
+    # Some keys existed: one join tells ours (an earlier attempt of this batch),
+    # duplicates and conflicts apart.  The snapshot does not see this statement's inserts,
+    # so the join runs as a separate statement.
+    join = f"""FROM {stage} s
+          JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s
+          JOIN metering_reading r ON r.meter_id = m.id AND r.read_at = s.read_at
+         WHERE {where}"""
+    cursor.execute(
+        f"""SELECT count(*) FILTER (WHERE r.batch_id IS NOT DISTINCT FROM %(batch)s),
+                   count(*) FILTER (WHERE r.batch_id IS DISTINCT FROM %(batch)s AND ({_same_values_sql()})),
+                   count(*) FILTER (WHERE r.batch_id IS DISTINCT FROM %(batch)s AND NOT ({_same_values_sql()}))
+             {join}""",
+        params,
+    )
+    result.accepted, result.duplicate, result.conflicting = cursor.fetchone()
+    if result.conflicting:
+        cursor.execute(
+            f"""INSERT INTO metering_readingconflict (batch_id, "row", meter_id, read_at, incoming, state)
+                SELECT %(batch)s, s.row_no, m.id, s.read_at, {_incoming_json_sql()}, 'open'
+                {join} AND r.batch_id IS DISTINCT FROM %(batch)s AND NOT ({_same_values_sql()})
+                ON CONFLICT (batch_id, "row") DO NOTHING""",
+            params,
+        )
+    return result
+
+
+def store_rows_postgres(
+    *, rows: list[tuple], batch_id: int, vendor_id: int, received_at: dt.datetime
+) -> ChunkResult:
+    with connection.cursor() as cursor:
+        stage_create(cursor)
+        with cursor.copy(f"COPY metering_stage ({STAGE_FIELDS}) FROM STDIN") as copy:
+            copy.write(_tsv([_stage_order(row) for row in rows]))
+        result = stage_to_readings(
+            cursor,
+            stage="metering_stage",
+            batch_id=batch_id,
+            vendor_id=vendor_id,
+            received_at=received_at,
+        )
+        cursor.execute("TRUNCATE metering_stage")
+    return result
+
+
+def _stage_order(row: tuple) -> tuple:
+    # normalised order: row, meter, read_at, energy, unit, volume, <optional numeric>, status
+    return row
+
+
+# --- SQLite (embedded default) ----------------------------------------------------------
+
+_SCALES = {
+    "energy_kwh": 6,
+    "volume_m3": 4,
+    "flow_temp_c": 2,
+    "return_temp_c": 2,
+    "power_kw": 3,
+    "flow_m3h": 4,
+    "flow_temp_m3c": 4,
+    "return_temp_m3c": 4,
+}
+
+
+def _q(value, scale: int | None):
+    if value is None:
+        return None
+    number = Decimal(str(value))
+    return number.quantize(Decimal(1).scaleb(-scale)) if scale is not None else int(number)
+
+
+def store_rows_sqlite(
+    *, rows: list[tuple], batch_id: int, vendor_id: int, received_at: dt.datetime
+) -> ChunkResult:
+    from metering.models import HeatMeter, IngestBatchMeter, ReadingConflict
+
+    ops = connection.ops
+    result = ChunkResult()
+    serials = {row[1] for row in rows}
+    mine = dict(
+        HeatMeter.objects.filter(vendor_id=vendor_id, serial__in=serials).values_list(
+            "serial", "id"
+        )
+    )
+    known = set(
+        HeatMeter.objects.filter(serial__in=serials - set(mine)).values_list("serial", flat=True)
+    )
+    eligible = []
+    for row in rows:
+        if row[1] in mine:
+            eligible.append(row)
+            continue
+        result.rejected += 1
+        if row[1] in known:
+            result.errors.append(
+                ErrorItem(
+                    row=int(row[0]),
+                    field="meter",
+                    code="meter_not_assigned",
+                    message=f"Meter {row[1]} is not assigned to this vendor; the row was refused.",
+                )
+            )
+        else:
+            result.errors.append(
+                ErrorItem(
+                    row=int(row[0]),
+                    field="meter",
+                    code="unknown_meter",
+                    message=f"Unknown meter {row[1]}; the row was refused.",
+                )
+            )
+    if not eligible:
+        return result
+    received = ops.adapt_datetimefield_value(received_at)
+    records = []
+    spans: dict[int, list] = {}
+    for row in eligible:
+        meter_id = mine[row[1]]
+        read_at = dt.datetime.fromisoformat(row[2])
+        value = Decimal(row[3])
+        energy_kwh = (value * KWH_PER_UNIT[row[4]]).quantize(Decimal("0.000001"))
+        span = spans.setdefault(meter_id, [read_at, read_at])
+        span[0], span[1] = min(span[0], read_at), max(span[1], read_at)
+        records.append(
+            (
+                meter_id,
+                ops.adapt_datetimefield_value(read_at),
+                str(energy_kwh),
+                row[3],
+                row[4],
+                row[5],
+                *row[6:12],
+                None if row[12] is None else int(row[12]),
+                "valid",
+                batch_id,
+                received,
+                int(row[0]),
+                read_at,
+            )
+        )
+    keys = {(r[0], r[1]) for r in records}
+    columns = (
+        "meter_id, read_at, energy_kwh, energy_value, energy_unit, volume_m3, flow_temp_c, return_temp_c, "
+        "power_kw, flow_m3h, flow_temp_m3c, return_temp_m3c, status_code, status, batch_id, received_at"
+    )
+    compared = list(COMPARED)
+    existing = {}
+    with connection.cursor() as cursor:
+        meter_ids = sorted({r[0] for r in records})
+        low, high = min(r[1] for r in records), max(r[1] for r in records)
+        placeholders = ",".join("%s" for _ in meter_ids)
+        cursor.execute(
+            f"SELECT meter_id, read_at, batch_id, {', '.join(compared)} FROM metering_reading "
+            f"WHERE meter_id IN ({placeholders}) AND read_at BETWEEN %s AND %s",
+            [*meter_ids, low, high],
+        )
+        for meter_id, read_at, batch, *values in cursor.fetchall():
+            read_at = read_at if isinstance(read_at, str) else str(read_at)  # naive UTC, as adapted
+            if (meter_id, read_at) in keys:
+                existing[(meter_id, read_at)] = (batch, values)
+        fresh = [r[:16] for r in records if (r[0], r[1]) not in existing]
+        cursor.executemany(
+            f"INSERT OR IGNORE INTO metering_reading ({columns}) VALUES ({', '.join(['%s'] * 16)})",
+            fresh,
+        )
+    result.accepted += len(fresh)
+    conflicts = []
+    for r in records:
+        found = existing.get((r[0], r[1]))
+        if found is None:
+            continue
+        batch, values = found
+        if batch == batch_id:
+            result.accepted += 1
+            continue
+        mapping = {
+            "energy_kwh": r[2],
+            "volume_m3": r[5],
+            "flow_temp_c": r[6],
+            "return_temp_c": r[7],
+            "power_kw": r[8],
+            "flow_m3h": r[9],
+            "flow_temp_m3c": r[10],
+            "return_temp_m3c": r[11],
+            "status_code": r[12],
+        }
+        same = all(
+            _q(mapping[c], _SCALES.get(c)) == _q(v, _SCALES.get(c))
+            for c, v in zip(compared, values, strict=True)
+        )
+        if same:
+            result.duplicate += 1
+        else:
+            result.conflicting += 1
+            incoming = {
+                "energy_value": r[3],
+                "energy_unit": r[4],
+                **{k: v for k, v in mapping.items() if k != "energy_kwh"},
+            }
+            conflicts.append(
+                ReadingConflict(
+                    batch_id=batch_id, row=r[16], meter_id=r[0], read_at=r[17], incoming=incoming
+                )
+            )
+    ReadingConflict.objects.bulk_create(conflicts, ignore_conflicts=True)
+    for meter_id, (first, last) in spans.items():
+        span, created = IngestBatchMeter.objects.get_or_create(
+            batch_id=batch_id,
+            meter_id=meter_id,
+            defaults={"first_read_at": first, "last_read_at": last},
+        )
+        if not created and (first < span.first_read_at or last > span.last_read_at):
+            span.first_read_at, span.last_read_at = (
+                min(first, span.first_read_at),
+                max(last, span.last_read_at),
+            )
+            span.save(update_fields=["first_read_at", "last_read_at"])
+    return result
+
+
+def store_rows(
+    *, rows: list[tuple], batch_id: int, vendor_id: int, received_at: dt.datetime
+) -> ChunkResult:
+    """Store one chunk of normalised rows; call inside the chunk's transaction."""
+    if connection.vendor == "postgresql":
+        return store_rows_postgres(
+            rows=rows, batch_id=batch_id, vendor_id=vendor_id, received_at=received_at
+        )
+    return store_rows_sqlite(
+        rows=rows, batch_id=batch_id, vendor_id=vendor_id, received_at=received_at
+    )

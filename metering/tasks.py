@@ -1,0 +1,34 @@
+"""Celery tasks: thin, take ids, call one service, safe to run twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+from django.utils import timezone
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def ingest_batch(batch_id: int) -> None:
+    from metering.ingest.batches import readings_batch_process
+
+    readings_batch_process(batch_id=batch_id, now=timezone.now())
+
+
+@shared_task(acks_late=True)
+def vee_nightly() -> None:
+    from metering.vee.services import vee_run_pending
+
+    vee_run_pending(now=timezone.now())
+
+
+@shared_task(acks_late=True)
+def vee_rerun(meter_id: int, start: str, end: str) -> None:
+    from metering.vee.services import vee_run_meter
+
+    vee_run_meter(
+        meter_id=meter_id,
+        start=dt.datetime.fromisoformat(start),
+        end=dt.datetime.fromisoformat(end),
+        now=timezone.now(),
+    )

@@ -1,0 +1,89 @@
+"""Vendor API keys: created by staff, shown once, stored as a SHA-256, rotatable, revocable.
+
+A key reads ``hu_<prefix>_<secret>``; the prefix finds the row, the hash proves the key.
+:class:`VendorKeyAuthentication` (DRF) accepts ``Authorization: Api-Key <key>``; the
+request's ``auth`` is then the :class:`MeterVendor` and ``user`` an anonymous user, so
+staff permissions never apply to vendors and vendor keys never reach staff endpoints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from rest_framework import authentication, exceptions, permissions
+
+from metering.models import MeterVendor, VendorApiKey
+
+KEY_PREFIX = "hu_"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def vendor_key_create(*, vendor: MeterVendor, label: str = "", created_by=None) -> tuple[VendorApiKey, str]:
+    """A new key; the plain key is returned here once and never stored."""
+    prefix = secrets.token_hex(5)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = VendorApiKey.objects.create(
+        vendor=vendor, label=label, prefix=prefix, key_hash=_hash(key), created_by=created_by
+    )
+    return api_key, key
+
+
+def vendor_key_revoke(*, api_key: VendorApiKey, now: dt.datetime) -> None:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = now
+        api_key.save(update_fields=["revoked_at"])
+
+
+def vendor_key_rotate(
+    *, api_key: VendorApiKey, now: dt.datetime, created_by=None
+) -> tuple[VendorApiKey, str]:
+    """Issue a replacement and revoke the old key at once."""
+    with transaction.atomic():
+        new, key = vendor_key_create(vendor=api_key.vendor, label=api_key.label, created_by=created_by)
+        vendor_key_revoke(api_key=api_key, now=now)
+    return new, key
+
+
+def vendor_for_key(key: str) -> MeterVendor | None:
+    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
+        return None
+    prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
+    api_key = (
+        VendorApiKey.objects.select_related("vendor")
+        .filter(prefix=prefix, revoked_at__isnull=True, vendor__is_active=True)
+        .first()
+    )
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(key)):
+        return None
+    return api_key.vendor
+
+
+class VendorKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        if not header.startswith(self.keyword + " "):
+            return None
+        vendor = vendor_for_key(header[len(self.keyword) + 1 :].strip())
+        if vendor is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return (AnonymousUser(), vendor)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class IsVendor(permissions.BasePermission):
+    message = "A vendor API key is required (Authorization: Api-Key <key>)."
+
+    def has_permission(self, request, view):
+        return isinstance(request.auth, MeterVendor)
