@@ -193,6 +193,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AccountStatusEnum": "customers.models.Account.Status",
         "ConnectionStatusEnum": "customers.models.ServiceConnection.Status",
+        "EnergyUnitEnum": "metering.models.EnergyUnit",
     },
 }
 
