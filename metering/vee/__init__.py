@@ -1,0 +1,1 @@
+"""Validation, estimation, editing (VEE) of meter readings (DOMAIN.md §3)."""
