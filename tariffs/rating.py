@@ -445,8 +445,8 @@ class _Pricer:
             inside = max(inside, Fraction(0))
             label = (
                 f"up to {b.upto.normalize():f} {c.unit}/year" if lower == 0 and b.upto is not None
-                else f"above {(lower / scale):.0f} {c.unit}/year" if b.upto is None
-                else f"{(lower / scale):.0f}–{b.upto.normalize():f} {c.unit}/year"
+                else f"above {_dec(lower / scale, 3).normalize():f} {c.unit}/year" if b.upto is None
+                else f"{_dec(lower / scale, 3).normalize():f}–{b.upto.normalize():f} {c.unit}/year"
             )
             if inside > 0:
                 raw.append((label, inside, b.price))
