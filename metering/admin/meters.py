@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from customers.admin import HistoryAdmin
+from customers.models import BuildingInterfaceUnit
 from metering import models
 
 
@@ -58,3 +59,17 @@ class MeterInstallationAdmin(HistoryAdmin):
     list_select_related = ("meter", "unit")
     autocomplete_fields = ("meter", "unit")
     date_hierarchy = "installed_at"
+
+
+class UnitInstallationInline(InstallationInline):
+    """The meter installation history of an interface unit, shown on the unit's page."""
+
+    fk_name = "unit"
+    autocomplete_fields = ("meter",)
+    fields = ("meter", *InstallationInline.fields[1:])
+
+
+# customers knows nothing of meters; metering adds its history to the unit's admin page.
+_unit_admin = admin.site._registry.get(BuildingInterfaceUnit)
+if _unit_admin is not None and UnitInstallationInline not in _unit_admin.inlines:
+    _unit_admin.inlines = [*_unit_admin.inlines, UnitInstallationInline]
