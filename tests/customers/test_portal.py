@@ -1,0 +1,106 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from customers.selectors import monthly_consumption
+from metering.models import BoundaryRegister
+from tests.customers.factories import ContractFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def customer_login(client, django_user_model):
+    def login(contract):
+        user = django_user_model.objects.create_user(
+            f"portal-{contract.account.number}", password="a-long-test-password-1"
+        )
+        contract.account.customer.user = user
+        contract.account.customer.save()
+        client.force_login(user)
+        return client
+
+    return login
+
+
+def register(connection, on, kwh, m3, status="actual"):
+    return BoundaryRegister.objects.create(
+        connection=connection, on=on, energy_kwh=Decimal(kwh), volume_m3=Decimal(m3), status=status
+    )
+
+
+class TestPortalScoping:
+    def test_a_customer_sees_only_their_own_accounts(self, customer_login):
+        mine = ContractFactory()
+        theirs = ContractFactory()
+        client = customer_login(mine)
+
+        listing = client.get("/portal/")
+
+        assert listing.status_code == 200
+        assert list(listing.context["accounts"]) == [mine.account]
+        assert theirs.account.number not in listing.content.decode()
+
+    def test_another_customers_account_is_not_found(self, customer_login):
+        mine = ContractFactory()
+        theirs = ContractFactory()
+        client = customer_login(mine)
+
+        assert client.get(f"/portal/accounts/{mine.account.number}/").status_code == 200
+        assert client.get(f"/portal/accounts/{theirs.account.number}/").status_code == 404
+
+    def test_anonymous_visitors_are_sent_to_log_in(self, client):
+        response = client.get("/portal/")
+
+        assert response.status_code == 302
+        assert response["Location"].startswith("/portal/login/")
+
+    def test_staff_without_a_customer_see_no_accounts(self, client, django_user_model):
+        ContractFactory()
+        staff = django_user_model.objects.create_superuser(
+            "root", "r@example.org", "a-long-test-password-1"
+        )
+        client.force_login(staff)
+
+        assert list(client.get("/portal/").context["accounts"]) == []
+
+
+class TestMonthlyConsumption:
+    def test_months_are_register_differences_with_estimates_marked(self):
+        contract = ContractFactory(valid_from=dt.date(2025, 1, 1))
+        connection = contract.connection
+        register(connection, dt.date(2025, 9, 1), "1000.000", "10.0")
+        register(connection, dt.date(2025, 10, 1), "1500.500", "19.5")
+        register(connection, dt.date(2026, 9, 1), "9000.000", "100.0")
+        register(connection, dt.date(2026, 10, 1), "9700.250", "112.25", status="estimated")
+        register(connection, dt.date(2026, 11, 1), "11000.000", "130.0")
+
+        months = monthly_consumption(
+            account=contract.account, months=3, today=dt.date(2026, 11, 27)
+        )
+
+        assert [m.month for m in months] == [
+            dt.date(2026, 10, 1),
+            dt.date(2026, 9, 1),
+            dt.date(2026, 8, 1),
+        ]
+        october, september, august = months
+        assert october.energy_mwh == Decimal("1.29975")
+        assert october.estimated is True
+        assert september.energy_mwh == Decimal("0.70025")
+        assert september.volume_m3 == Decimal("12.25")
+        assert september.estimated is True  # ends on the estimated 1 October value
+        assert september.same_month_last_year_mwh == Decimal("0.5005")
+        assert august.energy_mwh is None
+
+    def test_months_outside_the_contract_are_left_out(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 10, 15))
+        register(contract.connection, dt.date(2026, 10, 1), "0", "0")
+        register(contract.connection, dt.date(2026, 11, 1), "500", "5")
+
+        months = monthly_consumption(
+            account=contract.account, months=1, today=dt.date(2026, 11, 27)
+        )
+
+        assert months[0].energy_mwh is None  # moved in mid-month: shown on the bill only
