@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import os
 
 import orjson
 from django.core.files.base import ContentFile
@@ -28,7 +29,8 @@ from metering.ingest.store import months_of, partitions_ensure, store_rows
 from metering.models import IngestBatch, MeterVendor
 
 MAX_JSON_ROWS = 10_000
-FILE_CHUNK_ROWS = 50_000
+# rows per committed chunk of a file (progress steps; what a killed worker may redo)
+FILE_CHUNK_ROWS = int(os.environ.get("HEATUTILITY_INGEST_CHUNK_ROWS", "50000"))
 MAX_STORED_ERRORS = row_rules.MAX_ERRORS
 
 
@@ -258,9 +260,13 @@ def _fail(batch: IngestBatch, errors: row_rules.RowErrors, now: dt.datetime) -> 
 
 
 def readings_batch_process(
-    *, batch_id: int, now: dt.datetime, chunk_rows: int = FILE_CHUNK_ROWS
+    *, batch_id: int, now: dt.datetime, chunk_rows: int = FILE_CHUNK_ROWS, max_chunks: int | None = None
 ) -> IngestBatch:
-    """Store a batch's rows; safe to call again after a crash at any point."""
+    """Store a batch's rows; safe to call again after a crash at any point.
+
+    ``max_chunks`` stops after that many chunks (the batch stays ``processing``; a later
+    call resumes), which is also what a killed worker leaves behind.
+    """
     batch = _claim(batch_id, now)
     if batch is None:
         return IngestBatch.objects.get(pk=batch_id)
@@ -278,7 +284,10 @@ def readings_batch_process(
         if batch.row_count != len(rows):
             IngestBatch.objects.filter(pk=batch.pk).update(row_count=len(rows))
     partitions_ensure(months=months_of(rows))
+    done = 0
     for start in range(0, len(rows), chunk_rows):
+        if max_chunks is not None and done >= max_chunks:
+            return IngestBatch.objects.get(pk=batch.pk)
         end = min(start + chunk_rows, len(rows))
         with transaction.atomic():
             locked = IngestBatch.objects.select_for_update().get(pk=batch.pk)
@@ -292,6 +301,7 @@ def readings_batch_process(
                 received_at=batch.received_at,
             )
             batch_add_result(locked, result, progress=end)
+            done += 1
     return batch_finish(batch_id=batch.pk, now=now)
 
 
