@@ -48,3 +48,24 @@ class TariffAssignmentFactory(factory.django.DjangoModelFactory):
 
     tariff = factory.SubFactory(TariffFactory)
     valid_from = dt.date(2026, 1, 1)
+
+
+class PlantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Plant
+
+    network = factory.SubFactory(NetworkFactory)
+    code = factory.Sequence(lambda n: f"plant-{n}")
+    name = factory.Sequence(lambda n: f"Plant {n}")
+
+
+class PlantUnitFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.PlantUnit
+
+    plant = factory.SubFactory(PlantFactory)
+    code = factory.Sequence(lambda n: f"hp{n}")
+    name = "Seawater heat pump"
+    kind = models.PlantUnit.Kind.HEAT_PUMP
+    source_type = models.PlantUnit.Source.SEAWATER
+    capacity_mw = Decimal("10")

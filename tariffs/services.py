@@ -1,0 +1,529 @@
+"""Writes: tariff versions and their approval, assignments, data imports, costs, caps.
+
+Every service is keyword-only, opens its own transaction and takes ``now`` explicitly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+
+import pandas as pd
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+
+from customers.models import Network, ServiceConnection
+from heatutility.errors import ConflictError, DomainError, ErrorItem
+from heatutility.timeutil import local_midnight
+from tariffs import caps as cap_methods
+from tariffs.costs import UnitParams, operating_cost
+from tariffs.imports import ImportRejected, parse_spot_prices, parse_unit_hours
+from tariffs.models import (
+    IN_FORCE,
+    DataImport,
+    OperatingCost,
+    PlantUnit,
+    PriceCap,
+    SpotPrice,
+    Tariff,
+    TariffAssignment,
+    TariffVersion,
+    UnitHour,
+)
+from tariffs.rating import Determinants, components_from_data
+from tariffs.selectors import electricity_prices_frame, tariff_spec_for_version, unit_hours_frame
+
+APPROVE_PERMISSION = "tariffs.approve_tariffversion"
+
+
+class TariffVersionLocked(ConflictError):
+    code = "tariff_version_locked"
+
+
+class TariffAboveCap(DomainError):
+    code = "tariff_above_cap"
+
+
+class NotAllowed(DomainError):
+    status_code = 403
+    code = "permission_denied"
+
+
+# ----------------------------------------------------------------------------- versions
+def tariff_version_create(
+    *,
+    tariff: Tariff,
+    valid_from: dt.date,
+    valid_to: dt.date | None = None,
+    components: list,
+    prices_include_vat: bool = False,
+    vat_rate: Decimal = Decimal("0.25"),
+    notes: str = "",
+) -> TariffVersion:
+    """A new draft; the components are validated into the rating dataclasses first."""
+    components_from_data(components)
+    with transaction.atomic():
+        Tariff.objects.select_for_update().get(pk=tariff.pk)
+        number = (tariff.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        return TariffVersion.objects.create(
+            tariff=tariff, number=number, valid_from=valid_from, valid_to=valid_to,
+            components=components, prices_include_vat=prices_include_vat, vat_rate=vat_rate, notes=notes,
+        )
+
+
+def tariff_version_update_draft(*, version: TariffVersion, **changes) -> TariffVersion:
+    """Change a draft; an approved or published version never changes (make a new one)."""
+    allowed = {"valid_from", "valid_to", "components", "prices_include_vat", "vat_rate", "notes"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise DomainError(f"Cannot change {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        locked = TariffVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.is_locked:
+            raise TariffVersionLocked(
+                f"Version {locked.number} of tariff {locked.tariff.code} is {locked.status} and cannot change; create a new version."
+            )
+        if "components" in changes:
+            components_from_data(changes["components"])
+        for key, value in changes.items():
+            setattr(locked, key, value)
+        locked.save()
+        return locked
+
+
+def tariff_version_new_from(*, version: TariffVersion, valid_from: dt.date) -> TariffVersion:
+    """Start a change: a draft copy of ``version`` from ``valid_from``."""
+    return tariff_version_create(
+        tariff=version.tariff, valid_from=valid_from, components=version.components,
+        prices_include_vat=version.prices_include_vat, vat_rate=version.vat_rate,
+        notes=f"Copied from version {version.number}.",
+    )
+
+
+def _caps_for(network_id: int, start: dt.date, end: dt.date | None) -> list[PriceCap]:
+    qs = PriceCap.objects.filter(network_id=network_id, status=PriceCap.Status.ADOPTED, period_end__gt=start)
+    if end is not None:
+        qs = qs.filter(period_start__lt=end)
+    return list(qs.order_by("period_start"))
+
+
+def cap_limits(cap: PriceCap) -> cap_methods.CapLimits:
+    ref = cap.inputs.get("reference") if isinstance(cap.inputs, dict) else None
+    reference = None
+    if ref and cap.reference_total_cap is not None:
+        reference = Determinants(
+            period_start=cap.period_start, period_end=cap.period_end,
+            energy_mwh=Decimal(ref["energy_mwh"]), volume_m3=Decimal(ref.get("volume_m3", "0")),
+            return_temp_c=None, flow_temp_c=None, contracted_kw=Decimal(ref.get("contracted_kw", "0")),
+            heated_area_m2=Decimal(ref.get("heated_area_m2", "0")),
+        )
+    return cap_methods.CapLimits(
+        currency=cap.currency, includes_vat=cap.includes_vat,
+        energy_per_mwh=cap.energy_cap_per_mwh, fixed_per_year=cap.fixed_cap_per_year,
+        capacity_per_kw=cap.capacity_cap_per_kw, area_per_m2=cap.area_cap_per_m2,
+        reference_total=cap.reference_total_cap, reference=reference,
+        label=f"{cap.get_method_display()} cap {cap.period_start}–{cap.period_end}",
+    )
+
+
+def tariff_version_cap_check(*, version: TariffVersion) -> tuple[list[PriceCap], list[str]]:
+    """The adopted caps the version's period touches, and every excess as a message."""
+    spec = tariff_spec_for_version(version)
+    caps = _caps_for(version.tariff.network_id, version.valid_from, version.valid_to)
+    messages: list[str] = []
+    for cap in caps:
+        for excess in cap_methods.check_against_cap(spec=spec, cap=cap_limits(cap)):
+            messages.append(excess.message().replace(f"the {excess.cap}", f"the {excess.cap} (cap #{cap.pk}, {cap.get_method_display()}, {cap.period_start}–{cap.period_end})"))
+    return caps, messages
+
+
+def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) -> TariffVersion:
+    """Approve a draft under the adopted price cap(s) of its period (tariff managers only).
+
+    Refused with every component, cap and excess when a price is above a cap.  An open-ended
+    approved predecessor is closed the day the new version starts (the only change an
+    approved version ever gets); any other overlap is refused by the database.
+    """
+    if not (user and user.is_active and user.has_perm(APPROVE_PERMISSION)):
+        raise NotAllowed("Only a tariff manager may approve tariff versions (permission tariffs.approve_tariffversion).")
+    with transaction.atomic():
+        Tariff.objects.select_for_update().get(pk=version.tariff_id)
+        locked = TariffVersion.objects.select_for_update().select_related("tariff__network").get(pk=version.pk)
+        if locked.status != TariffVersion.Status.DRAFT:
+            raise TariffVersionLocked(f"Version {locked.number} is already {locked.status}.")
+        caps, excesses = tariff_version_cap_check(version=locked)
+        if excesses:
+            raise TariffAboveCap(
+                "Approval refused: " + " ".join(excesses),
+                errors=[ErrorItem(code="above_cap", message=m, field="components") for m in excesses],
+            )
+        predecessor = (
+            TariffVersion.objects.select_for_update()
+            .filter(tariff_id=locked.tariff_id, status__in=IN_FORCE, valid_to__isnull=True, valid_from__lt=locked.valid_from)
+            .first()
+        )
+        if predecessor is not None:
+            predecessor.valid_to = locked.valid_from
+            predecessor.save(update_fields=["valid_to"])
+        locked.status = TariffVersion.Status.APPROVED
+        locked.approved_at = now
+        locked.approved_by = user
+        locked.approved_under_cap = caps[0] if caps else None
+        try:
+            locked.validate_constraints()
+            with transaction.atomic():
+                locked.save()
+        except (ValidationError, IntegrityError) as exc:
+            raise ConflictError(
+                f"Version {locked.number} overlaps an approved version of tariff {locked.tariff.code}: {exc}"
+            ) from exc
+        return locked
+
+
+def tariff_version_publish(*, version: TariffVersion, user, now: dt.datetime) -> TariffVersion:
+    if not (user and user.has_perm(APPROVE_PERMISSION)):
+        raise NotAllowed("Only a tariff manager may publish tariff versions.")
+    with transaction.atomic():
+        locked = TariffVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.status != TariffVersion.Status.APPROVED:
+            raise TariffVersionLocked(f"Only an approved version can be published (this one is {locked.status}).")
+        locked.status = TariffVersion.Status.PUBLISHED
+        locked.published_at = now
+        locked.save(update_fields=["status", "published_at"])
+        return locked
+
+
+def tariff_assign(*, tariff: Tariff, connection_ids: Sequence[int], valid_from: dt.date) -> int:
+    """Put connections on ``tariff`` from ``valid_from`` (closing their open assignment). Idempotent."""
+    ids = list(dict.fromkeys(connection_ids))
+    with transaction.atomic():
+        wrong = ServiceConnection.objects.filter(id__in=ids).exclude(network_id=tariff.network_id).count()
+        if wrong:
+            raise DomainError(f"{wrong} connection(s) are not on network {tariff.network}.")
+        current = TariffAssignment.objects.select_for_update().filter(
+            connection_id__in=ids, valid_from__lte=valid_from
+        ).filter(Q(valid_to__isnull=True) | Q(valid_to__gt=valid_from))
+        already = set(current.filter(tariff=tariff).values_list("connection_id", flat=True))
+        current.exclude(tariff=tariff).filter(valid_from__lt=valid_from).update(valid_to=valid_from)
+        current.exclude(tariff=tariff).filter(valid_from=valid_from).delete()
+        new = [TariffAssignment(connection_id=c, tariff=tariff, valid_from=valid_from) for c in ids if c not in already]
+        TariffAssignment.objects.bulk_create(new)
+        return len(new)
+
+
+# ----------------------------------------------------------------------------- imports
+def data_import_create(
+    *, kind: str, content: str, filename: str = "", unit: PlantUnit | None = None,
+    price_area: str = "", currency: str = "DKK", time_zone: str = "Europe/Copenhagen",
+) -> DataImport:
+    """Store the file and queue its import (after commit)."""
+    from tariffs.tasks import data_import_run_task
+
+    with transaction.atomic():
+        record = DataImport.objects.create(
+            kind=kind, content=content, filename=filename, unit=unit, price_area=price_area,
+            currency=currency, time_zone=time_zone,
+        )
+        transaction.on_commit(lambda: data_import_run_task.delay(record.pk))
+    return record
+
+
+def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
+    """Parse, check and upsert one file.  Safe to run twice (same rows, same values)."""
+    with transaction.atomic():
+        record = DataImport.objects.select_for_update().get(pk=data_import_id)
+        if record.status == DataImport.Status.DONE:
+            return record
+        try:
+            if record.kind == DataImport.Kind.UNIT_HOURS:
+                frame = parse_unit_hours(record.content, time_zone=record.time_zone)
+                _store_unit_hours(record, frame)
+            else:
+                frame = parse_spot_prices(record.content, time_zone=record.time_zone, currency=record.currency)
+                _store_spot_prices(record, frame)
+        except ImportRejected as exc:
+            record.status = DataImport.Status.FAILED
+            record.errors = [e.as_dict() for e in exc.errors] or [{"code": exc.code, "message": exc.message}]
+            record.finished_at = now
+            record.save(update_fields=["status", "errors", "finished_at"])
+            return record
+        record.status = DataImport.Status.DONE
+        record.rows = len(frame)
+        record.first_hour = frame["hour_start"].min().to_pydatetime()
+        record.last_hour = frame["hour_start"].max().to_pydatetime()
+        record.errors = []
+        record.finished_at = now
+        record.save()
+        return record
+
+
+def _dec(value, places: int) -> Decimal | None:
+    if value is None or pd.isna(value):
+        return None
+    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places))
+
+
+def _store_unit_hours(record: DataImport, frame: pd.DataFrame) -> None:
+    # bulk upsert in batches: set-based (one statement per 2,000 hours), no per-hour queries
+    rows = [
+        UnitHour(
+            unit_id=record.unit_id, hour_start=t.to_pydatetime(), data_import_id=record.pk,
+            heat_mwh=_dec(h, 6), electricity_mwh=_dec(e, 6), fuel_mwh=_dec(f, 6),
+            source_in_c=_dec(si, 2), source_out_c=_dec(so, 2), supply_c=_dec(su, 2), return_c=_dec(re, 2),
+        )
+        for t, h, e, f, si, so, su, re in frame[["hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh",
+                                                 "source_in_c", "source_out_c", "supply_c", "return_c"]].itertuples(index=False)
+    ]
+    UnitHour.objects.bulk_create(
+        rows, batch_size=2000, update_conflicts=True, unique_fields=["unit", "hour_start"],
+        update_fields=["heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c", "supply_c", "return_c", "data_import"],
+    )
+
+
+def _store_spot_prices(record: DataImport, frame: pd.DataFrame) -> None:
+    rows = [
+        SpotPrice(price_area=record.price_area, hour_start=t.to_pydatetime(), price_per_mwh=_dec(p, 4),
+                  currency=record.currency, data_import_id=record.pk)
+        for t, p in frame[["hour_start", "price_per_mwh"]].itertuples(index=False)
+    ]
+    SpotPrice.objects.bulk_create(
+        rows, batch_size=2000, update_conflicts=True, unique_fields=["price_area", "hour_start"],
+        update_fields=["price_per_mwh", "currency", "data_import"],
+    )
+
+
+# ----------------------------------------------------------------------------- cost
+def unit_params(unit: PlantUnit, *, year_index: int = 1) -> UnitParams:
+    return UnitParams(
+        id=unit.pk, code=unit.code, kind=unit.kind, capacity_mw=unit.capacity_mw,
+        lorenz_efficiency=unit.lorenz_efficiency, boiler_efficiency=unit.boiler_efficiency,
+        fuel_price_per_mwh=unit.fuel_price_per_mwh, co2_t_per_mwh_fuel=unit.co2_t_per_mwh_fuel,
+        co2_price_per_t=unit.co2_price_per_t, om_fixed_per_mw_year=unit.om_fixed_per_mw_year,
+        om_variable_per_mwh=unit.om_variable_per_mwh, investment=unit.investment,
+        lifetime_years=unit.lifetime_years, interest_rate=unit.interest_rate,
+        capital_method=unit.capital_method, year_index=year_index,
+    )
+
+
+def operating_cost_compute(
+    *, network: Network, period_start: dt.date, period_end: dt.date, now: dt.datetime,
+    heat_sold_mwh: Decimal | None = None, loss_share: Decimal | None = None,
+    network_costs_per_year: Decimal = Decimal(0),
+) -> OperatingCost:
+    """Run the cost model over the network's plant and keep every input, series and figure."""
+    units = list(PlantUnit.objects.filter(plant__network=network).order_by("plant_id", "code"))
+    if not units:
+        raise DomainError(f"Network {network} has no plant units.")
+    start_at = local_midnight(period_start, network.time_zone)
+    end_at = local_midnight(period_end, network.time_zone)
+    hours = unit_hours_frame(unit_ids=[u.pk for u in units], start_at=start_at, end_at=end_at)
+    if hours.empty:
+        raise DomainError(f"No operating data for [{period_start}, {period_end}); import the SCADA files first.")
+    prices = electricity_prices_frame(price_area=network.price_area, start_at=start_at, end_at=end_at, time_zone=network.time_zone)
+    params = [unit_params(u) for u in units]
+    try:
+        result = operating_cost(
+            hours=hours, prices=prices, units=params, period_start=period_start, period_end=period_end,
+            currency=network.currency, heat_sold_mwh=heat_sold_mwh, loss_share=loss_share,
+            network_costs_per_year=network_costs_per_year,
+        )
+    except ValueError as exc:
+        raise DomainError(str(exc)) from exc
+    inputs = {
+        "units": [{k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in p.__dict__.items()} for p in params],
+        "heat_sold_mwh": None if heat_sold_mwh is None else format(heat_sold_mwh, "f"),
+        "loss_share": None if loss_share is None else format(loss_share, "f"),
+        "network_costs_per_year": format(network_costs_per_year, "f"),
+        "price_area": network.price_area,
+    }
+    return OperatingCost.objects.create(
+        network=network, period_start=period_start, period_end=period_end, inputs=inputs,
+        results=result.as_json(), hourly_csv=result.hourly.to_csv(index=False, float_format="%.6f"),
+        cost_per_mwh_produced=result.figures["cost_per_mwh_produced"],
+        cost_per_mwh_sold=result.figures["cost_per_mwh_sold"], computed_at=now,
+    )
+
+
+# ----------------------------------------------------------------------------- caps
+def compute_cap_result(*, method: str, currency: str, inputs: dict, network: Network,
+                       period_start: dt.date, period_end: dt.date) -> cap_methods.CapResult:
+    """Dispatch to the pure method; ``inputs`` is the JSON stored on the cap (strings)."""
+    d = cap_methods._d
+    try:
+        if method == PriceCap.Method.COST_BASED:
+            return cap_methods.cost_based_cap(
+                currency=currency,
+                variable_costs=d(inputs["variable_costs"], "variable_costs"),
+                fixed_costs=d(inputs["fixed_costs"], "fixed_costs"),
+                over_recovery=d(inputs.get("over_recovery", "0"), "over_recovery"),
+                approved_return=d(inputs.get("approved_return", "0"), "approved_return"),
+                forecast_sales_mwh=d(inputs["forecast_sales_mwh"], "forecast_sales_mwh"),
+                connections=int(inputs["connections"]),
+                contracted_kw_total=d(inputs["contracted_kw_total"], "contracted_kw_total"),
+                fixed_share_per_connection=d(inputs.get("fixed_share_per_connection", "0.2"), "fixed_share_per_connection"),
+            )
+        if method == PriceCap.Method.INDEXATION:
+            clauses = []
+            for c in inputs["clauses"]:
+                clauses.append(cap_methods.IndexClause(
+                    price=c["price"], base_price=d(c["base_price"], "base_price"), fixed_weight=d(c["a"], "a"),
+                    cost_terms=tuple(
+                        cap_methods.IndexTerm(t["name"], d(t["weight"], "weight"), d(t["base"], "base"), d(t["current"], "current"))
+                        for t in c.get("cost_terms", [])
+                    ),
+                    market_term=cap_methods.IndexTerm(
+                        c["market_term"]["name"], d(c["market_term"]["weight"], "weight"),
+                        d(c["market_term"]["base"], "base"), d(c["market_term"]["current"], "current"),
+                    ),
+                ))
+            return cap_methods.indexation_cap(currency=currency, clauses=clauses)
+        if method == PriceCap.Method.MAXIMUM_PRICE:
+            return cap_methods.maximum_price_cap(
+                currency=currency,
+                fixed_per_year_incl_vat=d(inputs["fixed_per_year_incl_vat"], "fixed_per_year_incl_vat"),
+                price_per_gj_incl_vat=d(inputs["price_per_gj_incl_vat"], "price_per_gj_incl_vat"),
+            )
+        if method == PriceCap.Method.SUBSTITUTION:
+            start_at = local_midnight(period_start, network.time_zone)
+            end_at = local_midnight(period_end, network.time_zone)
+            prices = electricity_prices_frame(price_area=network.price_area, start_at=start_at, end_at=end_at, time_zone=network.time_zone)
+            if prices.empty:
+                raise DomainError("No electricity prices for the period: import the day-ahead prices first.")
+            # demand profile: the network's hourly heat production shape (else flat)
+            units = list(PlantUnit.objects.filter(plant__network=network).values_list("id", flat=True))
+            hours = unit_hours_frame(unit_ids=units, start_at=start_at, end_at=end_at)
+            shape = hours.groupby("hour_start")["heat_mwh"].sum() if not hours.empty else None
+            demand = prices[["hour_start"]].merge(shape.rename("d").reset_index(), on="hour_start", how="left")["d"].fillna(0.0) if shape is not None else pd.Series(1.0, index=prices.index)
+            if demand.sum() <= 0:
+                demand = pd.Series(1.0, index=prices.index)
+            ref = inputs["reference"]
+            reference = Determinants(
+                period_start=period_start, period_end=period_end, energy_mwh=d(ref["energy_mwh"], "reference.energy_mwh"),
+                volume_m3=d(ref.get("volume_m3", "0"), "reference.volume_m3"), return_temp_c=None, flow_temp_c=None,
+                contracted_kw=d(ref.get("contracted_kw", "0"), "reference.contracted_kw"),
+                heated_area_m2=d(ref.get("heated_area_m2", "0"), "reference.heated_area_m2"),
+            )
+            return cap_methods.substitution_cap(
+                currency=currency,
+                hourly_electricity_price=prices[["spot", "grid", "system", "tax"]].sum(axis=1) if inputs.get("include_utility_tariffs") else prices["spot"],
+                hourly_demand_share=(demand / demand.sum()).to_numpy(),
+                hourly_cop=float(d(inputs.get("individual_scop", "3.0"), "individual_scop")),
+                annual_demand_mwh=reference.energy_mwh,
+                consumer_extra_per_mwh=d(inputs.get("consumer_extra_per_mwh", "0"), "consumer_extra_per_mwh"),
+                investment=d(inputs.get("investment", "0"), "investment"),
+                lifetime_years=int(inputs.get("lifetime_years", 15)),
+                interest_rate=d(inputs.get("interest_rate", "0.04"), "interest_rate"),
+                om_per_year=d(inputs.get("om_per_year", "0"), "om_per_year"),
+                reference=reference,
+            )
+    except KeyError as exc:
+        raise cap_methods.CapInputsInvalid(
+            f"Missing input {exc.args[0]!r} for the {method} method.",
+            errors=[ErrorItem(code="required", message="Required.", field=f"inputs.{exc.args[0]}")],
+        ) from exc
+    raise cap_methods.CapInputsInvalid(f"Unknown method {method!r}.")
+
+
+def cost_based_inputs_from_cost(*, cost: OperatingCost, connections: int, contracted_kw_total: Decimal,
+                                over_recovery: Decimal = Decimal(0), approved_return: Decimal = Decimal(0),
+                                fixed_share_per_connection: Decimal = Decimal("0.2")) -> dict:
+    """Inputs of a cost-based cap taken from an operating-cost run (sales = heat sold)."""
+    f = cost.results["figures"]
+    return {
+        "variable_costs": f["variable_cost"], "fixed_costs": f["fixed_cost"],
+        "forecast_sales_mwh": f["heat_sold_mwh"], "over_recovery": format(over_recovery, "f"),
+        "approved_return": format(approved_return, "f"), "connections": connections,
+        "contracted_kw_total": format(contracted_kw_total, "f"),
+        "fixed_share_per_connection": format(fixed_share_per_connection, "f"),
+        "operating_cost_id": cost.pk,
+    }
+
+
+def price_cap_compute(*, network: Network, method: str, period_start: dt.date, period_end: dt.date,
+                      inputs: dict, now: dt.datetime, operating_cost: OperatingCost | None = None) -> PriceCap:
+    """Compute and store a draft cap with every input and intermediate figure."""
+    result = compute_cap_result(method=method, currency=network.currency, inputs=inputs, network=network,
+                                period_start=period_start, period_end=period_end)
+    lim = result.limits
+    return PriceCap.objects.create(
+        network=network, method=method, period_start=period_start, period_end=period_end,
+        currency=network.currency, includes_vat=lim.includes_vat, energy_cap_per_mwh=lim.energy_per_mwh,
+        fixed_cap_per_year=lim.fixed_per_year, capacity_cap_per_kw=lim.capacity_per_kw,
+        area_cap_per_m2=lim.area_per_m2, reference_total_cap=lim.reference_total,
+        operating_cost=operating_cost, inputs=json.loads(json.dumps(inputs, default=str)),
+        results=result.figures, computed_at=now,
+    )
+
+
+def price_cap_recompute(*, cap: PriceCap) -> dict[str, tuple]:
+    """Recompute from the stored inputs; returns the differing limits (empty = identical to the cent)."""
+    result = compute_cap_result(method=cap.method, currency=cap.currency, inputs=cap.inputs, network=cap.network,
+                                period_start=cap.period_start, period_end=cap.period_end)
+    lim = result.limits
+    pairs = {
+        "energy_cap_per_mwh": (cap.energy_cap_per_mwh, lim.energy_per_mwh),
+        "fixed_cap_per_year": (cap.fixed_cap_per_year, lim.fixed_per_year),
+        "capacity_cap_per_kw": (cap.capacity_cap_per_kw, lim.capacity_per_kw),
+        "area_cap_per_m2": (cap.area_cap_per_m2, lim.area_per_m2),
+        "reference_total_cap": (cap.reference_total_cap, lim.reference_total),
+    }
+    diffs = {k: v for k, v in pairs.items() if v[0] != v[1]}
+    if result.figures != cap.results:
+        diffs["figures"] = (cap.results, result.figures)
+    return diffs
+
+
+def price_cap_adopt(*, cap: PriceCap, now: dt.datetime) -> PriceCap:
+    with transaction.atomic():
+        locked = PriceCap.objects.select_for_update().get(pk=cap.pk)
+        if locked.status == PriceCap.Status.ADOPTED:
+            return locked
+        locked.status = PriceCap.Status.ADOPTED
+        locked.adopted_at = now
+        try:
+            locked.validate_constraints()
+        except ValidationError as exc:
+            raise ConflictError("; ".join(exc.messages)) from exc
+        locked.save(update_fields=["status", "adopted_at"])
+        return locked
+
+
+def price_cap_export(*, cap: PriceCap, fmt: str) -> str:
+    """Everything a regulator needs to redo the cap: inputs, figures, limits (CSV or JSON)."""
+    limits = {
+        "energy_cap_per_mwh": cap.energy_cap_per_mwh, "fixed_cap_per_year": cap.fixed_cap_per_year,
+        "capacity_cap_per_kw": cap.capacity_cap_per_kw, "area_cap_per_m2": cap.area_cap_per_m2,
+        "reference_total_cap": cap.reference_total_cap,
+    }
+    payload = {
+        "id": cap.pk, "network": cap.network.code, "method": cap.method, "status": cap.status,
+        "period_start": cap.period_start.isoformat(), "period_end": cap.period_end.isoformat(),
+        "currency": cap.currency, "includes_vat": cap.includes_vat,
+        "inputs": cap.inputs, "figures": cap.results,
+        "limits": {k: None if v is None else format(v, "f") for k, v in limits.items()},
+    }
+    if cap.operating_cost_id:
+        payload["operating_cost"] = cap.operating_cost.results
+    if fmt == "json":
+        return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+    lines = ["section,name,value"]
+
+    def walk(prefix: str, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+        else:
+            section, _, name = prefix.partition(".")
+            text = "" if value is None else str(value)
+            if any(ch in text for ch in ',"\n'):
+                text = '"' + text.replace('"', '""') + '"'
+            lines.append(f"{section},{name or section},{text}")
+
+    walk("", payload)
+    return "\n".join(lines) + "\n"
