@@ -46,11 +46,27 @@ def _check_broker() -> dict:
     }
 
 
+def _check_workers() -> dict:
+    """Celery workers answering a broadcast ping within a second (informational)."""
+    if not settings.REDIS_URL:
+        return {"ok": True, "workers": [], "note": "tasks run in process"}
+    from heatutility.celery import app
+
+    try:
+        replies = app.control.ping(timeout=1.0) or []
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "workers": sorted(name for reply in replies for name in reply)}
+
+
 @never_cache
 @require_GET
 def healthz(request):
+    """Database and broker health; ``?workers=1`` also lists the Celery workers that answer."""
     checks = {"database": _check_database(), "broker": _check_broker()}
     healthy = all(check["ok"] for check in checks.values())
+    if request.GET.get("workers") == "1":
+        checks["workers"] = _check_workers()
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,

@@ -73,3 +73,24 @@ class TestProductionSettings:
 
         assert result.returncode != 0
         assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.redis
+class TestRealWorkers:
+    def test_healthz_lists_a_running_worker(self, client, celery_worker):
+        body = client.get("/healthz", {"workers": "1"}).json()
+
+        assert any(
+            name.startswith(celery_worker.queue) for name in body["checks"]["workers"]["workers"]
+        )
+
+
+class TestBeatSchedule:
+    def test_every_entry_names_a_registered_task(self):
+        from django.conf import settings
+
+        from heatutility.celery import app
+
+        app.loader.import_default_modules()
+        for entry in settings.CELERY_BEAT_SCHEDULE.values():
+            assert entry["task"] in app.tasks, entry["task"]
