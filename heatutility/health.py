@@ -54,7 +54,7 @@ def _check_workers() -> dict:
 
     try:
         replies = app.control.ping(timeout=1.0) or []
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": True, "workers": sorted(name for reply in replies for name in reply)}
 
