@@ -94,10 +94,14 @@ class TestContractAdmin:
 class TestInterfaceUnitAdmin:
     def test_shows_the_meter_installation_history(self, client, django_user_model):
         installation = MeterInstallationFactory(meter__serial="67999001")
-        admin = django_user_model.objects.create_superuser("root", "root@example.org", "a-long-test-password-1")
+        admin = django_user_model.objects.create_superuser(
+            "root", "root@example.org", "a-long-test-password-1"
+        )
         client.force_login(admin)
 
-        response = client.get(f"/admin/customers/buildinginterfaceunit/{installation.unit.pk}/change/")
+        response = client.get(
+            f"/admin/customers/buildinginterfaceunit/{installation.unit.pk}/change/"
+        )
 
         assert response.status_code == 200
         assert "67999001" in response.content.decode()
