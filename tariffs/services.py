@@ -218,8 +218,9 @@ def tariff_assign(*, tariff: Tariff, connection_ids: Sequence[int], valid_from: 
 def data_import_create(
     *, kind: str, content: str, filename: str = "", unit: PlantUnit | None = None,
     price_area: str = "", currency: str = "DKK", time_zone: str = "Europe/Copenhagen",
+    enqueue: bool = True,
 ) -> DataImport:
-    """Store the file and queue its import (after commit)."""
+    """Store the file and queue its import (after commit) unless the caller runs it."""
     from tariffs.tasks import data_import_run_task
 
     with transaction.atomic():
@@ -227,7 +228,8 @@ def data_import_create(
             kind=kind, content=content, filename=filename, unit=unit, price_area=price_area,
             currency=currency, time_zone=time_zone,
         )
-        transaction.on_commit(lambda: data_import_run_task.delay(record.pk))
+        if enqueue:
+            transaction.on_commit(lambda: data_import_run_task.delay(record.pk))
     return record
 
 
