@@ -260,7 +260,11 @@ def _fail(batch: IngestBatch, errors: row_rules.RowErrors, now: dt.datetime) -> 
 
 
 def readings_batch_process(
-    *, batch_id: int, now: dt.datetime, chunk_rows: int = FILE_CHUNK_ROWS, max_chunks: int | None = None
+    *,
+    batch_id: int,
+    now: dt.datetime,
+    chunk_rows: int = FILE_CHUNK_ROWS,
+    max_chunks: int | None = None,
 ) -> IngestBatch:
     """Store a batch's rows; safe to call again after a crash at any point.
 
@@ -270,13 +274,23 @@ def readings_batch_process(
     batch = _claim(batch_id, now)
     if batch is None:
         return IngestBatch.objects.get(pk=batch_id)
-    if batch.source == IngestBatch.Source.API:
-        rows = _deserialise(batch.payload)
-    else:
+    if batch.source == IngestBatch.Source.FILE:
         from metering.ingest import fastcsv
 
         if fastcsv.available():
-            return fastcsv.process_file_batch(batch=batch, now=now, chunk_rows=chunk_rows)
+            return fastcsv.process_file_batch(
+                batch=batch, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks
+            )
+    return process_rows_python(batch=batch, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks)
+
+
+def process_rows_python(
+    *, batch: IngestBatch, now: dt.datetime, chunk_rows: int, max_chunks: int | None
+) -> IngestBatch:
+    """Validate (files) and store a claimed batch's rows in committed chunks."""
+    if batch.source == IngestBatch.Source.API:
+        rows = _deserialise(batch.payload)
+    else:
         rows, errors = _file_rows(batch)
         if errors:
             _fail(batch, errors, now)

@@ -107,7 +107,10 @@ def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bo
         return None
     if not low <= number < high:
         errors.add(
-            row, field, "out_of_range", f"{field} {text} is outside the possible range [{low:g}, {high:g})."
+            row,
+            field,
+            "out_of_range",
+            f"{field} {text} is outside the possible range [{low:g}, {high:g}).",
         )
         return None
     if "e" in text or "E" in text:
@@ -117,12 +120,19 @@ def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bo
 
 def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> str | None:
     if not isinstance(value, str):
-        errors.add(row, "read_at", "invalid_datetime", f"read_at must be an ISO 8601 string, got {value!r}.")
+        errors.add(
+            row,
+            "read_at",
+            "invalid_datetime",
+            f"read_at must be an ISO 8601 string, got {value!r}.",
+        )
         return None
     try:
         moment = dt.datetime.fromisoformat(value.strip())
     except ValueError:
-        errors.add(row, "read_at", "invalid_datetime", f"read_at {value!r} is not an ISO 8601 date-time.")
+        errors.add(
+            row, "read_at", "invalid_datetime", f"read_at {value!r} is not an ISO 8601 date-time."
+        )
         return None
     if moment.tzinfo is None:
         if zone is None:
@@ -134,9 +144,18 @@ def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> 
             )
             return None
         moment = moment.replace(tzinfo=zone)
+        later = moment.replace(fold=1)
+        if later.utcoffset() != moment.utcoffset() and later.astimezone(dt.UTC).astimezone(
+            zone
+        ).replace(tzinfo=None) == later.replace(tzinfo=None):
+            # a wall time that occurs twice (autumn DST night) is read as the second,
+            # standard-time occurrence, as PostgreSQL does; vendors should send offsets
+            moment = later
     moment = moment.astimezone(dt.UTC)
     if not EARLIEST <= moment < LATEST:
-        errors.add(row, "read_at", "out_of_range", f"read_at {value!r} is not between 2000 and 2100.")
+        errors.add(
+            row, "read_at", "out_of_range", f"read_at {value!r} is not between 2000 and 2100."
+        )
         return None
     return moment.isoformat()
 
@@ -148,7 +167,7 @@ def _row(
     unknown = [key for key in raw if key not in ALL_FIELDS]
     for key in unknown:
         errors.add(row, str(key), "unknown_field", f"Unknown field {key!r}.")
-    if default_unit is not None and "energy_unit" not in raw:
+    if default_unit is not None and not raw.get("energy_unit"):
         raw = {**raw, "energy_unit": default_unit}
     missing = False
     for key in REQUIRED:
@@ -162,11 +181,18 @@ def _row(
     if isinstance(meter, int) and not isinstance(meter, bool):
         meter = str(meter)
     if not isinstance(meter, str) or not meter.strip() or len(meter) > 60:
-        errors.add(row, "meter", "invalid", "meter must be the meter serial (text, at most 60 characters).")
+        errors.add(
+            row, "meter", "invalid", "meter must be the meter serial (text, at most 60 characters)."
+        )
     meter = str(meter).strip()
     unit = raw["energy_unit"]
     if unit not in ENERGY_UNITS:
-        errors.add(row, "energy_unit", "invalid_choice", f"energy_unit must be one of {', '.join(ENERGY_UNITS)}.")
+        errors.add(
+            row,
+            "energy_unit",
+            "invalid_choice",
+            f"energy_unit must be one of {', '.join(ENERGY_UNITS)}.",
+        )
     read_at = _timestamp(raw["read_at"], row, errors, zone=zone)
     energy = _number(raw["energy"], "energy", row, errors, decimal_comma=decimal_comma)
     volume = _number(raw["volume_m3"], "volume_m3", row, errors, decimal_comma=decimal_comma)
@@ -187,7 +213,12 @@ def _row(
                 raise ValueError
             status_code = str(code)
         except (TypeError, ValueError):
-            errors.add(row, "status_code", "invalid", f"status_code must be a whole number ≥ 0, got {status_code!r}.")
+            errors.add(
+                row,
+                "status_code",
+                "invalid",
+                f"status_code must be a whole number ≥ 0, got {status_code!r}.",
+            )
             status_code = None
     else:
         status_code = None
@@ -224,7 +255,9 @@ def validate_json_rows(rows, *, max_rows: int) -> tuple[list[tuple], RowErrors]:
         if not isinstance(raw, dict):
             errors.add(index, None, "not_an_object", "Each reading must be a JSON object.")
             continue
-        normalised = _row(raw, index, errors, seen, zone=None, decimal_comma=False, default_unit=None)
+        normalised = _row(
+            raw, index, errors, seen, zone=None, decimal_comma=False, default_unit=None
+        )
         if normalised is not None:
             out.append(normalised)
     return out, errors
@@ -254,11 +287,19 @@ def validate_csv_rows(
     index = -1
     for index, values in enumerate(rows):
         if len(values) != width:
-            errors.add(index, None, "wrong_column_count", f"Expected {width} columns, found {len(values)}.")
+            errors.add(
+                index, None, "wrong_column_count", f"Expected {width} columns, found {len(values)}."
+            )
             continue
         raw = {field: values[position] for field, position in positions.items()}
         normalised = _row(
-            raw, index, errors, seen, zone=zone, decimal_comma=decimal_comma, default_unit=energy_unit
+            raw,
+            index,
+            errors,
+            seen,
+            zone=zone,
+            decimal_comma=decimal_comma,
+            default_unit=energy_unit,
         )
         if normalised is not None:
             out.append(normalised)
@@ -267,7 +308,9 @@ def validate_csv_rows(
     return out, errors
 
 
-def csv_positions(*, header: Sequence[str], mapping: dict[str, str], errors: RowErrors) -> dict[str, int]:
+def csv_positions(
+    *, header: Sequence[str], mapping: dict[str, str], errors: RowErrors
+) -> dict[str, int]:
     """Column index of each known field, given the vendor's names; records header errors."""
     names = {(mapping.get(field) or field): field for field in ALL_FIELDS}
     positions: dict[str, int] = {}
@@ -278,7 +321,12 @@ def csv_positions(*, header: Sequence[str], mapping: dict[str, str], errors: Row
                 errors.add(None, name, "duplicate_column", f"Column {name!r} appears twice.")
             positions[names[name]] = position
         else:
-            errors.add(None, name, "unknown_column", f"Unknown column {name!r}; map it in the vendor's CSV settings.")
+            errors.add(
+                None,
+                name,
+                "unknown_column",
+                f"Unknown column {name!r}; map it in the vendor's CSV settings.",
+            )
     for field in REQUIRED:
         if field == "energy_unit":
             continue
