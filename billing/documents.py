@@ -33,7 +33,11 @@ DEFAULT_FUEL_MIX = (
 
 def comparison_svg(*, this_mwh: Decimal, last_mwh: Decimal | None, reference_mwh: Decimal) -> str:
     """A small bar chart (inline SVG): this period, same period last year, reference user."""
-    bars = [("This period", this_mwh), ("Same period last year", last_mwh), ("Reference house", reference_mwh)]
+    bars = [
+        ("This period", this_mwh),
+        ("Same period last year", last_mwh),
+        ("Reference house", reference_mwh),
+    ]
     top = max([v for _, v in bars if v is not None] + [Decimal("0.001")])
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="360" height="110" font-size="9">']
     for index, (label, value) in enumerate(bars):
@@ -83,12 +87,12 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "this_mwh": this_mwh,
         "last_mwh": last_mwh,
         "change_percent": (
-            ((this_mwh - last_mwh) / last_mwh * 100).quantize(Decimal("0.1"))
-            if last_mwh
-            else None
+            ((this_mwh - last_mwh) / last_mwh * 100).quantize(Decimal("0.1")) if last_mwh else None
         ),
         "reference": reference,
-        "chart": comparison_svg(this_mwh=this_mwh, last_mwh=last_mwh, reference_mwh=reference[0][1]),
+        "chart": comparison_svg(
+            this_mwh=this_mwh, last_mwh=last_mwh, reference_mwh=reference[0][1]
+        ),
         "cap": cap,
         "avg_energy_price": avg_energy_price,
         "utility_name": settings.HEATUTILITY.get("UTILITY_NAME", ""),
@@ -118,4 +122,3 @@ def invoice_pdf_render(*, invoice: Invoice) -> str:
     )
     Invoice.objects.filter(pk=invoice.pk, pdf="").update(pdf=name)
     return name
-

@@ -8,16 +8,31 @@ from django.utils import timezone
 from billing import conf
 from billing.models import BillingRun
 
+# The queue the running task came from: follow-up tasks (chunks, issue, PDFs) go to the
+# same queue, so a run started on a dedicated queue stays on its workers.
+_queue: str | None = None
 
-@shared_task(acks_late=True)
-def billing_run_start(run_id: int, throttle_s: float = 0.0) -> int:
+
+def _enter(task) -> None:
+    global _queue
+    info = getattr(task.request, "delivery_info", None) or {}
+    _queue = info.get("routing_key") or None
+
+
+def _options() -> dict:
+    return {"queue": _queue} if _queue else {}
+
+
+@shared_task(bind=True, acks_late=True)
+def billing_run_start(self, run_id: int, throttle_s: float = 0.0) -> int:
     """Plan the run's chunks and fan them out over the workers (a Celery group)."""
     from billing.services.runs import billing_run_plan
 
+    _enter(self)
     run = BillingRun.objects.get(pk=run_id)
     chunk_ids = billing_run_plan(run=run, now=timezone.now())
     if chunk_ids:
-        group(billing_run_chunk.s(cid, throttle_s) for cid in chunk_ids).apply_async()
+        group(billing_run_chunk.s(cid, throttle_s) for cid in chunk_ids).apply_async(**_options())
     return len(chunk_ids)
 
 
@@ -25,17 +40,19 @@ def billing_run_start(run_id: int, throttle_s: float = 0.0) -> int:
 billing_run_resume = billing_run_start
 
 
-@shared_task(acks_late=True)
-def billing_run_chunk(chunk_id: int, throttle_s: float = 0.0) -> bool:
+@shared_task(bind=True, acks_late=True)
+def billing_run_chunk(self, chunk_id: int, throttle_s: float = 0.0) -> bool:
     from billing.services.runs import billing_run_chunk_process
 
+    _enter(self)
     return billing_run_chunk_process(chunk_id=chunk_id, now=timezone.now(), throttle_s=throttle_s)
 
 
-@shared_task(acks_late=True)
-def billing_run_issue(run_id: int) -> int:
+@shared_task(bind=True, acks_late=True)
+def billing_run_issue(self, run_id: int) -> int:
     from billing.services.runs import billing_run_issue as issue
 
+    _enter(self)
     return len(issue(run=BillingRun.objects.get(pk=run_id), issued_at=timezone.now()))
 
 
@@ -53,9 +70,13 @@ def invoices_render_pdfs(invoice_ids: list[int]) -> int:
 
 def invoices_render_pdfs_dispatch(invoice_ids: list[int]) -> None:
     """Render PDFs in parallel: one task per small batch of invoices."""
+    if not invoice_ids:
+        return
     size = conf.get("PDF_CHUNK")
     ids = list(invoice_ids)
-    group(invoices_render_pdfs.s(ids[i : i + size]) for i in range(0, len(ids), size)).apply_async()
+    group(invoices_render_pdfs.s(ids[i : i + size]) for i in range(0, len(ids), size)).apply_async(
+        **_options()
+    )
 
 
 @shared_task(acks_late=True)

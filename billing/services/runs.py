@@ -80,7 +80,17 @@ def billing_run_create(
 
 
 def run_account_ids(*, run: BillingRun) -> list[int]:
-    """Accounts of the network with a contract overlapping the run's period."""
+    """Accounts of the network with a contract overlapping the run's period
+    (for instalment runs: accounts with a plan of the run's frequency)."""
+    if run.kind == BillingRun.Kind.INSTALMENT:
+        from billing.services.aconto import plan_account_ids
+
+        months = (run.period_end.year - run.period_start.year) * 12 + (
+            run.period_end.month - run.period_start.month
+        )
+        return plan_account_ids(
+            network_id=run.network_id, period_start=run.period_start, months=months
+        )
     return list(
         Contract.objects.filter(account__network_id=run.network_id, valid_from__lt=run.period_end)
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=run.period_start))
@@ -137,7 +147,7 @@ def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: fl
             .values_list("account_id", flat=True)
         )
         todo = [a for a in chunk.account_ids if a not in already]
-        drafts, failures = drafts_compute(
+        drafts, failures = _compute(run)(
             currency=network.currency,
             account_ids=todo,
             period_start=run.period_start,
@@ -173,6 +183,16 @@ def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: fl
     return True
 
 
+def _compute(run: BillingRun):
+    from billing.services import aconto
+
+    return {
+        BillingRun.Kind.INVOICE: drafts_compute,
+        BillingRun.Kind.INSTALMENT: aconto.instalment_drafts,
+        BillingRun.Kind.SETTLEMENT: aconto.settlement_drafts,
+    }[run.kind]
+
+
 def _invoice_kind(run: BillingRun) -> str:
     return {
         BillingRun.Kind.INVOICE: Invoice.Kind.INVOICE,
@@ -188,7 +208,9 @@ def _finish(*, run: BillingRun, now: dt.datetime) -> None:
     if run.issue_when_drafted:
         from billing import tasks
 
-        transaction.on_commit(lambda: tasks.billing_run_issue.delay(run.pk))
+        transaction.on_commit(
+            lambda: tasks.billing_run_issue.apply_async((run.pk,), **tasks._options())
+        )
 
 
 def billing_run_issue(*, run: BillingRun, issued_at: dt.datetime) -> list[int]:

@@ -24,7 +24,12 @@ def pdf_text(invoice: Invoice) -> str:
 class TestInvoicePdf:
     def test_issue_renders_a_pdf_that_explains_every_line(self, django_capture_on_commit_callbacks):
         network, contracts = billed_network(accounts=1)
-        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("10000") + 22 * 1500 + 1500, status="estimated")
+        register(
+            contracts[0].connection,
+            dt.date(2026, 12, 1),
+            Decimal("10000") + 22 * 1500 + 1500,
+            status="estimated",
+        )
         run = billing_run_create(network=network, period_start=dt.date(2026, 11, 1), now=NOW)
         tasks.billing_run_start.delay(run.pk)
         run.refresh_from_db()

@@ -1,0 +1,276 @@
+"""Payments, allocation, balance, overdue detection and dunning.
+
+Allocation rule: a payment goes first to the invoice its reference names (``INV-2026-000123``
+or the bare number), then to the open invoices of the account, oldest due date first
+(then lowest number).  What is left stays on the payment as unallocated credit and is used
+when the next invoice is issued or allocation is re-run.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+
+from billing import conf
+from billing.models import Allocation, DunningNotice, Invoice, Payment
+from billing.services.invoices import invoice_payment_state
+from customers.models import Account
+from heatutility.errors import DomainError, ErrorItem
+from heatutility.money import quantize_money
+
+ZERO = Decimal("0")
+OPEN_STATES = (Invoice.State.ISSUED, Invoice.State.PARTLY_PAID, Invoice.State.OVERDUE)
+
+
+class PaymentImportInvalid(DomainError):
+    code = "payment_import_invalid"
+
+
+def _reference_invoice(account: Account, reference: str) -> Invoice | None:
+    match = re.search(r"([A-Z]+-\d{4})-(\d+)", reference or "")
+    qs = Invoice.objects.filter(account=account, state__in=OPEN_STATES)
+    if match:
+        return qs.filter(series=match.group(1), number=int(match.group(2))).first()
+    return None
+
+
+def payment_allocate(*, payment: Payment, on: dt.date) -> list[Allocation]:
+    """Allocate what is left of ``payment``: referenced invoice first, then oldest first."""
+    allocations: list[Allocation] = []
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        left = payment.unallocated
+        open_invoices = list(
+            Invoice.objects.select_for_update()
+            .filter(account_id=payment.account_id, state__in=OPEN_STATES, gross__gt=0)
+            .order_by("due_on", "number")
+        )
+        referenced = _reference_invoice(payment.account, payment.reference)
+        if referenced is not None:
+            open_invoices.sort(key=lambda inv: inv.pk != referenced.pk)
+        for invoice in open_invoices:
+            if left <= 0:
+                break
+            amount = min(left, invoice.gross - invoice.paid)
+            if amount <= 0:
+                continue
+            allocations.append(
+                Allocation.objects.create(
+                    invoice=invoice, payment=payment, amount=amount, allocated_on=on
+                )
+            )
+            invoice_payment_state(invoice=invoice, paid=invoice.paid + amount)
+            left -= amount
+        payment.unallocated = left
+        payment.save(update_fields=["unallocated"])
+    return allocations
+
+
+def payment_record(
+    *,
+    account: Account,
+    amount: Decimal,
+    received_on: dt.date,
+    now: dt.datetime,
+    reference: str = "",
+    source: str = Payment.Source.STAFF,
+    bank_transaction_id: str = "",
+    user=None,
+) -> Payment:
+    if amount <= 0:
+        raise DomainError("A payment amount must be positive.")
+    amount = quantize_money(amount, account.network.currency)
+    with transaction.atomic():
+        payment = Payment.objects.create(
+            account=account,
+            amount=amount,
+            currency=account.network.currency,
+            received_on=received_on,
+            reference=reference,
+            source=source,
+            bank_transaction_id=bank_transaction_id,
+            unallocated=amount,
+            created_by=user,
+            created_at=now,
+        )
+        payment_allocate(payment=payment, on=received_on)
+    payment.refresh_from_db()
+    return payment
+
+
+def account_credit_apply(*, account: Account, on: dt.date) -> None:
+    """Use unallocated payments on newly open invoices (after an issue)."""
+    for payment in Payment.objects.filter(account=account, unallocated__gt=0).order_by(
+        "received_on", "id"
+    ):
+        payment_allocate(payment=payment, on=on)
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    duplicates: int = 0
+    errors: list[ErrorItem] = field(default_factory=list)
+
+
+def _decimal(text: str) -> Decimal:
+    text = text.strip().replace(" ", "")
+    if "," in text and "." in text:
+        text = text.replace(".", "").replace(",", ".")  # 1.234,56
+    elif "," in text:
+        text = text.replace(",", ".")
+    return Decimal(text)
+
+
+def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResult:
+    """Import a bank statement CSV (``,`` or ``;``; decimal comma accepted).
+
+    Columns: ``date`` (YYYY-MM-DD), ``amount``, ``reference`` (invoice number or free text),
+    ``account`` (customer number; optional if the reference names an invoice),
+    ``transaction_id`` (the bank's id; a transaction is imported once).  Credits only:
+    rows with amount ≤ 0 are reported and skipped.
+    """
+    sample = text[:2000]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    required = {"date", "amount", "transaction_id"}
+    missing = required - {(h or "").strip().lower() for h in (reader.fieldnames or [])}
+    if missing:
+        raise PaymentImportInvalid(
+            f"The statement lacks column(s): {', '.join(sorted(missing))}.",
+            errors=[ErrorItem(code="missing_column", message=m, field=m) for m in sorted(missing)],
+        )
+    result = ImportResult()
+    for row_number, raw in enumerate(reader, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        try:
+            received_on = dt.date.fromisoformat(row["date"])
+        except ValueError:
+            result.errors.append(
+                ErrorItem(code="invalid", message="not a date", field="date", row=row_number)
+            )
+            continue
+        try:
+            amount = _decimal(row["amount"])
+        except (InvalidOperation, ValueError):
+            result.errors.append(
+                ErrorItem(code="invalid", message="not an amount", field="amount", row=row_number)
+            )
+            continue
+        if amount <= 0:
+            result.errors.append(
+                ErrorItem(
+                    code="not_credit",
+                    message="not an incoming payment",
+                    field="amount",
+                    row=row_number,
+                )
+            )
+            continue
+        account = None
+        if row.get("account"):
+            account = (
+                Account.objects.filter(number=row["account"]).select_related("network").first()
+            )
+        if account is None:
+            match = re.search(r"([A-Z]+-\d{4})-(\d+)", row.get("reference", ""))
+            if match:
+                invoice = (
+                    Invoice.objects.filter(series=match.group(1), number=int(match.group(2)))
+                    .select_related("account__network")
+                    .first()
+                )
+                account = invoice.account if invoice else None
+        if account is None:
+            result.errors.append(
+                ErrorItem(
+                    code="unmatched",
+                    message="no account or invoice matches",
+                    field="reference",
+                    row=row_number,
+                )
+            )
+            continue
+        try:
+            with transaction.atomic():
+                payment_record(
+                    account=account,
+                    amount=amount,
+                    received_on=received_on,
+                    now=now,
+                    reference=row.get("reference", ""),
+                    source=Payment.Source.BANK,
+                    bank_transaction_id=row["transaction_id"],
+                    user=user,
+                )
+            result.created += 1
+        except IntegrityError:
+            result.duplicates += 1
+    return result
+
+
+def account_balance(*, account: Account) -> Decimal:
+    """Issued gross (credit notes negative) minus payments received: > 0 means owed."""
+    billed = (
+        Invoice.objects.filter(account=account, number__isnull=False).aggregate(s=Sum("gross"))["s"]
+        or ZERO
+    )
+    paid = Payment.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or ZERO
+    return billed - paid
+
+
+def invoices_mark_overdue(*, today: dt.date) -> int:
+    return Invoice.objects.filter(
+        state__in=(Invoice.State.ISSUED, Invoice.State.PARTLY_PAID), due_on__lt=today, gross__gt=0
+    ).update(state=Invoice.State.OVERDUE)
+
+
+def dunning_run(*, now: dt.datetime, time_zone: str = "Europe/Copenhagen") -> list[DunningNotice]:
+    """Mark overdue invoices and send each the next ladder level it has reached.
+
+    The ladder (settings ``BILLING["DUNNING_LADDER"]``) lists days after the due date, a
+    title and a fee; an invoice gets each level at most once (unique constraint), one level
+    per run, so a missed day never sends two letters at once.
+    """
+    today = now.astimezone(ZoneInfo(time_zone)).date()
+    invoices_mark_overdue(today=today)
+    ladder = conf.get("DUNNING_LADDER")
+    notices = []
+    overdue = Invoice.objects.filter(state=Invoice.State.OVERDUE).prefetch_related(
+        "dunning_notices"
+    )
+    for invoice in overdue:
+        sent = {n.level for n in invoice.dunning_notices.all()}
+        days_late = (today - invoice.due_on).days
+        for level, step in enumerate(ladder, start=1):
+            if level in sent:
+                continue
+            if days_late >= int(step["days"]):
+                try:
+                    with transaction.atomic():
+                        notices.append(
+                            DunningNotice.objects.create(
+                                invoice=invoice,
+                                level=level,
+                                title=step["title"],
+                                fee=Decimal(str(step.get("fee", "0"))),
+                                open_amount=invoice.gross - invoice.paid,
+                                sent_on=today,
+                            )
+                        )
+                except IntegrityError:
+                    pass
+            break
+    return notices
+
+
+def open_invoices(*, account: Account):
+    return Invoice.objects.filter(account=account, state__in=OPEN_STATES).filter(~Q(gross=0))

@@ -1,0 +1,164 @@
+"""Re-rating: a late or corrected reading, or a corrected tariff, changes a billed period.
+
+Cancel/rebill (DOMAIN.md §7): the original is credited in full by a credit note that
+references it, and a correction invoice with the recomputed figures references it too.
+Only the difference reaches the customer's balance (the credit note first settles the
+original's open amount).  Nothing is billed twice or lost:
+
+* an invoice is credited at most once (unique constraint ``invoice_credited_at_most_once``),
+  and the original is locked while it is re-rated;
+* the current bill of a period is the newest invoice/correction without a credit note,
+  so a second change re-rates the correction, never the original again;
+* an unchanged result (same lines and totals) issues nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+
+from billing.calc import BillDraft
+from billing.models import Invoice, RerateCursor
+from billing.services.compute import drafts_compute
+from billing.services.invoices import invoice_credit, invoices_issue
+from billing.services.write import drafts_write
+from heatutility.errors import DomainError
+from metering import selectors as metering_selectors
+
+RERATABLE = (Invoice.Kind.INVOICE, Invoice.Kind.CORRECTION)
+
+
+class UnableToRerate(DomainError):
+    code = "unable_to_rerate"
+
+
+def current_invoices():
+    """Issued invoices and corrections that have not been credited."""
+    credited = Invoice.objects.filter(
+        original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
+    ).exclude(state=Invoice.State.CANCELLED)
+    return (
+        Invoice.objects.filter(kind__in=RERATABLE, number__isnull=False)
+        .annotate(credited=Exists(credited))
+        .filter(credited=False)
+    )
+
+
+def invoice_recompute(*, invoice: Invoice) -> BillDraft:
+    """The bill for the invoice's account and period as the data stands now."""
+    drafts, failures = drafts_compute(
+        currency=invoice.currency,
+        account_ids=[invoice.account_id],
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        ensure=False,
+    )
+    if failures:
+        raise UnableToRerate(str(failures[invoice.account_id]))
+    return drafts[0]
+
+
+def _signature(lines) -> list[tuple]:
+    return sorted(
+        (
+            line.connection_id,
+            line.component,
+            str(line.period_start),
+            line.quantity.normalize(),
+            line.unit_price.normalize(),
+            line.amount,
+            line.vat_rate.normalize(),
+        )
+        for line in lines
+    )
+
+
+def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> tuple[Invoice, Invoice] | None:
+    """Credit ``invoice`` and issue a correction when its figures changed; else None.
+
+    A correction that looks implausible stays a held draft for staff review (the credit
+    note is issued regardless, so the balance never carries a wrong amount).
+    """
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("network").get(pk=invoice.pk)
+        if not current_invoices().filter(pk=invoice.pk).exists():
+            return None  # credited meanwhile: its correction is the one to re-rate
+        draft = invoice_recompute(invoice=invoice)
+        if (
+            _signature(draft.lines) == _signature(invoice.lines.all())
+            and draft.gross == invoice.gross
+        ):
+            return None
+        credit_note = invoice_credit(invoice=invoice, now=now)
+        (correction_id,) = drafts_write(
+            drafts=[draft],
+            network_id=invoice.network_id,
+            run_id=None,
+            kind=Invoice.Kind.CORRECTION,
+            now=now,
+            original_ids=[invoice.pk],
+        )
+        if not draft.held:
+            invoices_issue(
+                issued_at=now, invoice_ids=[correction_id], time_zone=invoice.network.time_zone
+            )
+    return credit_note, Invoice.objects.get(pk=correction_id)
+
+
+def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:
+    """Current invoices whose bill used a register value at one of ``pairs``."""
+    pairs = set(pairs)
+    if not pairs:
+        return []
+    days = [d for _, d in pairs]
+    by_connection: dict[int, set[dt.date]] = defaultdict(set)
+    for cid, day in pairs:
+        by_connection[cid].add(day)
+    candidates = (
+        current_invoices()
+        .filter(period_start__lte=max(days), period_end__gte=min(days))
+        .only("id", "readings", "period_start", "period_end")
+    )
+    hits = []
+    for invoice in candidates.iterator(chunk_size=2000):
+        for reading in invoice.readings:
+            if dt.date.fromisoformat(reading["on"]) in by_connection.get(
+                reading["connection_id"], ()
+            ):
+                hits.append(invoice)
+                break
+    return hits
+
+
+def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]]:
+    """Re-rate every current invoice whose registers changed since the last look."""
+    cursor, _ = RerateCursor.objects.get_or_create(
+        name="registers", defaults={"checked_until": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)}
+    )
+    pairs = metering_selectors.boundary_registers_updated_since(since=cursor.checked_until)
+    results = []
+    for invoice in invoices_affected_by_registers(pairs):
+        result = invoice_rerate(invoice=invoice, now=now)
+        if result:
+            results.append(result)
+    cursor.checked_until = now
+    cursor.save(update_fields=["checked_until"])
+    return results
+
+
+def invoices_rerate_for_tariff_versions(
+    *, version_ids: Iterable[int], now: dt.datetime
+) -> list[tuple[Invoice, Invoice]]:
+    """Re-rate current invoices priced with a corrected tariff version."""
+    wanted = set(version_ids)
+    results = []
+    for invoice in current_invoices().iterator(chunk_size=2000):
+        if wanted & set(invoice.tariff_version_ids):
+            result = invoice_rerate(invoice=invoice, now=now)
+            if result:
+                results.append(result)
+    return results

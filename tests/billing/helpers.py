@@ -1,0 +1,30 @@
+import datetime as dt
+
+from billing import tasks
+from billing.models import Invoice
+from billing.services.runs import billing_run_create, billing_run_issue
+
+NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
+NOV = dt.date(2026, 11, 1)
+
+
+def bill_month(network, *, start=NOV, issue=True, months=1, kind="invoice", now=NOW):
+    run = billing_run_create(
+        network=network,
+        period_start=start,
+        months=months,
+        kind=kind,
+        now=now,
+        chunk_size=2,
+        render_pdfs=False,
+    )
+    tasks.billing_run_start.delay(run.pk)
+    run.refresh_from_db()
+    if issue:
+        billing_run_issue(run=run, issued_at=now)
+        run.refresh_from_db()
+    return run
+
+
+def invoice_of(contract, **filters) -> Invoice:
+    return Invoice.objects.get(account=contract.account, **filters)

@@ -1,0 +1,83 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from billing.models import Invoice
+from billing.services.payments import (
+    account_balance,
+    dunning_run,
+    payment_record,
+    payments_import_csv,
+)
+from tests.billing.factories import billed_network
+from tests.billing.helpers import NOW, bill_month, invoice_of
+
+
+@pytest.mark.django_db
+class TestPayments:
+    def setup_two_months(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network, start=dt.date(2026, 10, 1), now=NOW - dt.timedelta(days=31))
+        bill_month(network, start=dt.date(2026, 11, 1))
+        october = invoice_of(contracts[0], period_start=dt.date(2026, 10, 1))
+        november = invoice_of(contracts[0], period_start=dt.date(2026, 11, 1))
+        return contracts[0].account, october, november
+
+    def test_payment_goes_to_the_oldest_invoice_first(self):
+        account, october, november = self.setup_two_months()
+        payment_record(
+            account=account, amount=Decimal("1500.00"), received_on=dt.date(2026, 12, 3), now=NOW
+        )
+        october.refresh_from_db()
+        november.refresh_from_db()
+        assert october.state == Invoice.State.PAID
+        assert november.state == Invoice.State.PARTLY_PAID
+        assert november.paid == Decimal("1500.00") - october.gross
+        assert account_balance(account=account) == october.gross + november.gross - Decimal(
+            "1500.00"
+        )
+
+    def test_reference_wins_over_age(self):
+        account, october, november = self.setup_two_months()
+        payment_record(
+            account=account,
+            amount=Decimal("100.00"),
+            received_on=dt.date(2026, 12, 3),
+            now=NOW,
+            reference=f"payment {november.display_number}",
+        )
+        november.refresh_from_db()
+        october.refresh_from_db()
+        assert november.paid == Decimal("100.00")
+        assert october.paid == Decimal("0")
+
+    def test_bank_csv_import_is_idempotent_and_reports_bad_rows(self):
+        _account, _october, november = self.setup_two_months()
+        csv_text = (
+            "date;amount;reference;account;transaction_id\n"
+            f"2026-12-03;1.360,98;{november.display_number};;T1\n"
+            "2026-12-03;-5,00;fee;;T2\n"
+            "2026-12-04;12,00;unknown;;T3\n"
+        )
+        result = payments_import_csv(text=csv_text, now=NOW)
+        assert result.created == 1
+        assert [(e.row, e.code) for e in result.errors] == [(3, "not_credit"), (4, "unmatched")]
+        assert payments_import_csv(text=csv_text, now=NOW).duplicates == 1
+        november.refresh_from_db()
+        assert november.state == Invoice.State.PAID
+
+    def test_dunning_ladder_sends_one_level_at_a_time(self):
+        _account, october, november = self.setup_two_months()
+        due = october.due_on
+        notices = dunning_run(
+            now=dt.datetime.combine(due + dt.timedelta(days=8), dt.time(6), tzinfo=dt.UTC)
+        )
+        october.refresh_from_db()
+        assert october.state == Invoice.State.OVERDUE
+        assert [(n.invoice_id, n.level) for n in notices] == [(october.pk, 1)]
+        later = dunning_run(
+            now=dt.datetime.combine(due + dt.timedelta(days=40), dt.time(6), tzinfo=dt.UTC)
+        )
+        assert sorted((n.invoice_id, n.level) for n in later) == [(october.pk, 2), (november.pk, 1)]
+        assert later[0].fee == Decimal("100.00") or later[1].fee == Decimal("100.00")

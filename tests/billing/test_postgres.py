@@ -1,0 +1,158 @@
+"""Guarantees that only PostgreSQL (and real workers on Redis) can prove."""
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, connection, connections, transaction
+
+from billing import tasks
+from billing.models import BillingRun, Invoice, InvoiceLine
+from billing.services.invoices import invoice_issue
+from billing.services.runs import billing_run_create
+from tests.billing.factories import billed_network
+from tests.billing.helpers import NOV, NOW, bill_month
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+class TestIssuedInvoicesNeverChange:
+    def test_database_refuses_changing_an_issued_invoice(self):
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        with pytest.raises(IntegrityError, match="cannot be changed"), transaction.atomic():
+            Invoice.objects.filter(pk=invoice.pk).update(
+                gross=Decimal("1.00"), net=Decimal("1.00"), vat=0
+            )
+
+    def test_database_refuses_touching_lines_of_an_issued_invoice(self):
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        line = InvoiceLine.objects.first()
+        with pytest.raises(IntegrityError, match="cannot be changed"), transaction.atomic():
+            InvoiceLine.objects.filter(pk=line.pk).update(amount=Decimal("0"))
+        with pytest.raises(IntegrityError, match="issued invoice"), transaction.atomic():
+            InvoiceLine.objects.create(
+                invoice=line.invoice,
+                position=99,
+                component="x",
+                kind="x",
+                description="x",
+                explanation="x",
+                quantity=1,
+                unit="x",
+                unit_price=1,
+                amount=1,
+                vat_rate=0,
+            )
+
+    def test_database_refuses_deleting_an_issued_invoice(self):
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        with (
+            pytest.raises(IntegrityError, match="cannot be deleted"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("DELETE FROM billing_invoice")
+
+    def test_payment_state_may_still_move(self):
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        Invoice.objects.filter(pk=invoice.pk).update(state=Invoice.State.PAID, paid=invoice.gross)
+        invoice.refresh_from_db()
+        assert invoice.state == Invoice.State.PAID
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestGaplessNumberingUnderConcurrency:
+    def test_parallel_issuers_get_gapless_unique_numbers(self):
+        network, _ = billed_network(accounts=24, months=23)
+        bill_month(network, issue=False)
+        ids = list(Invoice.objects.order_by("id").values_list("id", flat=True))
+        errors = []
+
+        def issue(part):
+            try:
+                for invoice in Invoice.objects.filter(id__in=part).select_related("network"):
+                    invoice_issue(invoice=invoice, issued_at=NOW)
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=issue, args=(ids[i::4],)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        numbers = sorted(Invoice.objects.values_list("number", flat=True))
+        assert numbers == list(range(1, 25))
+
+    def test_a_rolled_back_issue_leaves_no_gap(self):
+        network, _ = billed_network(accounts=2, months=23)
+        bill_month(network, issue=False)
+        first, second = Invoice.objects.order_by("id").select_related("network")
+
+        def crash_after_numbering():
+            with transaction.atomic():
+                invoice_issue(invoice=first, issued_at=NOW)
+                raise RuntimeError("crash after numbering")
+
+        with pytest.raises(RuntimeError):
+            crash_after_numbering()
+        invoice_issue(invoice=second, issued_at=NOW)
+        second.refresh_from_db()
+        assert second.number == 1
+
+
+def wait_for(predicate, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.redis
+class TestKilledWorker:
+    def test_run_resumes_after_the_worker_is_killed_and_bills_each_account_once(
+        self, celery_worker
+    ):
+        network, contracts = billed_network(accounts=24, months=23)
+        run = billing_run_create(
+            network=network, period_start=NOV, now=NOW, chunk_size=2, render_pdfs=False
+        )
+        tasks.billing_run_start.delay(run.pk, 0.7)
+        assert wait_for(lambda: BillingRun.objects.get(pk=run.pk).done >= 4), celery_worker.log()
+        celery_worker.kill()
+        run.refresh_from_db()
+        assert run.state == BillingRun.State.RUNNING
+        assert run.done < run.total == 24
+        celery_worker.start()
+        tasks.billing_run_resume.delay(run.pk)
+        assert wait_for(
+            lambda: BillingRun.objects.get(pk=run.pk).state == BillingRun.State.DRAFTED
+        ), celery_worker.log()
+        run.refresh_from_db()
+        assert (run.done, run.failed) == (24, 0)
+        billed = list(Invoice.objects.values_list("account_id", flat=True))
+        assert sorted(billed) == sorted(c.account_id for c in contracts)
+        assert sum(chunk.attempts for chunk in run.chunks.all()) >= run.chunks.count()
+
+    def test_issue_with_pdfs_on_real_workers(self, celery_worker):
+        network, _ = billed_network(accounts=3, months=23)
+        run = billing_run_create(
+            network=network, period_start=NOV, now=NOW, issue_when_drafted=True
+        )
+        tasks.billing_run_start.delay(run.pk)
+        assert wait_for(lambda: Invoice.objects.exclude(pdf="").count() == 3, timeout=120), (
+            celery_worker.log()
+        )
+        assert sorted(Invoice.objects.values_list("number", flat=True)) == [1, 2, 3]

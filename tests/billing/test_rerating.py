@@ -1,0 +1,87 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from billing.models import Invoice
+from billing.services.payments import account_balance
+from billing.services.rerating import invoice_rerate, invoices_rerate_changed
+from tests.billing.factories import billed_network, register
+from tests.billing.helpers import NOW, bill_month, invoice_of
+
+LATER = NOW + dt.timedelta(days=3)
+# re-rating watermarks compare with register update times: pass the real clock
+
+
+@pytest.mark.django_db
+class TestRerating:
+    def test_corrected_reading_credits_the_original_and_issues_a_correction(self):
+        network, contracts = billed_network(accounts=2)
+        # November's end register was estimated at +1500 kWh; the actual read says +1600
+        end = dt.date(2026, 12, 1)
+        register(contracts[0].connection, end, Decimal("43000") + 1500, status="estimated")
+        bill_month(network)
+        original = invoice_of(contracts[0], kind="invoice")
+        assert original.has_estimated_reads
+        register(contracts[0].connection, end, Decimal("43000") + 1600, status="actual")
+
+        results = invoices_rerate_changed(now=timezone.now())
+
+        assert len(results) == 1
+        credit, correction = results[0]
+        assert credit.kind == Invoice.Kind.CREDIT_NOTE
+        assert credit.original_id == original.pk
+        assert credit.gross == -original.gross
+        assert credit.number is not None
+        assert correction.kind == Invoice.Kind.CORRECTION
+        assert correction.original_id == original.pk
+        energy = correction.lines.get(component="energy")
+        assert energy.quantity == Decimal("1.6")
+        assert energy.amount == Decimal("948.03")  # 1.6 × 592.52 = 948.032
+        assert not correction.has_estimated_reads
+        # only the difference reaches the balance: 0.1 MWh × 592.52 = 59.25 net, 74.06 gross
+        assert account_balance(account=contracts[0].account) == correction.gross
+        assert correction.gross - original.gross == Decimal("74.06")
+        original.refresh_from_db()
+        assert original.state == Invoice.State.PAID  # settled by its credit note
+
+    def test_rerating_twice_changes_nothing_more(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("44600"))
+        assert len(invoices_rerate_changed(now=timezone.now())) == 1
+        assert invoices_rerate_changed(now=timezone.now()) == []
+        original = invoice_of(contracts[0], kind="invoice")
+        assert invoice_rerate(invoice=original, now=LATER) is None  # already credited
+        assert Invoice.objects.filter(kind="credit_note").count() == 1
+        assert Invoice.objects.filter(kind="correction").count() == 1
+
+    def test_unchanged_figures_issue_nothing(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        original = invoice_of(contracts[0], kind="invoice")
+        assert invoice_rerate(invoice=original, now=LATER) is None
+
+    def test_a_second_correction_rerates_the_correction_not_the_original(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("44600"))
+        invoices_rerate_changed(now=timezone.now())
+        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("44700"))
+        ((credit, correction),) = invoices_rerate_changed(now=timezone.now())
+        first_correction = Invoice.objects.filter(kind="correction").order_by("id").first()
+        assert credit.original_id == first_correction.pk
+        assert correction.lines.get(component="energy").quantity == Decimal("1.7")
+
+    def test_recomputing_an_issued_invoice_gives_the_same_figures(self):
+        from billing.services.rerating import invoice_recompute
+
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        original = invoice_of(contracts[0], kind="invoice")
+        draft = invoice_recompute(invoice=original)
+        assert (draft.net, draft.vat, draft.gross) == (original.net, original.vat, original.gross)
+        assert [line.amount for line in draft.lines] == [
+            line.amount for line in original.lines.order_by("position")
+        ]
