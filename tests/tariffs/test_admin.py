@@ -1,0 +1,89 @@
+"""Staff admin: pages render with plots; only tariff managers approve; locked versions are read-only."""
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from heatutility.roles import BILLING_CLERK, TARIFF_MANAGER
+from tariffs.models import DataImport, PriceCap, TariffVersion
+from tariffs.services import (
+    cost_based_inputs_from_cost,
+    data_import_run,
+    operating_cost_compute,
+    price_cap_compute,
+)
+from tests.customers.factories import NetworkFactory
+from tests.tariffs.factories import PlantUnitFactory, TariffFactory, TariffVersionFactory
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+
+
+def login(role: str, username: str) -> Client:
+    user = User.objects.create_user(username=username, password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def cap():
+    network = NetworkFactory(code="adm")
+    unit = PlantUnitFactory(plant__network=network)
+    hours = [f"2026-01-05T{h:02d}:00:00+01:00" for h in range(24)]
+    for kind, text, kw in (
+        ("unit_hours", "time,heat_mwh,electricity_mwh,source_in_c,source_out_c,supply_c,return_c\n"
+         + "".join(f"{t},5.0,{'' if i == 5 else 1.6},6,3,75,40\n" for i, t in enumerate(hours)), {"unit": unit}),
+        ("spot_prices", "time,price\n" + "".join(f"{t},{-20 if i == 3 else 500}\n" for i, t in enumerate(hours)),
+         {"price_area": network.price_area}),
+    ):
+        record = DataImport.objects.create(kind=kind, content=text, **kw)
+        assert data_import_run(data_import_id=record.pk, now=NOW).status == "done"
+    cost = operating_cost_compute(network=network, period_start=dt.date(2026, 1, 5), period_end=dt.date(2026, 1, 6),
+                                  now=NOW, loss_share=D("0.2"))
+    inputs = cost_based_inputs_from_cost(cost=cost, connections=10, contracted_kw_total=D("100"))
+    return price_cap_compute(network=network, method=PriceCap.Method.COST_BASED, period_start=dt.date(2026, 1, 1),
+                             period_end=dt.date(2027, 1, 1), inputs=inputs, now=NOW, operating_cost=cost)
+
+
+class TestAdminPages:
+    def test_cost_and_cap_pages_render_with_plots(self, cap):
+        client = login(TARIFF_MANAGER, "m")
+        page = client.get(reverse("admin:tariffs_operatingcost_report", args=[cap.operating_cost_id]))
+        assert page.status_code == 200
+        assert page.content.count(b"data:image/png;base64,") == 3
+        page = client.get(reverse("admin:tariffs_pricecap_report", args=[cap.pk]))
+        assert page.status_code == 200
+        assert b"identical to the cent" in page.content
+        assert client.get(reverse("admin:tariffs_pricecap_export", args=[cap.pk, "csv"])).status_code == 200
+        for name in ("tariff", "tariffversion", "plant", "plantunit", "dataimport", "operatingcost", "pricecap",
+                     "spotprice", "electricitycharge", "tariffassignment"):
+            assert client.get(reverse(f"admin:tariffs_{name}_changelist")).status_code == 200, name
+
+    def test_version_report_shows_impact_and_examples(self):
+        version = TariffVersionFactory(tariff=TariffFactory())
+        client = login(TARIFF_MANAGER, "m")
+        page = client.get(reverse("admin:tariffs_tariffversion_report", args=[version.pk]))
+        assert page.status_code == 200
+        assert b"Reference house 130 m\xc2\xb2" in page.content
+
+    def test_only_tariff_managers_approve_from_the_admin(self):
+        version = TariffVersionFactory(tariff=TariffFactory())
+        url = reverse("admin:tariffs_tariffversion_changelist")
+        clerk = login(BILLING_CLERK, "c")
+        clerk.post(url, {"action": "approve_versions", "_selected_action": [version.pk]})
+        version.refresh_from_db()
+        assert version.status == "draft"
+        manager = login(TARIFF_MANAGER, "m")
+        manager.post(url, {"action": "approve_versions", "_selected_action": [version.pk]})
+        version.refresh_from_db()
+        assert version.status == TariffVersion.Status.APPROVED
+        page = manager.get(reverse("admin:tariffs_tariffversion_change", args=[version.pk]))
+        assert b'name="components"' not in page.content  # read-only once approved
+        assert timezone.is_aware(version.approved_at)
