@@ -54,7 +54,7 @@ def synthetic_year(*, seed: int, start_at: pd.Timestamp, end_at: pd.Timestamp, t
     rng = np.random.default_rng(seed)
     idx = pd.date_range(start_at, end_at, freq="h", inclusive="left", tz="UTC")
     local = idx.tz_convert(tz)
-    doy = local.dayofyear.to_numpy()
+    doy = local.day_of_year.to_numpy()
     hour = local.hour.to_numpy()
     season = np.cos(2 * np.pi * (doy - 20) / 365.25)  # 1 in late January, −1 in July
     outdoor = 8.5 - 9.0 * season + 3.0 * np.sin(2 * np.pi * (hour - 9) / 24) + rng.normal(0, 2.0, len(idx))
@@ -70,7 +70,7 @@ def synthetic_year(*, seed: int, start_at: pd.Timestamp, end_at: pd.Timestamp, t
     cop_real = cop_model * np.clip(rng.normal(0.93, 0.03, len(idx)), 0.8, 1.02)
     hp_elec = hp_heat / cop_real
     hp_elec[rng.random(len(idx)) < 0.01] = np.nan  # meter gaps: modelled COP fills them
-    weekday = local.dayofweek.to_numpy()
+    weekday = local.day_of_week.to_numpy()
     spot = (
         620 + 180 * season + 160 * ((hour >= 7) & (hour <= 9)) + 260 * ((hour >= 17) & (hour <= 20))
         - 120 * (weekday >= 5) + rng.normal(0, 90, len(idx))
@@ -204,6 +204,15 @@ def run(ctx) -> list[str]:
     assigned = tariff_assign(tariff=tariff, connection_ids=conn_ids, valid_from=valid_from)
     example = next(e for e in price_examples(spec=tariff_spec_for_version(version), year=ctx.as_of.year)
                    if e["key"] == "dk-house-130m2")
+    # the 2026 Danish benchmark, for comparison (not adopted): an individual air-to-water heat pump
+    benchmark = price_cap_compute(
+        network=network, method=PriceCap.Method.SUBSTITUTION, period_start=start, period_end=add_months(start, 12),
+        now=now, inputs={
+            "reference": {"energy_mwh": "18.1", "heated_area_m2": "130", "contracted_kw": "9.05", "volume_m3": "518.87"},
+            "individual_scop": "3.0", "consumer_extra_per_mwh": "600", "investment": "110000", "lifetime_years": 15,
+            "interest_rate": "0.04", "om_per_year": "1500",
+        },
+    )
     ctx.data.update(tariff_id=tariff.pk, tariff_version_id=version.pk, price_cap_id=cap.pk, operating_cost_id=cost.pk)
     negative = int((frame["spot"] < 0).sum())
     return [
@@ -219,5 +228,6 @@ def run(ctx) -> list[str]:
         f"over-cap draft refused: {refused}",
         f"tariff {tariff.code} v{version.number} {version.status} from {version.valid_from}: subscription {subscription}/year, "
         f"capacity {capacity}/kW, energy {energy}/MWh, cooling ±0.8 %/°C beyond 25–35 °C; {assigned} connections assigned",
-        f"price example 130 m² house, 18.1 MWh: {example['gross']} {network.currency}/year incl. VAT",
+        f"price example 130 m² house, 18.1 MWh: {example['net']} {network.currency}/year net, {example['gross']} incl. VAT; "
+        f"individual heat pump benchmark (substitution cap #{benchmark.pk}) {benchmark.reference_total_cap} net",
     ]

@@ -192,3 +192,26 @@ class TestImpactAndExamples:
         assert result["percentiles"]["p50"] == D("1014.00")
         assert [r["change"] for r in result["largest_increases"]] == [D("1560.00"), D("1014.00"), D("780.00")]
         assert timezone.is_aware(NOW)
+
+
+class TestImpactFromMeteredRegisters:
+    def test_determinants_come_from_boundary_registers_when_present(self, manager, network):
+        from metering.models import BoundaryRegister
+
+        tariff = TariffFactory(network=network, code="metered")
+        tariff_version_approve(version=hofor_draft(network, valid_from=dt.date(2024, 1, 1), tariff=tariff), user=manager, now=NOW)
+        conn = ServiceConnectionFactory(network=network)
+        TariffAssignmentFactory(connection=conn, tariff=tariff, valid_from=dt.date(2024, 1, 1))
+        # registers 1 Dec 2024 and 1 Dec 2025: 18,100 kWh and 778.3 m³ apart; m³·°C registers give
+        # flow 70 °C and return 50 °C (ΔT 20 → HOFOR penalty 5 °C × 0.8 %)
+        BoundaryRegister.objects.create(connection=conn, on=dt.date(2024, 12, 1), energy_kwh=D("1000"), volume_m3=D("100"),
+                                        flow_temp_m3c=D("7000"), return_temp_m3c=D("5000"))
+        BoundaryRegister.objects.create(connection=conn, on=dt.date(2025, 12, 1), energy_kwh=D("19100"), volume_m3=D("878.3"),
+                                        flow_temp_m3c=D("7000") + D("778.3") * 70, return_temp_m3c=D("5000") + D("778.3") * 50)
+        components = [dict(c) for c in PUBLISHED_TARIFFS["hofor-2024"]["components"]]
+        components[1] = {**components[1], "price": "602.52"}  # +10 DKK/MWh
+        draft = tariff_version_create(tariff=tariff, valid_from=dt.date(2026, 1, 1), components=components)
+        result = tariff_version_impact(version=draft, as_of=dt.date(2025, 12, 15))
+        # energy +181.00 and the cooling penalty on it +7.24 (4 % of 181.00): 188.24
+        assert result["sources"] == {"metered": 1, "standard": 0}
+        assert result["largest_increases"][0]["change"] == D("188.24")
