@@ -47,23 +47,24 @@ def _parse_times(raw: pd.Series, time_zone: str, errors: list[ErrorItem], field:
     text = raw.str.strip()
     marker = text.str.extract(r"\((CEST|CET|[A-Z]{3,4})\)\s*$", expand=False)
     text = text.str.replace(r"\s*\([A-Z/]+\)\s*$", "", regex=True)
+    has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
+    if has_offset.any() and not has_offset.all():
+        errors.append(ErrorItem(code="mixed_time_zones", message="Some timestamps have a UTC offset and some do not.", field=field))
+        return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     # ENTSO-E MTU "01.01.2025 00:00 - 01.01.2025 01:00": keep the start
     if text.str.contains(r"^\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}", regex=True).all():
         text = text.str.slice(0, 16)
         parsed = pd.to_datetime(text, format="%d.%m.%Y %H:%M", errors="coerce")
     else:
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=False)
+        # with offsets (which change at DST) straight to UTC; naive ones stay local for now
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=bool(has_offset.all()))
     bad = parsed.isna()
     for idx in np.flatnonzero(bad.to_numpy())[:MAX_ITEMS]:
         errors.append(ErrorItem(code="invalid_time", message=f"{raw.iloc[idx]!r} is not a timestamp.", field=field, row=int(idx) + 2))
     if bad.any():
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
     if has_offset.all():
-        return pd.to_datetime(text, utc=True, format="ISO8601")
-    if has_offset.any():
-        errors.append(ErrorItem(code="mixed_time_zones", message="Some timestamps have a UTC offset and some do not.", field=field))
-        return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+        return parsed
     naive = pd.DatetimeIndex(parsed)
     if marker.notna().any():
         ambiguous = (marker == "CEST").to_numpy() | (marker == "EEST").to_numpy()

@@ -240,15 +240,22 @@ def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
         if record.status == DataImport.Status.DONE:
             return record
         try:
-            if record.kind == DataImport.Kind.UNIT_HOURS:
-                frame = parse_unit_hours(record.content, time_zone=record.time_zone)
-                _store_unit_hours(record, frame)
-            else:
-                frame = parse_spot_prices(record.content, time_zone=record.time_zone, currency=record.currency)
-                _store_spot_prices(record, frame)
+            with transaction.atomic():  # savepoint: a failure stores no hour at all
+                if record.kind == DataImport.Kind.UNIT_HOURS:
+                    frame = parse_unit_hours(record.content, time_zone=record.time_zone)
+                    _store_unit_hours(record, frame)
+                else:
+                    frame = parse_spot_prices(record.content, time_zone=record.time_zone, currency=record.currency)
+                    _store_spot_prices(record, frame)
         except ImportRejected as exc:
+            errors = [e.as_dict() for e in exc.errors] or [{"code": exc.code, "message": exc.message}]
+        except (ValueError, TypeError, ArithmeticError) as exc:  # an unreadable file, not a crash
+            errors = [{"code": "unreadable", "message": f"{type(exc).__name__}: {exc}"}]
+        else:
+            errors = None
+        if errors is not None:
             record.status = DataImport.Status.FAILED
-            record.errors = [e.as_dict() for e in exc.errors] or [{"code": exc.code, "message": exc.message}]
+            record.errors = errors
             record.finished_at = now
             record.save(update_fields=["status", "errors", "finished_at"])
             return record

@@ -123,3 +123,14 @@ class TestImportTask:
         assert {e["code"] for e in bad.errors} >= {"duplicate_hour", "partial_day"}
         assert SpotPrice.objects.count() == 0
         assert timezone.is_aware(bad.finished_at)
+
+
+def test_iso_offsets_that_change_at_dst_are_read_as_utc():
+    # a whole year written with its local offsets: +01:00 in winter, +02:00 in summer
+    import pandas as pd
+
+    hours = pd.date_range("2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen")
+    text = "time,heat_mwh\n" + "".join(f"{t.isoformat()},1\n" for t in hours)
+    frame = parse_unit_hours(text, time_zone="Europe/Copenhagen")
+    assert len(frame) == 8760
+    assert frame["hour_start"].dt.tz is not None
