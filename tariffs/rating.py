@@ -251,14 +251,6 @@ def _dec(value: Fraction, places: int = 10) -> Decimal:
     )
 
 
-def _money(value: Fraction | Decimal, currency: str) -> Decimal:
-    if isinstance(value, Fraction):
-        # exact half-up rounding of a rational: compare with the exact value
-        d = Decimal(value.numerator) / Decimal(value.denominator)
-        return quantize_money(d, currency)
-    return quantize_money(value, currency)
-
-
 def _fmt(value: Decimal, places: int = 2) -> str:
     return f"{value:,.{places}f}"
 
@@ -277,6 +269,8 @@ class _Pricer:
         self.cur = spec.currency
         self.fraction = year_fraction(det.period_start, det.period_end)
         self.fraction_dec = _dec(self.fraction)
+        self.fraction_num = Decimal(self.fraction.numerator)
+        self.fraction_den = Decimal(self.fraction.denominator)
         self.energy_amounts: dict[str, Decimal] = {}
 
     def net(self, price: Decimal) -> Decimal:
@@ -285,8 +279,11 @@ class _Pricer:
         return price
 
     def line(self, comp, kind, description, explanation, quantity, unit, unit_price, annual):
-        fraction = self.fraction if annual else Fraction(1)
-        amount = _money(Fraction(quantity) * Fraction(unit_price) * fraction, self.cur)
+        value = quantity * unit_price
+        if annual:
+            # the same one division a Fraction would end in; exact whenever the result terminates
+            value = value * self.fraction_num / self.fraction_den
+        amount = quantize_money(value, self.cur)
         return PricedLine(
             component=comp.code,
             kind=kind,
@@ -317,7 +314,10 @@ class _Pricer:
         if c.basis == "area":
             qty = _qty(det.heated_area_m2)
         else:
-            qty = _qty(convert_power(det.contracted_kw, "kW", c.unit, delta_t_k=c.design_delta_t))
+            qty = _qty(
+                det.contracted_kw if c.unit == "kW"
+                else convert_power(det.contracted_kw, "kW", c.unit, delta_t_k=c.design_delta_t)
+            )
         kind = "area" if c.basis == "area" else "capacity"
         fee_factor = 12 if c.fixed_per == "month" else 1
         lines: list[PricedLine] = []
@@ -371,7 +371,7 @@ class _Pricer:
 
     def energy(self, c: EnergyCharge) -> list[PricedLine]:
         det = self.det
-        total = _qty(convert_energy(det.energy_mwh, "MWh", c.unit))
+        total = _qty(det.energy_mwh if c.unit == "MWh" else convert_energy(det.energy_mwh, "MWh", c.unit))
         lines: list[PricedLine] = []
         if c.seasons:
             shares = self._season_shares(c)
