@@ -343,3 +343,104 @@ def to_decimal(text: str | None) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:  # pragma: no cover - validated before
         return None
+
+
+# --- the fast lane ------------------------------------------------------------------------
+
+_TSV_UNSAFE = r"[\t\n\r\\\"]"
+_OFFSET = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"
+_ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)$"
+
+
+def json_rows_fast(rows, *, max_rows: int) -> str | None:
+    """The rows as COPY text (``NORMALISED_FIELDS`` order) if every row is clean, else None.
+
+    Vectorised with pandas: a 5,000-row body is checked in milliseconds.  It only ever
+    says "all clean"; anything doubtful returns None and :func:`validate_json_rows`
+    (one row at a time) decides and itemises the errors, so both lanes refuse exactly
+    the same input.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(rows, list) or not rows or len(rows) > max_rows:
+        return None
+    if not all(type(r) is dict for r in rows):
+        return None
+    frame = pd.DataFrame.from_records(rows)
+    if not set(frame.columns) <= set(ALL_FIELDS) or not set(REQUIRED) <= set(frame.columns):
+        return None
+    infer = pd.api.types.infer_dtype
+    out = {"row": np.arange(len(frame))}
+    meter = frame["meter"]
+    if infer(meter, skipna=False) != "string":
+        return None
+    if (meter.str.len().gt(60) | meter.str.strip().ne(meter) | meter.eq("")).any():
+        return None
+    if meter.str.contains(_TSV_UNSAFE, regex=True).any():
+        return None
+    out["meter"] = meter
+    stamps = frame["read_at"]
+    if infer(stamps, skipna=False) != "string" or not stamps.str.fullmatch(_ISO).all():
+        return None
+    try:
+        moments = pd.to_datetime(stamps, format="ISO8601", utc=True)
+    except (ValueError, TypeError):
+        return None
+    if (moments < pd.Timestamp(EARLIEST)).any() or (moments >= pd.Timestamp(LATEST)).any():
+        return None
+    if pd.DataFrame({"m": meter, "t": moments}).duplicated().any():
+        return None
+    out["read_at"] = np.char.add(
+        np.datetime_as_string(moments.dt.tz_localize(None).to_numpy(), unit="us"), "+00:00"
+    )
+    for field in ("energy", "volume_m3", *OPTIONAL_NUMERIC):
+        if field not in frame.columns:
+            out[field] = None
+            continue
+        column = frame[field]
+        if column.dtype.kind not in "fi":
+            return None  # strings, booleans, all empty: the careful lane
+        present = column.notna()
+        if field in ("energy", "volume_m3") and not present.all():
+            return None
+        low, high = NUMERIC_LIMITS[field]
+        if not ((column[present] >= low) & (column[present] < high)).all():
+            return None
+        out[field] = column  # written by to_csv as repr: the shortest exact text
+    unit = frame["energy_unit"]
+    if infer(unit, skipna=False) != "string" or not unit.isin(ENERGY_UNITS).all():
+        return None
+    out["energy_unit"] = unit
+    if "status_code" in frame.columns:
+        codes = frame["status_code"]
+        if codes.dtype.kind not in "fi":
+            return None
+        present = codes.notna()
+        if not (codes[present] == codes[present].round()).all():
+            return None
+        if ((codes[present] < 0) | (codes[present] >= 2**31)).any():
+            return None
+        out["status_code"] = codes.astype("Int64")
+    else:
+        out["status_code"] = None
+    table = pd.DataFrame({name: out[name] for name in NORMALISED_FIELDS})
+    return table.to_csv(sep="\t", header=False, index=False, na_rep="\\N", lineterminator="\n")
+
+
+def tsv_rows(text: str) -> list[tuple]:
+    """COPY text back into normalised tuples (the SQLite path and partition months)."""
+
+    def cell(value: str):
+        if value == "\\N":
+            return None
+        if "\\" in value:
+            return (
+                value.replace("\\t", "\t")
+                .replace("\\n", "\n")
+                .replace("\\r", "\r")
+                .replace("\\\\", "\\")
+            )
+        return value
+
+    return [tuple(cell(v) for v in line.split("\t")) for line in text.splitlines() if line]

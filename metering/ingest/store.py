@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from heatutility.errors import ErrorItem
 from metering.ingest.rows import NORMALISED_FIELDS, OPTIONAL_NUMERIC
@@ -125,6 +125,37 @@ def months_of(rows: list[tuple]) -> set[tuple[int, int]]:
 # --- PostgreSQL ------------------------------------------------------------------------
 
 
+def months_of_tsv(text: str) -> set[tuple[int, int]]:
+    """UTC months of normalised COPY text (read_at is the third column, in UTC)."""
+    found = {line.split("\t", 3)[2][:7] for line in text.splitlines() if line}
+    return {(int(m[:4]), int(m[5:7])) for m in found}
+
+
+def store_tsv_postgres(
+    *, text: str, rows: int, batch_id: int, vendor_id: int, received_at: dt.datetime
+) -> ChunkResult:
+    """Store normalised COPY text (a JSON batch's payload): COPY to stage, one INSERT."""
+    with connection.cursor() as cursor:
+        stage_create(cursor)
+        with cursor.copy(f"COPY metering_stage ({STAGE_FIELDS}) FROM STDIN") as copy:
+            copy.write(text)
+        result = stage_to_readings(
+            cursor,
+            stage="metering_stage",
+            batch_id=batch_id,
+            vendor_id=vendor_id,
+            received_at=received_at,
+            rows=rows,
+            resolve_meters=True,
+        )
+        cursor.execute("TRUNCATE metering_stage")
+    return result
+
+
+def tsv(rows: list[tuple]) -> str:
+    return _tsv(rows)
+
+
 def _tsv(rows: list[tuple]) -> str:
     def cell(value):
         if value is None:
@@ -144,7 +175,7 @@ def _tsv(rows: list[tuple]) -> str:
 
 def stage_create(cursor, name: str = "metering_stage", *, temporary: bool = True) -> None:
     kind = "TEMPORARY" if temporary else "UNLOGGED"
-    cursor.execute(f"CREATE {kind} TABLE IF NOT EXISTS {name} ({STAGE_COLUMNS})")
+    cursor.execute(f"CREATE {kind} TABLE IF NOT EXISTS {name} (meter_id bigint, {STAGE_COLUMNS})")
     cursor.execute(f"TRUNCATE {name}")
 
 
@@ -155,18 +186,32 @@ def stage_to_readings(
     batch_id: int,
     vendor_id: int,
     received_at: dt.datetime,
+    rows: int,
     where: str = "TRUE",
+    resolve_meters: bool = False,
 ) -> ChunkResult:
-    """Move staged rows (those matching ``where``) into readings; count what happened."""
+    """Move staged rows (those matching ``where``, ``rows`` of them) into readings.
+
+    The stage carries ``meter_id``, resolved set-based against the vendor's meters
+    before (NULL = not this vendor's meter: the row is refused).
+    """
     result = ChunkResult()
     params = {"batch": batch_id, "vendor": vendor_id, "received": received_at}
+    if resolve_meters:  # the stage has serials only: join the vendor's meters here
+        meter, join = (
+            "m.id",
+            "JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s",
+        )
+        unassigned = "NOT EXISTS (SELECT 1 FROM metering_heatmeter m WHERE m.serial = s.serial AND m.vendor_id = %(vendor)s)"
+        # without statistics on the fresh stage the planner may pick a nested loop over it
+        cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    else:
+        meter, join, unassigned = "s.meter_id", "", "s.meter_id IS NULL"
     cursor.execute(
         f"""SELECT s.row_no, s.serial,
                    EXISTS (SELECT 1 FROM metering_heatmeter o WHERE o.serial = s.serial)
               FROM {stage} s
-             WHERE {where} AND NOT EXISTS (
-                   SELECT 1 FROM metering_heatmeter m
-                    WHERE m.serial = s.serial AND m.vendor_id = %(vendor)s)
+             WHERE {where} AND {unassigned}
              ORDER BY s.row_no""",
         params,
     )
@@ -192,40 +237,49 @@ def stage_to_readings(
             )
     optional = ", ".join(OPTIONAL_NUMERIC)
     optional_s = ", ".join(f"s.{name}" for name in OPTIONAL_NUMERIC)
+    eligible = f"FROM {stage} s {join} WHERE {where} AND {meter} IS NOT NULL"
+    columns = (
+        f"meter_id, read_at, energy_kwh, energy_value, energy_unit, volume_m3, {optional}, "
+        "status_code, status, batch_id, received_at"
+    )
+    select = (
+        f"SELECT {meter}, s.read_at, {ENERGY_KWH_SQL}, s.energy_value, s.energy_unit, s.volume_m3, "
+        f"{optional_s}, s.status_code, 'valid', %(batch)s, %(received)s {eligible}"
+    )
+    try:
+        # New keys are the common case: a plain INSERT is about twice as fast as one with
+        # ON CONFLICT (no speculative insertion).  The first existing key aborts it at once
+        # (savepoint) and the ON CONFLICT statement below does the work instead.
+        with transaction.atomic():
+            cursor.execute(f"INSERT INTO metering_reading ({columns}) {select}", params)
+            inserted = cursor.rowcount
+    except IntegrityError:
+        cursor.execute(
+            f"""WITH inserted AS (
+                    INSERT INTO metering_reading ({columns}) {select}
+                    ON CONFLICT (meter_id, read_at) DO NOTHING
+                    RETURNING 1)
+                SELECT count(*) FROM inserted""",
+            params,
+        )
+        (inserted,) = cursor.fetchone()
     cursor.execute(
-        f"""WITH eligible AS (
-                SELECT m.id AS meter_id, s.* FROM {stage} s
-                  JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s
-                 WHERE {where}),
-            inserted AS (
-                INSERT INTO metering_reading (meter_id, read_at, energy_kwh, energy_value,
-                       energy_unit, volume_m3, {optional}, status_code, status, batch_id, received_at)
-                SELECT s.meter_id, s.read_at, {ENERGY_KWH_SQL}, s.energy_value, s.energy_unit,
-                       s.volume_m3, {optional_s}, s.status_code, 'valid', %(batch)s, %(received)s
-                  FROM eligible s
-                ON CONFLICT (meter_id, read_at) DO NOTHING
-                RETURNING 1),
-            spans AS (
-                INSERT INTO metering_ingestbatchmeter (batch_id, meter_id, first_read_at, last_read_at)
-                SELECT %(batch)s, meter_id, min(read_at), max(read_at) FROM eligible GROUP BY meter_id
-                ON CONFLICT (batch_id, meter_id) DO UPDATE
-                   SET first_read_at = LEAST(metering_ingestbatchmeter.first_read_at, EXCLUDED.first_read_at),
-                       last_read_at = GREATEST(metering_ingestbatchmeter.last_read_at, EXCLUDED.last_read_at)
-                RETURNING 1)
-            SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM eligible),
-                   (SELECT count(*) FROM spans)""",
+        f"""INSERT INTO metering_ingestbatchmeter (batch_id, meter_id, first_read_at, last_read_at)
+            SELECT %(batch)s, {meter}, min(s.read_at), max(s.read_at) {eligible} GROUP BY {meter}
+            ON CONFLICT (batch_id, meter_id) DO UPDATE
+               SET first_read_at = LEAST(metering_ingestbatchmeter.first_read_at, EXCLUDED.first_read_at),
+                   last_read_at = GREATEST(metering_ingestbatchmeter.last_read_at, EXCLUDED.last_read_at)""",
         params,
     )
-    inserted, eligible, _spans = cursor.fetchone()
-    if inserted == eligible:
+    if resolve_meters:
+        cursor.execute("SELECT set_config('enable_nestloop', 'on', true)")
+    if inserted == rows - result.rejected:
         result.accepted = inserted
         return result
     # Some keys existed: one join tells ours (an earlier attempt of this batch),
-    # duplicates and conflicts apart.  The snapshot does not see this statement's inserts,
-    # so the join runs as a separate statement.
-    join = f"""FROM {stage} s
-          JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s
-          JOIN metering_reading r ON r.meter_id = m.id AND r.read_at = s.read_at
+    # duplicates and conflicts apart.
+    join = f"""FROM {stage} s {join}
+          JOIN metering_reading r ON r.meter_id = {meter} AND r.read_at = s.read_at
          WHERE {where}"""
     cursor.execute(
         f"""SELECT count(*) FILTER (WHERE r.batch_id IS NOT DISTINCT FROM %(batch)s),
@@ -238,7 +292,7 @@ def stage_to_readings(
     if result.conflicting:
         cursor.execute(
             f"""INSERT INTO metering_readingconflict (batch_id, "row", meter_id, read_at, incoming, state)
-                SELECT %(batch)s, s.row_no, m.id, s.read_at, {_incoming_json_sql()}, 'open'
+                SELECT %(batch)s, s.row_no, {meter}, s.read_at, {_incoming_json_sql()}, 'open'
                 {join} AND r.batch_id IS DISTINCT FROM %(batch)s AND NOT ({_same_values_sql()})
                 ON CONFLICT (batch_id, "row") DO NOTHING""",
             params,
@@ -249,24 +303,32 @@ def stage_to_readings(
 def store_rows_postgres(
     *, rows: list[tuple], batch_id: int, vendor_id: int, received_at: dt.datetime
 ) -> ChunkResult:
+    from metering.models import HeatMeter
+
+    serials = {row[1] for row in rows}
+    mine = dict(
+        HeatMeter.objects.filter(vendor_id=vendor_id, serial__in=serials).values_list(
+            "serial", "id"
+        )
+    )
     with connection.cursor() as cursor:
         stage_create(cursor)
-        with cursor.copy(f"COPY metering_stage ({STAGE_FIELDS}) FROM STDIN") as copy:
-            copy.write(_tsv([_stage_order(row) for row in rows]))
+        with cursor.copy(f"COPY metering_stage (meter_id, {STAGE_FIELDS}) FROM STDIN") as copy:
+            copy.write(_tsv([(_id(mine.get(row[1])), *row) for row in rows]))
         result = stage_to_readings(
             cursor,
             stage="metering_stage",
             batch_id=batch_id,
             vendor_id=vendor_id,
             received_at=received_at,
+            rows=len(rows),
         )
         cursor.execute("TRUNCATE metering_stage")
     return result
 
 
-def _stage_order(row: tuple) -> tuple:
-    # normalised order: row, meter, read_at, energy, unit, volume, <optional numeric>, status
-    return row
+def _id(value: int | None) -> str | None:
+    return None if value is None else str(value)
 
 
 # --- SQLite (embedded default) ----------------------------------------------------------
