@@ -8,17 +8,20 @@ Approved versions are shown read-only; the cost and cap pages render PNG plots.
 from __future__ import annotations
 
 import base64
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.db.models import Sum
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from customers.models import Network, ServiceConnection
 from heatutility.errors import DomainError
 from tariffs import models, services
 from tariffs.plots import PLOTS, render_cap_plot, render_plot
@@ -210,6 +213,48 @@ class DataImportAdmin(admin.ModelAdmin):
         obj.pk = created.pk
 
 
+class OperatingCostComputeForm(forms.Form):
+    network = forms.ModelChoiceField(queryset=Network.objects.all())
+    period_start = forms.DateField(help_text="First local day (inclusive).")
+    period_end = forms.DateField(help_text="Local day after the last (exclusive).")
+    loss_share = forms.DecimalField(required=False, max_digits=6, decimal_places=4,
+                                    help_text="Network losses as a share of heat produced (or give heat sold).")
+    heat_sold_mwh = forms.DecimalField(required=False, max_digits=14, decimal_places=3)
+    network_costs_per_year = forms.DecimalField(required=False, max_digits=14, decimal_places=2, initial=0)
+
+
+class PriceCapComputeForm(forms.Form):
+    network = forms.ModelChoiceField(queryset=Network.objects.all())
+    method = forms.ChoiceField(choices=models.PriceCap.Method.choices)
+    period_start = forms.DateField()
+    period_end = forms.DateField()
+    operating_cost = forms.ModelChoiceField(
+        queryset=models.OperatingCost.objects.all(), required=False,
+        help_text="Cost-based: take variable/fixed costs and sales from this run (inputs below add to it).",
+    )
+    inputs = forms.JSONField(initial=dict, required=False, widget=forms.Textarea(attrs={"rows": 12, "cols": 90}),
+                             help_text="Method inputs as JSON, see docs/tariffs.md (Price caps).")
+
+
+def _compute_view(model_admin, request, form_class, title, compute):
+    if not model_admin.has_add_permission_for_compute(request):
+        raise PermissionDenied
+    form = form_class(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            obj = compute(form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+            for item in exc.errors:
+                form.add_error(None, f"{item.field or ''}: {item.message}")
+        else:
+            model_admin.message_user(request, f"Computed {obj}.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse(f"admin:tariffs_{model_admin.model._meta.model_name}_report", args=[obj.pk]))
+    context = {**model_admin.admin_site.each_context(request), "title": title, "form": form,
+               "opts": model_admin.model._meta}
+    return TemplateResponse(request, "tariffs/compute_form.html", context)
+
+
 @admin.register(models.OperatingCost)
 class OperatingCostAdmin(admin.ModelAdmin):
     list_display = ["network", "period_start", "period_end", "cost_per_mwh_produced", "cost_per_mwh_sold", "computed_at", "report_link"]
@@ -218,11 +263,21 @@ class OperatingCostAdmin(admin.ModelAdmin):
     readonly_fields = ["network", "period_start", "period_end", "inputs", "results", "cost_per_mwh_produced",
                        "cost_per_mwh_sold", "computed_at"]
 
-    def has_add_permission(self, request):
-        return False
-
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_add_permission_for_compute(self, request):
+        return super().has_add_permission(request)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        def compute(data):
+            return services.operating_cost_compute(
+                network=data["network"], period_start=data["period_start"], period_end=data["period_end"],
+                now=timezone.now(), loss_share=data.get("loss_share"), heat_sold_mwh=data.get("heat_sold_mwh"),
+                network_costs_per_year=data.get("network_costs_per_year") or Decimal(0),
+            )
+
+        return _compute_view(self, request, OperatingCostComputeForm, "Compute operating cost", compute)
 
     @admin.display(description="Report")
     def report_link(self, obj):
@@ -268,8 +323,27 @@ class PriceCapAdmin(admin.ModelAdmin):
                        "reference_total_cap", "operating_cost", "inputs", "results", "computed_at", "adopted_at"]
     actions = ["adopt_caps"]
 
-    def has_add_permission(self, request):
-        return False
+    def has_add_permission_for_compute(self, request):
+        return super().has_add_permission(request)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        def compute(data):
+            inputs = dict(data.get("inputs") or {})
+            cost = data.get("operating_cost")
+            if cost is not None and data["method"] == models.PriceCap.Method.COST_BASED:
+                network = data["network"]
+                conns = ServiceConnection.objects.filter(network=network)
+                base = services.cost_based_inputs_from_cost(
+                    cost=cost, connections=conns.count() or 1,
+                    contracted_kw_total=conns.aggregate(k=Sum("contracted_capacity_kw"))["k"] or Decimal(1),
+                )
+                inputs = {**base, **inputs}
+            return services.price_cap_compute(
+                network=data["network"], method=data["method"], period_start=data["period_start"],
+                period_end=data["period_end"], inputs=inputs, now=timezone.now(), operating_cost=cost,
+            )
+
+        return _compute_view(self, request, PriceCapComputeForm, "Compute a price cap", compute)
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)

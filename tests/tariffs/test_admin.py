@@ -87,3 +87,38 @@ class TestAdminPages:
         page = manager.get(reverse("admin:tariffs_tariffversion_change", args=[version.pk]))
         assert b'name="components"' not in page.content  # read-only once approved
         assert timezone.is_aware(version.approved_at)
+
+
+class TestAdminCompute:
+    def test_manager_computes_cost_then_a_cost_based_cap_from_the_admin(self, cap):
+        client = login(TARIFF_MANAGER, "m")
+        network = cap.network
+        response = client.post(reverse("admin:tariffs_operatingcost_add"), {
+            "network": network.pk, "period_start": "2026-01-05", "period_end": "2026-01-06", "loss_share": "0.1",
+            "network_costs_per_year": "0",
+        })
+        assert response.status_code == 302, response.content[:2000]
+        from tariffs.models import OperatingCost
+
+        cost = OperatingCost.objects.latest("pk")
+        response = client.post(reverse("admin:tariffs_pricecap_add"), {
+            "network": network.pk, "method": "cost_based", "period_start": "2027-01-01", "period_end": "2028-01-01",
+            "operating_cost": cost.pk, "inputs": '{"over_recovery": "100"}',
+        })
+        assert response.status_code == 302, response.content[:2000]
+        new_cap = PriceCap.objects.latest("pk")
+        assert new_cap.inputs["over_recovery"] == "100"
+        assert new_cap.inputs["operating_cost_id"] == cost.pk
+
+    def test_a_missing_input_is_shown_on_the_form(self, cap):
+        client = login(TARIFF_MANAGER, "m")
+        response = client.post(reverse("admin:tariffs_pricecap_add"), {
+            "network": cap.network.pk, "method": "maximum_price", "period_start": "2027-01-01",
+            "period_end": "2028-01-01", "inputs": "{}",
+        })
+        assert response.status_code == 200
+        assert b"Missing input" in response.content
+
+    def test_a_billing_clerk_cannot_compute(self, cap):
+        clerk = login(BILLING_CLERK, "c")
+        assert clerk.get(reverse("admin:tariffs_pricecap_add")).status_code == 403
