@@ -1,3 +1,7 @@
 """Staff admin for metering; one module per concern."""
 
-from metering.admin import meters  # noqa: F401
+from metering.admin import (
+    meters,  # noqa: F401
+    readings,  # noqa: F401
+    vendors,  # noqa: F401
+)

@@ -1,0 +1,297 @@
+"""Staff admin for ingestion and VEE: batches (with progress), file upload, the exception
+queue (bulk accept/reject, edit with the original kept), conflicts, edits, degree days."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from heatutility.errors import DomainError
+from metering import models
+from metering.ingest.batches import readings_file_submit
+from metering.vee.services import reading_edit, reading_issues_accept, reading_issues_reject
+
+
+class UploadForm(forms.Form):
+    vendor = forms.ModelChoiceField(queryset=models.MeterVendor.objects.filter(is_active=True))
+    file = forms.FileField(help_text="The vendor's CSV export; its column mapping applies.")
+
+
+class VeeRerunForm(forms.Form):
+    meter = forms.ModelChoiceField(queryset=models.HeatMeter.objects.all())
+    start = forms.DateTimeField(help_text="From (inclusive), e.g. 2026-10-01 00:00")
+    end = forms.DateTimeField(help_text="To (inclusive)")
+
+
+@admin.register(models.IngestBatch)
+class IngestBatchAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "vendor",
+        "source",
+        "state",
+        "progress_bar",
+        "accepted",
+        "duplicate",
+        "conflicting",
+        "rejected",
+        "error_count",
+        "received_at",
+        "finished_at",
+    )
+    list_filter = ("state", "source", "vendor")
+    readonly_fields = [f.name for f in models.IngestBatch._meta.fields if f.name != "payload"]
+    exclude = ("payload",)
+    change_list_template = "admin/metering/ingestbatch/change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        total = obj.row_count or 0
+        share = 100 if obj.state == "done" else (int(100 * obj.progress / total) if total else 0)
+        return format_html(
+            '<progress max="100" value="{}"></progress> {} / {}', share, obj.progress, total or "?"
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "upload/",
+                self.admin_site.admin_view(self.upload_view),
+                name="metering_ingestbatch_upload",
+            ),
+            path(
+                "vee-rerun/",
+                self.admin_site.admin_view(self.vee_rerun_view),
+                name="metering_ingestbatch_vee_rerun",
+            ),
+            *super().get_urls(),
+        ]
+
+    def upload_view(self, request):
+        if not request.user.has_perm("metering.add_reading"):
+            messages.error(request, "You may not upload readings.")
+            return redirect(reverse("admin:metering_ingestbatch_changelist"))
+        form = UploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                batch, _ = readings_file_submit(
+                    vendor=form.cleaned_data["vendor"],
+                    content=upload.read(),
+                    file_name=upload.name,
+                    received_at=timezone.now(),
+                    created_by=request.user,
+                )
+            except DomainError as exc:
+                for error in exc.errors[:20]:
+                    form.add_error("file", f"{error.field or ''} {error.code}: {error.message}")
+            else:
+                messages.success(
+                    request, f"File queued as batch {batch.pk}; progress shows in the list."
+                )
+                return redirect(reverse("admin:metering_ingestbatch_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Upload a vendor CSV file",
+        }
+        return render(request, "admin/metering/form.html", context)
+
+    def vee_rerun_view(self, request):
+        if not request.user.has_perm("metering.change_reading"):
+            messages.error(request, "You may not rerun validation.")
+            return redirect(reverse("admin:metering_ingestbatch_changelist"))
+        form = VeeRerunForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            from metering.tasks import vee_rerun
+
+            data = form.cleaned_data
+            vee_rerun.delay(data["meter"].pk, data["start"].isoformat(), data["end"].isoformat())
+            messages.success(
+                request,
+                f"Validation queued for {data['meter']} from {data['start']} to {data['end']}.",
+            )
+            return redirect(reverse("admin:metering_readingissue_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Rerun validation for a meter",
+        }
+        return render(request, "admin/metering/form.html", context)
+
+
+class ResolveForm(forms.Form):
+    reason = forms.CharField(max_length=300)
+
+
+class EditForm(forms.Form):
+    energy_kwh = forms.DecimalField(max_digits=20, decimal_places=6, required=False)
+    volume_m3 = forms.DecimalField(max_digits=16, decimal_places=4, required=False)
+    flow_temp_c = forms.DecimalField(max_digits=6, decimal_places=2, required=False)
+    return_temp_c = forms.DecimalField(max_digits=6, decimal_places=2, required=False)
+    reason = forms.CharField(max_length=300)
+
+
+@admin.register(models.ReadingIssue)
+class ReadingIssueAdmin(admin.ModelAdmin):
+    """The exception queue: suspect and rejected readings waiting for a person."""
+
+    list_display = (
+        "meter",
+        "read_at",
+        "code",
+        "severity",
+        "state",
+        "message",
+        "reading_values",
+        "resolved_by",
+    )
+    list_filter = ("state", "severity", "code")
+    search_fields = ("meter__serial",)
+    readonly_fields = [f.name for f in models.ReadingIssue._meta.fields]
+    actions = ["accept", "reject"]
+    date_hierarchy = "read_at"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("meter", "resolved_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="reading")
+    def reading_values(self, obj):
+        reading = models.Reading.objects.filter(meter_id=obj.meter_id, read_at=obj.read_at).first()
+        if reading is None:
+            return "—"
+        link = reverse("admin:metering_readingissue_edit", args=[obj.pk])
+        return format_html(
+            '{} kWh, {} m³ ({}) <a href="{}">edit</a>',
+            reading.energy_kwh,
+            reading.volume_m3,
+            reading.status,
+            link,
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/edit-reading/",
+                self.admin_site.admin_view(self.edit_view),
+                name="metering_readingissue_edit",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _resolve(self, request, queryset, service, verb):
+        form = ResolveForm(request.POST if "reason" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            count = service(
+                issues=queryset,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                now=timezone.now(),
+            )
+            self.message_user(request, f"{verb} {count} finding(s).")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "queryset": queryset,
+            "action": request.POST.get("action"),
+            "title": f"{verb} {queryset.count()} finding(s): why?",
+        }
+        return render(request, "admin/metering/resolve.html", context)
+
+    @admin.action(description="Accept selected (reading counts as valid)", permissions=["change"])
+    def accept(self, request, queryset):
+        return self._resolve(request, queryset, reading_issues_accept, "Accepted")
+
+    @admin.action(description="Reject selected (reading is not used)", permissions=["change"])
+    def reject(self, request, queryset):
+        return self._resolve(request, queryset, reading_issues_reject, "Rejected")
+
+    def edit_view(self, request, pk: int):
+        issue = models.ReadingIssue.objects.get(pk=pk)
+        if not request.user.has_perm("metering.change_reading"):
+            messages.error(request, "You may not edit readings.")
+            return redirect(reverse("admin:metering_readingissue_changelist"))
+        reading = models.Reading.objects.filter(
+            meter_id=issue.meter_id, read_at=issue.read_at
+        ).first()
+        initial = (
+            {
+                f: getattr(reading, f)
+                for f in ("energy_kwh", "volume_m3", "flow_temp_c", "return_temp_c")
+            }
+            if reading
+            else {}
+        )
+        form = EditForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            values = {
+                k: v
+                for k, v in form.cleaned_data.items()
+                if k != "reason" and v is not None and v != initial.get(k)
+            }
+            try:
+                reading_edit(
+                    meter_id=issue.meter_id,
+                    read_at=issue.read_at,
+                    values=values,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    now=timezone.now(),
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, "Reading edited; the original is kept in Reading edits.")
+                return redirect(reverse("admin:metering_readingissue_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": f"Edit reading of {issue.meter} at {issue.read_at:%Y-%m-%d %H:%M %Z}",
+        }
+        return render(request, "admin/metering/form.html", context)
+
+
+@admin.register(models.ReadingConflict)
+class ReadingConflictAdmin(admin.ModelAdmin):
+    list_display = ("meter", "read_at", "batch", "row", "state", "incoming")
+    list_filter = ("state",)
+    readonly_fields = [f.name for f in models.ReadingConflict._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(models.ReadingEdit)
+class ReadingEditAdmin(admin.ModelAdmin):
+    list_display = ("meter", "read_at", "edited_by", "edited_at", "reason", "original", "edited")
+    readonly_fields = [f.name for f in models.ReadingEdit._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.DegreeDay)
+class DegreeDayAdmin(admin.ModelAdmin):
+    list_display = ("network", "on", "degree_days")
+    list_filter = ("network",)
+    date_hierarchy = "on"
