@@ -300,6 +300,7 @@ class OperatingCostAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "title": f"Operating cost: {cost}", "cost": cost,
             "figures": cost.results.get("figures", {}), "per_unit": cost.results.get("per_unit", {}),
+            "cop_by_month": cost.results.get("cop_by_month", {}),
             "plots": plots, "opts": self.model._meta,
         }
         return TemplateResponse(request, "tariffs/operating_cost.html", context)

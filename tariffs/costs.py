@@ -75,6 +75,7 @@ class CostResult:
     figures: dict[str, Decimal]
     per_unit: dict[str, dict[str, Decimal | None]]
     hourly: pd.DataFrame = field(repr=False)
+    cop_by_month: dict[str, list[dict]] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         def s(v):
@@ -84,7 +85,37 @@ class CostResult:
             "currency": self.currency,
             "figures": {k: s(v) for k, v in self.figures.items()},
             "per_unit": {u: {k: s(v) for k, v in d.items()} for u, d in self.per_unit.items()},
+            "cop_by_month": {
+                u: [{k: (s(v) if isinstance(v, Decimal) else v) for k, v in row.items()} for row in rows]
+                for u, rows in self.cop_by_month.items()
+            },
         }
+
+
+def _cop_by_month(rows: pd.DataFrame, time_zone: str) -> list[dict]:
+    """Seasonal (energy-weighted) COP measured and modelled per local month, and their gap."""
+    month = rows["hour_start"].dt.tz_convert(time_zone).dt.strftime("%Y-%m")
+    metered = rows["electricity_mwh"].notna() & (rows["electricity_mwh"] > 0)
+    modelled = rows["cop_modelled"].notna() & (rows["cop_modelled"] > 0)
+    frame = pd.DataFrame({
+        "month": month,
+        "q_meas": rows["heat_mwh"].where(metered, 0.0),
+        "e_meas": rows["electricity_mwh"].where(metered, 0.0),
+        "q_mod": rows["heat_mwh"].where(modelled, 0.0),
+        "e_mod": (rows["heat_mwh"] / rows["cop_modelled"]).where(modelled, 0.0),
+    }).groupby("month").sum()
+    out = []
+    for m, r in frame.iterrows():
+        meas = float(r["q_meas"] / r["e_meas"]) if r["e_meas"] > 0 else None
+        mod = float(r["q_mod"] / r["e_mod"]) if r["e_mod"] > 0 else None
+        out.append({
+            "month": m,
+            "heat_mwh": _energy(float(r["q_mod"] if r["q_mod"] else r["q_meas"])),
+            "seasonal_cop_measured": None if meas is None else to_decimal(round(meas, 4)),
+            "seasonal_cop_modelled": None if mod is None else to_decimal(round(mod, 4)),
+            "gap": None if meas is None or mod is None else to_decimal(round(meas - mod, 4)),
+        })
+    return out
 
 
 def _money(value: float, currency: str) -> Decimal:
@@ -106,6 +137,7 @@ def operating_cost(
     heat_sold_mwh: Decimal | None = None,
     loss_share: Decimal | None = None,
     network_costs_per_year: Decimal = Decimal(0),
+    time_zone: str = "UTC",
 ) -> CostResult:
     """Cost of producing the period's heat; see the module docstring for each term."""
     fraction = year_fraction(period_start, period_end)
@@ -165,6 +197,7 @@ def operating_cost(
     frame["variable_cost"] = frame["electricity_cost"] + frame["fuel_cost"] + frame["om_variable_cost"]
 
     per_unit: dict[str, dict[str, Decimal | None]] = {}
+    cop_by_month: dict[str, list[dict]] = {}
     fixed_om_total = Decimal(0)
     capital_total = Decimal(0)
     for u in units:
@@ -201,6 +234,8 @@ def operating_cost(
         }
         if scop_meas is not None and scop_model is not None:
             per_unit[u.code]["cop_gap"] = to_decimal(round(scop_meas - scop_model, 4))
+        if u.kind == "heat_pump" and len(hp):
+            cop_by_month[u.code] = _cop_by_month(hp, time_zone)
 
     producing = frame[kind != "storage"]
     produced = _energy(producing["heat_mwh"].sum())
@@ -243,7 +278,7 @@ def operating_cost(
         "fuel_cost", "om_variable_cost", "variable_cost",
     ]].copy()
     hourly["unit"] = hourly["unit_id"].map(lambda i: params[i].code)
-    return CostResult(currency=currency, figures=figures, per_unit=per_unit, hourly=hourly)
+    return CostResult(currency=currency, figures=figures, per_unit=per_unit, hourly=hourly, cop_by_month=cop_by_month)
 
 
 def _frac_mul(value: Decimal, fraction: Fraction) -> Decimal:

@@ -337,7 +337,7 @@ def operating_cost_compute(
         result = operating_cost(
             hours=hours, prices=prices, units=params, period_start=period_start, period_end=period_end,
             currency=network.currency, heat_sold_mwh=heat_sold_mwh, loss_share=loss_share,
-            network_costs_per_year=network_costs_per_year,
+            network_costs_per_year=network_costs_per_year, time_zone=network.time_zone,
         )
     except ValueError as exc:
         raise DomainError(str(exc)) from exc

@@ -180,3 +180,16 @@ class TestCaps:
         assert [e.message() for e in excesses] == [
             "Component 'energy' 592.52 DKK/MWh exceeds the energy cap 580.00 DKK/MWh by 12.52 DKK/MWh."
         ]
+
+
+def test_cop_gap_is_reported_per_month():
+    hours, prices = _hours()
+    units = [UnitParams(id=1, code="hp", kind="heat_pump", capacity_mw=D(10), lorenz_efficiency=D("0.5")),
+             UnitParams(id=2, code="eb", kind="electric_boiler", capacity_mw=D(5))]
+    result = operating_cost(hours=hours, prices=prices, units=units, period_start=dt.date(2026, 1, 1),
+                            period_end=dt.date(2026, 1, 2), currency="DKK", time_zone="Europe/Copenhagen")
+    (month,) = result.cop_by_month["hp"]
+    # measured over the three metered hours 36/12 = 3.0; modelled 3.4680; gap −0.468
+    assert (month["month"], month["seasonal_cop_measured"], month["seasonal_cop_modelled"], month["gap"]) == (
+        "2026-01", D("3.0"), D("3.468"), D("-0.468"),
+    )
