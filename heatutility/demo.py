@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 STEPS: list[str] = [
     "customers.demo",
+    "metering.demo",
     "tariffs.demo",
 ]
 
