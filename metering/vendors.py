@@ -15,6 +15,7 @@ import secrets
 
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
+from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
 from metering.models import MeterVendor, VendorApiKey
@@ -63,6 +64,9 @@ def vendor_for_key(key: str) -> MeterVendor | None:
     )
     if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(key)):
         return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > dt.timedelta(minutes=5):
+        VendorApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)  # coarse, cheap
     return api_key.vendor
 
 
