@@ -377,6 +377,7 @@ def compute_cap_result(*, method: str, currency: str, inputs: dict, network: Net
         if method == PriceCap.Method.INDEXATION:
             clauses = []
             for c in inputs["clauses"]:
+                c = {**c, "cost_terms": [_derived_index_term(t) for t in c.get("cost_terms", [])]}
                 clauses.append(cap_methods.IndexClause(
                     price=c["price"], base_price=d(c["base_price"], "base_price"), fixed_weight=d(c["a"], "a"),
                     cost_terms=tuple(
@@ -434,6 +435,27 @@ def compute_cap_result(*, method: str, currency: str, inputs: dict, network: Net
             errors=[ErrorItem(code="required", message="Required.", field=f"inputs.{exc.args[0]}")],
         ) from exc
     raise cap_methods.CapInputsInvalid(f"Unknown method {method!r}.")
+
+
+def electricity_index_from_cost(cost: OperatingCost) -> Decimal:
+    """Average electricity price paid per MWh in a cost run: an electricity cost index Kᵢ."""
+    f = cost.results["figures"]
+    mwh = Decimal(f["electricity_mwh"])
+    if mwh <= 0:
+        raise cap_methods.CapInputsInvalid(f"Operating cost #{cost.pk} used no electricity; it cannot index electricity.")
+    return (Decimal(f["electricity_cost"]) / mwh).quantize(Decimal("0.0001"))
+
+
+def _derived_index_term(term: dict) -> dict:
+    """A cost term may take K₀ and K from two operating-cost runs (``base_cost_id``, ``current_cost_id``)."""
+    if "base_cost_id" not in term and "current_cost_id" not in term:
+        return term
+    out = dict(term)
+    if "base_cost_id" in term:
+        out["base"] = format(electricity_index_from_cost(OperatingCost.objects.get(pk=term["base_cost_id"])), "f")
+    if "current_cost_id" in term:
+        out["current"] = format(electricity_index_from_cost(OperatingCost.objects.get(pk=term["current_cost_id"])), "f")
+    return out
 
 
 def cost_based_inputs_from_cost(*, cost: OperatingCost, connections: int, contracted_kw_total: Decimal,

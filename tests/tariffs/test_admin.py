@@ -122,3 +122,25 @@ class TestAdminCompute:
     def test_a_billing_clerk_cannot_compute(self, cap):
         clerk = login(BILLING_CLERK, "c")
         assert clerk.get(reverse("admin:tariffs_pricecap_add")).status_code == 403
+
+
+def test_indexation_electricity_index_derived_from_cost_runs(cap):
+    # the electricity cost index K is the average price per MWh a cost run paid
+    from tariffs.services import electricity_index_from_cost
+
+    cost = cap.operating_cost
+    k = electricity_index_from_cost(cost)
+    f = cost.results["figures"]
+    assert k == (D(f["electricity_cost"]) / D(f["electricity_mwh"])).quantize(D("0.0001"))
+    de = price_cap_compute(network=cap.network, method=PriceCap.Method.INDEXATION, period_start=dt.date(2028, 1, 1),
+                           period_end=dt.date(2029, 1, 1), now=NOW, inputs={"clauses": [
+                               {"price": "energy", "base_price": "80", "a": "0.2",
+                                "cost_terms": [{"name": "electricity", "weight": "0.5", "base_cost_id": cost.pk,
+                                                "current_cost_id": cost.pk}],
+                                "market_term": {"name": "destatis", "weight": "0.3", "base": "100", "current": "110"}}]})
+    # K/K0 = 1 (same run): P = 80 × (0.2 + 0.5 + 0.3 × 1.1) = 80 × 1.03 = 82.40
+    assert de.energy_cap_per_mwh == D("82.40")
+    assert de.results["energy.electricity.ratio"] == "1"
+    from tariffs.services import price_cap_recompute
+
+    assert price_cap_recompute(cap=de) == {}
