@@ -201,7 +201,7 @@ def reading_issues_accept(*, issues, actor, reason: str, now: dt.datetime) -> in
     """Accept findings: the readings count as valid (the finding stays, marked accepted)."""
     count = 0
     with transaction.atomic():
-        for issue in issues.select_for_update().filter(state=ReadingIssue.State.OPEN):
+        for issue in issues.select_for_update(of=("self",)).filter(state=ReadingIssue.State.OPEN):
             issue.state, issue.resolved_by, issue.resolved_at, issue.resolution_reason = (
                 "accepted",
                 actor,
@@ -226,7 +226,7 @@ def reading_issues_accept(*, issues, actor, reason: str, now: dt.datetime) -> in
 def reading_issues_reject(*, issues, actor, reason: str, now: dt.datetime) -> int:
     count = 0
     with transaction.atomic():
-        for issue in issues.select_for_update().filter(state=ReadingIssue.State.OPEN):
+        for issue in issues.select_for_update(of=("self",)).filter(state=ReadingIssue.State.OPEN):
             issue.state, issue.resolved_by, issue.resolved_at, issue.resolution_reason = (
                 "rejected",
                 actor,
