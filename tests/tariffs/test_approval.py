@@ -114,6 +114,8 @@ class TestImmutability:
             TariffVersion.objects.filter(pk=version.pk).update(valid_from=dt.date(2026, 2, 1))
         with pytest.raises(IntegrityError, match="tariffversion_locked"), transaction.atomic():
             TariffVersion.objects.filter(pk=version.pk).delete()
+        with pytest.raises(IntegrityError, match="tariffversion_locked"), transaction.atomic():
+            TariffVersion.objects.filter(pk=version.pk).update(approved_at=NOW - dt.timedelta(days=1))
         version.refresh_from_db()
         assert version.vat_rate == D("0.2500")
 
