@@ -19,6 +19,7 @@ from customers.models import Network, ServiceConnection
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.timeutil import local_midnight
 from tariffs import caps as cap_methods
+from tariffs.bulk import upsert_rows
 from tariffs.costs import UnitParams, operating_cost
 from tariffs.imports import ImportRejected, parse_spot_prices, parse_unit_hours
 from tariffs.models import (
@@ -276,32 +277,24 @@ def _dec(value, places: int) -> Decimal | None:
 
 
 def _store_unit_hours(record: DataImport, frame: pd.DataFrame) -> None:
-    # bulk upsert in batches: set-based (one statement per 2,000 hours), no per-hour queries
+    columns = ["unit_id", "hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c",
+               "supply_c", "return_c", "data_import_id"]
     rows = [
-        UnitHour(
-            unit_id=record.unit_id, hour_start=t.to_pydatetime(), data_import_id=record.pk,
-            heat_mwh=_dec(h, 6), electricity_mwh=_dec(e, 6), fuel_mwh=_dec(f, 6),
-            source_in_c=_dec(si, 2), source_out_c=_dec(so, 2), supply_c=_dec(su, 2), return_c=_dec(re, 2),
-        )
+        (record.unit_id, t.to_pydatetime(), _dec(h, 6), _dec(e, 6), _dec(f, 6), _dec(si, 2), _dec(so, 2),
+         _dec(su, 2), _dec(re, 2), record.pk)
         for t, h, e, f, si, so, su, re in frame[["hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh",
                                                  "source_in_c", "source_out_c", "supply_c", "return_c"]].itertuples(index=False)
     ]
-    UnitHour.objects.bulk_create(
-        rows, batch_size=2000, update_conflicts=True, unique_fields=["unit", "hour_start"],
-        update_fields=["heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c", "supply_c", "return_c", "data_import"],
-    )
+    upsert_rows(model=UnitHour, columns=columns, rows=rows, conflict=["unit_id", "hour_start"])
 
 
 def _store_spot_prices(record: DataImport, frame: pd.DataFrame) -> None:
     rows = [
-        SpotPrice(price_area=record.price_area, hour_start=t.to_pydatetime(), price_per_mwh=_dec(p, 4),
-                  currency=record.currency, data_import_id=record.pk)
+        (record.price_area, t.to_pydatetime(), _dec(p, 4), record.currency, record.pk)
         for t, p in frame[["hour_start", "price_per_mwh"]].itertuples(index=False)
     ]
-    SpotPrice.objects.bulk_create(
-        rows, batch_size=2000, update_conflicts=True, unique_fields=["price_area", "hour_start"],
-        update_fields=["price_per_mwh", "currency", "data_import"],
-    )
+    upsert_rows(model=SpotPrice, columns=["price_area", "hour_start", "price_per_mwh", "currency", "data_import_id"],
+                rows=rows, conflict=["price_area", "hour_start"])
 
 
 # ----------------------------------------------------------------------------- cost
