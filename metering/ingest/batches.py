@@ -135,8 +135,9 @@ def readings_batch_submit(
                 row_count=row_count,
                 received_at=received_at,
             )
-            batch.response = batch_answer(batch)
-            batch.save(update_fields=["response"])
+            if idempotency_key:  # the first answer, replayed for a retry with this key
+                batch.response = batch_answer(batch)
+                batch.save(update_fields=["response"])
             _enqueue(batch)
     except IntegrityError:
         # a concurrent retry with the same key won the race: answer with its batch
@@ -325,23 +326,33 @@ def process_rows_python(
 
 
 def _process_api_postgres(*, batch: IngestBatch, now: dt.datetime) -> IngestBatch:
-    """A JSON batch (≤ 10,000 rows) is one chunk: COPY its normalised text, one INSERT."""
+    """A JSON batch (≤ 10,000 rows) is one chunk: COPY its normalised text, one INSERT;
+    rows, counts and the finished state commit together."""
     partitions_ensure(months=months_of_tsv(batch.payload))
     with transaction.atomic():
         locked = IngestBatch.objects.select_for_update().get(pk=batch.pk)
-        if locked.progress < locked.row_count:
-            result = store_tsv_postgres(
-                text=locked.payload,
-                rows=locked.row_count,
-                batch_id=batch.pk,
-                vendor_id=batch.vendor_id,
-                received_at=batch.received_at,
-            )
-            batch_add_result(locked, result, progress=locked.row_count)
-    return batch_finish(batch_id=batch.pk, now=now)
+        if locked.state != IngestBatch.State.PROCESSING:
+            return locked
+        result = store_tsv_postgres(
+            text=locked.payload,
+            rows=locked.row_count,
+            batch_id=batch.pk,
+            vendor_id=batch.vendor_id,
+            received_at=batch.received_at,
+        )
+        locked.state, locked.finished_at, locked.payload = IngestBatch.State.DONE, now, ""
+        batch_add_result(
+            locked,
+            result,
+            progress=locked.row_count,
+            extra_fields=["state", "finished_at", "payload"],
+        )
+    return locked
 
 
-def batch_add_result(locked: IngestBatch, result, *, progress: int) -> None:
+def batch_add_result(
+    locked: IngestBatch, result, *, progress: int, extra_fields: list[str] | None = None
+) -> None:
     """Add a chunk's counts to the (locked) batch, in the chunk's transaction."""
     locked.accepted += result.accepted
     locked.duplicate += result.duplicate
@@ -361,6 +372,7 @@ def batch_add_result(locked: IngestBatch, result, *, progress: int) -> None:
             "error_count",
             "errors",
             "progress",
+            *(extra_fields or []),
         ]
     )
 
