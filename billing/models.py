@@ -165,12 +165,18 @@ class Invoice(models.Model):
         OVERDUE = "overdue", "Overdue"
         CANCELLED = "cancelled", "Cancelled draft"
 
+    # account and run lookups use the composite indexes below (no separate FK index)
     account = models.ForeignKey(
-        "customers.Account", on_delete=models.PROTECT, related_name="invoices"
+        "customers.Account", on_delete=models.PROTECT, related_name="invoices", db_index=False
     )
     network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="+")
     run = models.ForeignKey(
-        BillingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+        BillingRun,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="invoices",
+        db_index=False,
     )
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
     state = models.CharField(max_length=12, choices=State.choices, default=State.DRAFT)
@@ -279,14 +285,21 @@ class Invoice(models.Model):
 
 
 class InvoiceLine(models.Model):
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    # (invoice, position) is unique, which indexes invoice lookups already
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.CASCADE, related_name="lines", db_index=False
+    )
     position = models.PositiveSmallIntegerField()
+    # A copy of the determinant's connection for display and exports; the invoice's
+    # ``determinants`` and ``readings`` are the record.  No FK check per written line.
     connection = models.ForeignKey(
         "customers.ServiceConnection",
-        on_delete=models.PROTECT,
+        on_delete=models.DO_NOTHING,
         null=True,
         blank=True,
         related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     period_start = models.DateField(null=True, blank=True)
     period_end = models.DateField(null=True, blank=True)

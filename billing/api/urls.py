@@ -1,1 +1,23 @@
-urlpatterns: list = []
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from billing.api import views
+
+router = DefaultRouter()
+router.register("billing/runs", views.BillingRunViewSet, basename="billingrun")
+router.register("billing/invoices", views.InvoiceViewSet, basename="invoice")
+router.register("billing/payments", views.PaymentViewSet, basename="payment")
+
+urlpatterns = [
+    *router.urls,
+    path(
+        "billing/exports/invoices.csv",
+        views.InvoiceExportView.as_view(),
+        name="billing-export-invoices",
+    ),
+    path(
+        "billing/exports/journal.csv",
+        views.JournalExportView.as_view(),
+        name="billing-export-journal",
+    ),
+]

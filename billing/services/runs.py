@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 
 from billing import conf
@@ -136,16 +136,7 @@ def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: fl
         locked = BillingRunChunk.objects.select_for_update().get(pk=chunk.pk)
         if locked.done:
             return False
-        already = set(
-            Invoice.objects.filter(
-                account_id__in=chunk.account_ids,
-                kind=_invoice_kind(run),
-                period_start=run.period_start,
-                period_end=run.period_end,
-            )
-            .exclude(state=Invoice.State.CANCELLED)
-            .values_list("account_id", flat=True)
-        )
+        already = _already_billed(run=run, account_ids=chunk.account_ids)
         todo = [a for a in chunk.account_ids if a not in already]
         drafts, failures = _compute(run)(
             currency=network.currency,
@@ -153,10 +144,25 @@ def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: fl
             period_start=run.period_start,
             period_end=run.period_end,
         )
-        drafts_write(
-            drafts=drafts, network_id=network.pk, run_id=run.pk, kind=_invoice_kind(run), now=now
+        issued = None
+        if run.issue_when_drafted:
+            issued = _number_chunk(run=run, drafts=drafts, now=now)
+        ids = drafts_write(
+            drafts=drafts,
+            network_id=network.pk,
+            run_id=run.pk,
+            kind=_invoice_kind(run),
+            now=now,
+            issued=issued,
         )
-        BillingRunException.objects.filter(run=run, account_id__in=chunk.account_ids).delete()
+        n_issued = sum(1 for i in issued or [] if i is not None)
+        if n_issued and run.render_pdfs:
+            from billing import tasks
+
+            issued_ids = [i for i, x in zip(ids, issued, strict=True) if x is not None]
+            transaction.on_commit(lambda: tasks.invoices_render_pdfs_dispatch(issued_ids))
+        if failures:
+            BillingRunException.objects.filter(run=run, account_id__in=list(failures)).delete()
         BillingRunException.objects.bulk_create(
             BillingRunException(
                 run=run, account_id=account_id, code=exc.code, error=str(exc), created_at=now
@@ -172,6 +178,7 @@ def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: fl
             done=F("done") + len(drafts) + len(already),
             held=F("held") + sum(1 for d in drafts if d.held),
             failed=F("failed") + len(failures),
+            issued=F("issued") + n_issued,
         )
         if not BillingRunChunk.objects.filter(run=run, done=False).exists():
             run = BillingRun.objects.select_for_update().get(pk=run.pk)
@@ -181,6 +188,73 @@ def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: fl
             ):
                 _finish(run=run, now=now)
     return True
+
+
+def _number_chunk(*, run: BillingRun, drafts, now: dt.datetime):
+    """Auto-issue: number the chunk's unheld bills as they are written (same transaction).
+
+    The series counter is locked only after the chunk was computed, so workers queue on
+    it just for the write and commit; numbers stay gapless because the counter and the
+    invoices commit (or roll back) together.
+    """
+    from zoneinfo import ZoneInfo
+
+    from billing.services.invoices import _counter
+
+    network = run.network
+    issue_date = now.astimezone(ZoneInfo(network.time_zone)).date()
+    terms = _payment_terms([d.account_id for d in drafts if not d.held])
+    counter = _counter(conf.invoice_series(issue_date.year))
+    number = counter.last_number
+    issue_by_account = {}
+    for draft in sorted(drafts, key=lambda d: d.account_id):
+        if draft.held:
+            continue
+        number += 1
+        issue_by_account[draft.account_id] = (
+            counter.series,
+            number,
+            now,
+            issue_date + dt.timedelta(days=terms[draft.account_id]),
+        )
+    counter.last_number = number
+    counter.save(update_fields=["last_number"])
+    return [issue_by_account.get(d.account_id) for d in drafts]
+
+
+def _payment_terms(account_ids: list[int]) -> dict[int, int]:
+    if not account_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, payment_terms_days FROM customers_account WHERE id = ANY(%s)",
+                [account_ids],
+            )
+            return dict(cursor.fetchall())
+    return dict(Account.objects.filter(id__in=account_ids).values_list("id", "payment_terms_days"))
+
+
+def _already_billed(*, run: BillingRun, account_ids: list[int]) -> set[int]:
+    kind = _invoice_kind(run)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT account_id FROM billing_invoice WHERE account_id = ANY(%s) AND kind = %s "
+                "AND period_start = %s AND period_end = %s AND state <> 'cancelled'",
+                [account_ids, kind, run.period_start, run.period_end],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    return set(
+        Invoice.objects.filter(
+            account_id__in=account_ids,
+            kind=kind,
+            period_start=run.period_start,
+            period_end=run.period_end,
+        )
+        .exclude(state=Invoice.State.CANCELLED)
+        .values_list("account_id", flat=True)
+    )
 
 
 def _compute(run: BillingRun):

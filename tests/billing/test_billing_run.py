@@ -105,3 +105,26 @@ class TestBillingRun:
         held.refresh_from_db()
         assert held.state == Invoice.State.DRAFT
         assert held.number is None
+
+
+@pytest.mark.django_db
+class TestAutoIssue:
+    def test_run_that_issues_when_drafted_numbers_unheld_bills_and_keeps_held_ones(
+        self, django_capture_on_commit_callbacks
+    ):
+        network, contracts = billed_network(accounts=3)
+        register(contracts[1].connection, dt.date(2026, 12, 1), Decimal("20000") + 22 * 1500 + 9000)
+        with django_capture_on_commit_callbacks(execute=True):
+            run = run_month(network, issue_when_drafted=True, render_pdfs=False)
+        run.refresh_from_db()
+        assert run.state == BillingRun.State.ISSUED
+        assert (run.issued, run.held) == (2, 1)
+        numbers = dict(Invoice.objects.values_list("account_id", "number"))
+        assert numbers == {
+            contracts[0].account_id: 1,
+            contracts[1].account_id: None,
+            contracts[2].account_id: 2,
+        }
+        issued = Invoice.objects.get(number=1)
+        assert issued.state == Invoice.State.ISSUED
+        assert issued.due_on == issued.issued_at.date() + dt.timedelta(days=14)

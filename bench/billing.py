@@ -1,0 +1,426 @@
+"""Billing benchmark: one monthly billing run over N accounts on PostgreSQL + Redis.
+
+    .venv/bin/python bench/billing.py                 # 100,000 accounts, 2 worker processes
+    .venv/bin/python bench/billing.py --accounts 20000 --pdfs 40
+
+Builds N accounts (one connection, one contract each) with a year of monthly boundary
+registers in its own database (``heatutility_bench_b`` unless ``DATABASE_URL`` is set),
+then runs one monthly billing run end to end on real Celery workers (one worker with two
+prefork processes): chunks of drafts with lines, then issue with gapless numbers, no
+PDFs.  In the same process it times two lower bounds:
+
+(a) one SQL ``INSERT … SELECT`` computing the same energy totals and amounts into a bare
+    table;
+(b) a plain ``COPY`` of as many rows as the run wrote (invoices and lines, the same
+    bytes) into bare tables without indexes or constraints.
+
+It prints seconds, bills per second and both ratios, then PDFs per second (rendered by
+the same two worker processes), and ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/heatutility_bench_b"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/3"
+QUEUE = "bench-billing"
+PERIOD = ("2026-11-01", "2026-12-01")
+# Monthly registers from Nov 2025 to Dec 2026 (14 values, 13 months of consumption).
+MONTHS = [f"{2025 + (m + 10) // 12}-{(m + 10) % 12 + 1:02d}-01" for m in range(14)]
+# Share of a year's heat per month, Jan..Dec (heating season shape).
+SEASON = [0.16, 0.14, 0.12, 0.08, 0.05, 0.03, 0.02, 0.02, 0.04, 0.08, 0.11, 0.15]
+
+
+def setup_env(args) -> None:
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
+    os.environ.setdefault("REDIS_URL", DEFAULT_REDIS)
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heatutility.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    url = os.environ["DATABASE_URL"]
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    exists = subprocess.run(
+        ["psql", admin, "-Atc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not exists:
+        subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+
+
+def build_data(n: int) -> None:
+    """N accounts with one connection each and 14 monthly register values (set-based SQL)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from customers.models import Network
+    from tariffs.models import Tariff, TariffVersion
+
+    tables = [
+        "billing_allocation",
+        "billing_dunningnotice",
+        "billing_payment",
+        "billing_invoiceline",
+        "billing_invoice",
+        "billing_billingrunexception",
+        "billing_billingrunchunk",
+        "billing_billingrun",
+        "billing_invoicenumbercounter",
+        "billing_instalmentplan",
+        "metering_boundaryregister",
+        "tariffs_tariffassignment",
+        "tariffs_tariffversion",
+        "tariffs_tariff",
+        "customers_contract",
+        "customers_serviceconnection",
+        "customers_building",
+        "customers_account",
+        "customers_customer",
+        "customers_network",
+    ]
+    with connection.cursor() as cur:
+        cur.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    network = Network.objects.create(
+        code="bench",
+        name="Bench network",
+        time_zone="Europe/Copenhagen",
+        currency="DKK",
+        price_area="DK2",
+    )
+    tariff = Tariff.objects.create(network=network, code="std", name="Standard", is_default=True)
+    TariffVersion.objects.create(
+        tariff=tariff,
+        number=1,
+        valid_from="2020-01-01",
+        status="approved",
+        approved_at=timezone.now(),
+        vat_rate="0.25",
+        components=[
+            {
+                "type": "fixed",
+                "code": "subscription",
+                "description": "Subscription",
+                "amount": "1200.00",
+            },
+            {
+                "type": "banded",
+                "code": "capacity",
+                "description": "Capacity charge",
+                "basis": "capacity",
+                "unit": "kW",
+                "bands": [{"upto": None, "unit_price": "120.00"}],
+            },
+            {"type": "energy", "code": "energy", "description": "Energy charge", "price": "592.52"},
+        ],
+    )
+    cumulative = [0.0]
+    for m in range(13):
+        month = (m + 10) % 12  # index into SEASON: Nov 2025 first
+        cumulative.append(cumulative[-1] + SEASON[month])
+    cum_sql = "ARRAY[" + ",".join(f"{c:.6f}" for c in cumulative) + "]::numeric[]"
+    dates_sql = "ARRAY[" + ",".join(f"'{d}'" for d in MONTHS) + "]::date[]"
+    nid = network.pk
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO customers_customer (id, kind, name, organisation_number, email, phone, created_at) "
+            "SELECT g, 'person', 'Bench customer ' || g, '', '', '', now() FROM generate_series(1, %s) g",
+            [n],
+        )
+        cur.execute(
+            "INSERT INTO customers_account (id, number, status, billing_name, billing_street, "
+            "billing_postal_code, billing_city, billing_country, payment_terms_days, created_at, "
+            "customer_id, network_id) SELECT g, lpad(g::text, 8, '0'), 'active', '', "
+            "'Benchvej ' || g, '2300', 'København S', 'DK', 14, now(), g, %s "
+            "FROM generate_series(1, %s) g",
+            [nid, n],
+        )
+        cur.execute(
+            "INSERT INTO customers_building (id, street, postal_code, city, country, register_id, "
+            "heated_area_m2, dwellings, use, year_built) SELECT g, 'Benchvej ' || g, '2300', "
+            "'København S', 'DK', '', 80 + g %% 120, 1, 'house', 1970 FROM generate_series(1, %s) g",
+            [n],
+        )
+        cur.execute(
+            "INSERT INTO customers_serviceconnection (id, number, contracted_capacity_kw, status, "
+            "connected_on, disconnected_on, building_id, network_id) SELECT g, 'BC' || g, "
+            "8 + g %% 10, 'active', '2020-01-01', NULL, g, %s FROM generate_series(1, %s) g",
+            [nid, n],
+        )
+        cur.execute(
+            "INSERT INTO customers_contract (id, valid_from, valid_to, created_at, account_id, "
+            "connection_id) SELECT g, '2020-01-01', NULL, now(), g, g FROM generate_series(1, %s) g",
+            [n],
+        )
+        # annual consumption 12–22 MWh; registers are cumulative kWh at 00:00 on the 1st
+        cur.execute(
+            f"""
+            INSERT INTO metering_boundaryregister (connection_id, "on", energy_kwh, volume_m3,
+                flow_temp_m3c, return_temp_m3c, status, method, updated_at)
+            SELECT g, ({dates_sql})[m],
+                   round(50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m], 3) AS e,
+                   round((50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m]) / 38.0, 4),
+                   round((50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m]) / 38.0 * 70, 4),
+                   round((50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m]) / 38.0 * 36, 4),
+                   CASE WHEN g %% 50 = 0 AND m = 14 THEN 'estimated' ELSE 'actual' END,
+                   CASE WHEN g %% 50 = 0 AND m = 14 THEN 'interpolation' ELSE 'reading' END,
+                   now()
+            FROM generate_series(1, %s) g CROSS JOIN generate_series(1, 14) m
+            """,
+            [n],
+        )
+        for table in (
+            "customers_customer",
+            "customers_account",
+            "customers_building",
+            "customers_serviceconnection",
+            "customers_contract",
+        ):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        cur.execute("ANALYZE")
+
+
+def start_worker(concurrency: int) -> subprocess.Popen:
+    from heatutility.celery import app
+
+    env = os.environ.copy()
+    env["PYTHONPATH"] = str(ROOT)
+    log = open(ROOT / "var" / "bench-billing-worker.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "heatutility",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            QUEUE,
+            "--hostname",
+            "bench-billing@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=0.5) or []
+        if any(next(iter(r)).startswith("bench-billing@") for r in replies):
+            return proc
+    raise RuntimeError("worker did not start; see var/bench-billing-worker.log")
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def billing_run(chunk_size: int) -> tuple[float, object]:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from billing import tasks
+    from billing.models import BillingRun
+    from billing.services.runs import billing_run_create
+    from customers.models import Network
+
+    network = Network.objects.get(code="bench")
+    started = time.perf_counter()
+    run = billing_run_create(
+        network=network,
+        period_start=dt.date.fromisoformat(PERIOD[0]),
+        now=timezone.now(),
+        chunk_size=chunk_size,
+        issue_when_drafted=True,
+        render_pdfs=False,
+    )
+    tasks.billing_run_start.apply_async((run.pk,), queue=QUEUE)
+    while True:
+        run.refresh_from_db()
+        if run.state == BillingRun.State.ISSUED:
+            break
+        if run.state == BillingRun.State.DRAFTED and (run.held or run.failed):
+            break
+        time.sleep(0.05)
+    return time.perf_counter() - started, run
+
+
+def bound_sql() -> float:
+    """(a) the same energy totals and amounts, one INSERT … SELECT into a bare table."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS bench_bound_a")
+        cur.execute(
+            "CREATE TABLE bench_bound_a (account_id bigint, energy_mwh numeric, energy numeric, "
+            "subscription numeric, capacity numeric, net numeric, vat numeric, gross numeric)"
+        )
+        started = time.perf_counter()
+        cur.execute(
+            """
+            INSERT INTO bench_bound_a
+            SELECT account_id, mwh, energy, sub, cap, energy + sub + cap,
+                   round((energy + sub + cap) * 0.25, 2),
+                   energy + sub + cap + round((energy + sub + cap) * 0.25, 2)
+            FROM (
+                SELECT c.account_id, round((e.energy_kwh - s.energy_kwh) / 1000, 6) AS mwh,
+                       round(round((e.energy_kwh - s.energy_kwh) / 1000, 6) * 592.52, 2) AS energy,
+                       round(1200.00 / 12, 2) AS sub,
+                       round(sc.contracted_capacity_kw * 120.00 / 12, 2) AS cap
+                FROM customers_contract c
+                JOIN customers_serviceconnection sc ON sc.id = c.connection_id
+                JOIN metering_boundaryregister s ON s.connection_id = c.connection_id AND s."on" = %s
+                JOIN metering_boundaryregister e ON e.connection_id = c.connection_id AND e."on" = %s
+            ) x
+            """,
+            list(PERIOD),
+        )
+        return time.perf_counter() - started
+
+
+def bound_copy() -> tuple[float, int, int]:
+    """(b) COPY the rows the run wrote (same bytes) into bare tables."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        raw = cur.cursor
+        buffers = {}
+        for table in ("billing_invoice", "billing_invoiceline"):
+            buf = io.BytesIO()
+            with raw.copy(f"COPY {table} TO STDOUT") as copy:
+                for data in copy:
+                    buf.write(data)
+            buffers[table] = buf.getvalue()
+            cur.execute(f"DROP TABLE IF EXISTS bench_copy_{table}")
+            cur.execute(f"CREATE TABLE bench_copy_{table} AS SELECT * FROM {table} WITH NO DATA")
+        started = time.perf_counter()
+        for table, data in buffers.items():
+            with raw.copy(f"COPY bench_copy_{table} FROM STDIN") as copy:
+                copy.write(data)
+        elapsed = time.perf_counter() - started
+        cur.execute("SELECT count(*) FROM bench_copy_billing_invoice")
+        invoices = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM bench_copy_billing_invoiceline")
+        lines = cur.fetchone()[0]
+    return elapsed, invoices, lines
+
+
+def pdfs_per_second(count: int) -> float:
+    from billing import tasks
+    from billing.models import Invoice
+
+    ids = list(
+        Invoice.objects.filter(number__isnull=False)
+        .order_by("id")
+        .values_list("id", flat=True)[:count]
+    )
+    Invoice.objects.filter(id__in=ids).update(pdf="")
+    started = time.perf_counter()
+    tasks._queue = QUEUE
+    tasks.invoices_render_pdfs_dispatch(ids)
+    while Invoice.objects.filter(id__in=ids, pdf="").exists():
+        time.sleep(0.1)
+    return len(ids) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--chunk-size", type=int, default=2500)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument("--pdfs", type=int, default=100, help="PDFs to render for PDFs/s (0: skip)")
+    args = parser.parse_args()
+    setup_env(args)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from heatutility.celery import app
+
+    app.conf.task_always_eager = False
+    app.conf.task_default_queue = QUEUE
+    call_command("migrate", verbosity=0)
+    t = time.perf_counter()
+    build_data(args.accounts)
+    print(
+        f"data: {args.accounts} accounts, {args.accounts * 14} registers in {time.perf_counter() - t:.1f} s"
+    )
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(QUEUE)
+    worker = start_worker(args.concurrency)
+    try:
+        seconds, run = billing_run(args.chunk_size)
+        print(
+            f"run: {run.state}, total {run.total}, drafted {run.done}, held {run.held}, "
+            f"failed {run.failed}, issued {run.issued}"
+        )
+        bills = run.issued
+        a = bound_sql()
+        b, invoices, lines = bound_copy()
+        print(
+            f"billing run: {bills} bills in {seconds:.2f} s = {bills / seconds:,.0f} bills/s "
+            f"({args.concurrency} worker processes)"
+        )
+        print(
+            f"bound (a) INSERT … SELECT of the same totals: {a:.2f} s -> ratio {seconds / a:.1f}×"
+        )
+        print(
+            f"bound (b) COPY of {invoices} invoices + {lines} lines: {b:.2f} s -> ratio {seconds / b:.1f}×"
+        )
+        pdf_rate = pdfs_per_second(args.pdfs) if args.pdfs else 0.0
+        if args.pdfs:
+            print(
+                f"PDFs: {pdf_rate:.1f} PDFs/s over {args.concurrency} worker processes ({args.pdfs} invoices)"
+            )
+    finally:
+        stop_worker(worker)
+    print(
+        json.dumps(
+            {
+                "bills": bills,
+                "seconds": round(seconds, 2),
+                "bills_per_s": round(bills / seconds, 1),
+                "ratio_sql": round(seconds / a, 2),
+                "ratio_write": round(seconds / b, 2),
+                "pdfs_per_s": round(pdf_rate, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,419 @@
+"""Staff admin for billing: runs with a progress bar, invoices (hold/release/issue/credit),
+payments (recorded through the service, bank statement import).  Every action calls one
+service; issued invoices are read-only here as everywhere."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from billing import tasks
+from billing.models import (
+    BillingRun,
+    BillingRunException,
+    DunningNotice,
+    InstalmentPlan,
+    Invoice,
+    InvoiceLine,
+    Payment,
+)
+from billing.services import invoices as invoice_services
+from billing.services import payments as payment_services
+from billing.services import runs as run_services
+from heatutility.errors import DomainError
+
+
+def _report(modeladmin, request, func, queryset, done_message: str) -> None:
+    ok = 0
+    for obj in queryset:
+        try:
+            func(obj)
+            ok += 1
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+    if ok:
+        modeladmin.message_user(request, done_message.format(n=ok), messages.SUCCESS)
+
+
+class BillingRunExceptionInline(admin.TabularInline):
+    model = BillingRunException
+    extra = 0
+    can_delete = False
+    fields = ["account", "code", "error", "created_at", "resolved"]
+    readonly_fields = ["account", "code", "error", "created_at"]
+
+
+@admin.register(BillingRun)
+class BillingRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "network",
+        "kind",
+        "period_start",
+        "period_end",
+        "state",
+        "progress",
+        "held",
+        "failed",
+        "issued",
+    ]
+    list_filter = ["state", "kind", "network"]
+    date_hierarchy = "period_start"
+    readonly_fields = [
+        "state",
+        "progress",
+        "total",
+        "done",
+        "held",
+        "failed",
+        "issued",
+        "created_at",
+        "started_at",
+        "drafted_at",
+        "issued_at",
+        "created_by",
+    ]
+    fields = [
+        "network",
+        "kind",
+        "period_start",
+        "period_end",
+        "chunk_size",
+        "issue_when_drafted",
+        "render_pdfs",
+        *readonly_fields,
+    ]
+    inlines = [BillingRunExceptionInline]
+    actions = ["resume_runs", "issue_runs", "cancel_runs"]
+
+    @admin.display(description="progress")
+    def progress(self, run: BillingRun) -> str:
+        pct = run.progress_percent
+        return format_html(
+            '<div style="width:140px;background:#eee;border:1px solid #ccc;height:14px;position:relative">'
+            '<div style="width:{}%;background:#417690;height:14px"></div>'
+            '<span style="position:absolute;top:0;left:4px;font-size:10px;color:#000">{} / {} ({}%)</span></div>',
+            pct,
+            run.done + run.failed,
+            run.total,
+            pct,
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return self.readonly_fields
+        return [
+            *self.readonly_fields,
+            "network",
+            "kind",
+            "period_start",
+            "period_end",
+            "chunk_size",
+        ]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        months = (
+            (obj.period_end.year - obj.period_start.year) * 12
+            + obj.period_end.month
+            - obj.period_start.month
+        )
+        run = run_services.billing_run_create(
+            network=obj.network,
+            period_start=obj.period_start,
+            months=months,
+            kind=obj.kind,
+            now=timezone.now(),
+            user=request.user,
+            chunk_size=obj.chunk_size,
+            issue_when_drafted=obj.issue_when_drafted,
+            render_pdfs=obj.render_pdfs,
+        )
+        obj.pk = run.pk
+        obj.refresh_from_db()
+        tasks.billing_run_start.delay(run.pk)
+
+    @admin.action(description="Resume (dispatch chunks not done)")
+    def resume_runs(self, request, queryset):
+        for run in queryset:
+            tasks.billing_run_resume.delay(run.pk)
+        self.message_user(request, f"Resumed {queryset.count()} run(s).")
+
+    @admin.action(description="Issue unheld drafts", permissions=["issue"])
+    def issue_runs(self, request, queryset):
+        _report(
+            self,
+            request,
+            lambda r: run_services.billing_run_issue(run=r, issued_at=timezone.now()),
+            queryset,
+            "Issued {n} run(s).",
+        )
+
+    @admin.action(description="Cancel (drafts only)")
+    def cancel_runs(self, request, queryset):
+        _report(
+            self,
+            request,
+            lambda r: run_services.billing_run_cancel(run=r),
+            queryset,
+            "Cancelled {n} run(s).",
+        )
+
+    def has_issue_permission(self, request):
+        return request.user.has_perm("billing.issue_billingrun")
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+    fields = [
+        "position",
+        "description",
+        "explanation",
+        "quantity",
+        "unit",
+        "unit_price",
+        "amount",
+        "vat_rate",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "kind",
+        "state",
+        "account",
+        "period_start",
+        "gross",
+        "paid",
+        "held",
+        "due_on",
+        "pdf_link",
+    ]
+    list_filter = ["state", "kind", "held", "has_estimated_reads", "network", "run"]
+    search_fields = ["account__number", "account__customer__name", "number"]
+    date_hierarchy = "period_start"
+    list_select_related = ["account"]
+    inlines = [InvoiceLineInline]
+    actions = ["release", "hold", "issue", "credit", "render_pdf"]
+    readonly_fields = [
+        "account",
+        "network",
+        "run",
+        "kind",
+        "state",
+        "period_start",
+        "period_end",
+        "held",
+        "hold_reason",
+        "series",
+        "number",
+        "issued_at",
+        "due_on",
+        "currency",
+        "net",
+        "vat",
+        "gross",
+        "paid",
+        "original",
+        "has_estimated_reads",
+        "tariff_version_ids",
+        "readings",
+        "determinants",
+        "comparison",
+        "pdf_link",
+        "created_at",
+    ]
+    exclude = ["pdf"]
+
+    def has_add_permission(self, request):
+        return False  # invoices come from runs, re-rating and services
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="PDF")
+    def pdf_link(self, invoice: Invoice) -> str:
+        if not invoice.pdf:
+            return "—"
+        url = reverse("admin:billing_invoice_pdf", args=[invoice.pk])
+        return format_html('<a href="{}">PDF</a>', url)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="billing_invoice_pdf",
+            ),
+            *super().get_urls(),
+        ]
+
+    def pdf_view(self, request, pk: int):
+        from django.http import FileResponse, Http404
+
+        invoice = Invoice.objects.filter(pk=pk).first()
+        if invoice is None or not invoice.pdf or not self.has_view_permission(request, invoice):
+            raise Http404
+        return FileResponse(
+            invoice.pdf.open("rb"),
+            content_type="application/pdf",
+            filename=f"{invoice.display_number}.pdf",
+        )
+
+    @admin.action(description="Release held drafts", permissions=["change"])
+    def release(self, request, queryset):
+        _report(
+            self,
+            request,
+            lambda i: invoice_services.invoice_release(invoice=i, note=f"by {request.user}"),
+            queryset.filter(held=True),
+            "Released {n} draft(s).",
+        )
+
+    @admin.action(description="Hold drafts for review", permissions=["change"])
+    def hold(self, request, queryset):
+        _report(
+            self,
+            request,
+            lambda i: invoice_services.invoice_hold(invoice=i, reason=f"held by {request.user}"),
+            queryset,
+            "Held {n} draft(s).",
+        )
+
+    @admin.action(description="Issue drafts", permissions=["change"])
+    def issue(self, request, queryset):
+        def one(invoice):
+            invoice_services.invoice_issue(invoice=invoice, issued_at=timezone.now())
+            tasks.invoices_render_pdfs.delay([invoice.pk])
+
+        _report(self, request, one, queryset.select_related("network"), "Issued {n} invoice(s).")
+
+    @admin.action(description="Credit in full (credit note)", permissions=["change"])
+    def credit(self, request, queryset):
+        def one(invoice):
+            note = invoice_services.invoice_credit(invoice=invoice, now=timezone.now())
+            tasks.invoices_render_pdfs.delay([note.pk])
+
+        _report(self, request, one, queryset.select_related("network"), "Credited {n} invoice(s).")
+
+    @admin.action(description="Render missing PDFs", permissions=["change"])
+    def render_pdf(self, request, queryset):
+        tasks.invoices_render_pdfs.delay(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, "PDF rendering queued.")
+
+
+class StatementImportForm(forms.Form):
+    file = forms.FileField(
+        help_text="CSV: date, amount, reference, account, transaction_id (',' or ';')."
+    )
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = [
+        "received_on",
+        "account",
+        "amount",
+        "currency",
+        "reference",
+        "source",
+        "unallocated",
+    ]
+    list_filter = ["source", "received_on"]
+    search_fields = ["account__number", "reference", "bank_transaction_id"]
+    fields = ["account", "amount", "received_on", "reference"]
+    autocomplete_fields = []
+    change_list_template = "billing/admin/payment_changelist.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        payment = payment_services.payment_record(
+            account=obj.account,
+            amount=obj.amount,
+            received_on=obj.received_on,
+            reference=obj.reference,
+            now=timezone.now(),
+            user=request.user,
+        )
+        obj.pk = payment.pk
+        obj.refresh_from_db()
+
+    def get_urls(self):
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="billing_payment_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            return redirect("admin:billing_payment_changelist")
+        form = StatementImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = payment_services.payments_import_csv(
+                    text=form.cleaned_data["file"].read().decode("utf-8-sig"),
+                    now=timezone.now(),
+                    user=request.user,
+                )
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Imported {result.created} payment(s); {result.duplicates} already imported; "
+                    f"{len(result.errors)} row(s) with errors.",
+                    messages.SUCCESS if not result.errors else messages.WARNING,
+                )
+                for error in result.errors[:20]:
+                    self.message_user(
+                        request, f"row {error.row}: {error.message}", messages.WARNING
+                    )
+                return redirect("admin:billing_payment_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Import bank statement",
+            "opts": self.model._meta,
+        }
+        return render(request, "billing/admin/payment_import.html", context)
+
+
+@admin.register(InstalmentPlan)
+class InstalmentPlanAdmin(admin.ModelAdmin):
+    list_display = ["account", "year_start", "frequency", "last_year_mwh", "estimated_mwh"]
+    list_filter = ["frequency", "year_start"]
+    readonly_fields = [
+        "last_year_mwh",
+        "estimated_mwh",
+        "estimated_m3",
+        "explanation",
+        "created_at",
+    ]
+
+
+@admin.register(DunningNotice)
+class DunningNoticeAdmin(admin.ModelAdmin):
+    list_display = ["invoice", "level", "title", "fee", "open_amount", "sent_on"]
+    list_filter = ["level", "sent_on"]
+    readonly_fields = ["invoice", "level", "title", "fee", "open_amount", "sent_on"]

@@ -1,0 +1,176 @@
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from billing.models import BillingRun, BillingRunException, Invoice, InvoiceLine, Payment
+from customers.models import Account, Network
+
+
+class BillingRunSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(source="progress_percent", read_only=True)
+
+    class Meta:
+        model = BillingRun
+        fields = [
+            "id",
+            "network",
+            "kind",
+            "period_start",
+            "period_end",
+            "state",
+            "total",
+            "done",
+            "held",
+            "failed",
+            "issued",
+            "percent",
+            "issue_when_drafted",
+            "render_pdfs",
+            "created_at",
+            "started_at",
+            "drafted_at",
+            "issued_at",
+        ]
+        read_only_fields = fields
+
+
+class BillingRunCreateSerializer(serializers.Serializer):
+    network = serializers.PrimaryKeyRelatedField(queryset=Network.objects.all())
+    period_start = serializers.DateField(help_text="First day of the month or quarter (local).")
+    months = serializers.ChoiceField(choices=[1, 3, 12], default=1)
+    kind = serializers.ChoiceField(choices=BillingRun.Kind.choices, default=BillingRun.Kind.INVOICE)
+    issue_when_drafted = serializers.BooleanField(default=False)
+    render_pdfs = serializers.BooleanField(default=True)
+
+
+class BillingRunExceptionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BillingRunException
+        fields = ["id", "account", "code", "error", "created_at", "resolved"]
+        read_only_fields = fields
+
+
+class InvoiceLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InvoiceLine
+        fields = [
+            "position",
+            "connection",
+            "period_start",
+            "period_end",
+            "tariff_version_id",
+            "component",
+            "kind",
+            "description",
+            "explanation",
+            "quantity",
+            "unit",
+            "unit_price",
+            "amount",
+            "vat_rate",
+        ]
+        read_only_fields = fields
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    number = serializers.CharField(source="display_number", read_only=True)
+    lines = InvoiceLineSerializer(many=True, read_only=True)
+    pdf_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invoice
+        fields = [
+            "id",
+            "number",
+            "kind",
+            "state",
+            "account",
+            "network",
+            "run",
+            "period_start",
+            "period_end",
+            "held",
+            "hold_reason",
+            "issued_at",
+            "due_on",
+            "currency",
+            "net",
+            "vat",
+            "gross",
+            "paid",
+            "original",
+            "has_estimated_reads",
+            "tariff_version_ids",
+            "readings",
+            "determinants",
+            "comparison",
+            "lines",
+            "pdf_url",
+        ]
+        read_only_fields = fields
+
+    def get_pdf_url(self, obj) -> str | None:
+        request = self.context.get("request")
+        if not obj.pdf or request is None:
+            return None
+        return request.build_absolute_uri(
+            f"{request.path.split('/billing/')[0]}/billing/invoices/{obj.pk}/pdf/"
+        )
+
+
+class InvoiceListSerializer(InvoiceSerializer):
+    class Meta(InvoiceSerializer.Meta):
+        fields = [
+            f
+            for f in InvoiceSerializer.Meta.fields
+            if f not in ("lines", "readings", "determinants")
+        ]
+        read_only_fields = fields
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Payment
+        fields = [
+            "id",
+            "account",
+            "amount",
+            "currency",
+            "received_on",
+            "reference",
+            "source",
+            "bank_transaction_id",
+            "unallocated",
+            "created_at",
+        ]
+        read_only_fields = [
+            "id",
+            "currency",
+            "source",
+            "bank_transaction_id",
+            "unallocated",
+            "created_at",
+        ]
+
+
+class PaymentCreateSerializer(serializers.Serializer):
+    account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.select_related("network"))
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+    received_on = serializers.DateField()
+    reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=60)
+
+
+class PaymentImportSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="Bank statement CSV: date, amount, reference, account, transaction_id."
+    )
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    network = serializers.IntegerField(required=False)

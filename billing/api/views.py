@@ -1,0 +1,290 @@
+"""Staff API for billing: runs and their progress, invoices and PDFs, payments, exports.
+
+Each action makes one service call; rules live in ``billing.services``.
+"""
+
+from __future__ import annotations
+
+from django.http import FileResponse, StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors, tasks
+from billing.api import serializers
+from billing.models import BillingRun, Invoice, Payment
+from billing.services import invoices as invoice_services
+from billing.services import payments as payment_services
+from billing.services import rerating
+from billing.services import runs as run_services
+from heatutility.errors import NotFound
+from heatutility.permissions import HasPermission
+
+
+class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Billing runs; ``GET /billing/runs/{id}/`` shows progress (done/total, held, failed)."""
+
+    queryset = BillingRun.objects.select_related("network")
+    serializer_class = serializers.BillingRunSerializer
+    filterset_fields = ["network", "state", "kind", "period_start"]
+
+    @extend_schema(
+        request=serializers.BillingRunCreateSerializer,
+        responses={201: serializers.BillingRunSerializer},
+    )
+    def create(self, request):
+        """Create a run for a month/quarter and start it on the workers."""
+        body = serializers.BillingRunCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = run_services.billing_run_create(
+            now=timezone.now(), user=request.user, **body.validated_data
+        )
+        tasks.billing_run_start.delay(run.pk)
+        run.refresh_from_db()
+        return Response(serializers.BillingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=serializers.BillingRunSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Dispatch the chunks that are not done (after a crash); safe to call twice."""
+        run = self.get_object()
+        tasks.billing_run_resume.delay(run.pk)
+        run.refresh_from_db()
+        return Response(serializers.BillingRunSerializer(run).data)
+
+    @extend_schema(request=None, responses=serializers.BillingRunSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[HasPermission.of("billing.issue_billingrun")],
+    )
+    def issue(self, request, pk=None):
+        """Issue every unheld draft of a drafted run (numbers assigned, PDFs rendered)."""
+        run = self.get_object()
+        run_services.billing_run_issue(run=run, issued_at=timezone.now())
+        run.refresh_from_db()
+        return Response(serializers.BillingRunSerializer(run).data)
+
+    @extend_schema(request=None, responses=serializers.BillingRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = run_services.billing_run_cancel(run=self.get_object())
+        return Response(serializers.BillingRunSerializer(run).data)
+
+    @extend_schema(responses=serializers.BillingRunExceptionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def exceptions(self, request, pk=None):
+        run = self.get_object()
+        return Response(
+            serializers.BillingRunExceptionSerializer(run.exceptions.all(), many=True).data
+        )
+
+
+class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Invoice.objects.select_related("account", "network").prefetch_related("lines")
+    filterset_fields = ["account", "state", "kind", "run", "network", "held", "period_start"]
+    search_fields = ["account__number", "account__customer__name"]
+    ordering_fields = ["number", "issued_at", "due_on", "gross"]
+
+    def get_serializer_class(self):
+        return (
+            serializers.InvoiceListSerializer
+            if self.action == "list"
+            else serializers.InvoiceSerializer
+        )
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        """Download the invoice PDF (rendered by a Celery task after issue)."""
+        invoice = self.get_object()
+        if not invoice.pdf:
+            raise NotFound("The PDF has not been rendered yet.")
+        return FileResponse(
+            invoice.pdf.open("rb"),
+            content_type="application/pdf",
+            filename=f"{invoice.display_number}.pdf",
+        )
+
+    @extend_schema(request=serializers.ReasonSerializer, responses=serializers.InvoiceSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[HasPermission.of("billing.release_invoice")],
+    )
+    def release(self, request, pk=None):
+        """Release a held draft after review."""
+        body = serializers.ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        invoice = invoice_services.invoice_release(
+            invoice=self.get_object(), note=body.validated_data["reason"]
+        )
+        return Response(serializers.InvoiceSerializer(invoice, context={"request": request}).data)
+
+    @extend_schema(request=serializers.ReasonSerializer, responses=serializers.InvoiceSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[HasPermission.of("billing.release_invoice")],
+    )
+    def hold(self, request, pk=None):
+        body = serializers.ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        invoice = invoice_services.invoice_hold(
+            invoice=self.get_object(), reason=body.validated_data["reason"] or "held by staff"
+        )
+        return Response(serializers.InvoiceSerializer(invoice, context={"request": request}).data)
+
+    @extend_schema(request=None, responses=serializers.InvoiceSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[HasPermission.of("billing.issue_invoice")],
+    )
+    def issue(self, request, pk=None):
+        invoice = invoice_services.invoice_issue(
+            invoice=self.get_object(), issued_at=timezone.now()
+        )
+        tasks.invoices_render_pdfs.delay([invoice.pk])
+        return Response(serializers.InvoiceSerializer(invoice, context={"request": request}).data)
+
+    @extend_schema(request=None, responses=serializers.InvoiceSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[HasPermission.of("billing.credit_invoice")],
+    )
+    def credit(self, request, pk=None):
+        """Credit an issued invoice in full (a credit note referencing it)."""
+        note = invoice_services.invoice_credit(invoice=self.get_object(), now=timezone.now())
+        tasks.invoices_render_pdfs.delay([note.pk])
+        return Response(
+            serializers.InvoiceSerializer(note, context={"request": request}).data, status=201
+        )
+
+    @extend_schema(request=None, responses=serializers.InvoiceSerializer(many=True))
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[HasPermission.of("billing.credit_invoice")],
+    )
+    def rerate(self, request, pk=None):
+        """Recompute; if the figures changed, issue a credit note and a correction."""
+        result = rerating.invoice_rerate(invoice=self.get_object(), now=timezone.now())
+        docs = list(result or [])
+        return Response(
+            serializers.InvoiceSerializer(docs, many=True, context={"request": request}).data
+        )
+
+
+class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Payment.objects.select_related("account")
+    serializer_class = serializers.PaymentSerializer
+    filterset_fields = ["account", "source", "received_on"]
+    search_fields = ["reference", "account__number", "bank_transaction_id"]
+
+    @extend_schema(
+        request=serializers.PaymentCreateSerializer, responses={201: serializers.PaymentSerializer}
+    )
+    def create(self, request):
+        """Record a payment; it is allocated at once (reference first, then oldest first)."""
+        body = serializers.PaymentCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        payment = payment_services.payment_record(
+            now=timezone.now(), user=request.user, **body.validated_data
+        )
+        return Response(serializers.PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request={"multipart/form-data": serializers.PaymentImportSerializer},
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[MultiPartParser, FormParser],
+    )
+    def import_statement(self, request):
+        """Import a bank statement CSV; each bank transaction is imported once."""
+        body = serializers.PaymentImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        text = body.validated_data["file"].read().decode("utf-8-sig")
+        result = payment_services.payments_import_csv(
+            text=text, now=timezone.now(), user=request.user
+        )
+        return Response(
+            {
+                "created": result.created,
+                "duplicates": result.duplicates,
+                "errors": [e.as_dict() for e in result.errors],
+            }
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("account", int, required=True)],
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=False, methods=["get"])
+    def balance(self, request):
+        """An account's balance: issued gross minus payments (> 0 = owed)."""
+        from customers.models import Account
+
+        try:
+            account = Account.objects.get(pk=int(request.query_params.get("account", "0")))
+        except (Account.DoesNotExist, ValueError) as exc:
+            raise NotFound("No such account.") from exc
+        balance = payment_services.account_balance(account=account)
+        return Response(
+            {"account": account.pk, "balance": str(balance), "currency": account.network.currency}
+        )
+
+
+class _ExportView(APIView):
+    queryset = Invoice.objects.none()  # permission: billing.view_invoice
+    filename = ""
+
+    def rows(self, **kwargs):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start", OpenApiTypes.DATE, required=True),
+            OpenApiParameter("end", OpenApiTypes.DATE, required=True, description="exclusive"),
+            OpenApiParameter("network", int),
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request):
+        query = serializers.ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        response = StreamingHttpResponse(
+            self.rows(network_id=q.get("network"), start=q["start"], end=q["end"]),
+            content_type="text/csv",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{self.filename}-{q["start"]}.csv"'
+        return response
+
+
+class InvoiceExportView(_ExportView):
+    """CSV of issued invoices for accounting."""
+
+    filename = "invoices"
+
+    def rows(self, **kwargs):
+        return selectors.invoices_csv(**kwargs)
+
+
+class JournalExportView(_ExportView):
+    """CSV of double-entry journal lines (receivables, revenue per component, VAT, payments)."""
+
+    filename = "journal"
+
+    def rows(self, **kwargs):
+        return selectors.journal_csv(**kwargs)

@@ -1,0 +1,220 @@
+"""Billing reads: progress, balances, CSV exports of invoices and accounting journal lines."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+
+from django.conf import settings
+
+from billing.models import BillingRun, Invoice, InvoiceLine, Payment
+
+ZERO = Decimal("0")
+
+DEFAULT_LEDGER = {
+    "receivables": "1100",
+    "bank": "1000",
+    "vat": "2610",
+    "revenue": {"default": "3000", "energy": "3010", "volume": "3020", "cooling": "3030"},
+}
+
+
+def ledger() -> dict:
+    return {**DEFAULT_LEDGER, **getattr(settings, "BILLING", {}).get("LEDGER", {})}
+
+
+def run_progress(*, run: BillingRun) -> dict:
+    return {
+        "state": run.state,
+        "total": run.total,
+        "done": run.done,
+        "held": run.held,
+        "failed": run.failed,
+        "issued": run.issued,
+        "percent": run.progress_percent,
+    }
+
+
+def issued_invoices(*, network_id: int | None, start: dt.date, end: dt.date):
+    """Invoices issued on local dates ``[start, end)`` (UTC instants compared at midnight UTC)."""
+    qs = Invoice.objects.filter(
+        number__isnull=False,
+        issued_at__date__gte=start,
+        issued_at__date__lt=end,
+    ).select_related("account__customer", "original")
+    if network_id:
+        qs = qs.filter(network_id=network_id)
+    return qs.order_by("series", "number")
+
+
+INVOICE_EXPORT_COLUMNS = [
+    "number",
+    "kind",
+    "state",
+    "issued_on",
+    "due_on",
+    "account",
+    "customer",
+    "period_start",
+    "period_end",
+    "currency",
+    "net",
+    "vat",
+    "gross",
+    "paid",
+    "original",
+    "estimated_reads",
+]
+
+
+def invoices_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iterator[str]:
+    """CSV of issued invoices, one row each (streamed)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+
+    def flush() -> str:
+        value = buf.getvalue()
+        buf.seek(0)
+        buf.truncate(0)
+        return value
+
+    writer.writerow(INVOICE_EXPORT_COLUMNS)
+    yield flush()
+    for inv in issued_invoices(network_id=network_id, start=start, end=end).iterator(
+        chunk_size=2000
+    ):
+        writer.writerow(
+            [
+                inv.display_number,
+                inv.kind,
+                inv.state,
+                inv.issued_at.date().isoformat(),
+                inv.due_on.isoformat() if inv.due_on else "",
+                inv.account.number,
+                inv.account.customer.name,
+                inv.period_start.isoformat(),
+                inv.period_end.isoformat(),
+                inv.currency,
+                inv.net,
+                inv.vat,
+                inv.gross,
+                inv.paid,
+                inv.original.display_number if inv.original else "",
+                "yes" if inv.has_estimated_reads else "no",
+            ]
+        )
+        yield flush()
+
+
+JOURNAL_COLUMNS = [
+    "date",
+    "document",
+    "ledger_account",
+    "customer_account",
+    "text",
+    "debit",
+    "credit",
+    "currency",
+]
+
+
+def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Iterator[list]:
+    """Double-entry journal lines for invoices (revenue per component, VAT per rate) and payments.
+
+    An invoice debits receivables with its gross and credits revenue per line and VAT per
+    rate; a credit note does the reverse (negative amounts swap sides).  Every document's
+    debits equal its credits.
+    """
+    accounts = ledger()
+    revenue = accounts["revenue"]
+
+    def side(amount: Decimal) -> tuple[Decimal | str, Decimal | str]:
+        return (amount, "") if amount >= 0 else ("", -amount)
+
+    invoices = issued_invoices(network_id=network_id, start=start, end=end)
+    lines_by_invoice: dict[int, list] = {}
+    for line in InvoiceLine.objects.filter(invoice__in=invoices).order_by("invoice_id", "position"):
+        lines_by_invoice.setdefault(line.invoice_id, []).append(line)
+    for inv in invoices:
+        day = inv.issued_at.date().isoformat()
+        doc = inv.display_number
+        debit, credit = side(inv.gross)
+        yield [
+            day,
+            doc,
+            accounts["receivables"],
+            inv.account.number,
+            inv.get_kind_display(),
+            debit,
+            credit,
+            inv.currency,
+        ]
+        for line in lines_by_invoice.get(inv.pk, []):
+            credit, debit = side(line.amount)
+            yield [
+                day,
+                doc,
+                revenue.get(line.kind, revenue["default"]),
+                inv.account.number,
+                line.description,
+                debit,
+                credit,
+                inv.currency,
+            ]
+        for vat in inv.determinants.get("vat", []):
+            amount = Decimal(vat["vat"])
+            if amount:
+                credit, debit = side(amount)
+                yield [
+                    day,
+                    doc,
+                    accounts["vat"],
+                    inv.account.number,
+                    f"VAT {vat['rate']}",
+                    debit,
+                    credit,
+                    inv.currency,
+                ]
+    payments = Payment.objects.filter(received_on__gte=start, received_on__lt=end).select_related(
+        "account"
+    )
+    if network_id:
+        payments = payments.filter(account__network_id=network_id)
+    for p in payments.order_by("received_on", "id"):
+        doc = f"PAY-{p.pk}"
+        yield [
+            p.received_on.isoformat(),
+            doc,
+            accounts["bank"],
+            p.account.number,
+            f"Payment {p.reference}".strip(),
+            p.amount,
+            "",
+            p.currency,
+        ]
+        yield [
+            p.received_on.isoformat(),
+            doc,
+            accounts["receivables"],
+            p.account.number,
+            f"Payment {p.reference}".strip(),
+            "",
+            p.amount,
+            p.currency,
+        ]
+
+
+def journal_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(JOURNAL_COLUMNS)
+    for row in journal_rows(network_id=network_id, start=start, end=end):
+        writer.writerow(row)
+        if buf.tell() > 64_000:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate(0)
+    yield buf.getvalue()

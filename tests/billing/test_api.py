@@ -1,0 +1,132 @@
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+
+from billing.models import BillingRun, Invoice
+from heatutility.roles import AUDITOR, BILLING_CLERK
+from tests.billing.factories import billed_network
+from tests.billing.helpers import bill_month
+
+
+def client_for(role: str) -> APIClient:
+    user = User.objects.create_user(username=role.replace(" ", "_"), is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.mark.django_db
+class TestBillingApi:
+    def test_clerk_creates_a_run_and_sees_its_progress(self, django_capture_on_commit_callbacks):
+        network, _ = billed_network(accounts=2)
+        clerk = client_for(BILLING_CLERK)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = clerk.post(
+                "/api/v1/billing/runs/",
+                {"network": network.pk, "period_start": "2026-11-01", "render_pdfs": False},
+                format="json",
+            )
+        assert response.status_code == 201, response.json()
+        run_id = response.json()["id"]
+        progress = clerk.get(f"/api/v1/billing/runs/{run_id}/").json()
+        assert (progress["state"], progress["total"], progress["done"], progress["percent"]) == (
+            "drafted",
+            2,
+            2,
+            100,
+        )
+        duplicate = clerk.post(
+            "/api/v1/billing/runs/",
+            {"network": network.pk, "period_start": "2026-11-01"},
+            format="json",
+        )
+        assert duplicate.status_code == 409
+        assert "already has" in duplicate.json()["message"]
+        issued = clerk.post(f"/api/v1/billing/runs/{run_id}/issue/")
+        assert issued.json()["state"] == "issued"
+
+    def test_invoice_detail_lists_explained_lines_and_pdf_download(
+        self, django_capture_on_commit_callbacks
+    ):
+        network, _contracts = billed_network(accounts=1)
+        run = bill_month(network, issue=False)
+        run.render_pdfs = True
+        run.save()
+        from billing.services.runs import billing_run_issue
+        from tests.billing.helpers import NOW
+
+        with django_capture_on_commit_callbacks(execute=True):
+            billing_run_issue(run=run, issued_at=NOW)
+        auditor = client_for(AUDITOR)
+        invoice = Invoice.objects.get()
+        body = auditor.get(f"/api/v1/billing/invoices/{invoice.pk}/").json()
+        assert body["number"] == "INV-2026-000001"
+        energy = next(line for line in body["lines"] if line["component"] == "energy")
+        assert energy["amount"] == "888.78"
+        assert "592.52" in energy["explanation"]
+        pdf = auditor.get(f"/api/v1/billing/invoices/{invoice.pk}/pdf/")
+        assert pdf.status_code == 200
+        assert pdf["Content-Type"] == "application/pdf"
+        assert b"".join(pdf.streaming_content).startswith(b"%PDF")
+
+    def test_auditor_cannot_issue_or_record_payments(self):
+        network, _ = billed_network(accounts=1)
+        bill_month(network, issue=False)
+        auditor = client_for(AUDITOR)
+        invoice = Invoice.objects.get()
+        assert auditor.post(f"/api/v1/billing/invoices/{invoice.pk}/issue/").status_code == 403
+        assert auditor.post("/api/v1/billing/payments/", {}, format="json").status_code == 403
+
+    def test_payment_import_and_balance(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        clerk = client_for(BILLING_CLERK)
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        upload = SimpleUploadedFile(
+            "statement.csv",
+            f"date,amount,reference,account,transaction_id\n2026-12-05,500.00,{invoice.display_number},,B1\n".encode(),
+        )
+        result = clerk.post(
+            "/api/v1/billing/payments/import/", {"file": upload}, format="multipart"
+        ).json()
+        assert result == {"created": 1, "duplicates": 0, "errors": []}
+        balance = clerk.get(
+            f"/api/v1/billing/payments/balance/?account={contracts[0].account_id}"
+        ).json()
+        assert Decimal(balance["balance"]) == invoice.gross - Decimal("500.00")
+
+    def test_credit_via_api_references_the_original(self):
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        clerk = client_for(BILLING_CLERK)
+        response = clerk.post(f"/api/v1/billing/invoices/{invoice.pk}/credit/")
+        assert response.status_code == 201
+        assert response.json()["original"] == invoice.pk
+        assert response.json()["gross"] == f"-{invoice.gross}"
+        again = clerk.post(f"/api/v1/billing/invoices/{invoice.pk}/credit/")
+        assert again.status_code == 409
+
+    def test_exports_balance_debits_and_credits(self):
+        network, _ = billed_network(accounts=2)
+        bill_month(network)
+        clerk = client_for(BILLING_CLERK)
+        params = f"start=2020-01-01&end=2030-01-01&network={network.pk}"
+        invoices_csv = b"".join(
+            clerk.get(f"/api/v1/billing/exports/invoices.csv?{params}").streaming_content
+        ).decode()
+        assert invoices_csv.splitlines()[0].startswith("number,kind,state")
+        assert len(invoices_csv.splitlines()) == 3
+        journal = b"".join(
+            clerk.get(f"/api/v1/billing/exports/journal.csv?{params}").streaming_content
+        ).decode()
+        rows = [line.split(",") for line in journal.splitlines()[1:]]
+        debit = sum(Decimal(r[5]) for r in rows if r[5])
+        credit = sum(Decimal(r[6]) for r in rows if r[6])
+        assert debit == credit == sum(i.gross for i in Invoice.objects.all())
+        assert BillingRun.objects.count() == 1
