@@ -10,6 +10,7 @@ complain.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 
 from django.conf import settings
@@ -18,6 +19,9 @@ from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 
 from billing.models import Invoice
+
+# WeasyPrint logs every layout step at INFO; one line per invoice is noise in a run.
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 # Reference customers of the Danish regulator (DOMAIN.md §7), MWh per year.
 REFERENCE_USERS = (

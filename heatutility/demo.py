@@ -25,6 +25,7 @@ STEPS: list[str] = [
     "customers.demo",
     "metering.demo",
     "tariffs.demo",
+    "billing.demo",
 ]
 
 
