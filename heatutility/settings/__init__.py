@@ -190,11 +190,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {
-        "AccountStatusEnum": "customers.models.Account.Status",
-        "ConnectionStatusEnum": "customers.models.ServiceConnection.Status",
-        "EnergyUnitEnum": "metering.models.EnergyUnit",
-    },
+    # Nested model choices are named after their model in heatutility/schema.py.
+    "ENUM_NAME_OVERRIDES": {"EnergyUnitEnum": "metering.models.EnergyUnit"},
 }
 
 LOGGING = {
