@@ -170,10 +170,10 @@ def build_data(n: int) -> None:
             INSERT INTO metering_boundaryregister (connection_id, "on", energy_kwh, volume_m3,
                 flow_temp_m3c, return_temp_m3c, status, method, updated_at)
             SELECT g, ({dates_sql})[m],
-                   round(50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m], 3) AS e,
-                   round((50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m]) / 38.0, 4),
-                   round((50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m]) / 38.0 * 70, 4),
-                   round((50000 + (12000 + (g %% 100) * 100) * ({cum_sql})[m]) / 38.0 * 36, 4),
+                   round(50000 + (12000 + (g * 7919) %% 10000) * ({cum_sql})[m], 3) AS e,
+                   round((50000 + (12000 + (g * 7919) %% 10000) * ({cum_sql})[m]) / 38.0, 4),
+                   round((50000 + (12000 + (g * 7919) %% 10000) * ({cum_sql})[m]) / 38.0 * 70, 4),
+                   round((50000 + (12000 + (g * 7919) %% 10000) * ({cum_sql})[m]) / 38.0 * 36, 4),
                    CASE WHEN g %% 50 = 0 AND m = 14 THEN 'estimated' ELSE 'actual' END,
                    CASE WHEN g %% 50 = 0 AND m = 14 THEN 'interpolation' ELSE 'reading' END,
                    now()

@@ -207,7 +207,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     date_hierarchy = "period_start"
     list_select_related = ["account"]
     inlines = [InvoiceLineInline]
-    actions = ["release", "hold", "issue", "credit", "render_pdf"]
+    actions = ["release", "hold", "recompute", "issue", "credit", "render_pdf"]
     readonly_fields = [
         "account",
         "network",
@@ -291,6 +291,18 @@ class InvoiceAdmin(admin.ModelAdmin):
             lambda i: invoice_services.invoice_hold(invoice=i, reason=f"held by {request.user}"),
             queryset,
             "Held {n} draft(s).",
+        )
+
+    @admin.action(description="Recompute drafts (after a data correction)", permissions=["change"])
+    def recompute(self, request, queryset):
+        from billing.services.rerating import invoice_draft_recompute
+
+        _report(
+            self,
+            request,
+            lambda i: invoice_draft_recompute(invoice=i),
+            queryset,
+            "Recomputed {n} draft(s).",
         )
 
     @admin.action(description="Issue drafts", permissions=["change"])

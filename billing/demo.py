@@ -50,8 +50,10 @@ def run(ctx) -> list[str]:
     issued = invoices.filter(number__isnull=False)
     totals = issued.aggregate(net=Sum("net"), vat=Sum("vat"), gross=Sum("gross"))
     estimated = sum(
-        1 for readings in issued.values_list("readings", flat=True)
-        for r in readings if r.get("status") == "estimated"
+        1
+        for readings in issued.values_list("readings", flat=True)
+        for r in readings
+        if r.get("status") == "estimated"
     )
     pdfs = issued.exclude(pdf="").count()
     lines = [
@@ -74,6 +76,8 @@ def run(ctx) -> list[str]:
             f"sample {sample.display_number} (account {sample.account.number}), due {sample.due_on}:"
         )
         for line in sample.lines.all():
-            lines.append(f"  {line.description}: {line.explanation} = {line.amount} {sample.currency}")
+            lines.append(
+                f"  {line.description}: {line.explanation} = {line.amount} {sample.currency}"
+            )
         lines.append(f"  VAT {sample.vat}  total {sample.gross} {sample.currency}")
     return lines

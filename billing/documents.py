@@ -43,7 +43,7 @@ def comparison_svg(*, this_mwh: Decimal, last_mwh: Decimal | None, reference_mwh
         ("Reference house", reference_mwh),
     ]
     top = max([v for _, v in bars if v is not None] + [Decimal("0.001")])
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="360" height="110" font-size="9">']
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="420" height="110" font-size="9">']
     for index, (label, value) in enumerate(bars):
         y = 8 + index * 32
         width = 0 if value is None else float(value / top) * 200

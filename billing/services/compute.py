@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Q
@@ -92,20 +91,27 @@ def contract_intervals(
 
 
 def registers_frame_to_dict(frame) -> dict[tuple[int, dt.date], Register]:
-    out: dict[tuple[int, dt.date], Register] = {}
+    """The selector's frame as {(connection_id, date): Register} (column-wise, no row objects)."""
     if frame is None or len(frame) == 0:
-        return out
-    for row in frame.itertuples(index=False):
-        out[(int(row.connection_id), row.on)] = Register(
-            id=int(row.id),
-            energy_kwh=Decimal(row.energy_kwh),
-            volume_m3=Decimal(row.volume_m3),
-            flow_temp_m3c=None if row.flow_temp_m3c is None else Decimal(row.flow_temp_m3c),
-            return_temp_m3c=None if row.return_temp_m3c is None else Decimal(row.return_temp_m3c),
-            status=row.status,
-            method=row.method or "",
+        return {}
+    columns = [
+        frame[c].tolist()
+        for c in (
+            "id",
+            "connection_id",
+            "on",
+            "energy_kwh",
+            "volume_m3",
+            "flow_temp_m3c",
+            "return_temp_m3c",
+            "status",
+            "method",
         )
-    return out
+    ]
+    return {
+        (int(cid), on): Register(int(rid), energy, volume, flow, ret, status, method or "")
+        for rid, cid, on, energy, volume, flow, ret, status, method in zip(*columns, strict=True)
+    }
 
 
 def drafts_compute(

@@ -162,3 +162,11 @@ def invoices_rerate_for_tariff_versions(
             if result:
                 results.append(result)
     return results
+
+
+def invoice_draft_recompute(*, invoice: Invoice) -> Invoice:
+    """Staff "correct": after fixing readings or contracts, recompute a (held) draft."""
+    from billing.services.invoices import invoice_assert_draft, invoice_replace_draft
+
+    invoice_assert_draft(invoice=invoice)
+    return invoice_replace_draft(invoice=invoice, draft=invoice_recompute(invoice=invoice))

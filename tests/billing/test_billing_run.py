@@ -128,3 +128,22 @@ class TestAutoIssue:
         issued = Invoice.objects.get(number=1)
         assert issued.state == Invoice.State.ISSUED
         assert issued.due_on == issued.issued_at.date() + dt.timedelta(days=14)
+
+
+@pytest.mark.django_db
+class TestHeldDraftCorrection:
+    def test_staff_fix_the_reading_and_recompute_the_held_draft(self):
+        from billing.services.rerating import invoice_draft_recompute
+
+        network, contracts = billed_network(accounts=1)
+        end = dt.date(2026, 12, 1)
+        register(contracts[0].connection, end, Decimal("10000") + 22 * 1500 + 9000)
+        run = run_month(network)
+        draft = Invoice.objects.get()
+        assert draft.held
+        register(contracts[0].connection, end, Decimal("10000") + 22 * 1500 + 1600, status="edited")
+        draft = invoice_draft_recompute(invoice=draft)
+        assert not draft.held
+        assert draft.lines.get(component="energy").quantity == Decimal("1.6")
+        run.refresh_from_db()
+        assert run.held == 0

@@ -1,0 +1,88 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from billing.models import Invoice
+from tariffs.models import TariffVersion
+from tests.billing.factories import (
+    COMPONENTS,
+    contract_with_connection,
+    register,
+    tariff_version,
+)
+from tests.billing.helpers import bill_month
+from tests.customers.factories import NetworkFactory
+
+NOV, MID, DEC = dt.date(2026, 11, 1), dt.date(2026, 11, 16), dt.date(2026, 12, 1)
+
+
+@pytest.mark.django_db
+class TestProration:
+    def test_move_in_mid_month_bills_from_the_move_in_register_and_prorates_by_days(self):
+        network = NetworkFactory()
+        tariff_version(network=network)
+        contract = contract_with_connection(network=network, valid_from=MID)
+        register(contract.connection, MID, Decimal("5000"))
+        register(contract.connection, DEC, Decimal("5800"))
+        run = bill_month(network, issue=False)
+        assert run.failed == 0
+        invoice = Invoice.objects.get()
+        lines = {line.component: line for line in invoice.lines.all()}
+        assert lines["energy"].quantity == Decimal("0.8")
+        assert lines["energy"].amount == Decimal("474.02")  # 0.8 × 592.52 = 474.016
+        # 15 of November's 30 days: 1200/12 × 15/30 = 50.00; 10 kW × 120/12 × 15/30 = 50.00
+        assert lines["subscription"].amount == Decimal("50.00")
+        assert lines["capacity"].amount == Decimal("50.00")
+        assert "2026-11-16 – 2026-11-30" in lines["energy"].description
+        assert [r["on"] for r in invoice.readings] == ["2026-11-16", "2026-12-01"]
+
+    def test_move_out_and_next_tenant_are_billed_separately(self):
+        network = NetworkFactory()
+        tariff_version(network=network)
+        first = contract_with_connection(
+            network=network, valid_from=dt.date(2024, 1, 1), valid_to=MID
+        )
+        from tests.customers.factories import ContractFactory
+
+        second = ContractFactory(
+            connection=first.connection, account__network=network, valid_from=MID
+        )
+        for day, value in ((NOV, 1000), (MID, 1600), (DEC, 2000)):
+            register(first.connection, day, Decimal(value))
+        bill_month(network, issue=False)
+        out = Invoice.objects.get(account=first.account)
+        moved_in = Invoice.objects.get(account=second.account)
+        assert out.lines.get(component="energy").quantity == Decimal("0.6")
+        assert moved_in.lines.get(component="energy").quantity == Decimal("0.4")
+
+    def test_tariff_change_inside_the_period_splits_energy_by_days_without_a_register(self):
+        network = NetworkFactory()
+        old = tariff_version(network=network, valid_from=dt.date(2020, 1, 1))
+        TariffVersion.objects.filter(pk=old.pk).update(valid_to=MID)
+        components = [dict(c) for c in COMPONENTS]
+        components[2] = {**components[2], "price": "600.00"}
+        new = tariff_version(network=network, valid_from=MID, components=components)
+        contract = contract_with_connection(network=network)
+        register(contract.connection, NOV, Decimal("1000"))
+        register(contract.connection, DEC, Decimal("4000"))
+        bill_month(network, issue=False)
+        invoice = Invoice.objects.get()
+        energy = list(invoice.lines.filter(component="energy").order_by("position"))
+        assert [e.quantity for e in energy] == [Decimal("1.5"), Decimal("1.5")]  # 15 + 15 days
+        assert [e.amount for e in energy] == [Decimal("888.78"), Decimal("900.00")]
+        assert sorted(invoice.tariff_version_ids) == sorted([old.pk, new.pk])
+        subscription = [line.amount for line in invoice.lines.filter(component="subscription")]
+        assert subscription == [Decimal("50.00"), Decimal("50.00")]
+
+    def test_tariff_change_uses_the_register_at_the_change_date_when_there_is_one(self):
+        network = NetworkFactory()
+        old = tariff_version(network=network, valid_from=dt.date(2020, 1, 1))
+        TariffVersion.objects.filter(pk=old.pk).update(valid_to=MID)
+        tariff_version(network=network, valid_from=MID)
+        contract = contract_with_connection(network=network)
+        for day, value in ((NOV, 1000), (MID, 3000), (DEC, 4000)):
+            register(contract.connection, day, Decimal(value))
+        bill_month(network, issue=False)
+        energy = list(Invoice.objects.get().lines.filter(component="energy").order_by("position"))
+        assert [e.quantity for e in energy] == [Decimal("2"), Decimal("1")]
