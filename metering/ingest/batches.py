@@ -27,10 +27,10 @@ from heatutility.errors import DomainError, ErrorItem
 from metering.ingest import rows as row_rules
 from metering.ingest.store import (
     months_of,
-    months_of_tsv,
     partitions_ensure,
+    stage_batch_payload,
     store_rows,
-    store_tsv_postgres,
+    store_staged_postgres,
     tsv,
 )
 from metering.models import IngestBatch, MeterVendor
@@ -245,7 +245,12 @@ def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
 
 def _claim(batch_id: int, now: dt.datetime) -> IngestBatch | None:
     with transaction.atomic():
-        batch = IngestBatch.objects.select_for_update().select_related("vendor").get(pk=batch_id)
+        batch = (
+            IngestBatch.objects.select_for_update(of=("self",))
+            .select_related("vendor")
+            .defer("payload")
+            .get(pk=batch_id)
+        )
         if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
             return None
         batch.state = IngestBatch.State.PROCESSING
@@ -275,6 +280,10 @@ def readings_batch_process(
     ``max_chunks`` stops after that many chunks (the batch stays ``processing``; a later
     call resumes), which is also what a killed worker leaves behind.
     """
+    if connection.vendor == "postgresql":
+        source = IngestBatch.objects.filter(pk=batch_id).values_list("source", flat=True).first()
+        if source == IngestBatch.Source.API:
+            return _process_api_postgres(batch_id=batch_id, now=now)
     batch = _claim(batch_id, now)
     if batch is None:
         return IngestBatch.objects.get(pk=batch_id)
@@ -292,8 +301,6 @@ def process_rows_python(
     *, batch: IngestBatch, now: dt.datetime, chunk_rows: int, max_chunks: int | None
 ) -> IngestBatch:
     """Validate (files) and store a claimed batch's rows in committed chunks."""
-    if batch.source == IngestBatch.Source.API and connection.vendor == "postgresql":
-        return _process_api_postgres(batch=batch, now=now)
     if batch.source == IngestBatch.Source.API:
         rows = row_rules.tsv_rows(batch.payload)
     else:
@@ -325,27 +332,31 @@ def process_rows_python(
     return batch_finish(batch_id=batch.pk, now=now)
 
 
-def _process_api_postgres(*, batch: IngestBatch, now: dt.datetime) -> IngestBatch:
-    """A JSON batch (≤ 10,000 rows) is one chunk: COPY its normalised text, one INSERT;
-    rows, counts and the finished state commit together."""
-    partitions_ensure(months=months_of_tsv(batch.payload))
+def _process_api_postgres(*, batch_id: int, now: dt.datetime) -> IngestBatch:
+    """A JSON batch (≤ 10,000 rows) is one chunk: stage its normalised payload, make its
+    partitions, then one INSERT; claim, rows, counts and the finished state commit in one
+    transaction (a crash before that commit leaves the batch as it was)."""
+    months = stage_batch_payload(batch_id=batch_id)
+    partitions_ensure(months=months)
     with transaction.atomic():
-        locked = IngestBatch.objects.select_for_update().get(pk=batch.pk)
-        if locked.state != IngestBatch.State.PROCESSING:
+        locked = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
+        if locked.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
             return locked
-        result = store_tsv_postgres(
-            text=locked.payload,
+        result = store_staged_postgres(
             rows=locked.row_count,
-            batch_id=batch.pk,
-            vendor_id=batch.vendor_id,
-            received_at=batch.received_at,
+            batch_id=batch_id,
+            vendor_id=locked.vendor_id,
+            received_at=locked.received_at,
         )
-        locked.state, locked.finished_at, locked.payload = IngestBatch.State.DONE, now, ""
+        locked.state, locked.payload = IngestBatch.State.DONE, ""
+        locked.attempts += 1
+        locked.started_at = locked.started_at or now
+        locked.finished_at = now
         batch_add_result(
             locked,
             result,
             progress=locked.row_count,
-            extra_fields=["state", "finished_at", "payload"],
+            extra_fields=["state", "payload", "attempts", "started_at", "finished_at"],
         )
     return locked
 

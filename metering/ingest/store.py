@@ -131,14 +131,25 @@ def months_of_tsv(text: str) -> set[tuple[int, int]]:
     return {(int(m[:4]), int(m[5:7])) for m in found}
 
 
-def store_tsv_postgres(
-    *, text: str, rows: int, batch_id: int, vendor_id: int, received_at: dt.datetime
-) -> ChunkResult:
-    """Store normalised COPY text (a JSON batch's payload): COPY to stage, one INSERT."""
+def stage_batch_payload(*, batch_id: int) -> set[tuple[int, int]]:
+    """COPY a JSON batch's normalised payload into this session's temporary stage.
+
+    Returns the UTC months it covers (their partitions must exist before the INSERT).
+    """
     with connection.cursor() as cursor:
         stage_create(cursor)
+        cursor.execute("SELECT payload FROM metering_ingestbatch WHERE id = %s", [batch_id])
+        (text,) = cursor.fetchone()
         with cursor.copy(f"COPY metering_stage ({STAGE_FIELDS}) FROM STDIN") as copy:
             copy.write(text)
+    return months_of_tsv(text)
+
+
+def store_staged_postgres(
+    *, rows: int, batch_id: int, vendor_id: int, received_at: dt.datetime
+) -> ChunkResult:
+    """Move the session's staged batch into readings (inside the caller's transaction)."""
+    with connection.cursor() as cursor:
         result = stage_to_readings(
             cursor,
             stage="metering_stage",
