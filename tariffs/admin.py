@@ -168,12 +168,13 @@ class PlantUnitAdmin(admin.ModelAdmin):
 
 @admin.register(models.ElectricityCharge)
 class ElectricityChargeAdmin(admin.ModelAdmin):
-    list_display = ["price_area", "kind", "valid_from", "valid_to", "amount_per_mwh", "currency"]
+    list_display = ["price_area", "kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh", "currency", "data_import"]
     list_filter = ["price_area", "kind"]
+    readonly_fields = ["data_import"]
 
 
 class DataImportForm(forms.ModelForm):
-    upload = forms.FileField(required=False, help_text="CSV file (SCADA export or ENTSO-E day-ahead export).")
+    upload = forms.FileField(required=False, help_text="CSV file (SCADA export, ENTSO-E day-ahead export, or effective-dated grid/system/tax charges).")
 
     class Meta:
         model = models.DataImport

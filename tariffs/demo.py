@@ -110,6 +110,17 @@ def entsoe_csv(frame: pd.DataFrame, tz: str) -> str:
     return pd.DataFrame({"MTU (CET/CEST)": mtu, "Day-ahead Price [DKK/MWh]": frame["spot"]}).to_csv(index=False)
 
 
+def charges_csv(start: dt.date, currency: str) -> str:
+    """Effective-dated charges: a time-of-use grid tariff (peak 17–21 h), system tariffs, tax."""
+    rows = [
+        ("grid", "0-6", "150"), ("grid", "6-17", "230"), ("grid", "17-21", "450"), ("grid", "21-24", "230"),
+        ("system", "", "145"), ("tax", "", "8"),
+    ]
+    lines = [f"kind,valid_from,valid_to,hours,Amount [{currency}/MWh]"]
+    lines += [f"{kind},{start.isoformat()},,{hours},{amount}" for kind, hours, amount in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _import(**kwargs) -> DataImport:
     record = data_import_create(enqueue=False, **kwargs)
     data_import_run_task.apply(args=(record.pk,))  # the real task, run here whatever the broker
@@ -152,13 +163,15 @@ def run(ctx) -> list[str]:
     _import(kind="unit_hours", unit=boiler, content=scada_csv(frame, unit="eb"), filename="scada-eb1.csv", time_zone=tz)
     prices = _import(kind="spot_prices", price_area=network.price_area, currency=network.currency,
                      content=entsoe_csv(frame, tz), filename=f"entsoe-{network.price_area}.csv", time_zone=tz)
-    # grid tariff, system tariffs and electricity tax (illustrative DK levels for a heat-pump plant)
-    for kind, amount in (("grid", "230"), ("system", "145"), ("tax", "8")):
-        if not ElectricityCharge.objects.filter(price_area=network.price_area, kind=kind, valid_from__lt=end).filter(
-            Q(valid_to__isnull=True) | Q(valid_to__gt=start)
-        ).exists():
-            ElectricityCharge.objects.create(price_area=network.price_area, kind=kind, valid_from=start,
-                                             amount_per_mwh=Decimal(amount), currency=network.currency)
+    # grid tariff (time of use), system tariffs and electricity tax (illustrative DK levels for a
+    # heat-pump plant), imported from their CSV through the same task
+    charges = None
+    if not ElectricityCharge.objects.filter(price_area=network.price_area, valid_from__lt=end).filter(
+        Q(valid_to__isnull=True) | Q(valid_to__gt=start)
+    ).exists():
+        charges = _import(kind="electricity_charges", price_area=network.price_area, currency=network.currency,
+                          content=charges_csv(start, network.currency), filename=f"charges-{network.price_area}.csv",
+                          time_zone=tz)
 
     cost = operating_cost_compute(network=network, period_start=start, period_end=end, now=now,
                                   loss_share=LOSS_SHARE, network_costs_per_year=Decimal("180000"))
@@ -217,7 +230,8 @@ def run(ctx) -> list[str]:
     negative = int((frame["spot"] < 0).sum())
     return [
         f"plant {plant.code}: seawater heat pump {HP_MW} MW + electric boiler {BOILER_MW} MW; "
-        f"{prices.rows} hourly prices for {network.price_area} ({negative} negative), {start} to {end}",
+        f"{prices.rows} hourly prices for {network.price_area} ({negative} negative), {start} to {end}; "
+        f"{charges.rows if charges else 0} electricity charges imported (grid tariff by time of use)",
         f"seasonal COP measured {unit_figures['seasonal_cop_measured']} vs modelled (Lorenz η 0.55) "
         f"{unit_figures['seasonal_cop_modelled']} (gap {unit_figures.get('cop_gap')})",
         f"heat produced {Decimal(figures['heat_produced_mwh']):.1f} MWh, sold {Decimal(figures['heat_sold_mwh']):.1f} MWh; "

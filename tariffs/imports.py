@@ -18,8 +18,11 @@ days with 23, 24 or 25 hours as the zone's DST rules require, numeric values.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
@@ -204,3 +207,221 @@ def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFra
     if errors:
         raise ImportRejected(f"The price file was refused: {len(errors)} problem(s).", errors=errors)
     return out
+
+
+# ----------------------------------------------------------------------------- electricity charges
+CHARGE_KINDS = {
+    "grid": "grid", "grid tariff": "grid", "grid_tariff": "grid", "nettarif": "grid",
+    "system": "system", "system tariff": "system", "system tariffs": "system", "system_tariffs": "system",
+    "systemtarif": "system",
+    "tax": "tax", "electricity tax": "tax", "electricity_tax": "tax", "elafgift": "tax",
+}
+AMOUNT_HEADER = re.compile(r"^(?:amount|price|charge).*\[(?P<cur>[A-Z]{3})\s*/\s*(?P<unit>MWh|kWh)\]$", re.IGNORECASE)
+DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$|^(\d{2})[.-](\d{2})[.-](\d{4})$")
+HOURS = re.compile(r"^(?P<a>\d{1,2})(?::00)?\s*[-–]\s*(?P<b>\d{1,2})(?::00)?$")
+
+
+@dataclass(frozen=True)
+class ChargeRow:
+    """One effective-dated electricity charge from a CSV row (``row`` = CSV line, header = 1)."""
+
+    row: int
+    price_area: str
+    kind: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+    hour_from: int
+    hour_to: int
+    amount_per_mwh: Decimal
+    currency: str
+
+
+def _date(text: str) -> dt.date | None:
+    m = DATE.match(text.strip())
+    if m is None:
+        return None
+    y, mo, d = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(6), m.group(5), m.group(4))
+    try:
+        return dt.date(int(y), int(mo), int(d))
+    except ValueError:
+        return None
+
+
+def _hours_label(a: int, b: int) -> str:
+    return "all day" if (a, b) == (0, 24) else f"{a:02d}:00–{b:02d}:00"
+
+
+def _ranges_overlap(a_from, a_to, b_from, b_to) -> bool:
+    return (b_to is None or a_from < b_to) and (a_to is None or b_from < a_to)
+
+
+def parse_electricity_charges(text: str, *, price_area: str = "", currency: str) -> list[ChargeRow]:
+    """Effective-dated grid tariff, system tariffs and electricity tax per price area.
+
+    Columns (header names case-insensitive, ``,`` or ``;`` separated):
+
+    * ``price_area`` (optional when the import names one), ``kind`` (``grid``, ``system``,
+      ``tax``; also ``grid tariff``, ``system tariffs``, ``electricity tax``),
+    * ``valid_from``, ``valid_to`` (exclusive, empty = open; ``YYYY-MM-DD`` or ``dd.mm.yyyy``),
+    * the amount: ``amount_per_mwh``, ``amount_per_kwh`` (× 1000, exact) or an ENTSO-E style
+      header ``Amount [DKK/MWh]`` / ``[DKK/kWh]`` whose currency must be the import's,
+    * time of use (optional): ``hours`` as ``17-21`` (local hours, end exclusive) or
+      ``hour_from``/``hour_to``; empty = all day.
+
+    Refused with every problem itemised by row and field: missing or bad values, a period
+    that ends before it starts, two rows of one area, kind and hour band whose periods
+    overlap (``duplicate`` when they start the same day), time-of-use bands that overlap
+    or leave hours of a day uncovered (``hours_overlap``, ``hours_gap``), and days between
+    two rows of a kind with no charge (``gap``).
+    """
+    errors: list[ErrorItem] = []
+    frame = _read(text)
+    frame.columns = [c.strip() for c in frame.columns]
+    lower = {c.lower(): c for c in frame.columns}
+    amount_col, per_kwh = None, False
+    for c in frame.columns:
+        m = AMOUNT_HEADER.match(c)
+        if m:
+            amount_col, per_kwh = c, m.group("unit").lower() == "kwh"
+            if m.group("cur").upper() != currency:
+                errors.append(ErrorItem(code="currency", message=f"The file's amounts are in {m.group('cur')}, the import expects {currency}.", field=c))
+            break
+    if amount_col is None:
+        for name, kwh in (("amount_per_mwh", False), ("amount_per_kwh", True), ("amount", False)):
+            if name in lower:
+                amount_col, per_kwh = lower[name], kwh
+                break
+    for need, col in (("kind", lower.get("kind")), ("valid_from", lower.get("valid_from")), ("amount_per_mwh", amount_col)):
+        if col is None:
+            errors.append(ErrorItem(code="missing_column", message=f"Column {need!r} is required.", field=need))
+    if "price_area" not in lower and not price_area:
+        errors.append(ErrorItem(code="missing_column", message="Column 'price_area' is required when the import names no price area.", field="price_area"))
+    if errors:
+        raise ImportRejected(f"The electricity charge file was refused: {len(errors)} problem(s).", errors=errors)
+
+    def cell(i: int, name: str) -> str:
+        col = lower.get(name)
+        return "" if col is None else str(frame[col].iloc[i]).strip()
+
+    rows: list[ChargeRow] = []
+    for i in range(len(frame)):
+        r = i + 2
+        bad = False
+        area = cell(i, "price_area") or price_area
+        if not area:
+            errors.append(ErrorItem(code="required", message="A price area is required.", field="price_area", row=r))
+            bad = True
+        kind_text = cell(i, "kind")
+        kind = CHARGE_KINDS.get(kind_text.lower())
+        if kind is None:
+            errors.append(ErrorItem(code="invalid_kind", message=f"{kind_text!r} is not grid, system or tax.", field="kind", row=r))
+            bad = True
+        vf_text, vt_text = cell(i, "valid_from"), cell(i, "valid_to")
+        vf = _date(vf_text)
+        if vf is None:
+            errors.append(ErrorItem(code="invalid_date" if vf_text else "required",
+                                    message=f"{vf_text!r} is not a date (YYYY-MM-DD)." if vf_text else "A start date is required.",
+                                    field="valid_from", row=r))
+            bad = True
+        vt = _date(vt_text) if vt_text else None
+        if vt_text and vt is None:
+            errors.append(ErrorItem(code="invalid_date", message=f"{vt_text!r} is not a date (YYYY-MM-DD).", field="valid_to", row=r))
+            bad = True
+        if vf and vt and vt <= vf:
+            errors.append(ErrorItem(code="ends_before_start", message=f"The charge ends ({vt}) on or before it starts ({vf}); valid_to is exclusive.", field="valid_to", row=r))
+            bad = True
+        raw_amount = str(frame[amount_col].iloc[i]).strip().replace(",", ".")
+        try:
+            amount = Decimal(raw_amount)
+            if not amount.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            errors.append(ErrorItem(code="invalid_number" if raw_amount else "required",
+                                    message=f"{raw_amount!r} is not a number." if raw_amount else "An amount is required.",
+                                    field=amount_col, row=r))
+            bad = True
+            amount = Decimal(0)
+        if per_kwh:
+            amount *= 1000
+        hours_text = cell(i, "hours")
+        h_from_text, h_to_text = cell(i, "hour_from"), cell(i, "hour_to")
+        h_from, h_to = 0, 24
+        if hours_text and hours_text.lower() not in ("all", "0-24"):
+            m = HOURS.match(hours_text)
+            if m is None:
+                errors.append(ErrorItem(code="invalid_hours", message=f"{hours_text!r} is not an hour band like 17-21.", field="hours", row=r))
+                bad = True
+            else:
+                h_from, h_to = int(m.group("a")), int(m.group("b"))
+        elif h_from_text or h_to_text:
+            try:
+                h_from, h_to = int(h_from_text or 0), int(h_to_text or 24)
+            except ValueError:
+                errors.append(ErrorItem(code="invalid_hours", message="hour_from and hour_to are whole hours 0–24.", field="hour_from", row=r))
+                bad = True
+        if not bad and not (0 <= h_from < h_to <= 24):
+            errors.append(ErrorItem(code="invalid_hours", message=f"Hours {h_from}–{h_to}: a band runs within 0–24 and ends after it starts.", field="hours", row=r))
+            bad = True
+        currency_cell = cell(i, "currency").upper()
+        if currency_cell and currency_cell != currency:
+            errors.append(ErrorItem(code="currency", message=f"Amount in {currency_cell}, the import expects {currency}.", field="currency", row=r))
+            bad = True
+        if not bad:
+            rows.append(ChargeRow(r, area, kind, vf, vt, h_from, h_to, amount, currency))
+
+    # cross-row checks per (area, kind)
+    groups: dict[tuple[str, str], list[ChargeRow]] = {}
+    for row in rows:
+        groups.setdefault((row.price_area, row.kind), []).append(row)
+    for (area, kind), items in groups.items():
+        items.sort(key=lambda x: (x.valid_from, x.hour_from, x.row))
+        for j, a in enumerate(items):
+            for b in items[j + 1:]:
+                if not _ranges_overlap(a.valid_from, a.valid_to, b.valid_from, b.valid_to):
+                    continue
+                if (a.hour_from, a.hour_to) == (b.hour_from, b.hour_to):
+                    code = "duplicate" if a.valid_from == b.valid_from else "overlap"
+                    errors.append(ErrorItem(
+                        code=code,
+                        message=f"{area} {kind} {_hours_label(b.hour_from, b.hour_to)} from {b.valid_from} "
+                                f"{'repeats' if code == 'duplicate' else 'overlaps'} row {a.row} "
+                                f"[{a.valid_from}, {a.valid_to or '…'}).",
+                        field="valid_from", row=b.row,
+                    ))
+                elif a.hour_from < b.hour_to and b.hour_from < a.hour_to:
+                    errors.append(ErrorItem(
+                        code="hours_overlap",
+                        message=f"{area} {kind} hours {_hours_label(b.hour_from, b.hour_to)} overlap "
+                                f"{_hours_label(a.hour_from, a.hour_to)} of row {a.row} on the same days.",
+                        field="hours", row=b.row,
+                    ))
+        # elementary date intervals: every covered one needs 24 hours, none may be empty inside
+        points = sorted({x.valid_from for x in items} | {x.valid_to for x in items if x.valid_to})
+        for k, start in enumerate(points):
+            end = points[k + 1] if k + 1 < len(points) else None
+            active = [x for x in items if _ranges_overlap(x.valid_from, x.valid_to, start, end)]
+            if not active:
+                if end is not None:
+                    errors.append(ErrorItem(
+                        code="gap",
+                        message=f"No {kind} charge for {area} from {start} to {end} (exclusive) between two rows.",
+                        field="valid_from", row=min(x.row for x in items if x.valid_from == end),
+                    ))
+                continue
+            covered = set()
+            for x in active:
+                covered |= set(range(x.hour_from, x.hour_to))
+            missing = sorted(set(range(24)) - covered)
+            if missing:
+                errors.append(ErrorItem(
+                    code="hours_gap",
+                    message=f"{area} {kind} from {start}: local hours {', '.join(f'{h:02d}' for h in missing)} have no charge "
+                            f"(time-of-use bands must cover the whole day).",
+                    field="hours", row=min(x.row for x in active),
+                ))
+    if not rows and not errors:
+        errors.append(ErrorItem(code="empty", message="The file has no charges."))
+    if errors:
+        errors.sort(key=lambda e: (e.row or 0))
+        raise ImportRejected(f"The electricity charge file was refused: {len(errors)} problem(s).", errors=errors[:MAX_ITEMS])
+    return rows

@@ -293,7 +293,15 @@ class SpotPrice(models.Model):
 
 
 class ElectricityCharge(models.Model):
-    """Grid tariff, system tariffs or electricity tax per MWh, effective-dated."""
+    """Grid tariff, system tariffs or electricity tax per MWh, effective-dated ``[valid_from, valid_to)``.
+
+    A time-of-use charge (e.g. a grid tariff's peak hours) applies to the local hours
+    ``[hour_from, hour_to)`` of each day in the network's zone; an all-day charge is
+    ``[0, 24)``.  Within a price area and kind the date ranges of one hour band never
+    overlap (database constraint); that different hour bands of the same days do not
+    overlap either is checked by the import (:func:`tariffs.imports.parse_electricity_charges`)
+    and :func:`tariffs.services.electricity_charges_store`.
+    """
 
     class Kind(models.TextChoices):
         GRID = "grid", "Grid tariff"
@@ -306,18 +314,26 @@ class ElectricityCharge(models.Model):
     valid_to = models.DateField(null=True, blank=True)
     amount_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
     currency = models.CharField(max_length=3, default="DKK")
+    hour_from = models.PositiveSmallIntegerField(default=0, help_text="Local hour the charge starts each day (0–23).")
+    hour_to = models.PositiveSmallIntegerField(default=24, help_text="Local hour it ends, exclusive (1–24).")
+    data_import = models.ForeignKey("DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
-        ordering = ["price_area", "kind", "valid_from"]
+        ordering = ["price_area", "kind", "valid_from", "hour_from"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(valid_to__isnull=True) | Q(valid_to__gt=F("valid_from")),
                 name="electricitycharge_ends_after_start",
                 violation_error_message="A charge must end after it starts.",
             ),
+            models.CheckConstraint(
+                condition=Q(hour_from__gte=0, hour_from__lt=F("hour_to"), hour_to__lte=24),
+                name="electricitycharge_hours_valid",
+                violation_error_message="Hours run from 0 to 24 and the band must end after it starts.",
+            ),
             NoOverlapConstraint(
                 name="electricitycharge_no_overlap",
-                group=["price_area", "kind"],
+                group=["price_area", "kind", "hour_from", "hour_to"],
                 start="valid_from",
                 end="valid_to",
                 violation_error_message="This charge already has a value in that period.",
@@ -325,7 +341,8 @@ class ElectricityCharge(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.price_area} {self.kind} {self.amount_per_mwh}/MWh from {self.valid_from}"
+        hours = "" if (self.hour_from, self.hour_to) == (0, 24) else f" {self.hour_from:02d}–{self.hour_to:02d}h"
+        return f"{self.price_area} {self.kind}{hours} {self.amount_per_mwh}/MWh from {self.valid_from}"
 
 
 class DataImport(models.Model):
@@ -334,6 +351,7 @@ class DataImport(models.Model):
     class Kind(models.TextChoices):
         UNIT_HOURS = "unit_hours", "Unit operating data (SCADA export)"
         SPOT_PRICES = "spot_prices", "Day-ahead prices (ENTSO-E export)"
+        ELECTRICITY_CHARGES = "electricity_charges", "Grid tariff, system tariffs, electricity tax (effective-dated)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -361,9 +379,10 @@ class DataImport(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(Q(kind="unit_hours") & Q(unit__isnull=False))
-                | (Q(kind="spot_prices") & ~Q(price_area="")),
+                | (Q(kind="spot_prices") & ~Q(price_area=""))
+                | Q(kind="electricity_charges"),
                 name="dataimport_target_given",
-                violation_error_message="Unit data needs a unit; prices need a price area.",
+                violation_error_message="Unit data needs a unit; spot prices need a price area.",
             ),
         ]
 

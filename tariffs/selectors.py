@@ -151,7 +151,7 @@ def unit_hours_frame(*, unit_ids: Sequence[int], start_at: dt.datetime, end_at: 
 
 
 def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: dt.datetime, time_zone: str):
-    """Hourly spot + grid + system + tax per MWh for the area (two queries)."""
+    """Hourly spot + grid + system + tax per MWh for the area (two queries); time-of-use charges by local hour."""
     import pandas as pd
 
     from tariffs.models import ElectricityCharge, SpotPrice
@@ -163,17 +163,21 @@ def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: 
     )
     spot["hour_start"] = pd.to_datetime(spot["hour_start"], utc=True)
     spot["spot"] = spot["spot"].astype("float64")
-    local_day = spot["hour_start"].dt.tz_convert(time_zone).dt.date
+    local = spot["hour_start"].dt.tz_convert(time_zone)
+    local_day = local.dt.date
+    local_hour = local.dt.hour  # both 02:00 hours of the 25-hour day are hour 2
     charges = list(
         ElectricityCharge.objects.filter(price_area=price_area, valid_from__lt=end_at.date() + dt.timedelta(days=1))
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start_at.date() - dt.timedelta(days=1)))
-        .values_list("kind", "valid_from", "valid_to", "amount_per_mwh")
+        .values_list("kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh")
     )
     for kind in ("grid", "system", "tax"):
         spot[kind] = 0.0
-    for kind, vf, vt, amount in charges:
+    for kind, vf, vt, h_from, h_to, amount in charges:
         mask = local_day >= vf
         if vt is not None:
             mask &= local_day < vt
+        if (h_from, h_to) != (0, 24):  # time of use: local hours [h_from, h_to)
+            mask &= (local_hour >= h_from) & (local_hour < h_to)
         spot.loc[mask, kind] = float(amount)
     return spot

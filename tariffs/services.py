@@ -21,10 +21,17 @@ from heatutility.timeutil import local_midnight
 from tariffs import caps as cap_methods
 from tariffs.bulk import upsert_rows
 from tariffs.costs import UnitParams, operating_cost
-from tariffs.imports import ImportRejected, parse_spot_prices, parse_unit_hours
+from tariffs.imports import (
+    ChargeRow,
+    ImportRejected,
+    parse_electricity_charges,
+    parse_spot_prices,
+    parse_unit_hours,
+)
 from tariffs.models import (
     IN_FORCE,
     DataImport,
+    ElectricityCharge,
     OperatingCost,
     PlantUnit,
     PriceCap,
@@ -245,6 +252,12 @@ def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
                 if record.kind == DataImport.Kind.UNIT_HOURS:
                     frame = parse_unit_hours(record.content, time_zone=record.time_zone)
                     _store_unit_hours(record, frame)
+                elif record.kind == DataImport.Kind.ELECTRICITY_CHARGES:
+                    charges = parse_electricity_charges(
+                        record.content, price_area=record.price_area, currency=record.currency
+                    )
+                    electricity_charges_store(rows=charges, data_import=record)
+                    frame = None
                 else:
                     frame = parse_spot_prices(record.content, time_zone=record.time_zone, currency=record.currency)
                     _store_spot_prices(record, frame)
@@ -261,9 +274,15 @@ def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
             record.save(update_fields=["status", "errors", "finished_at"])
             return record
         record.status = DataImport.Status.DONE
-        record.rows = len(frame)
-        record.first_hour = frame["hour_start"].min().to_pydatetime()
-        record.last_hour = frame["hour_start"].max().to_pydatetime()
+        if frame is None:  # effective-dated charges: the local midnights they span
+            record.rows = len(charges)
+            record.first_hour = local_midnight(min(c.valid_from for c in charges), record.time_zone)
+            ends = [c.valid_to for c in charges]
+            record.last_hour = None if None in ends else local_midnight(max(ends), record.time_zone)
+        else:
+            record.rows = len(frame)
+            record.first_hour = frame["hour_start"].min().to_pydatetime()
+            record.last_hour = frame["hour_start"].max().to_pydatetime()
         record.errors = []
         record.finished_at = now
         record.save()
@@ -295,6 +314,78 @@ def _store_spot_prices(record: DataImport, frame: pd.DataFrame) -> None:
     ]
     upsert_rows(model=SpotPrice, columns=["price_area", "hour_start", "price_per_mwh", "currency", "data_import_id"],
                 rows=rows, conflict=["price_area", "hour_start"])
+
+
+def electricity_charges_store(*, rows: Sequence[ChargeRow], data_import: DataImport | None = None) -> dict[str, int]:
+    """Store parsed charges against what the database already holds.  Idempotent.
+
+    * a row identical to a stored charge (area, kind, dates, hours, amount, currency) is
+      left as it is, so importing the same file twice changes nothing;
+    * a stored open-ended charge of the same area and kind that starts before the file's
+      first row for that kind is closed the day that row starts (a new price list
+      supersedes the old one);
+    * any other stored charge whose days and hours overlap a row refuses the whole file
+      (``overlap``, with the row and the stored charge): correct it in the admin first.
+
+    Returns ``{"created": n, "unchanged": n, "closed": n}``.
+    """
+    counts = {"created": 0, "unchanged": 0, "closed": 0}
+    errors: list[ErrorItem] = []
+    with transaction.atomic():
+        groups: dict[tuple[str, str], list[ChargeRow]] = {}
+        for r in rows:
+            groups.setdefault((r.price_area, r.kind), []).append(r)
+        new: list[ElectricityCharge] = []
+        for (area, kind), items in groups.items():
+            first = min(r.valid_from for r in items)
+            stored = list(ElectricityCharge.objects.select_for_update().filter(price_area=area, kind=kind))
+            for charge in stored:
+                identical = any(
+                    (r.valid_from, r.valid_to, r.hour_from, r.hour_to, r.amount_per_mwh, r.currency)
+                    == (charge.valid_from, charge.valid_to, charge.hour_from, charge.hour_to, charge.amount_per_mwh, charge.currency)
+                    for r in items
+                )
+                if not identical and charge.valid_to is None and charge.valid_from < first:
+                    charge.valid_to = first
+                    charge.save(update_fields=["valid_to"])
+                    counts["closed"] += 1
+            for r in items:
+                clash = None
+                for charge in stored:
+                    same = (r.valid_from, r.valid_to, r.hour_from, r.hour_to, r.amount_per_mwh, r.currency) == (
+                        charge.valid_from, charge.valid_to, charge.hour_from, charge.hour_to, charge.amount_per_mwh, charge.currency)
+                    if same:
+                        clash = "same"
+                        break
+                    days = (charge.valid_to is None or r.valid_from < charge.valid_to) and (
+                        r.valid_to is None or charge.valid_from < r.valid_to)
+                    hours = r.hour_from < charge.hour_to and charge.hour_from < r.hour_to
+                    if days and hours:
+                        clash = charge
+                        break
+                if clash == "same":
+                    counts["unchanged"] += 1
+                elif clash is not None:
+                    errors.append(ErrorItem(
+                        code="overlap", field="valid_from", row=r.row,
+                        message=f"{area} {kind} from {r.valid_from} overlaps stored charge #{clash.pk} "
+                                f"({clash.amount_per_mwh:f} {clash.currency}/MWh, [{clash.valid_from}, {clash.valid_to or '…'}), "
+                                f"hours {clash.hour_from:02d}–{clash.hour_to:02d}).",
+                    ))
+                else:
+                    new.append(ElectricityCharge(
+                        price_area=area, kind=kind, valid_from=r.valid_from, valid_to=r.valid_to,
+                        hour_from=r.hour_from, hour_to=r.hour_to, amount_per_mwh=r.amount_per_mwh,
+                        currency=r.currency, data_import=data_import,
+                    ))
+        if errors:
+            raise ImportRejected(
+                f"The electricity charge file was refused: {len(errors)} row(s) overlap stored charges.",
+                errors=sorted(errors, key=lambda e: e.row or 0),
+            )
+        ElectricityCharge.objects.bulk_create(new)
+        counts["created"] = len(new)
+    return counts
 
 
 # ----------------------------------------------------------------------------- cost

@@ -136,11 +136,13 @@ class PlantUnitSerializer(serializers.ModelSerializer):
 class ElectricityChargeSerializer(serializers.ModelSerializer):
     class Meta:
         model = models.ElectricityCharge
-        fields = ["id", "price_area", "kind", "valid_from", "valid_to", "amount_per_mwh", "currency"]
+        fields = ["id", "price_area", "kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh",
+                  "currency", "data_import"]
+        read_only_fields = ["data_import"]
 
 
 class DataImportSerializer(serializers.ModelSerializer):
-    kind = serializers.CharField(read_only=True, help_text="unit_hours | spot_prices")
+    kind = serializers.CharField(read_only=True, help_text="unit_hours | spot_prices | electricity_charges")
 
     class Meta:
         model = models.DataImport

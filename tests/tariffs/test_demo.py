@@ -20,8 +20,11 @@ def test_demo_step_loads_a_year_and_approves_a_tariff_under_the_cap():
     customers.demo.run(ctx)
     lines = tariffs.demo.run(ctx)
 
-    assert DataImport.objects.filter(status=DataImport.Status.DONE).count() == 3
-    assert set(DataImport.objects.values_list("rows", flat=True)) == {8760}
+    assert DataImport.objects.filter(status=DataImport.Status.DONE).count() == 4
+    assert set(DataImport.objects.exclude(kind="electricity_charges").values_list("rows", flat=True)) == {8760}
+    # grid tariff by time of use (4 bands), system tariffs, tax: imported from CSV
+    assert DataImport.objects.get(kind="electricity_charges").rows == 6
+    assert "6 electricity charges imported" in lines[0]
     assert "(5 negative)" in lines[0]
     assert "over-cap draft refused: Component 'energy'" in lines[4]
     version = TariffVersion.objects.get(pk=ctx.data["tariff_version_id"])
