@@ -355,12 +355,102 @@ def pdfs_per_second(count: int) -> float:
     return len(ids) / (time.perf_counter() - started)
 
 
+def chunk_breakdown(size: int = 2500) -> dict[str, float]:
+    """Microseconds per bill for each phase of one chunk, in this process (October)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from billing import conf
+    from billing.calc import bill_compute
+    from billing.services import compute
+    from billing.services.write import drafts_write
+    from customers.models import Network
+    from metering import selectors as metering_selectors
+    from tariffs.rating import Determinants, rate
+    from tariffs.selectors import tariff_slices_for_connections
+
+    start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 1)
+    ids = list(range(1, size + 1))
+    network = Network.objects.get(code="bench")
+    t = {}
+    clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        now = time.perf_counter()
+        t[name] = (now - clock) / size * 1e6
+        clock = now
+
+    intervals = compute.contract_intervals(account_ids=ids, start=start, end=end)
+    lap("contracts query")
+    slices = tariff_slices_for_connections(connection_ids=ids, start=start, end=end)
+    lap("tariffs.selectors.tariff_slices_for_connections")
+    dates = [start, end, dt.date(2025, 10, 1), dt.date(2025, 11, 1)]
+    frame = metering_selectors.boundary_registers(connection_ids=ids, dates=dates)
+    lap("metering.selectors.boundary_registers")
+    registers = compute.registers_frame_to_dict(frame)
+    lap("frame to registers")
+    drafts = [
+        bill_compute(
+            account_id=a,
+            period_start=start,
+            period_end=end,
+            currency="DKK",
+            intervals=intervals[a],
+            slices=slices,
+            registers=registers,
+            rate=rate,
+            determinants_type=Determinants,
+            plausibility=conf.plausibility(),
+        )
+        for a in ids
+    ]
+    lap("bill_compute incl. rate")
+    spec = slices[1][0][2]
+    for d in drafts:
+        seg = d.determinants[0]
+        rate(
+            determinants=Determinants(
+                period_start=start,
+                period_end=end,
+                energy_mwh=Decimal(seg["energy_mwh"]),
+                volume_m3=Decimal(seg["volume_m3"]),
+                return_temp_c=None,
+                flow_temp_c=None,
+                contracted_kw=Decimal(seg["contracted_kw"]),
+                heated_area_m2=Decimal(seg["heated_area_m2"]),
+            ),
+            tariff=spec,
+        )
+    lap("  of which tariffs.rating.rate alone")
+    with transaction.atomic():
+        drafts_write(
+            drafts=drafts, network_id=network.pk, run_id=None, kind="invoice", now=timezone.now()
+        )
+        lap("write (COPY invoices + lines)")
+    lap("commit (deferred FK checks)")
+    with connection.cursor() as cur:
+        cur.execute(
+            "DELETE FROM billing_invoiceline WHERE invoice_id IN "
+            "(SELECT id FROM billing_invoice WHERE period_start = %s)",
+            [start],
+        )
+        cur.execute("DELETE FROM billing_invoice WHERE period_start = %s", [start])
+    return t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--chunk-size", type=int, default=2500)
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
     parser.add_argument("--pdfs", type=int, default=100, help="PDFs to render for PDFs/s (0: skip)")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time one chunk's phases in process"
+    )
     args = parser.parse_args()
     setup_env(args)
 
@@ -401,6 +491,9 @@ def main() -> None:
         print(
             f"bound (b) COPY of {invoices} invoices + {lines} lines: {b:.2f} s -> ratio {seconds / b:.1f}×"
         )
+        if args.breakdown:
+            for phase, micros in chunk_breakdown().items():
+                print(f"  {phase:<50} {micros:7.0f} µs/bill")
         pdf_rate = pdfs_per_second(args.pdfs) if args.pdfs else 0.0
         if args.pdfs:
             print(

@@ -1,5 +1,6 @@
 """Guarantees that only PostgreSQL (and real workers on Redis) can prove."""
 
+import datetime as dt
 import threading
 import time
 from decimal import Decimal
@@ -156,3 +157,53 @@ class TestKilledWorker:
             celery_worker.log()
         )
         assert sorted(Invoice.objects.values_list("number", flat=True)) == [1, 2, 3]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+class TestCopyWriter:
+    def test_text_with_tabs_newlines_and_backslashes_round_trips(self):
+        from billing.calc import BillDraft, DraftLine
+        from billing.services.write import drafts_write
+
+        network, contracts = billed_network(accounts=1, months=1)
+        text = "a\tb\nc\\d ø ΔT"
+        line = DraftLine(
+            connection_id=None,
+            period_start=NOV,
+            period_end=dt.date(2026, 12, 1),
+            tariff_version_id=None,
+            component="x",
+            kind="fixed",
+            description=text,
+            explanation=text,
+            quantity=Decimal("1"),
+            unit="year",
+            unit_price=Decimal("1.5"),
+            amount=Decimal("1.50"),
+            vat_rate=Decimal("0.25"),
+        )
+        draft = BillDraft(
+            account_id=contracts[0].account_id,
+            period_start=NOV,
+            period_end=dt.date(2026, 12, 1),
+            currency="DKK",
+            lines=[line],
+            net=Decimal("1.50"),
+            vat=Decimal("0.38"),
+            gross=Decimal("1.88"),
+            vat_breakdown=[],
+            readings=[{"note": text}],
+            has_estimated_reads=False,
+            tariff_version_ids=[],
+            determinants=[],
+            comparison={},
+            hold_reasons=[text],
+        )
+        (invoice_id,) = drafts_write(
+            drafts=[draft], network_id=network.pk, run_id=None, kind="invoice", now=NOW
+        )
+        invoice = Invoice.objects.get(pk=invoice_id)
+        assert invoice.hold_reason == text
+        assert invoice.readings == [{"note": text}]
+        assert invoice.lines.get().explanation == text
