@@ -85,3 +85,29 @@ class TestRerating:
         assert [line.amount for line in draft.lines] == [
             line.amount for line in original.lines.order_by("position")
         ]
+
+
+@pytest.mark.django_db
+class TestTariffCorrection:
+    def test_corrected_tariff_rerates_the_invoices_priced_with_the_old_version(self):
+        from billing.services.rerating import invoices_rerate_for_tariff_versions
+        from tariffs.models import TariffVersion
+        from tests.billing.factories import COMPONENTS, tariff_version
+
+        network, _ = billed_network(accounts=2)
+        bill_month(network)
+        old = TariffVersion.objects.get()
+        # the energy price for November was wrong: a corrected version replaces it
+        TariffVersion.objects.filter(pk=old.pk).update(valid_to=dt.date(2026, 11, 1))
+        components = [dict(c) for c in COMPONENTS]
+        components[2] = {**components[2], "price": "580.00"}
+        tariff_version(network=network, valid_from=dt.date(2026, 11, 1), components=components)
+
+        results = invoices_rerate_for_tariff_versions(version_ids=[old.pk], now=LATER)
+
+        assert len(results) == 2
+        for credit, correction in results:
+            assert credit.gross == -credit.original.gross
+            energy = correction.lines.get(component="energy")
+            assert energy.amount == Decimal("870.00")  # 1.5 × 580.00
+        assert invoices_rerate_for_tariff_versions(version_ids=[old.pk], now=LATER) == []
