@@ -270,14 +270,16 @@ class CapExcess:
     limit: Decimal
     unit: str
     currency: str
+    part: str = ""  # which part of the component: a season, a block, a band (with its fee)
 
     @property
     def excess(self) -> Decimal:
         return self.price - self.limit
 
     def message(self) -> str:
+        part = f" {self.part}" if self.part else ""
         return (
-            f"Component '{self.component}' {self.price:f} {self.currency}{self.unit} exceeds the {self.cap} "
+            f"Component '{self.component}'{part} {self.price:f} {self.currency}{self.unit} exceeds the {self.cap} "
             f"{self.limit:f} {self.currency}{self.unit} by {self.excess:f} {self.currency}{self.unit}."
         )
 
@@ -289,8 +291,37 @@ def _per_kw(price: Decimal, c: BandedCharge) -> Decimal:
     return price * Decimal(factor.denominator) / Decimal(factor.numerator)
 
 
+def _band_label(c: BandedCharge, index: int) -> str:
+    """``band 2 (20–50 kW)``; empty for a flat (one open band) charge."""
+    if len(c.bands) == 1:
+        return ""
+    lower = c.bands[index - 1].upto if index else Decimal(0)
+    upper = c.bands[index].upto
+    span = f"{lower:f}–{upper:f}" if upper is not None else f"above {lower:f}"
+    return f"band {index + 1} ({span} {c.unit})"
+
+
+def _band_fees_per_year(c: BandedCharge, basis) -> list[Decimal]:
+    """The fixed fee per year a customer in each band pays (graduated: every band reached)."""
+    per_year = 12 if c.fixed_per == "month" else 1
+    fees, reached = [], Decimal(0)
+    for b in c.bands:
+        reached += b.fixed
+        fees.append(basis((reached if c.mode == "graduated" else b.fixed) * per_year))
+    return fees
+
+
 def check_against_cap(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
-    """Every price of the version that exceeds a limit, compared on the cap's VAT basis."""
+    """Every price of the version that exceeds a limit, compared on the cap's VAT basis.
+
+    * energy: the flat price, each seasonal and each block price, per MWh;
+    * capacity / area: each band's unit price, per kW (converted from MW, Mcal/h, l/h) or m²;
+    * fixed-charge cap: what a connection pays in fixed charges per year.  Without banded
+      fees that is the sum of the fixed charges; with them it is checked for every band of
+      every banded charge: the fixed charges + that band's fee (graduated: the fees of all
+      bands reached) + the lowest fee of each other banded charge;
+    * the reference customer's yearly bill against a benchmark total.
+    """
     vat = spec.vat_rate
 
     def basis(price: Decimal) -> Decimal:
@@ -301,35 +332,57 @@ def check_against_cap(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
     out: list[CapExcess] = []
     fixed_total = Decimal(0)
     fixed_codes: list[str] = []
+    banded_fees: list[tuple[BandedCharge, list[Decimal]]] = []
     for c in spec.components:
         if isinstance(c, EnergyCharge) and cap.energy_per_mwh is not None:
-            prices = [(c.description, c.price)] if c.price is not None else []
-            prices += [(f"{c.description} ({s.label})", s.price) for s in c.seasons]
-            prices += [(f"{c.description} (block)", b.price) for b in c.blocks]
+            prices = [("", c.price)] if c.price is not None else []
+            prices += [(f"({s.label})", s.price) for s in c.seasons]
+            lower = Decimal(0)
+            for b in c.blocks:
+                span = f"{lower:f}–{b.upto:f}" if b.upto is not None else f"above {lower:f}"
+                prices.append((f"(block {span} {c.unit}/year)", b.price))
+                lower = b.upto if b.upto is not None else lower
             factor = ENERGY_UNITS[c.unit]
-            for _label, p in prices:
+            for label, p in prices:
                 per_mwh = basis(p * Decimal(factor.denominator) / Decimal(factor.numerator))
                 if per_mwh > cap.energy_per_mwh:
-                    out.append(CapExcess(c.code, "energy cap", per_mwh, cap.energy_per_mwh, "/MWh", spec.currency))
+                    out.append(CapExcess(c.code, "energy cap", per_mwh, cap.energy_per_mwh, "/MWh", spec.currency, label))
         elif isinstance(c, FixedCharge):
             fixed_total += basis(c.amount * (12 if c.per == "month" else 1))
             fixed_codes.append(c.code)
         elif isinstance(c, BandedCharge):
-            for b in c.bands:
-                if b.fixed:
-                    fixed_total += basis(b.fixed * (12 if c.fixed_per == "month" else 1))
-                    fixed_codes.append(c.code) if c.code not in fixed_codes else None
-                    break  # the first band's fee is what a small customer pays
-            if c.basis == "capacity" and cap.capacity_per_kw is not None:
-                top = max((basis(_per_kw(b.unit_price, c)) for b in c.bands), default=Decimal(0))
-                if top > cap.capacity_per_kw:
-                    out.append(CapExcess(c.code, "capacity cap", top, cap.capacity_per_kw, "/kW/year", spec.currency))
-            if c.basis == "area" and cap.area_per_m2 is not None:
-                top = max((basis(b.unit_price) for b in c.bands), default=Decimal(0))
-                if top > cap.area_per_m2:
-                    out.append(CapExcess(c.code, "area cap", top, cap.area_per_m2, "/m²/year", spec.currency))
-    if cap.fixed_per_year is not None and fixed_total > cap.fixed_per_year:
-        out.append(CapExcess("+".join(fixed_codes), "fixed-charge cap", fixed_total, cap.fixed_per_year, "/year", spec.currency))
+            if any(b.fixed for b in c.bands):
+                banded_fees.append((c, _band_fees_per_year(c, basis)))
+            limit, unit, name, per_unit = (
+                (cap.capacity_per_kw, "/kW/year", "capacity cap", lambda price, c=c: _per_kw(price, c))
+                if c.basis == "capacity" else (cap.area_per_m2, "/m²/year", "area cap", lambda price: price)
+            )
+            if limit is not None:
+                for i, b in enumerate(c.bands):
+                    price = basis(per_unit(b.unit_price))
+                    if price > limit:
+                        out.append(CapExcess(c.code, name, price, limit, unit, spec.currency, _band_label(c, i)))
+    if cap.fixed_per_year is not None:
+        if not banded_fees:
+            if fixed_total > cap.fixed_per_year:
+                out.append(CapExcess("+".join(fixed_codes), "fixed-charge cap", fixed_total, cap.fixed_per_year, "/year", spec.currency))
+        else:
+            lowest = {c.code: min(fees) for c, fees in banded_fees}
+            for c, fees in banded_fees:
+                others = fixed_total + sum((v for k, v in lowest.items() if k != c.code), Decimal(0))
+                other_codes = fixed_codes + [k for k in lowest if k != c.code]
+                for i, fee in enumerate(fees):
+                    if i and c.mode == "graduated" and not c.bands[i].fixed:
+                        continue  # same fees as the band below: already reported there
+                    total = others + fee
+                    if total > cap.fixed_per_year:
+                        band = _band_label(c, i) or "band 1"
+                        part = f"{band} fixed fee"
+                        if c.mode == "graduated" and i:
+                            part += " (with the fees of the bands below)"
+                        if others:
+                            part += f" {fee:f} + other fixed charges ({'+'.join(other_codes)}) {others:f} ="
+                        out.append(CapExcess(c.code, "fixed-charge cap", total, cap.fixed_per_year, "/year", spec.currency, part))
     if cap.reference_total is not None and cap.reference is not None:
         lines = rate(determinants=cap.reference, tariff=spec)
         t = totals(lines, spec.currency)
