@@ -169,7 +169,10 @@ class Invoice(models.Model):
     account = models.ForeignKey(
         "customers.Account", on_delete=models.PROTECT, related_name="invoices", db_index=False
     )
-    network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="+")
+    # few networks: an index on it would not be selective (every bill writes one entry)
+    network = models.ForeignKey(
+        "customers.Network", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     run = models.ForeignKey(
         BillingRun,
         on_delete=models.PROTECT,
@@ -202,6 +205,7 @@ class Invoice(models.Model):
         blank=True,
         related_name="corrections",
         help_text="For credit notes and correction invoices: the invoice they correct.",
+        db_index=False,
     )
     has_estimated_reads = models.BooleanField(default=False)
     tariff_version_ids = models.JSONField(default=list)
@@ -226,6 +230,12 @@ class Invoice(models.Model):
         indexes = [
             models.Index(fields=["run", "state"], name="invoice_run_state"),
             models.Index(fields=["account", "state"], name="invoice_account_state"),
+            # corrections of an invoice (the credit note's lookup uses its unique index)
+            models.Index(
+                fields=["original"],
+                condition=Q(original__isnull=False),
+                name="invoice_original_partial",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
