@@ -128,8 +128,9 @@ def cost_based_cap(
 class IndexTerm:
     name: str
     weight: Decimal
-    base: Decimal  # K₀ (index value in the base period)
+    base: Decimal  # K₀ (index value in the base period), on the series ``current`` is on
     current: Decimal  # K (index value now)
+    base_before_rebase: Decimal | None = None  # K₀ as agreed, on the series before a rebasing
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,9 @@ def indexation_cap(*, currency: str, clauses: list[IndexClause]) -> CapResult:
         figures[f"{clause.price}.a"] = _s(clause.fixed_weight)
         for t in (*clause.cost_terms, clause.market_term):
             figures[f"{clause.price}.{t.name}.weight"] = _s(t.weight)
+            if t.base_before_rebase is not None:
+                figures[f"{clause.price}.{t.name}.base_before_rebase"] = _s(t.base_before_rebase)
+                figures[f"{clause.price}.{t.name}.base_rebased"] = _s(t.base)
             figures[f"{clause.price}.{t.name}.ratio"] = _s(t.current / t.base)
         figures[f"{clause.price}.factor"] = _s(factor)
         figures[f"{clause.price}.price_unrounded"] = _s(price)

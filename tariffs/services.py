@@ -464,14 +464,8 @@ def compute_cap_result(*, method: str, currency: str, inputs: dict, network: Net
                 c = {**c, "cost_terms": [_derived_index_term(t) for t in c.get("cost_terms", [])]}
                 clauses.append(cap_methods.IndexClause(
                     price=c["price"], base_price=d(c["base_price"], "base_price"), fixed_weight=d(c["a"], "a"),
-                    cost_terms=tuple(
-                        cap_methods.IndexTerm(t["name"], d(t["weight"], "weight"), d(t["base"], "base"), d(t["current"], "current"))
-                        for t in c.get("cost_terms", [])
-                    ),
-                    market_term=cap_methods.IndexTerm(
-                        c["market_term"]["name"], d(c["market_term"]["weight"], "weight"),
-                        d(c["market_term"]["base"], "base"), d(c["market_term"]["current"], "current"),
-                    ),
+                    cost_terms=tuple(_index_term(t) for t in c.get("cost_terms", [])),
+                    market_term=_index_term(c["market_term"]),
                 ))
             return cap_methods.indexation_cap(currency=currency, clauses=clauses)
         if method == PriceCap.Method.MAXIMUM_PRICE:
@@ -519,6 +513,24 @@ def compute_cap_result(*, method: str, currency: str, inputs: dict, network: Net
             errors=[ErrorItem(code="required", message="Required.", field=f"inputs.{exc.args[0]}")],
         ) from exc
     raise cap_methods.CapInputsInvalid(f"Unknown method {method!r}.")
+
+
+def _index_term(t: dict) -> cap_methods.IndexTerm:
+    """One index of a clause; ``rebase`` ``{"old_at_link", "new_at_link"}`` when the statistics
+    office rebased the series after K₀ was agreed: K₀ is carried to the new series
+    (``K₀ · new/old``) so that K (on the new series) / K₀ and hence the price are unchanged."""
+    d = cap_methods._d
+    name = t["name"]
+    base = d(t["base"], f"{name}.base")
+    original = None
+    if t.get("rebase"):
+        original = base
+        old, new = d(t["rebase"]["old_at_link"], f"{name}.rebase.old_at_link"), d(t["rebase"]["new_at_link"], f"{name}.rebase.new_at_link")
+        if old <= 0 or new <= 0:
+            raise cap_methods.CapInputsInvalid(f"Index {name}: the linking values of a rebasing must be above 0.")
+        base = cap_methods.rebase_index_base(base_value=base, old_at_link=old, new_at_link=new)
+    return cap_methods.IndexTerm(name, d(t["weight"], f"{name}.weight"), base, d(t["current"], f"{name}.current"),
+                                 base_before_rebase=original)
 
 
 def electricity_index_from_cost(cost: OperatingCost) -> Decimal:
