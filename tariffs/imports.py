@@ -225,7 +225,7 @@ HOURS = re.compile(r"^(?P<a>\d{1,2})(?::00)?\s*[-–]\s*(?P<b>\d{1,2})(?::00)?$"
 class ChargeRow:
     """One effective-dated electricity charge from a CSV row (``row`` = CSV line, header = 1)."""
 
-    row: int
+    row: int | None
     price_area: str
     kind: str
     valid_from: dt.date

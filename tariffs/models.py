@@ -344,6 +344,23 @@ class ElectricityCharge(models.Model):
         hours = "" if (self.hour_from, self.hour_to) == (0, 24) else f" {self.hour_from:02d}–{self.hour_to:02d}h"
         return f"{self.price_area} {self.kind}{hours} {self.amount_per_mwh}/MWh from {self.valid_from}"
 
+    def clean(self) -> None:
+        """Another hour band of the same area and kind may not cover the same hours of the same days."""
+        if self.valid_from is None or self.hour_from is None or self.hour_to is None:
+            return
+        others = ElectricityCharge.objects.filter(
+            price_area=self.price_area, kind=self.kind, hour_from__lt=self.hour_to, hour_to__gt=self.hour_from,
+        ).filter(Q(valid_to__isnull=True) | Q(valid_to__gt=self.valid_from)).exclude(pk=self.pk)
+        if self.valid_to is not None:
+            others = others.filter(valid_from__lt=self.valid_to)
+        clash = others.exclude(hour_from=self.hour_from, hour_to=self.hour_to).first()
+        if clash is not None:
+            raise ValidationError(
+                f"Hours {self.hour_from:02d}–{self.hour_to:02d} overlap charge #{clash.pk} "
+                f"({clash.hour_from:02d}–{clash.hour_to:02d} from {clash.valid_from})."
+            )
+
+
 
 class DataImport(models.Model):
     """A CSV file of hourly data, imported by a Celery task (idempotent)."""

@@ -141,6 +141,21 @@ class ElectricityChargeSerializer(serializers.ModelSerializer):
         read_only_fields = ["data_import"]
 
 
+class UnitHourSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = models.UnitHour
+        fields = ["id", "unit", "hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c",
+                  "supply_c", "return_c", "data_import"]
+        read_only_fields = fields
+
+
+class SpotPriceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = models.SpotPrice
+        fields = ["id", "price_area", "hour_start", "price_per_mwh", "currency", "data_import"]
+        read_only_fields = fields
+
+
 class DataImportSerializer(serializers.ModelSerializer):
     kind = serializers.CharField(read_only=True, help_text="unit_hours | spot_prices | electricity_charges")
 

@@ -164,6 +164,36 @@ class ElectricityChargeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     serializer_class = s.ElectricityChargeSerializer
     filterset_fields = ["price_area", "kind"]
 
+    @extend_schema(summary="Add one effective-dated charge (overlaps refused, an open predecessor closed); "
+                           "files go through plant-data-imports kind=electricity_charges")
+    def create(self, request):
+        from tariffs.imports import ChargeRow
+
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        row = ChargeRow(row=None, price_area=d["price_area"], kind=d["kind"], valid_from=d["valid_from"],
+                        valid_to=d.get("valid_to"), hour_from=d.get("hour_from", 0), hour_to=d.get("hour_to", 24),
+                        amount_per_mwh=d["amount_per_mwh"], currency=d.get("currency", "DKK"))
+        services.electricity_charges_store(rows=[row])
+        stored = models.ElectricityCharge.objects.get(
+            price_area=row.price_area, kind=row.kind, valid_from=row.valid_from, hour_from=row.hour_from, hour_to=row.hour_to)
+        return Response(s.ElectricityChargeSerializer(stored).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(list=extend_schema(summary="Hourly operating data of plant units (UTC hours; filter by unit and hour_start)"))
+class UnitHourViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = models.UnitHour.objects.all()
+    serializer_class = s.UnitHourSerializer
+    filterset_fields = {"unit": ["exact"], "hour_start": ["gte", "lt"], "data_import": ["exact"]}
+
+
+@extend_schema_view(list=extend_schema(summary="Hourly day-ahead prices (UTC hours; filter by price_area and hour_start)"))
+class SpotPriceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = models.SpotPrice.objects.all()
+    serializer_class = s.SpotPriceSerializer
+    filterset_fields = {"price_area": ["exact"], "hour_start": ["gte", "lt"], "data_import": ["exact"]}
+
 
 class DataImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = models.DataImport.objects.select_related("unit")

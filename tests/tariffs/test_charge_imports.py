@@ -209,3 +209,17 @@ DK2,tax,2025-01-01,,8
         assert len(frame) == 23
         assert 999.0 not in set(frame["grid"])
         assert list(frame["grid"]) == [100.0] * 2 + [200.0] * 14 + [450.0] * 4 + [200.0] * 3
+
+
+@pytest.mark.django_db
+def test_admin_validation_refuses_a_band_overlapping_another_band():
+    from django.core.exceptions import ValidationError
+
+    stored = ElectricityCharge.objects.create(price_area="DK2", kind="grid", valid_from=dt.date(2025, 1, 1), amount_per_mwh=D("200"))
+    peak = ElectricityCharge(price_area="DK2", kind="grid", valid_from=dt.date(2025, 6, 1), hour_from=17, hour_to=21,
+                             amount_per_mwh=D("450"))
+    with pytest.raises(ValidationError, match=rf"Hours 17–21 overlap charge #{stored.pk} \(00–24 from 2025-01-01\)"):
+        peak.full_clean()
+    peak.valid_from = dt.date(2024, 1, 1)
+    peak.valid_to = dt.date(2025, 1, 1)
+    peak.full_clean()  # the days before are free
