@@ -37,7 +37,7 @@ from metering.models import IngestBatch, MeterVendor
 
 MAX_JSON_ROWS = 10_000
 # rows per committed chunk of a file (progress steps; what a killed worker may redo)
-FILE_CHUNK_ROWS = int(os.environ.get("HEATUTILITY_INGEST_CHUNK_ROWS", "50000"))
+FILE_CHUNK_ROWS = int(os.environ.get("HEATUTILITY_INGEST_CHUNK_ROWS", "100000"))
 MAX_STORED_ERRORS = row_rules.MAX_ERRORS
 
 
