@@ -193,3 +193,39 @@ def test_cop_gap_is_reported_per_month():
     assert (month["month"], month["seasonal_cop_measured"], month["seasonal_cop_modelled"], month["gap"]) == (
         "2026-01", D("3.0"), D("3.468"), D("-0.468"),
     )
+
+
+def test_peak_boiler_fuel_and_co2_fixed_om_capital_network_costs_and_losses():
+    t0 = pd.Timestamp("2026-01-10 00:00", tz="UTC")
+    hours = pd.DataFrame({
+        "unit_id": [1, 1], "hour_start": [t0, t0 + pd.Timedelta(hours=1)], "heat_mwh": [9.0, 4.5],
+        "electricity_mwh": [None, None], "fuel_mwh": [None, 5.0],  # first hour: fuel = heat / η = 10 MWh
+        "source_in_c": [None] * 2, "source_out_c": [None] * 2, "supply_c": [None] * 2, "return_c": [None] * 2,
+    })
+    prices = pd.DataFrame({"hour_start": hours["hour_start"], "spot": [100.0, 100.0], "grid": [0.0] * 2,
+                           "system": [0.0] * 2, "tax": [0.0] * 2})
+    units = [
+        UnitParams(id=1, code="fb", kind="fuel_boiler", capacity_mw=D(10), boiler_efficiency=D("0.9"),
+                   fuel_price_per_mwh=D(300), co2_t_per_mwh_fuel=D("0.2"), co2_price_per_t=D(500),
+                   om_fixed_per_mw_year=D(12000), om_variable_per_mwh=D(3), investment=D(1_000_000),
+                   interest_rate=D("0.05"), lifetime_years=20),
+        UnitParams(id=2, code="fb2", kind="fuel_boiler", capacity_mw=D(5), investment=D(600_000), interest_rate=D("0.04"),
+                   lifetime_years=10, capital_method="depreciation", year_index=3),
+    ]
+    # January = exactly 1/12 of a year
+    r = operating_cost(hours=hours, prices=prices, units=units, period_start=dt.date(2026, 1, 1),
+                       period_end=dt.date(2026, 2, 1), currency="DKK", heat_sold_mwh=D(10),
+                       network_costs_per_year=D(120_000))
+    # fuel (10 + 5) MWh × (300 + 0.2 t × 500) = 6,000.00
+    assert r.figures["fuel_cost"] == D("6000.00")
+    # variable O&M 3 × 13.5 = 40.50; fixed O&M 12,000 × 10 MW / 12 = 10,000.00
+    assert (r.figures["om_variable_cost"], r.figures["om_fixed_cost"]) == (D("40.50"), D("10000.00"))
+    # capital: annuity 1,000,000 × 0.05 / (1 − 1.05^−20) = 80,242.59/yr → /12 = 6,686.88;
+    # depreciation 60,000 + 4 % of the year-3 book value 480,000 = 79,200/yr → /12 = 6,600.00
+    assert (r.per_unit["fb"]["capital_cost"], r.per_unit["fb2"]["capital_cost"]) == (D("6686.88"), D("6600.00"))
+    assert r.figures["network_cost"] == D("10000.00")
+    # losses = produced − sold = 13.5 − 10
+    assert (r.figures["heat_produced_mwh"], r.figures["network_losses_mwh"]) == (D("13.500000"), D("3.500000"))
+    # total 6,040.50 variable + 33,286.88 fixed = 39,327.38; / 13.5 = 2,913.14; / 10 = 3,932.74
+    assert r.figures["total_cost"] == D("39327.38")
+    assert (r.figures["cost_per_mwh_produced"], r.figures["cost_per_mwh_sold"]) == (D("2913.14"), D("3932.74"))

@@ -134,3 +134,24 @@ def test_iso_offsets_that_change_at_dst_are_read_as_utc():
     frame = parse_unit_hours(text, time_zone="Europe/Copenhagen")
     assert len(frame) == 8760
     assert frame["hour_start"].dt.tz is not None
+
+
+@pytest.mark.django_db
+def test_a_year_of_hours_is_stored_set_based_not_one_query_per_hour(django_assert_max_num_queries):
+    import pandas as pd
+
+    from tariffs.services import data_import_run
+    from tests.tariffs.factories import PlantUnitFactory
+
+    unit = PlantUnitFactory()
+    hours = pd.date_range("2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen")
+    text = "time,heat_mwh,electricity_mwh\n" + "".join(f"{t.isoformat()},1.5,0.5\n" for t in hours)
+    record = data_import_create(kind="unit_hours", content=text, unit=unit, enqueue=False)
+    from django.db import connection
+
+    # 8,760 hours: COPY + one INSERT…SELECT on PostgreSQL; on SQLite bulk upserts of ~100 rows
+    # (its 999-parameter limit), never one query per hour
+    limit = 15 if connection.vendor == "postgresql" else 100
+    with django_assert_max_num_queries(limit):
+        assert data_import_run(data_import_id=record.pk, now=timezone.now()).status == DataImport.Status.DONE
+    assert UnitHour.objects.filter(unit=unit).count() == 8760
