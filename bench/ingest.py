@@ -52,7 +52,9 @@ def generate(meters: int, days: int, start: dt.datetime, seed: int = 7):
     hour_of_day = np.asarray(times.hour)
     profile = 1.0 + 0.35 * np.cos((hour_of_day - 7) / 24 * 2 * np.pi)  # morning peak
     size = rng.uniform(1.5, 6.0, meters)  # average kW per building
-    power = np.clip(size[:, None] * profile[None, :] * rng.normal(1, 0.08, (meters, hours)), 0.05, None)
+    power = np.clip(
+        size[:, None] * profile[None, :] * rng.normal(1, 0.08, (meters, hours)), 0.05, None
+    )
     flow_t = 72 + rng.normal(0, 1.5, (meters, hours))
     return_t = 38 + rng.normal(0, 2.0, (meters, hours))
     dt_k = flow_t - return_t
@@ -114,7 +116,9 @@ def setup(meters: int):
     with connection.cursor() as cursor:
         if "bench" in connection.settings_dict["NAME"]:
             # a database of its own: start from empty partitions (no dead tuples, no bloat)
-            cursor.execute("TRUNCATE metering_reading, metering_ingestbatchmeter, metering_readingconflict")
+            cursor.execute(
+                "TRUNCATE metering_reading, metering_ingestbatchmeter, metering_readingconflict"
+            )
         else:
             cursor.execute("DELETE FROM metering_reading WHERE meter_id = ANY(%s)", [ids])
         cursor.execute("DROP TABLE IF EXISTS bench_copy")
@@ -158,9 +162,12 @@ def bench_copy(data: bytes) -> float:
     with connection.cursor() as cursor:
         cursor.execute(BARE_TABLE)
     started = time.perf_counter()
-    with transaction.atomic(), connection.cursor() as cursor:
-        with cursor.copy(f"COPY bench_copy ({COPY_COLUMNS}) FROM STDIN") as copy:
-            copy.write(data)
+    with (
+        transaction.atomic(),
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY bench_copy ({COPY_COLUMNS}) FROM STDIN") as copy,
+    ):
+        copy.write(data)
     elapsed = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE bench_copy")
@@ -199,8 +206,18 @@ def start_server(workers: int) -> tuple[subprocess.Popen, str]:
     }
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "heatutility.wsgi", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--timeout", "300", "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "heatutility.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
         ],
         cwd=ROOT,
         env=env,
@@ -248,16 +265,22 @@ def bench_api(url: str, key: str, frame, batch_size: int, concurrency: int) -> t
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         states = list(pool.map(post, bodies))
     elapsed = time.perf_counter() - started
-    totals = {k: sum(s[k] for s in states) for k in ("accepted", "duplicate", "conflicting", "rejected")}
+    totals = {
+        k: sum(s[k] for s in states) for k in ("accepted", "duplicate", "conflicting", "rejected")
+    }
     totals["failed"] = sum(s["state"] == "failed" for s in states)
     return elapsed, totals
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--meters", type=int, default=1000)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--api-url", default="", help="running server; default: start gunicorn here")
+    parser.add_argument(
+        "--api-url", default="", help="running server; default: start gunicorn here"
+    )
     parser.add_argument("--api-batch", type=int, default=5000)
     parser.add_argument("--api-concurrency", type=int, default=4)
     parser.add_argument("--server-workers", type=int, default=3)
@@ -270,19 +293,31 @@ def main() -> None:
 
     meter_ids = dict(HeatMeter.objects.filter(vendor=vendor).values_list("serial", "id"))
     file_frame, _ = generate(args.meters, args.days, dt.datetime(2026, 9, 1, tzinfo=dt.UTC))
-    api_frame, _ = generate(args.meters, args.days, dt.datetime(2026, 9, 1, tzinfo=dt.UTC) + dt.timedelta(days=args.days), seed=8)
+    api_frame, _ = generate(
+        args.meters,
+        args.days,
+        dt.datetime(2026, 9, 1, tzinfo=dt.UTC) + dt.timedelta(days=args.days),
+        seed=8,
+    )
     rows = len(file_frame)
     print(f"rows per path: {rows:,} ({args.meters:,} meters × {args.days} days hourly)")
 
     copy_seconds = bench_copy(copy_text(file_frame, meter_ids))
     copy_rate = rows / copy_seconds
-    print(f"plain COPY into bare table: {copy_seconds:6.2f} s  {copy_rate:12,.0f} readings/s  (limit)")
+    print(
+        f"plain COPY into bare table: {copy_seconds:6.2f} s  {copy_rate:12,.0f} readings/s  (limit)"
+    )
 
     file_seconds, batch = bench_file(vendor, file_frame)
-    assert batch.state == "done" and batch.accepted == rows, (batch.state, batch.accepted, batch.errors[:3])
+    if batch.state != "done" or batch.accepted != rows:
+        sys.exit(
+            f"file path did not store every row: {batch.state} {batch.accepted} {batch.errors[:3]}"
+        )
     file_rate = rows / file_seconds
-    print(f"file path (CSV → readings): {file_seconds:6.2f} s  {file_rate:12,.0f} readings/s  "
-          f"{file_rate / copy_rate:6.1%} of COPY")
+    print(
+        f"file path (CSV → readings): {file_seconds:6.2f} s  {file_rate:12,.0f} readings/s  "
+        f"{file_rate / copy_rate:6.1%} of COPY"
+    )
 
     server = None
     url = args.api_url
@@ -294,18 +329,25 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-    assert totals["accepted"] == rows and totals["failed"] == 0, totals
+    if totals["accepted"] != rows or totals["failed"]:
+        sys.exit(f"API path did not store every row: {totals}")
     api_rate = rows / api_seconds
-    print(f"API path (HTTP, {args.api_batch:,}/request, {args.api_concurrency} in flight): {api_seconds:6.2f} s  "
-          f"{api_rate:12,.0f} readings/s  {api_rate / copy_rate:6.1%} of COPY")
-    print(json.dumps({
-        "rows": rows,
-        "copy_rows_per_s": round(copy_rate),
-        "file_rows_per_s": round(file_rate),
-        "api_rows_per_s": round(api_rate),
-        "file_ratio": round(file_rate / copy_rate, 3),
-        "api_ratio": round(api_rate / copy_rate, 3),
-    }))
+    print(
+        f"API path (HTTP, {args.api_batch:,}/request, {args.api_concurrency} in flight): {api_seconds:6.2f} s  "
+        f"{api_rate:12,.0f} readings/s  {api_rate / copy_rate:6.1%} of COPY"
+    )
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "copy_rows_per_s": round(copy_rate),
+                "file_rows_per_s": round(file_rate),
+                "api_rows_per_s": round(api_rate),
+                "file_ratio": round(file_rate / copy_rate, 3),
+                "api_ratio": round(api_rate / copy_rate, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ BOUNDARY_COLUMNS = [
 ]
 
 
-def boundary_registers(
-    *, connection_ids: Sequence[int], dates: Sequence[dt.date]
-) -> pd.DataFrame:
+def boundary_registers(*, connection_ids: Sequence[int], dates: Sequence[dt.date]) -> pd.DataFrame:
     """Register values at 00:00 local of ``dates`` for ``connection_ids``.
 
     One row per existing (connection, date) pair; missing pairs are absent (call

@@ -27,7 +27,9 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def vendor_key_create(*, vendor: MeterVendor, label: str = "", created_by=None) -> tuple[VendorApiKey, str]:
+def vendor_key_create(
+    *, vendor: MeterVendor, label: str = "", created_by=None
+) -> tuple[VendorApiKey, str]:
     """A new key; the plain key is returned here once and never stored."""
     prefix = secrets.token_hex(5)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
@@ -48,7 +50,9 @@ def vendor_key_rotate(
 ) -> tuple[VendorApiKey, str]:
     """Issue a replacement and revoke the old key at once."""
     with transaction.atomic():
-        new, key = vendor_key_create(vendor=api_key.vendor, label=api_key.label, created_by=created_by)
+        new, key = vendor_key_create(
+            vendor=api_key.vendor, label=api_key.label, created_by=created_by
+        )
         vendor_key_revoke(api_key=api_key, now=now)
     return new, key
 

@@ -101,9 +101,7 @@ def validate(
     """Findings for ``reads`` (sorted by time); ``previous`` is the last read before them."""
     findings: list[Finding] = []
     ordered = sorted(reads, key=lambda r: r.read_at)
-    intervals = [
-        (b.read_at - a.read_at).total_seconds() for a, b in itertools.pairwise(ordered)
-    ]
+    intervals = [(b.read_at - a.read_at).total_seconds() for a, b in itertools.pairwise(ordered)]
     cadence = sorted(intervals)[len(intervals) // 2] if intervals else None
     last = previous if previous is not None and previous.status != "rejected" else None
     for read in ordered:

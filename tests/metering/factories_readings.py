@@ -23,13 +23,21 @@ def add_readings(meter, rows, *, status="valid"):
 
     from metering.ingest.store import partitions_ensure
 
-    partitions_ensure(months={(at.astimezone(dt.UTC).year, at.astimezone(dt.UTC).month) for at, *_ in rows})
+    partitions_ensure(
+        months={(at.astimezone(dt.UTC).year, at.astimezone(dt.UTC).month) for at, *_ in rows}
+    )
     objs = []
     for at, energy, volume, *extra in rows:
         objs.append(
             models.Reading(
-                meter=meter, read_at=at, energy_kwh=Decimal(energy), energy_value=Decimal(energy),
-                energy_unit="kWh", volume_m3=Decimal(volume), status=status, received_at=at,
+                meter=meter,
+                read_at=at,
+                energy_kwh=Decimal(energy),
+                energy_value=Decimal(energy),
+                energy_unit="kWh",
+                volume_m3=Decimal(volume),
+                status=status,
+                received_at=at,
                 **(extra[0] if extra else {}),
             )
         )

@@ -27,57 +27,102 @@ class TestBoundaryRegistersEnsure:
     def test_read_at_midnight_is_actual_and_between_reads_is_interpolated(self):
         inst = MeterInstallationFactory()
         conn = inst.unit.connection
-        add_readings(inst.meter, [(at(dt.date(2026, 10, 1)), "1000", "10"),
-                                  (at(dt.date(2026, 10, 31), 12), "1610", "16.1")])
+        add_readings(
+            inst.meter,
+            [
+                (at(dt.date(2026, 10, 1)), "1000", "10"),
+                (at(dt.date(2026, 10, 31), 12), "1610", "16.1"),
+            ],
+        )
 
-        boundary_registers_ensure(connection_ids=[conn.id], dates=[dt.date(2026, 10, 1), dt.date(2026, 10, 31)])
+        boundary_registers_ensure(
+            connection_ids=[conn.id], dates=[dt.date(2026, 10, 1), dt.date(2026, 10, 31)]
+        )
 
         got = values(conn, dt.date(2026, 10, 1), dt.date(2026, 10, 31))
         assert got[dt.date(2026, 10, 1)] == (Decimal("1000"), "actual", "reading")
         # 1 Oct → 31 Oct 00:00 local is 721 h (25 Oct has 25 h); the second read is 12 h later
         assert got[dt.date(2026, 10, 31)] == (
-            (Decimal("1000") + Decimal("610") * Decimal(721) / Decimal(733)).quantize(Decimal("0.000001")),
-            "estimated", "interpolation",
+            (Decimal("1000") + Decimal("610") * Decimal(721) / Decimal(733)).quantize(
+                Decimal("0.000001")
+            ),
+            "estimated",
+            "interpolation",
         )
 
     def test_nothing_is_invented_without_reads(self):
         inst = MeterInstallationFactory()
-        boundary_registers_ensure(connection_ids=[inst.unit.connection.id], dates=[dt.date(2026, 10, 1)])
+        boundary_registers_ensure(
+            connection_ids=[inst.unit.connection.id], dates=[dt.date(2026, 10, 1)]
+        )
         assert not BoundaryRegister.objects.exists()
 
     def test_without_later_read_last_year_scaled_by_degree_days_then_replaced_by_actual(self):
         inst = MeterInstallationFactory()
         conn = inst.unit.connection
-        add_readings(inst.meter, [
-            (at(dt.date(2025, 10, 1)), "0", "0"),
-            (at(dt.date(2025, 11, 1)), "600", "6"),   # 600 kWh in Oct 2025
-            (at(dt.date(2026, 10, 1)), "5000", "50"),
-        ])
+        add_readings(
+            inst.meter,
+            [
+                (at(dt.date(2025, 10, 1)), "0", "0"),
+                (at(dt.date(2025, 11, 1)), "600", "6"),  # 600 kWh in Oct 2025
+                (at(dt.date(2026, 10, 1)), "5000", "50"),
+            ],
+        )
         for year, dd in ((2025, "10"), (2026, "12")):  # October 2026 20 % colder
-            DegreeDay.objects.bulk_create([
-                DegreeDay(network=conn.network, on=dt.date(year, 10, d), degree_days=Decimal(dd)) for d in range(1, 32)])
+            DegreeDay.objects.bulk_create(
+                [
+                    DegreeDay(
+                        network=conn.network, on=dt.date(year, 10, d), degree_days=Decimal(dd)
+                    )
+                    for d in range(1, 32)
+                ]
+            )
 
         boundary_registers_ensure(connection_ids=[conn.id], dates=[dt.date(2026, 11, 1)])
         assert values(conn, dt.date(2026, 11, 1))[dt.date(2026, 11, 1)] == (
-            Decimal("5720.000000"), "estimated", "last_year_degree_days")
+            Decimal("5720.000000"),
+            "estimated",
+            "last_year_degree_days",
+        )
 
         add_readings(inst.meter, [(at(dt.date(2026, 11, 1)), "5700", "57")])
-        vee_run_meter(meter_id=inst.meter.id, start=at(dt.date(2026, 10, 31)), end=at(dt.date(2026, 11, 2)),
-                      now=at(dt.date(2026, 11, 27)))
-        assert values(conn, dt.date(2026, 11, 1))[dt.date(2026, 11, 1)] == (Decimal("5700"), "actual", "reading")
+        vee_run_meter(
+            meter_id=inst.meter.id,
+            start=at(dt.date(2026, 10, 31)),
+            end=at(dt.date(2026, 11, 2)),
+            now=at(dt.date(2026, 11, 27)),
+        )
+        assert values(conn, dt.date(2026, 11, 1))[dt.date(2026, 11, 1)] == (
+            Decimal("5700"),
+            "actual",
+            "reading",
+        )
 
     def test_consumption_across_meter_exchange_uses_final_and_initial_registers(self):
-        old = MeterInstallationFactory(installed_at=at(dt.date(2026, 1, 1)), initial_energy_kwh=Decimal("100"))
+        old = MeterInstallationFactory(
+            installed_at=at(dt.date(2026, 1, 1)), initial_energy_kwh=Decimal("100")
+        )
         unit = old.unit
         exchange = at(dt.date(2026, 10, 15), 10)
-        old.removed_at, old.final_energy_kwh, old.final_volume_m3 = exchange, Decimal("2500"), Decimal("25")
+        old.removed_at, old.final_energy_kwh, old.final_volume_m3 = (
+            exchange,
+            Decimal("2500"),
+            Decimal("25"),
+        )
         old.save()
-        new = MeterInstallationFactory(unit=unit, meter=HeatMeterFactory(), installed_at=exchange,
-                                       initial_energy_kwh=Decimal("7"), initial_volume_m3=Decimal("0"))
+        new = MeterInstallationFactory(
+            unit=unit,
+            meter=HeatMeterFactory(),
+            installed_at=exchange,
+            initial_energy_kwh=Decimal("7"),
+            initial_volume_m3=Decimal("0"),
+        )
         add_readings(old.meter, [(at(dt.date(2026, 10, 1)), "2300", "23")])
         add_readings(new.meter, [(at(dt.date(2026, 11, 1)), "407", "4")])
 
-        boundary_registers_ensure(connection_ids=[unit.connection.id], dates=[dt.date(2026, 10, 1), dt.date(2026, 11, 1)])
+        boundary_registers_ensure(
+            connection_ids=[unit.connection.id], dates=[dt.date(2026, 10, 1), dt.date(2026, 11, 1)]
+        )
 
         got = values(unit.connection, dt.date(2026, 10, 1), dt.date(2026, 11, 1))
         # old: 2500 − 2300 = 200 after the read; new: 407 − 7 = 400 → 600 kWh in October
@@ -93,8 +138,14 @@ class TestVeeRunAndQueue:
         inst = MeterInstallationFactory()
         meter = inst.meter
         day = dt.date(2026, 11, 1)
-        add_readings(meter, [(at(day, 0), "100", "1"), (at(day, 1), "90", "1"), (at(day, 2), "105", "1.1",
-                     {"status_code": 8})])
+        add_readings(
+            meter,
+            [
+                (at(day, 0), "100", "1"),
+                (at(day, 1), "90", "1"),
+                (at(day, 2), "105", "1.1", {"status_code": 8}),
+            ],
+        )
         now = at(dt.date(2026, 11, 27))
 
         vee_run_meter(meter_id=meter.id, start=at(day), end=at(day, 23), now=now)
@@ -103,14 +154,27 @@ class TestVeeRunAndQueue:
         assert statuses[at(day, 1)] == "rejected"
         assert statuses[at(day, 2)] == "suspect"
         issues = ReadingIssue.objects.filter(meter=meter, state="open")
-        assert sorted(issues.values_list("code", flat=True)) == ["fault_status", "register_decrease"]
+        assert sorted(issues.values_list("code", flat=True)) == [
+            "fault_status",
+            "register_decrease",
+        ]
 
-        reading_issues_accept(issues=ReadingIssue.objects.filter(code="fault_status"), actor=admin_user,
-                              reason="Battery warning only", now=now)
+        reading_issues_accept(
+            issues=ReadingIssue.objects.filter(code="fault_status"),
+            actor=admin_user,
+            reason="Battery warning only",
+            now=now,
+        )
         assert Reading.objects.get(meter=meter, read_at=at(day, 2)).status == "valid"
 
-        reading_edit(meter_id=meter.id, read_at=at(day, 1), values={"energy_kwh": Decimal("102")},
-                     actor=admin_user, reason="Typo in manual read", now=now)
+        reading_edit(
+            meter_id=meter.id,
+            read_at=at(day, 1),
+            values={"energy_kwh": Decimal("102")},
+            actor=admin_user,
+            reason="Typo in manual read",
+            now=now,
+        )
         edited = Reading.objects.get(meter=meter, read_at=at(day, 1))
         assert (edited.energy_kwh, edited.status) == (Decimal("102"), "edited")
         edit = ReadingEdit.objects.get()

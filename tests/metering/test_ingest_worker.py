@@ -37,13 +37,17 @@ def test_killed_worker_batch_reruns_with_nothing_lost_or_doubled(small_chunks, c
     lines = ["meter,read_at,energy,volume_m3"]
     for meter in meters:
         for hour in range(2000):  # 100,000 rows over Sept–Nov: three partitions
-            lines.append(f"{meter.serial},{(start + dt.timedelta(hours=hour)).isoformat()},{1000 + hour * 3.5},{hour / 10}")
+            lines.append(
+                f"{meter.serial},{(start + dt.timedelta(hours=hour)).isoformat()},{1000 + hour * 3.5},{hour / 10}"
+            )
     batch = IngestBatch.objects.create(vendor=vendor, source="file", received_at=timezone.now())
     batch.file.save("big.csv", ContentFile(("\n".join(lines) + "\n").encode()))
     total = len(lines) - 1
 
     ingest_batch.delay(batch.pk)
-    assert _wait(lambda: 0 < IngestBatch.objects.get(pk=batch.pk).progress < total * 0.6), celery_worker.log()
+    assert _wait(lambda: 0 < IngestBatch.objects.get(pk=batch.pk).progress < total * 0.6), (
+        celery_worker.log()
+    )
     celery_worker.kill()
 
     half = IngestBatch.objects.get(pk=batch.pk)

@@ -17,19 +17,28 @@ class TestReadingsAdmin:
     def test_staff_issue_a_key_that_is_shown_once_and_stored_hashed(self, admin_client):
         vendor = MeterVendorFactory()
         response = admin_client.post(
-            "/admin/metering/metervendor/", {"action": "issue_key", "_selected_action": [vendor.pk]}, follow=True
+            "/admin/metering/metervendor/",
+            {"action": "issue_key", "_selected_action": [vendor.pk]},
+            follow=True,
         )
         shown = next(str(m) for m in response.context["messages"] if "hu_" in str(m))
         key = shown.split("New key for ")[1].split(": ", 1)[1].split(" ")[0]
         stored = VendorApiKey.objects.get(vendor=vendor)
         assert key.startswith("hu_")
         assert key not in stored.key_hash
-        assert key not in admin_client.get(f"/admin/metering/vendorapikey/{stored.pk}/change/").content.decode()
+        assert (
+            key
+            not in admin_client.get(
+                f"/admin/metering/vendorapikey/{stored.pk}/change/"
+            ).content.decode()
+        )
 
     def test_upload_a_file_and_see_progress(self, admin_client):
         vendor = MeterVendorFactory(csv_separator=",", csv_decimal_comma=False)
         meter = HeatMeterFactory(vendor=vendor)
-        content = f"meter,read_at,energy,volume_m3\n{meter.serial},2026-11-01T00:00:00Z,10.5,1\n".encode()
+        content = (
+            f"meter,read_at,energy,volume_m3\n{meter.serial},2026-11-01T00:00:00Z,10.5,1\n".encode()
+        )
         with TestCase.captureOnCommitCallbacks(execute=True):
             response = admin_client.post(
                 "/admin/metering/ingestbatch/upload/",
@@ -44,23 +53,41 @@ class TestReadingsAdmin:
     def test_bulk_accept_needs_a_reason_and_records_who(self, admin_client, admin_user):
         inst = MeterInstallationFactory()
         add_readings(inst.meter, [(T0, "100", "1", {"status_code": 4})], status="suspect")
-        issue = ReadingIssue.objects.create(meter=inst.meter, read_at=T0, code="fault_status", severity="warning",
-                                            message="Meter status code 4.", created_at=T0)
+        issue = ReadingIssue.objects.create(
+            meter=inst.meter,
+            read_at=T0,
+            code="fault_status",
+            severity="warning",
+            message="Meter status code 4.",
+            created_at=T0,
+        )
         data = {"action": "accept", "_selected_action": [issue.pk]}
         confirm = admin_client.post("/admin/metering/readingissue/", data)
         assert b"why?" in confirm.content
         admin_client.post("/admin/metering/readingissue/", {**data, "reason": "Checked on site"})
         issue.refresh_from_db()
-        assert (issue.state, issue.resolved_by, issue.resolution_reason) == ("accepted", admin_user, "Checked on site")
+        assert (issue.state, issue.resolved_by, issue.resolution_reason) == (
+            "accepted",
+            admin_user,
+            "Checked on site",
+        )
         assert Reading.objects.get(meter=inst.meter).status == "valid"
 
     def test_edit_a_reading_from_the_queue(self, admin_client):
         inst = MeterInstallationFactory()
         add_readings(inst.meter, [(T0, "100", "1")], status="rejected")
-        issue = ReadingIssue.objects.create(meter=inst.meter, read_at=T0, code="register_decrease",
-                                            severity="error", message="x", created_at=T0)
-        response = admin_client.post(f"/admin/metering/readingissue/{issue.pk}/edit-reading/",
-                                     {"energy_kwh": "150", "volume_m3": "1", "reason": "Read off the display"})
+        issue = ReadingIssue.objects.create(
+            meter=inst.meter,
+            read_at=T0,
+            code="register_decrease",
+            severity="error",
+            message="x",
+            created_at=T0,
+        )
+        response = admin_client.post(
+            f"/admin/metering/readingissue/{issue.pk}/edit-reading/",
+            {"energy_kwh": "150", "volume_m3": "1", "reason": "Read off the display"},
+        )
         assert response.status_code == 302
         reading = Reading.objects.get(meter=inst.meter)
         assert (reading.energy_kwh, reading.status) == (Decimal("150"), "edited")

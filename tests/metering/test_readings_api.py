@@ -15,8 +15,6 @@ from tests.metering.factories_readings import MeterVendorFactory
 pytestmark = pytest.mark.django_db
 
 
-
-
 @pytest.fixture
 def vendor():
     return MeterVendorFactory()
@@ -31,22 +29,41 @@ def client(vendor):
 
 
 def reading(serial, hour, energy="1000.5", **extra):
-    at = dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))) + dt.timedelta(hours=hour)
-    return {"meter": serial, "read_at": at.isoformat(), "energy": energy, "energy_unit": "kWh",
-            "volume_m3": "12.5", **extra}
+    at = dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))) + dt.timedelta(
+        hours=hour
+    )
+    return {
+        "meter": serial,
+        "read_at": at.isoformat(),
+        "energy": energy,
+        "energy_unit": "kWh",
+        "volume_m3": "12.5",
+        **extra,
+    }
 
 
 def post(client, rows, **headers):
     """POST a batch; the task queued on commit runs (eagerly) as after a real commit."""
     with TestCase.captureOnCommitCallbacks(execute=True):
-        return client.post("/api/v1/readings/", data=orjson.dumps(rows), content_type="application/json", **headers)
+        return client.post(
+            "/api/v1/readings/", data=orjson.dumps(rows), content_type="application/json", **headers
+        )
 
 
 class TestReadingBatchApi:
     def test_accepted_batch_is_stored_with_counts(self, client, vendor):
         meter = HeatMeterFactory(vendor=vendor)
-        rows = [reading(meter.serial, h, energy=str(1000 + h), flow_temp_c=70, return_temp_c="38.5",
-                        status_code=0) for h in range(3)]
+        rows = [
+            reading(
+                meter.serial,
+                h,
+                energy=str(1000 + h),
+                flow_temp_c=70,
+                return_temp_c="38.5",
+                status_code=0,
+            )
+            for h in range(3)
+        ]
 
         response = post(client, rows)
 
@@ -64,24 +81,38 @@ class TestReadingBatchApi:
 
     def test_units_are_normalised_to_kwh_and_original_kept(self, client, vendor):
         meter = HeatMeterFactory(vendor=vendor)
-        rows = [reading(meter.serial, 0, energy="3.6", energy_unit="GJ"),
-                reading(meter.serial, 1, energy="1000.001", energy_unit="MWh"),
-                reading(meter.serial, 2, energy="1000001500", energy_unit="Wh")]
+        rows = [
+            reading(meter.serial, 0, energy="3.6", energy_unit="GJ"),
+            reading(meter.serial, 1, energy="1000.001", energy_unit="MWh"),
+            reading(meter.serial, 2, energy="1000001500", energy_unit="Wh"),
+        ]
         rows[0]["energy_unit"] = "GJ"
         rows[1]["energy_unit"] = "MWh"
         rows[2]["energy_unit"] = "Wh"
         assert post(client, rows).status_code == 202
         stored = list(Reading.objects.filter(meter=meter).order_by("read_at"))
-        assert [r.energy_kwh for r in stored] == [Decimal("1000"), Decimal("1000001"), Decimal("1000001.5")]
+        assert [r.energy_kwh for r in stored] == [
+            Decimal("1000"),
+            Decimal("1000001"),
+            Decimal("1000001.5"),
+        ]
         assert stored[0].energy_value == Decimal("3.6")
         assert stored[0].energy_unit == "GJ"
 
-    def test_same_reading_again_is_a_duplicate_and_different_values_a_conflict(self, client, vendor):
+    def test_same_reading_again_is_a_duplicate_and_different_values_a_conflict(
+        self, client, vendor
+    ):
         meter = HeatMeterFactory(vendor=vendor)
         assert post(client, [reading(meter.serial, 0), reading(meter.serial, 1)]).status_code == 202
 
-        response = post(client, [reading(meter.serial, 0), reading(meter.serial, 1, energy="999"),
-                                 reading(meter.serial, 2)])
+        response = post(
+            client,
+            [
+                reading(meter.serial, 0),
+                reading(meter.serial, 1, energy="999"),
+                reading(meter.serial, 2),
+            ],
+        )
 
         batch = IngestBatch.objects.get(pk=response.json()["batch"])
         assert (batch.accepted, batch.duplicate, batch.conflicting) == (1, 1, 1)
@@ -108,10 +139,15 @@ class TestReadingBatchApi:
     def test_other_vendors_and_unknown_meters_are_refused_per_row(self, client, vendor):
         mine = HeatMeterFactory(vendor=vendor)
         theirs = HeatMeterFactory(vendor=MeterVendorFactory())
-        response = post(client, [reading(mine.serial, 0), reading(theirs.serial, 0), reading("NOPE", 0)])
+        response = post(
+            client, [reading(mine.serial, 0), reading(theirs.serial, 0), reading("NOPE", 0)]
+        )
         batch = IngestBatch.objects.get(pk=response.json()["batch"])
         assert (batch.accepted, batch.rejected) == (1, 2)
-        assert [(e["row"], e["code"]) for e in batch.errors] == [(1, "meter_not_assigned"), (2, "unknown_meter")]
+        assert [(e["row"], e["code"]) for e in batch.errors] == [
+            (1, "meter_not_assigned"),
+            (2, "unknown_meter"),
+        ]
         assert not Reading.objects.filter(meter=theirs).exists()
 
     def test_a_revoked_key_is_refused(self, vendor):
@@ -136,13 +172,58 @@ class TestBadJsonInput:
             (b"{not json", 400, ["malformed_json"]),
             (b"[]", 422, ["empty"]),
             (b'{"a": 1}', 422, ["not_a_list"]),
-            (orjson.dumps([{"meter": "1", "read_at": "2026-11-01T00:00:00", "energy": 1, "energy_unit": "kWh",
-                            "volume_m3": 1}]), 422, ["missing_offset"]),
-            (orjson.dumps([{"meter": "1", "read_at": "2026-11-01T00:00:00Z", "energy": "12,5x", "energy_unit": "kWh",
-                            "volume_m3": -1, "colour": "red"}]), 422, ["unknown_field", "not_a_number", "negative"]),
-            (orjson.dumps([{"meter": "1", "read_at": "2026-11-01T00:00:00Z", "energy": 1e20, "energy_unit": "BTU",
-                            "volume_m3": 1, "flow_temp_c": 900}]), 422, ["invalid_choice", "out_of_range", "out_of_range"]),
-            (orjson.dumps([{"read_at": "2026-11-01T00:00:00Z"}]), 422, ["required", "required", "required", "required"]),
+            (
+                orjson.dumps(
+                    [
+                        {
+                            "meter": "1",
+                            "read_at": "2026-11-01T00:00:00",
+                            "energy": 1,
+                            "energy_unit": "kWh",
+                            "volume_m3": 1,
+                        }
+                    ]
+                ),
+                422,
+                ["missing_offset"],
+            ),
+            (
+                orjson.dumps(
+                    [
+                        {
+                            "meter": "1",
+                            "read_at": "2026-11-01T00:00:00Z",
+                            "energy": "12,5x",
+                            "energy_unit": "kWh",
+                            "volume_m3": -1,
+                            "colour": "red",
+                        }
+                    ]
+                ),
+                422,
+                ["unknown_field", "not_a_number", "negative"],
+            ),
+            (
+                orjson.dumps(
+                    [
+                        {
+                            "meter": "1",
+                            "read_at": "2026-11-01T00:00:00Z",
+                            "energy": 1e20,
+                            "energy_unit": "BTU",
+                            "volume_m3": 1,
+                            "flow_temp_c": 900,
+                        }
+                    ]
+                ),
+                422,
+                ["invalid_choice", "out_of_range", "out_of_range"],
+            ),
+            (
+                orjson.dumps([{"read_at": "2026-11-01T00:00:00Z"}]),
+                422,
+                ["required", "required", "required", "required"],
+            ),
         ],
     )
     def test_shape_errors_are_itemised_and_nothing_is_stored(self, client, body, status, codes):
@@ -154,14 +235,24 @@ class TestBadJsonInput:
     def test_error_items_name_row_and_field(self, client, vendor):
         meter = HeatMeterFactory(vendor=vendor)
         rows = [reading(meter.serial, 0), reading(meter.serial, 1, power_kw="abc")]
-        body = client.post("/api/v1/readings/", data=orjson.dumps(rows), content_type="application/json").json()
-        assert body["errors"] == [{"row": 1, "field": "power_kw", "code": "not_a_number",
-                                   "message": "power_kw must be a number, got 'abc'."}]
+        body = client.post(
+            "/api/v1/readings/", data=orjson.dumps(rows), content_type="application/json"
+        ).json()
+        assert body["errors"] == [
+            {
+                "row": 1,
+                "field": "power_kw",
+                "code": "not_a_number",
+                "message": "power_kw must be a number, got 'abc'.",
+            }
+        ]
         assert Reading.objects.count() == 0
 
     def test_duplicate_rows_inside_one_batch_are_refused(self, client, vendor):
         meter = HeatMeterFactory(vendor=vendor)
-        response = post(client, [reading(meter.serial, 0), reading(meter.serial, 1), reading(meter.serial, 0)])
+        response = post(
+            client, [reading(meter.serial, 0), reading(meter.serial, 1), reading(meter.serial, 0)]
+        )
         assert response.status_code == 422
         assert response.json()["errors"][0]["row"] == 2
         assert response.json()["errors"][0]["code"] == "duplicate_in_batch"

@@ -18,9 +18,18 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def vendor():
     return MeterVendorFactory(
-        csv_columns={"meter": "Målernr", "read_at": "Tidspunkt", "energy": "Energi", "volume_m3": "Volumen",
-                     "flow_temp_c": "Fremløb", "return_temp_c": "Retur"},
-        csv_separator=";", csv_decimal_comma=True, csv_energy_unit="MWh", csv_time_zone="Europe/Copenhagen",
+        csv_columns={
+            "meter": "Målernr",
+            "read_at": "Tidspunkt",
+            "energy": "Energi",
+            "volume_m3": "Volumen",
+            "flow_temp_c": "Fremløb",
+            "return_temp_c": "Retur",
+        },
+        csv_separator=";",
+        csv_decimal_comma=True,
+        csv_energy_unit="MWh",
+        csv_time_zone="Europe/Copenhagen",
     )
 
 
@@ -38,15 +47,20 @@ HEADER = "Målernr;Tidspunkt;Energi;Volumen;Fremløb;Retur\n"
 def upload(client, text, encoding="utf-8", name="export.csv"):
     data = text.encode(encoding) if isinstance(text, str) else text
     with TestCase.captureOnCommitCallbacks(execute=True):
-        return client.post("/api/v1/readings/files/", {"file": SimpleUploadedFile(name, data, "text/csv")},
-                           format="multipart")
+        return client.post(
+            "/api/v1/readings/files/",
+            {"file": SimpleUploadedFile(name, data, "text/csv")},
+            format="multipart",
+        )
 
 
 class TestCsvFiles:
     def test_vendor_mapping_decimal_comma_units_and_local_time(self, client, vendor):
         meter = HeatMeterFactory(vendor=vendor)
-        text = HEADER + f"{meter.serial};2026-03-29 01:00;12,345;1.234,5;70,5;38\n" \
-                        f"{meter.serial};2026-03-29 03:00;12,350;1.234,6;;\n"
+        text = (
+            HEADER + f"{meter.serial};2026-03-29 01:00;12,345;1.234,5;70,5;38\n"
+            f"{meter.serial};2026-03-29 03:00;12,350;1.234,6;;\n"
+        )
 
         response = upload(client, text)
 
@@ -64,7 +78,11 @@ class TestCsvFiles:
         response = upload(client, "Målernr;Tidspunkt;Farve\n1;2026-01-01 00:00;rød\n")
         assert response.status_code == 422
         codes = sorted((e["code"], e["field"]) for e in response.json()["errors"])
-        assert codes == [("missing_column", "Energi"), ("missing_column", "Volumen"), ("unknown_column", "Farve")]
+        assert codes == [
+            ("missing_column", "Energi"),
+            ("missing_column", "Volumen"),
+            ("unknown_column", "Farve"),
+        ]
         assert IngestBatch.objects.count() == 0
 
     def test_bad_rows_fail_the_whole_file_with_itemised_errors(self, client, vendor):
@@ -80,13 +98,21 @@ class TestCsvFiles:
         batch = IngestBatch.objects.get(pk=upload(client, text).json()["batch"])
         assert batch.state == "failed"
         assert [(e["row"], e["code"]) for e in batch.errors] == [
-            (1, "invalid_datetime"), (2, "negative"), (3, "not_a_number"), (4, "wrong_column_count"),
-            (5, "duplicate_in_batch")]
+            (1, "invalid_datetime"),
+            (2, "negative"),
+            (3, "not_a_number"),
+            (4, "wrong_column_count"),
+            (5, "duplicate_in_batch"),
+        ]
         assert Reading.objects.count() == 0
 
     def test_wrong_encoding_is_reported_with_the_line(self, client, vendor):
         meter = HeatMeterFactory(vendor=vendor)
-        data = HEADER.encode() + f"{meter.serial};2026-01-01 00:00;1,0;1,0;;\n".encode() + "Ærø;x\n".encode("latin-1")
+        data = (
+            HEADER.encode()
+            + f"{meter.serial};2026-01-01 00:00;1,0;1,0;;\n".encode()
+            + "Ærø;x\n".encode("latin-1")
+        )
         batch = IngestBatch.objects.get(pk=upload(client, data).json()["batch"])
         assert batch.state == "failed"
         assert batch.errors[0]["code"] == "encoding"
@@ -120,7 +146,9 @@ class TestCsvFiles:
 
         meter = HeatMeterFactory(vendor=vendor)
         rows = "".join(f"{meter.serial};2026-01-01 {h:02d}:00;{h},0;1,0;;\n" for h in range(10))
-        batch = IngestBatch.objects.create(vendor=vendor, source="file", received_at=timezone.now(), row_count=10)
+        batch = IngestBatch.objects.create(
+            vendor=vendor, source="file", received_at=timezone.now(), row_count=10
+        )
         batch.file.save("b.csv", ContentFile((HEADER + rows).encode()))
         # an earlier attempt committed the first chunk (4 rows), then its worker died
         readings_batch_process(batch_id=batch.pk, now=timezone.now(), chunk_rows=4, max_chunks=1)
@@ -132,3 +160,40 @@ class TestCsvFiles:
         batch.refresh_from_db()
         assert (batch.state, batch.progress, batch.accepted, batch.duplicate) == ("done", 10, 10, 0)
         assert Reading.objects.filter(meter=meter).count() == 10
+
+
+class TestCsvRowsRefusedPerRow:
+    def test_unknown_and_foreign_meters_are_refused_with_their_row(self, client, vendor):
+        mine = HeatMeterFactory(vendor=vendor)
+        theirs = HeatMeterFactory(vendor=MeterVendorFactory())
+        text = HEADER + (
+            f"{mine.serial};2026-01-01 00:00;1,0;1,0;;\n"
+            f"{theirs.serial};2026-01-01 00:00;1,0;1,0;;\n"
+            f"NOSUCH;2026-01-01 00:00;1,0;1,0;;\n"
+            f"{mine.serial};2026-01-01 01:00;1,5;1,1;;\n"
+        )
+        batch = IngestBatch.objects.get(pk=upload(client, text).json()["batch"])
+        assert (batch.state, batch.accepted, batch.rejected) == ("done", 2, 2)
+        assert [(e["row"], e["code"]) for e in batch.errors] == [
+            (1, "meter_not_assigned"),
+            (2, "unknown_meter"),
+        ]
+        assert not Reading.objects.filter(meter=theirs).exists()
+
+    def test_an_unbalanced_quote_fails_the_file(self, client, vendor):
+        meter = HeatMeterFactory(vendor=vendor)
+        text = (
+            HEADER
+            + f'{meter.serial};"2026-01-01 00:00;1,0;1,0;;\n{meter.serial};2026-01-01 01:00;1,0;1,0;;\n'
+        )
+        batch = IngestBatch.objects.get(pk=upload(client, text).json()["batch"])
+        assert batch.state == "failed"
+        assert batch.errors
+        assert Reading.objects.count() == 0
+
+    def test_an_oversize_file_is_413(self, client, settings):
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+        response = upload(client, HEADER + "x" * 200)
+        assert response.status_code == 413
+        assert response.json()["code"] == "too_large"
+        assert IngestBatch.objects.count() == 0

@@ -21,12 +21,29 @@ def _canonical(rows):
 
 
 CLEAN = [
-    {"meter": "A1", "read_at": "2026-11-01T00:00:00+01:00", "energy": 12345.678, "energy_unit": "kWh",
-     "volume_m3": 456, "flow_temp_c": 72.5, "return_temp_c": None, "status_code": 3,
-     "flow_temp_m3c": 5e14, "power_kw": 1e-05},
-    {"meter": "A1", "read_at": "2026-11-01T01:00:00Z", "energy": 12346, "energy_unit": "GJ",
-     "volume_m3": 0.1, "flow_temp_c": None, "return_temp_c": 38.25, "status_code": None,
-     "flow_temp_m3c": None},
+    {
+        "meter": "A1",
+        "read_at": "2026-11-01T00:00:00+01:00",
+        "energy": 12345.678,
+        "energy_unit": "kWh",
+        "volume_m3": 456,
+        "flow_temp_c": 72.5,
+        "return_temp_c": None,
+        "status_code": 3,
+        "flow_temp_m3c": 5e14,
+        "power_kw": 1e-05,
+    },
+    {
+        "meter": "A1",
+        "read_at": "2026-11-01T01:00:00Z",
+        "energy": 12346,
+        "energy_unit": "GJ",
+        "volume_m3": 0.1,
+        "flow_temp_c": None,
+        "return_temp_c": 38.25,
+        "status_code": None,
+        "flow_temp_m3c": None,
+    },
 ]
 
 

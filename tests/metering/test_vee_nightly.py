@@ -18,25 +18,36 @@ T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 def _body(serial, values):
     import orjson
 
-    return orjson.dumps([
-        {"meter": serial, "read_at": (T0 + dt.timedelta(hours=h)).isoformat(), "energy": e, "energy_unit": "kWh",
-         "volume_m3": 1 + h / 10}
-        for h, e in enumerate(values)
-    ])
+    return orjson.dumps(
+        [
+            {
+                "meter": serial,
+                "read_at": (T0 + dt.timedelta(hours=h)).isoformat(),
+                "energy": e,
+                "energy_unit": "kWh",
+                "volume_m3": 1 + h / 10,
+            }
+            for h, e in enumerate(values)
+        ]
+    )
 
 
 def test_nightly_vee_checks_new_batches_once():
     vendor = MeterVendorFactory()
     inst = MeterInstallationFactory(meter__vendor=vendor)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        batch, _ = readings_batch_submit(vendor=vendor, body=_body(inst.meter.serial, [100, 104, 99, 108]),
-                                         received_at=T0)
+        batch, _ = readings_batch_submit(
+            vendor=vendor, body=_body(inst.meter.serial, [100, 104, 99, 108]), received_at=T0
+        )
 
     vee_nightly.delay()
 
     batch.refresh_from_db()
     assert batch.vee_done_at is not None
-    assert Reading.objects.get(meter=inst.meter, read_at=T0 + dt.timedelta(hours=2)).status == "rejected"
+    assert (
+        Reading.objects.get(meter=inst.meter, read_at=T0 + dt.timedelta(hours=2)).status
+        == "rejected"
+    )
     assert ReadingIssue.objects.filter(code="register_decrease").count() == 1
     vee_nightly.delay()  # nothing new: idempotent
     assert ReadingIssue.objects.count() == 1

@@ -11,13 +11,32 @@ INSTALLED = [(dt.datetime(2020, 1, 1, tzinfo=dt.UTC), None)]
 
 
 def r(hour, energy, volume="10", **extra):
-    return Read(read_at=T0 + dt.timedelta(hours=hour), energy_kwh=Decimal(energy), volume_m3=Decimal(volume), **extra)
+    return Read(
+        read_at=T0 + dt.timedelta(hours=hour),
+        energy_kwh=Decimal(energy),
+        volume_m3=Decimal(volume),
+        **extra,
+    )
 
 
-def codes(reads, previous=None, contracted_kw=Decimal("10"), register_max=Decimal("99999999"), installed=INSTALLED):
-    return [(f.read_at.hour, f.code, f.severity) for f in validate(
-        reads=reads, previous=previous, register_max_kwh=register_max, contracted_kw=contracted_kw,
-        installed=installed, now=NOW)]
+def codes(
+    reads,
+    previous=None,
+    contracted_kw=Decimal("10"),
+    register_max=Decimal("99999999"),
+    installed=INSTALLED,
+):
+    return [
+        (f.read_at.hour, f.code, f.severity)
+        for f in validate(
+            reads=reads,
+            previous=previous,
+            register_max_kwh=register_max,
+            contracted_kw=contracted_kw,
+            installed=installed,
+            now=NOW,
+        )
+    ]
 
 
 class TestRules:
@@ -41,19 +60,29 @@ class TestRules:
 
     def test_return_above_flow_and_ranges(self):
         assert codes([r(0, "1", flow_temp_c=Decimal("40"), return_temp_c=Decimal("45"))]) == [
-            (0, "return_above_flow", "warning")]
+            (0, "return_above_flow", "warning")
+        ]
         assert codes([r(0, "1", flow_temp_c=Decimal("150"), return_temp_c=Decimal("45"))]) == [
-            (0, "temperature_out_of_range", "warning")]
+            (0, "temperature_out_of_range", "warning")
+        ]
 
     def test_power_and_flow_must_match_register_deltas(self):
         # 5 kWh and 0.1 m³ in an hour: 5 kW, 0.1 m³/h; reported 40 kW is far off
-        ok = [r(0, "100", "10.0"), r(1, "105", "10.1", power_kw=Decimal("5.5"), flow_m3h=Decimal("0.1"))]
-        bad = [r(0, "100", "10.0"), r(1, "105", "10.1", power_kw=Decimal("40"), flow_m3h=Decimal("0.1"))]
+        ok = [
+            r(0, "100", "10.0"),
+            r(1, "105", "10.1", power_kw=Decimal("5.5"), flow_m3h=Decimal("0.1")),
+        ]
+        bad = [
+            r(0, "100", "10.0"),
+            r(1, "105", "10.1", power_kw=Decimal("40"), flow_m3h=Decimal("0.1")),
+        ]
         assert codes(ok) == []
         assert codes(bad) == [(1, "power_inconsistent", "warning")]
 
     def test_future_and_outside_installation(self):
-        future = Read(read_at=NOW + dt.timedelta(hours=1), energy_kwh=Decimal(1), volume_m3=Decimal(1))
+        future = Read(
+            read_at=NOW + dt.timedelta(hours=1), energy_kwh=Decimal(1), volume_m3=Decimal(1)
+        )
         assert [c for _, c, _ in codes([future])] == ["future_timestamp"]
         later = [(T0 + dt.timedelta(hours=5), None)]
         assert codes([r(0, "1")], installed=later) == [(0, "outside_installation", "error")]

@@ -18,7 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path")
         parser.add_argument("--vendor", required=True, help="MeterVendor code.")
-        parser.add_argument("--now", action="store_true", help="Process in this process instead of a worker.")
+        parser.add_argument(
+            "--now", action="store_true", help="Process in this process instead of a worker."
+        )
 
     def handle(self, *args, path: str, vendor: str, now: bool, **options):
         try:
@@ -28,7 +30,10 @@ class Command(BaseCommand):
         content = Path(path).read_bytes()
         try:
             batch, _ = readings_file_submit(
-                vendor=vendor_obj, content=content, file_name=Path(path).name, received_at=timezone.now()
+                vendor=vendor_obj,
+                content=content,
+                file_name=Path(path).name,
+                received_at=timezone.now(),
             )
         except DomainError as exc:
             lines = [exc.message] + [f"  {e.as_dict()}" for e in exc.errors[:20]]
