@@ -61,6 +61,10 @@ class TestAdminPages:
         page = client.get(reverse("admin:tariffs_pricecap_report", args=[cap.pk]))
         assert page.status_code == 200
         assert b"identical to the cent" in page.content
+        # the cap's own plot (cost per MWh sold vs the energy cap) and its cost run's three
+        assert page.content.count(b"data:image/png;base64,") == 4
+        for title in (b"Cost per MWh sold vs the energy cap",):
+            assert title in page.content
         assert client.get(reverse("admin:tariffs_pricecap_export", args=[cap.pk, "csv"])).status_code == 200
         for name in ("tariff", "tariffversion", "plant", "plantunit", "dataimport", "operatingcost", "pricecap",
                      "spotprice", "electricitycharge", "tariffassignment"):

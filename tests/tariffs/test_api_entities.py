@@ -69,3 +69,13 @@ def test_charges_csv_upload_through_the_api(django_capture_on_commit_callbacks):
     assert (record["status"], record["rows"]) == ("done", 3)
     charges = manager.get("/api/v1/electricity-charges/?price_area=DK1&kind=grid").json()["results"]
     assert [(c["hour_from"], c["hour_to"], c["amount_per_mwh"]) for c in charges] == [(0, 17, "200.0000"), (17, 24, "450.0000")]
+
+
+def test_a_heat_pump_without_a_source_type_is_refused():
+    network = NetworkFactory(code="api-hp")
+    manager = client_for(TARIFF_MANAGER, "mgr3")
+    plant = manager.post("/api/v1/plants/", {"network": network.id, "code": "p2", "name": "Plant"}, format="json").json()
+    r = manager.post("/api/v1/plant-units/", {"plant": plant["id"], "code": "hp", "name": "HP", "kind": "heat_pump",
+                                              "capacity_mw": "2.5"}, format="json")
+    assert r.status_code == 409  # the database constraint, rendered by the house exception handler
+    assert "A heat pump needs a source type." in str(r.json())
