@@ -148,6 +148,9 @@ def invoice_issue(*, invoice: Invoice, issued_at: dt.datetime) -> Invoice:
     )
     if not ids:
         raise UnableToIssueInvoice(f"Invoice draft {invoice.pk} could not be issued.")
+    from billing.services.payments import payments_apply_unallocated
+
+    payments_apply_unallocated(on=issued_at.date(), account_id=invoice.account_id)
     invoice.refresh_from_db()
     return invoice
 

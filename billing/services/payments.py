@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 
 from billing import conf
 from billing.models import Allocation, DunningNotice, Invoice, Payment
@@ -106,12 +106,22 @@ def payment_record(
     return payment
 
 
-def account_credit_apply(*, account: Account, on: dt.date) -> None:
-    """Use unallocated payments on newly open invoices (after an issue)."""
-    for payment in Payment.objects.filter(account=account, unallocated__gt=0).order_by(
-        "received_on", "id"
-    ):
-        payment_allocate(payment=payment, on=on)
+def payments_apply_unallocated(
+    *, on: dt.date, network_id: int | None = None, account_id: int | None = None
+) -> int:
+    """Use payments' unallocated credit on invoices issued since (after every issue).
+
+    Returns the number of allocations made.  Only accounts that hold credit are touched.
+    """
+    payments = Payment.objects.filter(unallocated__gt=0)
+    if network_id is not None:
+        payments = payments.filter(account__network_id=network_id)
+    if account_id is not None:
+        payments = payments.filter(account_id=account_id)
+    made = 0
+    for payment in payments.order_by("received_on", "id"):
+        made += len(payment_allocate(payment=payment, on=on))
+    return made
 
 
 @dataclass
@@ -270,7 +280,3 @@ def dunning_run(*, now: dt.datetime, time_zone: str = "Europe/Copenhagen") -> li
                     pass
             break
     return notices
-
-
-def open_invoices(*, account: Account):
-    return Invoice.objects.filter(account=account, state__in=OPEN_STATES).filter(~Q(gross=0))

@@ -298,6 +298,10 @@ def billing_run_issue(*, run: BillingRun, issued_at: dt.datetime) -> list[int]:
         run.issued_at = run.issued_at or issued_at
         run.issued = F("issued") + len(ids)
         run.save(update_fields=["state", "issued_at", "issued"])
+        from billing.services.payments import payments_apply_unallocated
+
+        # customers' prepayments / overpayments settle the new invoices
+        payments_apply_unallocated(on=issued_at.date(), network_id=run.network_id)
         if run.render_pdfs and ids:
             from billing import tasks
 

@@ -81,3 +81,24 @@ class TestPayments:
         )
         assert sorted((n.invoice_id, n.level) for n in later) == [(october.pk, 2), (november.pk, 1)]
         assert later[0].fee == Decimal("100.00") or later[1].fee == Decimal("100.00")
+
+
+@pytest.mark.django_db
+class TestCredit:
+    def test_an_overpayment_settles_the_next_invoice_when_it_is_issued(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network, start=dt.date(2026, 10, 1), now=NOW - dt.timedelta(days=31))
+        october = invoice_of(contracts[0], period_start=dt.date(2026, 10, 1))
+        payment = payment_record(
+            account=contracts[0].account,
+            amount=october.gross + Decimal("500.00"),
+            received_on=dt.date(2026, 11, 20),
+            now=NOW,
+        )
+        assert payment.unallocated == Decimal("500.00")
+        bill_month(network, start=dt.date(2026, 11, 1))
+        november = invoice_of(contracts[0], period_start=dt.date(2026, 11, 1))
+        assert november.paid == Decimal("500.00")
+        assert november.state == Invoice.State.PARTLY_PAID
+        payment.refresh_from_db()
+        assert payment.unallocated == Decimal("0.00")
