@@ -23,10 +23,11 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from heatutility.errors import NotFound
 from heatutility.permissions import HasPermission
 from tariffs import models, services
 from tariffs.api import serializers as s
-from tariffs.plots import PLOTS, render_plot
+from tariffs.plots import PLOTS, render_cap_plot, render_plot
 from tariffs.selectors import tariff_spec_for_version
 from tariffs.simulation import price_examples, tariff_version_impact
 
@@ -266,6 +267,18 @@ class PriceCapViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def recompute(self, request, pk=None):
         diffs = services.price_cap_recompute(cap=self.get_object())
         return Response({"identical": not diffs, "differences": {k: [str(a), str(b)] for k, (a, b) in diffs.items()}})
+
+    @extend_schema(parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=["cap", *PLOTS])],
+                   responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY)},
+                   summary="Plot: cost per MWh sold vs the energy cap (`cap`), or a plot of the cap's cost run")
+    @action(detail=True, methods=["get"], url_path=r"plots/(?P<kind>[a-z_]+)")
+    def plot(self, request, pk=None, kind=None):
+        cap = self.get_object()
+        if kind == "cap":
+            return _png(render_cap_plot(cap=cap))
+        if cap.operating_cost_id is None:
+            raise NotFound(f"Price cap #{cap.pk} has no operating-cost run; only the 'cap' plot exists.")
+        return _png(render_plot(cost=cap.operating_cost, kind=kind))
 
     @extend_schema(parameters=[OpenApiParameter("as", str, enum=["json", "csv"])],
                    responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},

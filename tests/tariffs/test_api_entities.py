@@ -4,6 +4,7 @@ import pytest
 
 from heatutility.roles import AUDITOR, TARIFF_MANAGER
 from tests.customers.factories import NetworkFactory
+from tests.tariffs.test_admin import cap  # noqa: F401  (fixture)
 from tests.tariffs.test_api import client_for
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +80,12 @@ def test_a_heat_pump_without_a_source_type_is_refused():
                                               "capacity_mw": "2.5"}, format="json")
     assert r.status_code == 409  # the database constraint, rendered by the house exception handler
     assert "A heat pump needs a source type." in str(r.json())
+
+
+def test_cap_plots_through_the_api(cap):  # noqa: F811
+    manager = client_for(TARIFF_MANAGER, "mgr4")
+    for kind in ("cap", "cop", "electricity_price", "cost_per_mwh"):
+        png = manager.get(f"/api/v1/price-caps/{cap.pk}/plots/{kind}/")
+        assert png.status_code == 200, kind
+        assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert manager.get(f"/api/v1/price-caps/{cap.pk}/plots/nonsense/").status_code == 404
