@@ -41,8 +41,15 @@ class TestBoundaryRegisters:
 
         assert len(queries) == 1
         assert list(frame.columns) == [
-            "id", "connection_id", "on", "energy_kwh", "volume_m3",
-            "flow_temp_m3c", "return_temp_m3c", "status", "method",
+            "id",
+            "connection_id",
+            "on",
+            "energy_kwh",
+            "volume_m3",
+            "flow_temp_m3c",
+            "return_temp_m3c",
+            "status",
+            "method",
         ]
         assert len(frame) == 3  # b has no value on 2026-11-01: simply absent
         first = frame.iloc[0]
