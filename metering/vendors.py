@@ -16,7 +16,7 @@ import secrets
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.utils import timezone
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions, permissions, throttling
 
 from metering.models import MeterVendor, VendorApiKey
 
@@ -95,3 +95,14 @@ class IsVendor(permissions.BasePermission):
 
     def has_permission(self, request, view):
         return isinstance(request.auth, MeterVendor)
+
+
+class VendorRateThrottle(throttling.SimpleRateThrottle):
+    """Requests per vendor (not per IP: head-ends often sit behind one gateway)."""
+
+    scope = "vendor"
+
+    def get_cache_key(self, request, view):
+        if not isinstance(request.auth, MeterVendor):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}

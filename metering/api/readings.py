@@ -15,13 +15,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, serializers, status
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from heatutility.errors import DomainError, ErrorItem
 from metering.ingest import batches
 from metering.models import IngestBatch, MeterVendor
-from metering.vendors import IsVendor, VendorKeyAuthentication
+from metering.vendors import IsVendor, VendorKeyAuthentication, VendorRateThrottle
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
 
@@ -169,8 +168,7 @@ def _accepted(batch: IngestBatch, created: bool) -> Response:
 class ReadingBatchView(APIView):
     authentication_classes = [VendorKeyAuthentication]
     permission_classes = [IsVendor]
-    throttle_scope = "vendor"
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [VendorRateThrottle]
     parser_classes = [parsers.JSONParser]
 
     @extend_schema(
@@ -250,8 +248,7 @@ class ReadingBatchView(APIView):
 class ReadingFileView(APIView):
     authentication_classes = [VendorKeyAuthentication]
     permission_classes = [IsVendor]
-    throttle_scope = "vendor"
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [VendorRateThrottle]
     parser_classes = [parsers.MultiPartParser]
 
     @extend_schema(
@@ -299,8 +296,7 @@ class ReadingFileView(APIView):
 class BatchStatusView(APIView):
     authentication_classes = [VendorKeyAuthentication]
     permission_classes = [IsVendor]
-    throttle_scope = "vendor"
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [VendorRateThrottle]
 
     @extend_schema(
         operation_id="readings_batch_status",

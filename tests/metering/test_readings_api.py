@@ -270,3 +270,32 @@ class TestBadJsonInput:
     def test_wrong_content_type_is_415(self, client):
         response = client.post("/api/v1/readings/", data="meter;x", content_type="text/csv")
         assert response.status_code == 415
+
+
+class TestThrottle:
+    def test_each_vendor_has_its_own_request_budget(self, settings, vendor):
+        from django.core.cache import cache
+
+        cache.clear()
+        from rest_framework.settings import api_settings
+
+        from metering.vendors import VendorRateThrottle
+
+        VendorRateThrottle.THROTTLE_RATES = {
+            **api_settings.DEFAULT_THROTTLE_RATES,
+            "vendor": "2/min",
+        }
+        try:
+            _, key = vendor_key_create(vendor=vendor)
+            api = APIClient()
+            api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+            codes = [api.get("/api/v1/readings/batches/999/").status_code for _ in range(3)]
+            assert codes == [404, 404, 429]
+            other = APIClient()
+            other.credentials(
+                HTTP_AUTHORIZATION=f"Api-Key {vendor_key_create(vendor=MeterVendorFactory())[1]}"
+            )
+            assert other.get("/api/v1/readings/batches/999/").status_code == 404
+        finally:
+            VendorRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+            cache.clear()
