@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import group, shared_task
+from django.db import OperationalError
 from django.utils import timezone
 
 from billing import conf
@@ -40,7 +41,13 @@ def billing_run_start(self, run_id: int, throttle_s: float = 0.0) -> int:
 billing_run_resume = billing_run_start
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(OperationalError,),  # lost connection, deadlock, serialization: retry
+    retry_backoff=True,
+    max_retries=3,
+)
 def billing_run_chunk(self, chunk_id: int, throttle_s: float = 0.0) -> bool:
     from billing.services.runs import billing_run_chunk_process
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 
 from billing import conf
+from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunChunk, BillingRunException, Invoice
 from billing.services.compute import drafts_compute
 from billing.services.invoices import invoices_issue
@@ -145,16 +146,39 @@ def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: fl
             period_end=run.period_end,
         )
         issued = None
-        if run.issue_when_drafted:
-            issued = _number_chunk(run=run, drafts=drafts, now=now)
-        ids = drafts_write(
-            drafts=drafts,
-            network_id=network.pk,
-            run_id=run.pk,
-            kind=_invoice_kind(run),
-            now=now,
-            issued=issued,
-        )
+        try:
+            with transaction.atomic():  # savepoint: numbers and rows together
+                if run.issue_when_drafted:
+                    issued = _number_chunk(run=run, drafts=drafts, now=now)
+                ids = drafts_write(
+                    drafts=drafts,
+                    network_id=network.pk,
+                    run_id=run.pk,
+                    kind=_invoice_kind(run),
+                    now=now,
+                    issued=issued,
+                )
+        except DatabaseError:
+            # One bad bill must not sink the chunk: write them one by one as drafts
+            # (the run's issue step numbers them), the refused ones become exceptions.
+            issued, ids, drafts = None, [], list(drafts)
+            written = []
+            for draft in drafts:
+                try:
+                    with transaction.atomic():
+                        ids += drafts_write(
+                            drafts=[draft],
+                            network_id=network.pk,
+                            run_id=run.pk,
+                            kind=_invoice_kind(run),
+                            now=now,
+                        )
+                    written.append(draft)
+                except DatabaseError as exc:
+                    failures[draft.account_id] = BillingError(
+                        f"could not be stored: {exc}".splitlines()[0][:500], code="write_error"
+                    )
+            drafts = written
         n_issued = sum(1 for i in issued or [] if i is not None)
         if n_issued and run.render_pdfs:
             from billing import tasks

@@ -226,13 +226,16 @@ def _copy_write(drafts: Sequence[BillDraft], values: list[dict]) -> list[int]:
             for pos, line in enumerate(draft.lines, start=1)
         ]
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        # Lines first: foreign keys are checked at commit, and the trigger that refuses
-        # lines on issued invoices must not see this transaction's (auto-)issued ones.
-        if lines_out:
-            with raw.copy(
-                f"COPY billing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN"
-            ) as copy:
-                copy.write("\n".join(lines_out) + "\n")
-        with raw.copy(f"COPY billing_invoice ({', '.join(INVOICE_COLUMNS)}) FROM STDIN") as copy:
-            copy.write("\n".join(out) + "\n")
+        with connection.wrap_database_errors:  # psycopg errors as django.db errors
+            _copy_rows(raw, lines_out, out)
     return ids
+
+
+def _copy_rows(raw, lines_out: list[str], out: list[str]) -> None:
+    # Lines first: foreign keys are checked at commit, and the trigger that refuses lines
+    # on issued invoices must not see this transaction's (auto-)issued ones.
+    if lines_out:
+        with raw.copy(f"COPY billing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN") as copy:
+            copy.write("\n".join(lines_out) + "\n")
+    with raw.copy(f"COPY billing_invoice ({', '.join(INVOICE_COLUMNS)}) FROM STDIN") as copy:
+        copy.write("\n".join(out) + "\n")

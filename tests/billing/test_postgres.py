@@ -207,3 +207,18 @@ class TestCopyWriter:
         assert invoice.hold_reason == text
         assert invoice.readings == [{"note": text}]
         assert invoice.lines.get().explanation == text
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+class TestChunkWithAnUnstorableBill:
+    def test_the_other_bills_are_written_and_the_bad_one_is_an_exception(self):
+        from tests.billing.factories import register
+
+        network, contracts = billed_network(accounts=3, months=23)
+        # a register jump whose bill overflows the amount column (> 10^12 DKK)
+        register(contracts[1].connection, dt.date(2026, 12, 1), Decimal("9000000000000"))
+        run = bill_month(network, issue=False)
+        assert (run.done, run.failed) == (2, 1)
+        assert run.exceptions.get().code == "write_error"
+        assert Invoice.objects.count() == 2
