@@ -223,3 +223,16 @@ def test_admin_validation_refuses_a_band_overlapping_another_band():
     peak.valid_from = dt.date(2024, 1, 1)
     peak.valid_to = dt.date(2025, 1, 1)
     peak.full_clean()  # the days before are free
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_refuses_overlapping_dates_of_one_band():
+    ElectricityCharge.objects.create(price_area="DK2", kind="grid", valid_from=dt.date(2025, 1, 1),
+                                     hour_from=17, hour_to=21, amount_per_mwh=D("450"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ElectricityCharge.objects.create(price_area="DK2", kind="grid", valid_from=dt.date(2025, 6, 1),
+                                         hour_from=17, hour_to=21, amount_per_mwh=D("460"))
+    # another band, or the same band in another area or kind, is not this constraint's business
+    ElectricityCharge.objects.create(price_area="DK1", kind="grid", valid_from=dt.date(2025, 6, 1),
+                                     hour_from=17, hour_to=21, amount_per_mwh=D("460"))
