@@ -43,13 +43,14 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from dataclasses import asdict, dataclass, field, fields
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, ClassVar
 
 from heatutility.errors import DomainError, ErrorItem
-from heatutility.money import quantize_energy, quantize_money, quantize_price
+from heatutility.money import minor_unit, quantize_energy, quantize_money, quantize_price
 from tariffs.units import ENERGY_UNITS, POWER_UNITS, UnitError, convert_energy, convert_power
 
 ZERO = Decimal("0")
@@ -255,27 +256,109 @@ def _fmt(value: Decimal, places: int = 2) -> str:
     return f"{value:,.{places}f}"
 
 
+_ENERGY_EXP = Decimal(1).scaleb(-6)  # quantize_energy's exponent (ENERGY_PLACES)
+
+
 def _qty(value: Fraction | Decimal) -> Decimal:
+    if type(value) is Decimal:  # fast path: exactly quantize_energy's operation
+        return value.quantize(_ENERGY_EXP, rounding=ROUND_HALF_UP)
     if isinstance(value, Fraction):
         value = Decimal(value.numerator) / Decimal(value.denominator)
     q = quantize_energy(value)
     return q
 
 
+@functools.lru_cache(maxsize=4096)
+def _period(start: dt.date, end: dt.date) -> tuple[Fraction, Decimal, Decimal, Decimal, str]:
+    """``year_fraction`` of ``[start, end)`` and everything rating derives from it.
+
+    Cached: a billing run prices thousands of connections over the same few periods.
+    """
+    fraction = year_fraction(start, end)
+    fraction_dec = _dec(fraction)
+    return (
+        fraction,
+        fraction_dec,
+        Decimal(fraction.numerator),
+        Decimal(fraction.denominator),
+        f"{_fmt(fraction_dec, 6)} year ({start} to {end})",
+    )
+
+
+class _Compiled:
+    """Per-TariffSpec constants, built once per spec object instead of once per bill.
+
+    Holds the currency's minor unit, net prices (``price / (1 + VAT)`` for prices incl.
+    VAT), the component order and the static parts of every explanation (``static``,
+    keyed by component identity; filled lazily by the handlers).  A spec is immutable, so
+    nothing here can go stale; results are the same as computing everything per call.
+    """
+
+    __slots__ = ("cooling", "cur", "include_vat", "minor", "nets", "plain", "static", "vat_rate")
+
+    def __init__(self, spec: TariffSpec) -> None:
+        self.cur = spec.currency
+        try:
+            self.minor: Decimal | None = minor_unit(spec.currency)
+        except ValueError:  # unknown currency: quantize_money raises when a line is priced
+            self.minor = None
+        self.vat_rate = spec.vat_rate
+        self.include_vat = spec.prices_include_vat
+        self.nets: dict[Decimal, Decimal] = {}
+        self.static: dict[int, Any] = {}
+        self.plain = tuple(
+            (i, c.type, c) for i, c in enumerate(spec.components) if not isinstance(c, CoolingIncentive)
+        )
+        self.cooling = tuple(
+            (i, c) for i, c in enumerate(spec.components) if isinstance(c, CoolingIncentive)
+        )
+
+
+# id(spec) -> (spec, compiled); the spec is kept alive by the entry, so its id is not reused
+_COMPILED: dict[int, tuple[TariffSpec, _Compiled]] = {}
+_COMPILED_MAX = 512
+
+
+def _compiled(spec: TariffSpec) -> _Compiled:
+    entry = _COMPILED.get(id(spec))
+    if entry is not None and entry[0] is spec:
+        return entry[1]
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    compiled = _Compiled(spec)
+    _COMPILED[id(spec)] = (spec, compiled)
+    return compiled
+
+
+_new_object = object.__new__
+
+
 class _Pricer:
-    def __init__(self, spec: TariffSpec, det: Determinants) -> None:
+    def __init__(self, spec: TariffSpec, det: Determinants, compiled: _Compiled | None = None) -> None:
         self.spec = spec
         self.det = det
-        self.cur = spec.currency
-        self.fraction = year_fraction(det.period_start, det.period_end)
-        self.fraction_dec = _dec(self.fraction)
-        self.fraction_num = Decimal(self.fraction.numerator)
-        self.fraction_den = Decimal(self.fraction.denominator)
+        c = compiled if compiled is not None else _compiled(spec)
+        self.cur = c.cur
+        self.minor = c.minor
+        self.vat_rate = c.vat_rate
+        self.include_vat = c.include_vat
+        self.nets = c.nets
+        self.static = c.static
+        (
+            self.fraction,
+            self.fraction_dec,
+            self.fraction_num,
+            self.fraction_den,
+            self.period_str,
+        ) = _period(det.period_start, det.period_end)
         self.energy_amounts: dict[str, Decimal] = {}
 
     def net(self, price: Decimal) -> Decimal:
-        if self.spec.prices_include_vat:
-            return quantize_price(price / (ONE + self.spec.vat_rate))
+        if self.include_vat:
+            net = self.nets.get(price)
+            if net is None:
+                net = self.nets[price] = quantize_price(price / (ONE + self.vat_rate))
+            return net
         return price
 
     def line(self, comp, kind, description, explanation, quantity, unit, unit_price, annual):
@@ -283,8 +366,14 @@ class _Pricer:
         if annual:
             # the same one division a Fraction would end in; exact whenever the result terminates
             value = value * self.fraction_num / self.fraction_den
-        amount = quantize_money(value, self.cur)
-        return PricedLine(
+        if self.minor is not None and type(value) is Decimal:
+            amount = value.quantize(self.minor, rounding=ROUND_HALF_UP)  # = quantize_money
+        else:
+            amount = quantize_money(value, self.cur)
+        # PricedLine(...) without the frozen dataclass's per-field object.__setattr__: the
+        # same instance (fields only, no __post_init__), a few µs cheaper per line
+        ln = _new_object(PricedLine)
+        ln.__dict__.update(
             component=comp.code,
             kind=kind,
             description=description,
@@ -293,21 +382,57 @@ class _Pricer:
             unit=unit,
             unit_price=unit_price,
             amount=amount,
-            vat_rate=self.spec.vat_rate,
+            vat_rate=self.vat_rate,
             period_fraction=self.fraction_dec if annual else ONE,
         )
+        return ln
 
     def period_text(self) -> str:
-        return f"{_fmt(self.fraction_dec, 6)} year ({self.det.period_start} to {self.det.period_end})"
+        return self.period_str
 
     # -- components
     def fixed(self, c: FixedCharge) -> list[PricedLine]:
-        annual = self.net(c.amount) * (12 if c.per == "month" else 1)
-        per_text = (
-            f"{_fmt(self.net(c.amount))} {self.cur}/month × 12" if c.per == "month" else ""
-        )
-        expl = f"{_fmt(annual)} {self.cur}/year{' (' + per_text + ')' if per_text else ''} × {self.period_text()}"
-        return [self.line(c, c.kind, c.description, expl, ONE, "year", annual, annual=True)]
+        static = self.static.get(id(c))
+        if static is None:
+            annual = self.net(c.amount) * (12 if c.per == "month" else 1)
+            per_text = (
+                f"{_fmt(self.net(c.amount))} {self.cur}/month × 12" if c.per == "month" else ""
+            )
+            head = f"{_fmt(annual)} {self.cur}/year{' (' + per_text + ')' if per_text else ''} × "
+            static = self.static[id(c)] = (annual, head)
+        annual, head = static
+        return [self.line(c, c.kind, c.description, head + self.period_str, ONE, "year", annual, annual=True)]
+
+    def _banded_static(self, c: BandedCharge) -> tuple:
+        """Per band: (fee or None, fee description, fee text head, net unit price,
+        description, text after the quantity) — everything not depending on the bill."""
+        fee_factor = 12 if c.fixed_per == "month" else 1
+        rows = []
+        lower = ZERO
+        for band in c.bands:
+            top = band.upto
+            if c.mode == "whole":
+                label = f"band up to {band.upto} {c.unit}" if band.upto is not None else "top band"
+                fee_desc = f"{c.description} – fixed fee ({label})"
+            else:
+                label = (
+                    f"{lower.normalize():f}–{top.normalize():f} {c.unit}" if top is not None
+                    else f"above {lower.normalize():f} {c.unit}"
+                )
+                fee_desc = f"{c.description} – fixed ({label})"
+            fee = self.net(band.fixed) * fee_factor if band.fixed else None
+            price = self.net(band.unit_price)
+            rows.append((
+                fee,
+                fee_desc,
+                f"{_fmt(fee)} {self.cur}/year × " if fee is not None else "",
+                price,
+                f"{c.description} ({label})",
+                f" {c.unit} × {_fmt(price)} {self.cur}/{c.unit}/year × ",
+            ))
+            if top is not None:
+                lower = top
+        return "area" if c.basis == "area" else "capacity", tuple(rows)
 
     def banded(self, c: BandedCharge) -> list[PricedLine]:
         det = self.det
@@ -318,51 +443,36 @@ class _Pricer:
                 det.contracted_kw if c.unit == "kW"
                 else convert_power(det.contracted_kw, "kW", c.unit, delta_t_k=c.design_delta_t)
             )
-        kind = "area" if c.basis == "area" else "capacity"
-        fee_factor = 12 if c.fixed_per == "month" else 1
+        static = self.static.get(id(c))
+        if static is None:
+            static = self.static[id(c)] = self._banded_static(c)
+        kind, rows = static
+        period = self.period_str
         lines: list[PricedLine] = []
         if c.mode == "whole":
-            band = next((b for b in c.bands if b.upto is None or qty <= b.upto), c.bands[-1])
-            label = f"band up to {band.upto} {c.unit}" if band.upto is not None else "top band"
-            if band.fixed:
-                fee = self.net(band.fixed) * fee_factor
-                lines.append(
-                    self.line(c, kind, f"{c.description} – fixed fee ({label})",
-                              f"{_fmt(fee)} {self.cur}/year × {self.period_text()}",
-                              ONE, "year", fee, annual=True)
-                )
-            price = self.net(band.unit_price)
+            index = next(
+                (j for j, b in enumerate(c.bands) if b.upto is None or qty <= b.upto), len(c.bands) - 1
+            )
+            fee, fee_desc, fee_head, price, desc, tail = rows[index]
+            if fee is not None:
+                lines.append(self.line(c, kind, fee_desc, fee_head + period, ONE, "year", fee, annual=True))
             if price:
                 lines.append(
-                    self.line(c, kind, f"{c.description} ({label})",
-                              f"{qty.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}/year × {self.period_text()}",
-                              qty, c.unit, price, annual=True)
+                    self.line(c, kind, desc, f"{qty.normalize():f}{tail}{period}", qty, c.unit, price, annual=True)
                 )
             return lines
         lower = ZERO
-        for band in c.bands:
+        for band, (fee, fee_desc, fee_head, price, desc, tail) in zip(c.bands, rows, strict=True):
             top = band.upto
             if qty <= lower and lower > 0:
                 break
             part = (min(qty, top) if top is not None else qty) - lower
             part = max(part, ZERO)
-            label = (
-                f"{lower.normalize():f}–{top.normalize():f} {c.unit}" if top is not None
-                else f"above {lower.normalize():f} {c.unit}"
-            )
-            if band.fixed:
-                fee = self.net(band.fixed) * fee_factor
-                lines.append(
-                    self.line(c, kind, f"{c.description} – fixed ({label})",
-                              f"{_fmt(fee)} {self.cur}/year × {self.period_text()}",
-                              ONE, "year", fee, annual=True)
-                )
-            price = self.net(band.unit_price)
+            if fee is not None:
+                lines.append(self.line(c, kind, fee_desc, fee_head + period, ONE, "year", fee, annual=True))
             if price and part > 0:
                 lines.append(
-                    self.line(c, kind, f"{c.description} ({label})",
-                              f"{part.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}/year × {self.period_text()}",
-                              part, c.unit, price, annual=True)
+                    self.line(c, kind, desc, f"{part.normalize():f}{tail}{period}", part, c.unit, price, annual=True)
                 )
             if top is None or qty <= top:
                 break
@@ -385,13 +495,19 @@ class _Pricer:
                     q = _qty(Fraction(total) * shares[s.label])
                     remaining -= q
                 parts.append((s, q))
+            static = self.static.get(id(c))
+            if static is None:
+                static = self.static[id(c)] = {
+                    id(s): (
+                        self.net(s.price),
+                        f"{c.description} ({s.label})",
+                        f" {c.unit} × {_fmt(self.net(s.price))} {self.cur}/{c.unit}",
+                    )
+                    for s in c.seasons
+                }
             for s, q in parts:
-                price = self.net(s.price)
-                lines.append(
-                    self.line(c, "energy", f"{c.description} ({s.label})",
-                              f"{q.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}",
-                              q, c.unit, price, annual=False)
-                )
+                price, desc, tail = static[id(s)]
+                lines.append(self.line(c, "energy", desc, f"{q.normalize():f}{tail}", q, c.unit, price, annual=False))
         elif c.blocks:
             for label, q, price in self._block_parts(c, total):
                 price = self.net(price)
@@ -401,11 +517,13 @@ class _Pricer:
                               q, c.unit, price, annual=False)
                 )
         else:
-            price = self.net(c.price)
+            static = self.static.get(id(c))
+            if static is None:
+                price = self.net(c.price)
+                static = self.static[id(c)] = (price, f" {c.unit} × {_fmt(price)} {self.cur}/{c.unit}")
+            price, tail = static
             lines.append(
-                self.line(c, "energy", c.description,
-                          f"{total.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}",
-                          total, c.unit, price, annual=False)
+                self.line(c, "energy", c.description, f"{total.normalize():f}{tail}", total, c.unit, price, annual=False)
             )
         self.energy_amounts[c.code] = sum((ln.amount for ln in lines), ZERO)
         return lines
@@ -418,10 +536,15 @@ class _Pricer:
             for month, mwh in det.energy_by_month:
                 weights[month_season[month.month]] += Fraction(mwh)
         else:
+            # days of the period in each season, counted a month at a time in integers
+            days = {s.label: 0 for s in c.seasons}
             day = det.period_start
             while day < det.period_end:
-                weights[month_season[day.month]] += 1
-                day += dt.timedelta(days=1)
+                month_end = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+                stop = min(det.period_end, month_end)
+                days[month_season[day.month]] += (stop - day).days
+                day = stop
+            weights = {label: Fraction(n) for label, n in days.items()}
         total = sum(weights.values(), Fraction(0))
         if total == 0:
             return {k: Fraction(0) for k in weights}
@@ -465,12 +588,12 @@ class _Pricer:
 
     def volume(self, c: VolumeCharge) -> list[PricedLine]:
         q = _qty(self.det.volume_m3)
-        price = self.net(c.price)
-        return [
-            self.line(c, "volume", c.description,
-                      f"{q.normalize():f} m³ × {_fmt(price)} {self.cur}/m³",
-                      q, "m³", price, annual=False)
-        ]
+        static = self.static.get(id(c))
+        if static is None:
+            price = self.net(c.price)
+            static = self.static[id(c)] = (price, f" m³ × {_fmt(price)} {self.cur}/m³")
+        price, tail = static
+        return [self.line(c, "volume", c.description, f"{q.normalize():f}{tail}", q, "m³", price, annual=False)]
 
     def cooling(self, c: CoolingIncentive) -> list[PricedLine]:
         det = self.det
@@ -536,16 +659,18 @@ class _Pricer:
 
 def rate(*, determinants: Determinants, tariff: TariffSpec) -> list[PricedLine]:
     """Price one connection's determinants for one period under one tariff version."""
-    pricer = _Pricer(tariff, determinants)
+    compiled = _compiled(tariff)
+    pricer = _Pricer(tariff, determinants, compiled)
+    if not compiled.cooling:  # lines in component order
+        out: list[PricedLine] = []
+        for _index, handler, comp in compiled.plain:
+            out.extend(getattr(pricer, handler)(comp))
+        return out
+    # cooling incentives last (they need the energy charges), lines still in component order
     by_index: dict[int, list[PricedLine]] = {}
-    deferred: list[tuple[int, CoolingIncentive]] = []
-    for index, comp in enumerate(tariff.components):
-        if isinstance(comp, CoolingIncentive):
-            deferred.append((index, comp))
-            continue
-        handler = getattr(pricer, comp.type if comp.type != "banded" else "banded")
-        by_index[index] = handler(comp)
-    for index, comp in deferred:
+    for index, handler, comp in compiled.plain:
+        by_index[index] = getattr(pricer, handler)(comp)
+    for index, comp in compiled.cooling:
         by_index[index] = pricer.cooling(comp)
     return [line for index in sorted(by_index) for line in by_index[index]]
 
