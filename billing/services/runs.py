@@ -11,7 +11,9 @@ re-dispatches the chunks that are not done (after a crash, or from the admin).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import time
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -123,8 +125,29 @@ def billing_run_plan(*, run: BillingRun, now: dt.datetime) -> list[int]:
         return list(run.chunks.filter(done=False).values_list("id", flat=True))
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """No cyclic GC passes while a chunk allocates its many short-lived objects.
+
+    The chunk's objects are freed by reference counting; full collections over the
+    worker's heap in the middle of a chunk cost 25–45 % of its time (bench/README.md).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def billing_run_chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float = 0.0) -> bool:
     """Compute and write one chunk; returns False when it was already done."""
+    with _gc_paused():
+        return _chunk_process(chunk_id=chunk_id, now=now, throttle_s=throttle_s)
+
+
+def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> bool:
     chunk = BillingRunChunk.objects.select_related("run__network").get(pk=chunk_id)
     if chunk.done:
         return False
