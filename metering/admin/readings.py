@@ -13,7 +13,12 @@ from django.utils.html import format_html
 from heatutility.errors import DomainError
 from metering import models
 from metering.ingest.batches import readings_file_submit
-from metering.vee.services import reading_edit, reading_issues_accept, reading_issues_reject
+from metering.vee.services import (
+    reading_conflicts_resolve,
+    reading_edit,
+    reading_issues_accept,
+    reading_issues_reject,
+)
 
 
 class UploadForm(forms.Form):
@@ -267,12 +272,30 @@ class ReadingIssueAdmin(admin.ModelAdmin):
 
 @admin.register(models.ReadingConflict)
 class ReadingConflictAdmin(admin.ModelAdmin):
-    list_display = ("meter", "read_at", "batch", "row", "state", "incoming")
+    """Delivered values that differ from a stored reading: keep the original, or apply the
+    delivered values as a staff edit (the original is kept in Reading edits)."""
+
+    list_display = ("meter", "read_at", "batch", "row", "state", "incoming", "resolved_by")
     list_filter = ("state",)
     readonly_fields = [f.name for f in models.ReadingConflict._meta.fields]
+    actions = ["keep_original", "apply_incoming"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Keep the stored reading", permissions=["change"])
+    def keep_original(self, request, queryset):
+        count = reading_conflicts_resolve(
+            conflicts=queryset, take_incoming=False, actor=request.user, now=timezone.now()
+        )
+        self.message_user(request, f"Kept the original of {count} reading(s).")
+
+    @admin.action(description="Apply the delivered values (as an edit)", permissions=["change"])
+    def apply_incoming(self, request, queryset):
+        count = reading_conflicts_resolve(
+            conflicts=queryset, take_incoming=True, actor=request.user, now=timezone.now()
+        )
+        self.message_user(request, f"Applied delivered values to {count} reading(s).")
 
 
 @admin.register(models.ReadingEdit)

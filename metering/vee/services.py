@@ -302,3 +302,46 @@ def reading_edit(
         end=read_at + dt.timedelta(days=40),
     )
     return edit
+
+
+def reading_conflicts_resolve(*, conflicts, take_incoming: bool, actor, now: dt.datetime) -> int:
+    """Close open conflicts: keep the stored reading, or apply the delivered values as an
+    edit (so the original stays on record with who, when and why)."""
+    from metering.models import KWH_PER_UNIT, ReadingConflict
+
+    count = 0
+    for conflict in conflicts.filter(state=ReadingConflict.State.OPEN).order_by("pk"):
+        if take_incoming:
+            incoming = conflict.incoming
+            values = {}
+            if incoming.get("energy_value") is not None:
+                unit = incoming.get("energy_unit") or "kWh"
+                values["energy_kwh"] = (
+                    Decimal(str(incoming["energy_value"])) * KWH_PER_UNIT[unit]
+                ).quantize(Decimal("0.000001"))
+            for field in (
+                "volume_m3",
+                "flow_temp_c",
+                "return_temp_c",
+                "flow_temp_m3c",
+                "return_temp_m3c",
+            ):
+                if incoming.get(field) is not None:
+                    values[field] = Decimal(str(incoming[field]))
+            reading_edit(
+                meter_id=conflict.meter_id,
+                read_at=conflict.read_at,
+                values=values,
+                actor=actor,
+                reason=f"Vendor re-delivered different values (batch {conflict.batch_id}, row {conflict.row})",
+                now=now,
+            )
+        conflict.state = (
+            ReadingConflict.State.TOOK_INCOMING
+            if take_incoming
+            else ReadingConflict.State.KEPT_ORIGINAL
+        )
+        conflict.resolved_by, conflict.resolved_at = actor, now
+        conflict.save(update_fields=["state", "resolved_by", "resolved_at"])
+        count += 1
+    return count

@@ -91,3 +91,37 @@ class TestReadingsAdmin:
         assert response.status_code == 302
         reading = Reading.objects.get(meter=inst.meter)
         assert (reading.energy_kwh, reading.status) == (Decimal("150"), "edited")
+
+
+class TestConflictReview:
+    def test_applying_delivered_values_edits_the_reading_and_keeps_the_original(
+        self, admin_client, admin_user
+    ):
+        from metering.models import IngestBatch, ReadingConflict, ReadingEdit
+
+        inst = MeterInstallationFactory()
+        add_readings(inst.meter, [(T0, "100", "1")])
+        batch = IngestBatch.objects.create(
+            vendor=MeterVendorFactory(), source="api", received_at=T0
+        )
+        conflict = ReadingConflict.objects.create(
+            batch=batch,
+            row=0,
+            meter=inst.meter,
+            read_at=T0,
+            incoming={"energy_value": "0.1015", "energy_unit": "MWh", "volume_m3": "1.02"},
+        )
+        admin_client.post(
+            "/admin/metering/readingconflict/",
+            {"action": "apply_incoming", "_selected_action": [conflict.pk]},
+        )
+        reading = Reading.objects.get(meter=inst.meter)
+        assert (reading.energy_kwh, reading.volume_m3, reading.status) == (
+            Decimal("101.5"),
+            Decimal("1.02"),
+            "edited",
+        )
+        edit = ReadingEdit.objects.get()
+        assert edit.original["energy_kwh"] == "100.000000"
+        conflict.refresh_from_db()
+        assert (conflict.state, conflict.resolved_by) == ("took", admin_user)
