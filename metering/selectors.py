@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
+from django.db import connection
 
 from metering.models import BoundaryRegister
 
@@ -37,19 +39,45 @@ def boundary_registers(*, connection_ids: Sequence[int], dates: Sequence[dt.date
     dates = sorted(set(dates))
     if not connection_ids or not dates:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in BOUNDARY_COLUMNS})
-    rows = list(
-        BoundaryRegister.objects.filter(connection_id__in=connection_ids, on__in=dates)
-        .order_by("connection_id", "on")
-        .values_list(*BOUNDARY_COLUMNS)
-    )
-    frame = pd.DataFrame.from_records(rows, columns=BOUNDARY_COLUMNS)
-    for column in BOUNDARY_COLUMNS:
-        frame[column] = frame[column].astype(object)
+    if connection.vendor == "postgresql":
+        # two array parameters instead of thousands of IN placeholders; psycopg returns
+        # numeric as Decimal, date as date (no Django converters needed)
+        table = BoundaryRegister._meta.db_table
+        select = ", ".join(connection.ops.quote_name(c) for c in BOUNDARY_COLUMNS)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {select} FROM {connection.ops.quote_name(table)} "
+                # the arrays as scalar sub-selects (InitPlan parameters): with the constants
+                # visible, the planner estimates thousands of matches and scans the whole
+                # table (parallel seq scan, ~2× slower at 20,000 connections and growing
+                # with the table); as parameters it always takes the index
+                'WHERE connection_id = ANY((SELECT %s::bigint[])::bigint[]) '
+                'AND "on" = ANY((SELECT %s::date[])::date[]) '
+                'ORDER BY connection_id, "on"',
+                # array literals built here (ints and ISO dates only): cheaper than having
+                # the driver adapt thousands of list elements one by one
+                ["{" + ",".join(map(str, connection_ids)) + "}", "{" + ",".join(d.isoformat() for d in dates) + "}"],
+            )
+            rows = cursor.fetchall()
+    else:  # portable fallback (SQLite): the ORM converts the decimals
+        rows = list(
+            BoundaryRegister.objects.filter(connection_id__in=connection_ids, on__in=dates)
+            .order_by("connection_id", "on")
+            .values_list(*BOUNDARY_COLUMNS)
+        )
     if not rows:
-        return frame
-    frame["id"] = frame["id"].astype("int64")
-    frame["connection_id"] = frame["connection_id"].astype("int64")
-    return frame
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in BOUNDARY_COLUMNS})
+    # column-wise: one object array per column (Decimal, date, str, None kept as they are),
+    # the two id columns as int64 — no per-cell inference or astype passes
+    columns = list(zip(*rows, strict=True))
+    data = {
+        "id": pd.Series(np.fromiter(columns[0], dtype=np.int64, count=len(rows)), copy=False),
+        "connection_id": pd.Series(np.fromiter(columns[1], dtype=np.int64, count=len(rows)), copy=False),
+    }
+    for name, values in zip(BOUNDARY_COLUMNS[2:], columns[2:], strict=True):
+        # dtype=object explicitly: pandas 3 would otherwise infer "str" for status/method
+        data[name] = pd.Series(np.fromiter(values, dtype=object, count=len(rows)), dtype=object, copy=False)
+    return pd.DataFrame(data, columns=BOUNDARY_COLUMNS, copy=False)
 
 
 def boundary_registers_updated_since(*, since: dt.datetime) -> list[tuple[int, dt.date]]:
