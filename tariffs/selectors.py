@@ -11,6 +11,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 
+from django.db import connection
 from django.db.models import Q
 
 from customers.models import ServiceConnection
@@ -53,14 +54,33 @@ def tariff_slices_for_connections(
     result: dict[int, list[tuple[dt.date, dt.date, TariffSpec]]] = {cid: [] for cid in ids}
     if not ids or end <= start:
         return result
-    network_of = dict(ServiceConnection.objects.filter(id__in=ids).values_list("id", "network_id"))
     assignments: dict[int, list[tuple[dt.date, dt.date | None, int]]] = defaultdict(list)
-    for cid, tid, vf, vt in (
-        TariffAssignment.objects.filter(connection_id__in=ids, valid_from__lt=end)
-        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
-        .order_by("connection_id", "valid_from")
-        .values_list("connection_id", "tariff_id", "valid_from", "valid_to")
-    ):
+    if connection.vendor == "postgresql":
+        # one array parameter each instead of thousands of IN placeholders (the literal is
+        # built here from ints: cheaper than the driver adapting every list element)
+        id_array = "{" + ",".join(str(int(cid)) for cid in ids) + "}"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, network_id FROM {ServiceConnection._meta.db_table} WHERE id = ANY(%s::bigint[])",
+                [id_array],
+            )
+            network_of = dict(cursor.fetchall())
+            cursor.execute(
+                f"SELECT connection_id, tariff_id, valid_from, valid_to FROM {TariffAssignment._meta.db_table} "
+                "WHERE connection_id = ANY(%s::bigint[]) AND valid_from < %s AND (valid_to IS NULL OR valid_to > %s) "
+                "ORDER BY connection_id, valid_from",
+                [id_array, end, start],
+            )
+            assignment_rows = cursor.fetchall()
+    else:
+        network_of = dict(ServiceConnection.objects.filter(id__in=ids).values_list("id", "network_id"))
+        assignment_rows = (
+            TariffAssignment.objects.filter(connection_id__in=ids, valid_from__lt=end)
+            .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
+            .order_by("connection_id", "valid_from")
+            .values_list("connection_id", "tariff_id", "valid_from", "valid_to")
+        )
+    for cid, tid, vf, vt in assignment_rows:
         assignments[cid].append((vf, vt, tid))
     defaults = dict(
         Tariff.objects.filter(network_id__in=set(network_of.values()), is_default=True).values_list(
@@ -83,12 +103,32 @@ def tariff_slices_for_connections(
             specs[v.pk] = tariff_spec_for_version(v)
         return specs[v.pk]
 
+    # (segment start, segment end, tariff id) -> the version pieces covering it, computed
+    # once per distinct segment (most connections share the network default's one)
+    pieces_of: dict[tuple[dt.date, dt.date, int], list[tuple[dt.date, dt.date, TariffSpec]]] = {}
+
+    def pieces(s_start: dt.date, s_end: dt.date, tid: int) -> list[tuple[dt.date, dt.date, TariffSpec]]:
+        key = (s_start, s_end, tid)
+        found = pieces_of.get(key)
+        if found is None:
+            found = pieces_of[key] = []
+            for v in versions.get(tid, []):
+                piece = _overlap(v.valid_from, v.valid_to, s_start, s_end)
+                if piece is not None:
+                    found.append((piece[0], piece[1], spec(v)))
+        return found
+
     for cid in ids:
+        default = defaults.get(network_of.get(cid))
+        own = assignments.get(cid)
+        if not own:  # no assignment in the period: the network default for all of it
+            if default:
+                result[cid] = sorted(pieces(start, end, default), key=lambda row: row[0])
+            continue
         # segments of [start, end) → tariff id: assignments first, gaps from the default
         segments: list[tuple[dt.date, dt.date, int]] = []
         cursor = start
-        default = defaults.get(network_of.get(cid))
-        for vf, vt, tid in assignments.get(cid, []):
+        for vf, vt, tid in own:
             seg = _overlap(vf, vt, start, end)
             if seg is None:
                 continue
@@ -99,10 +139,7 @@ def tariff_slices_for_connections(
         if cursor < end and default:
             segments.append((cursor, end, default))
         for s_start, s_end, tid in segments:
-            for v in versions.get(tid, []):
-                piece = _overlap(v.valid_from, v.valid_to, s_start, s_end)
-                if piece is not None:
-                    result[cid].append((piece[0], piece[1], spec(v)))
+            result[cid].extend(pieces(s_start, s_end, tid))
         result[cid].sort(key=lambda row: row[0])
     return result
 
