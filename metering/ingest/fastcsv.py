@@ -193,6 +193,14 @@ def process_file_batch(
         )
     IngestBatch.objects.filter(pk=batch.pk).update(row_count=count)
     store.partitions_ensure(months=months)
+    meter, join, unassigned = store.meter_sql(resolve_meters=direct)
+    params = {"batch": batch.pk, "vendor": batch.vendor_id}
+    with transaction.atomic(), connection.cursor() as cursor:
+        # once for the whole file: rows for meters that are not this vendor's
+        cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
+        refused_all = store.refused_rows(
+            cursor, stage=typed, where="TRUE", unassigned=unassigned, params=params
+        )
     done = 0
     for start in range(0, count, chunk_rows):
         end = min(start + chunk_rows, count)
@@ -213,9 +221,20 @@ def process_file_batch(
                     where=f"s.row_no >= {int(first)} AND s.row_no < {int(end)}",
                     rows=end - first,
                     resolve_meters=direct,
+                    refused=[r for r in refused_all if first <= r[0] < end],
+                    spans=False,
                 )
             batches.batch_add_result(locked, result, progress=end)
             done += 1
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
+        store.batch_spans(
+            cursor,
+            stage=typed,
+            eligible=f"FROM {typed} s {join} WHERE {meter} IS NOT NULL",
+            meter=meter,
+            params=params,
+        )
     _drop(raw, typed)
     return batches.batch_finish(batch_id=batch.pk, now=now)
 

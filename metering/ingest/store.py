@@ -190,6 +190,47 @@ def stage_create(cursor, name: str = "metering_stage", *, temporary: bool = True
     cursor.execute(f"TRUNCATE {name}")
 
 
+def meter_sql(*, resolve_meters: bool) -> tuple[str, str, str]:
+    """(meter id expression, join, "not this vendor's meter" condition) for a stage.
+
+    A stage with serials only (``resolve_meters``) joins the vendor's meters; otherwise
+    ``meter_id`` was resolved when staging (NULL = not this vendor's meter).
+    """
+    if resolve_meters:
+        return (
+            "m.id",
+            "JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s",
+            "NOT EXISTS (SELECT 1 FROM metering_heatmeter m WHERE m.serial = s.serial "
+            "AND m.vendor_id = %(vendor)s)",
+        )
+    return "s.meter_id", "", "s.meter_id IS NULL"
+
+
+def refused_rows(cursor, *, stage: str, where: str, unassigned: str, params: dict) -> list:
+    """(row, serial, serial exists for another vendor) of staged rows not this vendor's."""
+    cursor.execute(
+        f"""SELECT s.row_no, s.serial,
+                   EXISTS (SELECT 1 FROM metering_heatmeter o WHERE o.serial = s.serial)
+              FROM {stage} s
+             WHERE {where} AND {unassigned}
+             ORDER BY s.row_no""",
+        params,
+    )
+    return cursor.fetchall()
+
+
+def batch_spans(cursor, *, stage: str, eligible: str, meter: str, params: dict) -> None:
+    """Record which meters and times the batch touched (for VEE); idempotent."""
+    cursor.execute(
+        f"""INSERT INTO metering_ingestbatchmeter (batch_id, meter_id, first_read_at, last_read_at)
+            SELECT %(batch)s, {meter}, min(s.read_at), max(s.read_at) {eligible} GROUP BY {meter}
+            ON CONFLICT (batch_id, meter_id) DO UPDATE
+               SET first_read_at = LEAST(metering_ingestbatchmeter.first_read_at, EXCLUDED.first_read_at),
+                   last_read_at = GREATEST(metering_ingestbatchmeter.last_read_at, EXCLUDED.last_read_at)""",
+        params,
+    )
+
+
 def stage_to_readings(
     cursor,
     *,
@@ -200,6 +241,8 @@ def stage_to_readings(
     rows: int,
     where: str = "TRUE",
     resolve_meters: bool = False,
+    refused: list[tuple[int, str, bool]] | None = None,
+    spans: bool = True,
 ) -> ChunkResult:
     """Move staged rows (those matching ``where``, ``rows`` of them) into readings.
 
@@ -208,25 +251,15 @@ def stage_to_readings(
     """
     result = ChunkResult()
     params = {"batch": batch_id, "vendor": vendor_id, "received": received_at}
-    if resolve_meters:  # the stage has serials only: join the vendor's meters here
-        meter, join = (
-            "m.id",
-            "JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s",
-        )
-        unassigned = "NOT EXISTS (SELECT 1 FROM metering_heatmeter m WHERE m.serial = s.serial AND m.vendor_id = %(vendor)s)"
+    meter, join, unassigned = meter_sql(resolve_meters=resolve_meters)
+    if resolve_meters:
         # without statistics on the fresh stage the planner may pick a nested loop over it
         cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
-    else:
-        meter, join, unassigned = "s.meter_id", "", "s.meter_id IS NULL"
-    cursor.execute(
-        f"""SELECT s.row_no, s.serial,
-                   EXISTS (SELECT 1 FROM metering_heatmeter o WHERE o.serial = s.serial)
-              FROM {stage} s
-             WHERE {where} AND {unassigned}
-             ORDER BY s.row_no""",
-        params,
-    )
-    for row_no, serial, exists in cursor.fetchall():
+    if refused is None:
+        refused = refused_rows(
+            cursor, stage=stage, where=where, unassigned=unassigned, params=params
+        )
+    for row_no, serial, exists in refused:
         result.rejected += 1
         if exists:
             result.errors.append(
@@ -274,14 +307,8 @@ def stage_to_readings(
             params,
         )
         (inserted,) = cursor.fetchone()
-    cursor.execute(
-        f"""INSERT INTO metering_ingestbatchmeter (batch_id, meter_id, first_read_at, last_read_at)
-            SELECT %(batch)s, {meter}, min(s.read_at), max(s.read_at) {eligible} GROUP BY {meter}
-            ON CONFLICT (batch_id, meter_id) DO UPDATE
-               SET first_read_at = LEAST(metering_ingestbatchmeter.first_read_at, EXCLUDED.first_read_at),
-                   last_read_at = GREATEST(metering_ingestbatchmeter.last_read_at, EXCLUDED.last_read_at)""",
-        params,
-    )
+    if spans:
+        batch_spans(cursor, stage=stage, eligible=eligible, meter=meter, params=params)
     if resolve_meters:
         cursor.execute("SELECT set_config('enable_nestloop', 'on', true)")
     if inserted == rows - result.rejected:
