@@ -218,3 +218,37 @@ def journal_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iter
             buf.seek(0)
             buf.truncate(0)
     yield buf.getvalue()
+
+
+def invoices_for_accounts(*, account_ids: list[int]) -> list[Invoice]:
+    """Issued invoices and credit notes of ``account_ids``, newest first (customer portal).
+
+    Drafts and held bills are internal and never shown to customers.
+    """
+    return list(
+        Invoice.objects.filter(account_id__in=account_ids, number__isnull=False)
+        .only(
+            "id",
+            "account_id",
+            "kind",
+            "state",
+            "series",
+            "number",
+            "period_start",
+            "period_end",
+            "issued_at",
+            "due_on",
+            "currency",
+            "gross",
+            "paid",
+            "pdf",
+        )
+        .order_by("-issued_at", "-number")
+    )
+
+
+def invoice_for_accounts(*, invoice_id: int, account_ids: list[int]) -> Invoice | None:
+    """One issued invoice, only if it belongs to one of ``account_ids``."""
+    return Invoice.objects.filter(
+        pk=invoice_id, account_id__in=account_ids, number__isnull=False
+    ).first()

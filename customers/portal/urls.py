@@ -10,4 +10,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(next_page="portal:login"), name="logout"),
     path("", views.account_list, name="accounts"),
     path("accounts/<str:number>/", views.account_detail, name="account"),
+    path("invoices/<int:invoice_id>.pdf", views.invoice_pdf, name="invoice-pdf"),
 ]

@@ -7,24 +7,19 @@ that is not the caller's is a 404, never a 403, so numbers cannot be probed.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import render
 from django.utils import timezone
 
+from billing import selectors as billing_selectors
 from customers import selectors
 
 
-def _invoice_selector():
-    """billing's read model of invoices, when the billing app offers one."""
-    try:
-        module = importlib.import_module("billing.selectors")
-    except ImportError:
-        return None
-    return getattr(module, "invoices_for_accounts", None)
+def _own_account_ids(user) -> list[int]:
+    return list(selectors.accounts_for_user(user=user).values_list("pk", flat=True))
 
 
 @login_required
@@ -45,8 +40,7 @@ def account_detail(request, number: str):
         raise Http404("No such account.")
     today = timezone.localdate(timezone=ZoneInfo(account.network.time_zone))
     consumption = selectors.monthly_consumption(account=account, months=13, today=today)
-    invoices_for_accounts = _invoice_selector()
-    invoices = invoices_for_accounts(account_ids=[account.pk]) if invoices_for_accounts else []
+    invoices = billing_selectors.invoices_for_accounts(account_ids=[account.pk])
     contracts = account.contracts.select_related("connection", "connection__building").order_by(
         "-valid_from"
     )
@@ -61,4 +55,20 @@ def account_detail(request, number: str):
             "as_of": today,
             "generated_at": dt.datetime.now(tz=dt.UTC),
         },
+    )
+
+
+@login_required
+def invoice_pdf(request, invoice_id: int):
+    """The PDF of one of the caller's issued invoices; anything else is a 404."""
+    invoice = billing_selectors.invoice_for_accounts(
+        invoice_id=invoice_id, account_ids=_own_account_ids(request.user)
+    )
+    if invoice is None or not invoice.pdf:
+        raise Http404("No such invoice document.")
+    return FileResponse(
+        invoice.pdf.open("rb"),
+        content_type="application/pdf",
+        as_attachment=False,
+        filename=f"{invoice.display_number}.pdf",
     )

@@ -147,6 +147,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "metering.tasks.vee_nightly",
         "schedule": crontab(hour=2, minute=15),
     },
+    # After the nightly VEE has replaced estimates with actual reads: re-rate what changed.
+    "billing-rerate-changed-registers": {
+        "task": "billing.tasks.rerate_changed_registers",
+        "schedule": crontab(hour=4, minute=0),
+    },
     "billing-dunning-daily": {
         "task": "billing.tasks.dunning_daily",
         "schedule": crontab(hour=6, minute=0),

@@ -104,3 +104,47 @@ class TestMonthlyConsumption:
         )
 
         assert months[0].energy_mwh is None  # moved in mid-month: shown on the bill only
+
+
+class TestPortalInvoices:
+    def _bill(self):
+        from tests.billing.factories import billed_network
+        from tests.billing.helpers import bill_month
+
+        network, contracts = billed_network(accounts=2)
+        bill_month(network)
+        return contracts
+
+    def test_lists_the_customers_issued_invoices_and_serves_their_pdf(self, customer_login):
+        from billing.documents import invoice_pdf_render
+        from billing.models import Invoice
+
+        mine, theirs = self._bill()
+        invoice = Invoice.objects.get(account=mine.account)
+        other = Invoice.objects.get(account=theirs.account)
+        invoice_pdf_render(invoice=invoice)
+        invoice_pdf_render(invoice=other)
+        client = customer_login(mine)
+
+        page = client.get(f"/portal/accounts/{mine.account.number}/")
+        pdf = client.get(f"/portal/invoices/{invoice.pk}.pdf")
+        foreign = client.get(f"/portal/invoices/{other.pk}.pdf")
+
+        assert [i.pk for i in page.context["invoices"]] == [invoice.pk]
+        assert invoice.display_number in page.content.decode()
+        assert pdf.status_code == 200
+        assert pdf["Content-Type"] == "application/pdf"
+        assert b"".join(pdf.streaming_content).startswith(b"%PDF")
+        assert foreign.status_code == 404
+
+    def test_drafts_are_not_shown_to_customers(self, customer_login):
+        from tests.billing.factories import billed_network
+        from tests.billing.helpers import bill_month
+
+        network, (contract, *_) = billed_network(accounts=1)
+        bill_month(network, issue=False)
+        client = customer_login(contract)
+
+        page = client.get(f"/portal/accounts/{contract.account.number}/")
+
+        assert list(page.context["invoices"]) == []
