@@ -333,6 +333,31 @@ def _compiled(spec: TariffSpec) -> _Compiled:
 _new_object = object.__new__
 
 
+# unit -> (numerator, denominator) of one MWh in that unit (exact, from tariffs.units)
+_MWH_RATIO: dict[str, tuple[int, int]] = {}
+
+
+def _mwh_ratio(unit: str) -> tuple[int, int]:
+    ratio = _MWH_RATIO.get(unit)
+    if ratio is None:
+        one = convert_energy(1, "MWh", unit)  # raises UnitError for an unknown unit
+        ratio = _MWH_RATIO[unit] = (one.numerator, one.denominator)
+    return ratio
+
+
+def _mwh_qty(value: Decimal, unit: str) -> Decimal:
+    """``_qty(convert_energy(value, "MWh", unit))`` in integers instead of Fractions.
+
+    The same exact rational divided once (Decimal division is correctly rounded, so an
+    unreduced numerator/denominator gives the same result), then the same quantize.
+    """
+    if type(value) is not Decimal or not value.is_finite():
+        return _qty(convert_energy(value, "MWh", unit))
+    p, q = _mwh_ratio(unit)
+    n, d = value.as_integer_ratio()
+    return (Decimal(n * p) / Decimal(d * q)).quantize(_ENERGY_EXP, rounding=ROUND_HALF_UP)
+
+
 class _Pricer:
     def __init__(self, spec: TariffSpec, det: Determinants, compiled: _Compiled | None = None) -> None:
         self.spec = spec
@@ -481,7 +506,7 @@ class _Pricer:
 
     def energy(self, c: EnergyCharge) -> list[PricedLine]:
         det = self.det
-        total = _qty(det.energy_mwh if c.unit == "MWh" else convert_energy(det.energy_mwh, "MWh", c.unit))
+        total = _qty(det.energy_mwh) if c.unit == "MWh" else _mwh_qty(det.energy_mwh, c.unit)
         lines: list[PricedLine] = []
         if c.seasons:
             shares = self._season_shares(c)
@@ -634,7 +659,7 @@ class _Pricer:
             unit_price = rate * degrees
             expl = f"{head}; {_fmt(base)} {self.cur} energy charge × {rate * 100:f} % × {_fmt(degrees, 2)} °C"
             return [self.line(c, "cooling", c.description, expl, base, self.cur, unit_price, annual=False)]
-        q = _qty(convert_energy(det.energy_mwh, "MWh", c.rate_unit))
+        q = _mwh_qty(det.energy_mwh, c.rate_unit)
         unit_price = self.net(rate) * degrees if rate else ZERO
         expl = f"{head}; {q.normalize():f} {c.rate_unit} × {_fmt(self.net(rate) if rate else ZERO)} {self.cur}/{c.rate_unit}/°C × {_fmt(degrees, 2)} °C"
         return [self.line(c, "cooling", c.description, expl, q, c.rate_unit, unit_price, annual=False)]
@@ -650,11 +675,24 @@ class _Pricer:
         else:
             if not det.volume_m3 or det.volume_m3 <= 0:
                 return None, "cooling"
-            energy = Fraction(convert_energy(det.energy_mwh, "MWh", c.factor_unit))
-            value = _dec(energy / Fraction(det.volume_m3) * Fraction(c.factor), 6)
+            value = _cooling_dt(det.energy_mwh, det.volume_m3, c.factor, c.factor_unit)
         if c.metric_places is not None:
             value = value.quantize(Decimal(1).scaleb(-c.metric_places), rounding="ROUND_HALF_UP")
         return value, "cooling ΔT"
+
+
+def _cooling_dt(energy_mwh: Decimal, volume_m3: Decimal, factor: Decimal, unit: str) -> Decimal:
+    """``_dec(energy in unit / volume × factor, 6)`` (volume > 0) in integers: the same
+    exact rational, one correctly rounded division, the same quantize."""
+    if not all(type(v) is Decimal and v.is_finite() for v in (energy_mwh, volume_m3, factor)):
+        energy = Fraction(convert_energy(energy_mwh, "MWh", unit))
+        return _dec(energy / Fraction(volume_m3) * Fraction(factor), 6)
+    p, q = _mwh_ratio(unit)
+    en, ed = energy_mwh.as_integer_ratio()
+    vn, vd = volume_m3.as_integer_ratio()
+    fn, fd = factor.as_integer_ratio()
+    value = Decimal(en * p * vd * fn) / Decimal(ed * q * vn * fd)
+    return value.quantize(Decimal(1).scaleb(-6))
 
 
 def rate(*, determinants: Determinants, tariff: TariffSpec) -> list[PricedLine]:

@@ -110,3 +110,30 @@ def test_lines_are_ordinary_frozen_priced_lines():
 def test_unknown_currency_still_fails_when_pricing():
     with pytest.raises(ValueError, match="unknown currency"):
         rate(determinants=det(dt.date(2026, 1, 1), dt.date(2026, 2, 1)), tariff=make(SUBSCRIPTION, currency="XXX"))
+
+
+@pytest.mark.parametrize("unit", ["MWh", "GJ", "kWh"])
+@pytest.mark.parametrize("mwh", ["0", "-0", "2.345", "0.000001", "18.1", "-3.3333333", "123456789.123456789", "1E+3"])
+def test_integer_unit_conversion_equals_the_fraction_one(unit, mwh):
+    from fractions import Fraction
+
+    from tariffs.rating import _cooling_dt, _dec, _mwh_qty, _qty
+    from tariffs.units import convert_energy
+
+    value = D(mwh)
+    expected = _qty(convert_energy(value, "MWh", unit))
+    got = _mwh_qty(value, unit)
+    assert (str(got), got) == (str(expected), expected)
+    for volume, factor in ((D("70.1"), D("242")), (D("0.3"), D("860")), (D("1234.5678"), D("-1.5"))):
+        energy = Fraction(convert_energy(value, "MWh", unit))
+        expected = _dec(energy / Fraction(volume) * Fraction(factor), 6)
+        got = _cooling_dt(value, volume, factor, unit)
+        assert (str(got), got) == (str(expected), expected)
+
+
+def test_gj_energy_charge_and_cooling_by_hand():
+    # 2.345 MWh = 8.442 GJ; ΔT = 8.442 / 70.1 × 242 = 29.1435663… → 29.143566
+    from tariffs.rating import _cooling_dt, _mwh_qty
+
+    assert _mwh_qty(D("2.345"), "GJ") == D("8.442000")
+    assert _cooling_dt(D("2.345"), D("70.1"), D("242"), "GJ") == D("29.143566")
