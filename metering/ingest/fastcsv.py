@@ -23,7 +23,7 @@ from django.db import DatabaseError, connection, transaction
 
 from metering.ingest import rows as row_rules
 from metering.ingest import store
-from metering.models import IngestBatch
+from metering.models import HeatMeter, IngestBatch, IngestBatchMeter
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +193,33 @@ def process_file_batch(
         )
     IngestBatch.objects.filter(pk=batch.pk).update(row_count=count)
     store.partitions_ensure(months=months)
-    meter, join, unassigned = store.meter_sql(resolve_meters=direct)
-    params = {"batch": batch.pk, "vendor": batch.vendor_id}
-    with transaction.atomic(), connection.cursor() as cursor:
-        # once for the whole file: rows for meters that are not this vendor's
-        cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
-        refused_all = store.refused_rows(
-            cursor, stage=typed, where="TRUE", unassigned=unassigned, params=params
+    with connection.cursor() as cursor:
+        # one aggregate pass: which serials, and each one's time span
+        cursor.execute(f"SELECT serial, min(read_at), max(read_at) FROM {typed} GROUP BY serial")
+        per_serial = cursor.fetchall()
+        mine = dict(
+            HeatMeter.objects.filter(
+                vendor_id=batch.vendor_id, serial__in=[serial for serial, _, _ in per_serial]
+            ).values_list("serial", "id")
         )
+        foreign = [serial for serial, _, _ in per_serial if serial not in mine]
+        refused_all = []
+        if foreign:  # rows for meters that are not this vendor's, refused with their row
+            known = set(
+                HeatMeter.objects.filter(serial__in=foreign).values_list("serial", flat=True)
+            )
+            cursor.execute(
+                f"SELECT row_no, serial FROM {typed} WHERE serial = ANY(%s) ORDER BY row_no",
+                [foreign],
+            )
+            refused_all = [(row, serial, serial in known) for row, serial in cursor.fetchall()]
+    spans = [
+        IngestBatchMeter(
+            batch_id=batch.pk, meter_id=mine[serial], first_read_at=low, last_read_at=high
+        )
+        for serial, low, high in per_serial
+        if serial in mine
+    ]
     done = 0
     for start in range(0, count, chunk_rows):
         end = min(start + chunk_rows, count)
@@ -226,15 +245,7 @@ def process_file_batch(
                 )
             batches.batch_add_result(locked, result, progress=end)
             done += 1
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
-        store.batch_spans(
-            cursor,
-            stage=typed,
-            eligible=f"FROM {typed} s {join} WHERE {meter} IS NOT NULL",
-            meter=meter,
-            params=params,
-        )
+    IngestBatchMeter.objects.bulk_create(spans, ignore_conflicts=True)
     _drop(raw, typed)
     return batches.batch_finish(batch_id=batch.pk, now=now)
 
