@@ -84,7 +84,10 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "account": account,
         "customer": account.customer,
         "lines": lines,
-        "vat": invoice.determinants.get("vat", []),
+        "vat": [
+            {**v, "percent": f"{(Decimal(str(v['rate'])) * 100).normalize():f}"}
+            for v in invoice.determinants.get("vat", [])
+        ],
         "readings": invoice.readings,
         "days": days,
         "period_last_day": invoice.period_end - dt.timedelta(days=1),

@@ -43,7 +43,8 @@ class TestInvoicePdf:
         assert "888.78" in text
         assert "1360.98" in text
         assert "ESTIMATED" in text
-        assert "Same period last year: 1.500000 MWh" in text
+        assert "Same period last year: 1.500 MWh" in text
+        assert "VAT 25 % on 1088.78" in text
         assert "Where to complain" in text
         assert "Ankenævnet på Energiområdet" in text
         assert "No price cap has been adopted" in text
