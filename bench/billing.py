@@ -194,6 +194,25 @@ def build_data(n: int) -> None:
         cur.execute("ANALYZE")
 
 
+def data_present(n: int) -> bool:
+    """True when the database holds exactly the bench data for N accounts; then only
+    the billing tables are emptied (``--keep-data``)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*), max(id) FROM customers_account")
+        if tuple(cur.fetchone()) != (n, n):
+            return False
+        cur.execute(
+            "TRUNCATE billing_allocation, billing_dunningnotice, billing_payment, "
+            "billing_invoiceline, billing_invoice, billing_billingrunexception, "
+            "billing_billingrunchunk, billing_billingrun, billing_invoicenumbercounter "
+            "RESTART IDENTITY CASCADE"
+        )
+        cur.execute("ANALYZE billing_invoice")
+    return True
+
+
 def start_worker(concurrency: int) -> subprocess.Popen:
     from heatutility.celery import app
 
@@ -449,6 +468,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
     parser.add_argument("--pdfs", type=int, default=100, help="PDFs to render for PDFs/s (0: skip)")
     parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="reuse accounts and registers from the last run of the same size (iterating)",
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="also time one chunk's phases in process"
     )
     args = parser.parse_args()
@@ -465,10 +489,14 @@ def main() -> None:
     app.conf.task_default_queue = QUEUE
     call_command("migrate", verbosity=0)
     t = time.perf_counter()
-    build_data(args.accounts)
-    print(
-        f"data: {args.accounts} accounts, {args.accounts * 14} registers in {time.perf_counter() - t:.1f} s"
-    )
+    if args.keep_data and data_present(args.accounts):
+        print(f"data: {args.accounts} accounts kept, billing tables emptied")
+    else:
+        build_data(args.accounts)
+        print(
+            f"data: {args.accounts} accounts, {args.accounts * 14} registers in "
+            f"{time.perf_counter() - t:.1f} s"
+        )
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(QUEUE)
     worker = start_worker(args.concurrency)

@@ -171,16 +171,19 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         issued = None
         try:
             with transaction.atomic():  # savepoint: numbers and rows together
-                if run.issue_when_drafted:
-                    issued = _number_chunk(run=run, drafts=drafts, now=now)
-                ids = drafts_write(
-                    drafts=drafts,
-                    network_id=network.pk,
-                    run_id=run.pk,
-                    kind=_invoice_kind(run),
-                    now=now,
-                    issued=issued,
-                )
+                if connection.vendor == "postgresql":
+                    ids, issued = _write_numbered(run=run, drafts=drafts, now=now)
+                else:
+                    if run.issue_when_drafted:
+                        issued = _number_chunk(run=run, drafts=drafts, now=now)
+                    ids = drafts_write(
+                        drafts=drafts,
+                        network_id=network.pk,
+                        run_id=run.pk,
+                        kind=_invoice_kind(run),
+                        now=now,
+                        issued=issued,
+                    )
         except DatabaseError:
             # One bad bill must not sink the chunk: write them one by one as drafts
             # (the run's issue step numbers them), the refused ones become exceptions.
@@ -267,6 +270,62 @@ def _number_chunk(*, run: BillingRun, drafts, now: dt.datetime):
     counter.last_number = number
     counter.save(update_fields=["last_number"])
     return [issue_by_account.get(d.account_id) for d in drafts]
+
+
+def _issue_plan(*, run: BillingRun, drafts, now: dt.datetime):
+    """Series, and per draft (rank among the chunk's unheld bills in account order,
+    due date) or None for held ones; numbers are ``counter + rank`` under the lock."""
+    from zoneinfo import ZoneInfo
+
+    issue_date = now.astimezone(ZoneInfo(run.network.time_zone)).date()
+    terms = _payment_terms([d.account_id for d in drafts if not d.held])
+    rank = {a: k for k, a in enumerate(sorted(d.account_id for d in drafts if not d.held), start=1)}
+    plan = [
+        None
+        if d.held
+        else (rank[d.account_id], issue_date + dt.timedelta(days=terms[d.account_id]))
+        for d in drafts
+    ]
+    return conf.invoice_series(issue_date.year), plan, len(rank)
+
+
+def _write_numbered(*, run: BillingRun, drafts, now: dt.datetime):
+    """PostgreSQL chunk write with the series lock held as briefly as possible.
+
+    Ids, every row's COPY text and the lines are written first; only then is the
+    series counter locked, the numbers filled in (``last_number + rank``) and the
+    invoices copied.  Counter and invoices commit or roll back together: gapless.
+    """
+    from billing.services.invoices import _counter
+    from billing.services.write import copy_prepare
+
+    plan = None
+    if run.issue_when_drafted:
+        series, plan, count = _issue_plan(run=run, drafts=drafts, now=now)
+    prepared = copy_prepare(
+        drafts=drafts,
+        network_id=run.network_id,
+        run_id=run.pk,
+        kind=_invoice_kind(run),
+        now=now,
+        issue=None if plan is None else [p and (series, now, p[1]) for p in plan],
+    )
+    prepared.copy_lines()
+    if plan is None:
+        prepared.copy_invoices()
+        return prepared.ids, None
+    numbers: list[int | None] = [None] * len(drafts)
+    if count:
+        counter = _counter(series)  # SELECT … FOR UPDATE: held until commit
+        base = counter.last_number
+        numbers = [None if p is None else base + p[0] for p in plan]
+        counter.last_number = base + count
+        counter.save(update_fields=["last_number"])
+    prepared.copy_invoices(numbers=numbers)
+    issued = [
+        None if p is None else (series, n, now, p[1]) for p, n in zip(plan, numbers, strict=True)
+    ]
+    return prepared.ids, issued
 
 
 def _payment_terms(account_ids: list[int]) -> dict[int, int]:

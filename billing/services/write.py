@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from decimal import Decimal
 
 from django.db import connection
 
@@ -141,6 +140,19 @@ def drafts_write(
     if not drafts:
         return []
     originals = list(original_ids) if original_ids is not None else [None] * len(drafts)
+    if connection.vendor == "postgresql":
+        prepared = copy_prepare(
+            drafts=drafts,
+            network_id=network_id,
+            run_id=run_id,
+            kind=kind,
+            now=now,
+            original_ids=originals,
+            issue=None if issued is None else [i and (i[0], i[2], i[3]) for i in issued],
+        )
+        prepared.copy_lines()
+        prepared.copy_invoices(numbers=None if issued is None else [i and i[1] for i in issued])
+        return prepared.ids
     values = [
         _invoice_values(d, network_id=network_id, run_id=run_id, kind=kind, now=now, original_id=o)
         for d, o in zip(drafts, originals, strict=True)
@@ -150,8 +162,6 @@ def drafts_write(
             if issue is not None:
                 v["series"], v["number"], v["issued_at"], v["due_on"] = issue
                 v["state"] = Invoice.State.ISSUED
-    if connection.vendor == "postgresql":
-        return _copy_write(drafts, values)
     invoices = Invoice.objects.bulk_create([Invoice(**v) for v in values])
     ids = [inv.pk for inv in invoices]
     lines = [
@@ -172,21 +182,6 @@ def _esc(text: str) -> str:
     return text
 
 
-def _text(value) -> str:
-    """One value in PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, (int, Decimal)):
-        return str(value)
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return _esc(str(value))
-
-
 def _line_text(invoice_id: int, position: int, line) -> str:
     """A line row in COPY text format, column order of ``LINE_COLUMNS`` (hot path)."""
     n = "\\N"
@@ -201,41 +196,112 @@ def _line_text(invoice_id: int, position: int, line) -> str:
     )
 
 
-def _copy_write(drafts: Sequence[BillDraft], values: list[dict]) -> list[int]:
-    """COPY in text format, built as one buffer per table (no per-value adapter calls)."""
+_JSON = json.JSONEncoder(separators=(",", ":"))  # same bytes as json.dumps(..., separators)
+
+
+def _json(value) -> str:
+    return _esc(_JSON.encode(value))
+
+
+class CopyWrite:
+    """Drafts turned into COPY text up front, written in two steps (PostgreSQL).
+
+    Everything that costs CPU (ids from the sequence, every row's text) is done by
+    :func:`copy_prepare` *before* the caller takes the invoice-series lock; under the
+    lock only the numbers are filled in (``head + number + tail`` per invoice row) and
+    the invoices are copied.  Lines go first (:meth:`copy_lines`): they need no numbers,
+    foreign keys are checked at commit, and the trigger refusing lines on issued
+    invoices must not see this transaction's issued ones.
+    """
+
+    def __init__(self, ids: list[int], heads: list[str], tails: list[str], lines: list[str]):
+        self.ids = ids
+        self._heads = heads
+        self._tails = tails
+        self._lines = lines
+
+    def copy_lines(self) -> None:
+        if self._lines:
+            _copy(f"COPY billing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN", self._lines)
+
+    def copy_invoices(self, *, numbers: Sequence[int | None] | None = None) -> None:
+        if numbers is None:
+            rows = [h + "\\N" + t for h, t in zip(self._heads, self._tails, strict=True)]
+        else:
+            rows = [
+                h + ("\\N" if n is None else str(n)) + t
+                for h, t, n in zip(self._heads, self._tails, numbers, strict=True)
+            ]
+        _copy(f"COPY billing_invoice ({', '.join(INVOICE_COLUMNS)}) FROM STDIN", rows)
+
+
+def copy_prepare(
+    *,
+    drafts: Sequence[BillDraft],
+    network_id: int,
+    run_id: int | None,
+    kind: str,
+    now: dt.datetime,
+    original_ids: Sequence[int | None] | None = None,
+    issue: Sequence[tuple[str, dt.datetime, dt.date] | None] | None = None,
+) -> CopyWrite:
+    """Ids and COPY text for ``drafts`` (PostgreSQL); ``issue`` (series, issued_at,
+    due_on) per draft marks the ones written issued; their numbers come later."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence('billing_invoice', 'id')) "
             "FROM generate_series(1, %s)",
-            [len(values)],
+            [len(drafts)],
         )
         ids = [row[0] for row in cursor.fetchall()]
-        json_columns = {"tariff_version_ids", "readings", "determinants", "comparison"}
-        out = []
-        for inv_id, v in zip(ids, values, strict=True):
-            row = [str(inv_id)]
-            for column in INVOICE_COLUMNS[1:]:
-                value = v[column]
-                if column in json_columns:
-                    value = json.dumps(value, separators=(",", ":"))
-                row.append(_text(value))
-            out.append("\t".join(row))
-        lines_out = [
-            _line_text(inv_id, pos, line)
-            for inv_id, draft in zip(ids, drafts, strict=True)
-            for pos, line in enumerate(draft.lines, start=1)
-        ]
+    n = "\\N"
+    common = f"\t{network_id}\t{n if run_id is None else run_id}\t{_esc(str(kind))}\t"
+    created = now.isoformat()
+    draft_mid = f"{Invoice.State.DRAFT.value}\t"
+    draft_tail_head = f"\t{n}\t{n}\t"
+    issued_state = f"{Invoice.State.ISSUED.value}\t"
+    iso: dict[dt.date, str] = {}
+    heads: list[str] = []
+    tails: list[str] = []
+    originals = original_ids if original_ids is not None else [None] * len(drafts)
+    issues = issue if issue is not None else [None] * len(drafts)
+    for inv_id, d, original, iss in zip(ids, drafts, originals, issues, strict=True):
+        ps = iso.get(d.period_start)
+        if ps is None:
+            ps = iso[d.period_start] = d.period_start.isoformat()
+        pe = iso.get(d.period_end)
+        if pe is None:
+            pe = iso[d.period_end] = d.period_end.isoformat()
+        if iss is None:
+            state, series, mid = draft_mid, "", draft_tail_head
+        else:
+            series, issued_at, due_on = iss
+            state = issued_state
+            mid = f"\t{issued_at.isoformat()}\t{due_on.isoformat()}\t"
+            series = _esc(series)
+        hold = _esc("; ".join(d.hold_reasons)) if d.hold_reasons else ""
+        heads.append(
+            f"{inv_id}\t{d.account_id}{common}{state}{ps}\t{pe}\t"
+            f"{'t' if d.held else 'f'}\t{hold}\t{series}\t"
+        )
+        tails.append(
+            f"{mid}{_esc(d.currency)}\t{d.net}\t{d.vat}\t{d.gross}\t0\t"
+            f"{n if original is None else original}\t{'t' if d.has_estimated_reads else 'f'}\t"
+            f"{_json(d.tariff_version_ids)}\t{_json(d.readings)}\t"
+            f"{_json({'segments': d.determinants, 'vat': d.vat_breakdown})}\t"
+            f"{_json(d.comparison)}\t\t{created}"
+        )
+    lines = [
+        _line_text(inv_id, pos, line)
+        for inv_id, draft in zip(ids, drafts, strict=True)
+        for pos, line in enumerate(draft.lines, start=1)
+    ]
+    return CopyWrite(ids, heads, tails, lines)
+
+
+def _copy(sql: str, rows: list[str]) -> None:
+    with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with connection.wrap_database_errors:  # psycopg errors as django.db errors
-            _copy_rows(raw, lines_out, out)
-    return ids
-
-
-def _copy_rows(raw, lines_out: list[str], out: list[str]) -> None:
-    # Lines first: foreign keys are checked at commit, and the trigger that refuses lines
-    # on issued invoices must not see this transaction's (auto-)issued ones.
-    if lines_out:
-        with raw.copy(f"COPY billing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN") as copy:
-            copy.write("\n".join(lines_out) + "\n")
-    with raw.copy(f"COPY billing_invoice ({', '.join(INVOICE_COLUMNS)}) FROM STDIN") as copy:
-        copy.write("\n".join(out) + "\n")
+        # psycopg errors as django.db errors
+        with connection.wrap_database_errors, raw.copy(sql) as copy:
+            copy.write("\n".join(rows) + "\n")
