@@ -282,8 +282,8 @@ def main() -> None:
         "--api-url", default="", help="running server; default: start gunicorn here"
     )
     parser.add_argument("--api-batch", type=int, default=5000)
-    parser.add_argument("--api-concurrency", type=int, default=4)
-    parser.add_argument("--server-workers", type=int, default=3)
+    parser.add_argument("--api-concurrency", type=int, default=8)
+    parser.add_argument("--server-workers", type=int, default=4)
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("Set DATABASE_URL to a PostgreSQL database (its own, e.g. heatutility_bench).")
