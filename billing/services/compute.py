@@ -108,9 +108,15 @@ def registers_frame_to_dict(frame) -> dict[tuple[int, dt.date], Register]:
             "method",
         )
     ]
+    ids, cids = columns[0], columns[1]
+    if not all(type(v) is int for v in ids) or not all(type(v) is int for v in cids):
+        ids, cids = [int(v) for v in ids], [int(v) for v in cids]
+    make = Register._make
     return {
-        (int(cid), on): Register(int(rid), energy, volume, flow, ret, status, method or "")
-        for rid, cid, on, energy, volume, flow, ret, status, method in zip(*columns, strict=True)
+        (cid, on): make((rid, energy, volume, flow, ret, status, method or ""))
+        for rid, cid, on, energy, volume, flow, ret, status, method in zip(
+            ids, cids, *columns[2:], strict=True
+        )
     }
 
 

@@ -182,24 +182,28 @@ def _esc(text: str) -> str:
     return text
 
 
-def _line_text(invoice_id: int, position: int, line) -> str:
-    """A line row in COPY text format, column order of ``LINE_COLUMNS`` (hot path)."""
-    n = "\\N"
-    return (
-        f"{invoice_id}\t{position}\t{n if line.connection_id is None else line.connection_id}\t"
-        f"{n if line.period_start is None else line.period_start.isoformat()}\t"
-        f"{n if line.period_end is None else line.period_end.isoformat()}\t"
-        f"{n if line.tariff_version_id is None else line.tariff_version_id}\t"
-        f"{_esc(line.component)}\t{_esc(line.kind)}\t{_esc(line.description)}\t"
-        f"{_esc(line.explanation)}\t{line.quantity}\t{_esc(line.unit)}\t{line.unit_price}\t"
-        f"{line.amount}\t{line.vat_rate}"
-    )
-
-
 _JSON = json.JSONEncoder(separators=(",", ":"))  # same bytes as json.dumps(..., separators)
+try:  # the C encoder made once, not per call (JSONEncoder.encode builds one each time)
+    from json.encoder import c_make_encoder, encode_basestring_ascii
+
+    _C_JSON = c_make_encoder(
+        None, None, encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+except ImportError:  # pragma: no cover - pure-Python json
+    _C_JSON = None
 
 
 def _json(value) -> str:
+    """Compact JSON (same text as ``json.dumps(value, separators=(",", ":"))``), COPY-escaped.
+
+    Only plain lists/dicts of str/int/None/bool go through the shared C encoder (no
+    cycle check needed: the drafts' JSON is built fresh from values); anything else
+    takes the standard encoder."""
+    if _C_JSON is not None:
+        try:
+            return _esc("".join(_C_JSON(value, 0)))
+        except TypeError:
+            pass
     return _esc(_JSON.encode(value))
 
 
@@ -291,12 +295,34 @@ def copy_prepare(
             f"{_json({'segments': d.determinants, 'vat': d.vat_breakdown})}\t"
             f"{_json(d.comparison)}\t\t{created}"
         )
-    lines = [
-        _line_text(inv_id, pos, line)
-        for inv_id, draft in zip(ids, drafts, strict=True)
-        for pos, line in enumerate(draft.lines, start=1)
-    ]
-    return CopyWrite(ids, heads, tails, lines)
+    return CopyWrite(ids, heads, tails, _lines_text(ids, drafts, iso))
+
+
+def _lines_text(ids: list[int], drafts: Sequence[BillDraft], iso: dict) -> list[str]:
+    """Line rows in COPY text format, column order of ``LINE_COLUMNS`` (hot path: the
+    texts that repeat from bill to bill are escaped once)."""
+    n = "\\N"
+    esc: dict[str, str] = {}
+    out = []
+    append = out.append
+    for inv_id, draft in zip(ids, drafts, strict=True):
+        for pos, line in enumerate(draft.lines, start=1):
+            ps, pe = line.period_start, line.period_end
+            ps = n if ps is None else (iso.get(ps) or iso.setdefault(ps, ps.isoformat()))
+            pe = n if pe is None else (iso.get(pe) or iso.setdefault(pe, pe.isoformat()))
+            head = (line.component, line.kind, line.description)
+            fixed = esc.get(head)
+            if fixed is None:
+                fixed = esc[head] = "\t".join(_esc(t) for t in head)
+            unit = line.unit
+            unit = esc.get(unit) or esc.setdefault(unit, _esc(unit))
+            append(
+                f"{inv_id}\t{pos}\t{n if line.connection_id is None else line.connection_id}\t"
+                f"{ps}\t{pe}\t{n if line.tariff_version_id is None else line.tariff_version_id}\t"
+                f"{fixed}\t{_esc(line.explanation)}\t{line.quantity}\t{unit}\t"
+                f"{line.unit_price}\t{line.amount}\t{line.vat_rate}"
+            )
+    return out
 
 
 def _copy(sql: str, rows: list[str]) -> None:
