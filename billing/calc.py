@@ -65,9 +65,9 @@ class Register(NamedTuple):
     method: str = ""
 
 
-@dataclass(frozen=True)
-class ContractInterval:
-    """One connection supplied to the account for ``[start, end)`` within the period."""
+class ContractInterval(NamedTuple):
+    """One connection supplied to the account for ``[start, end)`` within the period
+    (immutable; a tuple: one per account per chunk)."""
 
     connection_id: int
     start: dt.date

@@ -78,13 +78,14 @@ def contract_intervals(
         )
     out: dict[int, list[ContractInterval]] = defaultdict(list)
     for account_id, cid, valid_from, valid_to, kw, m2 in rows:
+        # ContractInterval(connection_id, start, end, contracted_kw, heated_area_m2)
         out[account_id].append(
             ContractInterval(
-                connection_id=cid,
-                start=max(valid_from, start),
-                end=min(valid_to, end) if valid_to else end,
-                contracted_kw=kw,
-                heated_area_m2=m2,
+                cid,
+                valid_from if valid_from > start else start,
+                (valid_to if valid_to < end else end) if valid_to else end,
+                kw,
+                m2,
             )
         )
     return out
