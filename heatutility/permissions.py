@@ -45,3 +45,11 @@ class HasPermission:
 
         _Has.__name__ = "Has_" + "_".join(p.replace(".", "_") for p in perms)
         return _Has
+
+
+class RequirePermissionMixin:
+    """For viewset actions that map to a service rather than a model verb."""
+
+    def require(self, perm: str) -> None:
+        if not self.request.user.has_perm(perm):
+            self.permission_denied(self.request, message=f"Requires permission: {perm}.")

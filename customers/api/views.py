@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from customers import models, services
 from customers.api import serializers
 from heatutility.errors import ConflictError
+from heatutility.permissions import RequirePermissionMixin
 
 
 class ProtectedDeleteMixin:
@@ -83,7 +84,12 @@ class BuildingInterfaceUnitViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
     filterset_fields = ["connection", "kind", "maker"]
 
 
-class ContractViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ContractViewSet(
+    RequirePermissionMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     queryset = models.Contract.objects.select_related("account", "connection")
     serializer_class = serializers.ContractSerializer
     filterset_fields = ["account", "connection", "connection__network"]
@@ -96,7 +102,7 @@ class ContractViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     )
     @action(detail=False, methods=["post"], url_path="move-in")
     def move_in(self, request):
-        self._require("customers.add_contract")
+        self.require("customers.add_contract")
         body = serializers.MoveInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         contract = services.contract_move_in(actor=request.user, **body.validated_data)
@@ -111,14 +117,10 @@ class ContractViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     )
     @action(detail=True, methods=["post"], url_path="move-out")
     def move_out(self, request, pk=None):
-        self._require("customers.change_contract")
+        self.require("customers.change_contract")
         body = serializers.MoveOutSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         contract = services.contract_move_out(
             contract=self.get_object(), actor=request.user, **body.validated_data
         )
         return Response(serializers.ContractSerializer(contract).data)
-
-    def _require(self, perm: str) -> None:
-        if not self.request.user.has_perm(perm):
-            self.permission_denied(self.request, message=f"Requires permission: {perm}.")

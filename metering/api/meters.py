@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from customers.models import BuildingInterfaceUnit
 from heatutility.api import ModelValidationMixin
+from heatutility.permissions import RequirePermissionMixin
 from metering import installations, models
 
 
@@ -93,21 +94,20 @@ class HeatMeterViewSet(viewsets.ModelViewSet):
 
 
 class MeterInstallationViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    RequirePermissionMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
     queryset = models.MeterInstallation.objects.select_related("meter", "unit")
     serializer_class = MeterInstallationSerializer
     filterset_fields = ["meter", "unit", "unit__connection"]
     ordering_fields = ["installed_at"]
 
-    def _require(self, perm: str) -> None:
-        if not self.request.user.has_perm(perm):
-            self.permission_denied(self.request, message=f"Requires permission: {perm}.")
-
     @extend_schema(request=InstallSerializer, responses={201: MeterInstallationSerializer})
     @action(detail=False, methods=["post"])
     def install(self, request):
-        self._require("metering.add_meterinstallation")
+        self.require("metering.add_meterinstallation")
         body = InstallSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         installation = installations.meter_install(actor=request.user, **body.validated_data)
@@ -118,7 +118,7 @@ class MeterInstallationViewSet(
     @extend_schema(request=RemoveSerializer, responses=MeterInstallationSerializer)
     @action(detail=True, methods=["post"])
     def remove(self, request, pk=None):
-        self._require("metering.change_meterinstallation")
+        self.require("metering.change_meterinstallation")
         body = RemoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         installation = installations.meter_remove(
@@ -133,8 +133,8 @@ class MeterInstallationViewSet(
     )
     @action(detail=False, methods=["post"])
     def exchange(self, request):
-        self._require("metering.change_meterinstallation")
-        self._require("metering.add_meterinstallation")
+        self.require("metering.change_meterinstallation")
+        self.require("metering.add_meterinstallation")
         body = ExchangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         old, new = installations.meter_exchange(actor=request.user, **body.validated_data)
