@@ -10,6 +10,10 @@ router.register("meter-installations", meters.MeterInstallationViewSet)
 urlpatterns = [
     path("readings/", readings.ReadingBatchView.as_view(), name="readings-batch"),
     path("readings/files/", readings.ReadingFileView.as_view(), name="readings-file"),
-    path("readings/batches/<int:pk>/", readings.BatchStatusView.as_view(), name="readings-batch-status"),
+    path(
+        "readings/batches/<int:pk>/",
+        readings.BatchStatusView.as_view(),
+        name="readings-batch-status",
+    ),
     *router.urls,
 ]
