@@ -18,7 +18,8 @@ class NoOverlapConstraint(ExclusionConstraint):
     part), so the database itself refuses an overlap even under concurrent writes.  An
     open end (``NULL``) means "until further notice".  Model validation (admin forms,
     ``full_clean``) runs the same rule as a portable ORM query so that the message is
-    clear on every backend; the embedded SQLite default has only that check.
+    clear on every backend; the embedded SQLite default has only that check.  With a
+    ``condition`` only matching rows are bound (a partial exclusion constraint).
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class NoOverlapConstraint(ExclusionConstraint):
         start: str,
         end: str,
         range_function: str = "daterange",
+        condition: Q | None = None,
         violation_error_message: str | None = None,
     ) -> None:
         self.group = tuple(group)
@@ -52,6 +54,7 @@ class NoOverlapConstraint(ExclusionConstraint):
             name=name,
             expressions=expressions,
             index_type="gist",
+            condition=condition,
             violation_error_message=violation_error_message,
         )
 
@@ -64,6 +67,8 @@ class NoOverlapConstraint(ExclusionConstraint):
             "end": self.end,
             "range_function": self.range_function,
         }
+        if self.condition is not None:
+            kwargs["condition"] = self.condition
         if self.violation_error_message != self.default_violation_error_message:
             kwargs["violation_error_message"] = self.violation_error_message
         return path, (), kwargs
@@ -95,6 +100,10 @@ class NoOverlapConstraint(ExclusionConstraint):
         fields = (*self.group, self.start, self.end)
         if exclude and any(f in exclude for f in fields):
             return
+        if self.condition is not None:
+            values = instance._get_field_expression_map(meta=model._meta, exclude=exclude)
+            if not self.condition.check(values, using=using):
+                return  # the rule binds only rows matching the condition
         start = getattr(instance, self.start)
         end = getattr(instance, self.end)
         if start is None:
@@ -107,6 +116,8 @@ class NoOverlapConstraint(ExclusionConstraint):
                 return
             lookup[attname] = value
         overlapping = model._default_manager.using(using).filter(**lookup)
+        if self.condition is not None:
+            overlapping = overlapping.filter(self.condition)
         overlapping = overlapping.filter(
             Q(**{f"{self.end}__isnull": True}) | Q(**{f"{self.end}__gt": start})
         )
