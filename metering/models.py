@@ -2,7 +2,7 @@
 
 Energy registers are stored normalised to kWh as ``Decimal``; the meter keeps the unit
 its display counts in (Wh, kWh, MWh or GJ), its resolution and the register maximum
-after which it rolls over to zero.
+after which it rolls over to zero.  The volume register (m³) has its own maximum.
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ class HeatMeter(models.Model):
         default=Decimal("99999999"),
         help_text="Largest register value, in the register unit; the next step rolls over to 0.",
     )
+    volume_register_max = models.DecimalField(
+        max_digits=16,
+        decimal_places=4,
+        default=Decimal("99999999"),
+        help_text="Largest volume register value, m³; the next step rolls over to 0.",
+    )
     accuracy_class = models.PositiveSmallIntegerField(
         choices=AccuracyClass.choices, default=AccuracyClass.CLASS_2
     )
@@ -98,6 +104,11 @@ class HeatMeter(models.Model):
                 condition=Q(register_max__gt=F("resolution")),
                 name="heatmeter_register_max_above_resolution",
                 violation_error_message="The register maximum must be larger than its resolution.",
+            ),
+            models.CheckConstraint(
+                condition=Q(volume_register_max__gt=0),
+                name="heatmeter_volume_register_max_positive",
+                violation_error_message="The volume register maximum must be above 0.",
             ),
         ]
 

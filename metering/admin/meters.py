@@ -43,6 +43,28 @@ class HeatMeterAdmin(HistoryAdmin):
         "installations__unit__connection__building__street",
     )
     list_filter = ("maker", "register_unit", "accuracy_class", "verification_due_on")
+    fieldsets = (
+        (None, {"fields": ("maker", "model", "serial", "vendor")}),
+        (
+            "Registers",
+            {
+                "fields": ("register_unit", "resolution", "register_max", "volume_register_max"),
+                "description": "Each register rolls over to 0 after its maximum; VEE and "
+                "the boundary registers count the rollovers.",
+            },
+        ),
+        (
+            "Metrology",
+            {
+                "fields": (
+                    "accuracy_class",
+                    "flow_sensor_position",
+                    "nominal_flow_m3h",
+                    "verification_due_on",
+                )
+            },
+        ),
+    )
     inlines = [InstallationInline]
 
 

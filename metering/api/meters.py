@@ -23,6 +23,7 @@ class HeatMeterSerializer(ModelValidationMixin, serializers.ModelSerializer):
             "register_unit",
             "resolution",
             "register_max",
+            "volume_register_max",
             "accuracy_class",
             "flow_sensor_position",
             "nominal_flow_m3h",

@@ -1,8 +1,9 @@
 """Boundary registers: a connection's continuous register at local midnights.
 
 The connection register is cumulative since its first meter:
-``offset(installation) + reading − initial + rollovers × register max``, where the offset
-adds each earlier installation's ``final − initial`` (DOMAIN.md §2: consumption across an
+``offset(installation) + reading − initial + rollovers × register max``, for energy and
+volume alike (each with its own maximum), where the offset adds each earlier
+installation's ``final − initial + rollovers × register max`` (DOMAIN.md §2: consumption across an
 exchange = old final − old previous read + new read − new initial).  Installation and
 removal registers enter the series as points, so interpolation works across exchanges.
 
@@ -64,21 +65,23 @@ def connection_series(*, connection_id: int) -> list[Point]:
         )
         if inst.removed_at:
             reads = reads.filter(read_at__lte=inst.removed_at)
-        max_kwh = inst.meter.register_max_kwh
+        max_kwh, max_m3 = inst.meter.register_max_kwh, inst.meter.volume_register_max
         points.append(Point(inst.installed_at, offset_e, offset_v, None, None, False))
-        rollovers = Decimal(0)
-        previous = inst.initial_energy_kwh
+        rollovers = rollovers_v = Decimal(0)
+        previous, previous_v = inst.initial_energy_kwh, inst.initial_volume_m3
         for at, energy, volume, f3, r3 in reads.order_by("read_at").values_list(
             "read_at", "energy_kwh", "volume_m3", "flow_temp_m3c", "return_temp_m3c"
         ):
             if energy < previous and is_rollover(previous, energy, max_kwh):
                 rollovers += max_kwh
-            previous = energy
+            if volume < previous_v and is_rollover(previous_v, volume, max_m3):
+                rollovers_v += max_m3
+            previous, previous_v = energy, volume
             points.append(
                 Point(
                     at,
                     offset_e + energy - inst.initial_energy_kwh + rollovers,
-                    offset_v + volume - inst.initial_volume_m3,
+                    offset_v + volume - inst.initial_volume_m3 + rollovers_v,
                     f3,
                     r3,
                     True,
@@ -86,7 +89,7 @@ def connection_series(*, connection_id: int) -> list[Point]:
             )
         if inst.removed_at is not None:
             offset_e += inst.final_energy_kwh - inst.initial_energy_kwh + rollovers
-            offset_v += inst.final_volume_m3 - inst.initial_volume_m3
+            offset_v += inst.final_volume_m3 - inst.initial_volume_m3 + rollovers_v
             points.append(Point(inst.removed_at, offset_e, offset_v, None, None, False))
     points.sort(key=lambda p: p.at)
     return points

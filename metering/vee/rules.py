@@ -2,7 +2,8 @@
 
 Each rule has a reason code and a severity: ``error`` rejects the reading, ``warning``
 makes it suspect (both land in the staff exception queue), ``info`` is recorded only
-(rollovers, gaps).
+(rollovers, gaps).  Rollover findings are kept as accepted markers: boundary-register
+estimation counts them instead of re-reading a meter's whole history.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ RULES = {
     r.code: r
     for r in (
         Rule("register_decrease", "error", "Energy or volume register went down (not a rollover)."),
-        Rule("rollover", "info", "Register rolled over at its maximum."),
+        Rule("rollover", "info", "Energy register rolled over at its maximum."),
+        Rule("volume_rollover", "info", "Volume register rolled over at its maximum."),
         Rule(
             "consumption_above_capacity",
             "warning",
@@ -77,6 +79,8 @@ CAPACITY_FACTOR = Decimal("1.5")
 FLOW_RANGE = (Decimal(20), Decimal(130))
 RETURN_RANGE = (Decimal(5), Decimal(100))
 ROLLOVER_BAND = Decimal("0.1")
+# info findings recorded as accepted markers (never in the exception queue)
+ROLLOVER_CODES = ("rollover", "volume_rollover")
 
 
 def _finding(read: Read, code: str, message: str) -> Finding:
@@ -94,6 +98,7 @@ def validate(
     reads: list[Read],
     previous: Read | None,
     register_max_kwh: Decimal,
+    volume_register_max_m3: Decimal,
     contracted_kw: Decimal | None,
     installed: list[tuple[dt.datetime, dt.datetime | None]],
     now: dt.datetime,
@@ -139,17 +144,16 @@ def validate(
             hours = Decimal((read.read_at - last.read_at).total_seconds()) / Decimal(3600)
             delta_e = read.energy_kwh - last.energy_kwh
             delta_v = read.volume_m3 - last.volume_m3
-            rolled = delta_e < 0 and is_rollover(last.energy_kwh, read.energy_kwh, register_max_kwh)
-            if rolled:
-                findings.append(
-                    _finding(
-                        read,
-                        "rollover",
-                        f"Energy register rolled over after {last.energy_kwh} kWh.",
-                    )
-                )
+            # each register rolls over on its own (EN 1434: every register has a maximum)
+            rolled_e = delta_e < 0 and is_rollover(last.energy_kwh, read.energy_kwh, register_max_kwh)
+            rolled_v = delta_v < 0 and is_rollover(
+                last.volume_m3, read.volume_m3, volume_register_max_m3
+            )
+            if rolled_e:
                 delta_e += register_max_kwh
-            elif delta_e < 0 or delta_v < 0:
+            if rolled_v:
+                delta_v += volume_register_max_m3
+            if delta_e < 0 or delta_v < 0:
                 findings.append(
                     _finding(
                         read,
@@ -158,6 +162,22 @@ def validate(
                     )
                 )
                 continue  # the previous good read stays the reference
+            if rolled_e:
+                findings.append(
+                    _finding(
+                        read,
+                        "rollover",
+                        f"Energy register rolled over after {last.energy_kwh} kWh.",
+                    )
+                )
+            if rolled_v:
+                findings.append(
+                    _finding(
+                        read,
+                        "volume_rollover",
+                        f"Volume register rolled over after {last.volume_m3} m³.",
+                    )
+                )
             if hours > 0:
                 avg_kw = delta_e / hours
                 if contracted_kw and avg_kw > contracted_kw * CAPACITY_FACTOR:

@@ -92,6 +92,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         reads=reads,
         previous=rules.Read(*prev_values) if prev_values else None,
         register_max_kwh=meter.register_max_kwh if meter else Decimal("1e14"),
+        volume_register_max_m3=meter.volume_register_max if meter else Decimal("1e12"),
         contracted_kw=active.unit.connection.contracted_capacity_kw if active else None,
         installed=[(i.installed_at, i.removed_at) for i in installs],
         now=now,
@@ -111,7 +112,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
                     message=f.message[:300],
                     created_at=now,
                     state=ReadingIssue.State.ACCEPTED
-                    if f.severity == "info" and f.code == "rollover"
+                    if f.code in rules.ROLLOVER_CODES
                     else ReadingIssue.State.OPEN,
                 )
                 for f in findings

@@ -17,6 +17,7 @@ class HeatMeterFactory(factory.django.DjangoModelFactory):
     register_unit = models.EnergyUnit.KWH
     resolution = Decimal("1")
     register_max = Decimal("99999999")
+    volume_register_max = Decimal("99999999")
     accuracy_class = 2
     verification_due_on = dt.date(2030, 1, 1)
 

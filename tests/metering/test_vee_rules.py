@@ -25,6 +25,7 @@ def codes(
     contracted_kw=Decimal("10"),
     register_max=Decimal("99999999"),
     installed=INSTALLED,
+    volume_register_max=Decimal("99999999"),
 ):
     return [
         (f.read_at.hour, f.code, f.severity)
@@ -32,6 +33,7 @@ def codes(
             reads=reads,
             previous=previous,
             register_max_kwh=register_max,
+            volume_register_max_m3=volume_register_max,
             contracted_kw=contracted_kw,
             installed=installed,
             now=NOW,
@@ -52,6 +54,32 @@ class TestRules:
     def test_rollover_at_register_max_is_not_a_decrease(self):
         found = codes([r(0, "99999"), r(1, "3")], register_max=Decimal("100000"))
         assert found == [(1, "rollover", "info")]
+
+    def test_volume_rollover_at_its_maximum_is_not_a_decrease(self):
+        # 999.95 → 0.05 m³ on a 1,000 m³ register: 0.1 m³ in the hour, as the meter says
+        found = codes(
+            [
+                r(0, "100", "999.95"),
+                r(1, "105", "0.05", power_kw=Decimal("5"), flow_m3h=Decimal("0.1")),
+            ],
+            volume_register_max=Decimal("1000"),
+        )
+        assert found == [(1, "volume_rollover", "info")]
+
+    def test_volume_decrease_that_is_no_rollover_is_an_error(self):
+        assert codes([r(0, "100", "500.0"), r(1, "105", "400.0")]) == [
+            (1, "register_decrease", "error")
+        ]
+        # low in the range, but from the middle of the register: not a rollover
+        assert codes(
+            [r(0, "100", "500.0"), r(1, "105", "0.05")], volume_register_max=Decimal("1000")
+        ) == [(1, "register_decrease", "error")]
+
+    def test_energy_rollover_does_not_excuse_a_volume_decrease(self):
+        found = codes(
+            [r(0, "99999", "50.0"), r(1, "3", "40.0")], register_max=Decimal("100000")
+        )
+        assert found == [(1, "register_decrease", "error")]
 
     def test_consumption_above_contracted_capacity(self):
         # 20 kWh in one hour = 20 kW average > 1.5 × 10 kW
