@@ -265,7 +265,72 @@ def stop_worker(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def billing_run(chunk_size: int) -> tuple[float, object]:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process so far (Linux /proc; None elsewhere or if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _worker_pids(worker: subprocess.Popen) -> list[int]:
+    """The Celery main process and its pool processes."""
+    pids = [worker.pid]
+    try:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                if ppid == worker.pid:
+                    pids.append(int(entry))
+    except OSError:
+        pass
+    return pids
+
+
+def _backend_pids() -> list[int]:
+    """PostgreSQL backends of this database other than the bench's own (same host)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def cpu_snapshot(worker: subprocess.Popen) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {"workers": {}, "postgres": {}}
+    for kind, pids in (("workers", _worker_pids(worker)), ("postgres", _backend_pids())):
+        for pid in pids:
+            cpu = _cpu_seconds(pid)
+            if cpu is not None:
+                out[kind][pid] = cpu
+    return out
+
+
+def cpu_merge(into: dict, snap: dict) -> dict:
+    """Keep the latest figure per process (backends come and go with the tasks)."""
+    for kind, values in snap.items():
+        into.setdefault(kind, {}).update(values)
+    return into
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per kind between two snapshots (processes started in between from 0)."""
+    return {
+        kind: sum(v - before[kind].get(pid, 0.0) for pid, v in after[kind].items())
+        for kind in after
+    }
+
+
+def billing_run(chunk_size: int, worker: subprocess.Popen | None = None) -> tuple[float, object]:
     import datetime as dt
 
     from django.utils import timezone
@@ -276,6 +341,7 @@ def billing_run(chunk_size: int) -> tuple[float, object]:
     from customers.models import Network
 
     network = Network.objects.get(code="bench")
+    cpu_before = cpu_snapshot(worker) if worker is not None else None
     started = time.perf_counter()
     run = billing_run_create(
         network=network,
@@ -286,14 +352,21 @@ def billing_run(chunk_size: int) -> tuple[float, object]:
         render_pdfs=False,
     )
     tasks.billing_run_start.apply_async((run.pk,), queue=QUEUE)
+    cpu_seen: dict = {}
     while True:
+        if cpu_before is not None:
+            # sampled every 50 ms: a backend that exits loses at most its last 50 ms
+            cpu_merge(cpu_seen, cpu_snapshot(worker))
         run.refresh_from_db()
         if run.state == BillingRun.State.ISSUED:
             break
         if run.state == BillingRun.State.DRAFTED and (run.held or run.failed):
             break
         time.sleep(0.05)
-    return time.perf_counter() - started, run
+    elapsed = time.perf_counter() - started
+    if cpu_before is not None:
+        run.cpu = cpu_used(cpu_before, cpu_merge(cpu_seen, cpu_snapshot(worker)))
+    return elapsed, run
 
 
 def bound_sql() -> float:
@@ -505,12 +578,22 @@ def main() -> None:
         conn.default_channel.queue_purge(QUEUE)
     worker = start_worker(args.concurrency)
     try:
-        seconds, run = billing_run(args.chunk_size)
+        load_start = os.getloadavg()[0]
+        seconds, run = billing_run(args.chunk_size, worker)
         print(
             f"run: {run.state}, total {run.total}, drafted {run.done}, held {run.held}, "
             f"failed {run.failed}, issued {run.issued}"
         )
         bills = run.issued
+        cpu = getattr(run, "cpu", None) or {}
+        if bills and cpu:
+            print(
+                "CPU during the run: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
+                + f" = {sum(cpu.values()) / bills * 1e6:.0f} µs/bill "
+                + f"({', '.join(f'{k} {v / bills * 1e6:.0f}' for k, v in cpu.items())}); "
+                + f"load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+            )
         a = bound_sql()
         b, invoices, lines = bound_copy()
         print(
@@ -542,6 +625,10 @@ def main() -> None:
                 "ratio_sql": round(seconds / a, 2),
                 "ratio_write": round(seconds / b, 2),
                 "pdfs_per_s": round(pdf_rate, 2),
+                "cpu_us_per_bill": {k: round(v / bills * 1e6) for k, v in cpu.items()}
+                if bills
+                else {},
+                "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
             }
         )
     )
