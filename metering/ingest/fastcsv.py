@@ -1,10 +1,13 @@
 """PostgreSQL fast path for vendor CSV files: the server parses, checks and converts.
 
-The file's bytes go unchanged into an UNLOGGED staging table of text columns (one
-COPY … CSV, the cheapest write PostgreSQL has), one aggregate query checks every value
-with the same rules as :mod:`metering.ingest.rows` (casts, ranges, duplicates inside the
-file), and the rows then move into the readings in committed chunks with the same
-``INSERT … SELECT … ON CONFLICT`` as every other path (:func:`store.stage_to_readings`).
+The file's bytes go unchanged into an UNLOGGED staging table (one COPY … CSV with FREEZE,
+the cheapest write PostgreSQL has).  For point-decimal files the stage has typed columns
+and one CHECK constraint with the same rules as :mod:`metering.ingest.rows` (casts,
+ranges), so the COPY itself refuses a bad value; decimal-comma files are staged as text
+and converted in one pass, then checked by one aggregate query.  One ``GROUP BY serial``
+then gives each meter's time span and finds duplicates inside the file, and the rows move
+into the readings in committed chunks (TID ranges of the stage, straight into the month's
+partition) with :func:`store.stage_to_readings`.
 
 Whenever the server finds anything wrong (a value that does not cast, a range, a
 duplicate, a ragged line) the batch falls back to the Python validator, which lists
@@ -89,10 +92,10 @@ def _text_problems(positions: dict[str, int]) -> str:
     return " OR ".join(checks)
 
 
-def _problems_sql(typed: str, *, direct: bool = False) -> str:
-    """One scan over the typed stage: rows the Python validator would refuse (0 = clean)."""
-    checks = ["bad", "read_at IS NULL"]
-    if direct:  # what COPY accepts but the Python rules refuse
+def _problem_terms(*, point_decimal: bool = False) -> list[str]:
+    """Conditions on a typed stage row that the Python validator would refuse."""
+    checks = ["read_at IS NULL"] if point_decimal else ["bad", "read_at IS NULL"]
+    if point_decimal:  # what COPY accepts but the Python rules refuse
         units = ", ".join(f"'{u}'" for u in row_rules.ENERGY_UNITS)
         checks += [
             "serial IS NULL",
@@ -108,7 +111,12 @@ def _problems_sql(typed: str, *, direct: bool = False) -> str:
         checks.append(f"({name} IS NOT NULL AND NOT ({name} >= {low:f} AND {name} < {high:f}))")
     checks.append("read_at < '2000-01-01T00:00Z' OR read_at >= '2100-01-01T00:00Z'")
     checks.append("(status_code IS NOT NULL AND (status_code < 0 OR status_code >= 2147483648))")
-    return f"SELECT count(*) FILTER (WHERE {' OR '.join(checks)}), min(read_at), max(read_at) FROM {typed}"
+    return checks
+
+
+def _problems_sql(typed: str) -> str:
+    """One scan over a typed stage: rows the Python validator would refuse (0 = clean)."""
+    return f"SELECT count(*) FILTER (WHERE {' OR '.join(_problem_terms())}) FROM {typed}"
 
 
 def _fallback(
@@ -154,7 +162,7 @@ def process_file_batch(
             batch, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks, reason="header"
         )
     raw, typed = f"metering_stage_raw_{batch.pk}", f"metering_stage_typed_{batch.pk}"
-    direct = not vendor.csv_decimal_comma
+    point_decimal = not vendor.csv_decimal_comma
     delimiter = vendor.csv_separator.replace("'", "''")
     options = f"FORMAT csv, HEADER true, DELIMITER '{delimiter}', ENCODING 'UTF8'"
     try:
@@ -162,7 +170,7 @@ def process_file_batch(
             cursor.execute(f"DROP TABLE IF EXISTS {raw}, {typed}")
             # timestamps without offset are read in the vendor's zone (transaction-local)
             cursor.execute("SELECT set_config('TimeZone', %s, true)", [vendor.csv_time_zone])
-            if direct:
+            if point_decimal:  # the stage's CHECK refuses what the Python rules would refuse
                 count = _stage_direct(cursor, typed, header, positions, options, payload, vendor)
             else:
                 count = _stage_via_text(
@@ -172,20 +180,31 @@ def process_file_batch(
             cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
             if count == 0:
                 raise _Decline("empty")
-            cursor.execute(_problems_sql(typed, direct=direct))
-            problems, first_at, last_at = cursor.fetchone()
-            if problems:
-                raise _Decline("values")
-            # enough memory to hash every key once instead of spilling a sort to disk
+            if not point_decimal:
+                cursor.execute(_problems_sql(typed))
+                if cursor.fetchone()[0]:
+                    raise _Decline("values")
+            # enough memory to sort every key once instead of spilling to disk
             cursor.execute("SELECT set_config('work_mem', '256MB', true)")
+            # one pass: the serials, each one's time span, and duplicates inside the file
+            # (a sort by serial; files usually come ordered by meter, which makes it cheap)
             cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {typed} GROUP BY serial, read_at HAVING count(*) > 1)"
+                f"SELECT serial, min(read_at), max(read_at), count(*) <> count(DISTINCT read_at) "
+                f"FROM {typed} GROUP BY serial"
             )
-            if cursor.fetchone()[0]:
+            per_serial = cursor.fetchall()
+            if any(duplicated for *_, duplicated in per_serial):
                 raise _Decline("duplicates")
-            # each chunk is a row_no range: an index makes it a range scan, not a full scan
-            cursor.execute(f"CREATE INDEX ON {typed} (row_no)")
-        months = _months_between(first_at, last_at)
+            # each chunk is a row_no range; rows lie in the heap in row_no order, so the
+            # range's first and last tuple ids bound a TID range scan (no index to build)
+            cursor.execute(
+                f"SELECT row_no / %s, min(ctid)::text, max(ctid)::text FROM {typed} GROUP BY 1",
+                [chunk_rows],
+            )
+            tids = {int(k): (low, high) for k, low, high in cursor.fetchall()}
+        months = _months_between(
+            min(low for _, low, _, _ in per_serial), max(high for _, _, high, _ in per_serial)
+        )
     except (_Decline, DatabaseError, psycopg.Error) as exc:
         _drop(raw, typed)
         return _fallback(
@@ -193,21 +212,16 @@ def process_file_batch(
         )
     IngestBatch.objects.filter(pk=batch.pk).update(row_count=count)
     store.partitions_ensure(months=months)
-    with connection.cursor() as cursor:
-        # one aggregate pass: which serials, and each one's time span
-        cursor.execute(f"SELECT serial, min(read_at), max(read_at) FROM {typed} GROUP BY serial")
-        per_serial = cursor.fetchall()
-        mine = dict(
-            HeatMeter.objects.filter(
-                vendor_id=batch.vendor_id, serial__in=[serial for serial, _, _ in per_serial]
-            ).values_list("serial", "id")
-        )
-        foreign = [serial for serial, _, _ in per_serial if serial not in mine]
-        refused_all = []
-        if foreign:  # rows for meters that are not this vendor's, refused with their row
-            known = set(
-                HeatMeter.objects.filter(serial__in=foreign).values_list("serial", flat=True)
-            )
+    mine = dict(
+        HeatMeter.objects.filter(
+            vendor_id=batch.vendor_id, serial__in=[serial for serial, *_ in per_serial]
+        ).values_list("serial", "id")
+    )
+    foreign = [serial for serial, *_ in per_serial if serial not in mine]
+    refused_all = []
+    if foreign:  # rows for meters that are not this vendor's, refused with their row
+        known = set(HeatMeter.objects.filter(serial__in=foreign).values_list("serial", flat=True))
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT row_no, serial FROM {typed} WHERE serial = ANY(%s) ORDER BY row_no",
                 [foreign],
@@ -217,7 +231,7 @@ def process_file_batch(
         IngestBatchMeter(
             batch_id=batch.pk, meter_id=mine[serial], first_read_at=low, last_read_at=high
         )
-        for serial, low, high in per_serial
+        for serial, low, high, _ in per_serial
         if serial in mine
     ]
     done = 0
@@ -230,6 +244,7 @@ def process_file_batch(
             if locked.progress >= end:
                 continue
             first = max(start, locked.progress)
+            low, high = tids[start // chunk_rows]
             with connection.cursor() as cursor:
                 result = store.stage_to_readings(
                     cursor,
@@ -237,11 +252,15 @@ def process_file_batch(
                     batch_id=batch.pk,
                     vendor_id=batch.vendor_id,
                     received_at=batch.received_at,
-                    where=f"s.row_no >= {int(first)} AND s.row_no < {int(end)}",
+                    where=(
+                        f"s.ctid BETWEEN '{low}'::tid AND '{high}'::tid "
+                        f"AND s.row_no >= {int(first)} AND s.row_no < {int(end)}"
+                    ),
                     rows=end - first,
-                    resolve_meters=direct,
+                    resolve_meters=point_decimal,
                     refused=[r for r in refused_all if first <= r[0] < end],
                     spans=False,
+                    months=months,
                 )
             batches.batch_add_result(locked, result, progress=end)
             done += 1
@@ -265,9 +284,10 @@ def _stage_direct(cursor, typed, header, positions, options, payload, vendor) ->
         f"serial text, read_at timestamptz, energy_value numeric, energy_unit text DEFAULT '{unit}', "
         "volume_m3 numeric, "
         + ", ".join(f"{name} numeric" for name in row_rules.OPTIONAL_NUMERIC)
-        + ", status_code bigint, bad boolean DEFAULT false)"
+        + ", status_code bigint, "
+        f"CHECK (({' OR '.join(_problem_terms(point_decimal=True))}) IS NOT TRUE))"
     )
-    with cursor.copy(f"COPY {typed} ({names}) FROM STDIN WITH ({options})") as copy:
+    with cursor.copy(f"COPY {typed} ({names}) FROM STDIN WITH ({options}, FREEZE true)") as copy:
         copy.write(payload)
     count = cursor.rowcount
     return count
@@ -279,7 +299,7 @@ def _stage_via_text(cursor, raw, typed, header, positions, options, payload, bat
     columns = ", ".join(f"c{i} text" for i in range(len(header)))
     cursor.execute(f"CREATE UNLOGGED TABLE {raw} (row_no bigserial, {columns})")
     names = ", ".join(f"c{i}" for i in range(len(header)))
-    with cursor.copy(f"COPY {raw} ({names}) FROM STDIN WITH ({options})") as copy:
+    with cursor.copy(f"COPY {raw} ({names}) FROM STDIN WITH ({options}, FREEZE true)") as copy:
         copy.write(payload)
     count = cursor.rowcount
     select = _typed_select(

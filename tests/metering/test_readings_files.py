@@ -197,3 +197,113 @@ class TestCsvRowsRefusedPerRow:
         assert response.status_code == 413
         assert response.json()["code"] == "too_large"
         assert IngestBatch.objects.count() == 0
+
+
+@pytest.fixture
+def plain_vendor():
+    """A vendor sending point-decimal CSV with offsets (the staged path's typed COPY)."""
+    return MeterVendorFactory(
+        csv_columns={},
+        csv_separator=",",
+        csv_decimal_comma=False,
+        csv_energy_unit="kWh",
+        csv_time_zone="UTC",
+    )
+
+
+def ingest_file(vendor, text):
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from metering.ingest.batches import readings_batch_process
+
+    batch = IngestBatch.objects.create(vendor=vendor, source="file", received_at=timezone.now())
+    batch.file.save("plain.csv", ContentFile(text.encode()))
+    readings_batch_process(batch_id=batch.pk, now=timezone.now(), chunk_rows=3)
+    batch.refresh_from_db()
+    return batch
+
+
+PLAIN_HEADER = "meter,read_at,energy,volume_m3,flow_temp_c,return_temp_c\n"
+
+
+class TestPointDecimalFiles:
+    """The same outcomes on every database: PostgreSQL's typed stage refuses bad values
+    in the COPY (its CHECK) and the Python validator then itemises them."""
+
+    def test_a_file_across_a_month_end_goes_into_both_months(self, plain_vendor, caplog):
+        caplog.set_level("INFO", logger="metering.ingest.fastcsv")
+        meter = HeatMeterFactory(vendor=plain_vendor)
+        start = dt.datetime(2026, 9, 30, 20, tzinfo=dt.UTC)
+        text = PLAIN_HEADER + "".join(
+            f"{meter.serial},{(start + dt.timedelta(hours=h)).isoformat()},{1000 + h}.5,{10 + h},70.1,40.2\n"
+            for h in range(8)
+        )
+        batch = ingest_file(plain_vendor, text)
+        assert (batch.state, batch.accepted, batch.progress, batch.row_count) == ("done", 8, 8, 8)
+        readings = Reading.objects.filter(meter=meter).order_by("read_at")
+        assert [r.read_at.month for r in readings] == [9, 9, 9, 9, 10, 10, 10, 10]
+        assert readings[0].energy_kwh == Decimal("1000.5")
+        assert readings[7].volume_m3 == Decimal("17")
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            assert "declined" not in caplog.text  # the server-side path did the work
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT tableoid::regclass::text, count(*) FROM metering_reading "
+                    "WHERE meter_id = %s GROUP BY 1 ORDER BY 1",
+                    [meter.pk],
+                )
+                assert cursor.fetchall() == [
+                    ("metering_reading_y2026m09", 4),
+                    ("metering_reading_y2026m10", 4),
+                ]
+
+    def test_values_out_of_range_fail_the_file_with_their_row(self, plain_vendor):
+        meter = HeatMeterFactory(vendor=plain_vendor)
+        text = PLAIN_HEADER + (
+            f"{meter.serial},2026-09-01T00:00:00+00:00,1.0,1.0,70,40\n"
+            f"{meter.serial},2026-09-01T01:00:00+00:00,2.0,-1.0,70,40\n"
+            f"{meter.serial},2026-09-01T02:00:00+00:00,3.0,1.0,250,40\n"
+            f"{meter.serial},1999-09-01T03:00:00+00:00,4.0,1.0,70,40\n"
+        )
+        batch = ingest_file(plain_vendor, text)
+        assert batch.state == "failed"
+        assert [(e["row"], e["field"], e["code"]) for e in batch.errors] == [
+            (1, "volume_m3", "negative"),
+            (2, "flow_temp_c", "out_of_range"),
+            (3, "read_at", "out_of_range"),
+        ]
+        assert Reading.objects.count() == 0
+
+    def test_a_reading_twice_in_one_file_fails_it(self, plain_vendor):
+        meter = HeatMeterFactory(vendor=plain_vendor)
+        row = f"{meter.serial},2026-09-01T00:00:00+00:00,1.0,1.0,70,40\n"
+        other = f"{meter.serial},2026-09-01T01:00:00+00:00,2.0,1.0,70,40\n"
+        # the same instant written with another offset is the same reading
+        same = f"{meter.serial},2026-09-01T02:00:00+02:00,1.0,1.0,70,40\n"
+        batch = ingest_file(plain_vendor, PLAIN_HEADER + row + other + same)
+        assert batch.state == "failed"
+        assert [(e["row"], e["code"]) for e in batch.errors] == [(2, "duplicate_in_batch")]
+        assert Reading.objects.count() == 0
+
+    def test_a_file_sent_again_is_counted_as_duplicates_and_conflicts(self, plain_vendor):
+        meter = HeatMeterFactory(vendor=plain_vendor)
+        rows = [
+            f"{meter.serial},2026-09-01T{h:02d}:00:00+00:00,{h}.0,1.0,70,40\n" for h in range(5)
+        ]
+        first = ingest_file(plain_vendor, PLAIN_HEADER + "".join(rows))
+        rows[3] = f"{meter.serial},2026-09-01T03:00:00+00:00,99.0,1.0,70,40\n"
+        rows.append(f"{meter.serial},2026-09-01T05:00:00+00:00,5.0,1.0,70,40\n")
+        second = ingest_file(plain_vendor, PLAIN_HEADER + "".join(rows))
+        assert (first.state, first.accepted) == ("done", 5)
+        assert (second.state, second.accepted, second.duplicate, second.conflicting) == (
+            "done",
+            1,
+            4,
+            1,
+        )
+        stored = Reading.objects.get(meter=meter, read_at=dt.datetime(2026, 9, 1, 3, tzinfo=dt.UTC))
+        assert stored.energy_kwh == Decimal("3")  # the original is untouched
+        assert Reading.objects.filter(meter=meter).count() == 6
