@@ -28,13 +28,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.db import connection as db
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Subquery, Sum
 
 from customers.models import ServiceConnection
 from heatutility.timeutil import local_midnight
-from metering.models import BoundaryRegister, DegreeDay, MeterInstallation, Reading
-from metering.vee.rules import is_rollover
+from metering.models import (
+    BoundaryRegister,
+    DegreeDay,
+    MeterInstallation,
+    Reading,
+    ReadingIssue,
+)
+from metering.vee.rules import ROLLOVER_CODES, is_rollover
 
 USABLE = ("valid", "edited", "estimated")
 E6, V4 = Decimal("0.000001"), Decimal("0.0001")
@@ -50,46 +57,188 @@ class Point:
     is_read: bool
 
 
-def connection_series(*, connection_id: int) -> list[Point]:
-    """Continuous register points of a connection, in time order."""
-    installations = list(
-        MeterInstallation.objects.filter(unit__connection_id=connection_id)
-        .select_related("meter")
-        .order_by("installed_at")
-    )
+@dataclass(frozen=True)
+class _Probe:
+    """Nearest usable reads of one installation around instant ``at``."""
+
+    meter_id: int
+    lo: dt.datetime  # installed_at
+    hi: dt.datetime | None  # removed_at
+    at: dt.datetime
+
+
+_NEAREST_SQL = """
+SELECT DISTINCT n.meter_id, n.read_at, n.energy_kwh, n.volume_m3, n.flow_temp_m3c, n.return_temp_m3c
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
+     AS p(meter_id, lo, hi, at)
+CROSS JOIN LATERAL (
+  (SELECT r.meter_id, r.read_at, r.energy_kwh, r.volume_m3, r.flow_temp_m3c, r.return_temp_m3c
+     FROM metering_reading r
+    WHERE r.meter_id = p.meter_id AND r.status = ANY(%s)
+      AND r.read_at >= p.lo AND r.read_at < p.at
+      AND r.read_at <= coalesce(p.hi, 'infinity'::timestamptz)
+    ORDER BY r.read_at DESC LIMIT 1)
+  UNION ALL
+  (SELECT r.meter_id, r.read_at, r.energy_kwh, r.volume_m3, r.flow_temp_m3c, r.return_temp_m3c
+     FROM metering_reading r
+    WHERE r.meter_id = p.meter_id AND r.status = ANY(%s)
+      AND r.read_at >= greatest(p.lo, p.at)
+      AND r.read_at <= coalesce(p.hi, 'infinity'::timestamptz)
+    ORDER BY r.read_at LIMIT 1)
+) n
+"""
+_READ_COLUMNS = (
+    "meter_id",
+    "read_at",
+    "energy_kwh",
+    "volume_m3",
+    "flow_temp_m3c",
+    "return_temp_m3c",
+)
+_PROBES_PER_QUERY = 200
+
+
+def _nearest_reads(probes: set[_Probe]) -> dict[int, dict[dt.datetime, tuple]]:
+    """For each probe, the last usable read before ``at`` and the first at or after it,
+    within the installation: {meter_id: {read_at: (energy, volume, flow_m3c, return_m3c)}}.
+
+    Each lookup is a descent of the primary key (meter_id, read_at), so the cost does not
+    grow with a meter's history; one statement for all probes.
+    """
+    found: dict[int, dict[dt.datetime, tuple]] = defaultdict(dict)
+    ordered = sorted(probes, key=lambda p: (p.meter_id, p.at, p.lo))
+    for i in range(0, len(ordered), _PROBES_PER_QUERY):
+        chunk = ordered[i : i + _PROBES_PER_QUERY]
+        if db.vendor == "postgresql":
+            with db.cursor() as cursor:
+                cursor.execute(
+                    _NEAREST_SQL,
+                    [
+                        [p.meter_id for p in chunk],
+                        [p.lo for p in chunk],
+                        [p.hi for p in chunk],
+                        [p.at for p in chunk],
+                        list(USABLE),
+                        list(USABLE),
+                    ],
+                )
+                rows = cursor.fetchall()
+        else:  # portable: the same two LIMIT 1 look-ups per probe, as scalar sub-queries
+            match = Q()
+            for p in chunk:
+                reads = Reading.objects.filter(
+                    meter_id=p.meter_id, status__in=USABLE, read_at__gte=p.lo
+                )
+                if p.hi is not None:
+                    reads = reads.filter(read_at__lte=p.hi)
+                before = reads.filter(read_at__lt=p.at).order_by("-read_at").values("read_at")[:1]
+                after = reads.filter(read_at__gte=p.at).order_by("read_at").values("read_at")[:1]
+                match |= Q(meter_id=p.meter_id, read_at=Subquery(before))
+                match |= Q(meter_id=p.meter_id, read_at=Subquery(after))
+            rows = Reading.objects.filter(match).values_list(*_READ_COLUMNS)
+        for meter_id, read_at, *values in rows:
+            found[meter_id][read_at] = tuple(values)
+    return found
+
+
+def _rollover_hints(installs: list[MeterInstallation]) -> dict[int, set[dt.datetime]]:
+    """Where VEE found a rollover (its accepted ``rollover`` / ``volume_rollover``
+    findings): {meter_id: {read_at}}.
+
+    A meter rolls over a handful of times in its life, so these few instants replace a
+    scan of its history.  They are only hints: the rollover is counted where the series
+    of usable reads shows it (the reads on both sides of the hint are loaded), so a
+    finding on a reading that was later rejected counts only if the usable reads agree.
+    """
+    hints: dict[int, set[dt.datetime]] = defaultdict(set)
+    if installs:
+        for meter_id, read_at in ReadingIssue.objects.filter(
+            meter_id__in={i.meter_id for i in installs}, code__in=ROLLOVER_CODES
+        ).values_list("meter_id", "read_at"):
+            hints[meter_id].add(read_at)
+    return hints
+
+
+def _probes(installs: list[MeterInstallation], instants: set[dt.datetime]) -> set[_Probe]:
+    return {
+        _Probe(i.meter_id, i.installed_at, i.removed_at, at) for i in installs for at in instants
+    }
+
+
+def _hint_probes(
+    installs: list[MeterInstallation], hints: dict[int, set[dt.datetime]]
+) -> set[_Probe]:
+    return {
+        _Probe(i.meter_id, i.installed_at, i.removed_at, at)
+        for i in installs
+        for at in hints.get(i.meter_id, ())
+        if i.installed_at <= at and (i.removed_at is None or at <= i.removed_at)
+    }
+
+
+def _series(
+    *,
+    installs: list[MeterInstallation],
+    reads: dict[int, dict[dt.datetime, tuple]],
+    probes: set[_Probe],
+) -> list[Point]:
+    """Continuous register points of a connection from the reads that were loaded.
+
+    ``reads`` holds the nearest usable reads on both sides of every probe, so
+    :func:`value_at` finds the same neighbours here as in the connection's full series,
+    and every pair of reads around a probe is consecutive: a rollover between them is
+    counted at the later read, as a walk through the whole series would.  Rollovers are
+    looked for around VEE's rollover findings and around every boundary, so one in reads
+    VEE has not checked yet is still found where it matters.
+    """
     points: list[Point] = []
     offset_e = offset_v = Decimal(0)
-    for inst in installations:
-        reads = Reading.objects.filter(
-            meter_id=inst.meter_id, read_at__gte=inst.installed_at, status__in=USABLE
+    for inst in sorted(installs, key=lambda i: i.installed_at):
+        in_range = sorted(
+            (at, values)
+            for at, values in reads.get(inst.meter_id, {}).items()
+            if inst.installed_at <= at and (inst.removed_at is None or at <= inst.removed_at)
         )
-        if inst.removed_at:
-            reads = reads.filter(read_at__lte=inst.removed_at)
-        max_kwh, max_m3 = inst.meter.register_max_kwh, inst.meter.volume_register_max
+        times = [at for at, _ in in_range]
+        max_e, max_v = inst.meter.register_max_kwh, inst.meter.volume_register_max
+        registers = (
+            (0, inst.initial_energy_kwh, max_e),
+            (1, inst.initial_volume_m3, max_v),
+        )
+        rolled: tuple[set[dt.datetime], set[dt.datetime]] = (set(), set())
+        for probe in probes:
+            if probe.meter_id != inst.meter_id or probe.lo != inst.installed_at:
+                continue
+            k = bisect.bisect_left(times, max(probe.at, inst.installed_at))
+            if k == len(times):
+                continue
+            after_at, after = in_range[k]
+            for index, initial, maximum in registers:
+                before = initial if k == 0 else in_range[k - 1][1][index]
+                if after[index] < before and is_rollover(before, after[index], maximum):
+                    rolled[index].add(after_at)
+        rolled_e, rolled_v = sorted(rolled[0]), sorted(rolled[1])
         points.append(Point(inst.installed_at, offset_e, offset_v, None, None, False))
-        rollovers = rollovers_v = Decimal(0)
-        previous, previous_v = inst.initial_energy_kwh, inst.initial_volume_m3
-        for at, energy, volume, f3, r3 in reads.order_by("read_at").values_list(
-            "read_at", "energy_kwh", "volume_m3", "flow_temp_m3c", "return_temp_m3c"
-        ):
-            if energy < previous and is_rollover(previous, energy, max_kwh):
-                rollovers += max_kwh
-            if volume < previous_v and is_rollover(previous_v, volume, max_m3):
-                rollovers_v += max_m3
-            previous, previous_v = energy, volume
+        for at, (energy, volume, f3, r3) in in_range:
             points.append(
                 Point(
                     at,
-                    offset_e + energy - inst.initial_energy_kwh + rollovers,
-                    offset_v + volume - inst.initial_volume_m3 + rollovers_v,
+                    offset_e
+                    + energy
+                    - inst.initial_energy_kwh
+                    + max_e * bisect.bisect_right(rolled_e, at),
+                    offset_v
+                    + volume
+                    - inst.initial_volume_m3
+                    + max_v * bisect.bisect_right(rolled_v, at),
                     f3,
                     r3,
                     True,
                 )
             )
         if inst.removed_at is not None:
-            offset_e += inst.final_energy_kwh - inst.initial_energy_kwh + rollovers
-            offset_v += inst.final_volume_m3 - inst.initial_volume_m3 + rollovers_v
+            offset_e += inst.final_energy_kwh - inst.initial_energy_kwh + max_e * len(rolled_e)
+            offset_v += inst.final_volume_m3 - inst.initial_volume_m3 + max_v * len(rolled_v)
             points.append(Point(inst.removed_at, offset_e, offset_v, None, None, False))
     points.sort(key=lambda p: p.at)
     return points
@@ -191,6 +340,11 @@ def boundary_registers_ensure(
 
     Idempotent.  With ``refresh``, existing estimated/actual values are recomputed too
     (after new reads arrived); staff-edited values are never overwritten.
+
+    Only the reads an estimate can use are loaded, for all connections at once: the
+    nearest usable read before and after each boundary and its date a year earlier, then
+    (where no later read exists) around the last read a year earlier.  A meter's history
+    (8,760 hourly reads a year) is never read whole.
     """
     dates = sorted(set(dates))
     connections = ServiceConnection.objects.filter(pk__in=set(connection_ids)).select_related(
@@ -201,12 +355,53 @@ def boundary_registers_ensure(
         connection_id__in=set(connection_ids), on__in=dates
     ):
         existing[register.connection_id][register.on] = register
+    work = {}
     for connection in connections:
         have = existing[connection.pk]
         wanted = [d for d in dates if d not in have or (refresh and have[d].status != "edited")]
-        if not wanted:
-            continue
-        points = connection_series(connection_id=connection.pk)
+        if wanted:
+            work[connection.pk] = (connection, wanted)
+    if not work:
+        return
+    installs_of: dict[int, list[MeterInstallation]] = defaultdict(list)
+    for inst in (
+        MeterInstallation.objects.filter(unit__connection_id__in=work)
+        .select_related("meter", "unit")
+        .order_by("installed_at")
+    ):
+        installs_of[inst.unit.connection_id].append(inst)
+
+    # round 1: around each boundary, the same midnight a year earlier and VEE's rollovers
+    hints = _rollover_hints([i for installs in installs_of.values() for i in installs])
+    probes_of: dict[int, set[_Probe]] = {}
+    for pk, (connection, wanted) in work.items():
+        zone = connection.network.time_zone
+        instants = {local_midnight(on, zone) for on in wanted} | {
+            local_midnight(_year_earlier(on), zone) for on in wanted
+        }
+        probes_of[pk] = _probes(installs_of[pk], instants) | _hint_probes(installs_of[pk], hints)
+    reads = _nearest_reads(set().union(*probes_of.values()))
+    # round 2: no later read → last year's consumption from a year before the last read
+    more_of: dict[int, set[_Probe]] = {}
+    for pk, (connection, wanted) in work.items():
+        points = _series(installs=installs_of[pk], reads=reads, probes=set())
+        instants = set()
+        for on in wanted:
+            at = local_midnight(on, connection.network.time_zone)
+            if value_at(points, at) is None:
+                earlier = [p for p in points if p.at < at]
+                if earlier:
+                    instants.add(_instant_year_earlier(earlier[-1].at))
+        more_of[pk] = _probes(installs_of[pk], instants) - probes_of[pk]
+        probes_of[pk] |= more_of[pk]
+    more = set().union(*more_of.values())
+    if more:
+        for meter_id, found in _nearest_reads(more).items():
+            reads[meter_id].update(found)
+
+    for pk, (connection, wanted) in work.items():
+        have = existing[pk]
+        points = _series(installs=installs_of[pk], reads=reads, probes=probes_of[pk])
         with transaction.atomic():
             for on in wanted:
                 result = estimate(
