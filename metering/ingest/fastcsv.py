@@ -31,6 +31,9 @@ from metering.models import HeatMeter, IngestBatch, IngestBatchMeter
 log = logging.getLogger(__name__)
 
 TIMESTAMP_PREFIX_RE = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d"
+# what datetime.fromisoformat (rows.py) and PostgreSQL both read the same way; other
+# spellings (and PostgreSQL's 'now', 'yesterday', 'epoch', …) go to the Python validator
+TIMESTAMP_RE = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d{1,6})?)?(Z|[+-]\d\d:\d\d)?$"
 
 
 def available() -> bool:
@@ -94,8 +97,12 @@ def _text_problems(positions: dict[str, int]) -> str:
 
 def _problem_terms(*, point_decimal: bool = False) -> list[str]:
     """Conditions on a typed stage row that the Python validator would refuse."""
+    # the point-decimal stage keeps the timestamp as sent (text); the cast reads it in the
+    # session's zone, the vendor's while staging
+    ts = "read_at::timestamptz" if point_decimal else "read_at"
     checks = ["read_at IS NULL"] if point_decimal else ["bad", "read_at IS NULL"]
     if point_decimal:  # what COPY accepts but the Python rules refuse
+        checks.append(f"read_at !~ '{TIMESTAMP_RE}'")
         units = ", ".join(f"'{u}'" for u in row_rules.ENERGY_UNITS)
         checks += [
             "serial IS NULL",
@@ -109,7 +116,7 @@ def _problem_terms(*, point_decimal: bool = False) -> list[str]:
     for field, (low, high) in row_rules.NUMERIC_LIMITS.items():
         name = "energy_value" if field == "energy" else field
         checks.append(f"({name} IS NOT NULL AND NOT ({name} >= {low:f} AND {name} < {high:f}))")
-    checks.append("read_at < '2000-01-01T00:00Z' OR read_at >= '2100-01-01T00:00Z'")
+    checks.append(f"{ts} < '2000-01-01T00:00Z' OR {ts} >= '2100-01-01T00:00Z'")
     checks.append("(status_code IS NOT NULL AND (status_code < 0 OR status_code >= 2147483648))")
     return checks
 
@@ -163,6 +170,7 @@ def process_file_batch(
         )
     raw, typed = f"metering_stage_raw_{batch.pk}", f"metering_stage_typed_{batch.pk}"
     point_decimal = not vendor.csv_decimal_comma
+    ts = "read_at::timestamptz" if point_decimal else "read_at"
     delimiter = vendor.csv_separator.replace("'", "''")
     options = f"FORMAT csv, HEADER true, DELIMITER '{delimiter}', ENCODING 'UTF8'"
     try:
@@ -176,8 +184,6 @@ def process_file_batch(
                 count = _stage_via_text(
                     cursor, raw, typed, header, positions, options, payload, batch
                 )
-            # back to UTC at once: Django reads timestamptz assuming a UTC session
-            cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
             if count == 0:
                 raise _Decline("empty")
             if not point_decimal:
@@ -188,11 +194,17 @@ def process_file_batch(
             cursor.execute("SELECT set_config('work_mem', '256MB', true)")
             # one pass: the serials, each one's time span, and duplicates inside the file
             # (a sort by serial; files usually come ordered by meter, which makes it cheap)
+            # (spans as UTC wall times: the session's zone is the vendor's here)
             cursor.execute(
-                f"SELECT serial, min(read_at), max(read_at), count(*) <> count(DISTINCT read_at) "
-                f"FROM {typed} GROUP BY serial"
+                f"SELECT serial, min({ts}) AT TIME ZONE 'UTC', max({ts}) AT TIME ZONE 'UTC', "
+                f"count(*) <> count(DISTINCT {ts}) FROM {typed} GROUP BY serial"
             )
-            per_serial = cursor.fetchall()
+            per_serial = [
+                (serial, low.replace(tzinfo=dt.UTC), high.replace(tzinfo=dt.UTC), duplicated)
+                for serial, low, high, duplicated in cursor.fetchall()
+            ]
+            # back to UTC: Django reads timestamptz assuming a UTC session
+            cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
             if any(duplicated for *_, duplicated in per_serial):
                 raise _Decline("duplicates")
             # each chunk is a row_no range; rows lie in the heap in row_no order, so the
@@ -246,6 +258,8 @@ def process_file_batch(
             first = max(start, locked.progress)
             low, high = tids[start // chunk_rows]
             with connection.cursor() as cursor:
+                # the stage's timestamps are read in the vendor's zone, as when staging
+                cursor.execute("SELECT set_config('TimeZone', %s, true)", [vendor.csv_time_zone])
                 result = store.stage_to_readings(
                     cursor,
                     stage=typed,
@@ -261,7 +275,9 @@ def process_file_batch(
                     refused=[r for r in refused_all if first <= r[0] < end],
                     spans=False,
                     months=months,
+                    read_at=f"s.{ts}",
                 )
+                cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
             batches.batch_add_result(locked, result, progress=end)
             done += 1
     IngestBatchMeter.objects.bulk_create(spans, ignore_conflicts=True)
@@ -281,7 +297,7 @@ def _stage_direct(cursor, typed, header, positions, options, payload, vendor) ->
     cursor.execute(
         f"CREATE UNLOGGED TABLE {typed} ("
         "row_no bigint GENERATED BY DEFAULT AS IDENTITY (START WITH 0 MINVALUE 0 CACHE 10000), "
-        f"serial text, read_at timestamptz, energy_value numeric, energy_unit text DEFAULT '{unit}', "
+        f"serial text, read_at text, energy_value numeric, energy_unit text DEFAULT '{unit}', "
         "volume_m3 numeric, "
         + ", ".join(f"{name} numeric" for name in row_rules.OPTIONAL_NUMERIC)
         + ", status_code bigint, "

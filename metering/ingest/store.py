@@ -206,7 +206,7 @@ def meter_sql(*, resolve_meters: bool) -> tuple[str, str, str]:
     return "s.meter_id", "", "s.meter_id IS NULL"
 
 
-def _targets(months: set[tuple[int, int]] | None) -> list[tuple[str, str]]:
+def _targets(months: set[tuple[int, int]] | None, read_at: str) -> list[tuple[str, str]]:
     """(table, extra condition) pairs a plain INSERT writes to: the month partitions, or
     the partitioned parent (which routes each row) when the months are not known."""
     if not months or connection.vendor != "postgresql":
@@ -218,8 +218,8 @@ def _targets(months: set[tuple[int, int]] | None) -> list[tuple[str, str]]:
         targets.append(
             (
                 partition_name(year, month),
-                f" AND s.read_at >= '{start.isoformat()} 00:00+00'"
-                f" AND s.read_at < '{end.isoformat()} 00:00+00'",
+                f" AND {read_at} >= '{start.isoformat()} 00:00+00'"
+                f" AND {read_at} < '{end.isoformat()} 00:00+00'",
             )
         )
     return targets
@@ -238,11 +238,13 @@ def refused_rows(cursor, *, stage: str, where: str, unassigned: str, params: dic
     return cursor.fetchall()
 
 
-def batch_spans(cursor, *, stage: str, eligible: str, meter: str, params: dict) -> None:
+def batch_spans(
+    cursor, *, stage: str, eligible: str, meter: str, params: dict, read_at: str = "s.read_at"
+) -> None:
     """Record which meters and times the batch touched (for VEE); idempotent."""
     cursor.execute(
         f"""INSERT INTO metering_ingestbatchmeter (batch_id, meter_id, first_read_at, last_read_at)
-            SELECT %(batch)s, {meter}, min(s.read_at), max(s.read_at) {eligible} GROUP BY {meter}
+            SELECT %(batch)s, {meter}, min({read_at}), max({read_at}) {eligible} GROUP BY {meter}
             ON CONFLICT (batch_id, meter_id) DO UPDATE
                SET first_read_at = LEAST(metering_ingestbatchmeter.first_read_at, EXCLUDED.first_read_at),
                    last_read_at = GREATEST(metering_ingestbatchmeter.last_read_at, EXCLUDED.last_read_at)""",
@@ -263,12 +265,14 @@ def stage_to_readings(
     refused: list[tuple[int, str, bool]] | None = None,
     spans: bool = True,
     months: set[tuple[int, int]] | None = None,
+    read_at: str = "s.read_at",
 ) -> ChunkResult:
     """Move staged rows (those matching ``where``, ``rows`` of them) into readings.
 
     The stage carries ``meter_id``, resolved set-based against the vendor's meters
     before (NULL = not this vendor's meter: the row is refused).  ``months``: the UTC
     months the rows fall in, whose partitions exist; new rows then go straight into them.
+    ``read_at``: the stage's timestamp expression (a cast where the stage keeps the text).
     """
     result = ChunkResult()
     params = {"batch": batch_id, "vendor": vendor_id, "received": received_at}
@@ -308,7 +312,7 @@ def stage_to_readings(
         "status_code, status, batch_id, received_at"
     )
     select = (
-        f"SELECT {meter}, s.read_at, {ENERGY_KWH_SQL}, s.energy_value, s.energy_unit, s.volume_m3, "
+        f"SELECT {meter}, {read_at}, {ENERGY_KWH_SQL}, s.energy_value, s.energy_unit, s.volume_m3, "
         f"{optional_s}, s.status_code, 'valid', %(batch)s, %(received)s {eligible}"
     )
     # New keys are the common case: a plain INSERT is about twice as fast as one with
@@ -319,7 +323,7 @@ def stage_to_readings(
     inserted = 0
     try:
         with transaction.atomic():
-            for target, bounds in _targets(months):
+            for target, bounds in _targets(months, read_at):
                 cursor.execute(f"INSERT INTO {target} ({columns}) {select}{bounds}", params)
                 inserted += cursor.rowcount
     except IntegrityError:
@@ -335,7 +339,9 @@ def stage_to_readings(
         )
         inserted += cursor.fetchone()[0]
     if spans:
-        batch_spans(cursor, stage=stage, eligible=eligible, meter=meter, params=params)
+        batch_spans(
+            cursor, stage=stage, eligible=eligible, meter=meter, params=params, read_at=read_at
+        )
     if resolve_meters:
         cursor.execute("SELECT set_config('enable_nestloop', 'on', true)")
     if inserted == rows - result.rejected:
@@ -344,7 +350,7 @@ def stage_to_readings(
     # Some keys existed: one join tells ours (an earlier attempt of this batch),
     # duplicates and conflicts apart.
     join = f"""FROM {stage} s {join}
-          JOIN metering_reading r ON r.meter_id = {meter} AND r.read_at = s.read_at
+          JOIN metering_reading r ON r.meter_id = {meter} AND r.read_at = {read_at}
          WHERE {where}"""
     cursor.execute(
         f"""SELECT count(*) FILTER (WHERE r.batch_id IS NOT DISTINCT FROM %(batch)s),
@@ -357,7 +363,7 @@ def stage_to_readings(
     if result.conflicting:
         cursor.execute(
             f"""INSERT INTO metering_readingconflict (batch_id, "row", meter_id, read_at, incoming, state)
-                SELECT %(batch)s, s.row_no, {meter}, s.read_at, {_incoming_json_sql()}, 'open'
+                SELECT %(batch)s, s.row_no, {meter}, {read_at}, {_incoming_json_sql()}, 'open'
                 {join} AND r.batch_id IS DISTINCT FROM %(batch)s AND NOT ({_same_values_sql()})
                 ON CONFLICT (batch_id, "row") DO NOTHING""",
             params,

@@ -267,6 +267,8 @@ class TestPointDecimalFiles:
             f"{meter.serial},2026-09-01T01:00:00+00:00,2.0,-1.0,70,40\n"
             f"{meter.serial},2026-09-01T02:00:00+00:00,3.0,1.0,250,40\n"
             f"{meter.serial},1999-09-01T03:00:00+00:00,4.0,1.0,70,40\n"
+            f"{meter.serial},yesterday,5.0,1.0,70,40\n"
+            f"{meter.serial},09/01/2026 05:00,6.0,1.0,70,40\n"
         )
         batch = ingest_file(plain_vendor, text)
         assert batch.state == "failed"
@@ -274,6 +276,8 @@ class TestPointDecimalFiles:
             (1, "volume_m3", "negative"),
             (2, "flow_temp_c", "out_of_range"),
             (3, "read_at", "out_of_range"),
+            (4, "read_at", "invalid_datetime"),
+            (5, "read_at", "invalid_datetime"),
         ]
         assert Reading.objects.count() == 0
 
@@ -307,3 +311,24 @@ class TestPointDecimalFiles:
         stored = Reading.objects.get(meter=meter, read_at=dt.datetime(2026, 9, 1, 3, tzinfo=dt.UTC))
         assert stored.energy_kwh == Decimal("3")  # the original is untouched
         assert Reading.objects.filter(meter=meter).count() == 6
+
+    def test_wall_clock_times_are_the_vendors_local_time(self, plain_vendor):
+        plain_vendor.csv_time_zone = "Europe/Copenhagen"
+        plain_vendor.save()
+        meter = HeatMeterFactory(vendor=plain_vendor)
+        text = PLAIN_HEADER + (
+            f"{meter.serial},2026-10-25 01:00,1.0,1.0,70,40\n"  # CEST, +02:00
+            f"{meter.serial},2026-10-25 04:00,2.0,1.0,70,40\n"  # CET, +01:00
+            f"{meter.serial},2026-11-01T00:00:00+01:00,3.0,1.0,70,40\n"
+        )
+        batch = ingest_file(plain_vendor, text)
+        assert (batch.state, batch.accepted) == ("done", 3)
+        assert list(
+            Reading.objects.filter(meter=meter)
+            .order_by("read_at")
+            .values_list("read_at", flat=True)
+        ) == [
+            dt.datetime(2026, 10, 24, 23, tzinfo=dt.UTC),
+            dt.datetime(2026, 10, 25, 3, tzinfo=dt.UTC),
+            dt.datetime(2026, 10, 31, 23, tzinfo=dt.UTC),
+        ]
