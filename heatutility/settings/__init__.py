@@ -118,6 +118,14 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HEATUTILITY_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
+
+# Raw readings stay online for the current year and this many before it (billing-dispute
+# window, docs/readings-storage.md); older ones are refused at intake, and
+# ``manage.py readings_archive`` moves their monthly partitions to READINGS_ARCHIVE_DIR.
+READINGS_RETENTION_YEARS = env.int("HEATUTILITY_READINGS_RETENTION_YEARS", default=3)
+READINGS_ARCHIVE_DIR = Path(
+    env.str("HEATUTILITY_READINGS_ARCHIVE_DIR", default=str(VAR_DIR / "archive" / "readings"))
+)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 SIMPLE_HISTORY_REVERT_DISABLED = True  # history is an audit record, not an undo button

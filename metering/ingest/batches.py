@@ -34,6 +34,7 @@ from metering.ingest.store import (
     tsv,
 )
 from metering.models import IngestBatch, MeterVendor
+from metering.retention import readings_horizon
 
 MAX_JSON_ROWS = 10_000
 # rows per committed chunk of a file (progress steps; what a killed worker may redo)
@@ -117,9 +118,12 @@ def readings_batch_submit(
         ) from exc
     if isinstance(data, dict) and "readings" in data:
         data = data["readings"]
-    payload = row_rules.json_rows_fast(data, max_rows=MAX_JSON_ROWS)
+    horizon = readings_horizon(now=received_at)
+    payload = row_rules.json_rows_fast(data, max_rows=MAX_JSON_ROWS, not_before=horizon)
     if payload is None:  # something is off: the careful lane finds and itemises it
-        normalised, errors = row_rules.validate_json_rows(data, max_rows=MAX_JSON_ROWS)
+        normalised, errors = row_rules.validate_json_rows(
+            data, max_rows=MAX_JSON_ROWS, not_before=horizon
+        )
         if errors:
             raise _invalid("The batch was refused; nothing was stored", errors)
         payload = tsv(normalised)
@@ -237,6 +241,7 @@ def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
             time_zone=vendor.csv_time_zone,
             decimal_comma=vendor.csv_decimal_comma,
             energy_unit=vendor.csv_energy_unit,
+            not_before=readings_horizon(now=batch.received_at),
         )
     except csv.Error as exc:
         errors.add(None, None, "malformed_csv", f"The CSV cannot be read: {exc}.")

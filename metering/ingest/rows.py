@@ -237,8 +237,33 @@ def _row(
     return (str(row), meter, read_at, energy, unit, volume, *optional, status_code)
 
 
-def validate_json_rows(rows, *, max_rows: int) -> tuple[list[tuple], RowErrors]:
-    """Validate a decoded JSON body: a list of reading objects (timestamps need offsets)."""
+def _refuse_before(out: list[tuple], not_before: dt.datetime | None, errors: RowErrors) -> list[tuple]:
+    """Readings older than the retention horizon are refused by policy: their month was
+    (or is about to be) archived, and staff restore it before such data goes in."""
+    if not_before is None:
+        return out
+    kept = []
+    at = NORMALISED_FIELDS.index("read_at")
+    for normalised in out:
+        if dt.datetime.fromisoformat(normalised[at]) < not_before:
+            errors.add(
+                int(normalised[0]),
+                "read_at",
+                "beyond_retention",
+                f"read_at {normalised[at]} is before the retention horizon "
+                f"{not_before.isoformat()}; readings that old are archived and not taken in.",
+            )
+        else:
+            kept.append(normalised)
+    return kept
+
+
+def validate_json_rows(
+    rows, *, max_rows: int, not_before: dt.datetime | None = None
+) -> tuple[list[tuple], RowErrors]:
+    """Validate a decoded JSON body: a list of reading objects (timestamps need offsets).
+
+    ``not_before`` is the retention horizon: older readings are refused, itemised."""
     errors = RowErrors()
     if not isinstance(rows, list):
         errors.add(None, None, "not_a_list", "The body must be a JSON array of readings.")
@@ -260,7 +285,7 @@ def validate_json_rows(rows, *, max_rows: int) -> tuple[list[tuple], RowErrors]:
         )
         if normalised is not None:
             out.append(normalised)
-    return out, errors
+    return _refuse_before(out, not_before, errors), errors
 
 
 def validate_csv_rows(
@@ -271,6 +296,7 @@ def validate_csv_rows(
     time_zone: str,
     decimal_comma: bool,
     energy_unit: str,
+    not_before: dt.datetime | None = None,
 ) -> tuple[list[tuple], RowErrors]:
     """Validate CSV data rows (after the header) with a vendor's column mapping.
 
@@ -305,7 +331,7 @@ def validate_csv_rows(
             out.append(normalised)
     if index < 0:
         errors.add(None, None, "empty", "The file contains no readings.")
-    return out, errors
+    return _refuse_before(out, not_before, errors), errors
 
 
 def csv_positions(
@@ -352,9 +378,11 @@ _OFFSET = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"
 _ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def json_rows_fast(rows, *, max_rows: int) -> str | None:
+def json_rows_fast(
+    rows, *, max_rows: int, not_before: dt.datetime | None = None
+) -> str | None:
     """The rows as COPY text (``NORMALISED_FIELDS`` order) if every row is clean, else None."""
-    out = _fast_columns(rows, max_rows=max_rows)
+    out = _fast_columns(rows, max_rows=max_rows, not_before=not_before)
     if out is None:
         return None
     import pandas as pd
@@ -363,7 +391,7 @@ def json_rows_fast(rows, *, max_rows: int) -> str | None:
     return table.to_csv(sep="\t", header=False, index=False, na_rep="\\N", lineterminator="\n")
 
 
-def _fast_columns(rows, *, max_rows: int) -> dict | None:
+def _fast_columns(rows, *, max_rows: int, not_before: dt.datetime | None = None) -> dict | None:
     """Checked columns of a clean body, or None.
 
     Vectorised with pandas: a 5,000-row body is checked in milliseconds.  It only ever
@@ -399,6 +427,8 @@ def _fast_columns(rows, *, max_rows: int) -> dict | None:
     except (ValueError, TypeError):
         return None
     if (moments < pd.Timestamp(EARLIEST)).any() or (moments >= pd.Timestamp(LATEST)).any():
+        return None
+    if not_before is not None and (moments < pd.Timestamp(not_before)).any():
         return None
     if pd.DataFrame({"m": meter, "t": moments}).duplicated().any():
         return None

@@ -1,0 +1,109 @@
+"""Retention of raw readings: the horizon, and archiving the monthly partitions before it.
+
+Readings are kept online for the current year and ``READINGS_RETENTION_YEARS`` before it
+(docs/readings-storage.md).  A month wholly before the horizon is written to a gzipped
+CSV in ``READINGS_ARCHIVE_DIR``, detached and dropped; an empty partition of the same
+name and range with ``CHECK (false)`` takes its place, so a late reading for that month
+can never re-create it silently (intake refuses such readings with an itemised error
+first; the check is the last line).  Staff restore a month by dropping the placeholder,
+re-creating the partition and COPYing the file back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+
+ARCHIVED_CHECK = "reading_archived"
+_PARTITION = re.compile(r"^metering_reading_y(\d{4})m(\d{2})$")
+
+
+def readings_horizon(*, now: dt.datetime) -> dt.datetime:
+    """Oldest instant whose readings are kept online: 1 January (UTC) of the current year
+    minus ``READINGS_RETENTION_YEARS``."""
+    year = now.astimezone(dt.UTC).year - settings.READINGS_RETENTION_YEARS
+    return dt.datetime(year, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class ArchivedMonth:
+    partition: str
+    rows: int | None  # None: dry run
+    path: Path | None
+
+
+def _partitions(cursor) -> list[tuple[str, bool]]:
+    """(name, already archived) of every monthly partition of metering_reading."""
+    cursor.execute(
+        "SELECT c.relname, EXISTS (SELECT 1 FROM pg_constraint k "
+        "WHERE k.conrelid = c.oid AND k.conname = %s) "
+        "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'metering_reading' "
+        "ORDER BY c.relname",
+        [ARCHIVED_CHECK],
+    )
+    return [(name, archived) for name, archived in cursor.fetchall() if _PARTITION.match(name)]
+
+
+def readings_archive(*, now: dt.datetime, dry_run: bool = False) -> list[ArchivedMonth]:
+    """Archive every monthly partition that ends on or before the horizon (PostgreSQL).
+
+    Per month: COPY to ``<dir>/<partition>.csv.gz`` (written to a temporary name, synced,
+    then renamed), DETACH (CONCURRENTLY when not inside a transaction: readers and the
+    ingest path are not blocked), DROP, and the ``CHECK (false)`` placeholder.  Months
+    already archived are skipped, so running it again does nothing.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    horizon = readings_horizon(now=now)
+    done: list[ArchivedMonth] = []
+    with connection.cursor() as cursor:
+        partitions = _partitions(cursor)
+    for name, archived in partitions:
+        year, month = map(int, _PARTITION.match(name).groups())
+        start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+        end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
+        if archived or end > horizon:
+            continue
+        if dry_run:
+            done.append(ArchivedMonth(name, None, None))
+            continue
+        done.append(_archive_month(name, start, end))
+    return done
+
+
+def _archive_month(name: str, start: dt.datetime, end: dt.datetime) -> ArchivedMonth:
+    folder = Path(settings.READINGS_ARCHIVE_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv.gz"
+    partial = path.with_suffix(".gz.partial")
+    lines = 0
+    with (
+        connection.cursor() as cursor,
+        gzip.open(partial, "wb") as out,
+        cursor.copy(f"COPY {name} TO STDOUT (FORMAT csv, HEADER true)") as copy,
+    ):
+        for data in copy:
+            lines += bytes(data).count(b"\n")
+            out.write(data)
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    partial.replace(path)
+    concurrently = "" if connection.in_atomic_block else " CONCURRENTLY"
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE metering_reading DETACH PARTITION {name}{concurrently}")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {name}")
+        cursor.execute(
+            f"CREATE TABLE {name} PARTITION OF metering_reading "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+        cursor.execute(f"ALTER TABLE {name} ADD CONSTRAINT {ARCHIVED_CHECK} CHECK (false)")
+    return ArchivedMonth(name, lines - 1, path)
