@@ -232,7 +232,8 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @action(detail=False, methods=["get"])
     def balance(self, request):
-        """An account's balance: issued gross minus payments (> 0 = owed)."""
+        """An account's balance: issued gross minus payments (> 0 = owed), and the credit
+        it holds unused (unallocated payments, what credit notes have left)."""
         from customers.models import Account
 
         try:
@@ -240,8 +241,14 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         except (Account.DoesNotExist, ValueError) as exc:
             raise NotFound("No such account.") from exc
         balance = payment_services.account_balance(account=account)
+        credit = payment_services.account_credit(account=account)
         return Response(
-            {"account": account.pk, "balance": str(balance), "currency": account.network.currency}
+            {
+                "account": account.pk,
+                "balance": str(balance),
+                "credit": str(credit),
+                "currency": account.network.currency,
+            }
         )
 
 

@@ -300,7 +300,8 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
 
 
 def _apply_credit_notes(*, ids: Sequence[int], on: dt.date) -> None:
-    """A newly issued credit note first settles what is still open on its original."""
+    """A newly issued credit note first settles what is still open on its original; what
+    it credits beyond that is account credit, used on the account's other open invoices."""
     credit_notes = list(
         Invoice.objects.filter(id__in=list(ids), kind=Invoice.Kind.CREDIT_NOTE).select_related(
             "original"
@@ -319,6 +320,12 @@ def _apply_credit_notes(*, ids: Sequence[int], on: dt.date) -> None:
                 Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
             )
             note.save(update_fields=["paid", "state"])
+    if credit_notes:
+        # more credited than was open on the original: the rest settles other open bills
+        from billing.services.payments import credit_notes_allocate
+
+        for account_id in sorted({note.account_id for note in credit_notes}):
+            credit_notes_allocate(account_id=account_id, on=on)
 
 
 def invoice_payment_state(*, invoice: Invoice, paid: Decimal, today: dt.date | None = None) -> None:

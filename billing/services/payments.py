@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from billing import conf
 from billing.models import Allocation, DunningNotice, Invoice, Payment
@@ -106,19 +106,100 @@ def payment_record(
     return payment
 
 
+def credit_notes_with_credit():
+    """Issued credit notes not used up: ``paid`` (negative: what they settled) is still
+    above ``gross`` (negative: what they credit)."""
+    return Invoice.objects.filter(
+        kind=Invoice.Kind.CREDIT_NOTE, state__in=OPEN_STATES, paid__gt=F("gross")
+    )
+
+
+def credit_notes_allocate(*, account_id: int, on: dt.date) -> list[Allocation]:
+    """Use what the account's credit notes have left on its open invoices, oldest due first.
+
+    A credit note first settles its original (``invoices._apply_credit_notes``); when it
+    credits more than was open there (the original was paid), the excess is account
+    credit and settles the next invoices, like an overpayment (DOMAIN.md §7: only the
+    difference of a cancel/rebill reaches the customer).  Older credit notes are used
+    first.
+    """
+    allocations: list[Allocation] = []
+    with transaction.atomic():
+        # one lock statement, in id order, for the notes and the invoices alike
+        rows = list(
+            Invoice.objects.select_for_update()
+            .filter(account_id=account_id, state__in=OPEN_STATES)
+            .order_by("pk")
+        )
+        notes = sorted(
+            (i for i in rows if i.kind == Invoice.Kind.CREDIT_NOTE and i.paid > i.gross),
+            key=lambda i: (i.issued_at, i.number),
+        )
+        receivables = sorted(
+            (i for i in rows if i.gross > 0 and i.paid < i.gross),
+            key=lambda i: (i.due_on, i.number),
+        )
+        for note in notes:
+            left = note.paid - note.gross
+            for invoice in receivables:
+                if left <= 0:
+                    break
+                amount = min(left, invoice.gross - invoice.paid)
+                if amount <= 0:
+                    continue
+                allocations.append(
+                    Allocation.objects.create(
+                        invoice=invoice, credit_note=note, amount=amount, allocated_on=on
+                    )
+                )
+                invoice_payment_state(invoice=invoice, paid=invoice.paid + amount)
+                left -= amount
+            used = note.paid - note.gross - left
+            if used > 0:
+                note.paid -= used
+                note.state = (
+                    Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
+                )
+                note.save(update_fields=["paid", "state"])
+    return allocations
+
+
+def account_credit(*, account: Account) -> Decimal:
+    """Credit the account holds and has not used yet: unallocated payments plus what its
+    credit notes have left (refund it, or it settles the next invoices)."""
+    payments = (
+        Payment.objects.filter(account=account).aggregate(s=Sum("unallocated"))["s"] or ZERO
+    )
+    notes = (
+        credit_notes_with_credit()
+        .filter(account=account)
+        .aggregate(s=Sum(F("paid") - F("gross")))["s"]
+        or ZERO
+    )
+    return quantize_money(payments + notes, account.network.currency)
+
+
 def payments_apply_unallocated(
     *, on: dt.date, network_id: int | None = None, account_id: int | None = None
 ) -> int:
-    """Use payments' unallocated credit on invoices issued since (after every issue).
+    """Use account credit on invoices issued since (after every issue): first what credit
+    notes have left, then payments' unallocated amounts.
 
     Returns the number of allocations made.  Only accounts that hold credit are touched.
     """
+    notes = credit_notes_with_credit()
+    if network_id is not None:
+        notes = notes.filter(network_id=network_id)
+    if account_id is not None:
+        notes = notes.filter(account_id=account_id)
+    made = 0
+    for note_account_id in sorted(set(notes.values_list("account_id", flat=True))):
+        made += len(credit_notes_allocate(account_id=note_account_id, on=on))
     payments = Payment.objects.filter(unallocated__gt=0)
     if network_id is not None:
         payments = payments.filter(account__network_id=network_id)
     if account_id is not None:
         payments = payments.filter(account_id=account_id)
-    made = 0
     for payment in payments.order_by("received_on", "id"):
         made += len(payment_allocate(payment=payment, on=on))
     return made

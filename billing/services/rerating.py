@@ -25,6 +25,7 @@ from billing.calc import BillDraft
 from billing.models import Invoice, RerateCursor
 from billing.services.compute import drafts_compute
 from billing.services.invoices import invoice_credit, invoices_issue
+from billing.services.payments import payments_apply_unallocated
 from billing.services.write import drafts_write
 from heatutility.errors import DomainError
 from metering import selectors as metering_selectors
@@ -106,6 +107,8 @@ def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> tuple[Invoice, Invo
             invoices_issue(
                 issued_at=now, invoice_ids=[correction_id], time_zone=invoice.network.time_zone
             )
+            # what the credit note left (the original was paid) settles the correction
+            payments_apply_unallocated(on=now.date(), account_id=invoice.account_id)
     return credit_note, Invoice.objects.get(pk=correction_id)
 
 
