@@ -27,6 +27,7 @@ from django.db import DatabaseError, connection, transaction
 from metering.ingest import rows as row_rules
 from metering.ingest import store
 from metering.models import HeatMeter, IngestBatch, IngestBatchMeter
+from metering.retention import readings_horizon
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ def process_file_batch(
             low, high = min(s[1] for s in per_serial), max(s[2] for s in per_serial)
             if low < row_rules.EARLIEST or high >= row_rules.LATEST:
                 raise _Decline("values")
+            if low < readings_horizon(now=batch.received_at):
+                raise _Decline("beyond the retention horizon")
             # each chunk is a row_no range; rows lie in the heap in row_no order, so the
             # range's first and last tuple ids bound a TID range scan (no index to build)
             cursor.execute(

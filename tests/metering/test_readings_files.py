@@ -332,3 +332,21 @@ class TestPointDecimalFiles:
             dt.datetime(2026, 10, 25, 3, tzinfo=dt.UTC),
             dt.datetime(2026, 10, 31, 23, tzinfo=dt.UTC),
         ]
+
+    def test_a_reading_before_the_retention_horizon_fails_the_file(self, plain_vendor, settings):
+        from metering.retention import readings_horizon
+
+        settings.READINGS_RETENTION_YEARS = 3
+        meter = HeatMeterFactory(vendor=plain_vendor)
+        horizon = readings_horizon(now=dt.datetime.now(dt.UTC))
+        old = (horizon - dt.timedelta(hours=1)).isoformat()
+        text = PLAIN_HEADER + (
+            f"{meter.serial},2026-09-01T00:00:00+00:00,1.0,1.0,70,40\n"
+            f"{meter.serial},{old},2.0,1.0,70,40\n"
+        )
+        batch = ingest_file(plain_vendor, text)
+        assert batch.state == "failed"
+        assert [(e["row"], e["field"], e["code"]) for e in batch.errors] == [
+            (1, "read_at", "beyond_retention")
+        ]
+        assert Reading.objects.count() == 0
