@@ -580,6 +580,7 @@ def main() -> None:
     try:
         load_start = os.getloadavg()[0]
         seconds, run = billing_run(args.chunk_size, worker)
+        load_end = os.getloadavg()[0]
         print(
             f"run: {run.state}, total {run.total}, drafted {run.done}, held {run.held}, "
             f"failed {run.failed}, issued {run.issued}"
@@ -592,7 +593,7 @@ def main() -> None:
                 + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
                 + f" = {sum(cpu.values()) / bills * 1e6:.0f} µs/bill "
                 + f"({', '.join(f'{k} {v / bills * 1e6:.0f}' for k, v in cpu.items())}); "
-                + f"load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+                + f"load average {load_start:.2f} at the start, {load_end:.2f} at the end"
             )
         a = bound_sql()
         b, invoices, lines = bound_copy()
@@ -628,7 +629,7 @@ def main() -> None:
                 "cpu_us_per_bill": {k: round(v / bills * 1e6) for k, v in cpu.items()}
                 if bills
                 else {},
-                "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+                "load_avg": [round(load_start, 2), round(load_end, 2)],
             }
         )
     )
