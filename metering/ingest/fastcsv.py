@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import logging
 
+import numpy as np
 import psycopg
 from django.db import DatabaseError, connection, transaction
 
@@ -32,13 +33,57 @@ from metering.retention import readings_horizon
 log = logging.getLogger(__name__)
 
 TIMESTAMP_PREFIX_RE = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d"
-# Timestamp text the point-decimal stage takes: ISO 8601 from the year 2000 on, the shape
-# rows.py reads (PostgreSQL would also take 'yesterday', 'now' or a DateStyle-dependent
-# 01-09-2026; those go to the Python validator).  LIKE costs next to nothing per row.
-ISO_TIMESTAMP_SQL = (
-    "(read_at LIKE '20__-__-__T__:__%' OR read_at LIKE '20__-__-__ __:__%')"
-    " AND length(read_at) <= 32"
-)
+# Offsets in a timestamp field that must hold a digit / the character given, for the ISO
+# 8601 form datetime.fromisoformat (rows.py) and PostgreSQL read alike:
+# YYYY-MM-DD[T ]HH:MM, then only digits and ":.+-Z" (seconds, fraction, offset).
+ISO_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15)
+ISO_TAIL = b"0123456789:.+-Z"
+
+
+def iso_timestamps(payload: bytes, *, column: int, width: int, separator: str) -> bool:
+    """Whether field ``column`` of every data line is an ISO 8601 timestamp.
+
+    PostgreSQL's timestamptz input also takes 'yesterday', 'now' or a DateStyle-dependent
+    01-09-2026, which the Python rules refuse; a file whose timestamps are all ISO can be
+    parsed by COPY straight into a typed column.  Vectorised over the file's bytes; a file
+    with quotes, blank or ragged lines says no (the other staging path sorts it out).
+    """
+    if b'"' in payload or len(separator) != 1:
+        return False
+    data = np.frombuffer(payload, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    if not payload.endswith(b"\n"):
+        ends = np.append(ends, len(data))
+    separators = np.flatnonzero(data == ord(separator))
+    lines = len(ends) - 1  # after the header
+    if lines < 1 or len(separators) != (width - 1) * (lines + 1):
+        return False
+    per_line = separators.reshape(lines + 1, width - 1)[1:] if width > 1 else None
+    starts = ends[:-1] + 1
+    ends = ends[1:]
+    if per_line is not None and ((per_line[:, 0] < starts) | (per_line[:, -1] >= ends)).any():
+        return False  # some line has too many separators, another too few
+    field_start = starts if column == 0 else per_line[:, column - 1] + 1
+    last = column == width - 1  # then the field ends before a CR of CRLF
+    field_end = ends - (data[ends - 1] == 13) if last else per_line[:, column]
+    length = field_end - field_start
+    if (length < 16).any() or (length > 32).any():
+        return False
+    digits = data[field_start[:, None] + np.array(ISO_DIGITS)]
+    if ((digits < 48) | (digits > 57)).any():
+        return False
+    for offset, allowed in ((4, b"-"), (7, b"-"), (10, b"T "), (13, b":")):
+        if not np.isin(data[field_start + offset], np.frombuffer(allowed, np.uint8)).all():
+            return False
+    # after the minutes: only ISO_TAIL characters (one gather per field length)
+    allowed = np.zeros(256, dtype=bool)
+    allowed[np.frombuffer(ISO_TAIL, np.uint8)] = True
+    for size in np.unique(length):
+        if size > 16:
+            at = field_start[length == size]
+            if not allowed[data[at[:, None] + np.arange(16, size)]].all():
+                return False
+    return True
 
 
 def available() -> bool:
@@ -105,7 +150,6 @@ def _problem_terms(*, point_decimal: bool = False) -> list[str]:
     # the point-decimal stage keeps the timestamp as sent (text), cast when rows move on
     checks = ["read_at IS NULL"] if point_decimal else ["bad", "read_at IS NULL"]
     if point_decimal:  # what COPY accepts but the Python rules refuse
-        checks.append(f"NOT ({ISO_TIMESTAMP_SQL})")
         units = ", ".join(f"'{u}'" for u in row_rules.ENERGY_UNITS)
         checks += [
             "serial IS NULL",
@@ -119,8 +163,7 @@ def _problem_terms(*, point_decimal: bool = False) -> list[str]:
     for field, (low, high) in row_rules.NUMERIC_LIMITS.items():
         name = "energy_value" if field == "energy" else field
         checks.append(f"({name} IS NOT NULL AND NOT ({name} >= {low:f} AND {name} < {high:f}))")
-    if not point_decimal:  # (the text stage's instants are checked on the spans)
-        checks.append("read_at < '2000-01-01T00:00Z' OR read_at >= '2100-01-01T00:00Z'")
+    checks.append("read_at < '2000-01-01T00:00Z' OR read_at >= '2100-01-01T00:00Z'")
     checks.append("(status_code IS NOT NULL AND (status_code < 0 OR status_code >= 2147483648))")
     return checks
 
@@ -130,18 +173,15 @@ def _problems_sql(typed: str) -> str:
     return f"SELECT count(*) FILTER (WHERE {' OR '.join(_problem_terms())}) FROM {typed}"
 
 
-def _spans(cursor, typed: str, *, text: bool) -> list[tuple]:
+def _spans(cursor, typed: str) -> list[tuple]:
     """(serial, first, last read_at in UTC, duplicates inside the file?) per serial.
 
     One ``GROUP BY serial`` (a sort; files usually come ordered by meter, which makes it
-    cheap).  A text stage's timestamps are cast once, in the session's zone (the
-    vendor's here); instants come back as UTC wall times.
+    cheap).  Instants come back as UTC wall times (the session's zone is the vendor's).
     """
-    ts = "read_at::timestamptz" if text else "read_at"
     cursor.execute(
-        f"SELECT serial, min(t) AT TIME ZONE 'UTC', max(t) AT TIME ZONE 'UTC', "
-        f"count(*) <> count(DISTINCT t) FROM (SELECT serial, {ts} AS t FROM {typed}) s "
-        f"GROUP BY serial"
+        f"SELECT serial, min(read_at) AT TIME ZONE 'UTC', max(read_at) AT TIME ZONE 'UTC', "
+        f"count(*) <> count(DISTINCT read_at) FROM {typed} GROUP BY serial"
     )
     return [
         (serial, low.replace(tzinfo=dt.UTC), high.replace(tzinfo=dt.UTC), duplicated)
@@ -192,8 +232,11 @@ def process_file_batch(
             batch, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks, reason="header"
         )
     raw, typed = f"metering_stage_raw_{batch.pk}", f"metering_stage_typed_{batch.pk}"
-    point_decimal = not vendor.csv_decimal_comma
-    ts = "read_at::timestamptz" if point_decimal else "read_at"
+    # point-decimal files with ISO timestamps are parsed by COPY into typed columns; the
+    # others are staged as text and converted (with the same checks) in one pass
+    point_decimal = not vendor.csv_decimal_comma and iso_timestamps(
+        payload, column=positions["read_at"], width=len(header), separator=vendor.csv_separator
+    )
     delimiter = vendor.csv_separator.replace("'", "''")
     options = f"FORMAT csv, HEADER true, DELIMITER '{delimiter}', ENCODING 'UTF8'"
     try:
@@ -215,7 +258,7 @@ def process_file_batch(
                     raise _Decline("values")
             # enough memory to sort every key once instead of spilling to disk
             cursor.execute("SELECT set_config('work_mem', '256MB', true)")
-            per_serial = _spans(cursor, typed, text=point_decimal)
+            per_serial = _spans(cursor, typed)
             # back to UTC: Django reads timestamptz assuming a UTC session
             cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
             if any(duplicated for *_, duplicated in per_serial):
@@ -274,8 +317,6 @@ def process_file_batch(
             first = max(start, locked.progress)
             low, high = tids[start // chunk_rows]
             with connection.cursor() as cursor:
-                # the stage's timestamps are read in the vendor's zone, as when staging
-                cursor.execute("SELECT set_config('TimeZone', %s, true)", [vendor.csv_time_zone])
                 result = store.stage_to_readings(
                     cursor,
                     stage=typed,
@@ -291,9 +332,7 @@ def process_file_batch(
                     refused=[r for r in refused_all if first <= r[0] < end],
                     spans=False,
                     months=months,
-                    read_at=f"s.{ts}",
                 )
-                cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
             batches.batch_add_result(locked, result, progress=end)
             done += 1
     IngestBatchMeter.objects.bulk_create(spans, ignore_conflicts=True)
@@ -313,7 +352,7 @@ def _stage_direct(cursor, typed, header, positions, options, payload, vendor) ->
     cursor.execute(
         f"CREATE UNLOGGED TABLE {typed} ("
         "row_no bigint GENERATED BY DEFAULT AS IDENTITY (START WITH 0 MINVALUE 0 CACHE 10000), "
-        f"serial text, read_at text, energy_value numeric, energy_unit text DEFAULT '{unit}', "
+        f"serial text, read_at timestamptz, energy_value numeric, energy_unit text DEFAULT '{unit}', "
         "volume_m3 numeric, "
         + ", ".join(f"{name} numeric" for name in row_rules.OPTIONAL_NUMERIC)
         + ", status_code bigint, "

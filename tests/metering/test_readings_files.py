@@ -350,3 +350,26 @@ class TestPointDecimalFiles:
             (1, "read_at", "beyond_retention")
         ]
         assert Reading.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "iso"),
+    [
+        (b"A,2026-09-01T00:00:00+00:00,1\nB,2026-09-01 01:00,2\n", True),
+        (b"A,2026-09-01T00:00:00Z,1\r\nB,2026-09-01T00:00:00.123456+01:00,2\r\n", True),
+        (b"A,2026-09-01T00:00,1", True),  # no newline at the end
+        (b"A,2026-09-01T00:00:00+00:00,1\nB,yesterday,2\n", False),
+        (b"A,01-09-2026 00:00,1\n", False),  # DateStyle would decide the month
+        (b"A,2026-09-01T00:00 CET,1\n", False),
+        (b"A,2026-09-01T00:00,1\n\nB,2026-09-01T00:00,1\n", False),  # blank line
+        (b"A,2026-09-01T00:00,1,9\n", False),  # ragged
+        (b'"A",2026-09-01T00:00,1\n', False),  # quoted: let the CSV parser decide
+    ],
+)
+def test_which_files_copy_parses_timestamps_for(lines, iso):
+    from metering.ingest.fastcsv import iso_timestamps
+
+    assert iso_timestamps(b"m,t,e\n" + lines, column=1, width=3, separator=",") is iso
+    # the timestamp as the last column, with CRLF
+    last = b"m;t\r\nA;2026-09-01T00:00:00+02:00\r\nB;2026-09-01 01:00\r\n"
+    assert iso_timestamps(last, column=1, width=2, separator=";") is True
