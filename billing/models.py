@@ -7,11 +7,8 @@ Invariants live in the database:
   ``(account, period_start, period_end)`` for each billing kind, cancelled drafts aside);
 * an invoice is credited at most once (unique ``original`` among credit notes);
 * issued invoices never change: :func:`billing.services.invoices` refuses it, and on
-  PostgreSQL triggers (migrations ``0002``, ``0006``) refuse any UPDATE of an issued
-  invoice's figures, any DELETE of an issued invoice, and any UPDATE/DELETE of its lines
-  and any INSERT of lines except the one statement that writes them in the transaction
-  that created the invoice (column ``created_xact``, PostgreSQL only);
-* every line belongs to an existing invoice (PostgreSQL: set-based triggers, 0006);
+  PostgreSQL triggers (migration ``0002``) refuse any UPDATE of an issued invoice's
+  figures, any DELETE of an issued invoice, and any INSERT/UPDATE/DELETE of its lines;
 * numbers are gapless per series: a counter row locked with ``SELECT … FOR UPDATE``
   hands out numbers in the same transaction that stamps them on the invoices, and
   ``(series, number)`` is unique.
@@ -298,18 +295,9 @@ class Invoice(models.Model):
 
 
 class InvoiceLine(models.Model):
-    # (invoice, position) is unique, which indexes invoice lookups already.
-    # No per-row foreign-key trigger: on PostgreSQL one statement-level check per INSERT /
-    # UPDATE of lines (the invoices exist, locked until commit unless this transaction
-    # created them) and per DELETE / TRUNCATE of invoices (no lines left behind) keeps
-    # the same guarantee, set-based (migration 0006).  Deleting an invoice through the
-    # ORM deletes its lines first (CASCADE).
+    # (invoice, position) is unique, which indexes invoice lookups already
     invoice = models.ForeignKey(
-        Invoice,
-        on_delete=models.CASCADE,
-        related_name="lines",
-        db_index=False,
-        db_constraint=False,
+        Invoice, on_delete=models.CASCADE, related_name="lines", db_index=False
     )
     position = models.PositiveSmallIntegerField()
     # A copy of the determinant's connection for display and exports; the invoice's

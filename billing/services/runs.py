@@ -292,11 +292,9 @@ def _issue_plan(*, run: BillingRun, drafts, now: dt.datetime):
 def _write_numbered(*, run: BillingRun, drafts, now: dt.datetime):
     """PostgreSQL chunk write with the series lock held as briefly as possible.
 
-    Ids and every row's COPY text are made first; only then is the series counter
-    locked, the numbers filled in (``last_number + rank``) and the invoices and their
-    lines copied (two statements, each checked once as a whole: no per-row
-    foreign-key work is left for the commit).  Counter and invoices commit or roll back
-    together: gapless.
+    Ids, every row's COPY text and the lines are written first; only then is the
+    series counter locked, the numbers filled in (``last_number + rank``) and the
+    invoices copied.  Counter and invoices commit or roll back together: gapless.
     """
     from billing.services.invoices import _counter
     from billing.services.write import copy_prepare
@@ -312,8 +310,9 @@ def _write_numbered(*, run: BillingRun, drafts, now: dt.datetime):
         now=now,
         issue=None if plan is None else [p and (series, now, p[1]) for p in plan],
     )
+    prepared.copy_lines()
     if plan is None:
-        prepared.copy()
+        prepared.copy_invoices()
         return prepared.ids, None
     numbers: list[int | None] = [None] * len(drafts)
     if count:
@@ -322,7 +321,7 @@ def _write_numbered(*, run: BillingRun, drafts, now: dt.datetime):
         numbers = [None if p is None else base + p[0] for p in plan]
         counter.last_number = base + count
         counter.save(update_fields=["last_number"])
-    prepared.copy(numbers=numbers)
+    prepared.copy_invoices(numbers=numbers)
     issued = [
         None if p is None else (series, n, now, p[1]) for p, n in zip(plan, numbers, strict=True)
     ]

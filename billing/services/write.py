@@ -150,7 +150,8 @@ def drafts_write(
             original_ids=originals,
             issue=None if issued is None else [i and (i[0], i[2], i[3]) for i in issued],
         )
-        prepared.copy(numbers=None if issued is None else [i and i[1] for i in issued])
+        prepared.copy_lines()
+        prepared.copy_invoices(numbers=None if issued is None else [i and i[1] for i in issued])
         return prepared.ids
     values = [
         _invoice_values(d, network_id=network_id, run_id=run_id, kind=kind, now=now, original_id=o)
@@ -207,15 +208,14 @@ def _json(value) -> str:
 
 
 class CopyWrite:
-    """Drafts turned into COPY text up front, written in one step (PostgreSQL).
+    """Drafts turned into COPY text up front, written in two steps (PostgreSQL).
 
     Everything that costs CPU (ids from the sequence, every row's text) is done by
     :func:`copy_prepare` *before* the caller takes the invoice-series lock; under the
     lock only the numbers are filled in (``head + number + tail`` per invoice row) and
-    :meth:`copy` writes the invoices, then all their lines in one statement: the lines'
-    integrity check runs once for that statement (migration 0006: the invoices exist,
-    and an issued invoice gets its lines only in the transaction and the statement that
-    writes them), so nothing is left to check per line at commit.
+    the invoices are copied.  Lines go first (:meth:`copy_lines`): they need no numbers,
+    foreign keys are checked at commit, and the trigger refusing lines on issued
+    invoices must not see this transaction's issued ones.
     """
 
     def __init__(self, ids: list[int], heads: list[str], tails: list[str], lines: list[str]):
@@ -224,8 +224,11 @@ class CopyWrite:
         self._tails = tails
         self._lines = lines
 
-    def copy(self, *, numbers: Sequence[int | None] | None = None) -> None:
-        """COPY the invoices (``numbers`` per invoice, None for drafts), then their lines."""
+    def copy_lines(self) -> None:
+        if self._lines:
+            _copy(f"COPY billing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN", self._lines)
+
+    def copy_invoices(self, *, numbers: Sequence[int | None] | None = None) -> None:
         if numbers is None:
             rows = [h + "\\N" + t for h, t in zip(self._heads, self._tails, strict=True)]
         else:
@@ -234,8 +237,6 @@ class CopyWrite:
                 for h, t, n in zip(self._heads, self._tails, numbers, strict=True)
             ]
         _copy(f"COPY billing_invoice ({', '.join(INVOICE_COLUMNS)}) FROM STDIN", rows)
-        if self._lines:
-            _copy(f"COPY billing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN", self._lines)
 
 
 def copy_prepare(
