@@ -42,6 +42,25 @@ def _reference_invoice(account: Account, reference: str) -> Invoice | None:
     return None
 
 
+def _settle(
+    invoices, left: Decimal, *, on: dt.date, allocations: list[Allocation], **source
+) -> Decimal:
+    """Settle ``invoices`` in order from ``left`` (a payment or a credit note, ``source``);
+    returns what is left.  The invoices are locked by the caller."""
+    for invoice in invoices:
+        if left <= 0:
+            break
+        amount = min(left, invoice.gross - invoice.paid)
+        if amount <= 0:
+            continue
+        allocations.append(
+            Allocation.objects.create(invoice=invoice, amount=amount, allocated_on=on, **source)
+        )
+        invoice_payment_state(invoice=invoice, paid=invoice.paid + amount)
+        left -= amount
+    return left
+
+
 def payment_allocate(*, payment: Payment, on: dt.date) -> list[Allocation]:
     """Allocate what is left of ``payment``: referenced invoice first, then oldest first."""
     allocations: list[Allocation] = []
@@ -56,19 +75,7 @@ def payment_allocate(*, payment: Payment, on: dt.date) -> list[Allocation]:
         referenced = _reference_invoice(payment.account, payment.reference)
         if referenced is not None:
             open_invoices.sort(key=lambda inv: inv.pk != referenced.pk)
-        for invoice in open_invoices:
-            if left <= 0:
-                break
-            amount = min(left, invoice.gross - invoice.paid)
-            if amount <= 0:
-                continue
-            allocations.append(
-                Allocation.objects.create(
-                    invoice=invoice, payment=payment, amount=amount, allocated_on=on
-                )
-            )
-            invoice_payment_state(invoice=invoice, paid=invoice.paid + amount)
-            left -= amount
+        left = _settle(open_invoices, left, on=on, allocations=allocations, payment=payment)
         payment.unallocated = left
         payment.save(update_fields=["unallocated"])
     return allocations
@@ -140,20 +147,13 @@ def credit_notes_allocate(*, account_id: int, on: dt.date) -> list[Allocation]:
             key=lambda i: (i.due_on, i.number),
         )
         for note in notes:
-            left = note.paid - note.gross
-            for invoice in receivables:
-                if left <= 0:
-                    break
-                amount = min(left, invoice.gross - invoice.paid)
-                if amount <= 0:
-                    continue
-                allocations.append(
-                    Allocation.objects.create(
-                        invoice=invoice, credit_note=note, amount=amount, allocated_on=on
-                    )
-                )
-                invoice_payment_state(invoice=invoice, paid=invoice.paid + amount)
-                left -= amount
+            left = _settle(
+                receivables,
+                note.paid - note.gross,
+                on=on,
+                allocations=allocations,
+                credit_note=note,
+            )
             used = note.paid - note.gross - left
             if used > 0:
                 note.paid -= used
@@ -167,9 +167,7 @@ def credit_notes_allocate(*, account_id: int, on: dt.date) -> list[Allocation]:
 def account_credit(*, account: Account) -> Decimal:
     """Credit the account holds and has not used yet: unallocated payments plus what its
     credit notes have left (refund it, or it settles the next invoices)."""
-    payments = (
-        Payment.objects.filter(account=account).aggregate(s=Sum("unallocated"))["s"] or ZERO
-    )
+    payments = Payment.objects.filter(account=account).aggregate(s=Sum("unallocated"))["s"] or ZERO
     notes = (
         credit_notes_with_credit()
         .filter(account=account)
