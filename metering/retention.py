@@ -21,6 +21,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, transaction
 
+from metering.ingest.store import month_span
+
 ARCHIVED_CHECK = "reading_archived"
 _PARTITION = re.compile(r"^metering_reading_y(\d{4})m(\d{2})$")
 
@@ -68,8 +70,9 @@ def readings_archive(*, now: dt.datetime, dry_run: bool = False) -> list[Archive
         partitions = _partitions(cursor)
     for name, archived in partitions:
         year, month = map(int, _PARTITION.match(name).groups())
-        start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-        end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
+        start, end = (
+            dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) for day in month_span(year, month)
+        )
         if archived or end > horizon:
             continue
         if dry_run:

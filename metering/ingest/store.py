@@ -81,6 +81,11 @@ def _incoming_json_sql() -> str:
 # --- partitions ------------------------------------------------------------------------
 
 
+def month_span(year: int, month: int) -> tuple[dt.date, dt.date]:
+    """First day of the (UTC) month and of the next: a partition's bounds."""
+    return dt.date(year, month, 1), dt.date(year + month // 12, month % 12 + 1, 1)
+
+
 def partition_name(year: int, month: int) -> str:
     return f"metering_reading_y{year:04d}m{month:02d}"
 
@@ -104,8 +109,7 @@ def partitions_ensure(*, months: set[tuple[int, int]]) -> list[str]:
         name = partition_name(year, month)
         if name in existing:
             continue
-        start = dt.date(year, month, 1)
-        end = dt.date(year + month // 12, month % 12 + 1, 1)
+        start, end = month_span(year, month)
         with transaction.atomic(), connection.cursor() as cursor:
             # one creator at a time; a concurrent one finds the table and does nothing
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('metering_reading_partitions'))")
@@ -164,10 +168,6 @@ def store_staged_postgres(
 
 
 def tsv(rows: list[tuple]) -> str:
-    return _tsv(rows)
-
-
-def _tsv(rows: list[tuple]) -> str:
     def cell(value):
         if value is None:
             return "\\N"
@@ -213,8 +213,7 @@ def _targets(months: set[tuple[int, int]] | None, read_at: str) -> list[tuple[st
         return [("metering_reading", "")]
     targets = []
     for year, month in sorted(months):
-        start = dt.date(year, month, 1)
-        end = dt.date(year + month // 12, month % 12 + 1, 1)
+        start, end = month_span(year, month)
         targets.append(
             (
                 partition_name(year, month),
@@ -223,6 +222,23 @@ def _targets(months: set[tuple[int, int]] | None, read_at: str) -> list[tuple[st
             )
         )
     return targets
+
+
+def refused_error(*, row: int, serial: str, exists: bool) -> ErrorItem:
+    """The itemised error of a row for a meter that is not the vendor's."""
+    if exists:
+        return ErrorItem(
+            row=row,
+            field="meter",
+            code="meter_not_assigned",
+            message=f"Meter {serial} is not assigned to this vendor; the row was refused.",
+        )
+    return ErrorItem(
+        row=row,
+        field="meter",
+        code="unknown_meter",
+        message=f"Unknown meter {serial}; the row was refused.",
+    )
 
 
 def refused_rows(cursor, *, stage: str, where: str, unassigned: str, params: dict) -> list:
@@ -286,24 +302,7 @@ def stage_to_readings(
         )
     for row_no, serial, exists in refused:
         result.rejected += 1
-        if exists:
-            result.errors.append(
-                ErrorItem(
-                    row=row_no,
-                    field="meter",
-                    code="meter_not_assigned",
-                    message=f"Meter {serial} is not assigned to this vendor; the row was refused.",
-                )
-            )
-        else:
-            result.errors.append(
-                ErrorItem(
-                    row=row_no,
-                    field="meter",
-                    code="unknown_meter",
-                    message=f"Unknown meter {serial}; the row was refused.",
-                )
-            )
+        result.errors.append(refused_error(row=row_no, serial=serial, exists=exists))
     optional = ", ".join(OPTIONAL_NUMERIC)
     optional_s = ", ".join(f"s.{name}" for name in OPTIONAL_NUMERIC)
     eligible = f"FROM {stage} s {join} WHERE {where} AND {meter} IS NOT NULL"
@@ -385,7 +384,7 @@ def store_rows_postgres(
     with connection.cursor() as cursor:
         stage_create(cursor)
         with cursor.copy(f"COPY metering_stage (meter_id, {STAGE_FIELDS}) FROM STDIN") as copy:
-            copy.write(_tsv([(_id(mine.get(row[1])), *row) for row in rows]))
+            copy.write(tsv([(_id(mine.get(row[1])), *row) for row in rows]))
         result = stage_to_readings(
             cursor,
             stage="metering_stage",
@@ -445,24 +444,7 @@ def store_rows_sqlite(
             eligible.append(row)
             continue
         result.rejected += 1
-        if row[1] in known:
-            result.errors.append(
-                ErrorItem(
-                    row=int(row[0]),
-                    field="meter",
-                    code="meter_not_assigned",
-                    message=f"Meter {row[1]} is not assigned to this vendor; the row was refused.",
-                )
-            )
-        else:
-            result.errors.append(
-                ErrorItem(
-                    row=int(row[0]),
-                    field="meter",
-                    code="unknown_meter",
-                    message=f"Unknown meter {row[1]}; the row was refused.",
-                )
-            )
+        result.errors.append(refused_error(row=int(row[0]), serial=row[1], exists=row[1] in known))
     if not eligible:
         return result
     received = ops.adapt_datetimefield_value(received_at)
