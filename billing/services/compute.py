@@ -95,20 +95,7 @@ def registers_frame_to_dict(frame) -> dict[tuple[int, dt.date], Register]:
     """The selector's frame as {(connection_id, date): Register} (column-wise, no row objects)."""
     if frame is None or len(frame) == 0:
         return {}
-    columns = [
-        frame[c].tolist()
-        for c in (
-            "id",
-            "connection_id",
-            "on",
-            "energy_kwh",
-            "volume_m3",
-            "flow_temp_m3c",
-            "return_temp_m3c",
-            "status",
-            "method",
-        )
-    ]
+    columns = [frame[c].tolist() for c in metering_selectors.BOUNDARY_COLUMNS]
     ids, cids = columns[0], columns[1]
     if not all(type(v) is int for v in ids) or not all(type(v) is int for v in cids):
         ids, cids = [int(v) for v in ids], [int(v) for v in cids]
