@@ -218,6 +218,7 @@ def start_worker(concurrency: int) -> subprocess.Popen:
 
     env = os.environ.copy()
     env["PYTHONPATH"] = str(ROOT)
+    (ROOT / "var").mkdir(exist_ok=True)  # absent in a fresh clone
     log = open(ROOT / "var" / "bench-billing-worker.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [
