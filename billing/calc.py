@@ -297,36 +297,21 @@ def bill_compute(
         i_start, i_end = interval.start, interval.end
         first = use(cid, i_start)
         last = use(cid, i_end)
-        energy_kwh = last.energy_kwh - first.energy_kwh
-        volume = last.volume_m3 - first.volume_m3
-        if energy_kwh < 0 or volume < 0:
-            raise BillingError(
-                f"register decreased on connection {cid} over {_fmt_days(i_start, i_end)}",
-                code="negative_consumption",
-            )
+        (
+            energy_kwh,
+            volume,
+            ly_energy_kwh,
+            annual_mwh,
+            return_temp,
+            flow_temp,
+        ) = interval_values(interval, first, last, get)
         energy_total += energy_kwh
         days_total = (i_end - i_start).days
         capacity_mwh += interval.contracted_kw * days_total * 24 / KWH_PER_MWH
-        ly_start = get((cid, one_year_earlier(i_start)))
-        ly_end = trailing = get((cid, one_year_earlier(i_end)))
-        if last_year_total is not None and ly_start and ly_end:
-            last_year_total += ly_end.energy_kwh - ly_start.energy_kwh
+        if last_year_total is not None and ly_energy_kwh is not None:
+            last_year_total += ly_energy_kwh
         else:
             last_year_total = None
-        annual_mwh = (
-            _energy((last.energy_kwh - trailing.energy_kwh) / KWH_PER_MWH)
-            if trailing is not None
-            else None
-        )
-        # volume-weighted temperatures: Δ(temp·m³) / Δm³
-        return_temp = flow_temp = None
-        if volume > 0:
-            a, b = last.return_temp_m3c, first.return_temp_m3c
-            if a is not None and b is not None:
-                return_temp = ((a - b) / volume).quantize(_C2)
-            a, b = last.flow_temp_m3c, first.flow_temp_m3c
-            if a is not None and b is not None:
-                flow_temp = ((a - b) / volume).quantize(_C2)
         return_text = None if return_temp is None else str(return_temp)
         flow_text = None if flow_temp is None else str(flow_temp)
         kw_text = str(interval.contracted_kw)
@@ -426,18 +411,7 @@ def bill_compute(
     net, vat, breakdown = totals(lines, currency)
     energy_mwh = _energy(energy_total / KWH_PER_MWH)
     last_year_mwh = None if last_year_total is None else _energy(last_year_total / KWH_PER_MWH)
-    holds: list[str] = []
-    if energy_mwh > capacity_mwh * plausibility.capacity_factor:
-        holds.append(
-            f"{energy_mwh} MWh is more than the contracted capacity can deliver in the period "
-            f"({quantize_energy(capacity_mwh)} MWh at full load)"
-        )
-    if last_year_mwh is not None and last_year_mwh >= plausibility.min_last_year_mwh:
-        ratio = energy_mwh / last_year_mwh
-        if ratio > plausibility.ratio_high or ratio < plausibility.ratio_low:
-            holds.append(
-                f"{energy_mwh} MWh is {ratio:.2f}× the same period last year ({last_year_mwh} MWh)"
-            )
+    holds = hold_reasons(energy_mwh, capacity_mwh, last_year_mwh, plausibility)
     return BillDraft(
         account_id=account_id,
         period_start=period_start,
@@ -458,3 +432,68 @@ def bill_compute(
         },
         hold_reasons=holds,
     )
+
+
+def interval_values(
+    interval: ContractInterval,
+    first: Register,
+    last: Register,
+    get: Callable[[tuple[int, dt.date]], Register | None],
+) -> tuple[Decimal, Decimal, Decimal | None, Decimal | None, Decimal | None, Decimal | None]:
+    """One contract interval's consumption from its bound registers.
+
+    Returns (energy kWh, volume m³, the same period's energy one year earlier in kWh or
+    None, trailing-year MWh at the interval's end or None, volume-weighted return and
+    flow temperatures or None).  Raises :class:`BillingError` when a register decreased.
+    """
+    cid, i_start, i_end = interval.connection_id, interval.start, interval.end
+    energy_kwh = last.energy_kwh - first.energy_kwh
+    volume = last.volume_m3 - first.volume_m3
+    if energy_kwh < 0 or volume < 0:
+        raise BillingError(
+            f"register decreased on connection {cid} over {_fmt_days(i_start, i_end)}",
+            code="negative_consumption",
+        )
+    ly_start = get((cid, one_year_earlier(i_start)))
+    trailing = get((cid, one_year_earlier(i_end)))
+    ly_energy = (
+        trailing.energy_kwh - ly_start.energy_kwh if ly_start and trailing else None
+    )
+    annual_mwh = (
+        _energy((last.energy_kwh - trailing.energy_kwh) / KWH_PER_MWH)
+        if trailing is not None
+        else None
+    )
+    # volume-weighted temperatures: Δ(temp·m³) / Δm³
+    return_temp = flow_temp = None
+    if volume > 0:
+        a, b = last.return_temp_m3c, first.return_temp_m3c
+        if a is not None and b is not None:
+            return_temp = ((a - b) / volume).quantize(_C2)
+        a, b = last.flow_temp_m3c, first.flow_temp_m3c
+        if a is not None and b is not None:
+            flow_temp = ((a - b) / volume).quantize(_C2)
+    return energy_kwh, volume, ly_energy, annual_mwh, return_temp, flow_temp
+
+
+def hold_reasons(
+    energy_mwh: Decimal,
+    capacity_mwh: Decimal,
+    last_year_mwh: Decimal | None,
+    plausibility: Plausibility,
+) -> list[str]:
+    """Why a bill looks implausible (empty: it does not): more energy than the contracted
+    capacity can deliver, or far off the same period last year."""
+    holds: list[str] = []
+    if energy_mwh > capacity_mwh * plausibility.capacity_factor:
+        holds.append(
+            f"{energy_mwh} MWh is more than the contracted capacity can deliver in the period "
+            f"({quantize_energy(capacity_mwh)} MWh at full load)"
+        )
+    if last_year_mwh is not None and last_year_mwh >= plausibility.min_last_year_mwh:
+        ratio = energy_mwh / last_year_mwh
+        if ratio > plausibility.ratio_high or ratio < plausibility.ratio_low:
+            holds.append(
+                f"{energy_mwh} MWh is {ratio:.2f}× the same period last year ({last_year_mwh} MWh)"
+            )
+    return holds

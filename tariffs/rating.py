@@ -44,6 +44,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
@@ -294,7 +295,9 @@ class _Compiled:
     nothing here can go stale; results are the same as computing everything per call.
     """
 
-    __slots__ = ("cooling", "cur", "include_vat", "minor", "nets", "plain", "static", "vat_rate")
+    __slots__ = (
+        "cooling", "cur", "include_vat", "lines", "minor", "nets", "plain", "static", "vat_rate"
+    )
 
     def __init__(self, spec: TariffSpec) -> None:
         self.cur = spec.currency
@@ -306,6 +309,9 @@ class _Compiled:
         self.include_vat = spec.prices_include_vat
         self.nets: dict[Decimal, Decimal] = {}
         self.static: dict[int, Any] = {}
+        # (component index, period, quantity it depends on) -> its lines, for the
+        # components whose lines depend on nothing else (see :func:`rate`)
+        self.lines: dict[tuple, tuple[PricedLine, ...]] = {}
         self.plain = tuple(
             (i, c.type, c) for i, c in enumerate(spec.components) if not isinstance(c, CoolingIncentive)
         )
@@ -695,19 +701,49 @@ def _cooling_dt(energy_mwh: Decimal, volume_m3: Decimal, factor: Decimal, unit: 
     return value.quantize(Decimal(1).scaleb(-6))
 
 
+_LINES_MEMO_MAX = 4096
+
+
+def _priced(pricer: _Pricer, compiled: _Compiled, index: int, handler: str, comp) -> Sequence[PricedLine]:
+    """``pricer.<handler>(comp)``; fixed and banded charges once per distinct input.
+
+    A fixed charge's lines depend only on the period, a banded charge's only on the
+    period and the contracted capacity (or heated area): a billing run prices the same
+    few of those for thousands of connections, so they are priced once and the same
+    (frozen) ``PricedLine`` objects returned.  Equal inputs give equal lines: the
+    quantity is quantized before anything is derived from it.
+    """
+    if handler == "fixed":
+        det = pricer.det
+        key = (index, det.period_start, det.period_end)
+    elif handler == "banded":
+        det = pricer.det
+        basis = det.heated_area_m2 if comp.basis == "area" else det.contracted_kw
+        key = (index, det.period_start, det.period_end, basis)
+    else:
+        return getattr(pricer, handler)(comp)
+    memo = compiled.lines
+    lines = memo.get(key)
+    if lines is None:
+        if len(memo) >= _LINES_MEMO_MAX:
+            memo.clear()
+        lines = memo[key] = tuple(getattr(pricer, handler)(comp))
+    return lines
+
+
 def rate(*, determinants: Determinants, tariff: TariffSpec) -> list[PricedLine]:
     """Price one connection's determinants for one period under one tariff version."""
     compiled = _compiled(tariff)
     pricer = _Pricer(tariff, determinants, compiled)
     if not compiled.cooling:  # lines in component order
         out: list[PricedLine] = []
-        for _index, handler, comp in compiled.plain:
-            out.extend(getattr(pricer, handler)(comp))
+        for index, handler, comp in compiled.plain:
+            out.extend(_priced(pricer, compiled, index, handler, comp))
         return out
     # cooling incentives last (they need the energy charges), lines still in component order
     by_index: dict[int, list[PricedLine]] = {}
     for index, handler, comp in compiled.plain:
-        by_index[index] = getattr(pricer, handler)(comp)
+        by_index[index] = list(_priced(pricer, compiled, index, handler, comp))
     for index, comp in compiled.cooling:
         by_index[index] = pricer.cooling(comp)
     return [line for index in sorted(by_index) for line in by_index[index]]

@@ -115,8 +115,13 @@ def drafts_compute(
     period_start: dt.date,
     period_end: dt.date,
     ensure: bool = True,
+    render: bool = False,
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
-    """Bills for ``account_ids`` over ``[period_start, period_end)``; failures by account."""
+    """Bills for ``account_ids`` over ``[period_start, period_end)``; failures by account.
+
+    ``render``: the bills as the COPY rows they are written as
+    (:class:`billing.services.render.Rendered`, PostgreSQL), not as drafts.
+    """
     from tariffs.rating import Determinants, rate
     from tariffs.selectors import tariff_slices_for_connections
 
@@ -157,6 +162,21 @@ def drafts_compute(
         )
         registers.update(registers_frame_to_dict(frame))
     plausibility = conf.plausibility()
+    if render:
+        from billing.services.render import bills_render
+
+        return bills_render(
+            currency=currency,
+            account_ids=account_ids,
+            period_start=period_start,
+            period_end=period_end,
+            intervals=intervals,
+            slices=slices,
+            registers=registers,
+            rate=rate,
+            determinants_type=Determinants,
+            plausibility=plausibility,
+        )
     drafts: list[BillDraft] = []
     failures: dict[int, BillingError] = {}
     for account_id in account_ids:

@@ -162,11 +162,15 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
             return False
         already = _already_billed(run=run, account_ids=chunk.account_ids)
         todo = [a for a in chunk.account_ids if a not in already]
+        compute_options = {}
+        if run.kind == BillingRun.Kind.INVOICE and connection.vendor == "postgresql":
+            compute_options["render"] = True  # rows for COPY straight away
         drafts, failures = _compute(run)(
             currency=network.currency,
             account_ids=todo,
             period_start=run.period_start,
             period_end=run.period_end,
+            **compute_options,
         )
         issued = None
         try:

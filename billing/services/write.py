@@ -7,13 +7,13 @@ written in the same COPY pass without a round trip per invoice.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 
 from django.db import connection
 
 from billing.calc import BillDraft
 from billing.models import Invoice, InvoiceLine
+from billing.services.render import Caches, Rendered, esc, render_draft
 
 INVOICE_COLUMNS = [
     "id",
@@ -173,40 +173,6 @@ def drafts_write(
     return ids
 
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _esc(text: str) -> str:
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        return text.translate(_ESCAPES)
-    return text
-
-
-_JSON = json.JSONEncoder(separators=(",", ":"))  # same bytes as json.dumps(..., separators)
-try:  # the C encoder made once, not per call (JSONEncoder.encode builds one each time)
-    from json.encoder import c_make_encoder, encode_basestring_ascii
-
-    _C_JSON = c_make_encoder(
-        None, None, encode_basestring_ascii, None, ":", ",", False, False, True
-    )
-except ImportError:  # pragma: no cover - pure-Python json
-    _C_JSON = None
-
-
-def _json(value) -> str:
-    """Compact JSON (same text as ``json.dumps(value, separators=(",", ":"))``), COPY-escaped.
-
-    Only plain lists/dicts of str/int/None/bool go through the shared C encoder (no
-    cycle check needed: the drafts' JSON is built fresh from values); anything else
-    takes the standard encoder."""
-    if _C_JSON is not None:
-        try:
-            return _esc("".join(_C_JSON(value, 0)))
-        except TypeError:
-            pass
-    return _esc(_JSON.encode(value))
-
-
 class CopyWrite:
     """Drafts turned into COPY text up front, written in two steps (PostgreSQL).
 
@@ -241,7 +207,7 @@ class CopyWrite:
 
 def copy_prepare(
     *,
-    drafts: Sequence[BillDraft],
+    drafts: Sequence[BillDraft | Rendered],
     network_id: int,
     run_id: int | None,
     kind: str,
@@ -259,70 +225,33 @@ def copy_prepare(
         )
         ids = [row[0] for row in cursor.fetchall()]
     n = "\\N"
-    common = f"\t{network_id}\t{n if run_id is None else run_id}\t{_esc(str(kind))}\t"
+    common = f"\t{network_id}\t{n if run_id is None else run_id}\t{esc(str(kind))}\t"
     created = now.isoformat()
     draft_mid = f"{Invoice.State.DRAFT.value}\t"
     draft_tail_head = f"\t{n}\t{n}\t"
     issued_state = f"{Invoice.State.ISSUED.value}\t"
-    iso: dict[dt.date, str] = {}
     heads: list[str] = []
     tails: list[str] = []
+    lines: list[str] = []
     originals = original_ids if original_ids is not None else [None] * len(drafts)
     issues = issue if issue is not None else [None] * len(drafts)
+    cache = Caches()
     for inv_id, d, original, iss in zip(ids, drafts, originals, issues, strict=True):
-        ps = iso.get(d.period_start)
-        if ps is None:
-            ps = iso[d.period_start] = d.period_start.isoformat()
-        pe = iso.get(d.period_end)
-        if pe is None:
-            pe = iso[d.period_end] = d.period_end.isoformat()
+        r = d if type(d) is Rendered else render_draft(d, cache)
         if iss is None:
             state, series, mid = draft_mid, "", draft_tail_head
         else:
             series, issued_at, due_on = iss
             state = issued_state
             mid = f"\t{issued_at.isoformat()}\t{due_on.isoformat()}\t"
-            series = _esc(series)
-        hold = _esc("; ".join(d.hold_reasons)) if d.hold_reasons else ""
+            series = esc(series)
         heads.append(
-            f"{inv_id}\t{d.account_id}{common}{state}{ps}\t{pe}\t"
-            f"{'t' if d.held else 'f'}\t{hold}\t{series}\t"
+            f"{inv_id}\t{r.account_id}{common}{state}{r.period}\t"
+            f"{'t' if r.held else 'f'}\t{r.hold}\t{series}\t"
         )
-        tails.append(
-            f"{mid}{_esc(d.currency)}\t{d.net}\t{d.vat}\t{d.gross}\t0\t"
-            f"{n if original is None else original}\t{'t' if d.has_estimated_reads else 'f'}\t"
-            f"{_json(d.tariff_version_ids)}\t{_json(d.readings)}\t"
-            f"{_json({'segments': d.determinants, 'vat': d.vat_breakdown})}\t"
-            f"{_json(d.comparison)}\t\t{created}"
-        )
-    return CopyWrite(ids, heads, tails, _lines_text(ids, drafts, iso))
-
-
-def _lines_text(ids: list[int], drafts: Sequence[BillDraft], iso: dict) -> list[str]:
-    """Line rows in COPY text format, column order of ``LINE_COLUMNS`` (hot path: the
-    texts that repeat from bill to bill are escaped once)."""
-    n = "\\N"
-    esc: dict[str, str] = {}
-    out = []
-    append = out.append
-    for inv_id, draft in zip(ids, drafts, strict=True):
-        for pos, line in enumerate(draft.lines, start=1):
-            ps, pe = line.period_start, line.period_end
-            ps = n if ps is None else (iso.get(ps) or iso.setdefault(ps, ps.isoformat()))
-            pe = n if pe is None else (iso.get(pe) or iso.setdefault(pe, pe.isoformat()))
-            head = (line.component, line.kind, line.description)
-            fixed = esc.get(head)
-            if fixed is None:
-                fixed = esc[head] = "\t".join(_esc(t) for t in head)
-            unit = line.unit
-            unit = esc.get(unit) or esc.setdefault(unit, _esc(unit))
-            append(
-                f"{inv_id}\t{pos}\t{n if line.connection_id is None else line.connection_id}\t"
-                f"{ps}\t{pe}\t{n if line.tariff_version_id is None else line.tariff_version_id}\t"
-                f"{fixed}\t{_esc(line.explanation)}\t{line.quantity}\t{unit}\t"
-                f"{line.unit_price}\t{line.amount}\t{line.vat_rate}"
-            )
-    return out
+        tails.append(f"{mid}{r.body}{n if original is None else original}{r.rest}{created}")
+        lines.extend(f"{inv_id}\t{pos}\t{text}" for pos, text in enumerate(r.lines, start=1))
+    return CopyWrite(ids, heads, tails, lines)
 
 
 def _copy(sql: str, rows: list[str]) -> None:

@@ -137,3 +137,48 @@ def test_gj_energy_charge_and_cooling_by_hand():
 
     assert _mwh_qty(D("2.345"), "GJ") == D("8.442000")
     assert _cooling_dt(D("2.345"), D("70.1"), D("242"), "GJ") == D("29.143566")
+
+
+def _published(key):
+    from tariffs.published import PUBLISHED_TARIFFS
+
+    entry = PUBLISHED_TARIFFS[key]
+    return TariffSpec(
+        version_id=1, tariff_code=key, currency=entry["currency"], vat_rate=D(entry["vat_rate"]),
+        components=components_from_data(entry["components"]),
+        prices_include_vat=entry["prices_include_vat"],
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["fyn", "hirtshals", "hjoerring-2024", "hofor-2024", "holte-2023", "karlstad",
+     "kerteminde-2024", "loejt-2024", "taarnby", "waldkraiburg-2025"],
+)
+def test_fixed_and_banded_lines_priced_once_per_input_equal_fresh_pricing(key):
+    """Rating many connections with one spec reuses the fixed and banded charges' lines;
+    every result equals pricing the same determinants with a spec never used before."""
+    import copy
+
+    shared = _published(key)
+    nov, dec, mid = dt.date(2026, 11, 1), dt.date(2026, 12, 1), dt.date(2026, 11, 16)
+    cases = [
+        (nov, dec, mwh, kw)
+        for mwh in ("0", "2.191090", "18.1")
+        for kw in ("9.00", "10", "10.000", "80", "120.5")
+    ] + [(nov, mid, "1.5", "10"), (mid, dec, "1.5", "10"), (nov, dec, "2.191090", "9.00")]
+    for start, end, mwh, kw in cases:
+        d = det(start, end, mwh=mwh, kw=kw)
+        assert rate(determinants=d, tariff=shared) == rate(
+            determinants=d, tariff=copy.deepcopy(shared)
+        ), (start, end, mwh, kw)
+    first = rate(determinants=det(nov, dec, mwh="1", kw="10"), tariff=shared)
+    again = rate(determinants=det(nov, dec, mwh="2", kw="10.00"), tariff=shared)
+    codes = {c.code for c in shared.components if c.type in ("fixed", "banded")}
+    if not codes:  # Tårnby: energy and cooling only
+        return
+    reused = [ln for ln in first if ln.component in codes]
+    assert reused
+    assert all(
+        a is b for a, b in zip(reused, [ln for ln in again if ln.component in codes], strict=True)
+    )

@@ -1,0 +1,336 @@
+"""Bills as the COPY rows they are written as (PostgreSQL).
+
+:class:`Rendered` is a bill turned into COPY text except for what only the write knows
+(invoice id, state, number, issue date, original invoice).  :func:`render_draft` renders
+any :class:`~billing.calc.BillDraft`.  :func:`bills_render` is the billing run's hot path:
+it prices an account whose bill has the common shape (one contract over the whole
+period, one tariff version for all of it, both bound registers present) and writes its
+rows straight away, without the draft's dictionaries and objects in between, using the
+same pieces as :func:`~billing.calc.bill_compute` (``interval_values``, ``rate``,
+``totals``, ``hold_reasons``).  Any other account goes through ``bill_compute`` and
+:func:`render_draft`.  Both give the same rows (``tests/billing/test_render.py``
+compares them on every shape of account).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from billing.calc import (
+    KWH_PER_MWH,
+    BillDraft,
+    BillingError,
+    ContractInterval,
+    Plausibility,
+    Register,
+    _energy,
+    _iso,
+    _new_determinants,
+    bill_compute,
+    hold_reasons,
+    interval_values,
+    totals,
+)
+
+
+class Rendered(NamedTuple):
+    """One bill's COPY text, invoice and lines, short of the write's own columns."""
+
+    account_id: int
+    held: bool
+    period: str  # "period_start\tperiod_end"
+    hold: str  # hold reasons, escaped
+    body: str  # "currency\tnet\tvat\tgross\tpaid\t" (original_id follows)
+    rest: str  # "\thas_estimated_reads\t…\tcomparison\tpdf\t" (created_at follows)
+    lines: list[str]  # each line's columns after invoice_id and position
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def esc(text: str) -> str:
+    """COPY text format escaping of one column value."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_ESCAPES)
+    return text
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"))  # same bytes as json.dumps(..., separators)
+try:  # the C encoder made once, not per call (JSONEncoder.encode builds one each time)
+    from json.encoder import c_make_encoder, encode_basestring_ascii
+
+    _C_JSON = c_make_encoder(
+        None, None, encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+except ImportError:  # pragma: no cover - pure-Python json
+    _C_JSON = None
+    from json.encoder import py_encode_basestring_ascii as encode_basestring_ascii
+
+
+def json_text(value) -> str:
+    """Compact JSON (same text as ``json.dumps(value, separators=(",", ":"))``), escaped.
+
+    Only plain lists/dicts of str/int/None/bool go through the shared C encoder (no
+    cycle check needed: the drafts' JSON is built fresh from values); anything else
+    takes the standard encoder."""
+    if _C_JSON is not None:
+        try:
+            return esc("".join(_C_JSON(value, 0)))
+        except TypeError:
+            pass
+    return esc(_JSON.encode(value))
+
+
+_N = "\\N"  # COPY's NULL
+
+
+def _null(value) -> str:
+    return _N if value is None else str(value)
+
+
+class Caches:
+    """Texts shared by the bills of one write: escaped line texts, JSON strings, the
+    rows of lines that rating hands out to many bills (kept with their line objects)."""
+
+    __slots__ = ("heads", "json", "priced", "units")
+
+    def __init__(self) -> None:
+        self.heads: dict[tuple, str] = {}
+        self.units: dict[str, str] = {}
+        self.json: dict[str, str] = {}
+        self.priced: dict[int, tuple[Any, str]] = {}
+
+    def head(self, line, description: str) -> str:
+        key = (line.component, line.kind, description)
+        text = self.heads.get(key)
+        if text is None:
+            text = self.heads[key] = "\t".join(esc(t) for t in key)
+        return text
+
+    def unit(self, unit: str) -> str:
+        text = self.units.get(unit)
+        if text is None:
+            text = self.units[unit] = esc(unit)
+        return text
+
+    def string(self, value: str) -> str:
+        text = self.json.get(value)
+        if text is None:
+            text = self.json[value] = encode_basestring_ascii(value)
+        return text
+
+
+def _line_text(line, cache: Caches) -> str:
+    """A draft line's columns after invoice_id and position (``LINE_COLUMNS`` order)."""
+    ps, pe = line.period_start, line.period_end
+    return (
+        f"{_null(line.connection_id)}\t{_N if ps is None else _iso(ps)}\t"
+        f"{_N if pe is None else _iso(pe)}\t{_null(line.tariff_version_id)}\t"
+        f"{cache.head(line, line.description)}\t{esc(line.explanation)}\t{line.quantity}\t"
+        f"{cache.unit(line.unit)}\t{line.unit_price}\t{line.amount}\t{line.vat_rate}"
+    )
+
+
+def render_draft(draft: BillDraft, cache: Caches | None = None) -> Rendered:
+    """Any draft's rows (``cache``: texts shared by the drafts of one write)."""
+    cache = Caches() if cache is None else cache
+    return Rendered(
+        draft.account_id,
+        draft.held,
+        f"{_iso(draft.period_start)}\t{_iso(draft.period_end)}",
+        esc("; ".join(draft.hold_reasons)) if draft.hold_reasons else "",
+        f"{esc(draft.currency)}\t{draft.net}\t{draft.vat}\t{draft.gross}\t0\t",
+        f"\t{'t' if draft.has_estimated_reads else 'f'}\t"
+        f"{json_text(draft.tariff_version_ids)}\t{json_text(draft.readings)}\t"
+        f"{json_text({'segments': draft.determinants, 'vat': draft.vat_breakdown})}\t"
+        f"{json_text(draft.comparison)}\t\t",
+        [_line_text(line, cache) for line in draft.lines],
+    )
+
+
+# -- the hot path ---------------------------------------------------------------------
+
+
+def _reading_json(reg: Register, cid: int, on: dt.date, cache: Caches) -> str:
+    # the keys and order of bill_compute's reading dicts (calc.bill_compute.use)
+    return (
+        f'{{"id":{reg.id},"connection_id":{cid},"on":"{_iso(on)}",'
+        f'"energy_kwh":"{reg.energy_kwh!s}","volume_m3":"{reg.volume_m3!s}",'
+        f'"status":{cache.string(reg.status)},"method":{cache.string(reg.method)}}}'
+    )
+
+
+def _opt(value) -> str:
+    return "null" if value is None else f'"{value}"'
+
+
+def bill_render(
+    *,
+    account_id: int,
+    period_start: dt.date,
+    period_end: dt.date,
+    currency: str,
+    interval: ContractInterval,
+    spec: Any,
+    registers: dict[tuple[int, dt.date], Register],
+    rate: Callable[..., list],
+    determinants_type: type,
+    plausibility: Plausibility,
+    cache: Caches,
+) -> Rendered | None:
+    """The rows of an account billed by one contract interval over the whole period
+    under one tariff version; None when a register is missing or decreased, or the
+    tariff is in another currency (then ``bill_compute`` makes the bill, or says why it
+    cannot)."""
+    if spec.currency != currency:
+        return None  # rating rounds in the tariff's currency, the bill in the account's
+    cid = interval.connection_id
+    get = registers.get
+    first = get((cid, period_start))
+    last = get((cid, period_end))
+    if first is None or last is None:
+        return None
+    try:
+        energy_kwh, volume, ly_energy, annual_mwh, return_temp, flow_temp = interval_values(
+            interval, first, last, get
+        )
+    except BillingError:
+        return None
+    energy_mwh = _energy(energy_kwh / KWH_PER_MWH)
+    det = _new_determinants(
+        determinants_type,
+        period_start=period_start,
+        period_end=period_end,
+        energy_mwh=energy_mwh,
+        volume_m3=volume,
+        return_temp_c=return_temp,
+        flow_temp_c=flow_temp,
+        contracted_kw=interval.contracted_kw,
+        heated_area_m2=interval.heated_area_m2,
+        annual_energy_mwh=annual_mwh,
+        energy_by_month=None,
+    )
+    # rate rounds each amount to the minor unit of the tariff's currency, which is the
+    # bill's: bill_compute's second rounding changes nothing here
+    priced = rate(determinants=det, tariff=spec)
+    net, vat, breakdown = totals(priced, currency)
+    days = (period_end - period_start).days
+    capacity_mwh = interval.contracted_kw * days * 24 / KWH_PER_MWH
+    last_year_mwh = None if ly_energy is None else _energy(ly_energy / KWH_PER_MWH)
+    holds = hold_reasons(energy_mwh, capacity_mwh, last_year_mwh, plausibility)
+    version_id = spec.version_id
+    ps, pe = _iso(period_start), _iso(period_end)
+    lines = []
+    known = cache.priced
+    for line in priced:
+        entry = known.get(id(line))
+        if entry is None or entry[0] is not line:
+            entry = (line, _priced_line_text(line, version_id, ps, pe, cache))
+            if len(known) < 64:  # the few lines rating shares between bills come first
+                known[id(line)] = entry
+        lines.append(f"{cid}\t{entry[1]}")
+    segment = (
+        f'{{"connection_id":{cid},"period_start":"{ps}","period_end":"{pe}",'
+        f'"tariff_version_id":{version_id},"energy_mwh":"{energy_mwh}","volume_m3":"{volume}",'
+        f'"return_temp_c":{_opt(return_temp)},"flow_temp_c":{_opt(flow_temp)},'
+        f'"contracted_kw":"{interval.contracted_kw}","heated_area_m2":"{interval.heated_area_m2}",'
+        f'"days":{days}}}'
+    )
+    vat_json = ",".join(
+        f'{{"rate":"{row["rate"]}","base":"{row["base"]}","vat":"{row["vat"]}"}}'
+        for row in breakdown
+    )
+    estimated = first.status == "estimated" or last.status == "estimated"
+    readings = (
+        f"[{_reading_json(first, cid, period_start, cache)},"
+        f"{_reading_json(last, cid, period_end, cache)}]"
+    )
+    return Rendered(
+        account_id,
+        bool(holds),
+        f"{ps}\t{pe}",
+        esc("; ".join(holds)) if holds else "",
+        f"{esc(currency)}\t{net}\t{vat}\t{net + vat}\t0\t",
+        f"\t{'t' if estimated else 'f'}\t[{version_id}]\t{esc(readings)}\t"
+        f'{{"segments":[{segment}],"vat":[{vat_json}]}}\t'
+        f'{{"energy_mwh":"{energy_mwh}","last_year_mwh":{_opt(last_year_mwh)}}}\t\t',
+        lines,
+    )
+
+
+def _priced_line_text(line, version_id: int, ps: str, pe: str, cache: Caches) -> str:
+    """A priced line's columns after connection_id, as bill_compute's DraftLine writes."""
+    return (
+        f"{ps}\t{pe}\t{version_id}\t{cache.head(line, line.description[:200])}\t"
+        f"{esc(line.explanation[:300])}\t{line.quantity}\t{cache.unit(line.unit)}\t"
+        f"{line.unit_price}\t{line.amount}\t{line.vat_rate}"
+    )
+
+
+def bills_render(
+    *,
+    currency: str,
+    account_ids: Sequence[int],
+    period_start: dt.date,
+    period_end: dt.date,
+    intervals: dict[int, list[ContractInterval]],
+    slices: dict,
+    registers: dict[tuple[int, dt.date], Register],
+    rate: Callable[..., list],
+    determinants_type: type,
+    plausibility: Plausibility,
+) -> tuple[list[Rendered], dict[int, BillingError]]:
+    """Rows for ``account_ids`` (in order) and failures by account; see the module."""
+    cache = Caches()
+    out: list[Rendered] = []
+    failures: dict[int, BillingError] = {}
+    for account_id in account_ids:
+        ivs = intervals.get(account_id, ())
+        try:
+            rendered = None
+            if len(ivs) == 1:
+                iv = ivs[0]
+                pieces = slices.get(iv.connection_id, ())
+                if (
+                    iv.start == period_start
+                    and iv.end == period_end
+                    and len(pieces) == 1
+                    and pieces[0][0] <= period_start
+                    and pieces[0][1] >= period_end
+                ):
+                    rendered = bill_render(
+                        account_id=account_id,
+                        period_start=period_start,
+                        period_end=period_end,
+                        currency=currency,
+                        interval=iv,
+                        spec=pieces[0][2],
+                        registers=registers,
+                        rate=rate,
+                        determinants_type=determinants_type,
+                        plausibility=plausibility,
+                        cache=cache,
+                    )
+            if rendered is None:
+                draft = bill_compute(
+                    account_id=account_id,
+                    period_start=period_start,
+                    period_end=period_end,
+                    currency=currency,
+                    intervals=ivs,
+                    slices=slices,
+                    registers=registers,
+                    rate=rate,
+                    determinants_type=determinants_type,
+                    plausibility=plausibility,
+                )
+                rendered = render_draft(draft, cache)
+            out.append(rendered)
+        except BillingError as exc:
+            failures[account_id] = exc
+        except Exception as exc:  # one bad account never fails the run
+            failures[account_id] = BillingError(f"{type(exc).__name__}: {exc}", code="error")
+    return out, failures

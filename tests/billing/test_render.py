@@ -1,0 +1,184 @@
+"""The billing run's rows straight from the registers (``bills_render``) are exactly the rows
+of ``bill_compute``'s draft (``render_draft``), for every published tariff and every shape
+of account: the common shape takes the direct path, every other shape falls back.
+
+Pure functions, no database: the COPY text is compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from decimal import Decimal as D
+
+import pytest
+
+from billing.calc import BillingError, ContractInterval, Plausibility, Register, bill_compute
+from billing.services import render
+from tariffs.published import PUBLISHED_TARIFFS
+from tariffs.rating import Determinants, TariffSpec, components_from_data, rate
+
+NOV, DEC = dt.date(2026, 11, 1), dt.date(2026, 12, 1)
+NOV_LY, DEC_LY = dt.date(2025, 11, 1), dt.date(2025, 12, 1)
+
+
+def spec(key: str, *, version_id: int = 7, valid_from=None, valid_to=None) -> TariffSpec:
+    entry = PUBLISHED_TARIFFS[key]
+    return TariffSpec(
+        version_id=version_id,
+        tariff_code=key,
+        currency=entry["currency"],
+        vat_rate=D(entry["vat_rate"]),
+        components=components_from_data(entry["components"]),
+        prices_include_vat=entry["prices_include_vat"],
+        valid_from=valid_from,
+        valid_to=valid_to,
+    )
+
+
+def register(rid: int, energy: str, volume: str, *, status="actual", method="reading",
+             flow: str | None = None, ret: str | None = None) -> Register:
+    return Register(rid, D(energy), D(volume), None if flow is None else D(flow),
+                    None if ret is None else D(ret), status, method)
+
+
+def direct(*, interval, tariff, registers, currency, plausibility=None, account_id=1):
+    """The direct path's rows for one account (None: it declined)."""
+    return render.bill_render(
+        account_id=account_id, period_start=NOV, period_end=DEC, currency=currency,
+        interval=interval, spec=tariff, registers=registers, rate=rate,
+        determinants_type=Determinants, plausibility=plausibility or Plausibility(),
+        cache=render.Caches(),
+    )
+
+
+def both(*, intervals, slices, registers, currency, plausibility=None, account_id=1):
+    """(``bills_render`` rows, ``bill_compute`` + ``render_draft`` rows) for one account;
+    failures as {account: code}."""
+    plausibility = plausibility or Plausibility()
+    rendered, failures = render.bills_render(
+        currency=currency, account_ids=[account_id], period_start=NOV, period_end=DEC,
+        intervals={account_id: intervals}, slices=slices, registers=registers, rate=rate,
+        determinants_type=Determinants, plausibility=plausibility,
+    )
+    try:
+        draft = bill_compute(
+            account_id=account_id, period_start=NOV, period_end=DEC, currency=currency,
+            intervals=intervals, slices=slices, registers=registers, rate=rate,
+            determinants_type=Determinants, plausibility=plausibility,
+        )
+    except BillingError as exc:
+        return {k: v.code for k, v in failures.items()}, {account_id: exc.code}
+    return rendered, [render.render_draft(draft)]
+
+
+def _interval(cid=11, start=NOV, end=DEC, kw="10.00", m2="130.00"):
+    return ContractInterval(cid, start, end, D(kw), D(m2))
+
+
+def _registers(cid=11, *, start="10000.000000", end="12191.090000", ly=True, end_status="actual",
+               **kw):
+    regs = {
+        (cid, NOV): register(1, start, "1000.0000", flow="70000.00", ret="36000.00", **kw),
+        (cid, DEC): register(2, end, "1057.6602", flow="74036.21", ret="38075.77",
+                             status=end_status),
+    }
+    if ly:
+        regs[(cid, NOV_LY)] = register(3, "1000.000000", "500.0000")
+        regs[(cid, DEC_LY)] = register(4, "3500.500000", "560.0000")
+    return regs
+
+
+@pytest.mark.parametrize("key", sorted(PUBLISHED_TARIFFS))
+def test_common_shape_gives_the_drafts_rows_for_every_published_tariff(key):
+    s = spec(key)
+    rows = direct(interval=_interval(), tariff=s, registers=_registers(), currency=s.currency)
+    assert rows is not None  # the direct path took it
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=_registers(),
+        currency=s.currency,
+    )
+    assert [rows] == fallback
+    assert len(rows.lines) >= 1
+
+
+@pytest.mark.parametrize("key", sorted(PUBLISHED_TARIFFS))
+def test_random_consumption_gives_the_drafts_rows(key):
+    s = spec(key)
+    rnd = random.Random(key)
+    for account_id in range(1, 41):
+        start = D(rnd.randrange(0, 10**9)) / 1000
+        energy = D(rnd.randrange(0, 4 * 10**7)) / 1000  # up to 40 MWh in the month
+        regs = _registers(
+            start=str(start), end=str(start + energy), ly=rnd.random() < 0.7,
+            status=rnd.choice(["actual", "estimated"]), end_status=rnd.choice(["actual", "estimated"]),
+            method=rnd.choice(["reading", "interpolated"]),
+        )
+        interval = _interval(kw=str(rnd.choice([5, 9, 10, 12.5, 80, 120])),
+                             m2=str(rnd.choice([81, 130, 245])))
+        rows = direct(interval=interval, tariff=s, registers=regs, currency=s.currency,
+                      account_id=account_id)
+        assert rows is not None
+        _, fallback = both(intervals=[interval], slices={11: [(NOV, DEC, s)]}, registers=regs,
+                           currency=s.currency, account_id=account_id)
+        assert [rows] == fallback, (key, account_id)
+
+
+def test_held_bills_carry_the_same_reasons():
+    s = spec("hofor-2024")
+    regs = _registers(end="99000.000000")  # 89 MWh in a month on 10 kW: implausible
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]},
+                       registers=regs, currency=s.currency)
+    assert [rows] == fallback
+    assert rows.held
+    assert "contracted capacity" in rows.hold
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["move_in", "two_contracts", "tariff_change", "tariff_in_other_currency", "missing_register",
+     "negative", "no_tariff", "no_contract"],
+)
+def test_other_shapes_fall_back_to_bill_compute(shape):
+    s = spec("hofor-2024")
+    mid = dt.date(2026, 11, 16)
+    intervals = [_interval()]
+    slices = {11: [(NOV, DEC, s)]}
+    regs = _registers()
+    currency = s.currency
+    if shape == "move_in":
+        intervals = [_interval(start=mid)]
+        regs[(11, mid)] = register(5, "11000.000000", "1030.0000")
+        regs[(11, dt.date(2025, 11, 16))] = register(6, "2000.000000", "530.0000")
+    elif shape == "two_contracts":
+        intervals = [_interval(end=mid), _interval(cid=12, start=mid)]
+        regs[(11, mid)] = register(5, "11000.000000", "1030.0000")
+        regs.update({(12, d): register(10 + i, str(100 * i), str(i)) for i, d in enumerate((mid, DEC))})
+    elif shape == "tariff_change":
+        slices = {11: [(NOV, mid, s), (mid, DEC, spec("hofor-2024", version_id=8))]}
+    elif shape == "tariff_in_other_currency":
+        currency = "EUR"
+    elif shape == "missing_register":
+        del regs[(11, DEC)]
+    elif shape == "negative":
+        regs = _registers(start="20000.000000", end="19000.000000")
+    elif shape == "no_tariff":
+        slices = {11: []}
+    elif shape == "no_contract":
+        intervals = []
+    rendered, fallback = both(intervals=intervals, slices=slices, registers=regs, currency=currency)
+    assert rendered == fallback
+    if shape in ("tariff_in_other_currency", "missing_register", "negative"):
+        assert direct(interval=intervals[0], tariff=s, registers=regs, currency=currency) is None
+
+
+def test_escaping_of_texts_with_tabs_and_backslashes():
+    s = spec("hofor-2024")
+    regs = _registers(status="actual", method="vendor\\fix\tup")
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]},
+                       registers=regs, currency=s.currency)
+    assert [rows] == fallback
+    # JSON escapes the backslash and the tab, COPY escapes JSON's backslashes
+    assert '"method":"vendor\\\\\\\\fix\\\\tup"' in rows.rest
