@@ -121,7 +121,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HEATUTILITY_MAX_UPLOAD_BYTES", default=50
 
 # Raw readings stay online for the current year and this many before it (billing-dispute
 # window, docs/readings-storage.md); older ones are refused at intake, and
-# ``manage.py readings_archive`` moves their monthly partitions to READINGS_ARCHIVE_DIR.
+# Celery beat (``metering.tasks.readings_archive_monthly``) or ``manage.py readings_archive``
+# moves their monthly partitions to READINGS_ARCHIVE_DIR.
 READINGS_RETENTION_YEARS = env.int("HEATUTILITY_READINGS_RETENTION_YEARS", default=3)
 READINGS_ARCHIVE_DIR = Path(
     env.str("HEATUTILITY_READINGS_ARCHIVE_DIR", default=str(VAR_DIR / "archive" / "readings"))
@@ -163,6 +164,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-dunning-daily": {
         "task": "billing.tasks.dunning_daily",
         "schedule": crontab(hour=6, minute=0),
+    },
+    # Readings behind the retention horizon go to READINGS_ARCHIVE_DIR (shared storage
+    # when the workers run on several hosts); the horizon moves once a year, so monthly
+    # is often enough and a missed run is caught up by the next.
+    "metering-readings-archive-monthly": {
+        "task": "metering.tasks.readings_archive_monthly",
+        "schedule": crontab(day_of_month=2, hour=3, minute=30),
     },
 }
 

@@ -114,6 +114,25 @@ class TestArchive:
             assert cursor.fetchone()[0] == 0
 
 
+    def test_the_monthly_beat_task_archives_what_fell_behind(self, settings, tmp_path):
+        from django.conf import settings as django_settings
+
+        from metering.tasks import readings_archive_monthly
+
+        entry = django_settings.CELERY_BEAT_SCHEDULE["metering-readings-archive-monthly"]
+        assert entry["task"] == "metering.tasks.readings_archive_monthly"
+        settings.READINGS_RETENTION_YEARS = 3
+        settings.READINGS_ARCHIVE_DIR = tmp_path
+        meter = HeatMeterFactory()
+        add_readings(meter, [(dt.datetime(2020, 5, 4, tzinfo=dt.UTC), "100", "1")])
+        add_readings(meter, [(dt.datetime(2026, 10, 1, tzinfo=dt.UTC), "900", "9")])
+
+        assert readings_archive_monthly.apply().get() >= 1
+        assert (tmp_path / "metering_reading_y2020m05.csv.gz").exists()
+        assert Reading.objects.count() == 1
+        assert readings_archive_monthly.apply().get() == 0  # again: nothing left to do
+
+
 class TestCommand:
     def test_dry_run_names_the_horizon_and_changes_nothing(self, settings):
         from io import StringIO
