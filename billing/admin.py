@@ -20,6 +20,8 @@ from billing.models import (
     Invoice,
     InvoiceLine,
     Payment,
+    Refund,
+    RefundPart,
 )
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
@@ -331,6 +333,77 @@ class StatementImportForm(forms.Form):
     file = forms.FileField(
         help_text="CSV: date, amount, reference, account, transaction_id (',' or ';')."
     )
+
+
+class RefundPartInline(admin.TabularInline):
+    model = RefundPart
+    fields = ["payment", "credit_note", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RefundForm(forms.ModelForm):
+    class Meta:
+        model = Refund
+        fields = ["account", "amount", "paid_on", "reference"]
+
+    def clean(self):
+        data = super().clean()
+        account, amount = data.get("account"), data.get("amount")
+        if self.instance.pk is None and account is not None and amount is not None:
+            credit = payment_services.account_credit(account=account)
+            if amount > credit:
+                self.add_error(
+                    "amount", f"The account holds {credit} {account.network.currency} of credit."
+                )
+        return data
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    """Credit paid back to a customer; added through ``refund_record`` (which takes it
+    from credit notes, then unallocated payments), never changed afterwards."""
+
+    form = RefundForm
+    list_display = ["paid_on", "account", "amount", "currency", "reference"]
+    list_filter = ["paid_on"]
+    search_fields = ["account__number", "reference"]
+    fields = ["account", "amount", "paid_on", "reference"]
+    inlines = [RefundPartInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if obj else []
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        refund = payment_services.refund_record(
+            account=obj.account,
+            amount=obj.amount,
+            paid_on=obj.paid_on,
+            reference=obj.reference,
+            now=timezone.now(),
+            user=request.user,
+        )
+        obj.pk = refund.pk
+        obj.refresh_from_db()
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except DomainError as exc:  # the credit went elsewhere since the form was checked
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.get_full_path())
 
 
 @admin.register(Payment)

@@ -438,6 +438,62 @@ class Allocation(models.Model):
         return f"{self.amount} to invoice {self.invoice_id}"
 
 
+class Refund(models.Model):
+    """Account credit paid back to the customer (an overpayment, what a credit note left).
+
+    Its parts say which payments and credit notes the money came from; the credit they
+    hold falls by as much (``billing.services.payments.refund_record``).
+    """
+
+    account = models.ForeignKey("customers.Account", on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    paid_on = models.DateField()
+    reference = models.CharField(
+        max_length=60, blank=True, help_text="Bank transfer reference, cheque number, …"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-paid_on", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"refund {self.amount} {self.currency} to {self.account_id} on {self.paid_on}"
+
+
+class RefundPart(models.Model):
+    """The part of a refund taken from one payment's unallocated amount or one credit note."""
+
+    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, related_name="parts")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="refund_parts"
+    )
+    credit_note = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="refund_parts"
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        ordering = ["refund", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refundpart_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(payment__isnull=False, credit_note__isnull=True)
+                | Q(payment__isnull=True, credit_note__isnull=False),
+                name="refundpart_from_payment_or_credit_note",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of refund {self.refund_id}"
+
+
 class DunningNotice(models.Model):
     """A reminder sent for an overdue invoice, one per ladder level."""
 

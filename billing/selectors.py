@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from billing.models import BillingRun, Invoice, InvoiceLine, Payment
+from billing.models import BillingRun, Invoice, InvoiceLine, Payment, Refund
 
 ZERO = Decimal("0")
 
@@ -122,7 +122,8 @@ JOURNAL_COLUMNS = [
 
 
 def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Iterator[list]:
-    """Double-entry journal lines for invoices (revenue per component, VAT per rate) and payments.
+    """Double-entry journal lines for invoices (revenue per component, VAT per rate),
+    payments and refunds.
 
     An invoice debits receivables with its gross and credits revenue per line and VAT per
     rate; a credit note does the reverse (negative amounts swap sides).  Every document's
@@ -205,6 +206,17 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
             p.amount,
             p.currency,
         ]
+    # a refund pays credit back: the customer's (negative) receivable is debited, the bank
+    # credited
+    refunds = Refund.objects.filter(paid_on__gte=start, paid_on__lt=end).select_related("account")
+    if network_id:
+        refunds = refunds.filter(account__network_id=network_id)
+    for r in refunds.order_by("paid_on", "id"):
+        doc = f"REF-{r.pk}"
+        text = f"Refund {r.reference}".strip()
+        day = r.paid_on.isoformat()
+        yield [day, doc, accounts["receivables"], r.account.number, text, r.amount, "", r.currency]
+        yield [day, doc, accounts["bank"], r.account.number, text, "", r.amount, r.currency]
 
 
 def journal_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iterator[str]:

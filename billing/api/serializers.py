@@ -2,7 +2,15 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from billing.models import BillingRun, BillingRunException, Invoice, InvoiceLine, Payment
+from billing.models import (
+    BillingRun,
+    BillingRunException,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    Refund,
+    RefundPart,
+)
 from customers.models import Account, Network
 
 
@@ -161,6 +169,28 @@ class PaymentCreateSerializer(serializers.Serializer):
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.select_related("network"))
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
     received_on = serializers.DateField()
+    reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=60)
+
+
+class RefundPartSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RefundPart
+        fields = ["payment", "credit_note", "amount"]
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    parts = RefundPartSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Refund
+        fields = ["id", "account", "amount", "currency", "paid_on", "reference", "parts", "created_at"]
+        read_only_fields = fields
+
+
+class RefundCreateSerializer(serializers.Serializer):
+    account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.select_related("network"))
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
+    paid_on = serializers.DateField()
     reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=60)
 
 

@@ -7,6 +7,7 @@ router = DefaultRouter()
 router.register("billing/runs", views.BillingRunViewSet, basename="billingrun")
 router.register("billing/invoices", views.InvoiceViewSet, basename="invoice")
 router.register("billing/payments", views.PaymentViewSet, basename="payment")
+router.register("billing/refunds", views.RefundViewSet, basename="refund")
 
 urlpatterns = [
     *router.urls,

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from billing import selectors, tasks
 from billing.api import serializers
-from billing.models import BillingRun, Invoice, Payment
+from billing.models import BillingRun, Invoice, Payment, Refund
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
 from billing.services import rerating
@@ -232,8 +232,9 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @action(detail=False, methods=["get"])
     def balance(self, request):
-        """An account's balance: issued gross minus payments (> 0 = owed), and the credit
-        it holds unused (unallocated payments, what credit notes have left)."""
+        """An account's balance: issued gross minus payments plus refunds (> 0 = owed),
+        and the credit it holds unused (unallocated payments, what credit notes have
+        left)."""
         from customers.models import Account
 
         try:
@@ -250,6 +251,26 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 "currency": account.network.currency,
             }
         )
+
+
+class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Refund.objects.select_related("account").prefetch_related("parts")
+    serializer_class = serializers.RefundSerializer
+    filterset_fields = ["account", "paid_on"]
+    search_fields = ["reference", "account__number"]
+
+    @extend_schema(
+        request=serializers.RefundCreateSerializer, responses={201: serializers.RefundSerializer}
+    )
+    def create(self, request):
+        """Pay account credit back (what credit notes left first, then unallocated
+        payments); more than the account's credit is refused with 422."""
+        body = serializers.RefundCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        refund = payment_services.refund_record(
+            now=timezone.now(), user=request.user, **body.validated_data
+        )
+        return Response(serializers.RefundSerializer(refund).data, status=status.HTTP_201_CREATED)
 
 
 class _ExportView(APIView):

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
 from billing import conf
-from billing.models import Allocation, DunningNotice, Invoice, Payment
+from billing.models import Allocation, DunningNotice, Invoice, Payment, Refund, RefundPart
 from billing.services.invoices import invoice_payment_state
 from customers.models import Account
 from heatutility.errors import DomainError, ErrorItem
@@ -32,6 +32,10 @@ OPEN_STATES = (Invoice.State.ISSUED, Invoice.State.PARTLY_PAID, Invoice.State.OV
 
 class PaymentImportInvalid(DomainError):
     code = "payment_import_invalid"
+
+
+class RefundExceedsCredit(DomainError):
+    code = "refund_exceeds_credit"
 
 
 def _reference_invoice(account: Account, reference: str) -> Invoice | None:
@@ -307,13 +311,97 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
 
 
 def account_balance(*, account: Account) -> Decimal:
-    """Issued gross (credit notes negative) minus payments received: > 0 means owed."""
+    """Issued gross (credit notes negative) minus payments received plus refunds paid
+    out: > 0 means owed, < 0 is credit the customer holds."""
     billed = (
         Invoice.objects.filter(account=account, number__isnull=False).aggregate(s=Sum("gross"))["s"]
         or ZERO
     )
     paid = Payment.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or ZERO
-    return billed - paid
+    refunded = Refund.objects.filter(account=account).aggregate(s=Sum("amount"))["s"] or ZERO
+    return quantize_money(billed - paid + refunded, account.network.currency)
+
+
+def refund_record(
+    *,
+    account: Account,
+    amount: Decimal,
+    paid_on: dt.date,
+    now: dt.datetime,
+    reference: str = "",
+    user=None,
+) -> Refund:
+    """Pay account credit back to the customer.
+
+    The refund takes what credit notes have left first (oldest first), then payments'
+    unallocated amounts (oldest first), the same order in which credit settles new
+    invoices; each source it takes from is recorded as a :class:`RefundPart`.  More than
+    the account's credit is refused, and nothing is changed.
+    """
+    if amount <= 0:
+        raise DomainError("A refund amount must be positive.")
+    currency = account.network.currency
+    amount = quantize_money(amount, currency)
+    with transaction.atomic():
+        # the account's credit, locked: its open invoices (credit notes among them) and
+        # its payments with money left, each in id order
+        notes = [
+            i
+            for i in Invoice.objects.select_for_update()
+            .filter(account=account, state__in=OPEN_STATES)
+            .order_by("pk")
+            if i.kind == Invoice.Kind.CREDIT_NOTE and i.paid > i.gross
+        ]
+        notes.sort(key=lambda i: (i.issued_at, i.number))
+        payments = list(
+            Payment.objects.select_for_update()
+            .filter(account=account, unallocated__gt=0)
+            .order_by("received_on", "pk")
+        )
+        credit = sum((n.paid - n.gross for n in notes), ZERO) + sum(
+            (p.unallocated for p in payments), ZERO
+        )
+        if amount > credit:
+            raise RefundExceedsCredit(
+                f"The account holds {credit} {currency} of credit; {amount} cannot be refunded.",
+                errors=[
+                    ErrorItem(
+                        code="exceeds_credit",
+                        message=f"at most {credit}",
+                        field="amount",
+                    )
+                ],
+            )
+        refund = Refund.objects.create(
+            account=account,
+            amount=amount,
+            currency=currency,
+            paid_on=paid_on,
+            reference=reference,
+            created_by=user,
+            created_at=now,
+        )
+        left = amount
+        parts: list[RefundPart] = []
+        for note in notes:
+            if left <= 0:
+                break
+            part = min(left, note.paid - note.gross)
+            parts.append(RefundPart(refund=refund, credit_note=note, amount=part))
+            note.paid -= part
+            note.state = Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
+            note.save(update_fields=["paid", "state"])
+            left -= part
+        for payment in payments:
+            if left <= 0:
+                break
+            part = min(left, payment.unallocated)
+            parts.append(RefundPart(refund=refund, payment=payment, amount=part))
+            payment.unallocated -= part
+            payment.save(update_fields=["unallocated"])
+            left -= part
+        RefundPart.objects.bulk_create(parts)
+    return refund
 
 
 def invoices_mark_overdue(*, today: dt.date) -> int:

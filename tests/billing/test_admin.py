@@ -42,3 +42,38 @@ class TestBillingAdmin:
         assert admin_client_.get(f"/admin/billing/invoice/{invoice.pk}/change/").status_code == 200
         assert admin_client_.get("/admin/billing/payment/").status_code == 200
         assert admin_client_.get("/admin/billing/payment/import/").status_code == 200
+
+
+@pytest.mark.django_db
+class TestRefundAdmin:
+    def test_add_takes_it_from_the_credit_and_refuses_more(self, admin_client_):
+        import datetime as dt
+        from decimal import Decimal
+
+        from billing.models import Refund
+        from billing.services.payments import account_credit, payment_record
+        from tests.billing.helpers import NOW
+
+        network, (contract,) = billed_network(accounts=1)
+        bill_month(network)
+        account = contract.account
+        payment_record(account=account, amount=Decimal("2000.00"), received_on=dt.date(2026, 12, 5), now=NOW)
+        assert account_credit(account=account) == Decimal("639.02")  # 2,000.00 − 1,360.98
+
+        too_much = admin_client_.post(
+            "/admin/billing/refund/add/",
+            {"account": account.pk, "amount": "639.03", "paid_on": "2026-12-20", "reference": ""},
+        )
+        assert too_much.status_code == 200
+        assert "holds 639.02 DKK of credit" in too_much.content.decode()
+        assert not Refund.objects.exists()
+
+        done = admin_client_.post(
+            "/admin/billing/refund/add/",
+            {"account": account.pk, "amount": "639.02", "paid_on": "2026-12-20", "reference": "x"},
+        )
+        assert done.status_code == 302
+        refund = Refund.objects.get()
+        assert refund.parts.get().amount == Decimal("639.02")
+        assert account_credit(account=account) == Decimal("0.00")
+        assert admin_client_.get(f"/admin/billing/refund/{refund.pk}/change/").status_code == 200
