@@ -351,18 +351,15 @@ def bill_compute(
                     seg_volume = (volume * share).quantize(_M4)
                 energy_left -= seg_energy
                 volume_left -= seg_volume
-            det = _new_determinants(
+            det = segment_determinants(
                 determinants_type,
-                period_start=s,
-                period_end=e,
-                energy_mwh=_energy(seg_energy / KWH_PER_MWH),
-                volume_m3=seg_volume,
-                return_temp_c=return_temp,
-                flow_temp_c=flow_temp,
-                contracted_kw=interval.contracted_kw,
-                heated_area_m2=interval.heated_area_m2,
-                annual_energy_mwh=annual_mwh,
-                energy_by_month=None,
+                interval,
+                s,
+                e,
+                energy_kwh=seg_energy,
+                volume=seg_volume,
+                temps=(return_temp, flow_temp),
+                annual_mwh=annual_mwh,
             )
             version_id = spec.version_id
             determinants_out.append(
@@ -476,6 +473,34 @@ def interval_values(
     return energy_kwh, volume, ly_energy, annual_mwh, return_temp, flow_temp
 
 
+def segment_determinants(
+    determinants_type: type,
+    interval: ContractInterval,
+    start: dt.date,
+    end: dt.date,
+    *,
+    energy_kwh: Decimal,
+    volume: Decimal,
+    temps: tuple[Decimal | None, Decimal | None],
+    annual_mwh: Decimal | None,
+):
+    """Rating's determinants for one segment ``[start, end)`` of a contract interval
+    (energy in MWh to 6 places; temperatures: return, flow)."""
+    return _new_determinants(
+        determinants_type,
+        period_start=start,
+        period_end=end,
+        energy_mwh=_energy(energy_kwh / KWH_PER_MWH),
+        volume_m3=volume,
+        return_temp_c=temps[0],
+        flow_temp_c=temps[1],
+        contracted_kw=interval.contracted_kw,
+        heated_area_m2=interval.heated_area_m2,
+        annual_energy_mwh=annual_mwh,
+        energy_by_month=None,
+    )
+
+
 def hold_reasons(
     energy_mwh: Decimal,
     capacity_mwh: Decimal,
@@ -497,3 +522,24 @@ def hold_reasons(
                 f"{energy_mwh} MWh is {ratio:.2f}× the same period last year ({last_year_mwh} MWh)"
             )
     return holds
+
+
+def bills_each(
+    account_ids: Sequence[int], make: Callable[[int], Any]
+) -> tuple[list[Any], dict[int, BillingError]]:
+    """``make(account_id)`` for each account in order; failures by account.
+
+    One bad account never fails the rest: a :class:`BillingError` is kept as it is, any
+    other exception becomes one with code ``error``.
+    """
+    made: list[Any] = []
+    failures: dict[int, BillingError] = {}
+    for account_id in account_ids:
+        try:
+            made.append(make(account_id))
+        except BillingError as exc:
+            failures[account_id] = exc
+        except Exception as exc:  # one bad account never fails the run
+            failures[account_id] = BillingError(f"{type(exc).__name__}: {exc}", code="error")
+    return made, failures
+

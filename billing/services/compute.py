@@ -21,6 +21,7 @@ from billing.calc import (
     ContractInterval,
     Register,
     bill_compute,
+    bills_each,
     one_year_earlier,
 )
 from customers.models import Contract
@@ -177,26 +178,18 @@ def drafts_compute(
             determinants_type=Determinants,
             plausibility=plausibility,
         )
-    drafts: list[BillDraft] = []
-    failures: dict[int, BillingError] = {}
-    for account_id in account_ids:
-        try:
-            drafts.append(
-                bill_compute(
-                    account_id=account_id,
-                    period_start=period_start,
-                    period_end=period_end,
-                    currency=currency,
-                    intervals=intervals.get(account_id, []),
-                    slices=slices,
-                    registers=registers,
-                    rate=rate,
-                    determinants_type=Determinants,
-                    plausibility=plausibility,
-                )
-            )
-        except BillingError as exc:
-            failures[account_id] = exc
-        except Exception as exc:  # one bad account never fails the run
-            failures[account_id] = BillingError(f"{type(exc).__name__}: {exc}", code="error")
-    return drafts, failures
+    return bills_each(
+        account_ids,
+        lambda account_id: bill_compute(
+            account_id=account_id,
+            period_start=period_start,
+            period_end=period_end,
+            currency=currency,
+            intervals=intervals.get(account_id, []),
+            slices=slices,
+            registers=registers,
+            rate=rate,
+            determinants_type=Determinants,
+            plausibility=plausibility,
+        ),
+    )

@@ -28,10 +28,11 @@ from billing.calc import (
     Register,
     _energy,
     _iso,
-    _new_determinants,
     bill_compute,
+    bills_each,
     hold_reasons,
     interval_values,
+    segment_determinants,
     totals,
 )
 
@@ -199,20 +200,17 @@ def bill_render(
         )
     except BillingError:
         return None
-    energy_mwh = _energy(energy_kwh / KWH_PER_MWH)
-    det = _new_determinants(
+    det = segment_determinants(
         determinants_type,
-        period_start=period_start,
-        period_end=period_end,
-        energy_mwh=energy_mwh,
-        volume_m3=volume,
-        return_temp_c=return_temp,
-        flow_temp_c=flow_temp,
-        contracted_kw=interval.contracted_kw,
-        heated_area_m2=interval.heated_area_m2,
-        annual_energy_mwh=annual_mwh,
-        energy_by_month=None,
+        interval,
+        period_start,
+        period_end,
+        energy_kwh=energy_kwh,
+        volume=volume,
+        temps=(return_temp, flow_temp),
+        annual_mwh=annual_mwh,
     )
+    energy_mwh = det.energy_mwh
     # rate rounds each amount to the minor unit of the tariff's currency, which is the
     # bill's: bill_compute's second rounding changes nothing here
     priced = rate(determinants=det, tariff=spec)
@@ -285,52 +283,46 @@ def bills_render(
 ) -> tuple[list[Rendered], dict[int, BillingError]]:
     """Rows for ``account_ids`` (in order) and failures by account; see the module."""
     cache = Caches()
-    out: list[Rendered] = []
-    failures: dict[int, BillingError] = {}
-    for account_id in account_ids:
+
+    def rows(account_id: int) -> Rendered:
         ivs = intervals.get(account_id, ())
-        try:
-            rendered = None
-            if len(ivs) == 1:
-                iv = ivs[0]
-                pieces = slices.get(iv.connection_id, ())
-                if (
-                    iv.start == period_start
-                    and iv.end == period_end
-                    and len(pieces) == 1
-                    and pieces[0][0] <= period_start
-                    and pieces[0][1] >= period_end
-                ):
-                    rendered = bill_render(
-                        account_id=account_id,
-                        period_start=period_start,
-                        period_end=period_end,
-                        currency=currency,
-                        interval=iv,
-                        spec=pieces[0][2],
-                        registers=registers,
-                        rate=rate,
-                        determinants_type=determinants_type,
-                        plausibility=plausibility,
-                        cache=cache,
-                    )
-            if rendered is None:
-                draft = bill_compute(
+        if len(ivs) == 1:
+            iv = ivs[0]
+            pieces = slices.get(iv.connection_id, ())
+            if (
+                iv.start == period_start
+                and iv.end == period_end
+                and len(pieces) == 1
+                and pieces[0][0] <= period_start
+                and pieces[0][1] >= period_end
+            ):
+                rendered = bill_render(
                     account_id=account_id,
                     period_start=period_start,
                     period_end=period_end,
                     currency=currency,
-                    intervals=ivs,
-                    slices=slices,
+                    interval=iv,
+                    spec=pieces[0][2],
                     registers=registers,
                     rate=rate,
                     determinants_type=determinants_type,
                     plausibility=plausibility,
+                    cache=cache,
                 )
-                rendered = render_draft(draft, cache)
-            out.append(rendered)
-        except BillingError as exc:
-            failures[account_id] = exc
-        except Exception as exc:  # one bad account never fails the run
-            failures[account_id] = BillingError(f"{type(exc).__name__}: {exc}", code="error")
-    return out, failures
+                if rendered is not None:
+                    return rendered
+        draft = bill_compute(
+            account_id=account_id,
+            period_start=period_start,
+            period_end=period_end,
+            currency=currency,
+            intervals=ivs,
+            slices=slices,
+            registers=registers,
+            rate=rate,
+            determinants_type=determinants_type,
+            plausibility=plausibility,
+        )
+        return render_draft(draft, cache)
+
+    return bills_each(account_ids, rows)

@@ -28,3 +28,16 @@ def bill_month(network, *, start=NOV, issue=True, months=1, kind="invoice", now=
 
 def invoice_of(contract, **filters) -> Invoice:
     return Invoice.objects.get(account=contract.account, **filters)
+
+
+def client_for(role: str):
+    """An API client logged in as a staff user holding ``role`` (a heatutility.roles group)."""
+    from django.contrib.auth.models import Group, User
+    from rest_framework.test import APIClient
+
+    user = User.objects.create_user(username=role.replace(" ", "_"), is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+

@@ -1,21 +1,11 @@
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
-from rest_framework.test import APIClient
 
 from billing.models import BillingRun, Invoice
 from heatutility.roles import AUDITOR, BILLING_CLERK
 from tests.billing.factories import billed_network
-from tests.billing.helpers import bill_month
-
-
-def client_for(role: str) -> APIClient:
-    user = User.objects.create_user(username=role.replace(" ", "_"), is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+from tests.billing.helpers import bill_month, client_for
 
 
 @pytest.mark.django_db

@@ -11,8 +11,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
-from rest_framework.test import APIClient
 
 from billing.models import Invoice, Payment, Refund, RefundPart
 from billing.selectors import journal_rows, ledger
@@ -27,7 +25,7 @@ from billing.services.rerating import invoice_rerate
 from heatutility.errors import DomainError
 from heatutility.roles import AUDITOR, BILLING_CLERK
 from tests.billing.factories import billed_network, register
-from tests.billing.helpers import NOW, bill_month, invoice_of
+from tests.billing.helpers import NOW, bill_month, client_for, invoice_of
 
 pytestmark = pytest.mark.django_db
 LATER = NOW + dt.timedelta(days=3)
@@ -121,14 +119,6 @@ class TestRefundRecord:
             ("2026-12-22", accounts["receivables"], account.number, D("123.45"), ""),
             ("2026-12-22", accounts["bank"], account.number, "", D("123.45")),
         ]
-
-
-def client_for(role: str) -> APIClient:
-    user = User.objects.create_user(username=role.replace(" ", "_"), is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 class TestRefundApi:
