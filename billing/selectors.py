@@ -264,3 +264,26 @@ def invoice_for_accounts(*, invoice_id: int, account_ids: list[int]) -> Invoice 
     return Invoice.objects.filter(
         pk=invoice_id, account_id__in=account_ids, number__isnull=False
     ).first()
+
+
+def account_money(*, account, limit: int = 24) -> dict:
+    """What the customer portal shows of an account's money: the balance (> 0 owed),
+    the credit it holds, and its latest payments and refunds (newest first)."""
+    from billing.services.payments import account_balance, account_credit
+
+    return {
+        "balance": account_balance(account=account),
+        "credit": account_credit(account=account),
+        "currency": account.network.currency,
+        "payments": list(
+            Payment.objects.filter(account=account)
+            .only("id", "amount", "currency", "received_on", "reference")
+            .order_by("-received_on", "-id")[:limit]
+        ),
+        "refunds": list(
+            Refund.objects.filter(account=account)
+            .only("id", "amount", "currency", "paid_on", "reference")
+            .order_by("-paid_on", "-id")[:limit]
+        ),
+    }
+

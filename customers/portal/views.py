@@ -41,6 +41,7 @@ def account_detail(request, number: str):
     today = timezone.localdate(timezone=ZoneInfo(account.network.time_zone))
     consumption = selectors.monthly_consumption(account=account, months=13, today=today)
     invoices = billing_selectors.invoices_for_accounts(account_ids=[account.pk])
+    money = billing_selectors.account_money(account=account)
     contracts = account.contracts.select_related("connection", "connection__building").order_by(
         "-valid_from"
     )
@@ -52,6 +53,7 @@ def account_detail(request, number: str):
             "contracts": contracts,
             "consumption": consumption,
             "invoices": invoices,
+            "money": money,
             "as_of": today,
             "generated_at": dt.datetime.now(tz=dt.UTC),
         },

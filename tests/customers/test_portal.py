@@ -148,3 +148,30 @@ class TestPortalInvoices:
         page = client.get(f"/portal/accounts/{contract.account.number}/")
 
         assert list(page.context["invoices"]) == []
+
+    def test_shows_the_balance_payments_and_refunds_of_the_account_only(self, customer_login):
+        from billing.services.payments import payment_record, refund_record
+        from tests.billing.helpers import NOW
+
+        mine, theirs = self._bill()  # 1,360.98 DKK each
+        payment_record(account=mine.account, amount=Decimal("1500.00"),
+                       received_on=dt.date(2026, 12, 5), now=NOW, reference="bank 1")
+        refund_record(account=mine.account, amount=Decimal("100.00"),
+                      paid_on=dt.date(2026, 12, 9), now=NOW, reference="transfer 7")
+        payment_record(account=theirs.account, amount=Decimal("77.77"),
+                       received_on=dt.date(2026, 12, 6), now=NOW, reference="not yours")
+        client = customer_login(mine)
+
+        page = client.get(f"/portal/accounts/{mine.account.number}/")
+        text = page.content.decode()
+
+        money = page.context["money"]
+        # 1,360.98 billed − 1,500.00 paid + 100.00 refunded
+        assert (money["balance"], money["credit"]) == (Decimal("-39.02"), Decimal("39.02"))
+        assert "39.02 DKK</strong> of credit" in text
+        assert "bank 1" in text
+        assert "transfer 7" in text
+        assert "not yours" not in text
+        other = client.get(f"/portal/accounts/{theirs.account.number}/")
+        assert other.status_code == 404
+
