@@ -78,12 +78,17 @@ class ContractInterval(NamedTuple):
 
 @dataclass(frozen=True)
 class Plausibility:
-    """Hold a bill for review when its energy is far off last year or the connection's kW."""
+    """Hold a bill for review when its energy is far off last year or the connection's kW,
+    or its volume-weighted temperatures cannot be right."""
 
     ratio_high: Decimal = Decimal("2.5")
     ratio_low: Decimal = Decimal("0.3")
     min_last_year_mwh: Decimal = Decimal("0.5")
     capacity_factor: Decimal = Decimal("1.0")
+    # volume-weighted flow/return temperatures outside this range (°C) mean a m³·°C
+    # register rolled over, was reset or is broken: the cooling charge would be wrong
+    temperature_min: Decimal = Decimal("0")
+    temperature_max: Decimal = Decimal("150")
 
 
 @dataclass
@@ -271,6 +276,7 @@ def bill_compute(
     energy_total = ZERO
     last_year_total: Decimal | None = ZERO
     capacity_mwh = ZERO
+    temperatures: list[tuple[int, Decimal | None, Decimal | None]] = []
     get = registers.get
 
     def use(connection_id: int, day: dt.date) -> Register:
@@ -306,6 +312,7 @@ def bill_compute(
             flow_temp,
         ) = interval_values(interval, first, last, get)
         energy_total += energy_kwh
+        temperatures.append((cid, return_temp, flow_temp))
         days_total = (i_end - i_start).days
         capacity_mwh += interval.contracted_kw * days_total * 24 / KWH_PER_MWH
         if last_year_total is not None and ly_energy_kwh is not None:
@@ -408,7 +415,7 @@ def bill_compute(
     net, vat, breakdown = totals(lines, currency)
     energy_mwh = _energy(energy_total / KWH_PER_MWH)
     last_year_mwh = None if last_year_total is None else _energy(last_year_total / KWH_PER_MWH)
-    holds = hold_reasons(energy_mwh, capacity_mwh, last_year_mwh, plausibility)
+    holds = hold_reasons(energy_mwh, capacity_mwh, last_year_mwh, plausibility, temperatures)
     return BillDraft(
         account_id=account_id,
         period_start=period_start,
@@ -506,10 +513,20 @@ def hold_reasons(
     capacity_mwh: Decimal,
     last_year_mwh: Decimal | None,
     plausibility: Plausibility,
+    temperatures: Sequence[tuple[int, Decimal | None, Decimal | None]] = (),
 ) -> list[str]:
     """Why a bill looks implausible (empty: it does not): more energy than the contracted
-    capacity can deliver, or far off the same period last year."""
+    capacity can deliver, far off the same period last year, or a volume-weighted flow or
+    return temperature (``temperatures``: connection, return, flow) out of range."""
     holds: list[str] = []
+    low, high = plausibility.temperature_min, plausibility.temperature_max
+    for cid, *values in temperatures:
+        for name, value in zip(("return", "flow"), values, strict=True):
+            if value is not None and not low <= value <= high:
+                holds.append(
+                    f"volume-weighted {name} temperature {value} °C on connection {cid} is "
+                    f"outside {low}–{high} °C (a m³·°C register rolled over or failed?)"
+                )
     if energy_mwh > capacity_mwh * plausibility.capacity_factor:
         holds.append(
             f"{energy_mwh} MWh is more than the contracted capacity can deliver in the period "

@@ -15,6 +15,8 @@ DEFAULTS = {
         "ratio_low": "0.3",
         "min_last_year_mwh": "0.5",
         "capacity_factor": "1.0",
+        "temperature_min": "0",
+        "temperature_max": "150",
     },
     # Dunning ladder: days after the due date, title, fee (in the invoice currency).
     "DUNNING_LADDER": [

@@ -218,7 +218,9 @@ def bill_render(
     days = (period_end - period_start).days
     capacity_mwh = interval.contracted_kw * days * 24 / KWH_PER_MWH
     last_year_mwh = None if ly_energy is None else _energy(ly_energy / KWH_PER_MWH)
-    holds = hold_reasons(energy_mwh, capacity_mwh, last_year_mwh, plausibility)
+    holds = hold_reasons(
+        energy_mwh, capacity_mwh, last_year_mwh, plausibility, ((cid, return_temp, flow_temp),)
+    )
     version_id = spec.version_id
     ps, pe = _iso(period_start), _iso(period_end)
     lines = []

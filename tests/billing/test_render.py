@@ -182,3 +182,26 @@ def test_escaping_of_texts_with_tabs_and_backslashes():
     assert [rows] == fallback
     # JSON escapes the backslash and the tab, COPY escapes JSON's backslashes
     assert '"method":"vendor\\\\\\\\fix\\\\tup"' in rows.rest
+
+
+@pytest.mark.parametrize(
+    ("flow", "ret", "reason"),
+    [
+        ("74036.21", "38075.77", None),  # 70.00 / 36.00 °C
+        # the return register rolled over at 100,000 m³·°C: (75.77 − 36,000.00) / 57.6602
+        ("74036.21", "75.77", "volume-weighted return temperature -623.03 °C on connection 11"),
+        # the flow register jumped: (84,036.21 − 70,000.00) / 57.6602 = 243.43 °C
+        ("84036.21", "38075.77", "volume-weighted flow temperature 243.43 °C on connection 11"),
+    ],
+)
+def test_implausible_temperatures_hold_the_bill_on_both_paths(flow, ret, reason):
+    s = spec("hofor-2024")  # cooling ΔT from energy and volume: the bill is still priced
+    regs = _registers()
+    regs[(11, DEC)] = register(2, "12191.090000", "1057.6602", flow=flow, ret=ret)
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]},
+                       registers=regs, currency=s.currency)
+    assert [rows] == fallback
+    assert rows.held is (reason is not None)
+    if reason:
+        assert reason in rows.hold
