@@ -176,6 +176,16 @@ def _hint_probes(
     }
 
 
+def _removal_probes(installs: list[MeterInstallation]) -> set[_Probe]:
+    """The last reads before each removal: a rollover between them and the final register
+    is only seen there."""
+    return {
+        _Probe(i.meter_id, i.installed_at, i.removed_at, i.removed_at)
+        for i in installs
+        if i.removed_at is not None
+    }
+
+
 def _series(
     *,
     installs: list[MeterInstallation],
@@ -237,8 +247,27 @@ def _series(
                 )
             )
         if inst.removed_at is not None:
-            offset_e += inst.final_energy_kwh - inst.initial_energy_kwh + max_e * len(rolled_e)
-            offset_v += inst.final_volume_m3 - inst.initial_volume_m3 + max_v * len(rolled_v)
+            # a rollover between the last read and the final register read at removal
+            # (known only when that last read was loaded: the removal probe)
+            removal = _Probe(inst.meter_id, inst.installed_at, inst.removed_at, inst.removed_at)
+            last = in_range[-1][1] if in_range else None
+            at_removal = [0, 0]
+            if removal in probes:
+                for index, initial, maximum in registers:
+                    final = (inst.final_energy_kwh, inst.final_volume_m3)[index]
+                    before = initial if last is None else last[index]
+                    if final < before and is_rollover(before, final, maximum):
+                        at_removal[index] = 1
+            offset_e += (
+                inst.final_energy_kwh
+                - inst.initial_energy_kwh
+                + max_e * (len(rolled_e) + at_removal[0])
+            )
+            offset_v += (
+                inst.final_volume_m3
+                - inst.initial_volume_m3
+                + max_v * (len(rolled_v) + at_removal[1])
+            )
             points.append(Point(inst.removed_at, offset_e, offset_v, None, None, False))
     points.sort(key=lambda p: p.at)
     return points
@@ -379,7 +408,11 @@ def boundary_registers_ensure(
         instants = {local_midnight(on, zone) for on in wanted} | {
             local_midnight(_year_earlier(on), zone) for on in wanted
         }
-        probes_of[pk] = _probes(installs_of[pk], instants) | _hint_probes(installs_of[pk], hints)
+        probes_of[pk] = (
+            _probes(installs_of[pk], instants)
+            | _hint_probes(installs_of[pk], hints)
+            | _removal_probes(installs_of[pk])
+        )
     reads = _nearest_reads(set().union(*probes_of.values()))
     # round 2: no later read → last year's consumption from a year before the last read
     more_of: dict[int, set[_Probe]] = {}

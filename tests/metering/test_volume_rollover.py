@@ -145,3 +145,40 @@ class TestVolumeRegisterMaxIsManaged:
 
         assert response.status_code == 200
         assert b'name="volume_register_max"' in response.content
+
+
+class TestRolloverAtRemoval:
+    def test_rollover_between_the_last_read_and_the_final_register_is_counted(self):
+        """The old meter's registers roll over after its last read: its final register at
+        removal is below that read.  The connection's register must keep rising."""
+        old = MeterInstallationFactory(
+            meter=HeatMeterFactory(
+                register_max=Decimal("100000"), volume_register_max=Decimal("1000")
+            ),
+            installed_at=at(dt.date(2026, 1, 1)),
+            initial_energy_kwh=Decimal("90000"),
+            initial_volume_m3=Decimal("900"),
+            removed_at=at(dt.date(2026, 10, 15), 10),
+            final_energy_kwh=Decimal("20"),  # 99,990 → 100,000 → 20: 30 kWh after the last read
+            final_volume_m3=Decimal("0.5"),  # 999.8 → 1,000 → 0.5: 0.7 m³
+        )
+        new = MeterInstallationFactory(
+            unit=old.unit,
+            installed_at=at(dt.date(2026, 10, 15), 11),
+            initial_energy_kwh=Decimal("0"),
+            initial_volume_m3=Decimal("0"),
+        )
+        add_readings(
+            old.meter,
+            [(at(OCT), "99000", "990.0"), (at(dt.date(2026, 10, 15), 9), "99990", "999.8")],
+        )
+        add_readings(new.meter, [(at(NOV), "1000", "10.0")])
+
+        boundary_registers_ensure(connection_ids=[old.unit.connection_id], dates=[OCT, NOV])
+
+        frame = boundary_registers(connection_ids=[old.unit.connection_id], dates=[OCT, NOV])
+        got = {row.on: (row.energy_kwh, row.volume_m3) for row in frame.itertuples()}
+        # October: 99,000 → 99,990 (990) + 30 at the rollover + 1,000 on the new meter
+        assert got[NOV][0] - got[OCT][0] == Decimal("2020.000000")
+        # 990.0 → 999.8 (9.8) + 0.7 + 10.0 on the new meter
+        assert got[NOV][1] - got[OCT][1] == Decimal("20.5000")
