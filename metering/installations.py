@@ -54,6 +54,31 @@ def meter_install(
         )
 
 
+def _rolled_over(
+    installation: MeterInstallation, removed_at: dt.datetime, register: str, final: Decimal
+) -> bool:
+    """Did the meter's ``register`` (``energy_kwh`` or ``volume_m3``) roll over while it
+    was installed: VEE found a rollover, or the final register is the bottom of the range
+    after a last read at its top (the rollover came after the last read)?"""
+    from metering.models import Reading, ReadingIssue
+    from metering.vee.estimation import USABLE
+    from metering.vee.rules import is_rollover
+
+    meter = installation.meter
+    during = {"read_at__gte": installation.installed_at, "read_at__lte": removed_at}
+    code = "rollover" if register == "energy_kwh" else "volume_rollover"
+    if ReadingIssue.objects.filter(meter=meter, code=code, **during).exists():
+        return True
+    last = (
+        Reading.objects.filter(meter=meter, status__in=USABLE, **during)
+        .order_by("-read_at")
+        .values_list(register, flat=True)
+        .first()
+    )
+    maximum = meter.register_max_kwh if register == "energy_kwh" else meter.volume_register_max
+    return last is not None and final < last and is_rollover(last, final, maximum)
+
+
 def meter_remove(
     *,
     installation: MeterInstallation,
@@ -71,20 +96,24 @@ def meter_remove(
             ],
         )
     errors = []
-    if final_energy_kwh < installation.initial_energy_kwh:
+    if final_energy_kwh < installation.initial_energy_kwh and not _rolled_over(
+        installation, removed_at, "energy_kwh", final_energy_kwh
+    ):
         errors.append(
             ErrorItem(
                 code="final_below_initial",
                 field="final_energy_kwh",
-                message=f"The final energy register {final_energy_kwh} kWh is below the initial {installation.initial_energy_kwh} kWh.",
+                message=f"The final energy register {final_energy_kwh} kWh is below the initial {installation.initial_energy_kwh} kWh, and the register did not roll over.",
             )
         )
-    if final_volume_m3 < installation.initial_volume_m3:
+    if final_volume_m3 < installation.initial_volume_m3 and not _rolled_over(
+        installation, removed_at, "volume_m3", final_volume_m3
+    ):
         errors.append(
             ErrorItem(
                 code="final_below_initial",
                 field="final_volume_m3",
-                message=f"The final volume register {final_volume_m3} m³ is below the initial {installation.initial_volume_m3} m³.",
+                message=f"The final volume register {final_volume_m3} m³ is below the initial {installation.initial_volume_m3} m³, and the register did not roll over.",
             )
         )
     if errors:

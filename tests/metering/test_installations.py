@@ -169,3 +169,72 @@ class TestInstallationDatabaseConstraints:
             transaction.atomic(),
         ):
             HeatMeterFactory(maker="Kamstrup", serial="123")
+
+
+class TestRemovalAfterRollover:
+    """A final register below the initial one is legitimate when the register rolled over."""
+
+    def _installed(self):
+        from tests.metering.factories_readings import add_readings
+
+        meter = HeatMeterFactory(register_max=Decimal("100000"), volume_register_max=Decimal("1000"))
+        installation = MeterInstallationFactory(
+            meter=meter, installed_at=T0,
+            initial_energy_kwh=Decimal("95000"), initial_volume_m3=Decimal("950"),
+        )
+        return installation, add_readings
+
+    def test_rollover_after_the_last_read_is_accepted(self):
+        installation, add_readings = self._installed()
+        add_readings(installation.meter, [(T0 + dt.timedelta(days=30), "99950", "999.5")])
+
+        removed = meter_remove(
+            installation=installation, removed_at=T1,
+            final_energy_kwh=Decimal("40"), final_volume_m3=Decimal("0.4"),
+        )
+
+        assert (removed.final_energy_kwh, removed.final_volume_m3) == (Decimal("40"), Decimal("0.4"))
+
+    def test_rollover_vee_found_earlier_is_accepted(self):
+        from metering.models import ReadingIssue
+
+        installation, add_readings = self._installed()
+        add_readings(installation.meter, [
+            (T0 + dt.timedelta(days=10), "99990", "960"),
+            (T0 + dt.timedelta(days=11), "10", "961"),
+            (T0 + dt.timedelta(days=30), "3000", "990"),
+        ])
+        ReadingIssue.objects.create(
+            meter=installation.meter, read_at=T0 + dt.timedelta(days=11), code="rollover",
+            severity="info", state="accepted", message="rolled over", created_at=T1,
+        )
+
+        removed = meter_remove(
+            installation=installation, removed_at=T1,
+            final_energy_kwh=Decimal("3100"), final_volume_m3=Decimal("991"),
+        )
+
+        assert removed.final_energy_kwh == Decimal("3100")
+
+    def test_below_initial_without_a_rollover_is_refused_per_register(self):
+        from tests.metering.factories_readings import add_readings
+
+        installation = MeterInstallationFactory(
+            meter=HeatMeterFactory(register_max=Decimal("100000"), volume_register_max=Decimal("1000")),
+            installed_at=T0, initial_energy_kwh=Decimal("50000"), initial_volume_m3=Decimal("500"),
+        )
+        add_readings(installation.meter, [(T0 + dt.timedelta(days=30), "60000", "999.5")])
+
+        with pytest.raises(UnableToInstallMeter) as caught:
+            meter_remove(
+                installation=installation, removed_at=T1,
+                final_energy_kwh=Decimal("40"), final_volume_m3=Decimal("0.4"),
+            )
+
+        # energy: 60,000 is not the top tenth of a 100,000 kWh register (a typo, or the
+        # wrong meter); the volume register did roll over (999.5 → 0.4 of 1,000 m³)
+        assert [(e.code, e.field) for e in caught.value.errors] == [
+            ("final_below_initial", "final_energy_kwh")
+        ]
+        installation.refresh_from_db()
+        assert installation.removed_at is None
