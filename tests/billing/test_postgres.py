@@ -222,3 +222,42 @@ class TestChunkWithAnUnstorableBill:
         assert (run.done, run.failed) == (2, 1)
         assert run.exceptions.get().code == "write_error"
         assert Invoice.objects.count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+class TestRunWritesCommonBillsAsRows:
+    def test_common_accounts_take_the_direct_path_and_match_a_recomputation(self):
+        """On PostgreSQL a run's ordinary accounts are written straight as COPY rows
+        (billing.services.render.bill_render); what lands is what bill_compute gives."""
+        from unittest import mock
+
+        from billing.services import render
+        from billing.services.compute import drafts_compute
+
+        network, contracts = billed_network(accounts=3)
+        with (
+            mock.patch.object(render, "bill_render", wraps=render.bill_render) as direct,
+            mock.patch.object(render, "bill_compute", wraps=render.bill_compute) as fallback,
+        ):
+            run = bill_month(network, issue=False)
+
+        assert (run.done, run.failed) == (3, 0)
+        assert (direct.call_count, fallback.call_count) == (3, 0)  # none declined
+        drafts, failures = drafts_compute(
+            currency=network.currency,
+            account_ids=[c.account_id for c in contracts],
+            period_start=NOV,
+            period_end=dt.date(2026, 12, 1),
+        )
+        assert failures == {}
+        for draft in drafts:
+            invoice = Invoice.objects.get(account_id=draft.account_id)
+            assert (invoice.net, invoice.vat, invoice.gross) == (draft.net, draft.vat, draft.gross)
+            assert invoice.readings == draft.readings
+            assert invoice.determinants == {"segments": draft.determinants, "vat": draft.vat_breakdown}
+            assert invoice.comparison == draft.comparison
+            lines = list(invoice.lines.order_by("position"))
+            assert [(ln.component, ln.explanation, ln.quantity, ln.amount) for ln in lines] == [
+                (d.component, d.explanation, d.quantity, d.amount) for d in draft.lines
+            ]
