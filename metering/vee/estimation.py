@@ -44,6 +44,7 @@ from metering.models import (
 from metering.vee.rules import ROLLOVER_CODES, is_rollover
 
 USABLE = ("valid", "edited", "estimated")
+ZERO = Decimal(0)
 E6, V4 = Decimal("0.000001"), Decimal("0.0001")
 
 
@@ -176,10 +177,15 @@ def _hint_probes(
     }
 
 
-def _removal_probes(installs: list[MeterInstallation]) -> set[_Probe]:
-    """The last reads before each removal: a rollover between them and the final register
-    is only seen there."""
+def _exchange_probes(installs: list[MeterInstallation]) -> set[_Probe]:
+    """The last read before each removal and the first read of each later meter: a
+    rollover between the last read and the final register is only seen there, and the
+    m³·°C registers continue from one meter to the next through them (the first meter
+    keeps its own, so it needs no anchor)."""
+    later = sorted(installs, key=lambda i: i.installed_at)[1:]
     return {
+        _Probe(i.meter_id, i.installed_at, i.removed_at, i.installed_at) for i in later
+    } | {
         _Probe(i.meter_id, i.installed_at, i.removed_at, i.removed_at)
         for i in installs
         if i.removed_at is not None
@@ -203,6 +209,11 @@ def _series(
     """
     points: list[Point] = []
     offset_e = offset_v = Decimal(0)
+    # m³·°C registers: the first meter's as they are; each later meter's continue from
+    # where the previous one's last read left off (its first read is the anchor).  No
+    # final m³·°C register is recorded at removal, so the water between a meter's last
+    # read and its removal is not weighted (hours, against a month).
+    temp_end: tuple[Decimal | None, Decimal | None] | None = None
     for inst in sorted(installs, key=lambda i: i.installed_at):
         in_range = sorted(
             (at, values)
@@ -228,8 +239,22 @@ def _series(
                 if after[index] < before and is_rollover(before, after[index], maximum):
                     rolled[index].add(after_at)
         rolled_e, rolled_v = sorted(rolled[0]), sorted(rolled[1])
-        points.append(Point(inst.installed_at, offset_e, offset_v, None, None, False))
+        if temp_end is None:  # the first meter: its own m³·°C registers
+            shift: tuple[Decimal | None, Decimal | None] = (ZERO, ZERO)
+            points.append(Point(inst.installed_at, offset_e, offset_v, None, None, False))
+        else:
+            anchor = in_range[0][1] if in_range else (None, None, None, None)
+            shift = tuple(
+                None if end is None or first is None else end - first
+                for end, first in zip(temp_end, anchor[2:], strict=True)
+            )
+            points.append(Point(inst.installed_at, offset_e, offset_v, *temp_end, False))
+        continuous: tuple[Decimal | None, Decimal | None] = (None, None)
         for at, (energy, volume, f3, r3) in in_range:
+            continuous = (
+                None if f3 is None or shift[0] is None else f3 + shift[0],
+                None if r3 is None or shift[1] is None else r3 + shift[1],
+            )
             points.append(
                 Point(
                     at,
@@ -241,11 +266,11 @@ def _series(
                     + volume
                     - inst.initial_volume_m3
                     + max_v * bisect.bisect_right(rolled_v, at),
-                    f3,
-                    r3,
+                    *continuous,
                     True,
                 )
             )
+        temp_end = continuous if in_range else (None, None)
         if inst.removed_at is not None:
             # a rollover between the last read and the final register read at removal
             # (known only when that last read was loaded: the removal probe)
@@ -268,7 +293,7 @@ def _series(
                 - inst.initial_volume_m3
                 + max_v * (len(rolled_v) + at_removal[1])
             )
-            points.append(Point(inst.removed_at, offset_e, offset_v, None, None, False))
+            points.append(Point(inst.removed_at, offset_e, offset_v, *temp_end, False))
     points.sort(key=lambda p: p.at)
     return points
 
@@ -411,7 +436,7 @@ def boundary_registers_ensure(
         probes_of[pk] = (
             _probes(installs_of[pk], instants)
             | _hint_probes(installs_of[pk], hints)
-            | _removal_probes(installs_of[pk])
+            | _exchange_probes(installs_of[pk])
         )
     reads = _nearest_reads(set().union(*probes_of.values()))
     # round 2: no later read → last year's consumption from a year before the last read
