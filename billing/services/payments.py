@@ -136,16 +136,8 @@ def credit_notes_allocate(*, account_id: int, on: dt.date) -> list[Allocation]:
     """
     allocations: list[Allocation] = []
     with transaction.atomic():
-        # one lock statement, in id order, for the notes and the invoices alike
-        rows = list(
-            Invoice.objects.select_for_update()
-            .filter(account_id=account_id, state__in=OPEN_STATES)
-            .order_by("pk")
-        )
-        notes = sorted(
-            (i for i in rows if i.kind == Invoice.Kind.CREDIT_NOTE and i.paid > i.gross),
-            key=lambda i: (i.issued_at, i.number),
-        )
+        rows = _open_invoices_locked(account_id)
+        notes = _notes_with_credit(rows)
         receivables = sorted(
             (i for i in rows if i.gross > 0 and i.paid < i.gross),
             key=lambda i: (i.due_on, i.number),
@@ -160,12 +152,32 @@ def credit_notes_allocate(*, account_id: int, on: dt.date) -> list[Allocation]:
             )
             used = note.paid - note.gross - left
             if used > 0:
-                note.paid -= used
-                note.state = (
-                    Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
-                )
-                note.save(update_fields=["paid", "state"])
+                _note_use(note, used)
     return allocations
+
+
+def _open_invoices_locked(account_id: int) -> list[Invoice]:
+    """The account's open invoices and credit notes, locked in one statement in id order."""
+    return list(
+        Invoice.objects.select_for_update()
+        .filter(account_id=account_id, state__in=OPEN_STATES)
+        .order_by("pk")
+    )
+
+
+def _notes_with_credit(rows: list[Invoice]) -> list[Invoice]:
+    """Credit notes among ``rows`` with credit left, older first."""
+    return sorted(
+        (i for i in rows if i.kind == Invoice.Kind.CREDIT_NOTE and i.paid > i.gross),
+        key=lambda i: (i.issued_at, i.number),
+    )
+
+
+def _note_use(note: Invoice, amount: Decimal) -> None:
+    """``amount`` of a credit note's credit is used (settled an invoice, or refunded)."""
+    note.paid -= amount
+    note.state = Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
+    note.save(update_fields=["paid", "state"])
 
 
 def account_credit(*, account: Account) -> Decimal:
@@ -345,14 +357,7 @@ def refund_record(
     with transaction.atomic():
         # the account's credit, locked: its open invoices (credit notes among them) and
         # its payments with money left, each in id order
-        notes = [
-            i
-            for i in Invoice.objects.select_for_update()
-            .filter(account=account, state__in=OPEN_STATES)
-            .order_by("pk")
-            if i.kind == Invoice.Kind.CREDIT_NOTE and i.paid > i.gross
-        ]
-        notes.sort(key=lambda i: (i.issued_at, i.number))
+        notes = _notes_with_credit(_open_invoices_locked(account.pk))
         payments = list(
             Payment.objects.select_for_update()
             .filter(account=account, unallocated__gt=0)
@@ -388,9 +393,7 @@ def refund_record(
                 break
             part = min(left, note.paid - note.gross)
             parts.append(RefundPart(refund=refund, credit_note=note, amount=part))
-            note.paid -= part
-            note.state = Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
-            note.save(update_fields=["paid", "state"])
+            _note_use(note, part)
             left -= part
         for payment in payments:
             if left <= 0:
