@@ -124,15 +124,30 @@ class Caches:
         return text
 
 
-def _line_text(line, cache: Caches) -> str:
-    """A draft line's columns after invoice_id and position (``LINE_COLUMNS`` order)."""
-    ps, pe = line.period_start, line.period_end
+def _line_columns(
+    line, ps: str, pe: str, version: str, description: str, explanation: str, cache: Caches
+) -> str:
+    """A line's columns from period_start on (``LINE_COLUMNS`` order)."""
     return (
-        f"{_null(line.connection_id)}\t{_N if ps is None else _iso(ps)}\t"
-        f"{_N if pe is None else _iso(pe)}\t{_null(line.tariff_version_id)}\t"
-        f"{cache.head(line, line.description)}\t{esc(line.explanation)}\t{line.quantity}\t"
-        f"{cache.unit(line.unit)}\t{line.unit_price}\t{line.amount}\t{line.vat_rate}"
+        f"{ps}\t{pe}\t{version}\t{cache.head(line, description)}\t{esc(explanation)}\t"
+        f"{line.quantity}\t{cache.unit(line.unit)}\t{line.unit_price}\t{line.amount}\t"
+        f"{line.vat_rate}"
     )
+
+
+def _line_text(line, cache: Caches) -> str:
+    """A draft line's columns after invoice_id and position."""
+    ps, pe = line.period_start, line.period_end
+    columns = _line_columns(
+        line,
+        _N if ps is None else _iso(ps),
+        _N if pe is None else _iso(pe),
+        _null(line.tariff_version_id),
+        line.description,
+        line.explanation,
+        cache,
+    )
+    return f"{_null(line.connection_id)}\t{columns}"
 
 
 def render_draft(draft: BillDraft, cache: Caches | None = None) -> Rendered:
@@ -262,11 +277,10 @@ def bill_render(
 
 
 def _priced_line_text(line, version_id: int, ps: str, pe: str, cache: Caches) -> str:
-    """A priced line's columns after connection_id, as bill_compute's DraftLine writes."""
-    return (
-        f"{ps}\t{pe}\t{version_id}\t{cache.head(line, line.description[:200])}\t"
-        f"{esc(line.explanation[:300])}\t{line.quantity}\t{cache.unit(line.unit)}\t"
-        f"{line.unit_price}\t{line.amount}\t{line.vat_rate}"
+    """A priced line's columns after connection_id, as bill_compute's DraftLine writes
+    them (description and explanation cut to the columns' lengths)."""
+    return _line_columns(
+        line, ps, pe, str(version_id), line.description[:200], line.explanation[:300], cache
     )
 
 
