@@ -335,6 +335,23 @@ class StatementImportForm(forms.Form):
     )
 
 
+class RecordedByServiceAdmin(admin.ModelAdmin):
+    """Money movements are added through their service (allocation, credit checks) and
+    never edited: the add form's fields are read-only afterwards."""
+
+    def record(self, request, obj):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        obj.pk = self.record(request, obj).pk
+        obj.refresh_from_db()
+
+
 class RefundPartInline(admin.TabularInline):
     model = RefundPart
     fields = ["payment", "credit_note", "amount"]
@@ -364,7 +381,7 @@ class RefundForm(forms.ModelForm):
 
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(RecordedByServiceAdmin):
     """Credit paid back to a customer; added through ``refund_record`` (which takes it
     from credit notes, then unallocated payments), never changed afterwards."""
 
@@ -375,19 +392,14 @@ class RefundAdmin(admin.ModelAdmin):
     fields = ["account", "amount", "paid_on", "reference"]
     inlines = [RefundPartInline]
 
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields if obj else []
-
     def get_inlines(self, request, obj):
         return self.inlines if obj else []
 
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            return
-        refund = payment_services.refund_record(
+    def record(self, request, obj):
+        return payment_services.refund_record(
             account=obj.account,
             amount=obj.amount,
             paid_on=obj.paid_on,
@@ -395,8 +407,6 @@ class RefundAdmin(admin.ModelAdmin):
             now=timezone.now(),
             user=request.user,
         )
-        obj.pk = refund.pk
-        obj.refresh_from_db()
 
     def add_view(self, request, form_url="", extra_context=None):
         try:
@@ -407,7 +417,7 @@ class RefundAdmin(admin.ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(RecordedByServiceAdmin):
     list_display = [
         "received_on",
         "account",
@@ -423,13 +433,8 @@ class PaymentAdmin(admin.ModelAdmin):
     autocomplete_fields = []
     change_list_template = "billing/admin/payment_changelist.html"
 
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields if obj else []
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return
-        payment = payment_services.payment_record(
+    def record(self, request, obj):
+        return payment_services.payment_record(
             account=obj.account,
             amount=obj.amount,
             received_on=obj.received_on,
@@ -437,8 +442,6 @@ class PaymentAdmin(admin.ModelAdmin):
             now=timezone.now(),
             user=request.user,
         )
-        obj.pk = payment.pk
-        obj.refresh_from_db()
 
     def get_urls(self):
         return [
