@@ -183,7 +183,8 @@ class DataImportForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["content"].required = False
+        if "content" in self.fields:  # absent when a recorded import is only viewed
+            self.fields["content"].required = False
 
     def clean(self):
         data = super().clean()
@@ -201,9 +202,30 @@ class DataImportAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "unit", "price_area", "filename", "status", "rows", "first_hour", "last_hour", "created_at"]
     list_filter = ["kind", "status"]
     readonly_fields = ["status", "rows", "first_hour", "last_hour", "errors", "finished_at", "filename"]
+    preview_lines = 20
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)
+
+    def _recorded(self) -> list[str]:
+        """A recorded import is read-only: its file as a preview, not a year of hours inline."""
+        kept = [f for f in DataImportForm.Meta.fields if f != "content"]
+        return [*kept, "content_preview", *self.readonly_fields]
+
+    def get_fields(self, request, obj=None):
+        return super().get_fields(request, obj) if obj is None else self._recorded()
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is None else self._recorded()
+
+    @admin.display(description="File (first lines)")
+    def content_preview(self, obj):
+        lines = obj.content.splitlines()
+        more = len(lines) - self.preview_lines
+        shown = "\n".join(lines[: self.preview_lines])
+        return format_html(
+            "<pre>{}</pre>{}", shown, f"… and {more} more lines" if more > 0 else ""
+        )
 
     def save_model(self, request, obj, form, change):
         upload = form.cleaned_data.get("upload")

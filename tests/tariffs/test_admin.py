@@ -70,6 +70,21 @@ class TestAdminPages:
                      "spotprice", "electricitycharge", "tariffassignment"):
             assert client.get(reverse(f"admin:tariffs_{name}_changelist")).status_code == 200, name
 
+    def test_a_recorded_import_is_shown_read_only_with_a_preview_of_its_file(self):
+        hours = "".join(f"2026-01-05T{h:02d}:00:00+01:00,{400 + h}\n" for h in range(24))
+        record = DataImport.objects.create(kind="spot_prices", price_area="DK1", content="time,price\n" + hours)
+        client = login(TARIFF_MANAGER, "m")
+        page = client.get(reverse("admin:tariffs_dataimport_change", args=[record.pk]))
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert "2026-01-05T18:00:00+01:00,418" in text  # line 20 of 25 is shown
+        assert "2026-01-05T19:00:00+01:00" not in text
+        assert "… and 5 more lines" in text
+        assert 'name="content"' not in text  # nothing to edit
+        add = client.get(reverse("admin:tariffs_dataimport_add"))
+        assert add.status_code == 200
+        assert 'name="content"' in add.content.decode()
+
     def test_version_report_shows_impact_and_examples(self):
         version = TariffVersionFactory(tariff=TariffFactory())
         client = login(TARIFF_MANAGER, "m")
