@@ -15,6 +15,7 @@ from django.db.models import Sum
 from billing import tasks
 from billing.models import BillingRun, Invoice
 from billing.services.runs import billing_run_create, billing_run_issue
+from heatutility.demo import wait_until
 from heatutility.timeutil import add_months, local_midnight, month_start
 
 
@@ -38,13 +39,18 @@ def run(ctx) -> list[str]:
             network=network, period_start=period_start, now=now, chunk_size=max(10, ctx.size // 4)
         )
         tasks.billing_run_start.delay(billing_run.pk)
-        billing_run.refresh_from_db()
-        ids = []
-        if billing_run.state == BillingRun.State.DRAFTED:
-            ids = billing_run_issue(run=billing_run, issued_at=now)
-        # PDFs: rendered by the Celery task after issue (in process on the embedded default)
-        if ids:
-            tasks.invoices_render_pdfs.delay(ids)
+        wait_until(
+            lambda: BillingRun.objects.filter(
+                pk=billing_run.pk, state=BillingRun.State.DRAFTED
+            ).exists(),
+            what=f"billing run {billing_run.pk}",
+        )
+        # issuing queues the PDFs (Celery; in process on the embedded default)
+        ids = billing_run_issue(run=billing_run, issued_at=now)
+        wait_until(
+            lambda: not Invoice.objects.filter(pk__in=ids, pdf="").exists(),
+            what=f"PDFs of {len(ids)} invoices",
+        )
         billing_run.refresh_from_db()
     invoices = Invoice.objects.filter(run=billing_run)
     issued = invoices.filter(number__isnull=False)

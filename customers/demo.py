@@ -20,18 +20,20 @@ from metering.models import HeatMeter
 STREETS = ["Amager Strandvej", "Sundholmsvej", "Islands Brygge", "Njalsgade", "Ørestads Boulevard"]
 
 
-def _network_code() -> str:
+def _network_code() -> tuple[str, int]:
+    """``demo``, or ``demo-2``, ``demo-3`` … when the demo runs again on the same database."""
     code, n = "demo", 1
     while models.Network.objects.filter(code=code).exists():
         n += 1
         code = f"demo-{n}"
-    return code
+    return code, n
 
 
 @transaction.atomic
 def run(ctx) -> list[str]:
     rng = random.Random(ctx.seed)
-    code = _network_code()
+    code, n = _network_code()
+    first_account = 700_000 + (n - 1) * 100_000  # 700001…, then 800001… (numbers are unique)
     network = models.Network.objects.create(
         code=code,
         name=f"Amager Havvarme ({code})",
@@ -100,7 +102,7 @@ def run(ctx) -> list[str]:
             email=f"customer{i + 1}@{code}.example.org",
         )
         account = models.Account.objects.create(
-            number=f"{700000 + i + 1}",
+            number=f"{first_account + i + 1}",
             customer=customer,
             network=network,
             billing_street=building.street,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -43,6 +44,19 @@ class DemoContext:
     def say(self, line: str) -> None:
         self.stdout.write(line + "\n")
         self.stdout.flush()
+
+
+def wait_until(done: Callable[[], bool], *, what: str, timeout_s: float = 900) -> None:
+    """Wait for work handed to Celery: done at once in process (the embedded default),
+    done by the workers with ``REDIS_URL``."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{what}: not done after {timeout_s:.0f} s.  With REDIS_URL set the work runs "
+                "on Celery workers: is one running (celery -A heatutility worker)?"
+            )
+        time.sleep(0.2)
 
 
 def run_demo(*, as_of: dt.date, size: int, seed: int, stdout: TextIO) -> list[str]:

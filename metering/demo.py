@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from heatutility.demo import wait_until
 from heatutility.timeutil import add_months, local_midnight, month_start
 from metering.ingest.batches import readings_batch_process, readings_file_submit
 from metering.models import (
@@ -155,7 +156,7 @@ def run(ctx) -> list[str]:
         file_name=f"readings-{last_day.isoformat()}.csv",
         received_at=received,
     )
-    batch = readings_batch_process(batch_id=batch.pk, now=received)
+    batch = _stored(batch, now=received)
 
     # The head-end re-sends its last three days; one value was corrected at the source.
     resend = [HEADER, *lines[-3:]]
@@ -168,7 +169,7 @@ def run(ctx) -> list[str]:
         file_name=f"readings-{last_day.isoformat()}-resend.csv",
         received_at=received,
     )
-    again = readings_batch_process(batch_id=again.pk, now=received)
+    again = _stored(again, now=received)
 
     now = local_midnight(last_day, zone) + dt.timedelta(hours=2)
     vee_run_pending(now=now)
@@ -192,3 +193,16 @@ def run(ctx) -> list[str]:
         f"boundary registers for {len(boundaries)} month starts: {registers.count()} values, "
         f"{estimated.count()} estimated ({', '.join(sorted(set(estimated.values_list('method', flat=True)))) or '—'})",
     ]
+
+
+def _stored(batch: IngestBatch, *, now: dt.datetime) -> IngestBatch:
+    """The batch once stored.  The submit queued it for a worker; it is processed here
+    unless a worker already is (one processor per batch), then waited for."""
+    readings_batch_process(batch_id=batch.pk, now=now)
+    finished = (IngestBatch.State.DONE, IngestBatch.State.FAILED)
+    wait_until(
+        lambda: IngestBatch.objects.filter(pk=batch.pk, state__in=finished).exists(),
+        what=f"reading batch {batch.pk}",
+    )
+    batch.refresh_from_db()
+    return batch

@@ -8,11 +8,13 @@
   Each chunk, its counters and ``progress`` commit together, under a lock on the batch
   row; a rerun after a killed worker resumes after the last committed chunk, and
   ``ON CONFLICT`` plus the batch id on every reading make a replayed chunk count as
-  accepted, never twice.
+  accepted, never twice.  One process at a time works on a batch (a session lock on
+  PostgreSQL): a second call meanwhile, such as a task delivered twice, leaves it alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -21,7 +23,7 @@ import os
 
 import orjson
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from heatutility.errors import DomainError, ErrorItem
 from metering.ingest import rows as row_rules
@@ -283,8 +285,48 @@ def readings_batch_process(
     """Store a batch's rows; safe to call again after a crash at any point.
 
     ``max_chunks`` stops after that many chunks (the batch stays ``processing``; a later
-    call resumes), which is also what a killed worker leaves behind.
+    call resumes), which is also what a killed worker leaves behind.  While another
+    process is working on the batch, returns it as it stands without touching it.
     """
+    with _processing_lock(batch_id) as mine:
+        if not mine:
+            return IngestBatch.objects.get(pk=batch_id)
+        return _process(batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks)
+
+
+# pg_try_advisory_lock(namespace, key): both int4
+_LOCK_NAMESPACE = 0x4D42  # "MB", metering batches
+_INT4 = 2**31
+
+
+@contextlib.contextmanager
+def _processing_lock(batch_id: int):
+    """Whether this process may work on the batch: one at a time (PostgreSQL).
+
+    A session lock, not a transaction one: processing commits chunk by chunk, and the
+    file path's stage tables are named after the batch, so two processors would drop
+    each other's.  A killed worker's lock goes with its connection; a resumed run takes
+    it again.  Other databases run tasks in process, one at a time: always True.
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = [_LOCK_NAMESPACE, batch_id % _INT4]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+        mine = cursor.fetchone()[0]
+    try:
+        yield mine
+    finally:
+        if mine:
+            # a lost session has lost the lock too
+            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+
+
+def _process(
+    *, batch_id: int, now: dt.datetime, chunk_rows: int, max_chunks: int | None
+) -> IngestBatch:
     if connection.vendor == "postgresql":
         source = IngestBatch.objects.filter(pk=batch_id).values_list("source", flat=True).first()
         if source == IngestBatch.Source.API:
