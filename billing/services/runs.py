@@ -78,7 +78,8 @@ def billing_run_create(
             )
     except IntegrityError as exc:
         raise ConflictError(
-            f"{network} already has a {kind} run for [{start}, {end}); resume or cancel it."
+            f"{network} already has a billing run ({BillingRun.Kind(kind).label.lower()}) "
+            f"for [{start}, {end}); resume or cancel it."
         ) from exc
 
 

@@ -34,7 +34,9 @@ class TestBillingApi:
             format="json",
         )
         assert duplicate.status_code == 409
-        assert "already has" in duplicate.json()["message"]
+        assert "already has a billing run (periodic invoices) for [2026-11-01, 2026-12-01)" in (
+            duplicate.json()["message"]
+        )
         issued = clerk.post(f"/api/v1/billing/runs/{run_id}/issue/")
         assert issued.json()["state"] == "issued"
 
