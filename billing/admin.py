@@ -27,6 +27,7 @@ from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
 from billing.services import runs as run_services
 from heatutility.errors import DomainError
+from heatutility.uploads import upload_text
 
 
 def _report(modeladmin, request, func, queryset, done_message: str) -> None:
@@ -460,7 +461,7 @@ class PaymentAdmin(RecordedByServiceAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 result = payment_services.payments_import_csv(
-                    text=form.cleaned_data["file"].read().decode("utf-8-sig"),
+                    text=upload_text(form.cleaned_data["file"].read()),
                     now=timezone.now(),
                     user=request.user,
                 )

@@ -23,6 +23,7 @@ from django.utils.html import format_html
 
 from customers.models import Network, ServiceConnection
 from heatutility.errors import DomainError
+from heatutility.uploads import upload_text
 from tariffs import models, services
 from tariffs.plots import PLOTS, render_cap_plot, render_plot
 from tariffs.selectors import tariff_spec_for_version
@@ -190,7 +191,10 @@ class DataImportForm(forms.ModelForm):
         data = super().clean()
         upload = data.get("upload")
         if upload:
-            data["content"] = upload.read().decode("utf-8-sig")
+            try:
+                data["content"] = upload_text(upload.read(), field="upload")
+            except DomainError as exc:
+                raise forms.ValidationError(exc.message) from exc
         if not data.get("content"):
             raise forms.ValidationError("Upload a CSV file or paste its content.")
         return data

@@ -24,6 +24,7 @@ from billing.services import rerating
 from billing.services import runs as run_services
 from heatutility.errors import NotFound
 from heatutility.permissions import HasPermission
+from heatutility.uploads import upload_text
 
 
 class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -214,7 +215,7 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Import a bank statement CSV; each bank transaction is imported once."""
         body = serializers.PaymentImportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        text = body.validated_data["file"].read().decode("utf-8-sig")
+        text = upload_text(body.validated_data["file"].read())
         result = payment_services.payments_import_csv(
             text=text, now=timezone.now(), user=request.user
         )

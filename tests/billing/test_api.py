@@ -92,6 +92,41 @@ class TestBillingApi:
         ).json()
         assert Decimal(balance["balance"]) == invoice.gross - Decimal("500.00")
 
+    def test_a_bank_statement_in_windows_1252_is_read_and_a_binary_file_refused(self):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from billing.models import Payment
+
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        clerk = client_for(BILLING_CLERK)
+        text = (
+            "date;amount;reference;account;transaction_id\n"
+            f"2026-12-05;1.234,50;{invoice.display_number} Søren Ærø;;B-1252\n"
+        )
+        upload = SimpleUploadedFile("statement.csv", text.encode("cp1252"))  # Danish banks' export
+        result = clerk.post("/api/v1/billing/payments/import/", {"file": upload}, format="multipart")
+        assert result.json() == {"created": 1, "duplicates": 0, "errors": []}
+        payment = Payment.objects.get(bank_transaction_id="B-1252")
+        assert (payment.amount, payment.reference) == (
+            Decimal("1234.50"),
+            f"{invoice.display_number} Søren Ærø",
+        )
+        spreadsheet = SimpleUploadedFile("statement.xlsx", b"PK\x03\x04\x14\x00\x06\x00")
+        refused = clerk.post(
+            "/api/v1/billing/payments/import/", {"file": spreadsheet}, format="multipart"
+        )
+        assert refused.status_code == 422
+        assert refused.json()["errors"] == [
+            {
+                "code": "encoding",
+                "field": "file",
+                "message": "The file is not text (a NUL byte at position 5).",
+            }
+        ]
+        assert Payment.objects.count() == 1
+
     def test_credit_via_api_references_the_original(self):
         network, _ = billed_network(accounts=1)
         bill_month(network)

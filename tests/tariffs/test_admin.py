@@ -85,6 +85,26 @@ class TestAdminPages:
         assert add.status_code == 200
         assert 'name="content"' in add.content.decode()
 
+    def test_an_upload_that_is_not_text_is_refused_on_the_form(self):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        client = login(TARIFF_MANAGER, "m")
+        page = client.post(
+            reverse("admin:tariffs_dataimport_add"),
+            {
+                "kind": "spot_prices",
+                "unit": "",
+                "price_area": "DK1",
+                "currency": "DKK",
+                "time_zone": "Europe/Copenhagen",
+                "content": "",
+                "upload": SimpleUploadedFile("prices.xlsx", b"PK\x03\x04\x00\x00"),
+            },
+        )
+        assert page.status_code == 200  # the form again, with the reason
+        assert "The file is not text (a NUL byte at position 4)." in page.content.decode()
+        assert not DataImport.objects.exists()
+
     def test_version_report_shows_impact_and_examples(self):
         version = TariffVersionFactory(tariff=TariffFactory())
         client = login(TARIFF_MANAGER, "m")
