@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
-from metering.models import BoundaryRegister
+from metering.models import BoundaryRegister, HeatMeter, MeterInstallation, MeterVendor, Reading
 
 BOUNDARY_COLUMNS = [
     "id",
@@ -88,3 +89,28 @@ def boundary_registers_updated_since(*, since: dt.datetime) -> list[tuple[int, d
         .order_by("connection_id", "on")
         .values_list("connection_id", "on")
     ]
+
+
+def vendor_meters(*, vendor: MeterVendor, now: dt.datetime) -> QuerySet[HeatMeter]:
+    """The meters a vendor's head-end delivers, by serial, each with whether it is installed
+    at ``now`` and its latest reading (its time and when it arrived): what the head-end
+    needs to see which meters it should send and where its deliveries have a gap.
+
+    The latest reading is one backward index scan of ``(meter_id, read_at)`` per meter
+    and partition, so a page of meters costs a page of probes, not a scan.
+    """
+    latest = Reading.objects.filter(meter_id=OuterRef("pk")).order_by("-read_at")
+    installed = MeterInstallation.objects.filter(
+        Q(removed_at__isnull=True) | Q(removed_at__gt=now),
+        meter_id=OuterRef("pk"),
+        installed_at__lte=now,
+    )
+    return (
+        HeatMeter.objects.filter(vendor=vendor)
+        .annotate(
+            installed=Exists(installed),
+            last_read_at=Subquery(latest.values("read_at")[:1]),
+            last_received_at=Subquery(latest.values("received_at")[:1]),
+        )
+        .order_by("serial", "pk")
+    )

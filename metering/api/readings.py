@@ -13,13 +13,14 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import parsers, serializers, status
+from rest_framework import generics, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from heatutility.errors import DomainError, ErrorItem
+from metering import selectors
 from metering.ingest import batches
-from metering.models import IngestBatch, MeterVendor
+from metering.models import HeatMeter, IngestBatch, MeterVendor
 from metering.vendors import IsVendor, VendorKeyAuthentication, VendorRateThrottle
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
@@ -311,3 +312,54 @@ class BatchStatusView(APIView):
     def get(self, request, pk: int):
         batch = get_object_or_404(IngestBatch, pk=pk, vendor=request.auth)
         return Response(BatchStatusSerializer(batch).data)
+
+
+class VendorMeterSerializer(serializers.ModelSerializer):
+    installed = serializers.BooleanField(read_only=True, help_text="Installed in a building now.")
+    last_read_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="Time of the latest reading stored for the meter."
+    )
+    last_received_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When that reading arrived."
+    )
+
+    class Meta:
+        model = HeatMeter
+        fields = [
+            "serial",
+            "maker",
+            "model",
+            "register_unit",
+            "resolution",
+            "register_max",
+            "volume_register_max",
+            "installed",
+            "last_read_at",
+            "last_received_at",
+        ]
+        read_only_fields = fields
+
+
+class VendorMeterListView(generics.ListAPIView):
+    """Your meters: the ones the utility expects readings for from your head-end."""
+
+    authentication_classes = [VendorKeyAuthentication]
+    permission_classes = [IsVendor]
+    throttle_classes = [VendorRateThrottle]
+    serializer_class = VendorMeterSerializer
+    filter_backends: list = []  # ?serial= below; the staff filters do not apply
+
+    def get_queryset(self):
+        meters = selectors.vendor_meters(vendor=self.request.auth, now=timezone.now())
+        serial = self.request.query_params.get("serial")
+        return meters.filter(serial=serial) if serial else meters
+
+    @extend_schema(
+        operation_id="readings_vendor_meters",
+        summary="Your meters, installed or not, with their latest reading",
+        parameters=[OpenApiParameter("serial", str, description="Only this serial number.")],
+        responses={200: VendorMeterSerializer(many=True), 401: ERRORS[401]},
+        tags=["vendor"],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

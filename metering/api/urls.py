@@ -10,6 +10,7 @@ router.register("meter-installations", meters.MeterInstallationViewSet)
 urlpatterns = [
     path("readings/", readings.ReadingBatchView.as_view(), name="readings-batch"),
     path("readings/files/", readings.ReadingFileView.as_view(), name="readings-file"),
+    path("readings/meters/", readings.VendorMeterListView.as_view(), name="readings-meters"),
     path(
         "readings/batches/<int:pk>/",
         readings.BatchStatusView.as_view(),

@@ -165,6 +165,48 @@ class TestReadingBatchApi:
         assert post(api, [reading("1", 0)]).status_code == 403
 
 
+class TestVendorMeters:
+    def test_a_vendor_lists_its_own_meters_with_installation_and_latest_reading(
+        self, client, vendor
+    ):
+        from metering.installations import meter_install
+        from tests.customers.factories import BuildingInterfaceUnitFactory
+
+        installed = HeatMeterFactory(vendor=vendor, serial="A-2")
+        spare = HeatMeterFactory(vendor=vendor, serial="A-1")
+        theirs = HeatMeterFactory(vendor=MeterVendorFactory(), serial="B-1")
+        meter_install(
+            meter=installed,
+            unit=BuildingInterfaceUnitFactory(),
+            installed_at=dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
+        )
+        assert post(client, [reading("A-2", 0), reading("A-2", 5, energy="1001")]).status_code == 202
+        stored = Reading.objects.get(meter=installed, read_at=dt.datetime(2026, 11, 1, 4, tzinfo=dt.UTC))
+
+        listed = client.get("/api/v1/readings/meters/")
+
+        assert listed.status_code == 200
+        rows = listed.json()["results"]
+        assert [(r["serial"], r["installed"]) for r in rows] == [("A-1", False), ("A-2", True)]
+        assert rows[0]["last_read_at"] is None
+        assert dt.datetime.fromisoformat(rows[1]["last_read_at"]) == stored.read_at
+        assert dt.datetime.fromisoformat(rows[1]["last_received_at"]) == stored.received_at
+        assert set(rows[1]) == {
+            "serial", "maker", "model", "register_unit", "resolution", "register_max",
+            "volume_register_max", "installed", "last_read_at", "last_received_at",
+        }  # fmt: skip
+        one = client.get("/api/v1/readings/meters/?serial=A-1").json()["results"]
+        assert [r["serial"] for r in one] == [spare.serial]
+        # another vendor's meter is not there, even asked for by serial
+        assert client.get(f"/api/v1/readings/meters/?serial={theirs.serial}").json()["count"] == 0
+
+    def test_only_a_vendor_key_lists_meters(self, admin_user):
+        assert APIClient().get("/api/v1/readings/meters/").status_code == 401
+        staff = APIClient()
+        staff.force_authenticate(admin_user)
+        assert staff.get("/api/v1/readings/meters/").status_code == 403
+
+
 class TestBadJsonInput:
     @pytest.mark.parametrize(
         ("body", "status", "codes"),
