@@ -50,8 +50,48 @@ class BillingRunExceptionInline(admin.TabularInline):
     readonly_fields = ["account", "code", "error", "created_at"]
 
 
+class BillingRunForm(forms.ModelForm):
+    """A new run is checked by the service before it is saved, so a refusal (period not
+    over, not a month/quarter/year, a run for it exists) is shown on the form."""
+
+    class Meta:
+        model = BillingRun
+        fields = [
+            "network",
+            "kind",
+            "period_start",
+            "period_end",
+            "chunk_size",
+            "issue_when_drafted",
+            "render_pdfs",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        network, start, end = (data.get(k) for k in ("network", "period_start", "period_end"))
+        if self.instance.pk or not (network and start and end):
+            return data  # a saved run's period is read-only
+        months = (end.year - start.year) * 12 + end.month - start.month
+        try:
+            _, checked_end = run_services.billing_run_check(
+                network=network,
+                period_start=start,
+                months=months,
+                kind=data.get("kind") or BillingRun.Kind.INVOICE,
+                now=timezone.now(),
+            )
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from exc
+        if checked_end != end:
+            raise forms.ValidationError(
+                f"A period from {start} ends on {checked_end}, not {end}.", code="period_end"
+            )
+        return data
+
+
 @admin.register(BillingRun)
 class BillingRunAdmin(admin.ModelAdmin):
+    form = BillingRunForm
     list_display = [
         "network",
         "kind",

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import gc
 import time
+from zoneinfo import ZoneInfo
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
@@ -27,7 +28,7 @@ from billing.services.invoices import invoices_issue
 from billing.services.write import drafts_write
 from customers.models import Account, Contract, Network
 from heatutility.errors import ConflictError, DomainError
-from heatutility.timeutil import add_months
+from heatutility.timeutil import add_months, local_midnight
 
 
 class InvalidBillingPeriod(DomainError):
@@ -36,6 +37,10 @@ class InvalidBillingPeriod(DomainError):
 
 class RunNotReady(ConflictError):
     code = "run_not_ready"
+
+
+class PeriodNotEnded(DomainError):
+    code = "period_not_ended"
 
 
 def billing_period(*, start: dt.date, months: int) -> tuple[dt.date, dt.date]:
@@ -47,6 +52,46 @@ def billing_period(*, start: dt.date, months: int) -> tuple[dt.date, dt.date]:
     if months not in (1, 3, 12):
         raise InvalidBillingPeriod("A billing period is a month, a quarter or a year.")
     return start, add_months(start, months)
+
+
+def billing_run_check(
+    *,
+    network: Network,
+    period_start: dt.date,
+    months: int = 1,
+    kind: str = BillingRun.Kind.INVOICE,
+    now: dt.datetime,
+) -> tuple[dt.date, dt.date]:
+    """The period ``[start, end)`` of a run that may be created now, or the
+    :class:`DomainError` saying why not.
+
+    Consumption (invoices, settlements) is billed once its period is over in the
+    network's zone: before that the end registers would be estimates of a future
+    reading.  On-account instalments are billed in advance.  One active run per network,
+    kind and period (also a database constraint, for two requests at once).
+    """
+    start, end = billing_period(start=period_start, months=months)
+    ends = local_midnight(end, network.time_zone)
+    if kind != BillingRun.Kind.INSTALMENT and now < ends:
+        raise PeriodNotEnded(
+            f"[{start}, {end}) has not ended yet: it ends at "
+            f"{ends.astimezone(ZoneInfo(network.time_zone)):%Y-%m-%d %H:%M} "
+            f"({network.time_zone}).  Consumption is billed once its period is over; "
+            "on-account instalments are billed in advance."
+        )
+    active = BillingRun.objects.filter(
+        network=network, kind=kind, period_start=start, period_end=end
+    ).exclude(state=BillingRun.State.CANCELLED)
+    if active.exists():
+        raise _run_exists(network, kind, start, end)
+    return start, end
+
+
+def _run_exists(network: Network, kind: str, start: dt.date, end: dt.date) -> ConflictError:
+    return ConflictError(
+        f"{network} already has a billing run ({BillingRun.Kind(kind).label.lower()}) "
+        f"for [{start}, {end}); resume or cancel it."
+    )
 
 
 def billing_run_create(
@@ -61,8 +106,10 @@ def billing_run_create(
     issue_when_drafted: bool = False,
     render_pdfs: bool = True,
 ) -> BillingRun:
-    """Create a run; one active run per network, kind and period (database constraint)."""
-    start, end = billing_period(start=period_start, months=months)
+    """Create a run if :func:`billing_run_check` allows it."""
+    start, end = billing_run_check(
+        network=network, period_start=period_start, months=months, kind=kind, now=now
+    )
     try:
         with transaction.atomic():
             return BillingRun.objects.create(
@@ -76,11 +123,8 @@ def billing_run_create(
                 issue_when_drafted=issue_when_drafted,
                 render_pdfs=render_pdfs,
             )
-    except IntegrityError as exc:
-        raise ConflictError(
-            f"{network} already has a billing run ({BillingRun.Kind(kind).label.lower()}) "
-            f"for [{start}, {end}); resume or cancel it."
-        ) from exc
+    except IntegrityError as exc:  # created meanwhile by another request
+        raise _run_exists(network, kind, start, end) from exc
 
 
 def run_account_ids(*, run: BillingRun) -> list[int]:

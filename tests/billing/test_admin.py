@@ -1,3 +1,5 @@
+import datetime as dt
+
 import pytest
 from django.contrib.auth.models import User
 
@@ -20,6 +22,33 @@ class TestBillingAdmin:
         bill_month(network, issue=False)
         page = admin_client_.get("/admin/billing/billingrun/").content.decode()
         assert "2 / 2 (100%)" in page
+
+    def test_a_run_the_service_refuses_is_shown_on_the_form_and_not_created(self, admin_client_):
+        import html
+        import re
+
+        network, _ = billed_network(accounts=1)
+        bill_month(network, start=dt.date(2026, 10, 1), issue=False)  # October has a run
+        page = admin_client_.get("/admin/billing/billingrun/add/").content.decode()
+        inline = dict(re.findall(r'name="([^"]+-(?:TOTAL|INITIAL)_FORMS)"[^>]*value="(\d+)"', page))
+
+        def add(start, end):
+            form = {"network": network.pk, "kind": "invoice", "period_start": start,
+                    "period_end": end, "chunk_size": 100, **inline}  # fmt: skip
+            return admin_client_.post("/admin/billing/billingrun/add/", form)
+
+        for (start, end), reason in [
+            (("2026-10-01", "2026-11-01"), "already has a billing run (periodic invoices)"),
+            (("2026-09-15", "2026-10-01"), "A billing period starts on the first day of a month."),
+            (("2026-09-01", "2026-10-15"), "A period from 2026-09-01 ends on 2026-10-01, not 2026-10-15."),
+            (("2099-01-01", "2099-02-01"), "[2099-01-01, 2099-02-01) has not ended yet"),
+        ]:
+            response = add(start, end)
+            assert response.status_code == 200  # the form again, with the reason
+            assert reason in html.unescape(response.content.decode())
+        assert BillingRun.objects.count() == 1
+        assert add("2026-09-01", "2026-10-01").status_code == 302
+        assert BillingRun.objects.count() == 2
 
     def test_release_action_releases_held_drafts(self, admin_client_):
         network, _ = billed_network(accounts=1)

@@ -16,7 +16,7 @@ class TestBillingApi:
         with django_capture_on_commit_callbacks(execute=True):
             response = clerk.post(
                 "/api/v1/billing/runs/",
-                {"network": network.pk, "period_start": "2026-11-01", "render_pdfs": False},
+                {"network": network.pk, "period_start": "2026-10-01", "render_pdfs": False},
                 format="json",
             )
         assert response.status_code == 201, response.json()
@@ -30,15 +30,42 @@ class TestBillingApi:
         )
         duplicate = clerk.post(
             "/api/v1/billing/runs/",
-            {"network": network.pk, "period_start": "2026-11-01"},
+            {"network": network.pk, "period_start": "2026-10-01"},
             format="json",
         )
         assert duplicate.status_code == 409
-        assert "already has a billing run (periodic invoices) for [2026-11-01, 2026-12-01)" in (
+        assert "already has a billing run (periodic invoices) for [2026-10-01, 2026-11-01)" in (
             duplicate.json()["message"]
         )
         issued = clerk.post(f"/api/v1/billing/runs/{run_id}/issue/")
         assert issued.json()["state"] == "issued"
+
+    def test_a_month_that_has_not_ended_is_refused_and_instalments_are_billed_ahead(self):
+        from zoneinfo import ZoneInfo
+
+        from django.utils import timezone
+
+        network, _ = billed_network(accounts=1)
+        clerk = client_for(BILLING_CLERK)
+        today = timezone.now().astimezone(ZoneInfo(network.time_zone)).date()
+        this_month = today.replace(day=1).isoformat()
+
+        refused = clerk.post(
+            "/api/v1/billing/runs/",
+            {"network": network.pk, "period_start": this_month},
+            format="json",
+        )
+
+        assert refused.status_code == 422
+        assert refused.json()["code"] == "period_not_ended"
+        assert f"[{this_month}, " in refused.json()["message"]
+        assert not BillingRun.objects.exists()
+        ahead = clerk.post(
+            "/api/v1/billing/runs/",
+            {"network": network.pk, "period_start": this_month, "kind": "instalment"},
+            format="json",
+        )
+        assert ahead.status_code == 201, ahead.json()
 
     def test_invoice_detail_lists_explained_lines_and_pdf_download(
         self, django_capture_on_commit_callbacks

@@ -147,3 +147,21 @@ class TestHeldDraftCorrection:
         assert draft.lines.get(component="energy").quantity == Decimal("1.6")
         run.refresh_from_db()
         assert run.held == 0
+
+
+@pytest.mark.django_db
+def test_a_period_is_billed_from_local_midnight_after_it_and_not_a_second_before():
+    from billing.services.runs import PeriodNotEnded
+
+    network, _ = billed_network(accounts=1)  # Europe/Copenhagen
+    october = dt.date(2026, 10, 1)
+    # October ends at 2026-11-01 00:00 CET = 2026-10-31 23:00 UTC (summer time ended on the 25th)
+    ends = dt.datetime(2026, 10, 31, 23, 0, tzinfo=dt.UTC)
+    with pytest.raises(PeriodNotEnded, match=r"it ends at 2026-11-01 00:00 \(Europe/Copenhagen\)"):
+        billing_run_create(network=network, period_start=october, now=ends - dt.timedelta(seconds=1))
+    with pytest.raises(PeriodNotEnded):  # a settlement too: the year is not over
+        billing_run_create(
+            network=network, period_start=dt.date(2026, 1, 1), months=12, kind="settlement", now=ends
+        )
+    run = billing_run_create(network=network, period_start=october, now=ends)
+    assert (run.period_start, run.period_end) == (october, dt.date(2026, 11, 1))
