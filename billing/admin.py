@@ -27,6 +27,7 @@ from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
 from billing.services import runs as run_services
 from heatutility.errors import DomainError
+from heatutility.timeutil import months_between
 from heatutility.uploads import upload_text
 
 
@@ -50,33 +51,36 @@ class BillingRunExceptionInline(admin.TabularInline):
     readonly_fields = ["account", "code", "error", "created_at"]
 
 
+# what staff choose for a new run (the rest of the page is progress, read-only)
+RUN_INPUTS = [
+    "network",
+    "kind",
+    "period_start",
+    "period_end",
+    "chunk_size",
+    "issue_when_drafted",
+    "render_pdfs",
+]
+
+
 class BillingRunForm(forms.ModelForm):
     """A new run is checked by the service before it is saved, so a refusal (period not
     over, not a month/quarter/year, a run for it exists) is shown on the form."""
 
     class Meta:
         model = BillingRun
-        fields = [
-            "network",
-            "kind",
-            "period_start",
-            "period_end",
-            "chunk_size",
-            "issue_when_drafted",
-            "render_pdfs",
-        ]
+        fields = RUN_INPUTS
 
     def clean(self):
         data = super().clean()
         network, start, end = (data.get(k) for k in ("network", "period_start", "period_end"))
         if self.instance.pk or not (network and start and end):
             return data  # a saved run's period is read-only
-        months = (end.year - start.year) * 12 + end.month - start.month
         try:
             _, checked_end = run_services.billing_run_check(
                 network=network,
                 period_start=start,
-                months=months,
+                months=months_between(start, end),
                 kind=data.get("kind") or BillingRun.Kind.INVOICE,
                 now=timezone.now(),
             )
@@ -119,16 +123,7 @@ class BillingRunAdmin(admin.ModelAdmin):
         "issued_at",
         "created_by",
     ]
-    fields = [
-        "network",
-        "kind",
-        "period_start",
-        "period_end",
-        "chunk_size",
-        "issue_when_drafted",
-        "render_pdfs",
-        *readonly_fields,
-    ]
+    fields = [*RUN_INPUTS, *readonly_fields]
     inlines = [BillingRunExceptionInline]
     actions = ["resume_runs", "issue_runs", "cancel_runs"]
 
@@ -161,15 +156,10 @@ class BillingRunAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        months = (
-            (obj.period_end.year - obj.period_start.year) * 12
-            + obj.period_end.month
-            - obj.period_start.month
-        )
         run = run_services.billing_run_create(
             network=obj.network,
             period_start=obj.period_start,
-            months=months,
+            months=months_between(obj.period_start, obj.period_end),
             kind=obj.kind,
             now=timezone.now(),
             user=request.user,

@@ -43,5 +43,11 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
+def months_between(start: dt.date, end: dt.date) -> int:
+    """Whole calendar months from ``start``'s month to ``end``'s (the inverse of
+    :func:`add_months` for month starts)."""
+    return (end.year - start.year) * 12 + end.month - start.month
+
+
 def days_between(start: dt.date, end: dt.date) -> int:
     return (end - start).days

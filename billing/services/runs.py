@@ -28,7 +28,7 @@ from billing.services.invoices import invoices_issue
 from billing.services.write import drafts_write
 from customers.models import Account, Contract, Network
 from heatutility.errors import ConflictError, DomainError
-from heatutility.timeutil import add_months, local_midnight
+from heatutility.timeutil import add_months, local_midnight, months_between
 
 
 class InvalidBillingPeriod(DomainError):
@@ -133,9 +133,7 @@ def run_account_ids(*, run: BillingRun) -> list[int]:
     if run.kind == BillingRun.Kind.INSTALMENT:
         from billing.services.aconto import plan_account_ids
 
-        months = (run.period_end.year - run.period_start.year) * 12 + (
-            run.period_end.month - run.period_start.month
-        )
+        months = months_between(run.period_start, run.period_end)
         return plan_account_ids(
             network_id=run.network_id, period_start=run.period_start, months=months
         )
