@@ -159,6 +159,21 @@ def _fmt_days(start: dt.date, end: dt.date) -> str:
     return f"{start.isoformat()} – {(end - dt.timedelta(days=1)).isoformat()}"
 
 
+def climate_corrected(
+    *,
+    consumption: Decimal,
+    heating_share: Decimal,
+    dd_normal: Decimal | None,
+    dd_actual: Decimal | None,
+) -> Decimal:
+    """``consumption`` (measured in weather of ``dd_actual`` degree days) in the weather of
+    ``dd_normal``: only the heating share scales with degree days (DOMAIN.md §3);
+    unchanged when either figure is unknown."""
+    if not dd_normal or not dd_actual:
+        return consumption
+    return heating_share * consumption * dd_normal / dd_actual + (1 - heating_share) * consumption
+
+
 def one_year_earlier(day: dt.date) -> dt.date:
     earlier = _YEAR_EARLIER.get(day)
     if earlier is None:

@@ -5,6 +5,10 @@ Recommendation (EU) 2019/1660 ask for (DOMAIN.md §7): actual prices and consump
 consumption against the same period last year in graphic form, a comparison with a
 normalised reference user, taxes (VAT per rate), fuel mix and emissions, and where to
 complain.
+
+Last year's consumption is also shown climate-corrected to this period's weather (the
+heating share scaled by this period's degree days over last year's, as in the on-account
+estimate), so that the change shown is the customer's own and not the winter's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 
+from billing.calc import climate_corrected, one_year_earlier
 from billing.models import Invoice
 
 # WeasyPrint logs every layout step at INFO; one line per invoice is noise in a run.
@@ -35,26 +40,69 @@ DEFAULT_FUEL_MIX = (
 )
 
 
-def comparison_svg(*, this_mwh: Decimal, last_mwh: Decimal | None, reference_mwh: Decimal) -> str:
-    """A small bar chart (inline SVG): this period, same period last year, reference user."""
+def comparison_svg(
+    *,
+    this_mwh: Decimal,
+    last_mwh: Decimal | None,
+    reference_mwh: Decimal,
+    last_corrected_mwh: Decimal | None = None,
+) -> str:
+    """A small bar chart (inline SVG): this period, same period last year (and, where
+    degree days are known, last year in this period's weather), reference user."""
     bars = [
-        ("This period", this_mwh),
-        ("Same period last year", last_mwh),
-        ("Reference house", reference_mwh),
+        ("This period", this_mwh, "#c0392b"),
+        ("Same period last year", last_mwh, "#7f8c8d"),
     ]
-    top = max([v for _, v in bars if v is not None] + [Decimal("0.001")])
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="420" height="110" font-size="9">']
-    for index, (label, value) in enumerate(bars):
+    if last_corrected_mwh is not None:
+        bars.append(("Last year, this weather", last_corrected_mwh, "#b3b6b7"))
+    bars.append(("Reference house", reference_mwh, "#2980b9"))
+    top = max([v for _, v, _ in bars if v is not None] + [Decimal("0.001")])
+    height = 14 + len(bars) * 32
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="420" height="{height}" font-size="9">'
+    ]
+    for index, (label, value, colour) in enumerate(bars):
         y = 8 + index * 32
         width = 0 if value is None else float(value / top) * 200
         parts.append(f'<text x="0" y="{y + 13}">{label}</text>')
-        parts.append(
-            f'<rect x="115" y="{y}" width="{width:.1f}" height="18" fill="{["#c0392b", "#7f8c8d", "#2980b9"][index]}"/>'
-        )
+        parts.append(f'<rect x="125" y="{y}" width="{width:.1f}" height="18" fill="{colour}"/>')
         text = "no data" if value is None else f"{value:.3f} MWh"
-        parts.append(f'<text x="{120 + width:.1f}" y="{y + 13}">{text}</text>')
+        parts.append(f'<text x="{130 + width:.1f}" y="{y + 13}">{text}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def weather_comparison(*, invoice: Invoice, last_mwh: Decimal | None) -> dict | None:
+    """Last year's consumption of the same period in this period's weather, with the
+    degree days used; None without last year's figure or complete degree days."""
+    from billing import conf
+    from metering.selectors import degree_days_total
+
+    if last_mwh is None:
+        return None
+    network_id, start, end = invoice.network_id, invoice.period_start, invoice.period_end
+    dd_this = degree_days_total(network_id=network_id, start=start, end=end)
+    dd_last = degree_days_total(
+        network_id=network_id, start=one_year_earlier(start), end=one_year_earlier(end)
+    )
+    if not dd_this or not dd_last:
+        return None
+    corrected = climate_corrected(
+        consumption=last_mwh,
+        heating_share=Decimal(str(conf.get("HEATING_SHARE"))),
+        dd_normal=dd_this,
+        dd_actual=dd_last,
+    )
+    return {
+        "last_corrected_mwh": corrected.quantize(Decimal("0.001")),
+        "dd_this": dd_this,
+        "dd_last": dd_last,
+        "heating_share_percent": f"{Decimal(str(conf.get('HEATING_SHARE'))) * 100:.0f}",
+    }
+
+
+def _change_percent(this_mwh: Decimal, base: Decimal | None) -> Decimal | None:
+    return ((this_mwh - base) / base * 100).quantize(Decimal("0.1")) if base else None
 
 
 def invoice_context(*, invoice: Invoice) -> dict:
@@ -66,6 +114,8 @@ def invoice_context(*, invoice: Invoice) -> dict:
     this_mwh = Decimal(invoice.comparison.get("energy_mwh") or "0")
     last = invoice.comparison.get("last_year_mwh")
     last_mwh = Decimal(last) if last is not None else None
+    weather = weather_comparison(invoice=invoice, last_mwh=last_mwh)
+    last_corrected = weather["last_corrected_mwh"] if weather else None
     reference = [
         (label, (annual * days / Decimal(365)).quantize(Decimal("0.001")))
         for label, annual in REFERENCE_USERS
@@ -93,12 +143,15 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "period_last_day": invoice.period_end - dt.timedelta(days=1),
         "this_mwh": this_mwh,
         "last_mwh": last_mwh,
-        "change_percent": (
-            ((this_mwh - last_mwh) / last_mwh * 100).quantize(Decimal("0.1")) if last_mwh else None
-        ),
+        "change_percent": _change_percent(this_mwh, last_mwh),
+        "weather": weather,
+        "weather_change_percent": _change_percent(this_mwh, last_corrected),
         "reference": reference,
         "chart": comparison_svg(
-            this_mwh=this_mwh, last_mwh=last_mwh, reference_mwh=reference[0][1]
+            this_mwh=this_mwh,
+            last_mwh=last_mwh,
+            reference_mwh=reference[0][1],
+            last_corrected_mwh=last_corrected,
         ),
         "cap": cap,
         "avg_energy_price": avg_energy_price,

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
 
-from metering.models import BoundaryRegister, HeatMeter, MeterInstallation, MeterVendor, Reading
+from metering.models import (
+    BoundaryRegister,
+    DegreeDay,
+    HeatMeter,
+    MeterInstallation,
+    MeterVendor,
+    Reading,
+)
 
 BOUNDARY_COLUMNS = [
     "id",
@@ -52,12 +60,15 @@ def boundary_registers(*, connection_ids: Sequence[int], dates: Sequence[dt.date
                 # visible, the planner estimates thousands of matches and scans the whole
                 # table (parallel seq scan, ~2× slower at 20,000 connections and growing
                 # with the table); as parameters it always takes the index
-                'WHERE connection_id = ANY((SELECT %s::bigint[])::bigint[]) '
+                "WHERE connection_id = ANY((SELECT %s::bigint[])::bigint[]) "
                 'AND "on" = ANY((SELECT %s::date[])::date[]) '
                 'ORDER BY connection_id, "on"',
                 # array literals built here (ints and ISO dates only): cheaper than having
                 # the driver adapt thousands of list elements one by one
-                ["{" + ",".join(map(str, connection_ids)) + "}", "{" + ",".join(d.isoformat() for d in dates) + "}"],
+                [
+                    "{" + ",".join(map(str, connection_ids)) + "}",
+                    "{" + ",".join(d.isoformat() for d in dates) + "}",
+                ],
             )
             rows = cursor.fetchall()
     else:  # portable fallback (SQLite): the ORM converts the decimals
@@ -73,11 +84,15 @@ def boundary_registers(*, connection_ids: Sequence[int], dates: Sequence[dt.date
     columns = list(zip(*rows, strict=True))
     data = {
         "id": pd.Series(np.fromiter(columns[0], dtype=np.int64, count=len(rows)), copy=False),
-        "connection_id": pd.Series(np.fromiter(columns[1], dtype=np.int64, count=len(rows)), copy=False),
+        "connection_id": pd.Series(
+            np.fromiter(columns[1], dtype=np.int64, count=len(rows)), copy=False
+        ),
     }
     for name, values in zip(BOUNDARY_COLUMNS[2:], columns[2:], strict=True):
         # dtype=object explicitly: pandas 3 would otherwise infer "str" for status/method
-        data[name] = pd.Series(np.fromiter(values, dtype=object, count=len(rows)), dtype=object, copy=False)
+        data[name] = pd.Series(
+            np.fromiter(values, dtype=object, count=len(rows)), dtype=object, copy=False
+        )
     return pd.DataFrame(data, columns=BOUNDARY_COLUMNS, copy=False)
 
 
@@ -89,6 +104,18 @@ def boundary_registers_updated_since(*, since: dt.datetime) -> list[tuple[int, d
         .order_by("connection_id", "on")
         .values_list("connection_id", "on")
     ]
+
+
+def degree_days_total(*, network_id: int, start: dt.date, end: dt.date) -> Decimal | None:
+    """Heating degree days of ``[start, end)`` in the network's area, or None unless
+    every day of it has a value (a sum over a gap would understate the weather)."""
+    days = (end - start).days
+    if days <= 0:
+        return None
+    found = DegreeDay.objects.filter(network_id=network_id, on__gte=start, on__lt=end).aggregate(
+        days=Count("id"), total=Sum("degree_days")
+    )
+    return found["total"] if found["days"] == days else None
 
 
 def vendor_meters(*, vendor: MeterVendor, now: dt.datetime) -> QuerySet[HeatMeter]:

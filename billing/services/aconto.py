@@ -22,7 +22,14 @@ from decimal import Decimal
 from django.db.models import Q
 
 from billing import conf
-from billing.calc import BillDraft, BillingError, DraftLine, one_year_earlier, totals
+from billing.calc import (
+    BillDraft,
+    BillingError,
+    DraftLine,
+    climate_corrected,
+    one_year_earlier,
+    totals,
+)
 from billing.models import InstalmentPlan, Invoice, InvoiceLine
 from billing.services.compute import contract_intervals, drafts_compute, registers_frame_to_dict
 from customers.models import Account
@@ -36,18 +43,6 @@ ZERO = Decimal("0")
 
 class UnableToPlanInstalments(DomainError):
     code = "unable_to_plan"
-
-
-def climate_corrected(
-    *,
-    consumption: Decimal,
-    heating_share: Decimal,
-    dd_normal: Decimal | None,
-    dd_actual: Decimal | None,
-) -> Decimal:
-    if not dd_normal or not dd_actual:
-        return consumption
-    return heating_share * consumption * dd_normal / dd_actual + (1 - heating_share) * consumption
 
 
 def instalment_plan_create(

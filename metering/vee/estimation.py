@@ -30,17 +30,17 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import Q, Subquery, Sum
+from django.db.models import Q, Subquery
 
 from customers.models import ServiceConnection
 from heatutility.timeutil import local_midnight
 from metering.models import (
     BoundaryRegister,
-    DegreeDay,
     MeterInstallation,
     Reading,
     ReadingIssue,
 )
+from metering.selectors import degree_days_total
 from metering.vee.rules import ROLLOVER_CODES, is_rollover
 
 USABLE = ("valid", "edited", "estimated")
@@ -183,9 +183,7 @@ def _exchange_probes(installs: list[MeterInstallation]) -> set[_Probe]:
     m³·°C registers continue from one meter to the next through them (the first meter
     keeps its own, so it needs no anchor)."""
     later = sorted(installs, key=lambda i: i.installed_at)[1:]
-    return {
-        _Probe(i.meter_id, i.installed_at, i.removed_at, i.installed_at) for i in later
-    } | {
+    return {_Probe(i.meter_id, i.installed_at, i.removed_at, i.installed_at) for i in later} | {
         _Probe(i.meter_id, i.installed_at, i.removed_at, i.removed_at)
         for i in installs
         if i.removed_at is not None
@@ -327,14 +325,6 @@ def value_at(points: list[Point], at: dt.datetime) -> tuple[Point, str] | None:
     return None
 
 
-def _degree_days(network_id: int, start: dt.date, end: dt.date) -> Decimal | None:
-    days = (end - start).days
-    rows = DegreeDay.objects.filter(network_id=network_id, on__gte=start, on__lt=end)
-    if days <= 0 or rows.count() != days:
-        return None
-    return rows.aggregate(total=Sum("degree_days"))["total"]
-
-
 def _instant_year_earlier(at: dt.datetime) -> dt.datetime:
     try:
         return at.replace(year=at.year - 1)
@@ -370,8 +360,10 @@ def estimate(
     consumption_e = earlier_to[0].energy - earlier_from[0].energy
     consumption_v = earlier_to[0].volume - earlier_from[0].volume
     method = "last_year"
-    dd_now = _degree_days(network_id, last_day, on)
-    dd_then = _degree_days(network_id, _year_earlier(last_day), _year_earlier(on))
+    dd_now = degree_days_total(network_id=network_id, start=last_day, end=on)
+    dd_then = degree_days_total(
+        network_id=network_id, start=_year_earlier(last_day), end=_year_earlier(on)
+    )
     if dd_now is not None and dd_then:
         factor = dd_now / dd_then
         consumption_e, consumption_v = consumption_e * factor, consumption_v * factor

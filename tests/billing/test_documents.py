@@ -48,3 +48,57 @@ class TestInvoicePdf:
         assert "Where to complain" in text
         assert "Ankenævnet på Energiområdet" in text
         assert "No price cap has been adopted" in text
+
+
+def _degree_days(network, start: dt.date, end: dt.date, per_day: str) -> None:
+    from metering.models import DegreeDay
+
+    days = (end - start).days
+    DegreeDay.objects.bulk_create(
+        DegreeDay(network=network, on=start + dt.timedelta(days=i), degree_days=Decimal(per_day))
+        for i in range(days)
+    )
+
+
+@pytest.mark.django_db
+class TestWeatherCorrectedComparison:
+    """EED Annex IX: last year's consumption climate-corrected, beside the actual figure."""
+
+    def test_last_year_in_this_periods_weather(self, django_capture_on_commit_callbacks):
+        from billing.documents import weather_comparison
+
+        network, _ = billed_network(accounts=1)
+        # November 2026 twice as cold as November 2025: 600 against 300 degree days
+        _degree_days(network, dt.date(2026, 11, 1), dt.date(2026, 12, 1), "20")
+        _degree_days(network, dt.date(2025, 11, 1), dt.date(2025, 12, 1), "10")
+        run = billing_run_create(network=network, period_start=dt.date(2026, 11, 1), now=NOW)
+        tasks.billing_run_start.delay(run.pk)
+        run.refresh_from_db()
+        with django_capture_on_commit_callbacks(execute=True):
+            billing_run_issue(run=run, issued_at=NOW)
+        invoice = Invoice.objects.get()
+        # 1.5 MWh last year: 80 % of it doubles with the weather, 20 % does not
+        # 0.8 × 1.5 × 600 / 300 + 0.2 × 1.5 = 2.7 MWh; this period's 1.5 MWh is -44.4 %
+        weather = weather_comparison(invoice=invoice, last_mwh=Decimal("1.500"))
+        assert weather["last_corrected_mwh"] == Decimal("2.700")
+        assert (weather["dd_this"], weather["dd_last"]) == (Decimal("600"), Decimal("300"))
+        text = " ".join(pdf_text(invoice).split())
+        assert "Same period last year: 1.500 MWh (0.0 %)" in text
+        # (the PDF's text breaks "climate-corrected" at its hyphen)
+        assert "corrected to this period's weather: 2.700 MWh (-44.4 % weather-adjusted)" in text
+        assert "Degree days (base 17 °C): 600 this period, 300 last year" in text
+        assert "Last year, this weather" in text  # the chart's extra bar
+
+    def test_no_correction_over_a_gap_in_degree_days(self):
+        from billing.documents import weather_comparison
+        from metering.models import DegreeDay
+
+        network, _ = billed_network(accounts=1)
+        _degree_days(network, dt.date(2026, 11, 1), dt.date(2026, 12, 1), "20")
+        _degree_days(network, dt.date(2025, 11, 1), dt.date(2025, 12, 1), "10")
+        DegreeDay.objects.filter(network=network, on=dt.date(2025, 11, 17)).delete()
+        invoice = Invoice(
+            network=network, period_start=dt.date(2026, 11, 1), period_end=dt.date(2026, 12, 1)
+        )
+        assert weather_comparison(invoice=invoice, last_mwh=Decimal("1.5")) is None
+        assert weather_comparison(invoice=invoice, last_mwh=None) is None
