@@ -23,9 +23,12 @@ from billing.models import (
     Refund,
     RefundPart,
 )
+from billing.services import aconto
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
 from billing.services import runs as run_services
+from customers.models import Account, Network
+from customers.selectors import account_ids_by_number
 from heatutility.errors import DomainError
 from heatutility.timeutil import months_between
 from heatutility.uploads import upload_text
@@ -518,17 +521,88 @@ class PaymentAdmin(RecordedByServiceAdmin):
         return render(request, "billing/admin/payment_import.html", context)
 
 
+class InstalmentPlanningForm(forms.Form):
+    network = forms.ModelChoiceField(queryset=Network.objects.all())
+    year_start = forms.DateField(help_text="First day of the settlement year, e.g. 2027-01-01.")
+    frequency = forms.ChoiceField(choices=InstalmentPlan.Frequency.choices)
+    accounts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Customer numbers, separated by spaces, commas or new lines. Empty: every "
+        "account of the network with a contract in the year.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        numbers = cleaned.get("accounts", "").replace(",", " ").split()
+        cleaned["account_ids"] = None
+        if numbers and cleaned.get("network"):
+            ids, unknown = account_ids_by_number(
+                network_id=cleaned["network"].pk, numbers=numbers
+            )
+            if unknown:
+                self.add_error(
+                    "accounts",
+                    f"Not an account of {cleaned['network'].code}: {', '.join(unknown[:50])}",
+                )
+            cleaned["account_ids"] = ids
+        return cleaned
+
+
 @admin.register(InstalmentPlan)
 class InstalmentPlanAdmin(admin.ModelAdmin):
+    """Plans are computed (last year's climate-corrected consumption), never typed in:
+    "Add" opens the planning form for a network or a list of accounts."""
+
     list_display = ["account", "year_start", "frequency", "last_year_mwh", "estimated_mwh"]
-    list_filter = ["frequency", "year_start"]
-    readonly_fields = [
-        "last_year_mwh",
-        "estimated_mwh",
-        "estimated_m3",
-        "explanation",
-        "created_at",
-    ]
+    list_filter = ["frequency", "year_start", "account__network"]
+    search_fields = ["account__number"]
+    readonly_fields = aconto.PLAN_FIELDS
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            return redirect("admin:billing_instalmentplan_changelist")
+        form = InstalmentPlanningForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                result = aconto.instalment_plans_create(
+                    network=data["network"],
+                    year_start=data["year_start"],
+                    frequency=data["frequency"],
+                    account_ids=data["account_ids"],
+                    now=timezone.now(),
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"Planned {len(result.created)} account(s); {len(result.existing)} already "
+                    f"had a plan for the year; {len(result.failures)} could not be planned.",
+                    messages.WARNING if result.failures else messages.SUCCESS,
+                )
+                shown = sorted(result.failures.items())[:20]
+                numbers = dict(
+                    Account.objects.filter(pk__in=[pk for pk, _ in shown]).values_list(
+                        "pk", "number"
+                    )
+                )
+                for pk, message in shown:
+                    self.message_user(
+                        request, f"Account {numbers[pk]}: {message}", messages.WARNING
+                    )
+                return redirect(
+                    reverse("admin:billing_instalmentplan_changelist")
+                    + f"?year_start={data['year_start'].isoformat()}"
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Plan on-account instalments",
+            "opts": self.model._meta,
+        }
+        return render(request, "billing/admin/instalment_planning.html", context)
 
 
 @admin.register(DunningNotice)

@@ -42,6 +42,7 @@ def run(ctx) -> list[str]:
         price_area="DK2",
         design_supply_temp_c=Decimal("75.0"),
         design_return_temp_c=Decimal("40.0"),
+        normal_degree_days=Decimal("2906"),  # DMI's normal year for Denmark
     )
     ctx.network = network
     supply_from = dt.date(ctx.as_of.year - 2, 1, 1)

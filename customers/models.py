@@ -48,6 +48,14 @@ class Network(models.Model):
     price_area = models.CharField(
         max_length=20, help_text="Electricity bidding zone, e.g. DK1, DK2, SE3, DE-LU."
     )
+    normal_degree_days = models.DecimalField(
+        max_digits=7,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        help_text="Heating degree days of a normal year in the network's area (base 17 °C; "
+        "2906 for Denmark). On-account estimates are climate-corrected to it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
 
@@ -58,6 +66,11 @@ class Network(models.Model):
                 condition=Q(design_supply_temp_c__gt=F("design_return_temp_c")),
                 name="network_supply_above_return",
                 violation_error_message="The design supply temperature must be above the return temperature.",
+            ),
+            models.CheckConstraint(
+                condition=Q(normal_degree_days__gt=0) | Q(normal_degree_days__isnull=True),
+                name="network_normal_degree_days_positive",
+                violation_error_message="Normal-year degree days must be positive.",
             ),
         ]
 

@@ -23,6 +23,17 @@ def contracts_active_between(
     )
 
 
+def account_ids_by_number(*, network_id: int, numbers: list[str]) -> tuple[list[int], list[str]]:
+    """The ids of the network's accounts with these customer numbers, and the numbers
+    that are not accounts of the network (in the order given)."""
+    found = dict(
+        Account.objects.filter(network_id=network_id, number__in=set(numbers)).values_list(
+            "number", "pk"
+        )
+    )
+    return sorted(set(found.values())), [n for n in numbers if n not in found]
+
+
 def accounts_for_user(*, user) -> QuerySet[Account]:
     """The accounts a portal user may see: only their own customer's."""
     if not user.is_authenticated:

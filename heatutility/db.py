@@ -140,3 +140,47 @@ def constraint_messages() -> dict[str, str]:
         for constraint in model._meta.constraints:
             messages[constraint.name] = str(constraint.get_violation_error_message())
     return messages
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value) -> str:
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def bulk_insert(model, fields: list[str], rows: list[tuple]) -> None:
+    """Insert ``rows`` (values of ``fields`` in that order) as new rows of ``model``.
+
+    On PostgreSQL one ``COPY``: tens of times cheaper than ``bulk_create`` for large
+    batches (no model instances, no placeholders, no per-value adaptation); elsewhere
+    ``bulk_create``.  Values are text, numbers, dates, datetimes, booleans or None (a
+    foreign key by its id); constraints and triggers apply as for any insert.
+    """
+    from django.db import connection
+
+    if not rows:
+        return
+    opts = model._meta
+    attnames = [opts.get_field(name).attname for name in fields]
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(
+            [model(**dict(zip(attnames, row, strict=True))) for row in rows], batch_size=1000
+        )
+        return
+    columns = ", ".join(connection.ops.quote_name(opts.get_field(n).column) for n in fields)
+    text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(f"COPY {opts.db_table} ({columns}) FROM STDIN") as copy,
+    ):  # cursor.cursor: the psycopg cursor under Django's wrapper
+        copy.write(text)

@@ -5,12 +5,14 @@ from rest_framework import serializers
 from billing.models import (
     BillingRun,
     BillingRunException,
+    InstalmentPlan,
     Invoice,
     InvoiceLine,
     Payment,
     Refund,
     RefundPart,
 )
+from billing.services.aconto import PLAN_FIELDS
 from customers.models import Account, Network
 
 
@@ -49,6 +51,58 @@ class BillingRunCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=BillingRun.Kind.choices, default=BillingRun.Kind.INVOICE)
     issue_when_drafted = serializers.BooleanField(default=False)
     render_pdfs = serializers.BooleanField(default=True)
+
+
+class InstalmentPlanSerializer(serializers.ModelSerializer):
+    account_number = serializers.CharField(source="account.number", read_only=True)
+
+    class Meta:
+        model = InstalmentPlan
+        fields = ["id", "account_number", *PLAN_FIELDS]
+        read_only_fields = fields
+
+
+class InstalmentPlanningSerializer(serializers.Serializer):
+    network = serializers.PrimaryKeyRelatedField(queryset=Network.objects.all())
+    year_start = serializers.DateField(help_text="First day of the settlement year (local).")
+    frequency = serializers.ChoiceField(choices=InstalmentPlan.Frequency.choices)
+    accounts = serializers.ListField(
+        child=serializers.CharField(max_length=20),
+        required=False,
+        allow_empty=False,
+        max_length=200_000,
+        help_text="Customer numbers to plan; absent: every account of the network with a "
+        "contract in the year.",
+    )
+
+    def validate(self, attrs):
+        numbers = attrs.pop("accounts", None)
+        if numbers is not None:
+            from customers.selectors import account_ids_by_number
+
+            ids, unknown = account_ids_by_number(network_id=attrs["network"].pk, numbers=numbers)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        "accounts": [
+                            f"Not an account of {attrs['network'].code}: {', '.join(unknown[:50])}"
+                            + (f" and {len(unknown) - 50} more" if len(unknown) > 50 else "")
+                        ]
+                    }
+                )
+            attrs["account_ids"] = ids
+        return attrs
+
+
+class PlanningFailureSerializer(serializers.Serializer):
+    account = serializers.CharField(help_text="Customer number.")
+    message = serializers.CharField()
+
+
+class PlanningResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Plans made.")
+    existing = serializers.IntegerField(help_text="Accounts that already had a plan (kept).")
+    failures = PlanningFailureSerializer(many=True)
 
 
 class BillingRunExceptionSerializer(serializers.ModelSerializer):

@@ -8,6 +8,7 @@ router.register("billing/runs", views.BillingRunViewSet, basename="billingrun")
 router.register("billing/invoices", views.InvoiceViewSet, basename="invoice")
 router.register("billing/payments", views.PaymentViewSet, basename="payment")
 router.register("billing/refunds", views.RefundViewSet, basename="refund")
+router.register("billing/instalment-plans", views.InstalmentPlanViewSet, basename="instalmentplan")
 
 urlpatterns = [
     *router.urls,

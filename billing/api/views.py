@@ -17,11 +17,12 @@ from rest_framework.views import APIView
 
 from billing import selectors, tasks
 from billing.api import serializers
-from billing.models import BillingRun, Invoice, Payment, Refund
+from billing.models import BillingRun, InstalmentPlan, Invoice, Payment, Refund
+from billing.services import aconto, rerating
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
-from billing.services import rerating
 from billing.services import runs as run_services
+from customers.models import Account
 from heatutility.errors import NotFound
 from heatutility.permissions import HasPermission
 from heatutility.uploads import upload_text
@@ -83,6 +84,41 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         run = self.get_object()
         return Response(
             serializers.BillingRunExceptionSerializer(run.exceptions.all(), many=True).data
+        )
+
+
+class InstalmentPlanViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """On-account plans; ``POST`` plans a settlement year for a network (or listed accounts)."""
+
+    queryset = InstalmentPlan.objects.select_related("account")
+    serializer_class = serializers.InstalmentPlanSerializer
+    filterset_fields = ["account", "account__network", "year_start", "frequency"]
+
+    @extend_schema(
+        request=serializers.InstalmentPlanningSerializer,
+        responses={201: serializers.PlanningResultSerializer},
+    )
+    def create(self, request):
+        """Plan instalments from last year's climate-corrected consumption; repeatable
+        (accounts that already have a plan for the year keep it)."""
+        body = serializers.InstalmentPlanningSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = aconto.instalment_plans_create(now=timezone.now(), **body.validated_data)
+        numbers = dict(
+            Account.objects.filter(pk__in=list(result.failures)).values_list("pk", "number")
+        )
+        data = {
+            "created": len(result.created),
+            "existing": len(result.existing),
+            "failures": [
+                {"account": numbers[pk], "message": message}
+                for pk, message in sorted(result.failures.items())
+            ],
+        }
+        return Response(
+            serializers.PlanningResultSerializer(data).data, status=status.HTTP_201_CREATED
         )
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Q
 
 from billing import conf
@@ -31,8 +33,14 @@ from billing.calc import (
     totals,
 )
 from billing.models import InstalmentPlan, Invoice, InvoiceLine
-from billing.services.compute import contract_intervals, drafts_compute, registers_frame_to_dict
-from customers.models import Account
+from billing.services.compute import (
+    contract_intervals,
+    drafts_compute,
+    registers_load,
+)
+from customers.models import Account, Network
+from customers.selectors import contracts_active_between
+from heatutility.db import bulk_insert
 from heatutility.errors import DomainError
 from heatutility.money import quantize_energy, quantize_money
 from heatutility.timeutil import add_months
@@ -45,6 +53,197 @@ class UnableToPlanInstalments(DomainError):
     code = "unable_to_plan"
 
 
+PLAN_FIELDS = [
+    "account",
+    "year_start",
+    "year_end",
+    "frequency",
+    "last_year_mwh",
+    "estimated_mwh",
+    "estimated_m3",
+    "explanation",
+    "created_at",
+]
+
+
+@dataclass
+class PlanningResult:
+    """What :func:`instalment_plans_create` did: the accounts planned, those that already
+    had a plan for the year (left as they are), and why the others could not be planned."""
+
+    created: list[int] = field(default_factory=list)
+    existing: list[int] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Weather:
+    share: Decimal
+    dd_normal: Decimal | None
+    dd_actual: Decimal | None
+
+    def note(self, corrected: Decimal) -> str:
+        if self.dd_normal and self.dd_actual:
+            return (
+                f", climate-corrected with {self.share:.0%} heating share × "
+                f"{_plain(self.dd_normal)} normal / {_plain(self.dd_actual)} actual degree days"
+                f" = {corrected:.3f} MWh"
+            )
+        missing = "normal-year" if not self.dd_normal else "last year's"
+        return f", not climate-corrected ({missing} degree days unknown)"
+
+
+def _plain(value: Decimal) -> str:
+    """2906.0 as "2906", 2737.50 as "2737.5" (the same on every database)."""
+    return f"{value.normalize():f}"
+
+
+def plan_weather(*, network: Network, year_start: dt.date) -> tuple[Decimal | None, Decimal | None]:
+    """(normal-year degree days, last year's degree days) for plans starting ``year_start``:
+    the network's normal year and the sum of its daily degree days over the twelve months
+    before (None where unknown or incomplete)."""
+    return network.normal_degree_days, metering_selectors.degree_days_total(
+        network_id=network.pk, start=one_year_earlier(year_start), end=year_start
+    )
+
+
+def instalment_plans_create(
+    *,
+    network: Network,
+    year_start: dt.date,
+    frequency: str,
+    now: dt.datetime,
+    account_ids: Sequence[int] | None = None,
+    degree_days_normal: Decimal | None = None,
+    degree_days_last_year: Decimal | None = None,
+    chunk_size: int = 2000,
+) -> PlanningResult:
+    """Plan a year of instalments for the network's accounts (or ``account_ids``).
+
+    The estimate is what the account's premises used in the twelve months before
+    ``year_start``: the connections the account holds in the plan year, whoever was the
+    customer then (a new tenant inherits the flat's history), from the boundary registers
+    at both ends (estimated by metering where none was read), climate-corrected with the
+    network's normal-year degree days against last year's (``degree_days_*`` override
+    them).  Accounts that already have a plan overlapping the year are left alone, so a
+    planning run can be repeated; each chunk of accounts is stored in one transaction.
+    """
+    if year_start.day != 1:
+        raise UnableToPlanInstalments("A settlement year starts on the first of a month.")
+    if frequency not in InstalmentPlan.Frequency.values:
+        raise UnableToPlanInstalments(f"Unknown frequency {frequency!r}.")
+    year_end = add_months(year_start, 12)
+    last_start = one_year_earlier(year_start)
+    result = PlanningResult()
+    in_year = contracts_active_between(network_id=network.pk, start=year_start, end=year_end)
+    if account_ids is None:
+        ids = sorted(set(in_year.values_list("account_id", flat=True)))
+    else:
+        ids = sorted(set(account_ids))
+        supplied = set(in_year.filter(account_id__in=ids).values_list("account_id", flat=True))
+        for account_id in ids:
+            if account_id not in supplied:
+                result.failures[account_id] = f"No contract in {network.code} during the plan year."
+        ids = [i for i in ids if i in supplied]
+    overlapping = InstalmentPlan.objects.filter(year_start__lt=year_end, year_end__gt=year_start)
+    if account_ids is None:  # by network: no list of 100,000 ids to send
+        overlapping = overlapping.filter(account__network=network)
+    else:
+        overlapping = overlapping.filter(account_id__in=ids)
+    planned = set(overlapping.values_list("account_id", flat=True)) & set(ids)
+    result.existing = sorted(planned)
+    normal, actual = plan_weather(network=network, year_start=year_start)
+    weather = _Weather(
+        share=Decimal(str(conf.get("HEATING_SHARE"))),
+        dd_normal=degree_days_normal if degree_days_normal is not None else normal,
+        dd_actual=degree_days_last_year if degree_days_last_year is not None else actual,
+    )
+    todo = [i for i in ids if i not in planned]
+    for offset in range(0, len(todo), max(1, chunk_size)):
+        chunk = todo[offset : offset + chunk_size]
+        intervals = contract_intervals(account_ids=chunk, start=year_start, end=year_end)
+        connection_ids = sorted({iv.connection_id for ivs in intervals.values() for iv in ivs})
+        registers = registers_load(
+            connection_ids=connection_ids,
+            dates=[last_start, year_start],
+            required={(c, d) for c in connection_ids for d in (last_start, year_start)},
+        )
+        rows = []
+        for account_id in chunk:
+            try:
+                rows.append(
+                    _plan_row(
+                        account_id=account_id,
+                        connection_ids=sorted(
+                            {iv.connection_id for iv in intervals.get(account_id, [])}
+                        ),
+                        registers=registers,
+                        last_start=last_start,
+                        year_start=year_start,
+                        year_end=year_end,
+                        frequency=frequency,
+                        weather=weather,
+                        now=now,
+                    )
+                )
+            except UnableToPlanInstalments as exc:
+                result.failures[account_id] = exc.message
+        with transaction.atomic():
+            bulk_insert(InstalmentPlan, PLAN_FIELDS, rows)
+        result.created.extend(row[0] for row in rows)
+    return result
+
+
+def _plan_row(
+    *,
+    account_id: int,
+    connection_ids: list[int],
+    registers: dict,
+    last_start: dt.date,
+    year_start: dt.date,
+    year_end: dt.date,
+    frequency: str,
+    weather: _Weather,
+    now: dt.datetime,
+) -> tuple:
+    """One plan's values in ``PLAN_FIELDS`` order."""
+    if not connection_ids:
+        raise UnableToPlanInstalments("No connection under contract in the plan year.")
+    energy = volume = ZERO
+    for connection_id in connection_ids:
+        a = registers.get((connection_id, last_start))
+        b = registers.get((connection_id, year_start))
+        if a is None or b is None:
+            raise UnableToPlanInstalments(
+                f"No register value for connection {connection_id} on "
+                f"{(last_start if a is None else year_start).isoformat()}: last year's "
+                "consumption is unknown."
+            )
+        energy += b.energy_kwh - a.energy_kwh
+        volume += b.volume_m3 - a.volume_m3
+    last_mwh = quantize_energy(energy / 1000)
+    corrected = quantize_energy(
+        climate_corrected(
+            consumption=last_mwh,
+            heating_share=weather.share,
+            dd_normal=weather.dd_normal,
+            dd_actual=weather.dd_actual,
+        )
+    )
+    factor = corrected / last_mwh if last_mwh else Decimal(1)
+    return (
+        account_id,
+        year_start,
+        year_end,
+        frequency,
+        last_mwh,
+        corrected,
+        (volume * factor).quantize(Decimal("0.0001")),
+        f"last year {last_mwh:.3f} MWh" + weather.note(corrected),
+        now,
+    )
+
+
 def instalment_plan_create(
     *,
     account: Account,
@@ -54,60 +253,23 @@ def instalment_plan_create(
     degree_days_normal: Decimal | None = None,
     degree_days_last_year: Decimal | None = None,
 ) -> InstalmentPlan:
-    """Plan a year of instalments from last year's climate-corrected consumption."""
-    if year_start.day != 1:
-        raise UnableToPlanInstalments("A settlement year starts on the first of a month.")
-    last_start = one_year_earlier(year_start)
-    intervals = contract_intervals(account_ids=[account.pk], start=last_start, end=year_start).get(
-        account.pk, []
-    )
-    if not intervals:
-        raise UnableToPlanInstalments("The account had no contract last year.")
-    frame = metering_selectors.boundary_registers(
-        connection_ids=[i.connection_id for i in intervals],
-        dates=sorted({d for i in intervals for d in (i.start, i.end)}),
-    )
-    registers = registers_frame_to_dict(frame)
-    energy = volume = ZERO
-    for iv in intervals:
-        a, b = (
-            registers.get((iv.connection_id, iv.start)),
-            registers.get((iv.connection_id, iv.end)),
-        )
-        if a is None or b is None:
-            raise UnableToPlanInstalments(
-                f"Last year's registers are missing for connection {iv.connection_id}."
-            )
-        energy += b.energy_kwh - a.energy_kwh
-        volume += b.volume_m3 - a.volume_m3
-    last_mwh = quantize_energy(energy / 1000)
-    share = Decimal(str(conf.get("HEATING_SHARE")))
-    corrected = quantize_energy(
-        climate_corrected(
-            consumption=last_mwh,
-            heating_share=share,
-            dd_normal=degree_days_normal,
-            dd_actual=degree_days_last_year,
-        )
-    )
-    factor = corrected / last_mwh if last_mwh else Decimal(1)
-    explanation = f"last year {last_mwh} MWh"
-    if degree_days_normal and degree_days_last_year:
-        explanation += (
-            f", climate-corrected with {share:.0%} heating share × {degree_days_normal} normal / "
-            f"{degree_days_last_year} actual degree days = {corrected} MWh"
-        )
-    return InstalmentPlan.objects.create(
-        account=account,
+    """One account's plan (see :func:`instalment_plans_create`); refuses a second one."""
+    result = instalment_plans_create(
+        network=account.network,
         year_start=year_start,
-        year_end=add_months(year_start, 12),
         frequency=frequency,
-        last_year_mwh=last_mwh,
-        estimated_mwh=corrected,
-        estimated_m3=(volume * factor).quantize(Decimal("0.0001")),
-        explanation=explanation,
-        created_at=now,
+        now=now,
+        account_ids=[account.pk],
+        degree_days_normal=degree_days_normal,
+        degree_days_last_year=degree_days_last_year,
     )
+    if result.existing:
+        raise UnableToPlanInstalments(
+            f"Account {account.number} already has an instalment plan for that year."
+        )
+    if result.failures:
+        raise UnableToPlanInstalments(result.failures[account.pk])
+    return InstalmentPlan.objects.get(account=account, year_start=year_start)
 
 
 def plan_account_ids(*, network_id: int, period_start: dt.date, months: int) -> list[int]:

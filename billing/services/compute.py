@@ -28,7 +28,7 @@ from customers.models import Contract
 from metering import selectors as metering_selectors
 
 
-def _ensure(pairs: Iterable[tuple[int, dt.date]]) -> None:
+def registers_ensure(pairs: Iterable[tuple[int, dt.date]]) -> None:
     """Ask metering to estimate missing boundary values (grouped by date: few calls)."""
     try:
         from metering.services import boundary_registers_ensure
@@ -92,6 +92,31 @@ def contract_intervals(
     return out
 
 
+def registers_load(
+    *,
+    connection_ids: Sequence[int],
+    dates: Sequence[dt.date],
+    required: set[tuple[int, dt.date]],
+    ensure: bool = True,
+) -> dict[tuple[int, dt.date], Register]:
+    """Register values of ``connection_ids`` × ``dates``; with ``ensure``, the
+    ``required`` pairs that have none are estimated by metering first.
+
+    ``ensure`` only creates values where none exist, so asking for the missing pairs
+    alone is the same as asking for all of them, and much cheaper.
+    """
+    frame = metering_selectors.boundary_registers(connection_ids=connection_ids, dates=dates)
+    registers = registers_frame_to_dict(frame)
+    missing = required - registers.keys()
+    if ensure and missing:
+        registers_ensure(missing)
+        frame = metering_selectors.boundary_registers(
+            connection_ids=sorted({c for c, _ in missing}), dates=sorted({d for _, d in missing})
+        )
+        registers.update(registers_frame_to_dict(frame))
+    return registers
+
+
 def registers_frame_to_dict(frame) -> dict[tuple[int, dt.date], Register]:
     """The selector's frame as {(connection_id, date): Register} (column-wise, no row objects)."""
     if frame is None or len(frame) == 0:
@@ -151,17 +176,9 @@ def drafts_compute(
                     if iv.start < day < iv.end:
                         optional.add((iv.connection_id, day))
     dates = sorted({d for _, d in required | optional})
-    frame = metering_selectors.boundary_registers(connection_ids=connection_ids, dates=dates)
-    registers = registers_frame_to_dict(frame)
-    missing = required - registers.keys()
-    if ensure and missing:
-        # ensure only creates values where none exist, so asking for the missing pairs
-        # alone is the same as asking for all of them, and much cheaper
-        _ensure(missing)
-        frame = metering_selectors.boundary_registers(
-            connection_ids=sorted({c for c, _ in missing}), dates=sorted({d for _, d in missing})
-        )
-        registers.update(registers_frame_to_dict(frame))
+    registers = registers_load(
+        connection_ids=connection_ids, dates=dates, required=required, ensure=ensure
+    )
     plausibility = conf.plausibility()
     if render:
         from billing.services.render import bills_render

@@ -16,6 +16,7 @@ class NetworkSerializer(ModelValidationMixin, serializers.ModelSerializer):
             "design_supply_temp_c",
             "design_return_temp_c",
             "price_area",
+            "normal_degree_days",
         ]
 
 

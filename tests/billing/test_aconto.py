@@ -82,3 +82,128 @@ class TestOnAccount:
         q1, q3 = Invoice.objects.filter(kind="instalment").order_by("period_start")
         assert q1.net == Decimal("3266.34")
         assert q3.net == Decimal("5932.68")  # (2400 + 18 × 1185.04) / 4
+
+
+def _degree_days(network, start: dt.date, end: dt.date, per_day: str) -> None:
+    from metering.models import DegreeDay
+
+    DegreeDay.objects.bulk_create(
+        DegreeDay(network=network, on=start + dt.timedelta(days=i), degree_days=Decimal(per_day))
+        for i in range((end - start).days)
+    )
+
+
+@pytest.mark.django_db
+class TestPlanningANetwork:
+    """Staff plan a year of instalments for a whole network in one go."""
+
+    def test_plans_every_account_from_data_and_reports_the_rest(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import instalment_plans_create
+        from metering.models import BoundaryRegister
+
+        network, contracts = billed_network(accounts=4)
+        network.normal_degree_days = Decimal("2906")
+        network.save()
+        # 2025 was mild: 365 days × 7.5 = 2737.5 degree days
+        _degree_days(network, dt.date(2025, 1, 1), YEAR, "7.5")
+        planned, missing = contracts[2].account, contracts[3]
+        instalment_plan_create(account=planned, year_start=YEAR, frequency="monthly", now=NOW)
+        BoundaryRegister.objects.filter(connection=missing.connection, on=YEAR).delete()
+
+        result = instalment_plans_create(
+            network=network, year_start=YEAR, frequency="quarterly", now=NOW
+        )
+
+        assert result.existing == [planned.pk]
+        assert result.failures == {
+            missing.account_id: f"No register value for connection {missing.connection_id} on "
+            "2026-01-01: last year's consumption is unknown."
+        }
+        assert sorted(result.created) == sorted(
+            c.account_id for c in contracts[:2]
+        )
+        plan = InstalmentPlan.objects.get(account=contracts[0].account)
+        # 0.8 × 18 × 2906 / 2737.5 + 0.2 × 18 = 15.2863561… + 3.6 = 18.8863561… MWh
+        assert plan.last_year_mwh == Decimal("18")
+        assert plan.estimated_mwh == Decimal("18.886356")
+        assert plan.frequency == "quarterly"
+        assert plan.year_end == dt.date(2027, 1, 1)
+        assert plan.explanation == (
+            "last year 18.000 MWh, climate-corrected with 80% heating share × 2906 normal"
+            " / 2737.5 actual degree days = 18.886 MWh"
+        )
+        # the monthly plan made first is left as it was
+        assert InstalmentPlan.objects.get(account=planned).frequency == "monthly"
+
+        again = instalment_plans_create(
+            network=network, year_start=YEAR, frequency="quarterly", now=NOW
+        )
+        assert again.created == []
+        assert len(again.existing) == 3
+        assert InstalmentPlan.objects.count() == 3
+
+    def test_without_complete_degree_days_the_estimate_is_last_years_and_says_so(self):
+        from billing.services.aconto import instalment_plans_create
+
+        network, _ = billed_network(accounts=1)
+        network.normal_degree_days = Decimal("2906")
+        network.save()
+        _degree_days(network, dt.date(2025, 1, 2), YEAR, "7.5")  # 1 January missing
+        from billing.models import InstalmentPlan
+
+        result = instalment_plans_create(
+            network=network, year_start=YEAR, frequency="monthly", now=NOW
+        )
+        plan = InstalmentPlan.objects.get()
+        assert result.created == [plan.account_id]
+        assert plan.estimated_mwh == plan.last_year_mwh == Decimal("18")
+        assert plan.explanation == (
+            "last year 18.000 MWh, not climate-corrected (last year's degree days unknown)"
+        )
+
+    def test_a_new_tenant_inherits_the_premises_history(self):
+        from billing.services.aconto import instalment_plans_create
+        from customers.models import Contract
+        from tests.customers.factories import AccountFactory
+
+        network, [old] = billed_network(accounts=1)
+        Contract.objects.filter(pk=old.pk).update(valid_to=YEAR)
+        newcomer = AccountFactory(network=network)
+        Contract.objects.create(account=newcomer, connection=old.connection, valid_from=YEAR)
+
+        result = instalment_plans_create(
+            network=network, year_start=YEAR, frequency="monthly", now=NOW
+        )
+
+        from billing.models import InstalmentPlan
+
+        assert result.created == [newcomer.pk]
+        assert InstalmentPlan.objects.get().last_year_mwh == Decimal("18")
+        assert result.failures == {}
+
+    def test_accounts_named_outside_the_network_are_refused_by_name(self):
+        from billing.services.aconto import instalment_plans_create
+
+        network, [contract] = billed_network(accounts=1)
+        _elsewhere, [foreign] = billed_network(accounts=1)
+        result = instalment_plans_create(
+            network=network,
+            year_start=YEAR,
+            frequency="monthly",
+            now=NOW,
+            account_ids=[contract.account_id, foreign.account_id],
+        )
+        assert result.created == [contract.account_id]
+        assert result.failures == {
+            foreign.account_id: f"No contract in {network.code} during the plan year."
+        }
+
+    def test_a_year_must_start_on_the_first(self):
+        from billing.services.aconto import UnableToPlanInstalments, instalment_plans_create
+
+        network, _ = billed_network(accounts=1)
+        with pytest.raises(UnableToPlanInstalments):
+            instalment_plans_create(
+                network=network, year_start=dt.date(2026, 1, 15), frequency="monthly", now=NOW
+            )

@@ -106,3 +106,35 @@ class TestRefundAdmin:
         assert refund.parts.get().amount == Decimal("639.02")
         assert account_credit(account=account) == Decimal("0.00")
         assert admin_client_.get(f"/admin/billing/refund/{refund.pk}/change/").status_code == 200
+
+
+@pytest.mark.django_db
+class TestInstalmentPlanningAdmin:
+    def test_add_plans_the_listed_accounts_and_reports_the_rest(self, admin_client_):
+        from billing.models import InstalmentPlan
+        from metering.models import BoundaryRegister
+
+        network, contracts = billed_network(accounts=3)
+        missing = contracts[1]
+        BoundaryRegister.objects.filter(connection=missing.connection, on=dt.date(2025, 1, 1)).delete()
+        numbers = f"{contracts[0].account.number}, {missing.account.number}"
+        form = {"network": network.pk, "year_start": "2026-01-01", "frequency": "monthly"}
+
+        refused = admin_client_.post(
+            "/admin/billing/instalmentplan/add/", {**form, "accounts": numbers + " X-404"}
+        )
+        assert refused.status_code == 200
+        assert f"Not an account of {network.code}: X-404" in refused.content.decode()
+        assert InstalmentPlan.objects.count() == 0
+
+        done = admin_client_.post(
+            "/admin/billing/instalmentplan/add/", {**form, "accounts": numbers}, follow=True
+        )
+        page = done.content.decode()
+        assert "Planned 1 account(s); 0 already had a plan for the year; 1 could not be planned." in page
+        assert f"Account {missing.account.number}: No register value for connection" in page
+        plan = InstalmentPlan.objects.get()
+        assert (plan.account_id, plan.estimated_mwh) == (contracts[0].account_id, 18)
+        change = admin_client_.get(f"/admin/billing/instalmentplan/{plan.pk}/change/")
+        assert change.status_code == 200
+        assert 'name="estimated_mwh"' not in change.content.decode()  # computed, read-only

@@ -1,3 +1,4 @@
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -184,3 +185,73 @@ class TestBillingApi:
         credit = sum(Decimal(r[6]) for r in rows if r[6])
         assert debit == credit == sum(i.gross for i in Invoice.objects.all())
         assert BillingRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+class TestInstalmentPlanningApi:
+    def test_clerk_plans_a_network_and_failures_come_back_by_account_number(self):
+        from billing.models import InstalmentPlan
+        from metering.models import BoundaryRegister
+
+        network, contracts = billed_network(accounts=3)
+        BoundaryRegister.objects.filter(
+            connection=contracts[2].connection, on=dt.date(2026, 1, 1)
+        ).delete()
+        clerk = client_for(BILLING_CLERK)
+        body = {"network": network.pk, "year_start": "2026-01-01", "frequency": "monthly"}
+
+        response = clerk.post("/api/v1/billing/instalment-plans/", body, format="json")
+
+        assert response.status_code == 201, response.content
+        assert response.json() == {
+            "created": 2,
+            "existing": 0,
+            "failures": [
+                {
+                    "account": contracts[2].account.number,
+                    "message": f"No register value for connection {contracts[2].connection_id}"
+                    " on 2026-01-01: last year's consumption is unknown.",
+                }
+            ],
+        }
+        listed = clerk.get(
+            "/api/v1/billing/instalment-plans/", {"account__network": network.pk}
+        ).json()
+        rows = listed["results"] if isinstance(listed, dict) else listed
+        assert sorted((r["account_number"], r["estimated_mwh"]) for r in rows) == sorted(
+            (c.account.number, "18.000000") for c in contracts[:2]
+        )
+        again = clerk.post("/api/v1/billing/instalment-plans/", body, format="json").json()
+        assert (again["created"], again["existing"]) == (0, 2)
+        assert InstalmentPlan.objects.count() == 2
+
+    def test_unknown_account_numbers_are_itemised_and_nothing_is_planned(self):
+        from billing.models import InstalmentPlan
+
+        network, contracts = billed_network(accounts=1)
+        clerk = client_for(BILLING_CLERK)
+        body = {
+            "network": network.pk,
+            "year_start": "2026-01-01",
+            "frequency": "quarterly",
+            "accounts": [contracts[0].account.number, "no-such-1"],
+        }
+        response = clerk.post("/api/v1/billing/instalment-plans/", body, format="json")
+        assert response.status_code == 400
+        assert "no-such-1" in str(response.json())
+        assert InstalmentPlan.objects.count() == 0
+        body["year_start"] = "2026-01-15"
+        body["accounts"] = [contracts[0].account.number]
+        response = clerk.post("/api/v1/billing/instalment-plans/", body, format="json")
+        assert response.status_code == 422
+        assert "first of a month" in response.json()["message"]
+
+    def test_an_auditor_may_read_plans_but_not_make_them(self):
+        network, _ = billed_network(accounts=1)
+        auditor = client_for(AUDITOR)
+        assert auditor.get("/api/v1/billing/instalment-plans/").status_code == 200
+        body = {"network": network.pk, "year_start": "2026-01-01", "frequency": "monthly"}
+        assert (
+            auditor.post("/api/v1/billing/instalment-plans/", body, format="json").status_code
+            == 403
+        )
