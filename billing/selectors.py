@@ -22,6 +22,31 @@ DEFAULT_LEDGER = {
 }
 
 
+def months_in_this_weather(
+    *, network_id: int, months: list[tuple[dt.date, Decimal | None]]
+) -> dict[dt.date, Decimal]:
+    """For (month, same month last year in MWh) pairs: last year's figure climate-corrected
+    to this month's weather (EED Annex IX), where both months' degree days are complete."""
+    from billing import conf
+    from billing.calc import climate_corrected
+    from heatutility.timeutil import add_months
+    from metering.selectors import degree_days_by_month
+
+    known = [month for month, last in months if last is not None]
+    degree_days = degree_days_by_month(
+        network_id=network_id, months=known + [add_months(m, -12) for m in known]
+    )
+    share = Decimal(str(conf.get("HEATING_SHARE")))
+    corrected = {}
+    for month, last in months:
+        this, before = degree_days.get(month), degree_days.get(add_months(month, -12))
+        if last is not None and this and before:
+            corrected[month] = climate_corrected(
+                consumption=last, heating_share=share, dd_normal=this, dd_actual=before
+            ).quantize(Decimal("0.001"))
+    return corrected
+
+
 def ledger() -> dict:
     return {**DEFAULT_LEDGER, **getattr(settings, "BILLING", {}).get("LEDGER", {})}
 

@@ -118,6 +118,33 @@ def degree_days_total(*, network_id: int, start: dt.date, end: dt.date) -> Decim
     return found["total"] if found["days"] == days else None
 
 
+def degree_days_by_month(*, network_id: int, months: Sequence[dt.date]) -> dict[dt.date, Decimal]:
+    """Heating degree days per local calendar month (keyed by its first day) for the
+    given months; a month is left out unless every one of its days has a value."""
+    from django.db.models.functions import TruncMonth
+
+    from heatutility.timeutil import add_months
+
+    months = sorted({m.replace(day=1) for m in months})
+    if not months:
+        return {}
+    rows = (
+        DegreeDay.objects.filter(
+            network_id=network_id, on__gte=months[0], on__lt=add_months(months[-1], 1)
+        )
+        .annotate(month=TruncMonth("on"))
+        .values("month")
+        .annotate(days=Count("id"), total=Sum("degree_days"))
+    )
+    wanted = set(months)
+    return {
+        row["month"]: row["total"]
+        for row in rows
+        if row["month"] in wanted
+        and row["days"] == (add_months(row["month"], 1) - row["month"]).days
+    }
+
+
 def vendor_meters(*, vendor: MeterVendor, now: dt.datetime) -> QuerySet[HeatMeter]:
     """The meters a vendor's head-end delivers, by serial, each with whether it is installed
     at ``now`` and its latest reading (its time and when it arrived): what the head-end

@@ -40,6 +40,10 @@ def account_detail(request, number: str):
         raise Http404("No such account.")
     today = timezone.localdate(timezone=ZoneInfo(account.network.time_zone))
     consumption = selectors.monthly_consumption(account=account, months=13, today=today)
+    in_this_weather = billing_selectors.months_in_this_weather(
+        network_id=account.network_id,
+        months=[(m.month, m.same_month_last_year_mwh) for m in consumption],
+    )
     invoices = billing_selectors.invoices_for_accounts(account_ids=[account.pk])
     money = billing_selectors.account_money(account=account)
     contracts = account.contracts.select_related("connection", "connection__building").order_by(
@@ -51,7 +55,7 @@ def account_detail(request, number: str):
         {
             "account": account,
             "contracts": contracts,
-            "consumption": consumption,
+            "consumption": [(m, in_this_weather.get(m.month)) for m in consumption],
             "invoices": invoices,
             "money": money,
             "as_of": today,

@@ -175,3 +175,47 @@ class TestPortalInvoices:
         other = client.get(f"/portal/accounts/{theirs.account.number}/")
         assert other.status_code == 404
 
+
+
+class TestLastYearInThisWeather:
+    def test_the_portal_shows_last_years_month_in_this_months_weather(self, customer_login):
+        from billing.selectors import months_in_this_weather
+        from metering.models import DegreeDay
+
+        contract = ContractFactory(valid_from=dt.date(2025, 1, 1))
+        connection, network = contract.connection, contract.account.network
+        for on, kwh in [((2025, 9, 1), "1000"), ((2025, 10, 1), "1500"),
+                        ((2026, 9, 1), "9000"), ((2026, 10, 1), "9700")]:  # fmt: skip
+            register(connection, dt.date(*on), kwh, "0")
+        for year, per_day in ((2025, "2"), (2026, "3")):  # September 2026 colder: 90 vs 60
+            DegreeDay.objects.bulk_create(
+                DegreeDay(network=network, on=dt.date(year, 9, d), degree_days=Decimal(per_day))
+                for d in range(1, 31)
+            )
+        # 0.5 MWh last September: 0.8 × 0.5 × 90 / 60 + 0.2 × 0.5 = 0.6 + 0.1
+        september = dt.date(2026, 9, 1)
+        assert months_in_this_weather(
+            network_id=network.pk,
+            months=[(september, Decimal("0.5")), (dt.date(2026, 8, 1), Decimal("0.4"))],
+        ) == {september: Decimal("0.700")}  # August: no degree days, no figure
+
+        page = customer_login(contract).get(f"/portal/accounts/{contract.account.number}/")
+        rows = {month.month: weather for month, weather in page.context["consumption"]}
+        assert rows[september] == Decimal("0.700")
+        assert "Last year in this month's weather" in page.content.decode()
+
+    def test_a_month_with_a_missing_day_gets_no_figure(self):
+        from billing.selectors import months_in_this_weather
+        from metering.models import DegreeDay
+
+        contract = ContractFactory()
+        network = contract.account.network
+        for year in (2025, 2026):
+            DegreeDay.objects.bulk_create(
+                DegreeDay(network=network, on=dt.date(year, 9, d), degree_days=Decimal(2))
+                for d in range(1, 31) if (year, d) != (2025, 30)
+            )  # fmt: skip
+        september = dt.date(2026, 9, 1)
+        assert months_in_this_weather(
+            network_id=network.pk, months=[(september, Decimal("0.5"))]
+        ) == {}
