@@ -53,6 +53,7 @@ class UnableToPlanInstalments(DomainError):
     code = "unable_to_plan"
 
 
+PLANNING_LOCK = 0x4950  # advisory lock namespace ("IP"), keyed by network id
 PLAN_FIELDS = [
     "account",
     "year_start",
@@ -126,7 +127,8 @@ def instalment_plans_create(
     at both ends (estimated by metering where none was read), climate-corrected with the
     network's normal-year degree days against last year's (``degree_days_*`` override
     them).  Accounts that already have a plan overlapping the year are left alone, so a
-    planning run can be repeated; each chunk of accounts is stored in one transaction.
+    planning run can be repeated.  All of it is one transaction under a lock per network:
+    a planning stores every plan or none, and two at once do not collide.
     """
     if year_start.day != 1:
         raise UnableToPlanInstalments("A settlement year starts on the first of a month.")
@@ -134,64 +136,79 @@ def instalment_plans_create(
         raise UnableToPlanInstalments(f"Unknown frequency {frequency!r}.")
     year_end = add_months(year_start, 12)
     last_start = one_year_earlier(year_start)
-    result = PlanningResult()
-    in_year = contracts_active_between(network_id=network.pk, start=year_start, end=year_end)
-    if account_ids is None:
-        ids = sorted(set(in_year.values_list("account_id", flat=True)))
-    else:
-        ids = sorted(set(account_ids))
-        supplied = set(in_year.filter(account_id__in=ids).values_list("account_id", flat=True))
-        for account_id in ids:
-            if account_id not in supplied:
-                result.failures[account_id] = f"No contract in {network.code} during the plan year."
-        ids = [i for i in ids if i in supplied]
-    overlapping = InstalmentPlan.objects.filter(year_start__lt=year_end, year_end__gt=year_start)
-    if account_ids is None:  # by network: no list of 100,000 ids to send
-        overlapping = overlapping.filter(account__network=network)
-    else:
-        overlapping = overlapping.filter(account_id__in=ids)
-    planned = set(overlapping.values_list("account_id", flat=True)) & set(ids)
-    result.existing = sorted(planned)
-    normal, actual = plan_weather(network=network, year_start=year_start)
-    weather = _Weather(
-        share=Decimal(str(conf.get("HEATING_SHARE"))),
-        dd_normal=degree_days_normal if degree_days_normal is not None else normal,
-        dd_actual=degree_days_last_year if degree_days_last_year is not None else actual,
-    )
-    todo = [i for i in ids if i not in planned]
-    for offset in range(0, len(todo), max(1, chunk_size)):
-        chunk = todo[offset : offset + chunk_size]
-        intervals = contract_intervals(account_ids=chunk, start=year_start, end=year_end)
-        connection_ids = sorted({iv.connection_id for ivs in intervals.values() for iv in ivs})
-        registers = registers_load(
-            connection_ids=connection_ids,
-            dates=[last_start, year_start],
-            required={(c, d) for c in connection_ids for d in (last_start, year_start)},
-        )
-        rows = []
-        for account_id in chunk:
-            try:
-                rows.append(
-                    _plan_row(
-                        account_id=account_id,
-                        connection_ids=sorted(
-                            {iv.connection_id for iv in intervals.get(account_id, [])}
-                        ),
-                        registers=registers,
-                        last_start=last_start,
-                        year_start=year_start,
-                        year_end=year_end,
-                        frequency=frequency,
-                        weather=weather,
-                        now=now,
+    with transaction.atomic():
+        _planning_lock(network.pk)  # a second planning of the network waits, then skips
+        result = PlanningResult()
+        in_year = contracts_active_between(network_id=network.pk, start=year_start, end=year_end)
+        if account_ids is None:
+            ids = sorted(set(in_year.values_list("account_id", flat=True)))
+        else:
+            ids = sorted(set(account_ids))
+            supplied = set(in_year.filter(account_id__in=ids).values_list("account_id", flat=True))
+            for account_id in ids:
+                if account_id not in supplied:
+                    result.failures[account_id] = (
+                        f"No contract in {network.code} during the plan year."
                     )
-                )
-            except UnableToPlanInstalments as exc:
-                result.failures[account_id] = exc.message
-        with transaction.atomic():
+            ids = [i for i in ids if i in supplied]
+        overlapping = InstalmentPlan.objects.filter(
+            year_start__lt=year_end, year_end__gt=year_start
+        )
+        if account_ids is None:  # by network: no list of 100,000 ids to send
+            overlapping = overlapping.filter(account__network=network)
+        else:
+            overlapping = overlapping.filter(account_id__in=ids)
+        planned = set(overlapping.values_list("account_id", flat=True)) & set(ids)
+        result.existing = sorted(planned)
+        normal, actual = plan_weather(network=network, year_start=year_start)
+        weather = _Weather(
+            share=Decimal(str(conf.get("HEATING_SHARE"))),
+            dd_normal=degree_days_normal if degree_days_normal is not None else normal,
+            dd_actual=degree_days_last_year if degree_days_last_year is not None else actual,
+        )
+        todo = [i for i in ids if i not in planned]
+        for offset in range(0, len(todo), max(1, chunk_size)):
+            chunk = todo[offset : offset + chunk_size]
+            intervals = contract_intervals(account_ids=chunk, start=year_start, end=year_end)
+            connection_ids = sorted({iv.connection_id for ivs in intervals.values() for iv in ivs})
+            registers = registers_load(
+                connection_ids=connection_ids,
+                dates=[last_start, year_start],
+                required={(c, d) for c in connection_ids for d in (last_start, year_start)},
+            )
+            rows = []
+            for account_id in chunk:
+                try:
+                    rows.append(
+                        _plan_row(
+                            account_id=account_id,
+                            connection_ids=sorted(
+                                {iv.connection_id for iv in intervals.get(account_id, [])}
+                            ),
+                            registers=registers,
+                            last_start=last_start,
+                            year_start=year_start,
+                            year_end=year_end,
+                            frequency=frequency,
+                            weather=weather,
+                            now=now,
+                        )
+                    )
+                except UnableToPlanInstalments as exc:
+                    result.failures[account_id] = exc.message
             bulk_insert(InstalmentPlan, PLAN_FIELDS, rows)
-        result.created.extend(row[0] for row in rows)
+            result.created.extend(row[0] for row in rows)
     return result
+
+
+def _planning_lock(network_id: int) -> None:
+    """Serialise plannings of one network until the transaction ends (PostgreSQL; SQLite
+    serialises writers anyway)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PLANNING_LOCK, network_id])
 
 
 def _plan_row(

@@ -261,3 +261,43 @@ class TestRunWritesCommonBillsAsRows:
             assert [(ln.component, ln.explanation, ln.quantity, ln.amount) for ln in lines] == [
                 (d.component, d.explanation, d.quantity, d.amount) for d in draft.lines
             ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestPlanningTwiceAtOnce:
+    def test_two_plannings_of_a_network_at_once_plan_each_account_once(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import instalment_plans_create
+
+        network, _ = billed_network(accounts=6)
+        results, errors = [], []
+        barrier = threading.Barrier(2)
+
+        def plan(frequency):
+            try:
+                barrier.wait()
+                results.append(
+                    instalment_plans_create(
+                        network=network,
+                        year_start=dt.date(2026, 1, 1),
+                        frequency=frequency,
+                        now=NOW,
+                        chunk_size=2,  # three chunks: the lock must cover all of them
+                    )
+                )
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=plan, args=(f,)) for f in ("monthly", "quarterly")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        # one planning made all six plans, the other found them and kept them
+        assert sorted((len(r.created), len(r.existing)) for r in results) == [(0, 6), (6, 0)]
+        assert InstalmentPlan.objects.count() == 6
+        assert len(set(InstalmentPlan.objects.values_list("frequency", flat=True))) == 1
