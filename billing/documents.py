@@ -46,11 +46,12 @@ def comparison_svg(
     last_mwh: Decimal | None,
     reference_mwh: Decimal,
     last_corrected_mwh: Decimal | None = None,
+    this_label: str = "This period",
 ) -> str:
     """A small bar chart (inline SVG): this period, same period last year (and, where
     degree days are known, last year in this period's weather), reference user."""
     bars = [
-        ("This period", this_mwh, "#c0392b"),
+        (this_label, this_mwh, "#c0392b"),
         ("Same period last year", last_mwh, "#7f8c8d"),
     ]
     if last_corrected_mwh is not None:
@@ -70,6 +71,13 @@ def comparison_svg(
         parts.append(f'<text x="{130 + width:.1f}" y="{y + 13}">{text}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def unit_price_text(price: Decimal) -> str:
+    """A unit price as printed: every significant decimal, at least two
+    (592.520000 as 592.52, 1200 as 1200.00, 0.123456 as 0.123456)."""
+    places = max(2, -price.normalize().as_tuple().exponent)
+    return f"{price:.{places}f}"
 
 
 def weather_comparison(*, invoice: Invoice, last_mwh: Decimal | None) -> dict | None:
@@ -110,6 +118,8 @@ def invoice_context(*, invoice: Invoice) -> dict:
 
     account = invoice.account
     lines = list(invoice.lines.all())
+    for line in lines:
+        line.unit_price_text = unit_price_text(line.unit_price)
     days = (invoice.period_end - invoice.period_start).days
     this_mwh = Decimal(invoice.comparison.get("energy_mwh") or "0")
     last = invoice.comparison.get("last_year_mwh")
@@ -152,6 +162,9 @@ def invoice_context(*, invoice: Invoice) -> dict:
             last_mwh=last_mwh,
             reference_mwh=reference[0][1],
             last_corrected_mwh=last_corrected,
+            this_label="Estimate (on-account)"
+            if invoice.kind == Invoice.Kind.INSTALMENT
+            else "This period",
         ),
         "cap": cap,
         "avg_energy_price": avg_energy_price,

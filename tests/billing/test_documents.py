@@ -102,3 +102,42 @@ class TestWeatherCorrectedComparison:
         )
         assert weather_comparison(invoice=invoice, last_mwh=Decimal("1.5")) is None
         assert weather_comparison(invoice=invoice, last_mwh=None) is None
+
+
+class TestUnitPrices:
+    @pytest.mark.parametrize(
+        ("price", "text"),
+        [("592.520000", "592.52"), ("1200", "1200.00"), ("0.123456", "0.123456"),
+         ("-13065.360000", "-13065.36"), ("1.2E+3", "1200.00"), ("0", "0.00")],
+    )  # fmt: skip
+    def test_every_significant_decimal_and_at_least_two(self, price, text):
+        from billing.documents import unit_price_text
+
+        assert unit_price_text(Decimal(price)) == text
+
+
+@pytest.mark.django_db
+class TestInstalmentPdf:
+    def test_an_instalment_says_its_figure_is_an_estimate_and_bills_no_readings(self):
+        from pypdf import PdfReader
+
+        from billing.documents import invoice_pdf_bytes
+        from billing.services.aconto import instalment_plan_create
+        from tests.billing.helpers import bill_month
+
+        network, contracts = billed_network(accounts=1)
+        instalment_plan_create(
+            account=contracts[0].account,
+            year_start=dt.date(2026, 1, 1),
+            frequency="quarterly",
+            now=NOW,
+        )
+        bill_month(network, start=dt.date(2026, 1, 1), months=3, kind="instalment")
+        invoice = Invoice.objects.get(kind="instalment")
+        reader = PdfReader(io.BytesIO(invoice_pdf_bytes(invoice=invoice)))
+        text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+        assert "Estimated for this period (on-account): 4.500 MWh" in text  # 18 MWh / 4
+        assert "This period:" not in text
+        assert "None: an on-account instalment is an estimate" in text
+        assert "Estimate (on-account) 4.500 MWh" in text  # the chart's bar
+        assert "1 instalment 3266.34 3266.34" in text  # unit price without trailing zeros
