@@ -113,6 +113,22 @@ def _change_percent(this_mwh: Decimal, base: Decimal | None) -> Decimal | None:
     return ((this_mwh - base) / base * 100).quantize(Decimal("0.1")) if base else None
 
 
+def _correction_of_credit(invoice: Invoice) -> Invoice | None:
+    """For a credit note from re-rating: the correction invoice issued with it."""
+    if invoice.kind != Invoice.Kind.CREDIT_NOTE or invoice.original_id is None:
+        return None
+    return (
+        Invoice.objects.filter(
+            original_id=invoice.original_id,
+            kind=Invoice.Kind.CORRECTION,
+            number__isnull=False,
+            pk__gt=invoice.pk,
+        )
+        .order_by("pk")
+        .first()
+    )
+
+
 def invoice_context(*, invoice: Invoice) -> dict:
     from tariffs.selectors import price_cap_summary
 
@@ -172,6 +188,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "complaints": settings.HEATUTILITY.get("COMPLAINTS_CONTACT", ""),
         "fuel_mix": getattr(settings, "BILLING", {}).get("FUEL_MIX", DEFAULT_FUEL_MIX),
         "title": invoice.get_kind_display(),
+        "correction": _correction_of_credit(invoice),
     }
 
 

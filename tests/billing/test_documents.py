@@ -141,3 +141,39 @@ class TestInstalmentPdf:
         assert "None: an on-account instalment is an estimate" in text
         assert "Estimate (on-account) 4.500 MWh" in text  # the chart's bar
         assert "1 instalment 3266.34 3266.34" in text  # unit price without trailing zeros
+
+
+@pytest.mark.django_db
+class TestCreditNotePdf:
+    def test_a_credit_note_says_what_it_reverses_and_asks_for_no_payment(self):
+        from django.utils import timezone
+        from pypdf import PdfReader
+
+        from billing.documents import invoice_pdf_bytes
+        from billing.services.rerating import invoices_rerate_changed
+        from tests.billing.helpers import bill_month
+
+        network, contracts = billed_network(accounts=1)
+        end = dt.date(2026, 12, 1)
+        register(contracts[0].connection, end, Decimal("44500"), status="estimated")
+        bill_month(network)
+        register(contracts[0].connection, end, Decimal("44600"), status="actual")
+        [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+        def text_of(invoice):
+            reader = PdfReader(io.BytesIO(invoice_pdf_bytes(invoice=invoice)))
+            return " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+
+        credit_text = text_of(credit)
+        assert "Total credited incl. VAT -1360.98 DKK" in credit_text
+        assert (
+            f"This credit note reverses invoice {credit.original.display_number} in full. "
+            f"Invoice {correction.display_number} bills the corrected figures." in credit_text
+        )
+        assert "Due:" not in credit_text
+        assert "Nothing to pay: the credit first settles what is open on invoice" in credit_text
+        assert "Your consumption" not in credit_text
+        correction_text = text_of(correction)
+        assert "Total to pay incl. VAT 1435.04 DKK" in correction_text
+        assert f"Payment: quote {correction.display_number} as the reference." in correction_text
+        assert "This period: 1.600 MWh" in correction_text
