@@ -392,7 +392,7 @@ def instalment_drafts(
                     _line(
                         f"On-account instalment {index} of {n}",
                         f"1/{n} × estimated annual charge {annual:,.2f} {currency} "
-                        f"({plan.estimated_mwh.normalize():f} MWh; {plan.explanation}) at current prices",
+                        f"({plan.explanation}) at current prices",
                         amount,
                         vat_rate,
                         period_start,

@@ -51,6 +51,10 @@ class TestOnAccount:
         # annual: 1200 subscription + 10 kW × 120 + 18 MWh × 592.52 = 13065.36; / 4 = 3266.34
         assert line.amount == Decimal("3266.34")
         assert line.description == "On-account instalment 1 of 4"
+        assert line.explanation == (
+            "1/4 × estimated annual charge 13,065.36 DKK (last year 18.000 MWh, not "
+            "climate-corrected (normal-year degree days unknown)) at current prices"
+        )
         assert first.vat == Decimal("816.59")  # 816.585 half up
         after_the_year = dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC)
         settlement_run = bill_month(
