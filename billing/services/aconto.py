@@ -135,7 +135,6 @@ def instalment_plans_create(
     if frequency not in InstalmentPlan.Frequency.values:
         raise UnableToPlanInstalments(f"Unknown frequency {frequency!r}.")
     year_end = add_months(year_start, 12)
-    last_start = one_year_earlier(year_start)
     with transaction.atomic():
         _planning_lock(network.pk)  # a second planning of the network waits, then skips
         result = PlanningResult()
@@ -168,37 +167,58 @@ def instalment_plans_create(
         )
         todo = [i for i in ids if i not in planned]
         for offset in range(0, len(todo), max(1, chunk_size)):
-            chunk = todo[offset : offset + chunk_size]
-            intervals = contract_intervals(account_ids=chunk, start=year_start, end=year_end)
-            connection_ids = sorted({iv.connection_id for ivs in intervals.values() for iv in ivs})
-            registers = registers_load(
-                connection_ids=connection_ids,
-                dates=[last_start, year_start],
-                required={(c, d) for c in connection_ids for d in (last_start, year_start)},
+            rows, failures = _plan_chunk(
+                todo[offset : offset + chunk_size],
+                year_start=year_start,
+                frequency=frequency,
+                weather=weather,
+                now=now,
             )
-            rows = []
-            for account_id in chunk:
-                try:
-                    rows.append(
-                        _plan_row(
-                            account_id=account_id,
-                            connection_ids=sorted(
-                                {iv.connection_id for iv in intervals.get(account_id, [])}
-                            ),
-                            registers=registers,
-                            last_start=last_start,
-                            year_start=year_start,
-                            year_end=year_end,
-                            frequency=frequency,
-                            weather=weather,
-                            now=now,
-                        )
-                    )
-                except UnableToPlanInstalments as exc:
-                    result.failures[account_id] = exc.message
             bulk_insert(InstalmentPlan, PLAN_FIELDS, rows)
             result.created.extend(row[0] for row in rows)
+            result.failures.update(failures)
     return result
+
+
+def _plan_chunk(
+    account_ids: list[int],
+    *,
+    year_start: dt.date,
+    frequency: str,
+    weather: _Weather,
+    now: dt.datetime,
+) -> tuple[list[tuple], dict[int, str]]:
+    """Plan rows for a chunk of accounts (contracts and registers in one query each),
+    and why the others could not be planned."""
+    year_end, last_start = add_months(year_start, 12), one_year_earlier(year_start)
+    intervals = contract_intervals(account_ids=account_ids, start=year_start, end=year_end)
+    connection_ids = sorted({iv.connection_id for ivs in intervals.values() for iv in ivs})
+    registers = registers_load(
+        connection_ids=connection_ids,
+        dates=[last_start, year_start],
+        required={(c, d) for c in connection_ids for d in (last_start, year_start)},
+    )
+    rows, failures = [], {}
+    for account_id in account_ids:
+        try:
+            rows.append(
+                _plan_row(
+                    account_id=account_id,
+                    connection_ids=sorted(
+                        {iv.connection_id for iv in intervals.get(account_id, [])}
+                    ),
+                    registers=registers,
+                    last_start=last_start,
+                    year_start=year_start,
+                    year_end=year_end,
+                    frequency=frequency,
+                    weather=weather,
+                    now=now,
+                )
+            )
+        except UnableToPlanInstalments as exc:
+            failures[account_id] = exc.message
+    return rows, failures
 
 
 def _planning_lock(network_id: int) -> None:
