@@ -310,15 +310,22 @@ def instalment_plan_create(
 
 
 def plan_account_ids(*, network_id: int, period_start: dt.date, months: int) -> list[int]:
+    """Accounts with a plan of the run's frequency for the period that are still supplied
+    in it (a customer who moved out gets no more instalments; the settlement bills the
+    rest)."""
     frequency = (
         InstalmentPlan.Frequency.MONTHLY if months == 1 else InstalmentPlan.Frequency.QUARTERLY
     )
+    supplied = contracts_active_between(
+        network_id=network_id, start=period_start, end=add_months(period_start, months)
+    ).values("account_id")
     return list(
         InstalmentPlan.objects.filter(
             account__network_id=network_id,
             frequency=frequency,
             year_start__lte=period_start,
             year_end__gt=period_start,
+            account_id__in=supplied,
         )
         .order_by("account_id")
         .values_list("account_id", flat=True)

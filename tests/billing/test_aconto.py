@@ -211,3 +211,30 @@ class TestPlanningANetwork:
             instalment_plans_create(
                 network=network, year_start=dt.date(2026, 1, 15), frequency="monthly", now=NOW
             )
+
+
+@pytest.mark.django_db
+class TestMovingOut:
+    def test_no_instalments_after_the_customer_moved_out(self):
+        from billing.models import BillingRunException
+        from customers.models import Contract
+
+        network, contracts = billed_network(accounts=2)
+        for contract in contracts:
+            instalment_plan_create(
+                account=contract.account, year_start=YEAR, frequency="quarterly", now=NOW
+            )
+        gone = contracts[1]
+        Contract.objects.filter(pk=gone.pk).update(valid_to=dt.date(2026, 3, 1))
+
+        first = bill_month(network, start=dt.date(2026, 1, 1), months=3, kind="instalment")
+        second = bill_month(network, start=dt.date(2026, 4, 1), months=3, kind="instalment")
+
+        assert (first.total, first.failed) == (2, 0)  # still supplied in January–February
+        assert (second.total, second.failed) == (1, 0)
+        assert not BillingRunException.objects.exists()
+        assert list(
+            Invoice.objects.filter(period_start=dt.date(2026, 4, 1)).values_list(
+                "account_id", flat=True
+            )
+        ) == [contracts[0].account_id]
