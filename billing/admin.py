@@ -558,6 +558,38 @@ class InstalmentPlanAdmin(admin.ModelAdmin):
     list_filter = ["frequency", "year_start", "account__network"]
     search_fields = ["account__number"]
     readonly_fields = aconto.PLAN_FIELDS
+    actions = ["final_settlement"]
+
+    @admin.action(
+        description="Final settlement now (accounts closed after their move-out)",
+        permissions=["issue"],
+    )
+    def final_settlement(self, request, queryset):
+        from billing import tasks
+
+        for plan in queryset.select_related("account__network"):
+            try:
+                invoice = aconto.final_settlement_issue(plan=plan, now=timezone.now())
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                continue
+            if invoice.number is None:
+                self.message_user(
+                    request,
+                    f"Account {plan.account.number}: settlement drafted and held for review "
+                    f"({invoice.hold_reason}).",
+                    messages.WARNING,
+                )
+            else:
+                tasks.invoices_render_pdfs.delay([invoice.pk])
+                self.message_user(
+                    request,
+                    f"Account {plan.account.number}: final settlement {invoice.display_number} "
+                    f"issued, {invoice.gross} {invoice.currency}.",
+                )
+
+    def has_issue_permission(self, request):
+        return request.user.has_perm("billing.issue_invoice")
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):

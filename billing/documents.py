@@ -113,6 +113,16 @@ def _change_percent(this_mwh: Decimal, base: Decimal | None) -> Decimal | None:
     return ((this_mwh - base) / base * 100).quantize(Decimal("0.1")) if base else None
 
 
+def _moved_out(invoice: Invoice, lines) -> dt.date | None:
+    """For a settlement of a customer who moved out within the year: the first day no
+    longer supplied (the end of its last consumption line); else None."""
+    if invoice.kind != Invoice.Kind.SETTLEMENT:
+        return None
+    ends = [line.period_end for line in lines if line.connection_id is not None]
+    end = max(ends, default=None)
+    return end if end is not None and end < invoice.period_end else None
+
+
 def _correction_of_credit(invoice: Invoice) -> Invoice | None:
     """For a credit note from re-rating: the correction invoice issued with it."""
     if invoice.kind != Invoice.Kind.CREDIT_NOTE or invoice.original_id is None:
@@ -136,7 +146,9 @@ def invoice_context(*, invoice: Invoice) -> dict:
     lines = list(invoice.lines.all())
     for line in lines:
         line.unit_price_text = unit_price_text(line.unit_price)
-    days = (invoice.period_end - invoice.period_start).days
+    moved_out = _moved_out(invoice, lines)
+    period_end = moved_out or invoice.period_end
+    days = (period_end - invoice.period_start).days
     this_mwh = Decimal(invoice.comparison.get("energy_mwh") or "0")
     last = invoice.comparison.get("last_year_mwh")
     last_mwh = Decimal(last) if last is not None else None
@@ -166,7 +178,8 @@ def invoice_context(*, invoice: Invoice) -> dict:
         ],
         "readings": invoice.readings,
         "days": days,
-        "period_last_day": invoice.period_end - dt.timedelta(days=1),
+        "period_last_day": period_end - dt.timedelta(days=1),
+        "moved_out": moved_out,
         "this_mwh": this_mwh,
         "last_mwh": last_mwh,
         "change_percent": _change_percent(this_mwh, last_mwh),
@@ -187,7 +200,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "utility_name": settings.HEATUTILITY.get("UTILITY_NAME", ""),
         "complaints": settings.HEATUTILITY.get("COMPLAINTS_CONTACT", ""),
         "fuel_mix": getattr(settings, "BILLING", {}).get("FUEL_MIX", DEFAULT_FUEL_MIX),
-        "title": invoice.get_kind_display(),
+        "title": "Final settlement" if moved_out else invoice.get_kind_display(),
         "correction": _correction_of_credit(invoice),
     }
 

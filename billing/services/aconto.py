@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.db.models import Q
@@ -41,7 +42,7 @@ from billing.services.compute import (
 from customers.models import Account, Network
 from customers.selectors import contracts_active_between
 from heatutility.db import bulk_insert
-from heatutility.errors import DomainError
+from heatutility.errors import ConflictError, DomainError
 from heatutility.money import quantize_energy, quantize_money
 from heatutility.timeutil import add_months
 from metering import selectors as metering_selectors
@@ -492,3 +493,76 @@ def settlement_drafts(
         draft.net, draft.vat, draft.vat_breakdown = totals(draft.lines, currency)
         draft.gross = draft.net + draft.vat
     return drafts, failures
+
+
+class UnableToSettle(DomainError):
+    code = "unable_to_settle"
+
+
+def final_settlement_issue(*, plan: InstalmentPlan, now: dt.datetime) -> Invoice:
+    """Settle a plan's year early for an account that was closed after its move-out.
+
+    The invoice is the one the year's settlement run would make: the actual consumption
+    of the days supplied, less the instalments issued, with the plan year as its period.
+    So the customer's final bill does not wait for the year's end, and the settlement run
+    then counts the account as billed: an account is billed once per period and kind.
+    A plausible settlement is issued at once; an implausible one stays a held draft.
+    """
+    from billing.services.invoices import invoice_issue
+    from billing.services.write import drafts_write
+
+    account = plan.account
+    network = account.network
+    if account.status != Account.Status.CLOSED:
+        raise UnableToSettle(
+            f"Account {account.number} is not closed. An open account is settled by the "
+            "year's settlement run; close it after the move-out to settle it now."
+        )
+    ends = [c.valid_to for c in account.contracts.all() if c.valid_to is not None]
+    moved_out = max(ends, default=None)
+    if moved_out is None or moved_out <= plan.year_start:
+        raise UnableToSettle(
+            f"Account {account.number} was not supplied in the plan year from "
+            f"{plan.year_start.isoformat()}."
+        )
+    if now.astimezone(ZoneInfo(network.time_zone)).date() < moved_out:
+        raise UnableToSettle(
+            f"The move-out on {moved_out.isoformat()} is still ahead; its meter reading "
+            "is needed first."
+        )
+    with transaction.atomic():
+        Account.objects.select_for_update().get(pk=account.pk)  # one settlement at a time
+        settled = (
+            Invoice.objects.filter(
+                account=account,
+                kind=Invoice.Kind.SETTLEMENT,
+                period_start=plan.year_start,
+                period_end=plan.year_end,
+            )
+            .exclude(state=Invoice.State.CANCELLED)
+            .first()
+        )
+        if settled is not None:
+            raise ConflictError(
+                f"The year from {plan.year_start.isoformat()} of account {account.number} "
+                f"is already settled ({settled.display_number})."
+            )
+        drafts, failures = settlement_drafts(
+            currency=network.currency,
+            account_ids=[account.pk],
+            period_start=plan.year_start,
+            period_end=plan.year_end,
+        )
+        if failures:
+            raise UnableToSettle(f"Account {account.number}: {failures[account.pk]}")
+        (invoice_id,) = drafts_write(
+            drafts=drafts,
+            network_id=network.pk,
+            run_id=None,
+            kind=Invoice.Kind.SETTLEMENT,
+            now=now,
+        )
+        invoice = Invoice.objects.select_related("network").get(pk=invoice_id)
+        if not invoice.held:
+            invoice = invoice_issue(invoice=invoice, issued_at=now)
+    return invoice

@@ -238,3 +238,72 @@ class TestMovingOut:
                 "account_id", flat=True
             )
         ) == [contracts[0].account_id]
+
+
+@pytest.mark.django_db
+class TestFinalSettlement:
+    def _moved_out_and_closed(self):
+        from billing.models import InstalmentPlan
+        from customers.models import Account, Contract
+
+        network, contracts = billed_network(accounts=2)
+        for contract in contracts:
+            instalment_plan_create(
+                account=contract.account, year_start=YEAR, frequency="quarterly", now=NOW
+            )
+        bill_month(network, start=YEAR, months=3, kind="instalment")
+        stays, leaves = contracts
+        Contract.objects.filter(pk=leaves.pk).update(valid_to=dt.date(2026, 3, 1))
+        Account.objects.filter(pk=leaves.account_id).update(status=Account.Status.CLOSED)
+        return network, stays, leaves, InstalmentPlan.objects.get(account=leaves.account)
+
+    def test_a_closed_account_is_settled_now_and_the_years_run_skips_it(self):
+        from billing.services.aconto import final_settlement_issue
+
+        network, stays, leaves, plan = self._moved_out_and_closed()
+
+        final = final_settlement_issue(plan=plan, now=NOW)
+
+        assert final.kind == "settlement"
+        assert final.number is not None
+        assert (final.period_start, final.period_end) == (YEAR, dt.date(2027, 1, 1))
+        energy = final.lines.get(component="energy")
+        assert (energy.quantity, energy.amount) == (Decimal("3"), Decimal("1777.56"))  # Jan–Feb
+        assert energy.period_end == dt.date(2026, 3, 1)
+        credit = final.lines.get(component="on_account")
+        assert credit.amount == Decimal("-3266.34")  # the one instalment issued
+        # 1200 a year and 10 kW × 120 a year, each for two whole months: 200.00 + 200.00
+        # + 1777.56 − 3266.34
+        assert final.net == Decimal("-1088.78")
+        assert final.gross == Decimal("-1360.98")  # VAT −272.195 → −272.20
+
+        after_the_year = dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC)
+        run = bill_month(network, start=YEAR, months=12, kind="settlement", now=after_the_year)
+        assert (run.total, run.done, run.failed) == (2, 2, 0)
+        assert Invoice.objects.filter(account=leaves.account, kind="settlement").count() == 1
+        assert Invoice.objects.filter(account=stays.account, kind="settlement").count() == 1
+
+    def test_the_pdf_calls_it_final_and_shows_the_days_supplied(self):
+        from billing.documents import invoice_context
+        from billing.services.aconto import final_settlement_issue
+
+        _network, _stays, _leaves, plan = self._moved_out_and_closed()
+        context = invoice_context(invoice=final_settlement_issue(plan=plan, now=NOW))
+        assert context["title"] == "Final settlement"
+        assert context["moved_out"] == dt.date(2026, 3, 1)
+        assert (context["period_last_day"], context["days"]) == (dt.date(2026, 2, 28), 59)
+
+    def test_refusals(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import UnableToSettle, final_settlement_issue
+        from heatutility.errors import ConflictError
+
+        _network, stays, _leaves, plan = self._moved_out_and_closed()
+        open_plan = InstalmentPlan.objects.get(account=stays.account)
+        with pytest.raises(UnableToSettle, match="is not closed"):
+            final_settlement_issue(plan=open_plan, now=NOW)
+        with pytest.raises(UnableToSettle, match="still ahead"):
+            final_settlement_issue(plan=plan, now=dt.datetime(2026, 2, 27, tzinfo=dt.UTC))
+        final_settlement_issue(plan=plan, now=NOW)
+        with pytest.raises(ConflictError, match="already settled"):
+            final_settlement_issue(plan=plan, now=NOW)

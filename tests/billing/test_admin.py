@@ -138,3 +138,31 @@ class TestInstalmentPlanningAdmin:
         change = admin_client_.get(f"/admin/billing/instalmentplan/{plan.pk}/change/")
         assert change.status_code == 200
         assert 'name="estimated_mwh"' not in change.content.decode()  # computed, read-only
+
+    def test_final_settlement_action_settles_closed_accounts_and_names_refusals(
+        self, admin_client_
+    ):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import instalment_plan_create
+        from customers.models import Account, Contract
+        from tests.billing.helpers import NOW
+
+        _network, contracts = billed_network(accounts=2)
+        for contract in contracts:
+            instalment_plan_create(
+                account=contract.account, year_start=dt.date(2026, 1, 1), frequency="monthly",
+                now=NOW,
+            )  # fmt: skip
+        leaves = contracts[1]
+        Contract.objects.filter(pk=leaves.pk).update(valid_to=dt.date(2026, 3, 1))
+        Account.objects.filter(pk=leaves.account_id).update(status=Account.Status.CLOSED)
+        page = admin_client_.post(
+            "/admin/billing/instalmentplan/",
+            {"action": "final_settlement",
+             "_selected_action": list(InstalmentPlan.objects.values_list("pk", flat=True))},
+            follow=True,
+        ).content.decode()  # fmt: skip
+        settled = Invoice.objects.get(kind="settlement")
+        assert settled.account_id == leaves.account_id
+        assert f"final settlement {settled.display_number} issued" in page
+        assert f"Account {contracts[0].account.number} is not closed." in page

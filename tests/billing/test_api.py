@@ -6,7 +6,7 @@ import pytest
 from billing.models import BillingRun, Invoice
 from heatutility.roles import AUDITOR, BILLING_CLERK
 from tests.billing.factories import billed_network
-from tests.billing.helpers import bill_month, client_for
+from tests.billing.helpers import NOW, bill_month, client_for
 
 
 @pytest.mark.django_db
@@ -255,3 +255,35 @@ class TestInstalmentPlanningApi:
             auditor.post("/api/v1/billing/instalment-plans/", body, format="json").status_code
             == 403
         )
+
+
+@pytest.mark.django_db
+class TestFinalSettlementApi:
+    def test_clerk_settles_a_closed_account_now_and_an_open_one_is_refused(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import instalment_plan_create
+        from customers.models import Account, Contract
+
+        network, contracts = billed_network(accounts=2)
+        year = dt.date(2026, 1, 1)
+        for contract in contracts:
+            instalment_plan_create(
+                account=contract.account, year_start=year, frequency="quarterly", now=NOW
+            )
+        bill_month(network, start=year, months=3, kind="instalment")
+        leaves = contracts[1]
+        Contract.objects.filter(pk=leaves.pk).update(valid_to=dt.date(2026, 3, 1))
+        Account.objects.filter(pk=leaves.account_id).update(status=Account.Status.CLOSED)
+        clerk = client_for(BILLING_CLERK)
+        url = "/api/v1/billing/instalment-plans/{}/settle/"
+
+        done = clerk.post(url.format(InstalmentPlan.objects.get(account=leaves.account).pk))
+        assert done.status_code == 201, done.content
+        assert (done.json()["kind"], done.json()["gross"]) == ("settlement", "-1360.98")
+        again = clerk.post(url.format(InstalmentPlan.objects.get(account=leaves.account).pk))
+        assert again.status_code == 409
+        refused = clerk.post(url.format(InstalmentPlan.objects.get(account=contracts[0].account).pk))
+        assert refused.status_code == 422
+        assert "is not closed" in refused.json()["message"]
+        auditor = client_for(AUDITOR)
+        assert auditor.post(url.format(InstalmentPlan.objects.first().pk)).status_code == 403
