@@ -452,11 +452,20 @@ def instalment_drafts(
 
 
 def settlement_drafts(
-    *, currency: str, account_ids: Sequence[int], period_start: dt.date, period_end: dt.date
+    *,
+    currency: str,
+    account_ids: Sequence[int],
+    period_start: dt.date,
+    period_end: dt.date,
+    ensure: bool = True,
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
     """The year's actual bill minus the instalments issued for it (per VAT rate)."""
     drafts, failures = drafts_compute(
-        currency=currency, account_ids=account_ids, period_start=period_start, period_end=period_end
+        currency=currency,
+        account_ids=account_ids,
+        period_start=period_start,
+        period_end=period_end,
+        ensure=ensure,
     )
     billed: dict[int, dict[Decimal, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     counts: dict[int, int] = defaultdict(int)

@@ -9,7 +9,9 @@ original's open amount).  Nothing is billed twice or lost:
   and the original is locked while it is re-rated;
 * the current bill of a period is the newest invoice/correction without a credit note,
   so a second change re-rates the correction, never the original again;
-* an unchanged result (same lines and totals) issues nothing.
+* an unchanged result (same lines and totals) issues nothing;
+* an annual settlement is re-rated as a settlement: its correction credits the year's
+  instalments again, since the credit note took back the original's credit of them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from billing.services.write import drafts_write
 from heatutility.errors import DomainError
 from metering import selectors as metering_selectors
 
-RERATABLE = (Invoice.Kind.INVOICE, Invoice.Kind.CORRECTION)
+RERATABLE = (Invoice.Kind.INVOICE, Invoice.Kind.SETTLEMENT, Invoice.Kind.CORRECTION)
 
 
 class UnableToRerate(DomainError):
@@ -49,9 +51,20 @@ def current_invoices():
     )
 
 
+def _billed_kind(invoice: Invoice) -> str:
+    """What a correction corrects, down its chain: invoice or settlement."""
+    while invoice.kind == Invoice.Kind.CORRECTION and invoice.original_id is not None:
+        invoice = Invoice.objects.only("kind", "original_id").get(pk=invoice.original_id)
+    return invoice.kind
+
+
 def invoice_recompute(*, invoice: Invoice) -> BillDraft:
-    """The bill for the invoice's account and period as the data stands now."""
-    drafts, failures = drafts_compute(
+    """The bill for the invoice's account and period as the data stands now (for an
+    annual settlement, or a correction of one: with the year's instalments credited)."""
+    from billing.services.aconto import settlement_drafts
+
+    settles = _billed_kind(invoice) == Invoice.Kind.SETTLEMENT
+    drafts, failures = (settlement_drafts if settles else drafts_compute)(
         currency=invoice.currency,
         account_ids=[invoice.account_id],
         period_start=invoice.period_start,
@@ -66,7 +79,7 @@ def invoice_recompute(*, invoice: Invoice) -> BillDraft:
 def _signature(lines) -> list[tuple]:
     return sorted(
         (
-            line.connection_id,
+            line.connection_id or 0,  # None: a line of no connection (instalments credited)
             line.component,
             str(line.period_start),
             line.quantity.normalize(),

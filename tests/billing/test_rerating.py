@@ -111,3 +111,43 @@ class TestTariffCorrection:
             energy = correction.lines.get(component="energy")
             assert energy.amount == Decimal("870.00")  # 1.5 × 580.00
         assert invoices_rerate_for_tariff_versions(version_ids=[old.pk], now=LATER) == []
+
+
+@pytest.mark.django_db
+class TestSettlementRerating:
+    def _settled_year(self):
+        from billing.services.aconto import instalment_plan_create
+
+        network, contracts = billed_network(accounts=1)
+        year = dt.date(2026, 1, 1)
+        instalment_plan_create(
+            account=contracts[0].account, year_start=year, frequency="quarterly", now=NOW
+        )
+        for quarter in (1, 4, 7, 10):
+            bill_month(network, start=dt.date(2026, quarter, 1), months=3, kind="instalment")
+        after = dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC)
+        bill_month(network, start=year, months=12, kind="settlement", now=after)
+        return contracts[0], invoice_of(contracts[0], kind="settlement")
+
+    def test_a_late_year_end_reading_corrects_the_settlement_and_keeps_the_credit(self):
+        contract, settlement = self._settled_year()
+        assert settlement.net == Decimal("0.00")  # 18 MWh, all paid on account
+        # the year-end reading says 1 MWh more than the value the settlement used
+        register(contract.connection, dt.date(2027, 1, 1), Decimal("47000"), status="actual")
+
+        [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+        assert credit.original_id == correction.original_id == settlement.pk
+        assert correction.lines.get(component="energy").quantity == Decimal("19")
+        assert correction.lines.get(component="on_account").amount == Decimal("-13065.36")
+        assert correction.net == Decimal("592.52")  # the one extra MWh, nothing else
+        assert correction.gross == Decimal("740.65")
+        assert invoices_rerate_changed(now=timezone.now()) == []  # nothing twice
+
+    def test_staff_recompute_of_a_held_settlement_keeps_the_instalment_credit(self):
+        from billing.services.rerating import invoice_recompute
+
+        _contract, settlement = self._settled_year()
+        draft = invoice_recompute(invoice=settlement)
+        assert [line.component for line in draft.lines][-1] == "on_account"
+        assert draft.net == settlement.net
