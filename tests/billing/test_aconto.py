@@ -88,6 +88,16 @@ class TestOnAccount:
         assert q3.net == Decimal("5932.68")  # (2400 + 18 × 1185.04) / 4
 
 
+def planned_network(*, accounts: int, frequency: str = "quarterly"):
+    """A billed network whose accounts each have an instalment plan for 2026."""
+    network, contracts = billed_network(accounts=accounts)
+    for contract in contracts:
+        instalment_plan_create(
+            account=contract.account, year_start=YEAR, frequency=frequency, now=NOW
+        )
+    return network, contracts
+
+
 def _degree_days(network, start: dt.date, end: dt.date, per_day: str) -> None:
     from metering.models import DegreeDay
 
@@ -219,11 +229,7 @@ class TestMovingOut:
         from billing.models import BillingRunException
         from customers.models import Contract
 
-        network, contracts = billed_network(accounts=2)
-        for contract in contracts:
-            instalment_plan_create(
-                account=contract.account, year_start=YEAR, frequency="quarterly", now=NOW
-            )
+        network, contracts = planned_network(accounts=2)
         gone = contracts[1]
         Contract.objects.filter(pk=gone.pk).update(valid_to=dt.date(2026, 3, 1))
 
@@ -246,11 +252,7 @@ class TestFinalSettlement:
         from billing.models import InstalmentPlan
         from customers.models import Account, Contract
 
-        network, contracts = billed_network(accounts=2)
-        for contract in contracts:
-            instalment_plan_create(
-                account=contract.account, year_start=YEAR, frequency="quarterly", now=NOW
-            )
+        network, contracts = planned_network(accounts=2)
         bill_month(network, start=YEAR, months=3, kind="instalment")
         stays, leaves = contracts
         Contract.objects.filter(pk=leaves.pk).update(valid_to=dt.date(2026, 3, 1))

@@ -20,6 +20,16 @@ def pdf_text(invoice: Invoice) -> str:
     return "\n".join(page.extract_text() for page in reader.pages)
 
 
+def issue_november(network, capture_on_commit) -> Invoice:
+    """Bill and issue November 2026 (PDFs rendered on commit); the one invoice."""
+    run = billing_run_create(network=network, period_start=dt.date(2026, 11, 1), now=NOW)
+    tasks.billing_run_start.delay(run.pk)
+    run.refresh_from_db()
+    with capture_on_commit(execute=True):
+        billing_run_issue(run=run, issued_at=NOW)
+    return Invoice.objects.get()
+
+
 @pytest.mark.django_db
 class TestInvoicePdf:
     def test_issue_renders_a_pdf_that_explains_every_line(self, django_capture_on_commit_callbacks):
@@ -30,12 +40,7 @@ class TestInvoicePdf:
             Decimal("10000") + 22 * 1500 + 1500,
             status="estimated",
         )
-        run = billing_run_create(network=network, period_start=dt.date(2026, 11, 1), now=NOW)
-        tasks.billing_run_start.delay(run.pk)
-        run.refresh_from_db()
-        with django_capture_on_commit_callbacks(execute=True):
-            billing_run_issue(run=run, issued_at=NOW)
-        invoice = Invoice.objects.get()
+        invoice = issue_november(network, django_capture_on_commit_callbacks)
         assert invoice.pdf.name.endswith("INV-2026-000001.pdf")
         text = pdf_text(invoice)
         assert "INV-2026-000001" in text
@@ -71,12 +76,7 @@ class TestWeatherCorrectedComparison:
         # November 2026 twice as cold as November 2025: 600 against 300 degree days
         _degree_days(network, dt.date(2026, 11, 1), dt.date(2026, 12, 1), "20")
         _degree_days(network, dt.date(2025, 11, 1), dt.date(2025, 12, 1), "10")
-        run = billing_run_create(network=network, period_start=dt.date(2026, 11, 1), now=NOW)
-        tasks.billing_run_start.delay(run.pk)
-        run.refresh_from_db()
-        with django_capture_on_commit_callbacks(execute=True):
-            billing_run_issue(run=run, issued_at=NOW)
-        invoice = Invoice.objects.get()
+        invoice = issue_november(network, django_capture_on_commit_callbacks)
         # 1.5 MWh last year: 80 % of it doubles with the weather, 20 % does not
         # 0.8 × 1.5 × 600 / 300 + 0.2 × 1.5 = 2.7 MWh; this period's 1.5 MWh is -44.4 %
         weather = weather_comparison(invoice=invoice, last_mwh=Decimal("1.500"))
