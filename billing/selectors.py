@@ -291,6 +291,17 @@ def invoice_for_accounts(*, invoice_id: int, account_ids: list[int]) -> Invoice 
     ).first()
 
 
+def plan_in_force(*, account_id: int, on: dt.date):
+    """The account's on-account plan whose settlement year contains ``on``, or None."""
+    from billing.models import InstalmentPlan
+
+    return (
+        InstalmentPlan.objects.filter(account_id=account_id, year_start__lte=on, year_end__gt=on)
+        .order_by("-year_start")
+        .first()
+    )
+
+
 def account_money(*, account, limit: int = 24) -> dict:
     """What the customer portal shows of an account's money: the balance (> 0 owed),
     the credit it holds, and its latest payments and refunds (newest first)."""

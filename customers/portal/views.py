@@ -46,6 +46,7 @@ def account_detail(request, number: str):
     )
     invoices = billing_selectors.invoices_for_accounts(account_ids=[account.pk])
     money = billing_selectors.account_money(account=account)
+    plan = billing_selectors.plan_in_force(account_id=account.pk, on=today)
     contracts = account.contracts.select_related("connection", "connection__building").order_by(
         "-valid_from"
     )
@@ -58,6 +59,7 @@ def account_detail(request, number: str):
             "consumption": [(m, in_this_weather.get(m.month)) for m in consumption],
             "invoices": invoices,
             "money": money,
+            "plan": plan,
             "as_of": today,
             "generated_at": dt.datetime.now(tz=dt.UTC),
         },

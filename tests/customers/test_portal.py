@@ -179,29 +179,39 @@ class TestPortalInvoices:
 
 class TestLastYearInThisWeather:
     def test_the_portal_shows_last_years_month_in_this_months_weather(self, customer_login):
+        from django.utils import timezone
+
         from billing.selectors import months_in_this_weather
+        from heatutility.timeutil import add_months
         from metering.models import DegreeDay
 
-        contract = ContractFactory(valid_from=dt.date(2025, 1, 1))
+        # the portal shows the last 13 whole months before today: take the one before last
+        month = add_months(timezone.localdate().replace(day=1), -2)
+        before = add_months(month, -12)
+        contract = ContractFactory(valid_from=add_months(before, -1))
         connection, network = contract.connection, contract.account.network
-        for on, kwh in [((2025, 9, 1), "1000"), ((2025, 10, 1), "1500"),
-                        ((2026, 9, 1), "9000"), ((2026, 10, 1), "9700")]:  # fmt: skip
-            register(connection, dt.date(*on), kwh, "0")
-        for year, per_day in ((2025, "2"), (2026, "3")):  # September 2026 colder: 90 vs 60
+        for on, kwh in [(before, "1000"), (add_months(before, 1), "1500"),
+                        (month, "9000"), (add_months(month, 1), "9700")]:  # fmt: skip
+            register(connection, on, kwh, "0")
+        days = {}
+        for start, per_day in ((before, 2), (month, 3)):  # this year's month colder
+            days[start] = (add_months(start, 1) - start).days
             DegreeDay.objects.bulk_create(
-                DegreeDay(network=network, on=dt.date(year, 9, d), degree_days=Decimal(per_day))
-                for d in range(1, 31)
+                DegreeDay(network=network, on=start + dt.timedelta(d), degree_days=per_day)
+                for d in range(days[start])
             )
-        # 0.5 MWh last September: 0.8 × 0.5 × 90 / 60 + 0.2 × 0.5 = 0.6 + 0.1
-        september = dt.date(2026, 9, 1)
+        # 0.5 MWh last year: 0.8 × 0.5 × (3 × days) / (2 × days last year) + 0.2 × 0.5
+        expected = (
+            Decimal("0.4") * 3 * days[month] / (2 * days[before]) + Decimal("0.1")
+        ).quantize(Decimal("0.001"))
         assert months_in_this_weather(
             network_id=network.pk,
-            months=[(september, Decimal("0.5")), (dt.date(2026, 8, 1), Decimal("0.4"))],
-        ) == {september: Decimal("0.700")}  # August: no degree days, no figure
+            months=[(month, Decimal("0.5")), (add_months(month, -1), Decimal("0.4"))],
+        ) == {month: expected}  # the month before: no degree days, no figure
 
         page = customer_login(contract).get(f"/portal/accounts/{contract.account.number}/")
-        rows = {month.month: weather for month, weather in page.context["consumption"]}
-        assert rows[september] == Decimal("0.700")
+        rows = {m.month: weather for m, weather in page.context["consumption"]}
+        assert rows[month] == expected
         assert "Last year in this month's weather" in page.content.decode()
 
     def test_a_month_with_a_missing_day_gets_no_figure(self):
@@ -219,3 +229,29 @@ class TestLastYearInThisWeather:
         assert months_in_this_weather(
             network_id=network.pk, months=[(september, Decimal("0.5"))]
         ) == {}
+
+
+class TestOnAccountPlanInThePortal:
+    def test_the_customer_sees_the_plan_in_force_and_how_it_was_estimated(self, customer_login):
+        from django.utils import timezone
+
+        from billing.models import InstalmentPlan
+        from heatutility.timeutil import add_months
+
+        contract = ContractFactory(valid_from=dt.date(2025, 1, 1))
+        this_month = timezone.localdate().replace(day=1)  # the portal shows today's plan
+        InstalmentPlan.objects.create(
+            account=contract.account, year_start=this_month,
+            year_end=add_months(this_month, 12), frequency="monthly", last_year_mwh=Decimal("18"),
+            estimated_mwh=Decimal("18.886356"), explanation="last year 18.000 MWh, corrected",
+            created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        )  # fmt: skip
+        page = customer_login(contract).get(f"/portal/accounts/{contract.account.number}/")
+        text = " ".join(page.content.decode().split())
+        assert "you pay monthly instalments on account" in text
+        assert "<strong>18.886 MWh</strong> for the year (last year 18.000 MWh, corrected)" in text
+
+    def test_no_section_without_a_plan(self, customer_login):
+        contract = ContractFactory()
+        page = customer_login(contract).get(f"/portal/accounts/{contract.account.number}/")
+        assert "On-account payments" not in page.content.decode()
