@@ -42,7 +42,7 @@ def demo_data():
     payment_record(account=account, amount=Decimal("100.00"), received_on=now.date(), now=now)
 
 
-def _pages(model, model_admin, request_user):
+def _pages(model, model_admin):
     opts = model._meta
     name = f"admin:{opts.app_label}_{opts.model_name}"
     yield reverse(f"{name}_changelist")
@@ -59,14 +59,22 @@ def _pages(model, model_admin, request_user):
 
 
 def test_every_admin_page_opens_on_the_demo_data(client, demo_data):
-    user = User.objects.create_superuser("smoke", "smoke@example.org", "pw")
-    client.force_login(user)
+    """As a superuser (every form and action) and as an auditor (every page read-only)."""
+    from django.contrib.auth.models import Group
+
+    from heatutility.roles import AUDITOR
+
+    auditor = User.objects.create_user("auditor", is_staff=True)
+    auditor.groups.add(Group.objects.get(name=AUDITOR))
+    users = [User.objects.create_superuser("smoke", "smoke@example.org", "pw"), auditor]
     opened, failures = 0, []
-    for model, model_admin in admin.site._registry.items():
-        for url in _pages(model, model_admin, user):
-            response = client.get(url)
-            opened += 1
-            if response.status_code >= 500:
-                failures.append((url, response.status_code))
+    for user in users:
+        client.force_login(user)
+        for model, model_admin in admin.site._registry.items():
+            for url in _pages(model, model_admin):
+                response = client.get(url)
+                opened += 1
+                if response.status_code >= 500:
+                    failures.append((user.username, url, response.status_code))
     assert failures == []
-    assert opened > 100  # every registered model, not an empty registry
+    assert opened > 300  # every registered model for both users, not an empty registry
