@@ -80,15 +80,16 @@ def unit_price_text(price: Decimal) -> str:
     return f"{price:.{places}f}"
 
 
-def weather_comparison(*, invoice: Invoice, last_mwh: Decimal | None) -> dict | None:
-    """Last year's consumption of the same period in this period's weather, with the
+def weather_comparison(
+    *, network_id: int, start: dt.date, end: dt.date, last_mwh: Decimal | None
+) -> dict | None:
+    """Last year's consumption of ``[start, end)`` in this period's weather, with the
     degree days used; None without last year's figure or complete degree days."""
     from billing import conf
     from metering.selectors import degree_days_total
 
     if last_mwh is None:
         return None
-    network_id, start, end = invoice.network_id, invoice.period_start, invoice.period_end
     dd_this = degree_days_total(network_id=network_id, start=start, end=end)
     dd_last = degree_days_total(
         network_id=network_id, start=one_year_earlier(start), end=one_year_earlier(end)
@@ -152,7 +153,9 @@ def invoice_context(*, invoice: Invoice) -> dict:
     this_mwh = Decimal(invoice.comparison.get("energy_mwh") or "0")
     last = invoice.comparison.get("last_year_mwh")
     last_mwh = Decimal(last) if last is not None else None
-    weather = weather_comparison(invoice=invoice, last_mwh=last_mwh)
+    weather = weather_comparison(  # over the days supplied (a final settlement's fewer)
+        network_id=invoice.network_id, start=invoice.period_start, end=period_end, last_mwh=last_mwh
+    )
     last_corrected = weather["last_corrected_mwh"] if weather else None
     reference = [
         (label, (annual * days / Decimal(365)).quantize(Decimal("0.001")))

@@ -289,11 +289,17 @@ class TestFinalSettlement:
         from billing.documents import invoice_context
         from billing.services.aconto import final_settlement_issue
 
-        _network, _stays, _leaves, plan = self._moved_out_and_closed()
+        network, _stays, _leaves, plan = self._moved_out_and_closed()
+        # degree days for the months supplied only: 3 a day this year, 2 a day last year
+        _degree_days(network, dt.date(2026, 1, 1), dt.date(2026, 3, 1), "3")
+        _degree_days(network, dt.date(2025, 1, 1), dt.date(2025, 3, 1), "2")
         context = invoice_context(invoice=final_settlement_issue(plan=plan, now=NOW))
         assert context["title"] == "Final settlement"
         assert context["moved_out"] == dt.date(2026, 3, 1)
         assert (context["period_last_day"], context["days"]) == (dt.date(2026, 2, 28), 59)
+        # last January–February's 3 MWh in this year's weather: 0.8 × 3 × 1.5 + 0.2 × 3
+        assert context["last_mwh"] == Decimal("3")
+        assert context["weather"]["last_corrected_mwh"] == Decimal("4.200")
 
     def test_refusals(self):
         from billing.models import InstalmentPlan

@@ -79,7 +79,10 @@ class TestWeatherCorrectedComparison:
         invoice = issue_november(network, django_capture_on_commit_callbacks)
         # 1.5 MWh last year: 80 % of it doubles with the weather, 20 % does not
         # 0.8 × 1.5 × 600 / 300 + 0.2 × 1.5 = 2.7 MWh; this period's 1.5 MWh is -44.4 %
-        weather = weather_comparison(invoice=invoice, last_mwh=Decimal("1.500"))
+        weather = weather_comparison(
+            network_id=network.pk, start=invoice.period_start, end=invoice.period_end,
+            last_mwh=Decimal("1.500"),
+        )  # fmt: skip
         assert weather["last_corrected_mwh"] == Decimal("2.700")
         assert (weather["dd_this"], weather["dd_last"]) == (Decimal("600"), Decimal("300"))
         text = " ".join(pdf_text(invoice).split())
@@ -97,11 +100,13 @@ class TestWeatherCorrectedComparison:
         _degree_days(network, dt.date(2026, 11, 1), dt.date(2026, 12, 1), "20")
         _degree_days(network, dt.date(2025, 11, 1), dt.date(2025, 12, 1), "10")
         DegreeDay.objects.filter(network=network, on=dt.date(2025, 11, 17)).delete()
-        invoice = Invoice(
-            network=network, period_start=dt.date(2026, 11, 1), period_end=dt.date(2026, 12, 1)
-        )
-        assert weather_comparison(invoice=invoice, last_mwh=Decimal("1.5")) is None
-        assert weather_comparison(invoice=invoice, last_mwh=None) is None
+        november = {"network_id": network.pk, "start": dt.date(2026, 11, 1),
+                    "end": dt.date(2026, 12, 1)}  # fmt: skip
+        assert weather_comparison(**november, last_mwh=Decimal("1.5")) is None
+        assert weather_comparison(**november, last_mwh=None) is None
+        # October has no degree days at all
+        october = {**november, "start": dt.date(2026, 10, 1), "end": dt.date(2026, 11, 1)}
+        assert weather_comparison(**october, last_mwh=Decimal("1.5")) is None
 
 
 class TestUnitPrices:
