@@ -353,6 +353,17 @@ def _line(
     )
 
 
+def _days_supplied(intervals: Sequence) -> int:
+    """Days of the period with at least one contract (the intervals are clipped to it)."""
+    days, reached = 0, None
+    for iv in sorted(intervals, key=lambda iv: iv.start):
+        start = iv.start if reached is None or iv.start > reached else reached
+        if iv.end > start:
+            days += (iv.end - start).days
+            reached = iv.end
+    return days
+
+
 def instalment_drafts(
     *, currency: str, account_ids: Sequence[int], period_start: dt.date, period_end: dt.date
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
@@ -414,12 +425,16 @@ def instalment_drafts(
                 for priced in rate(determinants=det, tariff=spec):
                     by_rate[priced.vat_rate] += priced.amount
             lines = []
+            supplied, days = _days_supplied(ivs), (period_end - period_start).days
+            part = "" if supplied == days else f" × {supplied}/{days} days supplied"
             for vat_rate, annual in sorted(by_rate.items()):
-                amount = quantize_money(annual / n, currency)
+                # a move-in or move-out within the period pays for the days supplied
+                share = annual / n if supplied == days else annual * supplied / (n * days)
+                amount = quantize_money(share, currency)
                 lines.append(
                     _line(
                         f"On-account instalment {index} of {n}",
-                        f"1/{n} × estimated annual charge {annual:,.2f} {currency} "
+                        f"1/{n} × estimated annual charge {annual:,.2f} {currency}{part} "
                         f"({plan.explanation}) at current prices",
                         amount,
                         vat_rate,

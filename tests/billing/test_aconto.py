@@ -237,6 +237,15 @@ class TestMovingOut:
         second = bill_month(network, start=dt.date(2026, 4, 1), months=3, kind="instalment")
 
         assert (first.total, first.failed) == (2, 0)  # still supplied in January–February
+        # the one who left pays for January and February only: 59 of the quarter's 90 days
+        # 13,065.36 × 59 / (4 × 90) = 2141.2673… → 2141.27; the other pays a full quarter
+        left = Invoice.objects.get(account=gone.account, kind="instalment").lines.get()
+        assert left.amount == Decimal("2141.27")
+        assert "13,065.36 DKK × 59/90 days supplied" in left.explanation
+        stayed = Invoice.objects.get(
+            account=contracts[0].account, kind="instalment", period_start=YEAR
+        ).lines.get()
+        assert stayed.amount == Decimal("3266.34")
         assert (second.total, second.failed) == (1, 0)
         assert not BillingRunException.objects.exists()
         assert list(
