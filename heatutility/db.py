@@ -145,16 +145,36 @@ def constraint_messages() -> dict[str, str]:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+def copy_escape(text: str) -> str:
+    """One text value in PostgreSQL's COPY text format (hot path: no copy when clean)."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_COPY_ESCAPES)
+    return text
+
+
 def _copy_text(value) -> str:
     if value is None:
         return "\\N"
     if value is True or value is False:
         return "t" if value else "f"
     if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
+        return copy_escape(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+def copy_write(sql: str, text: str) -> None:
+    """Send ``text`` (rows in COPY text format) to ``COPY … FROM STDIN`` (PostgreSQL),
+    with psycopg's errors raised as Django's."""
+    from django.db import connection
+
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(sql) as copy,  # cursor.cursor: psycopg's, under Django's wrapper
+    ):
+        copy.write(text)
 
 
 def bulk_insert(model, fields: list[str], rows: list[tuple]) -> None:
@@ -177,10 +197,7 @@ def bulk_insert(model, fields: list[str], rows: list[tuple]) -> None:
         )
         return
     columns = ", ".join(connection.ops.quote_name(opts.get_field(n).column) for n in fields)
-    text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)
-    with (
-        connection.cursor() as cursor,
-        connection.wrap_database_errors,
-        cursor.cursor.copy(f"COPY {opts.db_table} ({columns}) FROM STDIN") as copy,
-    ):  # cursor.cursor: the psycopg cursor under Django's wrapper
-        copy.write(text)
+    copy_write(
+        f"COPY {opts.db_table} ({columns}) FROM STDIN",
+        "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows),
+    )

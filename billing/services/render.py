@@ -35,6 +35,7 @@ from billing.calc import (
     segment_determinants,
     totals,
 )
+from heatutility.db import copy_escape as esc
 
 
 class Rendered(NamedTuple):
@@ -47,16 +48,6 @@ class Rendered(NamedTuple):
     body: str  # "currency\tnet\tvat\tgross\tpaid\t" (original_id follows)
     rest: str  # "\thas_estimated_reads\t…\tcomparison\tpdf\t" (created_at follows)
     lines: list[str]  # each line's columns after invoice_id and position
-
-
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def esc(text: str) -> str:
-    """COPY text format escaping of one column value."""
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        return text.translate(_ESCAPES)
-    return text
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"))  # same bytes as json.dumps(..., separators)

@@ -13,7 +13,9 @@ from django.db import connection
 
 from billing.calc import BillDraft
 from billing.models import Invoice, InvoiceLine
-from billing.services.render import Caches, Rendered, esc, render_draft
+from billing.services.render import Caches, Rendered, render_draft
+from heatutility.db import copy_escape as esc
+from heatutility.db import copy_write
 
 INVOICE_COLUMNS = [
     "id",
@@ -255,8 +257,4 @@ def copy_prepare(
 
 
 def _copy(sql: str, rows: list[str]) -> None:
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        # psycopg errors as django.db errors
-        with connection.wrap_database_errors, raw.copy(sql) as copy:
-            copy.write("\n".join(rows) + "\n")
+    copy_write(sql, "\n".join(rows) + "\n")

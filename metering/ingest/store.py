@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 
+from heatutility.db import copy_escape
 from heatutility.errors import ErrorItem
 from metering.ingest.rows import NORMALISED_FIELDS, OPTIONAL_NUMERIC
 from metering.models import KWH_PER_UNIT
@@ -169,16 +170,7 @@ def store_staged_postgres(
 
 def tsv(rows: list[tuple]) -> str:
     def cell(value):
-        if value is None:
-            return "\\N"
-        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-            return (
-                value.replace("\\", "\\\\")
-                .replace("\t", "\\t")
-                .replace("\n", "\\n")
-                .replace("\r", "\\r")
-            )
-        return value
+        return "\\N" if value is None else copy_escape(value)
 
     # stage column order: row, serial, read_at, energy, unit, volume, optional..., status
     return "".join("\t".join(map(cell, row)) + "\n" for row in rows)
