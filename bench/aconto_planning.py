@@ -121,7 +121,7 @@ def main() -> None:
         build_data(args.accounts)
         print(f"data: {args.accounts} accounts built in {time.perf_counter() - t:.1f} s")
     network = Network.objects.get()
-    share = Decimal(str(conf.get("HEATING_SHARE")))
+    share = conf.heating_share()
     with transaction.atomic():
         _degree_days(network.pk)
         network.refresh_from_db()

@@ -34,6 +34,11 @@ def get(name: str):
     return getattr(settings, "BILLING", {}).get(name, DEFAULTS[name])
 
 
+def heating_share() -> Decimal:
+    """The weather-dependent share of consumption for climate corrections."""
+    return Decimal(str(get("HEATING_SHARE")))
+
+
 def plausibility() -> Plausibility:
     values = {**DEFAULTS["PLAUSIBILITY"], **get("PLAUSIBILITY")}
     return Plausibility(**{k: Decimal(str(v)) for k, v in values.items()})

@@ -96,9 +96,10 @@ def weather_comparison(
     )
     if not dd_this or not dd_last:
         return None
+    share = conf.heating_share()
     corrected = climate_corrected(
         consumption=last_mwh,
-        heating_share=Decimal(str(conf.get("HEATING_SHARE"))),
+        heating_share=share,
         dd_normal=dd_this,
         dd_actual=dd_last,
     )
@@ -106,7 +107,7 @@ def weather_comparison(
         "last_corrected_mwh": corrected.quantize(Decimal("0.001")),
         "dd_this": dd_this,
         "dd_last": dd_last,
-        "heating_share_percent": f"{Decimal(str(conf.get('HEATING_SHARE'))) * 100:.0f}",
+        "heating_share_percent": f"{share * 100:.0f}",
     }
 
 

@@ -16,6 +16,7 @@ Invariants live in the database:
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
@@ -336,6 +337,16 @@ class InvoiceLine(models.Model):
         return f"{self.description}: {self.amount}"
 
 
+class InstalmentPlanQuerySet(models.QuerySet):
+    def overlapping(self, start: dt.date, end: dt.date):
+        """Plans whose settlement year shares a day with ``[start, end)``."""
+        return self.filter(year_start__lt=end, year_end__gt=start)
+
+    def in_force(self, on: dt.date):
+        """Plans whose settlement year contains ``on``."""
+        return self.overlapping(on, on + dt.timedelta(days=1))
+
+
 class InstalmentPlan(models.Model):
     """On-account (a-conto) instalments for one account and settlement year."""
 
@@ -356,6 +367,8 @@ class InstalmentPlan(models.Model):
     estimated_m3 = models.DecimalField(max_digits=16, decimal_places=4, default=ZERO)
     explanation = models.TextField(blank=True)
     created_at = models.DateTimeField()
+
+    objects = InstalmentPlanQuerySet.as_manager()
 
     class Meta:
         ordering = ["account", "-year_start"]

@@ -36,7 +36,7 @@ def months_in_this_weather(
     degree_days = degree_days_by_month(
         network_id=network_id, months=known + [add_months(m, -12) for m in known]
     )
-    share = Decimal(str(conf.get("HEATING_SHARE")))
+    share = conf.heating_share()
     corrected = {}
     for month, last in months:
         this, before = degree_days.get(month), degree_days.get(add_months(month, -12))
@@ -296,7 +296,7 @@ def plan_in_force(*, account_id: int, on: dt.date):
     from billing.models import InstalmentPlan
 
     return (
-        InstalmentPlan.objects.filter(account_id=account_id, year_start__lte=on, year_end__gt=on)
+        InstalmentPlan.objects.in_force(on).filter(account_id=account_id)
         .order_by("-year_start")
         .first()
     )

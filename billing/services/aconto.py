@@ -151,9 +151,7 @@ def instalment_plans_create(
                         f"No contract in {network.code} during the plan year."
                     )
             ids = [i for i in ids if i in supplied]
-        overlapping = InstalmentPlan.objects.filter(
-            year_start__lt=year_end, year_end__gt=year_start
-        )
+        overlapping = InstalmentPlan.objects.overlapping(year_start, year_end)
         if account_ids is None:  # by network: no list of 100,000 ids to send
             overlapping = overlapping.filter(account__network=network)
         else:
@@ -162,7 +160,7 @@ def instalment_plans_create(
         result.existing = sorted(planned)
         normal, actual = plan_weather(network=network, year_start=year_start)
         weather = _Weather(
-            share=Decimal(str(conf.get("HEATING_SHARE"))),
+            share=conf.heating_share(),
             dd_normal=degree_days_normal if degree_days_normal is not None else normal,
             dd_actual=degree_days_last_year if degree_days_last_year is not None else actual,
         )
@@ -321,12 +319,8 @@ def plan_account_ids(*, network_id: int, period_start: dt.date, months: int) -> 
         network_id=network_id, start=period_start, end=add_months(period_start, months)
     ).values("account_id")
     return list(
-        InstalmentPlan.objects.filter(
-            account__network_id=network_id,
-            frequency=frequency,
-            year_start__lte=period_start,
-            year_end__gt=period_start,
-            account_id__in=supplied,
+        InstalmentPlan.objects.in_force(period_start).filter(
+            account__network_id=network_id, frequency=frequency, account_id__in=supplied
         )
         .order_by("account_id")
         .values_list("account_id", flat=True)
@@ -372,10 +366,8 @@ def instalment_drafts(
 
     plans = {
         p.account_id: p
-        for p in InstalmentPlan.objects.filter(
-            account_id__in=list(account_ids),
-            year_start__lte=period_start,
-            year_end__gt=period_start,
+        for p in InstalmentPlan.objects.in_force(period_start).filter(
+            account_id__in=list(account_ids)
         )
     }
     intervals = contract_intervals(account_ids=account_ids, start=period_start, end=period_end)
