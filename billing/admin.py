@@ -243,7 +243,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     date_hierarchy = "period_start"
     list_select_related = ["account"]
     inlines = [InvoiceLineInline]
-    actions = ["release", "hold", "recompute", "issue", "credit", "render_pdf"]
+    actions = ["release", "hold", "recompute", "issue", "credit", "rebill", "render_pdf"]
     readonly_fields = [
         "account",
         "network",
@@ -277,6 +277,16 @@ class InvoiceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # invoices come from runs, re-rating and services
 
+    # the actions' custom verbs (Meta.permissions), as the API checks them
+    def has_issue_permission(self, request):
+        return request.user.has_perm("billing.issue_invoice")
+
+    def has_release_permission(self, request):
+        return request.user.has_perm("billing.release_invoice")
+
+    def has_credit_permission(self, request):
+        return request.user.has_perm("billing.credit_invoice")
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -309,7 +319,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             filename=f"{invoice.display_number}.pdf",
         )
 
-    @admin.action(description="Release held drafts", permissions=["change"])
+    @admin.action(description="Release held drafts", permissions=["release"])
     def release(self, request, queryset):
         _report(
             self,
@@ -319,7 +329,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             "Released {n} draft(s).",
         )
 
-    @admin.action(description="Hold drafts for review", permissions=["change"])
+    @admin.action(description="Hold drafts for review", permissions=["release"])
     def hold(self, request, queryset):
         _report(
             self,
@@ -341,7 +351,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             "Recomputed {n} draft(s).",
         )
 
-    @admin.action(description="Issue drafts", permissions=["change"])
+    @admin.action(description="Issue drafts", permissions=["issue"])
     def issue(self, request, queryset):
         def one(invoice):
             invoice_services.invoice_issue(invoice=invoice, issued_at=timezone.now())
@@ -349,13 +359,24 @@ class InvoiceAdmin(admin.ModelAdmin):
 
         _report(self, request, one, queryset.select_related("network"), "Issued {n} invoice(s).")
 
-    @admin.action(description="Credit in full (credit note)", permissions=["change"])
+    @admin.action(description="Credit in full (credit note)", permissions=["credit"])
     def credit(self, request, queryset):
         def one(invoice):
             note = invoice_services.invoice_credit(invoice=invoice, now=timezone.now())
             tasks.invoices_render_pdfs.delay([note.pk])
 
         _report(self, request, one, queryset.select_related("network"), "Credited {n} invoice(s).")
+
+    @admin.action(description="Bill credited invoices again (correction)", permissions=["credit"])
+    def rebill(self, request, queryset):
+        from billing.services.rerating import invoice_rebill
+
+        def one(invoice):
+            correction = invoice_rebill(invoice=invoice, now=timezone.now())
+            if correction.is_issued:
+                tasks.invoices_render_pdfs.delay([correction.pk])
+
+        _report(self, request, one, queryset, "Billed {n} invoice(s) again.")
 
     @admin.action(description="Render missing PDFs", permissions=["change"])
     def render_pdf(self, request, queryset):
@@ -537,9 +558,7 @@ class InstalmentPlanningForm(forms.Form):
         numbers = cleaned.get("accounts", "").replace(",", " ").split()
         cleaned["account_ids"] = None
         if numbers and cleaned.get("network"):
-            ids, unknown = account_ids_by_number(
-                network_id=cleaned["network"].pk, numbers=numbers
-            )
+            ids, unknown = account_ids_by_number(network_id=cleaned["network"].pk, numbers=numbers)
             if unknown:
                 self.add_error(
                     "accounts",

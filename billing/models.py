@@ -253,6 +253,12 @@ class Invoice(models.Model):
                 violation_error_message="This invoice has already been credited.",
             ),
             models.UniqueConstraint(
+                fields=["original"],
+                condition=Q(kind="correction") & ~Q(state="cancelled"),
+                name="invoice_corrected_at_most_once",
+                violation_error_message="This invoice has already been billed again.",
+            ),
+            models.UniqueConstraint(
                 fields=["series", "number"],
                 condition=Q(number__isnull=False),
                 name="invoice_number_unique_in_series",

@@ -235,6 +235,23 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             serializers.InvoiceSerializer(docs, many=True, context={"request": request}).data
         )
 
+    @extend_schema(request=None, responses={201: serializers.InvoiceSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[HasPermission.of("billing.credit_invoice")],
+    )
+    def rebill(self, request, pk=None):
+        """Bill a period credited in full again, as the data stands now: a correction
+        referencing the credited invoice (409 if it is not credited or already rebilled)."""
+        correction = rerating.invoice_rebill(invoice=self.get_object(), now=timezone.now())
+        if correction.is_issued:
+            tasks.invoices_render_pdfs.delay([correction.pk])
+        return Response(
+            serializers.InvoiceSerializer(correction, context={"request": request}).data,
+            status=201,
+        )
+
 
 class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Payment.objects.select_related("account")

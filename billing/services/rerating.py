@@ -10,6 +10,9 @@ original's open amount).  Nothing is billed twice or lost:
 * the current bill of a period is the newest invoice/correction without a credit note,
   so a second change re-rates the correction, never the original again;
 * an unchanged result (same lines and totals) issues nothing;
+* an invoice staff credited in full by hand is billed again with :func:`invoice_rebill`:
+  a correction as the data stands then, also at most once per invoice (unique constraint
+  ``invoice_corrected_at_most_once``), since the billing run counts the period as billed;
 * an annual settlement is re-rated as a settlement: its correction credits the year's
   instalments again, since the credit note took back the original's credit of them.
 """
@@ -29,7 +32,7 @@ from billing.services.compute import drafts_compute
 from billing.services.invoices import invoice_credit, invoices_issue
 from billing.services.payments import payments_apply_unallocated
 from billing.services.write import drafts_write
-from heatutility.errors import DomainError
+from heatutility.errors import ConflictError, DomainError
 from metering import selectors as metering_selectors
 
 RERATABLE = (Invoice.Kind.INVOICE, Invoice.Kind.SETTLEMENT, Invoice.Kind.CORRECTION)
@@ -108,21 +111,54 @@ def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> tuple[Invoice, Invo
         ):
             return None
         credit_note = invoice_credit(invoice=invoice, now=now)
-        (correction_id,) = drafts_write(
-            drafts=[draft],
-            network_id=invoice.network_id,
-            run_id=None,
-            kind=Invoice.Kind.CORRECTION,
-            now=now,
-            original_ids=[invoice.pk],
+        return credit_note, _correction_write(invoice=invoice, draft=draft, now=now)
+
+
+def _correction_write(*, invoice: Invoice, draft: BillDraft, now: dt.datetime) -> Invoice:
+    """Write ``draft`` as the correction of ``invoice``; issue it unless it is held."""
+    (correction_id,) = drafts_write(
+        drafts=[draft],
+        network_id=invoice.network_id,
+        run_id=None,
+        kind=Invoice.Kind.CORRECTION,
+        now=now,
+        original_ids=[invoice.pk],
+    )
+    if not draft.held:
+        invoices_issue(
+            issued_at=now, invoice_ids=[correction_id], time_zone=invoice.network.time_zone
         )
-        if not draft.held:
-            invoices_issue(
-                issued_at=now, invoice_ids=[correction_id], time_zone=invoice.network.time_zone
+        # what the credit note left (the original was paid) settles the correction
+        payments_apply_unallocated(on=now.date(), account_id=invoice.account_id)
+    return Invoice.objects.get(pk=correction_id)
+
+
+def invoice_rebill(*, invoice: Invoice, now: dt.datetime) -> Invoice:
+    """Bill the period of an invoice that staff credited in full again, as the data stands
+    now: a correction referencing it (held for review if it looks implausible).
+
+    The billing run counts a credited period as billed, so this is how it is billed
+    again, after the data behind the credit was put right.  At most once per invoice.
+    """
+    if invoice.kind not in RERATABLE or invoice.number is None:
+        raise UnableToRerate(
+            "Only issued invoices, annual settlements and corrections are billed again; "
+            "instalments are settled by the annual settlement."
+        )
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("network").get(pk=invoice.pk)
+        related = Invoice.objects.filter(original=invoice).exclude(state=Invoice.State.CANCELLED)
+        if not related.filter(kind=Invoice.Kind.CREDIT_NOTE).exists():
+            raise ConflictError(
+                f"Invoice {invoice.display_number} is not credited: re-rate it instead."
             )
-            # what the credit note left (the original was paid) settles the correction
-            payments_apply_unallocated(on=now.date(), account_id=invoice.account_id)
-    return credit_note, Invoice.objects.get(pk=correction_id)
+        done = related.filter(kind=Invoice.Kind.CORRECTION).first()
+        if done is not None:
+            raise ConflictError(
+                f"Invoice {invoice.display_number} is already billed again "
+                f"by {done.display_number or f'draft #{done.pk}'}."
+            )
+        return _correction_write(invoice=invoice, draft=invoice_recompute(invoice=invoice), now=now)
 
 
 def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:

@@ -30,14 +30,20 @@ def invoice_of(contract, **filters) -> Invoice:
     return Invoice.objects.get(account=contract.account, **filters)
 
 
-def client_for(role: str):
-    """An API client logged in as a staff user holding ``role`` (a heatutility.roles group)."""
+def staff_user(role: str):
+    """A staff user holding ``role`` (a heatutility.roles group)."""
     from django.contrib.auth.models import Group, User
-    from rest_framework.test import APIClient
 
     user = User.objects.create_user(username=role.replace(" ", "_"), is_staff=True)
     user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def client_for(role: str):
+    """An API client logged in as a staff user holding ``role`` (a heatutility.roles group)."""
+    from rest_framework.test import APIClient
+
+    user = staff_user(role)
     client = APIClient()
     client.force_authenticate(user)
     return client
-

@@ -40,7 +40,10 @@ class TestBillingAdmin:
         for (start, end), reason in [
             (("2026-10-01", "2026-11-01"), "already has a billing run (periodic invoices)"),
             (("2026-09-15", "2026-10-01"), "A billing period starts on the first day of a month."),
-            (("2026-09-01", "2026-10-15"), "A period from 2026-09-01 ends on 2026-10-01, not 2026-10-15."),
+            (
+                ("2026-09-01", "2026-10-15"),
+                "A period from 2026-09-01 ends on 2026-10-01, not 2026-10-15.",
+            ),
             (("2099-01-01", "2099-02-01"), "[2099-01-01, 2099-02-01) has not ended yet"),
         ]:
             response = add(start, end)
@@ -64,6 +67,29 @@ class TestBillingAdmin:
         assert not invoice.held
         assert BillingRun.objects.get().held == 0
 
+    def test_credit_then_rebill_actions_and_who_sees_them(self, admin_client_, client):
+        from heatutility.roles import AUDITOR, BILLING_CLERK
+        from tests.billing.helpers import staff_user
+
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        for action in ("credit", "rebill"):
+            page = admin_client_.post(
+                "/admin/billing/invoice/",
+                {"action": action, "_selected_action": [invoice.pk]},
+                follow=True,
+            ).content.decode()
+        assert "Billed 1 invoice(s) again." in page
+        correction = Invoice.objects.get(kind="correction")
+        assert (correction.original_id, correction.gross) == (invoice.pk, invoice.gross)
+        # the verbs follow the roles' permissions, as in the API
+        for role, shown in ((BILLING_CLERK, True), (AUDITOR, False)):
+            client.force_login(staff_user(role))
+            changelist = client.get("/admin/billing/invoice/").content.decode()
+            assert ('value="rebill"' in changelist) is shown
+            assert ('value="credit"' in changelist) is shown
+
     def test_invoice_and_payment_pages_render(self, admin_client_):
         network, _ = billed_network(accounts=1)
         bill_month(network)
@@ -86,7 +112,9 @@ class TestRefundAdmin:
         network, (contract,) = billed_network(accounts=1)
         bill_month(network)
         account = contract.account
-        payment_record(account=account, amount=Decimal("2000.00"), received_on=dt.date(2026, 12, 5), now=NOW)
+        payment_record(
+            account=account, amount=Decimal("2000.00"), received_on=dt.date(2026, 12, 5), now=NOW
+        )
         assert account_credit(account=account) == Decimal("639.02")  # 2,000.00 − 1,360.98
 
         too_much = admin_client_.post(
@@ -116,7 +144,9 @@ class TestInstalmentPlanningAdmin:
 
         network, contracts = billed_network(accounts=3)
         missing = contracts[1]
-        BoundaryRegister.objects.filter(connection=missing.connection, on=dt.date(2025, 1, 1)).delete()
+        BoundaryRegister.objects.filter(
+            connection=missing.connection, on=dt.date(2025, 1, 1)
+        ).delete()
         numbers = f"{contracts[0].account.number}, {missing.account.number}"
         form = {"network": network.pk, "year_start": "2026-01-01", "frequency": "monthly"}
 
@@ -131,7 +161,10 @@ class TestInstalmentPlanningAdmin:
             "/admin/billing/instalmentplan/add/", {**form, "accounts": numbers}, follow=True
         )
         page = done.content.decode()
-        assert "Planned 1 account(s); 0 already had a plan for the year; 1 could not be planned." in page
+        assert (
+            "Planned 1 account(s); 0 already had a plan for the year; 1 could not be planned."
+            in page
+        )
         assert f"Account {missing.account.number}: No register value for connection" in page
         plan = InstalmentPlan.objects.get()
         assert (plan.account_id, plan.estimated_mwh) == (contracts[0].account_id, 18)

@@ -35,8 +35,9 @@ class TestBillingApi:
             format="json",
         )
         assert duplicate.status_code == 409
-        assert "already has a billing run (periodic invoices) for [2026-10-01, 2026-11-01)" in (
-            duplicate.json()["message"]
+        assert (
+            "already has a billing run (periodic invoices) for [2026-10-01, 2026-11-01)"
+            in (duplicate.json()["message"])
         )
         issued = clerk.post(f"/api/v1/billing/runs/{run_id}/issue/")
         assert issued.json()["state"] == "issued"
@@ -134,7 +135,9 @@ class TestBillingApi:
             f"2026-12-05;1.234,50;{invoice.display_number} Søren Ærø;;B-1252\n"
         )
         upload = SimpleUploadedFile("statement.csv", text.encode("cp1252"))  # Danish banks' export
-        result = clerk.post("/api/v1/billing/payments/import/", {"file": upload}, format="multipart")
+        result = clerk.post(
+            "/api/v1/billing/payments/import/", {"file": upload}, format="multipart"
+        )
         assert result.json() == {"created": 1, "duplicates": 0, "errors": []}
         payment = Payment.objects.get(bank_transaction_id="B-1252")
         assert (payment.amount, payment.reference) == (
@@ -166,6 +169,27 @@ class TestBillingApi:
         assert response.json()["gross"] == f"-{invoice.gross}"
         again = clerk.post(f"/api/v1/billing/invoices/{invoice.pk}/credit/")
         assert again.status_code == 409
+
+    def test_rebill_via_api_bills_a_credited_period_again_once(self):
+        network, _ = billed_network(accounts=1)
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        clerk = client_for(BILLING_CLERK)
+        auditor = client_for(AUDITOR)
+        assert auditor.post(f"/api/v1/billing/invoices/{invoice.pk}/rebill/").status_code == 403
+        not_credited = clerk.post(f"/api/v1/billing/invoices/{invoice.pk}/rebill/")
+        assert not_credited.status_code == 409
+        assert "re-rate it instead" in not_credited.json()["message"]
+        clerk.post(f"/api/v1/billing/invoices/{invoice.pk}/credit/")
+        response = clerk.post(f"/api/v1/billing/invoices/{invoice.pk}/rebill/")
+        assert response.status_code == 201
+        body = response.json()
+        assert (body["kind"], body["original"], body["gross"]) == (
+            "correction",
+            invoice.pk,
+            str(invoice.gross),
+        )
+        assert clerk.post(f"/api/v1/billing/invoices/{invoice.pk}/rebill/").status_code == 409
 
     def test_exports_balance_debits_and_credits(self):
         network, _ = billed_network(accounts=2)
@@ -282,7 +306,9 @@ class TestFinalSettlementApi:
         assert (done.json()["kind"], done.json()["gross"]) == ("settlement", "-1360.98")
         again = clerk.post(url.format(InstalmentPlan.objects.get(account=leaves.account).pk))
         assert again.status_code == 409
-        refused = clerk.post(url.format(InstalmentPlan.objects.get(account=contracts[0].account).pk))
+        refused = clerk.post(
+            url.format(InstalmentPlan.objects.get(account=contracts[0].account).pk)
+        )
         assert refused.status_code == 422
         assert "is not closed" in refused.json()["message"]
         auditor = client_for(AUDITOR)

@@ -5,8 +5,15 @@ import pytest
 from django.utils import timezone
 
 from billing.models import Invoice
+from billing.services.invoices import invoice_credit
 from billing.services.payments import account_balance
-from billing.services.rerating import invoice_rerate, invoices_rerate_changed
+from billing.services.rerating import (
+    UnableToRerate,
+    invoice_rebill,
+    invoice_rerate,
+    invoices_rerate_changed,
+)
+from heatutility.errors import ConflictError
 from tests.billing.factories import billed_network, register
 from tests.billing.helpers import NOW, bill_month, invoice_of
 
@@ -114,6 +121,59 @@ class TestTariffCorrection:
 
 
 @pytest.mark.django_db
+class TestRebill:
+    def test_a_period_credited_by_hand_is_billed_again_once_as_the_data_stands(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        original = invoice_of(contracts[0], kind="invoice")
+        credit = invoice_credit(invoice=original, now=LATER)
+        # staff credited because the end reading was wrong, then put it right
+        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("44600"))
+
+        correction = invoice_rebill(invoice=original, now=LATER)
+
+        assert correction.kind == Invoice.Kind.CORRECTION
+        assert correction.original_id == original.pk
+        assert correction.number is not None
+        energy = correction.lines.get(component="energy")
+        assert energy.quantity == Decimal("1.6")
+        assert energy.amount == Decimal("948.03")  # 1.6 × 592.52 = 948.032
+        assert account_balance(account=contracts[0].account) == correction.gross
+        assert credit.gross == -original.gross
+        with pytest.raises(ConflictError, match="already billed again by"):
+            invoice_rebill(invoice=original, now=LATER)
+        assert Invoice.objects.filter(kind="correction").count() == 1
+        # the correction is the period's current bill: a later change re-rates it
+        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("44700"))
+        ((_credit, second),) = invoices_rerate_changed(now=timezone.now())
+        assert second.original_id == correction.pk
+
+    def test_an_invoice_not_credited_is_rerated_not_rebilled(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        original = invoice_of(contracts[0], kind="invoice")
+        with pytest.raises(ConflictError, match="is not credited: re-rate it instead"):
+            invoice_rebill(invoice=original, now=LATER)
+        credit = invoice_credit(invoice=original, now=LATER)
+        with pytest.raises(UnableToRerate, match="Only issued invoices"):
+            invoice_rebill(invoice=credit, now=LATER)
+        assert not Invoice.objects.filter(kind="correction").exists()
+
+    def test_the_database_refuses_a_second_correction_of_an_invoice(self):
+        from django.db import IntegrityError, transaction
+
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        original = invoice_of(contracts[0], kind="invoice")
+        invoice_credit(invoice=original, now=LATER)
+        correction = invoice_rebill(invoice=original, now=LATER)
+        twin = Invoice.objects.get(pk=correction.pk)
+        twin.pk, twin.number, twin.state = None, None, Invoice.State.DRAFT
+        with pytest.raises(IntegrityError), transaction.atomic():
+            twin.save(force_insert=True)
+
+
+@pytest.mark.django_db
 class TestSettlementRerating:
     def _settled_year(self):
         from billing.services.aconto import instalment_plan_create
@@ -143,6 +203,16 @@ class TestSettlementRerating:
         assert correction.net == Decimal("592.52")  # the one extra MWh, nothing else
         assert correction.gross == Decimal("740.65")
         assert invoices_rerate_changed(now=timezone.now()) == []  # nothing twice
+
+    def test_a_settlement_credited_by_hand_is_settled_again_with_the_instalments(self):
+        _contract, settlement = self._settled_year()
+        invoice_credit(invoice=settlement, now=LATER)
+
+        correction = invoice_rebill(invoice=settlement, now=LATER)
+
+        assert correction.lines.get(component="energy").quantity == Decimal("18")
+        assert correction.lines.get(component="on_account").amount == Decimal("-13065.36")
+        assert (correction.net, correction.gross) == (settlement.net, settlement.gross)
 
     def test_staff_recompute_of_a_held_settlement_keeps_the_instalment_credit(self):
         from billing.services.rerating import invoice_recompute
