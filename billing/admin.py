@@ -174,11 +174,13 @@ class BillingRunAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
         tasks.billing_run_start.delay(run.pk)
 
-    @admin.action(description="Resume (dispatch chunks not done)")
+    @admin.action(description="Resume (dispatch chunks not done)", permissions=["change"])
     def resume_runs(self, request, queryset):
-        for run in queryset:
+        def one(run):
+            run_services.billing_run_assert_resumable(run=run)
             tasks.billing_run_resume.delay(run.pk)
-        self.message_user(request, f"Resumed {queryset.count()} run(s).")
+
+        _report(self, request, one, queryset, "Resumed {n} run(s).")
 
     @admin.action(description="Issue unheld drafts", permissions=["issue"])
     def issue_runs(self, request, queryset):
@@ -190,7 +192,7 @@ class BillingRunAdmin(admin.ModelAdmin):
             "Issued {n} run(s).",
         )
 
-    @admin.action(description="Cancel (drafts only)")
+    @admin.action(description="Cancel (drafts only)", permissions=["change"])
     def cancel_runs(self, request, queryset):
         _report(
             self,

@@ -7,7 +7,9 @@ reach the right roles.
 
 | role               | may change                                  | may only view        |
 |--------------------|---------------------------------------------|----------------------|
-| billing clerk      | customers, billing (runs, invoices, payments)| metering, tariffs    |
+| billing clerk      | customers (not networks or interface units), | networks, interface  |
+|                    | billing (runs, invoices, payments)           | units, metering,     |
+|                    |                                              | tariffs              |
 | metering operator  | metering (meters, readings, VEE queue),      | customers, tariffs,  |
 |                    | interface units                              | billing              |
 | tariff manager     | tariffs, incl. approving tariff versions     | customers, metering, |
@@ -37,8 +39,9 @@ ROLE_POLICY: dict[str, dict[str, tuple[str, ...]]] = {
 
 # Per-model exceptions to the app policy: (app_label, model) -> actions.  Networks are
 # reference data kept by administrators; clerks see them but do not create them.
+# Interface units (substations) are plant, kept by the metering operator.
 ROLE_MODEL_OVERRIDES: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
-    BILLING_CLERK: {("customers", "network"): VIEW},
+    BILLING_CLERK: {("customers", "network"): VIEW, ("customers", "buildinginterfaceunit"): VIEW},
 }
 
 # Single model permissions granted beyond the app policy: (app_label, codename).

@@ -30,6 +30,10 @@ from tariffs.selectors import tariff_spec_for_version
 from tariffs.simulation import price_examples, tariff_version_impact
 
 
+class ReportYearForm(forms.Form):
+    year = forms.IntegerField(min_value=1900, max_value=2200, required=False)
+
+
 class TariffVersionInline(admin.TabularInline):
     model = models.TariffVersion
     fields = ["number", "valid_from", "valid_to", "status", "approved_at"]
@@ -93,7 +97,10 @@ class TariffVersionAdmin(admin.ModelAdmin):
     def report_link(self, obj):
         return format_html('<a href="{}">open</a>', reverse("admin:tariffs_tariffversion_report", args=[obj.pk]))
 
-    @admin.action(description="Approve selected drafts (under the price cap)")
+    def has_approve_permission(self, request):
+        return request.user.has_perm("tariffs.approve_tariffversion")
+
+    @admin.action(description="Approve selected drafts (under the price cap)", permissions=["approve"])
     def approve_versions(self, request, queryset):
         if not request.user.has_perm("tariffs.approve_tariffversion"):
             raise PermissionDenied
@@ -104,7 +111,7 @@ class TariffVersionAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
 
-    @admin.action(description="Publish selected approved versions")
+    @admin.action(description="Publish selected approved versions", permissions=["approve"])
     def publish_versions(self, request, queryset):
         if not request.user.has_perm("tariffs.approve_tariffversion"):
             raise PermissionDenied
@@ -126,7 +133,10 @@ class TariffVersionAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, version):
             raise PermissionDenied
         spec = tariff_spec_for_version(version)
-        year = int(request.GET.get("year") or version.valid_from.year)
+        query = ReportYearForm(request.GET)
+        if not query.is_valid():
+            messages.error(request, f"Year: {' '.join(query.errors['year'])} Showing {version.valid_from.year}.")
+        year = query.cleaned_data.get("year") or version.valid_from.year
         as_of = timezone.localdate()
         context = {
             **self.admin_site.each_context(request),
@@ -380,11 +390,12 @@ class PriceCapAdmin(admin.ModelAdmin):
     def report_link(self, obj):
         return format_html('<a href="{}">open</a>', reverse("admin:tariffs_pricecap_report", args=[obj.pk]))
 
-    @admin.action(description="Adopt selected caps")
+    @admin.action(description="Adopt selected caps", permissions=["change"])
     def adopt_caps(self, request, queryset):
         for cap in queryset:
             try:
                 services.price_cap_adopt(cap=cap, now=timezone.now())
+                self.message_user(request, f"Adopted {cap}.", messages.SUCCESS)
             except DomainError as exc:
                 self.message_user(request, f"{cap}: {exc.message}", messages.ERROR)
 

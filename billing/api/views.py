@@ -55,6 +55,7 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def resume(self, request, pk=None):
         """Dispatch the chunks that are not done (after a crash); safe to call twice."""
         run = self.get_object()
+        run_services.billing_run_assert_resumable(run=run)
         tasks.billing_run_resume.delay(run.pk)
         run.refresh_from_db()
         return Response(serializers.BillingRunSerializer(run).data)

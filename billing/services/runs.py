@@ -462,6 +462,12 @@ def billing_run_issue(*, run: BillingRun, issued_at: dt.datetime) -> list[int]:
     return ids
 
 
+def billing_run_assert_resumable(*, run: BillingRun) -> None:
+    """Refuse (409) before anything is dispatched: a cancelled run is not resumed."""
+    if BillingRun.objects.filter(pk=run.pk, state=BillingRun.State.CANCELLED).exists():
+        raise RunNotReady("The run is cancelled.")
+
+
 def billing_run_resume(*, run: BillingRun, now: dt.datetime) -> list[int]:
     """Chunks still to do (e.g. after a killed worker); the caller dispatches them."""
     return billing_run_plan(run=run, now=now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -226,10 +226,10 @@ class ReadingIssueAdmin(admin.ModelAdmin):
         return self._resolve(request, queryset, reading_issues_reject, "Rejected")
 
     def edit_view(self, request, pk: int):
-        issue = models.ReadingIssue.objects.get(pk=pk)
         if not request.user.has_perm("metering.change_reading"):
             messages.error(request, "You may not edit readings.")
             return redirect(reverse("admin:metering_readingissue_changelist"))
+        issue = get_object_or_404(models.ReadingIssue, pk=pk)
         reading = models.Reading.objects.filter(
             meter_id=issue.meter_id, read_at=issue.read_at
         ).first()

@@ -61,6 +61,14 @@ class PricedLineSerializer(serializers.Serializer):
     vat_rate = serializers.DecimalField(max_digits=5, decimal_places=4)
 
 
+class PriceExamplesQuerySerializer(serializers.Serializer):
+    year = serializers.IntegerField(min_value=1900, max_value=2200, required=False)
+
+
+class ImpactQuerySerializer(serializers.Serializer):
+    as_of = serializers.DateField(required=False)
+
+
 class PriceExampleSerializer(serializers.Serializer):
     key = serializers.CharField()
     label = serializers.CharField()

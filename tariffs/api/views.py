@@ -6,8 +6,6 @@ Each write goes through one service; approval and publication additionally need 
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -117,7 +115,9 @@ class TariffVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
     @action(detail=True, methods=["get"], url_path="price-examples")
     def price_examples(self, request, pk=None):
         version = self.get_object()
-        year = int(request.query_params.get("year") or version.valid_from.year)
+        query = s.PriceExamplesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        year = query.validated_data.get("year") or version.valid_from.year
         examples = price_examples(spec=tariff_spec_for_version(version), year=year)
         return Response(s.PriceExampleSerializer(examples, many=True).data)
 
@@ -127,7 +127,9 @@ class TariffVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
     )
     @action(detail=True, methods=["get"])
     def impact(self, request, pk=None):
-        as_of = dt.date.fromisoformat(request.query_params["as_of"]) if request.query_params.get("as_of") else timezone.localdate()
+        query = s.ImpactQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        as_of = query.validated_data.get("as_of") or timezone.localdate()
         return Response(s.ImpactSerializer(tariff_version_impact(version=self.get_object(), as_of=as_of)).data)
 
 

@@ -53,6 +53,37 @@ class TestBillingAdmin:
         assert add("2026-09-01", "2026-10-01").status_code == 302
         assert BillingRun.objects.count() == 2
 
+    def test_run_actions_are_refused_to_roles_that_only_view_runs(self, client):
+        from heatutility.roles import AUDITOR
+        from tests.billing.helpers import staff_user
+
+        network, _ = billed_network(accounts=1)
+        run = bill_month(network, issue=False)
+        client.force_login(staff_user(AUDITOR))
+        changelist = client.get("/admin/billing/billingrun/").content.decode()
+        assert 'value="cancel_runs"' not in changelist
+        assert 'value="resume_runs"' not in changelist
+        client.post(
+            "/admin/billing/billingrun/", {"action": "cancel_runs", "_selected_action": [run.pk]}
+        )
+        run.refresh_from_db()
+        assert run.state == BillingRun.State.DRAFTED
+        assert Invoice.objects.get().state == Invoice.State.DRAFT
+
+    def test_resuming_a_cancelled_run_is_refused_with_a_message(self, admin_client_):
+        network, _ = billed_network(accounts=1)
+        run = bill_month(network, issue=False)
+        for action in ("cancel_runs", "resume_runs"):
+            response = admin_client_.post(
+                "/admin/billing/billingrun/",
+                {"action": action, "_selected_action": [run.pk]},
+                follow=True,
+            )
+        assert response.status_code == 200
+        assert "The run is cancelled." in response.content.decode()
+        run.refresh_from_db()
+        assert run.state == BillingRun.State.CANCELLED
+
     def test_release_action_releases_held_drafts(self, admin_client_):
         network, _ = billed_network(accounts=1)
         bill_month(network, issue=False)

@@ -47,6 +47,21 @@ class TestRoleGroups:
             )
 
 
+def test_every_admin_action_names_the_permission_it_needs():
+    """Django offers an action without ``permissions=`` to everyone who may view the list,
+    and runs it for them: each action must say which permission it needs."""
+    from django.contrib import admin
+
+    unguarded = [
+        f"{model._meta.label}.{name}"
+        for model, model_admin in admin.site._registry.items()
+        for func, name, _description in model_admin._get_base_actions()
+        if not getattr(func, "allowed_permissions", None)
+    ]
+
+    assert unguarded == []
+
+
 class TestAdminByRole:
     @pytest.mark.parametrize(
         ("role", "url", "expected"),
@@ -56,6 +71,8 @@ class TestAdminByRole:
             (BILLING_CLERK, "/admin/metering/heatmeter/add/", 403),
             (METERING_OPERATOR, "/admin/metering/heatmeter/add/", 200),
             (METERING_OPERATOR, "/admin/customers/buildinginterfaceunit/add/", 200),
+            (BILLING_CLERK, "/admin/customers/buildinginterfaceunit/add/", 403),
+            (BILLING_CLERK, "/admin/customers/buildinginterfaceunit/", 200),
             (METERING_OPERATOR, "/admin/customers/account/add/", 403),
             (METERING_OPERATOR, "/admin/customers/account/", 200),
             (TARIFF_MANAGER, "/admin/customers/account/", 200),

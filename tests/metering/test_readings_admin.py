@@ -92,6 +92,10 @@ class TestReadingsAdmin:
         reading = Reading.objects.get(meter=inst.meter)
         assert (reading.energy_kwh, reading.status) == (Decimal("150"), "edited")
 
+    def test_an_unknown_issue_is_not_found_not_a_server_error(self, admin_client):
+        response = admin_client.get("/admin/metering/readingissue/999999/edit-reading/")
+        assert response.status_code == 404
+
 
 class TestConflictReview:
     def test_applying_delivered_values_edits_the_reading_and_keeps_the_original(

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from heatutility.roles import BILLING_CLERK, TARIFF_MANAGER
+from heatutility.roles import AUDITOR, BILLING_CLERK, TARIFF_MANAGER
 from tariffs.models import DataImport, PriceCap, TariffVersion
 from tariffs.services import (
     cost_based_inputs_from_cost,
@@ -111,6 +111,10 @@ class TestAdminPages:
         page = client.get(reverse("admin:tariffs_tariffversion_report", args=[version.pk]))
         assert page.status_code == 200
         assert b"Reference house 130 m\xc2\xb2" in page.content
+        url = reverse("admin:tariffs_tariffversion_report", args=[version.pk])
+        page = client.get(f"{url}?year=abc", follow=True)
+        assert page.status_code == 200
+        assert f"Year: Enter a whole number. Showing {version.valid_from.year}." in page.content.decode()
 
     def test_only_tariff_managers_approve_from_the_admin(self):
         version = TariffVersionFactory(tariff=TariffFactory())
@@ -157,6 +161,21 @@ class TestAdminCompute:
         })
         assert response.status_code == 200
         assert b"Missing input" in response.content
+
+    def test_only_tariff_managers_adopt_caps_from_the_admin(self, cap):
+        url = reverse("admin:tariffs_pricecap_changelist")
+        for role, name in ((AUDITOR, "a"), (BILLING_CLERK, "c")):
+            viewer = login(role, name)
+            assert 'value="adopt_caps"' not in viewer.get(url).content.decode()
+            viewer.post(url, {"action": "adopt_caps", "_selected_action": [cap.pk]})
+            cap.refresh_from_db()
+            assert cap.status == PriceCap.Status.DRAFT
+        page = login(TARIFF_MANAGER, "m").post(
+            url, {"action": "adopt_caps", "_selected_action": [cap.pk]}, follow=True
+        )
+        cap.refresh_from_db()
+        assert cap.status == PriceCap.Status.ADOPTED
+        assert f"Adopted {cap}." in page.content.decode()
 
     def test_a_billing_clerk_cannot_compute(self, cap):
         clerk = login(BILLING_CLERK, "c")

@@ -72,6 +72,11 @@ class TestTariffVersionApi:
         assert {e["key"] for e in examples} >= {"dk-house-130m2", "se-house-20"}
         impact = manager.get(f"/api/v1/tariff-versions/{vid}/impact/?as_of=2026-11-27")
         assert impact.status_code == 200
+        for query, field in (("price-examples/?year=abc", "year"), ("price-examples/?year=99999", "year"),
+                             ("impact/?as_of=27.11.2026", "as_of")):
+            bad = manager.get(f"/api/v1/tariff-versions/{vid}/{query}")
+            assert bad.status_code == 400, query
+            assert [e["field"] for e in bad.json()["errors"]] == [field]
         assert manager.get(f"/api/v1/price-caps/{cap.json()['id']}/recompute/").json()["identical"] is True
         csv = manager.get(f"/api/v1/price-caps/{cap.json()['id']}/export/?as=csv")
         assert csv["Content-Type"].startswith("text/csv")
