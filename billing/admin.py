@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from billing import tasks
 from billing.models import (
@@ -17,6 +17,7 @@ from billing.models import (
     BillingRunException,
     DunningNotice,
     InstalmentPlan,
+    InstalmentPlanning,
     Invoice,
     InvoiceLine,
     Payment,
@@ -27,7 +28,7 @@ from billing.services import aconto
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
 from billing.services import runs as run_services
-from customers.models import Account, Network
+from customers.models import Network
 from customers.selectors import account_ids_by_number
 from heatutility.errors import DomainError
 from heatutility.timeutil import months_between
@@ -570,6 +571,79 @@ class InstalmentPlanningForm(forms.Form):
         return cleaned
 
 
+def _planning_report(modeladmin, request, planning: InstalmentPlanning) -> None:
+    if planning.state == InstalmentPlanning.State.FAILED:
+        modeladmin.message_user(request, planning.error, messages.ERROR)
+    elif planning.state != InstalmentPlanning.State.DONE:
+        modeladmin.message_user(
+            request,
+            f"{planning} is {planning.get_state_display().lower()} on the workers; "
+            "this page shows its outcome when it is done.",
+        )
+    else:
+        modeladmin.message_user(
+            request,
+            f"Planned {planning.created} account(s); {planning.existing} already "
+            f"had a plan for the year; {len(planning.failures)} could not be planned.",
+            messages.WARNING if planning.failures else messages.SUCCESS,
+        )
+        for failure in planning.failures[:20]:
+            modeladmin.message_user(
+                request, f"Account {failure['account']}: {failure['message']}", messages.WARNING
+            )
+
+
+@admin.register(InstalmentPlanning)
+class InstalmentPlanningAdmin(admin.ModelAdmin):
+    """What staff asked to be planned and what each planning did (read-only; plannings
+    are made with *Instalment plans → Add*)."""
+
+    list_display = [
+        "__str__",
+        "network",
+        "state",
+        "created",
+        "existing",
+        "failure_count",
+        "requested_by",
+        "requested_at",
+        "finished_at",
+    ]
+    list_filter = ["state", "network", "year_start"]
+    readonly_fields = [
+        "network",
+        "year_start",
+        "frequency",
+        "state",
+        "created",
+        "existing",
+        "failures_text",
+        "error",
+        "requested_by",
+        "requested_at",
+        "finished_at",
+    ]
+    exclude = ["account_ids", "failures"]
+
+    @admin.display(description="could not be planned")
+    def failure_count(self, planning):
+        return len(planning.failures)
+
+    @admin.display(description="Failures")
+    def failures_text(self, planning):
+        rows = ((f["account"], f["message"]) for f in planning.failures)
+        return format_html_join("", "{}: {}<br>", rows) or "—"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(InstalmentPlan)
 class InstalmentPlanAdmin(admin.ModelAdmin):
     """Plans are computed (last year's climate-corrected consumption), never typed in:
@@ -615,36 +689,28 @@ class InstalmentPlanAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             return redirect("admin:billing_instalmentplan_changelist")
+        from billing import tasks
+
         form = InstalmentPlanningForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                result = aconto.instalment_plans_create(
+                planning = aconto.instalment_planning_request(
                     network=data["network"],
                     year_start=data["year_start"],
                     frequency=data["frequency"],
                     account_ids=data["account_ids"],
                     now=timezone.now(),
+                    user=request.user,
                 )
             except DomainError as exc:
                 form.add_error(None, exc.message)
             else:
-                self.message_user(
-                    request,
-                    f"Planned {len(result.created)} account(s); {len(result.existing)} already "
-                    f"had a plan for the year; {len(result.failures)} could not be planned.",
-                    messages.WARNING if result.failures else messages.SUCCESS,
-                )
-                shown = sorted(result.failures.items())[:20]
-                numbers = dict(
-                    Account.objects.filter(pk__in=[pk for pk, _ in shown]).values_list(
-                        "pk", "number"
-                    )
-                )
-                for pk, message in shown:
-                    self.message_user(
-                        request, f"Account {numbers[pk]}: {message}", messages.WARNING
-                    )
+                tasks.instalment_planning_run.delay(planning.pk)
+                planning.refresh_from_db()
+                _planning_report(self, request, planning)
+                if planning.state != InstalmentPlanning.State.DONE:
+                    return redirect("admin:billing_instalmentplanning_change", planning.pk)
                 return redirect(
                     reverse("admin:billing_instalmentplan_changelist")
                     + f"?year_start={data['year_start'].isoformat()}"

@@ -391,6 +391,44 @@ class InstalmentPlan(models.Model):
         return f"{self.account_id} {self.year_start} {self.frequency}"
 
 
+class InstalmentPlanning(models.Model):
+    """Staff asked for a settlement year of instalments to be planned (a network, or the
+    accounts listed); a Celery task does it and records the outcome here."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="+")
+    year_start = models.DateField()
+    frequency = models.CharField(max_length=10, choices=InstalmentPlan.Frequency.choices)
+    account_ids = models.JSONField(
+        null=True, blank=True, help_text="The accounts asked for; empty: the whole network."
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    created = models.PositiveIntegerField(default=0, help_text="Plans made.")
+    existing = models.PositiveIntegerField(
+        default=0, help_text="Accounts that already had a plan for the year (kept)."
+    )
+    failures = models.JSONField(
+        default=list, help_text="Accounts that could not be planned: customer number, reason."
+    )
+    error = models.TextField(blank=True, help_text="Why the planning failed as a whole.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"Planning {self.year_start} ({self.get_frequency_display().lower()}) #{self.pk}"
+
+
 class Payment(models.Model):
     class Source(models.TextChoices):
         STAFF = "staff", "Recorded by staff"
@@ -464,7 +502,9 @@ class Refund(models.Model):
     hold falls by as much (``billing.services.payments.refund_record``).
     """
 
-    account = models.ForeignKey("customers.Account", on_delete=models.PROTECT, related_name="refunds")
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="refunds"
+    )
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)
     paid_on = models.DateField()

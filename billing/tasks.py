@@ -127,3 +127,16 @@ def dunning_daily() -> int:
     from billing.services.payments import dunning_run
 
     return len(dunning_run(now=timezone.now()))
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError,),  # lost connection, deadlock: plan again
+    retry_backoff=True,
+    max_retries=3,
+)
+def instalment_planning_run(planning_id: int) -> str:
+    """Plan the settlement year staff asked for (one transaction; safe to run twice)."""
+    from billing.services.aconto import instalment_planning_run as run
+
+    return run(planning_id=planning_id, now=timezone.now()).state

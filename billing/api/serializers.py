@@ -6,6 +6,7 @@ from billing.models import (
     BillingRun,
     BillingRunException,
     InstalmentPlan,
+    InstalmentPlanning,
     Invoice,
     InvoiceLine,
     Payment,
@@ -99,10 +100,34 @@ class PlanningFailureSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class PlanningResultSerializer(serializers.Serializer):
-    created = serializers.IntegerField(help_text="Plans made.")
-    existing = serializers.IntegerField(help_text="Accounts that already had a plan (kept).")
-    failures = PlanningFailureSerializer(many=True)
+class PlanningResultSerializer(serializers.ModelSerializer):
+    """A planning and, once it is done, what it did (failures by customer number)."""
+
+    failures = PlanningFailureSerializer(many=True, read_only=True)
+    accounts = serializers.SerializerMethodField(
+        help_text="How many accounts were asked for; null: the whole network."
+    )
+
+    class Meta:
+        model = InstalmentPlanning
+        fields = [
+            "id",
+            "network",
+            "year_start",
+            "frequency",
+            "accounts",
+            "state",
+            "created",
+            "existing",
+            "failures",
+            "error",
+            "requested_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_accounts(self, planning) -> int | None:
+        return None if planning.account_ids is None else len(planning.account_ids)
 
 
 class BillingRunExceptionSerializer(serializers.ModelSerializer):
@@ -237,7 +262,16 @@ class RefundSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Refund
-        fields = ["id", "account", "amount", "currency", "paid_on", "reference", "parts", "created_at"]
+        fields = [
+            "id",
+            "account",
+            "amount",
+            "currency",
+            "paid_on",
+            "reference",
+            "parts",
+            "created_at",
+        ]
         read_only_fields = fields
 
 

@@ -9,6 +9,11 @@ router.register("billing/invoices", views.InvoiceViewSet, basename="invoice")
 router.register("billing/payments", views.PaymentViewSet, basename="payment")
 router.register("billing/refunds", views.RefundViewSet, basename="refund")
 router.register("billing/instalment-plans", views.InstalmentPlanViewSet, basename="instalmentplan")
+router.register(
+    "billing/instalment-plannings",
+    views.InstalmentPlanningViewSet,
+    basename="instalmentplanning",
+)
 
 urlpatterns = [
     *router.urls,

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from billing import selectors, tasks
 from billing.api import serializers
-from billing.models import BillingRun, InstalmentPlan, Invoice, Payment, Refund
+from billing.models import BillingRun, InstalmentPlan, InstalmentPlanning, Invoice, Payment, Refund
 from billing.services import aconto, rerating
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
@@ -99,27 +99,22 @@ class InstalmentPlanViewSet(
 
     @extend_schema(
         request=serializers.InstalmentPlanningSerializer,
-        responses={201: serializers.PlanningResultSerializer},
+        responses={202: serializers.PlanningResultSerializer},
     )
     def create(self, request):
-        """Plan instalments from last year's climate-corrected consumption; repeatable
-        (accounts that already have a plan for the year keep it)."""
+        """Plan instalments from last year's climate-corrected consumption, on a worker;
+        repeatable (accounts that already have a plan for the year keep it).  Answers 202
+        with the planning: ``state`` queued or running (poll ``instalment-plannings/{id}/``),
+        or already done where tasks run in process."""
         body = serializers.InstalmentPlanningSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        result = aconto.instalment_plans_create(now=timezone.now(), **body.validated_data)
-        numbers = dict(
-            Account.objects.filter(pk__in=list(result.failures)).values_list("pk", "number")
+        planning = aconto.instalment_planning_request(
+            now=timezone.now(), user=request.user, **body.validated_data
         )
-        data = {
-            "created": len(result.created),
-            "existing": len(result.existing),
-            "failures": [
-                {"account": numbers[pk], "message": message}
-                for pk, message in sorted(result.failures.items())
-            ],
-        }
+        tasks.instalment_planning_run.delay(planning.pk)
+        planning.refresh_from_db()
         return Response(
-            serializers.PlanningResultSerializer(data).data, status=status.HTTP_201_CREATED
+            serializers.PlanningResultSerializer(planning).data, status=status.HTTP_202_ACCEPTED
         )
 
     @extend_schema(request=None, responses={201: serializers.InvoiceSerializer})
@@ -138,6 +133,16 @@ class InstalmentPlanViewSet(
             serializers.InvoiceSerializer(invoice, context={"request": request}).data,
             status=status.HTTP_201_CREATED,
         )
+
+
+class InstalmentPlanningViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Plannings staff asked for (``POST instalment-plans/``) and what each did."""
+
+    queryset = InstalmentPlanning.objects.all()
+    serializer_class = serializers.PlanningResultSerializer
+    filterset_fields = ["network", "year_start", "state"]
 
 
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -307,7 +312,6 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """An account's balance: issued gross minus payments plus refunds (> 0 = owed),
         and the credit it holds unused (unallocated payments, what credit notes have
         left)."""
-        from customers.models import Account
 
         try:
             account = Account.objects.get(pk=int(request.query_params.get("account", "0")))

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from billing import conf
 from billing.calc import (
@@ -33,7 +34,7 @@ from billing.calc import (
     one_year_earlier,
     totals,
 )
-from billing.models import InstalmentPlan, Invoice, InvoiceLine
+from billing.models import InstalmentPlan, InstalmentPlanning, Invoice, InvoiceLine
 from billing.services.compute import (
     contract_intervals,
     drafts_compute,
@@ -131,10 +132,7 @@ def instalment_plans_create(
     planning run can be repeated.  All of it is one transaction under a lock per network:
     a planning stores every plan or none, and two at once do not collide.
     """
-    if year_start.day != 1:
-        raise UnableToPlanInstalments("A settlement year starts on the first of a month.")
-    if frequency not in InstalmentPlan.Frequency.values:
-        raise UnableToPlanInstalments(f"Unknown frequency {frequency!r}.")
+    _planning_check(year_start=year_start, frequency=frequency)
     year_end = add_months(year_start, 12)
     with transaction.atomic():
         _planning_lock(network.pk)  # a second planning of the network waits, then skips
@@ -177,6 +175,87 @@ def instalment_plans_create(
             result.created.extend(row[0] for row in rows)
             result.failures.update(failures)
     return result
+
+
+def _planning_check(*, year_start: dt.date, frequency: str) -> None:
+    if year_start.day != 1:
+        raise UnableToPlanInstalments("A settlement year starts on the first of a month.")
+    if frequency not in InstalmentPlan.Frequency.values:
+        raise UnableToPlanInstalments(f"Unknown frequency {frequency!r}.")
+
+
+def instalment_planning_request(
+    *,
+    network: Network,
+    year_start: dt.date,
+    frequency: str,
+    now: dt.datetime,
+    account_ids: Sequence[int] | None = None,
+    user=None,
+) -> InstalmentPlanning:
+    """Record staff's request to plan a year (checked now, 422 if it cannot be planned at
+    all); ``billing.tasks.instalment_planning_run`` plans it on a worker."""
+    _planning_check(year_start=year_start, frequency=frequency)
+    return InstalmentPlanning.objects.create(
+        network=network,
+        year_start=year_start,
+        frequency=frequency,
+        account_ids=sorted(set(account_ids)) if account_ids is not None else None,
+        requested_by=user,
+        requested_at=now,
+    )
+
+
+def instalment_planning_run(*, planning_id: int, now: dt.datetime) -> InstalmentPlanning:
+    """Plan what ``planning`` asks for and record the outcome on it.
+
+    Safe to run twice: a finished planning is left as it is, and one interrupted while
+    running stored nothing (:func:`instalment_plans_create` is one transaction) and is
+    planned again.  A refusal of the whole planning is recorded as *failed*, with why.
+    """
+    with transaction.atomic():
+        planning = (
+            InstalmentPlanning.objects.select_for_update()
+            .select_related("network")
+            .get(pk=planning_id)
+        )
+        if planning.state in (InstalmentPlanning.State.DONE, InstalmentPlanning.State.FAILED):
+            return planning
+        planning.state = InstalmentPlanning.State.RUNNING
+        planning.save(update_fields=["state"])
+    try:
+        result = instalment_plans_create(
+            network=planning.network,
+            year_start=planning.year_start,
+            frequency=planning.frequency,
+            account_ids=planning.account_ids,
+            now=now,
+        )
+    except DomainError as exc:
+        planning.state, planning.error = InstalmentPlanning.State.FAILED, exc.message
+    except OperationalError:
+        raise  # the database went away: left running, the task retries
+    except Exception as exc:
+        planning.state = InstalmentPlanning.State.FAILED
+        planning.error = f"Unexpected error ({type(exc).__name__}); see the worker's log."
+        planning.finished_at = timezone.now()
+        planning.save(update_fields=["state", "error", "finished_at"])
+        raise
+    else:
+        numbers = dict(
+            Account.objects.filter(pk__in=list(result.failures)).values_list("pk", "number")
+        )
+        planning.state = InstalmentPlanning.State.DONE
+        planning.created, planning.existing = len(result.created), len(result.existing)
+        planning.failures = [
+            {"account": numbers[pk], "message": message}
+            for pk, message in sorted(result.failures.items())
+        ]
+    planning.finished_at = timezone.now()
+    planning.save(
+        update_fields=["state", "error", "created", "existing", "failures", "finished_at"]
+    )
+    return planning
 
 
 def _plan_chunk(
@@ -319,9 +398,8 @@ def plan_account_ids(*, network_id: int, period_start: dt.date, months: int) -> 
         network_id=network_id, start=period_start, end=add_months(period_start, months)
     ).values("account_id")
     return list(
-        InstalmentPlan.objects.in_force(period_start).filter(
-            account__network_id=network_id, frequency=frequency, account_id__in=supplied
-        )
+        InstalmentPlan.objects.in_force(period_start)
+        .filter(account__network_id=network_id, frequency=frequency, account_id__in=supplied)
         .order_by("account_id")
         .values_list("account_id", flat=True)
     )

@@ -4,7 +4,11 @@ from decimal import Decimal
 import pytest
 
 from billing.models import Invoice
-from billing.services.aconto import climate_corrected, instalment_plan_create
+from billing.services.aconto import (
+    UnableToPlanInstalments,
+    climate_corrected,
+    instalment_plan_create,
+)
 from tests.billing.factories import billed_network, tariff_version
 from tests.billing.helpers import NOW, bill_month, invoice_of
 
@@ -134,9 +138,7 @@ class TestPlanningANetwork:
             missing.account_id: f"No register value for connection {missing.connection_id} on "
             "2026-01-01: last year's consumption is unknown."
         }
-        assert sorted(result.created) == sorted(
-            c.account_id for c in contracts[:2]
-        )
+        assert sorted(result.created) == sorted(c.account_id for c in contracts[:2])
         plan = InstalmentPlan.objects.get(account=contracts[0].account)
         # 0.8 × 18 × 2906 / 2737.5 + 0.2 × 18 = 15.2863561… + 3.6 = 18.8863561… MWh
         assert plan.last_year_mwh == Decimal("18")
@@ -221,6 +223,70 @@ class TestPlanningANetwork:
             instalment_plans_create(
                 network=network, year_start=dt.date(2026, 1, 15), frequency="monthly", now=NOW
             )
+
+
+@pytest.mark.django_db
+class TestPlanningJob:
+    """A planning staff ask for is recorded, planned by a task, and safe to run twice."""
+
+    def _planning(self, network, **fields):
+        from billing.models import InstalmentPlanning
+
+        return InstalmentPlanning.objects.create(
+            network=network, frequency="quarterly", requested_at=NOW, **fields
+        )
+
+    def test_a_request_is_planned_once_even_if_the_task_runs_again(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import instalment_planning_request, instalment_planning_run
+
+        network, contracts = billed_network(accounts=2)
+        planning = instalment_planning_request(
+            network=network,
+            year_start=YEAR,
+            frequency="quarterly",
+            account_ids=[contracts[1].account_id],
+            now=NOW,
+        )
+        assert (planning.state, planning.account_ids) == ("queued", [contracts[1].account_id])
+
+        done = instalment_planning_run(planning_id=planning.pk, now=NOW)
+        again = instalment_planning_run(planning_id=planning.pk, now=NOW)
+
+        assert (done.state, done.created, done.existing, done.failures) == ("done", 1, 0, [])
+        assert (again.state, again.created, again.finished_at) == ("done", 1, done.finished_at)
+        assert list(InstalmentPlan.objects.values_list("account_id", flat=True)) == [
+            contracts[1].account_id
+        ]
+
+    def test_one_left_running_by_a_lost_worker_is_planned_when_delivered_again(self):
+        network, _ = billed_network(accounts=2)
+        planning = self._planning(network, year_start=YEAR, state="running")
+
+        from billing.services.aconto import instalment_planning_run
+
+        done = instalment_planning_run(planning_id=planning.pk, now=NOW)
+
+        assert (done.state, done.created) == ("done", 2)
+
+    def test_a_refused_planning_is_recorded_as_failed_with_the_reason(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import instalment_planning_request, instalment_planning_run
+
+        network, _ = billed_network(accounts=1)
+        with pytest.raises(UnableToPlanInstalments, match="first of a month"):
+            instalment_planning_request(
+                network=network, year_start=dt.date(2026, 1, 15), frequency="monthly", now=NOW
+            )
+        # recorded before a rule changed, say: the task refuses it and says why
+        planning = self._planning(network, year_start=dt.date(2026, 1, 15))
+
+        failed = instalment_planning_run(planning_id=planning.pk, now=NOW)
+
+        assert failed.state == "failed"
+        assert failed.error == "A settlement year starts on the first of a month."
+        assert failed.finished_at is not None
+        assert not InstalmentPlan.objects.exists()
 
 
 @pytest.mark.django_db

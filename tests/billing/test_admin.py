@@ -203,6 +203,22 @@ class TestInstalmentPlanningAdmin:
         assert change.status_code == 200
         assert 'name="estimated_mwh"' not in change.content.decode()  # computed, read-only
 
+    def test_a_planning_left_to_the_workers_opens_its_own_page(self, admin_client_, monkeypatch):
+        from billing import tasks
+        from billing.models import InstalmentPlanning
+
+        network, _ = billed_network(accounts=1)
+        monkeypatch.setattr(tasks.instalment_planning_run, "delay", lambda planning_id: None)
+        form = {"network": network.pk, "year_start": "2026-01-01", "frequency": "monthly"}
+
+        response = admin_client_.post("/admin/billing/instalmentplan/add/", form, follow=True)
+
+        planning = InstalmentPlanning.objects.get()
+        assert response.redirect_chain[-1][0] == (
+            f"/admin/billing/instalmentplanning/{planning.pk}/change/"
+        )
+        assert f"{planning} is queued on the workers" in response.content.decode()
+
     def test_final_settlement_action_settles_closed_accounts_and_names_refusals(
         self, admin_client_
     ):

@@ -147,6 +147,27 @@ class TestKilledWorker:
         assert sorted(billed) == sorted(c.account_id for c in contracts)
         assert sum(chunk.attempts for chunk in run.chunks.all()) >= run.chunks.count()
 
+    def test_a_planning_is_queued_and_planned_by_a_worker(self, celery_worker):
+        from rest_framework.test import APIClient
+
+        from billing.models import InstalmentPlan, InstalmentPlanning
+        from heatutility.roles import BILLING_CLERK
+        from tests.billing.helpers import staff_user
+
+        network, _ = billed_network(accounts=3, months=23)
+        clerk = APIClient()
+        clerk.force_authenticate(staff_user(BILLING_CLERK))
+        body = {"network": network.pk, "year_start": "2026-01-01", "frequency": "quarterly"}
+
+        response = clerk.post("/api/v1/billing/instalment-plans/", body, format="json")
+
+        assert response.status_code == 202, response.content
+        assert response.json()["state"] in ("queued", "running", "done")
+        url = f"/api/v1/billing/instalment-plannings/{response.json()['id']}/"
+        assert wait_for(lambda: clerk.get(url).json()["state"] == "done"), celery_worker.log()
+        assert (clerk.get(url).json()["created"], InstalmentPlan.objects.count()) == (3, 3)
+        assert InstalmentPlanning.objects.get().requested_by.username == "billing_clerk"
+
     def test_issue_with_pdfs_on_real_workers(self, celery_worker):
         network, _ = billed_network(accounts=3, months=23)
         run = billing_run_create(
@@ -255,7 +276,10 @@ class TestRunWritesCommonBillsAsRows:
             invoice = Invoice.objects.get(account_id=draft.account_id)
             assert (invoice.net, invoice.vat, invoice.gross) == (draft.net, draft.vat, draft.gross)
             assert invoice.readings == draft.readings
-            assert invoice.determinants == {"segments": draft.determinants, "vat": draft.vat_breakdown}
+            assert invoice.determinants == {
+                "segments": draft.determinants,
+                "vat": draft.vat_breakdown,
+            }
             assert invoice.comparison == draft.comparison
             lines = list(invoice.lines.order_by("position"))
             assert [(ln.component, ln.explanation, ln.quantity, ln.amount) for ln in lines] == [
