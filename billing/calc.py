@@ -353,26 +353,11 @@ def bill_compute(
                 f"{_fmt_days(i_start, i_end)}",
                 code="no_tariff",
             )
-        energy_left, volume_left = energy_kwh, volume
-        for index, (s, e, spec) in enumerate(conn_slices):
-            if len(conn_slices) == 1:
-                seg_energy, seg_volume = energy_kwh, volume
-            else:
-                a = get((cid, s)) if s != i_start else first
-                b = get((cid, e)) if e != i_end else last
-                if a is not None and b is not None:
-                    seg_energy = b.energy_kwh - a.energy_kwh
-                    seg_volume = b.volume_m3 - a.volume_m3
-                    use(cid, s)
-                    use(cid, e)
-                elif index == len(conn_slices) - 1:
-                    seg_energy, seg_volume = energy_left, volume_left
-                else:
-                    share = Decimal((e - s).days) / Decimal(days_total)
-                    seg_energy = _energy(energy_kwh * share)
-                    seg_volume = (volume * share).quantize(_M4)
-                energy_left -= seg_energy
-                volume_left -= seg_volume
+        if len(conn_slices) == 1:
+            consumption = ((energy_kwh, volume),)
+        else:
+            consumption = _slices_consumption(cid, conn_slices, first, last, get, use)
+        for (s, e, spec), (seg_energy, seg_volume) in zip(conn_slices, consumption, strict=True):
             det = segment_determinants(
                 determinants_type,
                 interval,
@@ -453,6 +438,49 @@ def bill_compute(
     )
 
 
+def _slices_consumption(
+    cid: int,
+    slices: Sequence[tuple[dt.date, dt.date, Any]],
+    first: Register,
+    last: Register,
+    get: Callable[[tuple[int, dt.date]], Register | None],
+    use: Callable[[int, dt.date], Register],
+) -> list[tuple[Decimal, Decimal]]:
+    """Energy (kWh) and volume (m³) of each tariff slice of one contract interval.
+
+    The registers at the slices' boundaries, where there are any, cut the interval into
+    measured stretches; each stretch's consumption is shared among its slices by days,
+    the stretch's last slice taking what is left, so the slices add up to exactly what
+    the registers measured and every kWh is billed once, at the price of its slice.
+    """
+    out: list[tuple[Decimal, Decimal]] = []
+    start, stretch = first, []
+    for index, (s, e, _spec) in enumerate(slices):
+        stretch.append((e - s).days)
+        end = last if index == len(slices) - 1 else get((cid, e))
+        if end is None:
+            continue
+        if end is not last:
+            use(cid, e)
+        energy = end.energy_kwh - start.energy_kwh
+        volume = end.volume_m3 - start.volume_m3
+        if energy < 0 or volume < 0:
+            raise BillingError(
+                f"register decreased on connection {cid} before {e.isoformat()}",
+                code="negative_consumption",
+            )
+        days, energy_left, volume_left = sum(stretch), energy, volume
+        for slice_days in stretch[:-1]:
+            share = Decimal(slice_days) / Decimal(days)
+            part_energy, part_volume = _energy(energy * share), (volume * share).quantize(_M4)
+            out.append((part_energy, part_volume))
+            energy_left -= part_energy
+            volume_left -= part_volume
+        out.append((energy_left, volume_left))
+        start, stretch = end, []
+    return out
+
+
 def interval_values(
     interval: ContractInterval,
     first: Register,
@@ -475,9 +503,7 @@ def interval_values(
         )
     ly_start = get((cid, one_year_earlier(i_start)))
     trailing = get((cid, one_year_earlier(i_end)))
-    ly_energy = (
-        trailing.energy_kwh - ly_start.energy_kwh if ly_start and trailing else None
-    )
+    ly_energy = trailing.energy_kwh - ly_start.energy_kwh if ly_start and trailing else None
     annual_mwh = (
         _energy((last.energy_kwh - trailing.energy_kwh) / KWH_PER_MWH)
         if trailing is not None
@@ -574,4 +600,3 @@ def bills_each(
         except Exception as exc:  # one bad account never fails the run
             failures[account_id] = BillingError(f"{type(exc).__name__}: {exc}", code="error")
     return made, failures
-

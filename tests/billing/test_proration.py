@@ -86,3 +86,56 @@ class TestProration:
         bill_month(network, issue=False)
         energy = list(Invoice.objects.get().lines.filter(component="energy").order_by("position"))
         assert [e.quantity for e in energy] == [Decimal("2"), Decimal("1")]
+
+    @pytest.mark.parametrize(
+        ("measured", "expected_mwh", "expected_amounts"),
+        [
+            # a register at the first change: January is measured (7 MWh); February and
+            # March share the other 2 MWh by days, 28/59 and 31/59
+            (
+                (dt.date(2026, 2, 1), 7000),
+                # 2000 kWh × 28/59 = 949.1525… → 949.153 kWh; the rest 1050.847 kWh
+                ["7", "0.949153", "1.050847"],
+                # 7 × 500; 0.949153 × 600 = 569.4918; 1.050847 × 700 = 735.5929
+                ["3500.00", "569.49", "735.59"],
+            ),
+            # a register at the second change: March is measured (1 MWh); January and
+            # February share the other 8 MWh, 31/59 and 28/59
+            (
+                (dt.date(2026, 3, 1), 8000),
+                # 8000 kWh × 31/59 = 4203.3898… → 4203.390 kWh; the rest 3796.610 kWh
+                ["4.20339", "3.79661", "1"],
+                # 4.20339 × 500 = 2101.695 (half up); 3.79661 × 600 = 2277.966; 1 × 700
+                ["2101.70", "2277.97", "700.00"],
+            ),
+        ],
+    )
+    def test_two_changes_in_a_quarter_and_a_register_at_only_one_of_them(
+        self, measured, expected_mwh, expected_amounts
+    ):
+        """Every kWh between the quarter's registers is billed once: a measured stretch
+        is billed as measured, the rest of the quarter is shared by days."""
+        network = NetworkFactory()
+        energy = [{"type": "energy", "code": "energy", "description": "Energy", "price": ""}]
+        starts = [dt.date(2020, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)]
+        for start, end, price in zip(starts, [*starts[1:], None], ["500", "600", "700"]):
+            version = tariff_version(
+                network=network, valid_from=start, components=[{**energy[0], "price": price}]
+            )
+            TariffVersion.objects.filter(pk=version.pk).update(valid_to=end)
+        contract = contract_with_connection(network=network, valid_from=dt.date(2025, 1, 1))
+        for day, value in ((dt.date(2026, 1, 1), 0), measured, (dt.date(2026, 4, 1), 9000)):
+            register(contract.connection, day, Decimal(value))
+
+        bill_month(
+            network,
+            start=dt.date(2026, 1, 1),
+            months=3,
+            now=dt.datetime(2026, 4, 2, 8, 0, tzinfo=dt.UTC),
+            issue=False,
+        )
+
+        lines = list(Invoice.objects.get().lines.filter(component="energy").order_by("position"))
+        assert [line.quantity for line in lines] == [Decimal(q) for q in expected_mwh]
+        assert sum(line.quantity for line in lines) == Decimal("9")
+        assert [line.amount for line in lines] == [Decimal(a) for a in expected_amounts]
