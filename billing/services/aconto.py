@@ -29,6 +29,7 @@ from billing import conf
 from billing.calc import (
     BillDraft,
     BillingError,
+    ContractInterval,
     DraftLine,
     climate_corrected,
     one_year_earlier,
@@ -469,10 +470,17 @@ def instalment_drafts(
                 - plan.year_start.month
             )
             index = months // step + 1
-            total_kw = sum((i.contracted_kw for i in ivs), ZERO) or Decimal(1)
+            # the annual charge once per connection (a renewed contract on the same
+            # connection is two intervals, not two premises): its latest terms
+            latest: dict[int, ContractInterval] = {}
+            for iv in ivs:
+                if iv.connection_id not in latest or iv.start > latest[iv.connection_id].start:
+                    latest[iv.connection_id] = iv
+            premises = [latest[cid] for cid in sorted(latest)]
+            total_kw = sum((i.contracted_kw for i in premises), ZERO) or Decimal(1)
             by_rate: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
             version_ids = []
-            for iv in ivs:
+            for iv in premises:
                 conn_slices = slices.get(iv.connection_id) or []
                 if not conn_slices:
                     raise BillingError(

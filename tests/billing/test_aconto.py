@@ -320,6 +320,24 @@ class TestMovingOut:
             )
         ) == [contracts[0].account_id]
 
+    def test_a_contract_renewed_on_the_same_connection_pays_one_premises_charge(self):
+        from customers.models import Contract
+        from tests.customers.factories import ContractFactory
+
+        network, contracts = planned_network(accounts=1)
+        renewed = contracts[0]
+        Contract.objects.filter(pk=renewed.pk).update(valid_to=dt.date(2026, 2, 15))
+        ContractFactory(
+            account=renewed.account, connection=renewed.connection, valid_from=dt.date(2026, 2, 15)
+        )
+
+        bill_month(network, start=YEAR, months=3, kind="instalment")
+
+        # (1200 subscription + 10 kW × 120 + 18 MWh × 592.52) / 4 = 13,065.36 / 4, once
+        line = Invoice.objects.get(kind="instalment").lines.get()
+        assert line.amount == Decimal("3266.34")
+        assert "estimated annual charge 13,065.36 DKK" in line.explanation
+
 
 @pytest.mark.django_db
 class TestFinalSettlement:
