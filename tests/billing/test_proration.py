@@ -118,7 +118,9 @@ class TestProration:
         network = NetworkFactory()
         energy = [{"type": "energy", "code": "energy", "description": "Energy", "price": ""}]
         starts = [dt.date(2020, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)]
-        for start, end, price in zip(starts, [*starts[1:], None], ["500", "600", "700"]):
+        for start, end, price in zip(
+            starts, [*starts[1:], None], ["500", "600", "700"], strict=True
+        ):
             version = tariff_version(
                 network=network, valid_from=start, components=[{**energy[0], "price": price}]
             )
