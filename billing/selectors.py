@@ -7,10 +7,14 @@ import datetime as dt
 import io
 from collections.abc import Iterator
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import Q
 
 from billing.models import BillingRun, Invoice, InvoiceLine, Payment, Refund
+from customers.models import Network
+from heatutility.timeutil import local_period_bounds
 
 ZERO = Decimal("0")
 
@@ -64,15 +68,25 @@ def run_progress(*, run: BillingRun) -> dict:
 
 
 def issued_invoices(*, network_id: int | None, start: dt.date, end: dt.date):
-    """Invoices issued on local dates ``[start, end)`` (UTC instants compared at midnight UTC)."""
-    qs = Invoice.objects.filter(
-        number__isnull=False,
-        issued_at__date__gte=start,
-        issued_at__date__lt=end,
-    ).select_related("account__customer", "original")
-    if network_id:
-        qs = qs.filter(network_id=network_id)
+    """Invoices issued on the local dates ``[start, end)`` of their network's time zone
+    (an invoice issued at 00:30 on 1 January in Copenhagen belongs to January, not to
+    the 31 December it still is in UTC)."""
+    networks = (
+        Network.objects.all() if network_id is None else Network.objects.filter(pk=network_id)
+    )
+    issued_in_range = Q(pk__in=[])
+    for pk, zone in networks.values_list("pk", "time_zone"):
+        since, until = local_period_bounds(start, end, zone)
+        issued_in_range |= Q(network_id=pk, issued_at__gte=since, issued_at__lt=until)
+    qs = Invoice.objects.filter(issued_in_range, number__isnull=False).select_related(
+        "account__customer", "original", "network"
+    )
     return qs.order_by("series", "number")
+
+
+def issued_on(invoice: Invoice) -> str:
+    """The local date an invoice was issued on, in its network's time zone (ISO)."""
+    return invoice.issued_at.astimezone(ZoneInfo(invoice.network.time_zone)).date().isoformat()
 
 
 INVOICE_EXPORT_COLUMNS = [
@@ -116,7 +130,7 @@ def invoices_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
                 inv.display_number,
                 inv.kind,
                 inv.state,
-                inv.issued_at.date().isoformat(),
+                issued_on(inv),
                 inv.due_on.isoformat() if inv.due_on else "",
                 inv.account.number,
                 inv.account.customer.name,
@@ -165,7 +179,7 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
     for line in InvoiceLine.objects.filter(invoice__in=invoices).order_by("invoice_id", "position"):
         lines_by_invoice.setdefault(line.invoice_id, []).append(line)
     for inv in invoices:
-        day = inv.issued_at.date().isoformat()
+        day = issued_on(inv)
         doc = inv.display_number
         debit, credit = side(inv.gross)
         yield [
@@ -296,7 +310,8 @@ def plan_in_force(*, account_id: int, on: dt.date):
     from billing.models import InstalmentPlan
 
     return (
-        InstalmentPlan.objects.in_force(on).filter(account_id=account_id)
+        InstalmentPlan.objects.in_force(on)
+        .filter(account_id=account_id)
         .order_by("-year_start")
         .first()
     )
@@ -322,4 +337,3 @@ def account_money(*, account, limit: int = 24) -> dict:
             .order_by("-paid_on", "-id")[:limit]
         ),
     }
-

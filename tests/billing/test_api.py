@@ -210,6 +210,26 @@ class TestBillingApi:
         assert debit == credit == sum(i.gross for i in Invoice.objects.all())
         assert BillingRun.objects.count() == 1
 
+    def test_exports_date_an_invoice_by_its_local_issue_day(self):
+        from billing.selectors import invoices_csv, journal_rows
+
+        network, _ = billed_network(accounts=1)  # Europe/Copenhagen
+        # 23:30 UTC on 31 December is 00:30 on 1 January in Copenhagen: a January document
+        bill_month(network, now=dt.datetime(2026, 12, 31, 23, 30, tzinfo=dt.UTC))
+        number = Invoice.objects.get().display_number
+
+        def exported(start, end):
+            rows = list(invoices_csv(network_id=network.pk, start=start, end=end))[1:]
+            return [row.split(",")[:4] for row in "".join(rows).splitlines()]
+
+        january = (dt.date(2027, 1, 1), dt.date(2027, 2, 1))
+        assert exported(dt.date(2026, 12, 1), dt.date(2027, 1, 1)) == []
+        assert exported(*january) == [[number, "invoice", "issued", "2027-01-01"]]
+        days = {
+            row[0] for row in journal_rows(network_id=network.pk, start=january[0], end=january[1])
+        }
+        assert days == {"2027-01-01"}
+
 
 @pytest.mark.django_db
 class TestInstalmentPlanningApi:
