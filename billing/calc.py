@@ -26,6 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from heatutility.money import MONEY_ROUNDING, minor_unit, quantize_energy, quantize_money
+from heatutility.timeutil import hours_in_local_period
 
 ZERO = Decimal("0")
 KWH_PER_MWH = Decimal("1000")
@@ -89,6 +90,16 @@ class Plausibility:
     # register rolled over, was reset or is broken: the cooling charge would be wrong
     temperature_min: Decimal = Decimal("0")
     temperature_max: Decimal = Decimal("150")
+    # the network's zone: a full-load month has 743 or 745 hours where DST changes
+    time_zone: str | None = None
+
+    def full_load_mwh(self, kw: Decimal, start: dt.date, end: dt.date) -> Decimal:
+        """What ``kw`` delivers at full load over the local dates ``[start, end)``."""
+        if self.time_zone is None:
+            hours = (end - start).days * 24
+        else:
+            hours = hours_in_local_period(start, end, self.time_zone)
+        return kw * hours / KWH_PER_MWH
 
 
 @dataclass
@@ -329,7 +340,7 @@ def bill_compute(
         energy_total += energy_kwh
         temperatures.append((cid, return_temp, flow_temp))
         days_total = (i_end - i_start).days
-        capacity_mwh += interval.contracted_kw * days_total * 24 / KWH_PER_MWH
+        capacity_mwh += plausibility.full_load_mwh(interval.contracted_kw, i_start, i_end)
         if last_year_total is not None and ly_energy_kwh is not None:
             last_year_total += ly_energy_kwh
         else:

@@ -7,6 +7,7 @@ stored datetime are aware and in UTC.  A local day is 23, 24 or 25 hours long.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from zoneinfo import ZoneInfo
 
 
@@ -26,6 +27,13 @@ def local_period_bounds(
 ) -> tuple[dt.datetime, dt.datetime]:
     """UTC bounds of the half-open local date range ``[start, end)``."""
     return local_midnight(start, tz), local_midnight(end, tz)
+
+
+@functools.lru_cache(maxsize=1024)
+def hours_in_local_period(start: dt.date, end: dt.date, tz: str) -> int:
+    """Hours of the local dates ``[start, end)``: 24 a day, but 23 or 25 on DST days."""
+    since, until = local_period_bounds(start, end, tz)
+    return int((until - since).total_seconds() // 3600)
 
 
 def hours_in_local_day(day: dt.date, tz: str | ZoneInfo) -> int:

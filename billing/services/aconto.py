@@ -438,7 +438,12 @@ def _days_supplied(intervals: Sequence) -> int:
 
 
 def instalment_drafts(
-    *, currency: str, account_ids: Sequence[int], period_start: dt.date, period_end: dt.date
+    *,
+    currency: str,
+    account_ids: Sequence[int],
+    period_start: dt.date,
+    period_end: dt.date,
+    time_zone: str | None = None,  # unused: an estimate is not checked against capacity
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
     from tariffs.rating import Determinants, rate
     from tariffs.selectors import tariff_slices_for_connections
@@ -551,6 +556,7 @@ def settlement_drafts(
     period_start: dt.date,
     period_end: dt.date,
     ensure: bool = True,
+    time_zone: str | None = None,
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
     """The year's actual bill minus the instalments issued for it (per VAT rate)."""
     drafts, failures = drafts_compute(
@@ -559,6 +565,7 @@ def settlement_drafts(
         period_start=period_start,
         period_end=period_end,
         ensure=ensure,
+        time_zone=time_zone,
     )
     billed: dict[int, dict[Decimal, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     counts: dict[int, int] = defaultdict(int)
@@ -654,6 +661,7 @@ def final_settlement_issue(*, plan: InstalmentPlan, now: dt.datetime) -> Invoice
             account_ids=[account.pk],
             period_start=plan.year_start,
             period_end=plan.year_end,
+            time_zone=network.time_zone,
         )
         if failures:
             raise UnableToSettle(f"Account {account.number}: {failures[account.pk]}")

@@ -7,6 +7,7 @@ slices through ``tariffs.selectors``, registers as one frame through
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -142,11 +143,13 @@ def drafts_compute(
     period_end: dt.date,
     ensure: bool = True,
     render: bool = False,
+    time_zone: str | None = None,
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
     """Bills for ``account_ids`` over ``[period_start, period_end)``; failures by account.
 
     ``render``: the bills as the COPY rows they are written as
     (:class:`billing.services.render.Rendered`, PostgreSQL), not as drafts.
+    ``time_zone``: the network's, for the hours of the period (the capacity check).
     """
     from tariffs.rating import Determinants, rate
     from tariffs.selectors import tariff_slices_for_connections
@@ -180,6 +183,8 @@ def drafts_compute(
         connection_ids=connection_ids, dates=dates, required=required, ensure=ensure
     )
     plausibility = conf.plausibility()
+    if time_zone:
+        plausibility = dataclasses.replace(plausibility, time_zone=time_zone)
     if render:
         from billing.services.render import bills_render
 

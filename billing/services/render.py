@@ -222,7 +222,7 @@ def bill_render(
     priced = rate(determinants=det, tariff=spec)
     net, vat, breakdown = totals(priced, currency)
     days = (period_end - period_start).days
-    capacity_mwh = interval.contracted_kw * days * 24 / KWH_PER_MWH
+    capacity_mwh = plausibility.full_load_mwh(interval.contracted_kw, period_start, period_end)
     last_year_mwh = None if ly_energy is None else _energy(ly_energy / KWH_PER_MWH)
     holds = hold_reasons(
         energy_mwh, capacity_mwh, last_year_mwh, plausibility, ((cid, return_temp, flow_temp),)

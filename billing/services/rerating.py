@@ -69,6 +69,7 @@ def invoice_recompute(*, invoice: Invoice) -> BillDraft:
     settles = _billed_kind(invoice) == Invoice.Kind.SETTLEMENT
     drafts, failures = (settlement_drafts if settles else drafts_compute)(
         currency=invoice.currency,
+        time_zone=invoice.network.time_zone,
         account_ids=[invoice.account_id],
         period_start=invoice.period_start,
         period_end=invoice.period_end,

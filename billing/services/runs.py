@@ -213,6 +213,7 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
             account_ids=todo,
             period_start=run.period_start,
             period_end=run.period_end,
+            time_zone=network.time_zone,
             **compute_options,
         )
         issued = None

@@ -141,3 +141,22 @@ class TestProration:
         assert [line.quantity for line in lines] == [Decimal(q) for q in expected_mwh]
         assert sum(line.quantity for line in lines) == Decimal("9")
         assert [line.amount for line in lines] == [Decimal(a) for a in expected_amounts]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("kwh", "held"), [("7450", False), ("7451", True)])
+def test_full_load_in_a_dst_month_counts_its_745_hours(kwh, held):
+    """October 2026 in Copenhagen has 745 hours (clocks go back on the 25th): 10 kW at
+    full load is 7.450 MWh, which is possible; a kWh more is not."""
+    network = NetworkFactory()  # Europe/Copenhagen
+    tariff_version(network=network)
+    contract = contract_with_connection(network=network)
+    register(contract.connection, dt.date(2026, 10, 1), Decimal("0"))
+    register(contract.connection, dt.date(2026, 11, 1), Decimal(kwh))
+
+    bill_month(network, start=dt.date(2026, 10, 1), issue=False)
+
+    invoice = Invoice.objects.get()
+    assert invoice.held is held
+    if held:
+        assert "(7.450000 MWh at full load)" in invoice.hold_reason
