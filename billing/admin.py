@@ -523,18 +523,22 @@ class PaymentAdmin(RecordedByServiceAdmin):
                     user=request.user,
                 )
             except DomainError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
+                # the statement is refused whole: the form again, with every bad row
+                for error in exc.errors[:100]:
+                    where = " ".join(
+                        part
+                        for part in (f"row {error.row}" if error.row else "", error.field or "")
+                        if part
+                    )
+                    form.add_error(None, f"{where}: {error.message}" if where else error.message)
+                if not exc.errors or len(exc.errors) > 100:
+                    form.add_error(None, exc.message)
             else:
                 self.message_user(
                     request,
-                    f"Imported {result.created} payment(s); {result.duplicates} already imported; "
-                    f"{len(result.errors)} row(s) with errors.",
-                    messages.SUCCESS if not result.errors else messages.WARNING,
+                    f"Imported {result.created} payment(s); {result.duplicates} already imported.",
+                    messages.SUCCESS,
                 )
-                for error in result.errors[:20]:
-                    self.message_user(
-                        request, f"row {error.row}: {error.message}", messages.WARNING
-                    )
                 return redirect("admin:billing_payment_changelist")
         context = {
             **self.admin_site.each_context(request),

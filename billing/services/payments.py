@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 
 from billing import conf
 from billing.models import Allocation, DunningNotice, Invoice, Payment, Refund, RefundPart
@@ -38,12 +38,27 @@ class RefundExceedsCredit(DomainError):
     code = "refund_exceeds_credit"
 
 
-def _reference_invoice(account: Account, reference: str) -> Invoice | None:
-    match = re.search(r"([A-Z]+-\d{4})-(\d+)", reference or "")
-    qs = Invoice.objects.filter(account=account, state__in=OPEN_STATES)
-    if match:
-        return qs.filter(series=match.group(1), number=int(match.group(2))).first()
-    return None
+_INVOICE_REFERENCE = re.compile(r"([A-Z]+-\d{4})-(\d+)")
+_MAX_INVOICE_NUMBER = 2**63 - 1  # Invoice.number is a bigint
+
+
+def _invoice_key(reference: str) -> tuple[str, int] | None:
+    """The ``(series, number)`` an ``INV-2026-000123`` in ``reference`` names, if any
+    (a number too large to be an invoice number names none)."""
+    match = _INVOICE_REFERENCE.search(reference or "")
+    if not match or len(match.group(2).lstrip("0")) > 19:
+        return None
+    number = int(match.group(2))
+    return (match.group(1), number) if number <= _MAX_INVOICE_NUMBER else None
+
+
+def _reference_invoice(account_id: int, reference: str) -> Invoice | None:
+    key = _invoice_key(reference)
+    if key is None:
+        return None
+    return Invoice.objects.filter(
+        account_id=account_id, state__in=OPEN_STATES, series=key[0], number=key[1]
+    ).first()
 
 
 def _settle(
@@ -76,7 +91,7 @@ def payment_allocate(*, payment: Payment, on: dt.date) -> list[Allocation]:
             .filter(account_id=payment.account_id, state__in=OPEN_STATES, gross__gt=0)
             .order_by("due_on", "number")
         )
-        referenced = _reference_invoice(payment.account, payment.reference)
+        referenced = _reference_invoice(payment.account_id, payment.reference)
         if referenced is not None:
             open_invoices.sort(key=lambda inv: inv.pk != referenced.pk)
         left = _settle(open_invoices, left, on=on, allocations=allocations, payment=payment)
@@ -223,16 +238,251 @@ def payments_apply_unallocated(
 class ImportResult:
     created: int = 0
     duplicates: int = 0
+    # kept for callers: a statement with a bad row is refused whole (PaymentImportInvalid),
+    # so a returned result has no errors
     errors: list[ErrorItem] = field(default_factory=list)
 
 
-def _decimal(text: str) -> Decimal:
-    text = text.strip().replace(" ", "")
-    if "," in text and "." in text:
-        text = text.replace(".", "").replace(",", ".")  # 1.234,56
-    elif "," in text:
-        text = text.replace(",", ".")
-    return Decimal(text)
+STATEMENT_COLUMNS = ("date", "amount", "reference", "account", "transaction_id")
+_REQUIRED_COLUMNS = ("date", "amount", "transaction_id")
+_QUERY_CHUNK = 400  # keeps every IN (…) under SQLite's 999 parameters
+_ERRORS_IN_MESSAGE = 5
+
+
+def _parse_amount(text: str) -> Decimal:
+    """A statement amount: ``1234.56``, ``1234,56``, ``1.234,56``, ``1,234.56``,
+    ``1 234,56``, signed.  With both separators the rightmost is the decimal one; one kind
+    appearing more than once groups thousands; a single one is the decimal separator.
+    Exponents, ``NaN`` and ``Infinity`` are refused (``ValueError``)."""
+    text = text.strip().replace(" ", "").replace("\u00a0", "")
+    sign = ""
+    if text[:1] in ("+", "-"):
+        sign, text = text[0], text[1:]
+    if not text or not any(c.isdigit() for c in text) or text.strip("0123456789.,"):
+        raise ValueError(text)
+    commas, dots = text.count(","), text.count(".")
+    if commas and dots:
+        point = "," if text.rfind(",") > text.rfind(".") else "."
+    elif commas + dots == 1:
+        point = "," if commas else "."
+    else:
+        point = None
+    whole, frac = text.rsplit(point, 1) if point else (text, "")
+    if (point and point in whole) or (frac and not frac.isdigit()):
+        raise ValueError(text)
+    thousands = [sep for sep in ",." if sep in whole]
+    if thousands:
+        groups = whole.split(thousands[0])
+        if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
+            raise ValueError(text)
+        whole = "".join(groups)
+    if whole and not whole.isdigit():
+        raise ValueError(text)
+    return Decimal(f"{sign}{whole or '0'}.{frac or '0'}")
+
+
+@dataclass
+class _StatementRow:
+    row: int
+    received_on: dt.date | None
+    amount: Decimal | None  # as written; rounded once the account's currency is known
+    reference: str
+    account_number: str
+    transaction_id: str
+    bad: set[str]  # columns already reported
+    account: Account | None = None
+
+
+def _statement_rows(text: str) -> tuple[list[_StatementRow], list[ErrorItem]]:
+    """Read every row of the statement; what is wrong with a row's own fields is
+    reported, with the row number (the header is row 1) and the column."""
+    text = text.removeprefix("\ufeff")
+    sample = text[:2000]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    # newline="": \r\n, \n and a bare \r all end a line (old Mac / some bank exports);
+    # strict: a stray or unterminated quote is an error, not a silently merged row
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise PaymentImportInvalid(
+            f"The statement's header is not valid CSV ({exc}).",
+            errors=[ErrorItem(code="malformed", message=f"not valid CSV: {exc}", row=1)],
+        ) from exc
+    missing = [c for c in _REQUIRED_COLUMNS if c not in header]
+    twice = sorted({c for c in STATEMENT_COLUMNS if header.count(c) > 1})
+    if missing or twice:
+        raise PaymentImportInvalid(
+            "; ".join(
+                part
+                for part in (
+                    missing and f"The statement lacks column(s): {', '.join(missing)}.",
+                    twice and f"The statement has column(s) twice: {', '.join(twice)}.",
+                )
+                if part
+            ),
+            errors=[ErrorItem(code="missing_column", message=m, field=m) for m in missing]
+            + [ErrorItem(code="duplicate_column", message=c, field=c) for c in twice],
+        )
+    position = {c: header.index(c) for c in STATEMENT_COLUMNS if c in header}
+    limits = {
+        "reference": Payment._meta.get_field("reference").max_length,
+        "transaction_id": Payment._meta.get_field("bank_transaction_id").max_length,
+        "account": Account._meta.get_field("number").max_length,
+    }
+    rows: list[_StatementRow] = []
+    errors: list[ErrorItem] = []
+    row_number = 1
+    while True:
+        row_number += 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(
+                ErrorItem(code="malformed", message=f"not valid CSV: {exc}", row=row_number)
+            )
+            continue
+        if not any(f.strip() for f in fields):
+            continue  # an empty line, or a spreadsheet's row of empty cells
+        if len(fields) > len(header):
+            errors.append(
+                ErrorItem(
+                    code="extra_fields",
+                    message=f"{len(fields)} fields, the header has {len(header)}",
+                    row=row_number,
+                )
+            )
+            continue
+        value = {c: fields[i].strip() if i < len(fields) else "" for c, i in position.items()}
+        row_errors = _field_errors(value, limits, row_number)
+        received_on = amount = None
+        if not any(e.field == "date" for e in row_errors):
+            try:
+                received_on = dt.date.fromisoformat(value["date"])
+            except ValueError:
+                row_errors.append(_invalid("date", "not a date (YYYY-MM-DD)", row_number))
+        if not any(e.field == "amount" for e in row_errors):
+            try:
+                amount = _parse_amount(value["amount"])
+            except (ValueError, InvalidOperation):
+                row_errors.append(_invalid("amount", "not an amount", row_number))
+            else:
+                row_errors.extend(_amount_errors(amount, None, row_number))
+        if any(e.field == "amount" for e in row_errors):
+            amount = None
+        errors.extend(row_errors)
+        rows.append(
+            _StatementRow(
+                row=row_number,
+                received_on=received_on,
+                amount=amount,
+                reference=value.get("reference", ""),
+                account_number=value.get("account", ""),
+                transaction_id=value["transaction_id"],
+                bad={e.field for e in row_errors},
+            )
+        )
+    return rows, errors
+
+
+def _invalid(column: str, message: str, row: int, code: str = "invalid") -> ErrorItem:
+    return ErrorItem(code=code, message=message, field=column, row=row)
+
+
+def _field_errors(value: dict[str, str], limits: dict[str, int], row: int) -> list[ErrorItem]:
+    errors = []
+    for column in STATEMENT_COLUMNS:
+        text = value.get(column, "")
+        if column in _REQUIRED_COLUMNS and not text:
+            errors.append(_invalid(column, "required", row, "required"))
+        elif "\x00" in text:
+            errors.append(_invalid(column, "contains a NUL character", row))
+        elif column in limits and len(text) > limits[column]:
+            errors.append(
+                _invalid(
+                    column,
+                    f"{len(text)} characters, at most {limits[column]}",
+                    row,
+                    "too_long",
+                )
+            )
+    return errors
+
+
+def _amount_errors(amount: Decimal, currency: str | None, row: int) -> list[ErrorItem]:
+    """An amount is a credit (> 0 once rounded to ``currency``'s minor unit) that fits
+    ``Payment.amount``.  Without a currency (account not known) only what holds in any
+    currency is checked."""
+    amount_field = Payment._meta.get_field("amount")
+    integer_digits = amount_field.max_digits - amount_field.decimal_places
+    if amount <= 0:
+        return [_invalid("amount", f"{amount} is not an incoming payment", row, "not_credit")]
+    if amount.adjusted() >= integer_digits:
+        return [_invalid("amount", f"more than {integer_digits} digits", row, "too_large")]
+    if currency is None:
+        return []
+    rounded = quantize_money(amount, currency)
+    if rounded <= 0:
+        return [
+            _invalid(
+                "amount",
+                f"{amount} is {rounded} {currency} once rounded; not an incoming payment",
+                row,
+                "not_credit",
+            )
+        ]
+    if rounded.adjusted() >= integer_digits:
+        return [_invalid("amount", f"more than {integer_digits} digits", row, "too_large")]
+    return []
+
+
+def _chunks(values, size: int = _QUERY_CHUNK):
+    values = sorted(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _match_accounts(rows: list[_StatementRow]) -> None:
+    """Set each row's account: the one its ``account`` column names, else the account of
+    the invoice its reference names.  Two queries per chunk of rows, not one per row."""
+    by_number: dict[str, Account] = {}
+    wanted_numbers = {r.account_number for r in rows if r.account_number and "account" not in r.bad}
+    for numbers in _chunks(wanted_numbers):
+        for account in Account.objects.filter(number__in=numbers).select_related("network"):
+            by_number[account.number] = account
+    keys = {}
+    for row in rows:
+        row.account = by_number.get(row.account_number)
+        if row.account is None and (key := _invoice_key(row.reference)) is not None:
+            keys[row.row] = key
+    by_invoice: dict[tuple[str, int], Account] = {}
+    for chunk in _chunks(set(keys.values()), _QUERY_CHUNK // 2):
+        wanted = Q()
+        for series, number in chunk:
+            wanted |= Q(series=series, number=number)
+        for invoice in Invoice.objects.filter(wanted).select_related("account__network"):
+            by_invoice[(invoice.series, invoice.number)] = invoice.account
+    for row in rows:
+        if row.row in keys:
+            row.account = by_invoice.get(keys[row.row])
+
+
+def _refused(errors: list[ErrorItem]) -> PaymentImportInvalid:
+    order = {c: i for i, c in enumerate(STATEMENT_COLUMNS)}
+    errors = sorted(errors, key=lambda e: (e.row or 0, order.get(e.field, -1)))
+    bad_rows = len({e.row for e in errors})
+    listed = "; ".join(
+        f"row {e.row}" + (f" {e.field}" if e.field else "") + f": {e.message}"
+        for e in errors[:_ERRORS_IN_MESSAGE]
+    )
+    more = len(errors) - _ERRORS_IN_MESSAGE
+    return PaymentImportInvalid(
+        f"Nothing was imported: {bad_rows} row(s) of the statement have errors: {listed}"
+        + (f" (and {more} more)." if more > 0 else "."),
+        errors=errors,
+    )
 
 
 def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResult:
@@ -240,85 +490,86 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
 
     Columns: ``date`` (YYYY-MM-DD), ``amount``, ``reference`` (invoice number or free text),
     ``account`` (customer number; optional if the reference names an invoice),
-    ``transaction_id`` (the bank's id; a transaction is imported once).  Credits only:
-    rows with amount ≤ 0 are reported and skipped.
+    ``transaction_id`` (the bank's id; a transaction is imported once).  Credits only.
+
+    All or nothing: every row is checked first (date, amount > 0 once rounded to the
+    account's currency and within ``Payment.amount``, lengths, account or invoice known,
+    well-formed CSV); if any row is bad, nothing is stored and
+    :class:`PaymentImportInvalid` lists every bad row and column.  A clean statement is
+    recorded in one transaction, rows in file order, each allocated as
+    :func:`payment_record` does; transactions imported before (same bank transaction id,
+    also a repeat within the file) count as duplicates, so a statement can be sent again.
     """
-    sample = text[:2000]
-    delimiter = ";" if sample.count(";") > sample.count(",") else ","
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
-    required = {"date", "amount", "transaction_id"}
-    missing = required - {(h or "").strip().lower() for h in (reader.fieldnames or [])}
-    if missing:
-        raise PaymentImportInvalid(
-            f"The statement lacks column(s): {', '.join(sorted(missing))}.",
-            errors=[ErrorItem(code="missing_column", message=m, field=m) for m in sorted(missing)],
-        )
-    result = ImportResult()
-    for row_number, raw in enumerate(reader, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
-        try:
-            received_on = dt.date.fromisoformat(row["date"])
-        except ValueError:
-            result.errors.append(
-                ErrorItem(code="invalid", message="not a date", field="date", row=row_number)
-            )
-            continue
-        try:
-            amount = _decimal(row["amount"])
-        except (InvalidOperation, ValueError):
-            result.errors.append(
-                ErrorItem(code="invalid", message="not an amount", field="amount", row=row_number)
-            )
-            continue
-        if amount <= 0:
-            result.errors.append(
-                ErrorItem(
-                    code="not_credit",
-                    message="not an incoming payment",
-                    field="amount",
-                    row=row_number,
+    rows, errors = _statement_rows(text)
+    _match_accounts(rows)
+    first_of: dict[str, _StatementRow] = {}
+    new_rows: list[_StatementRow] = []
+    duplicates = 0
+    for row in rows:
+        if row.account is None:
+            column = "account" if row.account_number else "reference"
+            if not row.bad & {"account", "reference"}:
+                errors.append(
+                    _invalid(column, "no account or invoice matches", row.row, "unmatched")
+                )
+        elif row.amount is not None:
+            row_errors = _amount_errors(row.amount, row.account.network.currency, row.row)
+            errors.extend(row_errors)
+            if not row_errors:
+                row.amount = quantize_money(row.amount, row.account.network.currency)
+        first = first_of.setdefault(row.transaction_id, row)
+        if first is row:
+            new_rows.append(row)
+        elif (first.received_on, first.amount, first.reference, first.account) != (
+            row.received_on,
+            row.amount,
+            row.reference,
+            row.account,
+        ):
+            errors.append(
+                _invalid(
+                    "transaction_id",
+                    f"also on row {first.row} with other data",
+                    row.row,
+                    "conflict",
                 )
             )
-            continue
-        account = None
-        if row.get("account"):
-            account = (
-                Account.objects.filter(number=row["account"]).select_related("network").first()
-            )
-        if account is None:
-            match = re.search(r"([A-Z]+-\d{4})-(\d+)", row.get("reference", ""))
-            if match:
-                invoice = (
-                    Invoice.objects.filter(series=match.group(1), number=int(match.group(2)))
-                    .select_related("account__network")
-                    .first()
-                )
-                account = invoice.account if invoice else None
-        if account is None:
-            result.errors.append(
-                ErrorItem(
-                    code="unmatched",
-                    message="no account or invoice matches",
-                    field="reference",
-                    row=row_number,
+        else:
+            duplicates += 1
+    if errors:
+        raise _refused(errors)
+    result = ImportResult(duplicates=duplicates)
+    with transaction.atomic():
+        imported = set()
+        for ids in _chunks({r.transaction_id for r in new_rows}):
+            imported.update(
+                Payment.objects.filter(bank_transaction_id__in=ids).values_list(
+                    "bank_transaction_id", flat=True
                 )
             )
-            continue
-        try:
-            with transaction.atomic():
+        for row in new_rows:
+            if row.transaction_id in imported:
+                result.duplicates += 1
+                continue
+            try:
+                # payment_record's own atomic block is a savepoint here: a unique
+                # violation (a concurrent import of the same statement) undoes only it
                 payment_record(
-                    account=account,
-                    amount=amount,
-                    received_on=received_on,
+                    account=row.account,
+                    amount=row.amount,
+                    received_on=row.received_on,
                     now=now,
-                    reference=row.get("reference", ""),
+                    reference=row.reference,
                     source=Payment.Source.BANK,
-                    bank_transaction_id=row["transaction_id"],
+                    bank_transaction_id=row.transaction_id,
                     user=user,
                 )
-            result.created += 1
-        except IntegrityError:
-            result.duplicates += 1
+            except IntegrityError:
+                if not Payment.objects.filter(bank_transaction_id=row.transaction_id).exists():
+                    raise
+                result.duplicates += 1
+            else:
+                result.created += 1
     return result
 
 

@@ -3,8 +3,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import Invoice
+from billing.models import Invoice, Payment
 from billing.services.payments import (
+    PaymentImportInvalid,
     account_balance,
     dunning_run,
     payment_record,
@@ -52,20 +53,35 @@ class TestPayments:
         assert november.paid == Decimal("100.00")
         assert october.paid == Decimal("0")
 
-    def test_bank_csv_import_is_idempotent_and_reports_bad_rows(self):
+    def test_bank_csv_import_refuses_a_file_with_bad_rows_and_is_idempotent(self):
         _account, _october, november = self.setup_two_months()
+        good = f"2026-12-03;1.360,98;{november.display_number};;T1\n"
         csv_text = (
             "date;amount;reference;account;transaction_id\n"
-            f"2026-12-03;1.360,98;{november.display_number};;T1\n"
-            "2026-12-03;-5,00;fee;;T2\n"
-            "2026-12-04;12,00;unknown;;T3\n"
+            + good
+            + "2026-12-03;-5,00;fee;;T2\n"
+            + "2026-12-04;12,00;unknown;;T3\n"
         )
-        result = payments_import_csv(text=csv_text, now=NOW)
-        assert result.created == 1
-        assert [(e.row, e.code) for e in result.errors] == [(3, "not_credit"), (4, "unmatched")]
-        assert payments_import_csv(text=csv_text, now=NOW).duplicates == 1
+        with pytest.raises(PaymentImportInvalid) as refused:
+            payments_import_csv(text=csv_text, now=NOW)
+        assert [(e.row, e.field, e.code) for e in refused.value.errors] == [
+            (3, "amount", "not_credit"),
+            (3, "reference", "unmatched"),
+            (4, "reference", "unmatched"),
+        ]
+        assert not Payment.objects.exists()  # nothing of the file is stored
         november.refresh_from_db()
-        assert november.state == Invoice.State.PAID
+        assert november.paid == Decimal("0")
+        clean = "date;amount;reference;account;transaction_id\n" + good
+        result = payments_import_csv(text=clean, now=NOW)
+        assert (result.created, result.duplicates, result.errors) == (1, 0, [])
+        again = payments_import_csv(text=clean, now=NOW)
+        assert (again.created, again.duplicates) == (0, 1)
+        payment = Payment.objects.get()
+        november.refresh_from_db()
+        assert payment.amount == Decimal("1360.98")
+        assert (november.paid, november.state) == (november.gross, Invoice.State.PAID)
+        assert payment.unallocated == Decimal("1360.98") - november.gross
 
     def test_dunning_ladder_sends_one_level_at_a_time(self):
         _account, october, november = self.setup_two_months()
