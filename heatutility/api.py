@@ -6,11 +6,13 @@ Every error body is ``{"message": str, "code": str, "errors": [{"row", "field", 
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -116,8 +118,6 @@ class ModelValidationMixin:
     the API refuses exactly what the admin and the database refuse, with the same words."""
 
     def validate(self, attrs):
-        from rest_framework import serializers
-
         attrs = super().validate(attrs)
         model = self.Meta.model
         instance = self.instance or model()
@@ -133,3 +133,23 @@ class ModelValidationMixin:
             )
             raise serializers.ValidationError(detail) from exc
         return attrs
+
+
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2199, 12, 31)
+
+
+class BoundedDateField(serializers.DateField):
+    """A date the product can work with: 1900-01-01 to 2199-12-31.  Python's own range
+    (years 1 to 9999) lets a period, the year before it or a UTC conversion fall off its
+    ends in the services; this says so as a 400 on the field instead."""
+
+    default_error_messages = {
+        "out_of_range": "Enter a date from {earliest} to {latest}.",
+    }
+
+    def to_internal_value(self, value):
+        day = super().to_internal_value(value)
+        if not EARLIEST_DATE <= day <= LATEST_DATE:
+            self.fail("out_of_range", earliest=EARLIEST_DATE, latest=LATEST_DATE)
+        return day

@@ -15,6 +15,7 @@ from billing.models import (
 )
 from billing.services.aconto import PLAN_FIELDS
 from customers.models import Account, Network
+from heatutility.api import BoundedDateField
 
 
 class BillingRunSerializer(serializers.ModelSerializer):
@@ -47,7 +48,7 @@ class BillingRunSerializer(serializers.ModelSerializer):
 
 class BillingRunCreateSerializer(serializers.Serializer):
     network = serializers.PrimaryKeyRelatedField(queryset=Network.objects.all())
-    period_start = serializers.DateField(help_text="First day of the month or quarter (local).")
+    period_start = BoundedDateField(help_text="First day of the month or quarter (local).")
     months = serializers.ChoiceField(choices=[1, 3, 12], default=1)
     kind = serializers.ChoiceField(choices=BillingRun.Kind.choices, default=BillingRun.Kind.INVOICE)
     issue_when_drafted = serializers.BooleanField(default=False)
@@ -65,7 +66,7 @@ class InstalmentPlanSerializer(serializers.ModelSerializer):
 
 class InstalmentPlanningSerializer(serializers.Serializer):
     network = serializers.PrimaryKeyRelatedField(queryset=Network.objects.all())
-    year_start = serializers.DateField(help_text="First day of the settlement year (local).")
+    year_start = BoundedDateField(help_text="First day of the settlement year (local).")
     frequency = serializers.ChoiceField(choices=InstalmentPlan.Frequency.choices)
     accounts = serializers.ListField(
         child=serializers.CharField(max_length=20),
@@ -247,7 +248,7 @@ class PaymentSerializer(serializers.ModelSerializer):
 class PaymentCreateSerializer(serializers.Serializer):
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.select_related("network"))
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
-    received_on = serializers.DateField()
+    received_on = BoundedDateField()
     reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=60)
 
 
@@ -278,7 +279,7 @@ class RefundSerializer(serializers.ModelSerializer):
 class RefundCreateSerializer(serializers.Serializer):
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.select_related("network"))
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
-    paid_on = serializers.DateField()
+    paid_on = BoundedDateField()
     reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=60)
 
 
@@ -289,6 +290,6 @@ class PaymentImportSerializer(serializers.Serializer):
 
 
 class ExportQuerySerializer(serializers.Serializer):
-    start = serializers.DateField()
-    end = serializers.DateField()
+    start = BoundedDateField()
+    end = BoundedDateField()
     network = serializers.IntegerField(required=False)

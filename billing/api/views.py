@@ -213,7 +213,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         tasks.invoices_render_pdfs.delay([invoice.pk])
         return Response(serializers.InvoiceSerializer(invoice, context={"request": request}).data)
 
-    @extend_schema(request=None, responses=serializers.InvoiceSerializer)
+    @extend_schema(request=None, responses={201: serializers.InvoiceSerializer})
     @action(
         detail=True,
         methods=["post"],

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from customers import models
-from heatutility.api import ModelValidationMixin
+from heatutility.api import BoundedDateField, ModelValidationMixin
 
 
 class NetworkSerializer(ModelValidationMixin, serializers.ModelSerializer):
@@ -105,14 +105,14 @@ class ContractSerializer(serializers.ModelSerializer):
 class MoveInSerializer(serializers.Serializer):
     account = serializers.PrimaryKeyRelatedField(queryset=models.Account.objects.all())
     connection = serializers.PrimaryKeyRelatedField(queryset=models.ServiceConnection.objects.all())
-    move_in_on = serializers.DateField()
+    move_in_on = BoundedDateField()
     end_previous = serializers.BooleanField(
         default=False, help_text="End an open contract of the previous occupant on the same day."
     )
 
 
 class MoveOutSerializer(serializers.Serializer):
-    move_out_on = serializers.DateField(help_text="First day no longer supplied.")
+    move_out_on = BoundedDateField(help_text="First day no longer supplied.")
 
 
 class AccountStatusSerializer(serializers.Serializer):

@@ -294,6 +294,29 @@ class TestInstalmentPlanningApi:
         assert response.status_code == 422
         assert "first of a month" in response.json()["message"]
 
+    def test_dates_the_product_cannot_work_with_are_a_400_on_the_field(self):
+        network, _ = billed_network(accounts=1)
+        clerk = client_for(BILLING_CLERK)
+        for url, body, field in (
+            ("/api/v1/billing/runs/", {"network": network.pk, "period_start": "9999-12-01"},
+             "period_start"),
+            ("/api/v1/billing/instalment-plans/",
+             {"network": network.pk, "year_start": "0001-01-01", "frequency": "monthly"},
+             "year_start"),
+            ("/api/v1/billing/instalment-plans/",
+             {"network": network.pk, "year_start": "9999-01-01", "frequency": "monthly"},
+             "year_start"),
+        ):  # fmt: skip
+            response = clerk.post(url, body, format="json")
+            assert response.status_code == 400, (url, response.content)
+            assert response.json()["errors"] == [
+                {
+                    "code": "out_of_range",
+                    "field": field,
+                    "message": "Enter a date from 1900-01-01 to 2199-12-31.",
+                }
+            ]
+
     def test_an_auditor_may_read_plans_but_not_make_them(self):
         network, _ = billed_network(accounts=1)
         auditor = client_for(AUDITOR)
