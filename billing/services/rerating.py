@@ -163,7 +163,9 @@ def invoice_rebill(*, invoice: Invoice, now: dt.datetime) -> Invoice:
 
 
 def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:
-    """Current invoices whose bill used a register value at one of ``pairs``."""
+    """Current invoices whose bill used a register value at one of ``pairs``, or split a
+    connection's consumption by days at one of them (a tariff change inside the period
+    with no register then: a register arriving later measures that split)."""
     pairs = set(pairs)
     if not pairs:
         return []
@@ -174,16 +176,20 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
     candidates = (
         current_invoices()
         .filter(period_start__lte=max(days), period_end__gte=min(days))
-        .only("id", "readings", "period_start", "period_end")
+        .only("id", "readings", "determinants", "period_start", "period_end")
     )
     hits = []
     for invoice in candidates.iterator(chunk_size=2000):
-        for reading in invoice.readings:
-            if dt.date.fromisoformat(reading["on"]) in by_connection.get(
-                reading["connection_id"], ()
-            ):
-                hits.append(invoice)
-                break
+        used = [(r["connection_id"], r["on"]) for r in invoice.readings]
+        splits = [
+            (segment["connection_id"], segment["period_start"])
+            for segment in invoice.determinants.get("segments", ())
+            if segment.get("period_start", "") > invoice.period_start.isoformat()
+        ]
+        if any(
+            dt.date.fromisoformat(day) in by_connection.get(cid, ()) for cid, day in used + splits
+        ):
+            hits.append(invoice)
     return hits
 
 

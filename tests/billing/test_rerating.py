@@ -121,6 +121,39 @@ class TestTariffCorrection:
 
 
 @pytest.mark.django_db
+def test_a_late_register_at_a_tariff_change_inside_the_period_rerates_the_split():
+    from tariffs.models import TariffVersion
+    from tests.billing.factories import COMPONENTS, contract_with_connection, tariff_version
+    from tests.customers.factories import NetworkFactory
+
+    network = NetworkFactory()
+    mid = dt.date(2026, 11, 16)
+    old = tariff_version(network=network, valid_from=dt.date(2020, 1, 1))
+    TariffVersion.objects.filter(pk=old.pk).update(valid_to=mid)
+    components = [dict(c) for c in COMPONENTS]
+    components[2] = {**components[2], "price": "900.00"}
+    tariff_version(network=network, valid_from=mid, components=components)
+    contract = contract_with_connection(network=network)
+    register(contract.connection, dt.date(2026, 11, 1), Decimal("1000"))
+    register(contract.connection, dt.date(2026, 12, 1), Decimal("4000"))
+    bill_month(network)
+    original = invoice_of(contract, kind="invoice")
+    # no register on the 16th: 3 MWh shared 15/15 days, 1.5 × 592.52 + 1.5 × 900 + 4 × 50
+    assert original.net == Decimal("2438.78")
+    assert invoices_rerate_changed(now=timezone.now()) == []  # the bill's registers: as billed
+    # the reading of the 16th arrives late: only 0.5 MWh was used at the old price
+    register(contract.connection, mid, Decimal("1500"), status="actual")
+
+    [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+    assert credit.original_id == original.pk
+    energy = list(correction.lines.filter(component="energy").order_by("position"))
+    assert [line.quantity for line in energy] == [Decimal("0.5"), Decimal("2.5")]
+    # 0.5 × 592.52 = 296.26; 2.5 × 900 = 2250.00; + 200.00 fixed
+    assert (correction.net, correction.gross) == (Decimal("2746.26"), Decimal("3432.83"))
+
+
+@pytest.mark.django_db
 class TestRebill:
     def test_a_period_credited_by_hand_is_billed_again_once_as_the_data_stands(self):
         network, contracts = billed_network(accounts=1)
