@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from billing.calc import BillDraft
 from billing.models import Invoice, RerateCursor
@@ -193,18 +194,27 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
     return hits
 
 
+# How far back each look starts again before the previous one began: a register written
+# (``updated_at``) before that moment by a transaction that committed only after the look
+# read the table would otherwise be skipped for good.  Looking at a register twice costs
+# a recomputation and issues nothing (an unchanged bill is not re-rated).
+RERATE_OVERLAP = dt.timedelta(minutes=10)
+
+
 def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]]:
     """Re-rate every current invoice whose registers changed since the last look."""
     cursor, _ = RerateCursor.objects.get_or_create(
         name="registers", defaults={"checked_until": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)}
     )
+    # the clock of the writes (not ``now``, a document date that may lie ahead of it)
+    look_started = timezone.now()
     pairs = metering_selectors.boundary_registers_updated_since(since=cursor.checked_until)
     results = []
     for invoice in invoices_affected_by_registers(pairs):
         result = invoice_rerate(invoice=invoice, now=now)
         if result:
             results.append(result)
-    cursor.checked_until = now
+    cursor.checked_until = max(cursor.checked_until, look_started - RERATE_OVERLAP)
     cursor.save(update_fields=["checked_until"])
     return results
 

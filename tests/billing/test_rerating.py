@@ -64,6 +64,24 @@ class TestRerating:
         assert Invoice.objects.filter(kind="credit_note").count() == 1
         assert Invoice.objects.filter(kind="correction").count() == 1
 
+    def test_a_register_committed_after_a_look_began_is_seen_by_the_next(self):
+        from metering.models import BoundaryRegister
+
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        look = timezone.now()
+        assert invoices_rerate_changed(now=timezone.now()) == []
+        # written just before that look began, but committed only after it read the table
+        corrected = register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("44600"))
+        BoundaryRegister.objects.filter(pk=corrected.pk).update(
+            updated_at=look - dt.timedelta(seconds=1)
+        )
+
+        [(_credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+        assert correction.lines.get(component="energy").quantity == Decimal("1.6")
+        assert invoices_rerate_changed(now=timezone.now()) == []  # seen again: nothing new
+
     def test_unchanged_figures_issue_nothing(self):
         network, contracts = billed_network(accounts=1)
         bill_month(network)
