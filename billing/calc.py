@@ -525,10 +525,10 @@ def interval_values(
     if volume > 0:
         a, b = last.return_temp_m3c, first.return_temp_m3c
         if a is not None and b is not None:
-            return_temp = ((a - b) / volume).quantize(_C2)
+            return_temp = ((a - b) / volume).quantize(_C2, rounding=MONEY_ROUNDING)
         a, b = last.flow_temp_m3c, first.flow_temp_m3c
         if a is not None and b is not None:
-            flow_temp = ((a - b) / volume).quantize(_C2)
+            flow_temp = ((a - b) / volume).quantize(_C2, rounding=MONEY_ROUNDING)
     return energy_kwh, volume, ly_energy, annual_mwh, return_temp, flow_temp
 
 

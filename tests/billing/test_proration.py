@@ -160,3 +160,17 @@ def test_full_load_in_a_dst_month_counts_its_745_hours(kwh, held):
     assert invoice.held is held
     if held:
         assert "(7.450000 MWh at full load)" in invoice.hold_reason
+
+
+def test_volume_weighted_temperatures_round_half_up_like_money():
+    """30.125 °C is 30.13, not the banker's 30.12: the one rounding rule."""
+    from billing.calc import ContractInterval, Register, interval_values
+
+    interval = ContractInterval(1, NOV, DEC, Decimal("10"), Decimal("100"))
+    first = Register(1, Decimal("0"), Decimal("0"), Decimal("0"), Decimal("0"), "actual")
+    # 8 m³: Δ(°C·m³) 241 → 30.125 °C return, 561 → 70.125 °C flow
+    last = Register(2, Decimal("1000"), Decimal("8"), Decimal("561"), Decimal("241"), "actual")
+
+    *_, return_temp, flow_temp = interval_values(interval, first, last, {}.get)
+
+    assert (return_temp, flow_temp) == (Decimal("30.13"), Decimal("70.13"))
