@@ -317,7 +317,9 @@ class BatchStatusView(APIView):
 class VendorMeterSerializer(serializers.ModelSerializer):
     installed = serializers.BooleanField(read_only=True, help_text="Installed in a building now.")
     last_read_at = serializers.DateTimeField(
-        read_only=True, allow_null=True, help_text="Time of the latest reading stored for the meter."
+        read_only=True,
+        allow_null=True,
+        help_text="Time of the latest reading stored for the meter.",
     )
     last_received_at = serializers.DateTimeField(
         read_only=True, allow_null=True, help_text="When that reading arrived."
@@ -340,6 +342,11 @@ class VendorMeterSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class VendorMeterQuerySerializer(serializers.Serializer):
+    # DRF's CharField refuses NUL (PostgreSQL text cannot hold it): a 400, not a 500
+    serial = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+
 class VendorMeterListView(generics.ListAPIView):
     """Your meters: the ones the utility expects readings for from your head-end."""
 
@@ -351,7 +358,9 @@ class VendorMeterListView(generics.ListAPIView):
 
     def get_queryset(self):
         meters = selectors.vendor_meters(vendor=self.request.auth, now=timezone.now())
-        serial = self.request.query_params.get("serial")
+        query = VendorMeterQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        serial = query.validated_data.get("serial")
         return meters.filter(serial=serial) if serial else meters
 
     @extend_schema(

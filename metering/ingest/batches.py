@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import logging
 import os
 
 import orjson
@@ -42,6 +43,8 @@ MAX_JSON_ROWS = 10_000
 # rows per committed chunk of a file (progress steps; what a killed worker may redo)
 FILE_CHUNK_ROWS = int(os.environ.get("HEATUTILITY_INGEST_CHUNK_ROWS", "100000"))
 MAX_STORED_ERRORS = row_rules.MAX_ERRORS
+
+log = logging.getLogger(__name__)
 
 
 class InvalidDelivery(DomainError):
@@ -86,6 +89,17 @@ def batch_answer(batch: IngestBatch) -> dict:
 def _replay(*, vendor: MeterVendor, idempotency_key: str, body_sha256: str) -> IngestBatch | None:
     if not idempotency_key:
         return None
+    if row_rules.CONTROL_CHARACTERS.search(idempotency_key):  # NUL: not storable as text
+        raise MalformedBody(
+            "The Idempotency-Key header contains control characters.",
+            errors=[
+                ErrorItem(
+                    code="invalid",
+                    field="Idempotency-Key",
+                    message="Use printable characters only, e.g. your job id.",
+                )
+            ],
+        )
     batch = IngestBatch.objects.filter(vendor=vendor, idempotency_key=idempotency_key).first()
     if batch is None:
         return None
@@ -196,7 +210,7 @@ def readings_file_submit(
             source=IngestBatch.Source.FILE,
             idempotency_key=idempotency_key,
             body_sha256=digest,
-            file_name=file_name[:255],
+            file_name=row_rules.CONTROL_CHARACTERS.sub("", file_name)[:255],
             received_at=received_at,
             created_by=created_by,
         )
@@ -291,7 +305,57 @@ def readings_batch_process(
     with _processing_lock(batch_id) as mine:
         if not mine:
             return IngestBatch.objects.get(pk=batch_id)
-        return _process(batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks)
+        try:
+            return _process(
+                batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks
+            )
+        except Exception as exc:
+            # A bug or an outage, not the sender's data (that is refused, itemised, before
+            # anything is stored).  The batch must not wait in 'received' or 'processing'
+            # for a retry that never comes: it ends 'failed' with the reason, and the
+            # sender can deliver again (rows stored so far then count as duplicates).
+            log.exception("batch %s: processing failed", batch_id)
+            return _fail_unexpected(batch_id=batch_id, exc=exc, now=now)
+
+
+def _fail_unexpected(*, batch_id: int, exc: Exception, now: dt.datetime) -> IngestBatch:
+    """Mark a batch whose processing raised as failed; chunks committed before stay."""
+    if (
+        not connection.in_atomic_block
+        and connection.connection is not None
+        and not connection.is_usable()
+    ):
+        connection.close()  # a lost connection: the next query opens a new one
+    try:
+        from metering.ingest import fastcsv
+
+        fastcsv.drop_stages(batch_id)
+        with transaction.atomic():
+            batch = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
+            if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
+                return batch
+            stored = f"{batch.progress} of {batch.row_count}" if batch.progress else "none"
+            item = ErrorItem(
+                code="processing_failed",
+                message=(
+                    f"Processing stopped on an internal error (reference: batch {batch.pk}); "
+                    f"rows stored: {stored}. Deliver the readings again, with a new "
+                    "Idempotency-Key: readings stored already count as duplicates."
+                ),
+            )
+            batch.state = IngestBatch.State.FAILED
+            batch.errors = [*batch.errors, item.as_dict()]
+            batch.error_count += 1
+            batch.started_at = batch.started_at or now
+            batch.finished_at = now
+            batch.save(
+                update_fields=["state", "errors", "error_count", "started_at", "finished_at"]
+            )
+            return batch
+    except DatabaseError:
+        # the database itself is gone: the batch stays as it is for a later run
+        log.exception("batch %s: could not be marked failed", batch_id)
+        raise exc from None
 
 
 # pg_try_advisory_lock(namespace, key): both int4

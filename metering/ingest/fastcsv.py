@@ -33,6 +33,8 @@ from metering.retention import readings_horizon
 log = logging.getLogger(__name__)
 
 TIMESTAMP_PREFIX_RE = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d"
+# control characters in a serial (rows.CONTROL_CHARACTERS); NUL never gets past COPY
+SERIAL_CONTROL_RE = r"[\x01-\x1f\x7f]"
 # Offsets in a timestamp field that must hold a digit / the character given, for the ISO
 # 8601 form datetime.fromisoformat (rows.py) and PostgreSQL read alike:
 # YYYY-MM-DD[T ]HH:MM, then only digits and ":.+-Z" (seconds, fraction, offset).
@@ -138,6 +140,7 @@ def _text_problems(positions: dict[str, int]) -> str:
     """Checks on the raw text that casting alone would not catch."""
     checks = [f"r.c{positions[f]} IS NULL" for f in ("meter", "read_at", "energy", "volume_m3")]
     checks.append(f"length(r.c{positions['meter']}) > 60")
+    checks.append(f"r.c{positions['meter']} ~ '{SERIAL_CONTROL_RE}'")
     checks.append(f"length(r.c{positions['read_at']}) > 40")
     if "energy_unit" in positions:
         units = ", ".join(f"'{u}'" for u in row_rules.ENERGY_UNITS)
@@ -155,6 +158,7 @@ def _problem_terms(*, point_decimal: bool = False) -> list[str]:
             "serial IS NULL",
             "serial <> btrim(serial)",
             "length(serial) > 60",
+            f"serial ~ '{SERIAL_CONTROL_RE}'",
             "energy_value IS NULL",
             "volume_m3 IS NULL",
             "energy_unit IS NULL",
@@ -163,6 +167,11 @@ def _problem_terms(*, point_decimal: bool = False) -> list[str]:
     for field, (low, high) in row_rules.NUMERIC_LIMITS.items():
         name = "energy_value" if field == "energy" else field
         checks.append(f"({name} IS NOT NULL AND NOT ({name} >= {low:f} AND {name} < {high:f}))")
+        # more decimals than the column holds (trailing zeros do not count)
+        places = row_rules.DECIMAL_PLACES[field]
+        checks.append(f"({name} IS NOT NULL AND round({name}, {places}) <> {name})")
+    for unit, limit in row_rules.ENERGY_LIMIT_BY_UNIT.items():  # what kWh cannot hold
+        checks.append(f"(energy_unit = '{unit}' AND energy_value >= {limit:f})")
     checks.append("read_at < '2000-01-01T00:00Z' OR read_at >= '2100-01-01T00:00Z'")
     checks.append("(status_code IS NOT NULL AND (status_code < 0 OR status_code >= 2147483648))")
     return checks
@@ -396,6 +405,12 @@ def _months_between(first: dt.datetime, last: dt.datetime) -> set[tuple[int, int
 
 class _Decline(Exception):
     pass
+
+
+def drop_stages(batch_id: int) -> None:
+    """Drop a batch's stage tables, if any (after processing failed half-way)."""
+    if available():
+        _drop(f"metering_stage_raw_{batch_id}", f"metering_stage_typed_{batch_id}")
 
 
 def _drop(*tables: str) -> None:

@@ -8,7 +8,10 @@ per row, when the batch is processed.
 
 The normalised row is a tuple of strings in ``NORMALISED_FIELDS`` order (``None`` for
 absent values) that PostgreSQL's COPY reads as text: numbers keep the sender's digits
-(no float round trip) and ``read_at`` is UTC ISO 8601.
+(no float round trip; written out plainly, without exponent or surplus trailing zeros)
+and ``read_at`` is UTC ISO 8601.  Every accepted value fits its column of
+``metering.Reading`` (``DECIMAL_PLACES``, ``NUMERIC_LIMITS``, ``ENERGY_LIMIT_BY_UNIT``),
+so storing a validated row cannot fail on its values.
 """
 
 from __future__ import annotations
@@ -36,6 +39,24 @@ NUMERIC_LIMITS: dict[str, tuple[float, float]] = {
     "flow_temp_m3c": (0, 1e15),
     "return_temp_m3c": (0, 1e15),
 }
+# decimal places of the Reading columns (numeric(p, s)): more is refused, not rounded
+DECIMAL_PLACES: dict[str, int] = {
+    "energy": 6,
+    "volume_m3": 4,
+    "flow_temp_c": 2,
+    "return_temp_c": 2,
+    "power_kw": 3,
+    "flow_m3h": 4,
+    "flow_temp_m3c": 4,
+    "return_temp_m3c": 4,
+}
+# energy is also stored in kWh (numeric(20, 6): below 1e14 kWh); the units whose factor
+# would take an energy below NUMERIC_LIMITS past that have a lower bound
+ENERGY_LIMIT_BY_UNIT: dict[str, float] = {"MWh": 1e11, "GJ": 3.6e11}
+# no control characters in a serial (printed on the meter) or a timestamp: PostgreSQL
+# text cannot hold NUL at all, tabs or line breaks are never part of either, and
+# datetime.fromisoformat stops reading at a NUL ('2026-11-01\x0000:00' would be midnight)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 REQUIRED = ("meter", "read_at", "energy", "energy_unit", "volume_m3")
 OPTIONAL_NUMERIC = (
     "flow_temp_c",
@@ -72,6 +93,11 @@ class RowErrors:
     def add(self, row: int | None, field: str | None, code: str, message: str) -> None:
         self.count += 1
         if len(self.items) < MAX_ERRORS:
+            # a column or field name is echoed as sent: NUL shown escaped, as jsonb (a
+            # file batch's stored errors) cannot hold it
+            if field is not None and "\x00" in field:
+                field = field.replace("\x00", "\\x00")
+            message = message.replace("\x00", "\\x00")
             self.items.append(ErrorItem(code=code, message=message, field=field, row=row))
 
     def __bool__(self) -> bool:
@@ -79,43 +105,91 @@ class RowErrors:
 
 
 def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bool = False):
-    """The value as a canonical decimal string, or None after recording an error."""
+    """The value as decimal text (plain: no exponent, no surplus trailing zeros) that its
+    column holds exactly, or None after recording an error.
+
+    Compared exactly (as ``Decimal``, like PostgreSQL does in the file lane); a JSON float
+    is read as its repr, the shortest text that is that double.  ``1e-20000`` is 0.0 as a
+    float, inside any range, yet has 20,000 decimal places: refused like ``1.23456`` for a
+    four-place column, instead of failing (or being rounded) when stored.
+    """
     if isinstance(value, bool):
         errors.add(row, field, "not_a_number", f"{field} must be a number, not {value!r}.")
         return None
     if isinstance(value, int):
-        number, text = float(value), str(value)
+        text = str(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
             errors.add(row, field, "not_a_number", f"{field} must be a finite number.")
             return None
-        number, text = value, repr(value)
+        text = repr(value)
     elif isinstance(value, str):
         text = value.strip()
         if decimal_comma:
             text = text.replace(".", "").replace(",", ".") if "," in text else text
         if not _NUMBER.match(text):
-            errors.add(row, field, "not_a_number", f"{field} must be a number, got {value!r}.")
+            errors.add(
+                row,
+                field,
+                "not_a_number",
+                f"{field} must be a number, got {_shown(repr(value))}.",
+            )
             return None
-        number = float(text)
     else:
-        errors.add(row, field, "not_a_number", f"{field} must be a number, got {value!r}.")
+        errors.add(
+            row, field, "not_a_number", f"{field} must be a number, got {_shown(repr(value))}."
+        )
         return None
     low, high = NUMERIC_LIMITS[field]
-    if number < 0 and low >= 0:
-        errors.add(row, field, "negative", f"{field} cannot be negative (got {text}).")
+    places = DECIMAL_PLACES[field]
+    if len(text) <= 40 and "e" not in text and "E" not in text and low < float(text) < high:
+        # the common case, without decimal arithmetic: rounding to a float is monotonic,
+        # so strictly inside the bounds as a float is strictly inside them exactly
+        point = text.find(".")
+        if point < 0 or len(text) - point - 1 <= places:
+            return text  # plain, and no more decimals than the column holds
+    try:
+        exact = Decimal(text)
+    except InvalidOperation:  # an exponent beyond any decimal: 1e-99999999999999999999
+        errors.add(
+            row, field, "out_of_range", f"{field} {_shown(text)} has an exponent out of range."
+        )
         return None
-    if not low <= number < high:
+    if exact < 0 and low >= 0:
+        errors.add(row, field, "negative", f"{field} cannot be negative (got {_shown(text)}).")
+        return None
+    if not _BOUNDS[field][0] <= exact < _BOUNDS[field][1]:
         errors.add(
             row,
             field,
             "out_of_range",
-            f"{field} {text} is outside the possible range [{low:g}, {high:g}).",
+            f"{field} {_shown(text)} is outside the possible range [{low:g}, {high:g}).",
         )
         return None
-    if "e" in text or "E" in text:
-        text = format(Decimal(text), "f")
-    return text
+    _, digits, exponent = exact.as_tuple()
+    kept = len(digits)
+    while kept and digits[kept - 1] == 0:
+        kept -= 1
+    if kept and exponent + (len(digits) - kept) < -places:
+        errors.add(
+            row,
+            field,
+            "too_many_decimals",
+            f"{field} {_shown(text)} has more than {places} decimal places.",
+        )
+        return None
+    # exact: below 1e16 with at most ``places`` (≤ 6) decimals is at most 22 digits
+    plain = format(exact.quantize(_STEPS[places]), "f")
+    return plain.rstrip("0").rstrip(".") if "." in plain else plain
+
+
+def _shown(text: str) -> str:
+    """A value for an error message: a 20,000-digit number is not repeated in full."""
+    return text if len(text) <= 40 else f"{text[:20]}…{text[-8:]}"
+
+
+_STEPS = {places: Decimal(1).scaleb(-places) for places in set(DECIMAL_PLACES.values())}
+_BOUNDS = {field: (Decimal(low), Decimal(high)) for field, (low, high) in NUMERIC_LIMITS.items()}
 
 
 def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> str | None:
@@ -128,10 +202,19 @@ def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> 
         )
         return None
     try:
+        if CONTROL_CHARACTERS.search(value.strip()):
+            raise ValueError(value)
         moment = dt.datetime.fromisoformat(value.strip())
     except ValueError:
         errors.add(
             row, "read_at", "invalid_datetime", f"read_at {value!r} is not an ISO 8601 date-time."
+        )
+        return None
+    if not EARLIEST.year - 1 <= moment.year <= LATEST.year:
+        # refused before any time zone arithmetic: 0001-01-01T00:00+01:00 in UTC is in
+        # year 0, which datetime cannot hold (OverflowError)
+        errors.add(
+            row, "read_at", "out_of_range", f"read_at {value!r} is not between 2000 and 2100."
         )
         return None
     if moment.tzinfo is None:
@@ -184,6 +267,14 @@ def _row(
         errors.add(
             row, "meter", "invalid", "meter must be the meter serial (text, at most 60 characters)."
         )
+    elif CONTROL_CHARACTERS.search(meter):
+        errors.add(
+            row,
+            "meter",
+            "invalid",
+            "meter must be the meter serial as printed: no control characters "
+            "(NUL, tab, line breaks).",
+        )
     meter = str(meter).strip()
     unit = raw["energy_unit"]
     if unit not in ENERGY_UNITS:
@@ -195,6 +286,16 @@ def _row(
         )
     read_at = _timestamp(raw["read_at"], row, errors, zone=zone)
     energy = _number(raw["energy"], "energy", row, errors, decimal_comma=decimal_comma)
+    limit = ENERGY_LIMIT_BY_UNIT.get(unit) if isinstance(unit, str) else None
+    if energy is not None and limit is not None and Decimal(energy) >= Decimal(limit):
+        errors.add(
+            row,
+            "energy",
+            "out_of_range",
+            f"energy {_shown(energy)} {unit} is outside the possible range [0, {limit:g}) "
+            f"for {unit}.",
+        )
+        energy = None
     volume = _number(raw["volume_m3"], "volume_m3", row, errors, decimal_comma=decimal_comma)
     optional = []
     for key in OPTIONAL_NUMERIC:
@@ -237,7 +338,9 @@ def _row(
     return (str(row), meter, read_at, energy, unit, volume, *optional, status_code)
 
 
-def _refuse_before(out: list[tuple], not_before: dt.datetime | None, errors: RowErrors) -> list[tuple]:
+def _refuse_before(
+    out: list[tuple], not_before: dt.datetime | None, errors: RowErrors
+) -> list[tuple]:
     """Readings older than the retention horizon are refused by policy: their month was
     (or is about to be) archived, and staff restore it before such data goes in."""
     if not_before is None:
@@ -373,14 +476,13 @@ def to_decimal(text: str | None) -> Decimal | None:
 
 # --- the fast lane ------------------------------------------------------------------------
 
-_TSV_UNSAFE = r"[\t\n\r\\\"]"
+# control characters (refused in a serial) and what pandas' writer would quote or escape
+_TSV_UNSAFE = r"[\x00-\x1f\x7f\\\"]"
 _OFFSET = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"
 _ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def json_rows_fast(
-    rows, *, max_rows: int, not_before: dt.datetime | None = None
-) -> str | None:
+def json_rows_fast(rows, *, max_rows: int, not_before: dt.datetime | None = None) -> str | None:
     """The rows as COPY text (``NORMALISED_FIELDS`` order) if every row is clean, else None."""
     out = _fast_columns(rows, max_rows=max_rows, not_before=not_before)
     if out is None:
@@ -446,12 +548,24 @@ def _fast_columns(rows, *, max_rows: int, not_before: dt.datetime | None = None)
         if field in ("energy", "volume_m3") and not present.all():
             return None
         low, high = NUMERIC_LIMITS[field]
-        if not ((column[present] >= low) & (column[present] < high)).all():
+        values = column[present].to_numpy()
+        if not ((values >= low) & (values < high)).all():
             return None
+        if column.dtype.kind == "f":
+            # more decimals than the column holds (its repr, as the careful lane reads it):
+            # a float whose repr has at most p decimals is the double nearest to k / 10**p,
+            # and that is what np.round(x, p) returns; anything else (rarely also a clean
+            # value, after rounding in x * 10**p) goes to the careful lane
+            places = DECIMAL_PLACES[field]
+            if not (np.round(values, places) == values).all():
+                return None
         out[field] = column  # written by to_csv as repr: the shortest exact text
     unit = frame["energy_unit"]
     if infer(unit, skipna=False) != "string" or not unit.isin(ENERGY_UNITS).all():
         return None
+    for name, limit in ENERGY_LIMIT_BY_UNIT.items():
+        if (unit.eq(name) & frame["energy"].ge(limit)).any():
+            return None
     out["energy_unit"] = unit
     if "status_code" in frame.columns:
         codes = frame["status_code"]

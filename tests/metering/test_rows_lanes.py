@@ -31,12 +31,12 @@ CLEAN = [
         "return_temp_c": None,
         "status_code": 3,
         "flow_temp_m3c": 5e14,
-        "power_kw": 1e-05,
+        "power_kw": 0.001,  # (1e-05 has more decimals than power_kw's column holds)
     },
     {
         "meter": "A1",
         "read_at": "2026-11-01T01:00:00Z",
-        "energy": 12346,
+        "energy": 1e-05,  # repr in exponent form, six decimals: fits
         "energy_unit": "GJ",
         "volume_m3": 0.1,
         "flow_temp_c": None,
