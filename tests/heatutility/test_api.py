@@ -124,3 +124,23 @@ class TestPagination:
         assert first["count"] == 55
         assert len(first["results"]) == 50
         assert first["next"]
+
+
+@pytest.mark.django_db
+def test_a_staff_body_over_the_limit_is_a_413_in_the_error_shape(settings, admin_user):
+    from rest_framework.test import APIClient
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client = APIClient()
+    client.force_authenticate(admin_user)
+
+    response = client.post(
+        "/api/v1/customers/", {"name": "x" * 2000, "kind": "person"}, format="json"
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "message": "The request body is larger than 1000 bytes.",
+        "code": "too_large",
+        "errors": [{"code": "too_large", "message": "The request body is larger than 1000 bytes."}],
+    }
