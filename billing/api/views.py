@@ -80,7 +80,7 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response(serializers.BillingRunSerializer(run).data)
 
     @extend_schema(responses=serializers.BillingRunExceptionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def exceptions(self, request, pk=None):
         run = self.get_object()
         return Response(
@@ -232,6 +232,8 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         detail=True,
         methods=["post"],
         permission_classes=[HasPermission.of("billing.credit_invoice")],
+        pagination_class=None,
+        filter_backends=[],
     )
     def rerate(self, request, pk=None):
         """Recompute; if the figures changed, issue a credit note and a correction."""
