@@ -6,12 +6,10 @@ Every error body is ``{"message": str, "code": str, "errors": [{"row", "field", 
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, models
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -19,6 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from heatutility.db import constraint_messages
 from heatutility.errors import DomainError
+from heatutility.timeutil import EARLIEST_DATE, LATEST_DATE, date_in_range
 
 
 def _flatten(detail, field: str | None = None, row: int | None = None) -> list[dict]:
@@ -147,21 +146,26 @@ class ModelValidationMixin:
         return attrs
 
 
-EARLIEST_DATE = dt.date(1900, 1, 1)
-LATEST_DATE = dt.date(2199, 12, 31)
-
-
 class BoundedDateField(serializers.DateField):
-    """A date the product can work with: 1900-01-01 to 2199-12-31.  Python's own range
-    (years 1 to 9999) lets a period, the year before it or a UTC conversion fall off its
-    ends in the services; this says so as a 400 on the field instead."""
+    """A date the product can work with (``heatutility.timeutil.date_in_range``).  Python's
+    own range (years 1 to 9999) lets a period, the year before it or a UTC conversion fall
+    off its ends in the services; this says so as a 400 on the field instead."""
 
     default_error_messages = {
-        "out_of_range": "Enter a date from {earliest} to {latest}.",
+        "out_of_range": f"Enter a date from {EARLIEST_DATE} to {LATEST_DATE}.",
     }
 
     def to_internal_value(self, value):
         day = super().to_internal_value(value)
-        if not EARLIEST_DATE <= day <= LATEST_DATE:
-            self.fail("out_of_range", earliest=EARLIEST_DATE, latest=LATEST_DATE)
+        if not date_in_range(day):
+            self.fail("out_of_range")
         return day
+
+
+class BoundedModelSerializer(serializers.ModelSerializer):
+    """A model serializer whose model date fields are :class:`BoundedDateField`."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateField: BoundedDateField,
+    }

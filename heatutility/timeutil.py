@@ -10,6 +10,15 @@ import datetime as dt
 import functools
 from zoneinfo import ZoneInfo
 
+# The dates the product works with: a year before one, its local midnight in UTC and
+# month arithmetic stay inside ``datetime``'s years 1-9999.
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2200, 12, 31)
+
+
+def date_in_range(day: dt.date) -> bool:
+    return EARLIEST_DATE <= day <= LATEST_DATE
+
 
 def local_midnight(day: dt.date, tz: str | ZoneInfo) -> dt.datetime:
     """The aware instant at which ``day`` starts in ``tz``, expressed in UTC."""

@@ -11,11 +11,13 @@ the end); intermediate figures are kept unrounded to 10 decimals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from heatutility.errors import DomainError, ErrorItem
 from heatutility.money import quantize_money
 from tariffs.costs import annuity
+from tariffs.limits import CAP_INPUT_LIMIT
 from tariffs.rating import (
     BandedCharge,
     Determinants,
@@ -42,6 +44,193 @@ def _d(value, name: str) -> Decimal:
             f"{name} is not a number.", errors=[ErrorItem(code="invalid", message="Not a number.", field=name)]
         ) from exc
     return d
+
+
+# ----------------------------------------------------------------------------- inputs
+CAP_INPUT_PLACES = 10
+INDEX_PRICES = ("energy", "capacity", "meter")
+BIGINT_MAX = 2**63 - 1
+
+
+class _Reader:
+    """Reads the JSON inputs of a method, collecting every problem with its path."""
+
+    def __init__(self) -> None:
+        self.errors: list[ErrorItem] = []
+
+    def error(self, path: str, message: str, code: str = "invalid") -> None:
+        self.errors.append(ErrorItem(code=code, message=message, field=path))
+
+    def number(self, data: dict, key: str, path: str, *, default: str | None = None, gt: Decimal | int | None = None,
+               ge: Decimal | int | None = None, le: Decimal | int | None = None) -> Decimal | None:
+        """A finite number, ``|x| < 10¹²``, at most 10 decimals, within the bounds given."""
+        field = f"{path}.{key}"
+        value = data.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if default is None:
+                self.error(field, "Required.", "required")
+                return None
+            value = default
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+            self.error(field, "A number is required.")
+            return None
+        try:
+            d = Decimal(str(value).strip())
+        except (InvalidOperation, ValueError):
+            self.error(field, "Not a number.")
+            return None
+        if not d.is_finite():
+            self.error(field, "Must be a finite number.")
+            return None
+        if d.copy_abs() >= CAP_INPUT_LIMIT:
+            self.error(field, f"Must be between -{CAP_INPUT_LIMIT:,} and {CAP_INPUT_LIMIT:,}.", "out_of_range")
+            return None
+        if d.as_tuple().exponent < -CAP_INPUT_PLACES and d != d.quantize(Decimal(1).scaleb(-CAP_INPUT_PLACES)):
+            self.error(field, f"At most {CAP_INPUT_PLACES} decimal places.", "max_decimal_places")
+            return None
+        for bound, ok, text in ((gt, lambda b: d > b, "above"), (ge, lambda b: d >= b, "at least"),
+                                (le, lambda b: d <= b, "at most")):
+            if bound is not None and not ok(bound):
+                self.error(field, f"Must be {text} {bound}.", "out_of_range")
+                return None
+        return d
+
+    def integer(self, data: dict, key: str, path: str, *, default: int | None = None, ge: int = 1,
+                le: int = 10**9) -> int | None:
+        field = f"{path}.{key}"
+        value = data.get(key)
+        if value is None:
+            if default is None:
+                self.error(field, "Required.", "required")
+                return None
+            value = default
+        number = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 30:
+            number = int(value.strip())
+        if number is None:
+            self.error(field, "A whole number is required.")
+            return None
+        if not ge <= number <= le:
+            self.error(field, f"Must be from {ge} to {le:,}.", "out_of_range")
+            return None
+        return number
+
+    def obj(self, value: Any, path: str) -> dict | None:
+        if not isinstance(value, dict):
+            self.error(path, "Expected an object." if value is not None else "Required.",
+                       "invalid" if value is not None else "required")
+            return None
+        return value
+
+
+def _index_term_inputs(r: _Reader, t: Any, path: str) -> None:
+    t = r.obj(t, path)
+    if t is None:
+        return
+    name = t.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 60:
+        r.error(f"{path}.name", "A name (text, at most 60 characters) is required.")
+    r.number(t, "weight", path)
+    for key, ref in (("base", "base_cost_id"), ("current", "current_cost_id")):
+        if ref in t:
+            r.integer(t, ref, path, le=BIGINT_MAX)
+        elif key == "base":
+            r.number(t, key, path, gt=0)
+        else:
+            r.number(t, key, path, ge=0)
+    if t.get("rebase"):
+        rebase = r.obj(t["rebase"], f"{path}.rebase")
+        if rebase is not None:
+            r.number(rebase, "old_at_link", f"{path}.rebase", gt=0)
+            r.number(rebase, "new_at_link", f"{path}.rebase", gt=0)
+
+
+def parse_cap_inputs(*, method: str, inputs: Any) -> dict[str, Any]:
+    """Check a method's inputs before anything is computed: types, finite and bounded
+    numbers, positive divisors.  Returns the parsed values (Decimals, ints) by name, or
+    raises :class:`CapInputsInvalid` with every problem at its path (``inputs.connections``,
+    ``inputs.clauses.0.market_term.base``)."""
+    r = _Reader()
+    p = "inputs"
+    out: dict[str, Any] = {}
+    if not isinstance(inputs, dict):
+        raise CapInputsInvalid("The inputs must be an object.", errors=[ErrorItem(code="invalid", message="Expected an object.", field=p)])
+    if method == "cost_based":
+        out["variable_costs"] = r.number(inputs, "variable_costs", p, ge=0)
+        out["fixed_costs"] = r.number(inputs, "fixed_costs", p, ge=0)
+        out["over_recovery"] = r.number(inputs, "over_recovery", p, default="0")
+        out["approved_return"] = r.number(inputs, "approved_return", p, default="0")
+        out["forecast_sales_mwh"] = r.number(inputs, "forecast_sales_mwh", p, gt=0)
+        out["connections"] = r.integer(inputs, "connections", p)
+        out["contracted_kw_total"] = r.number(inputs, "contracted_kw_total", p, gt=0)
+        out["fixed_share_per_connection"] = r.number(inputs, "fixed_share_per_connection", p, default="0.2", ge=0, le=1)
+    elif method == "maximum_price":
+        out["fixed_per_year_incl_vat"] = r.number(inputs, "fixed_per_year_incl_vat", p, ge=0)
+        out["price_per_gj_incl_vat"] = r.number(inputs, "price_per_gj_incl_vat", p, ge=0)
+    elif method == "indexation":
+        clauses = inputs.get("clauses")
+        if not isinstance(clauses, list) or not clauses:
+            r.error(f"{p}.clauses", "A list of clauses (energy, capacity, meter) is required.",
+                    "required" if clauses is None else "invalid")
+            clauses = []
+        seen: set[str] = set()
+        for i, clause in enumerate(clauses):
+            cp = f"{p}.clauses.{i}"
+            clause = r.obj(clause, cp)
+            if clause is None:
+                continue
+            price = clause.get("price")
+            if not isinstance(price, str) or price not in INDEX_PRICES:
+                r.error(f"{cp}.price", f"One of {', '.join(INDEX_PRICES)}.", "invalid_choice")
+            elif price in seen:
+                r.error(f"{cp}.price", f"A second {price} clause.", "duplicate")
+            else:
+                seen.add(price)
+            r.number(clause, "base_price", cp, ge=0)
+            r.number(clause, "a", cp)
+            terms = clause.get("cost_terms")
+            if terms is not None and not isinstance(terms, list):
+                r.error(f"{cp}.cost_terms", "Expected a list.")
+                terms = []
+            for j, term in enumerate(terms or []):
+                _index_term_inputs(r, term, f"{cp}.cost_terms.{j}")
+            _index_term_inputs(r, clause.get("market_term"), f"{cp}.market_term")
+        out["clauses"] = clauses
+    elif method == "substitution":
+        ref = r.obj(inputs.get("reference"), f"{p}.reference")
+        if ref is not None:
+            out["reference"] = {
+                "energy_mwh": r.number(ref, "energy_mwh", f"{p}.reference", gt=0),
+                **{key: r.number(ref, key, f"{p}.reference", default="0", ge=0)
+                   for key in ("volume_m3", "contracted_kw", "heated_area_m2")},
+            }
+        out["individual_scop"] = r.number(inputs, "individual_scop", p, default="3.0", gt=0, le=100)
+        out["consumer_extra_per_mwh"] = r.number(inputs, "consumer_extra_per_mwh", p, default="0")
+        out["investment"] = r.number(inputs, "investment", p, default="0", ge=0)
+        out["lifetime_years"] = r.integer(inputs, "lifetime_years", p, default=15, le=100)
+        out["interest_rate"] = r.number(inputs, "interest_rate", p, default="0.04", gt=-1, le=1)
+        out["om_per_year"] = r.number(inputs, "om_per_year", p, default="0")
+        flag = inputs.get("include_utility_tariffs", False)
+        if not isinstance(flag, bool):
+            r.error(f"{p}.include_utility_tariffs", "true or false.")
+        out["include_utility_tariffs"] = flag is True
+    else:
+        raise CapInputsInvalid(f"Unknown method {method!r}.", errors=[ErrorItem(code="invalid_choice", message="Unknown method.", field="method")])
+    if r.errors:
+        missing = [e.field.removeprefix("inputs.") for e in r.errors if e.code == "required"]
+        invalid = [f"{e.field}: {e.message}" for e in r.errors if e.code != "required"]
+        parts = []
+        if missing:
+            parts.append(f"Missing input {', '.join(repr(m) for m in missing)} for the {method} method.")
+        if invalid:
+            parts.append(f"Invalid inputs for the {method} method: {'; '.join(invalid[:5])}"
+                         + (f" (and {len(invalid) - 5} more)." if len(invalid) > 5 else "."))
+        raise CapInputsInvalid(" ".join(parts), errors=r.errors)
+    return out
 
 
 def _s(value: Decimal) -> str:

@@ -28,9 +28,16 @@ import numpy as np
 import pandas as pd
 
 from heatutility.errors import DomainError, ErrorItem
+from tariffs.limits import MAX_DATE, MIN_DATE, date_in_range
 
 UNIT_COLUMNS = ("heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c", "supply_c", "return_c")
 MAX_ITEMS = 50
+# (decimal places, |value| below) of the columns values are stored in: UnitHour energies
+# DecimalField(14, 6), temperatures (6, 2); SpotPrice and ElectricityCharge (12, 4)
+ENERGY_COLUMN = (6, 10**8)
+TEMPERATURE_COLUMN = (2, 10**4)
+PRICE_COLUMN = (4, 10**8)
+UNIT_COLUMN_LIMITS = {c: ENERGY_COLUMN if c.endswith("_mwh") else TEMPERATURE_COLUMN for c in UNIT_COLUMNS}
 
 
 class ImportRejected(DomainError):
@@ -129,7 +136,8 @@ def _check_series(times: pd.Series, time_zone: str, errors: list[ErrorItem], fie
                 ))
 
 
-def _numbers(frame: pd.DataFrame, column: str, errors: list[ErrorItem], *, required: bool) -> pd.Series:
+def _numbers(frame: pd.DataFrame, column: str, errors: list[ErrorItem], *, required: bool,
+             limit: tuple[int, int]) -> pd.Series:
     if column not in frame.columns:
         if required:
             errors.append(ErrorItem(code="missing_column", message=f"Column {column!r} is required.", field=column))
@@ -139,11 +147,17 @@ def _numbers(frame: pd.DataFrame, column: str, errors: list[ErrorItem], *, requi
     bad = values.isna() & text.ne("") & ~text.isin(["-", "n/e"])
     for idx in np.flatnonzero(bad.to_numpy())[:MAX_ITEMS]:
         errors.append(ErrorItem(code="invalid_number", message=f"{frame[column].iloc[idx]!r} is not a number.", field=column, row=int(idx) + 2))
+    places, below = limit
+    # infinite ("inf", "1e999") or too large for the column once rounded as stored
+    huge = values.notna() & ~(values.round(places).abs() < below)
+    for idx in np.flatnonzero(huge.to_numpy())[:MAX_ITEMS]:
+        errors.append(ErrorItem(code="out_of_range", message=f"{frame[column].iloc[idx].strip()[:40]!r} is out of range: "
+                                f"values must be between -{below:,} and {below:,}.", field=column, row=int(idx) + 2))
     if required:
         empty = values.isna() & ~bad
         for idx in np.flatnonzero(empty.to_numpy())[:MAX_ITEMS]:
             errors.append(ErrorItem(code="required", message="A value is required.", field=column, row=int(idx) + 2))
-    return values
+    return values.mask(huge)
 
 
 def _time_column(frame: pd.DataFrame, errors: list[ErrorItem]) -> str | None:
@@ -164,7 +178,7 @@ def parse_unit_hours(text: str, *, time_zone: str) -> pd.DataFrame:
     if tcol:
         out["hour_start"] = _parse_times(frame[tcol], time_zone, errors, tcol)
     for c in UNIT_COLUMNS:
-        out[c] = _numbers(frame, c, errors, required=c == "heat_mwh")
+        out[c] = _numbers(frame, c, errors, required=c == "heat_mwh", limit=UNIT_COLUMN_LIMITS[c])
     if (out["heat_mwh"] < 0).any():
         for idx in np.flatnonzero((out["heat_mwh"] < 0).to_numpy())[:MAX_ITEMS]:
             errors.append(ErrorItem(code="negative", message="Heat delivered cannot be negative.", field="heat_mwh", row=int(idx) + 2))
@@ -201,7 +215,7 @@ def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFra
     if tcol:
         out["hour_start"] = _parse_times(frame[tcol], time_zone, errors, tcol)
     if pcol:
-        out["price_per_mwh"] = _numbers(frame, pcol, errors, required=True)
+        out["price_per_mwh"] = _numbers(frame, pcol, errors, required=True, limit=PRICE_COLUMN)
     if tcol and "hour_start" in out:
         _check_series(out["hour_start"], time_zone, errors, tcol)
     if errors:
@@ -242,9 +256,10 @@ def _date(text: str) -> dt.date | None:
         return None
     y, mo, d = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(6), m.group(5), m.group(4))
     try:
-        return dt.date(int(y), int(mo), int(d))
+        day = dt.date(int(y), int(mo), int(d))
     except ValueError:
         return None
+    return day if date_in_range(day) else None
 
 
 def _hours_label(a: int, b: int) -> str:
@@ -320,12 +335,12 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
         vf = _date(vf_text)
         if vf is None:
             errors.append(ErrorItem(code="invalid_date" if vf_text else "required",
-                                    message=f"{vf_text!r} is not a date (YYYY-MM-DD)." if vf_text else "A start date is required.",
+                                    message=f"{vf_text!r} is not a date (YYYY-MM-DD, {MIN_DATE.year}–{MAX_DATE.year})." if vf_text else "A start date is required.",
                                     field="valid_from", row=r))
             bad = True
         vt = _date(vt_text) if vt_text else None
         if vt_text and vt is None:
-            errors.append(ErrorItem(code="invalid_date", message=f"{vt_text!r} is not a date (YYYY-MM-DD).", field="valid_to", row=r))
+            errors.append(ErrorItem(code="invalid_date", message=f"{vt_text!r} is not a date (YYYY-MM-DD, {MIN_DATE.year}–{MAX_DATE.year}).", field="valid_to", row=r))
             bad = True
         if vf and vt and vt <= vf:
             errors.append(ErrorItem(code="ends_before_start", message=f"The charge ends ({vt}) on or before it starts ({vf}); valid_to is exclusive.", field="valid_to", row=r))
@@ -342,7 +357,12 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
             bad = True
             amount = Decimal(0)
         if per_kwh:
-            amount *= 1000
+            amount = amount.scaleb(3)  # × 1000, exact and context-free
+        _, below = PRICE_COLUMN
+        if amount.copy_abs() >= below:
+            errors.append(ErrorItem(code="out_of_range", field=amount_col, row=r,
+                                    message=f"{raw_amount[:40]!r} is out of range: amounts per MWh must be between -{below:,} and {below:,}."))
+            bad = True
         hours_text = cell(i, "hours")
         h_from_text, h_to_text = cell(i, "hour_from"), cell(i, "hour_to")
         h_from, h_to = 0, 24

@@ -52,7 +52,13 @@ from typing import Any, ClassVar
 
 from heatutility.errors import DomainError, ErrorItem
 from heatutility.money import minor_unit, quantize_energy, quantize_money, quantize_price
-from tariffs.units import ENERGY_UNITS, POWER_UNITS, UnitError, convert_energy, convert_power
+from tariffs.limits import (
+    COMPONENT_CODE_MAX_LENGTH,
+    COMPONENT_DESCRIPTION_MAX_LENGTH,
+    COMPONENT_PLACES,
+    COMPONENT_VALUE_LIMIT,
+)
+from tariffs.units import ENERGY_UNITS, POWER_UNITS, convert_energy, convert_power
 
 ZERO = Decimal("0")
 ONE = Decimal("1")
@@ -767,30 +773,84 @@ def totals(lines: list[PricedLine], currency: str) -> Totals:
 
 
 # --------------------------------------------------------------------------- (de)serialise
-def _parse_decimal(value: Any, path: str, errors: list[ErrorItem], *, optional=False) -> Decimal | None:
-    if value is None or value == "":
+# Validation is total: whatever JSON shape comes in, the result is the component tuple or
+# TariffComponentsInvalid listing every problem with its path (``components.0.blocks.1.price``).
+_VALUE_EXP = Decimal(1).scaleb(-COMPONENT_PLACES)
+
+
+def _parse_decimal(
+    value: Any, path: str, errors: list[ErrorItem], *, optional=False, positive=False, non_negative=False
+) -> Decimal | None:
+    """A finite number ``|x| < 10⁹`` with at most 6 decimals (see ``tariffs.limits``)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         if optional:
             return None
         errors.append(ErrorItem(code="required", message="This value is required.", field=path))
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         errors.append(ErrorItem(code="invalid", message="A number is required.", field=path))
         return None
     try:
-        d = Decimal(str(value))
+        d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        errors.append(ErrorItem(code="invalid", message=f"{value!r} is not a number.", field=path))
+        errors.append(ErrorItem(code="invalid", message=f"{_short(value)} is not a number.", field=path))
         return None
     if not d.is_finite():
-        errors.append(ErrorItem(code="invalid", message="Must be finite.", field=path))
+        errors.append(ErrorItem(code="invalid", message="Must be a finite number.", field=path))
+        return None
+    if d.copy_abs() >= COMPONENT_VALUE_LIMIT:  # copy_abs: exact, never overflows
+        errors.append(ErrorItem(
+            code="out_of_range", message=f"Must be between -{COMPONENT_VALUE_LIMIT:,} and {COMPONENT_VALUE_LIMIT:,}.", field=path))
+        return None
+    if d != d.quantize(_VALUE_EXP):
+        errors.append(ErrorItem(
+            code="max_decimal_places", message=f"At most {COMPONENT_PLACES} decimal places.", field=path))
+        return None
+    if positive and d <= 0:
+        errors.append(ErrorItem(code="min_value", message="Must be above 0.", field=path))
+        return None
+    if non_negative and d < 0:
+        errors.append(ErrorItem(code="min_value", message="Must not be negative.", field=path))
         return None
     return d
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _choice(value, choices, path, errors):
-    if value not in choices:
-        errors.append(ErrorItem(code="invalid_choice", message=f"{value!r} is not one of {', '.join(choices)}.", field=path))
+    if not isinstance(value, str) or value not in choices:
+        errors.append(ErrorItem(code="invalid_choice", message=f"{_short(value)} is not one of {', '.join(choices)}.", field=path))
     return value
+
+
+def _text(value: Any, path: str, errors: list[ErrorItem], *, max_length: int) -> str | None:
+    if not isinstance(value, str):
+        errors.append(ErrorItem(code="invalid", message="A text is required.", field=path))
+        return None
+    if len(value) > max_length:
+        errors.append(ErrorItem(code="max_length", message=f"At most {max_length} characters.", field=path))
+        return None
+    return value
+
+
+def _items(value: Any, path: str, errors: list[ErrorItem]) -> list:
+    """A list (missing or null = empty); anything else is an error."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.append(ErrorItem(code="invalid", message="Expected a list.", field=path))
+        return []
+    return value
+
+
+def _object(value: Any, path: str, errors: list[ErrorItem]) -> bool:
+    if not isinstance(value, dict):
+        errors.append(ErrorItem(code="invalid", message="Expected an object.", field=path))
+        return False
+    return True
 
 
 def components_from_data(data: Any) -> tuple[Component, ...]:
@@ -800,44 +860,80 @@ def components_from_data(data: Any) -> tuple[Component, ...]:
         raise TariffComponentsInvalid(
             "Components must be a list.", errors=[ErrorItem(code="invalid", message="Expected a list.", field="components")]
         )
-    result: list[Component] = []
+    result: list[tuple[int, Component]] = []
     codes: set[str] = set()
     for i, raw in enumerate(data):
         p = f"components.{i}"
-        if not isinstance(raw, dict):
-            errors.append(ErrorItem(code="invalid", message="Expected an object.", field=p))
+        if not _object(raw, p, errors):
             continue
         ctype = raw.get("type")
-        if ctype not in COMPONENT_TYPES:
+        if not isinstance(ctype, str) or ctype not in COMPONENT_TYPES:
             errors.append(ErrorItem(code="invalid_choice", message=f"type must be one of {', '.join(COMPONENT_TYPES)}.", field=f"{p}.type"))
             continue
-        code = str(raw.get("code") or "").strip()
-        if not code:
+        code = raw.get("code")
+        if code is None or (isinstance(code, str) and not code.strip()):
             errors.append(ErrorItem(code="required", message="Every component needs a code.", field=f"{p}.code"))
-        elif code in codes:
-            errors.append(ErrorItem(code="duplicate", message=f"Component code {code!r} is used twice.", field=f"{p}.code"))
-        codes.add(code)
-        desc = str(raw.get("description") or code)
+            code = ""
+        else:
+            code = (_text(code, f"{p}.code", errors, max_length=COMPONENT_CODE_MAX_LENGTH) or "").strip()
+            if code in codes:
+                errors.append(ErrorItem(code="duplicate", message=f"Component code {code!r} is used twice.", field=f"{p}.code"))
+            codes.add(code)
+        desc = raw.get("description")
+        if desc is None or desc == "":
+            desc = code
+        else:
+            desc = _text(desc, f"{p}.description", errors, max_length=COMPONENT_DESCRIPTION_MAX_LENGTH) or code
         known = {f.name for f in fields(COMPONENT_TYPES[ctype])} | {"type"}
         for key in raw:
             if key not in known:
-                errors.append(ErrorItem(code="unknown_field", message=f"Unknown field {key!r} for a {ctype} component.", field=f"{p}.{key}"))
+                errors.append(ErrorItem(code="unknown_field", message=f"Unknown field {_short(key)} for a {ctype} component.", field=f"{p}.{key}"))
         try:
             comp = _build(ctype, raw, code, desc, p, errors)
-        except (TypeError, ValueError, UnitError) as exc:
-            errors.append(ErrorItem(code="invalid", message=str(exc), field=p))
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+            # a safety net only: _build checks every shape it reads
+            errors.append(ErrorItem(code="invalid", message=str(exc) or type(exc).__name__, field=p))
             continue
         if comp is not None:
-            result.append(comp)
-    energy_codes = {c.code for c in result if isinstance(c, EnergyCharge)}
-    for i, c in enumerate(result):
+            result.append((i, comp))
+    energy_codes = {c.code for _, c in result if isinstance(c, EnergyCharge)}
+    for i, c in result:
         if isinstance(c, CoolingIncentive):
-            for ref in c.energy_components:
+            for k, ref in enumerate(c.energy_components):
                 if ref not in energy_codes:
-                    errors.append(ErrorItem(code="invalid", message=f"{ref!r} is not an energy component of this version.", field=f"components.{i}.energy_components"))
+                    errors.append(ErrorItem(code="invalid", message=f"{ref!r} is not an energy component of this version.", field=f"components.{i}.energy_components.{k}"))
     if errors:
         raise TariffComponentsInvalid("The tariff components are invalid.", errors=errors)
-    return tuple(result)
+    return tuple(c for _, c in result)
+
+
+def _month(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 1 <= value <= 12:
+        return value
+    return None
+
+
+def _limits(items: list, key: str, p: str, name: str, errors: list[ErrorItem]) -> list[Decimal | None]:
+    """The ``upto`` of each band or block: increasing, above 0, only the last open."""
+    out: list[Decimal | None] = []
+    previous = ZERO
+    for j, item in enumerate(items):
+        path = f"{p}.{j}.{key}"
+        upto = _parse_decimal(item.get(key), path, errors, optional=True) if isinstance(item, dict) else None
+        if isinstance(item, dict):
+            if upto is not None and upto <= previous:
+                errors.append(ErrorItem(code="invalid", message=f"{name} limits must be above 0 and increase.", field=path))
+            if upto is None and j != len(items) - 1 and (item.get(key) in (None, "")):
+                errors.append(ErrorItem(code="invalid", message=f"Only the last {name.lower()} may be open.", field=path))
+            if upto is not None and j == len(items) - 1:
+                errors.append(ErrorItem(code="invalid", message=f"The last {name.lower()} must be open ({key} empty).", field=path))
+        previous = upto if upto is not None else previous
+        out.append(upto)
+    return out
 
 
 def _build(ctype, raw, code, desc, p, errors) -> Component | None:
@@ -860,25 +956,19 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
         if not isinstance(bands_raw, list) or not bands_raw:
             errors.append(ErrorItem(code="required", message="At least one band is needed.", field=f"{p}.bands"))
             return None
+        limits = _limits(bands_raw, "upto", f"{p}.bands", "Band", errors)
         bands = []
-        previous = ZERO
         for j, b in enumerate(bands_raw):
             bp = f"{p}.bands.{j}"
-            upto = dec(b.get("upto"), f"{bp}.upto", errors, optional=True)
-            if upto is not None and upto <= previous:
-                errors.append(ErrorItem(code="invalid", message="Band limits must increase.", field=f"{bp}.upto"))
-            if upto is None and j != len(bands_raw) - 1:
-                errors.append(ErrorItem(code="invalid", message="Only the last band may be open.", field=f"{bp}.upto"))
-            previous = upto if upto is not None else previous
+            if not _object(b, bp, errors):
+                continue
             bands.append(Band(
-                upto=upto,
+                upto=limits[j],
                 unit_price=dec(b.get("unit_price", "0"), f"{bp}.unit_price", errors) or ZERO,
                 fixed=dec(b.get("fixed", "0"), f"{bp}.fixed", errors) or ZERO,
             ))
-        if bands[-1].upto is not None:
-            errors.append(ErrorItem(code="invalid", message="The last band must be open (upto empty).", field=f"{p}.bands.{len(bands) - 1}.upto"))
-        delta_t = dec(raw.get("design_delta_t"), f"{p}.design_delta_t", errors, optional=True)
-        if unit == "l/h" and not delta_t:
+        delta_t = dec(raw.get("design_delta_t"), f"{p}.design_delta_t", errors, optional=True, positive=True)
+        if unit == "l/h" and not delta_t and raw.get("design_delta_t") in (None, ""):
             errors.append(ErrorItem(code="required", message="A l/h capacity price needs design_delta_t.", field=f"{p}.design_delta_t"))
         return BandedCharge(
             code=code, description=desc, basis=basis, unit=unit, bands=tuple(bands),
@@ -891,43 +981,76 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
         price = dec(raw.get("price"), f"{p}.price", errors, optional=True)
         seasons = []
         months_seen: set[int] = set()
-        for j, s in enumerate(raw.get("seasons") or []):
+        labels: set[str] = set()
+        seasons_raw = _items(raw.get("seasons"), f"{p}.seasons", errors)
+        for j, s in enumerate(seasons_raw):
             sp = f"{p}.seasons.{j}"
-            months = tuple(int(m) for m in s.get("months") or [])
-            if not months or any(m < 1 or m > 12 for m in months):
-                errors.append(ErrorItem(code="invalid", message="months must be 1–12.", field=f"{sp}.months"))
+            if not _object(s, sp, errors):
+                continue
+            months_raw = s.get("months")
+            months: list[int] = []
+            if not isinstance(months_raw, list) or not months_raw:
+                errors.append(ErrorItem(code="invalid", message="months must be a list of months 1–12.", field=f"{sp}.months"))
+            else:
+                for k, m in enumerate(months_raw):
+                    month = _month(m)
+                    if month is None:
+                        errors.append(ErrorItem(code="invalid", message="A month is a whole number 1–12.", field=f"{sp}.months.{k}"))
+                    else:
+                        months.append(month)
             if months_seen & set(months):
                 errors.append(ErrorItem(code="invalid", message="A month belongs to two seasons.", field=f"{sp}.months"))
             months_seen |= set(months)
-            seasons.append(Season(label=str(s.get("label") or f"season {j + 1}"), months=months, price=dec(s.get("price"), f"{sp}.price", errors)))
-        if seasons and months_seen != set(range(1, 13)):
+            label = s.get("label")
+            if label is None or label == "":
+                label = f"season {j + 1}"
+            else:
+                label = _text(label, f"{sp}.label", errors, max_length=60) or f"season {j + 1}"
+            if label in labels:
+                errors.append(ErrorItem(code="duplicate", message=f"Season label {label!r} is used twice.", field=f"{sp}.label"))
+            labels.add(label)
+            seasons.append(Season(label=label, months=tuple(months), price=dec(s.get("price"), f"{sp}.price", errors)))
+        if seasons_raw and months_seen != set(range(1, 13)):
             errors.append(ErrorItem(code="invalid", message="Seasons must cover all twelve months.", field=f"{p}.seasons"))
         blocks = []
-        for j, b in enumerate(raw.get("blocks") or []):
+        blocks_raw = _items(raw.get("blocks"), f"{p}.blocks", errors)
+        limits = _limits(blocks_raw, "upto", f"{p}.blocks", "Block", errors)
+        for j, b in enumerate(blocks_raw):
             bp = f"{p}.blocks.{j}"
-            blocks.append(Block(upto=dec(b.get("upto"), f"{bp}.upto", errors, optional=True), price=dec(b.get("price"), f"{bp}.price", errors)))
-        if blocks and blocks[-1].upto is not None:
-            errors.append(ErrorItem(code="invalid", message="The last block must be open.", field=f"{p}.blocks"))
-        given = sum(1 for x in (price is not None, bool(seasons), bool(blocks)) if x)
+            if not _object(b, bp, errors):
+                continue
+            blocks.append(Block(upto=limits[j], price=dec(b.get("price"), f"{bp}.price", errors)))
+        given = sum(1 for x in (raw.get("price") not in (None, ""), bool(seasons_raw), bool(blocks_raw)) if x)
         if given != 1:
             errors.append(ErrorItem(code="invalid", message="Give exactly one of price, seasons or blocks.", field=p))
         return EnergyCharge(code=code, description=desc, unit=unit, price=price, seasons=tuple(seasons), blocks=tuple(blocks))
     if ctype == "cooling":
         kwargs: dict[str, Any] = {}
         kwargs["target"] = dec(raw.get("target"), f"{p}.target", errors)
-        for name in ("penalty_rate", "bonus_rate", "max_degrees", "target_flow_slope", "target_flow_ref", "target_min", "target_max"):
+        for name in ("penalty_rate", "bonus_rate", "target_flow_slope", "target_flow_ref", "target_min", "target_max"):
             kwargs[name] = dec(raw.get(name), f"{p}.{name}", errors, optional=True)
-        for name, default in (("factor", "860"), ("band_below", "0"), ("band_above", "0")):
-            kwargs[name] = dec(raw.get(name, default), f"{p}.{name}", errors)
+        kwargs["max_degrees"] = dec(raw.get("max_degrees"), f"{p}.max_degrees", errors, optional=True, non_negative=True)
+        kwargs["factor"] = dec(raw.get("factor", "860"), f"{p}.factor", errors, positive=True)
+        for name in ("band_below", "band_above"):
+            kwargs[name] = dec(raw.get(name, "0"), f"{p}.{name}", errors, non_negative=True)
         kwargs["metric"] = _choice(raw.get("metric", "cooling"), ("cooling", "return_temp"), f"{p}.metric", errors)
         kwargs["source"] = _choice(raw.get("source", "energy_volume"), ("energy_volume", "temperatures"), f"{p}.source", errors)
         kwargs["factor_unit"] = _choice(raw.get("factor_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.factor_unit", errors)
         kwargs["count_from"] = _choice(raw.get("count_from", "edge"), ("edge", "target"), f"{p}.count_from", errors)
         kwargs["rate_basis"] = _choice(raw.get("rate_basis", "percent_of_energy"), ("percent_of_energy", "per_unit"), f"{p}.rate_basis", errors)
         kwargs["rate_unit"] = _choice(raw.get("rate_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.rate_unit", errors)
-        kwargs["energy_components"] = tuple(raw.get("energy_components") or ())
+        refs = []
+        for k, ref in enumerate(_items(raw.get("energy_components"), f"{p}.energy_components", errors)):
+            if not isinstance(ref, str) or not ref.strip():
+                errors.append(ErrorItem(code="invalid", message="The code of an energy component is required.", field=f"{p}.energy_components.{k}"))
+            else:
+                refs.append(ref.strip())
+        kwargs["energy_components"] = tuple(refs)
         mp = raw.get("metric_places")
-        kwargs["metric_places"] = int(mp) if mp is not None else None
+        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or not 0 <= mp <= COMPONENT_PLACES):
+            errors.append(ErrorItem(code="invalid", message=f"metric_places is a whole number 0–{COMPONENT_PLACES}.", field=f"{p}.metric_places"))
+            mp = None
+        kwargs["metric_places"] = mp
         if kwargs["penalty_rate"] is None and kwargs["bonus_rate"] is None:
             errors.append(ErrorItem(code="required", message="Give a penalty_rate, a bonus_rate or both.", field=p))
         return CoolingIncentive(code=code, description=desc, **kwargs)

@@ -9,10 +9,11 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import Max, Q
 
 from customers.models import Network, ServiceConnection
@@ -55,6 +56,10 @@ class TariffAboveCap(DomainError):
     code = "tariff_above_cap"
 
 
+class TariffVersionInvalid(DomainError):
+    code = "tariff_version_invalid"
+
+
 class NotAllowed(DomainError):
     status_code = 403
     code = "permission_denied"
@@ -73,6 +78,7 @@ def tariff_version_create(
 ) -> TariffVersion:
     """A new draft; the components are validated into the rating dataclasses first."""
     components_from_data(components)
+    _check_version_fields(valid_from=valid_from, valid_to=valid_to, vat_rate=vat_rate)
     with transaction.atomic():
         Tariff.objects.select_for_update().get(pk=tariff.pk)
         number = (tariff.versions.aggregate(n=Max("number"))["n"] or 0) + 1
@@ -98,8 +104,24 @@ def tariff_version_update_draft(*, version: TariffVersion, **changes) -> TariffV
             components_from_data(changes["components"])
         for key, value in changes.items():
             setattr(locked, key, value)
+        _check_version_fields(valid_from=locked.valid_from, valid_to=locked.valid_to, vat_rate=locked.vat_rate,
+                              changed=set(changes))
         locked.save()
         return locked
+
+
+def _check_version_fields(*, valid_from: dt.date, valid_to: dt.date | None, vat_rate: Decimal,
+                          changed: set[str] | None = None) -> None:
+    """The table's check constraints, as field errors (422) instead of a bare 409."""
+    errors = []
+    if valid_to is not None and valid_to <= valid_from:
+        field = "valid_from" if changed is not None and "valid_from" in changed and "valid_to" not in changed else "valid_to"
+        errors.append(ErrorItem(code="ends_before_start", field=field,
+                                message=f"The version must end after it starts: valid_to {valid_to} is not after valid_from {valid_from}."))
+    if not (Decimal(0) <= vat_rate < 1):
+        errors.append(ErrorItem(code="out_of_range", field="vat_rate", message="The VAT rate is a fraction from 0 to below 1."))
+    if errors:
+        raise TariffVersionInvalid("The tariff version is invalid.", errors=errors)
 
 
 def tariff_version_new_from(*, version: TariffVersion, valid_from: dt.date) -> TariffVersion:
@@ -205,12 +227,32 @@ def tariff_version_publish(*, version: TariffVersion, user, now: dt.datetime) ->
 
 
 def tariff_assign(*, tariff: Tariff, connection_ids: Sequence[int], valid_from: dt.date) -> int:
-    """Put connections on ``tariff`` from ``valid_from`` (closing their open assignment). Idempotent."""
-    ids = list(dict.fromkeys(connection_ids))
+    """Put connections on ``tariff`` from ``valid_from`` (closing their open assignment). Idempotent.
+
+    Refused as a whole (422) when an id is unknown or on another network, each named by
+    its position (``connection_ids.3``).
+    """
+    first: dict[int, int] = {}  # id -> index of its first occurrence
+    for index, cid in enumerate(connection_ids):
+        first.setdefault(cid, index)
+    ids = list(first)
     with transaction.atomic():
-        wrong = ServiceConnection.objects.filter(id__in=ids).exclude(network_id=tariff.network_id).count()
-        if wrong:
-            raise DomainError(f"{wrong} connection(s) are not on network {tariff.network}.")
+        networks = dict(ServiceConnection.objects.filter(id__in=ids).values_list("id", "network_id"))
+        unknown = [(i, c) for c, i in first.items() if c not in networks]
+        wrong = [(i, c) for c, i in first.items() if c in networks and networks[c] != tariff.network_id]
+        if unknown or wrong:
+            parts = []
+            if unknown:
+                parts.append(f"unknown connection id(s) {', '.join(str(c) for _, c in unknown)}")
+            if wrong:
+                parts.append(f"connection(s) {', '.join(str(c) for _, c in wrong)} not on network {tariff.network}")
+            raise DomainError(
+                "Nothing assigned: " + "; ".join(parts) + ".",
+                errors=[ErrorItem(code="not_found", message=f"Connection {c} does not exist.", field=f"connection_ids.{i}")
+                        for i, c in unknown]
+                + [ErrorItem(code="wrong_network", message=f"Connection {c} is not on network {tariff.network}.",
+                             field=f"connection_ids.{i}") for i, c in wrong],
+            )
         current = TariffAssignment.objects.select_for_update().filter(
             connection_id__in=ids, valid_from__lte=valid_from
         ).filter(Q(valid_to__isnull=True) | Q(valid_to__gt=valid_from))
@@ -249,6 +291,7 @@ def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
             return record
         try:
             with transaction.atomic():  # savepoint: a failure stores no hour at all
+                _check_time_zone(record.time_zone)
                 if record.kind == DataImport.Kind.UNIT_HOURS:
                     frame = parse_unit_hours(record.content, time_zone=record.time_zone)
                     _store_unit_hours(record, frame)
@@ -263,7 +306,7 @@ def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
                     _store_spot_prices(record, frame)
         except ImportRejected as exc:
             errors = [e.as_dict() for e in exc.errors] or [{"code": exc.code, "message": exc.message}]
-        except (ValueError, TypeError, ArithmeticError) as exc:  # an unreadable file, not a crash
+        except (ValueError, TypeError, ArithmeticError, LookupError, DataError) as exc:  # an unreadable file, not a crash
             errors = [{"code": "unreadable", "message": f"{type(exc).__name__}: {exc}"}]
         else:
             errors = None
@@ -287,6 +330,17 @@ def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
         record.finished_at = now
         record.save()
         return record
+
+
+def _check_time_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ImportRejected(
+            f"Unknown time zone {name!r}.",
+            errors=[ErrorItem(code="invalid_time_zone", field="time_zone",
+                              message=f"{name!r} is not a known IANA time zone (e.g. Europe/Copenhagen).")],
+        ) from exc
 
 
 def _dec(value, places: int) -> Decimal | None:
@@ -443,75 +497,85 @@ def operating_cost_compute(
 # ----------------------------------------------------------------------------- caps
 def compute_cap_result(*, method: str, currency: str, inputs: dict, network: Network,
                        period_start: dt.date, period_end: dt.date) -> cap_methods.CapResult:
-    """Dispatch to the pure method; ``inputs`` is the JSON stored on the cap (strings)."""
-    d = cap_methods._d
+    """Dispatch to the pure method; ``inputs`` is the JSON stored on the cap (strings).
+
+    The inputs are checked first (``caps.parse_cap_inputs``: every problem at its path);
+    figures that still do not fit (a limit above what a cap can hold) are refused too.
+    """
+    v = cap_methods.parse_cap_inputs(method=method, inputs=inputs)
     try:
-        if method == PriceCap.Method.COST_BASED:
-            return cap_methods.cost_based_cap(
-                currency=currency,
-                variable_costs=d(inputs["variable_costs"], "variable_costs"),
-                fixed_costs=d(inputs["fixed_costs"], "fixed_costs"),
-                over_recovery=d(inputs.get("over_recovery", "0"), "over_recovery"),
-                approved_return=d(inputs.get("approved_return", "0"), "approved_return"),
-                forecast_sales_mwh=d(inputs["forecast_sales_mwh"], "forecast_sales_mwh"),
-                connections=int(inputs["connections"]),
-                contracted_kw_total=d(inputs["contracted_kw_total"], "contracted_kw_total"),
-                fixed_share_per_connection=d(inputs.get("fixed_share_per_connection", "0.2"), "fixed_share_per_connection"),
-            )
-        if method == PriceCap.Method.INDEXATION:
-            clauses = []
-            for c in inputs["clauses"]:
-                c = {**c, "cost_terms": [_derived_index_term(t) for t in c.get("cost_terms", [])]}
-                clauses.append(cap_methods.IndexClause(
-                    price=c["price"], base_price=d(c["base_price"], "base_price"), fixed_weight=d(c["a"], "a"),
-                    cost_terms=tuple(_index_term(t) for t in c.get("cost_terms", [])),
-                    market_term=_index_term(c["market_term"]),
-                ))
-            return cap_methods.indexation_cap(currency=currency, clauses=clauses)
-        if method == PriceCap.Method.MAXIMUM_PRICE:
-            return cap_methods.maximum_price_cap(
-                currency=currency,
-                fixed_per_year_incl_vat=d(inputs["fixed_per_year_incl_vat"], "fixed_per_year_incl_vat"),
-                price_per_gj_incl_vat=d(inputs["price_per_gj_incl_vat"], "price_per_gj_incl_vat"),
-            )
-        if method == PriceCap.Method.SUBSTITUTION:
-            start_at = local_midnight(period_start, network.time_zone)
-            end_at = local_midnight(period_end, network.time_zone)
-            prices = electricity_prices_frame(price_area=network.price_area, start_at=start_at, end_at=end_at, time_zone=network.time_zone)
-            if prices.empty:
-                raise DomainError("No electricity prices for the period: import the day-ahead prices first.")
-            # demand profile: the network's hourly heat production shape (else flat)
-            units = list(PlantUnit.objects.filter(plant__network=network).values_list("id", flat=True))
-            hours = unit_hours_frame(unit_ids=units, start_at=start_at, end_at=end_at)
-            shape = hours.groupby("hour_start")["heat_mwh"].sum() if not hours.empty else None
-            demand = prices[["hour_start"]].merge(shape.rename("d").reset_index(), on="hour_start", how="left")["d"].fillna(0.0) if shape is not None else pd.Series(1.0, index=prices.index)
-            if demand.sum() <= 0:
-                demand = pd.Series(1.0, index=prices.index)
-            ref = inputs["reference"]
-            reference = Determinants(
-                period_start=period_start, period_end=period_end, energy_mwh=d(ref["energy_mwh"], "reference.energy_mwh"),
-                volume_m3=d(ref.get("volume_m3", "0"), "reference.volume_m3"), return_temp_c=None, flow_temp_c=None,
-                contracted_kw=d(ref.get("contracted_kw", "0"), "reference.contracted_kw"),
-                heated_area_m2=d(ref.get("heated_area_m2", "0"), "reference.heated_area_m2"),
-            )
-            return cap_methods.substitution_cap(
-                currency=currency,
-                hourly_electricity_price=prices[["spot", "grid", "system", "tax"]].sum(axis=1) if inputs.get("include_utility_tariffs") else prices["spot"],
-                hourly_demand_share=(demand / demand.sum()).to_numpy(),
-                hourly_cop=float(d(inputs.get("individual_scop", "3.0"), "individual_scop")),
-                annual_demand_mwh=reference.energy_mwh,
-                consumer_extra_per_mwh=d(inputs.get("consumer_extra_per_mwh", "0"), "consumer_extra_per_mwh"),
-                investment=d(inputs.get("investment", "0"), "investment"),
-                lifetime_years=int(inputs.get("lifetime_years", 15)),
-                interest_rate=d(inputs.get("interest_rate", "0.04"), "interest_rate"),
-                om_per_year=d(inputs.get("om_per_year", "0"), "om_per_year"),
-                reference=reference,
-            )
-    except KeyError as exc:
+        result = _compute_cap(method=method, currency=currency, v=v, network=network,
+                              period_start=period_start, period_end=period_end)
+    except ArithmeticError as exc:
         raise cap_methods.CapInputsInvalid(
-            f"Missing input {exc.args[0]!r} for the {method} method.",
-            errors=[ErrorItem(code="required", message="Required.", field=f"inputs.{exc.args[0]}")],
+            f"The {method} inputs give figures too large to compute ({type(exc).__name__}).",
+            errors=[ErrorItem(code="out_of_range", message="The inputs give figures too large to compute.", field="inputs")],
         ) from exc
+    lim = result.limits
+    errors = []
+    for name, value in (("energy_cap_per_mwh", lim.energy_per_mwh), ("fixed_cap_per_year", lim.fixed_per_year),
+                        ("capacity_cap_per_kw", lim.capacity_per_kw), ("area_cap_per_m2", lim.area_per_m2),
+                        ("reference_total_cap", lim.reference_total)):
+        f = PriceCap._meta.get_field(name)
+        bound = Decimal(10) ** (f.max_digits - f.decimal_places)
+        if value is not None and value.copy_abs() >= bound:
+            errors.append(ErrorItem(code="out_of_range", field=name,
+                                    message=f"The inputs give {value:f}; a cap holds less than {bound:,} (check the inputs' units)."))
+    if errors:
+        raise cap_methods.CapInputsInvalid("The inputs give a cap too large to store.", errors=errors)
+    return result
+
+
+def _compute_cap(*, method: str, currency: str, v: dict, network: Network,
+                 period_start: dt.date, period_end: dt.date) -> cap_methods.CapResult:
+    if method == PriceCap.Method.COST_BASED:
+        return cap_methods.cost_based_cap(currency=currency, **v)
+    if method == PriceCap.Method.INDEXATION:
+        clauses = []
+        for i, c in enumerate(v["clauses"]):
+            c = {**c, "cost_terms": [_derived_index_term(t, f"inputs.clauses.{i}.cost_terms.{j}")
+                                     for j, t in enumerate(c.get("cost_terms") or [])]}
+            clauses.append(cap_methods.IndexClause(
+                price=c["price"], base_price=Decimal(str(c["base_price"]).strip()),
+                fixed_weight=Decimal(str(c["a"]).strip()),
+                cost_terms=tuple(_index_term(t) for t in c["cost_terms"]),
+                market_term=_index_term(c["market_term"]),
+            ))
+        return cap_methods.indexation_cap(currency=currency, clauses=clauses)
+    if method == PriceCap.Method.MAXIMUM_PRICE:
+        return cap_methods.maximum_price_cap(currency=currency, **v)
+    if method == PriceCap.Method.SUBSTITUTION:
+        start_at = local_midnight(period_start, network.time_zone)
+        end_at = local_midnight(period_end, network.time_zone)
+        prices = electricity_prices_frame(price_area=network.price_area, start_at=start_at, end_at=end_at, time_zone=network.time_zone)
+        if prices.empty:
+            raise DomainError("No electricity prices for the period: import the day-ahead prices first.")
+        # demand profile: the network's hourly heat production shape (else flat)
+        units = list(PlantUnit.objects.filter(plant__network=network).values_list("id", flat=True))
+        hours = unit_hours_frame(unit_ids=units, start_at=start_at, end_at=end_at)
+        shape = hours.groupby("hour_start")["heat_mwh"].sum() if not hours.empty else None
+        demand = prices[["hour_start"]].merge(shape.rename("d").reset_index(), on="hour_start", how="left")["d"].fillna(0.0) if shape is not None else pd.Series(1.0, index=prices.index)
+        if demand.sum() <= 0:
+            demand = pd.Series(1.0, index=prices.index)
+        ref = v["reference"]
+        reference = Determinants(
+            period_start=period_start, period_end=period_end, energy_mwh=ref["energy_mwh"],
+            volume_m3=ref["volume_m3"], return_temp_c=None, flow_temp_c=None,
+            contracted_kw=ref["contracted_kw"], heated_area_m2=ref["heated_area_m2"],
+        )
+        return cap_methods.substitution_cap(
+            currency=currency,
+            hourly_electricity_price=prices[["spot", "grid", "system", "tax"]].sum(axis=1) if v["include_utility_tariffs"] else prices["spot"],
+            hourly_demand_share=(demand / demand.sum()).to_numpy(),
+            hourly_cop=float(v["individual_scop"]),
+            annual_demand_mwh=reference.energy_mwh,
+            consumer_extra_per_mwh=v["consumer_extra_per_mwh"],
+            investment=v["investment"],
+            lifetime_years=v["lifetime_years"],
+            interest_rate=v["interest_rate"],
+            om_per_year=v["om_per_year"],
+            reference=reference,
+        )
     raise cap_methods.CapInputsInvalid(f"Unknown method {method!r}.")
 
 
@@ -542,15 +606,20 @@ def electricity_index_from_cost(cost: OperatingCost) -> Decimal:
     return (Decimal(f["electricity_cost"]) / mwh).quantize(Decimal("0.0001"))
 
 
-def _derived_index_term(term: dict) -> dict:
+def _derived_index_term(term: dict, path: str = "inputs") -> dict:
     """A cost term may take K₀ and K from two operating-cost runs (``base_cost_id``, ``current_cost_id``)."""
     if "base_cost_id" not in term and "current_cost_id" not in term:
         return term
     out = dict(term)
-    if "base_cost_id" in term:
-        out["base"] = format(electricity_index_from_cost(OperatingCost.objects.get(pk=term["base_cost_id"])), "f")
-    if "current_cost_id" in term:
-        out["current"] = format(electricity_index_from_cost(OperatingCost.objects.get(pk=term["current_cost_id"])), "f")
+    for key, ref in (("base", "base_cost_id"), ("current", "current_cost_id")):
+        if ref in term:
+            cost = OperatingCost.objects.filter(pk=int(term[ref])).first()
+            if cost is None:
+                raise cap_methods.CapInputsInvalid(
+                    f"Operating cost #{term[ref]} does not exist.",
+                    errors=[ErrorItem(code="not_found", message=f"Operating cost #{term[ref]} does not exist.", field=f"{path}.{ref}")],
+                )
+            out[key] = format(electricity_index_from_cost(cost), "f")
     return out
 
 

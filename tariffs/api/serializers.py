@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
+from decimal import Decimal
+
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from customers.models import Network
+from heatutility.api import BoundedDateField, BoundedModelSerializer
+from heatutility.errors import DomainError
 from tariffs import models
+from tariffs.caps import parse_cap_inputs
 from tariffs.rating import TariffComponentsInvalid, components_from_data
 
+BIGINT_MAX = 2**63 - 1
 
-class TariffSerializer(serializers.ModelSerializer):
+
+# model serializers of this app: every model date is a BoundedDateField
+ModelSerializer = BoundedModelSerializer
+
+
+def _itemised(exc: DomainError, prefix: str) -> serializers.ValidationError:
+    """A domain error's items as a DRF error keyed by their path below ``prefix``
+    (``components.0.blocks.0`` → ``{"0.blocks.0": [...]}`` on the ``components`` field)."""
+    detail: dict[str, list] = {}
+    for e in exc.errors:
+        field = e.field or prefix
+        key = field[len(prefix):].lstrip(".") if field.startswith(prefix) else field
+        detail.setdefault(key or "non_field_errors", []).append(ErrorDetail(e.message, code=e.code))
+    return serializers.ValidationError(detail or {"non_field_errors": [ErrorDetail(exc.message, code=exc.code)]})
+
+
+def _validate_components(value):
+    try:
+        components_from_data(value)
+    except TariffComponentsInvalid as exc:
+        raise _itemised(exc, "components") from exc
+    return value
+
+
+def _ends_after_start(attrs, start: str, end: str, message: str) -> None:
+    if attrs.get(start) is not None and attrs.get(end) is not None and attrs[end] <= attrs[start]:
+        raise serializers.ValidationError({end: message})
+
+
+# the database's check: 0 ≤ VAT < 1 (a fraction, 4 decimals)
+VAT_RATE_BOUNDS = {"min_value": Decimal("0"), "max_value": Decimal("0.9999")}
+
+
+class TariffSerializer(ModelSerializer):
     class Meta:
         model = models.Tariff
         fields = ["id", "network", "code", "name", "customer_class", "is_default", "created_at"]
         read_only_fields = ["created_at"]
 
 
-class TariffVersionSerializer(serializers.ModelSerializer):
+class TariffVersionSerializer(ModelSerializer):
     components = serializers.JSONField(help_text="Component list; schema in docs/tariffs.md.")
 
     class Meta:
@@ -26,26 +68,34 @@ class TariffVersionSerializer(serializers.ModelSerializer):
             "components", "notes", "created_at", "approved_at", "approved_by", "approved_under_cap", "published_at",
         ]
         read_only_fields = ["number", "status", "created_at", "approved_at", "approved_by", "approved_under_cap", "published_at"]
+        extra_kwargs = {"vat_rate": VAT_RATE_BOUNDS}
 
     def validate_components(self, value):
-        try:
-            components_from_data(value)
-        except TariffComponentsInvalid as exc:
-            raise serializers.ValidationError([f"{e.field}: {e.message}" for e in exc.errors]) from exc
-        return value
+        return _validate_components(value)
+
+    def validate(self, attrs):
+        _ends_after_start(attrs, "valid_from", "valid_to", "A tariff version must end after it starts (valid_to is exclusive).")
+        return attrs
 
 
 class TariffVersionDraftUpdateSerializer(serializers.Serializer):
-    valid_from = serializers.DateField(required=False)
-    valid_to = serializers.DateField(required=False, allow_null=True)
+    valid_from = BoundedDateField(required=False)
+    valid_to = BoundedDateField(required=False, allow_null=True)
     components = serializers.JSONField(required=False)
     prices_include_vat = serializers.BooleanField(required=False)
-    vat_rate = serializers.DecimalField(max_digits=5, decimal_places=4, required=False)
+    vat_rate = serializers.DecimalField(max_digits=5, decimal_places=4, required=False, **VAT_RATE_BOUNDS)
     notes = serializers.CharField(required=False, allow_blank=True)
+
+    def validate_components(self, value):
+        return _validate_components(value)
+
+    def validate(self, attrs):
+        _ends_after_start(attrs, "valid_from", "valid_to", "A tariff version must end after it starts (valid_to is exclusive).")
+        return attrs
 
 
 class NewVersionSerializer(serializers.Serializer):
-    valid_from = serializers.DateField()
+    valid_from = BoundedDateField()
 
 
 class PricedLineSerializer(serializers.Serializer):
@@ -66,7 +116,7 @@ class PriceExamplesQuerySerializer(serializers.Serializer):
 
 
 class ImpactQuerySerializer(serializers.Serializer):
-    as_of = serializers.DateField(required=False)
+    as_of = BoundedDateField(required=False)
 
 
 class PriceExampleSerializer(serializers.Serializer):
@@ -111,7 +161,7 @@ class CapCheckSerializer(serializers.Serializer):
     excesses = serializers.ListField(child=serializers.CharField())
 
 
-class TariffAssignmentSerializer(serializers.ModelSerializer):
+class TariffAssignmentSerializer(ModelSerializer):
     class Meta:
         model = models.TariffAssignment
         fields = ["id", "connection", "tariff", "valid_from", "valid_to", "created_at"]
@@ -120,17 +170,18 @@ class TariffAssignmentSerializer(serializers.ModelSerializer):
 
 class BulkAssignSerializer(serializers.Serializer):
     tariff = serializers.PrimaryKeyRelatedField(queryset=models.Tariff.objects.all())
-    connection_ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
-    valid_from = serializers.DateField()
+    connection_ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=BIGINT_MAX),
+                                           allow_empty=False)
+    valid_from = BoundedDateField()
 
 
-class PlantSerializer(serializers.ModelSerializer):
+class PlantSerializer(ModelSerializer):
     class Meta:
         model = models.Plant
         fields = ["id", "network", "code", "name"]
 
 
-class PlantUnitSerializer(serializers.ModelSerializer):
+class PlantUnitSerializer(ModelSerializer):
     class Meta:
         model = models.PlantUnit
         fields = [
@@ -140,16 +191,46 @@ class PlantUnitSerializer(serializers.ModelSerializer):
             "capital_method", "commissioned_on",
         ]
 
+    def validate(self, attrs):
+        """The table's check constraints as field errors (400), not a bare 409."""
 
-class ElectricityChargeSerializer(serializers.ModelSerializer):
+        def value(name):
+            if name in attrs:
+                return attrs[name]
+            if self.instance is not None:
+                return getattr(self.instance, name)
+            return models.PlantUnit._meta.get_field(name).get_default()
+
+        errors = {}
+        if value("capacity_mw") is not None and value("capacity_mw") <= 0:
+            errors["capacity_mw"] = "A unit's capacity must be above 0."
+        if not 0 < value("lorenz_efficiency") <= 1:
+            errors["lorenz_efficiency"] = "The Lorenz efficiency is above 0 and at most 1."
+        if not 0 < value("boiler_efficiency") <= Decimal("1.2"):
+            errors["boiler_efficiency"] = "The boiler efficiency is above 0 and at most 1.2."
+        if value("kind") == models.PlantUnit.Kind.HEAT_PUMP and not value("source_type"):
+            errors["source_type"] = "A heat pump needs a source type."
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class ElectricityChargeSerializer(ModelSerializer):
     class Meta:
         model = models.ElectricityCharge
         fields = ["id", "price_area", "kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh",
                   "currency", "data_import"]
         read_only_fields = ["data_import"]
+        extra_kwargs = {"hour_from": {"min_value": 0, "max_value": 23}, "hour_to": {"min_value": 1, "max_value": 24}}
+
+    def validate(self, attrs):
+        _ends_after_start(attrs, "valid_from", "valid_to", "A charge must end after it starts (valid_to is exclusive).")
+        if attrs.get("hour_from", 0) >= attrs.get("hour_to", 24):
+            raise serializers.ValidationError({"hour_to": "The hour band must end after it starts."})
+        return attrs
 
 
-class UnitHourSerializer(serializers.ModelSerializer):
+class UnitHourSerializer(ModelSerializer):
     class Meta:
         model = models.UnitHour
         fields = ["id", "unit", "hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c",
@@ -157,14 +238,14 @@ class UnitHourSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SpotPriceSerializer(serializers.ModelSerializer):
+class SpotPriceSerializer(ModelSerializer):
     class Meta:
         model = models.SpotPrice
         fields = ["id", "price_area", "hour_start", "price_per_mwh", "currency", "data_import"]
         read_only_fields = fields
 
 
-class DataImportSerializer(serializers.ModelSerializer):
+class DataImportSerializer(ModelSerializer):
     kind = serializers.CharField(read_only=True, help_text="unit_hours | spot_prices | electricity_charges")
 
     class Meta:
@@ -179,11 +260,18 @@ class DataImportSerializer(serializers.ModelSerializer):
 class DataImportCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=models.DataImport.Kind.choices)
     unit = serializers.PrimaryKeyRelatedField(queryset=models.PlantUnit.objects.all(), required=False, allow_null=True)
-    price_area = serializers.CharField(required=False, allow_blank=True, default="")
-    currency = serializers.CharField(required=False, default="DKK")
-    time_zone = serializers.CharField(required=False, default="Europe/Copenhagen")
+    price_area = serializers.CharField(required=False, allow_blank=True, default="", max_length=20)
+    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="DKK",
+                                      error_messages={"invalid": "A currency is three capital letters (ISO 4217)."})
+    time_zone = serializers.CharField(required=False, default="Europe/Copenhagen", max_length=64,
+                                      help_text="IANA zone of naive times in the file")
     file = serializers.FileField(required=False, help_text="CSV file (multipart); or send `content`.")
     content = serializers.CharField(required=False, help_text="CSV text.", trim_whitespace=False)
+
+    def validate_time_zone(self, value):
+        if value not in _time_zones():
+            raise serializers.ValidationError(f"{value!r} is not a known IANA time zone (e.g. Europe/Copenhagen).")
+        return value
 
     def validate(self, attrs):
         if not attrs.get("file") and not attrs.get("content"):
@@ -195,7 +283,7 @@ class DataImportCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class OperatingCostSerializer(serializers.ModelSerializer):
+class OperatingCostSerializer(ModelSerializer):
     class Meta:
         model = models.OperatingCost
         fields = ["id", "network", "period_start", "period_end", "inputs", "results", "cost_per_mwh_produced",
@@ -205,14 +293,18 @@ class OperatingCostSerializer(serializers.ModelSerializer):
 
 class OperatingCostComputeSerializer(serializers.Serializer):
     network = serializers.PrimaryKeyRelatedField(queryset=Network.objects.all())
-    period_start = serializers.DateField()
-    period_end = serializers.DateField()
+    period_start = BoundedDateField()
+    period_end = BoundedDateField()
     heat_sold_mwh = serializers.DecimalField(max_digits=14, decimal_places=3, required=False, allow_null=True)
     loss_share = serializers.DecimalField(max_digits=6, decimal_places=4, required=False, allow_null=True)
     network_costs_per_year = serializers.DecimalField(max_digits=14, decimal_places=2, required=False, default=0)
 
+    def validate(self, attrs):
+        _ends_after_start(attrs, "period_start", "period_end", "The period must end after it starts (period_end is exclusive).")
+        return attrs
 
-class PriceCapSerializer(serializers.ModelSerializer):
+
+class PriceCapSerializer(ModelSerializer):
     class Meta:
         model = models.PriceCap
         fields = [
@@ -226,7 +318,20 @@ class PriceCapSerializer(serializers.ModelSerializer):
 class PriceCapComputeSerializer(serializers.Serializer):
     network = serializers.PrimaryKeyRelatedField(queryset=Network.objects.all())
     method = serializers.ChoiceField(choices=models.PriceCap.Method.choices)
-    period_start = serializers.DateField()
-    period_end = serializers.DateField()
+    period_start = BoundedDateField()
+    period_end = BoundedDateField()
     inputs = serializers.DictField(help_text="Method inputs; see docs/tariffs.md (Price caps).")
     operating_cost = serializers.PrimaryKeyRelatedField(queryset=models.OperatingCost.objects.all(), required=False, allow_null=True)
+
+    def validate(self, attrs):
+        _ends_after_start(attrs, "period_start", "period_end", "The period must end after it starts (period_end is exclusive).")
+        try:
+            parse_cap_inputs(method=attrs["method"], inputs=attrs["inputs"])
+        except DomainError as exc:
+            raise _itemised(exc, "") from exc
+        return attrs
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())

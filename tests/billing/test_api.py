@@ -313,7 +313,7 @@ class TestInstalmentPlanningApi:
                 {
                     "code": "out_of_range",
                     "field": field,
-                    "message": "Enter a date from 1900-01-01 to 2199-12-31.",
+                    "message": "Enter a date from 1900-01-01 to 2200-12-31.",
                 }
             ]
 

@@ -78,8 +78,16 @@ def test_a_heat_pump_without_a_source_type_is_refused():
     plant = manager.post("/api/v1/plants/", {"network": network.id, "code": "p2", "name": "Plant"}, format="json").json()
     r = manager.post("/api/v1/plant-units/", {"plant": plant["id"], "code": "hp", "name": "HP", "kind": "heat_pump",
                                               "capacity_mw": "2.5"}, format="json")
-    assert r.status_code == 409  # the database constraint, rendered by the house exception handler
-    assert "A heat pump needs a source type." in str(r.json())
+    assert r.status_code == 400  # the database constraint, checked first and named by field
+    assert [(e["field"], e["message"]) for e in r.json()["errors"]] == [("source_type", "A heat pump needs a source type.")]
+    unit = manager.post("/api/v1/plant-units/", {"plant": plant["id"], "code": "eb", "name": "EB", "kind": "electric_boiler",
+                                                 "capacity_mw": "2.5"}, format="json")
+    assert unit.status_code == 201, unit.content
+    for change, field in (({"capacity_mw": "0"}, "capacity_mw"), ({"lorenz_efficiency": "1.5"}, "lorenz_efficiency"),
+                          ({"boiler_efficiency": "0"}, "boiler_efficiency"), ({"kind": "heat_pump"}, "source_type")):
+        r = manager.patch(f"/api/v1/plant-units/{unit.json()['id']}/", change, format="json")
+        assert r.status_code == 400, change
+        assert [e["field"] for e in r.json()["errors"]] == [field]
 
 
 def test_cap_plots_through_the_api(cap):  # noqa: F811

@@ -238,7 +238,7 @@ class TestMeterRentAndValidation:
             ])
         fields = {e.field for e in err.value.errors}
         assert {"components.0.price", "components.1.design_delta_t", "components.1.bands.0.upto", "components.2"} <= fields
-        assert "components.2.energy_components" in fields
+        assert "components.2.energy_components.0" in fields
 
     def test_l_per_hour_capacity_price_converts_with_the_design_delta_t(self):
         # 17.445 kW at ΔT 30 K = 17,445 / (30 × 1.163) = 500 l/h × 0.50 EUR/(l/h)/year = 250.00
