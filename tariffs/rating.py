@@ -263,6 +263,22 @@ def _fmt(value: Decimal, places: int = 2) -> str:
     return f"{value:,.{places}f}"
 
 
+def _exact(value: Decimal, places: int = 2) -> str:
+    """``value`` with at least ``places`` decimals and every further one it has, so that an
+    explanation reproduces its amount: a price of 699.99 incl. 25 % VAT is 559.992 net,
+    not "559.99"; 592.520000 is "592.52"."""
+    whole, _, frac = f"{value:,f}".partition(".")
+    frac = frac.rstrip("0").ljust(places, "0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+def _year_text(fraction: Fraction) -> str:
+    """A year fraction as the exact ratio rating multiplies by: "1/12 year", not 0.083333."""
+    if fraction.denominator == 1:
+        return f"{fraction.numerator} year{'' if fraction.numerator == 1 else 's'}"
+    return f"{fraction.numerator}/{fraction.denominator} year"
+
+
 _ENERGY_EXP = Decimal(1).scaleb(-6)  # quantize_energy's exponent (ENERGY_PLACES)
 
 
@@ -288,7 +304,7 @@ def _period(start: dt.date, end: dt.date) -> tuple[Fraction, Decimal, Decimal, D
         fraction_dec,
         Decimal(fraction.numerator),
         Decimal(fraction.denominator),
-        f"{_fmt(fraction_dec, 6)} year ({start} to {end})",
+        f"{_year_text(fraction)} ({start} to {end})",
     )
 
 
@@ -433,9 +449,9 @@ class _Pricer:
         if static is None:
             annual = self.net(c.amount) * (12 if c.per == "month" else 1)
             per_text = (
-                f"{_fmt(self.net(c.amount))} {self.cur}/month × 12" if c.per == "month" else ""
+                f"{_exact(self.net(c.amount))} {self.cur}/month × 12" if c.per == "month" else ""
             )
-            head = f"{_fmt(annual)} {self.cur}/year{' (' + per_text + ')' if per_text else ''} × "
+            head = f"{_exact(annual)} {self.cur}/year{' (' + per_text + ')' if per_text else ''} × "
             static = self.static[id(c)] = (annual, head)
         annual, head = static
         return [self.line(c, c.kind, c.description, head + self.period_str, ONE, "year", annual, annual=True)]
@@ -462,10 +478,10 @@ class _Pricer:
             rows.append((
                 fee,
                 fee_desc,
-                f"{_fmt(fee)} {self.cur}/year × " if fee is not None else "",
+                f"{_exact(fee)} {self.cur}/year × " if fee is not None else "",
                 price,
                 f"{c.description} ({label})",
-                f" {c.unit} × {_fmt(price)} {self.cur}/{c.unit}/year × ",
+                f" {c.unit} × {_exact(price)} {self.cur}/{c.unit}/year × ",
             ))
             if top is not None:
                 lower = top
@@ -538,7 +554,7 @@ class _Pricer:
                     id(s): (
                         self.net(s.price),
                         f"{c.description} ({s.label})",
-                        f" {c.unit} × {_fmt(self.net(s.price))} {self.cur}/{c.unit}",
+                        f" {c.unit} × {_exact(self.net(s.price))} {self.cur}/{c.unit}",
                     )
                     for s in c.seasons
                 }
@@ -550,14 +566,14 @@ class _Pricer:
                 price = self.net(price)
                 lines.append(
                     self.line(c, "energy", f"{c.description} ({label})",
-                              f"{q.normalize():f} {c.unit} × {_fmt(price)} {self.cur}/{c.unit}",
+                              f"{q.normalize():f} {c.unit} × {_exact(price)} {self.cur}/{c.unit}",
                               q, c.unit, price, annual=False)
                 )
         else:
             static = self.static.get(id(c))
             if static is None:
                 price = self.net(c.price)
-                static = self.static[id(c)] = (price, f" {c.unit} × {_fmt(price)} {self.cur}/{c.unit}")
+                static = self.static[id(c)] = (price, f" {c.unit} × {_exact(price)} {self.cur}/{c.unit}")
             price, tail = static
             lines.append(
                 self.line(c, "energy", c.description, f"{total.normalize():f}{tail}", total, c.unit, price, annual=False)
@@ -628,7 +644,7 @@ class _Pricer:
         static = self.static.get(id(c))
         if static is None:
             price = self.net(c.price)
-            static = self.static[id(c)] = (price, f" m³ × {_fmt(price)} {self.cur}/m³")
+            static = self.static[id(c)] = (price, f" m³ × {_exact(price)} {self.cur}/m³")
         price, tail = static
         return [self.line(c, "volume", c.description, f"{q.normalize():f}{tail}", q, "m³", price, annual=False)]
 
@@ -669,11 +685,11 @@ class _Pricer:
             codes = c.energy_components or tuple(self.energy_amounts)
             base = sum((self.energy_amounts.get(code, ZERO) for code in codes), ZERO)
             unit_price = rate * degrees
-            expl = f"{head}; {_fmt(base)} {self.cur} energy charge × {rate * 100:f} % × {_fmt(degrees, 2)} °C"
+            expl = f"{head}; {_fmt(base)} {self.cur} energy charge × {rate * 100:f} % × {_exact(degrees)} °C"
             return [self.line(c, "cooling", c.description, expl, base, self.cur, unit_price, annual=False)]
         q = _mwh_qty(det.energy_mwh, c.rate_unit)
         unit_price = self.net(rate) * degrees if rate else ZERO
-        expl = f"{head}; {q.normalize():f} {c.rate_unit} × {_fmt(self.net(rate) if rate else ZERO)} {self.cur}/{c.rate_unit}/°C × {_fmt(degrees, 2)} °C"
+        expl = f"{head}; {q.normalize():f} {c.rate_unit} × {_exact(self.net(rate) if rate else ZERO)} {self.cur}/{c.rate_unit}/°C × {_exact(degrees)} °C"
         return [self.line(c, "cooling", c.description, expl, q, c.rate_unit, unit_price, annual=False)]
 
     def _cooling_metric(self, c: CoolingIncentive) -> tuple[Decimal | None, str]:

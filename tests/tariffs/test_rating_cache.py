@@ -37,9 +37,9 @@ def test_same_spec_over_two_periods_prices_each_period():
     # 1–15 February 2026: 14 of 28 days of a twelfth = 1/24 year; 1,250 / 24 = 52.0833… → 52.08
     feb = rate(determinants=det(dt.date(2026, 2, 1), dt.date(2026, 2, 15)), tariff=spec)
     assert jan[0].amount == D("104.17")
-    assert jan[0].explanation == "1,250.00 DKK/year × 0.083333 year (2026-01-01 to 2026-02-01)"
+    assert jan[0].explanation == "1,250.00 DKK/year × 1/12 year (2026-01-01 to 2026-02-01)"
     assert feb[0].amount == D("52.08")
-    assert feb[0].explanation == "1,250.00 DKK/year × 0.041667 year (2026-02-01 to 2026-02-15)"
+    assert feb[0].explanation == "1,250.00 DKK/year × 1/24 year (2026-02-01 to 2026-02-15)"
     # and the first period again, after the second was cached
     assert rate(determinants=det(dt.date(2026, 1, 1), dt.date(2026, 2, 1)), tariff=spec) == jan
 
@@ -94,7 +94,7 @@ def test_graduated_bands_for_different_quantities_with_one_spec():
         ("Capacity – fixed (0–10 kW)", D("600.00")), ("Capacity (0–10 kW)", D("1200.00")),
         ("Capacity (above 10 kW)", D("900.00")),
     ]
-    assert big[2].explanation == "15 kW × 60.00 DKK/kW/year × 1.000000 year (2026-01-01 to 2027-01-01)"
+    assert big[2].explanation == "15 kW × 60.00 DKK/kW/year × 1 year (2026-01-01 to 2027-01-01)"
 
 
 def test_lines_are_ordinary_frozen_priced_lines():
@@ -182,3 +182,30 @@ def test_fixed_and_banded_lines_priced_once_per_input_equal_fresh_pricing(key):
     assert all(
         a is b for a, b in zip(reused, [ln for ln in again if ln.component in codes], strict=True)
     )
+
+
+def test_explanations_reproduce_their_amounts():
+    """Each text multiplies out to its line's amount: net prices with every decimal they
+    have, year fractions as the ratio rating uses."""
+    spec = make(
+        [
+            {"type": "energy", "code": "energy", "description": "Energy", "price": "699.99"},
+            {"type": "banded", "code": "capacity", "description": "Capacity", "basis": "capacity",
+             "bands": [{"upto": None, "unit_price": "120.00"}]},
+        ],
+        incl=True,
+    )
+
+    energy, capacity = rate(
+        determinants=det(dt.date(2026, 1, 1), dt.date(2026, 2, 1), mwh="18.1", kw="1000"),
+        tariff=spec,
+    )
+
+    # 699.99 / 1.25 = 559.992 net; 18.1 × 559.992 = 10,135.8552 → 10,135.86
+    assert energy.explanation == "18.1 MWh × 559.992 DKK/MWh"
+    assert energy.amount == D("10135.86")
+    # 120.00 / 1.25 = 96.00 net; 1000 kW × 96.00 × 1/12 = 8,000.00 (not × 0.083333 = 7,999.97)
+    assert capacity.explanation == (
+        "1000 kW × 96.00 DKK/kW/year × 1/12 year (2026-01-01 to 2026-02-01)"
+    )
+    assert capacity.amount == D("8000.00")
