@@ -378,6 +378,11 @@ def bill_compute(
                 volume=seg_volume,
                 temps=(return_temp, flow_temp),
                 annual_mwh=annual_mwh,
+                by_month=(
+                    _energy_by_month(cid, s, e, i_start, i_end, first, last, get, use)
+                    if prices_seasons(spec)
+                    else None
+                ),
             )
             version_id = spec.version_id
             determinants_out.append(
@@ -446,6 +451,54 @@ def bill_compute(
             "last_year_mwh": None if last_year_mwh is None else str(last_year_mwh),
         },
         hold_reasons=holds,
+    )
+
+
+def prices_seasons(spec: Any) -> bool:
+    """Whether a tariff prices energy by season (then a multi-month bill needs each
+    month's energy)."""
+    return any(getattr(c, "seasons", None) for c in getattr(spec, "components", ()))
+
+
+def month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
+    """The first days of months strictly inside ``(start, end)``."""
+    days = []
+    day = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    while day < end:
+        days.append(day)
+        day = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return days
+
+
+def _energy_by_month(
+    cid: int,
+    start: dt.date,
+    end: dt.date,
+    i_start: dt.date,
+    i_end: dt.date,
+    first: Register,
+    last: Register,
+    get: Callable[[tuple[int, dt.date]], Register | None],
+    use: Callable[[int, dt.date], Register],
+) -> tuple[tuple[dt.date, Decimal], ...] | None:
+    """Each month's measured MWh of a segment spanning months, for seasonal prices; None
+    for a segment within one month, or where a month-start register is missing (rating
+    then shares the energy by days)."""
+    inside = month_starts(start, end)
+    if not inside:
+        return None
+    bounds = [start, *inside, end]
+    registers = [
+        first if day == i_start else last if day == i_end else get((cid, day)) for day in bounds
+    ]
+    if any(reg is None for reg in registers):
+        return None
+    for day in bounds:
+        if day not in (i_start, i_end):
+            use(cid, day)
+    return tuple(
+        (day, _energy((b.energy_kwh - a.energy_kwh) / KWH_PER_MWH))
+        for day, a, b in zip(bounds, registers, registers[1:], strict=False)
     )
 
 
@@ -542,9 +595,11 @@ def segment_determinants(
     volume: Decimal,
     temps: tuple[Decimal | None, Decimal | None],
     annual_mwh: Decimal | None,
+    by_month: tuple[tuple[dt.date, Decimal], ...] | None = None,
 ):
     """Rating's determinants for one segment ``[start, end)`` of a contract interval
-    (energy in MWh to 6 places; temperatures: return, flow)."""
+    (energy in MWh to 6 places; temperatures: return, flow; MWh by month where the
+    segment spans months and every month start has a register)."""
     return _new_determinants(
         determinants_type,
         period_start=start,
@@ -556,7 +611,7 @@ def segment_determinants(
         contracted_kw=interval.contracted_kw,
         heated_area_m2=interval.heated_area_m2,
         annual_energy_mwh=annual_mwh,
-        energy_by_month=None,
+        energy_by_month=by_month,
     )
 
 

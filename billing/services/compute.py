@@ -23,7 +23,9 @@ from billing.calc import (
     Register,
     bill_compute,
     bills_each,
+    month_starts,
     one_year_earlier,
+    prices_seasons,
 )
 from customers.models import Contract
 from metering import selectors as metering_selectors
@@ -174,10 +176,14 @@ def drafts_compute(
                     (iv.connection_id, one_year_earlier(iv.end)),
                 }
             )
-            for s, e, _spec in slices.get(iv.connection_id, []):
+            seasonal = False
+            for s, e, spec in slices.get(iv.connection_id, []):
+                seasonal = seasonal or prices_seasons(spec)
                 for day in (s, e):
                     if iv.start < day < iv.end:
                         optional.add((iv.connection_id, day))
+            if seasonal:  # a quarter or a year priced by season: each month's energy
+                optional.update((iv.connection_id, d) for d in month_starts(iv.start, iv.end))
     dates = sorted({d for _, d in required | optional})
     registers = registers_load(
         connection_ids=connection_ids, dates=dates, required=required, ensure=ensure

@@ -174,3 +174,51 @@ def test_volume_weighted_temperatures_round_half_up_like_money():
     *_, return_temp, flow_temp = interval_values(interval, first, last, {}.get)
 
     assert (return_temp, flow_temp) == (Decimal("30.13"), Decimal("70.13"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("months", [3, 12])
+def test_seasonal_prices_over_several_months_use_each_months_measured_energy(months):
+    """A quarter or a year priced by season bills each month's energy at its season's
+    price where month-start registers exist, not the total shared by days."""
+    network = NetworkFactory()
+    seasons = [
+        {"label": "summer", "months": [5, 6, 7, 8, 9], "price": "300"},
+        {"label": "winter", "months": [1, 2, 3, 4, 10, 11, 12], "price": "600"},
+    ]
+    tariff_version(
+        network=network,
+        components=[
+            {"type": "energy", "code": "energy", "description": "Energy", "seasons": seasons}
+        ],
+    )
+    contract = contract_with_connection(network=network)
+    monthly = [3000, 2500, 2000, 1500, 500, 200, 200, 200, 500, 1500, 2500, 3000]  # kWh
+    start = dt.date(2026, 4, 1) if months == 3 else dt.date(2026, 1, 1)  # Apr–Jun: 2 seasons
+    value = Decimal(10000)
+    for month in range(12):
+        register(contract.connection, dt.date(2026, month + 1, 1), value)
+        value += monthly[month]
+    register(contract.connection, dt.date(2027, 1, 1), value)
+
+    bill_month(
+        network,
+        start=start,
+        months=months,
+        now=dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC),
+        issue=False,
+    )
+
+    lines = {
+        line.description: line for line in Invoice.objects.get().lines.filter(component="energy")
+    }
+    if months == 3:
+        # April 1.5 MWh winter; May 0.5 + June 0.2 = 0.7 MWh summer
+        assert lines["Energy (winter)"].quantity == Decimal("1.5")
+        assert lines["Energy (summer)"].quantity == Decimal("0.7")
+        assert lines["Energy (summer)"].amount == Decimal("210.00")  # 0.7 × 300
+    else:
+        # summer May–Sep 1.6 MWh × 300 + winter 16.0 MWh × 600 = 480 + 9,600
+        assert lines["Energy (summer)"].quantity == Decimal("1.6")
+        assert lines["Energy (winter)"].quantity == Decimal("16")
+        assert sum(line.amount for line in lines.values()) == Decimal("10080.00")
