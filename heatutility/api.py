@@ -169,3 +169,15 @@ class BoundedModelSerializer(serializers.ModelSerializer):
         **serializers.ModelSerializer.serializer_field_mapping,
         models.DateField: BoundedDateField,
     }
+
+
+def not_found(request, exception=None):
+    """Django's 404 (no URL matched, e.g. ``/api/v1/readings/batches/abc/``): the API's
+    error shape under ``/api/``, the usual page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        message = "Not found."
+        return JsonResponse({"message": message, "code": "not_found", "errors": []}, status=404)
+    return page_not_found(request, exception)

@@ -1,9 +1,9 @@
 """Staff API for heat meters and installations (install, remove, exchange)."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404  # a non-integer id is a 404 too
 from rest_framework.response import Response
 
 from customers.models import BuildingInterfaceUnit

@@ -8,12 +8,12 @@ below describe the shapes for the OpenAPI schema and answer bodies.
 from __future__ import annotations
 
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, parsers, serializers, status
+from rest_framework.generics import get_object_or_404  # a non-integer id is a 404 too
 from rest_framework.response import Response
 from rest_framework.views import APIView
 

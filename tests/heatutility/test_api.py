@@ -144,3 +144,23 @@ def test_a_staff_body_over_the_limit_is_a_413_in_the_error_shape(settings, admin
         "code": "too_large",
         "errors": [{"code": "too_large", "message": "The request body is larger than 1000 bytes."}],
     }
+
+
+@pytest.mark.django_db
+def test_unknown_and_malformed_ids_are_json_404s(admin_user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    body = {
+        "removed_at": "2026-01-01T00:00:00+01:00",
+        "final_energy_kwh": "1",
+        "final_volume_m3": "1",
+    }
+
+    removed = client.post("/api/v1/meter-installations/abc/remove/", body, format="json")
+    unrouted = client.get("/api/v1/no-such-thing/")
+
+    assert (removed.status_code, removed.json()["code"]) == (404, "not_found")
+    assert (unrouted.status_code, unrouted["Content-Type"]) == (404, "application/json")
+    assert unrouted.json() == {"message": "Not found.", "code": "not_found", "errors": []}
