@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 
 from heatutility.db import copy_escape
 from heatutility.errors import ErrorItem
-from metering.ingest.rows import NORMALISED_FIELDS, OPTIONAL_NUMERIC
+from metering.ingest.rows import DECIMAL_PLACES, NORMALISED_FIELDS, OPTIONAL_NUMERIC
 from metering.models import KWH_PER_UNIT
 
 STAGE_COLUMNS = """
@@ -395,15 +395,10 @@ def _id(value: int | None) -> str | None:
 
 # --- SQLite (embedded default) ----------------------------------------------------------
 
+# the Reading columns' decimal places, by column (rows.py keys them by row field)
 _SCALES = {
-    "energy_kwh": 6,
-    "volume_m3": 4,
-    "flow_temp_c": 2,
-    "return_temp_c": 2,
-    "power_kw": 3,
-    "flow_m3h": 4,
-    "flow_temp_m3c": 4,
-    "return_temp_m3c": 4,
+    ("energy_kwh" if field == "energy" else field): places
+    for field, places in DECIMAL_PLACES.items()
 }
 
 
