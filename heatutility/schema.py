@@ -33,3 +33,61 @@ def install_enum_name_overrides(settings) -> None:
     configured = settings.SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})
     for name, choices in enum_name_overrides().items():
         configured.setdefault(name, choices)
+
+
+_ERROR_DESCRIPTIONS = {
+    "400": "Malformed input: every bad field (and row) itemised.",
+    "401": "No or invalid credentials.",
+    "403": "The caller's role may not do this.",
+    "404": "No such object (or not the caller's).",
+    "409": "Conflicts with the current state (already done, locked, issued).",
+    "422": "Well-formed, but a business rule refuses it; the reason, itemised.",
+}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "row": {"type": "integer"},
+                    "field": {"type": "string"},
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+                "required": ["code", "message"],
+            },
+        },
+    },
+    "required": ["message", "code", "errors"],
+}
+
+
+def error_responses(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every operation lists the error answers it can
+    give, all in the one error shape (``heatutility.api.exception_handler``), so clients
+    generated from the schema expect them.  Answers an operation documents itself stay."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", _ERROR_SCHEMA)
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            codes = ["401", "403"]
+            if "{" in path:
+                codes.append("404")
+            writes = method != "get"
+            if writes or any(p.get("in") == "query" for p in operation.get("parameters", ())):
+                codes.append("400")
+            if writes:
+                codes += ["409", "422"]
+            responses = operation.setdefault("responses", {})
+            for code in codes:
+                responses.setdefault(
+                    code, {"description": _ERROR_DESCRIPTIONS[code], "content": error}
+                )
+    return result

@@ -213,6 +213,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Nested model choices are named after their model in heatutility/schema.py.
     "ENUM_NAME_OVERRIDES": {"EnergyUnitEnum": "metering.models.EnergyUnit"},
+    # every operation documents its error answers, in the API's one error shape
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "heatutility.schema.error_responses",
+    ],
 }
 
 LOGGING = {

@@ -112,7 +112,7 @@ class TariffVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         parameters=[OpenApiParameter("year", int, description="Calendar year priced (default: year of valid_from)")],
         responses=s.PriceExampleSerializer(many=True), summary="Standard price examples (SE and DK reference customers)",
     )
-    @action(detail=True, methods=["get"], url_path="price-examples")
+    @action(detail=True, methods=["get"], url_path="price-examples", pagination_class=None, filter_backends=[])
     def price_examples(self, request, pk=None):
         version = self.get_object()
         query = s.PriceExamplesQuerySerializer(data=request.query_params)

@@ -35,3 +35,24 @@ def test_every_declared_constraint_and_index_exists():
 
     assert len(declared) > 20
     assert missing == [], missing
+
+
+def test_every_api_operation_documents_its_error_answers():
+    """Clients generated from the schema expect the errors the API gives, in its shape."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    missing = []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            wanted = {"401", "403"} | ({"400", "422"} if method != "get" else set())
+            wanted |= {"404"} if "{" in path else set()
+            missing += [f"{method} {path} {code}" for code in wanted - set(operation["responses"])]
+            for code in wanted:
+                content = operation["responses"][code].get("content", {})
+                assert content["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"
+                }, (method, path, code)
+
+    assert len(schema["paths"]) > 50
+    assert missing == []
