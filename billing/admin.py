@@ -536,7 +536,8 @@ class PaymentAdmin(RecordedByServiceAdmin):
             else:
                 self.message_user(
                     request,
-                    f"Imported {result.created} payment(s); {result.duplicates} already imported.",
+                    f"Imported {result.created} payment(s); {result.duplicates} already imported; "
+                    f"{result.debits} outgoing row(s) skipped.",
                     messages.SUCCESS,
                 )
                 return redirect("admin:billing_payment_changelist")

@@ -293,3 +293,16 @@ class ExportQuerySerializer(serializers.Serializer):
     start = BoundedDateField()
     end = BoundedDateField()
     network = serializers.IntegerField(required=False)
+
+
+class PaymentImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Payments recorded (and allocated).")
+    duplicates = serializers.IntegerField(
+        help_text="Bank transactions imported before (or twice in the file): skipped."
+    )
+    debits = serializers.IntegerField(
+        help_text="Outgoing rows (bank fees, transfers): not payments, skipped."
+    )
+    errors = serializers.ListField(
+        child=serializers.DictField(), help_text="Always empty: a bad row refuses the file (422)."
+    )

@@ -281,7 +281,7 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(
         request={"multipart/form-data": serializers.PaymentImportSerializer},
-        responses=OpenApiTypes.OBJECT,
+        responses=serializers.PaymentImportResultSerializer,
     )
     @action(
         detail=False,
@@ -301,6 +301,7 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             {
                 "created": result.created,
                 "duplicates": result.duplicates,
+                "debits": result.debits,
                 "errors": [e.as_dict() for e in result.errors],
             }
         )

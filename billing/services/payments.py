@@ -238,6 +238,7 @@ def payments_apply_unallocated(
 class ImportResult:
     created: int = 0
     duplicates: int = 0
+    debits: int = 0  # outgoing rows (fees, transfers) a statement holds: not payments, skipped
     # kept for callers: a statement with a bad row is refused whole (PaymentImportInvalid),
     # so a returned result has no errors
     errors: list[ErrorItem] = field(default_factory=list)
@@ -291,6 +292,7 @@ class _StatementRow:
     transaction_id: str
     bad: set[str]  # columns already reported
     account: Account | None = None
+    debit: bool = False  # money going out: skipped
 
 
 def _statement_rows(text: str) -> tuple[list[_StatementRow], list[ErrorItem]]:
@@ -369,6 +371,13 @@ def _statement_rows(text: str) -> tuple[list[_StatementRow], list[ErrorItem]]:
             except (ValueError, InvalidOperation):
                 row_errors.append(_invalid("amount", "not an amount", row_number))
             else:
+                if amount < 0:
+                    # money going out (a bank fee, a transfer): not a customer payment;
+                    # skipped whatever its other columns hold
+                    rows.append(
+                        _StatementRow(row_number, None, amount, "", "", "", set(), debit=True)
+                    )
+                    continue
                 row_errors.extend(_amount_errors(amount, None, row_number))
         if any(e.field == "amount" for e in row_errors):
             amount = None
@@ -490,7 +499,8 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
 
     Columns: ``date`` (YYYY-MM-DD), ``amount``, ``reference`` (invoice number or free text),
     ``account`` (customer number; optional if the reference names an invoice),
-    ``transaction_id`` (the bank's id; a transaction is imported once).  Credits only.
+    ``transaction_id`` (the bank's id; a transaction is imported once).  Credits are
+    payments; debit rows (bank fees, outgoing transfers) are skipped and counted.
 
     All or nothing: every row is checked first (date, amount > 0 once rounded to the
     account's currency and within ``Payment.amount``, lengths, account or invoice known,
@@ -505,7 +515,11 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
     first_of: dict[str, _StatementRow] = {}
     new_rows: list[_StatementRow] = []
     duplicates = 0
+    debits = 0
     for row in rows:
+        if row.debit:
+            debits += 1
+            continue
         if row.account is None:
             column = "account" if row.account_number else "reference"
             if not row.bad & {"account", "reference"}:
@@ -538,7 +552,7 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
             duplicates += 1
     if errors:
         raise _refused(errors)
-    result = ImportResult(duplicates=duplicates)
+    result = ImportResult(duplicates=duplicates, debits=debits)
     with transaction.atomic():
         imported = set()
         for ids in _chunks({r.transaction_id for r in new_rows}):

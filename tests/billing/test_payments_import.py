@@ -68,7 +68,6 @@ class TestBadRowsAreRefusedNotCrashed:
             # h. rounds to 0.00 / zero / a debit
             ("2026-12-03,0.004,ref,{account},tx-a", (3, "amount", "not_credit")),
             ("2026-12-03,0.00,ref,{account},tx-a", (3, "amount", "not_credit")),
-            ("2026-12-03,-5.00,ref,{account},tx-a", (3, "amount", "not_credit")),
             # d. longer than the columns
             ("2026-12-03,10.00," + "r" * 61 + ",{account},tx-a", (3, "reference", "too_long")),
             ("2026-12-03,10.00,ref,{account}," + "t" * 81, (3, "transaction_id", "too_long")),
@@ -284,3 +283,22 @@ class TestImportEndpoints:
         ]
         assert "row 4: 6 fields, the header has 5" in response.content.decode()
         assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_debit_rows_of_a_statement_are_skipped_and_counted(account):
+    """A bank statement holds the account's fees and outgoing transfers too: not customer
+    payments, so they are skipped (whatever their account column says), not refused."""
+    text = statement(
+        account,
+        "2026-12-03,-5.00,Bank fee,,tx-fee",
+        "2026-12-03,-1.234,Transfer to savings,somebody else,tx-out",
+    )
+
+    result = payments_import_csv(text=text, now=NOW)
+
+    assert (result.created, result.duplicates, result.debits) == (2, 0, 2)
+    assert sorted(Payment.objects.values_list("amount", flat=True)) == [
+        Decimal("100.00"),
+        Decimal("200.00"),
+    ]
