@@ -137,7 +137,7 @@ LOGIN_REDIRECT_URL = "/portal/"
 
 # --- Redis / Celery -------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"  # a host: kombu warns without one
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 # Embedded default: without a broker every task runs in process, synchronously.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
