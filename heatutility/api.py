@@ -6,6 +6,8 @@ Every error body is ``{"message": str, "code": str, "errors": [{"row", "field", 
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -162,12 +164,35 @@ class BoundedDateField(serializers.DateField):
         return day
 
 
+class BoundedDateTimeField(serializers.DateTimeField):
+    """An instant within the same dates, returned in UTC.  (DRF makes a naive year-1 value
+    aware and overflows; PostgreSQL refuses offsets beyond ±15:59 that Python accepts.)"""
+
+    default_error_messages = {
+        "out_of_range": f"Enter a moment from {EARLIEST_DATE} to {LATEST_DATE}.",
+    }
+
+    def to_internal_value(self, value):
+        try:
+            moment = super().to_internal_value(value)
+        except OverflowError:  # a naive year-1 value made aware
+            self.fail("out_of_range")
+        except serializers.ValidationError as exc:  # DRF's own "overflow": the same limit
+            if any(getattr(detail, "code", None) == "overflow" for detail in exc.detail):
+                self.fail("out_of_range")
+            raise
+        if not date_in_range(moment.date()):
+            self.fail("out_of_range")
+        return moment.astimezone(dt.UTC) if moment.tzinfo else moment
+
+
 class BoundedModelSerializer(serializers.ModelSerializer):
-    """A model serializer whose model date fields are :class:`BoundedDateField`."""
+    """A model serializer whose model date and date-time fields are bounded."""
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
         models.DateField: BoundedDateField,
+        models.DateTimeField: BoundedDateTimeField,
     }
 
 

@@ -7,7 +7,7 @@ from rest_framework.generics import get_object_or_404  # a non-integer id is a 4
 from rest_framework.response import Response
 
 from customers.models import BuildingInterfaceUnit
-from heatutility.api import ModelValidationMixin
+from heatutility.api import BoundedDateTimeField, ModelValidationMixin
 from heatutility.permissions import RequirePermissionMixin
 from metering import installations, models
 
@@ -52,9 +52,7 @@ class MeterInstallationSerializer(serializers.ModelSerializer):
 class InstallSerializer(serializers.Serializer):
     meter = serializers.PrimaryKeyRelatedField(queryset=models.HeatMeter.objects.all())
     unit = serializers.PrimaryKeyRelatedField(queryset=BuildingInterfaceUnit.objects.all())
-    installed_at = serializers.DateTimeField(
-        help_text="With offset, e.g. 2026-03-01T10:00:00+01:00."
-    )
+    installed_at = BoundedDateTimeField(help_text="With offset, e.g. 2026-03-01T10:00:00+01:00.")
     initial_energy_kwh = serializers.DecimalField(
         max_digits=20, decimal_places=6, min_value=0, default=0
     )
@@ -65,7 +63,7 @@ class InstallSerializer(serializers.Serializer):
 
 
 class RemoveSerializer(serializers.Serializer):
-    removed_at = serializers.DateTimeField()
+    removed_at = BoundedDateTimeField()
     final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
     final_volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
@@ -74,7 +72,7 @@ class RemoveSerializer(serializers.Serializer):
 class ExchangeSerializer(serializers.Serializer):
     unit = serializers.PrimaryKeyRelatedField(queryset=BuildingInterfaceUnit.objects.all())
     new_meter = serializers.PrimaryKeyRelatedField(queryset=models.HeatMeter.objects.all())
-    exchanged_at = serializers.DateTimeField()
+    exchanged_at = BoundedDateTimeField()
     old_final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
     old_final_volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
     new_initial_energy_kwh = serializers.DecimalField(

@@ -164,3 +164,35 @@ def test_unknown_and_malformed_ids_are_json_404s(admin_user):
     assert (removed.status_code, removed.json()["code"]) == (404, "not_found")
     assert (unrouted.status_code, unrouted["Content-Type"]) == (404, "application/json")
     assert unrouted.json() == {"message": "Not found.", "code": "not_found", "errors": []}
+
+
+@pytest.mark.django_db
+def test_instants_outside_the_product_dates_are_a_400_on_the_field(admin_user):
+    from rest_framework.test import APIClient
+
+    from tests.customers.factories import BuildingInterfaceUnitFactory
+
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    body = {"meter": HeatMeterFactory().pk, "unit": BuildingInterfaceUnitFactory().pk}
+
+    for moment in ("0001-01-01T00:00:00", "9999-12-31T23:59:59-01:00"):
+        response = client.post(
+            "/api/v1/meter-installations/install/", {**body, "installed_at": moment}, format="json"
+        )
+        assert response.status_code == 400, (moment, response.content)
+        assert response.json()["errors"] == [
+            {
+                "code": "out_of_range",
+                "field": "installed_at",
+                "message": "Enter a moment from 1900-01-01 to 2200-12-31.",
+            }
+        ]
+    # an offset PostgreSQL refuses (beyond ±15:59) is stored as the same instant
+    installed = client.post(
+        "/api/v1/meter-installations/install/",
+        {**body, "installed_at": "2026-01-01T00:00:00-22:59"},
+        format="json",
+    )
+    assert installed.status_code == 201, installed.content
+    assert installed.json()["installed_at"].startswith("2026-01-01T23:59:00")

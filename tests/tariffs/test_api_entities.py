@@ -57,6 +57,12 @@ def test_plant_units_charges_and_hourly_series_through_the_api(django_capture_on
     assert series["results"][0]["heat_mwh"] == "2.000000"
     spot = manager.get("/api/v1/spot-prices/?price_area=DK2&hour_start__lt=2026-01-05T01:00:00Z").json()
     assert [r["price_per_mwh"] for r in spot["results"]] == ["300.0000", "301.0000"]
+    # an offset PostgreSQL would refuse (beyond ±15:59) is the same instant in UTC
+    far = manager.get("/api/v1/spot-prices/", {"price_area": "DK2", "hour_start__lt": "2026-01-04T02:01:00-22:59"})
+    assert [r["price_per_mwh"] for r in far.json()["results"]] == ["300.0000", "301.0000"]
+    year_one = manager.get("/api/v1/unit-hours/", {"hour_start__gte": "0001-01-01T00:00:00"})
+    assert year_one.status_code == 400
+    assert year_one.json()["errors"][0]["field"] == "hour_start__gte"
 
 
 def test_charges_csv_upload_through_the_api(django_capture_on_commit_callbacks):
