@@ -1,5 +1,6 @@
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -127,7 +128,9 @@ class TestAutoIssue:
         }
         issued = Invoice.objects.get(number=1)
         assert issued.state == Invoice.State.ISSUED
-        assert issued.due_on == issued.issued_at.date() + dt.timedelta(days=14)
+        # 14 days after the local issue day (the UTC day differs from 23:00/22:00 UTC on)
+        issued_on = issued.issued_at.astimezone(ZoneInfo(network.time_zone)).date()
+        assert issued.due_on == issued_on + dt.timedelta(days=14)
 
 
 @pytest.mark.django_db
