@@ -526,13 +526,7 @@ def _slices_consumption(
             continue
         if end is not last:
             use(cid, e)
-        energy = end.energy_kwh - start.energy_kwh
-        volume = end.volume_m3 - start.volume_m3
-        if energy < 0 or volume < 0:
-            raise BillingError(
-                f"register decreased on connection {cid} before {e.isoformat()}",
-                code="negative_consumption",
-            )
+        energy, volume = _consumption(cid, start, end, f"before {e.isoformat()}")
         days, energy_left, volume_left = sum(stretch), energy, volume
         for slice_days in stretch[:-1]:
             share = Decimal(slice_days) / Decimal(days)
@@ -543,6 +537,16 @@ def _slices_consumption(
         out.append((energy_left, volume_left))
         start, stretch = end, []
     return out
+
+
+def _consumption(cid: int, a: Register, b: Register, when: str) -> tuple[Decimal, Decimal]:
+    """kWh and m³ between two registers of a connection; refused if either went down."""
+    energy, volume = b.energy_kwh - a.energy_kwh, b.volume_m3 - a.volume_m3
+    if energy < 0 or volume < 0:
+        raise BillingError(
+            f"register decreased on connection {cid} {when}", code="negative_consumption"
+        )
+    return energy, volume
 
 
 def interval_values(
@@ -558,13 +562,7 @@ def interval_values(
     flow temperatures or None).  Raises :class:`BillingError` when a register decreased.
     """
     cid, i_start, i_end = interval.connection_id, interval.start, interval.end
-    energy_kwh = last.energy_kwh - first.energy_kwh
-    volume = last.volume_m3 - first.volume_m3
-    if energy_kwh < 0 or volume < 0:
-        raise BillingError(
-            f"register decreased on connection {cid} over {_fmt_days(i_start, i_end)}",
-            code="negative_consumption",
-        )
+    energy_kwh, volume = _consumption(cid, first, last, f"over {_fmt_days(i_start, i_end)}")
     ly_start = get((cid, one_year_earlier(i_start)))
     trailing = get((cid, one_year_earlier(i_end)))
     ly_energy = trailing.energy_kwh - ly_start.energy_kwh if ly_start and trailing else None
