@@ -16,6 +16,18 @@ def ingest_batch(batch_id: int) -> None:
 
 
 @shared_task(acks_late=True)
+def ingest_batches_redispatch() -> int:
+    """Beat: queue again every batch whose task was lost (never lost, never doubled: see
+    ``batches_stalled``)."""
+    from metering.ingest.batches import batches_stalled
+
+    stalled = batches_stalled(now=timezone.now())
+    for batch_id in stalled:
+        ingest_batch.delay(batch_id)
+    return len(stalled)
+
+
+@shared_task(acks_late=True)
 def vee_nightly() -> None:
     from metering.vee.services import vee_run_pending
 

@@ -152,6 +152,11 @@ CELERY_RESULT_EXPIRES = 24 * 60 * 60
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # vendor batches whose task was lost (broker down when queued, worker killed)
+    "metering-ingest-redispatch": {
+        "task": "metering.tasks.ingest_batches_redispatch",
+        "schedule": crontab(minute="*/10"),
+    },
     "metering-vee-nightly": {
         "task": "metering.tasks.vee_nightly",
         "schedule": crontab(hour=2, minute=15),

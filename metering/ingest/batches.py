@@ -264,6 +264,29 @@ def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
         return [], errors
 
 
+# A batch not finished this long after it was received lost its task: the broker was
+# down when it was queued, or the message went with a worker.  Far longer than a large
+# file takes (720,000 readings: seconds).
+STALLED_AFTER = dt.timedelta(minutes=15)
+
+
+def batches_stalled(*, now: dt.datetime, after: dt.timedelta = STALLED_AFTER) -> list[int]:
+    """Batches received more than ``after`` ago and still not done or failed.
+
+    Processing one again is safe: a batch another worker is processing is skipped (its
+    lock), one that was interrupted resumes after its last committed chunk, and a
+    finished one is left as it is.
+    """
+    return list(
+        IngestBatch.objects.filter(
+            state__in=[IngestBatch.State.RECEIVED, IngestBatch.State.PROCESSING],
+            received_at__lt=now - after,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def _claim(batch_id: int, now: dt.datetime) -> IngestBatch | None:
     with transaction.atomic():
         batch = (

@@ -63,3 +63,46 @@ def test_killed_worker_batch_reruns_with_nothing_lost_or_doubled(small_chunks, c
     assert Reading.objects.count() == total
     assert (done.accepted, done.duplicate, done.conflicting, done.rejected) == (total, 0, 0, 0)
     assert done.attempts == 2
+
+
+@pytest.mark.django_db
+def test_a_batch_whose_task_was_lost_is_processed_by_the_beat_sweep():
+    """The broker was down when the batch was queued: beat queues it again, once it has
+    waited long enough; a batch just received is left to its own task."""
+    import orjson
+    from django.test import TestCase
+
+    from metering.ingest.batches import readings_batch_submit
+    from metering.tasks import ingest_batches_redispatch
+    from tests.metering.factories import MeterInstallationFactory
+
+    vendor = MeterVendorFactory()
+    inst = MeterInstallationFactory(meter__vendor=vendor)
+    now = timezone.now()
+
+    def submit(hour, received_at):
+        body = orjson.dumps(
+            [
+                {
+                    "meter": inst.meter.serial,
+                    "read_at": f"2026-11-01T{hour:02d}:00:00+01:00",
+                    "energy": str(100 + hour),
+                    "energy_unit": "kWh",
+                    "volume_m3": "1",
+                }
+            ]
+        )
+        with TestCase.captureOnCommitCallbacks(execute=False):  # the queueing is lost
+            batch, _ = readings_batch_submit(vendor=vendor, body=body, received_at=received_at)
+        return batch
+
+    lost = submit(1, now - dt.timedelta(minutes=20))
+    fresh = submit(2, now - dt.timedelta(minutes=2))
+
+    assert ingest_batches_redispatch.delay().get() == 1
+
+    lost.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (lost.state, fresh.state) == (IngestBatch.State.DONE, IngestBatch.State.RECEIVED)
+    assert Reading.objects.count() == 1
+    assert ingest_batches_redispatch.delay().get() == 0  # done: nothing to queue again
