@@ -140,3 +140,14 @@ def instalment_planning_run(planning_id: int) -> str:
     from billing.services.aconto import instalment_planning_run as run
 
     return run(planning_id=planning_id, now=timezone.now()).state
+
+
+@shared_task(acks_late=True)
+def billing_runs_resume_stalled() -> int:
+    """Beat: resume the runs whose tasks were lost (see ``billing_runs_stalled``)."""
+    from billing.services.runs import billing_runs_stalled
+
+    stalled = billing_runs_stalled(now=timezone.now())
+    for run_id in stalled:
+        billing_run_resume.delay(run_id)
+    return len(stalled)

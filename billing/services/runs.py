@@ -469,6 +469,29 @@ def billing_run_assert_resumable(*, run: BillingRun) -> None:
         raise RunNotReady("The run is cancelled.")
 
 
+# A run with no progress for this long lost its tasks (the broker down when they were
+# queued, messages gone with a worker); a chunk of 2,500 bills takes about a second.
+RUN_STALLED_AFTER = dt.timedelta(minutes=15)
+
+
+def billing_runs_stalled(*, now: dt.datetime, after: dt.timedelta = RUN_STALLED_AFTER) -> list[int]:
+    """Runs created or running that have made no progress for ``after``: never started
+    (``created``), or ``running`` with chunks left and none finished lately.  Resuming
+    one is safe: chunks done are skipped, and no account is billed twice for a period."""
+    since = now - after
+    recent = BillingRunChunk.objects.filter(finished_at__gte=since).values("run_id")
+    return list(
+        BillingRun.objects.filter(
+            Q(state=BillingRun.State.CREATED, created_at__lt=since)
+            | Q(state=BillingRun.State.RUNNING, started_at__lt=since, chunks__done=False)
+        )
+        .exclude(pk__in=recent)
+        .order_by("pk")
+        .distinct()
+        .values_list("pk", flat=True)
+    )
+
+
 def billing_run_resume(*, run: BillingRun, now: dt.datetime) -> list[int]:
     """Chunks still to do (e.g. after a killed worker); the caller dispatches them."""
     return billing_run_plan(run=run, now=now)

@@ -161,6 +161,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "metering.tasks.vee_nightly",
         "schedule": crontab(hour=2, minute=15),
     },
+    # billing runs whose chunk tasks were lost: resumed (no account is billed twice)
+    "billing-runs-resume-stalled": {
+        "task": "billing.tasks.billing_runs_resume_stalled",
+        "schedule": crontab(minute="*/10"),
+    },
     # After the nightly VEE has replaced estimates with actual reads: re-rate what changed.
     "billing-rerate-changed-registers": {
         "task": "billing.tasks.rerate_changed_registers",

@@ -168,3 +168,34 @@ def test_a_period_is_billed_from_local_midnight_after_it_and_not_a_second_before
         )
     run = billing_run_create(network=network, period_start=october, now=ends)
     assert (run.period_start, run.period_end) == (october, dt.date(2026, 11, 1))
+
+
+@pytest.mark.django_db
+def test_runs_whose_tasks_were_lost_are_resumed_by_the_beat_sweep():
+    """The broker was down when a run's tasks were queued: beat resumes the runs that made
+    no progress for 15 minutes; a run just created is left to its own tasks."""
+    from billing.services.runs import billing_run_plan
+    from billing.tasks import billing_runs_resume_stalled
+
+    now = timezone.now()
+    october = dt.date(2026, 10, 1)
+
+    def run_for(accounts, at):
+        network, _ = billed_network(accounts=accounts)
+        return billing_run_create(
+            network=network, period_start=october, now=at, chunk_size=2, render_pdfs=False
+        )
+
+    never_started = run_for(3, now - dt.timedelta(minutes=20))
+    stuck = run_for(3, now - dt.timedelta(minutes=20))
+    billing_run_plan(run=stuck, now=now - dt.timedelta(minutes=20))  # chunks never queued
+    fresh = run_for(1, now - dt.timedelta(minutes=2))
+
+    assert billing_runs_resume_stalled.delay().get() == 2
+
+    for run in (never_started, stuck, fresh):
+        run.refresh_from_db()
+    assert (never_started.state, stuck.state, fresh.state) == ("drafted", "drafted", "created")
+    assert (never_started.done, stuck.done) == (3, 3)
+    assert Invoice.objects.filter(run__in=[never_started, stuck]).count() == 6
+    assert billing_runs_resume_stalled.delay().get() == 0
