@@ -540,12 +540,13 @@ class _Pricer:
             shares = self._season_shares(c)
             remaining = total
             parts: list[tuple[Season, Decimal]] = []
-            nonzero = [s for s in c.seasons if shares[s.label] > 0]
+            nonzero = [s for i, s in enumerate(c.seasons) if shares[i] > 0]
+            index = {id(s): i for i, s in enumerate(c.seasons)}
             for s in nonzero:
                 if s is nonzero[-1]:
                     q = remaining
                 else:
-                    q = _qty(Fraction(total) * shares[s.label])
+                    q = _qty(Fraction(total) * shares[index[id(s)]])
                     remaining -= q
                 parts.append((s, q))
             static = self.static.get(id(c))
@@ -581,23 +582,25 @@ class _Pricer:
         self.energy_amounts[c.code] = sum((ln.amount for ln in lines), ZERO)
         return lines
 
-    def _season_shares(self, c: EnergyCharge) -> dict[str, Fraction]:
+    def _season_shares(self, c: EnergyCharge) -> dict[int, Fraction]:
+        """Each season's share of the energy, by its position (one label may name two
+        ranges of months, each with its own price)."""
         det = self.det
-        month_season = {m: s.label for s in c.seasons for m in s.months}
-        weights = {s.label: Fraction(0) for s in c.seasons}
+        month_season = {m: i for i, s in enumerate(c.seasons) for m in s.months}
+        weights = {i: Fraction(0) for i in range(len(c.seasons))}
         if det.energy_by_month:
             for month, mwh in det.energy_by_month:
                 weights[month_season[month.month]] += Fraction(mwh)
         else:
             # days of the period in each season, counted a month at a time in integers
-            days = {s.label: 0 for s in c.seasons}
+            days = dict.fromkeys(range(len(c.seasons)), 0)
             day = det.period_start
             while day < det.period_end:
                 month_end = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
                 stop = min(det.period_end, month_end)
                 days[month_season[day.month]] += (stop - day).days
                 day = stop
-            weights = {label: Fraction(n) for label, n in days.items()}
+            weights = {i: Fraction(n) for i, n in days.items()}
         total = sum(weights.values(), Fraction(0))
         if total == 0:
             return {k: Fraction(0) for k in weights}
@@ -997,7 +1000,6 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
         price = dec(raw.get("price"), f"{p}.price", errors, optional=True)
         seasons = []
         months_seen: set[int] = set()
-        labels: set[str] = set()
         seasons_raw = _items(raw.get("seasons"), f"{p}.seasons", errors)
         for j, s in enumerate(seasons_raw):
             sp = f"{p}.seasons.{j}"
@@ -1022,9 +1024,8 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
                 label = f"season {j + 1}"
             else:
                 label = _text(label, f"{sp}.label", errors, max_length=60) or f"season {j + 1}"
-            if label in labels:
-                errors.append(ErrorItem(code="duplicate", message=f"Season label {label!r} is used twice.", field=f"{sp}.label"))
-            labels.add(label)
+            # one label may name two ranges ("winter": Jan–Mar and Oct–Dec): rating shares
+            # energy per label, as tariffs stored before this check was written do
             seasons.append(Season(label=label, months=tuple(months), price=dec(s.get("price"), f"{sp}.price", errors)))
         if seasons_raw and months_seen != set(range(1, 13)):
             errors.append(ErrorItem(code="invalid", message="Seasons must cover all twelve months.", field=f"{p}.seasons"))

@@ -15,19 +15,31 @@ from tariffs.rating import Determinants, PricedLine, TariffSpec, components_from
 
 def det(start, end, *, mwh="3.1", kw="10"):
     return Determinants(
-        period_start=start, period_end=end, energy_mwh=D(mwh), volume_m3=D("50"),
-        return_temp_c=None, flow_temp_c=None, contracted_kw=D(kw), heated_area_m2=D("130"),
+        period_start=start,
+        period_end=end,
+        energy_mwh=D(mwh),
+        volume_m3=D("50"),
+        return_temp_c=None,
+        flow_temp_c=None,
+        contracted_kw=D(kw),
+        heated_area_m2=D("130"),
     )
 
 
 def make(components, *, incl=False, currency="DKK"):
     return TariffSpec(
-        version_id=1, tariff_code="t", currency=currency, vat_rate=D("0.25"),
-        components=components_from_data(components), prices_include_vat=incl,
+        version_id=1,
+        tariff_code="t",
+        currency=currency,
+        vat_rate=D("0.25"),
+        components=components_from_data(components),
+        prices_include_vat=incl,
     )
 
 
-SUBSCRIPTION = [{"type": "fixed", "code": "sub", "description": "Subscription", "amount": "1250.00"}]
+SUBSCRIPTION = [
+    {"type": "fixed", "code": "sub", "description": "Subscription", "amount": "1250.00"}
+]
 
 
 def test_same_spec_over_two_periods_prices_each_period():
@@ -58,13 +70,19 @@ def test_net_prices_are_cached_per_spec_not_shared():
 
 
 def test_season_split_by_days_across_a_season_boundary():
-    spec = make([{
-        "type": "energy", "code": "energy", "description": "Energy",
-        "seasons": [
-            {"label": "winter", "months": [1, 2, 3, 10, 11, 12], "price": "600"},
-            {"label": "summer", "months": [4, 5, 6, 7, 8, 9], "price": "300"},
-        ],
-    }])
+    spec = make(
+        [
+            {
+                "type": "energy",
+                "code": "energy",
+                "description": "Energy",
+                "seasons": [
+                    {"label": "winter", "months": [1, 2, 3, 10, 11, 12], "price": "600"},
+                    {"label": "summer", "months": [4, 5, 6, 7, 8, 9], "price": "300"},
+                ],
+            }
+        ]
+    )
     # 16 March – 16 April: 16 winter days + 15 summer days of 31; 3.1 MWh → 1.6 + 1.5
     lines = rate(determinants=det(dt.date(2026, 3, 16), dt.date(2026, 4, 16)), tariff=spec)
     assert [(ln.description, ln.quantity, ln.amount) for ln in lines] == [
@@ -78,27 +96,42 @@ def test_season_split_by_days_across_a_season_boundary():
 
 
 def test_graduated_bands_for_different_quantities_with_one_spec():
-    spec = make([{
-        "type": "banded", "code": "cap", "description": "Capacity", "basis": "capacity", "unit": "kW",
-        "bands": [{"upto": "10", "unit_price": "120", "fixed": "600"}, {"upto": None, "unit_price": "60"}],
-    }])
+    spec = make(
+        [
+            {
+                "type": "banded",
+                "code": "cap",
+                "description": "Capacity",
+                "basis": "capacity",
+                "unit": "kW",
+                "bands": [
+                    {"upto": "10", "unit_price": "120", "fixed": "600"},
+                    {"upto": None, "unit_price": "60"},
+                ],
+            }
+        ]
+    )
     year = (dt.date(2026, 1, 1), dt.date(2027, 1, 1))
     small = rate(determinants=det(*year, kw="8"), tariff=spec)
     big = rate(determinants=det(*year, kw="25"), tariff=spec)
     # 8 kW: fee 600 + 8 × 120 = 960
     assert [(ln.description, ln.amount) for ln in small] == [
-        ("Capacity – fixed (0–10 kW)", D("600.00")), ("Capacity (0–10 kW)", D("960.00")),
+        ("Capacity – fixed (0–10 kW)", D("600.00")),
+        ("Capacity (0–10 kW)", D("960.00")),
     ]
     # 25 kW: fee 600 + 10 × 120 + 15 × 60 = 900
     assert [(ln.description, ln.amount) for ln in big] == [
-        ("Capacity – fixed (0–10 kW)", D("600.00")), ("Capacity (0–10 kW)", D("1200.00")),
+        ("Capacity – fixed (0–10 kW)", D("600.00")),
+        ("Capacity (0–10 kW)", D("1200.00")),
         ("Capacity (above 10 kW)", D("900.00")),
     ]
     assert big[2].explanation == "15 kW × 60.00 DKK/kW/year × 1 year (2026-01-01 to 2027-01-01)"
 
 
 def test_lines_are_ordinary_frozen_priced_lines():
-    (line,) = rate(determinants=det(dt.date(2026, 1, 1), dt.date(2026, 2, 1)), tariff=make(SUBSCRIPTION))
+    (line,) = rate(
+        determinants=det(dt.date(2026, 1, 1), dt.date(2026, 2, 1)), tariff=make(SUBSCRIPTION)
+    )
     rebuilt = PricedLine(**{f.name: getattr(line, f.name) for f in dataclasses.fields(PricedLine)})
     assert line == rebuilt
     assert hash(line) == hash(rebuilt)
@@ -109,11 +142,16 @@ def test_lines_are_ordinary_frozen_priced_lines():
 
 def test_unknown_currency_still_fails_when_pricing():
     with pytest.raises(ValueError, match="unknown currency"):
-        rate(determinants=det(dt.date(2026, 1, 1), dt.date(2026, 2, 1)), tariff=make(SUBSCRIPTION, currency="XXX"))
+        rate(
+            determinants=det(dt.date(2026, 1, 1), dt.date(2026, 2, 1)),
+            tariff=make(SUBSCRIPTION, currency="XXX"),
+        )
 
 
 @pytest.mark.parametrize("unit", ["MWh", "GJ", "kWh"])
-@pytest.mark.parametrize("mwh", ["0", "-0", "2.345", "0.000001", "18.1", "-3.3333333", "123456789.123456789", "1E+3"])
+@pytest.mark.parametrize(
+    "mwh", ["0", "-0", "2.345", "0.000001", "18.1", "-3.3333333", "123456789.123456789", "1E+3"]
+)
 def test_integer_unit_conversion_equals_the_fraction_one(unit, mwh):
     from fractions import Fraction
 
@@ -124,7 +162,11 @@ def test_integer_unit_conversion_equals_the_fraction_one(unit, mwh):
     expected = _qty(convert_energy(value, "MWh", unit))
     got = _mwh_qty(value, unit)
     assert (str(got), got) == (str(expected), expected)
-    for volume, factor in ((D("70.1"), D("242")), (D("0.3"), D("860")), (D("1234.5678"), D("-1.5"))):
+    for volume, factor in (
+        (D("70.1"), D("242")),
+        (D("0.3"), D("860")),
+        (D("1234.5678"), D("-1.5")),
+    ):
         energy = Fraction(convert_energy(value, "MWh", unit))
         expected = _dec(energy / Fraction(volume) * Fraction(factor), 6)
         got = _cooling_dt(value, volume, factor, unit)
@@ -144,7 +186,10 @@ def _published(key):
 
     entry = PUBLISHED_TARIFFS[key]
     return TariffSpec(
-        version_id=1, tariff_code=key, currency=entry["currency"], vat_rate=D(entry["vat_rate"]),
+        version_id=1,
+        tariff_code=key,
+        currency=entry["currency"],
+        vat_rate=D(entry["vat_rate"]),
         components=components_from_data(entry["components"]),
         prices_include_vat=entry["prices_include_vat"],
     )
@@ -152,8 +197,18 @@ def _published(key):
 
 @pytest.mark.parametrize(
     "key",
-    ["fyn", "hirtshals", "hjoerring-2024", "hofor-2024", "holte-2023", "karlstad",
-     "kerteminde-2024", "loejt-2024", "taarnby", "waldkraiburg-2025"],
+    [
+        "fyn",
+        "hirtshals",
+        "hjoerring-2024",
+        "hofor-2024",
+        "holte-2023",
+        "karlstad",
+        "kerteminde-2024",
+        "loejt-2024",
+        "taarnby",
+        "waldkraiburg-2025",
+    ],
 )
 def test_fixed_and_banded_lines_priced_once_per_input_equal_fresh_pricing(key):
     """Rating many connections with one spec reuses the fixed and banded charges' lines;
@@ -190,8 +245,13 @@ def test_explanations_reproduce_their_amounts():
     spec = make(
         [
             {"type": "energy", "code": "energy", "description": "Energy", "price": "699.99"},
-            {"type": "banded", "code": "capacity", "description": "Capacity", "basis": "capacity",
-             "bands": [{"upto": None, "unit_price": "120.00"}]},
+            {
+                "type": "banded",
+                "code": "capacity",
+                "description": "Capacity",
+                "basis": "capacity",
+                "bands": [{"upto": None, "unit_price": "120.00"}],
+            },
         ],
         incl=True,
     )
@@ -209,3 +269,25 @@ def test_explanations_reproduce_their_amounts():
         "1000 kW × 96.00 DKK/kW/year × 1/12 year (2026-01-01 to 2026-02-01)"
     )
     assert capacity.amount == D("8000.00")
+
+
+def test_one_season_label_may_name_two_ranges_of_months():
+    """'winter' as Jan–Mar and Oct–Dec: stored tariffs have this shape, and it rates as
+    one season (the check added for labels used twice refused it, and so stopped billing)."""
+    spec = make(
+        [
+            {"type": "energy", "code": "energy", "description": "Energy", "seasons": [
+                {"label": "winter", "months": [1, 2, 3], "price": "690"},
+                {"label": "summer", "months": [4, 5, 6, 7, 8, 9], "price": "220"},
+                {"label": "winter", "months": [10, 11, 12], "price": "690"},
+            ]},
+        ]
+    )  # fmt: skip
+
+    lines = rate(
+        determinants=det(dt.date(2026, 11, 1), dt.date(2026, 12, 1), mwh="1.5"), tariff=spec
+    )
+
+    assert [(line.description, line.amount) for line in lines] == [
+        ("Energy (winter)", D("1035.00"))
+    ]
