@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import logging
 import time
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,8 @@ from billing.services.write import drafts_write
 from customers.models import Account, Contract, Network
 from heatutility.errors import ConflictError, DomainError
 from heatutility.timeutil import add_months, local_midnight, months_between
+
+log = logging.getLogger(__name__)
 
 
 class InvalidBillingPeriod(DomainError):
@@ -208,14 +211,7 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         compute_options = {}
         if run.kind == BillingRun.Kind.INVOICE and connection.vendor == "postgresql":
             compute_options["render"] = True  # rows for COPY straight away
-        drafts, failures = _compute(run)(
-            currency=network.currency,
-            account_ids=todo,
-            period_start=run.period_start,
-            period_end=run.period_end,
-            time_zone=network.time_zone,
-            **compute_options,
-        )
+        drafts, failures = _compute_isolating(run, todo, compute_options)
         issued = None
         try:
             with transaction.atomic():  # savepoint: numbers and rows together
@@ -286,6 +282,55 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
             ):
                 _finish(run=run, now=now)
     return True
+
+
+def _compute_isolating(run: BillingRun, account_ids: list[int], options: dict):
+    """The chunk's bills and failures.  Something that stops the whole chunk (a stored
+    tariff version that no longer reads, say, or a bug) must not stop the run: the
+    accounts are then computed one by one and each one that fails becomes an exception
+    with the reason, so the run finishes and staff see why.  Database errors propagate
+    (the task retries them)."""
+    network = run.network
+
+    def compute(ids):
+        return _compute(run)(
+            currency=network.currency,
+            account_ids=ids,
+            period_start=run.period_start,
+            period_end=run.period_end,
+            time_zone=network.time_zone,
+            **options,
+        )
+
+    try:
+        with transaction.atomic():  # a savepoint: a failed query leaves the chunk usable
+            return compute(account_ids)
+    except DatabaseError:
+        raise
+    except Exception:
+        log.exception("run %s: chunk failed as a whole; computing its accounts one by one", run.pk)
+    drafts, failures = [], {}
+    for account_id in account_ids:
+        try:
+            with transaction.atomic():
+                one, failed = compute([account_id])
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            items = getattr(exc, "errors", None) or []  # a DomainError's itemised reasons
+            if items:
+                reason += " " + "; ".join(
+                    f"{item.field}: {item.message}" if item.field else item.message
+                    for item in items[:3]
+                )
+            failures[account_id] = BillingError(
+                f"could not be computed: {reason}".splitlines()[0][:500], code="compute_error"
+            )
+            continue
+        drafts += one
+        failures.update(failed)
+    return drafts, failures
 
 
 def _number_chunk(*, run: BillingRun, drafts, now: dt.datetime):
@@ -472,12 +517,17 @@ def billing_run_assert_resumable(*, run: BillingRun) -> None:
 # A run with no progress for this long lost its tasks (the broker down when they were
 # queued, messages gone with a worker); a chunk of 2,500 bills takes about a second.
 RUN_STALLED_AFTER = dt.timedelta(minutes=15)
+# a chunk tried this often without finishing fails for a reason resuming will not fix
+# (the database refusing its rows, say): beat stops resuming its run; staff look at it
+CHUNK_MAX_ATTEMPTS = 5
 
 
 def billing_runs_stalled(*, now: dt.datetime, after: dt.timedelta = RUN_STALLED_AFTER) -> list[int]:
     """Runs created or running that have made no progress for ``after``: never started
-    (``created``), or ``running`` with chunks left and none finished lately.  Resuming
-    one is safe: chunks done are skipped, and no account is billed twice for a period."""
+    (``created``), or ``running`` with chunks left and none finished lately, unless a
+    chunk left was tried ``CHUNK_MAX_ATTEMPTS`` times.  Resuming one is safe: chunks done
+    are skipped, and no account is billed twice for a period."""
+    worn = BillingRunChunk.objects.filter(done=False, attempts__gte=CHUNK_MAX_ATTEMPTS)
     since = now - after
     recent = BillingRunChunk.objects.filter(finished_at__gte=since).values("run_id")
     return list(
@@ -486,6 +536,7 @@ def billing_runs_stalled(*, now: dt.datetime, after: dt.timedelta = RUN_STALLED_
             | Q(state=BillingRun.State.RUNNING, started_at__lt=since, chunks__done=False)
         )
         .exclude(pk__in=recent)
+        .exclude(pk__in=worn.values("run_id"))
         .order_by("pk")
         .distinct()
         .values_list("pk", flat=True)

@@ -161,10 +161,16 @@ def test_a_period_is_billed_from_local_midnight_after_it_and_not_a_second_before
     # October ends at 2026-11-01 00:00 CET = 2026-10-31 23:00 UTC (summer time ended on the 25th)
     ends = dt.datetime(2026, 10, 31, 23, 0, tzinfo=dt.UTC)
     with pytest.raises(PeriodNotEnded, match=r"it ends at 2026-11-01 00:00 \(Europe/Copenhagen\)"):
-        billing_run_create(network=network, period_start=october, now=ends - dt.timedelta(seconds=1))
+        billing_run_create(
+            network=network, period_start=october, now=ends - dt.timedelta(seconds=1)
+        )
     with pytest.raises(PeriodNotEnded):  # a settlement too: the year is not over
         billing_run_create(
-            network=network, period_start=dt.date(2026, 1, 1), months=12, kind="settlement", now=ends
+            network=network,
+            period_start=dt.date(2026, 1, 1),
+            months=12,
+            kind="settlement",
+            now=ends,
         )
     run = billing_run_create(network=network, period_start=october, now=ends)
     assert (run.period_start, run.period_end) == (october, dt.date(2026, 11, 1))
@@ -199,3 +205,50 @@ def test_runs_whose_tasks_were_lost_are_resumed_by_the_beat_sweep():
     assert (never_started.done, stuck.done) == (3, 3)
     assert Invoice.objects.filter(run__in=[never_started, stuck]).count() == 6
     assert billing_runs_resume_stalled.delay().get() == 0
+
+
+@pytest.mark.django_db
+def test_a_chunk_that_cannot_be_computed_as_a_whole_ends_as_exceptions_not_a_stuck_run():
+    """A stored tariff version that no longer reads (written before a validation rule, or
+    by hand) made the chunk raise: the run stayed 'running' with nothing to show.  Now its
+    accounts are exceptions with the reason, and the others are billed."""
+    from billing.models import BillingRunException
+    from tariffs.models import Tariff, TariffAssignment, TariffVersion
+
+    network, contracts = billed_network(accounts=3)
+    odd = Tariff.objects.create(network=network, code="odd", name="Odd")
+    version = TariffVersion.objects.create(
+        tariff=odd, number=1, valid_from=dt.date(2020, 1, 1), status="approved",
+        approved_at=timezone.now(), vat_rate=Decimal("0.25"),
+        components=[{"type": "energy", "code": "energy", "price": "592.5200001"}],
+    )  # fmt: skip
+    TariffAssignment.objects.create(
+        tariff=odd, connection=contracts[1].connection, valid_from=dt.date(2020, 1, 1)
+    )
+    assert version.components[0]["price"] == "592.5200001"  # 7 decimals: refused on reading
+
+    run = run_month(network, render_pdfs=False)
+
+    run.refresh_from_db()
+    assert (run.state, run.done, run.failed) == ("drafted", 2, 1)
+    exception = BillingRunException.objects.get(run=run)
+    assert exception.account_id == contracts[1].account_id
+    assert exception.code == "compute_error"
+    assert "components.0.price" in exception.error
+
+
+@pytest.mark.django_db
+def test_beat_stops_resuming_a_run_whose_chunk_keeps_failing():
+    from billing.services.runs import CHUNK_MAX_ATTEMPTS, billing_run_plan, billing_runs_stalled
+
+    network, _ = billed_network(accounts=1)
+    then = timezone.now() - dt.timedelta(minutes=20)
+    run = billing_run_create(
+        network=network, period_start=dt.date(2026, 10, 1), now=then, render_pdfs=False
+    )
+    billing_run_plan(run=run, now=then)
+    assert billing_runs_stalled(now=timezone.now()) == [run.pk]
+
+    run.chunks.update(attempts=CHUNK_MAX_ATTEMPTS)
+
+    assert billing_runs_stalled(now=timezone.now()) == []
