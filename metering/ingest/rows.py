@@ -20,7 +20,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Iterable, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from heatutility.errors import ErrorItem
@@ -106,13 +106,14 @@ class RowErrors:
 
 
 def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bool = False):
-    """The value as decimal text (plain: no exponent, no surplus trailing zeros) that its
-    column holds exactly, or None after recording an error.
+    """The value as decimal text (plain: no exponent, no surplus trailing zeros) rounded
+    half up to its column's decimal places, or None after recording an error.
 
     Compared exactly (as ``Decimal``, like PostgreSQL does in the file lane); a JSON float
-    is read as its repr, the shortest text that is that double.  ``1e-20000`` is 0.0 as a
-    float, inside any range, yet has 20,000 decimal places: refused like ``1.23456`` for a
-    four-place column, instead of failing (or being rounded) when stored.
+    is read as its repr, the shortest text that is that double.  More decimals than the
+    column holds are rounded, as the database would: a vendor's float noise
+    (0.30000000000000004) or a unit conversion (1234.5678 kWh sent as 1.2345678 MWh) is a
+    reading, not an error.  ``1e-20000`` becomes 0, and never a 20,000-digit text.
     """
     if isinstance(value, bool):
         errors.add(row, field, "not_a_number", f"{field} must be a number, not {value!r}.")
@@ -159,7 +160,11 @@ def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bo
     if exact < 0 and low >= 0:
         errors.add(row, field, "negative", f"{field} cannot be negative (got {_shown(text)}).")
         return None
-    if not _BOUNDS[field][0] <= exact < _BOUNDS[field][1]:
+    lowest, highest = _BOUNDS[field]
+    # checked before rounding (quantizing 1e20000 overflows) and after (it may round up)
+    if not lowest <= exact < highest or not (
+        lowest <= (exact := exact.quantize(_STEPS[places], rounding=ROUND_HALF_UP)) < highest
+    ):
         errors.add(
             row,
             field,
@@ -167,20 +172,8 @@ def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bo
             f"{field} {_shown(text)} is outside the possible range [{low:g}, {high:g}).",
         )
         return None
-    _, digits, exponent = exact.as_tuple()
-    kept = len(digits)
-    while kept and digits[kept - 1] == 0:
-        kept -= 1
-    if kept and exponent + (len(digits) - kept) < -places:
-        errors.add(
-            row,
-            field,
-            "too_many_decimals",
-            f"{field} {_shown(text)} has more than {places} decimal places.",
-        )
-        return None
-    # exact: below 1e16 with at most ``places`` (≤ 6) decimals is at most 22 digits
-    plain = format(exact.quantize(_STEPS[places]), "f")
+    # below 1e16 with at most ``places`` (≤ 6) decimals: at most 22 digits
+    plain = format(exact, "f")
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
