@@ -537,9 +537,18 @@ class PaymentAdmin(RecordedByServiceAdmin):
                 self.message_user(
                     request,
                     f"Imported {result.created} payment(s); {result.duplicates} already imported; "
-                    f"{result.debits} outgoing row(s) skipped.",
-                    messages.SUCCESS,
+                    f"{result.skipped} row(s) that are no customer payment skipped; "
+                    f"{len(result.unmatched)} matching no account.",
+                    messages.WARNING if result.unmatched else messages.SUCCESS,
                 )
+                for item in result.unmatched[:50]:
+                    self.message_user(
+                        request,
+                        f"Row {item['row']}: {item['amount']} on {item['date']}, reference "
+                        f"{item['reference']!r}, account {item['account'] or '—'}: no account or "
+                        "invoice matches; record it by hand.",
+                        messages.WARNING,
+                    )
                 return redirect("admin:billing_payment_changelist")
         context = {
             **self.admin_site.each_context(request),

@@ -300,8 +300,13 @@ class PaymentImportResultSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField(
         help_text="Bank transactions imported before (or twice in the file): skipped."
     )
-    debits = serializers.IntegerField(
-        help_text="Outgoing rows (bank fees, transfers): not payments, skipped."
+    skipped = serializers.IntegerField(
+        help_text="Rows that are no customer payment (outgoing, or zero): skipped."
+    )
+    unmatched = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Incoming credits no account or invoice matches: not imported; row, date, "
+        "amount, reference, account, transaction_id, for staff to record by hand.",
     )
     errors = serializers.ListField(
         child=serializers.DictField(), help_text="Always empty: a bad row refuses the file (422)."

@@ -301,7 +301,8 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             {
                 "created": result.created,
                 "duplicates": result.duplicates,
-                "debits": result.debits,
+                "skipped": result.skipped,
+                "unmatched": result.unmatched,
                 "errors": [e.as_dict() for e in result.errors],
             }
         )

@@ -238,7 +238,12 @@ def payments_apply_unallocated(
 class ImportResult:
     created: int = 0
     duplicates: int = 0
-    debits: int = 0  # outgoing rows (fees, transfers) a statement holds: not payments, skipped
+    # rows that are no customer payment: outgoing (fees, transfers) or zero amounts
+    skipped: int = 0
+    # incoming credits no account or invoice matches (a supplier's refund, an unreadable
+    # reference): not imported, listed for staff to record by hand ({row, date, amount,
+    # reference, account, transaction_id})
+    unmatched: list[dict] = field(default_factory=list)
     # kept for callers: a statement with a bad row is refused whole (PaymentImportInvalid),
     # so a returned result has no errors
     errors: list[ErrorItem] = field(default_factory=list)
@@ -371,9 +376,9 @@ def _statement_rows(text: str) -> tuple[list[_StatementRow], list[ErrorItem]]:
             except (ValueError, InvalidOperation):
                 row_errors.append(_invalid("amount", "not an amount", row_number))
             else:
-                if amount < 0:
-                    # money going out (a bank fee, a transfer): not a customer payment;
-                    # skipped whatever its other columns hold
+                if amount <= 0:
+                    # money going out (a bank fee, a transfer) or nothing: not a customer
+                    # payment; skipped whatever its other columns hold
                     rows.append(
                         _StatementRow(row_number, None, amount, "", "", "", set(), debit=True)
                     )
@@ -426,22 +431,11 @@ def _amount_errors(amount: Decimal, currency: str | None, row: int) -> list[Erro
     currency is checked."""
     amount_field = Payment._meta.get_field("amount")
     integer_digits = amount_field.max_digits - amount_field.decimal_places
-    if amount <= 0:
-        return [_invalid("amount", f"{amount} is not an incoming payment", row, "not_credit")]
     if amount.adjusted() >= integer_digits:
         return [_invalid("amount", f"more than {integer_digits} digits", row, "too_large")]
     if currency is None:
         return []
     rounded = quantize_money(amount, currency)
-    if rounded <= 0:
-        return [
-            _invalid(
-                "amount",
-                f"{amount} is {rounded} {currency} once rounded; not an incoming payment",
-                row,
-                "not_credit",
-            )
-        ]
     if rounded.adjusted() >= integer_digits:
         return [_invalid("amount", f"more than {integer_digits} digits", row, "too_large")]
     return []
@@ -502,10 +496,12 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
     ``transaction_id`` (the bank's id; a transaction is imported once).  Credits are
     payments; debit rows (bank fees, outgoing transfers) are skipped and counted.
 
-    All or nothing: every row is checked first (date, amount > 0 once rounded to the
-    account's currency and within ``Payment.amount``, lengths, account or invoice known,
-    well-formed CSV); if any row is bad, nothing is stored and
-    :class:`PaymentImportInvalid` lists every bad row and column.  A clean statement is
+    All or nothing: every row is checked first (date, amount within ``Payment.amount``,
+    lengths, well-formed CSV); if any row is malformed, nothing is stored and
+    :class:`PaymentImportInvalid` lists every bad row and column.  Rows that are no
+    customer payment (outgoing, or zero once rounded) are skipped and counted; incoming
+    credits no account or invoice matches are not imported but listed (``unmatched``)
+    for staff to record by hand.  A clean statement is
     recorded in one transaction, rows in file order, each allocated as
     :func:`payment_record` does; transactions imported before (same bank transaction id,
     also a repeat within the file) count as duplicates, so a statement can be sent again.
@@ -514,23 +510,33 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
     _match_accounts(rows)
     first_of: dict[str, _StatementRow] = {}
     new_rows: list[_StatementRow] = []
-    duplicates = 0
-    debits = 0
+    duplicates = skipped = 0
+    unmatched: list[dict] = []
     for row in rows:
         if row.debit:
-            debits += 1
+            skipped += 1
             continue
         if row.account is None:
-            column = "account" if row.account_number else "reference"
-            if not row.bad & {"account", "reference"}:
-                errors.append(
-                    _invalid(column, "no account or invoice matches", row.row, "unmatched")
+            if not row.bad:  # well-formed, but nobody's: staff record it by hand
+                unmatched.append(
+                    {
+                        "row": row.row,
+                        "date": row.received_on.isoformat(),
+                        "amount": str(row.amount),
+                        "reference": row.reference,
+                        "account": row.account_number,
+                        "transaction_id": row.transaction_id,
+                    }
                 )
-        elif row.amount is not None:
+            continue
+        if row.amount is not None:
             row_errors = _amount_errors(row.amount, row.account.network.currency, row.row)
             errors.extend(row_errors)
             if not row_errors:
                 row.amount = quantize_money(row.amount, row.account.network.currency)
+                if not row.amount:  # 0.004 DKK: nothing once rounded
+                    skipped += 1
+                    continue
         first = first_of.setdefault(row.transaction_id, row)
         if first is row:
             new_rows.append(row)
@@ -552,7 +558,7 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
             duplicates += 1
     if errors:
         raise _refused(errors)
-    result = ImportResult(duplicates=duplicates, debits=debits)
+    result = ImportResult(duplicates=duplicates, skipped=skipped, unmatched=unmatched)
     with transaction.atomic():
         imported = set()
         for ids in _chunks({r.transaction_id for r in new_rows}):

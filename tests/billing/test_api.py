@@ -115,7 +115,13 @@ class TestBillingApi:
         result = clerk.post(
             "/api/v1/billing/payments/import/", {"file": upload}, format="multipart"
         ).json()
-        assert result == {"created": 1, "duplicates": 0, "debits": 0, "errors": []}
+        assert result == {
+            "created": 1,
+            "duplicates": 0,
+            "skipped": 0,
+            "unmatched": [],
+            "errors": [],
+        }
         balance = clerk.get(
             f"/api/v1/billing/payments/balance/?account={contracts[0].account_id}"
         ).json()
@@ -138,7 +144,13 @@ class TestBillingApi:
         result = clerk.post(
             "/api/v1/billing/payments/import/", {"file": upload}, format="multipart"
         )
-        assert result.json() == {"created": 1, "duplicates": 0, "debits": 0, "errors": []}
+        assert result.json() == {
+            "created": 1,
+            "duplicates": 0,
+            "skipped": 0,
+            "unmatched": [],
+            "errors": [],
+        }
         payment = Payment.objects.get(bank_transaction_id="B-1252")
         assert (payment.amount, payment.reference) == (
             Decimal("1234.50"),

@@ -60,13 +60,13 @@ class TestPayments:
             "date;amount;reference;account;transaction_id\n"
             + good
             + "2026-12-03;-5,00;fee;;T2\n"
-            + "2026-12-04;12,00;unknown;;T3\n"
+            + "2026-12-04;12,00;unknown;;\n"
         )
         with pytest.raises(PaymentImportInvalid) as refused:
             payments_import_csv(text=csv_text, now=NOW)
-        # the bank fee (row 3) is not a payment and is skipped; row 4 matches nobody
+        # the bank fee (row 3) is not a payment and is skipped; row 4 has no transaction id
         assert [(e.row, e.field, e.code) for e in refused.value.errors] == [
-            (4, "reference", "unmatched"),
+            (4, "transaction_id", "required"),
         ]
         assert not Payment.objects.exists()  # nothing of the file is stored
         november.refresh_from_db()
