@@ -253,9 +253,15 @@ def instalment_planning_run(*, planning_id: int, now: dt.datetime) -> Instalment
             for pk, message in sorted(result.failures.items())
         ]
     planning.finished_at = timezone.now()
-    planning.save(
-        update_fields=["state", "error", "created", "existing", "failures", "finished_at"]
-    )
+    with transaction.atomic():
+        # delivered twice (acks_late) while the first was planning: the first's outcome
+        # (plans made) stands; the second found them all existing
+        current = InstalmentPlanning.objects.select_for_update().get(pk=planning.pk)
+        if current.state in (InstalmentPlanning.State.DONE, InstalmentPlanning.State.FAILED):
+            return current
+        planning.save(
+            update_fields=["state", "error", "created", "existing", "failures", "finished_at"]
+        )
     return planning
 
 

@@ -259,6 +259,30 @@ class TestPlanningJob:
             contracts[1].account_id
         ]
 
+    def test_a_second_delivery_finishing_later_keeps_the_first_outcome(self, monkeypatch):
+        from billing.models import InstalmentPlanning
+        from billing.services import aconto
+
+        network, _ = billed_network(accounts=2)
+        planning = self._planning(network, year_start=YEAR)
+        real = aconto.instalment_plans_create
+
+        def first_finishes_meanwhile(**kwargs):
+            result = real(**kwargs)  # this delivery plans both accounts...
+            InstalmentPlanning.objects.filter(pk=planning.pk).update(
+                state="done", created=2, existing=0
+            )  # ...while the other delivery had already recorded the same outcome
+            result.existing, result.created = result.created, []
+            return result
+
+        monkeypatch.setattr(aconto, "instalment_plans_create", first_finishes_meanwhile)
+
+        outcome = aconto.instalment_planning_run(planning_id=planning.pk, now=NOW)
+
+        planning.refresh_from_db()
+        assert (planning.state, planning.created, planning.existing) == ("done", 2, 0)
+        assert (outcome.created, outcome.existing) == (2, 0)
+
     def test_one_left_running_by_a_lost_worker_is_planned_when_delivered_again(self):
         network, _ = billed_network(accounts=2)
         planning = self._planning(network, year_start=YEAR, state="running")
