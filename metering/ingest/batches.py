@@ -24,7 +24,14 @@ import os
 
 import orjson
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 
 from heatutility.errors import DomainError, ErrorItem
 from metering.ingest import rows as row_rules
@@ -332,11 +339,19 @@ def readings_batch_process(
             return _process(
                 batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks
             )
+        except (OperationalError, InterfaceError):
+            # the database went away (a restart, a lost connection): nothing is wrong with
+            # the batch; it stays as it is and beat queues it again (ingest_batches_
+            # redispatch), when it resumes after its last committed chunk
+            log.exception(
+                "batch %s: interrupted by the database; left for the next sweep", batch_id
+            )
+            raise
         except Exception as exc:
-            # A bug or an outage, not the sender's data (that is refused, itemised, before
-            # anything is stored).  The batch must not wait in 'received' or 'processing'
-            # for a retry that never comes: it ends 'failed' with the reason, and the
-            # sender can deliver again (rows stored so far then count as duplicates).
+            # A bug, not the sender's data (that is refused, itemised, before anything is
+            # stored).  The batch must not wait in 'received' or 'processing' for a retry
+            # that never comes: it ends 'failed' with the reason, and the sender can
+            # deliver again (rows stored so far then count as duplicates).
             log.exception("batch %s: processing failed", batch_id)
             return _fail_unexpected(batch_id=batch_id, exc=exc, now=now)
 

@@ -480,6 +480,39 @@ class TestAFailureNeverLeavesABatchWaiting:
         assert IngestBatch.objects.get(pk=again.json()["batch"]).accepted == 2
         assert Reading.objects.filter(meter=meter).count() == 2
 
+    def test_a_lost_database_connection_leaves_the_batch_for_the_next_sweep(
+        self, vendor, monkeypatch
+    ):
+        """Not the batch's fault: it is not failed (the vendor need not resend); processing
+        it again, as beat's sweep does, stores it once."""
+        from django.db import OperationalError
+
+        meter = HeatMeterFactory(vendor=vendor)
+        body = orjson.dumps(
+            [row(meter.serial), row(meter.serial, read_at="2026-11-01T01:00:00+01:00")]
+        )
+        with TestCase.captureOnCommitCallbacks(execute=False):
+            batch, _ = batches.readings_batch_submit(
+                vendor=vendor, body=body, received_at=timezone.now()
+            )
+
+        def gone(*args, **kwargs):
+            raise OperationalError("server closed the connection unexpectedly")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(batches, "store_rows", gone)
+            patch.setattr(batches, "store_staged_postgres", gone)
+            with pytest.raises(OperationalError):
+                readings_batch_process(batch_id=batch.pk, now=timezone.now())
+        batch.refresh_from_db()
+        assert batch.state in ("received", "processing")
+        assert batch.errors == []
+
+        done = readings_batch_process(batch_id=batch.pk, now=timezone.now())
+
+        assert (done.state, done.accepted) == ("done", 2)
+        assert Reading.objects.filter(meter=meter).count() == 2
+
     def test_a_file_failing_half_way_ends_failed_and_a_resend_doubles_nothing(
         self, point_vendor, monkeypatch
     ):
