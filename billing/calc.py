@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from heatutility.money import MONEY_ROUNDING, minor_unit, quantize_energy, quantize_money
-from heatutility.timeutil import hours_in_local_period
+from heatutility.timeutil import hours_in_local_period, month_starts
 
 ZERO = Decimal("0")
 KWH_PER_MWH = Decimal("1000")
@@ -380,7 +380,7 @@ def bill_compute(
                 annual_mwh=annual_mwh,
                 by_month=(
                     _energy_by_month(cid, s, e, i_start, i_end, first, last, get, use)
-                    if prices_seasons(spec)
+                    if spec.prices_by_season
                     else None
                 ),
             )
@@ -454,20 +454,10 @@ def bill_compute(
     )
 
 
-def prices_seasons(spec: Any) -> bool:
-    """Whether a tariff prices energy by season (then a multi-month bill needs each
-    month's energy)."""
-    return any(getattr(c, "seasons", None) for c in getattr(spec, "components", ()))
-
-
-def month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
-    """The first days of months strictly inside ``(start, end)``."""
-    days = []
-    day = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
-    while day < end:
-        days.append(day)
-        day = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
-    return days
+def month_starts_inside(start: dt.date, end: dt.date) -> list[dt.date]:
+    """The first days of months strictly inside ``(start, end)``: where a period or a
+    segment spans months."""
+    return month_starts(start + dt.timedelta(days=1), end)
 
 
 def _energy_by_month(
@@ -484,7 +474,7 @@ def _energy_by_month(
     """Each month's measured MWh of a segment spanning months, for seasonal prices; None
     for a segment within one month, or where a month-start register is missing (rating
     then shares the energy by days)."""
-    inside = month_starts(start, end)
+    inside = month_starts_inside(start, end)
     if not inside:
         return None
     bounds = [start, *inside, end]

@@ -60,6 +60,16 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
+def month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
+    """The first days of months in ``[start, end)``."""
+    days = []
+    day = start if start.day == 1 else add_months(start, 1)
+    while day < end:
+        days.append(day)
+        day = add_months(day, 1)
+    return days
+
+
 def months_between(start: dt.date, end: dt.date) -> int:
     """Whole calendar months from ``start``'s month to ``end``'s (the inverse of
     :func:`add_months` for month starts)."""

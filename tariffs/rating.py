@@ -228,6 +228,12 @@ class TariffSpec:
     valid_from: dt.date | None = None
     valid_to: dt.date | None = None
 
+    @property
+    def prices_by_season(self) -> bool:
+        """Energy priced by season: a bill over several months then wants each month's
+        energy (``Determinants.energy_by_month``)."""
+        return any(isinstance(c, EnergyCharge) and c.seasons for c in self.components)
+
 
 class TariffComponentsInvalid(DomainError):
     code = "tariff_components_invalid"

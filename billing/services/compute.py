@@ -23,9 +23,8 @@ from billing.calc import (
     Register,
     bill_compute,
     bills_each,
-    month_starts,
+    month_starts_inside,
     one_year_earlier,
-    prices_seasons,
 )
 from customers.models import Contract
 from metering import selectors as metering_selectors
@@ -178,12 +177,12 @@ def drafts_compute(
             )
             seasonal = False
             for s, e, spec in slices.get(iv.connection_id, []):
-                seasonal = seasonal or prices_seasons(spec)
+                seasonal = seasonal or spec.prices_by_season
                 for day in (s, e):
                     if iv.start < day < iv.end:
                         optional.add((iv.connection_id, day))
             if seasonal:  # a quarter or a year priced by season: each month's energy
-                optional.update((iv.connection_id, d) for d in month_starts(iv.start, iv.end))
+                optional.update((iv.connection_id, d) for d in month_starts_inside(iv.start, iv.end))
     dates = sorted({d for _, d in required | optional})
     registers = registers_load(
         connection_ids=connection_ids, dates=dates, required=required, ensure=ensure

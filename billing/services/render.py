@@ -32,7 +32,7 @@ from billing.calc import (
     bills_each,
     hold_reasons,
     interval_values,
-    month_starts,
+    month_starts_inside,
     segment_determinants,
     totals,
 )
@@ -303,7 +303,7 @@ def bills_render(
                 and len(pieces) == 1
                 and pieces[0][0] <= period_start
                 and pieces[0][1] >= period_end
-                and not month_starts(period_start, period_end)  # a month: no seasons split
+                and not month_starts_inside(period_start, period_end)  # a month: no seasons split
             ):
                 rendered = bill_render(
                     account_id=account_id,

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 
 from heatutility.errors import DomainError, ErrorItem
-from heatutility.timeutil import local_midnight
+from heatutility.timeutil import local_midnight, month_starts
 from metering.models import (
     IngestBatch,
     IngestBatchMeter,
@@ -41,15 +41,6 @@ READ_FIELDS = (
     "status",
 )
 STATUS_FOR = {"error": Reading.Status.REJECTED, "warning": Reading.Status.SUSPECT}
-
-
-def _month_starts(start: dt.date, end: dt.date) -> list[dt.date]:
-    days, day = [], start.replace(day=1)
-    while day <= end:
-        if day >= start:
-            days.append(day)
-        day = (day + dt.timedelta(days=32)).replace(day=1)
-    return days
 
 
 def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> int:
@@ -148,7 +139,7 @@ def _refresh_boundaries(*, installs, start: dt.datetime, end: dt.datetime) -> No
         zone = connection.network.time_zone
         first = start.astimezone(dt.UTC).date()
         last = end.astimezone(dt.UTC).date() + dt.timedelta(days=1)
-        wanted = [d for d in _month_starts(first, last) if start <= local_midnight(d, zone) <= end]
+        wanted = [d for d in month_starts(first, last + dt.timedelta(days=1)) if start <= local_midnight(d, zone) <= end]
         from metering.models import BoundaryRegister
 
         later = list(
