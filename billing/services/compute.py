@@ -182,7 +182,9 @@ def drafts_compute(
                     if iv.start < day < iv.end:
                         optional.add((iv.connection_id, day))
             if seasonal:  # a quarter or a year priced by season: each month's energy
-                optional.update((iv.connection_id, d) for d in month_starts_inside(iv.start, iv.end))
+                optional.update(
+                    (iv.connection_id, d) for d in month_starts_inside(iv.start, iv.end)
+                )
     dates = sorted({d for _, d in required | optional})
     registers = registers_load(
         connection_ids=connection_ids, dates=dates, required=required, ensure=ensure
