@@ -19,7 +19,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from heatutility.db import constraint_messages
 from heatutility.errors import DomainError
-from heatutility.timeutil import EARLIEST_DATE, LATEST_DATE, date_in_range
+from heatutility.timeutil import DATE_OUT_OF_RANGE, EARLIEST_DATE, LATEST_DATE, date_in_range
 
 
 def _flatten(detail, field: str | None = None, row: int | None = None) -> list[dict]:
@@ -154,7 +154,7 @@ class BoundedDateField(serializers.DateField):
     off its ends in the services; this says so as a 400 on the field instead."""
 
     default_error_messages = {
-        "out_of_range": f"Enter a date from {EARLIEST_DATE} to {LATEST_DATE}.",
+        "out_of_range": DATE_OUT_OF_RANGE,
     }
 
     def to_internal_value(self, value):

@@ -15,9 +15,8 @@ from django.db import models
 from django_filters import fields, filters
 from django_filters.rest_framework import DjangoFilterBackend, FilterSet
 
-from heatutility.timeutil import EARLIEST_DATE, LATEST_DATE, date_in_range
-
-OUT_OF_RANGE = f"Enter a date from {EARLIEST_DATE} to {LATEST_DATE}."
+from heatutility.timeutil import DATE_OUT_OF_RANGE as OUT_OF_RANGE
+from heatutility.timeutil import date_in_range
 
 
 class _UTCIsoDateTimeField(fields.IsoDateTimeField):

@@ -16,6 +16,9 @@ EARLIEST_DATE = dt.date(1900, 1, 1)
 LATEST_DATE = dt.date(2200, 12, 31)
 
 
+DATE_OUT_OF_RANGE = f"Enter a date from {EARLIEST_DATE} to {LATEST_DATE}."
+
+
 def date_in_range(day: dt.date) -> bool:
     return EARLIEST_DATE <= day <= LATEST_DATE
 

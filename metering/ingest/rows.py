@@ -162,9 +162,9 @@ def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bo
         return None
     lowest, highest = _BOUNDS[field]
     # checked before rounding (quantizing 1e20000 overflows) and after (it may round up)
-    if not lowest <= exact < highest or not (
-        lowest <= (exact := exact.quantize(_STEPS[places], rounding=ROUND_HALF_UP)) < highest
-    ):
+    if lowest <= exact < highest:
+        exact = exact.quantize(_STEPS[places], rounding=ROUND_HALF_UP)
+    if not lowest <= exact < highest:
         errors.add(
             row,
             field,
