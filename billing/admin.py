@@ -30,6 +30,7 @@ from billing.services import payments as payment_services
 from billing.services import runs as run_services
 from customers.models import Network
 from customers.selectors import account_ids_by_number
+from heatutility.admin import ViewOnlyAdmin
 from heatutility.errors import DomainError
 from heatutility.timeutil import months_between
 from heatutility.uploads import upload_text
@@ -608,7 +609,7 @@ def _planning_report(modeladmin, request, planning: InstalmentPlanning) -> None:
 
 
 @admin.register(InstalmentPlanning)
-class InstalmentPlanningAdmin(admin.ModelAdmin):
+class InstalmentPlanningAdmin(ViewOnlyAdmin):
     """What staff asked to be planned and what each planning did (read-only; plannings
     are made with *Instalment plans → Add*)."""
 
@@ -647,15 +648,6 @@ class InstalmentPlanningAdmin(admin.ModelAdmin):
     def failures_text(self, planning):
         rows = ((f["account"], f["message"]) for f in planning.failures)
         return format_html_join("", "{}: {}<br>", rows) or "—"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(InstalmentPlan)

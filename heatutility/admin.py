@@ -7,6 +7,20 @@ from django_celery_beat import admin as beat_admin  # registers the beat models 
 from django_celery_beat.models import PeriodicTask
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Records made by the services (an audit trail, an outcome): shown, never added,
+    changed or deleted in the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 def _guarded(name: str, permission: str):
     inherited = getattr(beat_admin.PeriodicTaskAdmin, name)
 

@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from heatutility.admin import ViewOnlyAdmin
 from heatutility.errors import DomainError
 from metering import models
 from metering.ingest.batches import readings_file_submit
@@ -299,18 +300,9 @@ class ReadingConflictAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.ReadingEdit)
-class ReadingEditAdmin(admin.ModelAdmin):
+class ReadingEditAdmin(ViewOnlyAdmin):
     list_display = ("meter", "read_at", "edited_by", "edited_at", "reason", "original", "edited")
     readonly_fields = [f.name for f in models.ReadingEdit._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(models.DegreeDay)
