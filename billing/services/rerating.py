@@ -113,7 +113,18 @@ def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> tuple[Invoice, Invo
         ):
             return None
         credit_note = invoice_credit(invoice=invoice, now=now)
-        return credit_note, _correction_write(invoice=invoice, draft=draft, now=now)
+        correction = _correction_write(invoice=invoice, draft=draft, now=now)
+        _pdfs_after_commit([credit_note.pk, correction.pk])  # a held correction: on release
+        return credit_note, correction
+
+
+def _pdfs_after_commit(invoice_ids: list[int]) -> None:
+    """Render the issued ones of ``invoice_ids`` once the transaction commits (the beat
+    job, the API and tariff corrections re-rate through here: each document explains
+    itself to the customer like any other invoice)."""
+    from billing import tasks
+
+    transaction.on_commit(lambda: tasks.invoices_render_pdfs_dispatch(invoice_ids))
 
 
 def _correction_write(*, invoice: Invoice, draft: BillDraft, now: dt.datetime) -> Invoice:

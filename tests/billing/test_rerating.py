@@ -16,6 +16,7 @@ from billing.services.rerating import (
 from heatutility.errors import ConflictError
 from tests.billing.factories import billed_network, register
 from tests.billing.helpers import NOW, bill_month, invoice_of
+from tests.billing.test_documents import pdf_text
 
 LATER = NOW + dt.timedelta(days=3)
 # re-rating watermarks compare with register update times: pass the real clock
@@ -52,6 +53,22 @@ class TestRerating:
         assert correction.gross - original.gross == Decimal("74.06")
         original.refresh_from_db()
         assert original.state == Invoice.State.PAID  # settled by its credit note
+
+    def test_the_credit_note_and_the_correction_get_their_pdfs(
+        self, django_capture_on_commit_callbacks
+    ):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("44600"))
+
+        with django_capture_on_commit_callbacks(execute=True):
+            ((credit, correction),) = invoices_rerate_changed(now=timezone.now())
+
+        for document in (credit, correction):
+            document.refresh_from_db()
+            assert document.pdf.name.endswith(".pdf")
+            assert document.display_number in pdf_text(document)
+        assert "Credit note" in pdf_text(credit)
 
     def test_rerating_twice_changes_nothing_more(self):
         network, contracts = billed_network(accounts=1)
