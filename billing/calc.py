@@ -75,6 +75,10 @@ class ContractInterval(NamedTuple):
     end: dt.date
     contracted_kw: Decimal
     heated_area_m2: Decimal
+    # the end of the last contract another account held on this connection before this
+    # one (None: nobody else): the same period last year is shown only when nobody else
+    # lived there then (their consumption is theirs, not the new occupant's)
+    others_until: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -553,9 +557,16 @@ def interval_values(
     """
     cid, i_start, i_end = interval.connection_id, interval.start, interval.end
     energy_kwh, volume = _consumption(cid, first, last, f"over {_fmt_days(i_start, i_end)}")
-    ly_start = get((cid, one_year_earlier(i_start)))
+    ly_from = one_year_earlier(i_start)
+    ly_start = get((cid, ly_from))
     trailing = get((cid, one_year_earlier(i_end)))
-    ly_energy = trailing.energy_kwh - ly_start.energy_kwh if ly_start and trailing else None
+    ly_energy = (
+        trailing.energy_kwh - ly_start.energy_kwh
+        if ly_start
+        and trailing
+        and (interval.others_until is None or interval.others_until <= ly_from)
+        else None
+    )
     annual_mwh = (
         _energy((last.energy_kwh - trailing.energy_kwh) / KWH_PER_MWH)
         if trailing is not None

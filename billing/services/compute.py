@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Max, OuterRef, Q, Subquery
 
 from billing import conf
 from billing.calc import (
@@ -56,7 +56,10 @@ def contract_intervals(
             cursor.execute(
                 """
                 SELECT c.account_id, c.connection_id, c.valid_from, c.valid_to,
-                       sc.contracted_capacity_kw, b.heated_area_m2
+                       sc.contracted_capacity_kw, b.heated_area_m2,
+                       (SELECT max(o.valid_to) FROM customers_contract o
+                        WHERE o.connection_id = c.connection_id
+                          AND o.account_id <> c.account_id AND o.valid_from < c.valid_from)
                 FROM customers_contract c
                 JOIN customers_serviceconnection sc ON sc.id = c.connection_id
                 JOIN customers_building b ON b.id = sc.building_id
@@ -77,11 +80,21 @@ def contract_intervals(
                 "valid_to",
                 "connection__contracted_capacity_kw",
                 "connection__building__heated_area_m2",
+                Subquery(
+                    Contract.objects.filter(
+                        connection_id=OuterRef("connection_id"),
+                        valid_from__lt=OuterRef("valid_from"),
+                    )
+                    .exclude(account_id=OuterRef("account_id"))
+                    .values("connection_id")
+                    .annotate(until=Max("valid_to"))
+                    .values("until")
+                ),
             )
         )
     out: dict[int, list[ContractInterval]] = defaultdict(list)
-    for account_id, cid, valid_from, valid_to, kw, m2 in rows:
-        # ContractInterval(connection_id, start, end, contracted_kw, heated_area_m2)
+    for account_id, cid, valid_from, valid_to, kw, m2, others_until in rows:
+        # ContractInterval(connection_id, start, end, contracted_kw, heated_area_m2, …)
         out[account_id].append(
             ContractInterval(
                 cid,
@@ -89,6 +102,7 @@ def contract_intervals(
                 (valid_to if valid_to < end else end) if valid_to else end,
                 kw,
                 m2,
+                others_until,
             )
         )
     return out
