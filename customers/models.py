@@ -149,6 +149,27 @@ class Account(models.Model):
     def __str__(self) -> str:
         return f"{self.number} {self.customer}"
 
+    def clean(self) -> None:
+        """An account that has been supplied keeps its customer and network: its
+        invoices, payments and consumption are that customer's, and the portal shows an
+        account's whole history to its customer.  A new customer gets a new account."""
+        super().clean()
+        if self.pk is None:
+            return
+        before = Account.objects.filter(pk=self.pk).values("customer_id", "network_id").first()
+        if before is None or not self.contracts.exists():
+            return
+        errors = {}
+        if before["customer_id"] != self.customer_id:
+            errors["customer"] = (
+                "This account has contracts, so its history belongs to its customer: "
+                "open a new account for the new customer."
+            )
+        if before["network_id"] != self.network_id:
+            errors["network"] = "This account has contracts: its network cannot change."
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def billing_address(self) -> str:
         return f"{self.billing_street}, {self.billing_postal_code} {self.billing_city}"
