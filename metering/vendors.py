@@ -97,6 +97,18 @@ class IsVendor(permissions.BasePermission):
         return isinstance(request.auth, MeterVendor)
 
 
+class StaffOrVendor(permissions.BasePermission):
+    """Staff (session or token) or a meter vendor (API key): who may read the API's
+    OpenAPI schema and docs.  The schema describes every staff endpoint, so it is not
+    published to anonymous callers or customers."""
+
+    def has_permission(self, request, view):
+        if isinstance(request.auth, MeterVendor):
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)
+
+
 class VendorRateThrottle(throttling.SimpleRateThrottle):
     """Requests per vendor (not per IP: head-ends often sit behind one gateway)."""
 

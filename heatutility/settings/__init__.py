@@ -223,6 +223,13 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # the schema and docs: staff (session or token) and vendors (API key), nobody else
+    "SERVE_PERMISSIONS": ["metering.vendors.StaffOrVendor"],
+    "SERVE_AUTHENTICATION": [
+        "metering.vendors.VendorKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
     # Nested model choices are named after their model in heatutility/schema.py.
     "ENUM_NAME_OVERRIDES": {"EnergyUnitEnum": "metering.models.EnergyUnit"},

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 class TestSchemaAndDocs:
-    def test_openapi_schema_describes_the_staff_endpoints(self, client):
+    def test_openapi_schema_describes_the_staff_endpoints(self, make_staff, api_client_for):
+        client = api_client_for(make_staff(None))
+
         response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
 
         assert response.status_code == 200
@@ -26,11 +28,36 @@ class TestSchemaAndDocs:
         ):
             assert path in paths
 
-    def test_interactive_docs_are_served(self, client):
+    def test_interactive_docs_are_served_to_staff(self, client, make_staff):
+        client.force_login(make_staff(None))
+
         response = client.get("/api/docs/")
 
         assert response.status_code == 200
         assert b"swagger" in response.content.lower()
+
+    def test_a_vendor_reads_the_schema_with_its_key(self):
+        from rest_framework.test import APIClient
+
+        from metering.vendors import vendor_key_create
+        from tests.metering.factories_readings import MeterVendorFactory
+
+        _, key = vendor_key_create(vendor=MeterVendorFactory(), label="docs")
+        vendor = APIClient()
+        vendor.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+
+        response = vendor.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+        assert response.status_code == 200
+        assert "/api/v1/readings/" in response.json()["paths"]
+
+    @pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+    def test_anonymous_callers_and_customers_get_no_schema(self, client, path, django_user_model):
+        assert client.get(path).status_code == 401
+
+        customer = django_user_model.objects.create_user("portal-user", password="x-long-pw-1")
+        client.force_login(customer)
+        assert client.get(path).status_code == 403
 
 
 class TestErrors:
