@@ -62,11 +62,18 @@ def _check_workers() -> dict:
 @never_cache
 @require_GET
 def healthz(request):
-    """Database and broker health; ``?workers=1`` also lists the Celery workers that answer."""
+    """Database and broker health, for load balancers and monitors: anyone gets the
+    status (200 or 503) and which check failed.  Staff also get the details (database
+    vendor, latencies, error texts, which name hosts) and, with ``?workers=1``, the Celery
+    workers that answer a broadcast ping (not for anonymous callers: each one is a
+    broadcast)."""
     checks = {"database": _check_database(), "broker": _check_broker()}
     healthy = all(check["ok"] for check in checks.values())
-    if request.GET.get("workers") == "1":
+    staff = request.user.is_authenticated and request.user.is_staff
+    if staff and request.GET.get("workers") == "1":
         checks["workers"] = _check_workers()
+    if not staff:
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,

@@ -27,8 +27,28 @@ class TestHealthz:
         assert response.status_code == 503
         assert response.json()["checks"]["broker"]["ok"] is False
 
+    def test_anonymous_callers_get_no_details(self, client, settings):
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"
+
+        response = client.get("/healthz", {"workers": "1"})
+
+        assert response.status_code == 503
+        assert response.json()["checks"] == {"database": {"ok": True}, "broker": {"ok": False}}
+
+    def test_staff_see_the_error(self, client, settings, django_user_model):
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"
+        client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
+
+        broker = client.get("/healthz").json()["checks"]["broker"]
+
+        assert broker["ok"] is False
+        assert broker["broker"] == "redis"
+        assert "127.0.0.1:1" in broker["error"]
+
     @pytest.mark.redis
-    def test_real_redis_broker_is_reported(self, client):
+    def test_real_redis_broker_is_reported(self, client, django_user_model):
+        client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
+
         body = client.get("/healthz").json()
 
         assert body["checks"]["broker"]["broker"] == "redis"
@@ -77,7 +97,9 @@ class TestProductionSettings:
 
 @pytest.mark.redis
 class TestRealWorkers:
-    def test_healthz_lists_a_running_worker(self, client, celery_worker):
+    def test_healthz_lists_a_running_worker(self, client, celery_worker, django_user_model):
+        client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
+
         body = client.get("/healthz", {"workers": "1"}).json()
 
         assert any(
