@@ -23,7 +23,7 @@ from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 
 from billing.calc import climate_corrected, one_year_earlier
-from billing.models import Invoice
+from billing.models import Allocation, Invoice, RefundPart
 
 # WeasyPrint logs every layout step at INFO; one line per invoice is noise in a run.
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
@@ -47,12 +47,13 @@ def comparison_svg(
     reference_mwh: Decimal,
     last_corrected_mwh: Decimal | None = None,
     this_label: str = "This period",
+    last_label: str = "Same period last year",
 ) -> str:
     """A small bar chart (inline SVG): this period, same period last year (and, where
     degree days are known, last year in this period's weather), reference user."""
     bars = [
         (this_label, this_mwh, "#c0392b"),
-        ("Same period last year", last_mwh, "#7f8c8d"),
+        (last_label, last_mwh, "#7f8c8d"),
     ]
     if last_corrected_mwh is not None:
         bars.append(("Last year, this weather", last_corrected_mwh, "#b3b6b7"))
@@ -115,14 +116,36 @@ def _change_percent(this_mwh: Decimal, base: Decimal | None) -> Decimal | None:
     return ((this_mwh - base) / base * 100).quantize(Decimal("0.1")) if base else None
 
 
+def _billed_root(invoice: Invoice) -> Invoice:
+    """The invoice a credit note or correction corrects, down its chain (itself if none)."""
+    root = invoice
+    while root.original_id is not None and root.kind in (
+        Invoice.Kind.CREDIT_NOTE,
+        Invoice.Kind.CORRECTION,
+    ):
+        root = root.original
+    return root
+
+
 def _moved_out(invoice: Invoice, lines) -> dt.date | None:
-    """For a settlement of a customer who moved out within the year: the first day no
-    longer supplied (the end of its last consumption line); else None."""
-    if invoice.kind != Invoice.Kind.SETTLEMENT:
+    """For a settlement of a customer who moved out within the year, and for the credit
+    note and correction of one: the first day no longer supplied (the end of its last
+    consumption line); else None."""
+    if _billed_root(invoice).kind != Invoice.Kind.SETTLEMENT:
         return None
     ends = [line.period_end for line in lines if line.connection_id is not None]
     end = max(ends, default=None)
     return end if end is not None and end < invoice.period_end else None
+
+
+def _title(invoice: Invoice, moved_out: dt.date | None) -> str:
+    if moved_out is None:
+        return invoice.get_kind_display()
+    return {
+        Invoice.Kind.SETTLEMENT: "Final settlement",
+        Invoice.Kind.CORRECTION: "Correction of final settlement",
+        Invoice.Kind.CREDIT_NOTE: "Credit note for final settlement",
+    }.get(invoice.kind, invoice.get_kind_display())
 
 
 def _correction_of_credit(invoice: Invoice) -> Invoice | None:
@@ -141,6 +164,263 @@ def _correction_of_credit(invoice: Invoice) -> Invoice | None:
     )
 
 
+def _settled(invoice: Invoice) -> dict | None:
+    """What of a bill is already settled when the PDF is rendered (allocated credit notes
+    and payments, each with its reference) and what is still to pay; None when nothing
+    is settled (the total is what there is to pay) or for a credit."""
+    if invoice.gross <= 0 or invoice.paid <= 0:
+        return None
+    rows = []
+    for allocation in (
+        Allocation.objects.filter(invoice=invoice)
+        .select_related("credit_note", "payment")
+        .order_by("allocated_on", "pk")
+    ):
+        if allocation.credit_note_id is not None:
+            note = allocation.credit_note
+            label = f"Settled by credit note {note.display_number} of {allocation.allocated_on:%Y-%m-%d}"
+            if note.original_id is not None:
+                label += f" (reverses invoice {note.original.display_number})"
+        else:
+            payment = allocation.payment
+            label = f"Payment received {payment.received_on:%Y-%m-%d}"
+            if payment.reference:
+                label += f", reference {payment.reference}"
+        rows.append({"label": label, "amount": allocation.amount})
+    return {"rows": rows, "paid": invoice.paid, "open": invoice.gross - invoice.paid}
+
+
+def _credit_use(invoice: Invoice) -> dict | None:
+    """For a credit note: the invoices its credit settled, what was paid back, and what
+    is left on the account as credit, as the PDF is rendered."""
+    if invoice.kind != Invoice.Kind.CREDIT_NOTE:
+        return None
+    rows = [
+        {
+            "label": f"Settles invoice {a.invoice.display_number}",
+            "amount": a.amount,
+        }
+        for a in Allocation.objects.filter(credit_note=invoice)
+        .select_related("invoice")
+        .order_by("allocated_on", "pk")
+    ]
+    rows += [
+        {"label": f"Paid back to you on {part.refund.paid_on:%Y-%m-%d}", "amount": part.amount}
+        for part in RefundPart.objects.filter(credit_note=invoice)
+        .select_related("refund")
+        .order_by("pk")
+    ]
+    return {"rows": rows, "left": invoice.paid - invoice.gross}
+
+
+def _instalments_credited(invoice: Invoice, lines) -> list[dict]:
+    """For a settlement (or its correction) that credits the year's instalments: those
+    instalments, with what is still open on each (the customer pays that separately)."""
+    if invoice.kind == Invoice.Kind.INSTALMENT or not any(
+        line.component == "on_account" and line.amount < 0 for line in lines
+    ):
+        return []
+    instalments = (
+        Invoice.objects.filter(
+            account_id=invoice.account_id,
+            kind=Invoice.Kind.INSTALMENT,
+            number__isnull=False,
+            period_start__gte=invoice.period_start,
+            period_start__lt=invoice.period_end,
+        )
+        .exclude(corrections__kind=Invoice.Kind.CREDIT_NOTE)
+        .order_by("period_start", "number")
+    )
+    return [
+        {"number": i.display_number, "period_start": i.period_start, "open": i.gross - i.paid}
+        for i in instalments
+    ]
+
+
+def _instalment_last_year(invoice: Invoice) -> dict | None:
+    """For an instalment: last year's consumption as the plan knows it (the year's MWh),
+    and the share of it this instalment stands for (1/n, n instalments a year: the same
+    share its estimate is of the plan's estimate).  The plan is named in the invoice's
+    determinants; the instalment's comparison carries no last-year figure."""
+    from billing.models import InstalmentPlan
+
+    if invoice.kind != Invoice.Kind.INSTALMENT:
+        return None
+    segments = invoice.determinants.get("segments") or []
+    plan_ids = [s.get("plan_id") for s in segments if isinstance(s, dict) and s.get("plan_id")]
+    plan = InstalmentPlan.objects.filter(pk__in=plan_ids).first() if plan_ids else None
+    if plan is None:
+        return None
+    n = 12 if plan.frequency == InstalmentPlan.Frequency.MONTHLY else 4
+    return {
+        "share_mwh": (plan.last_year_mwh / n).quantize(Decimal("0.001")),
+        "year_mwh": plan.last_year_mwh,
+        "n": n,
+    }
+
+
+def _on_basis(lines, *, includes_vat: bool) -> Decimal:
+    """The lines' amounts excl. VAT, or incl. each line's VAT rate (unrounded)."""
+    return sum(
+        (line.amount * (1 + line.vat_rate) if includes_vat else line.amount for line in lines),
+        Decimal("0"),
+    )
+
+
+def _latest_segments(lines) -> list:
+    """Each connection's lines of its last segment (the prices in force at the end)."""
+    last: dict[int, dt.date] = {}
+    for line in lines:
+        if line.connection_id is not None and line.period_start is not None:
+            last[line.connection_id] = max(
+                line.period_start, last.get(line.connection_id, line.period_start)
+            )
+    return [
+        [ln for ln in lines if ln.connection_id == cid and ln.period_start == start]
+        for cid, start in sorted(last.items())
+    ]
+
+
+def cap_comparison(*, cap: dict, invoice: Invoice, lines, this_mwh: Decimal) -> list[dict]:
+    """The bill's prices beside each limit of the cap, on the cap's VAT basis (DOMAIN.md §5:
+    NL's maximum includes VAT; the other methods exclude it): energy per MWh (the bill's
+    average), fixed charges per connection and year, capacity per kW and area per m² (the
+    highest band billed), and for a benchmark cap the reference customer's yearly bill
+    under the customer's tariff and the customer's own bill per MWh."""
+    from heatutility.money import quantize_money
+    from tariffs.units import POWER_UNITS
+
+    currency, incl = invoice.currency, cap["includes_vat"]
+
+    def money(value: Decimal) -> Decimal:
+        return quantize_money(value, currency)
+
+    def row(label: str, unit: str, limit: Decimal, yours: Decimal, yours_net: Decimal) -> dict:
+        return {
+            "label": label,
+            "unit": unit,
+            "cap": limit,
+            "yours": yours,
+            "yours_net": yours_net if incl else None,
+            "above": yours - limit if yours > limit else None,
+        }
+
+    rows = []
+    energy = [ln for ln in lines if ln.kind == "energy" and ln.unit == "MWh"]
+    qty = sum((ln.quantity for ln in energy), Decimal("0"))
+    if cap["energy_cap_per_mwh"] is not None and qty > 0:
+        rows.append(
+            row(
+                "Energy price (average of this bill)",
+                f"{currency}/MWh",
+                cap["energy_cap_per_mwh"],
+                money(_on_basis(energy, includes_vat=incl) / qty),
+                money(_on_basis(energy, includes_vat=False) / qty),
+            )
+        )
+    segments = _latest_segments(lines)
+    if cap["fixed_cap_per_year"] is not None:
+        # per connection: its fixed charges and band fees a year (the lines priced per year)
+        fixed = [
+            (
+                sum((money(ln.unit_price * (1 + ln.vat_rate)) for ln in annual), Decimal("0")),
+                sum((money(ln.unit_price) for ln in annual), Decimal("0")),
+            )
+            for annual in ([ln for ln in seg if ln.unit == "year"] for seg in segments)
+            if annual
+        ]
+        if fixed:
+            gross, net = max(fixed)
+            rows.append(
+                row(
+                    "Fixed charges per connection and year",
+                    f"{currency}/year",
+                    cap["fixed_cap_per_year"],
+                    gross if incl else net,
+                    net,
+                )
+            )
+    for key, kind, label, unit in (
+        ("capacity_cap_per_kw", "capacity", "Capacity price per kW and year", "/kW/year"),
+        ("area_cap_per_m2", "area", "Area price per m² and year", "/m²/year"),
+    ):
+        if cap[key] is None:
+            continue
+        prices = []
+        for seg in segments:
+            for ln in seg:
+                if ln.kind != kind or ln.unit == "year":
+                    continue
+                if kind == "capacity":
+                    factor = POWER_UNITS.get(ln.unit)
+                    if factor is None:
+                        continue  # l/h needs the design ΔT: checked at tariff approval
+                    net = ln.unit_price * factor.denominator / factor.numerator
+                else:
+                    net = ln.unit_price
+                prices.append((money(net * (1 + ln.vat_rate) if incl else net), money(net)))
+        if prices:
+            yours, net = max(prices)
+            rows.append(row(label, f"{currency}{unit}", cap[key], yours, net))
+    reference = cap.get("reference")
+    if cap["reference_total_cap"] is not None and reference is not None:
+        bill = _reference_bill(cap=cap, lines=lines, invoice=invoice)
+        if bill is not None:
+            rows.append(
+                row(
+                    "The reference home's yearly bill under your tariff",
+                    f"{currency}/year",
+                    cap["reference_total_cap"],
+                    bill[0 if incl else 1],
+                    bill[1],
+                )
+            )
+        billed = [ln for ln in lines if ln.component != "on_account"] or lines
+        if reference["total_per_mwh"] is not None and this_mwh > 0:
+            rows.append(
+                row(
+                    "Your bill per MWh (all charges of this bill)",
+                    f"{currency}/MWh",
+                    reference["total_per_mwh"],
+                    money(_on_basis(billed, includes_vat=incl) / this_mwh),
+                    money(_on_basis(billed, includes_vat=False) / this_mwh),
+                )
+            )
+    return rows
+
+
+def _reference_bill(*, cap: dict, lines, invoice: Invoice) -> tuple[Decimal, Decimal] | None:
+    """(gross, net) a year of the cap's reference customer under the tariff version this
+    bill used last, rated as the approval check rates it."""
+    from tariffs.models import TariffVersion
+    from tariffs.rating import Determinants, rate, totals
+    from tariffs.selectors import tariff_spec_for_version
+
+    dated = [
+        (ln.period_start or invoice.period_start, ln.tariff_version_id)
+        for ln in lines
+        if ln.tariff_version_id
+    ]
+    version_id = max(dated)[1] if dated else max(invoice.tariff_version_ids or [0])
+    version = TariffVersion.objects.select_related("tariff__network").filter(pk=version_id).first()
+    if version is None:
+        return None
+    ref = cap["reference"]
+    determinants = Determinants(
+        period_start=cap["period_start"],
+        period_end=cap["period_end"],
+        energy_mwh=ref["energy_mwh"],
+        volume_m3=ref["volume_m3"],
+        return_temp_c=None,
+        flow_temp_c=None,
+        contracted_kw=ref["contracted_kw"],
+        heated_area_m2=ref["heated_area_m2"],
+    )
+    spec = tariff_spec_for_version(version, currency=invoice.currency)
+    t = totals(rate(determinants=determinants, tariff=spec), invoice.currency)
+    return t.gross, t.net
+
+
 def invoice_context(*, invoice: Invoice) -> dict:
     from tariffs.selectors import price_cap_summary
 
@@ -153,9 +433,18 @@ def invoice_context(*, invoice: Invoice) -> dict:
     days = (period_end - invoice.period_start).days
     this_mwh = Decimal(invoice.comparison.get("energy_mwh") or "0")
     last = invoice.comparison.get("last_year_mwh")
-    last_mwh = Decimal(last) if last is not None else None
-    weather = weather_comparison(  # over the days supplied (a final settlement's fewer)
-        network_id=invoice.network_id, start=invoice.period_start, end=period_end, last_mwh=last_mwh
+    plan_last_year = _instalment_last_year(invoice) if last is None else None
+    if last is not None:
+        last_mwh = Decimal(last)
+    else:
+        last_mwh = plan_last_year["share_mwh"] if plan_last_year else None
+    # over the days supplied (a final settlement's fewer); an instalment's share of last
+    # year is not that period's consumption, and its estimate is climate-corrected already
+    weather = weather_comparison(
+        network_id=invoice.network_id,
+        start=invoice.period_start,
+        end=period_end,
+        last_mwh=None if plan_last_year else last_mwh,
     )
     last_corrected = weather["last_corrected_mwh"] if weather else None
     reference = [
@@ -186,6 +475,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "moved_out": moved_out,
         "this_mwh": this_mwh,
         "last_mwh": last_mwh,
+        "plan_last_year": plan_last_year,
         "change_percent": _change_percent(this_mwh, last_mwh),
         "weather": weather,
         "weather_change_percent": _change_percent(this_mwh, last_corrected),
@@ -195,16 +485,25 @@ def invoice_context(*, invoice: Invoice) -> dict:
             last_mwh=last_mwh,
             reference_mwh=reference[0][1],
             last_corrected_mwh=last_corrected,
+            last_label=f"Last year (1/{plan_last_year['n']})"
+            if plan_last_year
+            else "Same period last year",
             this_label="Estimate (on-account)"
             if invoice.kind == Invoice.Kind.INSTALMENT
             else "This period",
         ),
         "cap": cap,
+        "cap_rows": cap_comparison(cap=cap, invoice=invoice, lines=lines, this_mwh=this_mwh)
+        if cap
+        else [],
         "avg_energy_price": avg_energy_price,
+        "settled": _settled(invoice),
+        "credit_use": _credit_use(invoice),
+        "instalments_credited": _instalments_credited(invoice, lines),
         "utility_name": settings.HEATUTILITY.get("UTILITY_NAME", ""),
         "complaints": settings.HEATUTILITY.get("COMPLAINTS_CONTACT", ""),
         "fuel_mix": getattr(settings, "BILLING", {}).get("FUEL_MIX", DEFAULT_FUEL_MIX),
-        "title": "Final settlement" if moved_out else invoice.get_kind_display(),
+        "title": _title(invoice, moved_out),
         "correction": _correction_of_credit(invoice),
     }
 

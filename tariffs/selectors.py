@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Q
 
 from customers.models import ServiceConnection
+from heatutility.money import quantize_money
 from tariffs.models import IN_FORCE, PriceCap, Tariff, TariffAssignment, TariffVersion
 from tariffs.rating import TariffSpec, components_from_data
 
@@ -144,17 +146,45 @@ def tariff_slices_for_connections(
     return result
 
 
+def _cap_reference(cap: PriceCap) -> dict | None:
+    """The reference customer a benchmark cap is computed for (``inputs.reference``), as
+    Decimals, with the benchmark per MWh; None when the cap has none."""
+    ref = cap.inputs.get("reference") if isinstance(cap.inputs, dict) else None
+    if not isinstance(ref, dict) or ref.get("energy_mwh") in (None, ""):
+        return None
+    values = {
+        key: Decimal(str(ref.get(key) or "0"))
+        for key in ("energy_mwh", "volume_m3", "contracted_kw", "heated_area_m2")
+    }
+    if values["energy_mwh"] <= 0:
+        return None
+    per_mwh = None
+    if cap.reference_total_cap is not None:
+        per_mwh = quantize_money(cap.reference_total_cap / values["energy_mwh"], cap.currency)
+    return {**values, "total_per_mwh": per_mwh}
+
+
 def price_cap_summary(*, network_id: int, on: dt.date) -> dict | None:
-    """The adopted price cap in force for the network on ``on`` (for invoices), or None."""
+    """The adopted price cap in force for the network on ``on`` (for invoices), or None.
+
+    Every limit the cap holds, on the cap's own VAT basis (``includes_vat``), and for a
+    benchmark cap (substitution: an individual heat pump, DOMAIN.md §5) the reference
+    customer it was computed for and what the benchmark comes to per MWh.
+    """
     cap = (
         PriceCap.objects.filter(
-            network_id=network_id, status=PriceCap.Status.ADOPTED, period_start__lte=on, period_end__gt=on
+            network_id=network_id,
+            status=PriceCap.Status.ADOPTED,
+            period_start__lte=on,
+            period_end__gt=on,
         )
         .order_by("-period_start")
         .first()
     )
     if cap is None:
         return None
+    results = cap.results if isinstance(cap.results, dict) else {}
+    scop = results.get("seasonal_cop")
     return {
         "id": cap.pk,
         "method": cap.method,
@@ -168,6 +198,8 @@ def price_cap_summary(*, network_id: int, on: dt.date) -> dict | None:
         "capacity_cap_per_kw": cap.capacity_cap_per_kw,
         "area_cap_per_m2": cap.area_cap_per_m2,
         "reference_total_cap": cap.reference_total_cap,
+        "reference": _cap_reference(cap),
+        "seasonal_cop": Decimal(scop).quantize(Decimal("0.01")) if scop else None,
     }
 
 
