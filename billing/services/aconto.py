@@ -8,8 +8,12 @@
   The annual charge is rated by ``tariffs.rating.rate`` over the plan year; the
   instalment is ``quantize_money(annual net of a VAT rate / n)``, one line per VAT rate.
 * The settlement bills the year's actual consumption (every tariff version in force,
-  prorated by days) and credits the net of the instalments issued for the year, per VAT
-  rate, so VAT is settled exactly.
+  prorated by days) and credits the instalments issued for the year, per VAT rate: their
+  net and the VAT invoiced on them.  Each instalment rounded its own VAT, so the
+  settlement's VAT of a rate is the VAT of the year's charge (rounded once, as on any
+  bill) less the VAT invoiced on the instalments, not the VAT of the difference: over
+  the year the customer then pays exactly the year's net and its correctly rounded VAT.
+  A credited instalment (credit note not cancelled) counts for neither.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import OperationalError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from billing import conf
@@ -555,6 +559,116 @@ def instalment_drafts(
     return drafts, failures
 
 
+@dataclass
+class _Invoiced:
+    """What the year's instalments invoiced at one VAT rate."""
+
+    count: int = 0
+    net: Decimal = ZERO
+    vat: Decimal = ZERO
+
+
+def _instalments_invoiced(
+    *, account_ids: Sequence[int], period_start: dt.date, period_end: dt.date
+) -> tuple[dict[int, dict[Decimal, _Invoiced]], dict[int, BillingError]]:
+    """The net and VAT per VAT rate of each account's issued instalments for the year.
+
+    The net is the sum of an instalment's lines at the rate; the VAT is the one invoiced
+    on it (its stored VAT breakdown), checked against its lines and its VAT total: an
+    instalment whose record disagrees with itself fails its account's settlement rather
+    than settle a guess.  Instalments with a credit note (not cancelled) are left out,
+    and so is the credit note, which reversed them exactly.
+    """
+    credited = Invoice.objects.filter(
+        original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
+    ).exclude(state=Invoice.State.CANCELLED)
+    instalments = {
+        invoice_id: (account_id, series, number, vat, determinants)
+        for invoice_id, account_id, series, number, vat, determinants in Invoice.objects.filter(
+            account_id__in=list(account_ids),
+            kind=Invoice.Kind.INSTALMENT,
+            number__isnull=False,
+            period_start__gte=period_start,
+            period_start__lt=period_end,
+        )
+        .exclude(Exists(credited))
+        .values_list("id", "account_id", "series", "number", "vat", "determinants")
+    }
+    nets: dict[int, dict[Decimal, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for invoice_id, vat_rate, amount in InvoiceLine.objects.filter(
+        invoice_id__in=list(instalments)
+    ).values_list("invoice_id", "vat_rate", "amount"):
+        nets[invoice_id][vat_rate] += amount
+    invoiced: dict[int, dict[Decimal, _Invoiced]] = defaultdict(dict)
+    failures: dict[int, BillingError] = {}
+    for invoice_id, (account_id, series, number, vat, determinants) in sorted(instalments.items()):
+        vats = {Decimal(row["rate"]): Decimal(row["vat"]) for row in determinants.get("vat", [])}
+        bases = {Decimal(row["rate"]): Decimal(row["base"]) for row in determinants.get("vat", [])}
+        if bases != dict(nets[invoice_id]) or sum(vats.values(), ZERO) != vat:
+            failures[account_id] = BillingError(
+                f"instalment {series}-{number:06d}: its VAT per rate does not match its lines "
+                "and VAT total; the VAT invoiced on it is unknown",
+                code="instalment_vat_unknown",
+            )
+            continue
+        for vat_rate, net in nets[invoice_id].items():
+            known = invoiced[account_id].setdefault(vat_rate, _Invoiced())
+            known.count += 1
+            known.net += net
+            known.vat += vats[vat_rate]
+    return invoiced, failures
+
+
+def _percent(vat_rate: Decimal) -> str:
+    return f"{(vat_rate * 100).normalize():f}"
+
+
+def _settle(draft: BillDraft, invoiced: dict[Decimal, _Invoiced], currency: str) -> None:
+    """Credit the instalments on the year's bill ``draft``: one line per VAT rate with
+    their net, and per rate VAT = the year's VAT − the VAT invoiced on them."""
+    _, _, breakdown = totals(draft.lines, currency)
+    year = {Decimal(row["rate"]): (Decimal(row["base"]), Decimal(row["vat"])) for row in breakdown}
+    rates = sorted(set(year) | set(invoiced))
+    for vat_rate in rates:
+        paid = invoiced.get(vat_rate)
+        if paid is None:
+            continue
+        year_vat = year.get(vat_rate, (ZERO, ZERO))[1]
+        draft.lines.append(
+            _line(
+                "On-account instalments billed for the year",
+                f"{paid.count} instalments, {paid.net:,.2f} {currency} excl. VAT, credited; "
+                f"VAT {_percent(vat_rate)} % = {year_vat:,.2f} on the year's charge less "
+                f"{paid.vat:,.2f} invoiced on the instalments",
+                -paid.net,
+                vat_rate,
+                draft.period_start,
+                draft.period_end,
+            )
+        )
+    draft.net, _, _ = totals(draft.lines, currency)
+    draft.vat, draft.vat_breakdown = ZERO, []
+    for vat_rate in rates:
+        year_base, year_vat = year.get(vat_rate, (ZERO, ZERO))
+        paid = invoiced.get(vat_rate) or _Invoiced()
+        vat = quantize_money(year_vat - paid.vat, currency)
+        draft.vat += vat
+        draft.vat_breakdown.append(
+            {
+                "rate": str(vat_rate),
+                "base": str(quantize_money(year_base - paid.net, currency)),
+                "vat": str(vat),
+                # how the rate's VAT came about: the year's, less the instalments'
+                "year_base": str(quantize_money(year_base, currency)),
+                "year_vat": str(quantize_money(year_vat, currency)),
+                "instalments_base": str(quantize_money(paid.net, currency)),
+                "instalments_vat": str(quantize_money(paid.vat, currency)),
+            }
+        )
+    draft.vat = quantize_money(draft.vat, currency)
+    draft.gross = draft.net + draft.vat
+
+
 def settlement_drafts(
     *,
     currency: str,
@@ -564,7 +678,8 @@ def settlement_drafts(
     ensure: bool = True,
     time_zone: str | None = None,
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
-    """The year's actual bill minus the instalments issued for it (per VAT rate)."""
+    """The year's actual bill less the instalments issued for it, per VAT rate: their
+    net and the VAT invoiced on them (see the module's docstring)."""
     drafts, failures = drafts_compute(
         currency=currency,
         account_ids=account_ids,
@@ -573,41 +688,17 @@ def settlement_drafts(
         ensure=ensure,
         time_zone=time_zone,
     )
-    billed: dict[int, dict[Decimal, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
-    counts: dict[int, int] = defaultdict(int)
-    instalments = (
-        Invoice.objects.filter(
-            account_id__in=list(account_ids),
-            kind=Invoice.Kind.INSTALMENT,
-            number__isnull=False,
-            period_start__gte=period_start,
-            period_start__lt=period_end,
-        )
-        .exclude(Q(corrections__kind=Invoice.Kind.CREDIT_NOTE))
-        .values_list("id", "account_id")
+    invoiced, unknown = _instalments_invoiced(
+        account_ids=account_ids, period_start=period_start, period_end=period_end
     )
-    instalment_account = dict(instalments)
-    for inv_id in instalment_account:
-        counts[instalment_account[inv_id]] += 1
-    for invoice_id, vat_rate, amount in InvoiceLine.objects.filter(
-        invoice_id__in=list(instalment_account)
-    ).values_list("invoice_id", "vat_rate", "amount"):
-        billed[instalment_account[invoice_id]][vat_rate] += amount
+    settled = []
     for draft in drafts:
-        for vat_rate, amount in sorted(billed.get(draft.account_id, {}).items()):
-            draft.lines.append(
-                _line(
-                    "On-account instalments billed for the year",
-                    f"{counts[draft.account_id]} instalments, {amount:,.2f} {currency} excl. VAT, credited",
-                    -amount,
-                    vat_rate,
-                    period_start,
-                    period_end,
-                )
-            )
-        draft.net, draft.vat, draft.vat_breakdown = totals(draft.lines, currency)
-        draft.gross = draft.net + draft.vat
-    return drafts, failures
+        if draft.account_id in unknown:
+            failures[draft.account_id] = unknown[draft.account_id]
+            continue
+        _settle(draft, invoiced.get(draft.account_id, {}), currency)
+        settled.append(draft)
+    return settled, failures
 
 
 class UnableToSettle(DomainError):

@@ -269,7 +269,9 @@ class TestSettlementRerating:
         assert correction.lines.get(component="energy").quantity == Decimal("19")
         assert correction.lines.get(component="on_account").amount == Decimal("-13065.36")
         assert correction.net == Decimal("592.52")  # the one extra MWh, nothing else
-        assert correction.gross == Decimal("740.65")
+        # the year's VAT on 13,657.88 is 3,414.47; the instalments invoiced 3,266.36
+        assert correction.vat == Decimal("148.11")
+        assert correction.gross == Decimal("740.63")
         assert invoices_rerate_changed(now=timezone.now()) == []  # nothing twice
 
     def test_a_settlement_credited_by_hand_is_settled_again_with_the_instalments(self):
