@@ -178,8 +178,11 @@ def _settled(invoice: Invoice) -> dict | None:
     ):
         if allocation.credit_note_id is not None:
             note = allocation.credit_note
-            label = f"Settled by credit note {note.display_number} of {allocation.allocated_on:%Y-%m-%d}"
-            if note.original_id is not None:
+            label = (
+                f"Settled by {note.get_kind_display().lower()} {note.display_number} "
+                f"of {allocation.allocated_on:%Y-%m-%d}"
+            )
+            if note.kind == Invoice.Kind.CREDIT_NOTE and note.original_id is not None:
                 label += f" (reverses invoice {note.original.display_number})"
         else:
             payment = allocation.payment
@@ -193,7 +196,7 @@ def _settled(invoice: Invoice) -> dict | None:
 def _credit_use(invoice: Invoice) -> dict | None:
     """For a credit note: the invoices its credit settled, what was paid back, and what
     is left on the account as credit, as the PDF is rendered."""
-    if invoice.kind != Invoice.Kind.CREDIT_NOTE:
+    if invoice.gross >= 0:  # credit notes, and settlements in the customer's favour
         return None
     rows = [
         {

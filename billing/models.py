@@ -468,7 +468,8 @@ class Payment(models.Model):
 
 
 class Allocation(models.Model):
-    """Part of a payment, or of a credit note, settling part of an invoice."""
+    """Part of a payment, or of a credit document (``credit_note``: a credit note, or a
+    settlement in the customer's favour), settling part of an invoice."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
     payment = models.ForeignKey(

@@ -133,11 +133,10 @@ def payment_record(
 
 
 def credit_notes_with_credit():
-    """Issued credit notes not used up: ``paid`` (negative: what they settled) is still
-    above ``gross`` (negative: what they credit)."""
-    return Invoice.objects.filter(
-        kind=Invoice.Kind.CREDIT_NOTE, state__in=OPEN_STATES, paid__gt=F("gross")
-    )
+    """Issued credit documents not used up: credit notes, and settlements (or their
+    corrections) that came out in the customer's favour.  ``paid`` (negative: what they
+    settled) is still above ``gross`` (negative: what they credit)."""
+    return Invoice.objects.filter(gross__lt=0, state__in=OPEN_STATES, paid__gt=F("gross"))
 
 
 def credit_notes_allocate(*, account_id: int, on: dt.date) -> list[Allocation]:
@@ -181,9 +180,10 @@ def _open_invoices_locked(account_id: int) -> list[Invoice]:
 
 
 def _notes_with_credit(rows: list[Invoice]) -> list[Invoice]:
-    """Credit notes among ``rows`` with credit left, older first."""
+    """Credit documents among ``rows`` (negative gross: credit notes, a settlement in the
+    customer's favour) with credit left, older first."""
     return sorted(
-        (i for i in rows if i.kind == Invoice.Kind.CREDIT_NOTE and i.paid > i.gross),
+        (i for i in rows if i.gross < 0 and i.paid > i.gross),
         key=lambda i: (i.issued_at, i.number),
     )
 

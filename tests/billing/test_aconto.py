@@ -404,6 +404,76 @@ class TestFinalSettlement:
         assert Invoice.objects.filter(account=leaves.account, kind="settlement").count() == 1
         assert Invoice.objects.filter(account=stays.account, kind="settlement").count() == 1
 
+    def test_a_final_settlement_in_credit_settles_the_open_instalment(self):
+        from billing.services.aconto import final_settlement_issue
+        from billing.services.payments import account_balance, account_credit
+
+        _network, _stays, leaves, plan = self._moved_out_and_closed()
+        instalment = Invoice.objects.get(account=leaves.account, kind="instalment")
+        assert (instalment.gross, instalment.paid) == (Decimal("4082.93"), Decimal("0"))
+
+        final = final_settlement_issue(plan=plan, now=NOW)
+
+        instalment.refresh_from_db()
+        final.refresh_from_db()
+        # the settlement's credit of 1360.98 is used on what is still open, not left
+        # beside an unpaid instalment that dunning would chase
+        assert instalment.paid == Decimal("1360.98")
+        assert instalment.state == Invoice.State.PARTLY_PAID
+        assert (final.paid, final.state) == (Decimal("-1360.98"), Invoice.State.PAID)
+        assert instalment.allocations.get().credit_note == final
+        assert account_credit(account=leaves.account) == Decimal("0.00")
+        assert account_balance(account=leaves.account) == Decimal("2721.95")
+        # both documents say so
+        from billing.documents import invoice_context
+
+        assert invoice_context(invoice=final)["credit_use"] == {
+            "rows": [
+                {
+                    "label": f"Settles invoice {instalment.display_number}",
+                    "amount": Decimal("1360.98"),
+                }
+            ],
+            "left": Decimal("0.00"),
+        }
+        settled = invoice_context(invoice=instalment)["settled"]
+        assert [r["label"] for r in settled["rows"]] == [
+            f"Settled by {final.get_kind_display().lower()} {final.display_number} of "
+            f"{NOW.date():%Y-%m-%d}"
+        ]
+        assert settled["open"] == Decimal("2721.95")
+
+    def test_a_final_settlement_in_credit_can_be_paid_back(self):
+        from billing.services.aconto import final_settlement_issue
+        from billing.services.payments import (
+            account_balance,
+            account_credit,
+            payment_record,
+            refund_record,
+        )
+
+        _network, _stays, leaves, plan = self._moved_out_and_closed()
+        instalment = Invoice.objects.get(account=leaves.account, kind="instalment")
+        payment_record(
+            account=leaves.account,
+            amount=instalment.gross,
+            received_on=dt.date(2026, 4, 1),
+            now=NOW,
+        )
+
+        final = final_settlement_issue(plan=plan, now=NOW)
+
+        assert account_credit(account=leaves.account) == Decimal("1360.98")
+        refund = refund_record(
+            account=leaves.account, amount=Decimal("1360.98"), paid_on=NOW.date(), now=NOW
+        )
+        final.refresh_from_db()
+        assert [(p.credit_note_id, p.amount) for p in refund.parts.all()] == [
+            (final.pk, Decimal("1360.98"))
+        ]
+        assert final.state == Invoice.State.PAID
+        assert account_balance(account=leaves.account) == Decimal("0.00")
+
     def test_the_pdf_calls_it_final_and_shows_the_days_supplied(self):
         from billing.documents import invoice_context
         from billing.services.aconto import final_settlement_issue

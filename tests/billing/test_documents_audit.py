@@ -258,11 +258,12 @@ class TestCorrectingAFinalSettlement:
         text = text_of(final)
 
         # the quarter's instalment, billed before the move-out (3,266.34 + 816.59 VAT), is
-        # still open
+        # still open less what this settlement's credit of 1,360.98 settled on it
         assert (
             f"On-account instalments credited above: {instalment.display_number} (from "
-            "2026-01-01; 4082.93 DKK of it still open)." in text
+            "2026-01-01; 2721.95 DKK of it still open)." in text
         )
+        assert f"Settles invoice {instalment.display_number} 1360.98" in text
 
 
 @pytest.mark.django_db
