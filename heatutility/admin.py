@@ -2,6 +2,8 @@
 permission it needs (Django offers an action without one to anyone who may view the
 list)."""
 
+from axes import admin as axes_admin  # registers the login-attempt models first
+from axes.models import AccessAttempt
 from django.contrib import admin
 from django_celery_beat import admin as beat_admin  # registers the beat models first
 from django_celery_beat.models import PeriodicTask
@@ -21,8 +23,8 @@ class ViewOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def _guarded(name: str, permission: str):
-    inherited = getattr(beat_admin.PeriodicTaskAdmin, name)
+def _guarded(name: str, permission: str, base: type = beat_admin.PeriodicTaskAdmin):
+    inherited = getattr(base, name)
 
     def action(self, request, queryset):
         return inherited(self, request, queryset)
@@ -42,3 +44,16 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
 
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, PeriodicTaskAdmin)
+
+
+class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
+    """Failed logins (django-axes): clearing them unlocks a username, so it needs the
+    delete permission."""
+
+    cleanup_expired_attempts = _guarded(
+        "cleanup_expired_attempts", "delete", axes_admin.AccessAttemptAdmin
+    )
+
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, AccessAttemptAdmin)

@@ -9,6 +9,7 @@ Production hardening lives in ``heatutility.settings.production``.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "simple_history",
     "django_celery_beat",
+    "axes",
     "heatutility",
     "customers",
     "metering",
@@ -58,7 +60,24 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # last, as django-axes asks: answers a locked-out login with 429
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Login attempts: staff admin, customer portal and the API's session login ---------
+# django-axes counts failed logins per username and client address; after
+# AXES_FAILURE_LIMIT of them that pair is locked out for AXES_COOLOFF_MINUTES (429).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner on every start
+# behind a reverse proxy, name the header that carries the client's address
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_CLIENT_IP_HEADERS", default=["REMOTE_ADDR"])
 
 ROOT_URLCONF = "heatutility.urls"
 WSGI_APPLICATION = "heatutility.wsgi.application"
