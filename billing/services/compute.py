@@ -57,16 +57,21 @@ def contract_intervals(
                 """
                 SELECT c.account_id, c.connection_id, c.valid_from, c.valid_to,
                        sc.contracted_capacity_kw, b.heated_area_m2,
-                       (SELECT max(o.valid_to) FROM customers_contract o
-                        WHERE o.connection_id = c.connection_id
-                          AND o.account_id <> c.account_id AND o.valid_from < c.valid_from)
+                       -- only a contract begun within the last year can follow somebody
+                       -- else's inside last year's period: the others' end is looked up
+                       -- for those alone (once per move-in, not once per bill)
+                       CASE WHEN c.valid_from > %s THEN
+                         (SELECT max(o.valid_to) FROM customers_contract o
+                          WHERE o.connection_id = c.connection_id
+                            AND o.account_id <> c.account_id AND o.valid_from < c.valid_from)
+                       END
                 FROM customers_contract c
                 JOIN customers_serviceconnection sc ON sc.id = c.connection_id
                 JOIN customers_building b ON b.id = sc.building_id
                 WHERE c.account_id = ANY(%s) AND c.valid_from < %s
                   AND (c.valid_to IS NULL OR c.valid_to > %s)
                 """,
-                [list(account_ids), end, start],
+                [one_year_earlier(start), list(account_ids), end, start],
             )
             rows = cursor.fetchall()
     else:
