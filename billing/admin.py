@@ -732,6 +732,87 @@ class InstalmentPlanAdmin(admin.ModelAdmin):
 
 @admin.register(DunningNotice)
 class DunningNoticeAdmin(admin.ModelAdmin):
-    list_display = ["invoice", "level", "title", "fee", "open_amount", "sent_on"]
-    list_filter = ["level", "sent_on"]
-    readonly_fields = ["invoice", "level", "title", "fee", "open_amount", "sent_on"]
+    """Reminders sent by the daily dunning run, with their letters and fee invoices."""
+
+    list_display = [
+        "invoice",
+        "account",
+        "level",
+        "title",
+        "open_amount",
+        "fee",
+        "fee_invoice_link",
+        "sent_on",
+        "pay_by",
+        "letter_link",
+    ]
+    list_filter = ["level", "sent_on", "invoice__network"]
+    search_fields = ["invoice__account__number", "invoice__account__customer__name"]
+    date_hierarchy = "sent_on"
+    list_select_related = ["invoice__account", "fee_invoice"]
+    actions = ["render_letters"]
+    readonly_fields = [
+        "invoice",
+        "account",
+        "level",
+        "title",
+        "fee",
+        "fee_invoice_link",
+        "open_amount",
+        "sent_on",
+        "pay_by",
+        "next_steps",
+        "letter_link",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False  # notices come from the dunning run
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Account")
+    def account(self, notice: DunningNotice):
+        return notice.invoice.account
+
+    @admin.display(description="Fee invoice")
+    def fee_invoice_link(self, notice: DunningNotice) -> str:
+        if notice.fee_invoice is None:
+            return "—"
+        url = reverse("admin:billing_invoice_change", args=[notice.fee_invoice_id])
+        return format_html('<a href="{}">{}</a>', url, notice.fee_invoice.display_number)
+
+    @admin.display(description="Letter")
+    def letter_link(self, notice: DunningNotice) -> str:
+        if not notice.pdf:
+            return "—"
+        url = reverse("admin:billing_dunningnotice_pdf", args=[notice.pk])
+        return format_html('<a href="{}">PDF</a>', url)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="billing_dunningnotice_pdf",
+            ),
+            *super().get_urls(),
+        ]
+
+    def pdf_view(self, request, pk: int):
+        from django.http import FileResponse, Http404
+
+        notice = DunningNotice.objects.select_related("invoice").filter(pk=pk).first()
+        if notice is None or not notice.pdf or not self.has_view_permission(request, notice):
+            raise Http404
+        return FileResponse(
+            notice.pdf.open("rb"),
+            content_type="application/pdf",
+            filename=f"reminder-{notice.invoice.display_number}-{notice.level}.pdf",
+        )
+
+    @admin.action(description="Render missing letters", permissions=["change"])
+    def render_letters(self, request, queryset):
+        tasks.reminders_render_pdfs.delay(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, "Letter rendering queued.")

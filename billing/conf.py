@@ -18,15 +18,40 @@ DEFAULTS = {
         "temperature_min": "0",
         "temperature_max": "150",
     },
-    # Dunning ladder: days after the due date, title, fee (in the invoice currency).
+    # Dunning ladder: days after the due date (in the network's local dates), title, fee
+    # (in the invoice currency; > 0 is charged as a reminder-fee invoice) and, optionally,
+    # what happens next if the letter is not paid ("next"; the last level always says it).
+    # Danish practice (renteloven §9 b): at most 100 DKK per letter, at most three letters
+    # per claim, at least 10 days apart.
     "DUNNING_LADDER": [
         {"days": 7, "title": "Payment reminder", "fee": "0.00"},
         {"days": 21, "title": "Second reminder", "fee": "100.00"},
-        {"days": 35, "title": "Final notice before disconnection", "fee": "100.00"},
+        {
+            "days": 35,
+            "title": "Final notice before disconnection",
+            "fee": "100.00",
+            "next": (
+                "If the total is not paid by the pay-by date, we will disconnect your heat "
+                "supply as the terms of supply allow, after a further notice of the date, and "
+                "pass the claim to debt collection. Reconnection is charged separately."
+            ),
+        },
     ],
+    # Days a reminder letter gives to pay (its pay-by date, and the due date of its fee).
+    "REMINDER_PAY_DAYS": 10,
+    # VAT on reminder fees: outside the VAT scope in Denmark (compensation, not a supply).
+    "REMINDER_FEE_VAT_RATE": "0",
     # Climate correction of last year's consumption for on-account estimates (DOMAIN.md §3).
     "HEATING_SHARE": "0.8",
     "PDF_CHUNK": 25,
+    # Invoice PDF, fuel mix and emissions (EED Annex IX).  FUEL_MIX: the text printed when
+    # the network's plant has no hourly data for the 12 months before the period's end
+    # ("" = the PDF says the mix is not available).  GRID_EMISSION_G_PER_KWH: g CO₂ per kWh
+    # of grid electricity (None = no emissions figure for electricity-driven heat), with
+    # GRID_EMISSION_BASIS naming its source on the PDF (e.g. "Energinet, DK2 2024").
+    "FUEL_MIX": "",
+    "GRID_EMISSION_G_PER_KWH": None,
+    "GRID_EMISSION_BASIS": "",
 }
 
 
@@ -37,6 +62,14 @@ def get(name: str):
 def heating_share() -> Decimal:
     """The weather-dependent share of consumption for climate corrections."""
     return Decimal(str(get("HEATING_SHARE")))
+
+
+def reminder_pay_days() -> int:
+    return int(get("REMINDER_PAY_DAYS"))
+
+
+def reminder_fee_vat_rate() -> Decimal:
+    return Decimal(str(get("REMINDER_FEE_VAT_RATE")))
 
 
 def plausibility() -> Plausibility:

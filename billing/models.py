@@ -157,6 +157,9 @@ class Invoice(models.Model):
         CORRECTION = "correction", "Correction invoice"
         INSTALMENT = "instalment", "On-account instalment"
         SETTLEMENT = "settlement", "Annual settlement"
+        # a dunning letter's fee: a receivable of its own, never re-rated, never dunned,
+        # never the bill of a period (billing.services.dunning)
+        REMINDER_FEE = "reminder_fee", "Reminder fee"
 
     class State(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -278,7 +281,7 @@ class Invoice(models.Model):
                 violation_error_message="Gross must equal net plus VAT.",
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["invoice", "instalment", "settlement"])
+                condition=Q(kind__in=["invoice", "instalment", "settlement", "reminder_fee"])
                 | Q(original__isnull=False),
                 name="invoice_correction_has_original",
                 violation_error_message="Credit notes and corrections reference the original.",
@@ -555,20 +558,41 @@ class RefundPart(models.Model):
 
 
 class DunningNotice(models.Model):
-    """A reminder sent for an overdue invoice, one per ladder level."""
+    """A reminder sent for an overdue invoice, one per ladder level, with its letter (PDF)
+    and, when the level has a fee, the issued invoice that charges it."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="dunning_notices")
     level = models.PositiveSmallIntegerField()
     title = models.CharField(max_length=100)
     fee = models.DecimalField(max_digits=10, decimal_places=2, default=ZERO)
     open_amount = models.DecimalField(max_digits=14, decimal_places=2)
-    sent_on = models.DateField()
+    sent_on = models.DateField(help_text="Local date (the network's time zone).")
+    pay_by = models.DateField(
+        null=True, blank=True, help_text="The new date to pay by (empty: sent before letters)."
+    )
+    next_steps = models.TextField(
+        blank=True, help_text="What happens if it is not paid (the final level)."
+    )
+    fee_invoice = models.OneToOneField(
+        Invoice,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="dunning_notice",
+        help_text="The reminder-fee invoice charging the fee.",
+    )
+    pdf = models.FileField(upload_to="reminders/%Y/%m/", blank=True)
 
     class Meta:
         ordering = ["invoice", "level"]
         constraints = [
             models.UniqueConstraint(
                 fields=["invoice", "level"], name="dunningnotice_one_per_level"
+            ),
+            models.CheckConstraint(
+                condition=Q(fee__gt=0) | Q(fee_invoice__isnull=True),
+                name="dunningnotice_fee_invoice_only_with_fee",
+                violation_error_message="Only a notice with a fee has a fee invoice.",
             ),
         ]
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import Q
 
-from billing.models import BillingRun, Invoice, InvoiceLine, Payment, Refund
+from billing.models import BillingRun, DunningNotice, Invoice, InvoiceLine, Payment, Refund
 from customers.models import Network
 from heatutility.timeutil import local_period_bounds
 
@@ -22,7 +22,14 @@ DEFAULT_LEDGER = {
     "receivables": "1100",
     "bank": "1000",
     "vat": "2610",
-    "revenue": {"default": "3000", "energy": "3010", "volume": "3020", "cooling": "3030"},
+    "revenue": {
+        "default": "3000",
+        "energy": "3010",
+        "volume": "3020",
+        "cooling": "3030",
+        # dunning fees are no sale of heat: an income account of their own
+        "reminder_fee": "3900",
+    },
 }
 
 
@@ -303,6 +310,24 @@ def invoice_for_accounts(*, invoice_id: int, account_ids: list[int]) -> Invoice 
     return Invoice.objects.filter(
         pk=invoice_id, account_id__in=account_ids, number__isnull=False
     ).first()
+
+
+def notices_for_accounts(*, account_ids: list[int]) -> list[DunningNotice]:
+    """The dunning letters sent for ``account_ids``' invoices, newest first (portal)."""
+    return list(
+        DunningNotice.objects.filter(invoice__account_id__in=account_ids)
+        .select_related("invoice", "fee_invoice")
+        .order_by("-sent_on", "-level", "-pk")
+    )
+
+
+def notice_for_accounts(*, notice_id: int, account_ids: list[int]) -> DunningNotice | None:
+    """One dunning notice, only if its invoice belongs to one of ``account_ids``."""
+    return (
+        DunningNotice.objects.filter(pk=notice_id, invoice__account_id__in=account_ids)
+        .select_related("invoice")
+        .first()
+    )
 
 
 def plan_in_force(*, account_id: int, on: dt.date):

@@ -93,12 +93,37 @@ def billing_run_issue(self, run_id: int) -> int:
 
 @shared_task(acks_late=True)
 def invoices_render_pdfs(invoice_ids: list[int]) -> int:
+    """Render the missing PDFs of issued invoices; a reminder fee's document is its
+    dunning letter, rendered (or re-used) by the letter renderer."""
     from billing.documents import invoice_pdf_render
-    from billing.models import Invoice
+    from billing.models import DunningNotice, Invoice
 
     rendered = 0
-    for invoice in Invoice.objects.filter(id__in=invoice_ids, pdf="").exclude(number=None):
+    missing = Invoice.objects.filter(id__in=invoice_ids, pdf="").exclude(number=None)
+    for invoice in missing.exclude(kind=Invoice.Kind.REMINDER_FEE):
         invoice_pdf_render(invoice=invoice)
+        rendered += 1
+    letters = DunningNotice.objects.filter(
+        fee_invoice__in=missing.filter(kind=Invoice.Kind.REMINDER_FEE)
+    ).values_list("pk", flat=True)
+    if letters:
+        rendered += reminders_render_pdfs(list(letters))
+    return rendered
+
+
+@shared_task(acks_late=True)
+def reminders_render_pdfs(notice_ids: list[int]) -> int:
+    """Render the dunning letters of ``notice_ids`` and give each fee invoice its letter
+    (safe to run twice: an existing letter is kept and re-used)."""
+    from billing.models import DunningNotice
+    from billing.reminders import reminder_pdf_render
+
+    rendered = 0
+    notices = DunningNotice.objects.filter(id__in=notice_ids).exclude(pay_by=None)
+    for notice in notices.select_related("fee_invoice"):
+        if notice.pdf and (notice.fee_invoice_id is None or notice.fee_invoice.pdf):
+            continue
+        reminder_pdf_render(notice=notice)
         rendered += 1
     return rendered
 
@@ -123,8 +148,9 @@ def rerate_changed_registers() -> int:
 
 @shared_task(acks_late=True)
 def dunning_daily() -> int:
-    """Beat: mark overdue invoices and send the next dunning level (settings ladder)."""
-    from billing.services.payments import dunning_run
+    """Beat: per network on its local date, mark overdue invoices and send the next
+    dunning level (settings ladder): notices, fee invoices, letters after commit."""
+    from billing.services.dunning import dunning_run
 
     return len(dunning_run(now=timezone.now()))
 

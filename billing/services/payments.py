@@ -1,4 +1,4 @@
-"""Payments, allocation, balance, overdue detection and dunning.
+"""Payments, allocation, balance and refunds (overdue and dunning: ``billing.services.dunning``).
 
 Allocation rule: a payment goes first to the invoice its reference names (``INV-2026-000123``
 or the bare number), then to the open invoices of the account, oldest due date first
@@ -14,13 +14,12 @@ import io
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 
-from billing import conf
-from billing.models import Allocation, DunningNotice, Invoice, Payment, Refund, RefundPart
+from billing.models import Allocation, Invoice, Payment, Refund, RefundPart
+from billing.services.dunning import dunning_run, invoices_mark_overdue  # noqa: F401 (moved)
 from billing.services.invoices import invoice_payment_state
 from customers.models import Account
 from heatutility.errors import DomainError, ErrorItem
@@ -676,48 +675,3 @@ def refund_record(
             left -= part
         RefundPart.objects.bulk_create(parts)
     return refund
-
-
-def invoices_mark_overdue(*, today: dt.date) -> int:
-    return Invoice.objects.filter(
-        state__in=(Invoice.State.ISSUED, Invoice.State.PARTLY_PAID), due_on__lt=today, gross__gt=0
-    ).update(state=Invoice.State.OVERDUE)
-
-
-def dunning_run(*, now: dt.datetime, time_zone: str = "Europe/Copenhagen") -> list[DunningNotice]:
-    """Mark overdue invoices and send each the next ladder level it has reached.
-
-    The ladder (settings ``BILLING["DUNNING_LADDER"]``) lists days after the due date, a
-    title and a fee; an invoice gets each level at most once (unique constraint), one level
-    per run, so a missed day never sends two letters at once.
-    """
-    today = now.astimezone(ZoneInfo(time_zone)).date()
-    invoices_mark_overdue(today=today)
-    ladder = conf.get("DUNNING_LADDER")
-    notices = []
-    overdue = Invoice.objects.filter(state=Invoice.State.OVERDUE).prefetch_related(
-        "dunning_notices"
-    )
-    for invoice in overdue:
-        sent = {n.level for n in invoice.dunning_notices.all()}
-        days_late = (today - invoice.due_on).days
-        for level, step in enumerate(ladder, start=1):
-            if level in sent:
-                continue
-            if days_late >= int(step["days"]):
-                try:
-                    with transaction.atomic():
-                        notices.append(
-                            DunningNotice.objects.create(
-                                invoice=invoice,
-                                level=level,
-                                title=step["title"],
-                                fee=Decimal(str(step.get("fee", "0"))),
-                                open_amount=invoice.gross - invoice.paid,
-                                sent_on=today,
-                            )
-                        )
-                except IntegrityError:
-                    pass
-            break
-    return notices

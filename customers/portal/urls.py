@@ -11,4 +11,5 @@ urlpatterns = [
     path("", views.account_list, name="accounts"),
     path("accounts/<str:number>/", views.account_detail, name="account"),
     path("invoices/<int:invoice_id>.pdf", views.invoice_pdf, name="invoice-pdf"),
+    path("reminders/<int:notice_id>.pdf", views.reminder_pdf, name="reminder-pdf"),
 ]

@@ -45,6 +45,7 @@ def account_detail(request, number: str):
         months=[(m.month, m.same_month_last_year_mwh) for m in consumption],
     )
     invoices = billing_selectors.invoices_for_accounts(account_ids=[account.pk])
+    reminders = billing_selectors.notices_for_accounts(account_ids=[account.pk])
     money = billing_selectors.account_money(account=account)
     plan = billing_selectors.plan_in_force(account_id=account.pk, on=today)
     contracts = account.contracts.select_related("connection", "connection__building").order_by(
@@ -58,6 +59,7 @@ def account_detail(request, number: str):
             "contracts": contracts,
             "consumption": [(m, in_this_weather.get(m.month)) for m in consumption],
             "invoices": invoices,
+            "reminders": reminders,
             "money": money,
             "plan": plan,
             "as_of": today,
@@ -79,4 +81,21 @@ def invoice_pdf(request, invoice_id: int):
         content_type="application/pdf",
         as_attachment=False,
         filename=f"{invoice.display_number}.pdf",
+    )
+
+
+@login_required
+def reminder_pdf(request, notice_id: int):
+    """The letter of a dunning notice on one of the caller's accounts; anything else is a
+    404, exactly as for invoice PDFs."""
+    notice = billing_selectors.notice_for_accounts(
+        notice_id=notice_id, account_ids=_own_account_ids(request.user)
+    )
+    if notice is None or not notice.pdf:
+        raise Http404("No such reminder letter.")
+    return FileResponse(
+        notice.pdf.open("rb"),
+        content_type="application/pdf",
+        as_attachment=False,
+        filename=f"reminder-{notice.invoice.display_number}-{notice.level}.pdf",
     )

@@ -4,10 +4,10 @@ from decimal import Decimal
 import pytest
 
 from billing.models import Invoice, Payment
+from billing.services.dunning import dunning_run
 from billing.services.payments import (
     PaymentImportInvalid,
     account_balance,
-    dunning_run,
     payment_record,
     payments_import_csv,
 )
