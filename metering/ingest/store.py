@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, connection, transaction
 
@@ -34,9 +34,14 @@ STAGE_FIELDS = (
     "row_no, serial, read_at, energy_value, energy_unit, volume_m3, flow_temp_c, return_temp_c, "
     "power_kw, flow_m3h, flow_temp_m3c, return_temp_m3c, status_code"
 )
+# The value as stored (6 decimals, half up: the column's own rounding and the API's), then
+# converted and rounded half up again: every path stores the same kWh for the same
+# reading, so a reading sent again by another path is a duplicate, not a conflict.
+_ENERGY_VALUE_SQL = "round(s.energy_value, 6)"
 ENERGY_KWH_SQL = (
-    "round(CASE s.energy_unit WHEN 'kWh' THEN s.energy_value WHEN 'Wh' THEN s.energy_value / 1000"
-    " WHEN 'MWh' THEN s.energy_value * 1000 ELSE s.energy_value * 1000 / 3.6 END, 6)"
+    f"round(CASE s.energy_unit WHEN 'kWh' THEN {_ENERGY_VALUE_SQL}"
+    f" WHEN 'Wh' THEN {_ENERGY_VALUE_SQL} / 1000 WHEN 'MWh' THEN {_ENERGY_VALUE_SQL} * 1000"
+    f" ELSE {_ENERGY_VALUE_SQL} * 1000 / 3.6 END, 6)"
 )
 # stored column -> (staged expression, scale); equality decides duplicate vs conflict
 COMPARED = {
@@ -441,7 +446,9 @@ def store_rows_sqlite(
         meter_id = mine[row[1]]
         read_at = dt.datetime.fromisoformat(row[2])
         value = Decimal(row[3])
-        energy_kwh = (value * KWH_PER_UNIT[row[4]]).quantize(Decimal("0.000001"))
+        energy_kwh = (value * KWH_PER_UNIT[row[4]]).quantize(
+            Decimal("0.000001"), rounding=ROUND_HALF_UP
+        )
         span = spans.setdefault(meter_id, [read_at, read_at])
         span[0], span[1] = min(span[0], read_at), max(span[1], read_at)
         records.append(
