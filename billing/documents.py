@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -28,15 +28,10 @@ from billing.models import Allocation, Invoice, RefundPart
 # WeasyPrint logs every layout step at INFO; one line per invoice is noise in a run.
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
-# Reference customers of the Danish regulator (DOMAIN.md §7), MWh per year.
+# Reference customers of the Danish regulator (DOMAIN.md §7), MWh in a normal year.
 REFERENCE_USERS = (
     ("House, 130 m²", Decimal("18.1")),
     ("Flat, 75 m²", Decimal("15.0")),
-)
-DEFAULT_FUEL_MIX = (
-    "Heat from large heat pumps on seawater and waste heat (about 90 %), electric peak "
-    "boilers (about 10 %). Emissions depend on the electricity used; see the utility's "
-    "annual environmental declaration."
 )
 
 
@@ -59,17 +54,17 @@ def comparison_svg(
         bars.append(("Last year, this weather", last_corrected_mwh, "#b3b6b7"))
     bars.append(("Reference house", reference_mwh, "#2980b9"))
     top = max([v for _, v, _ in bars if v is not None] + [Decimal("0.001")])
-    height = 14 + len(bars) * 32
+    height = 6 + len(bars) * 20
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="420" height="{height}" font-size="9">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="380" height="{height}" font-size="9">'
     ]
     for index, (label, value, colour) in enumerate(bars):
-        y = 8 + index * 32
+        y = 3 + index * 20
         width = 0 if value is None else float(value / top) * 200
-        parts.append(f'<text x="0" y="{y + 13}">{label}</text>')
-        parts.append(f'<rect x="125" y="{y}" width="{width:.1f}" height="18" fill="{colour}"/>')
+        parts.append(f'<text x="0" y="{y + 11}">{label}</text>')
+        parts.append(f'<rect x="125" y="{y}" width="{width:.1f}" height="15" fill="{colour}"/>')
         text = "no data" if value is None else f"{value:.3f} MWh"
-        parts.append(f'<text x="{130 + width:.1f}" y="{y + 13}">{text}</text>')
+        parts.append(f'<text x="{130 + width:.1f}" y="{y + 11}">{text}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -110,6 +105,164 @@ def weather_comparison(
         "dd_last": dd_last,
         "heating_share_percent": f"{share * 100:.0f}",
     }
+
+
+def _plain(value: Decimal) -> str:
+    """2906.0 as "2906", 37.50 as "37.5" (the same on every database)."""
+    return f"{value.normalize():f}"
+
+
+def _days_of_year_from(day: dt.date) -> int:
+    """The days of the year that starts on ``day`` (366 when it holds a 29 February)."""
+    try:
+        next_year = day.replace(year=day.year + 1)
+    except ValueError:  # 29 February: the year runs to 1 March
+        next_year = dt.date(day.year + 1, 3, 1)
+    return (next_year - day).days
+
+
+def reference_period_mwh(
+    *,
+    annual_mwh: Decimal,
+    heating_share: Decimal,
+    days: int,
+    year_days: int,
+    dd_period: Decimal | None,
+    dd_normal: Decimal | None,
+) -> Decimal:
+    """A reference user's consumption in a period, from its normal-year consumption: the
+    heating share follows the weather, ``dd_period / dd_normal``, the rest the calendar,
+    ``days / year_days`` (the climate correction's split, DOMAIN.md §3); by days alone
+    when either degree-day figure is unknown.  MWh to three decimals, half up."""
+    by_days = Decimal(days) / Decimal(year_days)
+    if dd_period is not None and dd_normal:
+        fraction = heating_share * dd_period / dd_normal + (1 - heating_share) * by_days
+    else:
+        fraction = by_days
+    return (annual_mwh * fraction).quantize(Decimal("0.001"), rounding=ROUND_HALF_UP)
+
+
+def reference_comparison(
+    *, network_id: int, dd_normal: Decimal | None, start: dt.date, end: dt.date
+) -> dict:
+    """The reference users (``REFERENCE_USERS``) over ``[start, end)`` with the weather of
+    that period: its degree days against the network's normal year, the same figures the
+    climate correction and the on-account estimate use; by days when the period's degree
+    days are incomplete or the network has no normal year, and ``note`` says which."""
+    from billing import conf
+    from metering.selectors import degree_days_total
+
+    days, year_days = (end - start).days, _days_of_year_from(start)
+    share = conf.heating_share()
+    dd_period = (
+        degree_days_total(network_id=network_id, start=start, end=end) if dd_normal else None
+    )
+    by_weather = dd_period is not None and bool(dd_normal)
+    rows = [
+        (
+            label,
+            reference_period_mwh(
+                annual_mwh=annual,
+                heating_share=share,
+                days=days,
+                year_days=year_days,
+                dd_period=dd_period if by_weather else None,
+                dd_normal=dd_normal if by_weather else None,
+            ),
+        )
+        for label, annual in REFERENCE_USERS
+    ]
+    if by_weather:
+        note = (
+            f"Reference users: a normal year's use, {share * 100:.0f} % scaled by degree days "
+            f"({_plain(dd_period.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP))} this period, {_plain(dd_normal)} a "
+            f"normal year), {(1 - share) * 100:.0f} % by days ({days} of {year_days})."
+        )
+    else:
+        why = (
+            "the network has no normal-year degree days"
+            if not dd_normal
+            else "this period's degree days are incomplete"
+        )
+        note = (
+            f"Reference users: a normal year's use scaled by days ({days} of {year_days}), "
+            f"not by the weather: {why}."
+        )
+    return {
+        "rows": rows,
+        "basis": "degree_days" if by_weather else "days",
+        "dd_period": dd_period if by_weather else None,
+        "dd_normal": dd_normal,
+        "note": note,
+    }
+
+
+def _mwh(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}"
+
+
+def fuel_mix(*, network_id: int, time_zone: str, period_end: dt.date) -> dict:
+    """The fuel-mix and emissions sentences of a PDF (EED Annex IX) from the network's
+    plant data over the 12 full local months before ``period_end``
+    (:func:`tariffs.selectors.heat_production_mix`, one query), with the emission factor
+    of grid electricity from ``BILLING["GRID_EMISSION_G_PER_KWH"]``; without plant data
+    ``BILLING["FUEL_MIX"]``, or that the mix is not available.  Nothing is estimated
+    that the data and the configuration do not give."""
+    from billing import conf
+    from heatutility.timeutil import add_months
+    from tariffs.selectors import heat_production_mix
+
+    end = period_end.replace(day=1)
+    start = add_months(end, -12)
+    factor = conf.get("GRID_EMISSION_G_PER_KWH")
+    factor = None if factor in (None, "") else Decimal(str(factor))
+    mix = heat_production_mix(
+        network_id=network_id,
+        start=start,
+        end=end,
+        time_zone=time_zone,
+        grid_g_co2_per_kwh=factor,
+    )
+    if mix is None:
+        configured = conf.get("FUEL_MIX")
+        return {
+            "mix": None,
+            "text": configured
+            or (
+                f"not available: the plant's production data does not cover "
+                f"{start:%Y-%m-%d} – {end - dt.timedelta(days=1):%Y-%m-%d}."
+            ),
+            "emissions": None,
+        }
+    shares = ", ".join(f"{k['label'].lower()}s {k['percent']} %" for k in mix["kinds"])
+    text = (
+        f"{shares[:1].upper()}{shares[1:]} of {_mwh(mix['heat_mwh'])} MWh produced "
+        f"{mix['first_on']:%Y-%m-%d} – {mix['last_on']:%Y-%m-%d} (plant data)."
+    )
+    if mix["emissions_kg_per_mwh"] is None:
+        emissions = f"not available: {mix['emissions_missing']}."
+    else:
+        parts = []
+        if mix["electricity_mwh"]:
+            basis = conf.get("GRID_EMISSION_BASIS")
+            parts.append(
+                f"{_mwh(mix['electricity_mwh'])} MWh electricity × {_plain(factor)} g CO₂/kWh"
+                + (f" ({basis})" if basis else "")
+            )
+            if mix["electricity_estimated_mwh"]:
+                share = mix["electricity_estimated_mwh"] / mix["electricity_mwh"] * 100
+                parts.append(
+                    f"{share.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)} % of it "
+                    "estimated for unmetered hours"
+                )
+        if mix["fuel_co2_kg"]:
+            tonnes = (mix["fuel_co2_kg"] / 1000).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+            parts.append(f"{tonnes} t CO₂ from fuel")
+        emissions = (
+            f"{mix['emissions_kg_per_mwh']} kg CO₂ per MWh produced, before network losses "
+            f"({'; '.join(parts) or 'no electricity or fuel used'})."
+        )
+    return {"mix": mix, "text": text, "emissions": emissions}
 
 
 def _change_percent(this_mwh: Decimal, base: Decimal | None) -> Decimal | None:
@@ -450,10 +603,13 @@ def invoice_context(*, invoice: Invoice) -> dict:
         last_mwh=None if plan_last_year else last_mwh,
     )
     last_corrected = weather["last_corrected_mwh"] if weather else None
-    reference = [
-        (label, (annual * days / Decimal(365)).quantize(Decimal("0.001")))
-        for label, annual in REFERENCE_USERS
-    ]
+    network = invoice.network
+    reference = reference_comparison(
+        network_id=invoice.network_id,
+        dd_normal=network.normal_degree_days,
+        start=invoice.period_start,
+        end=period_end,
+    )
     cap = price_cap_summary(network_id=invoice.network_id, on=invoice.period_start)
     energy_lines = [line for line in lines if line.kind == "energy" and line.unit == "MWh"]
     avg_energy_price = None
@@ -482,11 +638,12 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "change_percent": _change_percent(this_mwh, last_mwh),
         "weather": weather,
         "weather_change_percent": _change_percent(this_mwh, last_corrected),
-        "reference": reference,
+        "reference": reference["rows"],
+        "reference_note": reference["note"],
         "chart": comparison_svg(
             this_mwh=this_mwh,
             last_mwh=last_mwh,
-            reference_mwh=reference[0][1],
+            reference_mwh=reference["rows"][0][1],
             last_corrected_mwh=last_corrected,
             last_label=f"Last year (1/{plan_last_year['n']})"
             if plan_last_year
@@ -505,7 +662,11 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "instalments_credited": _instalments_credited(invoice, lines),
         "utility_name": settings.HEATUTILITY.get("UTILITY_NAME", ""),
         "complaints": settings.HEATUTILITY.get("COMPLAINTS_CONTACT", ""),
-        "fuel_mix": getattr(settings, "BILLING", {}).get("FUEL_MIX", DEFAULT_FUEL_MIX),
+        "fuel_mix": fuel_mix(
+            network_id=invoice.network_id,
+            time_zone=network.time_zone,
+            period_end=invoice.period_end,
+        ),
         "title": _title(invoice, moved_out),
         "correction": _correction_of_credit(invoice),
     }

@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.db.models import Q
 
 from customers.models import ServiceConnection
 from heatutility.money import quantize_money
-from tariffs.models import IN_FORCE, PriceCap, Tariff, TariffAssignment, TariffVersion
+from tariffs.models import IN_FORCE, PlantUnit, PriceCap, Tariff, TariffAssignment, TariffVersion
 from tariffs.rating import TariffSpec, components_from_data
 
 
@@ -250,3 +251,150 @@ def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: 
             mask &= (local_hour >= h_from) & (local_hour < h_to)
         spot.loc[mask, kind] = float(amount)
     return spot
+
+
+# Units that produce heat (thermal storage only shifts it) and what they run on.
+_ELECTRIC_KINDS = ("heat_pump", "electric_boiler")
+_PRODUCING_KINDS = (*_ELECTRIC_KINDS, "fuel_boiler")
+
+
+def shares_percent(amounts: dict[str, Decimal], *, places: int = 1) -> dict[str, Decimal]:
+    """Each amount's share of their total in %, rounded to ``places`` decimals by largest
+    remainder (Hamilton): floor every share, then give the steps still missing to 100 to
+    the largest remainders (ties: the larger amount, then the key), so the shares always
+    add up to exactly 100.  Empty when the total is not positive."""
+    total = sum(amounts.values(), Decimal(0))
+    if total <= 0:
+        return {}
+    steps = 100 * 10**places
+    raw = {key: value * steps / total for key, value in amounts.items()}
+    floors = {key: int(share) for key, share in raw.items()}  # shares are ≥ 0: int() floors
+    missing = steps - sum(floors.values())
+    by_remainder = sorted(raw, key=lambda key: (-(raw[key] - floors[key]), -amounts[key], key))
+    for key in by_remainder[:missing]:
+        floors[key] += 1
+    step = Decimal(1).scaleb(-places)
+    return {key: Decimal(floors[key]) * step for key in amounts}
+
+
+def heat_production_mix(
+    *,
+    network_id: int,
+    start: dt.date,
+    end: dt.date,
+    time_zone: str,
+    grid_g_co2_per_kwh: Decimal | None = None,
+) -> dict | None:
+    """What the network's plant produced over the local dates ``[start, end)``, per unit
+    kind, with emissions per MWh produced (EED Annex IX: fuel mix and emissions); None
+    when no unit produced heat then.  One aggregate query.
+
+    * ``kinds``: heat per unit kind (storage left out: it shifts heat, it does not make
+      it) and its share in % to one decimal, adding up to 100.0 (:func:`shares_percent`),
+      largest first;
+    * ``first_on`` / ``last_on``: the local days the hourly data covers within the range;
+    * electricity of heat pumps and electric boilers as metered; hours without a meter
+      value at the unit's measured ratio of electricity to heat over the range (an
+      electric boiler that has none at its efficiency); ``electricity_estimated_mwh`` says
+      how much of it that is.  Fuel boilers the same with fuel, at the unit's
+      ``co2_t_per_mwh_fuel``;
+    * ``emissions_kg_per_mwh``: ``(electricity MWh × grid_g_co2_per_kwh + fuel CO₂ kg) /
+      heat MWh`` (g/kWh = kg/MWh), whole kg, half up; None with ``emissions_missing``
+      naming why when electricity is used but no grid factor is given, or a heat pump's
+      electricity is metered in none of its hours.
+    """
+    from django.db.models import Count, Max, Min, Sum
+
+    from heatutility.timeutil import local_midnight
+    from tariffs.models import UnitHour
+
+    if end <= start:
+        return None
+    zone = ZoneInfo(time_zone)
+    el_metered = Q(electricity_mwh__gt=0)
+    fuel_metered = Q(fuel_mwh__gt=0)
+    producing = Q(heat_mwh__gt=0)
+    rows = list(
+        UnitHour.objects.filter(
+            unit__plant__network_id=network_id,
+            unit__kind__in=_PRODUCING_KINDS,
+            hour_start__gte=local_midnight(start, zone),
+            hour_start__lt=local_midnight(end, zone),
+        )
+        .values("unit_id", "unit__kind", "unit__boiler_efficiency", "unit__co2_t_per_mwh_fuel")
+        .annotate(
+            hours=Count("id"),
+            first_at=Min("hour_start"),
+            last_at=Max("hour_start"),
+            heat=Sum("heat_mwh"),
+            el=Sum("electricity_mwh", filter=el_metered),
+            el_heat=Sum("heat_mwh", filter=el_metered),
+            el_gap_heat=Sum("heat_mwh", filter=producing & ~el_metered),
+            fuel=Sum("fuel_mwh", filter=fuel_metered),
+            fuel_heat=Sum("heat_mwh", filter=fuel_metered),
+            fuel_gap_heat=Sum("heat_mwh", filter=producing & ~fuel_metered),
+        )
+        .order_by("unit_id")
+    )
+    zero = Decimal(0)
+    heat_by_kind: dict[str, Decimal] = {}
+    electricity = estimated = fuel_co2_kg = zero
+    unmetered_heat_pump = False
+    for row in rows:
+        kind, heat = row["unit__kind"], row["heat"] or zero
+        heat_by_kind[kind] = heat_by_kind.get(kind, zero) + heat
+        if kind in _ELECTRIC_KINDS:
+            used, gap_heat = row["el"] or zero, row["el_gap_heat"] or zero
+            metered_heat = row["el_heat"] or zero
+            if gap_heat and used and metered_heat:
+                gap = gap_heat * used / metered_heat
+            elif gap_heat and kind == "electric_boiler":
+                gap = gap_heat / row["unit__boiler_efficiency"]
+            elif gap_heat:  # a heat pump's COP cannot be told from its heat alone
+                unmetered_heat_pump, gap = True, zero
+            else:
+                gap = zero
+            electricity += used + gap
+            estimated += gap
+        else:
+            used, gap_heat = row["fuel"] or zero, row["fuel_gap_heat"] or zero
+            metered_heat = row["fuel_heat"] or zero
+            if gap_heat and used and metered_heat:
+                used += gap_heat * used / metered_heat
+            elif gap_heat:
+                used += gap_heat / row["unit__boiler_efficiency"]
+            fuel_co2_kg += used * row["unit__co2_t_per_mwh_fuel"] * 1000
+    heat_total = sum(heat_by_kind.values(), zero)
+    if heat_total <= 0:
+        return None
+    percent = shares_percent(heat_by_kind)
+    labels = dict(PlantUnit.Kind.choices)
+    kinds = [
+        {"kind": kind, "label": labels.get(kind, kind), "heat_mwh": heat, "percent": percent[kind]}
+        for kind, heat in sorted(heat_by_kind.items(), key=lambda item: (-item[1], item[0]))
+        if heat > 0
+    ]
+    missing = None
+    if unmetered_heat_pump:
+        missing = "a heat pump's electricity use is not metered"
+    elif electricity > 0 and grid_g_co2_per_kwh is None:
+        missing = "no emission factor for grid electricity is configured"
+    emissions = None
+    if missing is None:
+        kg = electricity * (grid_g_co2_per_kwh or zero) + fuel_co2_kg
+        emissions = (kg / heat_total).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    hour = dt.timedelta(hours=1)
+    return {
+        "first_on": min(r["first_at"] for r in rows).astimezone(zone).date(),
+        "last_on": (max(r["last_at"] for r in rows) + hour - dt.timedelta(seconds=1))
+        .astimezone(zone)
+        .date(),
+        "heat_mwh": heat_total,
+        "kinds": kinds,
+        "electricity_mwh": electricity,
+        "electricity_estimated_mwh": estimated,
+        "fuel_co2_kg": fuel_co2_kg,
+        "grid_g_co2_per_kwh": grid_g_co2_per_kwh,
+        "emissions_kg_per_mwh": emissions,
+        "emissions_missing": missing,
+    }
