@@ -208,6 +208,44 @@ class BillingRunAdmin(admin.ModelAdmin):
         return request.user.has_perm("billing.issue_billingrun")
 
 
+class PdfDownloadAdmin(admin.ModelAdmin):
+    """A stored PDF (``obj.pdf``) as a list column and a download view at
+    ``<pk>/pdf/``, for whoever may view the object (``pdf_url_name``, ``pdf_filename``)."""
+
+    pdf_url_name = ""
+
+    def pdf_filename(self, obj) -> str:
+        raise NotImplementedError
+
+    @admin.display(description="PDF")
+    def pdf_link(self, obj) -> str:
+        if not obj.pdf:
+            return "—"
+        return format_html(
+            '<a href="{}">PDF</a>', reverse(f"admin:{self.pdf_url_name}", args=[obj.pk])
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name=self.pdf_url_name,
+            ),
+            *super().get_urls(),
+        ]
+
+    def pdf_view(self, request, pk: int):
+        from django.http import FileResponse, Http404
+
+        obj = self.get_queryset(request).filter(pk=pk).first()
+        if obj is None or not obj.pdf or not self.has_view_permission(request, obj):
+            raise Http404
+        return FileResponse(
+            obj.pdf.open("rb"), content_type="application/pdf", filename=self.pdf_filename(obj)
+        )
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
@@ -229,7 +267,7 @@ class InvoiceLineInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(PdfDownloadAdmin):
     list_display = [
         "__str__",
         "kind",
@@ -294,34 +332,10 @@ class InvoiceAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="PDF")
-    def pdf_link(self, invoice: Invoice) -> str:
-        if not invoice.pdf:
-            return "—"
-        url = reverse("admin:billing_invoice_pdf", args=[invoice.pk])
-        return format_html('<a href="{}">PDF</a>', url)
+    pdf_url_name = "billing_invoice_pdf"
 
-    def get_urls(self):
-        return [
-            path(
-                "<int:pk>/pdf/",
-                self.admin_site.admin_view(self.pdf_view),
-                name="billing_invoice_pdf",
-            ),
-            *super().get_urls(),
-        ]
-
-    def pdf_view(self, request, pk: int):
-        from django.http import FileResponse, Http404
-
-        invoice = Invoice.objects.filter(pk=pk).first()
-        if invoice is None or not invoice.pdf or not self.has_view_permission(request, invoice):
-            raise Http404
-        return FileResponse(
-            invoice.pdf.open("rb"),
-            content_type="application/pdf",
-            filename=f"{invoice.display_number}.pdf",
-        )
+    def pdf_filename(self, invoice: Invoice) -> str:
+        return f"{invoice.display_number}.pdf"
 
     @admin.action(description="Release held drafts", permissions=["release"])
     def release(self, request, queryset):
@@ -731,7 +745,7 @@ class InstalmentPlanAdmin(admin.ModelAdmin):
 
 
 @admin.register(DunningNotice)
-class DunningNoticeAdmin(admin.ModelAdmin):
+class DunningNoticeAdmin(PdfDownloadAdmin):
     """Reminders sent by the daily dunning run, with their letters and fee invoices."""
 
     list_display = [
@@ -744,7 +758,7 @@ class DunningNoticeAdmin(admin.ModelAdmin):
         "fee_invoice_link",
         "sent_on",
         "pay_by",
-        "letter_link",
+        "pdf_link",
     ]
     list_filter = ["level", "sent_on", "invoice__network"]
     search_fields = ["invoice__account__number", "invoice__account__customer__name"]
@@ -762,7 +776,7 @@ class DunningNoticeAdmin(admin.ModelAdmin):
         "sent_on",
         "pay_by",
         "next_steps",
-        "letter_link",
+        "pdf_link",
     ]
     fields = readonly_fields
 
@@ -783,34 +797,10 @@ class DunningNoticeAdmin(admin.ModelAdmin):
         url = reverse("admin:billing_invoice_change", args=[notice.fee_invoice_id])
         return format_html('<a href="{}">{}</a>', url, notice.fee_invoice.display_number)
 
-    @admin.display(description="Letter")
-    def letter_link(self, notice: DunningNotice) -> str:
-        if not notice.pdf:
-            return "—"
-        url = reverse("admin:billing_dunningnotice_pdf", args=[notice.pk])
-        return format_html('<a href="{}">PDF</a>', url)
+    pdf_url_name = "billing_dunningnotice_pdf"
 
-    def get_urls(self):
-        return [
-            path(
-                "<int:pk>/pdf/",
-                self.admin_site.admin_view(self.pdf_view),
-                name="billing_dunningnotice_pdf",
-            ),
-            *super().get_urls(),
-        ]
-
-    def pdf_view(self, request, pk: int):
-        from django.http import FileResponse, Http404
-
-        notice = DunningNotice.objects.select_related("invoice").filter(pk=pk).first()
-        if notice is None or not notice.pdf or not self.has_view_permission(request, notice):
-            raise Http404
-        return FileResponse(
-            notice.pdf.open("rb"),
-            content_type="application/pdf",
-            filename=f"reminder-{notice.invoice.display_number}-{notice.level}.pdf",
-        )
+    def pdf_filename(self, notice: DunningNotice) -> str:
+        return f"reminder-{notice.invoice.display_number}-{notice.level}.pdf"
 
     @admin.action(description="Render missing letters", permissions=["change"])
     def render_letters(self, request, queryset):
