@@ -2,7 +2,9 @@
 
 Energy registers are stored normalised to kWh as ``Decimal``; the meter keeps the unit
 its display counts in (Wh, kWh, MWh or GJ), its resolution and the register maximum
-after which it rolls over to zero.  The volume register (m³) has its own maximum.
+(the largest value shown) after which it rolls over to zero.  The volume register (m³)
+has its own resolution and maximum.  A rollover adds maximum + resolution (the step from
+the largest value to 0): ``HeatMeter.register_wrap_kwh`` / ``volume_register_wrap_m3``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ class HeatMeter(models.Model):
         default=Decimal("99999999"),
         help_text="Largest volume register value, m³; the next step rolls over to 0.",
     )
+    volume_resolution = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal("0.0001"),
+        help_text="Smallest volume register step, m³ (the default is the stored precision: "
+        "set the meter's own step, e.g. 0.01 for a 999999.99 m³ register).",
+    )
     accuracy_class = models.PositiveSmallIntegerField(
         choices=AccuracyClass.choices, default=AccuracyClass.CLASS_2
     )
@@ -110,6 +119,11 @@ class HeatMeter(models.Model):
                 name="heatmeter_volume_register_max_positive",
                 violation_error_message="The volume register maximum must be above 0.",
             ),
+            models.CheckConstraint(
+                condition=Q(volume_resolution__gt=0),
+                name="heatmeter_volume_resolution_positive",
+                violation_error_message="The volume register resolution must be above 0.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -117,7 +131,19 @@ class HeatMeter(models.Model):
 
     @property
     def register_max_kwh(self) -> Decimal:
+        """The largest energy register value, kWh."""
         return self.register_max * KWH_PER_UNIT[self.register_unit]
+
+    @property
+    def register_wrap_kwh(self) -> Decimal:
+        """What one rollover of the energy register adds, kWh: from the largest value
+        one more step reaches 0 (EN 1434 register: maximum + resolution)."""
+        return (self.register_max + self.resolution) * KWH_PER_UNIT[self.register_unit]
+
+    @property
+    def volume_register_wrap_m3(self) -> Decimal:
+        """What one rollover of the volume register adds, m³ (maximum + resolution)."""
+        return self.volume_register_max + self.volume_resolution
 
 
 class MeterInstallation(models.Model):

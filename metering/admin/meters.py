@@ -48,9 +48,16 @@ class HeatMeterAdmin(HistoryAdmin):
         (
             "Registers",
             {
-                "fields": ("register_unit", "resolution", "register_max", "volume_register_max"),
-                "description": "Each register rolls over to 0 after its maximum; VEE and "
-                "the boundary registers count the rollovers.",
+                "fields": (
+                    "register_unit",
+                    "resolution",
+                    "register_max",
+                    "volume_resolution",
+                    "volume_register_max",
+                ),
+                "description": "Each register rolls over to 0 one resolution step after its "
+                "maximum (a rollover adds maximum + resolution); VEE and the boundary "
+                "registers count the rollovers.",
             },
         ),
         (

@@ -24,6 +24,7 @@ class HeatMeterSerializer(ModelValidationMixin, serializers.ModelSerializer):
             "resolution",
             "register_max",
             "volume_register_max",
+            "volume_resolution",
             "accuracy_class",
             "flow_sensor_position",
             "nominal_flow_m3h",

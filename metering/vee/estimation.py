@@ -1,19 +1,23 @@
 """Boundary registers: a connection's continuous register at local midnights.
 
 The connection register is cumulative since its first meter:
-``offset(installation) + reading − initial + rollovers × register max``, for energy and
-volume alike (each with its own maximum), where the offset adds each earlier
-installation's ``final − initial + rollovers × register max`` (DOMAIN.md §2: consumption across an
-exchange = old final − old previous read + new read − new initial).  Installation and
-removal registers enter the series as points, so interpolation works across exchanges.
+``offset(installation) + reading − initial + rollovers × wrap``, for energy and volume
+alike (each with its own wrap: register maximum + resolution, the step from the largest
+value to 0), where the offset adds each earlier installation's
+``final − initial + rollovers × wrap`` (DOMAIN.md §2: consumption across an exchange =
+old final − old previous read + new read − new initial).  Installation and removal
+registers enter the series as points, so interpolation works across exchanges.
 
 At a boundary instant T (00:00 local):
 1. a usable read (valid/edited/estimated) exactly at T → ``actual`` / ``reading``;
 2. reads on both sides → linear interpolation in time → ``estimated`` / ``interpolation``;
-3. no later read → consumption of the same dates one year earlier, scaled by degree days
+3. no later point and the last meter removed (none installed since) → the register at
+   removal: no meter, no consumption (as between a removal and a later installation)
+   → ``estimated`` / ``removal_register``;
+4. no later read → consumption of the same dates one year earlier, scaled by degree days
    (this period / last year's) when both are loaded → ``estimated`` /
    ``last_year_degree_days`` (``last_year`` without degree days);
-4. otherwise nothing: never a silent invention.
+5. otherwise nothing: never a silent invention.
 Estimates are replaced in place when reads arrive (``updated_at`` changes; billing's
 ``boundary_registers_updated_since`` picks that up).  ``edited`` values are left alone.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +61,7 @@ class Point:
     flow_m3c: Decimal | None
     return_m3c: Decimal | None
     is_read: bool
+    is_removal: bool = False  # the final register of a meter taken out
 
 
 @dataclass(frozen=True)
@@ -190,20 +196,32 @@ def _exchange_probes(installs: list[MeterInstallation]) -> set[_Probe]:
     }
 
 
+def _rollovers(
+    steps: list[tuple[dt.datetime, Decimal]], register_max: Decimal
+) -> list[dt.datetime]:
+    """Instants where ``steps`` (time-ordered register values, the initial register
+    first) roll over: one pass over consecutive values, VEE's rule (:func:`is_rollover`)."""
+    return [
+        at
+        for (_, before), (at, after) in itertools.pairwise(steps)
+        if after < before and is_rollover(before, after, register_max)
+    ]
+
+
 def _series(
-    *,
-    installs: list[MeterInstallation],
-    reads: dict[int, dict[dt.datetime, tuple]],
-    probes: set[_Probe],
+    *, installs: list[MeterInstallation], reads: dict[int, dict[dt.datetime, tuple]]
 ) -> list[Point]:
     """Continuous register points of a connection from the reads that were loaded.
 
-    ``reads`` holds the nearest usable reads on both sides of every probe, so
-    :func:`value_at` finds the same neighbours here as in the connection's full series,
-    and every pair of reads around a probe is consecutive: a rollover between them is
-    counted at the later read, as a walk through the whole series would.  Rollovers are
-    looked for around VEE's rollover findings and around every boundary, so one in reads
-    VEE has not checked yet is still found where it matters.
+    ``reads`` holds the nearest usable reads on both sides of every probe (boundaries,
+    VEE's rollover findings, exchanges), so :func:`value_at` finds the same neighbours
+    here as in the connection's full series.  Rollovers are counted in one pass over the
+    consecutive loaded values of each installation (initial register, reads, final
+    register), whether VEE has checked those reads or not: a rollover between two of them
+    counts at the later one.  Two loaded reads may lie weeks apart; the pass assumes the
+    register wrapped at most once between them and that the decrease still falls in
+    VEE's rollover band.  A rollover VEE has already found has the reads on both sides of
+    it loaded (its hint), so such a rollover is counted on a small register too.
     """
     points: list[Point] = []
     offset_e = offset_v = Decimal(0)
@@ -218,25 +236,20 @@ def _series(
             for at, values in reads.get(inst.meter_id, {}).items()
             if inst.installed_at <= at and (inst.removed_at is None or at <= inst.removed_at)
         )
-        times = [at for at, _ in in_range]
-        max_e, max_v = inst.meter.register_max_kwh, inst.meter.volume_register_max
-        registers = (
-            (0, inst.initial_energy_kwh, max_e),
-            (1, inst.initial_volume_m3, max_v),
+        meter = inst.meter
+        wrap_e, wrap_v = meter.register_wrap_kwh, meter.volume_register_wrap_m3
+        rolled_e, rolled_v = (
+            _rollovers(
+                [(inst.installed_at, initial)]
+                + [(at, values[index]) for at, values in in_range]
+                + ([] if inst.removed_at is None else [(inst.removed_at, final)]),
+                maximum,
+            )
+            for index, initial, final, maximum in (
+                (0, inst.initial_energy_kwh, inst.final_energy_kwh, meter.register_max_kwh),
+                (1, inst.initial_volume_m3, inst.final_volume_m3, meter.volume_register_max),
+            )
         )
-        rolled: tuple[set[dt.datetime], set[dt.datetime]] = (set(), set())
-        for probe in probes:
-            if probe.meter_id != inst.meter_id or probe.lo != inst.installed_at:
-                continue
-            k = bisect.bisect_left(times, max(probe.at, inst.installed_at))
-            if k == len(times):
-                continue
-            after_at, after = in_range[k]
-            for index, initial, maximum in registers:
-                before = initial if k == 0 else in_range[k - 1][1][index]
-                if after[index] < before and is_rollover(before, after[index], maximum):
-                    rolled[index].add(after_at)
-        rolled_e, rolled_v = sorted(rolled[0]), sorted(rolled[1])
         if temp_end is None:  # the first meter: its own m³·°C registers
             shift: tuple[Decimal | None, Decimal | None] = (ZERO, ZERO)
             points.append(Point(inst.installed_at, offset_e, offset_v, None, None, False))
@@ -259,39 +272,23 @@ def _series(
                     offset_e
                     + energy
                     - inst.initial_energy_kwh
-                    + max_e * bisect.bisect_right(rolled_e, at),
+                    + wrap_e * bisect.bisect_right(rolled_e, at),
                     offset_v
                     + volume
                     - inst.initial_volume_m3
-                    + max_v * bisect.bisect_right(rolled_v, at),
+                    + wrap_v * bisect.bisect_right(rolled_v, at),
                     *continuous,
                     True,
                 )
             )
         temp_end = continuous if in_range else (None, None)
         if inst.removed_at is not None:
-            # a rollover between the last read and the final register read at removal
-            # (known only when that last read was loaded: the removal probe)
-            removal = _Probe(inst.meter_id, inst.installed_at, inst.removed_at, inst.removed_at)
-            last = in_range[-1][1] if in_range else None
-            at_removal = [0, 0]
-            if removal in probes:
-                for index, initial, maximum in registers:
-                    final = (inst.final_energy_kwh, inst.final_volume_m3)[index]
-                    before = initial if last is None else last[index]
-                    if final < before and is_rollover(before, final, maximum):
-                        at_removal[index] = 1
-            offset_e += (
-                inst.final_energy_kwh
-                - inst.initial_energy_kwh
-                + max_e * (len(rolled_e) + at_removal[0])
+            # rollovers up to the final register (one after the last read counts too)
+            offset_e += inst.final_energy_kwh - inst.initial_energy_kwh + wrap_e * len(rolled_e)
+            offset_v += inst.final_volume_m3 - inst.initial_volume_m3 + wrap_v * len(rolled_v)
+            points.append(
+                Point(inst.removed_at, offset_e, offset_v, *temp_end, False, is_removal=True)
             )
-            offset_v += (
-                inst.final_volume_m3
-                - inst.initial_volume_m3
-                + max_v * (len(rolled_v) + at_removal[1])
-            )
-            points.append(Point(inst.removed_at, offset_e, offset_v, *temp_end, False))
     points.sort(key=lambda p: p.at)
     return points
 
@@ -352,6 +349,12 @@ def estimate(
     if not reads:
         return None
     last = reads[-1]
+    if last.is_removal:  # no meter since: the register stays where the last one ended
+        return (
+            Point(at, last.energy, last.volume, last.flow_m3c, last.return_m3c, False),
+            "estimated",
+            "removal_register",
+        )
     last_day = last.at.astimezone(ZoneInfo(zone)).date()
     earlier_from = value_at(points, _instant_year_earlier(last.at))
     earlier_to = value_at(points, local_midnight(_year_earlier(on), zone))
@@ -434,13 +437,13 @@ def boundary_registers_ensure(
     # round 2: no later read → last year's consumption from a year before the last read
     more_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
-        points = _series(installs=installs_of[pk], reads=reads, probes=set())
+        points = _series(installs=installs_of[pk], reads=reads)
         instants = set()
         for on in wanted:
             at = local_midnight(on, connection.network.time_zone)
             if value_at(points, at) is None:
                 earlier = [p for p in points if p.at < at]
-                if earlier:
+                if earlier and not earlier[-1].is_removal:
                     instants.add(_instant_year_earlier(earlier[-1].at))
         more_of[pk] = _probes(installs_of[pk], instants) - probes_of[pk]
         probes_of[pk] |= more_of[pk]
@@ -451,7 +454,7 @@ def boundary_registers_ensure(
 
     for pk, (connection, wanted) in work.items():
         have = existing[pk]
-        points = _series(installs=installs_of[pk], reads=reads, probes=probes_of[pk])
+        points = _series(installs=installs_of[pk], reads=reads)
         with transaction.atomic():
             for on in wanted:
                 result = estimate(

@@ -46,6 +46,11 @@ RULES = {
     r.code: r
     for r in (
         Rule("register_decrease", "error", "Energy or volume register went down (not a rollover)."),
+        Rule(
+            "register_spike",
+            "error",
+            "Register above both neighbouring reads, which agree without it (a garbled read).",
+        ),
         Rule("rollover", "info", "Energy register rolled over at its maximum."),
         Rule("volume_rollover", "info", "Volume register rolled over at its maximum."),
         Rule(
@@ -93,6 +98,43 @@ def is_rollover(previous: Decimal, current: Decimal, register_max: Decimal) -> b
     return previous >= register_max - band and current <= band
 
 
+@dataclass(frozen=True)
+class _Step:
+    """Register advance from a reference read to the next one, rollovers counted."""
+
+    energy_kwh: Decimal
+    volume_m3: Decimal
+    rolled_e: bool
+    rolled_v: bool
+
+    @property
+    def decreases(self) -> bool:
+        return self.energy_kwh < 0 or self.volume_m3 < 0
+
+
+def _step(
+    last: Read,
+    read: Read,
+    *,
+    register_max_kwh: Decimal,
+    volume_register_max_m3: Decimal,
+    register_wrap_kwh: Decimal,
+    volume_register_wrap_m3: Decimal,
+) -> _Step:
+    delta_e = read.energy_kwh - last.energy_kwh
+    delta_v = read.volume_m3 - last.volume_m3
+    # each register rolls over on its own (EN 1434: every register has a maximum); a
+    # rollover adds maximum + resolution, the step from the largest value to 0
+    rolled_e = delta_e < 0 and is_rollover(last.energy_kwh, read.energy_kwh, register_max_kwh)
+    rolled_v = delta_v < 0 and is_rollover(last.volume_m3, read.volume_m3, volume_register_max_m3)
+    return _Step(
+        delta_e + (register_wrap_kwh if rolled_e else 0),
+        delta_v + (volume_register_wrap_m3 if rolled_v else 0),
+        rolled_e,
+        rolled_v,
+    )
+
+
 def validate(
     *,
     reads: list[Read],
@@ -102,16 +144,41 @@ def validate(
     contracted_kw: Decimal | None,
     installed: list[tuple[dt.datetime, dt.datetime | None]],
     now: dt.datetime,
+    register_wrap_kwh: Decimal | None = None,
+    volume_register_wrap_m3: Decimal | None = None,
 ) -> list[Finding]:
-    """Findings for ``reads`` (sorted by time); ``previous`` is the last read before them."""
+    """Findings for ``reads`` (sorted by time); ``previous`` is the last read before them.
+
+    ``register_max_*`` are the largest register values; ``*_wrap_*`` what one rollover
+    adds (``HeatMeter.register_wrap_kwh`` / ``volume_register_wrap_m3``: maximum +
+    resolution).  Without a wrap a rollover adds the maximum, one resolution step short.
+
+    Each read is checked against the last read that stays usable (no error finding): a
+    rejected read is never the reference.  When a read goes below the reference (or rolls
+    over from it) but not below the reference before it, the reference is the outlier
+    (one garbled read above both neighbours, which agree without it): it gets
+    ``register_spike`` and the earlier read is the reference again, so the good reads
+    after a spike are not rejected.
+    """
     findings: list[Finding] = []
     ordered = sorted(reads, key=lambda r: r.read_at)
     intervals = [(b.read_at - a.read_at).total_seconds() for a, b in itertools.pairwise(ordered)]
     cadence = sorted(intervals)[len(intervals) // 2] if intervals else None
+    registers = {
+        "register_max_kwh": register_max_kwh,
+        "volume_register_max_m3": volume_register_max_m3,
+        "register_wrap_kwh": register_max_kwh if register_wrap_kwh is None else register_wrap_kwh,
+        "volume_register_wrap_m3": volume_register_max_m3
+        if volume_register_wrap_m3 is None
+        else volume_register_wrap_m3,
+    }
+    # the reference read and, when the reference is one of ``reads``, the one before it
     last = previous if previous is not None and previous.status != "rejected" else None
+    prior: Read | None = None
     for read in ordered:
+        own: list[Finding] = []
         if read.read_at > now:
-            findings.append(
+            own.append(
                 _finding(
                     read,
                     "future_timestamp",
@@ -122,56 +189,59 @@ def validate(
             start <= read.read_at and (end is None or read.read_at < end)
             for start, end in installed
         ):
-            findings.append(
+            own.append(
                 _finding(read, "outside_installation", "The meter was not installed at that time.")
             )
         if read.status_code not in (None, 0):
-            findings.append(
-                _finding(read, "fault_status", f"Meter status code {read.status_code}.")
-            )
+            own.append(_finding(read, "fault_status", f"Meter status code {read.status_code}."))
         flow, ret = read.flow_temp_c, read.return_temp_c
         if flow is not None and ret is not None and ret >= flow:
-            findings.append(
-                _finding(read, "return_above_flow", f"Return {ret} °C ≥ flow {flow} °C.")
-            )
+            own.append(_finding(read, "return_above_flow", f"Return {ret} °C ≥ flow {flow} °C."))
         if (flow is not None and not FLOW_RANGE[0] <= flow <= FLOW_RANGE[1]) or (
             ret is not None and not RETURN_RANGE[0] <= ret <= RETURN_RANGE[1]
         ):
-            findings.append(
+            own.append(
                 _finding(read, "temperature_out_of_range", f"Flow {flow} °C, return {ret} °C.")
             )
         if last is not None:
-            hours = Decimal((read.read_at - last.read_at).total_seconds()) / Decimal(3600)
-            delta_e = read.energy_kwh - last.energy_kwh
-            delta_v = read.volume_m3 - last.volume_m3
-            # each register rolls over on its own (EN 1434: every register has a maximum)
-            rolled_e = delta_e < 0 and is_rollover(last.energy_kwh, read.energy_kwh, register_max_kwh)
-            rolled_v = delta_v < 0 and is_rollover(
-                last.volume_m3, read.volume_m3, volume_register_max_m3
-            )
-            if rolled_e:
-                delta_e += register_max_kwh
-            if rolled_v:
-                delta_v += volume_register_max_m3
-            if delta_e < 0 or delta_v < 0:
-                findings.append(
+            step = _step(last, read, **registers)
+            if prior is not None and (step.decreases or step.rolled_e or step.rolled_v):
+                back = _step(prior, read, **registers)
+                # the register cannot pass a whole wrap between prior and read: if they
+                # agree without a decrease or rollover, last is the odd one out
+                if not (back.decreases or back.rolled_e or back.rolled_v):
+                    findings.append(
+                        _finding(
+                            last,
+                            "register_spike",
+                            f"Energy {last.energy_kwh} kWh, volume {last.volume_m3} m³ lie above "
+                            f"{prior.read_at.isoformat()} ({prior.energy_kwh} kWh, {prior.volume_m3} m³) "
+                            f"and {read.read_at.isoformat()} ({read.energy_kwh} kWh, {read.volume_m3} m³).",
+                        )
+                    )
+                    last, prior, step = prior, None, back
+            if step.decreases:
+                own.append(
                     _finding(
                         read,
                         "register_decrease",
                         f"Energy {last.energy_kwh} → {read.energy_kwh} kWh, volume {last.volume_m3} → {read.volume_m3} m³.",
                     )
                 )
+                findings.extend(own)
                 continue  # the previous good read stays the reference
-            if rolled_e:
-                findings.append(
+            delta_e, delta_v = step.energy_kwh, step.volume_m3
+            hours = Decimal((read.read_at - last.read_at).total_seconds()) / Decimal(3600)
+            if step.rolled_e:
+                own.append(
                     _finding(
                         read,
                         "rollover",
                         f"Energy register rolled over after {last.energy_kwh} kWh.",
                     )
                 )
-            if rolled_v:
-                findings.append(
+            if step.rolled_v:
+                own.append(
                     _finding(
                         read,
                         "volume_rollover",
@@ -181,7 +251,7 @@ def validate(
             if hours > 0:
                 avg_kw = delta_e / hours
                 if contracted_kw and avg_kw > contracted_kw * CAPACITY_FACTOR:
-                    findings.append(
+                    own.append(
                         _finding(
                             read,
                             "consumption_above_capacity",
@@ -197,7 +267,7 @@ def validate(
                 )
                 stuck = delta_e > 0 and read.power_kw == 0 and read.flow_m3h == 0 and hours <= 1
                 if power_off or flow_off or stuck:
-                    findings.append(
+                    own.append(
                         _finding(
                             read,
                             "power_inconsistent",
@@ -207,8 +277,8 @@ def validate(
             if cadence and (read.read_at - last.read_at).total_seconds() > max(
                 3 * cadence, 26 * 3600
             ):
-                findings.append(
-                    _finding(read, "gap", f"No reading since {last.read_at.isoformat()}.")
-                )
-        last = read
+                own.append(_finding(read, "gap", f"No reading since {last.read_at.isoformat()}."))
+        findings.extend(own)
+        if all(f.severity != "error" for f in own):
+            prior, last = last, read
     return findings

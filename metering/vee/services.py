@@ -84,6 +84,8 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         previous=rules.Read(*prev_values) if prev_values else None,
         register_max_kwh=meter.register_max_kwh if meter else Decimal("1e14"),
         volume_register_max_m3=meter.volume_register_max if meter else Decimal("1e12"),
+        register_wrap_kwh=meter.register_wrap_kwh if meter else None,
+        volume_register_wrap_m3=meter.volume_register_wrap_m3 if meter else None,
         contracted_kw=active.unit.connection.contracted_capacity_kw if active else None,
         installed=[(i.installed_at, i.removed_at) for i in installs],
         now=now,

@@ -177,7 +177,11 @@ class TestRemovalAfterRollover:
     def _installed(self):
         from tests.metering.factories_readings import add_readings
 
-        meter = HeatMeterFactory(register_max=Decimal("100000"), volume_register_max=Decimal("1000"))
+        meter = HeatMeterFactory(
+            register_max=Decimal("99999"),
+            volume_register_max=Decimal("999.99"),
+            volume_resolution=Decimal("0.01"),
+        )
         installation = MeterInstallationFactory(
             meter=meter, installed_at=T0,
             initial_energy_kwh=Decimal("95000"), initial_volume_m3=Decimal("950"),
@@ -220,7 +224,11 @@ class TestRemovalAfterRollover:
         from tests.metering.factories_readings import add_readings
 
         installation = MeterInstallationFactory(
-            meter=HeatMeterFactory(register_max=Decimal("100000"), volume_register_max=Decimal("1000")),
+            meter=HeatMeterFactory(
+                register_max=Decimal("99999"),
+                volume_register_max=Decimal("999.99"),
+                volume_resolution=Decimal("0.01"),
+            ),
             installed_at=T0, initial_energy_kwh=Decimal("50000"), initial_volume_m3=Decimal("500"),
         )
         add_readings(installation.meter, [(T0 + dt.timedelta(days=30), "60000", "999.5")])

@@ -26,6 +26,8 @@ def codes(
     register_max=Decimal("99999999"),
     installed=INSTALLED,
     volume_register_max=Decimal("99999999"),
+    resolution=Decimal("1"),
+    volume_resolution=Decimal("0.0001"),
 ):
     return [
         (f.read_at.hour, f.code, f.severity)
@@ -34,6 +36,8 @@ def codes(
             previous=previous,
             register_max_kwh=register_max,
             volume_register_max_m3=volume_register_max,
+            register_wrap_kwh=register_max + resolution,
+            volume_register_wrap_m3=volume_register_max + volume_resolution,
             contracted_kw=contracted_kw,
             installed=installed,
             now=NOW,
@@ -52,7 +56,7 @@ class TestRules:
         assert codes([r(0, "100"), r(1, "90"), r(2, "104")]) == [(1, "register_decrease", "error")]
 
     def test_rollover_at_register_max_is_not_a_decrease(self):
-        found = codes([r(0, "99999"), r(1, "3")], register_max=Decimal("100000"))
+        found = codes([r(0, "99999"), r(1, "3")], register_max=Decimal("99999"))
         assert found == [(1, "rollover", "info")]
 
     def test_volume_rollover_at_its_maximum_is_not_a_decrease(self):
@@ -62,7 +66,8 @@ class TestRules:
                 r(0, "100", "999.95"),
                 r(1, "105", "0.05", power_kw=Decimal("5"), flow_m3h=Decimal("0.1")),
             ],
-            volume_register_max=Decimal("1000"),
+            volume_register_max=Decimal("999.99"),
+            volume_resolution=Decimal("0.01"),
         )
         assert found == [(1, "volume_rollover", "info")]
 
@@ -72,13 +77,11 @@ class TestRules:
         ]
         # low in the range, but from the middle of the register: not a rollover
         assert codes(
-            [r(0, "100", "500.0"), r(1, "105", "0.05")], volume_register_max=Decimal("1000")
+            [r(0, "100", "500.0"), r(1, "105", "0.05")], volume_register_max=Decimal("999.99")
         ) == [(1, "register_decrease", "error")]
 
     def test_energy_rollover_does_not_excuse_a_volume_decrease(self):
-        found = codes(
-            [r(0, "99999", "50.0"), r(1, "3", "40.0")], register_max=Decimal("100000")
-        )
+        found = codes([r(0, "99999", "50.0"), r(1, "3", "40.0")], register_max=Decimal("99999"))
         assert found == [(1, "register_decrease", "error")]
 
     def test_consumption_above_contracted_capacity(self):

@@ -30,7 +30,10 @@ def volumes(connection):
 class TestVolumeRollover:
     def test_rollover_is_not_flagged_and_gives_the_consumed_m3(self):
         inst = MeterInstallationFactory(
-            meter=HeatMeterFactory(volume_register_max=Decimal("1000")),
+            # 999.99 m³ at 0.01 m³: the next step after 999.99 is 0, a wrap of 1,000 m³
+            meter=HeatMeterFactory(
+                volume_register_max=Decimal("999.99"), volume_resolution=Decimal("0.01")
+            ),
             installed_at=at(dt.date(2026, 1, 1)),
             initial_volume_m3=Decimal("900"),
         )
@@ -83,7 +86,10 @@ class TestVolumeRollover:
 
     def test_rollover_on_the_old_meter_across_an_exchange(self):
         old = MeterInstallationFactory(
-            meter=HeatMeterFactory(volume_register_max=Decimal("1000")),
+            # 999.99 m³ at 0.01 m³: the next step after 999.99 is 0, a wrap of 1,000 m³
+            meter=HeatMeterFactory(
+                volume_register_max=Decimal("999.99"), volume_resolution=Decimal("0.01")
+            ),
             installed_at=at(dt.date(2026, 1, 1)),
             initial_volume_m3=Decimal("990"),
         )
@@ -153,7 +159,9 @@ class TestRolloverAtRemoval:
         removal is below that read.  The connection's register must keep rising."""
         old = MeterInstallationFactory(
             meter=HeatMeterFactory(
-                register_max=Decimal("100000"), volume_register_max=Decimal("1000")
+                register_max=Decimal("99999"),  # at 1 kWh: wraps at 100,000
+                volume_register_max=Decimal("999.99"),
+                volume_resolution=Decimal("0.01"),
             ),
             installed_at=at(dt.date(2026, 1, 1)),
             initial_energy_kwh=Decimal("90000"),
