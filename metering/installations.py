@@ -22,6 +22,17 @@ class UnableToInstallMeter(DomainError):
     code = "unable_to_install_meter"
 
 
+def _revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
+    """After commit, validate the meter's readings from ``since`` again and refresh the
+    boundaries they feed: readings that arrived before the installation was recorded
+    were rejected as outside it, readings after a removal now are, and the connection's
+    registers around the change moved.  (Nightly VEE also picks up readings rejected as
+    outside an installation recorded since, should the task be lost.)"""
+    from metering.tasks import vee_revalidate
+
+    transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()))
+
+
 def meter_install(
     *,
     meter: HeatMeter,
@@ -49,9 +60,11 @@ def meter_install(
             initial_volume_m3=initial_volume_m3,
             reason=reason,
         )
-        return clean_and_save(
+        clean_and_save(
             installation, actor=actor, reason=reason or "install", what="meter installation"
         )
+        _revalidation_queue(meter_id=meter.pk, since=installed_at)
+        return installation
 
 
 def _rolled_over(
@@ -120,12 +133,15 @@ def meter_remove(
         raise UnableToInstallMeter(
             "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors
         )
-    installation.removed_at = removed_at
-    installation.final_energy_kwh = final_energy_kwh
-    installation.final_volume_m3 = final_volume_m3
-    return clean_and_save(
-        installation, actor=actor, reason=reason or "removal", what="meter installation"
-    )
+    with transaction.atomic():
+        installation.removed_at = removed_at
+        installation.final_energy_kwh = final_energy_kwh
+        installation.final_volume_m3 = final_volume_m3
+        clean_and_save(
+            installation, actor=actor, reason=reason or "removal", what="meter installation"
+        )
+        _revalidation_queue(meter_id=installation.meter_id, since=removed_at)
+    return installation
 
 
 def meter_exchange(

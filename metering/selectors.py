@@ -168,3 +168,25 @@ def vendor_meters(*, vendor: MeterVendor, now: dt.datetime) -> QuerySet[HeatMete
         )
         .order_by("serial", "pk")
     )
+
+
+def readings_usable_around(
+    *, meter_id: int, start: dt.datetime, end: dt.datetime
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Times of the meter's last usable read before ``start`` and first after ``end``
+    (None where there is none): the span over which estimates can depend on reads in
+    ``[start, end]``.  Two descents of the primary key (meter_id, read_at)."""
+    usable = Reading.objects.filter(meter_id=meter_id, status__in=("valid", "edited", "estimated"))
+    before = usable.filter(read_at__lt=start).order_by("-read_at").values_list("read_at", flat=True)
+    after = usable.filter(read_at__gt=end).order_by("read_at").values_list("read_at", flat=True)
+    return before.first(), after.first()
+
+
+def reading_last_at(*, meter_id: int) -> dt.datetime | None:
+    """Time of the meter's latest reading, whatever its status."""
+    return (
+        Reading.objects.filter(meter_id=meter_id)
+        .order_by("-read_at")
+        .values_list("read_at", flat=True)
+        .first()
+    )

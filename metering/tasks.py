@@ -47,6 +47,16 @@ def vee_rerun(meter_id: int, start: str, end: str) -> None:
 
 
 @shared_task(acks_late=True)
+def vee_revalidate(meter_id: int, since: str) -> None:
+    """After an installation, removal or exchange: the meter's readings from ``since``."""
+    from metering.vee.services import vee_revalidate_meter
+
+    vee_revalidate_meter(
+        meter_id=meter_id, start=dt.datetime.fromisoformat(since), now=timezone.now()
+    )
+
+
+@shared_task(acks_late=True)
 def readings_archive_monthly() -> int:
     """Beat: archive the monthly readings partitions that fell behind the retention horizon
     (a no-op when none did, so running it twice is harmless)."""

@@ -5,6 +5,11 @@ rerun for a meter and period) records findings as :class:`ReadingIssue` rows and
 readings ``rejected`` (error) or ``suspect`` (warning).  Staff accept (→ valid), reject
 (→ rejected) or edit (→ edited, original kept in :class:`ReadingEdit`).  Afterwards the
 affected connections' boundary registers are refreshed.
+
+A rerun recomputes VEE's own verdicts: a reading whose findings are gone is valid again
+and its stale open findings leave the queue.  Staff decisions stand: a finding staff
+accepted does not count against its reading, a reading staff rejected stays rejected,
+an edited reading is not revalidated.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import Max, Min
+from django.db.models import Exists, Max, Min, OuterRef, Q
 
 from heatutility.errors import DomainError, ErrorItem
 from heatutility.timeutil import local_midnight, month_starts
 from metering.models import (
+    BoundaryRegister,
     IngestBatch,
     IngestBatchMeter,
     MeterInstallation,
@@ -26,6 +33,7 @@ from metering.models import (
     ReadingEdit,
     ReadingIssue,
 )
+from metering.selectors import reading_last_at, readings_usable_around
 from metering.vee import rules
 from metering.vee.estimation import boundary_registers_ensure
 
@@ -41,25 +49,56 @@ READ_FIELDS = (
     "status",
 )
 STATUS_FOR = {"error": Reading.Status.REJECTED, "warning": Reading.Status.SUSPECT}
+# statuses VEE itself sets and may take back; estimated and edited readings are left alone
+VEE_VERDICTS = (Reading.Status.VALID, Reading.Status.SUSPECT, Reading.Status.REJECTED)
+_CHUNK = 5000
 
 
-def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> int:
-    """Validate the meter's readings in ``[start, end]``; returns the number of findings."""
-    installs = list(
+def _installs(meter_id: int) -> list[MeterInstallation]:
+    return list(
         MeterInstallation.objects.filter(meter_id=meter_id).select_related(
             "unit__connection__network", "meter"
         )
     )
-    reads = [
-        rules.Read(*values)
-        for values in Reading.objects.filter(
+
+
+def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> int:
+    """Validate the meter's readings in ``[start, end]``; returns the number of findings."""
+    installs = _installs(meter_id)
+    issues = list(
+        ReadingIssue.objects.filter(
             meter_id=meter_id, read_at__gte=start, read_at__lte=end
-        )
+        ).values_list("pk", "read_at", "code", "severity", "state", "resolved_by_id")
+    )
+    # staff decisions (ReadingIssue.state set by reading_issues_accept / _reject)
+    staff_rejected = {
+        at for _, at, _, _, state, _ in issues if state == ReadingIssue.State.REJECTED
+    }
+    staff_accepted: dict[dt.datetime, set[str]] = defaultdict(set)
+    for _, at, code, severity, state, _ in issues:
+        if state == ReadingIssue.State.ACCEPTED and severity in STATUS_FOR:
+            staff_accepted[at].add(code)
+    stored = {}
+    reads = []
+    for values in (
+        Reading.objects.filter(meter_id=meter_id, read_at__gte=start, read_at__lte=end)
         .exclude(status=Reading.Status.EDITED)
         .order_by("read_at")
         .values_list(*READ_FIELDS)
-    ]
+    ):
+        read = rules.Read(*values)
+        stored[read.read_at] = read.status
+        # VEE's own earlier verdicts are recomputed, not taken as given
+        status = (
+            Reading.Status.REJECTED
+            if read.read_at in staff_rejected
+            else Reading.Status.VALID
+            if read.status in VEE_VERDICTS
+            else read.status
+        )
+        reads.append(rules.Read(*values[:-1], status=str(status)))
     if not reads:
+        _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
         return 0
     prev_values = (
         Reading.objects.filter(
@@ -90,10 +129,43 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         installed=[(i.installed_at, i.removed_at) for i in installs],
         now=now,
     )
-    by_status = defaultdict(set)
-    for f in findings:
-        if f.severity in STATUS_FOR:
-            by_status[STATUS_FOR[f.severity]].add(f.read_at)
+    # a reading staff rejected is decided: no new findings on it
+    kept = [f for f in findings if f.read_at not in staff_rejected]
+    found = {(f.read_at, f.code) for f in kept}
+    against: dict[dt.datetime, set[str]] = defaultdict(set)  # severities still counting
+    for f in kept:
+        if f.severity in STATUS_FOR and f.code not in staff_accepted[f.read_at]:
+            against[f.read_at].add(f.severity)
+    target: dict[str, list[dt.datetime]] = defaultdict(list)
+    for at, status in stored.items():
+        if at in staff_rejected or status not in VEE_VERDICTS:
+            continue
+        verdict = (
+            Reading.Status.REJECTED
+            if "error" in against[at]
+            else Reading.Status.SUSPECT
+            if "warning" in against[at]
+            else Reading.Status.VALID
+        )
+        if verdict != status:
+            target[verdict].append(at)
+    # VEE's findings that no longer hold: open ones leave the queue, and its own rollover
+    # markers go (estimation and meter removal take them as hints of a rollover)
+    stale = [
+        pk
+        for pk, at, code, _, state, resolved_by in issues
+        if at in stored
+        and at not in staff_rejected
+        and (at, code) not in found
+        and (
+            state == ReadingIssue.State.OPEN
+            or (
+                state == ReadingIssue.State.ACCEPTED
+                and code in rules.ROLLOVER_CODES
+                and resolved_by is None
+            )
+        )
+    ]
     with transaction.atomic():
         ReadingIssue.objects.bulk_create(
             [
@@ -108,68 +180,125 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
                     if f.code in rules.ROLLOVER_CODES
                     else ReadingIssue.State.OPEN,
                 )
-                for f in findings
+                for f in kept
             ],
             ignore_conflicts=True,
         )
-        rejected = by_status[Reading.Status.REJECTED]
-        suspect = by_status[Reading.Status.SUSPECT] - rejected
-        # readings staff already accepted keep their status
-        accepted = set(
-            ReadingIssue.objects.filter(
-                meter_id=meter_id,
-                read_at__gte=start,
-                read_at__lte=end,
-                state=ReadingIssue.State.ACCEPTED,
-            ).values_list("read_at", flat=True)
-        )
-        for status, moments in (
-            (Reading.Status.REJECTED, rejected - accepted),
-            (Reading.Status.SUSPECT, suspect - accepted),
-        ):
-            if moments:
+        for i in range(0, len(stale), _CHUNK):
+            ReadingIssue.objects.filter(pk__in=stale[i : i + _CHUNK]).delete()
+        for status, moments in target.items():
+            moments.sort()
+            for i in range(0, len(moments), _CHUNK):
                 Reading.objects.filter(
-                    meter_id=meter_id, read_at__in=sorted(moments), status=Reading.Status.VALID
+                    meter_id=meter_id,
+                    read_at__in=moments[i : i + _CHUNK],
+                    status__in=VEE_VERDICTS,
                 ).update(status=status)
-    _refresh_boundaries(installs=installs, start=start, end=end)
+    _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
     return len(findings)
 
 
-def _refresh_boundaries(*, installs, start: dt.datetime, end: dt.datetime) -> None:
-    """Month starts inside the span get values; existing values in or after it are refreshed."""
-    for connection in {i.unit.connection for i in installs}:
-        zone = connection.network.time_zone
+def _refresh_boundaries(
+    *, meter_id: int, installs: list[MeterInstallation], start: dt.datetime, end: dt.datetime
+) -> None:
+    """Refresh every boundary whose value can depend on the meter's reads in
+    ``[start, end]`` (they arrived, were edited, accepted or rejected) and create the
+    month starts inside it.
+
+    An estimate uses the nearest usable reads on each side, so the values that can
+    change lie from the last usable read before ``start`` to the first after ``end``
+    (all later ones when there is none, or when a rollover lies in the span: it shifts
+    every later value); estimates from last year's consumption can use reads anywhere
+    since then, so they are refreshed too.  Staff-edited values are left alone.  Values
+    that change get a new ``updated_at``, which billing's re-rating picks up.
+    """
+    connections = {i.unit.connection_id: i.unit.connection for i in installs}
+    if not connections:
+        return
+    before, after = readings_usable_around(meter_id=meter_id, start=start, end=end)
+    low = min(start, before or min(i.installed_at for i in installs))
+    high = max(end, after) if after is not None else None
+    if (
+        high is not None
+        and ReadingIssue.objects.filter(
+            meter_id=meter_id,
+            code__in=rules.ROLLOVER_CODES,
+            read_at__gte=low,
+            read_at__lte=high,
+        ).exists()
+    ):
+        high = None
+    for connection in connections.values():
+        zone = ZoneInfo(connection.network.time_zone)
         first = start.astimezone(dt.UTC).date()
         last = end.astimezone(dt.UTC).date() + dt.timedelta(days=1)
-        wanted = [d for d in month_starts(first, last + dt.timedelta(days=1)) if start <= local_midnight(d, zone) <= end]
-        from metering.models import BoundaryRegister
-
-        later = list(
-            BoundaryRegister.objects.filter(
-                connection=connection, on__gte=first - dt.timedelta(days=1)
-            )
-            .exclude(status="edited")
+        wanted = [
+            d
+            for d in month_starts(first, last + dt.timedelta(days=1))
+            if start <= local_midnight(d, zone) <= end
+        ]
+        # local dates: the boundary on the day of ``low`` lies at or before it
+        span = Q(on__gte=low.astimezone(zone).date())
+        if high is not None:
+            span &= Q(on__lte=high.astimezone(zone).date())
+        span |= Q(
+            on__gte=low.astimezone(zone).date(),
+            method__startswith="last_year",
+        )
+        existing = list(
+            BoundaryRegister.objects.filter(span, connection=connection)
+            .exclude(status=BoundaryRegister.Status.EDITED)
             .values_list("on", flat=True)
         )
-        if wanted or later:
+        if wanted or existing:
             boundary_registers_ensure(
-                connection_ids=[connection.pk], dates=[*wanted, *later], refresh=True
+                connection_ids=[connection.pk], dates=[*wanted, *existing], refresh=True
             )
+
+
+def vee_revalidate_meter(*, meter_id: int, start: dt.datetime, now: dt.datetime) -> int:
+    """Validate the meter's readings from ``start`` to its latest again and refresh the
+    boundaries they feed: after an installation, removal or exchange moved the time the
+    meter counts for a connection (readings that arrived before the paperwork)."""
+    last = reading_last_at(meter_id=meter_id)
+    return vee_run_meter(meter_id=meter_id, start=start, end=max(start, last or start), now=now)
 
 
 def vee_run_pending(*, now: dt.datetime) -> int:
-    """Nightly: validate what finished batches brought in and were not yet checked."""
+    """Nightly: validate what finished batches brought in and were not yet checked, and
+    readings rejected as outside an installation that was recorded since."""
     batches = list(
         IngestBatch.objects.filter(
             state=IngestBatch.State.DONE, vee_done_at__isnull=True
         ).values_list("pk", flat=True)
     )
-    if not batches:
-        return 0
     spans = (
-        IngestBatchMeter.objects.filter(batch_id__in=batches)
+        list(
+            IngestBatchMeter.objects.filter(batch_id__in=batches)
+            .values("meter_id")
+            .annotate(first=Min("first_read_at"), last=Max("last_read_at"))
+        )
+        if batches
+        else []
+    )
+    # a backstop for a lost re-validation task: the open findings are few (the queue)
+    installed = MeterInstallation.objects.filter(
+        Q(removed_at__isnull=True) | Q(removed_at__gt=OuterRef("read_at")),
+        meter_id=OuterRef("meter_id"),
+        installed_at__lte=OuterRef("read_at"),
+    )
+    staff_rejected = ReadingIssue.objects.filter(
+        meter_id=OuterRef("meter_id"),
+        read_at=OuterRef("read_at"),
+        state=ReadingIssue.State.REJECTED,
+    )
+    spans += list(
+        ReadingIssue.objects.filter(
+            Exists(installed), code="outside_installation", state=ReadingIssue.State.OPEN
+        )
+        .exclude(Exists(staff_rejected))
         .values("meter_id")
-        .annotate(first=Min("first_read_at"), last=Max("last_read_at"))
+        .annotate(first=Min("read_at"), last=Max("read_at"))
     )
     findings = 0
     for span in spans:
@@ -180,7 +309,8 @@ def vee_run_pending(*, now: dt.datetime) -> int:
             end=span["last"],
             now=now,
         )
-    IngestBatch.objects.filter(pk__in=batches).update(vee_done_at=now)
+    if batches:
+        IngestBatch.objects.filter(pk__in=batches).update(vee_done_at=now)
     return findings
 
 
@@ -191,9 +321,18 @@ def _reading(issue: ReadingIssue):
     return Reading.objects.filter(meter_id=issue.meter_id, read_at=issue.read_at)
 
 
+def _refresh_touched(touched: dict[int, list[dt.datetime]]) -> None:
+    """Refresh the boundaries fed by readings whose status staff changed."""
+    for meter_id, moments in touched.items():
+        _refresh_boundaries(
+            meter_id=meter_id, installs=_installs(meter_id), start=min(moments), end=max(moments)
+        )
+
+
 def reading_issues_accept(*, issues, actor, reason: str, now: dt.datetime) -> int:
     """Accept findings: the readings count as valid (the finding stays, marked accepted)."""
     count = 0
+    touched: dict[int, list[dt.datetime]] = defaultdict(list)
     with transaction.atomic():
         for issue in issues.select_for_update(of=("self",)).filter(state=ReadingIssue.State.OPEN):
             issue.state, issue.resolved_by, issue.resolved_at, issue.resolution_reason = (
@@ -213,12 +352,16 @@ def reading_issues_accept(*, issues, actor, reason: str, now: dt.datetime) -> in
                 _reading(issue).filter(status__in=("suspect", "rejected")).update(
                     status=Reading.Status.VALID
                 )
+            touched[issue.meter_id].append(issue.read_at)
             count += 1
+    _refresh_touched(touched)
     return count
 
 
 def reading_issues_reject(*, issues, actor, reason: str, now: dt.datetime) -> int:
+    """Reject findings: their readings are rejected (no longer used for registers)."""
     count = 0
+    touched: dict[int, list[dt.datetime]] = defaultdict(list)
     with transaction.atomic():
         for issue in issues.select_for_update(of=("self",)).filter(state=ReadingIssue.State.OPEN):
             issue.state, issue.resolved_by, issue.resolved_at, issue.resolution_reason = (
@@ -229,7 +372,9 @@ def reading_issues_reject(*, issues, actor, reason: str, now: dt.datetime) -> in
             )
             issue.save(update_fields=["state", "resolved_by", "resolved_at", "resolution_reason"])
             _reading(issue).exclude(status="edited").update(status=Reading.Status.REJECTED)
+            touched[issue.meter_id].append(issue.read_at)
             count += 1
+    _refresh_touched(touched)
     return count
 
 
@@ -285,16 +430,7 @@ def reading_edit(
             resolved_at=now,
             resolution_reason=reason[:300],
         )
-    installs = list(
-        MeterInstallation.objects.filter(meter_id=meter_id).select_related(
-            "unit__connection__network"
-        )
-    )
-    _refresh_boundaries(
-        installs=installs,
-        start=read_at - dt.timedelta(days=40),
-        end=read_at + dt.timedelta(days=40),
-    )
+    _refresh_boundaries(meter_id=meter_id, installs=_installs(meter_id), start=read_at, end=read_at)
     return edit
 
 
