@@ -264,6 +264,10 @@ def vee_revalidate_meter(*, meter_id: int, start: dt.datetime, now: dt.datetime)
     return vee_run_meter(meter_id=meter_id, start=start, end=max(start, last or start), now=now)
 
 
+# how far back the nightly run looks for removals whose re-validation task was lost
+REMOVAL_BACKSTOP = dt.timedelta(days=35)
+
+
 def vee_run_pending(*, now: dt.datetime) -> int:
     """Nightly: validate what finished batches brought in and were not yet checked, and
     readings rejected as outside an installation that was recorded since."""
@@ -300,6 +304,19 @@ def vee_run_pending(*, now: dt.datetime) -> int:
         .values("meter_id")
         .annotate(first=Min("read_at"), last=Max("read_at"))
     )
+    # and for a lost task after a removal: reads since a recent removal that no
+    # installation covers but that still count (few removals a night, each an index range)
+    for meter_id, removed_at in MeterInstallation.objects.filter(
+        removed_at__gte=now - REMOVAL_BACKSTOP, removed_at__lte=now
+    ).values_list("meter_id", "removed_at"):
+        uncovered = (
+            Reading.objects.filter(meter_id=meter_id, read_at__gte=removed_at)
+            .exclude(status=Reading.Status.REJECTED)
+            .exclude(Exists(installed))
+            .aggregate(first=Min("read_at"), last=Max("read_at"))
+        )
+        if uncovered["first"] is not None:
+            spans.append({"meter_id": meter_id, **uncovered})
     findings = 0
     for span in spans:
         # one day before: the previous read is the reference of the decrease/consumption rules

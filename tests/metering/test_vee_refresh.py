@@ -448,3 +448,33 @@ class TestRevalidation:
             .values_list("status", flat=True)
         )
         assert statuses == ["valid", "valid", "valid", "rejected", "rejected"]
+
+
+@pytest.mark.django_db
+def test_nightly_vee_rejects_the_reads_after_a_removal_whose_task_was_lost():
+    inst = MeterInstallationFactory(installed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    add_readings(
+        inst.meter,
+        [(at(D(2026, 10, 1)) + dt.timedelta(days=d), str(1000 + 24 * d), str(d)) for d in range(5)],
+    )
+    vee_run_meter(
+        meter_id=inst.meter_id,
+        start=at(D(2026, 10, 1)),
+        end=at(D(2026, 10, 6)),
+        now=at(D(2026, 10, 6)),
+    )
+    meter_remove(  # its on-commit re-validation task never runs
+        installation=inst,
+        removed_at=at(D(2026, 10, 3), 12),
+        final_energy_kwh=Decimal("1060"),
+        final_volume_m3=Decimal("2.5"),
+    )
+
+    vee_run_pending(now=at(D(2026, 10, 7), 2))
+
+    statuses = list(
+        Reading.objects.filter(meter=inst.meter)
+        .order_by("read_at")
+        .values_list("status", flat=True)
+    )
+    assert statuses == ["valid", "valid", "valid", "rejected", "rejected"]
