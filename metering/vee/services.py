@@ -35,7 +35,7 @@ from metering.models import (
 )
 from metering.selectors import reading_last_at, readings_usable_around
 from metering.vee import rules
-from metering.vee.estimation import boundary_registers_ensure
+from metering.vee.estimation import USABLE, boundary_registers_ensure
 
 READ_FIELDS = (
     "read_at",
@@ -63,7 +63,20 @@ def _installs(meter_id: int) -> list[MeterInstallation]:
 
 
 def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> int:
-    """Validate the meter's readings in ``[start, end]``; returns the number of findings."""
+    """Validate the meter's readings in ``[start, end]``; returns the number of findings.
+
+    The last usable read before ``start`` is judged again with them: a garbled read that
+    ended the previous run had no later read to show it was the odd one out, and must
+    not become the reference that the new reads are found to fall below.
+    """
+    before = (
+        Reading.objects.filter(meter_id=meter_id, read_at__lt=start, status__in=USABLE)
+        .order_by("-read_at")
+        .values_list("read_at", flat=True)
+        .first()
+    )
+    if before is not None:
+        start = before
     installs = _installs(meter_id)
     issues = list(
         ReadingIssue.objects.filter(

@@ -478,3 +478,29 @@ def test_nightly_vee_rejects_the_reads_after_a_removal_whose_task_was_lost():
         .values_list("status", flat=True)
     )
     assert statuses == ["valid", "valid", "valid", "rejected", "rejected"]
+
+
+@pytest.mark.django_db
+def test_a_spike_that_ended_the_last_run_is_judged_with_the_next_reads():
+    inst = MeterInstallationFactory(installed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    week = dt.timedelta(days=7)
+    first = at(D(2026, 9, 1))
+    # weekly reads, the third garbled high; nothing after it yet to tell it is the odd one
+    add_readings(inst.meter, [(first, "1000", "10"), (first + week, "1100", "11")])
+    add_readings(inst.meter, [(first + 2 * week, "2600", "12")])
+    vee_run_meter(meter_id=inst.meter_id, start=first, end=first + 2 * week, now=first + 15 * week)
+    assert Reading.objects.get(meter=inst.meter, read_at=first + 2 * week).status == "valid"
+    # the next week's read arrives and the nightly window starts a day before it
+    add_readings(inst.meter, [(first + 3 * week, "1300", "13")])
+
+    vee_run_meter(
+        meter_id=inst.meter_id,
+        start=first + 3 * week - dt.timedelta(days=1),
+        end=first + 3 * week,
+        now=first + 15 * week,
+    )
+
+    statuses = dict(Reading.objects.filter(meter=inst.meter).values_list("read_at", "status"))
+    assert statuses[first + 3 * week] == "valid"  # not a decrease from the spike
+    assert statuses[first + 2 * week] == "rejected"
+    assert ReadingIssue.objects.filter(read_at=first + 2 * week, code="register_spike").exists()
