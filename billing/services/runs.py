@@ -131,8 +131,18 @@ def billing_run_create(
 
 
 def run_account_ids(*, run: BillingRun) -> list[int]:
-    """Accounts of the network with a contract overlapping the run's period
-    (for instalment runs: accounts with a plan of the run's frequency)."""
+    """The accounts a run bills, by its kind (a network may hold both kinds of account):
+
+    * instalment runs: accounts with a plan of the run's frequency, still supplied;
+    * settlement runs: accounts with an instalment plan for (part of) the period, and
+      only those: an account billed by invoice runs has had its year billed already;
+    * invoice runs: accounts with a contract overlapping the period, except those on
+      account for all of it (their instalments and settlement bill it).  An account whose
+      plan covers only part of the period is taken and stopped in its chunk with a reason
+      (``_on_account_in_part``): neither kind of bill may cover those days twice.
+    """
+    from billing.models import InstalmentPlan
+
     if run.kind == BillingRun.Kind.INSTALMENT:
         from billing.services.aconto import plan_account_ids
 
@@ -140,13 +150,41 @@ def run_account_ids(*, run: BillingRun) -> list[int]:
         return plan_account_ids(
             network_id=run.network_id, period_start=run.period_start, months=months
         )
+    plans = InstalmentPlan.objects.overlapping(run.period_start, run.period_end).filter(
+        account__network_id=run.network_id
+    )
+    if run.kind == BillingRun.Kind.SETTLEMENT:
+        return sorted(set(plans.values_list("account_id", flat=True)))
+    on_account = plans.filter(year_start__lte=run.period_start, year_end__gte=run.period_end)
     return list(
         Contract.objects.filter(account__network_id=run.network_id, valid_from__lt=run.period_end)
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=run.period_start))
+        .exclude(account_id__in=on_account.values("account_id"))
         .order_by("account_id")
         .values_list("account_id", flat=True)
         .distinct()
     )
+
+
+def _on_account_in_part(*, run: BillingRun, account_ids: list[int]) -> dict[int, BillingError]:
+    """Invoice runs: accounts whose instalment plan covers part of the run's period."""
+    from billing.models import InstalmentPlan
+
+    if run.kind != BillingRun.Kind.INVOICE or not account_ids:
+        return {}
+    return {
+        account_id: BillingError(
+            f"on account from {year_start.isoformat()} to {year_end.isoformat()}, which covers "
+            f"only part of {run.period_start.isoformat()}–{run.period_end.isoformat()}: bill "
+            "the days outside the plan year by a run that ends or starts at its boundary",
+            code="on_account_in_part",
+        )
+        for account_id, year_start, year_end in InstalmentPlan.objects.overlapping(
+            run.period_start, run.period_end
+        )
+        .filter(account_id__in=account_ids)
+        .values_list("account_id", "year_start", "year_end")
+    }
 
 
 def billing_run_plan(*, run: BillingRun, now: dt.datetime) -> list[int]:
@@ -207,11 +245,13 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         if locked.done:
             return False
         already = _already_billed(run=run, account_ids=chunk.account_ids)
-        todo = [a for a in chunk.account_ids if a not in already]
+        in_part = _on_account_in_part(run=run, account_ids=chunk.account_ids)
+        todo = [a for a in chunk.account_ids if a not in already and a not in in_part]
         compute_options = {}
         if run.kind == BillingRun.Kind.INVOICE and connection.vendor == "postgresql":
             compute_options["render"] = True  # rows for COPY straight away
         drafts, failures = _compute_isolating(run, todo, compute_options)
+        failures.update(in_part)
         issued = None
         try:
             with transaction.atomic():  # savepoint: numbers and rows together
