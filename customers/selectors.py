@@ -48,14 +48,64 @@ class MonthConsumption:
     volume_m3: Decimal | None
     estimated: bool
     same_month_last_year_mwh: Decimal | None
+    # supplied for only part of the month (moved in or out, or a connection added or
+    # given up): no figure here, the bill shows the days supplied
+    partial: bool = False
+
+
+@dataclass(frozen=True)
+class _MonthFigure:
+    energy_kwh: Decimal | None
+    volume_m3: Decimal | None
+    estimated: bool
+    partial: bool
+
+
+_NO_FIGURE = _MonthFigure(None, None, estimated=False, partial=False)
+
+
+def _month_figure(
+    *, start: dt.date, end: dt.date, contracts: list[Contract], values: dict
+) -> _MonthFigure:
+    """The account's consumption in the local month ``[start, end)``, or no figure.
+
+    A month has a figure only if every connection the account held in it is supplied
+    under the account's contracts on every day of it (a renewal on the same connection,
+    ``[.., 15th)`` then ``[15th, ..)``, covers the month) and has both boundary registers.
+    A month held only in part is ``partial``: the overview shows no figure rather than
+    part of the month as the whole; the bill shows the days supplied.
+    """
+    month_days = (end - start).days
+    days_held: dict[int, int] = {}
+    for contract in contracts:
+        days = (min(contract.valid_to or end, end) - max(contract.valid_from, start)).days
+        if days > 0:  # contracts on one connection never overlap (database constraint)
+            days_held[contract.connection_id] = days_held.get(contract.connection_id, 0) + days
+    if not days_held:
+        return _NO_FIGURE
+    if any(days < month_days for days in days_held.values()):
+        return _MonthFigure(None, None, estimated=False, partial=True)
+    energy = volume = Decimal("0")
+    estimated = False
+    for connection_id in days_held:
+        a = values.get((connection_id, start))
+        b = values.get((connection_id, end))
+        if a is None or b is None:
+            return _NO_FIGURE
+        energy += b.energy_kwh - a.energy_kwh
+        volume += b.volume_m3 - a.volume_m3
+        estimated |= "estimated" in (a.status, b.status)
+    return _MonthFigure(energy, volume, estimated=estimated, partial=False)
 
 
 def monthly_consumption(*, account: Account, months: int, today: dt.date) -> list[MonthConsumption]:
     """Energy per complete local month over the account's contracts, newest first.
 
     Uses metering's boundary registers (continuous connection registers), so a month's
-    consumption is the difference of two values; months without both values are ``None``.
-    Only days inside the account's contracts count.
+    consumption on a connection is the difference of two values. A month counts only if
+    the account was supplied on every day of it at every connection it held then (see
+    ``_month_figure``); "same month last year" follows the same rule over the account's
+    own contracts only. Two queries, whatever the number of months or connections.
     """
     from metering.selectors import boundary_registers
 
@@ -70,32 +120,25 @@ def monthly_consumption(*, account: Account, months: int, today: dt.date) -> lis
     )
     values = {(row.connection_id, row.on): row for row in frame.itertuples(index=False)}
 
-    per_month: dict[dt.date, tuple[Decimal | None, Decimal | None, bool]] = {}
-    for start in starts:
-        end = add_months(start, 1)
-        energy = volume = Decimal("0")
-        estimated = False
-        complete = False
-        for contract in contracts:
-            if contract.valid_from > start or (contract.valid_to and contract.valid_to < end):
-                continue  # partial months are shown on the bill, not in this overview
-            a = values.get((contract.connection_id, start))
-            b = values.get((contract.connection_id, end))
-            if a is None or b is None:
-                continue
-            complete = True
-            energy += b.energy_kwh - a.energy_kwh
-            volume += b.volume_m3 - a.volume_m3
-            estimated |= "estimated" in (a.status, b.status)
-        per_month[start] = (
-            energy / 1000 if complete else None,
-            volume if complete else None,
-            estimated,
+    per_month = {
+        start: _month_figure(
+            start=start, end=add_months(start, 1), contracts=contracts, values=values
         )
+        for start in starts
+    }
 
     result = []
     for start in reversed(starts[-months:]):
-        energy, volume, estimated = per_month[start]
-        last_year = per_month.get(add_months(start, -12), (None, None, False))[0]
-        result.append(MonthConsumption(start, energy, volume, estimated, last_year))
+        figure = per_month[start]
+        last_year = per_month.get(add_months(start, -12), _NO_FIGURE).energy_kwh
+        result.append(
+            MonthConsumption(
+                month=start,
+                energy_mwh=None if figure.energy_kwh is None else figure.energy_kwh / 1000,
+                volume_m3=figure.volume_m3,
+                estimated=figure.estimated,
+                same_month_last_year_mwh=None if last_year is None else last_year / 1000,
+                partial=figure.partial,
+            )
+        )
     return result
