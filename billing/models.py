@@ -374,6 +374,15 @@ class InstalmentPlan(models.Model):
         max_digits=14, decimal_places=6, help_text="Last year's consumption, climate-corrected."
     )
     estimated_m3 = models.DecimalField(max_digits=16, decimal_places=4, default=ZERO)
+    connections = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "The plan per connection held in the year: its number, last year's and estimated "
+            "MWh and m³ (they add up to the plan's). Instalments bill each connection's share "
+            "for the days the account holds it."
+        ),
+    )
     explanation = models.TextField(blank=True)
     created_at = models.DateTimeField()
 

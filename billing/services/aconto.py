@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from billing.services.compute import (
     drafts_compute,
     registers_load,
 )
-from customers.models import Account, Network
+from customers.models import Account, Network, ServiceConnection
 from customers.selectors import contracts_active_between
 from heatutility.db import bulk_insert
 from heatutility.errors import ConflictError, DomainError
@@ -69,6 +70,7 @@ PLAN_FIELDS = [
     "last_year_mwh",
     "estimated_mwh",
     "estimated_m3",
+    "connections",
     "explanation",
     "created_at",
 ]
@@ -287,15 +289,27 @@ def _plan_chunk(
         dates=[last_start, year_start],
         required={(c, d) for c in connection_ids for d in (last_start, year_start)},
     )
+    held = {
+        account_id: sorted({iv.connection_id for iv in intervals.get(account_id, [])})
+        for account_id in account_ids
+    }
+    # connection numbers name the parts of a plan over several premises (few accounts)
+    several = sorted({c for ids in held.values() if len(ids) > 1 for c in ids})
+    numbers = (
+        dict(ServiceConnection.objects.filter(pk__in=several).values_list("pk", "number"))
+        if several
+        else {}
+    )
+    as_json = _json_column()
     rows, failures = [], {}
     for account_id in account_ids:
         try:
             rows.append(
                 _plan_row(
                     account_id=account_id,
-                    connection_ids=sorted(
-                        {iv.connection_id for iv in intervals.get(account_id, [])}
-                    ),
+                    connection_ids=held[account_id],
+                    numbers=numbers,
+                    as_json=as_json,
                     registers=registers,
                     last_start=last_start,
                     year_start=year_start,
@@ -308,6 +322,16 @@ def _plan_chunk(
         except UnableToPlanInstalments as exc:
             failures[account_id] = exc.message
     return rows, failures
+
+
+def _json_column():
+    """How a JSON value goes into :func:`bulk_insert`: JSON text for PostgreSQL's COPY,
+    the value itself for ``bulk_create``."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return lambda value: json.dumps(value, separators=(",", ":"))
+    return lambda value: value
 
 
 def _planning_lock(network_id: int) -> None:
@@ -324,6 +348,8 @@ def _plan_row(
     *,
     account_id: int,
     connection_ids: list[int],
+    numbers: dict[int, str],
+    as_json,
     registers: dict,
     last_start: dt.date,
     year_start: dt.date,
@@ -332,10 +358,17 @@ def _plan_row(
     weather: _Weather,
     now: dt.datetime,
 ) -> tuple:
-    """One plan's values in ``PLAN_FIELDS`` order."""
+    """One plan's values in ``PLAN_FIELDS`` order.
+
+    The estimate is made per connection (each premises' own last year), so that an
+    instalment bills only the premises the account holds in its period; the plan's
+    figures are their sums.  Climate correction is linear, so each connection's corrected
+    MWh is its share of the plan's (rounded once, the remainder on the last connection):
+    the parts add up to the plan exactly.
+    """
     if not connection_ids:
         raise UnableToPlanInstalments("No connection under contract in the plan year.")
-    energy = volume = ZERO
+    used: list[tuple[int, Decimal, Decimal]] = []  # connection, kWh, m³ last year
     for connection_id in connection_ids:
         a = registers.get((connection_id, last_start))
         b = registers.get((connection_id, year_start))
@@ -345,8 +378,9 @@ def _plan_row(
                 f"{(last_start if a is None else year_start).isoformat()}: last year's "
                 "consumption is unknown."
             )
-        energy += b.energy_kwh - a.energy_kwh
-        volume += b.volume_m3 - a.volume_m3
+        used.append((connection_id, b.energy_kwh - a.energy_kwh, b.volume_m3 - a.volume_m3))
+    energy = sum((kwh for _, kwh, _ in used), ZERO)
+    volume = sum((m3 for _, _, m3 in used), ZERO)
     last_mwh = quantize_energy(energy / 1000)
     corrected = quantize_energy(
         climate_corrected(
@@ -357,6 +391,34 @@ def _plan_row(
         )
     )
     factor = corrected / last_mwh if last_mwh else Decimal(1)
+    estimated_m3 = (volume * factor).quantize(M3)
+    lasts = _parts(last_mwh, [kwh / 1000 for _, kwh, _ in used], quantize_energy)
+    parts = [
+        {
+            "connection_id": connection_id,
+            "number": numbers.get(connection_id, ""),
+            "last_year_mwh": str(last),
+            "estimated_mwh": str(estimated),
+            "estimated_m3": str(m3),
+        }
+        for (connection_id, _, _), last, estimated, m3 in zip(
+            used,
+            lasts,
+            _parts(corrected, lasts, quantize_energy),
+            _parts(estimated_m3, [m3 for _, _, m3 in used], lambda v: v.quantize(M3)),
+            strict=True,
+        )
+    ]
+    last_year = f"last year {last_mwh:.3f} MWh"
+    if len(parts) > 1:
+        last_year += (
+            " ("
+            + " + ".join(
+                f"{Decimal(p['last_year_mwh']):.3f} connection {p['number'] or p['connection_id']}"
+                for p in parts
+            )
+            + ")"
+        )
     return (
         account_id,
         year_start,
@@ -364,10 +426,24 @@ def _plan_row(
         frequency,
         last_mwh,
         corrected,
-        (volume * factor).quantize(Decimal("0.0001")),
-        f"last year {last_mwh:.3f} MWh" + weather.note(corrected),
+        estimated_m3,
+        as_json(parts),
+        last_year + weather.note(corrected),
         now,
     )
+
+
+M3 = Decimal("0.0001")
+
+
+def _parts(total: Decimal, weights: Sequence[Decimal], rounded) -> list[Decimal]:
+    """``total`` split in proportion to ``weights``, each part rounded, the last taking
+    what is left so the parts add up to ``total`` (equal parts where the weights are 0)."""
+    whole = sum(weights, ZERO)
+    if len(weights) == 1:
+        return [total]
+    parts = [rounded(total * w / whole if whole else total / len(weights)) for w in weights[:-1]]
+    return [*parts, total - sum(parts, ZERO)]
 
 
 def instalment_plan_create(
@@ -437,7 +513,8 @@ def _line(
 
 
 def _days_supplied(intervals: Sequence) -> int:
-    """Days of the period with at least one contract (the intervals are clipped to it)."""
+    """Days of the period with at least one of ``intervals`` (clipped to it): one
+    connection's contracts, so each premises pays for the days it is held."""
     days, reached = 0, None
     for iv in sorted(intervals, key=lambda iv: iv.start):
         start = iv.start if reached is None or iv.start > reached else reached
@@ -485,51 +562,81 @@ def instalment_drafts(
                 - plan.year_start.month
             )
             index = months // step + 1
-            # the annual charge once per connection (a renewed contract on the same
-            # connection is two intervals, not two premises): its latest terms
-            latest: dict[int, ContractInterval] = {}
+            # each premises held in the period pays its own part of the plan: its own
+            # estimated MWh and fixed charges, for the days the account holds it (a
+            # renewed contract on one connection is two intervals, not two premises:
+            # its latest terms)
+            held: dict[int, list[ContractInterval]] = defaultdict(list)
             for iv in ivs:
-                if iv.connection_id not in latest or iv.start > latest[iv.connection_id].start:
-                    latest[iv.connection_id] = iv
-            premises = [latest[cid] for cid in sorted(latest)]
-            total_kw = sum((i.contracted_kw for i in premises), ZERO) or Decimal(1)
-            by_rate: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
-            version_ids = []
-            for iv in premises:
-                conn_slices = slices.get(iv.connection_id) or []
+                held[iv.connection_id].append(iv)
+            planned = {int(p["connection_id"]): p for p in plan.connections}
+            days = (period_end - period_start).days
+            total_kw = sum(
+                (max(civs, key=lambda iv: iv.start).contracted_kw for civs in held.values()),
+                ZERO,
+            ) or Decimal(1)
+            parts: list[tuple[str, int, dict[Decimal, Decimal]]] = []
+            version_ids, estimated = [], ZERO
+            for connection_id in sorted(held):
+                iv = max(held[connection_id], key=lambda iv: iv.start)
+                conn_slices = slices.get(connection_id) or []
                 if not conn_slices:
                     raise BillingError(
-                        f"no tariff for connection {iv.connection_id}", code="no_tariff"
+                        f"no tariff for connection {connection_id}", code="no_tariff"
                     )
                 spec = conn_slices[0][2]
                 version_ids.append(spec.version_id)
-                share = iv.contracted_kw / total_kw
+                if plan.connections:
+                    part = planned.get(connection_id)
+                    energy = Decimal(part["estimated_mwh"]) if part else ZERO
+                    volume = Decimal(part["estimated_m3"]) if part else ZERO
+                    annual_energy = energy
+                    name = (
+                        f"connection {part['number'] or connection_id}, {energy:.3f} MWh"
+                        if part
+                        else f"connection {connection_id} is not in the plan: no MWh estimated"
+                    )
+                else:  # a plan made before plans were kept per connection: shared by kW
+                    share = iv.contracted_kw / total_kw
+                    energy = quantize_energy(plan.estimated_mwh * share)
+                    volume = (plan.estimated_m3 * share).quantize(M3)
+                    annual_energy, name = plan.estimated_mwh, ""
                 det = Determinants(
                     period_start=plan.year_start,
                     period_end=plan.year_end,
-                    energy_mwh=quantize_energy(plan.estimated_mwh * share),
-                    volume_m3=(plan.estimated_m3 * share).quantize(Decimal("0.0001")),
+                    energy_mwh=energy,
+                    volume_m3=volume,
                     return_temp_c=None,
                     flow_temp_c=None,
                     contracted_kw=iv.contracted_kw,
                     heated_area_m2=iv.heated_area_m2,
-                    annual_energy_mwh=plan.estimated_mwh,
+                    annual_energy_mwh=annual_energy,
                 )
+                annual: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
                 for priced in rate(determinants=det, tariff=spec):
-                    by_rate[priced.vat_rate] += priced.amount
+                    annual[priced.vat_rate] += priced.amount
+                supplied = _days_supplied(held[connection_id])
+                estimated += energy * supplied / days
+                parts.append((name, supplied, annual))
             lines = []
-            supplied, days = _days_supplied(ivs), (period_end - period_start).days
-            part = "" if supplied == days else f" × {supplied}/{days} days supplied"
-            for vat_rate, annual in sorted(by_rate.items()):
-                # a move-in or move-out within the period pays for the days supplied
-                share = annual / n if supplied == days else annual * supplied / (n * days)
-                amount = quantize_money(share, currency)
+            for vat_rate in sorted({r for _, _, annual in parts for r in annual}):
+                amount, said = ZERO, []
+                for name, supplied, annual in parts:
+                    if vat_rate not in annual:
+                        continue
+                    # a move-in or move-out within the period pays for the days supplied
+                    amount += annual[vat_rate] * supplied / (n * days)
+                    held_for = "" if supplied == days else f" × {supplied}/{days} days supplied"
+                    said.append(
+                        f"{annual[vat_rate]:,.2f} {currency}{held_for}"
+                        + (f" ({name})" if name and (len(planned) > 1 or len(held) > 1) else "")
+                    )
                 lines.append(
                     _line(
                         f"On-account instalment {index} of {n}",
-                        f"1/{n} × estimated annual charge {annual:,.2f} {currency}{part} "
+                        f"1/{n} × estimated annual charge {' + '.join(said)} "
                         f"({plan.explanation}) at current prices",
-                        amount,
+                        quantize_money(amount, currency),
                         vat_rate,
                         period_start,
                         period_end,
@@ -550,8 +657,17 @@ def instalment_drafts(
                     readings=[],
                     has_estimated_reads=False,
                     tariff_version_ids=sorted(set(version_ids)),
-                    determinants=[{"plan_id": plan.pk, "estimated_mwh": str(plan.estimated_mwh)}],
-                    comparison={"energy_mwh": str(plan.estimated_mwh / n), "last_year_mwh": None},
+                    determinants=[
+                        {
+                            "plan_id": plan.pk,
+                            "estimated_mwh": str(plan.estimated_mwh),
+                            "connections": sorted(held),
+                        }
+                    ],
+                    comparison={
+                        "energy_mwh": str(quantize_energy(estimated / n)),
+                        "last_year_mwh": None,
+                    },
                 )
             )
         except BillingError as exc:
