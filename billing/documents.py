@@ -408,9 +408,17 @@ def _instalment_last_year(invoice: Invoice) -> dict | None:
     if plan is None:
         return None
     n = 12 if plan.frequency == InstalmentPlan.Frequency.MONTHLY else 4
+    year_mwh = plan.last_year_mwh
+    # a plan kept per connection: last year of the connections this instalment bills
+    held = {c for s in segments if isinstance(s, dict) for c in s.get("connections") or ()}
+    if plan.connections and held:
+        year_mwh = sum(
+            (Decimal(p["last_year_mwh"]) for p in plan.connections if p["connection_id"] in held),
+            Decimal("0"),
+        )
     return {
-        "share_mwh": (plan.last_year_mwh / n).quantize(Decimal("0.001")),
-        "year_mwh": plan.last_year_mwh,
+        "share_mwh": (year_mwh / n).quantize(Decimal("0.001")),
+        "year_mwh": year_mwh,
         "n": n,
     }
 

@@ -67,6 +67,13 @@ class TestInstalmentsPerConnection:
             (first.connection_id, "18.000000"),
             (second.pk, "18.000000"),
         ]
+        # the PDF compares Q2 with the premises it bills: a quarter of its 18 MWh
+        from billing.documents import invoice_context
+
+        assert invoice_context(invoice=q2)["plan_last_year"]["share_mwh"] == Decimal("4.500")
+        assert invoice_context(invoice=_instalment(YEAR))["plan_last_year"]["share_mwh"] == Decimal(
+            "9.000"
+        )
 
     def test_move_within_the_network_charges_one_flat_at_a_time(self):
         network, (flat_a,) = billed_network(accounts=1)
