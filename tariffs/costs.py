@@ -8,7 +8,9 @@ Pure: frames and dataclasses in, a :class:`CostResult` out (no ORM, no clock).
 * fuel boilers ``Σ_h Q_h / η · (fuel price + CO₂ factor × CO₂ price)`` (metered fuel if given);
 * O&M: fixed per MW of capacity per year × year fraction + variable per MWh of heat;
 * capital per year: annuity ``I·r / (1 − (1 + r)^−n)`` or straight-line depreciation plus
-  interest on the remaining book value, × year fraction;
+  interest on the remaining book value, for the unit's asset year (counted from
+  ``commissioned_on``; 0 before commissioning and after the lifetime), × year fraction; a
+  period that spans an anniversary is split there and each part charged at its own year;
 * network costs per year × year fraction; network losses = heat produced − heat sold.
 
 Floats carry the hourly maths; every figure leaves through :func:`heatutility.money.to_decimal`
@@ -39,11 +41,58 @@ def annuity(*, investment: Decimal, rate: Decimal, years: int) -> Decimal:
     return investment * rate / (1 - (1 + rate) ** -years)
 
 
-def depreciation_with_interest(*, investment: Decimal, rate: Decimal, years: int, year_index: int) -> Decimal:
-    """Year ``k`` (1-based): ``I/n`` depreciation + interest on the book value at the start of year k."""
+def capital_cost_per_year(*, method: str, investment: Decimal, rate: Decimal, years: int, year_index: int) -> Decimal:
+    """Capital cost of asset year ``year_index`` (1-based): the annuity is paid in years 1…n,
+    depreciation plus interest follows the book value; nothing before commissioning or after
+    the lifetime (a written-off unit costs no capital)."""
+    if method == "depreciation":
+        return depreciation_with_interest(investment=investment, rate=rate, years=years, year_index=year_index)
     if years <= 0:
         raise ValueError("lifetime must be at least one year")
-    if year_index > years:
+    if year_index < 1 or year_index > years:
+        return Decimal(0)
+    return annuity(investment=investment, rate=rate, years=years)
+
+
+def _add_years(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February in a common year: the 28th
+        return day.replace(year=day.year + years, day=28)
+
+
+def asset_year_index(*, commissioned_on: dt.date, on: dt.date) -> int:
+    """The asset year (1-based) that day ``on`` falls in: year k is
+    ``[commissioned_on + (k−1) years, commissioned_on + k years)``; 0 or less before commissioning."""
+    k = on.year - commissioned_on.year
+    if _add_years(commissioned_on, k) > on:
+        k -= 1
+    return k + 1
+
+
+def asset_year_pieces(*, commissioned_on: dt.date, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date, int]]:
+    """``[start, end)`` split at the unit's commissioning date and anniversaries, each piece with its
+    asset year (≤ 0 = not yet commissioned).  A partial asset year counts by its share of the
+    period's year fraction (calendar months of 1/12, split by days, as every other per-year cost)."""
+    pieces = []
+    day = start
+    while day < end:
+        k = asset_year_index(commissioned_on=commissioned_on, on=day)
+        boundary = commissioned_on if k < 1 else _add_years(commissioned_on, k)
+        stop = min(end, boundary)
+        pieces.append((day, stop, k))
+        day = stop
+    return pieces
+
+
+def depreciation_with_interest(*, investment: Decimal, rate: Decimal, years: int, year_index: int) -> Decimal:
+    """Year ``k`` (1-based): ``I/n`` depreciation + interest on the book value at the start of year k.
+
+    Outside the asset's life (before commissioning, ``k < 1``, or written off, ``k > n``)
+    there is neither depreciation nor interest: 0."""
+    if years <= 0:
+        raise ValueError("lifetime must be at least one year")
+    if year_index < 1 or year_index > years:
         return Decimal(0)
     book_value = investment * (Decimal(years - year_index + 1) / years)
     return investment / years + rate * book_value
@@ -66,7 +115,10 @@ class UnitParams:
     lifetime_years: int = 25
     interest_rate: Decimal = Decimal("0.04")
     capital_method: str = "annuity"
+    # the asset year comes from ``commissioned_on`` and the cost period; ``year_index`` is
+    # used only for a unit whose commissioning date is not known
     year_index: int = 1
+    commissioned_on: dt.date | None = None
 
 
 @dataclass
@@ -202,13 +254,20 @@ def operating_cost(
     capital_total = Decimal(0)
     for u in units:
         rows = frame[frame["unit_id"] == u.id]
-        if u.capital_method == "depreciation":
-            capital_year = depreciation_with_interest(
-                investment=u.investment, rate=u.interest_rate, years=u.lifetime_years, year_index=u.year_index
-            )
-        else:
-            capital_year = annuity(investment=u.investment, rate=u.interest_rate, years=u.lifetime_years)
-        capital = quantize_money(_frac_mul(capital_year, fraction), currency)
+        if u.commissioned_on is not None:
+            pieces = asset_year_pieces(commissioned_on=u.commissioned_on, start=period_start, end=period_end)
+        else:  # commissioning date unknown: every day counts as the given asset year (default 1)
+            pieces = [(period_start, period_end, u.year_index)]
+
+        def per_year(k: int, u: UnitParams = u) -> Decimal:
+            return capital_cost_per_year(method=u.capital_method, investment=u.investment, rate=u.interest_rate,
+                                         years=u.lifetime_years, year_index=k)
+
+        capital = quantize_money(
+            sum((_frac_mul(per_year(k), year_fraction(s, e)) for s, e, k in pieces), Decimal(0)), currency
+        )
+        first_year = pieces[0][2] if pieces else u.year_index
+        capital_year = per_year(first_year)
         fixed_om = quantize_money(_frac_mul(u.capacity_mw * u.om_fixed_per_mw_year, fraction), currency)
         fixed_om_total += fixed_om
         capital_total += capital
@@ -229,6 +288,7 @@ def operating_cost(
             "om_fixed_cost": fixed_om,
             "capital_cost": capital,
             "capital_per_year": quantize_money(capital_year, currency),
+            "asset_year_index": Decimal(first_year),
             "seasonal_cop_measured": None if scop_meas is None else to_decimal(round(scop_meas, 4)),
             "seasonal_cop_modelled": None if scop_model is None else to_decimal(round(scop_model, 4)),
         }

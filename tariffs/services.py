@@ -21,7 +21,7 @@ from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.timeutil import local_midnight
 from tariffs import caps as cap_methods
 from tariffs.bulk import upsert_rows
-from tariffs.costs import UnitParams, operating_cost
+from tariffs.costs import UnitParams, asset_year_pieces, operating_cost
 from tariffs.imports import (
     ChargeRow,
     ImportRejected,
@@ -42,7 +42,7 @@ from tariffs.models import (
     TariffVersion,
     UnitHour,
 )
-from tariffs.rating import Determinants, components_from_data
+from tariffs.rating import Determinants, components_from_data, year_fraction
 from tariffs.selectors import electricity_prices_frame, tariff_spec_for_version, unit_hours_frame
 
 APPROVE_PERMISSION = "tariffs.approve_tariffversion"
@@ -176,6 +176,13 @@ def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) ->
     Refused with every component, cap and excess when a price is above a cap.  An open-ended
     approved predecessor is closed the day the new version starts (the only change an
     approved version ever gets); any other overlap is refused by the database.
+
+    A version with an end date that would close an open predecessor is refused (422,
+    ``would_leave_gap``) unless an in-force version already starts on its end date: the
+    predecessor could never apply again after it (a version is one ``[valid_from, valid_to)``
+    range and ``selectors.tariff_slices_for_connections`` takes, day by day, the one in-force
+    version covering it), so the days after it would have no tariff.  Staff approve the
+    version open-ended and later approve the following version, which closes it.
     """
     if not (user and user.is_active and user.has_perm(APPROVE_PERMISSION)):
         raise NotAllowed("Only a tariff manager may approve tariff versions (permission tariffs.approve_tariffversion).")
@@ -195,6 +202,18 @@ def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) ->
             .filter(tariff_id=locked.tariff_id, status__in=IN_FORCE, valid_to__isnull=True, valid_from__lt=locked.valid_from)
             .first()
         )
+        if predecessor is not None and locked.valid_to is not None and not (
+            TariffVersion.objects.filter(tariff_id=locked.tariff_id, status__in=IN_FORCE, valid_from=locked.valid_to)
+            .exists()
+        ):
+            message = (
+                f"Approving version {locked.number} ({locked.valid_from} to {locked.valid_to}) would end version "
+                f"{predecessor.number} on {locked.valid_from} for good and leave tariff {locked.tariff.code} without "
+                f"a price from {locked.valid_to}. Give version {locked.number} no end date (valid_to empty) and "
+                f"approve it; a later version (e.g. a copy of version {predecessor.number} from {locked.valid_to}) "
+                "then closes it the day that version starts."
+            )
+            raise TariffVersionInvalid(message, errors=[ErrorItem(code="would_leave_gap", field="valid_to", message=message)])
         if predecessor is not None:
             predecessor.valid_to = locked.valid_from
             predecessor.save(update_fields=["valid_to"])
@@ -444,6 +463,9 @@ def electricity_charges_store(*, rows: Sequence[ChargeRow], data_import: DataImp
 
 # ----------------------------------------------------------------------------- cost
 def unit_params(unit: PlantUnit, *, year_index: int = 1) -> UnitParams:
+    """The cost model's view of a unit.  Its asset year (for the capital cost) is counted in
+    the cost model from ``commissioned_on`` and the cost period; ``year_index`` applies only
+    when the commissioning date is not recorded (then every period is charged as that year)."""
     return UnitParams(
         id=unit.pk, code=unit.code, kind=unit.kind, capacity_mw=unit.capacity_mw,
         lorenz_efficiency=unit.lorenz_efficiency, boiler_efficiency=unit.boiler_efficiency,
@@ -451,8 +473,22 @@ def unit_params(unit: PlantUnit, *, year_index: int = 1) -> UnitParams:
         co2_price_per_t=unit.co2_price_per_t, om_fixed_per_mw_year=unit.om_fixed_per_mw_year,
         om_variable_per_mwh=unit.om_variable_per_mwh, investment=unit.investment,
         lifetime_years=unit.lifetime_years, interest_rate=unit.interest_rate,
-        capital_method=unit.capital_method, year_index=year_index,
+        capital_method=unit.capital_method, year_index=year_index, commissioned_on=unit.commissioned_on,
     )
+
+
+def _capital_year_basis(p: UnitParams, period_start: dt.date, period_end: dt.date) -> str:
+    """How the capital cost's asset year was found, for the stored inputs (the regulator's "why")."""
+    if p.commissioned_on is None:
+        return (f"commissioned_on not recorded: charged as asset year {p.year_index} of {p.lifetime_years} "
+                "(record the commissioning date to charge the unit's real age)")
+    pieces = asset_year_pieces(commissioned_on=p.commissioned_on, start=period_start, end=period_end)
+    years = ", ".join(
+        f"[{s}, {e}) " + ("not yet commissioned" if k < 1 else
+                          f"asset year {k} of {p.lifetime_years}" + (" (written off)" if k > p.lifetime_years else ""))
+        for s, e, k in pieces
+    )
+    return f"commissioned {p.commissioned_on}: {years}"
 
 
 def operating_cost_compute(
@@ -480,7 +516,14 @@ def operating_cost_compute(
     except ValueError as exc:
         raise DomainError(str(exc)) from exc
     inputs = {
-        "units": [{k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in p.__dict__.items()} for p in params],
+        "units": [
+            {
+                **{k: (format(v, "f") if isinstance(v, Decimal) else v.isoformat() if isinstance(v, dt.date) else v)
+                   for k, v in p.__dict__.items()},
+                "capital_year_basis": _capital_year_basis(p, period_start, period_end),
+            }
+            for p in params
+        ],
         "heat_sold_mwh": None if heat_sold_mwh is None else format(heat_sold_mwh, "f"),
         "loss_share": None if loss_share is None else format(loss_share, "f"),
         "network_costs_per_year": format(network_costs_per_year, "f"),
@@ -626,11 +669,36 @@ def _derived_index_term(term: dict, path: str = "inputs") -> dict:
 def cost_based_inputs_from_cost(*, cost: OperatingCost, connections: int, contracted_kw_total: Decimal,
                                 over_recovery: Decimal = Decimal(0), approved_return: Decimal = Decimal(0),
                                 fixed_share_per_connection: Decimal = Decimal("0.2")) -> dict:
-    """Inputs of a cost-based cap taken from an operating-cost run (sales = heat sold)."""
+    """Inputs of a cost-based cap taken from an operating-cost run (sales = heat sold), per year.
+
+    A cost-based cap's limits are per year (fixed charge per connection and year, capacity
+    charge per kW and year), so the run's costs and sales are annualised: divided by the
+    run's year fraction, the same rule (calendar months of 1/12, split by days) by which the
+    cost model prorated the per-year fixed O&M, capital and network costs into the run, so a
+    one-month run gives back exactly twelve months of them.  Variable costs and sales are
+    scaled alike, which leaves the price per MWh as it was.  The run's own figures and the
+    factor are kept under ``annualised_from``.  ``over_recovery`` and ``approved_return`` are
+    per-year amounts.  The cap's period does not enter: its limits are per year whatever its length.
+    """
     f = cost.results["figures"]
+    fraction = year_fraction(cost.period_start, cost.period_end)
+    if fraction <= 0:
+        raise cap_methods.CapInputsInvalid(f"Operating cost #{cost.pk} covers no days; it cannot give yearly costs.")
+
+    def per_year(value: str) -> str:
+        annual = Decimal(value) * fraction.denominator / fraction.numerator
+        return format(annual.quantize(Decimal("0.000001")).normalize(), "f")
+
     return {
-        "variable_costs": f["variable_cost"], "fixed_costs": f["fixed_cost"],
-        "forecast_sales_mwh": f["heat_sold_mwh"], "over_recovery": format(over_recovery, "f"),
+        "variable_costs": per_year(f["variable_cost"]), "fixed_costs": per_year(f["fixed_cost"]),
+        "forecast_sales_mwh": per_year(f["heat_sold_mwh"]),
+        "annualised_from": {
+            "operating_cost_period": f"[{cost.period_start}, {cost.period_end})",
+            "year_fraction": f"{fraction.numerator}/{fraction.denominator}",
+            "variable_costs": f["variable_cost"], "fixed_costs": f["fixed_cost"],
+            "forecast_sales_mwh": f["heat_sold_mwh"],
+        },
+        "over_recovery": format(over_recovery, "f"),
         "approved_return": format(approved_return, "f"), "connections": connections,
         "contracted_kw_total": format(contracted_kw_total, "f"),
         "fixed_share_per_connection": format(fixed_share_per_connection, "f"),
