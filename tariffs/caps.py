@@ -10,7 +10,7 @@ the end); intermediate figures are kept unrounded to 10 decimals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,10 +23,13 @@ from tariffs.rating import (
     Determinants,
     EnergyCharge,
     FixedCharge,
+    PricedLine,
     TariffSpec,
+    VolumeCharge,
     rate,
     totals,
 )
+from tariffs.simulation import STANDARD_CUSTOMERS, standard_assumptions, standard_determinants
 from tariffs.units import ENERGY_UNITS, POWER_UNITS, WATER_KWH_PER_LITRE_KELVIN
 
 PLACES = Decimal("0.0000000001")
@@ -41,7 +44,8 @@ def _d(value, name: str) -> Decimal:
         d = Decimal(str(value))
     except Exception as exc:
         raise CapInputsInvalid(
-            f"{name} is not a number.", errors=[ErrorItem(code="invalid", message="Not a number.", field=name)]
+            f"{name} is not a number.",
+            errors=[ErrorItem(code="invalid", message="Not a number.", field=name)],
         ) from exc
     return d
 
@@ -61,8 +65,17 @@ class _Reader:
     def error(self, path: str, message: str, code: str = "invalid") -> None:
         self.errors.append(ErrorItem(code=code, message=message, field=path))
 
-    def number(self, data: dict, key: str, path: str, *, default: str | None = None, gt: Decimal | int | None = None,
-               ge: Decimal | int | None = None, le: Decimal | int | None = None) -> Decimal | None:
+    def number(
+        self,
+        data: dict,
+        key: str,
+        path: str,
+        *,
+        default: str | None = None,
+        gt: Decimal | int | None = None,
+        ge: Decimal | int | None = None,
+        le: Decimal | int | None = None,
+    ) -> Decimal | None:
         """A finite number, ``|x| < 10¹²``, at most 10 decimals, within the bounds given."""
         field = f"{path}.{key}"
         value = data.get(key)
@@ -83,20 +96,37 @@ class _Reader:
             self.error(field, "Must be a finite number.")
             return None
         if d.copy_abs() >= CAP_INPUT_LIMIT:
-            self.error(field, f"Must be between -{CAP_INPUT_LIMIT:,} and {CAP_INPUT_LIMIT:,}.", "out_of_range")
+            self.error(
+                field,
+                f"Must be between -{CAP_INPUT_LIMIT:,} and {CAP_INPUT_LIMIT:,}.",
+                "out_of_range",
+            )
             return None
-        if d.as_tuple().exponent < -CAP_INPUT_PLACES and d != d.quantize(Decimal(1).scaleb(-CAP_INPUT_PLACES)):
+        if d.as_tuple().exponent < -CAP_INPUT_PLACES and d != d.quantize(
+            Decimal(1).scaleb(-CAP_INPUT_PLACES)
+        ):
             self.error(field, f"At most {CAP_INPUT_PLACES} decimal places.", "max_decimal_places")
             return None
-        for bound, ok, text in ((gt, lambda b: d > b, "above"), (ge, lambda b: d >= b, "at least"),
-                                (le, lambda b: d <= b, "at most")):
+        for bound, ok, text in (
+            (gt, lambda b: d > b, "above"),
+            (ge, lambda b: d >= b, "at least"),
+            (le, lambda b: d <= b, "at most"),
+        ):
             if bound is not None and not ok(bound):
                 self.error(field, f"Must be {text} {bound}.", "out_of_range")
                 return None
         return d
 
-    def integer(self, data: dict, key: str, path: str, *, default: int | None = None, ge: int = 1,
-                le: int = 10**9) -> int | None:
+    def integer(
+        self,
+        data: dict,
+        key: str,
+        path: str,
+        *,
+        default: int | None = None,
+        ge: int = 1,
+        le: int = 10**9,
+    ) -> int | None:
         field = f"{path}.{key}"
         value = data.get(key)
         if value is None:
@@ -121,8 +151,11 @@ class _Reader:
 
     def obj(self, value: Any, path: str) -> dict | None:
         if not isinstance(value, dict):
-            self.error(path, "Expected an object." if value is not None else "Required.",
-                       "invalid" if value is not None else "required")
+            self.error(
+                path,
+                "Expected an object." if value is not None else "Required.",
+                "invalid" if value is not None else "required",
+            )
             return None
         return value
 
@@ -149,6 +182,38 @@ def _index_term_inputs(r: _Reader, t: Any, path: str) -> None:
             r.number(rebase, "new_at_link", f"{path}.rebase", gt=0)
 
 
+REFERENCE_ASSUMABLE = ("volume_m3", "contracted_kw", "heated_area_m2")
+
+
+def _reference_inputs(r: _Reader, ref: dict, path: str) -> dict[str, Any]:
+    """The substitution benchmark's reference customer; what it does not state is assumed.
+
+    A customer using heat has network water, floor area and a capacity: a missing, blank or
+    zero volume, contracted kW or heated area is replaced by the standard assumption of the
+    price examples (``simulation.standard_assumptions``: 18.1 MWh → 518.87 m³ at ΔT 30 °C,
+    9.05 kW, 130 m²), or volume, area and capacity charges would be left out of the bill
+    compared with the benchmark.  The assumed values are written into ``ref`` itself with
+    their names under ``assumed``, so the cap's stored inputs say what was assumed and
+    rebuild the same reference customer.
+    """
+    energy = r.number(ref, "energy_mwh", path, gt=0)
+    out: dict[str, Any] = {"energy_mwh": energy}
+    stated = {key: r.number(ref, key, path, default="0", ge=0) for key in REFERENCE_ASSUMABLE}
+    assumed = list(ref.get("assumed") or []) if isinstance(ref.get("assumed"), list) else []
+    standard = standard_assumptions(energy) if energy is not None else {}
+    for key, value in stated.items():
+        if value == 0 and standard:
+            value = standard[key]
+            ref[key] = format(value, "f")
+            if key not in assumed:
+                assumed.append(key)
+        out[key] = value
+    if assumed:
+        ref["assumed"] = assumed
+    out["assumed"] = tuple(assumed)
+    return out
+
+
 def parse_cap_inputs(*, method: str, inputs: Any) -> dict[str, Any]:
     """Check a method's inputs before anything is computed: types, finite and bounded
     numbers, positive divisors.  Returns the parsed values (Decimals, ints) by name, or
@@ -158,7 +223,10 @@ def parse_cap_inputs(*, method: str, inputs: Any) -> dict[str, Any]:
     p = "inputs"
     out: dict[str, Any] = {}
     if not isinstance(inputs, dict):
-        raise CapInputsInvalid("The inputs must be an object.", errors=[ErrorItem(code="invalid", message="Expected an object.", field=p)])
+        raise CapInputsInvalid(
+            "The inputs must be an object.",
+            errors=[ErrorItem(code="invalid", message="Expected an object.", field=p)],
+        )
     if method == "cost_based":
         out["variable_costs"] = r.number(inputs, "variable_costs", p, ge=0)
         out["fixed_costs"] = r.number(inputs, "fixed_costs", p, ge=0)
@@ -167,15 +235,20 @@ def parse_cap_inputs(*, method: str, inputs: Any) -> dict[str, Any]:
         out["forecast_sales_mwh"] = r.number(inputs, "forecast_sales_mwh", p, gt=0)
         out["connections"] = r.integer(inputs, "connections", p)
         out["contracted_kw_total"] = r.number(inputs, "contracted_kw_total", p, gt=0)
-        out["fixed_share_per_connection"] = r.number(inputs, "fixed_share_per_connection", p, default="0.2", ge=0, le=1)
+        out["fixed_share_per_connection"] = r.number(
+            inputs, "fixed_share_per_connection", p, default="0.2", ge=0, le=1
+        )
     elif method == "maximum_price":
         out["fixed_per_year_incl_vat"] = r.number(inputs, "fixed_per_year_incl_vat", p, ge=0)
         out["price_per_gj_incl_vat"] = r.number(inputs, "price_per_gj_incl_vat", p, ge=0)
     elif method == "indexation":
         clauses = inputs.get("clauses")
         if not isinstance(clauses, list) or not clauses:
-            r.error(f"{p}.clauses", "A list of clauses (energy, capacity, meter) is required.",
-                    "required" if clauses is None else "invalid")
+            r.error(
+                f"{p}.clauses",
+                "A list of clauses (energy, capacity, meter) is required.",
+                "required" if clauses is None else "invalid",
+            )
             clauses = []
         seen: set[str] = set()
         for i, clause in enumerate(clauses):
@@ -203,11 +276,7 @@ def parse_cap_inputs(*, method: str, inputs: Any) -> dict[str, Any]:
     elif method == "substitution":
         ref = r.obj(inputs.get("reference"), f"{p}.reference")
         if ref is not None:
-            out["reference"] = {
-                "energy_mwh": r.number(ref, "energy_mwh", f"{p}.reference", gt=0),
-                **{key: r.number(ref, key, f"{p}.reference", default="0", ge=0)
-                   for key in ("volume_m3", "contracted_kw", "heated_area_m2")},
-            }
+            out["reference"] = _reference_inputs(r, ref, f"{p}.reference")
         out["individual_scop"] = r.number(inputs, "individual_scop", p, default="3.0", gt=0, le=100)
         out["consumer_extra_per_mwh"] = r.number(inputs, "consumer_extra_per_mwh", p, default="0")
         out["investment"] = r.number(inputs, "investment", p, default="0", ge=0)
@@ -219,16 +288,23 @@ def parse_cap_inputs(*, method: str, inputs: Any) -> dict[str, Any]:
             r.error(f"{p}.include_utility_tariffs", "true or false.")
         out["include_utility_tariffs"] = flag is True
     else:
-        raise CapInputsInvalid(f"Unknown method {method!r}.", errors=[ErrorItem(code="invalid_choice", message="Unknown method.", field="method")])
+        raise CapInputsInvalid(
+            f"Unknown method {method!r}.",
+            errors=[ErrorItem(code="invalid_choice", message="Unknown method.", field="method")],
+        )
     if r.errors:
         missing = [e.field.removeprefix("inputs.") for e in r.errors if e.code == "required"]
         invalid = [f"{e.field}: {e.message}" for e in r.errors if e.code != "required"]
         parts = []
         if missing:
-            parts.append(f"Missing input {', '.join(repr(m) for m in missing)} for the {method} method.")
+            parts.append(
+                f"Missing input {', '.join(repr(m) for m in missing)} for the {method} method."
+            )
         if invalid:
-            parts.append(f"Invalid inputs for the {method} method: {'; '.join(invalid[:5])}"
-                         + (f" (and {len(invalid) - 5} more)." if len(invalid) > 5 else "."))
+            parts.append(
+                f"Invalid inputs for the {method} method: {'; '.join(invalid[:5])}"
+                + (f" (and {len(invalid) - 5} more)." if len(invalid) > 5 else ".")
+            )
         raise CapInputsInvalid(" ".join(parts), errors=r.errors)
     return out
 
@@ -334,14 +410,22 @@ class IndexClause:
 
 
 def indexation_factor(clause: IndexClause) -> Decimal:
-    weights = clause.fixed_weight + sum((t.weight for t in clause.cost_terms), Decimal(0)) + clause.market_term.weight
+    weights = (
+        clause.fixed_weight
+        + sum((t.weight for t in clause.cost_terms), Decimal(0))
+        + clause.market_term.weight
+    )
     if weights != 1:
         raise CapInputsInvalid(
             f"The weights of the {clause.price} clause sum to {weights}, not 1 (a + Σb + c = 1).",
-            errors=[ErrorItem(code="weights", message=f"sum {weights}", field=f"clauses.{clause.price}")],
+            errors=[
+                ErrorItem(code="weights", message=f"sum {weights}", field=f"clauses.{clause.price}")
+            ],
         )
     if clause.market_term.weight <= 0:
-        raise CapInputsInvalid(f"The {clause.price} clause needs a market index with a positive weight (§24(4)).")
+        raise CapInputsInvalid(
+            f"The {clause.price} clause needs a market index with a positive weight (§24(4))."
+        )
     for t in (*clause.cost_terms, clause.market_term):
         if t.base <= 0:
             raise CapInputsInvalid(f"Index {t.name} has base value {t.base}; it must be above 0.")
@@ -351,7 +435,9 @@ def indexation_factor(clause: IndexClause) -> Decimal:
     return factor
 
 
-def rebase_index_base(*, base_value: Decimal, old_at_link: Decimal, new_at_link: Decimal) -> Decimal:
+def rebase_index_base(
+    *, base_value: Decimal, old_at_link: Decimal, new_at_link: Decimal
+) -> Decimal:
     """K₀ expressed on a rebased series: ``K₀ · new/old`` at the linking period.
 
     A statistics office rebasing an index (e.g. 2015=100 → 2020=100) multiplies every value
@@ -388,7 +474,9 @@ def indexation_cap(*, currency: str, clauses: list[IndexClause]) -> CapResult:
     return CapResult(limits=limits, figures=figures)
 
 
-def maximum_price_cap(*, currency: str, fixed_per_year_incl_vat: Decimal, price_per_gj_incl_vat: Decimal) -> CapResult:
+def maximum_price_cap(
+    *, currency: str, fixed_per_year_incl_vat: Decimal, price_per_gj_incl_vat: Decimal
+) -> CapResult:
     """Dutch Warmtewet maximum (ACM): fixed part per year + price per GJ, both incl. VAT."""
     per_mwh = price_per_gj_incl_vat * 36 / 10
     limits = CapLimits(
@@ -398,11 +486,14 @@ def maximum_price_cap(*, currency: str, fixed_per_year_incl_vat: Decimal, price_
         fixed_per_year=quantize_money(fixed_per_year_incl_vat, currency),
         label="maximum price",
     )
-    return CapResult(limits=limits, figures={
-        "price_per_gj_incl_vat": _s(price_per_gj_incl_vat),
-        "price_per_mwh_incl_vat": _s(per_mwh),
-        "fixed_per_year_incl_vat": _s(fixed_per_year_incl_vat),
-    })
+    return CapResult(
+        limits=limits,
+        figures={
+            "price_per_gj_incl_vat": _s(price_per_gj_incl_vat),
+            "price_per_mwh_incl_vat": _s(per_mwh),
+            "fixed_per_year_incl_vat": _s(fixed_per_year_incl_vat),
+        },
+    )
 
 
 def substitution_cap(
@@ -442,16 +533,19 @@ def substitution_cap(
         reference=reference,
         label="substitution benchmark",
     )
-    return CapResult(limits=limits, figures={
-        "annual_demand_mwh": _s(annual_demand_mwh),
-        "electricity_mwh": _s(Decimal(repr(round(electricity_mwh, 6)))),
-        "seasonal_cop": _s(Decimal(repr(round(float(annual_demand_mwh) / electricity_mwh, 6)))),
-        "electricity_cost": _s(electricity_cost),
-        "capital_per_year": _s(capital),
-        "om_per_year": _s(om_per_year),
-        "total_per_year": _s(total),
-        "total_per_mwh": _s(total / annual_demand_mwh),
-    })
+    return CapResult(
+        limits=limits,
+        figures={
+            "annual_demand_mwh": _s(annual_demand_mwh),
+            "electricity_mwh": _s(Decimal(repr(round(electricity_mwh, 6)))),
+            "seasonal_cop": _s(Decimal(repr(round(float(annual_demand_mwh) / electricity_mwh, 6)))),
+            "electricity_cost": _s(electricity_cost),
+            "capital_per_year": _s(capital),
+            "om_per_year": _s(om_per_year),
+            "total_per_year": _s(total),
+            "total_per_mwh": _s(total / annual_demand_mwh),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- check
@@ -479,7 +573,11 @@ class CapExcess:
 
 def _per_kw(price: Decimal, c: BandedCharge) -> Decimal:
     if c.unit == "l/h":
-        return price / (c.design_delta_t * Decimal(WATER_KWH_PER_LITRE_KELVIN.numerator) / Decimal(WATER_KWH_PER_LITRE_KELVIN.denominator))
+        return price / (
+            c.design_delta_t
+            * Decimal(WATER_KWH_PER_LITRE_KELVIN.numerator)
+            / Decimal(WATER_KWH_PER_LITRE_KELVIN.denominator)
+        )
     factor = POWER_UNITS[c.unit]
     return price * Decimal(factor.denominator) / Decimal(factor.numerator)
 
@@ -539,7 +637,17 @@ def check_against_cap(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
             for label, p in prices:
                 per_mwh = basis(p * Decimal(factor.denominator) / Decimal(factor.numerator))
                 if per_mwh > cap.energy_per_mwh:
-                    out.append(CapExcess(c.code, "energy cap", per_mwh, cap.energy_per_mwh, "/MWh", spec.currency, label))
+                    out.append(
+                        CapExcess(
+                            c.code,
+                            "energy cap",
+                            per_mwh,
+                            cap.energy_per_mwh,
+                            "/MWh",
+                            spec.currency,
+                            label,
+                        )
+                    )
         elif isinstance(c, FixedCharge):
             fixed_total += basis(c.amount * (12 if c.per == "month" else 1))
             fixed_codes.append(c.code)
@@ -547,22 +655,43 @@ def check_against_cap(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
             if any(b.fixed for b in c.bands):
                 banded_fees.append((c, _band_fees_per_year(c, basis)))
             limit, unit, name, per_unit = (
-                (cap.capacity_per_kw, "/kW/year", "capacity cap", lambda price, c=c: _per_kw(price, c))
-                if c.basis == "capacity" else (cap.area_per_m2, "/m²/year", "area cap", lambda price: price)
+                (
+                    cap.capacity_per_kw,
+                    "/kW/year",
+                    "capacity cap",
+                    lambda price, c=c: _per_kw(price, c),
+                )
+                if c.basis == "capacity"
+                else (cap.area_per_m2, "/m²/year", "area cap", lambda price: price)
             )
             if limit is not None:
                 for i, b in enumerate(c.bands):
                     price = basis(per_unit(b.unit_price))
                     if price > limit:
-                        out.append(CapExcess(c.code, name, price, limit, unit, spec.currency, _band_label(c, i)))
+                        out.append(
+                            CapExcess(
+                                c.code, name, price, limit, unit, spec.currency, _band_label(c, i)
+                            )
+                        )
     if cap.fixed_per_year is not None:
         if not banded_fees:
             if fixed_total > cap.fixed_per_year:
-                out.append(CapExcess("+".join(fixed_codes), "fixed-charge cap", fixed_total, cap.fixed_per_year, "/year", spec.currency))
+                out.append(
+                    CapExcess(
+                        "+".join(fixed_codes),
+                        "fixed-charge cap",
+                        fixed_total,
+                        cap.fixed_per_year,
+                        "/year",
+                        spec.currency,
+                    )
+                )
         else:
             lowest = {c.code: min(fees) for c, fees in banded_fees}
             for c, fees in banded_fees:
-                others = fixed_total + sum((v for k, v in lowest.items() if k != c.code), Decimal(0))
+                others = fixed_total + sum(
+                    (v for k, v in lowest.items() if k != c.code), Decimal(0)
+                )
                 other_codes = fixed_codes + [k for k in lowest if k != c.code]
                 for i, fee in enumerate(fees):
                     if i and c.mode == "graduated" and not c.bands[i].fixed:
@@ -575,11 +704,195 @@ def check_against_cap(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
                             part += " (with the fees of the bands below)"
                         if others:
                             part += f" {fee:f} + other fixed charges ({'+'.join(other_codes)}) {others:f} ="
-                        out.append(CapExcess(c.code, "fixed-charge cap", total, cap.fixed_per_year, "/year", spec.currency, part))
+                        out.append(
+                            CapExcess(
+                                c.code,
+                                "fixed-charge cap",
+                                total,
+                                cap.fixed_per_year,
+                                "/year",
+                                spec.currency,
+                                part,
+                            )
+                        )
     if cap.reference_total is not None and cap.reference is not None:
-        lines = rate(determinants=cap.reference, tariff=spec)
+        reference, assumed = reference_customer(cap.reference)
+        lines = rate(determinants=reference, tariff=spec)
         t = totals(lines, spec.currency)
         bill = t.gross if cap.includes_vat else t.net
         if bill > cap.reference_total:
-            out.append(CapExcess("(yearly bill of the reference customer)", cap.label, bill, cap.reference_total, "/year", spec.currency))
+            part = f"({_describe(reference, assumed)})"
+            out.append(
+                CapExcess(
+                    "(yearly bill of the reference customer)",
+                    cap.label,
+                    bill,
+                    cap.reference_total,
+                    "/year",
+                    spec.currency,
+                    part,
+                )
+            )
+    elif cap.energy_per_mwh is not None:
+        out += _unit_less_excesses(spec=spec, cap=cap)
+    return out
+
+
+# ------------------------------------------------------- charges without a per-unit limit
+def reference_customer(reference: Determinants | None) -> tuple[Determinants, tuple[str, ...]]:
+    """The customer whose yearly bill bounds the charges a cap has no per-unit limit for.
+
+    The cap's own reference customer, else the Danish reference house of the price examples
+    (130 m², 18.1 MWh, 9.05 kW, 518.87 m³ at ΔT 30 °C).  A zero volume, capacity or floor area
+    next to heat used is read as "not stated" and the standard assumption is used (as
+    :func:`parse_cap_inputs` does): the names of the assumed determinants come back too.
+    """
+    if reference is None:
+        house = next(c for c in STANDARD_CUSTOMERS if c.key == REFERENCE_HOUSE)
+        return standard_determinants(house, year=REFERENCE_YEAR), ("the standard reference house",)
+    standard = standard_assumptions(reference.energy_mwh)
+    assumed = tuple(key for key in REFERENCE_ASSUMABLE if not getattr(reference, key))
+    if not assumed:
+        return reference, ()
+    return replace(reference, **{key: standard[key] for key in assumed}), assumed
+
+
+REFERENCE_HOUSE = "dk-house-130m2"
+REFERENCE_YEAR = 2025  # any year of 365 days: the house is billed for one whole year
+
+
+def _describe(det: Determinants, assumed: tuple[str, ...]) -> str:
+    text = (
+        f"reference customer {det.energy_mwh:f} MWh, {det.volume_m3:f} m³, {det.contracted_kw:f} kW, "
+        f"{det.heated_area_m2:f} m²"
+    )
+    if assumed and assumed != ("the standard reference house",):
+        text += f"; assumed: {', '.join(assumed)}"
+    return text
+
+
+def _unit_less_excesses(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
+    """Bound the charges a cap has no per-unit limit for, on the reference customer's bill.
+
+    Rule (DOMAIN.md §4, §5): no charge escapes a cap because the cap has no limit in its unit.
+
+    * a volume charge (per m³) is an energy-type charge (it prices the water that carries the
+      energy): the reference customer's energy and volume charges together may not exceed the
+      energy cap × its MWh;
+    * an area charge (per m²) without an area cap is a capacity-type charge (Aarhus, Odense:
+      the m² stand for the capacity): the reference customer's capacity and area charges
+      (unit prices; band fees are under the fixed-charge cap) may not exceed the capacity cap
+      × its kW;
+    * what is still unbounded (capacity or area charges under a cap with neither a capacity
+      nor an area limit, as the Dutch maximum price, which covers the whole bill) is bounded
+      by the whole bill: the reference customer's yearly bill may not exceed what the cap's
+      limits allow it: fixed cap + energy cap × MWh (+ capacity cap × kW, + area cap × m²).
+
+    Amounts are the rated lines of the reference customer (:func:`reference_customer`) on the
+    cap's VAT basis (each line's net amount, plus VAT rounded per line for a cap incl. VAT).
+    Only charges without a limit of their own are checked here, so a tariff with limited
+    charges only is checked exactly as before.
+    """
+    volume = [c for c in spec.components if isinstance(c, VolumeCharge)]
+    area = [
+        c
+        for c in spec.components
+        if isinstance(c, BandedCharge) and c.basis == "area" and cap.area_per_m2 is None
+    ]
+    capacity = [
+        c
+        for c in spec.components
+        if isinstance(c, BandedCharge) and c.basis == "capacity" and cap.capacity_per_kw is None
+    ]
+    if not (volume or area or capacity):
+        return []
+    reference, assumed = reference_customer(cap.reference)
+    lines = rate(determinants=reference, tariff=spec)
+    who = _describe(reference, assumed)
+
+    def amount(line: PricedLine) -> Decimal:
+        if not cap.includes_vat:
+            return line.amount
+        return line.amount + quantize_money(line.amount * line.vat_rate, spec.currency)
+
+    def by_code(selected: list[PricedLine]) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for ln in selected:
+            out[ln.component] = out.get(ln.component, Decimal(0)) + amount(ln)
+        return out
+
+    def itemised(sums: dict[str, Decimal]) -> str:
+        return " + ".join(f"{code} {value:f}" for code, value in sums.items())
+
+    out: list[CapExcess] = []
+    unbounded = {c.code for c in capacity}
+    energy_codes = {c.code for c in spec.components if isinstance(c, EnergyCharge)} | {
+        c.code for c in volume
+    }
+    if volume:
+        sums = by_code(
+            [ln for ln in lines if ln.component in energy_codes and ln.kind in ("energy", "volume")]
+        )
+        charged = sum(sums.values(), Decimal(0))
+        allowed = quantize_money(cap.energy_per_mwh * reference.energy_mwh, spec.currency)
+        if charged > allowed:
+            out.append(
+                CapExcess(
+                    "+".join(c.code for c in volume),
+                    f"energy cap {cap.energy_per_mwh:f} {spec.currency}/MWh × "
+                    f"{reference.energy_mwh:f} MWh",
+                    charged,
+                    allowed,
+                    "/year",
+                    spec.currency,
+                    f"(volume charge as an energy-type charge; {who}: {itemised(sums)} =)",
+                )
+            )
+    if area:
+        if cap.capacity_per_kw is None:
+            unbounded |= {c.code for c in area}
+        else:
+            codes = {c.code for c in area} | {
+                c.code
+                for c in spec.components
+                if isinstance(c, BandedCharge) and c.basis == "capacity"
+            }
+            sums = by_code([ln for ln in lines if ln.component in codes and ln.unit != "year"])
+            charged = sum(sums.values(), Decimal(0))
+            allowed = quantize_money(cap.capacity_per_kw * reference.contracted_kw, spec.currency)
+            if charged > allowed:
+                out.append(
+                    CapExcess(
+                        "+".join(c.code for c in area),
+                        f"capacity cap {cap.capacity_per_kw:f} {spec.currency}/kW/year × "
+                        f"{reference.contracted_kw:f} kW",
+                        charged,
+                        allowed,
+                        "/year",
+                        spec.currency,
+                        f"(area charge as a capacity-type charge; {who}: {itemised(sums)} =)",
+                    )
+                )
+    if unbounded:
+        bill = sum((amount(ln) for ln in lines), Decimal(0))
+        allowed = quantize_money(
+            (cap.fixed_per_year or 0)
+            + cap.energy_per_mwh * reference.energy_mwh
+            + (cap.capacity_per_kw or 0) * reference.contracted_kw
+            + (cap.area_per_m2 or 0) * reference.heated_area_m2,
+            spec.currency,
+        )
+        if bill > allowed:
+            sums = by_code([ln for ln in lines if ln.component in unbounded])
+            out.append(
+                CapExcess(
+                    "+".join(c.code for c in spec.components if c.code in unbounded),
+                    f"{cap.label} for the whole yearly bill",
+                    bill,
+                    allowed,
+                    "/year",
+                    spec.currency,
+                    f"(charges without a limit of their own: {itemised(sums)}; {who}: yearly bill)",
+                )
+            )
     return out

@@ -27,6 +27,9 @@ from tariffs.rating import Determinants, TariffSpec, rate, totals
 
 STANDARD_KWH_PER_M2 = Decimal(130)
 STANDARD_DELTA_T = Decimal(30)
+HOUSE_FULL_LOAD_HOURS = 2000
+MULTI_DWELLING_FULL_LOAD_HOURS = 2400
+LARGEST_HOUSE_MWH = Decimal(40)  # the largest Swedish standard house; above it: multi-dwelling
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,12 @@ class StandardCustomer:
 def _std(key, label, mwh, hours, area=None) -> StandardCustomer:
     mwh = Decimal(mwh)
     return StandardCustomer(
-        key=key, label=label, energy_mwh=mwh,
-        heated_area_m2=Decimal(area) if area is not None else (mwh * 1000 / STANDARD_KWH_PER_M2).quantize(Decimal("0.01")),
+        key=key,
+        label=label,
+        energy_mwh=mwh,
+        heated_area_m2=Decimal(area)
+        if area is not None
+        else (mwh * 1000 / STANDARD_KWH_PER_M2).quantize(Decimal("0.01")),
         contracted_kw=(mwh * 1000 / hours).quantize(Decimal("0.01")),
     )
 
@@ -60,13 +67,44 @@ STANDARD_CUSTOMERS: tuple[StandardCustomer, ...] = (
 )
 
 
+def standard_volume_m3(energy_mwh: Decimal) -> Decimal:
+    """Network water for ``energy_mwh`` at the standard cooling: MWh × 860 / 30 °C."""
+    return (energy_mwh * 860 / STANDARD_DELTA_T).quantize(Decimal("0.01"))
+
+
+def standard_assumptions(energy_mwh: Decimal) -> dict[str, Decimal]:
+    """The determinants the price examples assume for a customer using ``energy_mwh`` a year.
+
+    A standard customer's own figures where one uses exactly that much (18.1 MWh: the Danish
+    130 m² house, 9.05 kW); otherwise the rules above: a house up to 40 MWh (2,000 h), a
+    multi-dwelling building above (2,400 h), 130 kWh/m², cooling 30 °C.
+    """
+    customer = next((c for c in STANDARD_CUSTOMERS if c.energy_mwh == energy_mwh), None)
+    if customer is None:
+        hours = (
+            HOUSE_FULL_LOAD_HOURS
+            if energy_mwh <= LARGEST_HOUSE_MWH
+            else MULTI_DWELLING_FULL_LOAD_HOURS
+        )
+        customer = _std("", "", energy_mwh, hours)
+    return {
+        "volume_m3": standard_volume_m3(energy_mwh),
+        "contracted_kw": customer.contracted_kw,
+        "heated_area_m2": customer.heated_area_m2,
+    }
+
+
 def standard_determinants(customer: StandardCustomer, *, year: int) -> Determinants:
     return Determinants(
-        period_start=dt.date(year, 1, 1), period_end=dt.date(year + 1, 1, 1),
+        period_start=dt.date(year, 1, 1),
+        period_end=dt.date(year + 1, 1, 1),
         energy_mwh=customer.energy_mwh,
-        volume_m3=(customer.energy_mwh * 860 / STANDARD_DELTA_T).quantize(Decimal("0.01")),
-        return_temp_c=None, flow_temp_c=None, contracted_kw=customer.contracted_kw,
-        heated_area_m2=customer.heated_area_m2, annual_energy_mwh=customer.energy_mwh,
+        volume_m3=standard_volume_m3(customer.energy_mwh),
+        return_temp_c=None,
+        flow_temp_c=None,
+        contracted_kw=customer.contracted_kw,
+        heated_area_m2=customer.heated_area_m2,
+        annual_energy_mwh=customer.energy_mwh,
     )
 
 
@@ -76,14 +114,26 @@ def price_examples(*, spec: TariffSpec, year: int, customers=STANDARD_CUSTOMERS)
     for c in customers:
         lines = rate(determinants=standard_determinants(c, year=year), tariff=spec)
         t = totals(lines, spec.currency)
-        fixed = sum((ln.amount for ln in lines if ln.kind not in ("energy", "volume", "cooling")), Decimal(0))
-        out.append({
-            "key": c.key, "label": c.label, "energy_mwh": c.energy_mwh, "heated_area_m2": c.heated_area_m2,
-            "contracted_kw": c.contracted_kw, "net": t.net, "vat": t.vat, "gross": t.gross,
-            "fixed_net": fixed, "variable_net": t.net - fixed,
-            "gross_per_mwh": quantize_money(t.gross / c.energy_mwh, spec.currency),
-            "lines": lines,
-        })
+        fixed = sum(
+            (ln.amount for ln in lines if ln.kind not in ("energy", "volume", "cooling")),
+            Decimal(0),
+        )
+        out.append(
+            {
+                "key": c.key,
+                "label": c.label,
+                "energy_mwh": c.energy_mwh,
+                "heated_area_m2": c.heated_area_m2,
+                "contracted_kw": c.contracted_kw,
+                "net": t.net,
+                "vat": t.vat,
+                "gross": t.gross,
+                "fixed_net": fixed,
+                "variable_net": t.net - fixed,
+                "gross_per_mwh": quantize_money(t.gross / c.energy_mwh, spec.currency),
+                "lines": lines,
+            }
+        )
     return out
 
 
@@ -103,7 +153,11 @@ def bill_changes(
     """Net bill under the current spec and under the draft for every (connection, current, det)."""
     changes: list[tuple[int, Decimal, Decimal, Decimal]] = []
     for connection_id, current, det in rows:
-        before = totals(rate(determinants=det, tariff=current), current.currency).net if current else Decimal(0)
+        before = (
+            totals(rate(determinants=det, tariff=current), current.currency).net
+            if current
+            else Decimal(0)
+        )
         after = totals(rate(determinants=det, tariff=draft), draft.currency).net
         changes.append((connection_id, before, after, after - before))
     deltas = sorted(c[3] for c in changes)
@@ -119,15 +173,29 @@ def bill_changes(
         "increased": sum(1 for d in deltas if d > 0),
         "decreased": sum(1 for d in deltas if d < 0),
         "largest_increases": [
-            {"connection_id": cid, "before": b, "after": a, "change": d,
-             "change_pct": (d / b * 100).quantize(Decimal("0.1")) if b else None}
+            {
+                "connection_id": cid,
+                "before": b,
+                "after": a,
+                "change": d,
+                "change_pct": (d / b * 100).quantize(Decimal("0.1")) if b else None,
+            }
             for cid, b, a, d in top
         ],
     }
 
 
 # ----------------------------------------------------------------------------- with data
-def last_year_determinants(*, connection_ids: list[int], start: dt.date, end: dt.date) -> dict[int, tuple[Determinants, str]]:
+def _one_year_later(day: dt.date) -> dt.date:
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February → 1 March
+        return dt.date(day.year + 1, 3, 1)
+
+
+def last_year_determinants(
+    *, connection_ids: list[int], start: dt.date, end: dt.date
+) -> dict[int, tuple[Determinants, str]]:
     """Determinants of ``[start, end)`` per connection and their source ("metered"/"standard")."""
     from customers.models import ServiceConnection
 
@@ -146,9 +214,14 @@ def last_year_determinants(*, connection_ids: list[int], start: dt.date, end: dt
         frame = boundary_registers(connection_ids=list(conns), dates=[start, end])
         for row in frame.itertuples(index=False):
             registers.setdefault(int(row.connection_id), {})[row.on] = (
-                row.energy_kwh, row.volume_m3, row.flow_temp_m3c, row.return_temp_m3c,
+                row.energy_kwh,
+                row.volume_m3,
+                row.flow_temp_m3c,
+                row.return_temp_m3c,
             )
-    fraction = Decimal((end - start).days) / Decimal(365)
+    # the standard estimate is per year: the share of a year is the window's days over the
+    # days of the year that starts with it (366 when it spans a 29 February), so 12 months is 1
+    fraction = Decimal((end - start).days) / Decimal((_one_year_later(start) - start).days)
     out: dict[int, tuple[Determinants, str]] = {}
     for cid, (kw, area) in conns.items():
         regs = registers.get(cid, {})
@@ -163,14 +236,22 @@ def last_year_determinants(*, connection_ids: list[int], start: dt.date, end: dt
                 ret = ((Decimal(r1) - Decimal(r0)) / volume).quantize(Decimal("0.01"))
             source = "metered"
         else:
-            energy = (Decimal(area) * STANDARD_KWH_PER_M2 / 1000 * fraction).quantize(Decimal("0.001"))
+            energy = (Decimal(area) * STANDARD_KWH_PER_M2 / 1000 * fraction).quantize(
+                Decimal("0.001")
+            )
             volume = (energy * 860 / STANDARD_DELTA_T).quantize(Decimal("0.01"))
             flow = ret = None
             source = "standard"
         out[cid] = (
             Determinants(
-                period_start=start, period_end=end, energy_mwh=energy, volume_m3=volume,
-                return_temp_c=ret, flow_temp_c=flow, contracted_kw=Decimal(kw), heated_area_m2=Decimal(area),
+                period_start=start,
+                period_end=end,
+                energy_mwh=energy,
+                volume_m3=volume,
+                return_temp_c=ret,
+                flow_temp_c=flow,
+                contracted_kw=Decimal(kw),
+                heated_area_m2=Decimal(area),
                 annual_energy_mwh=energy,
             ),
             source,
@@ -188,7 +269,9 @@ def tariff_version_impact(*, version, as_of: dt.date) -> dict:
     end = dt.date(as_of.year, as_of.month, 1)
     tariff = version.tariff
     connection_ids = set(
-        TariffAssignment.objects.filter(tariff=tariff, valid_from__lt=end).values_list("connection_id", flat=True)
+        TariffAssignment.objects.filter(tariff=tariff, valid_from__lt=end).values_list(
+            "connection_id", flat=True
+        )
     )
     if tariff.is_default:
         connection_ids |= set(
