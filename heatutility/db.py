@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateRangeField, DateTimeRangeField, RangeOperators
 from django.core.exceptions import ValidationError
@@ -196,8 +198,27 @@ def bulk_insert(model, fields: list[str], rows: list[tuple]) -> None:
             [model(**dict(zip(attnames, row, strict=True))) for row in rows], batch_size=1000
         )
         return
-    columns = ", ".join(connection.ops.quote_name(opts.get_field(n).column) for n in fields)
+    # fields left out get their model default, as bulk_create gives them (COPY would
+    # leave them NULL: Django keeps defaults in Python, not in the table)
+    listed = {opts.get_field(name).name for name in fields}
+    defaults = [
+        f
+        for f in opts.concrete_fields
+        if f.name not in listed and not f.primary_key and f.has_default()
+    ]
+    tail = "".join(
+        "\t"
+        + (
+            copy_escape(json.dumps(f.get_default()))
+            if f.get_internal_type() == "JSONField"
+            else _copy_text(f.get_default())
+        )
+        for f in defaults
+    )
+    columns = ", ".join(
+        connection.ops.quote_name(f.column) for f in [opts.get_field(n) for n in fields] + defaults
+    )
     copy_write(
         f"COPY {opts.db_table} ({columns}) FROM STDIN",
-        "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows),
+        "".join("\t".join(map(_copy_text, row)) + tail + "\n" for row in rows),
     )

@@ -34,6 +34,7 @@ def test_values_round_trip_exactly_on_every_database():
     )  # fmt: skip
     assert plan.explanation == text
     assert plan.created_at == at
+    assert plan.connections == []  # left out: the model's default, as bulk_create gives it
 
 
 @pytest.mark.django_db
