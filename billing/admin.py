@@ -209,13 +209,10 @@ class BillingRunAdmin(admin.ModelAdmin):
 
 
 class PdfDownloadAdmin(admin.ModelAdmin):
-    """A stored PDF (``obj.pdf``) as a list column and a download view at
-    ``<pk>/pdf/``, for whoever may view the object (``pdf_url_name``, ``pdf_filename``)."""
+    """A stored PDF (``obj.pdf``, named ``obj.pdf_filename``) as a list column and a
+    download view at ``<pk>/pdf/`` (``pdf_url_name``), for whoever may view the object."""
 
     pdf_url_name = ""
-
-    def pdf_filename(self, obj) -> str:
-        raise NotImplementedError
 
     @admin.display(description="PDF")
     def pdf_link(self, obj) -> str:
@@ -236,14 +233,14 @@ class PdfDownloadAdmin(admin.ModelAdmin):
         ]
 
     def pdf_view(self, request, pk: int):
-        from django.http import FileResponse, Http404
+        from django.http import Http404
+
+        from billing.documents import pdf_response
 
         obj = self.get_queryset(request).filter(pk=pk).first()
         if obj is None or not obj.pdf or not self.has_view_permission(request, obj):
             raise Http404
-        return FileResponse(
-            obj.pdf.open("rb"), content_type="application/pdf", filename=self.pdf_filename(obj)
-        )
+        return pdf_response(obj)
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -333,9 +330,6 @@ class InvoiceAdmin(PdfDownloadAdmin):
         return False
 
     pdf_url_name = "billing_invoice_pdf"
-
-    def pdf_filename(self, invoice: Invoice) -> str:
-        return f"{invoice.display_number}.pdf"
 
     @admin.action(description="Release held drafts", permissions=["release"])
     def release(self, request, queryset):
@@ -798,9 +792,6 @@ class DunningNoticeAdmin(PdfDownloadAdmin):
         return format_html('<a href="{}">{}</a>', url, notice.fee_invoice.display_number)
 
     pdf_url_name = "billing_dunningnotice_pdf"
-
-    def pdf_filename(self, notice: DunningNotice) -> str:
-        return f"reminder-{notice.invoice.display_number}-{notice.level}.pdf"
 
     @admin.action(description="Render missing letters", permissions=["change"])
     def render_letters(self, request, queryset):

@@ -20,10 +20,20 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.http import FileResponse
 from django.template.loader import render_to_string
 
 from billing.calc import climate_corrected, one_year_earlier
 from billing.models import Allocation, Invoice, RefundPart
+
+
+def pdf_response(document) -> FileResponse:
+    """A stored PDF (an invoice's or a reminder letter's ``pdf``), shown inline under the
+    document's own file name: the admin, the API and the portal answer with this."""
+    return FileResponse(
+        document.pdf.open("rb"), content_type="application/pdf", filename=document.pdf_filename
+    )
+
 
 # WeasyPrint logs every layout step at INFO; one line per invoice is noise in a run.
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)

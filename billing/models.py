@@ -296,6 +296,10 @@ class Invoice(models.Model):
         return f"{self.series}-{self.number:06d}" if self.number else ""
 
     @property
+    def pdf_filename(self) -> str:
+        return f"{self.display_number}.pdf"
+
+    @property
     def is_issued(self) -> bool:
         return self.number is not None
 
@@ -607,6 +611,10 @@ class DunningNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice} level {self.level}"
+
+    @property
+    def pdf_filename(self) -> str:
+        return f"reminder-{self.invoice.display_number}-{self.level}.pdf"
 
 
 class RerateCursor(models.Model):

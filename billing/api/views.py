@@ -5,7 +5,7 @@ Each action makes one service call; rules live in ``billing.services``.
 
 from __future__ import annotations
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from billing import selectors, tasks
 from billing.api import serializers
+from billing.documents import pdf_response
 from billing.models import BillingRun, InstalmentPlan, InstalmentPlanning, Invoice, Payment, Refund
 from billing.services import aconto, rerating
 from billing.services import invoices as invoice_services
@@ -165,11 +166,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         invoice = self.get_object()
         if not invoice.pdf:
             raise NotFound("The PDF has not been rendered yet.")
-        return FileResponse(
-            invoice.pdf.open("rb"),
-            content_type="application/pdf",
-            filename=f"{invoice.display_number}.pdf",
-        )
+        return pdf_response(invoice)
 
     @extend_schema(request=serializers.ReasonSerializer, responses=serializers.InvoiceSerializer)
     @action(

@@ -10,11 +10,12 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 
 from billing import selectors as billing_selectors
+from billing.documents import pdf_response
 from customers import selectors
 
 
@@ -76,12 +77,7 @@ def invoice_pdf(request, invoice_id: int):
     )
     if invoice is None or not invoice.pdf:
         raise Http404("No such invoice document.")
-    return FileResponse(
-        invoice.pdf.open("rb"),
-        content_type="application/pdf",
-        as_attachment=False,
-        filename=f"{invoice.display_number}.pdf",
-    )
+    return pdf_response(invoice)
 
 
 @login_required
@@ -93,9 +89,4 @@ def reminder_pdf(request, notice_id: int):
     )
     if notice is None or not notice.pdf:
         raise Http404("No such reminder letter.")
-    return FileResponse(
-        notice.pdf.open("rb"),
-        content_type="application/pdf",
-        as_attachment=False,
-        filename=f"reminder-{notice.invoice.display_number}-{notice.level}.pdf",
-    )
+    return pdf_response(notice)
