@@ -824,55 +824,54 @@ def _unit_less_excesses(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
     def itemised(sums: dict[str, Decimal]) -> str:
         return " + ".join(f"{code} {value:f}" for code, value in sums.items())
 
-    out: list[CapExcess] = []
-    unbounded = {c.code for c in capacity}
-    energy_codes = {c.code for c in spec.components if isinstance(c, EnergyCharge)} | {
-        c.code for c in volume
-    }
-    if volume:
-        sums = by_code(
-            [ln for ln in lines if ln.component in energy_codes and ln.kind in ("energy", "volume")]
-        )
+    def bounded(charges, codes, selected, limit: str, allowed: Decimal, as_what: str) -> None:
+        """``charges`` (and the others in ``codes``) together within ``allowed`` (a cap
+        limit × the reference customer's quantity, described by ``limit``)."""
+        sums = by_code([ln for ln in lines if ln.component in codes and selected(ln)])
         charged = sum(sums.values(), Decimal(0))
-        allowed = quantize_money(cap.energy_per_mwh * reference.energy_mwh, spec.currency)
         if charged > allowed:
             out.append(
                 CapExcess(
-                    "+".join(c.code for c in volume),
-                    f"energy cap {cap.energy_per_mwh:f} {spec.currency}/MWh × "
-                    f"{reference.energy_mwh:f} MWh",
+                    "+".join(c.code for c in charges),
+                    limit,
                     charged,
                     allowed,
                     "/year",
                     spec.currency,
-                    f"(volume charge as an energy-type charge; {who}: {itemised(sums)} =)",
+                    f"({as_what}; {who}: {itemised(sums)} =)",
                 )
             )
+
+    out: list[CapExcess] = []
+    unbounded = {c.code for c in capacity}
+    if volume:
+        bounded(
+            volume,
+            {c.code for c in spec.components if isinstance(c, EnergyCharge)}
+            | {c.code for c in volume},
+            lambda ln: ln.kind in ("energy", "volume"),
+            f"energy cap {cap.energy_per_mwh:f} {spec.currency}/MWh × {reference.energy_mwh:f} MWh",
+            quantize_money(cap.energy_per_mwh * reference.energy_mwh, spec.currency),
+            "volume charge as an energy-type charge",
+        )
     if area:
         if cap.capacity_per_kw is None:
             unbounded |= {c.code for c in area}
         else:
-            codes = {c.code for c in area} | {
-                c.code
-                for c in spec.components
-                if isinstance(c, BandedCharge) and c.basis == "capacity"
-            }
-            sums = by_code([ln for ln in lines if ln.component in codes and ln.unit != "year"])
-            charged = sum(sums.values(), Decimal(0))
-            allowed = quantize_money(cap.capacity_per_kw * reference.contracted_kw, spec.currency)
-            if charged > allowed:
-                out.append(
-                    CapExcess(
-                        "+".join(c.code for c in area),
-                        f"capacity cap {cap.capacity_per_kw:f} {spec.currency}/kW/year × "
-                        f"{reference.contracted_kw:f} kW",
-                        charged,
-                        allowed,
-                        "/year",
-                        spec.currency,
-                        f"(area charge as a capacity-type charge; {who}: {itemised(sums)} =)",
-                    )
-                )
+            bounded(
+                area,
+                {c.code for c in area}
+                | {
+                    c.code
+                    for c in spec.components
+                    if isinstance(c, BandedCharge) and c.basis == "capacity"
+                },
+                lambda ln: ln.unit != "year",
+                f"capacity cap {cap.capacity_per_kw:f} {spec.currency}/kW/year × "
+                f"{reference.contracted_kw:f} kW",
+                quantize_money(cap.capacity_per_kw * reference.contracted_kw, spec.currency),
+                "area charge as a capacity-type charge",
+            )
     if unbounded:
         bill = sum((amount(ln) for ln in lines), Decimal(0))
         allowed = quantize_money(
