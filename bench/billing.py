@@ -499,10 +499,10 @@ def chunk_breakdown(size: int = 2500) -> dict[str, float]:
     slices = tariff_slices_for_connections(connection_ids=ids, start=start, end=end)
     lap("tariffs.selectors.tariff_slices_for_connections")
     dates = [start, end, dt.date(2025, 10, 1), dt.date(2025, 11, 1)]
-    frame = metering_selectors.boundary_registers(connection_ids=ids, dates=dates)
-    lap("metering.selectors.boundary_registers")
-    registers = compute.registers_frame_to_dict(frame)
-    lap("frame to registers")
+    rows = metering_selectors.boundary_register_rows(connection_ids=ids, dates=dates)
+    lap("metering.selectors.boundary_register_rows")
+    registers = compute.registers_from_rows(rows)
+    lap("rows to registers")
     drafts, failures = bills_render(  # the run's path: rows straight from the registers
         currency="DKK",
         account_ids=ids,

@@ -144,6 +144,16 @@ def constraint_messages() -> dict[str, str]:
     return messages
 
 
+def id_array(ids) -> str:
+    """``ids`` as one PostgreSQL array literal (``'{1,2,3}'``), for ``= ANY(%s::bigint[])``.
+
+    Hot path: one text parameter instead of thousands of ``IN`` placeholders or a list
+    the driver adapts element by element (that adaptation was ≈ 5 % of a billing
+    worker's CPU, bench/README.md).  Only for integers: each is passed through ``int``.
+    """
+    return "{" + ",".join(map(str, map(int, ids))) + "}"
+
+
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Q
 
 from customers.models import ServiceConnection
+from heatutility.db import id_array
 from heatutility.money import quantize_money
 from tariffs.models import IN_FORCE, PlantUnit, PriceCap, Tariff, TariffAssignment, TariffVersion
 from tariffs.rating import TariffSpec, components_from_data
@@ -59,20 +60,18 @@ def tariff_slices_for_connections(
         return result
     assignments: dict[int, list[tuple[dt.date, dt.date | None, int]]] = defaultdict(list)
     if connection.vendor == "postgresql":
-        # one array parameter each instead of thousands of IN placeholders (the literal is
-        # built here from ints: cheaper than the driver adapting every list element)
-        id_array = "{" + ",".join(str(int(cid)) for cid in ids) + "}"
+        ids_literal = id_array(ids)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id, network_id FROM {ServiceConnection._meta.db_table} WHERE id = ANY(%s::bigint[])",
-                [id_array],
+                [ids_literal],
             )
             network_of = dict(cursor.fetchall())
             cursor.execute(
                 f"SELECT connection_id, tariff_id, valid_from, valid_to FROM {TariffAssignment._meta.db_table} "
                 "WHERE connection_id = ANY(%s::bigint[]) AND valid_from < %s AND (valid_to IS NULL OR valid_to > %s) "
                 "ORDER BY connection_id, valid_from",
-                [id_array, end, start],
+                [ids_literal, end, start],
             )
             assignment_rows = cursor.fetchall()
     else:

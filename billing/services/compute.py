@@ -27,6 +27,7 @@ from billing.calc import (
     one_year_earlier,
 )
 from customers.models import Contract
+from heatutility.db import id_array
 from metering import selectors as metering_selectors
 
 
@@ -51,7 +52,6 @@ def contract_intervals(
 ) -> dict[int, list[ContractInterval]]:
     """Each account's connections within ``[start, end)``, clipped to its contracts."""
     if connection.vendor == "postgresql":
-        # one array parameter instead of thousands of IN placeholders
         with connection.cursor() as cursor:
             cursor.execute(
                 """
@@ -68,10 +68,10 @@ def contract_intervals(
                 FROM customers_contract c
                 JOIN customers_serviceconnection sc ON sc.id = c.connection_id
                 JOIN customers_building b ON b.id = sc.building_id
-                WHERE c.account_id = ANY(%s) AND c.valid_from < %s
+                WHERE c.account_id = ANY(%s::bigint[]) AND c.valid_from < %s
                   AND (c.valid_to IS NULL OR c.valid_to > %s)
                 """,
-                [one_year_earlier(start), list(account_ids), end, start],
+                [one_year_earlier(start), id_array(account_ids), end, start],
             )
             rows = cursor.fetchall()
     else:
@@ -126,32 +126,26 @@ def registers_load(
     ``ensure`` only creates values where none exist, so asking for the missing pairs
     alone is the same as asking for all of them, and much cheaper.
     """
-    frame = metering_selectors.boundary_registers(connection_ids=connection_ids, dates=dates)
-    registers = registers_frame_to_dict(frame)
+    registers = registers_from_rows(
+        metering_selectors.boundary_register_rows(connection_ids=connection_ids, dates=dates)
+    )
     missing = required - registers.keys()
     if ensure and missing:
         registers_ensure(missing)
-        frame = metering_selectors.boundary_registers(
+        rows = metering_selectors.boundary_register_rows(
             connection_ids=sorted({c for c, _ in missing}), dates=sorted({d for _, d in missing})
         )
-        registers.update(registers_frame_to_dict(frame))
+        registers.update(registers_from_rows(rows))
     return registers
 
 
-def registers_frame_to_dict(frame) -> dict[tuple[int, dt.date], Register]:
-    """The selector's frame as {(connection_id, date): Register} (column-wise, no row objects)."""
-    if frame is None or len(frame) == 0:
-        return {}
-    columns = [frame[c].tolist() for c in metering_selectors.BOUNDARY_COLUMNS]
-    ids, cids = columns[0], columns[1]
-    if not all(type(v) is int for v in ids) or not all(type(v) is int for v in cids):
-        ids, cids = [int(v) for v in ids], [int(v) for v in cids]
+def registers_from_rows(rows) -> dict[tuple[int, dt.date], Register]:
+    """The selector's rows (:data:`metering.selectors.BOUNDARY_COLUMNS`) as
+    {(connection_id, date): Register}."""
     make = Register._make
     return {
         (cid, on): make((rid, energy, volume, flow, ret, status, method or ""))
-        for rid, cid, on, energy, volume, flow, ret, status, method in zip(
-            ids, cids, *columns[2:], strict=True
-        )
+        for rid, cid, on, energy, volume, flow, ret, status, method in rows
     }
 
 

@@ -28,6 +28,7 @@ from billing.services.compute import drafts_compute
 from billing.services.invoices import invoices_issue
 from billing.services.write import drafts_write
 from customers.models import Account, Contract, Network
+from heatutility.db import id_array
 from heatutility.errors import ConflictError, DomainError
 from heatutility.timeutil import add_months, local_midnight, months_between
 
@@ -172,6 +173,20 @@ def _on_account_in_part(*, run: BillingRun, account_ids: list[int]) -> dict[int,
 
     if run.kind != BillingRun.Kind.INVOICE or not account_ids:
         return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT account_id, year_start, year_end FROM {InstalmentPlan._meta.db_table} "
+                "WHERE account_id = ANY(%s::bigint[]) AND year_start < %s AND year_end > %s",
+                [id_array(account_ids), run.period_end, run.period_start],
+            )
+            plans = cursor.fetchall()
+    else:
+        plans = (
+            InstalmentPlan.objects.overlapping(run.period_start, run.period_end)
+            .filter(account_id__in=account_ids)
+            .values_list("account_id", "year_start", "year_end")
+        )
     return {
         account_id: BillingError(
             f"on account from {year_start.isoformat()} to {year_end.isoformat()}, which covers "
@@ -179,11 +194,7 @@ def _on_account_in_part(*, run: BillingRun, account_ids: list[int]) -> dict[int,
             "the days outside the plan year by a run that ends or starts at its boundary",
             code="on_account_in_part",
         )
-        for account_id, year_start, year_end in InstalmentPlan.objects.overlapping(
-            run.period_start, run.period_end
-        )
-        .filter(account_id__in=account_ids)
-        .values_list("account_id", "year_start", "year_end")
+        for account_id, year_start, year_end in plans
     }
 
 
@@ -467,8 +478,8 @@ def _payment_terms(account_ids: list[int]) -> dict[int, int]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT id, payment_terms_days FROM customers_account WHERE id = ANY(%s)",
-                [account_ids],
+                "SELECT id, payment_terms_days FROM customers_account WHERE id = ANY(%s::bigint[])",
+                [id_array(account_ids)],
             )
             return dict(cursor.fetchall())
     return dict(Account.objects.filter(id__in=account_ids).values_list("id", "payment_terms_days"))
@@ -479,9 +490,9 @@ def _already_billed(*, run: BillingRun, account_ids: list[int]) -> set[int]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT account_id FROM billing_invoice WHERE account_id = ANY(%s) AND kind = %s "
-                "AND period_start = %s AND period_end = %s AND state <> 'cancelled'",
-                [account_ids, kind, run.period_start, run.period_end],
+                "SELECT account_id FROM billing_invoice WHERE account_id = ANY(%s::bigint[]) "
+                "AND kind = %s AND period_start = %s AND period_end = %s AND state <> 'cancelled'",
+                [id_array(account_ids), kind, run.period_start, run.period_end],
             )
             return {row[0] for row in cursor.fetchall()}
     return set(
