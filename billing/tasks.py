@@ -147,6 +147,16 @@ def rerate_changed_registers() -> int:
 
 
 @shared_task(acks_late=True)
+def rebill_changed_contracts() -> int:
+    """Beat: contracts changed after their days were billed (a late move-in or move-out):
+    re-rate the invoices over them and bill the days no run billed."""
+    from billing.services.contract_changes import contracts_rebill_changed
+
+    rerated, billed = contracts_rebill_changed(now=timezone.now())
+    return len(rerated) + len(billed)
+
+
+@shared_task(acks_late=True)
 def dunning_daily() -> int:
     """Beat: per network on its local date, mark overdue invoices and send the next
     dunning level (settings ladder): notices, fee invoices, letters after commit."""

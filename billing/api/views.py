@@ -235,7 +235,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def rerate(self, request, pk=None):
         """Recompute; if the figures changed, issue a credit note and a correction."""
         result = rerating.invoice_rerate(invoice=self.get_object(), now=timezone.now())
-        docs = list(result or [])
+        docs = [doc for doc in result or () if doc is not None]  # a credit note may stand alone
         return Response(
             serializers.InvoiceSerializer(docs, many=True, context={"request": request}).data
         )

@@ -43,6 +43,13 @@ class UnableToRerate(DomainError):
     code = "unable_to_rerate"
 
 
+class NoContractDays(UnableToRerate):
+    """The account has no contract day left in the invoice's period (a move-out recorded
+    late, a contract entered by mistake and removed): nothing to bill there any more."""
+
+    code = "no_contract"
+
+
 def current_invoices():
     """Issued invoices and corrections that have not been credited."""
     credited = Invoice.objects.filter(
@@ -62,9 +69,13 @@ def _billed_kind(invoice: Invoice) -> str:
     return invoice.kind
 
 
-def invoice_recompute(*, invoice: Invoice) -> BillDraft:
+def invoice_recompute(*, invoice: Invoice, ensure: bool = False) -> BillDraft:
     """The bill for the invoice's account and period as the data stands now (for an
-    annual settlement, or a correction of one: with the year's instalments credited)."""
+    annual settlement, or a correction of one: with the year's instalments credited).
+
+    ``ensure``: have metering estimate a register the bill needs and never needed
+    before (a move-out day recorded late); otherwise such a bill cannot be recomputed.
+    """
     from billing.services.aconto import settlement_drafts
 
     settles = _billed_kind(invoice) == Invoice.Kind.SETTLEMENT
@@ -74,10 +85,11 @@ def invoice_recompute(*, invoice: Invoice) -> BillDraft:
         account_ids=[invoice.account_id],
         period_start=invoice.period_start,
         period_end=invoice.period_end,
-        ensure=False,
+        ensure=ensure,
     )
     if failures:
-        raise UnableToRerate(str(failures[invoice.account_id]))
+        failure = failures[invoice.account_id]
+        raise (NoContractDays if failure.code == "no_contract" else UnableToRerate)(str(failure))
     return drafts[0]
 
 
@@ -96,17 +108,28 @@ def _signature(lines) -> list[tuple]:
     )
 
 
-def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> tuple[Invoice, Invoice] | None:
+def invoice_rerate(
+    *, invoice: Invoice, now: dt.datetime, ensure: bool = False
+) -> tuple[Invoice, Invoice | None] | None:
     """Credit ``invoice`` and issue a correction when its figures changed; else None.
 
     A correction that looks implausible stays a held draft for staff review (the credit
-    note is issued regardless, so the balance never carries a wrong amount).
+    note is issued regardless, so the balance never carries a wrong amount).  When the
+    account has no contract day left in the period, the credit note stands alone
+    (correction None).
     """
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().select_related("network").get(pk=invoice.pk)
         if not current_invoices().filter(pk=invoice.pk).exists():
             return None  # credited meanwhile: its correction is the one to re-rate
-        draft = invoice_recompute(invoice=invoice)
+        try:
+            draft = invoice_recompute(invoice=invoice, ensure=ensure)
+        except NoContractDays:
+            if _billed_kind(invoice) != Invoice.Kind.INVOICE:
+                raise  # a settlement's year is settled by a settlement, not a credit alone
+            credit_note = invoice_credit(invoice=invoice, now=now)
+            _pdfs_after_commit([credit_note.pk])
+            return credit_note, None
         if (
             _signature(draft.lines) == _signature(invoice.lines.all())
             and draft.gross == invoice.gross

@@ -193,6 +193,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "billing.tasks.rerate_changed_registers",
         "schedule": crontab(hour=4, minute=0),
     },
+    # Move-ins and move-outs recorded after their month was billed: credit the days
+    # after a move-out, bill a new occupant's days (before dunning looks at balances).
+    "billing-rebill-changed-contracts": {
+        "task": "billing.tasks.rebill_changed_contracts",
+        "schedule": crontab(hour=4, minute=30),
+    },
     "billing-dunning-daily": {
         "task": "billing.tasks.dunning_daily",
         "schedule": crontab(hour=6, minute=0),
