@@ -240,6 +240,18 @@ class Invoice(models.Model):
                 condition=Q(original__isnull=False),
                 name="invoice_original_partial",
             ),
+            # credit documents with credit left (payments.credit_notes_with_credit), looked
+            # for after every issue: without it each billing run's issue step scanned the
+            # whole table (0.7 s of a 100,000-bill run's serial tail, growing every month)
+            models.Index(
+                fields=["network", "account"],
+                condition=Q(
+                    gross__lt=0,
+                    paid__gt=F("gross"),
+                    state__in=["issued", "partly_paid", "overdue"],
+                ),
+                name="invoice_credit_left",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -469,6 +481,12 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ["-received_on", "-id"]
+        indexes = [
+            # payments with money left to allocate, looked for after every issue
+            models.Index(
+                fields=["account"], condition=Q(unallocated__gt=0), name="payment_unallocated"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.UniqueConstraint(

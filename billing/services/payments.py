@@ -221,7 +221,7 @@ def payments_apply_unallocated(
     if account_id is not None:
         notes = notes.filter(account_id=account_id)
     made = 0
-    for note_account_id in sorted(set(notes.values_list("account_id", flat=True))):
+    for note_account_id in sorted(set(notes.order_by().values_list("account_id", flat=True))):
         made += len(credit_notes_allocate(account_id=note_account_id, on=on))
     payments = Payment.objects.filter(unallocated__gt=0)
     if network_id is not None:
