@@ -79,6 +79,9 @@ class ContractInterval(NamedTuple):
     # one (None: nobody else): the same period last year is shown only when nobody else
     # lived there then (their consumption is theirs, not the new occupant's)
     others_until: dt.date | None = None
+    # contracted capacity changes strictly inside (start, end): (first day, kW), in date
+    # order; ``contracted_kw`` is the kW on ``start`` (customers.CapacityChange)
+    kw_changes: tuple[tuple[dt.date, Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -344,7 +347,6 @@ def bill_compute(
         energy_total += energy_kwh
         temperatures.append((cid, return_temp, flow_temp))
         days_total = (i_end - i_start).days
-        capacity_mwh += plausibility.full_load_mwh(interval.contracted_kw, i_start, i_end)
         if last_year_total is not None and ly_energy_kwh is not None:
             last_year_total += ly_energy_kwh
         else:
@@ -368,14 +370,26 @@ def bill_compute(
                 f"{_fmt_days(i_start, i_end)}",
                 code="no_tariff",
             )
+        # a capacity change inside the interval cuts its slices (energy shared like a
+        # tariff change's: by the register that day if there is one, else by days)
+        kws = _capacity_pieces(interval, conn_slices) if interval.kw_changes else None
+        if kws is not None:
+            conn_slices = [piece for piece, _kw in kws]
         if len(conn_slices) == 1:
             consumption = ((energy_kwh, volume),)
         else:
             consumption = _slices_consumption(cid, conn_slices, first, last, get, use)
-        for (s, e, spec), (seg_energy, seg_volume) in zip(conn_slices, consumption, strict=True):
+        for k, ((s, e, spec), (seg_energy, seg_volume)) in enumerate(
+            zip(conn_slices, consumption, strict=True)
+        ):
+            segment = interval
+            if kws is not None:
+                segment = interval._replace(contracted_kw=kws[k][1])
+                kw_text = str(segment.contracted_kw)
+            capacity_mwh += plausibility.full_load_mwh(segment.contracted_kw, s, e)
             det = segment_determinants(
                 determinants_type,
-                interval,
+                segment,
                 s,
                 e,
                 energy_kwh=seg_energy,
@@ -494,6 +508,22 @@ def _energy_by_month(
         (day, _energy((b.energy_kwh - a.energy_kwh) / KWH_PER_MWH))
         for day, a, b in zip(bounds, registers, registers[1:], strict=False)
     )
+
+
+def _capacity_pieces(
+    interval: ContractInterval, slices: Sequence[tuple[dt.date, dt.date, Any]]
+) -> list[tuple[tuple[dt.date, dt.date, Any], Decimal]]:
+    """``slices`` cut at the interval's capacity changes, each piece with its kW."""
+    pieces = []
+    for s, e, spec in slices:
+        cuts = [day for day, _kw in interval.kw_changes if s < day < e]
+        for a, b in zip([s, *cuts], [*cuts, e], strict=True):
+            kw = interval.contracted_kw
+            for day, changed_kw in interval.kw_changes:
+                if day <= a:
+                    kw = changed_kw
+            pieces.append(((a, b, spec), kw))
+    return pieces
 
 
 def _slices_consumption(

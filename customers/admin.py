@@ -4,6 +4,7 @@ Every admin keeps a read-only change history (who, when, what) through
 django-simple-history; reverting is disabled (``SIMPLE_HISTORY_REVERT_DISABLED``).
 """
 
+from django import forms
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -36,7 +37,23 @@ class ConnectionInline(admin.TabularInline):
     model = models.ServiceConnection
     extra = 0
     fields = ("number", "network", "contracted_capacity_kw", "status", "connected_on")
+    # the kW changes by capacity change (dated); new connections on their own page
+    readonly_fields = ("contracted_capacity_kw",)
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class CapacityChangeInline(admin.TabularInline):
+    model = models.CapacityChange
+    extra = 0
+    fields = ("valid_from", "capacity_kw", "previous_kw", "reason", "created_at", "created_by")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # through "Capacity changes › Add" (the service), never edited
 
 
 class InterfaceUnitInline(admin.TabularInline):
@@ -116,7 +133,65 @@ class ServiceConnectionAdmin(HistoryAdmin):
     list_filter = ("status", "network")
     list_select_related = ("building", "network")
     autocomplete_fields = ("building",)
-    inlines = [InterfaceUnitInline, ContractInline]
+    inlines = [CapacityChangeInline, InterfaceUnitInline, ContractInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # set once when created; then changed by a dated capacity change (billing prices
+        # each day with the kW in force that day)
+        readonly = super().get_readonly_fields(request, obj)
+        return (*readonly, "contracted_capacity_kw") if obj is not None else readonly
+
+
+class CapacityChangeForm(forms.ModelForm):
+    class Meta:
+        model = models.CapacityChange
+        fields = ("connection", "valid_from", "capacity_kw", "reason")
+
+    def clean(self):
+        from customers.selectors import capacity_on
+
+        data = super().clean()
+        connection, day, kw = (data.get(k) for k in ("connection", "valid_from", "capacity_kw"))
+        if (
+            connection
+            and day
+            and kw is not None
+            and capacity_on(connection=connection, day=day) == kw
+        ):
+            raise forms.ValidationError(
+                f"{connection.number} is contracted for {kw} kW on {day.isoformat()} already."
+            )
+        return data
+
+
+@admin.register(models.CapacityChange)
+class CapacityChangeAdmin(admin.ModelAdmin):
+    """Contracted capacity changes: recorded through the service, never edited."""
+
+    form = CapacityChangeForm
+    list_display = ("connection", "valid_from", "capacity_kw", "previous_kw", "created_at")
+    search_fields = ("connection__number",)
+    list_filter = ("connection__network",)
+    list_select_related = ("connection",)
+    autocomplete_fields = ("connection",)
+    date_hierarchy = "valid_from"
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        from customers.services import connection_capacity_change
+
+        obj.pk = connection_capacity_change(
+            connection=obj.connection,
+            capacity_kw=obj.capacity_kw,
+            valid_from=obj.valid_from,
+            actor=request.user,
+            reason=obj.reason,
+        ).pk
 
 
 @admin.register(models.BuildingInterfaceUnit)

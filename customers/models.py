@@ -260,6 +260,50 @@ class ServiceConnection(models.Model):
         return f"{self.number} ({self.building})"
 
 
+class CapacityChange(models.Model):
+    """The connection's contracted capacity from ``valid_from`` (a local date) on.
+
+    The kW in force on a day is that of the latest change on or before it; before the
+    first change, what that change replaced (``previous_kw``); with no change at all,
+    the connection's ``contracted_capacity_kw``, which always holds today's value.
+    Billing prices capacity by these days (a change on the 16th is charged from the
+    16th) and re-rates a period that a change recorded late reaches back into.
+    Recorded through ``customers.services.connection_capacity_change``; never edited.
+    """
+
+    connection = models.ForeignKey(
+        ServiceConnection, on_delete=models.PROTECT, related_name="capacity_changes"
+    )
+    valid_from = models.DateField(help_text="First day (local) of the new capacity.")
+    capacity_kw = models.DecimalField(max_digits=10, decimal_places=2)
+    previous_kw = models.DecimalField(
+        max_digits=10, decimal_places=2, help_text="The capacity the day before, when recorded."
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["connection", "valid_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "valid_from"],
+                name="capacitychange_one_per_connection_day",
+                violation_error_message="This connection already has a capacity change that day.",
+            ),
+            models.CheckConstraint(
+                condition=Q(capacity_kw__gt=0),
+                name="capacitychange_capacity_positive",
+                violation_error_message="The contracted capacity must be above 0 kW.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection.number}: {self.capacity_kw} kW from {self.valid_from}"
+
+
 class BuildingInterfaceUnit(models.Model):
     """The substation where a building meets the network; the heat meter sits here."""
 

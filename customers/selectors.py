@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet
 
-from customers.models import Account, Contract
+from customers.models import Account, CapacityChange, Contract, ServiceConnection
 from heatutility.timeutil import add_months
 
 
@@ -21,6 +21,34 @@ def contracts_active_between(
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
         .select_related("account", "connection", "connection__building")
     )
+
+
+def capacity_on(*, connection: ServiceConnection, day: dt.date) -> Decimal:
+    """The connection's contracted kW on ``day`` (see :class:`CapacityChange`)."""
+    changes = CapacityChange.objects.filter(connection=connection)
+    latest = changes.filter(valid_from__lte=day).order_by("-valid_from").first()
+    if latest is not None:
+        return latest.capacity_kw
+    first = changes.order_by("valid_from").first()
+    return connection.contracted_capacity_kw if first is None else first.previous_kw
+
+
+def capacities_in_force(
+    changes: list[tuple[dt.date, Decimal, Decimal]], default: Decimal, start: dt.date, end: dt.date
+) -> tuple[Decimal, tuple[tuple[dt.date, Decimal], ...]]:
+    """The kW on ``start`` and the changes strictly inside ``(start, end)``, from one
+    connection's ``changes`` (valid_from, capacity_kw, previous_kw) in date order;
+    ``default``: the connection's kW when it has no change (billing's chunk query)."""
+    if not changes:
+        return default, ()
+    kw = changes[0][2]
+    inside = []
+    for day, capacity, _previous in changes:
+        if day <= start:
+            kw = capacity
+        elif day < end:
+            inside.append((day, capacity))
+    return kw, tuple(inside)
 
 
 def account_ids_by_number(*, network_id: int, numbers: list[str]) -> tuple[list[int], list[str]]:

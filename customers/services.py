@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from django.db import transaction
 
-from customers.models import Account, Contract, ServiceConnection
+from customers.models import Account, CapacityChange, Contract, ServiceConnection
 from heatutility.audit import clean_and_save
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 
@@ -105,3 +106,75 @@ def account_set_status(*, account: Account, status: str, actor=None, reason: str
         )
     account.status = status
     return clean_and_save(account, actor=actor, reason=reason, what="account")
+
+
+class UnableToChangeCapacity(DomainError):
+    code = "unable_to_change_capacity"
+
+
+def connection_capacity_change(
+    *,
+    connection: ServiceConnection,
+    capacity_kw: Decimal,
+    valid_from: dt.date,
+    actor=None,
+    reason: str = "",
+) -> CapacityChange:
+    """Contract ``capacity_kw`` for ``connection`` from ``valid_from`` (local date) on.
+
+    Back-dated changes are allowed (a signed upgrade entered late): billing re-rates the
+    periods already billed that the change reaches into.  The connection's own
+    ``contracted_capacity_kw`` follows the kW in force today.
+    """
+    from customers.selectors import capacity_on
+
+    with transaction.atomic():
+        connection = ServiceConnection.objects.select_for_update().get(pk=connection.pk)
+        previous = capacity_on(connection=connection, day=valid_from - dt.timedelta(days=1))
+        if capacity_on(connection=connection, day=valid_from) == capacity_kw:
+            raise UnableToChangeCapacity(
+                f"Connection {connection.number} is contracted for {capacity_kw} kW on "
+                f"{valid_from.isoformat()} already.",
+                errors=[ErrorItem(code="unchanged", field="capacity_kw", message="unchanged")],
+            )
+        change = CapacityChange(
+            connection=connection,
+            valid_from=valid_from,
+            capacity_kw=capacity_kw,
+            previous_kw=previous,
+            reason=reason,
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        clean_and_save(change, actor=actor, reason=reason or "capacity change", what="capacity")
+        connection_capacity_sync(connection=connection)
+    return change
+
+
+def connection_capacity_sync(
+    *, connection: ServiceConnection, today: dt.date | None = None
+) -> bool:
+    """Set the connection's ``contracted_capacity_kw`` to the kW in force today (local
+    date of its network); True when it changed (a change dated ahead has come due)."""
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from customers.selectors import capacity_on
+
+    today = today or timezone.now().astimezone(ZoneInfo(connection.network.time_zone)).date()
+    kw = capacity_on(connection=connection, day=today)
+    if kw == connection.contracted_capacity_kw:
+        return False
+    connection.contracted_capacity_kw = kw
+    clean_and_save(connection, reason="capacity change in force", what="connection")
+    return True
+
+
+def capacities_sync_due() -> int:
+    """Beat: connections whose capacity change dated ahead has come due (see
+    :func:`connection_capacity_sync`); returns how many changed."""
+    ids = CapacityChange.objects.values("connection_id").distinct()
+    return sum(
+        connection_capacity_sync(connection=connection)
+        for connection in ServiceConnection.objects.filter(pk__in=ids).select_related("network")
+    )

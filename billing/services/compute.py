@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Max, OuterRef, Q, Subquery
@@ -26,7 +27,8 @@ from billing.calc import (
     month_starts_inside,
     one_year_earlier,
 )
-from customers.models import Contract
+from customers.models import CapacityChange, Contract
+from customers.selectors import capacities_in_force
 from heatutility.db import id_array
 from metering import selectors as metering_selectors
 
@@ -97,19 +99,48 @@ def contract_intervals(
                 ),
             )
         )
+    rows = list(rows)
+    changes = capacity_changes(connection_ids={row[1] for row in rows})
     out: dict[int, list[ContractInterval]] = defaultdict(list)
     for account_id, cid, valid_from, valid_to, kw, m2, others_until in rows:
+        i_start = valid_from if valid_from > start else start
+        i_end = (valid_to if valid_to < end else end) if valid_to else end
+        kw_changes = ()
+        if cid in changes:
+            kw, kw_changes = capacities_in_force(changes[cid], kw, i_start, i_end)
         # ContractInterval(connection_id, start, end, contracted_kw, heated_area_m2, …)
         out[account_id].append(
-            ContractInterval(
-                cid,
-                valid_from if valid_from > start else start,
-                (valid_to if valid_to < end else end) if valid_to else end,
-                kw,
-                m2,
-                others_until,
-            )
+            ContractInterval(cid, i_start, i_end, kw, m2, others_until, kw_changes)
         )
+    return out
+
+
+def capacity_changes(
+    *, connection_ids: set[int]
+) -> dict[int, list[tuple[dt.date, Decimal, Decimal]]]:
+    """Per connection, its capacity changes (valid_from, capacity_kw, previous_kw) in
+    date order; connections without any are absent.  All of them, also those after the
+    period: the first one's ``previous_kw`` is what the days before it had."""
+    if not connection_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT connection_id, valid_from, capacity_kw, previous_kw "
+                f"FROM {CapacityChange._meta.db_table} "
+                "WHERE connection_id = ANY(%s::bigint[]) ORDER BY connection_id, valid_from",
+                [id_array(connection_ids)],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = (
+            CapacityChange.objects.filter(connection_id__in=connection_ids)
+            .order_by("connection_id", "valid_from")
+            .values_list("connection_id", "valid_from", "capacity_kw", "previous_kw")
+        )
+    out: dict[int, list[tuple[dt.date, Decimal, Decimal]]] = defaultdict(list)
+    for cid, day, kw, previous in rows:
+        out[cid].append((day, kw, previous))
     return out
 
 
@@ -188,6 +219,7 @@ def drafts_compute(
                     (iv.connection_id, one_year_earlier(iv.end)),
                 }
             )
+            optional.update((iv.connection_id, day) for day, _kw in iv.kw_changes)
             seasonal = False
             for s, e, spec in slices.get(iv.connection_id, []):
                 seasonal = seasonal or spec.prices_by_season

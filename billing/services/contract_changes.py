@@ -1,4 +1,5 @@
-"""Contracts changed after their days were billed: re-rate, and bill what was missed.
+"""Contracts (and contracted capacities) changed after their days were billed: re-rate,
+and bill what was missed.
 
 A move-out or move-in is often recorded weeks late, after the month's run billed the
 network.  Nothing may be billed twice or lost (DOMAIN.md §7):
@@ -14,7 +15,8 @@ network.  Nothing may be billed twice or lost (DOMAIN.md §7):
   it with the reason; each look tries it again until it succeeds.
 
 Changes are found through the contracts' history (every save through the services, the
-admin and the API records one), from a cursor like the registers' re-rating.
+admin and the API records one) and the capacity changes recorded, from a cursor like
+the registers' re-rating: a capacity change dated back re-rates the days from it on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 from collections import defaultdict
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.calc import BillingError
@@ -39,7 +42,7 @@ from billing.services.rerating import (
     invoice_rerate,
 )
 from billing.services.write import drafts_write
-from customers.models import Account, Contract
+from customers.models import Account, CapacityChange, Contract
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,22 @@ def contract_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]
         .distinct()
     ):
         spans[account_id].append((start, end))
+    return dict(spans)
+
+
+def capacity_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]:
+    """Per account, the days from a contracted-capacity change recorded at or after
+    ``since`` on that the account held the connection (a change dated back re-rates)."""
+    spans: dict[int, list[Span]] = defaultdict(list)
+    for connection_id, day in CapacityChange.objects.filter(created_at__gte=since).values_list(
+        "connection_id", "valid_from"
+    ):
+        for account_id, start, end in (
+            Contract.objects.filter(connection_id=connection_id)
+            .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=day))
+            .values_list("account_id", "valid_from", "valid_to")
+        ):
+            spans[account_id].append((max(start, day), end))
     return dict(spans)
 
 
@@ -199,6 +218,8 @@ def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:
     look_started = timezone.now()
     rerated, billed = [], []
     changed = contract_spans_changed_since(since=cursor.checked_until)
+    for account_id, spans in capacity_spans_changed_since(since=cursor.checked_until).items():
+        changed.setdefault(account_id, []).extend(spans)
     # and what could not be done before (a reading missing then, a tariff not yet assigned)
     for account_id, start, end in BillingRunException.objects.filter(
         code__startswith=LATE, resolved=False

@@ -300,6 +300,7 @@ def bills_render(
             if (
                 iv.start == period_start
                 and iv.end == period_end
+                and not iv.kw_changes
                 and len(pieces) == 1
                 and pieces[0][0] <= period_start
                 and pieces[0][1] >= period_end

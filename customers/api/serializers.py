@@ -76,6 +76,24 @@ class ServiceConnectionSerializer(ModelValidationMixin, serializers.ModelSeriali
             "disconnected_on",
         ]
 
+    def validate_contracted_capacity_kw(self, value):
+        if self.instance is not None and value != self.instance.contracted_capacity_kw:
+            raise serializers.ValidationError(
+                "Set when the connection is created; afterwards record a capacity change "
+                "(POST …/connections/{id}/capacity-changes/) with the day it applies from, "
+                "so that billing prices each day with its own kW."
+            )
+        return value
+
+
+class CapacityChangeSerializer(serializers.ModelSerializer):
+    valid_from = BoundedDateField(help_text="First day (local) of the new capacity.")
+
+    class Meta:
+        model = models.CapacityChange
+        fields = ["id", "connection", "valid_from", "capacity_kw", "previous_kw", "reason"]
+        read_only_fields = ["id", "connection", "previous_kw"]
+
 
 class BuildingInterfaceUnitSerializer(ModelValidationMixin, serializers.ModelSerializer):
     class Meta:

@@ -70,11 +70,48 @@ class BuildingViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
     filterset_fields = ["use", "city"]
 
 
-class ServiceConnectionViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+class ServiceConnectionViewSet(RequirePermissionMixin, ProtectedDeleteMixin, viewsets.ModelViewSet):
     queryset = models.ServiceConnection.objects.select_related("building", "network")
     serializer_class = serializers.ServiceConnectionSerializer
     search_fields = ["number", "building__street", "building__city"]
     filterset_fields = ["network", "status", "building"]
+
+    @extend_schema(
+        methods=["get"],
+        responses=serializers.CapacityChangeSerializer(many=True),
+        summary="The connection's contracted capacity changes",
+    )
+    @extend_schema(
+        methods=["post"],
+        request=serializers.CapacityChangeSerializer,
+        responses={201: serializers.CapacityChangeSerializer},
+        summary="Change the contracted capacity from a day on (back-dated: billed periods are re-rated)",
+    )
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        url_path="capacity-changes",
+        pagination_class=None,
+        filter_backends=[],
+    )
+    def capacity_changes(self, request, pk=None):
+        connection = self.get_object()
+        if request.method == "GET":
+            self.require("customers.view_capacitychange")
+            return Response(
+                serializers.CapacityChangeSerializer(
+                    connection.capacity_changes.all(), many=True
+                ).data
+            )
+        self.require("customers.add_capacitychange")
+        body = serializers.CapacityChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        change = services.connection_capacity_change(
+            connection=connection, actor=request.user, **body.validated_data
+        )
+        return Response(
+            serializers.CapacityChangeSerializer(change).data, status=status.HTTP_201_CREATED
+        )
 
 
 class BuildingInterfaceUnitViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):

@@ -179,6 +179,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "metering.tasks.ingest_batches_redispatch",
         "schedule": crontab(minute="*/10"),
     },
+    # contracted capacities changed from a day ahead: the connection shows today's kW
+    "customers-capacities-sync-due": {
+        "task": "customers.tasks.capacities_sync_due",
+        "schedule": crontab(hour=1, minute=5),
+    },
     "metering-vee-nightly": {
         "task": "metering.tasks.vee_nightly",
         "schedule": crontab(hour=2, minute=15),

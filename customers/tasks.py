@@ -1,0 +1,11 @@
+"""Celery tasks of customers (thin: the work is in ``customers.services``)."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def capacities_sync_due() -> int:
+    """Beat: capacity changes dated ahead that have come due update their connection."""
+    from customers.services import capacities_sync_due as sync
+
+    return sync()
