@@ -8,8 +8,9 @@ network.  Nothing may be billed twice or lost (DOMAIN.md §7):
   re-rated (:func:`billing.services.rerating.invoice_rerate`): a move-out recorded late
   credits the days after it, one before the period credits the whole invoice;
 * an account with contract days in a period a run has already taken up (the new
-  occupant's days) but no bill for it gets that bill now, numbered and issued like the
-  run's own (or held for review when implausible); the partial unique constraint
+  occupant's days) but no bill for it gets that bill now: a draft of the run while the
+  run is not issued, else numbered and issued at once (or held for review when
+  implausible); the partial unique constraint
   ``invoice_account_billed_once_per_period`` keeps it to one.  An account that cannot be
   billed or re-rated becomes an exception on that run (code ``late_…``), where staff see
   it with the reason; each look tries it again until it succeeds.
@@ -25,20 +26,22 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import invoices_issue
+from billing.services.invoices import invoice_cancel_draft, invoice_replace_draft, invoices_issue
 from billing.services.payments import payments_apply_unallocated
 from billing.services.rerating import (
     RERATE_OVERLAP,
+    NoContractDays,
     UnableToRerate,
     _pdfs_after_commit,
     current_invoices,
+    invoice_recompute,
     invoice_rerate,
 )
 from billing.services.write import drafts_write
@@ -125,6 +128,7 @@ def account_contracts_rebill(
         ).delete()
         if result:
             rerated.append(result)
+    _drafts_recompute(account=account, spans=spans, lo=lo, hi=hi, now=now)
     billed = [
         invoice
         for run in _runs_taken_up(account=account, lo=lo, hi=hi)
@@ -132,6 +136,33 @@ def account_contracts_rebill(
         and (invoice := account_bill_missed(account=account, run=run, now=now)) is not None
     ]
     return rerated, billed
+
+
+def _drafts_recompute(
+    *, account: Account, spans: list[Span], lo: dt.date, hi: dt.date | None, now: dt.datetime
+) -> None:
+    """Drafts of runs not issued yet are computed again as the contracts now stand (one
+    with no contract day left is cancelled): the run issues them as they should be."""
+    drafts = Invoice.objects.filter(
+        account=account, state=Invoice.State.DRAFT, kind=Invoice.Kind.INVOICE, period_end__gt=lo
+    )
+    if hi is not None:
+        drafts = drafts.filter(period_start__lt=hi)
+    for invoice in drafts.select_related("network", "run"):
+        if not _overlaps(spans, invoice.period_start, invoice.period_end):
+            continue
+        try:
+            invoice_replace_draft(
+                invoice=invoice, draft=invoice_recompute(invoice=invoice, ensure=True)
+            )
+        except NoContractDays:
+            invoice_cancel_draft(invoice=invoice)
+        except UnableToRerate as exc:
+            if invoice.run is not None:
+                failure = BillingError(
+                    f"draft #{invoice.pk} could not be recomputed: {exc}", code="rerate"
+                )
+                _record_exception(run=invoice.run, account=account, failure=failure, now=now)
 
 
 def _runs_taken_up(*, account: Account, lo: dt.date, hi: dt.date | None):
@@ -150,12 +181,15 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
     """Bill ``account`` for ``run``'s period if the run did not and it had contract days
     then; None if there is nothing to bill (billed already, on account, no contract days).
 
-    Issued at once unless it looks implausible (then a held draft, released by staff).
-    A bill that cannot be computed becomes an exception on ``run``.
+    A run not issued yet takes the bill in as one of its drafts (staff review and issue
+    it with the rest); after its issue the bill is issued at once, unless it looks
+    implausible (then a held draft, released by staff).  A bill that cannot be computed
+    becomes an exception on ``run``.
     """
     start, end = run.period_start, run.period_end
     with transaction.atomic():
-        Account.objects.select_for_update().get(pk=account.pk)  # one biller at a time
+        # one biller at a time, and the run's issue step waits (or goes first)
+        run = BillingRun.objects.select_for_update().select_related("network").get(pk=run.pk)
         billed = (
             Invoice.objects.filter(
                 account=account, kind=Invoice.Kind.INVOICE, period_start=start, period_end=end
@@ -181,14 +215,23 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
             _record_exception(run=run, account=account, failure=failure, now=now)
             return None
         BillingRunException.objects.filter(run=run, account=account).delete()
-        (invoice_id,) = drafts_write(
-            drafts=drafts,
-            network_id=network.pk,
-            run_id=None,  # the run's counters describe what it billed itself
-            kind=Invoice.Kind.INVOICE,
-            now=now,
-        )
-        if not drafts[0].held:
+        joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED)
+        try:
+            with transaction.atomic():
+                (invoice_id,) = drafts_write(
+                    drafts=drafts,
+                    network_id=network.pk,
+                    run_id=run.pk if joins_run else None,
+                    kind=Invoice.Kind.INVOICE,
+                    now=now,
+                )
+        except IntegrityError:  # the run's own chunk billed it meanwhile
+            return None
+        if joins_run:
+            BillingRun.objects.filter(pk=run.pk).update(
+                total=F("total") + 1, done=F("done") + 1, held=F("held") + int(drafts[0].held)
+            )
+        elif not drafts[0].held:
             invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
             payments_apply_unallocated(on=now.date(), account_id=account.pk)
             _pdfs_after_commit([invoice_id])

@@ -97,6 +97,44 @@ class TestLateMoveIn:
         assert run.state == "issued"
         assert run.total == 1
 
+    def test_a_run_not_issued_yet_takes_the_late_bill_in_with_its_drafts(self):
+        from billing.services.runs import billing_run_issue
+
+        network, (contract,) = billed_network(accounts=1)
+        run = bill_month(network, issue=False)  # drafted, staff still reviewing
+        looked_at_everything_so_far()
+        register(contract.connection, NOV16, Decimal("43000") + 800)
+        newcomer = AccountFactory(network=network)
+        contract_move_in(
+            account=newcomer, connection=contract.connection, move_in_on=NOV16, end_previous=True
+        )
+
+        _rerated, [late] = contracts_rebill_changed(now=LATER)
+
+        assert (late.run_id, late.state) == (run.pk, Invoice.State.DRAFT)
+        run.refresh_from_db()
+        assert (run.total, run.done) == (2, 2)
+        # the previous occupant's draft now ends at the move-out
+        previous = Invoice.objects.get(account=contract.account, kind="invoice")
+        assert previous.state == Invoice.State.DRAFT
+        assert energy(previous) + energy(late) == Decimal("1.5")
+        billing_run_issue(run=run, issued_at=LATER)
+        late.refresh_from_db()
+        previous.refresh_from_db()
+        assert late.state == previous.state == Invoice.State.ISSUED
+        assert not Invoice.objects.filter(kind__in=["credit_note", "correction"]).exists()
+
+    def test_a_draft_with_no_contract_day_left_is_cancelled(self):
+        network, (contract,) = billed_network(accounts=1)
+        bill_month(network, issue=False)
+        looked_at_everything_so_far()
+
+        contract_move_out(contract=contract, move_out_on=dt.date(2026, 11, 1))
+        contracts_rebill_changed(now=LATER)
+
+        draft = Invoice.objects.get(account=contract.account, kind="invoice")
+        assert draft.state == Invoice.State.CANCELLED
+
     def test_looking_again_bills_nothing_twice(self):
         network, (contract,) = billed_network(accounts=1)
         bill_month(network)
