@@ -372,7 +372,7 @@ def bill_compute(
             )
         # a capacity change inside the interval cuts its slices (energy shared like a
         # tariff change's: by the register that day if there is one, else by days)
-        kws = _capacity_pieces(interval, conn_slices) if interval.kw_changes else None
+        kws = capacity_pieces(interval, conn_slices) if interval.kw_changes else None
         if kws is not None:
             conn_slices = [piece for piece, _kw in kws]
         if len(conn_slices) == 1:
@@ -510,7 +510,7 @@ def _energy_by_month(
     )
 
 
-def _capacity_pieces(
+def capacity_pieces(
     interval: ContractInterval, slices: Sequence[tuple[dt.date, dt.date, Any]]
 ) -> list[tuple[tuple[dt.date, dt.date, Any], Decimal]]:
     """``slices`` cut at the interval's capacity changes, each piece with its kW."""

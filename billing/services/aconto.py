@@ -36,6 +36,7 @@ from billing.calc import (
     BillingError,
     ContractInterval,
     DraftLine,
+    capacity_pieces,
     climate_corrected,
     one_year_earlier,
     totals,
@@ -584,8 +585,7 @@ def instalment_drafts(
                     raise BillingError(
                         f"no tariff for connection {connection_id}", code="no_tariff"
                     )
-                spec = conn_slices[0][2]
-                version_ids.append(spec.version_id)
+                version_ids.extend(spec.version_id for _s, _e, spec in conn_slices)
                 if plan.connections:
                     part = planned.get(connection_id)
                     energy = Decimal(part["estimated_mwh"]) if part else ZERO
@@ -601,20 +601,33 @@ def instalment_drafts(
                     energy = quantize_energy(plan.estimated_mwh * share)
                     volume = (plan.estimated_m3 * share).quantize(M3)
                     annual_energy, name = plan.estimated_mwh, ""
-                det = Determinants(
-                    period_start=plan.year_start,
-                    period_end=plan.year_end,
-                    energy_mwh=energy,
-                    volume_m3=volume,
-                    return_temp_c=None,
-                    flow_temp_c=None,
-                    contracted_kw=iv.contracted_kw,
-                    heated_area_m2=iv.heated_area_m2,
-                    annual_energy_mwh=annual_energy,
+                # the estimated year at the prices (and contracted kW) in force in the
+                # instalment's own period: a change inside it is weighted by days
+                pieces = (
+                    capacity_pieces(iv, conn_slices)
+                    if iv.kw_changes
+                    else [(piece, iv.contracted_kw) for piece in conn_slices]
                 )
+                weight = sum((e - s).days for (s, e, _spec), _kw in pieces)
                 annual: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
-                for priced in rate(determinants=det, tariff=spec):
-                    annual[priced.vat_rate] += priced.amount
+                for (s, e, spec), kw in pieces:
+                    det = Determinants(
+                        period_start=plan.year_start,
+                        period_end=plan.year_end,
+                        energy_mwh=energy,
+                        volume_m3=volume,
+                        return_temp_c=None,
+                        flow_temp_c=None,
+                        contracted_kw=kw,
+                        heated_area_m2=iv.heated_area_m2,
+                        annual_energy_mwh=annual_energy,
+                    )
+                    for priced in rate(determinants=det, tariff=spec):
+                        annual[priced.vat_rate] += priced.amount * (e - s).days / weight
+                if len(pieces) > 1:
+                    changes = ", ".join(sorted({s.isoformat() for (s, _e, _sp), _kw in pieces[1:]}))
+                    name = f"{name}; " if name else ""
+                    name += f"prices changing on {changes}, weighted by days"
                 supplied = _days_supplied(held[connection_id])
                 estimated += energy * supplied / days
                 parts.append((name, supplied, annual))
@@ -629,7 +642,11 @@ def instalment_drafts(
                     held_for = "" if supplied == days else f" × {supplied}/{days} days supplied"
                     said.append(
                         f"{annual[vat_rate]:,.2f} {currency}{held_for}"
-                        + (f" ({name})" if name and (len(planned) > 1 or len(held) > 1) else "")
+                        + (
+                            f" ({name})"
+                            if name and (len(planned) > 1 or len(held) > 1 or "weighted" in name)
+                            else ""
+                        )
                     )
                 lines.append(
                     _line(

@@ -93,6 +93,29 @@ class TestOnAccount:
         assert q1.net == Decimal("3266.34")
         assert q3.net == Decimal("5932.68")  # (2400 + 18 × 1185.04) / 4
 
+    def test_a_price_change_inside_the_quarter_is_weighted_by_days(self):
+        network, contracts = billed_network(accounts=1)
+        version = network.tariffs.get().versions.get()
+        instalment_plan_create(
+            account=contracts[0].account, year_start=YEAR, frequency="quarterly", now=NOW
+        )
+        from tariffs.models import TariffVersion
+
+        TariffVersion.objects.filter(pk=version.pk).update(valid_to=dt.date(2026, 8, 15))
+        components = [dict(c) for c in version.components]
+        components[2]["price"] = "1185.04"
+        tariff_version(network=network, valid_from=dt.date(2026, 8, 15), components=components)
+
+        bill_month(network, start=dt.date(2026, 7, 1), months=3, kind="instalment")
+
+        q3 = Invoice.objects.get(kind="instalment")
+        # a year at July's prices 13,065.36 for 45 of the quarter's 92 days, at the new
+        # ones 23,730.72 for 47: (13,065.36 × 45 + 23,730.72 × 47) / 92 / 4 = 4,628.492
+        assert q3.net == Decimal("4628.49")
+        line = q3.lines.get()
+        assert "prices changing on 2026-08-15, weighted by days" in line.explanation
+        assert len(q3.tariff_version_ids) == 2
+
 
 def planned_network(*, accounts: int, frequency: str = "quarterly"):
     """A billed network whose accounts each have an instalment plan for 2026."""
