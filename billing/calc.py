@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import replace as dc_replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
@@ -370,23 +371,19 @@ def bill_compute(
                 f"{_fmt_days(i_start, i_end)}",
                 code="no_tariff",
             )
-        # a capacity change inside the interval cuts its slices (energy shared like a
-        # tariff change's: by the register that day if there is one, else by days)
-        kws = capacity_pieces(interval, conn_slices) if interval.kw_changes else None
-        if kws is not None:
-            conn_slices = [piece for piece, _kw in kws]
         if len(conn_slices) == 1:
             consumption = ((energy_kwh, volume),)
         else:
             consumption = _slices_consumption(cid, conn_slices, first, last, get, use)
-        for k, ((s, e, spec), (seg_energy, seg_volume)) in enumerate(
-            zip(conn_slices, consumption, strict=True)
-        ):
+        for (s, e, spec), (seg_energy, seg_volume) in zip(conn_slices, consumption, strict=True):
+            # the contracted kW inside the slice: a change reprices only the charges on
+            # the kW, piece by piece; energy and the rest are priced over the whole slice
+            kw_pieces = kw_in_force(interval, s, e)
             segment = interval
-            if kws is not None:
-                segment = interval._replace(contracted_kw=kws[k][1])
-                kw_text = str(segment.contracted_kw)
-            capacity_mwh += plausibility.full_load_mwh(segment.contracted_kw, s, e)
+            if kw_pieces[0][2] != interval.contracted_kw:
+                segment = interval._replace(contracted_kw=kw_pieces[0][2])
+            for a, b, kw in kw_pieces:
+                capacity_mwh += plausibility.full_load_mwh(kw, a, b)
             det = segment_determinants(
                 determinants_type,
                 segment,
@@ -403,34 +400,34 @@ def bill_compute(
                 ),
             )
             version_id = spec.version_id
-            determinants_out.append(
-                {
-                    "connection_id": cid,
-                    "period_start": _iso(s),
-                    "period_end": _iso(e),
-                    "tariff_version_id": version_id,
-                    "energy_mwh": str(det.energy_mwh),
-                    "volume_m3": str(det.volume_m3),
-                    "return_temp_c": return_text,
-                    "flow_temp_c": flow_text,
-                    "contracted_kw": kw_text,
-                    "heated_area_m2": m2_text,
-                    "days": (e - s).days,
-                }
-            )
+            segment_out = {
+                "connection_id": cid,
+                "period_start": _iso(s),
+                "period_end": _iso(e),
+                "tariff_version_id": version_id,
+                "energy_mwh": str(det.energy_mwh),
+                "volume_m3": str(det.volume_m3),
+                "return_temp_c": return_text,
+                "flow_temp_c": flow_text,
+                "contracted_kw": kw_text if segment is interval else str(segment.contracted_kw),
+                "heated_area_m2": m2_text,
+                "days": (e - s).days,
+            }
+            if len(kw_pieces) > 1:
+                segment_out["contracted_kw_from"] = [[_iso(a), str(kw)] for a, _b, kw in kw_pieces]
+            determinants_out.append(segment_out)
             if version_id not in version_ids:
                 version_ids.append(version_id)
-            partial = s != period_start or e != period_end
-            for priced in rate(determinants=det, tariff=spec):
+            for a, b, priced in _priced_by_kw(rate, det, spec, s, e, kw_pieces):
                 description = priced.description
-                if partial:
-                    description = f"{description} ({_fmt_days(s, e)})"
+                if a != period_start or b != period_end:
+                    description = f"{description} ({_fmt_days(a, b)})"
                 amount = priced.amount
                 lines.append(
                     DraftLine(
                         cid,
-                        s,
-                        e,
+                        a,
+                        b,
                         version_id,
                         priced.component,
                         priced.kind,
@@ -510,20 +507,62 @@ def _energy_by_month(
     )
 
 
+def kw_in_force(
+    interval: ContractInterval, start: dt.date, end: dt.date
+) -> list[tuple[dt.date, dt.date, Decimal]]:
+    """``[start, end)`` (inside ``interval``) cut where the contracted kW changes, each
+    piece with its kW: one piece when it does not change."""
+    kw = interval.contracted_kw
+    cuts = []
+    for day, changed_kw in interval.kw_changes:
+        if day <= start:
+            kw = changed_kw
+        elif day < end:
+            cuts.append((day, changed_kw))
+    if not cuts:
+        return [(start, end, kw)]
+    pieces, a = [], start
+    for day, changed_kw in cuts:
+        pieces.append((a, day, kw))
+        a, kw = day, changed_kw
+    pieces.append((a, end, kw))
+    return pieces
+
+
 def capacity_pieces(
     interval: ContractInterval, slices: Sequence[tuple[dt.date, dt.date, Any]]
 ) -> list[tuple[tuple[dt.date, dt.date, Any], Decimal]]:
     """``slices`` cut at the interval's capacity changes, each piece with its kW."""
-    pieces = []
-    for s, e, spec in slices:
-        cuts = [day for day, _kw in interval.kw_changes if s < day < e]
-        for a, b in zip([s, *cuts], [*cuts, e], strict=True):
-            kw = interval.contracted_kw
-            for day, changed_kw in interval.kw_changes:
-                if day <= a:
-                    kw = changed_kw
-            pieces.append(((a, b, spec), kw))
-    return pieces
+    return [((a, b, spec), kw) for s, e, spec in slices for a, b, kw in kw_in_force(interval, s, e)]
+
+
+def _priced_by_kw(rate, det, spec, start, end, kw_pieces):
+    """(start, end, line) of a slice's priced lines, in component order; where the kW
+    changes inside the slice, the lines of the charges on the kW come piece by piece."""
+    whole = rate(determinants=det, tariff=spec)
+    on_kw = spec.capacity_codes if len(kw_pieces) > 1 else ()
+    if not on_kw:
+        return [(start, end, line) for line in whole]
+    pieces = [
+        (
+            a,
+            b,
+            rate(
+                determinants=dc_replace(det, period_start=a, period_end=b, contracted_kw=kw),
+                tariff=spec,
+            ),
+        )
+        for a, b, kw in kw_pieces
+    ]
+    out, done = [], set()
+    for line in whole:
+        code = line.component
+        if code not in on_kw:
+            out.append((start, end, line))
+        elif code not in done:
+            done.add(code)
+            out.extend((a, b, p) for a, b, priced in pieces for p in priced if p.component == code)
+    return out
 
 
 def _slices_consumption(

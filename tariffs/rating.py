@@ -229,6 +229,14 @@ class TariffSpec:
     valid_to: dt.date | None = None
 
     @property
+    def capacity_codes(self) -> frozenset[str]:
+        """Codes of the components priced on the contracted capacity (banded charges on
+        kW or another power unit): the ones a capacity change inside a period reprices."""
+        return frozenset(
+            c.code for c in self.components if isinstance(c, BandedCharge) and c.basis != "area"
+        )
+
+    @property
     def prices_by_season(self) -> bool:
         """Energy priced by season: a bill over several months then wants each month's
         energy (``Determinants.energy_by_month``)."""

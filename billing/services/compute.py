@@ -219,7 +219,6 @@ def drafts_compute(
                     (iv.connection_id, one_year_earlier(iv.end)),
                 }
             )
-            optional.update((iv.connection_id, day) for day, _kw in iv.kw_changes)
             seasonal = False
             for s, e, spec in slices.get(iv.connection_id, []):
                 seasonal = seasonal or spec.prices_by_season

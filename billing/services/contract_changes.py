@@ -33,7 +33,12 @@ from django.utils import timezone
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import invoice_cancel_draft, invoice_replace_draft, invoices_issue
+from billing.services.invoices import (
+    InvoiceIsIssued,
+    invoice_cancel_draft,
+    invoice_replace_draft,
+    invoices_issue,
+)
 from billing.services.payments import payments_apply_unallocated
 from billing.services.rerating import (
     RERATE_OVERLAP,
@@ -41,6 +46,7 @@ from billing.services.rerating import (
     UnableToRerate,
     _pdfs_after_commit,
     current_invoices,
+    invoice_rebill,
     invoice_recompute,
     invoice_rerate,
 )
@@ -55,33 +61,70 @@ LATE = "late_"
 
 
 def contract_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]:
-    """Per account, the spans of every version (before and after the change) of the
-    contracts created, changed or deleted at or after ``since``."""
+    """Per account, the days a contract change made at or after ``since`` touched: for a
+    new or deleted contract all of its days; for a changed one the days it gained or
+    lost (an earlier move-in, a later or earlier move-out); for one moved to another
+    account all of its days, for both accounts."""
     history = Contract.history.model
     changed = history.objects.filter(history_date__gte=since).values("id")
     spans: dict[int, list[Span]] = defaultdict(list)
-    for account_id, start, end in (
+    previous = None
+    for row in (
         history.objects.filter(id__in=changed)
-        .values_list("account_id", "valid_from", "valid_to")
-        .distinct()
+        .order_by("id", "history_date", "history_id")
+        .values("id", "history_date", "history_type", "account_id", "valid_from", "valid_to")
     ):
-        spans[account_id].append((start, end))
-    return dict(spans)
+        before = previous if previous is not None and previous["id"] == row["id"] else None
+        previous = row
+        if row["history_date"] < since:
+            continue
+        span = (row["valid_from"], row["valid_to"])
+        if before is None or row["history_type"] != "~":  # created or deleted
+            spans[row["account_id"]].append(span)
+        elif before["account_id"] != row["account_id"]:
+            spans[before["account_id"]].append((before["valid_from"], before["valid_to"]))
+            spans[row["account_id"]].append(span)
+        else:
+            spans[row["account_id"]].extend(
+                _changed_days((before["valid_from"], before["valid_to"]), span)
+            )
+    return {account_id: days for account_id, days in spans.items() if days}
+
+
+def _changed_days(old: Span, new: Span) -> list[Span]:
+    """The days in one of two spans of the same contract but not in the other (at most
+    two stretches: around the start and around the end)."""
+    out: list[Span] = []
+    if old[0] != new[0]:
+        out.append((min(old[0], new[0]), max(old[0], new[0])))
+    if old[1] != new[1]:
+        ends = [e for e in (old[1], new[1]) if e is not None]
+        out.append((min(ends), None if len(ends) < 2 else max(ends)))
+    return out
 
 
 def capacity_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]:
-    """Per account, the days from a contracted-capacity change recorded at or after
-    ``since`` on that the account held the connection (a change dated back re-rates)."""
+    """Per account, the days a contracted-capacity change recorded at or after ``since``
+    governs (from its day to the connection's next change) that the account held the
+    connection: a change dated back re-rates those days, and only those."""
     spans: dict[int, list[Span]] = defaultdict(list)
     for connection_id, day in CapacityChange.objects.filter(created_at__gte=since).values_list(
         "connection_id", "valid_from"
     ):
-        for account_id, start, end in (
-            Contract.objects.filter(connection_id=connection_id)
-            .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=day))
-            .values_list("account_id", "valid_from", "valid_to")
-        ):
-            spans[account_id].append((max(start, day), end))
+        until = (
+            CapacityChange.objects.filter(connection_id=connection_id, valid_from__gt=day)
+            .order_by("valid_from")
+            .values_list("valid_from", flat=True)
+            .first()
+        )
+        contracts = Contract.objects.filter(connection_id=connection_id).filter(
+            Q(valid_to__isnull=True) | Q(valid_to__gt=day)
+        )
+        if until is not None:
+            contracts = contracts.filter(valid_from__lt=until)
+        for account_id, start, end in contracts.values_list("account_id", "valid_from", "valid_to"):
+            ends = [e for e in (end, until) if e is not None]
+            spans[account_id].append((max(start, day), min(ends) if ends else None))
     return dict(spans)
 
 
@@ -106,29 +149,12 @@ def account_contracts_rebill(
         try:
             result = invoice_rerate(invoice=invoice, now=now, ensure=True)
         except UnableToRerate as exc:  # shown on the period's run; the look goes on
-            run = (
-                invoice.run
-                or _runs_taken_up(account=account, lo=invoice.period_start, hi=invoice.period_end)
-                .filter(period_start=invoice.period_start, period_end=invoice.period_end)
-                .first()
-            )
-            if run is None:
-                log.error("account %s: %s not re-rated: %s", account.pk, invoice, exc)
-                continue
-            failure = BillingError(
-                f"{invoice.display_number} could not be re-rated: {exc}", code="rerate"
-            )
-            _record_exception(run=run, account=account, failure=failure, now=now)
+            _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
             continue
-        BillingRunException.objects.filter(
-            account=account,
-            code=LATE + "rerate",
-            run__period_start=invoice.period_start,
-            run__period_end=invoice.period_end,
-        ).delete()
+        _rerate_exception_clear(account=account, invoice=invoice)
         if result:
             rerated.append(result)
-    _drafts_recompute(account=account, spans=spans, lo=lo, hi=hi, now=now)
+    rerated += _drafts_recompute(account=account, spans=spans, lo=lo, hi=hi, now=now)
     billed = [
         invoice
         for run in _runs_taken_up(account=account, lo=lo, hi=hi)
@@ -140,29 +166,68 @@ def account_contracts_rebill(
 
 def _drafts_recompute(
     *, account: Account, spans: list[Span], lo: dt.date, hi: dt.date | None, now: dt.datetime
-) -> None:
-    """Drafts of runs not issued yet are computed again as the contracts now stand (one
-    with no contract day left is cancelled): the run issues them as they should be."""
+) -> list[tuple[Invoice, Invoice | None]]:
+    """Drafts (of runs not issued yet, held corrections and settlements) are computed
+    again as the contracts now stand, one with no contract day left is cancelled: what
+    is issued later is right.  A draft issued meanwhile is re-rated instead."""
     drafts = Invoice.objects.filter(
-        account=account, state=Invoice.State.DRAFT, kind=Invoice.Kind.INVOICE, period_end__gt=lo
+        account=account,
+        state=Invoice.State.DRAFT,
+        kind__in=(Invoice.Kind.INVOICE, Invoice.Kind.CORRECTION, Invoice.Kind.SETTLEMENT),
+        period_end__gt=lo,
     )
     if hi is not None:
         drafts = drafts.filter(period_start__lt=hi)
+    rerated = []
     for invoice in drafts.select_related("network", "run"):
         if not _overlaps(spans, invoice.period_start, invoice.period_end):
             continue
         try:
-            invoice_replace_draft(
-                invoice=invoice, draft=invoice_recompute(invoice=invoice, ensure=True)
-            )
-        except NoContractDays:
-            invoice_cancel_draft(invoice=invoice)
-        except UnableToRerate as exc:
-            if invoice.run is not None:
-                failure = BillingError(
-                    f"draft #{invoice.pk} could not be recomputed: {exc}", code="rerate"
+            try:
+                invoice_replace_draft(
+                    invoice=invoice, draft=invoice_recompute(invoice=invoice, ensure=True)
                 )
-                _record_exception(run=invoice.run, account=account, failure=failure, now=now)
+            except NoContractDays:
+                invoice_cancel_draft(invoice=invoice)
+        except InvoiceIsIssued:  # staff issued it meanwhile: an issued bill is re-rated
+            invoice.refresh_from_db()
+            try:
+                result = invoice_rerate(invoice=invoice, now=now, ensure=True)
+            except UnableToRerate as exc:
+                _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
+                continue
+            if result:
+                rerated.append(result)
+        except UnableToRerate as exc:
+            _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
+            continue
+        _rerate_exception_clear(account=account, invoice=invoice)
+    return rerated
+
+
+def _rerate_failed(*, account: Account, invoice: Invoice, exc: Exception, now: dt.datetime) -> None:
+    run = _run_of(invoice)
+    if run is None:
+        log.error("account %s: %s not re-rated: %s", account.pk, invoice, exc)
+        return
+    what = invoice.display_number or f"draft #{invoice.pk}"
+    failure = BillingError(f"{what} could not be re-rated: {exc}", code="rerate")
+    _record_exception(run=run, account=account, failure=failure, now=now)
+
+
+def _rerate_exception_clear(*, account: Account, invoice: Invoice) -> None:
+    run = _run_of(invoice)
+    if run is not None:
+        BillingRunException.objects.filter(run=run, account=account, code=LATE + "rerate").delete()
+
+
+def _run_of(invoice: Invoice) -> BillingRun | None:
+    """The run that billed the period an invoice, correction or settlement stands for
+    (a correction's own run is none: its original's)."""
+    doc = invoice
+    while doc.run_id is None and doc.original_id is not None:
+        doc = Invoice.objects.only("run_id", "original_id").get(pk=doc.original_id)
+    return None if doc.run_id is None else BillingRun.objects.get(pk=doc.run_id)
 
 
 def _runs_taken_up(*, account: Account, lo: dt.date, hi: dt.date | None):
@@ -178,43 +243,57 @@ def _runs_taken_up(*, account: Account, lo: dt.date, hi: dt.date | None):
 
 
 def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) -> Invoice | None:
-    """Bill ``account`` for ``run``'s period if the run did not and it had contract days
-    then; None if there is nothing to bill (billed already, on account, no contract days).
+    """Bill ``account`` for ``run``'s period if nothing bills it now and it had contract
+    days then; None if there is nothing to bill (billed, on account, no contract days).
 
     A run not issued yet takes the bill in as one of its drafts (staff review and issue
     it with the rest); after its issue the bill is issued at once, unless it looks
-    implausible (then a held draft, released by staff).  A bill that cannot be computed
+    implausible (then a held draft, released by staff).  A period whose bill was credited
+    in full (a move-out recorded by mistake, then undone) is billed again by
+    :func:`billing.services.rerating.invoice_rebill`.  A bill that cannot be made
     becomes an exception on ``run``.
     """
     start, end = run.period_start, run.period_end
     with transaction.atomic():
         # one biller at a time, and the run's issue step waits (or goes first)
         run = BillingRun.objects.select_for_update().select_related("network").get(pk=run.pk)
-        billed = (
+        planned = _planned_in(run=run, account=account)
+        if planned == "pending":
+            return None  # a chunk of the run still to come bills it
+        existing = (
             Invoice.objects.filter(
                 account=account, kind=Invoice.Kind.INVOICE, period_start=start, period_end=end
             )
             .exclude(state=Invoice.State.CANCELLED)
-            .exists()
+            .first()
         )
-        on_account = InstalmentPlan.objects.overlapping(start, end).filter(account=account)
-        if billed or on_account.exists():  # the instalments and their settlement bill it
-            return None
+        if existing is not None:
+            return _rebill_if_credited(run=run, account=account, invoice=existing, now=now)
+        plans = InstalmentPlan.objects.overlapping(start, end).filter(account=account)
+        if plans.filter(year_start__lte=start, year_end__gte=end).exists():
+            return None  # the instalments and their settlement bill it
         network = run.network
-        drafts, failures = drafts_compute(
-            currency=network.currency,
-            account_ids=[account.pk],
-            period_start=start,
-            period_end=end,
-            time_zone=network.time_zone,
-        )
+        if plans.exists():
+            failure = BillingError(
+                "on account for part of the period: bill the days outside the plan year by "
+                "a run that ends or starts at its boundary",
+                code="on_account_in_part",
+            )
+            drafts, failures = [], {account.pk: failure}
+        else:
+            drafts, failures = drafts_compute(
+                currency=network.currency,
+                account_ids=[account.pk],
+                period_start=start,
+                period_end=end,
+                time_zone=network.time_zone,
+            )
         failure = failures.get(account.pk)
         if failure is not None and failure.code == "no_contract":
             return None
         if failure is not None:
             _record_exception(run=run, account=account, failure=failure, now=now)
             return None
-        BillingRunException.objects.filter(run=run, account=account).delete()
         joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED)
         try:
             with transaction.atomic():
@@ -227,15 +306,65 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
                 )
         except IntegrityError:  # the run's own chunk billed it meanwhile
             return None
+        failed_in_run = BillingRunException.objects.filter(run=run, account=account).exclude(
+            code__startswith=LATE
+        )
         if joins_run:
+            counted = planned == "done"  # in a chunk that failed it: counted as failed
             BillingRun.objects.filter(pk=run.pk).update(
-                total=F("total") + 1, done=F("done") + 1, held=F("held") + int(drafts[0].held)
+                total=F("total") + (0 if counted else 1),
+                done=F("done") + 1,
+                failed=F("failed") - (1 if counted and failed_in_run.exists() else 0),
+                held=F("held") + int(drafts[0].held),
             )
-        elif not drafts[0].held:
+        BillingRunException.objects.filter(run=run, account=account).delete()
+        if not joins_run and not drafts[0].held:
             invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
             payments_apply_unallocated(on=now.date(), account_id=account.pk)
             _pdfs_after_commit([invoice_id])
         return Invoice.objects.get(pk=invoice_id)
+
+
+def _planned_in(*, run: BillingRun, account: Account) -> str | None:
+    """Whether ``run`` planned ``account``: "pending" in a chunk not done yet, "done" in
+    one done, None in none (the contract came after the run was planned)."""
+    state = None
+    for done, ids in run.chunks.values_list("done", "account_ids"):
+        if account.pk in ids:
+            if not done:
+                return "pending"
+            state = "done"
+    return state
+
+
+def _rebill_if_credited(
+    *, run: BillingRun, account: Account, invoice: Invoice, now: dt.datetime
+) -> Invoice | None:
+    """The period's bill, followed down its corrections: if the last one was credited
+    in full and the account had contract days, bill the period again (a correction)."""
+    last = invoice
+    while (
+        nxt := Invoice.objects.filter(original=last, kind=Invoice.Kind.CORRECTION)
+        .exclude(state=Invoice.State.CANCELLED)
+        .first()
+    ) is not None:
+        last = nxt
+    credited = (
+        Invoice.objects.filter(original=last, kind=Invoice.Kind.CREDIT_NOTE)
+        .exclude(state=Invoice.State.CANCELLED)
+        .exists()
+    )
+    if last.number is None or not credited:
+        return None  # a bill stands (or a draft that will): nothing missed
+    try:
+        with transaction.atomic():
+            return invoice_rebill(invoice=last, now=now)
+    except NoContractDays:
+        return None
+    except UnableToRerate as exc:
+        failure = BillingError(f"{last.display_number} could not be billed again: {exc}")
+        _record_exception(run=run, account=account, failure=failure, now=now)
+        return None
 
 
 def _record_exception(

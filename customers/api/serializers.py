@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from customers import models
@@ -87,12 +89,25 @@ class ServiceConnectionSerializer(ModelValidationMixin, serializers.ModelSeriali
 
 
 class CapacityChangeSerializer(serializers.ModelSerializer):
+    """A capacity change; the view passes the connection in the context (``connection``)."""
+
     valid_from = BoundedDateField(help_text="First day (local) of the new capacity.")
+    capacity_kw = serializers.DecimalField(
+        max_digits=10, decimal_places=2, min_value=Decimal("0.01")
+    )
 
     class Meta:
         model = models.CapacityChange
         fields = ["id", "connection", "valid_from", "capacity_kw", "previous_kw", "reason"]
         read_only_fields = ["id", "connection", "previous_kw"]
+
+    def validate_valid_from(self, value):
+        connection = self.context.get("connection")
+        if connection is not None and connection.capacity_changes.filter(valid_from=value).exists():
+            raise serializers.ValidationError(
+                "This connection already has a capacity change that day."
+            )
+        return value
 
 
 class BuildingInterfaceUnitSerializer(ModelValidationMixin, serializers.ModelSerializer):

@@ -104,7 +104,9 @@ class ServiceConnectionViewSet(RequirePermissionMixin, ProtectedDeleteMixin, vie
                 ).data
             )
         self.require("customers.add_capacitychange")
-        body = serializers.CapacityChangeSerializer(data=request.data)
+        body = serializers.CapacityChangeSerializer(
+            data=request.data, context={"connection": connection}
+        )
         body.is_valid(raise_exception=True)
         change = services.connection_capacity_change(
             connection=connection, actor=request.user, **body.validated_data

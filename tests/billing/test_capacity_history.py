@@ -38,26 +38,28 @@ class TestCapacityChangeInsideThePeriod:
         capacity = [(q, a) for c, _d, q, a in lines_of(invoice) if c == "capacity"]
         # 120.00 per kW and year: a month's 1/12 by days, 15 of 30 days at each kW
         assert capacity == [(D("10"), D("50.00")), (D("20"), D("100.00"))]
+        # only the charges on the kW are cut: the month's energy and subscription are whole
         energy = [(q, a) for c, _d, q, a in lines_of(invoice) if c == "energy"]
-        # no register on the 16th: the month's 1.5 MWh shared by days, none lost
-        assert energy == [(D("0.75"), D("444.39")), (D("0.75"), D("444.39"))]
-        assert invoice.net == D("1138.78")  # 2 × 50.00 + 150.00 + 888.78
+        assert energy == [(D("1.5"), D("888.78"))]
+        subscription = [a for c, _d, _q, a in lines_of(invoice) if c == "subscription"]
+        assert subscription == [D("100.00")]
+        assert invoice.net == D("1138.78")  # 100.00 + 50.00 + 100.00 + 888.78
         assert invoice.gross == D("1423.48")  # + 284.695 VAT, half up
-        kws = [segment["contracted_kw"] for segment in invoice.determinants["segments"]]
-        assert kws == ["10.00", "20.00"]
+        (segment,) = invoice.determinants["segments"]
+        assert segment["contracted_kw"] == "10.00"
+        assert segment["contracted_kw_from"] == [["2026-11-01", "10.00"], ["2026-11-16", "20.00"]]
 
-    def test_a_register_on_the_day_of_the_change_splits_the_energy(self):
+    def test_a_change_on_the_periods_first_day_bills_the_month_at_the_new_kw(self):
         network, (contract,) = billed_network(accounts=1)
-        register(contract.connection, NOV16, D("43000") + 600)
         connection_capacity_change(
-            connection=contract.connection, capacity_kw=D("20"), valid_from=NOV16
+            connection=contract.connection, capacity_kw=D("20"), valid_from=dt.date(2026, 11, 1)
         )
 
         bill_month(network)
 
         invoice = Invoice.objects.get(account=contract.account, kind="invoice")
-        energy = [q for c, _d, q, _a in lines_of(invoice) if c == "energy"]
-        assert energy == [D("0.6"), D("0.9")]
+        capacity = [(q, a) for c, _d, q, a in lines_of(invoice) if c == "capacity"]
+        assert capacity == [(D("20"), D("200.00"))]
 
 
 @pytest.mark.django_db
