@@ -52,9 +52,15 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(autouse=True)
 def _eager_celery():
-    """Tasks run in process unless a test starts a real worker."""
+    """Tasks run in process unless a test starts a real worker; each test starts outside
+    any task.  (An embedded test worker's pool sets Celery's process-wide "inside a
+    task" flag when it starts, which can happen after the fixture reset it: a later
+    test's ``result.get()`` then refused to wait, depending on test order.)"""
+    from celery._state import _set_task_join_will_block
+
     previous = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
+    _set_task_join_will_block(False)
     yield
     celery_app.conf.task_always_eager = previous
 

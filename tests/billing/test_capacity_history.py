@@ -9,7 +9,7 @@ from billing.models import Invoice
 from billing.services.contract_changes import contracts_rebill_changed
 from billing.services.rerating import invoice_rerate
 from customers.services import connection_capacity_change
-from tests.billing.factories import billed_network, register
+from tests.billing.factories import billed_network
 from tests.billing.helpers import NOW, bill_month
 
 D = Decimal
