@@ -15,6 +15,7 @@ from billing import tasks
 from billing.models import (
     BillingRun,
     BillingRunException,
+    DunningLetter,
     DunningNotice,
     InstalmentPlan,
     InstalmentPlanning,
@@ -738,9 +739,85 @@ class InstalmentPlanAdmin(admin.ModelAdmin):
         return render(request, "billing/admin/instalment_planning.html", context)
 
 
+def _fee_invoice_link(fee_invoice: Invoice | None) -> str:
+    if fee_invoice is None:
+        return "—"
+    url = reverse("admin:billing_invoice_change", args=[fee_invoice.pk])
+    return format_html('<a href="{}">{}</a>', url, fee_invoice.display_number)
+
+
+class DunningNoticeInline(admin.TabularInline):
+    model = DunningNotice
+    verbose_name_plural = "Invoices reminded of (notices)"
+    extra = 0
+    can_delete = False
+    fields = ["invoice", "level", "title", "open_amount"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DunningLetter)
+class DunningLetterAdmin(PdfDownloadAdmin):
+    """Reminder letters sent by the daily dunning run (one per account and day), with the
+    invoices each covers, its fee invoice and its PDF."""
+
+    list_display = [
+        "sent_on",
+        "account",
+        "level",
+        "title",
+        "open_amount",
+        "fee",
+        "fee_invoice_link",
+        "pay_by",
+        "pdf_link",
+    ]
+    list_filter = ["level", "sent_on", "account__network"]
+    search_fields = ["account__number", "account__customer__name"]
+    date_hierarchy = "sent_on"
+    list_select_related = ["account", "fee_invoice"]
+    inlines = [DunningNoticeInline]
+    actions = ["render_letters"]
+    readonly_fields = [
+        "account",
+        "sent_on",
+        "level",
+        "title",
+        "open_amount",
+        "currency",
+        "fee",
+        "fee_invoice_link",
+        "pay_by",
+        "next_steps",
+        "legacy",
+        "pdf_link",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False  # letters come from the dunning run
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Fee invoice")
+    def fee_invoice_link(self, letter: DunningLetter) -> str:
+        return _fee_invoice_link(letter.fee_invoice)
+
+    pdf_url_name = "billing_dunningletter_pdf"
+
+    @admin.action(description="Render missing letters", permissions=["change"])
+    def render_letters(self, request, queryset):
+        tasks.dunning_letters_render_pdfs.delay(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, "Letter rendering queued.")
+
+
 @admin.register(DunningNotice)
-class DunningNoticeAdmin(PdfDownloadAdmin):
-    """Reminders sent by the daily dunning run, with their letters and fee invoices."""
+class DunningNoticeAdmin(admin.ModelAdmin):
+    """The levels each overdue invoice reached (its dunning history), with the letter each
+    was sent in; fee invoices of notices sent before letters covered an account."""
 
     list_display = [
         "invoice",
@@ -748,29 +825,27 @@ class DunningNoticeAdmin(PdfDownloadAdmin):
         "level",
         "title",
         "open_amount",
-        "fee",
-        "fee_invoice_link",
         "sent_on",
         "pay_by",
-        "pdf_link",
+        "letter_link",
     ]
     list_filter = ["level", "sent_on", "invoice__network"]
     search_fields = ["invoice__account__number", "invoice__account__customer__name"]
     date_hierarchy = "sent_on"
-    list_select_related = ["invoice__account", "fee_invoice"]
+    list_select_related = ["invoice__account", "letter", "fee_invoice"]
     actions = ["render_letters"]
     readonly_fields = [
         "invoice",
         "account",
         "level",
         "title",
-        "fee",
-        "fee_invoice_link",
         "open_amount",
         "sent_on",
         "pay_by",
         "next_steps",
-        "pdf_link",
+        "letter_link",
+        "fee",
+        "fee_invoice_link",
     ]
     fields = readonly_fields
 
@@ -784,14 +859,16 @@ class DunningNoticeAdmin(PdfDownloadAdmin):
     def account(self, notice: DunningNotice):
         return notice.invoice.account
 
-    @admin.display(description="Fee invoice")
-    def fee_invoice_link(self, notice: DunningNotice) -> str:
-        if notice.fee_invoice is None:
+    @admin.display(description="Letter")
+    def letter_link(self, notice: DunningNotice) -> str:
+        if notice.letter_id is None:
             return "—"
-        url = reverse("admin:billing_invoice_change", args=[notice.fee_invoice_id])
-        return format_html('<a href="{}">{}</a>', url, notice.fee_invoice.display_number)
+        url = reverse("admin:billing_dunningletter_change", args=[notice.letter_id])
+        return format_html('<a href="{}">{}</a>', url, notice.letter)
 
-    pdf_url_name = "billing_dunningnotice_pdf"
+    @admin.display(description="Fee invoice (before letters)")
+    def fee_invoice_link(self, notice: DunningNotice) -> str:
+        return _fee_invoice_link(notice.fee_invoice)
 
     @admin.action(description="Render missing letters", permissions=["change"])
     def render_letters(self, request, queryset):

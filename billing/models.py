@@ -588,14 +588,85 @@ class RefundPart(models.Model):
         return f"{self.amount} of refund {self.refund_id}"
 
 
+class DunningLetter(models.Model):
+    """The reminder letter an account gets on a dunning day: every invoice that reached a
+    ladder level that day (one :class:`DunningNotice` each), the highest level's title and
+    next steps, and one fee, the highest of the levels reached (renteloven §9 b: a fee per
+    letter, not per invoice), charged by its issued fee invoice."""
+
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="dunning_letters"
+    )
+    sent_on = models.DateField(help_text="Local date (the network's time zone).")
+    pay_by = models.DateField(help_text="The new date to pay by (and the fee invoice's due date).")
+    level = models.PositiveSmallIntegerField(help_text="The highest level among its notices.")
+    title = models.CharField(max_length=100)
+    next_steps = models.TextField(
+        blank=True, help_text="What happens if it is not paid (the final level)."
+    )
+    currency = models.CharField(max_length=3)
+    fee = models.DecimalField(max_digits=10, decimal_places=2, default=ZERO)
+    fee_invoice = models.OneToOneField(
+        Invoice,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="dunning_letter",
+        help_text="The reminder-fee invoice charging the fee.",
+    )
+    open_amount = models.DecimalField(
+        max_digits=14, decimal_places=2, help_text="What its invoices had open, fee excluded."
+    )
+    legacy = models.BooleanField(
+        default=False,
+        help_text="Made from a notice sent when every notice was a letter (migration 0014).",
+    )
+    pdf = models.FileField(upload_to="reminders/%Y/%m/", blank=True)
+
+    class Meta:
+        ordering = ["-sent_on", "account"]
+        constraints = [
+            # letters sent one per notice before this rule stay as they were sent
+            models.UniqueConstraint(
+                fields=["account", "sent_on"],
+                condition=Q(legacy=False),
+                name="dunningletter_one_per_account_day",
+                violation_error_message="This account already has a reminder letter that day.",
+            ),
+            models.CheckConstraint(
+                condition=Q(fee__gt=0) | Q(fee_invoice__isnull=True),
+                name="dunningletter_fee_invoice_only_with_fee",
+                violation_error_message="Only a letter with a fee has a fee invoice.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} to {self.account} on {self.sent_on}"
+
+    @property
+    def pdf_filename(self) -> str:
+        return f"reminder-{self.account.number}-{self.sent_on.isoformat()}.pdf"
+
+
 class DunningNotice(models.Model):
-    """A reminder sent for an overdue invoice, one per ladder level, with its letter (PDF)
-    and, when the level has a fee, the issued invoice that charges it."""
+    """One ladder level reached by an overdue invoice (the invoice's dunning history),
+    sent in a :class:`DunningLetter`.  Notices sent before letters covered an account kept
+    their own fee invoice and PDF; new notices have neither (the letter does)."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="dunning_notices")
+    letter = models.ForeignKey(
+        DunningLetter,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="notices",
+        help_text="The letter it was sent in (empty: sent before letters).",
+    )
     level = models.PositiveSmallIntegerField()
     title = models.CharField(max_length=100)
-    fee = models.DecimalField(max_digits=10, decimal_places=2, default=ZERO)
+    fee = models.DecimalField(
+        max_digits=10, decimal_places=2, default=ZERO, help_text="Old notices only: see the letter."
+    )
     open_amount = models.DecimalField(max_digits=14, decimal_places=2)
     sent_on = models.DateField(help_text="Local date (the network's time zone).")
     pay_by = models.DateField(
@@ -610,7 +681,7 @@ class DunningNotice(models.Model):
         null=True,
         blank=True,
         related_name="dunning_notice",
-        help_text="The reminder-fee invoice charging the fee.",
+        help_text="Old notices only: the reminder-fee invoice; new fees are the letter's.",
     )
     pdf = models.FileField(upload_to="reminders/%Y/%m/", blank=True)
 
@@ -629,10 +700,6 @@ class DunningNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice} level {self.level}"
-
-    @property
-    def pdf_filename(self) -> str:
-        return f"reminder-{self.invoice.display_number}-{self.level}.pdf"
 
 
 class RerateCursor(models.Model):

@@ -1,8 +1,10 @@
-"""Dunning letters (WeasyPrint, like invoice PDFs): one per notice, stored on the notice
-and, when the level charges a fee, on the fee invoice too (its document is the letter).
+"""Dunning letters (WeasyPrint, like invoice PDFs): one per :class:`DunningLetter`, stored
+on the letter and, when it charges a fee, on the fee invoice too (its document is the
+letter).
 
-A letter names the overdue invoice (number, due date, what is open), the fee and its
-invoice, the total now due, the new pay-by date, the utility and where to complain
+A letter lists every invoice it reminds of (number, due date, what is open, the level
+reached), the total open, its one fee and the fee invoice, the total now due, the new
+pay-by date, the account's other overdue invoices, the utility and where to complain
 (the settings the invoice PDF uses) and, for the final level, what happens next.
 """
 
@@ -15,68 +17,70 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 
-from billing.models import DunningNotice, Invoice
+from billing.models import DunningLetter, Invoice
 
 ZERO = Decimal("0")
 
 
-def reminder_context(*, notice: DunningNotice) -> dict:
-    invoice = notice.invoice
-    account = invoice.account
-    fee_invoice = notice.fee_invoice
+def reminder_context(*, letter: DunningLetter) -> dict:
+    account = letter.account
+    fee_invoice = letter.fee_invoice
     fee_gross = fee_invoice.gross if fee_invoice is not None else ZERO
+    notices = list(
+        letter.notices.select_related("invoice").order_by("invoice__due_on", "invoice__number")
+    )
     others = (
         Invoice.objects.filter(account=account, state=Invoice.State.OVERDUE, gross__gt=0)
-        .exclude(pk__in=[invoice.pk, notice.fee_invoice_id or 0])
+        .exclude(pk__in=[n.invoice_id for n in notices] + [letter.fee_invoice_id or 0])
         .order_by("due_on", "number")
     )
+    references = [n.invoice.display_number for n in notices]
+    if fee_invoice is not None:
+        references.append(fee_invoice.display_number)
     return {
-        "notice": notice,
-        "invoice": invoice,
+        "letter": letter,
+        "notices": notices,
         "account": account,
         "customer": account.customer,
         "fee_invoice": fee_invoice,
         "fee_gross": fee_gross,
-        "total_due": notice.open_amount + fee_gross,
-        "currency": invoice.currency,
+        "total_due": letter.open_amount + fee_gross,
+        "currency": letter.currency,
         "other_overdue": [
             {"number": i.display_number, "due_on": i.due_on, "open": i.gross - i.paid}
             for i in others
         ],
         "utility_name": settings.HEATUTILITY.get("UTILITY_NAME", ""),
         "complaints": settings.HEATUTILITY.get("COMPLAINTS_CONTACT", ""),
-        "reference": fee_invoice.display_number if fee_invoice else invoice.display_number,
+        "references": references,
     }
 
 
-def reminder_pdf_bytes(*, notice: DunningNotice) -> bytes:
+def reminder_pdf_bytes(*, letter: DunningLetter) -> bytes:
     from weasyprint import HTML
 
-    html = render_to_string("billing/reminder.html", reminder_context(notice=notice))
+    html = render_to_string("billing/reminder.html", reminder_context(letter=letter))
     return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf()
 
 
-def reminder_pdf_render(*, notice: DunningNotice) -> str:
-    """Render and store the notice's letter, and make it its fee invoice's PDF.
+def reminder_pdf_render(*, letter: DunningLetter) -> str:
+    """Render and store the letter's PDF, and make it its fee invoice's PDF.
 
-    Idempotent: an existing letter is kept; two renderers racing keep the first stored
-    (the other's file is removed), and the fee invoice always gets the notice's file.
+    Idempotent: an existing PDF is kept; two renderers racing keep the first stored (the
+    other's file is removed), and the fee invoice always gets the letter's file.
     """
-    name = notice.pdf.name
+    name = letter.pdf.name
     if not name:
-        if notice.pay_by is None:
-            raise ValueError("a notice sent before letters existed has no letter")
-        data = reminder_pdf_bytes(notice=notice)
+        data = reminder_pdf_bytes(letter=letter)
         saved = default_storage.save(
-            f"reminders/{notice.sent_on:%Y/%m}/"
-            f"{notice.invoice.display_number}-level-{notice.level}.pdf",
+            f"reminders/{letter.sent_on:%Y/%m}/{letter.account.number}-{letter.sent_on}.pdf",
             ContentFile(data),
         )
-        DunningNotice.objects.filter(pk=notice.pk, pdf="").update(pdf=saved)
-        name = DunningNotice.objects.values_list("pdf", flat=True).get(pk=notice.pk)
+        DunningLetter.objects.filter(pk=letter.pk, pdf="").update(pdf=saved)
+        name = DunningLetter.objects.values_list("pdf", flat=True).get(pk=letter.pk)
         if name != saved:
             default_storage.delete(saved)
-        notice.pdf.name = name
-    if notice.fee_invoice_id is not None:
-        Invoice.objects.filter(pk=notice.fee_invoice_id, pdf="").update(pdf=name)
+        letter.pdf.name = name
+    if letter.fee_invoice_id is not None:
+        Invoice.objects.filter(pk=letter.fee_invoice_id, pdf="").update(pdf=name)
     return name

@@ -10,9 +10,17 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 
-from billing.models import BillingRun, DunningNotice, Invoice, InvoiceLine, Payment, Refund
+from billing.models import (
+    BillingRun,
+    DunningLetter,
+    DunningNotice,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    Refund,
+)
 from customers.models import Network
 from heatutility.timeutil import local_period_bounds
 
@@ -312,20 +320,41 @@ def invoice_for_accounts(*, invoice_id: int, account_ids: list[int]) -> Invoice 
     ).first()
 
 
-def notices_for_accounts(*, account_ids: list[int]) -> list[DunningNotice]:
-    """The dunning letters sent for ``account_ids``' invoices, newest first (portal)."""
+def letters_for_accounts(*, account_ids: list[int]) -> list[DunningLetter]:
+    """The dunning letters sent to ``account_ids``, newest first, each with the notices
+    (invoices and levels) it covers (portal)."""
     return list(
-        DunningNotice.objects.filter(invoice__account_id__in=account_ids)
-        .select_related("invoice", "fee_invoice")
+        DunningLetter.objects.filter(account_id__in=account_ids)
+        .select_related("account", "fee_invoice")
+        .prefetch_related(
+            Prefetch(
+                "notices",
+                queryset=DunningNotice.objects.select_related("invoice").order_by(
+                    "invoice__due_on", "invoice__number"
+                ),
+            )
+        )
         .order_by("-sent_on", "-level", "-pk")
     )
 
 
-def notice_for_accounts(*, notice_id: int, account_ids: list[int]) -> DunningNotice | None:
-    """One dunning notice, only if its invoice belongs to one of ``account_ids``."""
+def letter_for_accounts(*, letter_id: int, account_ids: list[int]) -> DunningLetter | None:
+    """One dunning letter, only if it was sent to one of ``account_ids``."""
     return (
-        DunningNotice.objects.filter(pk=notice_id, invoice__account_id__in=account_ids)
-        .select_related("invoice")
+        DunningLetter.objects.filter(pk=letter_id, account_id__in=account_ids)
+        .select_related("account")
+        .first()
+    )
+
+
+def letter_of_notice_for_accounts(
+    *, notice_id: int, account_ids: list[int]
+) -> DunningLetter | None:
+    """The letter a dunning notice was sent in, only if it went to one of ``account_ids``
+    (the portal's address of a reminder before letters covered an account)."""
+    return (
+        DunningLetter.objects.filter(notices__pk=notice_id, account_id__in=account_ids)
+        .select_related("account")
         .first()
     )
 

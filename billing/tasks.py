@@ -96,36 +96,50 @@ def invoices_render_pdfs(invoice_ids: list[int]) -> int:
     """Render the missing PDFs of issued invoices; a reminder fee's document is its
     dunning letter, rendered (or re-used) by the letter renderer."""
     from billing.documents import invoice_pdf_render
-    from billing.models import DunningNotice, Invoice
+    from billing.models import DunningLetter, Invoice
 
     rendered = 0
     missing = Invoice.objects.filter(id__in=invoice_ids, pdf="").exclude(number=None)
     for invoice in missing.exclude(kind=Invoice.Kind.REMINDER_FEE):
         invoice_pdf_render(invoice=invoice)
         rendered += 1
-    letters = DunningNotice.objects.filter(
+    letters = DunningLetter.objects.filter(
         fee_invoice__in=missing.filter(kind=Invoice.Kind.REMINDER_FEE)
     ).values_list("pk", flat=True)
     if letters:
-        rendered += reminders_render_pdfs(list(letters))
+        rendered += dunning_letters_render_pdfs(list(letters))
+    return rendered
+
+
+@shared_task(acks_late=True)
+def dunning_letters_render_pdfs(letter_ids: list[int]) -> int:
+    """Render the PDFs of the dunning letters ``letter_ids`` and give each fee invoice its
+    letter (safe to run twice: an existing PDF is kept and re-used)."""
+    from billing.models import DunningLetter
+    from billing.reminders import reminder_pdf_render
+
+    rendered = 0
+    letters = DunningLetter.objects.filter(id__in=letter_ids).select_related(
+        "account__customer", "fee_invoice"
+    )
+    for letter in letters:
+        if letter.pdf and (letter.fee_invoice_id is None or letter.fee_invoice.pdf):
+            continue
+        reminder_pdf_render(letter=letter)
+        rendered += 1
     return rendered
 
 
 @shared_task(acks_late=True)
 def reminders_render_pdfs(notice_ids: list[int]) -> int:
-    """Render the dunning letters of ``notice_ids`` and give each fee invoice its letter
-    (safe to run twice: an existing letter is kept and re-used)."""
+    """The letters of the dunning notices ``notice_ids`` (the name tasks queued before
+    letters covered an account use; the notice admin's action)."""
     from billing.models import DunningNotice
-    from billing.reminders import reminder_pdf_render
 
-    rendered = 0
-    notices = DunningNotice.objects.filter(id__in=notice_ids).exclude(pay_by=None)
-    for notice in notices.select_related("fee_invoice"):
-        if notice.pdf and (notice.fee_invoice_id is None or notice.fee_invoice.pdf):
-            continue
-        reminder_pdf_render(notice=notice)
-        rendered += 1
-    return rendered
+    letter_ids = DunningNotice.objects.filter(id__in=notice_ids, letter__isnull=False).values_list(
+        "letter_id", flat=True
+    )
+    return dunning_letters_render_pdfs(sorted(set(letter_ids)))
 
 
 def invoices_render_pdfs_dispatch(invoice_ids: list[int]) -> None:
@@ -158,8 +172,9 @@ def rebill_changed_contracts() -> int:
 
 @shared_task(acks_late=True)
 def dunning_daily() -> int:
-    """Beat: per network on its local date, mark overdue invoices and send the next
-    dunning level (settings ladder): notices, fee invoices, letters after commit."""
+    """Beat: per network on its local date, mark overdue invoices and send each account
+    one letter with the next dunning level its invoices reached (settings ladder): the
+    letter, its notices and fee invoice, its PDF after commit.  Returns the letters sent."""
     from billing.services.dunning import dunning_run
 
     return len(dunning_run(now=timezone.now()))

@@ -1,4 +1,4 @@
-"""Overdue invoices and dunning: reminder notices, their fees and their letters.
+"""Overdue invoices and dunning: reminder letters, their notices and their fees.
 
 * **Local dates.** Each network's own time zone (``Network.time_zone``) decides what
   "today" is: when an invoice becomes overdue and which ladder level it has reached.
@@ -6,7 +6,12 @@
   and, for the last level, what happens next.  An invoice gets each level at most once
   (unique constraint ``dunningnotice_one_per_level``), one level per run, and the next
   level only after the previous letter's pay-by date has passed, so a missed day never
-  sends two letters at once and no letter overtakes the time the last one gave.
+  sends two levels at once and no letter overtakes the time the last one gave.
+* **One letter per account and day** (renteloven §9 b: the fee is per letter): every
+  invoice of an account that reaches a level the same day gets its notice in one
+  :class:`~billing.models.DunningLetter` (unique constraint
+  ``dunningletter_one_per_account_day``), with the highest level's title and next steps
+  and one fee, the highest fee among the levels reached.
 * **Fees** are charged as an issued invoice of their own (``Invoice.Kind.REMINDER_FEE``),
   numbered from the same series and counter as every invoice (gapless), due on the
   letter's pay-by date, VAT at ``BILLING["REMINDER_FEE_VAT_RATE"]`` (0: outside the VAT
@@ -14,13 +19,15 @@
   notes) that is never re-rated, never dunned itself and never a period's bill.
 * **No dunning in credit**: an account whose balance is ≤ 0 is not dunned (its credit
   covers what is open; allocation will settle it).
-* The notice and its fee invoice are one transaction; the letter (PDF, ``billing.reminders``)
-  is rendered by a Celery task after commit.  Running the day twice changes nothing.
+* An account's letter, its notices and its fee invoice are one transaction; the PDF
+  (``billing.reminders``) is rendered by a Celery task after commit.  Running the day
+  twice changes nothing; of two concurrent runs, the unique constraints let one send.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -29,10 +36,10 @@ from django.db import IntegrityError, transaction
 
 from billing import conf
 from billing.calc import BillDraft, DraftLine, totals
-from billing.models import DunningNotice, Invoice
+from billing.models import DunningLetter, DunningNotice, Invoice
 from billing.services.invoices import _counter
 from billing.services.write import drafts_write
-from customers.models import Network
+from customers.models import Account, Network
 from heatutility.money import quantize_money
 
 ZERO = Decimal("0")
@@ -82,16 +89,17 @@ def invoices_mark_overdue(*, today: dt.date, network_id: int | None = None) -> i
     return overdue.update(state=Invoice.State.OVERDUE)
 
 
-def dunning_run(*, now: dt.datetime) -> list[DunningNotice]:
-    """Mark overdue invoices and send each the next ladder level it has reached, network
-    by network, each on its own local date.  Returns the notices sent."""
-    notices: list[DunningNotice] = []
+def dunning_run(*, now: dt.datetime) -> list[DunningLetter]:
+    """Mark overdue invoices and send each account one letter with the next ladder level
+    each of its invoices has reached, network by network, each on its own local date.
+    Returns the letters sent."""
+    letters: list[DunningLetter] = []
     for network in Network.objects.order_by("pk"):
-        notices.extend(network_dunning_run(network=network, now=now))
-    return notices
+        letters.extend(network_dunning_run(network=network, now=now))
+    return letters
 
 
-def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningNotice]:
+def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLetter]:
     from billing.services.payments import account_balance  # payments re-exports this module
 
     today = now.astimezone(ZoneInfo(network.time_zone)).date()
@@ -102,22 +110,22 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningNo
         .exclude(kind=Invoice.Kind.REMINDER_FEE)  # no fee on a fee
         .select_related("account__network")
         .prefetch_related("dunning_notices")
-        .order_by("due_on", "number")
+        .order_by("account_id", "due_on", "number")
     )
-    in_credit: dict[int, bool] = {}
-    notices = []
+    due: dict[int, list[tuple[Invoice, LadderStep]]] = {}
     for invoice in overdue:
         step = _next_step(invoice=invoice, ladder=ladder, today=today)
-        if step is None:
+        if step is not None:
+            due.setdefault(invoice.account_id, []).append((invoice, step))
+    letters = []
+    for items in due.values():
+        account = items[0][0].account
+        if account_balance(account=account) <= 0:
             continue
-        if invoice.account_id not in in_credit:
-            in_credit[invoice.account_id] = account_balance(account=invoice.account) <= 0
-        if in_credit[invoice.account_id]:
-            continue
-        notice = dunning_notice_send(invoice=invoice, step=step, today=today, now=now)
-        if notice is not None:
-            notices.append(notice)
-    return notices
+        letter = dunning_letter_send(account=account, due=items, today=today, now=now)
+        if letter is not None:
+            letters.append(letter)
+    return letters
 
 
 def _next_step(*, invoice: Invoice, ladder: list[LadderStep], today: dt.date) -> LadderStep | None:
@@ -135,84 +143,144 @@ def _next_step(*, invoice: Invoice, ladder: list[LadderStep], today: dt.date) ->
     return None
 
 
-def dunning_notice_send(
-    *, invoice: Invoice, step: LadderStep, today: dt.date, now: dt.datetime
-) -> DunningNotice | None:
-    """Send ``step`` for ``invoice``: the notice, and for a fee its issued fee invoice, in
-    one transaction; the letter is rendered after commit.  None when the invoice is no
-    longer overdue or the level was sent meanwhile (the unique constraint decides)."""
-    currency = invoice.currency
-    fee = quantize_money(step.fee, currency) if step.fee > 0 else ZERO
+def letter_terms(steps: Sequence[LadderStep]) -> tuple[LadderStep, Decimal]:
+    """The step a letter covering ``steps`` speaks for (the highest level: its title and
+    next steps) and the letter's one fee (the highest fee among the steps)."""
+    if not steps:
+        raise ValueError("a letter covers at least one step")
+    return max(steps, key=lambda s: s.level), max(s.fee for s in steps)
+
+
+def dunning_letter_send(
+    *,
+    account: Account,
+    due: Sequence[tuple[Invoice, LadderStep]],
+    today: dt.date,
+    now: dt.datetime,
+) -> DunningLetter | None:
+    """Send ``account`` today's letter: a notice per (invoice, step) of ``due`` that still
+    applies, and for a fee its issued fee invoice, in one transaction; the PDF is rendered
+    after commit.  None when nothing applies any more (paid, or sent meanwhile) or the
+    account has had today's letter (the unique constraints decide between two runs)."""
+    _, planned_fee = letter_terms([step for _, step in due])
+    steps = {invoice.pk: step for invoice, step in due}
     pay_by = today + dt.timedelta(days=conf.reminder_pay_days())
     try:
         with transaction.atomic():
-            # the series counter before the invoice row: the order issuing locks them in
+            # the series counter before the invoice rows: the order issuing locks them in
             series = conf.invoice_series(today.year)
-            counter = _counter(series) if fee > 0 else None
-            invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-            open_amount = invoice.gross - invoice.paid
-            if invoice.state != Invoice.State.OVERDUE or open_amount <= 0:
+            counter = _counter(series) if planned_fee > 0 else None
+            invoices = list(Invoice.objects.select_for_update().filter(pk__in=steps).order_by("pk"))
+            if _letter_sent(account_id=account.pk, today=today):
+                return None  # the account's next letter is another day's
+            sent = set(
+                DunningNotice.objects.filter(invoice_id__in=steps).values_list(
+                    "invoice_id", "level"
+                )
+            )
+            lines = sorted(
+                (
+                    (invoice, steps[invoice.pk])
+                    for invoice in invoices
+                    if invoice.state == Invoice.State.OVERDUE
+                    and invoice.gross - invoice.paid > 0
+                    and (invoice.pk, steps[invoice.pk].level) not in sent
+                ),
+                key=lambda line: (line[0].due_on, line[0].number or 0, line[0].pk),
+            )
+            if not lines:
                 return None
-            if DunningNotice.objects.filter(invoice=invoice, level=step.level).exists():
-                return None
-            notice = DunningNotice.objects.create(
-                invoice=invoice,
-                level=step.level,
-                title=step.title,
-                fee=fee,
-                open_amount=open_amount,
+            top, fee = letter_terms([step for _, step in lines])
+            currency = lines[0][0].currency
+            letter = DunningLetter.objects.create(
+                account=account,
                 sent_on=today,
                 pay_by=pay_by,
-                next_steps=step.next_steps,
+                level=top.level,
+                title=top.title,
+                next_steps=top.next_steps,
+                currency=currency,
+                fee=quantize_money(fee, currency) if fee > 0 else ZERO,
+                open_amount=sum((invoice.gross - invoice.paid for invoice, _ in lines), ZERO),
             )
-            if counter is not None:
-                notice.fee_invoice = _fee_invoice_issue(
+            DunningNotice.objects.bulk_create(
+                DunningNotice(
                     invoice=invoice,
-                    notice=notice,
+                    letter=letter,
+                    level=step.level,
+                    title=step.title,
+                    open_amount=invoice.gross - invoice.paid,
+                    sent_on=today,
+                    pay_by=pay_by,
+                    next_steps=step.next_steps,
+                )
+                for invoice, step in lines
+            )
+            if letter.fee > 0 and counter is not None:  # fewer steps: at most the planned fee
+                letter.fee_invoice = _fee_invoice_issue(
+                    letter=letter,
+                    invoices=[invoice for invoice, _ in lines],
+                    network_id=lines[0][0].network_id,
                     series=series,
                     number=counter.last_number + 1,
                     now=now,
                 )
                 counter.last_number += 1
                 counter.save(update_fields=["last_number"])
-                notice.save(update_fields=["fee_invoice"])
-            notice_id = notice.pk
-            transaction.on_commit(lambda: _letters_dispatch([notice_id]))
+                letter.save(update_fields=["fee_invoice"])
+            letter_id = letter.pk
+            transaction.on_commit(lambda: _letters_dispatch([letter_id]))
     except IntegrityError:
-        if DunningNotice.objects.filter(invoice_id=invoice.pk, level=step.level).exists():
+        if (
+            _letter_sent(account_id=account.pk, today=today)
+            or DunningNotice.objects.filter(
+                invoice_id__in=steps, level__in={step.level for step in steps.values()}
+            ).exists()
+        ):
             return None  # a concurrent run sent it; ours rolled back, numbers included
         raise
-    return notice
+    return letter
+
+
+def _letter_sent(*, account_id: int, today: dt.date) -> bool:
+    return DunningLetter.objects.filter(account_id=account_id, sent_on=today, legacy=False).exists()
 
 
 def _fee_invoice_issue(
-    *, invoice: Invoice, notice: DunningNotice, series: str, number: int, now: dt.datetime
+    *,
+    letter: DunningLetter,
+    invoices: Sequence[Invoice],
+    network_id: int,
+    series: str,
+    number: int,
+    now: dt.datetime,
 ) -> Invoice:
-    """Write the notice's fee as an issued invoice numbered ``number`` (the caller holds
+    """Write the letter's fee as an issued invoice numbered ``number`` (the caller holds
     the series counter lock): one line, quantity 1, the configured VAT rate."""
+    numbers = ", ".join(invoice.display_number for invoice in invoices)
     line = DraftLine(
         connection_id=None,
-        period_start=notice.sent_on,
-        period_end=notice.sent_on + dt.timedelta(days=1),
+        period_start=letter.sent_on,
+        period_end=letter.sent_on + dt.timedelta(days=1),
         tariff_version_id=None,
         component=FEE_COMPONENT,
         kind=FEE_COMPONENT,
-        description=f"Reminder fee: {notice.title}"[:200],
-        explanation=(
-            f"{notice.title} of {notice.sent_on.isoformat()} for invoice {invoice.display_number}"
-        )[:300],
+        description=f"Reminder fee: {letter.title}"[:200],
+        explanation=f"{letter.title} of {letter.sent_on.isoformat()} for invoice(s) {numbers}"[
+            :300
+        ],
         quantity=Decimal("1"),
         unit="letter",
-        unit_price=notice.fee,
-        amount=notice.fee,
+        unit_price=letter.fee,
+        amount=letter.fee,
         vat_rate=conf.reminder_fee_vat_rate(),
     )
-    net, vat, breakdown = totals([line], invoice.currency)
+    net, vat, breakdown = totals([line], letter.currency)
     draft = BillDraft(
-        account_id=invoice.account_id,
+        account_id=letter.account_id,
         period_start=line.period_start,
         period_end=line.period_end,
-        currency=invoice.currency,
+        currency=letter.currency,
         lines=[line],
         net=net,
         vat=vat,
@@ -226,16 +294,16 @@ def _fee_invoice_issue(
     )
     (fee_id,) = drafts_write(
         drafts=[draft],
-        network_id=invoice.network_id,
+        network_id=network_id,
         run_id=None,
         kind=Invoice.Kind.REMINDER_FEE,
         now=now,
-        issued=[(series, number, now, notice.pay_by)],
+        issued=[(series, number, now, letter.pay_by)],
     )
     return Invoice.objects.get(pk=fee_id)
 
 
-def _letters_dispatch(notice_ids: list[int]) -> None:
+def _letters_dispatch(letter_ids: list[int]) -> None:
     from billing import tasks
 
-    tasks.reminders_render_pdfs.delay(notice_ids)
+    tasks.dunning_letters_render_pdfs.delay(letter_ids)

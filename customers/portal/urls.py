@@ -11,5 +11,7 @@ urlpatterns = [
     path("", views.account_list, name="accounts"),
     path("accounts/<str:number>/", views.account_detail, name="account"),
     path("invoices/<int:invoice_id>.pdf", views.invoice_pdf, name="invoice-pdf"),
-    path("reminders/<int:notice_id>.pdf", views.reminder_pdf, name="reminder-pdf"),
+    path("letters/<int:letter_id>.pdf", views.reminder_pdf, name="reminder-pdf"),
+    # before letters covered an account, each notice was a letter at this address
+    path("reminders/<int:notice_id>.pdf", views.notice_reminder_pdf, name="notice-reminder-pdf"),
 ]

@@ -46,7 +46,7 @@ def account_detail(request, number: str):
         months=[(m.month, m.same_month_last_year_mwh) for m in consumption],
     )
     invoices = billing_selectors.invoices_for_accounts(account_ids=[account.pk])
-    reminders = billing_selectors.notices_for_accounts(account_ids=[account.pk])
+    reminders = billing_selectors.letters_for_accounts(account_ids=[account.pk])
     money = billing_selectors.account_money(account=account)
     plan = billing_selectors.plan_in_force(account_id=account.pk, on=today)
     contracts = account.contracts.select_related("connection", "connection__building").order_by(
@@ -81,12 +81,24 @@ def invoice_pdf(request, invoice_id: int):
 
 
 @login_required
-def reminder_pdf(request, notice_id: int):
-    """The letter of a dunning notice on one of the caller's accounts; anything else is a
-    404, exactly as for invoice PDFs."""
-    notice = billing_selectors.notice_for_accounts(
+def reminder_pdf(request, letter_id: int):
+    """A dunning letter sent to one of the caller's accounts; anything else is a 404,
+    exactly as for invoice PDFs."""
+    letter = billing_selectors.letter_for_accounts(
+        letter_id=letter_id, account_ids=_own_account_ids(request.user)
+    )
+    if letter is None or not letter.pdf:
+        raise Http404("No such reminder letter.")
+    return pdf_response(letter)
+
+
+@login_required
+def notice_reminder_pdf(request, notice_id: int):
+    """The letter a dunning notice was sent in (links made when each notice was a letter
+    of its own), scoped like :func:`reminder_pdf`."""
+    letter = billing_selectors.letter_of_notice_for_accounts(
         notice_id=notice_id, account_ids=_own_account_ids(request.user)
     )
-    if notice is None or not notice.pdf:
+    if letter is None or not letter.pdf:
         raise Http404("No such reminder letter.")
-    return pdf_response(notice)
+    return pdf_response(letter)
