@@ -79,6 +79,31 @@ def comparison_svg(
     return "".join(parts)
 
 
+def line_columns(line, currency: str) -> tuple[str, str]:
+    """A line's quantity and unit price as the PDF's table prints them, so that quantity
+    × unit price = amount can be checked by the reader: an annual charge prorated to the
+    period shows its year fraction ("1 year × 1/12", "8 kW × 1/12 year") and a price per
+    year ("3310.00 /year", "350.50 /kW/year").  Other lines print as stored."""
+    from heatutility.money import quantize_money
+    from tariffs.rating import year_fraction
+
+    quantity = f"{line.quantity.normalize():f} {line.unit}".strip()
+    price = unit_price_text(line.unit_price)
+    if line.period_start is None or line.period_end is None or line.unit_price == 0:
+        return quantity, price
+    fraction = year_fraction(line.period_start, line.period_end)
+    if fraction in (0, 1):
+        return quantity, price
+    plain = quantize_money(line.quantity * line.unit_price, currency)
+    prorated = line.quantity * line.unit_price * fraction.numerator / fraction.denominator
+    if plain == line.amount or quantize_money(prorated, currency) != line.amount:
+        return quantity, price
+    share = f"{fraction.numerator}/{fraction.denominator}"
+    if line.unit == "year":
+        return f"{line.quantity.normalize():f} year × {share}", f"{price} /year"
+    return f"{quantity} × {share} year", f"{price} /{line.unit}/year"
+
+
 def unit_price_text(price: Decimal) -> str:
     """A unit price as printed: every significant decimal, at least two
     (592.520000 as 592.52, 1200 as 1200.00, 0.123456 as 0.123456)."""
@@ -601,7 +626,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
     account = invoice.account
     lines = list(invoice.lines.all())
     for line in lines:
-        line.unit_price_text = unit_price_text(line.unit_price)
+        line.quantity_text, line.unit_price_text = line_columns(line, invoice.currency)
     moved_out = _moved_out(invoice, lines)
     period_end = moved_out or invoice.period_end
     days = (period_end - invoice.period_start).days
