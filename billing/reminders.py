@@ -31,6 +31,7 @@ def reminder_context(*, letter: DunningLetter) -> dict:
     )
     others = (
         Invoice.objects.filter(account=account, state=Invoice.State.OVERDUE, gross__gt=0)
+        .exclude(kind=Invoice.Kind.CREDIT_NOTE)
         .exclude(pk__in=[n.invoice_id for n in notices] + [letter.fee_invoice_id or 0])
         .order_by("due_on", "number")
     )

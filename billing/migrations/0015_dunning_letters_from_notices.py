@@ -37,10 +37,19 @@ def notices_to_letters(apps, schema_editor):
 
 
 def letters_to_notices(apps, schema_editor):
+    """Back to one letter per notice: a letter sent by the new rule hands its fee, fee
+    invoice and PDF to its highest-level notice (the old schema's only place for them),
+    so no fee invoice is orphaned and the letter stays downloadable."""
     DunningNotice = apps.get_model("billing", "DunningNotice")
     DunningLetter = apps.get_model("billing", "DunningLetter")
-    DunningNotice.objects.filter(letter__legacy=True).update(letter=None)
-    DunningLetter.objects.filter(legacy=True).delete()
+    for letter in DunningLetter.objects.filter(legacy=False).order_by("pk").iterator():
+        top = DunningNotice.objects.filter(letter=letter).order_by("-level", "pk").first()
+        if top is not None:
+            DunningNotice.objects.filter(pk=top.pk).update(
+                fee=letter.fee, fee_invoice_id=letter.fee_invoice_id, pdf=letter.pdf.name
+            )
+    DunningNotice.objects.filter(letter__isnull=False).update(letter=None)
+    DunningLetter.objects.all().delete()
 
 
 class Migration(migrations.Migration):

@@ -27,12 +27,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
 from billing import conf
 from billing.calc import BillDraft, DraftLine, totals
@@ -42,6 +43,7 @@ from billing.services.write import drafts_write
 from customers.models import Account, Network
 from heatutility.money import quantize_money
 
+log = logging.getLogger(__name__)
 ZERO = Decimal("0")
 FEE_COMPONENT = "reminder_fee"
 
@@ -107,7 +109,9 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLe
     ladder = dunning_ladder()
     overdue = (
         Invoice.objects.filter(network=network, state=Invoice.State.OVERDUE, gross__gt=0)
-        .exclude(kind=Invoice.Kind.REMINDER_FEE)  # no fee on a fee
+        # no fee on a fee; a credit note is never dunned, not even one with a positive
+        # amount (it takes back a settlement in the customer's favour)
+        .exclude(kind__in=(Invoice.Kind.REMINDER_FEE, Invoice.Kind.CREDIT_NOTE))
         .select_related("account__network")
         .prefetch_related("dunning_notices")
         .order_by("account_id", "due_on", "number")
@@ -122,7 +126,14 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLe
         account = items[0][0].account
         if account_balance(account=account) <= 0:
             continue
-        letter = dunning_letter_send(account=account, due=items, today=today, now=now)
+        for attempt in (1, 2):
+            try:
+                letter = dunning_letter_send(account=account, due=items, today=today, now=now)
+                break
+            except OperationalError:  # a deadlock with staff crediting one of its invoices
+                if attempt == 2:  # tomorrow's run sends it; the other accounts get theirs
+                    log.exception("dunning: account %s skipped today", account.pk)
+                    letter = None
         if letter is not None:
             letters.append(letter)
     return letters
@@ -231,11 +242,11 @@ def dunning_letter_send(
             letter_id = letter.pk
             transaction.on_commit(lambda: _letters_dispatch([letter_id]))
     except IntegrityError:
-        if (
-            _letter_sent(account_id=account.pk, today=today)
-            or DunningNotice.objects.filter(
-                invoice_id__in=steps, level__in={step.level for step in steps.values()}
-            ).exists()
+        sent = set(
+            DunningNotice.objects.filter(invoice_id__in=steps).values_list("invoice_id", "level")
+        )
+        if _letter_sent(account_id=account.pk, today=today) or all(
+            (invoice_id, step.level) in sent for invoice_id, step in steps.items()
         ):
             return None  # a concurrent run sent it; ours rolled back, numbers included
         raise

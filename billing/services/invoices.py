@@ -52,6 +52,14 @@ def _local_issue_date(issued_at: dt.datetime, tz: str) -> dt.date:
     return issued_at.astimezone(ZoneInfo(tz)).date()
 
 
+def series_counter_lock(*, issued_at: dt.datetime, time_zone: str) -> InvoiceNumberCounter:
+    """Lock the counter of the series a document issued at ``issued_at`` takes its number
+    from.  Lock order: the counter first, then invoice rows (billing runs, dunning and
+    issuing all do): a credit or re-rating that locked its invoice first and the counter
+    second deadlocked with the dunning run."""
+    return _counter(conf.invoice_series(_local_issue_date(issued_at, time_zone).year))
+
+
 def invoices_issue(
     *,
     issued_at: dt.datetime,
@@ -276,6 +284,8 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
         raise UnableToIssueInvoice("A credit note is not credited; issue a new invoice instead.")
     with transaction.atomic():
+        if issue:  # the series counter before the invoice row: the order every issuer takes
+            series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
         Invoice.objects.select_for_update().get(pk=invoice.pk)
         if (
             Invoice.objects.filter(original=invoice, kind=Invoice.Kind.CREDIT_NOTE)

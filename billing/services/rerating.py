@@ -30,7 +30,7 @@ from django.utils import timezone
 from billing.calc import BillDraft
 from billing.models import Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import invoice_credit, invoices_issue
+from billing.services.invoices import invoice_credit, invoices_issue, series_counter_lock
 from billing.services.payments import payments_apply_unallocated
 from billing.services.write import drafts_write
 from heatutility.errors import ConflictError, DomainError
@@ -119,6 +119,9 @@ def invoice_rerate(
     (correction None).
     """
     with transaction.atomic():
+        # the counter before the invoice row (see invoices.series_counter_lock): held for
+        # the recomputation, a few milliseconds, since a changed bill issues two documents
+        series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
         invoice = Invoice.objects.select_for_update().select_related("network").get(pk=invoice.pk)
         if not current_invoices().filter(pk=invoice.pk).exists():
             return None  # credited meanwhile: its correction is the one to re-rate
@@ -182,6 +185,7 @@ def invoice_rebill(*, invoice: Invoice, now: dt.datetime) -> Invoice:
             "instalments are settled by the annual settlement."
         )
     with transaction.atomic():
+        series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
         invoice = Invoice.objects.select_for_update().select_related("network").get(pk=invoice.pk)
         related = Invoice.objects.filter(original=invoice).exclude(state=Invoice.State.CANCELLED)
         if not related.filter(kind=Invoice.Kind.CREDIT_NOTE).exists():
