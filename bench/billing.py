@@ -46,6 +46,8 @@ def setup_env(args) -> None:
     os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
     os.environ.setdefault("REDIS_URL", DEFAULT_REDIS)
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
+    # PDFs per second measures rendering; delivering them by e-mail is another job
+    os.environ.setdefault("BILLING_EMAIL_DOCUMENTS", "false")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heatutility.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     url = os.environ["DATABASE_URL"]

@@ -25,7 +25,7 @@ from billing.models import (
     Refund,
     RefundPart,
 )
-from billing.services import aconto
+from billing.services import aconto, delivery
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
 from billing.services import runs as run_services
@@ -209,11 +209,41 @@ class BillingRunAdmin(admin.ModelAdmin):
         return request.user.has_perm("billing.issue_billingrun")
 
 
+class DeliveryFilter(admin.SimpleListFilter):
+    """Invoices and letters by delivery: e-mailed, posted, to print (no e-mail address),
+    not yet delivered (``billing.services.delivery``)."""
+
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request, model_admin):
+        return delivery.Delivery.choices
+
+    def queryset(self, request, queryset):
+        if self.value() not in delivery.Delivery.values:
+            return queryset
+        return delivery.documents_by_delivery(queryset, delivery=self.value())
+
+
 class PdfDownloadAdmin(admin.ModelAdmin):
     """A stored PDF (``obj.pdf``, named ``obj.pdf_filename``) as a list column and a
-    download view at ``<pk>/pdf/`` (``pdf_url_name``), for whoever may view the object."""
+    download view at ``<pk>/pdf/`` (``pdf_url_name``), for whoever may view the object;
+    how it was delivered (column, filter, actions)."""
 
     pdf_url_name = ""
+
+    @admin.display(description="delivery")
+    def delivery_status(self, obj) -> str:
+        return delivery.delivery_status(obj)
+
+    def _delivery_report(self, request, *, done: int, selected: int, what: str) -> None:
+        skipped = selected - done
+        self.message_user(
+            request,
+            f"{what.format(n=done)}"
+            + (f"; {skipped} skipped (delivered already, or not ready)." if skipped else "."),
+            messages.SUCCESS if done else messages.WARNING,
+        )
 
     @admin.display(description="PDF")
     def pdf_link(self, obj) -> str:
@@ -277,13 +307,32 @@ class InvoiceAdmin(PdfDownloadAdmin):
         "held",
         "due_on",
         "pdf_link",
+        "delivery_status",
     ]
-    list_filter = ["state", "kind", "held", "has_estimated_reads", "network", "run"]
+    list_filter = [
+        "state",
+        "kind",
+        "held",
+        "has_estimated_reads",
+        DeliveryFilter,
+        "network",
+        "run",
+    ]
     search_fields = ["account__number", "account__customer__name", "number"]
     date_hierarchy = "period_start"
-    list_select_related = ["account"]
+    list_select_related = ["account__customer"]
     inlines = [InvoiceLineInline]
-    actions = ["release", "hold", "recompute", "issue", "credit", "rebill", "render_pdf"]
+    actions = [
+        "release",
+        "hold",
+        "recompute",
+        "issue",
+        "credit",
+        "rebill",
+        "render_pdf",
+        "email_documents",
+        "mark_posted",
+    ]
     readonly_fields = [
         "account",
         "network",
@@ -310,6 +359,9 @@ class InvoiceAdmin(PdfDownloadAdmin):
         "determinants",
         "comparison",
         "pdf_link",
+        "delivery_status",
+        "emailed_at",
+        "posted_at",
         "created_at",
     ]
     exclude = ["pdf"]
@@ -395,6 +447,19 @@ class InvoiceAdmin(PdfDownloadAdmin):
     def render_pdf(self, request, queryset):
         tasks.invoices_render_pdfs.delay(list(queryset.values_list("pk", flat=True)))
         self.message_user(request, "PDF rendering queued.")
+
+    @admin.action(description="E-mail to the customer (not yet delivered)", permissions=["change"])
+    def email_documents(self, request, queryset):
+        tasks.invoices_email.delay(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, "E-mail queued for those not yet delivered.")
+
+    @admin.action(description="Mark as printed and posted", permissions=["change"])
+    def mark_posted(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        done = delivery.invoices_mark_posted(invoice_ids=ids, posted_at=timezone.now())
+        self._delivery_report(
+            request, done=done, selected=len(ids), what="Marked {n} invoice(s) printed and posted"
+        )
 
 
 class StatementImportForm(forms.Form):
@@ -773,13 +838,14 @@ class DunningLetterAdmin(PdfDownloadAdmin):
         "fee_invoice_link",
         "pay_by",
         "pdf_link",
+        "delivery_status",
     ]
-    list_filter = ["level", "sent_on", "account__network"]
+    list_filter = ["level", "sent_on", DeliveryFilter, "account__network"]
     search_fields = ["account__number", "account__customer__name"]
     date_hierarchy = "sent_on"
-    list_select_related = ["account", "fee_invoice"]
+    list_select_related = ["account__customer", "fee_invoice"]
     inlines = [DunningNoticeInline]
-    actions = ["render_letters"]
+    actions = ["render_letters", "email_documents", "mark_posted"]
     readonly_fields = [
         "account",
         "sent_on",
@@ -793,6 +859,9 @@ class DunningLetterAdmin(PdfDownloadAdmin):
         "next_steps",
         "legacy",
         "pdf_link",
+        "delivery_status",
+        "emailed_at",
+        "posted_at",
     ]
     fields = readonly_fields
 
@@ -812,6 +881,19 @@ class DunningLetterAdmin(PdfDownloadAdmin):
     def render_letters(self, request, queryset):
         tasks.dunning_letters_render_pdfs.delay(list(queryset.values_list("pk", flat=True)))
         self.message_user(request, "Letter rendering queued.")
+
+    @admin.action(description="E-mail to the customer (not yet delivered)", permissions=["change"])
+    def email_documents(self, request, queryset):
+        tasks.dunning_letters_email.delay(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, "E-mail queued for those not yet delivered.")
+
+    @admin.action(description="Mark as printed and posted", permissions=["change"])
+    def mark_posted(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        done = delivery.dunning_letters_mark_posted(letter_ids=ids, posted_at=timezone.now())
+        self._delivery_report(
+            request, done=done, selected=len(ids), what="Marked {n} letter(s) printed and posted"
+        )
 
 
 @admin.register(DunningNotice)

@@ -44,6 +44,10 @@ DEFAULTS = {
     # Climate correction of last year's consumption for on-account estimates (DOMAIN.md §3).
     "HEATING_SHARE": "0.8",
     "PDF_CHUNK": 25,
+    # E-mail each issued invoice's PDF and each dunning letter to the customer once the
+    # PDF is stored (billing.services.delivery); False: nothing is e-mailed, every
+    # document is printed and posted by staff (the admin's "to print" list).
+    "EMAIL_DOCUMENTS": True,
     # Invoice PDF, fuel mix and emissions (EED Annex IX).  FUEL_MIX: the text printed when
     # the network's plant has no hourly data for the 12 months before the period's end
     # ("" = the PDF says the mix is not available).  GRID_EMISSION_G_PER_KWH: g CO₂ per kWh
@@ -62,6 +66,10 @@ def get(name: str):
 def heating_share() -> Decimal:
     """The weather-dependent share of consumption for climate corrections."""
     return Decimal(str(get("HEATING_SHARE")))
+
+
+def email_documents() -> bool:
+    return bool(get("EMAIL_DOCUMENTS"))
 
 
 def reminder_pay_days() -> int:

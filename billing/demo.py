@@ -71,6 +71,8 @@ def run(ctx) -> list[str]:
         f"{issued.filter(has_estimated_reads=True).count()} invoices used estimated readings "
         f"({estimated} estimated register values, marked on the invoice)",
         f"{pdfs} PDFs stored (e.g. {issued.exclude(pdf='').values_list('pdf', flat=True).first() or '—'})",
+        f"{issued.filter(emailed_at__isnull=False).count()} e-mailed to their customers with "
+        f"the PDF attached{_mail_where()}",
     ]
     for exc in billing_run.exceptions.all()[:3]:
         lines.append(f"exception: account {exc.account_id}: {exc.error}")
@@ -87,3 +89,11 @@ def run(ctx) -> list[str]:
             )
         lines.append(f"  VAT {sample.vat}  total {sample.gross} {sample.currency}")
     return lines
+
+
+def _mail_where() -> str:
+    from django.conf import settings
+
+    if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
+        return f" (written to {settings.EMAIL_FILE_PATH}/)"
+    return ""

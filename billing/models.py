@@ -222,6 +222,14 @@ class Invoice(models.Model):
         default=dict, help_text="This period and the same period last year, MWh."
     )
     pdf = models.FileField(upload_to="invoices/%Y/%m/", blank=True)
+    # delivery of the PDF (billing.services.delivery): e-mailed to the customer, or printed
+    # and posted by staff; a reminder fee's document is its dunning letter, delivered with it
+    emailed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its PDF was e-mailed to the customer."
+    )
+    posted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When staff marked it printed and posted."
+    )
     created_at = models.DateTimeField()
 
     class Meta:
@@ -622,6 +630,12 @@ class DunningLetter(models.Model):
         help_text="Made from a notice sent when every notice was a letter (migration 0014).",
     )
     pdf = models.FileField(upload_to="reminders/%Y/%m/", blank=True)
+    emailed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its PDF was e-mailed to the customer."
+    )
+    posted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When staff marked it printed and posted."
+    )
 
     class Meta:
         ordering = ["-sent_on", "account"]

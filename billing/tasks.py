@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 import importlib
+import smtplib
 
 from celery import group, shared_task
 from celery.signals import worker_init
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from billing import conf
@@ -91,34 +92,37 @@ def billing_run_issue(self, run_id: int) -> int:
     return len(issue(run=BillingRun.objects.get(pk=run_id), issued_at=timezone.now()))
 
 
-@shared_task(acks_late=True)
-def invoices_render_pdfs(invoice_ids: list[int]) -> int:
-    """Render the missing PDFs of issued invoices; a reminder fee's document is its
-    dunning letter, rendered (or re-used) by the letter renderer."""
+@shared_task(bind=True, acks_late=True)
+def invoices_render_pdfs(self, invoice_ids: list[int]) -> int:
+    """Render the missing PDFs of issued invoices and e-mail them after commit; a reminder
+    fee's document is its dunning letter, rendered (or re-used) and e-mailed by the
+    letter renderer."""
     from billing.documents import invoice_pdf_render
     from billing.models import DunningLetter, Invoice
 
-    rendered = 0
+    rendered: list[int] = []
     missing = Invoice.objects.filter(id__in=invoice_ids, pdf="").exclude(number=None)
     for invoice in missing.exclude(kind=Invoice.Kind.REMINDER_FEE):
         invoice_pdf_render(invoice=invoice)
-        rendered += 1
+        rendered.append(invoice.pk)
+    _email_after_commit(invoices_email, rendered, request=self.request)
     letters = DunningLetter.objects.filter(
         fee_invoice__in=missing.filter(kind=Invoice.Kind.REMINDER_FEE)
     ).values_list("pk", flat=True)
     if letters:
-        rendered += dunning_letters_render_pdfs(list(letters))
-    return rendered
+        return len(rendered) + dunning_letters_render_pdfs(list(letters))
+    return len(rendered)
 
 
-@shared_task(acks_late=True)
-def dunning_letters_render_pdfs(letter_ids: list[int]) -> int:
-    """Render the PDFs of the dunning letters ``letter_ids`` and give each fee invoice its
-    letter (safe to run twice: an existing PDF is kept and re-used)."""
+@shared_task(bind=True, acks_late=True)
+def dunning_letters_render_pdfs(self, letter_ids: list[int]) -> int:
+    """Render the PDFs of the dunning letters ``letter_ids``, give each fee invoice its
+    letter and e-mail the letters after commit (safe to run twice: an existing PDF is
+    kept and re-used)."""
     from billing.models import DunningLetter
     from billing.reminders import reminder_pdf_render
 
-    rendered = 0
+    rendered: list[int] = []
     letters = DunningLetter.objects.filter(id__in=letter_ids).select_related(
         "account__customer", "fee_invoice"
     )
@@ -126,8 +130,48 @@ def dunning_letters_render_pdfs(letter_ids: list[int]) -> int:
         if letter.pdf and (letter.fee_invoice_id is None or letter.fee_invoice.pdf):
             continue
         reminder_pdf_render(letter=letter)
-        rendered += 1
-    return rendered
+        rendered.append(letter.pk)
+    _email_after_commit(dunning_letters_email, rendered, request=self.request)
+    return len(rendered)
+
+
+def _email_after_commit(task, ids: list[int], *, request) -> None:
+    """E-mail the documents whose PDFs were just stored, once that has committed, on the
+    queue the rendering task came from (switched off: nothing is queued)."""
+    if not ids or not conf.email_documents():
+        return
+    queue = (getattr(request, "delivery_info", None) or {}).get("routing_key")
+    options = {"queue": queue} if queue else {}
+    transaction.on_commit(lambda: task.apply_async((ids,), **options))
+
+
+# A send that fails (mail server down, connection refused) is retried with backoff, for
+# some hours; what was sent is skipped by the retry.  Still failing: the admin lists the
+# documents as not yet delivered.
+_DELIVERY_RETRY = {
+    "acks_late": True,
+    "autoretry_for": (smtplib.SMTPException, OSError),
+    "retry_backoff": 60,
+    "retry_backoff_max": 60 * 60,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@shared_task(**_DELIVERY_RETRY)
+def invoices_email(invoice_ids: list[int]) -> int:
+    """E-mail the stored PDFs of the issued invoices ``invoice_ids``, each at most once."""
+    from billing.services.delivery import invoices_email as email
+
+    return email(invoice_ids=invoice_ids, now=timezone.now())
+
+
+@shared_task(**_DELIVERY_RETRY)
+def dunning_letters_email(letter_ids: list[int]) -> int:
+    """E-mail the dunning letters ``letter_ids`` (their PDFs), each at most once."""
+    from billing.services.delivery import dunning_letters_email as email
+
+    return email(letter_ids=letter_ids, now=timezone.now())
 
 
 @shared_task(acks_late=True)

@@ -10,6 +10,7 @@ Production hardening lives in ``heatutility.settings.production``.
 from __future__ import annotations
 
 import datetime as dt
+from email.utils import formataddr
 from pathlib import Path
 
 import environ
@@ -293,3 +294,28 @@ HEATUTILITY = {
         default="Complaints: kundeservice@example.org; Ankenævnet på Energiområdet",
     ),
 }
+
+# --- E-mail: invoices and dunning letters to customers (billing.services.delivery) ------
+# Development writes each message to a file under var/mail (the demo's 40 invoices would
+# flood a console); production defaults to SMTP (heatutility.settings.production).
+# Django's test runner swaps in its locmem backend.
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend"
+)
+EMAIL_FILE_PATH = Path(env.str("DJANGO_EMAIL_FILE_PATH", default=str(VAR_DIR / "mail")))
+# BILLING_EMAIL_DOCUMENTS=false: nothing is e-mailed, staff print and post (the admin's
+# "to print" list); the other BILLING settings keep billing.conf's defaults
+BILLING = {"EMAIL_DOCUMENTS": env.bool("BILLING_EMAIL_DOCUMENTS", default=True)}
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("DJANGO_EMAIL_USE_SSL", default=False)
+# seconds: a mail server that does not answer fails the send (retried) instead of
+# holding a worker and the document's row lock
+EMAIL_TIMEOUT = env.int("DJANGO_EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL = env.str(
+    "DJANGO_DEFAULT_FROM_EMAIL",
+    default=formataddr((HEATUTILITY["UTILITY_NAME"], "noreply@localhost")),
+)
