@@ -100,18 +100,21 @@ def invoices_render_pdfs(self, invoice_ids: list[int]) -> int:
     from billing.documents import invoice_pdf_render
     from billing.models import DunningLetter, Invoice
 
-    rendered: list[int] = []
+    queue = _queue_of(self.request)
+    rendered = 0
     missing = Invoice.objects.filter(id__in=invoice_ids, pdf="").exclude(number=None)
-    for invoice in missing.exclude(kind=Invoice.Kind.REMINDER_FEE):
-        invoice_pdf_render(invoice=invoice)
-        rendered.append(invoice.pk)
-    _email_after_commit(invoices_email, rendered, request=self.request)
+    try:
+        for invoice in missing.exclude(kind=Invoice.Kind.REMINDER_FEE):
+            invoice_pdf_render(invoice=invoice)
+            rendered += 1
+    finally:  # also what an earlier, failed or killed, run of this batch stored
+        _email_after_commit(invoices_email, _invoices_undelivered(invoice_ids), queue=queue)
     letters = DunningLetter.objects.filter(
         fee_invoice__in=missing.filter(kind=Invoice.Kind.REMINDER_FEE)
     ).values_list("pk", flat=True)
     if letters:
-        return len(rendered) + dunning_letters_render_pdfs(list(letters))
-    return len(rendered)
+        return rendered + _letters_render(list(letters), queue=queue)
+    return rendered
 
 
 @shared_task(bind=True, acks_late=True)
@@ -119,28 +122,58 @@ def dunning_letters_render_pdfs(self, letter_ids: list[int]) -> int:
     """Render the PDFs of the dunning letters ``letter_ids``, give each fee invoice its
     letter and e-mail the letters after commit (safe to run twice: an existing PDF is
     kept and re-used)."""
+    return _letters_render(letter_ids, queue=_queue_of(self.request))
+
+
+def _letters_render(letter_ids: list[int], *, queue: str | None) -> int:
     from billing.models import DunningLetter
     from billing.reminders import reminder_pdf_render
 
-    rendered: list[int] = []
+    rendered = 0
     letters = DunningLetter.objects.filter(id__in=letter_ids).select_related(
         "account__customer", "fee_invoice"
     )
-    for letter in letters:
-        if letter.pdf and (letter.fee_invoice_id is None or letter.fee_invoice.pdf):
-            continue
-        reminder_pdf_render(letter=letter)
-        rendered.append(letter.pk)
-    _email_after_commit(dunning_letters_email, rendered, request=self.request)
-    return len(rendered)
+    try:
+        for letter in letters:
+            if letter.pdf and (letter.fee_invoice_id is None or letter.fee_invoice.pdf):
+                continue
+            reminder_pdf_render(letter=letter)
+            rendered += 1
+    finally:  # also what an earlier, failed or killed, run of this batch stored
+        undelivered = DunningLetter.objects.filter(
+            id__in=letter_ids, emailed_at__isnull=True, posted_at__isnull=True
+        ).exclude(pdf="")
+        _email_after_commit(
+            dunning_letters_email, list(undelivered.values_list("pk", flat=True)), queue=queue
+        )
+    return rendered
 
 
-def _email_after_commit(task, ids: list[int], *, request) -> None:
-    """E-mail the documents whose PDFs were just stored, once that has committed, on the
-    queue the rendering task came from (switched off: nothing is queued)."""
+def _invoices_undelivered(invoice_ids: list[int]) -> list[int]:
+    """Those of ``invoice_ids`` with a stored PDF, e-mailed or posted by nobody yet (a
+    reminder fee travels with its letter)."""
+    from billing.models import Invoice
+
+    return list(
+        Invoice.objects.filter(id__in=invoice_ids, emailed_at__isnull=True, posted_at__isnull=True)
+        .exclude(number=None)
+        .exclude(pdf="")
+        .exclude(kind=Invoice.Kind.REMINDER_FEE)
+        .values_list("pk", flat=True)
+    )
+
+
+def _queue_of(request) -> str | None:
+    """The queue a task was delivered from (None when it runs in process)."""
+    return (getattr(request, "delivery_info", None) or {}).get("routing_key")
+
+
+def _email_after_commit(task, ids: list[int], *, queue: str | None) -> None:
+    """E-mail the documents ``ids`` once their PDFs have committed, on ``queue`` (the one
+    the rendering task came from); switched off: nothing is queued.  The e-mail task
+    skips whatever was delivered meanwhile."""
     if not ids or not conf.email_documents():
         return
-    queue = (getattr(request, "delivery_info", None) or {}).get("routing_key")
     options = {"queue": queue} if queue else {}
     transaction.on_commit(lambda: task.apply_async((ids,), **options))
 
@@ -153,7 +186,7 @@ _DELIVERY_RETRY = {
     "autoretry_for": (smtplib.SMTPException, OSError),
     "retry_backoff": 60,
     "retry_backoff_max": 60 * 60,
-    "retry_jitter": True,
+    "retry_jitter": False,  # 60 s, doubling: with jitter the first retry could be at once
     "max_retries": 8,
 }
 
@@ -174,8 +207,8 @@ def dunning_letters_email(letter_ids: list[int]) -> int:
     return email(letter_ids=letter_ids, now=timezone.now())
 
 
-@shared_task(acks_late=True)
-def reminders_render_pdfs(notice_ids: list[int]) -> int:
+@shared_task(bind=True, acks_late=True)
+def reminders_render_pdfs(self, notice_ids: list[int]) -> int:
     """The letters of the dunning notices ``notice_ids`` (the name tasks queued before
     letters covered an account use; the notice admin's action)."""
     from billing.models import DunningNotice
@@ -183,7 +216,7 @@ def reminders_render_pdfs(notice_ids: list[int]) -> int:
     letter_ids = DunningNotice.objects.filter(id__in=notice_ids, letter__isnull=False).values_list(
         "letter_id", flat=True
     )
-    return dunning_letters_render_pdfs(sorted(set(letter_ids)))
+    return _letters_render(sorted(set(letter_ids)), queue=_queue_of(self.request))
 
 
 def invoices_render_pdfs_dispatch(invoice_ids: list[int]) -> None:

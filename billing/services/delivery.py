@@ -109,9 +109,14 @@ def _closing() -> list[str]:
 def invoice_message(*, invoice: Invoice) -> tuple[str, str]:
     """Subject and plain-text body of an invoice's e-mail: what it is, its number, the
     period, the total and when it is due (what is still open when part is settled)."""
+    from billing.documents import _credit_use, _moved_out, _title
+
     account, currency = invoice.account, invoice.currency
-    what = invoice.get_kind_display()
-    last_day = invoice.period_end - dt.timedelta(days=1)
+    # as the PDF says it: a final settlement (and its credit note or correction) is
+    # called so and ends on the last day supplied
+    moved_out = _moved_out(invoice, list(invoice.lines.all()))
+    what = _title(invoice, moved_out)
+    last_day = (moved_out or invoice.period_end) - dt.timedelta(days=1)
     lines = [
         f"Dear {account.billing_name or account.customer.name},",
         "",
@@ -130,6 +135,10 @@ def invoice_message(*, invoice: Invoice) -> tuple[str, str]:
             )
     elif invoice.gross < 0:
         lines.append(f"Total: {_money(invoice.gross, currency)}, in your favour.")
+        use = _credit_use(invoice)
+        if use and use["rows"]:  # what the credit has settled already, as the PDF lists it
+            lines += [f"{row['label']}: {_money(row['amount'], currency)}." for row in use["rows"]]
+            lines.append(f"Left as credit on your account: {_money(use['left'], currency)}.")
     else:
         lines.append(f"Total: {_money(invoice.gross, currency)}, nothing to pay.")
     lines += ["", *_closing()]
