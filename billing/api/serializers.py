@@ -194,6 +194,8 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "comparison",
             "lines",
             "pdf_url",
+            "emailed_at",
+            "posted_at",
         ]
         read_only_fields = fields
 

@@ -338,3 +338,16 @@ class TestToPrint:
         fee.refresh_from_db()
         assert letter.posted_at is not None
         assert fee.posted_at == letter.posted_at
+
+
+@pytest.mark.django_db
+def test_the_api_says_how_an_invoice_was_delivered(mailoutbox):
+    from tests.billing.helpers import client_for
+
+    invoice = with_pdf(october())
+    assert tasks.invoices_email([invoice.pk]) == 1
+
+    body = client_for("auditor").get(f"/api/v1/billing/invoices/{invoice.pk}/").json()
+
+    assert body["emailed_at"] is not None
+    assert body["posted_at"] is None
