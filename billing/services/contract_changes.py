@@ -183,26 +183,30 @@ def _drafts_recompute(
         if not _overlaps(spans, invoice.period_start, invoice.period_end):
             continue
         try:
-            try:
-                invoice_replace_draft(
-                    invoice=invoice, draft=invoice_recompute(invoice=invoice, ensure=True)
-                )
-            except NoContractDays:
-                invoice_cancel_draft(invoice=invoice)
-        except InvoiceIsIssued:  # staff issued it meanwhile: an issued bill is re-rated
-            invoice.refresh_from_db()
-            try:
-                result = invoice_rerate(invoice=invoice, now=now, ensure=True)
-            except UnableToRerate as exc:
-                _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
-                continue
-            if result:
-                rerated.append(result)
+            result = _draft_refresh(invoice=invoice, now=now)
         except UnableToRerate as exc:
             _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
             continue
         _rerate_exception_clear(account=account, invoice=invoice)
+        if result:
+            rerated.append(result)
     return rerated
+
+
+def _draft_refresh(*, invoice: Invoice, now: dt.datetime):
+    """Recompute a draft in place, or cancel it when no contract day is left; if staff
+    issued it meanwhile, re-rate it instead (that re-rating, else None)."""
+    try:
+        try:
+            draft = invoice_recompute(invoice=invoice, ensure=True)
+        except NoContractDays:
+            invoice_cancel_draft(invoice=invoice)
+        else:
+            invoice_replace_draft(invoice=invoice, draft=draft)
+    except InvoiceIsIssued:
+        invoice.refresh_from_db()
+        return invoice_rerate(invoice=invoice, now=now, ensure=True)
+    return None
 
 
 def _rerate_failed(*, account: Account, invoice: Invoice, exc: Exception, now: dt.datetime) -> None:
