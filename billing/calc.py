@@ -83,6 +83,10 @@ class ContractInterval(NamedTuple):
     # contracted capacity changes strictly inside (start, end): (first day, kW), in date
     # order; ``contracted_kw`` is the kW on ``start`` (customers.CapacityChange)
     kw_changes: tuple[tuple[dt.date, Decimal], ...] = ()
+    # heated area changes of the connection's building strictly inside (start, end):
+    # (first day, m²), in date order; ``heated_area_m2`` is the m² on ``start``
+    # (customers.AreaChange)
+    m2_changes: tuple[tuple[dt.date, Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -376,12 +380,16 @@ def bill_compute(
         else:
             consumption = _slices_consumption(cid, conn_slices, first, last, get, use)
         for (s, e, spec), (seg_energy, seg_volume) in zip(conn_slices, consumption, strict=True):
-            # the contracted kW inside the slice: a change reprices only the charges on
-            # the kW, piece by piece; energy and the rest are priced over the whole slice
+            # the contracted kW and heated m² inside the slice: a change reprices only the
+            # charges on its basis, piece by piece; energy and the rest are priced over
+            # the whole slice
             kw_pieces = kw_in_force(interval, s, e)
+            m2_pieces = m2_in_force(interval, s, e)
             segment = interval
             if kw_pieces[0][2] != interval.contracted_kw:
-                segment = interval._replace(contracted_kw=kw_pieces[0][2])
+                segment = segment._replace(contracted_kw=kw_pieces[0][2])
+            if m2_pieces[0][2] != interval.heated_area_m2:
+                segment = segment._replace(heated_area_m2=m2_pieces[0][2])
             for a, b, kw in kw_pieces:
                 capacity_mwh += plausibility.full_load_mwh(kw, a, b)
             det = segment_determinants(
@@ -410,15 +418,17 @@ def bill_compute(
                 "return_temp_c": return_text,
                 "flow_temp_c": flow_text,
                 "contracted_kw": kw_text if segment is interval else str(segment.contracted_kw),
-                "heated_area_m2": m2_text,
+                "heated_area_m2": m2_text if segment is interval else str(segment.heated_area_m2),
                 "days": (e - s).days,
             }
             if len(kw_pieces) > 1:
                 segment_out["contracted_kw_from"] = [[_iso(a), str(kw)] for a, _b, kw in kw_pieces]
+            if len(m2_pieces) > 1:
+                segment_out["heated_area_m2_from"] = [[_iso(a), str(m2)] for a, _b, m2 in m2_pieces]
             determinants_out.append(segment_out)
             if version_id not in version_ids:
                 version_ids.append(version_id)
-            for a, b, priced in _priced_by_kw(rate, det, spec, s, e, kw_pieces):
+            for a, b, priced in _priced_by_basis(rate, det, spec, s, e, kw_pieces, m2_pieces):
                 description = priced.description
                 if a != period_start or b != period_end:
                     description = f"{description} ({_fmt_days(a, b)})"
@@ -507,61 +517,87 @@ def _energy_by_month(
     )
 
 
+def _in_force(
+    value: Decimal, changes: tuple[tuple[dt.date, Decimal], ...], start: dt.date, end: dt.date
+) -> list[tuple[dt.date, dt.date, Decimal]]:
+    """``[start, end)`` cut where ``changes`` (first day, value) change ``value`` (the one
+    in force at the interval's start), each piece with its value: one piece when it does
+    not change."""
+    cuts = []
+    for day, changed in changes:
+        if day <= start:
+            value = changed
+        elif day < end:
+            cuts.append((day, changed))
+    if not cuts:
+        return [(start, end, value)]
+    pieces, a = [], start
+    for day, changed in cuts:
+        pieces.append((a, day, value))
+        a, value = day, changed
+    pieces.append((a, end, value))
+    return pieces
+
+
 def kw_in_force(
     interval: ContractInterval, start: dt.date, end: dt.date
 ) -> list[tuple[dt.date, dt.date, Decimal]]:
     """``[start, end)`` (inside ``interval``) cut where the contracted kW changes, each
     piece with its kW: one piece when it does not change."""
-    kw = interval.contracted_kw
-    cuts = []
-    for day, changed_kw in interval.kw_changes:
-        if day <= start:
-            kw = changed_kw
-        elif day < end:
-            cuts.append((day, changed_kw))
-    if not cuts:
-        return [(start, end, kw)]
-    pieces, a = [], start
-    for day, changed_kw in cuts:
-        pieces.append((a, day, kw))
-        a, kw = day, changed_kw
-    pieces.append((a, end, kw))
-    return pieces
+    return _in_force(interval.contracted_kw, interval.kw_changes, start, end)
 
 
-def capacity_pieces(
+def m2_in_force(
+    interval: ContractInterval, start: dt.date, end: dt.date
+) -> list[tuple[dt.date, dt.date, Decimal]]:
+    """``[start, end)`` (inside ``interval``) cut where the building's heated m² changes,
+    each piece with its m²: one piece when it does not change."""
+    return _in_force(interval.heated_area_m2, interval.m2_changes, start, end)
+
+
+def basis_pieces(
     interval: ContractInterval, slices: Sequence[tuple[dt.date, dt.date, Any]]
-) -> list[tuple[tuple[dt.date, dt.date, Any], Decimal]]:
-    """``slices`` cut at the interval's capacity changes, each piece with its kW."""
-    return [((a, b, spec), kw) for s, e, spec in slices for a, b, kw in kw_in_force(interval, s, e)]
+) -> list[tuple[tuple[dt.date, dt.date, Any], Decimal, Decimal]]:
+    """``slices`` cut at the interval's capacity and area changes, each piece with its kW
+    and m²."""
+    out = []
+    for s, e, spec in slices:
+        kws, m2s = kw_in_force(interval, s, e), m2_in_force(interval, s, e)
+        cuts = sorted({a for a, _b, _v in kws} | {a for a, _b, _v in m2s})
+        for a, b in zip(cuts, [*cuts[1:], e], strict=True):
+            kw = next(v for x, y, v in kws if x <= a < y)
+            m2 = next(v for x, y, v in m2s if x <= a < y)
+            out.append(((a, b, spec), kw, m2))
+    return out
 
 
-def _priced_by_kw(rate, det, spec, start, end, kw_pieces):
-    """(start, end, line) of a slice's priced lines, in component order; where the kW
-    changes inside the slice, the lines of the charges on the kW come piece by piece."""
+def _priced_by_basis(rate, det, spec, start, end, kw_pieces, m2_pieces):
+    """(start, end, line) of a slice's priced lines, in component order.  Where the kW
+    or the m² changes inside the slice, the lines of the charges on that basis come
+    piece by piece, each priced at its own basis's value; the rest over the whole slice."""
     whole = rate(determinants=det, tariff=spec)
-    on_kw = spec.capacity_codes if len(kw_pieces) > 1 else ()
-    if not on_kw:
+    by_code: dict[str, list] = {}
+    for codes, pieces, name in (
+        (spec.capacity_codes, kw_pieces, "contracted_kw"),
+        (spec.area_codes, m2_pieces, "heated_area_m2"),
+    ):
+        if len(pieces) < 2 or not codes:
+            continue
+        for a, b, value in pieces:
+            piece_det = dc_replace(det, period_start=a, period_end=b, **{name: value})
+            for p in rate(determinants=piece_det, tariff=spec):
+                if p.component in codes:
+                    by_code.setdefault(p.component, []).append((a, b, p))
+    if not by_code:
         return [(start, end, line) for line in whole]
-    pieces = [
-        (
-            a,
-            b,
-            rate(
-                determinants=dc_replace(det, period_start=a, period_end=b, contracted_kw=kw),
-                tariff=spec,
-            ),
-        )
-        for a, b, kw in kw_pieces
-    ]
     out, done = [], set()
     for line in whole:
         code = line.component
-        if code not in on_kw:
+        if code not in by_code:
             out.append((start, end, line))
         elif code not in done:
             done.add(code)
-            out.extend((a, b, p) for a, b, priced in pieces for p in priced if p.component == code)
+            out.extend(by_code[code])
     return out
 
 

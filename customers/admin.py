@@ -56,6 +56,17 @@ class CapacityChangeInline(admin.TabularInline):
         return False  # through "Capacity changes › Add" (the service), never edited
 
 
+class AreaChangeInline(admin.TabularInline):
+    model = models.AreaChange
+    extra = 0
+    fields = ("valid_from", "heated_area_m2", "previous_m2", "reason", "created_at", "created_by")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # through "Area changes › Add" (the service), never edited
+
+
 class InterfaceUnitInline(admin.TabularInline):
     model = models.BuildingInterfaceUnit
     extra = 0
@@ -109,7 +120,13 @@ class BuildingAdmin(HistoryAdmin):
     )
     search_fields = ("street", "postal_code", "city", "register_id", "connections__number")
     list_filter = ("use", "city")
-    inlines = [ConnectionInline]
+    inlines = [AreaChangeInline, ConnectionInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # set once when created; then changed by a dated area change (billing prices
+        # each day with the m² in force that day)
+        readonly = super().get_readonly_fields(request, obj)
+        return (*readonly, "heated_area_m2") if obj is not None else readonly
 
 
 @admin.register(models.ServiceConnection)
@@ -164,17 +181,14 @@ class CapacityChangeForm(forms.ModelForm):
         return data
 
 
-@admin.register(models.CapacityChange)
-class CapacityChangeAdmin(admin.ModelAdmin):
-    """Contracted capacity changes: recorded through the service, never edited."""
+class DatedChangeAdmin(admin.ModelAdmin):
+    """A dated change of a value (capacity, area): added through its service, which
+    ``record`` calls with the form's object, and never edited or deleted."""
 
-    form = CapacityChangeForm
-    list_display = ("connection", "valid_from", "capacity_kw", "previous_kw", "created_at")
-    search_fields = ("connection__number",)
-    list_filter = ("connection__network",)
-    list_select_related = ("connection",)
-    autocomplete_fields = ("connection",)
     date_hierarchy = "valid_from"
+
+    def record(self, request, obj):
+        raise NotImplementedError
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)
@@ -183,15 +197,68 @@ class CapacityChangeAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
+        obj.pk = self.record(request, obj).pk
+
+
+@admin.register(models.CapacityChange)
+class CapacityChangeAdmin(DatedChangeAdmin):
+    """Contracted capacity changes: recorded through the service, never edited."""
+
+    form = CapacityChangeForm
+    list_display = ("connection", "valid_from", "capacity_kw", "previous_kw", "created_at")
+    search_fields = ("connection__number",)
+    list_filter = ("connection__network",)
+    list_select_related = ("connection",)
+    autocomplete_fields = ("connection",)
+
+    def record(self, request, obj):
         from customers.services import connection_capacity_change
 
-        obj.pk = connection_capacity_change(
+        return connection_capacity_change(
             connection=obj.connection,
             capacity_kw=obj.capacity_kw,
             valid_from=obj.valid_from,
             actor=request.user,
             reason=obj.reason,
-        ).pk
+        )
+
+
+class AreaChangeForm(forms.ModelForm):
+    class Meta:
+        model = models.AreaChange
+        fields = ("building", "valid_from", "heated_area_m2", "reason")
+
+    def clean(self):
+        from customers.selectors import area_on
+
+        data = super().clean()
+        building, day, m2 = (data.get(k) for k in ("building", "valid_from", "heated_area_m2"))
+        if building and day and m2 is not None and area_on(building=building, day=day) == m2:
+            raise forms.ValidationError(f"{building} has {m2} m² on {day.isoformat()} already.")
+        return data
+
+
+@admin.register(models.AreaChange)
+class AreaChangeAdmin(DatedChangeAdmin):
+    """Heated area changes: recorded through the service, never edited."""
+
+    form = AreaChangeForm
+    list_display = ("building", "valid_from", "heated_area_m2", "previous_m2", "created_at")
+    search_fields = ("building__street", "building__register_id", "building__connections__number")
+    list_filter = ("building__city",)
+    list_select_related = ("building",)
+    autocomplete_fields = ("building",)
+
+    def record(self, request, obj):
+        from customers.services import building_area_change
+
+        return building_area_change(
+            building=obj.building,
+            heated_area_m2=obj.heated_area_m2,
+            valid_from=obj.valid_from,
+            actor=request.user,
+            reason=obj.reason,
+        )
 
 
 @admin.register(models.BuildingInterfaceUnit)

@@ -304,6 +304,49 @@ class CapacityChange(models.Model):
         return f"{self.connection.number}: {self.capacity_kw} kW from {self.valid_from}"
 
 
+class AreaChange(models.Model):
+    """The building's heated floor area from ``valid_from`` (a local date) on.
+
+    Like :class:`CapacityChange`: the m² in force on a day is that of the latest change
+    on or before it; before the first change, what that change replaced
+    (``previous_m2``); with no change at all, the building's ``heated_area_m2``, which
+    always holds today's value.  Billing prices area charges of every connection of the
+    building by these days and re-rates a period that a change recorded late reaches
+    back into.  Recorded through ``customers.services.building_area_change``; never
+    edited.
+    """
+
+    building = models.ForeignKey(Building, on_delete=models.PROTECT, related_name="area_changes")
+    valid_from = models.DateField(help_text="First day (local) of the new heated area.")
+    heated_area_m2 = models.DecimalField(max_digits=10, decimal_places=2)
+    previous_m2 = models.DecimalField(
+        max_digits=10, decimal_places=2, help_text="The heated area the day before, when recorded."
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["building", "valid_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["building", "valid_from"],
+                name="areachange_one_per_building_day",
+                violation_error_message="This building already has an area change that day.",
+            ),
+            models.CheckConstraint(
+                condition=Q(heated_area_m2__gt=0),
+                name="areachange_area_positive",
+                violation_error_message="The heated floor area must be above 0 m².",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.building}: {self.heated_area_m2} m² from {self.valid_from}"
+
+
 class BuildingInterfaceUnit(models.Model):
     """The substation where a building meets the network; the heat meter sits here."""
 

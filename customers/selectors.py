@@ -8,7 +8,14 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet
 
-from customers.models import Account, CapacityChange, Contract, ServiceConnection
+from customers.models import (
+    Account,
+    AreaChange,
+    Building,
+    CapacityChange,
+    Contract,
+    ServiceConnection,
+)
 from heatutility.timeutil import add_months
 
 
@@ -25,12 +32,23 @@ def contracts_active_between(
 
 def capacity_on(*, connection: ServiceConnection, day: dt.date) -> Decimal:
     """The connection's contracted kW on ``day`` (see :class:`CapacityChange`)."""
-    changes = CapacityChange.objects.filter(connection=connection)
+    return _value_on(
+        CapacityChange.objects.filter(connection=connection),
+        day,
+        value="capacity_kw",
+        previous="previous_kw",
+        current=connection.contracted_capacity_kw,
+    )
+
+
+def _value_on(changes: QuerySet, day: dt.date, *, value: str, previous: str, current: Decimal):
+    """The value of dated ``changes`` on ``day``: that of the latest change on or before
+    it; before the first change, what that change replaced; with none, ``current``."""
     latest = changes.filter(valid_from__lte=day).order_by("-valid_from").first()
     if latest is not None:
-        return latest.capacity_kw
+        return getattr(latest, value)
     first = changes.order_by("valid_from").first()
-    return connection.contracted_capacity_kw if first is None else first.previous_kw
+    return current if first is None else getattr(first, previous)
 
 
 def capacities_in_force(
@@ -49,6 +67,27 @@ def capacities_in_force(
         elif day < end:
             inside.append((day, capacity))
     return kw, tuple(inside)
+
+
+def area_on(*, building: Building, day: dt.date) -> Decimal:
+    """The building's heated m² on ``day`` (see :class:`AreaChange`)."""
+    return _value_on(
+        AreaChange.objects.filter(building=building),
+        day,
+        value="heated_area_m2",
+        previous="previous_m2",
+        current=building.heated_area_m2,
+    )
+
+
+def areas_in_force(
+    changes: list[tuple[dt.date, Decimal, Decimal]], default: Decimal, start: dt.date, end: dt.date
+) -> tuple[Decimal, tuple[tuple[dt.date, Decimal], ...]]:
+    """The m² on ``start`` and the changes strictly inside ``(start, end)``, from one
+    building's ``changes`` (valid_from, heated_area_m2, previous_m2) in date order;
+    ``default``: the building's m² when it has no change.  The same walk as
+    :func:`capacities_in_force`."""
+    return capacities_in_force(changes, default, start, end)
 
 
 def account_ids_by_number(*, network_id: int, numbers: list[str]) -> tuple[list[int], list[str]]:

@@ -7,7 +7,14 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from customers.models import Account, CapacityChange, Contract, ServiceConnection
+from customers.models import (
+    Account,
+    AreaChange,
+    Building,
+    CapacityChange,
+    Contract,
+    ServiceConnection,
+)
 from heatutility.audit import clean_and_save
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 
@@ -177,4 +184,86 @@ def capacities_sync_due() -> int:
     return sum(
         connection_capacity_sync(connection=connection)
         for connection in ServiceConnection.objects.filter(pk__in=ids).select_related("network")
+    )
+
+
+class UnableToChangeArea(DomainError):
+    code = "unable_to_change_area"
+
+
+def building_area_change(
+    *,
+    building: Building,
+    heated_area_m2: Decimal,
+    valid_from: dt.date,
+    actor=None,
+    reason: str = "",
+) -> AreaChange:
+    """Heated floor area ``heated_area_m2`` of ``building`` from ``valid_from`` (local
+    date) on, for every connection of the building.
+
+    Back-dated changes are allowed (an extension registered late): billing re-rates the
+    periods already billed that the change reaches into.  The building's own
+    ``heated_area_m2`` follows the m² in force today.
+    """
+    from customers.selectors import area_on
+
+    with transaction.atomic():
+        building = Building.objects.select_for_update().get(pk=building.pk)
+        previous = area_on(building=building, day=valid_from - dt.timedelta(days=1))
+        if area_on(building=building, day=valid_from) == heated_area_m2:
+            raise UnableToChangeArea(
+                f"{building} has {heated_area_m2} m² on {valid_from.isoformat()} already.",
+                errors=[ErrorItem(code="unchanged", field="heated_area_m2", message="unchanged")],
+            )
+        change = AreaChange(
+            building=building,
+            valid_from=valid_from,
+            heated_area_m2=heated_area_m2,
+            previous_m2=previous,
+            reason=reason,
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        clean_and_save(change, actor=actor, reason=reason or "area change", what="area")
+        building_area_sync(building=building)
+    return change
+
+
+def _building_today(building: Building) -> dt.date:
+    """Today in the zone of the building's network (of its first connection; the
+    default zone when it has none)."""
+    from zoneinfo import ZoneInfo
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    zone = (
+        ServiceConnection.objects.filter(building=building)
+        .order_by("pk")
+        .values_list("network__time_zone", flat=True)
+        .first()
+    ) or settings.TIME_ZONE
+    return timezone.now().astimezone(ZoneInfo(zone)).date()
+
+
+def building_area_sync(*, building: Building, today: dt.date | None = None) -> bool:
+    """Set the building's ``heated_area_m2`` to the m² in force today (local date of its
+    network); True when it changed (a change dated ahead has come due)."""
+    from customers.selectors import area_on
+
+    today = today or _building_today(building)
+    m2 = area_on(building=building, day=today)
+    if m2 == building.heated_area_m2:
+        return False
+    building.heated_area_m2 = m2
+    clean_and_save(building, reason="area change in force", what="building")
+    return True
+
+
+def areas_sync_due() -> int:
+    """Beat: buildings whose area change dated ahead has come due (see
+    :func:`building_area_sync`); returns how many changed."""
+    ids = AreaChange.objects.values("building_id").distinct()
+    return sum(
+        building_area_sync(building=building) for building in Building.objects.filter(pk__in=ids)
     )

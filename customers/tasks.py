@@ -9,3 +9,11 @@ def capacities_sync_due() -> int:
     from customers.services import capacities_sync_due as sync
 
     return sync()
+
+
+@shared_task(acks_late=True)
+def areas_sync_due() -> int:
+    """Beat: area changes dated ahead that have come due update their building."""
+    from customers.services import areas_sync_due as sync
+
+    return sync()

@@ -237,6 +237,14 @@ class TariffSpec:
         )
 
     @property
+    def area_codes(self) -> frozenset[str]:
+        """Codes of the components priced on the heated area (banded charges on m²): the
+        ones an area change inside a period reprices."""
+        return frozenset(
+            c.code for c in self.components if isinstance(c, BandedCharge) and c.basis == "area"
+        )
+
+    @property
     def prices_by_season(self) -> bool:
         """Energy priced by season: a bill over several months then wants each month's
         energy (``Determinants.energy_by_month``)."""

@@ -36,7 +36,7 @@ from billing.calc import (
     BillingError,
     ContractInterval,
     DraftLine,
-    capacity_pieces,
+    basis_pieces,
     climate_corrected,
     one_year_earlier,
     totals,
@@ -601,16 +601,16 @@ def instalment_drafts(
                     energy = quantize_energy(plan.estimated_mwh * share)
                     volume = (plan.estimated_m3 * share).quantize(M3)
                     annual_energy, name = plan.estimated_mwh, ""
-                # the estimated year at the prices (and contracted kW) in force in the
-                # instalment's own period: a change inside it is weighted by days
+                # the estimated year at the prices (and contracted kW and heated m²) in
+                # force in the instalment's own period: a change inside it is weighted by days
                 pieces = (
-                    capacity_pieces(iv, conn_slices)
-                    if iv.kw_changes
-                    else [(piece, iv.contracted_kw) for piece in conn_slices]
+                    basis_pieces(iv, conn_slices)
+                    if iv.kw_changes or iv.m2_changes
+                    else [(piece, iv.contracted_kw, iv.heated_area_m2) for piece in conn_slices]
                 )
-                weight = sum((e - s).days for (s, e, _spec), _kw in pieces)
+                weight = sum((e - s).days for (s, e, _spec), _kw, _m2 in pieces)
                 annual: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
-                for (s, e, spec), kw in pieces:
+                for (s, e, spec), kw, m2 in pieces:
                     det = Determinants(
                         period_start=plan.year_start,
                         period_end=plan.year_end,
@@ -619,13 +619,13 @@ def instalment_drafts(
                         return_temp_c=None,
                         flow_temp_c=None,
                         contracted_kw=kw,
-                        heated_area_m2=iv.heated_area_m2,
+                        heated_area_m2=m2,
                         annual_energy_mwh=annual_energy,
                     )
                     for priced in rate(determinants=det, tariff=spec):
                         annual[priced.vat_rate] += priced.amount * (e - s).days / weight
                 if len(pieces) > 1:
-                    changes = ", ".join(sorted({s.isoformat() for (s, _e, _sp), _kw in pieces[1:]}))
+                    changes = ", ".join(sorted({s.isoformat() for (s, _e, _sp), *_ in pieces[1:]}))
                     name = f"{name}; " if name else ""
                     name += f"prices changing on {changes}, weighted by days"
                 supplied = _days_supplied(held[connection_id])

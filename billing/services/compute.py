@@ -27,8 +27,8 @@ from billing.calc import (
     month_starts_inside,
     one_year_earlier,
 )
-from customers.models import CapacityChange, Contract
-from customers.selectors import capacities_in_force
+from customers.models import AreaChange, CapacityChange, Contract, ServiceConnection
+from customers.selectors import areas_in_force, capacities_in_force
 from heatutility.db import id_array
 from metering import selectors as metering_selectors
 
@@ -100,17 +100,21 @@ def contract_intervals(
             )
         )
     rows = list(rows)
-    changes = capacity_changes(connection_ids={row[1] for row in rows})
+    connection_ids = {row[1] for row in rows}
+    changes = capacity_changes(connection_ids=connection_ids)
+    m2_by_connection = area_changes(connection_ids=connection_ids)
     out: dict[int, list[ContractInterval]] = defaultdict(list)
     for account_id, cid, valid_from, valid_to, kw, m2, others_until in rows:
         i_start = valid_from if valid_from > start else start
         i_end = (valid_to if valid_to < end else end) if valid_to else end
-        kw_changes = ()
+        kw_changes = m2_changes = ()
         if cid in changes:
             kw, kw_changes = capacities_in_force(changes[cid], kw, i_start, i_end)
+        if cid in m2_by_connection:
+            m2, m2_changes = areas_in_force(m2_by_connection[cid], m2, i_start, i_end)
         # ContractInterval(connection_id, start, end, contracted_kw, heated_area_m2, …)
         out[account_id].append(
-            ContractInterval(cid, i_start, i_end, kw, m2, others_until, kw_changes)
+            ContractInterval(cid, i_start, i_end, kw, m2, others_until, kw_changes, m2_changes)
         )
     return out
 
@@ -141,6 +145,44 @@ def capacity_changes(
     out: dict[int, list[tuple[dt.date, Decimal, Decimal]]] = defaultdict(list)
     for cid, day, kw, previous in rows:
         out[cid].append((day, kw, previous))
+    return out
+
+
+def area_changes(*, connection_ids: set[int]) -> dict[int, list[tuple[dt.date, Decimal, Decimal]]]:
+    """Per connection, the area changes of its building (valid_from, heated_area_m2,
+    previous_m2) in date order; connections whose building has none are absent.  All
+    of them, as :func:`capacity_changes`: one small query."""
+    if not connection_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT sc.id, a.valid_from, a.heated_area_m2, a.previous_m2 "
+                f"FROM {AreaChange._meta.db_table} a "
+                f"JOIN {ServiceConnection._meta.db_table} sc ON sc.building_id = a.building_id "
+                "WHERE sc.id = ANY(%s::bigint[]) ORDER BY sc.id, a.valid_from",
+                [id_array(connection_ids)],
+            )
+            rows = cursor.fetchall()
+    else:
+        building_of = dict(
+            ServiceConnection.objects.filter(pk__in=connection_ids).values_list("pk", "building_id")
+        )
+        by_building: dict[int, list] = defaultdict(list)
+        for building_id, *change in (
+            AreaChange.objects.filter(building_id__in=set(building_of.values()))
+            .order_by("valid_from")
+            .values_list("building_id", "valid_from", "heated_area_m2", "previous_m2")
+        ):
+            by_building[building_id].append(change)
+        rows = [
+            (cid, *change)
+            for cid, building_id in building_of.items()
+            for change in by_building.get(building_id, ())
+        ]
+    out: dict[int, list[tuple[dt.date, Decimal, Decimal]]] = defaultdict(list)
+    for cid, day, m2, previous in rows:
+        out[cid].append((day, m2, previous))
     return out
 
 

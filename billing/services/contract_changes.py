@@ -1,5 +1,5 @@
-"""Contracts (and contracted capacities) changed after their days were billed: re-rate,
-and bill what was missed.
+"""Contracts (and contracted capacities and heated areas) changed after their days were
+billed: re-rate, and bill what was missed.
 
 A move-out or move-in is often recorded weeks late, after the month's run billed the
 network.  Nothing may be billed twice or lost (DOMAIN.md §7):
@@ -16,8 +16,9 @@ network.  Nothing may be billed twice or lost (DOMAIN.md §7):
   it with the reason; each look tries it again until it succeeds.
 
 Changes are found through the contracts' history (every save through the services, the
-admin and the API records one) and the capacity changes recorded, from a cursor like
-the registers' re-rating: a capacity change dated back re-rates the days from it on.
+admin and the API records one) and the capacity and area changes recorded, from a cursor
+like the registers' re-rating: a capacity change dated back re-rates the days it governs
+on its connection, an area change those on every connection of its building.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from billing.services.rerating import (
     invoice_rerate,
 )
 from billing.services.write import drafts_write
-from customers.models import Account, CapacityChange, Contract
+from customers.models import Account, AreaChange, CapacityChange, Contract
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +108,39 @@ def capacity_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]
     """Per account, the days a contracted-capacity change recorded at or after ``since``
     governs (from its day to the connection's next change) that the account held the
     connection: a change dated back re-rates those days, and only those."""
+    return _governed_spans(
+        CapacityChange.objects.filter(created_at__gte=since).values_list(
+            "connection_id", "valid_from"
+        ),
+        changes_of=lambda cid: CapacityChange.objects.filter(connection_id=cid),
+        contracts_of=lambda cid: Contract.objects.filter(connection_id=cid),
+    )
+
+
+def area_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]:
+    """Per account, the days a heated-area change recorded at or after ``since`` governs
+    (from its day to the building's next change) that the account held a connection of
+    the building: a change dated back re-rates those days, and only those."""
+    return _governed_spans(
+        AreaChange.objects.filter(created_at__gte=since).values_list("building_id", "valid_from"),
+        changes_of=lambda bid: AreaChange.objects.filter(building_id=bid),
+        contracts_of=lambda bid: Contract.objects.filter(connection__building_id=bid),
+    )
+
+
+def _governed_spans(changed, *, changes_of, contracts_of) -> dict[int, list[Span]]:
+    """For each (owner, day) of ``changed``: the days from ``day`` to the owner's next
+    change, per account whose contract (``contracts_of(owner)``) held them."""
     spans: dict[int, list[Span]] = defaultdict(list)
-    for connection_id, day in CapacityChange.objects.filter(created_at__gte=since).values_list(
-        "connection_id", "valid_from"
-    ):
+    for owner, day in changed:
         until = (
-            CapacityChange.objects.filter(connection_id=connection_id, valid_from__gt=day)
+            changes_of(owner)
+            .filter(valid_from__gt=day)
             .order_by("valid_from")
             .values_list("valid_from", flat=True)
             .first()
         )
-        contracts = Contract.objects.filter(connection_id=connection_id).filter(
-            Q(valid_to__isnull=True) | Q(valid_to__gt=day)
-        )
+        contracts = contracts_of(owner).filter(Q(valid_to__isnull=True) | Q(valid_to__gt=day))
         if until is not None:
             contracts = contracts.filter(valid_from__lt=until)
         for account_id, start, end in contracts.values_list("account_id", "valid_from", "valid_to"):
@@ -394,8 +415,9 @@ def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:
     look_started = timezone.now()
     rerated, billed = [], []
     changed = contract_spans_changed_since(since=cursor.checked_until)
-    for account_id, spans in capacity_spans_changed_since(since=cursor.checked_until).items():
-        changed.setdefault(account_id, []).extend(spans)
+    for late in (capacity_spans_changed_since, area_spans_changed_since):
+        for account_id, spans in late(since=cursor.checked_until).items():
+            changed.setdefault(account_id, []).extend(spans)
     # and what could not be done before (a reading missing then, a tariff not yet assigned)
     for account_id, start, end in BillingRunException.objects.filter(
         code__startswith=LATE, resolved=False

@@ -301,6 +301,7 @@ def bills_render(
                 iv.start == period_start
                 and iv.end == period_end
                 and not iv.kw_changes
+                and not iv.m2_changes
                 and len(pieces) == 1
                 and pieces[0][0] <= period_start
                 and pieces[0][1] >= period_end

@@ -63,6 +63,35 @@ class BuildingSerializer(ModelValidationMixin, serializers.ModelSerializer):
             "year_built",
         ]
 
+    def validate_heated_area_m2(self, value):
+        if self.instance is not None and value != self.instance.heated_area_m2:
+            raise serializers.ValidationError(
+                "Set when the building is created; afterwards record an area change "
+                "(POST …/buildings/{id}/area-changes/) with the day it applies from, "
+                "so that billing prices each day with its own m²."
+            )
+        return value
+
+
+class AreaChangeSerializer(serializers.ModelSerializer):
+    """An area change; the view passes the building in the context (``building``)."""
+
+    valid_from = BoundedDateField(help_text="First day (local) of the new heated area.")
+    heated_area_m2 = serializers.DecimalField(
+        max_digits=10, decimal_places=2, min_value=Decimal("0.01")
+    )
+
+    class Meta:
+        model = models.AreaChange
+        fields = ["id", "building", "valid_from", "heated_area_m2", "previous_m2", "reason"]
+        read_only_fields = ["id", "building", "previous_m2"]
+
+    def validate_valid_from(self, value):
+        building = self.context.get("building")
+        if building is not None and building.area_changes.filter(valid_from=value).exists():
+            raise serializers.ValidationError("This building already has an area change that day.")
+        return value
+
 
 class ServiceConnectionSerializer(ModelValidationMixin, serializers.ModelSerializer):
     class Meta:

@@ -63,11 +63,46 @@ class AccountViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
         return Response(serializers.AccountSerializer(account).data)
 
 
-class BuildingViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+class BuildingViewSet(RequirePermissionMixin, ProtectedDeleteMixin, viewsets.ModelViewSet):
     queryset = models.Building.objects.all()
     serializer_class = serializers.BuildingSerializer
     search_fields = ["street", "postal_code", "city", "register_id"]
     filterset_fields = ["use", "city"]
+
+    @extend_schema(
+        methods=["get"],
+        responses=serializers.AreaChangeSerializer(many=True),
+        summary="The building's heated area changes",
+    )
+    @extend_schema(
+        methods=["post"],
+        request=serializers.AreaChangeSerializer,
+        responses={201: serializers.AreaChangeSerializer},
+        summary="Change the heated area from a day on (back-dated: billed periods are re-rated)",
+    )
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        url_path="area-changes",
+        pagination_class=None,
+        filter_backends=[],
+    )
+    def area_changes(self, request, pk=None):
+        building = self.get_object()
+        if request.method == "GET":
+            self.require("customers.view_areachange")
+            return Response(
+                serializers.AreaChangeSerializer(building.area_changes.all(), many=True).data
+            )
+        self.require("customers.add_areachange")
+        body = serializers.AreaChangeSerializer(data=request.data, context={"building": building})
+        body.is_valid(raise_exception=True)
+        change = services.building_area_change(
+            building=building, actor=request.user, **body.validated_data
+        )
+        return Response(
+            serializers.AreaChangeSerializer(change).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ServiceConnectionViewSet(RequirePermissionMixin, ProtectedDeleteMixin, viewsets.ModelViewSet):

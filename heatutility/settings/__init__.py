@@ -185,6 +185,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "customers.tasks.capacities_sync_due",
         "schedule": crontab(hour=1, minute=5),
     },
+    # heated areas changed from a day ahead: the building shows today's m²
+    "customers-areas-sync-due": {
+        "task": "customers.tasks.areas_sync_due",
+        "schedule": crontab(hour=1, minute=10),
+    },
     "metering-vee-nightly": {
         "task": "metering.tasks.vee_nightly",
         "schedule": crontab(hour=2, minute=15),
