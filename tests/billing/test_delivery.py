@@ -351,3 +351,21 @@ def test_the_api_says_how_an_invoice_was_delivered(mailoutbox):
 
     assert body["emailed_at"] is not None
     assert body["posted_at"] is None
+
+
+class TestDeployCheck:
+    def test_a_sender_at_localhost_or_a_backend_that_delivers_nothing_is_flagged(self, settings):
+        from billing.checks import delivery_check
+
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.DEFAULT_FROM_EMAIL = "Demo Fjernvarme A/S <noreply@localhost>"
+        assert [w.id for w in delivery_check()] == ["billing.W002"]
+
+        settings.DEFAULT_FROM_EMAIL = "Demo Fjernvarme A/S <billing@demo.example.org>"
+        assert delivery_check() == []
+
+        settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+        assert [w.id for w in delivery_check()] == ["billing.W001"]
+
+        settings.BILLING = {"EMAIL_DOCUMENTS": False}  # printed and posted: no mail needed
+        assert delivery_check() == []

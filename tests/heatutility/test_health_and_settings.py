@@ -76,9 +76,25 @@ class TestProductionSettings:
             DJANGO_SETTINGS_MODULE="heatutility.settings.production",
             DJANGO_SECRET_KEY="k" * 20 + "a-real-secret-from-the-environment-0123456789",
             DJANGO_ALLOWED_HOSTS="heat.example.org",
+            DJANGO_DEFAULT_FROM_EMAIL="Heat Utility <billing@heat.example.org>",
         )
 
         assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_check_deploy_wants_a_real_sender_for_the_customers_mail(self):
+        result = _manage(
+            "check",
+            "--deploy",
+            "--fail-level",
+            "WARNING",
+            DJANGO_SETTINGS_MODULE="heatutility.settings.production",
+            DJANGO_SECRET_KEY="k" * 20 + "a-real-secret-from-the-environment-0123456789",
+            DJANGO_ALLOWED_HOSTS="heat.example.org",
+            DJANGO_DEFAULT_FROM_EMAIL="Heat Utility <noreply@localhost>",
+        )
+
+        assert result.returncode != 0
+        assert "billing.W002" in result.stderr + result.stdout
 
     def test_production_refuses_to_start_without_a_secret_key(self):
         env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
