@@ -223,7 +223,8 @@ def invoice_email(*, invoice_id: int, now: dt.datetime, connection=None) -> bool
         subject, body = invoice_message(invoice=invoice)
         _send(invoice, subject=subject, body=body, connection=connection)
         Invoice.objects.filter(pk=invoice.pk).update(emailed_at=now)
-    logger.info("invoice %s e-mailed to account %s", invoice.display_number, invoice.account_id)
+    # debug: emailed_at is the record; a run's thousands of sends would flood the log
+    logger.debug("invoice %s e-mailed to account %s", invoice.display_number, invoice.account_id)
     return True
 
 
@@ -246,7 +247,7 @@ def dunning_letter_email(*, letter_id: int, now: dt.datetime, connection=None) -
         DunningLetter.objects.filter(pk=letter.pk).update(emailed_at=now)
         if letter.fee_invoice_id is not None:
             Invoice.objects.filter(pk=letter.fee_invoice_id, emailed_at=None).update(emailed_at=now)
-    logger.info("dunning letter %s e-mailed to account %s", letter.pk, letter.account_id)
+    logger.debug("dunning letter %s e-mailed to account %s", letter.pk, letter.account_id)
     return True
 
 
