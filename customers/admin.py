@@ -45,26 +45,28 @@ class ConnectionInline(admin.TabularInline):
         return False
 
 
-class CapacityChangeInline(admin.TabularInline):
+class DatedChangeInline(admin.TabularInline):
+    """A dated change's history on its object's page: read-only, added through its own
+    admin page (the service), never edited or deleted."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class CapacityChangeInline(DatedChangeInline):
     model = models.CapacityChange
-    extra = 0
     fields = ("valid_from", "capacity_kw", "previous_kw", "reason", "created_at", "created_by")
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False  # through "Capacity changes › Add" (the service), never edited
 
 
-class AreaChangeInline(admin.TabularInline):
+class AreaChangeInline(DatedChangeInline):
     model = models.AreaChange
-    extra = 0
     fields = ("valid_from", "heated_area_m2", "previous_m2", "reason", "created_at", "created_by")
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False  # through "Area changes › Add" (the service), never edited
 
 
 class InterfaceUnitInline(admin.TabularInline):

@@ -89,19 +89,14 @@ class BuildingViewSet(RequirePermissionMixin, ProtectedDeleteMixin, viewsets.Mod
     )
     def area_changes(self, request, pk=None):
         building = self.get_object()
-        if request.method == "GET":
-            self.require("customers.view_areachange")
-            return Response(
-                serializers.AreaChangeSerializer(building.area_changes.all(), many=True).data
-            )
-        self.require("customers.add_areachange")
-        body = serializers.AreaChangeSerializer(data=request.data, context={"building": building})
-        body.is_valid(raise_exception=True)
-        change = services.building_area_change(
-            building=building, actor=request.user, **body.validated_data
-        )
-        return Response(
-            serializers.AreaChangeSerializer(change).data, status=status.HTTP_201_CREATED
+        return _dated_changes(
+            self,
+            request,
+            serializer=serializers.AreaChangeSerializer,
+            changes=building.area_changes.all(),
+            model="areachange",
+            context={"building": building},
+            record=lambda **data: services.building_area_change(building=building, **data),
         )
 
 
@@ -131,24 +126,30 @@ class ServiceConnectionViewSet(RequirePermissionMixin, ProtectedDeleteMixin, vie
     )
     def capacity_changes(self, request, pk=None):
         connection = self.get_object()
-        if request.method == "GET":
-            self.require("customers.view_capacitychange")
-            return Response(
-                serializers.CapacityChangeSerializer(
-                    connection.capacity_changes.all(), many=True
-                ).data
-            )
-        self.require("customers.add_capacitychange")
-        body = serializers.CapacityChangeSerializer(
-            data=request.data, context={"connection": connection}
+        return _dated_changes(
+            self,
+            request,
+            serializer=serializers.CapacityChangeSerializer,
+            changes=connection.capacity_changes.all(),
+            model="capacitychange",
+            context={"connection": connection},
+            record=lambda **data: services.connection_capacity_change(
+                connection=connection, **data
+            ),
         )
-        body.is_valid(raise_exception=True)
-        change = services.connection_capacity_change(
-            connection=connection, actor=request.user, **body.validated_data
-        )
-        return Response(
-            serializers.CapacityChangeSerializer(change).data, status=status.HTTP_201_CREATED
-        )
+
+
+def _dated_changes(view, request, *, serializer, changes, model, context, record):
+    """GET: the dated changes (capacity, area) of one object; POST: record one through
+    its service (``record``), 201 with it.  Each needs the model's own permission."""
+    if request.method == "GET":
+        view.require(f"customers.view_{model}")
+        return Response(serializer(changes, many=True).data)
+    view.require(f"customers.add_{model}")
+    body = serializer(data=request.data, context=context)
+    body.is_valid(raise_exception=True)
+    change = record(actor=request.user, **body.validated_data)
+    return Response(serializer(change).data, status=status.HTTP_201_CREATED)
 
 
 class BuildingInterfaceUnitViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
