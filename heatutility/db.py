@@ -232,3 +232,26 @@ def bulk_insert(model, fields: list[str], rows: list[tuple]) -> None:
         f"COPY {opts.db_table} ({columns}) FROM STDIN",
         "".join("\t".join(map(_copy_text, row)) + tail + "\n" for row in rows),
     )
+
+
+def oldest_open_write_started():
+    """When the oldest transaction of this database that has written and is still open
+    began (PostgreSQL's clock), this session's own excepted; None if there is none, and
+    on SQLite (one writer at a time: nothing stays open behind a reader's back).
+
+    A look at "rows changed since" that moves its watermark past this moment could skip
+    rows of that transaction: they carry a time from before the watermark but become
+    visible only when it commits.  ``pg_stat_activity`` lists the sessions of this
+    database's role, i.e. the application's own writers.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(xact_start) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_xid IS NOT NULL"
+        )
+        return cursor.fetchone()[0]

@@ -29,7 +29,6 @@ from collections import defaultdict
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
@@ -42,7 +41,6 @@ from billing.services.invoices import (
 )
 from billing.services.payments import payments_apply_unallocated
 from billing.services.rerating import (
-    RERATE_OVERLAP,
     NoContractDays,
     UnableToRerate,
     _pdfs_after_commit,
@@ -50,6 +48,7 @@ from billing.services.rerating import (
     invoice_rebill,
     invoice_recompute,
     invoice_rerate,
+    look_horizon,
 )
 from billing.services.write import drafts_write
 from customers.models import Account, AreaChange, CapacityChange, Contract
@@ -412,7 +411,7 @@ def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:
     cursor, _ = RerateCursor.objects.get_or_create(
         name="contracts", defaults={"checked_until": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)}
     )
-    look_started = timezone.now()
+    horizon = look_horizon()
     rerated, billed = [], []
     changed = contract_spans_changed_since(since=cursor.checked_until)
     for late in (capacity_spans_changed_since, area_spans_changed_since):
@@ -427,7 +426,7 @@ def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:
         r, b = account_contracts_rebill(account=account, spans=changed[account.pk], now=now)
         rerated += r
         billed += b
-    cursor.checked_until = max(cursor.checked_until, look_started - RERATE_OVERLAP)
+    cursor.checked_until = max(cursor.checked_until, horizon)
     cursor.save(update_fields=["checked_until"])
     log.info("contract changes: %d re-rated, %d billed late", len(rerated), len(billed))
     return rerated, billed

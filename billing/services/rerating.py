@@ -33,6 +33,7 @@ from billing.services.compute import drafts_compute
 from billing.services.invoices import invoice_credit, invoices_issue, series_counter_lock
 from billing.services.payments import payments_apply_unallocated
 from billing.services.write import drafts_write
+from heatutility.db import oldest_open_write_started
 from heatutility.errors import ConflictError, DomainError
 from metering import selectors as metering_selectors
 
@@ -232,11 +233,28 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
     return hits
 
 
-# How far back each look starts again before the previous one began: a register written
-# (``updated_at``) before that moment by a transaction that committed only after the look
-# read the table would otherwise be skipped for good.  Looking at a register twice costs
-# a recomputation and issues nothing (an unchanged bill is not re-rated).
+# How far back each look starts again before the previous one began (or before the
+# oldest transaction then still open, see :func:`look_horizon`): covers the clocks of the
+# application hosts, which stamp the rows, against each other and the database's.
+# Looking at a register twice costs a recomputation and issues nothing (an unchanged
+# bill is not re-rated).
 RERATE_OVERLAP = dt.timedelta(minutes=10)
+
+
+def look_horizon() -> dt.datetime:
+    """Where the next look at rows changed "since" may start, taken before this look
+    reads anything: a row stamped (``updated_at``, ``history_date``, ``created_at``)
+    before that moment by a transaction that commits only after the look read the table
+    must be seen by the next look.  Such a transaction is open now, so the horizon is
+    the earlier of now and the oldest open writing transaction's start
+    (:func:`heatutility.db.oldest_open_write_started`), less :data:`RERATE_OVERLAP`.
+    An import that runs for an hour holds the horizon back for that hour; nothing it
+    wrote is skipped."""
+    horizon = timezone.now()  # the clock of the writes (not a document date ahead of it)
+    oldest = oldest_open_write_started()
+    if oldest is not None and oldest < horizon:
+        horizon = oldest
+    return horizon - RERATE_OVERLAP
 
 
 def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]]:
@@ -244,15 +262,14 @@ def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]
     cursor, _ = RerateCursor.objects.get_or_create(
         name="registers", defaults={"checked_until": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)}
     )
-    # the clock of the writes (not ``now``, a document date that may lie ahead of it)
-    look_started = timezone.now()
+    horizon = look_horizon()
     pairs = metering_selectors.boundary_registers_updated_since(since=cursor.checked_until)
     results = []
     for invoice in invoices_affected_by_registers(pairs):
         result = invoice_rerate(invoice=invoice, now=now)
         if result:
             results.append(result)
-    cursor.checked_until = max(cursor.checked_until, look_started - RERATE_OVERLAP)
+    cursor.checked_until = max(cursor.checked_until, horizon)
     cursor.save(update_fields=["checked_until"])
     return results
 

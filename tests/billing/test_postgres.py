@@ -325,3 +325,70 @@ class TestPlanningTwiceAtOnce:
         assert sorted((len(r.created), len(r.existing)) for r in results) == [(0, 6), (6, 0)]
         assert InstalmentPlan.objects.count() == 6
         assert len(set(InstalmentPlan.objects.values_list("frequency", flat=True))) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestLooksWaitForOpenTransactions:
+    """A look at rows changed "since" must not move past a transaction still open: its
+    rows carry a time from before the look but become visible only when it commits."""
+
+    def _open_writer(self):
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        return psycopg.connect(**params)
+
+    def test_a_register_written_by_a_transaction_open_through_a_look_is_rerated(
+        self, monkeypatch
+    ):
+        from django.utils import timezone
+
+        from billing.services import rerating
+        from metering.models import BoundaryRegister
+
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        end = BoundaryRegister.objects.get(
+            connection=contracts[0].connection, on=dt.date(2026, 12, 1)
+        )
+        writer = self._open_writer()
+        try:
+            # an import that began now and stamped its row now (the database's clock) …
+            writer.execute(
+                "UPDATE metering_boundaryregister SET energy_kwh = energy_kwh + 100, "
+                "updated_at = now() WHERE id = %s",
+                [end.pk],
+            )
+            # … and is still running when the nightly look comes half an hour later
+            real_now = timezone.now
+            monkeypatch.setattr(timezone, "now", lambda: real_now() + dt.timedelta(minutes=30))
+            assert rerating.invoices_rerate_changed(now=timezone.now()) == []
+            writer.commit()
+        finally:
+            writer.close()
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + dt.timedelta(minutes=31))
+
+        [(credit, correction)] = rerating.invoices_rerate_changed(now=timezone.now())
+
+        assert credit.kind == Invoice.Kind.CREDIT_NOTE
+        assert correction.lines.get(component="energy").quantity == Decimal("1.6")
+
+    def test_the_horizon_stops_before_the_oldest_open_writer(self):
+        from django.utils import timezone
+
+        from billing.services.rerating import RERATE_OVERLAP, look_horizon
+
+        assert look_horizon() <= timezone.now() - RERATE_OVERLAP
+        writer = self._open_writer()
+        try:
+            writer.execute("SELECT pg_current_xact_id()")  # has written: holds an xid
+            started = writer.execute("SELECT now()").fetchone()[0]
+            time.sleep(0.2)
+            assert look_horizon() == started - RERATE_OVERLAP
+        finally:
+            writer.rollback()
+            writer.close()
+        assert look_horizon() > started - RERATE_OVERLAP
