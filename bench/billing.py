@@ -556,6 +556,177 @@ def chunk_breakdown(size: int = 2500) -> dict[str, float]:
     return t
 
 
+def sql_pricing_probe(size: int = 2500) -> dict[str, float]:
+    """Microseconds per bill of one chunk priced and written inside PostgreSQL.
+
+    What a second, set-based rating engine would cost for the common bill (one
+    contract, one tariff version, fixed + capacity + flat energy): the lines that depend
+    on the period and the kW alone come from ``tariffs.rating.rate`` as the run's path
+    has them; energy, totals, VAT and the JSON columns are computed in SQL into a
+    temporary table, then the lines and invoices go in with ``INSERT … SELECT``.  Same
+    October chunk as :func:`chunk_breakdown`; rolled back.
+    """
+    import datetime as dt
+    from decimal import Decimal
+
+    from django.db import connection, transaction
+
+    from billing.services import compute
+    from tariffs.rating import Determinants, EnergyCharge, rate
+    from tariffs.selectors import tariff_slices_for_connections
+
+    start, end = dt.date(2026, 10, 1), dt.date(2026, 11, 1)
+    ids = list(range(1, size + 1))
+    intervals = compute.contract_intervals(account_ids=ids, start=start, end=end)
+    slices = tariff_slices_for_connections(connection_ids=ids, start=start, end=end)
+    spec = slices[1][0][2]
+    (energy,) = [c for c in spec.components if isinstance(c, EnergyCharge)]
+    static: dict[Decimal, Decimal] = {}  # kW -> the amounts of the lines on period and kW
+    accounts, connections, kws, m2s, fixed = [], [], [], [], []
+    for a in ids:
+        iv = intervals[a][0]
+        if iv.contracted_kw not in static:
+            lines = rate(
+                determinants=Determinants(
+                    start,
+                    end,
+                    Decimal(0),
+                    Decimal(0),
+                    None,
+                    None,
+                    iv.contracted_kw,
+                    iv.heated_area_m2,
+                ),
+                tariff=spec,
+            )
+            static[iv.contracted_kw] = sum(ln.amount for ln in lines if ln.kind != "energy")
+        accounts.append(a)
+        connections.append(iv.connection_id)
+        kws.append(iv.contracted_kw)
+        m2s.append(iv.heated_area_m2)
+        fixed.append(static[iv.contracted_kw])
+    params = {
+        "acc": accounts,
+        "cid": connections,
+        "kw": kws,
+        "m2": m2s,
+        "fixed": fixed,
+        "ps": start,
+        "pe": end,
+        "lys": dt.date(2025, 10, 1),
+        "lye": dt.date(2025, 11, 1),
+        "price": energy.price,
+        "vat": spec.vat_rate,
+        "vid": spec.version_id,
+        "num": [10_000_000 + i for i in range(size)],
+    }
+    t: dict[str, float] = {}
+    with transaction.atomic(), connection.cursor() as cur:
+        clock = time.perf_counter()
+
+        def lap(name):
+            nonlocal clock
+            now = time.perf_counter()
+            t[name] = (now - clock) / size * 1e6
+            clock = now
+
+        cur.execute(PROBE_PRICE, params)
+        cur.execute("SELECT account_id FROM bench_probe WHERE python")
+        assert not cur.fetchall()
+        lap("SQL: registers, energy, totals, JSON (temp table)")
+        cur.execute(PROBE_LINES, params)
+        lap("SQL: INSERT … SELECT lines")
+        cur.execute(PROBE_INVOICES, params)
+        lap("SQL: INSERT … SELECT invoices")
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        lap("SQL: deferred FK checks")
+        transaction.set_rollback(True)
+    return t
+
+
+PROBE_PRICE = """
+CREATE TEMP TABLE bench_probe ON COMMIT DROP AS
+WITH a AS (
+  SELECT * FROM unnest(%(acc)s::bigint[], %(cid)s::bigint[], %(kw)s::numeric[],
+                       %(m2)s::numeric[], %(fixed)s::numeric[]) AS a(account_id, cid, kw, m2, fixed)
+), r AS (
+  SELECT a.*, s.id AS s_id, s.energy_kwh AS s_e, s.volume_m3 AS s_v, s.flow_temp_m3c AS s_f,
+         s.return_temp_m3c AS s_r, s.status AS s_st, s.method AS s_m, e.id AS e_id,
+         e.energy_kwh AS e_e, e.volume_m3 AS e_v, e.flow_temp_m3c AS e_f,
+         e.return_temp_m3c AS e_r, e.status AS e_st, e.method AS e_m,
+         ly.energy_kwh AS ly_e, tr.energy_kwh AS tr_e
+  FROM a
+  LEFT JOIN metering_boundaryregister s ON s.connection_id = a.cid AND s."on" = %(ps)s
+  LEFT JOIN metering_boundaryregister e ON e.connection_id = a.cid AND e."on" = %(pe)s
+  LEFT JOIN metering_boundaryregister ly ON ly.connection_id = a.cid AND ly."on" = %(lys)s
+  LEFT JOIN metering_boundaryregister tr ON tr.connection_id = a.cid AND tr."on" = %(lye)s
+), c AS (
+  SELECT r.*, round((e_e - s_e) * 0.001, 6) AS mwh, e_v - s_v AS vol,
+         CASE WHEN e_v > s_v AND e_r >= s_r
+              THEN div(200 * (e_r - s_r) + (e_v - s_v), 2 * (e_v - s_v)) / 100.0 END AS rt,
+         CASE WHEN e_v > s_v AND e_f >= s_f
+              THEN div(200 * (e_f - s_f) + (e_v - s_v), 2 * (e_v - s_v)) / 100.0 END AS ft,
+         round((tr_e - ly_e) * 0.001, 6) AS ly_mwh
+  FROM r
+), p AS (
+  SELECT c.*, round(mwh * %(price)s, 2) AS energy_amount,
+         fixed + round(mwh * %(price)s, 2) AS net FROM c
+)
+SELECT p.*, nextval(pg_get_serial_sequence('billing_invoice', 'id')) AS invoice_id,
+   round(net * %(vat)s, 2) AS vat,
+   (s_id IS NULL OR e_id IS NULL OR mwh < 0 OR vol < 0) AS python,
+   jsonb_build_array(
+     jsonb_build_object('id', s_id, 'connection_id', cid, 'on', %(ps)s::text,
+       'energy_kwh', s_e::text, 'volume_m3', s_v::text, 'status', s_st, 'method', s_m),
+     jsonb_build_object('id', e_id, 'connection_id', cid, 'on', %(pe)s::text,
+       'energy_kwh', e_e::text, 'volume_m3', e_v::text, 'status', e_st, 'method', e_m)
+   ) AS readings,
+   jsonb_build_object(
+     'segments', jsonb_build_array(jsonb_build_object(
+       'connection_id', cid, 'period_start', %(ps)s::text, 'period_end', %(pe)s::text,
+       'tariff_version_id', %(vid)s, 'energy_mwh', mwh::text, 'volume_m3', vol::text,
+       'return_temp_c', rt::text, 'flow_temp_c', ft::text, 'contracted_kw', kw::text,
+       'heated_area_m2', m2::text, 'days', %(pe)s::date - %(ps)s::date)),
+     'vat', jsonb_build_array(jsonb_build_object(
+       'rate', %(vat)s::text, 'base', net::text, 'vat', round(net * %(vat)s, 2)::text))
+   ) AS determinants,
+   jsonb_build_object('energy_mwh', mwh::text, 'last_year_mwh', ly_mwh::text) AS comparison
+FROM p
+"""
+PROBE_LINES = """
+INSERT INTO billing_invoiceline (invoice_id, position, connection_id, period_start,
+  period_end, tariff_version_id, component, kind, description, explanation, quantity, unit,
+  unit_price, amount, vat_rate)
+SELECT b.invoice_id, t.pos, b.cid, %(ps)s, %(pe)s, %(vid)s, t.component, t.kind,
+       t.description,
+       CASE WHEN t.pos = 3 THEN rtrim(rtrim(b.mwh::text, '0'), '.') || ' MWh × …'
+            ELSE t.explanation END,
+       CASE WHEN t.pos = 3 THEN b.mwh ELSE b.kw END, t.unit, t.unit_price,
+       CASE WHEN t.pos = 3 THEN b.energy_amount ELSE b.fixed / 2 END, %(vat)s
+FROM bench_probe b CROSS JOIN (VALUES
+  (1, 'subscription', 'fixed', 'Subscription', '… × 1/12 year (…)', 'year', 1200),
+  (2, 'capacity', 'capacity', 'Capacity charge', '… kW × … × 1/12 year (…)', 'kW', 120),
+  (3, 'energy', 'energy', 'Energy charge', '', 'MWh', 592.52)
+) AS t(pos, component, kind, description, explanation, unit, unit_price)
+WHERE NOT b.python
+"""
+PROBE_INVOICES = """
+INSERT INTO billing_invoice (id, account_id, network_id, run_id, kind, state, period_start,
+  period_end, held, hold_reason, series, number, issued_at, due_on, currency, net, vat,
+  gross, paid, original_id, has_estimated_reads, tariff_version_ids, readings,
+  determinants, comparison, pdf, created_at)
+SELECT b.invoice_id, b.account_id, ac.network_id, NULL, 'invoice', 'issued', %(ps)s, %(pe)s,
+  false, '', 'PROBE', n.number, now(), %(pe)s::date + ac.payment_terms_days, 'DKK', b.net,
+  b.vat, b.net + b.vat, 0, NULL, (b.s_st = 'estimated' OR b.e_st = 'estimated'),
+  jsonb_build_array(%(vid)s), b.readings, b.determinants, b.comparison, '', now()
+FROM bench_probe b
+JOIN unnest(%(acc)s::bigint[], %(num)s::bigint[]) AS n(account_id, number)
+  ON n.account_id = b.account_id
+JOIN customers_account ac ON ac.id = b.account_id
+WHERE NOT b.python
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -568,7 +739,9 @@ def main() -> None:
         help="reuse accounts and registers from the last run of the same size (iterating)",
     )
     parser.add_argument(
-        "--breakdown", action="store_true", help="also time one chunk's phases in process"
+        "--breakdown",
+        action="store_true",
+        help="also time one chunk's phases in process, and the same chunk priced in SQL",
     )
     args = parser.parse_args()
     setup_env(args)
@@ -626,8 +799,17 @@ def main() -> None:
             f"bound (b) COPY of {invoices} invoices + {lines} lines: {b:.2f} s -> ratio {seconds / b:.1f}×"
         )
         if args.breakdown:
-            for phase, micros in chunk_breakdown().items():
+            phases = chunk_breakdown()
+            for phase, micros in phases.items():
                 print(f"  {phase:<50} {micros:7.0f} µs/bill")
+            run_path = sum(v for k, v in phases.items() if not k.startswith("  "))
+            probe = sql_pricing_probe()
+            for phase, micros in probe.items():
+                print(f"  {phase:<50} {micros:7.0f} µs/bill")
+            print(
+                f"  one chunk: the run's path {run_path:.0f} µs/bill, priced in SQL "
+                f"{sum(probe.values()):.0f} µs/bill (ratio {sum(probe.values()) / run_path:.2f})"
+            )
         pdf_rate = pdfs_per_second(args.pdfs) if args.pdfs else 0.0
         if args.pdfs:
             print(
