@@ -20,6 +20,7 @@ original's open amount).  Nothing is billed twice or lost:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -36,6 +37,8 @@ from billing.services.write import drafts_write
 from heatutility.db import oldest_open_write_started
 from heatutility.errors import ConflictError, DomainError
 from metering import selectors as metering_selectors
+
+log = logging.getLogger(__name__)
 
 RERATABLE = (Invoice.Kind.INVOICE, Invoice.Kind.SETTLEMENT, Invoice.Kind.CORRECTION)
 
@@ -239,6 +242,7 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
 # Looking at a register twice costs a recomputation and issues nothing (an unchanged
 # bill is not re-rated).
 RERATE_OVERLAP = dt.timedelta(minutes=10)
+HELD_BACK_WARNING = dt.timedelta(hours=1)
 
 
 def look_horizon() -> dt.datetime:
@@ -253,6 +257,12 @@ def look_horizon() -> dt.datetime:
     horizon = timezone.now()  # the clock of the writes (not a document date ahead of it)
     oldest = oldest_open_write_started()
     if oldest is not None and oldest < horizon:
+        if oldest < horizon - HELD_BACK_WARNING:
+            # e.g. a session left "idle in transaction": every look reads again what
+            # changed since it began (correct, but the looks grow) until it ends
+            log.warning(
+                "a transaction open since %s holds the re-rating looks back", oldest.isoformat()
+            )
         horizon = oldest
     return horizon - RERATE_OVERLAP
 

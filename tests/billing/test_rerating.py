@@ -291,3 +291,19 @@ class TestSettlementRerating:
         draft = invoice_recompute(invoice=settlement)
         assert [line.component for line in draft.lines][-1] == "on_account"
         assert draft.net == settlement.net
+
+
+def test_a_transaction_open_for_hours_holds_the_looks_back_and_says_so(monkeypatch, caplog):
+    from billing.services import rerating
+
+    since = timezone.now() - dt.timedelta(hours=2)
+    monkeypatch.setattr(rerating, "oldest_open_write_started", lambda: since)
+
+    with caplog.at_level("WARNING", logger="billing.services.rerating"):
+        assert rerating.look_horizon() == since - rerating.RERATE_OVERLAP
+
+    assert f"open since {since.isoformat()} holds the re-rating looks back" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(rerating, "oldest_open_write_started", lambda: None)
+    assert rerating.look_horizon() <= timezone.now() - rerating.RERATE_OVERLAP
+    assert caplog.text == ""
