@@ -638,10 +638,15 @@ def _slices_consumption(
     return out
 
 
-def _consumption(cid: int, a: Register, b: Register, when: str) -> tuple[Decimal, Decimal]:
-    """kWh and m³ between two registers of a connection; refused if either went down."""
+def _consumption(
+    cid: int, a: Register, b: Register, when: str | Callable[[], str]
+) -> tuple[Decimal, Decimal]:
+    """kWh and m³ between two registers of a connection; refused if either went down
+    (``when`` says over which days; a callable is asked only then: the billing run's
+    hot path formats no dates for bills that are fine)."""
     energy, volume = b.energy_kwh - a.energy_kwh, b.volume_m3 - a.volume_m3
     if energy < 0 or volume < 0:
+        when = when() if callable(when) else when
         raise BillingError(
             f"register decreased on connection {cid} {when}", code="negative_consumption"
         )
@@ -661,7 +666,7 @@ def interval_values(
     flow temperatures or None).  Raises :class:`BillingError` when a register decreased.
     """
     cid, i_start, i_end = interval.connection_id, interval.start, interval.end
-    energy_kwh, volume = _consumption(cid, first, last, f"over {_fmt_days(i_start, i_end)}")
+    energy_kwh, volume = _consumption(cid, first, last, lambda: f"over {_fmt_days(i_start, i_end)}")
     ly_from = one_year_earlier(i_start)
     ly_start = get((cid, ly_from))
     trailing = get((cid, one_year_earlier(i_end)))

@@ -252,3 +252,24 @@ def test_beat_stops_resuming_a_run_whose_chunk_keeps_failing():
     run.chunks.update(attempts=CHUNK_MAX_ATTEMPTS)
 
     assert billing_runs_stalled(now=timezone.now()) == []
+
+
+@pytest.mark.django_db
+def test_a_register_that_went_down_stops_that_bill_with_the_days_it_covers():
+    from billing.models import BillingRunException
+    from tests.billing.helpers import bill_month
+
+    network, contracts = billed_network(accounts=2)
+    register(contracts[0].connection, dt.date(2026, 12, 1), Decimal("100"))  # below Nov 1st
+
+    run = bill_month(network, issue=False)
+
+    (exception,) = BillingRunException.objects.filter(run=run)
+    assert exception.account_id == contracts[0].account_id
+    assert exception.code == "negative_consumption"
+    assert exception.error == (
+        f"register decreased on connection {contracts[0].connection_id} "
+        "over 2026-11-01 – 2026-11-30"
+    )
+    assert run.done == 1
+    assert run.failed == 1
