@@ -110,9 +110,11 @@ def payment_record(
     bank_transaction_id: str = "",
     user=None,
 ) -> Payment:
+    # checked once rounded: 0.004 DKK (0.40 ISK) is nothing, and the CHECK constraint
+    # would turn it into a database error (500) instead of a refusal
+    amount = quantize_money(amount, account.network.currency)
     if amount <= 0:
         raise DomainError("A payment amount must be positive.")
-    amount = quantize_money(amount, account.network.currency)
     with transaction.atomic():
         payment = Payment.objects.create(
             account=account,
@@ -286,6 +288,15 @@ def _parse_amount(text: str) -> Decimal:
     return Decimal(f"{sign}{whole or '0'}.{frac or '0'}")
 
 
+# one separator before exactly three digits, after one to three digits that can lead a
+# thousands group: ``1.234`` is 1,234.00 in a Danish statement, 1.234 in an English one
+_AMBIGUOUS_AMOUNT = re.compile(r"[+-]?[1-9]\d{0,2}[.,]\d{3}")
+
+
+def _ambiguous_amount(text: str) -> bool:
+    return bool(_AMBIGUOUS_AMOUNT.fullmatch(text.strip().replace(" ", "").replace("\u00a0", "")))
+
+
 @dataclass
 class _StatementRow:
     row: int
@@ -382,6 +393,17 @@ def _statement_rows(text: str) -> tuple[list[_StatementRow], list[ErrorItem]]:
                         _StatementRow(row_number, None, amount, "", "", "", set(), debit=True)
                     )
                     continue
+                if _ambiguous_amount(value["amount"]):
+                    # read as a decimal it was booked as 1.23, a thousandth of the payment
+                    row_errors.append(
+                        _invalid(
+                            "amount",
+                            f"{value['amount']} is ambiguous (a thousands separator or a "
+                            "decimal point?): write the decimals, e.g. 1.234,00 or 1,234.00",
+                            row_number,
+                            "ambiguous",
+                        )
+                    )
                 row_errors.extend(_amount_errors(amount, None, row_number))
         if any(e.field == "amount" for e in row_errors):
             amount = None
@@ -555,17 +577,19 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
             )
         else:
             duplicates += 1
+    # a transaction id imported before is a duplicate only if it is the same transaction:
+    # another payment under it (banks that number per statement or per day) would be
+    # dropped as a "duplicate", never booked, and its invoice dunned
+    imported = _imported_before({r.transaction_id for r in new_rows})
+    for row in new_rows:
+        stored = imported.get(row.transaction_id)
+        complete = row.amount is not None and row.received_on is not None
+        if stored is not None and complete and stored != _transaction_key(row):
+            errors.append(_imported_conflict(row, stored))
     if errors:
         raise _refused(errors)
     result = ImportResult(duplicates=duplicates, skipped=skipped, unmatched=unmatched)
     with transaction.atomic():
-        imported = set()
-        for ids in _chunks({r.transaction_id for r in new_rows}):
-            imported.update(
-                Payment.objects.filter(bank_transaction_id__in=ids).values_list(
-                    "bank_transaction_id", flat=True
-                )
-            )
         for row in new_rows:
             if row.transaction_id in imported:
                 result.duplicates += 1
@@ -584,12 +608,41 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
                     user=user,
                 )
             except IntegrityError:
-                if not Payment.objects.filter(bank_transaction_id=row.transaction_id).exists():
+                stored = _imported_before({row.transaction_id}).get(row.transaction_id)
+                if stored is None:
                     raise
+                if stored != _transaction_key(row):  # all or nothing: the rest rolls back
+                    raise _refused([_imported_conflict(row, stored)]) from None
                 result.duplicates += 1
             else:
                 result.created += 1
     return result
+
+
+def _transaction_key(row: _StatementRow) -> tuple:
+    return (row.account.pk, row.received_on, row.amount)
+
+
+def _imported_before(transaction_ids) -> dict[str, tuple]:
+    """The payments imported under ``transaction_ids``: id -> (account, date, amount)."""
+    stored: dict[str, tuple] = {}
+    for ids in _chunks(transaction_ids):
+        for transaction_id, account_id, received_on, amount in Payment.objects.filter(
+            bank_transaction_id__in=ids
+        ).values_list("bank_transaction_id", "account_id", "received_on", "amount"):
+            stored[transaction_id] = (account_id, received_on, amount)
+    return stored
+
+
+def _imported_conflict(row: _StatementRow, stored: tuple) -> ErrorItem:
+    _account_id, received_on, amount = stored
+    return _invalid(
+        "transaction_id",
+        f"imported before with other data ({amount} on {received_on.isoformat()}"
+        f"{'' if stored[0] == row.account.pk else ', another account'})",
+        row.row,
+        "conflict",
+    )
 
 
 def account_balance(*, account: Account) -> Decimal:
@@ -620,10 +673,10 @@ def refund_record(
     invoices; each source it takes from is recorded as a :class:`RefundPart`.  More than
     the account's credit is refused, and nothing is changed.
     """
+    currency = account.network.currency
+    amount = quantize_money(amount, currency)  # checked once rounded, as payments are
     if amount <= 0:
         raise DomainError("A refund amount must be positive.")
-    currency = account.network.currency
-    amount = quantize_money(amount, currency)
     with transaction.atomic():
         # the account's credit, locked: its open invoices (credit notes among them) and
         # its payments with money left, each in id order
