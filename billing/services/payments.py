@@ -37,7 +37,8 @@ class RefundExceedsCredit(DomainError):
     code = "refund_exceeds_credit"
 
 
-_INVOICE_REFERENCE = re.compile(r"([A-Z]+-\d{4})-(\d+)")
+# case-insensitive: customers type "inv-2026-000123" too (series are stored in capitals)
+_INVOICE_REFERENCE = re.compile(r"([A-Z]+-\d{4})-(\d+)", re.IGNORECASE)
 _MAX_INVOICE_NUMBER = 2**63 - 1  # Invoice.number is a bigint
 
 
@@ -56,8 +57,13 @@ def _reference_invoice(account_id: int, reference: str) -> Invoice | None:
     if key is None:
         return None
     return Invoice.objects.filter(
-        account_id=account_id, state__in=OPEN_STATES, series=key[0], number=key[1]
+        account_id=account_id, state__in=OPEN_STATES, series__in=_spellings(key[0]), number=key[1]
     ).first()
+
+
+def _spellings(series: str) -> set[str]:
+    """The series as written and in capitals (an index lookup, unlike ``iexact``)."""
+    return {series, series.upper()}
 
 
 def _settle(
@@ -485,12 +491,13 @@ def _match_accounts(rows: list[_StatementRow]) -> None:
     for chunk in _chunks(set(keys.values()), _QUERY_CHUNK // 2):
         wanted = Q()
         for series, number in chunk:
-            wanted |= Q(series=series, number=number)
+            wanted |= Q(series__in=_spellings(series), number=number)
         for invoice in Invoice.objects.filter(wanted).select_related("account__network"):
-            by_invoice[(invoice.series, invoice.number)] = invoice.account
+            by_invoice[(invoice.series.upper(), invoice.number)] = invoice.account
     for row in rows:
         if row.row in keys:
-            row.account = by_invoice.get(keys[row.row])
+            series, number = keys[row.row]
+            row.account = by_invoice.get((series.upper(), number))
 
 
 def _refused(errors: list[ErrorItem]) -> PaymentImportInvalid:

@@ -53,6 +53,34 @@ class TestPayments:
         assert november.paid == Decimal("100.00")
         assert october.paid == Decimal("0")
 
+    def test_a_reference_typed_in_small_letters_still_names_its_invoice(self):
+        account, october, november = self.setup_two_months()
+        payment_record(
+            account=account,
+            amount=Decimal("100.00"),
+            received_on=dt.date(2026, 12, 3),
+            now=NOW,
+            reference=f"payment {november.display_number.lower()}",
+        )
+        november.refresh_from_db()
+        october.refresh_from_db()
+        assert november.paid == Decimal("100.00")
+        assert october.paid == Decimal("0")
+
+    def test_an_import_row_without_account_finds_it_by_a_small_letter_reference(self):
+        account, _october, november = self.setup_two_months()
+        csv_text = (
+            "date;amount;reference;account;transaction_id\n"
+            f"2026-12-03;100,00;{november.display_number.lower()};;T1\n"
+        )
+
+        result = payments_import_csv(text=csv_text, now=NOW)
+
+        assert (result.created, result.unmatched) == (1, [])
+        assert Payment.objects.get().account == account
+        november.refresh_from_db()
+        assert november.paid == Decimal("100.00")
+
     def test_bank_csv_import_refuses_a_file_with_bad_rows_and_is_idempotent(self):
         _account, _october, november = self.setup_two_months()
         good = f"2026-12-03;1.360,98;{november.display_number};;T1\n"
