@@ -562,7 +562,9 @@ class PaymentAdmin(RecordedByServiceAdmin):
     ]
     list_filter = ["source", "received_on"]
     search_fields = ["account__number", "reference", "bank_transaction_id"]
-    fields = ["account", "amount", "received_on", "reference"]
+    # the bank's id, for a credit an import listed as unmatched: booked by hand, the
+    # same statement imported again finds it instead of booking it twice
+    fields = ["account", "amount", "received_on", "reference", "bank_transaction_id"]
     autocomplete_fields = []
     change_list_template = "billing/admin/payment_changelist.html"
 
@@ -572,6 +574,7 @@ class PaymentAdmin(RecordedByServiceAdmin):
             amount=obj.amount,
             received_on=obj.received_on,
             reference=obj.reference,
+            bank_transaction_id=obj.bank_transaction_id.strip(),
             now=timezone.now(),
             user=request.user,
         )

@@ -252,6 +252,20 @@ class PaymentCreateSerializer(serializers.Serializer):
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"))
     received_on = BoundedDateField()
     reference = serializers.CharField(required=False, allow_blank=True, default="", max_length=60)
+    bank_transaction_id = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=Payment._meta.get_field("bank_transaction_id").max_length,
+        help_text="The bank's id of the transaction, e.g. for a credit a statement import "
+        "listed as unmatched: importing that statement again then finds it booked.",
+    )
+
+    def validate_bank_transaction_id(self, value: str) -> str:
+        value = value.strip()
+        if value and Payment.objects.filter(bank_transaction_id=value).exists():
+            raise serializers.ValidationError("This bank transaction was recorded already.")
+        return value
 
 
 class RefundPartSerializer(serializers.ModelSerializer):

@@ -246,3 +246,26 @@ class TestInstalmentPlanningAdmin:
         assert settled.account_id == leaves.account_id
         assert f"final settlement {settled.display_number} issued" in page
         assert f"Account {contracts[0].account.number} is not closed." in page
+
+
+@pytest.mark.django_db
+def test_a_payment_booked_in_the_admin_keeps_the_banks_id(admin_client_):
+    from billing.models import Payment
+
+    network, contracts = billed_network(accounts=1)
+    bill_month(network)
+    form = {
+        "account": contracts[0].account_id,
+        "amount": "25.00",
+        "received_on": "2026-12-05",
+        "reference": "",
+        "bank_transaction_id": " B-79 ",
+    }
+
+    response = admin_client_.post("/admin/billing/payment/add/", form)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Payment.objects.get().bank_transaction_id == "B-79"
+    again = admin_client_.post("/admin/billing/payment/add/", form)
+    assert again.status_code == 200  # the form again, with the error
+    assert Payment.objects.count() == 1

@@ -372,3 +372,61 @@ class TestFinalSettlementApi:
         assert "is not closed" in refused.json()["message"]
         auditor = client_for(AUDITOR)
         assert auditor.post(url.format(InstalmentPlan.objects.first().pk)).status_code == 403
+
+
+@pytest.mark.django_db
+class TestPaymentBookedByHandWithItsBankId:
+    """A credit an import could not place is booked by hand with the bank's id: the same
+    statement imported again then finds it instead of booking it a second time."""
+
+    def test_an_import_after_booking_by_hand_books_nothing_twice(self):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from billing.models import Payment
+
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        clerk = client_for(BILLING_CLERK)
+        account = contracts[0].account
+        booked = clerk.post(
+            "/api/v1/billing/payments/",
+            {
+                "account": account.pk,
+                "amount": "500.00",
+                "received_on": "2026-12-05",
+                "reference": "unreadable",
+                "bank_transaction_id": "B-77",
+            },
+            format="json",
+        )
+        assert booked.status_code == 201, booked.json()
+        statement = (
+            "date,amount,reference,account,transaction_id\n"
+            f"2026-12-05,500.00,unreadable,{account.number},B-77\n"
+        )
+
+        result = clerk.post(
+            "/api/v1/billing/payments/import/",
+            {"file": SimpleUploadedFile("statement.csv", statement.encode())},
+            format="multipart",
+        ).json()
+
+        assert (result["created"], result["duplicates"]) == (0, 1)
+        assert Payment.objects.get().bank_transaction_id == "B-77"
+
+    def test_a_bank_id_recorded_already_is_refused_on_its_field(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        clerk = client_for(BILLING_CLERK)
+        body = {
+            "account": contracts[0].account_id,
+            "amount": "10.00",
+            "received_on": "2026-12-05",
+            "bank_transaction_id": "B-78",
+        }
+        assert clerk.post("/api/v1/billing/payments/", body, format="json").status_code == 201
+
+        again = clerk.post("/api/v1/billing/payments/", body, format="json")
+
+        assert again.status_code == 400
+        assert "bank_transaction_id" in str(again.json())
