@@ -89,13 +89,17 @@ def payment_allocate(*, payment: Payment, on: dt.date) -> list[Allocation]:
     """Allocate what is left of ``payment``: referenced invoice first, then oldest first."""
     allocations: list[Allocation] = []
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        left = payment.unallocated
-        open_invoices = list(
+        # every allocation and refund on an account locks its invoices (id order) before
+        # its payments: refunds and credit notes take them in that order, and the
+        # opposite order here deadlocked a payment's allocation against a refund
+        open_invoices = sorted(
             Invoice.objects.select_for_update()
             .filter(account_id=payment.account_id, state__in=OPEN_STATES, gross__gt=0)
-            .order_by("due_on", "number")
+            .order_by("pk"),
+            key=lambda invoice: (invoice.due_on, invoice.number),
         )
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        left = payment.unallocated
         referenced = _reference_invoice(payment.account_id, payment.reference)
         if referenced is not None:
             open_invoices.sort(key=lambda inv: inv.pk != referenced.pk)

@@ -341,9 +341,7 @@ class TestLooksWaitForOpenTransactions:
         params.pop("context", None)
         return psycopg.connect(**params)
 
-    def test_a_register_written_by_a_transaction_open_through_a_look_is_rerated(
-        self, monkeypatch
-    ):
+    def test_a_register_written_by_a_transaction_open_through_a_look_is_rerated(self, monkeypatch):
         from django.utils import timezone
 
         from billing.services import rerating
@@ -392,3 +390,69 @@ class TestLooksWaitForOpenTransactions:
             writer.rollback()
             writer.close()
         assert look_horizon() > started - RERATE_OVERLAP
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_allocating_a_payment_while_a_refund_takes_its_credit_does_not_deadlock(monkeypatch):
+    """Both lock the account's invoices first, then its payments: the allocation waits
+    for the refund instead of holding the payment the refund waits for."""
+    from billing.models import Payment, Refund
+    from billing.services import payments as payment_services
+
+    network, contracts = billed_network(accounts=1)
+    bill_month(network)
+    account = contracts[0].account
+    invoice = Invoice.objects.get()
+    # money received before the invoice and not yet used on it (the issue step's job)
+    payment = Payment.objects.create(
+        account=account,
+        amount=Decimal("100.00"),
+        unallocated=Decimal("100.00"),
+        currency=network.currency,
+        received_on=NOV,
+        created_at=NOW,
+    )
+    refund_holds_the_invoices = threading.Event()
+    locked = payment_services._open_invoices_locked
+
+    def slow_lock(account_id):
+        rows = locked(account_id)
+        refund_holds_the_invoices.set()
+        time.sleep(1.5)  # meanwhile the allocation starts
+        return rows
+
+    monkeypatch.setattr(payment_services, "_open_invoices_locked", slow_lock)
+    errors: list[Exception] = []
+
+    def refund():
+        try:
+            payment_services.refund_record(
+                account=account, amount=Decimal("40.00"), paid_on=NOV, now=NOW
+            )
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def allocate():
+        try:
+            refund_holds_the_invoices.wait(10)
+            payment_services.payment_allocate(payment=payment, on=NOV)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=refund), threading.Thread(target=allocate)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert Refund.objects.get().amount == Decimal("40.00")
+    payment.refresh_from_db()
+    invoice.refresh_from_db()
+    assert payment.unallocated == Decimal("0.00")
+    assert invoice.paid == Decimal("60.00")  # what the refund left of the 100.00
