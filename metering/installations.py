@@ -92,6 +92,38 @@ def _rolled_over(
     return last is not None and final < last and is_rollover(last, final, maximum)
 
 
+def _below_last_read(
+    installation: MeterInstallation, removed_at: dt.datetime, register: str, final: Decimal
+) -> Decimal | None:
+    """The last usable read of ``register`` while installed, when the final register lies
+    below it without rolling over from it (else None).
+
+    The connection register continues from the final register (DOMAIN.md §2: old final −
+    old previous read); one below the last read would make the consumption between that
+    read and the exchange negative, whatever the initial register was.
+    """
+    from metering.models import Reading
+    from metering.vee.estimation import USABLE
+    from metering.vee.rules import is_rollover
+
+    meter = installation.meter
+    last = (
+        Reading.objects.filter(
+            meter=meter,
+            status__in=USABLE,
+            read_at__gte=installation.installed_at,
+            read_at__lte=removed_at,
+        )
+        .order_by("-read_at")
+        .values_list(register, flat=True)
+        .first()
+    )
+    maximum = meter.register_max_kwh if register == "energy_kwh" else meter.volume_register_max
+    if last is not None and final < last and not is_rollover(last, final, maximum):
+        return last
+    return None
+
+
 def meter_remove(
     *,
     installation: MeterInstallation,
@@ -129,6 +161,21 @@ def meter_remove(
                 message=f"The final volume register {final_volume_m3} m³ is below the initial {installation.initial_volume_m3} m³, and the register did not roll over.",
             )
         )
+    for register, field, final, unit in (
+        ("energy_kwh", "final_energy_kwh", final_energy_kwh, "kWh"),
+        ("volume_m3", "final_volume_m3", final_volume_m3, "m³"),
+    ):
+        if any(e.field == field for e in errors):
+            continue
+        last = _below_last_read(installation, removed_at, register, final)
+        if last is not None:
+            errors.append(
+                ErrorItem(
+                    code="final_below_last_read",
+                    field=field,
+                    message=f"The final {register.split('_')[0]} register {final} {unit} is below the last reading {last} {unit} before the removal, and the register did not roll over.",
+                )
+            )
     if errors:
         raise UnableToInstallMeter(
             "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors

@@ -593,4 +593,6 @@ def tsv_rows(text: str) -> list[tuple]:
             )
         return value
 
-    return [tuple(cell(v) for v in line.split("\t")) for line in text.splitlines() if line]
+    # split on "\n" only, the one line end COPY text has: str.splitlines() would also
+    # break a line at U+2028 or U+0085, which a serial may carry
+    return [tuple(cell(v) for v in line.split("\t")) for line in text.split("\n") if line]

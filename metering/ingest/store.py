@@ -137,7 +137,8 @@ def months_of(rows: list[tuple]) -> set[tuple[int, int]]:
 
 def months_of_tsv(text: str) -> set[tuple[int, int]]:
     """UTC months of normalised COPY text (read_at is the third column, in UTC)."""
-    found = {line.split("\t", 3)[2][:7] for line in text.splitlines() if line}
+    # "\n" only (as COPY reads it): splitlines() also breaks at U+2028 inside a serial
+    found = {line.split("\t", 3)[2][:7] for line in text.split("\n") if line}
     return {(int(m[:4]), int(m[5:7])) for m in found}
 
 

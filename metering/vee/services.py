@@ -283,10 +283,15 @@ REMOVAL_BACKSTOP = dt.timedelta(days=35)
 
 def vee_run_pending(*, now: dt.datetime) -> int:
     """Nightly: validate what finished batches brought in and were not yet checked, and
-    readings rejected as outside an installation that was recorded since."""
+    readings rejected as outside an installation that was recorded since.
+
+    A batch that ended ``failed`` on an internal error keeps the chunks it committed
+    (``batches._fail_unexpected``): those readings count like any others, so they are
+    validated too (a batch refused on its data stored nothing and has no spans)."""
     batches = list(
         IngestBatch.objects.filter(
-            state=IngestBatch.State.DONE, vee_done_at__isnull=True
+            state__in=(IngestBatch.State.DONE, IngestBatch.State.FAILED),
+            vee_done_at__isnull=True,
         ).values_list("pk", flat=True)
     )
     spans = (

@@ -1,4 +1,4 @@
-"""Audit of payments (session 9): amounts that round to nothing, ambiguous thousands
+"""Audit of payments: amounts that round to nothing, ambiguous thousands
 separators in bank statements, bank transaction ids re-used with other data, and two
 payments or imports at once (PostgreSQL)."""
 
