@@ -268,7 +268,15 @@ def look_horizon() -> dt.datetime:
 
 
 def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]]:
-    """Re-rate every current invoice whose registers changed since the last look."""
+    """Re-rate every current invoice whose registers changed since the last look.
+
+    An invoice that cannot be recomputed (a corrected register below the period's
+    start, say) stands as billed and becomes a ``late_rerate`` exception on its period's
+    run for staff, retried every night by the contract look until the data is put
+    right; the others are re-rated all the same.
+    """
+    from billing.services.contract_changes import _rerate_exception_clear, _rerate_failed
+
     cursor, _ = RerateCursor.objects.get_or_create(
         name="registers", defaults={"checked_until": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)}
     )
@@ -276,7 +284,13 @@ def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]
     pairs = metering_selectors.boundary_registers_updated_since(since=cursor.checked_until)
     results = []
     for invoice in invoices_affected_by_registers(pairs):
-        result = invoice_rerate(invoice=invoice, now=now)
+        account = invoice.account
+        try:
+            result = invoice_rerate(invoice=invoice, now=now)
+        except UnableToRerate as exc:
+            _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
+            continue
+        _rerate_exception_clear(account=account, invoice=invoice)
         if result:
             results.append(result)
     cursor.checked_until = max(cursor.checked_until, horizon)

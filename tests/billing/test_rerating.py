@@ -307,3 +307,33 @@ def test_a_transaction_open_for_hours_holds_the_looks_back_and_says_so(monkeypat
     monkeypatch.setattr(rerating, "oldest_open_write_started", lambda: None)
     assert rerating.look_horizon() <= timezone.now() - rerating.RERATE_OVERLAP
     assert caplog.text == ""
+
+
+@pytest.mark.django_db
+def test_an_invoice_that_cannot_be_recomputed_is_an_exception_and_the_others_are_rerated():
+    """A corrected register below the period's start makes one bill impossible: that
+    one becomes an exception on its run for staff, the look goes on with the rest."""
+    from billing.models import BillingRunException
+
+    network, contracts = billed_network(accounts=2)
+    run = bill_month(network)
+    end = dt.date(2026, 12, 1)
+    broken, fine = contracts
+    register(broken.connection, end, Decimal("100"))  # below its 1 November value
+    register(fine.connection, end, Decimal("20000") + 22 * 1500 + 1600)
+
+    [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+    assert credit.account_id == fine.account_id
+    assert correction.lines.get(component="energy").quantity == Decimal("1.6")
+    (exception,) = BillingRunException.objects.filter(run=run)
+    assert exception.account_id == broken.account_id
+    assert exception.code == "late_rerate"
+    assert "register decreased" in exception.error
+    assert invoice_of(broken, kind="invoice").state == Invoice.State.ISSUED  # stands as billed
+    # put right (the real read arrives): the next look re-rates it and clears the exception
+    register(broken.connection, end, Decimal("10000") + 22 * 1500 + 1700)
+    [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+    assert credit.account_id == broken.account_id
+    assert correction.lines.get(component="energy").quantity == Decimal("1.7")
+    assert not BillingRunException.objects.filter(run=run).exists()
