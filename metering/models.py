@@ -213,13 +213,18 @@ class BoundaryRegister(models.Model):
     Billing reads only these (through ``metering.selectors``): consumption over
     ``[a, b)`` is ``value(b) − value(a)``.  Values are *connection* registers: cumulative
     since the connection's first meter, so a meter exchange or a register rollover never
-    shows up as a jump.  ``status`` says whether the value was read, estimated or edited.
+    shows up as a jump.  ``status`` says whether the value was read, estimated or edited,
+    or ``withdrawn``: the reads it came from were rejected and nothing supports an
+    estimate (yet).  A withdrawn value is kept for the record, but billing does not see
+    it (``metering.selectors``): the bills that used it are re-rated, and until a read,
+    an estimate or a staff edit replaces it they cannot be (an exception for staff).
     """
 
     class Status(models.TextChoices):
         ACTUAL = "actual", "Actual (read)"
         ESTIMATED = "estimated", "Estimated"
         EDITED = "edited", "Edited by staff"
+        WITHDRAWN = "withdrawn", "Withdrawn (no read or estimate supports it)"
 
     connection = models.ForeignKey(
         "customers.ServiceConnection", on_delete=models.PROTECT, related_name="boundary_registers"

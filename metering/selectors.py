@@ -44,7 +44,7 @@ def boundary_register_rows(
     """Register values at 00:00 local of ``dates`` for ``connection_ids``, as tuples of
     :data:`BOUNDARY_COLUMNS` ordered by connection and date (numbers as ``Decimal``).
 
-    One row per existing (connection, date) pair; missing pairs are absent (call
+    One row per existing (connection, date) pair; missing and withdrawn ones are absent (call
     ``metering.services.boundary_registers_ensure`` first to have them estimated).  The
     billing chunk reads these rows directly (no frame: building one and reading it back
     was ≈ 5 % of a billing worker's CPU); :func:`boundary_registers` is the same as a frame.
@@ -56,6 +56,7 @@ def boundary_register_rows(
     if connection.vendor != "postgresql":  # portable fallback (SQLite): the ORM converts
         return list(
             BoundaryRegister.objects.filter(connection_id__in=connection_ids, on__in=dates)
+            .exclude(status=BoundaryRegister.Status.WITHDRAWN)
             .order_by("connection_id", "on")
             .values_list(*BOUNDARY_COLUMNS)
         )
@@ -72,6 +73,7 @@ def boundary_register_rows(
             # with the table); as parameters it always takes the index
             "WHERE connection_id = ANY((SELECT %s::bigint[])::bigint[]) "
             'AND "on" = ANY((SELECT %s::date[])::date[]) '
+            f"AND status <> '{BoundaryRegister.Status.WITHDRAWN}' "
             'ORDER BY connection_id, "on"',
             [id_array(connection_ids), "{" + ",".join(d.isoformat() for d in dates) + "}"],
         )

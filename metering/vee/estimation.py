@@ -407,7 +407,13 @@ def boundary_registers_ensure(
     work = {}
     for connection in connections:
         have = existing[connection.pk]
-        wanted = [d for d in dates if d not in have or (refresh and have[d].status != "edited")]
+        wanted = [
+            d
+            for d in dates
+            if d not in have
+            or have[d].status == BoundaryRegister.Status.WITHDRAWN
+            or (refresh and have[d].status != BoundaryRegister.Status.EDITED)
+        ]
         if wanted:
             work[connection.pk] = (connection, wanted)
     if not work:
@@ -464,6 +470,17 @@ def boundary_registers_ensure(
                     network_id=connection.network_id,
                 )
                 if result is None:
+                    current = have.get(on)
+                    if current is not None and current.status in (
+                        BoundaryRegister.Status.ACTUAL,
+                        BoundaryRegister.Status.ESTIMATED,
+                    ):
+                        # its reads were rejected and nothing supports an estimate: kept
+                        # for the record, but no longer billed; the new updated_at makes
+                        # billing re-rate the bills that used it
+                        current.status = BoundaryRegister.Status.WITHDRAWN
+                        current.method = "no usable read"
+                        current.save()
                     continue
                 value, status, method = result
                 fields = {

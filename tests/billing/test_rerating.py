@@ -337,3 +337,23 @@ def test_an_invoice_that_cannot_be_recomputed_is_an_exception_and_the_others_are
     assert credit.account_id == broken.account_id
     assert correction.lines.get(component="energy").quantity == Decimal("1.7")
     assert not BillingRunException.objects.filter(run=run).exists()
+
+
+@pytest.mark.django_db
+def test_a_bill_whose_register_was_withdrawn_is_held_up_as_an_exception():
+    """Metering withdrew the value a bill used (its read rejected, nothing to estimate
+    from): the bill is no longer supported by any reading; staff see it on the run."""
+    from billing.models import BillingRunException
+    from metering.models import BoundaryRegister
+
+    network, contracts = billed_network(accounts=1)
+    run = bill_month(network)
+    BoundaryRegister.objects.filter(
+        connection=contracts[0].connection, on=dt.date(2026, 12, 1)
+    ).update(status=BoundaryRegister.Status.WITHDRAWN, updated_at=timezone.now())
+
+    assert invoices_rerate_changed(now=timezone.now()) == []
+
+    (exception,) = BillingRunException.objects.filter(run=run)
+    assert exception.code == "late_rerate"
+    assert "2026-12-01" in exception.error

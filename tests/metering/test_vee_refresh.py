@@ -504,3 +504,50 @@ def test_a_spike_that_ended_the_last_run_is_judged_with_the_next_reads():
     assert statuses[first + 3 * week] == "valid"  # not a decrease from the spike
     assert statuses[first + 2 * week] == "rejected"
     assert ReadingIssue.objects.filter(read_at=first + 2 * week, code="register_spike").exists()
+
+
+def test_a_value_whose_only_read_is_rejected_is_withdrawn_from_billing():
+    """Rejected, with no read after it and no year before: nothing supports an estimate.
+    The value stays for the record, marked withdrawn (billing re-rates what used it and
+    no longer sees it), and comes back as soon as a read supports one."""
+    from metering.selectors import boundary_register_rows
+
+    clerk = User.objects.create_user("clerk")
+    inst = MeterInstallationFactory(installed_at=at(D(2026, 10, 1)))
+    conn = inst.unit.connection
+    add_readings(
+        inst.meter,
+        [
+            (at(D(2026, 10, 1)), "0", "0"),
+            (at(D(2026, 10, 31), 12), "900", "20"),
+            # return above flow: suspect, and staff reject it
+            (at(D(2026, 11, 1)), "1000", "22", {"flow_temp_c": 40, "return_temp_c": 50}),
+        ],
+    )
+    # billed from the read before validation ran (a month is billed the next morning)
+    boundary_registers_ensure(connection_ids=[conn.id], dates=[D(2026, 11, 1)])
+    assert register(conn, D(2026, 11, 1))[:2] == (Decimal("1000.000000"), "actual")
+    since = timezone.now()
+
+    vee_run_meter(
+        meter_id=inst.meter_id,
+        start=at(D(2026, 10, 1)),
+        end=at(D(2026, 11, 1)),
+        now=at(D(2026, 11, 2)),
+    )
+    reading_issues_reject(
+        issues=ReadingIssue.objects.filter(code="return_above_flow"),
+        actor=clerk,
+        reason="sensors swapped",
+        now=at(D(2026, 11, 2)),
+    )
+
+    assert register(conn, D(2026, 11, 1)) == (Decimal("1000.000000"), "withdrawn", "no usable read")
+    assert boundary_register_rows(connection_ids=[conn.id], dates=[D(2026, 11, 1)]) == []
+    assert (conn.id, D(2026, 11, 1)) in boundary_registers_updated_since(since=since)
+    # a later read supports an interpolation: the value is back, estimated
+    add_readings(inst.meter, [(at(D(2026, 11, 1), 12), "1100", "24")])
+    boundary_registers_ensure(connection_ids=[conn.id], dates=[D(2026, 11, 1)])
+    energy, status, _method = register(conn, D(2026, 11, 1))
+    assert status == "estimated"
+    assert energy == Decimal("1000.000000")  # 900 + 12 h of the 24 h to 1100
