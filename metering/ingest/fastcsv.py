@@ -33,7 +33,13 @@ from metering.retention import readings_horizon
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_PREFIX_RE = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d"
+# The timestamps the stage's cast takes (PostgreSQL regex): the forms PostgreSQL and the
+# Python rules read as the same instant (see _ISO_TAIL_RE).  Any other field is NULL, and
+# the file goes to the Python validator, which decides for every lane.
+ISO_TIMESTAMP_RE = (
+    r"^\d{4}-\d\d-\d\d[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+    r"(Z|[+-](0\d|1[0-4])(:?[0-5]\d)?)?$"
+)
 # Offsets in a timestamp field that must hold a digit / the character given, for the ISO
 # 8601 form datetime.fromisoformat (rows.py) and PostgreSQL read alike:
 # YYYY-MM-DD[T ]HH:MM, then only digits and ":.+-Z" (seconds, fraction, offset).
@@ -45,6 +51,11 @@ ISO_TAIL = b"0123456789:.+-Z"
 # delivery path (JSON, a file sent again) it comes by, and is never stored twice.
 SUB_MICROSECOND_RE = r":\d\d[.,]\d{7}"
 _SUB_MICROSECOND = re.compile(SUB_MICROSECOND_RE.encode())
+# What may follow HH:MM in a file COPY parses: forms PostgreSQL and the Python rules
+# read as the same instant.  Others go to the Python validator, which decides for every
+# lane: PostgreSQL would take 24:00, a 60th second or a one-digit offset (+1) that the
+# JSON path refuses, and refuse an offset of +23:59 or a decimal comma it accepts.
+_ISO_TAIL_RE = re.compile(rb"(:[0-5]\d(\.\d{1,6})?)?(Z|[+-](0\d|1[0-4])(:?[0-5]\d)?)?")
 
 
 def iso_timestamps(payload: bytes, *, column: int, width: int, separator: str) -> bool:
@@ -81,6 +92,9 @@ def iso_timestamps(payload: bytes, *, column: int, width: int, separator: str) -
     digits = data[field_start[:, None] + np.array(ISO_DIGITS)]
     if ((digits < 48) | (digits > 57)).any():
         return False
+    values = digits.astype(np.int16) - 48
+    if (values[:, 8] * 10 + values[:, 9] > 23).any() or (values[:, 10] > 5).any():
+        return False  # hour 24 or minute 60 and above: PostgreSQL rolls them over
     for offset, allowed in ((4, b"-"), (7, b"-"), (10, b"T "), (13, b":")):
         if not np.isin(data[field_start + offset], np.frombuffer(allowed, np.uint8)).all():
             return False
@@ -90,7 +104,12 @@ def iso_timestamps(payload: bytes, *, column: int, width: int, separator: str) -
     for size in np.unique(length):
         if size > 16:
             at = field_start[length == size]
-            if not allowed[data[at[:, None] + np.arange(16, size)]].all():
+            tails = data[at[:, None] + np.arange(16, size)]
+            if not allowed[tails].all():
+                return False
+            # a file repeats a few tails (":00+01:00", ":00Z"): each distinct one checked
+            distinct = np.unique(np.ascontiguousarray(tails).view(f"V{size - 16}").ravel())
+            if not all(_ISO_TAIL_RE.fullmatch(tail.tobytes()) for tail in distinct):
                 return False
     return True
 
@@ -128,9 +147,9 @@ def _typed_select(positions: dict[str, int], *, decimal_comma: bool, energy_unit
         "m.id AS meter_id",
         "r.row_no - 1 AS row_no",  # 0-based data rows, as everywhere else
         f"btrim({col('meter')}) AS serial",
-        # only ISO-like text reaches the cast: PostgreSQL would also take 'yesterday'
-        f"(CASE WHEN {ts} ~ '{TIMESTAMP_PREFIX_RE}' AND {ts} !~ '{SUB_MICROSECOND_RE}' "
-        f"THEN {ts}::timestamptz END) AS read_at",
+        # only strict ISO text reaches the cast: PostgreSQL would also take 'yesterday',
+        # 24:00 or +1, and round a seventh second decimal the Python rules cut off
+        f"(CASE WHEN {ts} ~ '{ISO_TIMESTAMP_RE}' THEN {ts}::timestamptz END) AS read_at",
         f"{_number_sql(col('energy'), decimal_comma)} AS energy_value",
         f"COALESCE({unit}, '{energy_unit}') AS energy_unit",
         f"{_number_sql(col('volume_m3'), decimal_comma)} AS volume_m3",

@@ -261,3 +261,60 @@ def test_a_final_register_below_the_last_reading_is_refused():
         final_energy_kwh=Decimal("12000"),
         final_volume_m3=Decimal("120"),
     )
+
+
+@pytest.mark.parametrize(
+    "read_at",
+    [
+        "2026-11-01T24:00:00+01:00",  # PostgreSQL: the next midnight
+        "2026-11-01T23:59:60+01:00",  # PostgreSQL: a leap second rolled over
+        "2026-11-01T12:00:00+1",  # PostgreSQL: +01:00
+    ],
+)
+def test_a_file_time_the_json_path_refuses_is_refused_on_every_lane(read_at):
+    """The file fast path (COPY + cast, PostgreSQL) took timestamps the Python rules and
+    so the JSON path refuse: one reading accepted or refused by how it was delivered.
+    Such files now go to the Python validator, whatever the database."""
+    vendor = MeterVendorFactory(
+        csv_columns={}, csv_separator=",", csv_decimal_comma=False, csv_time_zone="UTC"
+    )
+    meter = HeatMeterFactory(vendor=vendor)
+    text = (
+        "meter,read_at,energy,volume_m3\n"
+        f"{meter.serial},2026-11-01T10:00:00+01:00,5,1\n"
+        f"{meter.serial},{read_at},7,1\n"
+    )
+
+    batch = _ingest_file(vendor, text)
+
+    # as the Python rules have it (SQLite, JSON): the file is refused whole, itemised
+    assert (batch.state, batch.accepted) == ("failed", 0), batch.errors
+    assert [(e["row"], e["field"], e["code"]) for e in batch.errors] == [
+        (1, "read_at", "invalid_datetime")
+    ]
+    assert not Reading.objects.exists()
+
+
+def test_the_file_fast_path_still_takes_the_usual_iso_forms():
+    from metering.ingest.fastcsv import iso_timestamps
+
+    forms = [
+        "2026-11-01T00:00",
+        "2026-11-01 00:00:00",
+        "2026-11-01T00:00:00Z",
+        "2026-11-01T00:00:00.5Z",
+        "2026-11-01T00:00:00.123456+01:00",
+        "2026-11-01T00:00:00+0100",
+        "2026-11-01T00:00:00-05",
+        "2026-11-01T23:59:59+14:00",
+    ]
+    text = "meter,read_at\n" + "".join(f"M,{form}\n" for form in forms)
+    assert iso_timestamps(text.encode(), column=1, width=2, separator=",")
+    for odd in (
+        "2026-11-01T24:00",
+        "2026-11-01T10:60",
+        "2026-11-01T10:00:00+1",
+        "2026-11-01T10:00:00+23:59",
+    ):
+        text = f"meter,read_at\nM,2026-11-01T00:00\nM,{odd}\n"
+        assert not iso_timestamps(text.encode(), column=1, width=2, separator=","), odd
