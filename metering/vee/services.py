@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, Min, OuterRef, Q
 
 from heatutility.errors import DomainError, ErrorItem
+from heatutility.money import quantize_energy
 from heatutility.timeutil import local_midnight, month_starts
 from metering.models import (
     BoundaryRegister,
@@ -472,41 +473,55 @@ def reading_edit(
 def reading_conflicts_resolve(*, conflicts, take_incoming: bool, actor, now: dt.datetime) -> int:
     """Close open conflicts: keep the stored reading, or apply the delivered values as an
     edit (so the original stays on record with who, when and why)."""
-    from metering.models import KWH_PER_UNIT, ReadingConflict
+    from metering.models import ReadingConflict
 
     count = 0
-    for conflict in conflicts.filter(state=ReadingConflict.State.OPEN).order_by("pk"):
-        if take_incoming:
-            incoming = conflict.incoming
-            values = {}
-            if incoming.get("energy_value") is not None:
-                unit = incoming.get("energy_unit") or "kWh"
-                values["energy_kwh"] = (
-                    Decimal(str(incoming["energy_value"])) * KWH_PER_UNIT[unit]
-                ).quantize(Decimal("0.000001"))
-            for field in (
-                "volume_m3",
-                "flow_temp_c",
-                "return_temp_c",
-                "flow_temp_m3c",
-                "return_temp_m3c",
-            ):
-                if incoming.get(field) is not None:
-                    values[field] = Decimal(str(incoming[field]))
-            reading_edit(
-                meter_id=conflict.meter_id,
-                read_at=conflict.read_at,
-                values=values,
-                actor=actor,
-                reason=f"Vendor re-delivered different values (batch {conflict.batch_id}, row {conflict.row})",
-                now=now,
-            )
-        conflict.state = (
-            ReadingConflict.State.TOOK_INCOMING
-            if take_incoming
-            else ReadingConflict.State.KEPT_ORIGINAL
-        )
-        conflict.resolved_by, conflict.resolved_at = actor, now
-        conflict.save(update_fields=["state", "resolved_by", "resolved_at"])
+    open_ids = conflicts.filter(state=ReadingConflict.State.OPEN).order_by("pk")
+    for conflict_id in list(open_ids.values_list("pk", flat=True)):
+        # one conflict at a time, locked: the edit and the close commit together, and a
+        # second clerk resolving the same conflict at once finds it closed
+        with transaction.atomic():
+            conflict = ReadingConflict.objects.select_for_update().get(pk=conflict_id)
+            if conflict.state != ReadingConflict.State.OPEN:
+                continue
+            _conflict_resolve(conflict, take_incoming=take_incoming, actor=actor, now=now)
         count += 1
     return count
+
+
+def _conflict_resolve(conflict, *, take_incoming: bool, actor, now: dt.datetime) -> None:
+    from metering.models import KWH_PER_UNIT, ReadingConflict
+
+    if take_incoming:
+        incoming = conflict.incoming
+        values = {}
+        if incoming.get("energy_value") is not None:
+            unit = incoming.get("energy_unit") or "kWh"
+            # half up, as ingestion converts delivered units
+            values["energy_kwh"] = quantize_energy(
+                Decimal(str(incoming["energy_value"])) * KWH_PER_UNIT[unit]
+            )
+        for field in (
+            "volume_m3",
+            "flow_temp_c",
+            "return_temp_c",
+            "flow_temp_m3c",
+            "return_temp_m3c",
+        ):
+            if incoming.get(field) is not None:
+                values[field] = Decimal(str(incoming[field]))
+        reading_edit(
+            meter_id=conflict.meter_id,
+            read_at=conflict.read_at,
+            values=values,
+            actor=actor,
+            reason=f"Vendor re-delivered different values (batch {conflict.batch_id}, row {conflict.row})",
+            now=now,
+        )
+    conflict.state = (
+        ReadingConflict.State.TOOK_INCOMING
+        if take_incoming
+        else ReadingConflict.State.KEPT_ORIGINAL
+    )
+    conflict.resolved_by, conflict.resolved_at = actor, now
+    conflict.save(update_fields=["state", "resolved_by", "resolved_at"])

@@ -129,3 +129,64 @@ class TestConflictReview:
         assert edit.original["energy_kwh"] == "100.000000"
         conflict.refresh_from_db()
         assert (conflict.state, conflict.resolved_by) == ("took", admin_user)
+
+    def _conflict(self, energy_value, unit="MWh"):
+        from metering.models import IngestBatch, ReadingConflict
+
+        inst = MeterInstallationFactory()
+        add_readings(inst.meter, [(T0, "100", "1")])
+        batch = IngestBatch.objects.create(
+            vendor=MeterVendorFactory(), source="api", received_at=T0
+        )
+        return ReadingConflict.objects.create(
+            batch=batch,
+            row=0,
+            meter=inst.meter,
+            read_at=T0,
+            incoming={"energy_value": energy_value, "energy_unit": unit, "volume_m3": "1.02"},
+        )
+
+    def test_delivered_units_are_converted_half_up_as_ingestion_does(self, admin_user):
+        from django.utils import timezone
+
+        from metering.vee.services import reading_conflicts_resolve
+
+        conflict = self._conflict("0.1015000005")  # 101.5000005 kWh: half up, not even
+
+        reading_conflicts_resolve(
+            conflicts=type(conflict).objects.all(),
+            take_incoming=True,
+            actor=admin_user,
+            now=timezone.now(),
+        )
+
+        assert Reading.objects.get(meter=conflict.meter).energy_kwh == Decimal("101.500001")
+        conflict.refresh_from_db()
+        assert conflict.state == "took"
+
+    def test_a_conflict_whose_edit_fails_stays_open_with_the_reading_untouched(
+        self, admin_user, monkeypatch
+    ):
+        from django.utils import timezone
+
+        from metering.vee import services
+
+        conflict = self._conflict("0.2")
+
+        def crash_after_the_edit(**kwargs):
+            real_edit(**kwargs)
+            raise RuntimeError("worker killed")
+
+        real_edit = services.reading_edit
+        monkeypatch.setattr(services, "reading_edit", crash_after_the_edit)
+        with pytest.raises(RuntimeError):
+            services.reading_conflicts_resolve(
+                conflicts=type(conflict).objects.all(),
+                take_incoming=True,
+                actor=admin_user,
+                now=timezone.now(),
+            )
+
+        conflict.refresh_from_db()
+        assert conflict.state == "open"  # resolved again later: one edit, not two
+        assert Reading.objects.get(meter=conflict.meter).energy_kwh == Decimal("100")
