@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -664,6 +665,10 @@ def invoice_context(*, invoice: Invoice) -> dict:
             ).quantize(Decimal("0.01"))
     return {
         "invoice": invoice,
+        # the local date of the network's time zone, not of the server's TIME_ZONE
+        "issued_on": invoice.issued_at.astimezone(ZoneInfo(network.time_zone)).date()
+        if invoice.issued_at
+        else None,
         "account": account,
         "customer": account.customer,
         "lines": lines,

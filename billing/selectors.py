@@ -104,6 +104,22 @@ def issued_on(invoice: Invoice) -> str:
     return invoice.issued_at.astimezone(ZoneInfo(invoice.network.time_zone)).date().isoformat()
 
 
+# invoices read (and their lines held) at a time by the exports
+EXPORT_CHUNK_SIZE = 2000
+
+# A text cell starting with one of these is a formula to a spreadsheet (CSV injection):
+# exported with a leading apostrophe, so that it reads as text.  Amounts are Decimals and
+# stay numbers (a credit note's -1360.98).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """``value`` as a CSV cell safe to open in a spreadsheet."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 INVOICE_EXPORT_COLUMNS = [
     "number",
     "kind",
@@ -138,28 +154,27 @@ def invoices_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
     writer.writerow(INVOICE_EXPORT_COLUMNS)
     yield flush()
     for inv in issued_invoices(network_id=network_id, start=start, end=end).iterator(
-        chunk_size=2000
+        chunk_size=EXPORT_CHUNK_SIZE
     ):
-        writer.writerow(
-            [
-                inv.display_number,
-                inv.kind,
-                inv.state,
-                issued_on(inv),
-                inv.due_on.isoformat() if inv.due_on else "",
-                inv.account.number,
-                inv.account.customer.name,
-                inv.period_start.isoformat(),
-                inv.period_end.isoformat(),
-                inv.currency,
-                inv.net,
-                inv.vat,
-                inv.gross,
-                inv.paid,
-                inv.original.display_number if inv.original else "",
-                "yes" if inv.has_estimated_reads else "no",
-            ]
-        )
+        row = [
+            inv.display_number,
+            inv.kind,
+            inv.state,
+            issued_on(inv),
+            inv.due_on.isoformat() if inv.due_on else "",
+            inv.account.number,
+            inv.account.customer.name,
+            inv.period_start.isoformat(),
+            inv.period_end.isoformat(),
+            inv.currency,
+            inv.net,
+            inv.vat,
+            inv.gross,
+            inv.paid,
+            inv.original.display_number if inv.original else "",
+            "yes" if inv.has_estimated_reads else "no",
+        ]
+        writer.writerow([csv_cell(cell) for cell in row])
         yield flush()
 
 
@@ -189,11 +204,29 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
     def side(amount: Decimal) -> tuple[Decimal | str, Decimal | str]:
         return (amount, "") if amount >= 0 else ("", -amount)
 
-    invoices = issued_invoices(network_id=network_id, start=start, end=end)
-    lines_by_invoice: dict[int, list] = {}
-    for line in InvoiceLine.objects.filter(invoice__in=invoices).order_by("invoice_id", "position"):
-        lines_by_invoice.setdefault(line.invoice_id, []).append(line)
-    for inv in invoices:
+    def invoices_with_lines() -> Iterator[tuple[Invoice, list]]:
+        """The issued invoices with their lines, read a chunk of invoices at a time (a
+        large export never holds every invoice and line in memory)."""
+        chunk: list[Invoice] = []
+        invoices = issued_invoices(network_id=network_id, start=start, end=end)
+        for inv in invoices.iterator(chunk_size=EXPORT_CHUNK_SIZE):
+            chunk.append(inv)
+            if len(chunk) >= EXPORT_CHUNK_SIZE:
+                yield from with_lines(chunk)
+                chunk = []
+        if chunk:
+            yield from with_lines(chunk)
+
+    def with_lines(chunk: list[Invoice]) -> Iterator[tuple[Invoice, list]]:
+        lines_by_invoice: dict[int, list] = {}
+        for line in InvoiceLine.objects.filter(invoice_id__in=[i.pk for i in chunk]).order_by(
+            "invoice_id", "position"
+        ):
+            lines_by_invoice.setdefault(line.invoice_id, []).append(line)
+        for inv in chunk:
+            yield inv, lines_by_invoice.get(inv.pk, [])
+
+    for inv, inv_lines in invoices_with_lines():
         day = issued_on(inv)
         doc = inv.display_number
         debit, credit = side(inv.gross)
@@ -207,7 +240,7 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
             credit,
             inv.currency,
         ]
-        for line in lines_by_invoice.get(inv.pk, []):
+        for line in inv_lines:
             credit, debit = side(line.amount)
             yield [
                 day,
@@ -278,7 +311,7 @@ def journal_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iter
     writer = csv.writer(buf)
     writer.writerow(JOURNAL_COLUMNS)
     for row in journal_rows(network_id=network_id, start=start, end=end):
-        writer.writerow(row)
+        writer.writerow([csv_cell(cell) for cell in row])
         if buf.tell() > 64_000:
             yield buf.getvalue()
             buf.seek(0)
