@@ -253,10 +253,27 @@ def _negated(lines: Sequence[InvoiceLine]) -> list[DraftLine]:
     ]
 
 
+_ZERO = Decimal("0")
+
+
 def credit_note_draft(*, invoice: Invoice) -> BillDraft:
-    """A credit note reversing every line of ``invoice`` (same rounding rule)."""
+    """A credit note reversing ``invoice`` exactly: every line negated, and the VAT it
+    charged per rate as stored.  Not the VAT of the negated lines: a settlement's VAT is
+    the year's less the instalments' (``billing.services.aconto``), which that would miss
+    by a few cents."""
     lines = _negated(list(invoice.lines.all()))
-    net, vat, breakdown = totals(lines, invoice.currency)
+    stored = invoice.determinants.get("vat")
+    if stored:
+        breakdown = [
+            {
+                key: value if key == "rate" else str(_ZERO - Decimal(value))
+                for key, value in row.items()
+            }
+            for row in stored
+        ]
+        net, vat = _ZERO - invoice.net, _ZERO - invoice.vat
+    else:  # a document without a stored breakdown: its lines' VAT, the invoice rule
+        net, vat, breakdown = totals(lines, invoice.currency)
     return BillDraft(
         account_id=invoice.account_id,
         period_start=invoice.period_start,

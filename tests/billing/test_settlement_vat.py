@@ -312,3 +312,31 @@ class TestSettlementVat:
             "and VAT total; the VAT invoiced on it is unknown"
         )
         assert not Invoice.objects.filter(kind="settlement").exists()
+
+
+@pytest.mark.django_db
+def test_crediting_a_settlement_reverses_exactly_the_vat_it_charged():
+    """A settlement's VAT is the year's less the instalments' (444.37), not the VAT of
+    its lines (444.39): its credit note gives back what was charged, not 0.02 more."""
+    network, contract = _planned()
+    _instalments(network)
+    _year_uses(contract, mwh=21)
+    settlement = _settle(network, contract)
+
+    note = invoice_credit(invoice=settlement, now=AFTER_THE_YEAR)
+
+    assert (note.net, note.vat, note.gross) == (
+        Decimal("-1777.56"),
+        Decimal("-444.37"),
+        Decimal("-2221.93"),
+    )
+    assert note.determinants["vat"] == [
+        {k: v if k == "rate" else str(-Decimal(v)) for k, v in row.items()}
+        for row in settlement.determinants["vat"]
+    ]
+    # the year billed as if nothing were settled: the four instalments, no more, no less
+    assert _billed_for_the_year(contract) == (
+        Decimal("13065.36"),
+        Decimal("3266.36"),
+        Decimal("16331.72"),
+    )
