@@ -211,20 +211,28 @@ def readings_file_submit(
     if previous is not None:
         return previous, False
     _sniff_header(content, vendor)
-    with transaction.atomic():
-        batch = IngestBatch.objects.create(
-            vendor=vendor,
-            source=IngestBatch.Source.FILE,
-            idempotency_key=idempotency_key,
-            body_sha256=digest,
-            file_name=row_rules.CONTROL_CHARACTERS.sub("", file_name)[:255],
-            received_at=received_at,
-            created_by=created_by,
-        )
-        batch.file.save(f"batch-{batch.pk}.csv", ContentFile(content), save=False)
-        batch.response = batch_answer(batch)
-        batch.save(update_fields=["file", "response"])
-        _enqueue(batch)
+    try:
+        with transaction.atomic():
+            batch = IngestBatch.objects.create(
+                vendor=vendor,
+                source=IngestBatch.Source.FILE,
+                idempotency_key=idempotency_key,
+                body_sha256=digest,
+                file_name=row_rules.CONTROL_CHARACTERS.sub("", file_name)[:255],
+                received_at=received_at,
+                created_by=created_by,
+            )
+            batch.file.save(f"batch-{batch.pk}.csv", ContentFile(content), save=False)
+            batch.response = batch_answer(batch)
+            batch.save(update_fields=["file", "response"])
+            _enqueue(batch)
+    except IntegrityError:
+        # a concurrent retry with the same key won the race: answer with its batch (as
+        # the JSON path does), not a 500
+        previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
+        if previous is None:
+            raise
+        return previous, False
     return batch, True
 
 

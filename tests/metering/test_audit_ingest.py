@@ -318,3 +318,45 @@ def test_the_file_fast_path_still_takes_the_usual_iso_forms():
     ):
         text = f"meter,read_at\nM,2026-11-01T00:00\nM,{odd}\n"
         assert not iso_timestamps(text.encode(), column=1, width=2, separator=","), odd
+
+
+def test_two_uploads_of_a_file_with_one_idempotency_key_get_one_batch(monkeypatch):
+    """The second of two simultaneous uploads with the same key found no batch when it
+    looked, then hit the key's unique constraint: a 500.  It now answers with the
+    first one's batch, as the JSON path does."""
+
+    from metering.ingest import batches
+
+    vendor = MeterVendorFactory(
+        csv_columns={}, csv_separator=",", csv_decimal_comma=False, csv_time_zone="UTC"
+    )
+    meter = HeatMeterFactory(vendor=vendor)
+    content = f"meter,read_at,energy,volume_m3\n{meter.serial},2026-11-01T00:00:00Z,5,1\n".encode()
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        first, created = batches.readings_file_submit(
+            vendor=vendor,
+            content=content,
+            file_name="a.csv",
+            received_at=NOW,
+            idempotency_key="job-7",
+        )
+    assert created
+    real_replay = batches._replay
+    looks = []
+
+    def not_committed_yet(**kwargs):  # the first upload commits after this look
+        looks.append(kwargs)
+        return None if len(looks) == 1 else real_replay(**kwargs)
+
+    monkeypatch.setattr(batches, "_replay", not_committed_yet)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        second, created = batches.readings_file_submit(
+            vendor=vendor,
+            content=content,
+            file_name="a.csv",
+            received_at=NOW,
+            idempotency_key="job-7",
+        )
+
+    assert (second.pk, created) == (first.pk, False)
+    assert IngestBatch.objects.count() == 1
