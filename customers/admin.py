@@ -11,6 +11,17 @@ from simple_history.admin import SimpleHistoryAdmin
 from customers import models
 
 
+def _refuse_dates_out_of_range(form: forms.Form, *fields: str) -> None:
+    """Dates the product can work with (as the API's ``BoundedDateField``): a service
+    steps a day back or a month on from them, which year 1 or 9999 cannot."""
+    from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
+
+    for field in fields:
+        day = form.cleaned_data.get(field)
+        if day is not None and not date_in_range(day):
+            form.add_error(field, DATE_OUT_OF_RANGE)
+
+
 class HistoryAdmin(SimpleHistoryAdmin):
     """Base for every staff admin: change history on, list pages that scale."""
 
@@ -18,8 +29,117 @@ class HistoryAdmin(SimpleHistoryAdmin):
     show_full_result_count = False
 
 
+class AccountForm(forms.ModelForm):
+    """An account's status changes under the rules of ``account_set_status`` (closing
+    needs every contract ended), as through the API."""
+
+    def clean(self):
+        from customers.services import account_status_errors
+
+        data = super().clean()
+        status = data.get("status")
+        if status and "status" in self.changed_data and self.instance.pk is not None:
+            errors = account_status_errors(account=self.instance, status=status)
+            if errors:
+                self.add_error("status", "This account still has an open contract: move out first.")
+        return data
+
+
+class ContractForm(forms.ModelForm):
+    """A contract written here keeps the move-in rules of ``contract_move_in`` (same
+    network, within the connection's life, an active account and connection for a new
+    one) and a date the product can work with."""
+
+    def clean(self):
+        from customers.services import contract_supply_errors
+
+        data = super().clean()
+        _refuse_dates_out_of_range(self, "valid_from", "valid_to")
+        account, connection, day = (data.get(k) for k in ("account", "connection", "valid_from"))
+        new = self.instance.pk is None
+        moved = new or {"account", "connection", "valid_from"} & set(self.changed_data)
+        if account and connection and day and moved:
+            fields = {"move_in_on": "valid_from"}
+            for error in contract_supply_errors(
+                account=account, connection=connection, move_in_on=day, new=new
+            ):
+                field = fields.get(error.field, error.field)
+                self.add_error(field if field in self.fields else None, error.message)
+        return data
+
+
+class ContractInlineFormSet(forms.BaseInlineFormSet):
+    """The contracts of one form do not overlap one another either: each form is checked
+    against the stored contracts only, so two new rows (or a row extended over a new
+    one) would pass one by one."""
+
+    def clean(self):
+        super().clean()
+        spans = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or data.get("DELETE"):  # an empty extra row has no data
+                continue
+            connection, start = data.get("connection"), data.get("valid_from")
+            if connection is None or start is None:
+                continue
+            spans.append((connection.pk, start, data.get("valid_to"), form))
+        for i, (connection, start, end, form) in enumerate(spans):
+            for other_connection, other_start, other_end, _ in spans[:i]:
+                if (
+                    connection == other_connection
+                    and (other_end is None or start < other_end)
+                    and (end is None or other_start < end)
+                ):
+                    form.add_error(None, "This connection already has a contract in that period.")
+                    break
+
+
+class ServiceConnectionForm(forms.ModelForm):
+    """A stored connection keeps its network while it has contracts, and its contracts
+    and capacity changes within its connection dates (as through the API)."""
+
+    def clean(self):
+        from customers.services import connection_edit_errors
+
+        data = super().clean()
+        if self.instance.pk is None:
+            return data
+        network = data.get("network") if "network" in self.fields else self.instance.network
+        if network is None:
+            return data
+        for error in connection_edit_errors(
+            connection=self.instance,
+            network_id=network.pk,
+            connected_on=data.get("connected_on", self.instance.connected_on),
+            disconnected_on=data.get("disconnected_on", self.instance.disconnected_on),
+        ):
+            if error.field in self.fields:
+                self.add_error(error.field, error.message)
+            else:
+                self.add_error(None, error.message)
+        return data
+
+
+class BuildingInterfaceUnitForm(forms.ModelForm):
+    """A unit with meter installations stays on its connection (as through the API)."""
+
+    def clean(self):
+        from customers.services import interface_unit_edit_errors
+
+        data = super().clean()
+        connection = data.get("connection")
+        if self.instance.pk is not None and connection is not None:
+            for error in interface_unit_edit_errors(
+                unit=self.instance, connection_id=connection.pk
+            ):
+                self.add_error("connection", error.message)
+        return data
+
+
 class AccountInline(admin.TabularInline):
     model = models.Account
+    form = AccountForm
     extra = 0
     fields = ("number", "network", "status", "billing_city")
     show_change_link = True
@@ -27,6 +147,8 @@ class AccountInline(admin.TabularInline):
 
 class ContractInline(admin.TabularInline):
     model = models.Contract
+    form = ContractForm
+    formset = ContractInlineFormSet
     extra = 0
     fields = ("account", "connection", "valid_from", "valid_to")
     autocomplete_fields = ("account", "connection")
@@ -35,6 +157,7 @@ class ContractInline(admin.TabularInline):
 
 class ConnectionInline(admin.TabularInline):
     model = models.ServiceConnection
+    form = ServiceConnectionForm
     extra = 0
     fields = ("number", "network", "contracted_capacity_kw", "status", "connected_on")
     # the kW changes by capacity change (dated); new connections on their own page
@@ -71,6 +194,7 @@ class AreaChangeInline(DatedChangeInline):
 
 class InterfaceUnitInline(admin.TabularInline):
     model = models.BuildingInterfaceUnit
+    form = BuildingInterfaceUnitForm
     extra = 0
     fields = ("maker", "model", "serial", "kind", "installed_on", "removed_on")
     show_change_link = True
@@ -94,6 +218,7 @@ class CustomerAdmin(HistoryAdmin):
 
 @admin.register(models.Account)
 class AccountAdmin(HistoryAdmin):
+    form = AccountForm
     list_display = ("number", "customer", "network", "status", "billing_address")
     search_fields = (
         "number",
@@ -133,6 +258,7 @@ class BuildingAdmin(HistoryAdmin):
 
 @admin.register(models.ServiceConnection)
 class ServiceConnectionAdmin(HistoryAdmin):
+    form = ServiceConnectionForm
     list_display = (
         "number",
         "building",
@@ -168,9 +294,15 @@ class CapacityChangeForm(forms.ModelForm):
 
     def clean(self):
         from customers.selectors import capacity_on
+        from customers.services import capacity_change_errors
 
         data = super().clean()
+        _refuse_dates_out_of_range(self, "valid_from")
         connection, day, kw = (data.get(k) for k in ("connection", "valid_from", "capacity_kw"))
+        if connection and day:
+            for error in capacity_change_errors(connection=connection, valid_from=day):
+                self.add_error(error.field, error.message)
+            day = self.cleaned_data.get("valid_from")
         if (
             connection
             and day
@@ -234,6 +366,7 @@ class AreaChangeForm(forms.ModelForm):
         from customers.selectors import area_on
 
         data = super().clean()
+        _refuse_dates_out_of_range(self, "valid_from")
         building, day, m2 = (data.get(k) for k in ("building", "valid_from", "heated_area_m2"))
         if building and day and m2 is not None and area_on(building=building, day=day) == m2:
             raise forms.ValidationError(f"{building} has {m2} m² on {day.isoformat()} already.")
@@ -265,6 +398,7 @@ class AreaChangeAdmin(DatedChangeAdmin):
 
 @admin.register(models.BuildingInterfaceUnit)
 class BuildingInterfaceUnitAdmin(HistoryAdmin):
+    form = BuildingInterfaceUnitForm
     list_display = ("serial", "maker", "model", "kind", "connection", "installed_on", "removed_on")
     search_fields = ("serial", "maker", "connection__number", "connection__building__street")
     list_filter = ("kind", "maker", "domestic_hot_water")
@@ -274,6 +408,7 @@ class BuildingInterfaceUnitAdmin(HistoryAdmin):
 
 @admin.register(models.Contract)
 class ContractAdmin(HistoryAdmin):
+    form = ContractForm
     list_display = ("account", "connection", "valid_from", "valid_to")
     search_fields = (
         "account__number",

@@ -6,11 +6,13 @@ import datetime as dt
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Q
 
 from customers.models import (
     Account,
     AreaChange,
     Building,
+    BuildingInterfaceUnit,
     CapacityChange,
     Contract,
     ServiceConnection,
@@ -27,19 +29,13 @@ class UnableToMoveOut(DomainError):
     code = "unable_to_move_out"
 
 
-def contract_move_in(
-    *,
-    account: Account,
-    connection: ServiceConnection,
-    move_in_on: dt.date,
-    actor=None,
-    end_previous: bool = False,
-) -> Contract:
-    """Start supplying ``account`` on ``connection`` from ``move_in_on`` (local date).
-
-    With ``end_previous`` an open contract of a previous occupant ends the same day (the
-    usual tenant change); otherwise an overlapping contract is refused.
-    """
+def contract_supply_errors(
+    *, account: Account, connection: ServiceConnection, move_in_on: dt.date, new: bool = True
+) -> list[ErrorItem]:
+    """Why ``account`` cannot be supplied on ``connection`` from ``move_in_on``: the
+    move-in rules, shared with the admin's contract forms.  ``new``: also the status
+    rules (a suspended account or a disconnected connection takes no new contract; an
+    existing contract of one can still be corrected)."""
     errors: list[ErrorItem] = []
     if account.network_id != connection.network_id:
         errors.append(
@@ -49,7 +45,32 @@ def contract_move_in(
                 message=f"Account {account.number} is billed by another network than connection {connection.number}.",
             )
         )
-    if connection.status == ServiceConnection.Status.DISCONNECTED:
+    if connection.connected_on is not None and move_in_on < connection.connected_on:
+        errors.append(
+            ErrorItem(
+                code="before_connected",
+                field="move_in_on",
+                message=f"Connection {connection.number} was connected on "
+                f"{connection.connected_on.isoformat()}, after {move_in_on.isoformat()}.",
+            )
+        )
+    disconnected = new and connection.status == ServiceConnection.Status.DISCONNECTED
+    if (
+        not disconnected  # said below, once
+        and connection.disconnected_on is not None
+        and move_in_on >= connection.disconnected_on
+    ):
+        errors.append(
+            ErrorItem(
+                code="after_disconnected",
+                field="move_in_on",
+                message=f"Connection {connection.number} is disconnected from "
+                f"{connection.disconnected_on.isoformat()}.",
+            )
+        )
+    if not new:
+        return errors
+    if disconnected:
         errors.append(
             ErrorItem(
                 code="disconnected",
@@ -65,6 +86,23 @@ def contract_move_in(
                 message=f"Account {account.number} is {account.get_status_display().lower()}.",
             )
         )
+    return errors
+
+
+def contract_move_in(
+    *,
+    account: Account,
+    connection: ServiceConnection,
+    move_in_on: dt.date,
+    actor=None,
+    end_previous: bool = False,
+) -> Contract:
+    """Start supplying ``account`` on ``connection`` from ``move_in_on`` (local date).
+
+    With ``end_previous`` an open contract of a previous occupant ends the same day (the
+    usual tenant change); otherwise an overlapping contract is refused.
+    """
+    errors = contract_supply_errors(account=account, connection=connection, move_in_on=move_in_on)
     if errors:
         raise UnableToMoveIn(
             "Cannot move in: " + "; ".join(e.message for e in errors), errors=errors
@@ -87,6 +125,15 @@ def contract_move_in(
 
 def contract_move_out(*, contract: Contract, move_out_on: dt.date, actor=None) -> Contract:
     """End ``contract`` so that ``move_out_on`` is the first day no longer supplied."""
+    with transaction.atomic():
+        # the connection, then the contract (the order of contract_move_in): the rules
+        # below judge the stored contract, not a copy read before another move-out
+        ServiceConnection.objects.select_for_update().get(pk=contract.connection_id)
+        contract = Contract.objects.select_for_update().get(pk=contract.pk)
+        return _move_out(contract=contract, move_out_on=move_out_on, actor=actor)
+
+
+def _move_out(*, contract: Contract, move_out_on: dt.date, actor=None) -> Contract:
     if contract.valid_to is not None and contract.valid_to <= move_out_on:
         raise UnableToMoveOut(
             f"The contract already ended on {contract.valid_to.isoformat()}.",
@@ -105,11 +152,91 @@ def contract_move_out(*, contract: Contract, move_out_on: dt.date, actor=None) -
     return clean_and_save(contract, actor=actor, reason="move-out", what="contract")
 
 
-def account_set_status(*, account: Account, status: str, actor=None, reason: str = "") -> Account:
+def connection_edit_errors(
+    *,
+    connection: ServiceConnection,
+    network_id: int,
+    connected_on: dt.date | None,
+    disconnected_on: dt.date | None,
+) -> list[ErrorItem]:
+    """Why a stored ``connection`` cannot take these values (API and admin edits): its
+    contracts were made with accounts of its network, and its contracts and capacity
+    changes lie within ``[connected_on, disconnected_on)``."""
+    errors: list[ErrorItem] = []
+    contracts = Contract.objects.filter(connection=connection)
+    if network_id != connection.network_id and contracts.exists():
+        errors.append(
+            ErrorItem(
+                code="has_contracts",
+                field="network",
+                message="This connection has contracts: its network cannot change.",
+            )
+        )
+    if connected_on is not None:
+        first_contract = contracts.order_by("valid_from").values_list("valid_from", flat=True)
+        first_change = (
+            CapacityChange.objects.filter(connection=connection)
+            .order_by("valid_from")
+            .values_list("valid_from", flat=True)
+        )
+        first = min(
+            (day for day in (first_contract.first(), first_change.first()) if day is not None),
+            default=None,
+        )
+        if first is not None and connected_on > first:
+            errors.append(
+                ErrorItem(
+                    code="after_first_use",
+                    field="connected_on",
+                    message=f"The connection is supplied or contracted from {first.isoformat()}: "
+                    "it was connected by then.",
+                )
+            )
+    if (
+        disconnected_on is not None
+        and contracts.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=disconnected_on)).exists()
+    ):
+        errors.append(
+            ErrorItem(
+                code="contract_after_disconnection",
+                field="disconnected_on",
+                message="A contract on this connection runs past this day: move out first.",
+            )
+        )
+    return errors
+
+
+def interface_unit_edit_errors(
+    *, unit: BuildingInterfaceUnit, connection_id: int
+) -> list[ErrorItem]:
+    """Why a stored interface unit cannot move to another connection: the readings of
+    the meters installed in it are its connection's registers (metering computes each
+    connection's boundary registers through its units), so moving it would move their
+    history to the other connection.  A unit moved is removed here and installed anew."""
+    if connection_id != unit.connection_id and unit.meter_installations.exists():
+        return [
+            ErrorItem(
+                code="has_meters",
+                field="connection",
+                message="Meters were installed in this unit: its connection cannot change. "
+                "Remove it and install a new unit on the other connection.",
+            )
+        ]
+    return []
+
+
+def account_status_errors(*, account: Account, status: str) -> list[ErrorItem]:
+    """Why ``account`` cannot take ``status`` (shared with the admin's account forms)."""
     if status == Account.Status.CLOSED and account.contracts.filter(valid_to__isnull=True).exists():
+        return [ErrorItem(code="open_contract", field="status", message="open contract")]
+    return []
+
+
+def account_set_status(*, account: Account, status: str, actor=None, reason: str = "") -> Account:
+    if errors := account_status_errors(account=account, status=status):
         raise ConflictError(
             f"Account {account.number} still has an open contract; move out first.",
-            errors=[ErrorItem(code="open_contract", field="status", message="open contract")],
+            errors=errors,
         )
     account.status = status
     return clean_and_save(account, actor=actor, reason=reason, what="account")
@@ -117,6 +244,23 @@ def account_set_status(*, account: Account, status: str, actor=None, reason: str
 
 class UnableToChangeCapacity(DomainError):
     code = "unable_to_change_capacity"
+
+
+def capacity_change_errors(
+    *, connection: ServiceConnection, valid_from: dt.date
+) -> list[ErrorItem]:
+    """Why ``connection`` cannot change capacity from ``valid_from``: no kW is contracted
+    before the connection exists (shared with the API's and the admin's forms)."""
+    if connection.connected_on is not None and valid_from < connection.connected_on:
+        return [
+            ErrorItem(
+                code="before_connected",
+                field="valid_from",
+                message=f"Connection {connection.number} was connected on "
+                f"{connection.connected_on.isoformat()}, after {valid_from.isoformat()}.",
+            )
+        ]
+    return []
 
 
 def connection_capacity_change(
@@ -137,6 +281,8 @@ def connection_capacity_change(
 
     with transaction.atomic():
         connection = ServiceConnection.objects.select_for_update().get(pk=connection.pk)
+        if errors := capacity_change_errors(connection=connection, valid_from=valid_from):
+            raise UnableToChangeCapacity(errors[0].message, errors=errors)
         previous = capacity_on(connection=connection, day=valid_from - dt.timedelta(days=1))
         if capacity_on(connection=connection, day=valid_from) == capacity_kw:
             raise UnableToChangeCapacity(

@@ -107,6 +107,23 @@ class ServiceConnectionSerializer(ModelValidationMixin, serializers.ModelSeriali
             "disconnected_on",
         ]
 
+    def validate(self, attrs):
+        from customers.services import connection_edit_errors
+
+        if self.instance is not None:  # before super(), which sets attrs on the instance
+            errors = connection_edit_errors(
+                connection=self.instance,
+                network_id=attrs.get("network", self.instance.network).pk,
+                connected_on=attrs.get("connected_on", self.instance.connected_on),
+                disconnected_on=attrs.get("disconnected_on", self.instance.disconnected_on),
+            )
+            if errors:
+                detail: dict[str, list[str]] = {}
+                for error in errors:
+                    detail.setdefault(error.field, []).append(error.message)
+                raise serializers.ValidationError(detail)
+        return super().validate(attrs)
+
     def validate_contracted_capacity_kw(self, value):
         if self.instance is not None and value != self.instance.contracted_capacity_kw:
             raise serializers.ValidationError(
@@ -131,11 +148,17 @@ class CapacityChangeSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "connection", "previous_kw"]
 
     def validate_valid_from(self, value):
+        from customers.services import capacity_change_errors
+
         connection = self.context.get("connection")
         if connection is not None and connection.capacity_changes.filter(valid_from=value).exists():
             raise serializers.ValidationError(
                 "This connection already has a capacity change that day."
             )
+        if connection is not None and (
+            errors := capacity_change_errors(connection=connection, valid_from=value)
+        ):
+            raise serializers.ValidationError([e.message for e in errors])
         return value
 
 
@@ -155,6 +178,15 @@ class BuildingInterfaceUnitSerializer(ModelValidationMixin, serializers.ModelSer
             "design_supply_temp_c",
             "design_return_temp_c",
         ]
+
+    def validate_connection(self, value):
+        from customers.services import interface_unit_edit_errors
+
+        if self.instance is not None and (
+            errors := interface_unit_edit_errors(unit=self.instance, connection_id=value.pk)
+        ):
+            raise serializers.ValidationError([e.message for e in errors])
+        return value
 
 
 class ContractSerializer(serializers.ModelSerializer):

@@ -1,0 +1,465 @@
+"""Audit of the customers app: contracts, dated changes, admin and API writes."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from customers.models import Account, AreaChange, CapacityChange, Contract
+from customers.services import (
+    UnableToChangeCapacity,
+    UnableToMoveIn,
+    UnableToMoveOut,
+    connection_capacity_change,
+    contract_move_in,
+    contract_move_out,
+)
+from tests.billing.helpers import client_for
+from tests.customers.factories import (
+    AccountFactory,
+    BuildingFactory,
+    ContractFactory,
+    NetworkFactory,
+    ServiceConnectionFactory,
+)
+from tests.customers.test_admin import clerk_client  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+
+
+class TestMoveOutOfAStaleContract:
+    def test_a_contract_ended_meanwhile_is_not_extended(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+        stale = Contract.objects.get(pk=contract.pk)
+        contract_move_out(contract=contract, move_out_on=dt.date(2026, 3, 1))
+
+        with pytest.raises(UnableToMoveOut, match="already ended"):
+            contract_move_out(contract=stale, move_out_on=dt.date(2026, 9, 1))
+
+        contract.refresh_from_db()
+        assert contract.valid_to == dt.date(2026, 3, 1)
+
+
+class TestMoveInOutsideTheConnectionsLife:
+    def test_a_move_in_before_the_connection_was_connected_is_refused(self):
+        network = NetworkFactory()
+        account = AccountFactory(network=network)
+        connection = ServiceConnectionFactory(network=network, connected_on=dt.date(2026, 3, 1))
+
+        with pytest.raises(UnableToMoveIn) as caught:
+            contract_move_in(account=account, connection=connection, move_in_on=dt.date(2026, 2, 1))
+
+        assert caught.value.errors[0].field == "move_in_on"
+        assert not Contract.objects.exists()
+
+    def test_a_move_in_on_the_day_of_connection_is_accepted(self):
+        network = NetworkFactory()
+        account = AccountFactory(network=network)
+        connection = ServiceConnectionFactory(network=network, connected_on=dt.date(2026, 3, 1))
+
+        contract = contract_move_in(
+            account=account, connection=connection, move_in_on=dt.date(2026, 3, 1)
+        )
+
+        assert contract.valid_from == dt.date(2026, 3, 1)
+
+
+class TestCapacityChangeBeforeTheConnectionExisted:
+    def test_is_refused_by_the_service(self):
+        conn = ServiceConnectionFactory(connected_on=dt.date(2024, 6, 1))
+
+        with pytest.raises(UnableToChangeCapacity) as caught:
+            connection_capacity_change(
+                connection=conn, capacity_kw=D("20"), valid_from=dt.date(2024, 5, 31)
+            )
+
+        assert caught.value.errors[0].field == "valid_from"
+        assert not CapacityChange.objects.exists()
+
+    def test_is_a_400_on_the_field_in_the_api(self):
+        conn = ServiceConnectionFactory(connected_on=dt.date(2024, 6, 1))
+
+        response = client_for("billing clerk").post(
+            f"/api/v1/connections/{conn.pk}/capacity-changes/",
+            {"valid_from": "2024-01-01", "capacity_kw": "20.00"},
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "valid_from"
+        assert not CapacityChange.objects.exists()
+
+    def test_is_a_form_error_in_the_admin(self, clerk_client):  # noqa: F811
+        conn = ServiceConnectionFactory(connected_on=dt.date(2024, 6, 1))
+
+        response = clerk_client.post(
+            "/admin/customers/capacitychange/add/",
+            {"connection": conn.pk, "valid_from": "2024-01-01", "capacity_kw": "20.00"},
+        )
+
+        assert response.status_code == 200
+        assert "connected" in response.content.decode()
+        assert not CapacityChange.objects.exists()
+
+
+class TestAdminDatesOutOfRange:
+    def test_a_capacity_change_in_year_one_is_a_form_error(self, clerk_client):  # noqa: F811
+        conn = ServiceConnectionFactory(connected_on=None)
+
+        response = clerk_client.post(
+            "/admin/customers/capacitychange/add/",
+            {"connection": conn.pk, "valid_from": "0001-01-01", "capacity_kw": "20.00"},
+        )
+
+        assert response.status_code == 200
+        assert not CapacityChange.objects.exists()
+
+    def test_an_area_change_in_year_one_is_a_form_error(self, clerk_client):  # noqa: F811
+        building = BuildingFactory()
+
+        response = clerk_client.post(
+            "/admin/customers/areachange/add/",
+            {"building": building.pk, "valid_from": "0001-01-01", "heated_area_m2": "150.00"},
+        )
+
+        assert response.status_code == 200
+        assert not AreaChange.objects.exists()
+
+
+class TestContractAdminKeepsTheMoveInRules:
+    def test_an_account_of_another_network_is_refused(self, clerk_client):  # noqa: F811
+        account = AccountFactory()
+        connection = ServiceConnectionFactory()  # another network
+
+        response = clerk_client.post(
+            "/admin/customers/contract/add/",
+            {"account": account.pk, "connection": connection.pk, "valid_from": "2026-04-01"},
+        )
+
+        assert response.status_code == 200
+        assert "another network" in response.content.decode()
+        assert not Contract.objects.exists()
+
+
+class TestAccountAdminKeepsTheCloseRule:
+    def test_an_account_with_an_open_contract_is_not_closed(self, clerk_client):  # noqa: F811
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+        account = contract.account
+        data = {
+            "number": account.number,
+            "customer": account.customer.pk,
+            "network": account.network.pk,
+            "status": "closed",
+            "billing_name": "",
+            "billing_street": account.billing_street,
+            "billing_postal_code": account.billing_postal_code,
+            "billing_city": account.billing_city,
+            "billing_country": "DK",
+            "payment_terms_days": 14,
+            "contracts-TOTAL_FORMS": 1,
+            "contracts-INITIAL_FORMS": 1,
+            "contracts-0-id": contract.pk,
+            "contracts-0-account": account.pk,
+            "contracts-0-connection": contract.connection.pk,
+            "contracts-0-valid_from": "2026-01-01",
+            "contracts-0-valid_to": "",
+        }
+
+        response = clerk_client.post(f"/admin/customers/account/{account.pk}/change/", data)
+
+        assert response.status_code == 200
+        account.refresh_from_db()
+        assert account.status == Account.Status.ACTIVE
+
+
+class TestContractInlineOverlap:
+    def test_two_new_overlapping_contracts_in_one_form_are_refused(self, clerk_client):  # noqa: F811
+        connection = ServiceConnectionFactory()
+        first = AccountFactory(network=connection.network)
+        second = AccountFactory(network=connection.network)
+        data = {
+            "number": connection.number,
+            "building": connection.building.pk,
+            "network": connection.network.pk,
+            "status": "active",
+            "connected_on": "2020-01-01",
+            "disconnected_on": "",
+            "capacity_changes-TOTAL_FORMS": 0,
+            "capacity_changes-INITIAL_FORMS": 0,
+            "interface_units-TOTAL_FORMS": 0,
+            "interface_units-INITIAL_FORMS": 0,
+            "contracts-TOTAL_FORMS": 2,
+            "contracts-INITIAL_FORMS": 0,
+            "contracts-0-account": first.pk,
+            "contracts-0-connection": connection.pk,
+            "contracts-0-valid_from": "2026-01-01",
+            "contracts-0-valid_to": "",
+            "contracts-1-account": second.pk,
+            "contracts-1-connection": connection.pk,
+            "contracts-1-valid_from": "2026-03-01",
+            "contracts-1-valid_to": "",
+        }
+
+        response = clerk_client.post(
+            f"/admin/customers/serviceconnection/{connection.pk}/change/", data
+        )
+
+        assert response.status_code == 200
+        assert Contract.objects.filter(connection=connection).count() == 0
+
+
+class TestMoveInAfterDisconnection:
+    def test_a_move_in_from_the_day_of_disconnection_is_refused(self):
+        network = NetworkFactory()
+        account = AccountFactory(network=network)
+        connection = ServiceConnectionFactory(network=network, disconnected_on=dt.date(2026, 6, 1))
+
+        with pytest.raises(UnableToMoveIn) as caught:
+            contract_move_in(account=account, connection=connection, move_in_on=dt.date(2026, 6, 1))
+
+        assert [e.code for e in caught.value.errors] == ["after_disconnected"]
+        assert not Contract.objects.exists()
+
+    def test_through_the_api_it_is_an_itemised_error_on_the_date(self):
+        network = NetworkFactory()
+        account = AccountFactory(network=network)
+        connection = ServiceConnectionFactory(network=network, connected_on=dt.date(2026, 3, 1))
+
+        response = client_for("billing clerk").post(
+            "/api/v1/contracts/move-in/",
+            {"account": account.pk, "connection": connection.pk, "move_in_on": "2026-02-01"},
+        )
+
+        assert response.status_code == 422, response.content
+        assert response.json()["errors"][0]["field"] == "move_in_on"
+        assert not Contract.objects.exists()
+
+
+class TestContractAdminBeforeTheConnectionExisted:
+    def test_a_contract_starting_before_the_connection_is_refused(self, clerk_client):  # noqa: F811
+        connection = ServiceConnectionFactory(connected_on=dt.date(2026, 3, 1))
+        account = AccountFactory(network=connection.network)
+
+        response = clerk_client.post(
+            "/admin/customers/contract/add/",
+            {"account": account.pk, "connection": connection.pk, "valid_from": "2026-02-01"},
+        )
+
+        assert response.status_code == 200
+        assert "was connected on 2026-03-01" in response.content.decode()
+        assert not Contract.objects.exists()
+
+    def test_an_ended_contract_of_a_suspended_account_can_still_be_corrected(
+        self,
+        clerk_client,  # noqa: F811
+    ):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=dt.date(2026, 6, 1))
+        Account.objects.filter(pk=contract.account.pk).update(status=Account.Status.SUSPENDED)
+
+        response = clerk_client.post(
+            f"/admin/customers/contract/{contract.pk}/change/",
+            {
+                "account": contract.account.pk,
+                "connection": contract.connection.pk,
+                "valid_from": "2026-01-01",
+                "valid_to": "2026-05-01",
+            },
+        )
+
+        assert response.status_code == 302
+        contract.refresh_from_db()
+        assert contract.valid_to == dt.date(2026, 5, 1)
+
+
+class TestContractInlineExtendedOverANewRow:
+    def test_an_existing_contract_extended_over_a_new_one_is_refused(self, clerk_client):  # noqa: F811
+        existing = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=dt.date(2026, 3, 1))
+        connection = existing.connection
+        newcomer = AccountFactory(network=connection.network)
+        data = {
+            "number": connection.number,
+            "building": connection.building.pk,
+            "network": connection.network.pk,
+            "status": "active",
+            "connected_on": "2020-01-01",
+            "disconnected_on": "",
+            "capacity_changes-TOTAL_FORMS": 0,
+            "capacity_changes-INITIAL_FORMS": 0,
+            "interface_units-TOTAL_FORMS": 0,
+            "interface_units-INITIAL_FORMS": 0,
+            "contracts-TOTAL_FORMS": 2,
+            "contracts-INITIAL_FORMS": 1,
+            "contracts-0-id": existing.pk,
+            "contracts-0-account": existing.account.pk,
+            "contracts-0-connection": connection.pk,
+            "contracts-0-valid_from": "2026-01-01",
+            "contracts-0-valid_to": "2026-09-01",
+            "contracts-1-account": newcomer.pk,
+            "contracts-1-connection": connection.pk,
+            "contracts-1-valid_from": "2026-03-01",
+            "contracts-1-valid_to": "",
+        }
+
+        response = clerk_client.post(
+            f"/admin/customers/serviceconnection/{connection.pk}/change/", data
+        )
+
+        assert response.status_code == 200
+        assert Contract.objects.filter(connection=connection).count() == 1
+        existing.refresh_from_db()
+        assert existing.valid_to == dt.date(2026, 3, 1)
+
+
+class TestConnectionEditsKeepItsContracts:
+    def test_the_network_of_a_connection_with_contracts_does_not_change(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+        other = NetworkFactory()
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{contract.connection.pk}/", {"network": other.pk}
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "network"
+        contract.connection.refresh_from_db()
+        assert contract.connection.network_id == contract.account.network_id
+
+    def test_connected_after_a_contract_started_is_refused(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{contract.connection.pk}/", {"connected_on": "2026-02-01"}
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "connected_on"
+
+    def test_connected_after_a_capacity_change_is_refused(self):
+        conn = ServiceConnectionFactory(connected_on=dt.date(2024, 1, 1))
+        connection_capacity_change(
+            connection=conn, capacity_kw=D("20"), valid_from=dt.date(2024, 6, 1)
+        )
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{conn.pk}/", {"connected_on": "2024-07-01"}
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "connected_on"
+
+    def test_disconnected_while_a_contract_is_open_is_refused(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{contract.connection.pk}/",
+            {"status": "disconnected", "disconnected_on": "2026-06-01"},
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "disconnected_on"
+
+    def test_disconnected_after_the_last_move_out_is_accepted(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=dt.date(2026, 6, 1))
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{contract.connection.pk}/",
+            {"status": "disconnected", "disconnected_on": "2026-06-01"},
+        )
+
+        assert response.status_code == 200, response.content
+
+    def test_the_admin_refuses_the_network_change_too(self, clerk_client):  # noqa: F811
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+        connection = contract.connection
+        other = NetworkFactory()
+        data = {
+            "number": connection.number,
+            "building": connection.building.pk,
+            "network": other.pk,
+            "status": "active",
+            "connected_on": "2020-01-01",
+            "disconnected_on": "",
+            "capacity_changes-TOTAL_FORMS": 0,
+            "capacity_changes-INITIAL_FORMS": 0,
+            "interface_units-TOTAL_FORMS": 0,
+            "interface_units-INITIAL_FORMS": 0,
+            "contracts-TOTAL_FORMS": 1,
+            "contracts-INITIAL_FORMS": 1,
+            "contracts-0-id": contract.pk,
+            "contracts-0-account": contract.account.pk,
+            "contracts-0-connection": connection.pk,
+            "contracts-0-valid_from": "2026-01-01",
+            "contracts-0-valid_to": "",
+        }
+
+        response = clerk_client.post(
+            f"/admin/customers/serviceconnection/{connection.pk}/change/", data
+        )
+
+        assert response.status_code == 200
+        connection.refresh_from_db()
+        assert connection.network_id == contract.account.network_id
+
+
+class TestInterfaceUnitKeepsItsMeterHistory:
+    def test_a_unit_with_meters_does_not_move_to_another_connection(self):
+        from tests.metering.factories import MeterInstallationFactory
+
+        installation = MeterInstallationFactory()
+        unit = installation.unit
+        other = ServiceConnectionFactory(network=unit.connection.network)
+
+        response = client_for("metering operator").patch(
+            f"/api/v1/interface-units/{unit.pk}/", {"connection": other.pk}
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "connection"
+        unit.refresh_from_db()
+        assert unit.connection_id != other.pk
+
+    def test_the_admin_refuses_the_move_too(self, client, django_user_model):
+        from tests.metering.factories import MeterInstallationFactory
+
+        installation = MeterInstallationFactory()
+        unit = installation.unit
+        other = ServiceConnectionFactory(network=unit.connection.network)
+        root = django_user_model.objects.create_superuser(
+            "root", "root@example.org", "a-long-test-password-1"
+        )
+        client.force_login(root)
+
+        response = client.post(
+            f"/admin/customers/buildinginterfaceunit/{unit.pk}/change/",
+            {
+                "connection": other.pk,
+                "maker": unit.maker,
+                "model": unit.model,
+                "serial": unit.serial,
+                "kind": unit.kind,
+                "domestic_hot_water": "on",
+                "installed_on": "2020-01-01",
+                "removed_on": "",
+                "design_supply_temp_c": "70.0",
+                "design_return_temp_c": "35.0",
+                "meter_installations-TOTAL_FORMS": 0,
+                "meter_installations-INITIAL_FORMS": 0,
+            },
+        )
+
+        assert response.status_code == 200
+        unit.refresh_from_db()
+        assert unit.connection_id != other.pk
+
+    def test_a_unit_without_meters_may_be_corrected(self):
+        from tests.customers.factories import BuildingInterfaceUnitFactory
+
+        unit = BuildingInterfaceUnitFactory()
+        other = ServiceConnectionFactory(network=unit.connection.network)
+
+        response = client_for("metering operator").patch(
+            f"/api/v1/interface-units/{unit.pk}/", {"connection": other.pk}
+        )
+
+        assert response.status_code == 200, response.content
