@@ -742,7 +742,8 @@ def check_against_cap(*, spec: TariffSpec, cap: CapLimits) -> list[CapExcess]:
 def reference_customer(reference: Determinants | None) -> tuple[Determinants, tuple[str, ...]]:
     """The customer whose yearly bill bounds the charges a cap has no per-unit limit for.
 
-    The cap's own reference customer, else the Danish reference house of the price examples
+    The cap's own reference customer (billed for one whole year: twelve months from the
+    month its period starts), else the Danish reference house of the price examples
     (130 m², 18.1 MWh, 9.05 kW, 518.87 m³ at ΔT 30 °C).  A zero volume, capacity or floor area
     next to heat used is read as "not stated" and the standard assumption is used (as
     :func:`parse_cap_inputs` does): the names of the assumed determinants come back too.
@@ -750,6 +751,12 @@ def reference_customer(reference: Determinants | None) -> tuple[Determinants, tu
     if reference is None:
         house = next(c for c in STANDARD_CUSTOMERS if c.key == REFERENCE_HOUSE)
         return standard_determinants(house, year=REFERENCE_YEAR), ("the standard reference house",)
+    # the bill compared with a yearly benchmark is a yearly bill: twelve whole months from
+    # the month the cap starts (exactly one year), whatever the cap's own period
+    first = reference.period_start.replace(day=1)
+    year = (first, first.replace(year=first.year + 1))
+    if (reference.period_start, reference.period_end) != year:
+        reference = replace(reference, period_start=year[0], period_end=year[1])
     standard = standard_assumptions(reference.energy_mwh)
     assumed = tuple(key for key in REFERENCE_ASSUMABLE if not getattr(reference, key))
     if not assumed:

@@ -497,6 +497,14 @@ def operating_cost_compute(
     network_costs_per_year: Decimal = Decimal(0),
 ) -> OperatingCost:
     """Run the cost model over the network's plant and keep every input, series and figure."""
+    errors = []
+    if heat_sold_mwh is not None and heat_sold_mwh <= 0:
+        errors.append(ErrorItem(code="min_value", field="heat_sold_mwh", message="Heat sold must be above 0 MWh."))
+    if loss_share is not None and not (Decimal(0) <= loss_share < 1):
+        errors.append(ErrorItem(code="out_of_range", field="loss_share",
+                                message="The loss share is a fraction from 0 to below 1."))
+    if errors:
+        raise DomainError("Invalid operating-cost inputs.", errors=errors)
     units = list(PlantUnit.objects.filter(plant__network=network).order_by("plant_id", "code"))
     if not units:
         raise DomainError(f"Network {network} has no plant units.")
@@ -505,6 +513,7 @@ def operating_cost_compute(
     hours = unit_hours_frame(unit_ids=[u.pk for u in units], start_at=start_at, end_at=end_at)
     if hours.empty:
         raise DomainError(f"No operating data for [{period_start}, {period_end}); import the SCADA files first.")
+    _check_price_currency(network, start_at=start_at, end_at=end_at)
     prices = electricity_prices_frame(price_area=network.price_area, start_at=start_at, end_at=end_at, time_zone=network.time_zone)
     params = [unit_params(u) for u in units]
     try:
@@ -590,9 +599,11 @@ def _compute_cap(*, method: str, currency: str, v: dict, network: Network,
     if method == PriceCap.Method.SUBSTITUTION:
         start_at = local_midnight(period_start, network.time_zone)
         end_at = local_midnight(period_end, network.time_zone)
+        _check_price_currency(network, start_at=start_at, end_at=end_at)
         prices = electricity_prices_frame(price_area=network.price_area, start_at=start_at, end_at=end_at, time_zone=network.time_zone)
         if prices.empty:
             raise DomainError("No electricity prices for the period: import the day-ahead prices first.")
+        _check_price_hours(prices, start_at=start_at, end_at=end_at, time_zone=network.time_zone)
         # demand profile: the network's hourly heat production shape (else flat)
         units = list(PlantUnit.objects.filter(plant__network=network).values_list("id", flat=True))
         hours = unit_hours_frame(unit_ids=units, start_at=start_at, end_at=end_at)
@@ -620,6 +631,40 @@ def _compute_cap(*, method: str, currency: str, v: dict, network: Network,
             reference=reference,
         )
     raise cap_methods.CapInputsInvalid(f"Unknown method {method!r}.")
+
+
+def _check_price_currency(network: Network, *, start_at: dt.datetime, end_at: dt.datetime) -> None:
+    """Spot prices and electricity charges are added to the network's costs as they are: one
+    stored in another currency is refused, never mixed in."""
+    spot = set(
+        SpotPrice.objects.filter(price_area=network.price_area, hour_start__gte=start_at, hour_start__lt=end_at)
+        .exclude(currency=network.currency).values_list("currency", flat=True).distinct()
+    )
+    charges = set(
+        ElectricityCharge.objects.filter(price_area=network.price_area, valid_from__lt=end_at.date() + dt.timedelta(days=1))
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start_at.date() - dt.timedelta(days=1)))
+        .exclude(currency=network.currency).values_list("currency", flat=True).distinct()
+    )
+    if spot or charges:
+        message = (
+            f"Electricity prices of {network.price_area} for the period are in {', '.join(sorted(spot | charges))}, "
+            f"network {network.code} bills in {network.currency}; import them in {network.currency}."
+        )
+        raise DomainError(message, errors=[ErrorItem(code="currency", field="period_start", message=message)])
+
+
+def _check_price_hours(prices: pd.DataFrame, *, start_at: dt.datetime, end_at: dt.datetime, time_zone: str) -> None:
+    """Every hour of ``[start_at, end_at)`` (23 or 25 on DST days) needs a price: a missing
+    hour is reported, never left out of the benchmark."""
+    expected = pd.date_range(start_at, end_at, freq="h", inclusive="left", tz="UTC")
+    missing = expected.difference(pd.DatetimeIndex(prices["hour_start"]))
+    if len(missing):
+        first = missing.min().tz_convert(time_zone)
+        message = (
+            f"{len(missing)} of the {len(expected)} hours of the period have no electricity price "
+            f"(first {first:%Y-%m-%d %H:%M %Z}); import the day-ahead prices first."
+        )
+        raise DomainError(message, errors=[ErrorItem(code="missing_prices", field="period_start", message=message)])
 
 
 def _index_term(t: dict) -> cap_methods.IndexTerm:

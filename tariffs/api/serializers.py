@@ -295,8 +295,11 @@ class OperatingCostComputeSerializer(serializers.Serializer):
     network = serializers.PrimaryKeyRelatedField(queryset=Network.objects.all())
     period_start = BoundedDateField()
     period_end = BoundedDateField()
-    heat_sold_mwh = serializers.DecimalField(max_digits=14, decimal_places=3, required=False, allow_null=True)
-    loss_share = serializers.DecimalField(max_digits=6, decimal_places=4, required=False, allow_null=True)
+    # heat sold is above 0 (it divides the cost); the loss share is a fraction from 0 to below 1
+    heat_sold_mwh = serializers.DecimalField(max_digits=14, decimal_places=3, required=False, allow_null=True,
+                                             min_value=Decimal("0.001"))
+    loss_share = serializers.DecimalField(max_digits=6, decimal_places=4, required=False, allow_null=True,
+                                          min_value=Decimal("0"), max_value=Decimal("0.9999"))
     network_costs_per_year = serializers.DecimalField(max_digits=14, decimal_places=2, required=False, default=0)
 
     def validate(self, attrs):
