@@ -21,8 +21,10 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db.models import Exists, OuterRef
 from django.http import FileResponse
 from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from billing.calc import climate_corrected, one_year_earlier
 from billing.models import Allocation, Invoice, RefundPart
@@ -405,6 +407,19 @@ def _credit_use(invoice: Invoice) -> dict | None:
     return {"rows": rows, "left": invoice.paid - invoice.gross}
 
 
+def css_string(text: str) -> str:
+    """``text`` as the inside of a CSS string (``content: "…"``): quotes, backslashes,
+    line breaks and ``<`` escaped as CSS escapes.  In a ``<style>`` element HTML escaping
+    does not apply: "A &amp; B" would print as such."""
+    out = []
+    for char in text:
+        if char in "\"\\<>&'" or ord(char) < 32:
+            out.append(f"\\{ord(char):x} ")
+        else:
+            out.append(char)
+    return mark_safe("".join(out))  # safe: every character that could end the string is escaped
+
+
 def _instalments_credited(invoice: Invoice, lines) -> list[dict]:
     """For a settlement (or its correction) that credits the year's instalments: those
     instalments, with what is still open on each (the customer pays that separately)."""
@@ -420,7 +435,15 @@ def _instalments_credited(invoice: Invoice, lines) -> list[dict]:
             period_start__gte=invoice.period_start,
             period_start__lt=invoice.period_end,
         )
-        .exclude(corrections__kind=Invoice.Kind.CREDIT_NOTE)
+        # as the settlement counted them: a credit note only drafted and cancelled
+        # leaves its instalment standing (billing.services.aconto._instalments_invoiced)
+        .exclude(
+            Exists(
+                Invoice.objects.filter(
+                    original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
+                ).exclude(state=Invoice.State.CANCELLED)
+            )
+        )
         .order_by("period_start", "number")
     )
     return [
@@ -662,7 +685,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
         if qty:
             avg_energy_price = (
                 sum((line.amount for line in energy_lines), Decimal("0")) / qty
-            ).quantize(Decimal("0.01"))
+            ).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)  # half up, as the PDF says
     return {
         "invoice": invoice,
         # the local date of the network's time zone, not of the server's TIME_ZONE
@@ -709,6 +732,8 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "credit_use": _credit_use(invoice),
         "instalments_credited": _instalments_credited(invoice, lines),
         "utility_name": settings.HEATUTILITY.get("UTILITY_NAME", ""),
+        # the same inside the stylesheet's page footer, a CSS string (no HTML escaping)
+        "utility_name_css": css_string(settings.HEATUTILITY.get("UTILITY_NAME", "")),
         "complaints": settings.HEATUTILITY.get("COMPLAINTS_CONTACT", ""),
         "fuel_mix": fuel_mix(
             network_id=invoice.network_id,

@@ -283,3 +283,28 @@ class TestInstalmentLastYear:
         # 2025: 12 × 1.5 MWh = 18 MWh; a quarter's share 4.5 MWh, as the estimate's
         assert "Last year, 1/4 of 18.000 MWh: 4.500 MWh (0.0 %)" in text
         assert "Last year (1/4) 4.500 MWh" in text  # the chart's bar
+
+
+def test_the_utility_name_reads_as_written_in_the_page_footer():
+    from billing.documents import css_string
+
+    assert css_string('Amager & "Havvarme" <A/S>\\') == (
+        "Amager \\26  \\22 Havvarme\\22  \\3c A/S\\3e \\5c "
+    )
+    assert css_string("Amager Havvarme A/S") == "Amager Havvarme A/S"
+
+
+@pytest.mark.django_db
+def test_the_average_energy_price_is_rounded_half_up(settings):
+    from billing.documents import invoice_context
+    from tests.billing.factories import billed_network
+    from tests.billing.helpers import bill_month
+
+    network, (contract,) = billed_network(accounts=1, monthly_kwh=400)
+    bill_month(network)
+    invoice = Invoice.objects.get(account=contract.account)
+    energy = invoice.lines.get(component="energy")
+    # 0.4 MWh × 592.52 = 237.008 → 237.01 billed, which is 592.525 per MWh
+    assert (energy.quantity, energy.amount) == (Decimal("0.4"), Decimal("237.01"))
+
+    assert invoice_context(invoice=invoice)["avg_energy_price"] == Decimal("592.53")

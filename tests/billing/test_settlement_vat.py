@@ -227,6 +227,9 @@ class TestSettlementVat:
             Decimal("-0.02"),
             Decimal("-0.02"),
         )
+        # and the settlement's PDF lists it among the four it credits
+        listed = invoice_context(invoice=settlement)["instalments_credited"]
+        assert [i["period_start"] for i in listed] == list(QUARTERS)
 
     def test_each_vat_rate_is_settled_on_its_own(self):
         # the VAT rate falls to 7 % from July with a new tariff version, prices unchanged
