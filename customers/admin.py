@@ -5,10 +5,12 @@ django-simple-history; reverting is disabled (``SIMPLE_HISTORY_REVERT_DISABLED``
 """
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.shortcuts import redirect
 from simple_history.admin import SimpleHistoryAdmin
 
 from customers import models
+from heatutility.errors import DomainError
 
 
 def _refuse_dates_out_of_range(form: forms.Form, *fields: str) -> None:
@@ -332,6 +334,14 @@ class DatedChangeAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         obj.pk = self.record(request, obj).pk
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except DomainError as exc:  # the service refused what the form allowed (a change
+            # recorded meanwhile by someone else): the form again with why, not a 500
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.get_full_path())
 
 
 @admin.register(models.CapacityChange)

@@ -150,3 +150,29 @@ class TestAdmin:
         assert response.status_code == 200
         assert "already" in response.content.decode()
         assert not CapacityChange.objects.exists()
+
+
+def test_a_change_the_service_refuses_after_the_form_is_a_message_not_a_500(
+    clerk_client,  # noqa: F811
+    monkeypatch,
+):
+    """Another clerk recorded a change for the same day between the form's check and
+    the save: the service's refusal comes back as a message on the form."""
+    from customers import services
+    from customers.services import UnableToChangeCapacity
+
+    def lost_the_race(**kwargs):
+        raise UnableToChangeCapacity("2026-11-16 has a capacity change already.")
+
+    monkeypatch.setattr(services, "connection_capacity_change", lost_the_race)
+    conn = connection()
+
+    response = clerk_client.post(
+        "/admin/customers/capacitychange/add/",
+        {"connection": conn.pk, "valid_from": "2026-11-16", "capacity_kw": "20.00"},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "has a capacity change already" in response.content.decode()
+    assert not CapacityChange.objects.exists()
