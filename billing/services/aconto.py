@@ -27,7 +27,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import OperationalError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from billing import conf
@@ -52,7 +52,7 @@ from customers.selectors import contracts_active_between
 from heatutility.db import bulk_insert
 from heatutility.errors import ConflictError, DomainError
 from heatutility.money import quantize_energy, quantize_money
-from heatutility.timeutil import add_months
+from heatutility.timeutil import DATE_OUT_OF_RANGE, add_months, date_in_range
 from metering import selectors as metering_selectors
 
 ZERO = Decimal("0")
@@ -186,10 +186,18 @@ def instalment_plans_create(
 
 
 def _planning_check(*, year_start: dt.date, frequency: str) -> None:
+    if not date_in_range(year_start):
+        raise UnableToPlanInstalments(f"Settlement year: {DATE_OUT_OF_RANGE}")
     if year_start.day != 1:
         raise UnableToPlanInstalments("A settlement year starts on the first of a month.")
     if frequency not in InstalmentPlan.Frequency.values:
         raise UnableToPlanInstalments(f"Unknown frequency {frequency!r}.")
+    if frequency == InstalmentPlan.Frequency.QUARTERLY and year_start.month not in (1, 4, 7, 10):
+        # instalment runs bill calendar quarters: a year from another month would be
+        # billed quarters that straddle its start and end
+        raise UnableToPlanInstalments(
+            "A year of quarterly instalments starts in January, April, July or October."
+        )
 
 
 def instalment_planning_request(
@@ -379,6 +387,13 @@ def _plan_row(
                 f"{(last_start if a is None else year_start).isoformat()}: last year's "
                 "consumption is unknown."
             )
+        if b.energy_kwh < a.energy_kwh or b.volume_m3 < a.volume_m3:
+            raise UnableToPlanInstalments(
+                f"The register of connection {connection_id} went down from "
+                f"{last_start.isoformat()} to {year_start.isoformat()} "
+                f"({a.energy_kwh} to {b.energy_kwh} kWh, {a.volume_m3} to {b.volume_m3} m³): "
+                "last year's consumption is not known."
+            )
         used.append((connection_id, b.energy_kwh - a.energy_kwh, b.volume_m3 - a.volume_m3))
     energy = sum((kwh for _, kwh, _ in used), ZERO)
     volume = sum((m3 for _, _, m3 in used), ZERO)
@@ -488,9 +503,20 @@ def plan_account_ids(*, network_id: int, period_start: dt.date, months: int) -> 
     return list(
         InstalmentPlan.objects.in_force(period_start)
         .filter(account__network_id=network_id, frequency=frequency, account_id__in=supplied)
+        .exclude(Exists(_settlements_of_plan()))  # a settled year is not charged again
         .order_by("account_id")
         .values_list("account_id", flat=True)
     )
+
+
+def _settlements_of_plan():
+    """The settlement (not cancelled) of the plan year of ``OuterRef``'s plan."""
+    return Invoice.objects.filter(
+        account_id=OuterRef("account_id"),
+        kind=Invoice.Kind.SETTLEMENT,
+        period_start=OuterRef("year_start"),
+        period_end=OuterRef("year_end"),
+    ).exclude(state=Invoice.State.CANCELLED)
 
 
 def _line(
@@ -525,6 +551,19 @@ def _days_supplied(intervals: Sequence) -> int:
     return days
 
 
+def _held_slices(slices: Sequence, intervals: Sequence) -> list:
+    """``slices`` (start, end, spec) clipped to the days of ``intervals``."""
+    out = []
+    for s, e, spec in slices:
+        for iv in sorted(intervals, key=lambda iv: iv.start):
+            a, b = max(s, iv.start), min(e, iv.end)
+            if a < b:
+                if out and out[-1][2] is spec and out[-1][1] == a:
+                    a = out.pop()[0]  # a renewed contract: one slice, not two
+                out.append((a, b, spec))
+    return out
+
+
 def instalment_drafts(
     *,
     currency: str,
@@ -538,9 +577,9 @@ def instalment_drafts(
 
     plans = {
         p.account_id: p
-        for p in InstalmentPlan.objects.in_force(period_start).filter(
-            account_id__in=list(account_ids)
-        )
+        for p in InstalmentPlan.objects.in_force(period_start)
+        .filter(account_id__in=list(account_ids))
+        .annotate(settled=Exists(_settlements_of_plan()))
     }
     intervals = contract_intervals(account_ids=account_ids, start=period_start, end=period_end)
     slices = tariff_slices_for_connections(
@@ -555,6 +594,11 @@ def instalment_drafts(
         try:
             if plan is None or not ivs:
                 raise BillingError("no instalment plan or contract for the period", code="no_plan")
+            if plan.settled:  # its settlement billed the year's actual and credited the rest
+                raise BillingError(
+                    f"the plan year from {plan.year_start.isoformat()} is already settled",
+                    code="year_settled",
+                )
             n = 12 if plan.frequency == InstalmentPlan.Frequency.MONTHLY else 4
             step = 12 // n
             months = (
@@ -585,6 +629,9 @@ def instalment_drafts(
                     raise BillingError(
                         f"no tariff for connection {connection_id}", code="no_tariff"
                     )
+                # prices are weighted over the days the account holds the connection,
+                # not over days before a move-in or after a move-out
+                conn_slices = _held_slices(conn_slices, held[connection_id]) or conn_slices
                 version_ids.extend(spec.version_id for _s, _e, spec in conn_slices)
                 if plan.connections:
                     part = planned.get(connection_id)
@@ -710,8 +757,38 @@ def _instalments_invoiced(
     on it (its stored VAT breakdown), checked against its lines and its VAT total: an
     instalment whose record disagrees with itself fails its account's settlement rather
     than settle a guess.  Instalments with a credit note (not cancelled) are left out,
-    and so is the credit note, which reversed them exactly.
+    and so is the credit note, which reversed them exactly.  An instalment or an
+    instalment's credit note still a draft fails its account's settlement: issued after
+    it, or cancelled, it would leave the year billed twice or not credited.
     """
+    failures: dict[int, BillingError] = {}
+    in_year = Q(period_start__gte=period_start, period_start__lt=period_end)
+    for account_id, kind, series, number, start in (
+        Invoice.objects.filter(account_id__in=list(account_ids), number__isnull=True)
+        .exclude(state=Invoice.State.CANCELLED)
+        .filter(
+            (Q(kind=Invoice.Kind.INSTALMENT) & in_year)
+            | Q(
+                kind=Invoice.Kind.CREDIT_NOTE,
+                original__kind=Invoice.Kind.INSTALMENT,
+                original__period_start__gte=period_start,
+                original__period_start__lt=period_end,
+            )
+        )
+        .order_by("account_id", "pk")
+        .values_list("account_id", "kind", "original__series", "original__number", "period_start")
+    ):
+        if account_id in failures:
+            continue
+        what = (
+            f"the instalment from {start.isoformat()}"
+            if kind == Invoice.Kind.INSTALMENT
+            else f"the credit note of instalment {series}-{number:06d}"
+        )
+        failures[account_id] = BillingError(
+            f"{what} is a draft: issue or cancel it before the year is settled",
+            code="instalment_draft_pending",
+        )
     credited = Invoice.objects.filter(
         original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
     ).exclude(state=Invoice.State.CANCELLED)
@@ -733,7 +810,6 @@ def _instalments_invoiced(
     ).values_list("invoice_id", "vat_rate", "amount"):
         nets[invoice_id][vat_rate] += amount
     invoiced: dict[int, dict[Decimal, _Invoiced]] = defaultdict(dict)
-    failures: dict[int, BillingError] = {}
     for invoice_id, (account_id, series, number, vat, determinants) in sorted(instalments.items()):
         vats = {Decimal(row["rate"]): Decimal(row["vat"]) for row in determinants.get("vat", [])}
         bases = {Decimal(row["rate"]): Decimal(row["base"]) for row in determinants.get("vat", [])}
@@ -812,15 +888,33 @@ def settlement_drafts(
     time_zone: str | None = None,
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
     """The year's actual bill less the instalments issued for it, per VAT rate: their
-    net and the VAT invoiced on them (see the module's docstring)."""
+    net and the VAT invoiced on them (see the module's docstring).
+
+    The period is the plan year: an account whose plan year is another one is not
+    settled over this period (its days outside the plan year were billed by invoices)."""
+    other_year: dict[int, BillingError] = {
+        account_id: BillingError(
+            f"on account from {year_start.isoformat()} to {year_end.isoformat()}: a "
+            "settlement bills the plan year, not "
+            f"{period_start.isoformat()}–{period_end.isoformat()}",
+            code="not_plan_year",
+        )
+        for account_id, year_start, year_end in InstalmentPlan.objects.overlapping(
+            period_start, period_end
+        )
+        .filter(account_id__in=list(account_ids))
+        .exclude(year_start=period_start, year_end=period_end)
+        .values_list("account_id", "year_start", "year_end")
+    }
     drafts, failures = drafts_compute(
         currency=currency,
-        account_ids=account_ids,
+        account_ids=[a for a in account_ids if a not in other_year],
         period_start=period_start,
         period_end=period_end,
         ensure=ensure,
         time_zone=time_zone,
     )
+    failures.update(other_year)
     invoiced, unknown = _instalments_invoiced(
         account_ids=account_ids, period_start=period_start, period_end=period_end
     )
