@@ -160,7 +160,12 @@ class BillingRunAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)
+            # only what staff may edit on a saved run: a full save would write back the
+            # state and counters read when the form was loaded over what the run's
+            # chunks committed meanwhile (a drafted run back to running, stuck for good)
+            fields = [f for f in form.changed_data if f in ("issue_when_drafted", "render_pdfs")]
+            if fields:
+                obj.save(update_fields=fields)
             return
         run = run_services.billing_run_create(
             network=obj.network,

@@ -151,14 +151,23 @@ def invoice_issue(*, invoice: Invoice, issued_at: dt.datetime) -> Invoice:
         raise UnableToIssueInvoice(
             f"Invoice draft {invoice.pk} is held for review: {invoice.hold_reason}. Release it first."
         )
-    ids = invoices_issue(
-        issued_at=issued_at, invoice_ids=[invoice.pk], time_zone=invoice.network.time_zone
-    )
-    if not ids:
-        raise UnableToIssueInvoice(f"Invoice draft {invoice.pk} could not be issued.")
+    time_zone = invoice.network.time_zone
+    with transaction.atomic():
+        ids = invoices_issue(issued_at=issued_at, invoice_ids=[invoice.pk], time_zone=time_zone)
+        if not ids:
+            raise UnableToIssueInvoice(f"Invoice draft {invoice.pk} could not be issued.")
+        if invoice.run_id:  # a run's draft (a released one, say): the run counts it
+            from django.db.models import F
+
+            from billing.models import BillingRun
+
+            BillingRun.objects.filter(pk=invoice.run_id).update(issued=F("issued") + len(ids))
     from billing.services.payments import payments_apply_unallocated
 
-    payments_apply_unallocated(on=issued_at.date(), account_id=invoice.account_id)
+    # the local issue date (the UTC date is the day before from 22:00/23:00 UTC on)
+    payments_apply_unallocated(
+        on=_local_issue_date(issued_at, time_zone), account_id=invoice.account_id
+    )
     invoice.refresh_from_db()
     return invoice
 

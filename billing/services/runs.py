@@ -25,7 +25,7 @@ from billing import conf
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunChunk, BillingRunException, Invoice
 from billing.services.compute import drafts_compute
-from billing.services.invoices import invoices_issue
+from billing.services.invoices import _local_issue_date, invoices_issue
 from billing.services.write import drafts_write
 from customers.models import Account, Contract, Network
 from heatutility.db import id_array
@@ -135,8 +135,8 @@ def run_account_ids(*, run: BillingRun) -> list[int]:
     """The accounts a run bills, by its kind (a network may hold both kinds of account):
 
     * instalment runs: accounts with a plan of the run's frequency, still supplied;
-    * settlement runs: accounts with an instalment plan for (part of) the period, and
-      only those: an account billed by invoice runs has had its year billed already;
+    * settlement runs: accounts with an instalment plan for exactly the period (its
+      year), and only those: an account billed by invoice runs has had its year billed;
     * invoice runs: accounts with a contract overlapping the period, except those on
       account for all of it (their instalments and settlement bill it).  An account whose
       plan covers only part of the period is taken and stopped in its chunk with a reason
@@ -155,7 +155,11 @@ def run_account_ids(*, run: BillingRun) -> list[int]:
         account__network_id=run.network_id
     )
     if run.kind == BillingRun.Kind.SETTLEMENT:
-        return sorted(set(plans.values_list("account_id", flat=True)))
+        # the plans whose year is the run's period: a plan year from July is settled by
+        # a run over its own year, not by one over the calendar year (which would bill
+        # months its invoices billed already: aconto refuses that account as well)
+        year = plans.filter(year_start=run.period_start, year_end=run.period_end)
+        return sorted(set(year.values_list("account_id", flat=True)))
     on_account = plans.filter(year_start__lte=run.period_start, year_end__gte=run.period_end)
     return list(
         Contract.objects.filter(account__network_id=run.network_id, valid_from__lt=run.period_end)
@@ -204,7 +208,10 @@ def billing_run_plan(*, run: BillingRun, now: dt.datetime) -> list[int]:
         run = BillingRun.objects.select_for_update().get(pk=run.pk)
         if run.state == BillingRun.State.CANCELLED:
             raise RunNotReady("The run is cancelled.")
-        if not run.chunks.exists():
+        # planned once, by the run's first start: a run past ``created`` is not planned
+        # again (an empty run has no chunks, and re-planning it would put a drafted or
+        # issued run back to running/drafted and bill accounts added since)
+        if run.state == BillingRun.State.CREATED and not run.chunks.exists():
             ids = run_account_ids(run=run)
             size = max(1, run.chunk_size)
             BillingRunChunk.objects.bulk_create(
@@ -319,12 +326,19 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         locked.done = True
         locked.finished_at = now
         locked.save(update_fields=["done", "finished_at"])
-        BillingRun.objects.filter(pk=run.pk).update(
+        # only while the run is running: this UPDATE waits for a cancel that locked the
+        # run meanwhile and then matches nothing, and the chunk rolls back (otherwise its
+        # drafts would outlive the cancel as drafts of a cancelled run, and a new run for
+        # the period would skip those accounts as billed: billed by no issued invoice)
+        counted = BillingRun.objects.filter(pk=run.pk, state=BillingRun.State.RUNNING).update(
             done=F("done") + len(drafts) + len(already),
             held=F("held") + sum(1 for d in drafts if d.held),
             failed=F("failed") + len(failures),
             issued=F("issued") + n_issued,
         )
+        if not counted:
+            transaction.set_rollback(True)
+            return False
         if not BillingRunChunk.objects.filter(run=run, done=False).exists():
             run = BillingRun.objects.select_for_update().get(pk=run.pk)
             if (
@@ -551,7 +565,9 @@ def billing_run_issue(*, run: BillingRun, issued_at: dt.datetime) -> list[int]:
         from billing.services.payments import payments_apply_unallocated
 
         # customers' prepayments / overpayments settle the new invoices
-        payments_apply_unallocated(on=issued_at.date(), network_id=run.network_id)
+        payments_apply_unallocated(
+            on=_local_issue_date(issued_at, run.network.time_zone), network_id=run.network_id
+        )
         if run.render_pdfs and ids:
             from billing import tasks
 
@@ -605,6 +621,12 @@ def billing_run_cancel(*, run: BillingRun) -> BillingRun:
         run = BillingRun.objects.select_for_update().get(pk=run.pk)
         if run.state in (BillingRun.State.ISSUING, BillingRun.State.ISSUED):
             raise RunNotReady("An issued run cannot be cancelled; credit its invoices instead.")
+        # a run that issues when drafted numbers its chunks' bills as they are written
+        if Invoice.objects.filter(run=run, number__isnull=False).exists():
+            raise RunNotReady(
+                "The run has issued invoices already (it issues when drafted) and cannot be "
+                "cancelled; credit its invoices instead."
+            )
         Invoice.objects.filter(run=run, state=Invoice.State.DRAFT).update(
             state=Invoice.State.CANCELLED
         )

@@ -99,11 +99,22 @@ class TestSettlementOnlyOfThePlanYear:
         for month in range(7, 13):
             bill_month(network, start=dt.date(2026, month, 1), kind="instalment")
 
-        # a settlement run for the calendar year 2026, not the plan year
+        # a settlement run for the calendar year 2026, not the plan year: not its account
         run = bill_month(network, start=YEAR, months=12, kind="settlement", now=AFTER_THE_YEAR)
 
-        assert run.failed == 1
+        assert (run.total, run.failed) == (0, 0)
         assert not Invoice.objects.filter(kind="settlement").exists()
+        # and asked directly, the settlement refuses it with the reason
+        from billing.services.aconto import settlement_drafts
+
+        drafts, failures = settlement_drafts(
+            currency=network.currency,
+            account_ids=[contract.account_id],
+            period_start=YEAR,
+            period_end=dt.date(2027, 1, 1),
+        )
+        assert drafts == []
+        assert failures[contract.account_id].code == "not_plan_year"
         energy = InvoiceLine.objects.filter(
             invoice__account=contract.account,
             invoice__number__isnull=False,
