@@ -10,3 +10,15 @@ class BillingConfig(AppConfig):
         from billing.checks import delivery_check
 
         register(delivery_check, deploy=True)
+
+        from tariffs.signals import tariff_version_closed
+
+        tariff_version_closed.connect(_rerate_closed_version, dispatch_uid="billing-rerate")
+
+
+def _rerate_closed_version(sender, version_id: int, **kwargs) -> None:
+    """A corrected tariff: re-rate the bills priced with the closed version after its
+    new end (a task; the nightly ``rerate_tariff_corrections`` catches a lost one)."""
+    from billing import tasks
+
+    tasks.rerate_tariff_versions.apply_async(([version_id],), **tasks._options())

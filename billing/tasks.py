@@ -237,6 +237,24 @@ def rerate_changed_registers() -> int:
     return len(invoices_rerate_changed(now=timezone.now()))
 
 
+@shared_task(acks_late=True, time_limit=30 * 60, soft_time_limit=25 * 60)
+def rerate_tariff_versions(version_ids: list[int]) -> int:
+    """A corrected tariff: re-rate the bills priced with these versions after their end
+    (safe to run twice: nothing is credited twice)."""
+    from billing.services.rerating import invoices_rerate_for_tariff_versions
+
+    return len(invoices_rerate_for_tariff_versions(version_ids=version_ids, now=timezone.now()))
+
+
+@shared_task(acks_late=True)
+def rerate_tariff_corrections() -> int:
+    """Beat: the same for every version closed by an approval since the last look (a
+    task lost with the broker when the approval committed is caught up here)."""
+    from billing.services.rerating import invoices_rerate_tariff_corrections
+
+    return len(invoices_rerate_tariff_corrections(now=timezone.now()))
+
+
 @shared_task(acks_late=True)
 def rebill_changed_contracts() -> int:
     """Beat: contracts changed after their days were billed (a late move-in or move-out):

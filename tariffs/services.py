@@ -175,7 +175,9 @@ def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) ->
 
     Refused with every component, cap and excess when a price is above a cap.  An open-ended
     approved predecessor is closed the day the new version starts (the only change an
-    approved version ever gets); any other overlap is refused by the database.
+    approved version ever gets); any other overlap is refused by the database.  Closed on a
+    day already billed (a corrected tariff), the bills priced with it over the days after
+    are re-rated once the approval commits (``signals.tariff_version_closed``).
 
     A version with an end date that would close an open predecessor is refused (422,
     ``would_leave_gap``) unless an in-force version already starts on its end date: the
@@ -217,6 +219,10 @@ def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) ->
         if predecessor is not None:
             predecessor.valid_to = locked.valid_from
             predecessor.save(update_fields=["valid_to"])
+            # a correction from a day already billed changes those bills: billing re-rates
+            # them (credit note + correction; drafts recomputed) once this commits; a
+            # failing receiver is logged, it does not undo or fail the approval
+            transaction.on_commit(_closed(predecessor.pk), robust=True)
         locked.status = TariffVersion.Status.APPROVED
         locked.approved_at = now
         locked.approved_by = user
@@ -230,6 +236,15 @@ def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) ->
                 f"Version {locked.number} overlaps an approved version of tariff {locked.tariff.code}: {exc}"
             ) from exc
         return locked
+
+
+def _closed(version_id: int):
+    def send() -> None:
+        from tariffs.signals import tariff_version_closed
+
+        tariff_version_closed.send(sender=TariffVersion, version_id=version_id)
+
+    return send
 
 
 def tariff_version_publish(*, version: TariffVersion, user, now: dt.datetime) -> TariffVersion:

@@ -300,15 +300,97 @@ def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]
 
 def invoices_rerate_for_tariff_versions(
     *, version_ids: Iterable[int], now: dt.datetime
-) -> list[tuple[Invoice, Invoice]]:
-    """Re-rate current invoices priced with a corrected tariff version."""
+) -> list[tuple[Invoice, Invoice | None]]:
+    """Re-rate current invoices priced with a corrected tariff version.
+
+    An approved version never changes but its end: a correction approved from a day
+    inside a billed period closes it on that day, so only the bills priced with it over
+    a period ending after its (new) end change.  Those are found by a query (the
+    network, the period and, where the database can, the version ids), not by reading
+    every invoice.  Issued ones are re-rated (a correction's own versions count, so a
+    second correction re-rates the correction); drafts (of a run not issued yet, held
+    corrections and settlements) are computed again, not credited.  One that cannot be
+    recomputed stands as billed and becomes a ``late_rerate`` exception for staff; the
+    others are re-rated all the same, and running this again resumes (re-rated ones are
+    credited, so never twice).
+    """
+    from django.db import connection
+    from django.db.models import Q
+
+    from billing.services.contract_changes import (
+        _draft_refresh,
+        _rerate_exception_clear,
+        _rerate_failed,
+    )
+    from tariffs.models import TariffVersion
+
     wanted = set(version_ids)
+    where = Q(pk__in=[])
+    for version in TariffVersion.objects.filter(pk__in=wanted).select_related("tariff"):
+        part = Q(network_id=version.tariff.network_id)
+        if version.valid_to is not None:
+            part &= Q(period_end__gt=version.valid_to)
+        if connection.features.supports_json_field_contains:
+            part &= Q(tariff_version_ids__contains=[version.pk])
+        where |= part
+
+    def priced_with_them(invoices) -> list[int]:
+        rows = invoices.filter(where).order_by("period_start", "pk")
+        return [
+            pk
+            for pk, ids in rows.values_list("pk", "tariff_version_ids").iterator(chunk_size=2000)
+            if wanted & set(ids or ())
+        ]
+
     results = []
-    for invoice in current_invoices().iterator(chunk_size=2000):
-        if wanted & set(invoice.tariff_version_ids):
+    for pk in priced_with_them(current_invoices()):
+        invoice = Invoice.objects.select_related("account").get(pk=pk)
+        try:
             result = invoice_rerate(invoice=invoice, now=now)
-            if result:
-                results.append(result)
+        except UnableToRerate as exc:
+            _rerate_failed(account=invoice.account, invoice=invoice, exc=exc, now=now)
+            continue
+        _rerate_exception_clear(account=invoice.account, invoice=invoice)
+        if result:
+            results.append(result)
+    drafts = Invoice.objects.filter(state=Invoice.State.DRAFT, kind__in=RERATABLE)
+    for pk in priced_with_them(drafts):
+        invoice = Invoice.objects.select_related("account", "network").get(pk=pk)
+        try:
+            result = _draft_refresh(invoice=invoice, now=now)
+        except UnableToRerate as exc:
+            _rerate_failed(account=invoice.account, invoice=invoice, exc=exc, now=now)
+            continue
+        _rerate_exception_clear(account=invoice.account, invoice=invoice)
+        if result:
+            results.append(result)
+    return results
+
+
+def invoices_rerate_tariff_corrections(*, now: dt.datetime) -> list[tuple[Invoice, Invoice | None]]:
+    """Nightly: re-rate for every tariff version closed by an approval since the last
+    look (the approved successor starts where it ends).  The approval queues the same
+    at once; this catches a task lost on the way, and a second pass changes nothing."""
+    from tariffs.models import TariffVersion
+
+    cursor, _ = RerateCursor.objects.get_or_create(
+        name="tariffs", defaults={"checked_until": timezone.now()}
+    )
+    horizon = look_horizon()
+    closed = set()
+    for tariff_id, starts in TariffVersion.objects.filter(
+        approved_at__gte=cursor.checked_until
+    ).values_list("tariff_id", "valid_from"):
+        closed.update(
+            TariffVersion.objects.filter(tariff_id=tariff_id, valid_to=starts)
+            .exclude(status=TariffVersion.Status.DRAFT)
+            .values_list("pk", flat=True)
+        )
+    results = (
+        invoices_rerate_for_tariff_versions(version_ids=sorted(closed), now=now) if closed else []
+    )
+    cursor.checked_until = max(cursor.checked_until, horizon)
+    cursor.save(update_fields=["checked_until"])
     return results
 
 

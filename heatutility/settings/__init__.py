@@ -204,6 +204,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "billing.tasks.rerate_changed_registers",
         "schedule": crontab(hour=4, minute=0),
     },
+    # Corrected tariffs: the approval queues the re-rating at once; this catches one lost
+    "billing-rerate-tariff-corrections": {
+        "task": "billing.tasks.rerate_tariff_corrections",
+        "schedule": crontab(hour=4, minute=15),
+    },
     # Move-ins and move-outs recorded after their month was billed: credit the days
     # after a move-out, bill a new occupant's days (before dunning looks at balances).
     "billing-rebill-changed-contracts": {
