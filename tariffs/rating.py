@@ -563,6 +563,8 @@ class _Pricer:
             remaining = total
             parts: list[tuple[Season, Decimal]] = []
             nonzero = [s for i, s in enumerate(c.seasons) if shares[i] > 0]
+            if not nonzero and total:  # no day or monthly energy to share by: the period's month
+                nonzero = [s for s in c.seasons if det.period_start.month in s.months][:1]
             index = {id(s): i for i, s in enumerate(c.seasons)}
             for s in nonzero:
                 if s is nonzero[-1]:
@@ -639,21 +641,23 @@ class _Pricer:
             base = Fraction(total)
             scale = self.fraction
         lower = Fraction(0)
+        prev: Decimal | None = None  # the previous block's annual limit (lower / scale; scale may be 0)
         raw: list[tuple[str, Fraction, Decimal]] = []
         for b in c.blocks:
             top = Fraction(b.upto) * scale if b.upto is not None else None
             inside = (min(base, top) if top is not None else base) - lower
             inside = max(inside, Fraction(0))
             label = (
-                f"up to {b.upto.normalize():f} {c.unit}/year" if lower == 0 and b.upto is not None
-                else f"above {_dec(lower / scale, 3).normalize():f} {c.unit}/year" if b.upto is None
-                else f"{_dec(lower / scale, 3).normalize():f}–{b.upto.normalize():f} {c.unit}/year"
+                f"up to {b.upto.normalize():f} {c.unit}/year" if prev is None and b.upto is not None
+                else f"above {(prev or ZERO).normalize():f} {c.unit}/year" if b.upto is None
+                else f"{prev.normalize():f}–{b.upto.normalize():f} {c.unit}/year"
             )
             if inside > 0:
                 raw.append((label, inside, b.price))
             if top is None or base <= top:
                 break
             lower = top
+            prev = b.upto
         if det.annual_energy_mwh and base > 0:
             remaining = total
             for i, (label, inside, price) in enumerate(raw):
@@ -697,15 +701,15 @@ class _Pricer:
             edge = (low if higher_is_better else high) if c.count_from == "edge" else target
             degrees = abs(edge - metric)
             rate = c.penalty_rate
-            verdict = f"{_fmt(degrees, 2)} °C {'below' if higher_is_better else 'above'} {_fmt(edge, 1)} °C: penalty"
+            verdict = f"{_fmt(degrees, 2)} °C {'below' if higher_is_better else 'above'} {_exact(edge, 1)} °C: penalty"
         elif better and c.bonus_rate:
             edge = (high if higher_is_better else low) if c.count_from == "edge" else target
             degrees = abs(metric - edge)
             rate = -c.bonus_rate
-            verdict = f"{_fmt(degrees, 2)} °C {'above' if higher_is_better else 'below'} {_fmt(edge, 1)} °C: bonus"
+            verdict = f"{_fmt(degrees, 2)} °C {'above' if higher_is_better else 'below'} {_exact(edge, 1)} °C: bonus"
         if c.max_degrees is not None:
             degrees = min(degrees, c.max_degrees)
-        head = f"{metric_text} {_fmt(metric, 2)} °C, neutral band {_fmt(low, 1)}–{_fmt(high, 1)} °C; {verdict}"
+        head = f"{metric_text} {_fmt(metric, 2)} °C, neutral band {_exact(low, 1)}–{_exact(high, 1)} °C; {verdict}"
         if c.rate_basis == "percent_of_energy":
             codes = c.energy_components or tuple(self.energy_amounts)
             base = sum((self.energy_amounts.get(code, ZERO) for code in codes), ZERO)
@@ -719,9 +723,12 @@ class _Pricer:
 
     def _cooling_metric(self, c: CoolingIncentive) -> tuple[Decimal | None, str]:
         det = self.det
+        text = "cooling ΔT"
         if c.metric == "return_temp":
-            return det.return_temp_c, "average return temperature"
-        if c.source == "temperatures":
+            value, text = det.return_temp_c, "average return temperature"
+            if value is None:
+                return None, text
+        elif c.source == "temperatures":
             if det.flow_temp_c is None or det.return_temp_c is None:
                 return None, "cooling (flow − return)"
             value = det.flow_temp_c - det.return_temp_c
@@ -731,7 +738,7 @@ class _Pricer:
             value = _cooling_dt(det.energy_mwh, det.volume_m3, c.factor, c.factor_unit)
         if c.metric_places is not None:
             value = value.quantize(Decimal(1).scaleb(-c.metric_places), rounding="ROUND_HALF_UP")
-        return value, "cooling ΔT"
+        return value, text
 
 
 def _cooling_dt(energy_mwh: Decimal, volume_m3: Decimal, factor: Decimal, unit: str) -> Decimal:
