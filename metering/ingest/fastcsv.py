@@ -33,29 +33,21 @@ from metering.retention import readings_horizon
 
 log = logging.getLogger(__name__)
 
-# The timestamps the stage's cast takes (PostgreSQL regex): the forms PostgreSQL and the
-# Python rules read as the same instant (see _ISO_TAIL_RE).  Any other field is NULL, and
-# the file goes to the Python validator, which decides for every lane.
-ISO_TIMESTAMP_RE = (
-    r"^\d{4}-\d\d-\d\d[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
-    r"(Z|[+-](0\d|1[0-4])(:?[0-5]\d)?)?$"
-)
-# Offsets in a timestamp field that must hold a digit / the character given, for the ISO
-# 8601 form datetime.fromisoformat (rows.py) and PostgreSQL read alike:
+# What may follow HH:MM in a timestamp that COPY or the stage's cast reads: the forms
+# PostgreSQL and the Python rules (rows.py) read as the same instant.  PostgreSQL would
+# take 24:00, a 60th second or a one-digit offset (+1) that the JSON path refuses, refuse
+# an offset of +23:59 or a decimal comma it accepts, and round a seventh second decimal
+# (…59.9999996 → the next second) that datetime.fromisoformat cuts off (…59.999999).
+# Anything else goes to the Python validator, which decides for every lane, so a reading
+# has one instant whichever path it comes by and is never stored twice.
+ISO_TIME_TAIL = r"(:[0-5]\d(\.\d{1,6})?)?(Z|[+-](0\d|1[0-4])(:?[0-5]\d)?)?"
+_ISO_TAIL_RE = re.compile(ISO_TIME_TAIL.encode())
+# The same grammar for the stage's cast (a PostgreSQL regex; any other field is NULL)
+ISO_TIMESTAMP_RE = rf"^\d{{4}}-\d\d-\d\d[T ]([01]\d|2[0-3]):[0-5]\d{ISO_TIME_TAIL}$"
+# Offsets in a timestamp field that must hold a digit / the character given:
 # YYYY-MM-DD[T ]HH:MM, then only digits and ":.+-Z" (seconds, fraction, offset).
 ISO_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15)
 ISO_TAIL = b"0123456789:.+-Z"
-# More than 6 second decimals: PostgreSQL rounds them to the microsecond (…59.9999996 →
-# the next second), datetime.fromisoformat (rows.py) cuts them off (…59.999999).  Such
-# files go to the Python validator, so a reading has one instant whichever lane or
-# delivery path (JSON, a file sent again) it comes by, and is never stored twice.
-SUB_MICROSECOND_RE = r":\d\d[.,]\d{7}"
-_SUB_MICROSECOND = re.compile(SUB_MICROSECOND_RE.encode())
-# What may follow HH:MM in a file COPY parses: forms PostgreSQL and the Python rules
-# read as the same instant.  Others go to the Python validator, which decides for every
-# lane: PostgreSQL would take 24:00, a 60th second or a one-digit offset (+1) that the
-# JSON path refuses, and refuse an offset of +23:59 or a decimal comma it accepts.
-_ISO_TAIL_RE = re.compile(rb"(:[0-5]\d(\.\d{1,6})?)?(Z|[+-](0\d|1[0-4])(:?[0-5]\d)?)?")
 
 
 def iso_timestamps(payload: bytes, *, column: int, width: int, separator: str) -> bool:
@@ -68,8 +60,6 @@ def iso_timestamps(payload: bytes, *, column: int, width: int, separator: str) -
     """
     if b'"' in payload or len(separator) != 1:
         return False
-    if _SUB_MICROSECOND.search(payload):
-        return False  # COPY would round what the Python rules cut off
     data = np.frombuffer(payload, dtype=np.uint8)
     ends = np.flatnonzero(data == 10)
     if not payload.endswith(b"\n"):
