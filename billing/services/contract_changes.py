@@ -33,22 +33,20 @@ from django.db.models import F, Q
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import (
-    InvoiceIsIssued,
-    invoice_cancel_draft,
-    invoice_replace_draft,
-    invoices_issue,
-)
+from billing.services.invoices import invoices_issue
 from billing.services.payments import payments_apply_unallocated
 from billing.services.rerating import (
+    LATE,
     NoContractDays,
     UnableToRerate,
     _pdfs_after_commit,
     current_invoices,
+    draft_refresh,
     invoice_rebill,
-    invoice_recompute,
     invoice_rerate,
+    late_exception_record,
     look_horizon,
+    rerate_each,
 )
 from billing.services.write import drafts_write
 from customers.models import Account, AreaChange, CapacityChange, Contract
@@ -56,8 +54,6 @@ from customers.models import Account, AreaChange, CapacityChange, Contract
 log = logging.getLogger(__name__)
 
 Span = tuple[dt.date, dt.date | None]  # [start, end); None: open
-# code prefix of the exceptions recorded here: each night's look tries their accounts again
-LATE = "late_"
 
 
 def contract_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]:
@@ -159,21 +155,18 @@ def account_contracts_rebill(
     them that runs have taken up without it.  Returns (re-ratings, new invoices)."""
     lo = min(s for s, _ in spans)
     hi = None if any(e is None for _, e in spans) else max(e for _, e in spans)
-    rerated = []
     invoices = current_invoices().filter(account=account, period_end__gt=lo)
     if hi is not None:
         invoices = invoices.filter(period_start__lt=hi)
-    for invoice in invoices.order_by("period_start", "pk"):
-        if not _overlaps(spans, invoice.period_start, invoice.period_end):
-            continue
-        try:
-            result = invoice_rerate(invoice=invoice, now=now, ensure=True)
-        except UnableToRerate as exc:  # shown on the period's run; the look goes on
-            _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
-            continue
-        _rerate_exception_clear(account=account, invoice=invoice)
-        if result:
-            rerated.append(result)
+    rerated = rerate_each(  # one that cannot be: shown on the period's run; the look goes on
+        (
+            invoice
+            for invoice in invoices.order_by("period_start", "pk")
+            if _overlaps(spans, invoice.period_start, invoice.period_end)
+        ),
+        lambda invoice: invoice_rerate(invoice=invoice, now=now, ensure=True),
+        now=now,
+    )
     rerated += _drafts_recompute(account=account, spans=spans, lo=lo, hi=hi, now=now)
     billed = [
         invoice
@@ -198,60 +191,15 @@ def _drafts_recompute(
     )
     if hi is not None:
         drafts = drafts.filter(period_start__lt=hi)
-    rerated = []
-    for invoice in drafts.select_related("network", "run"):
-        if not _overlaps(spans, invoice.period_start, invoice.period_end):
-            continue
-        try:
-            result = _draft_refresh(invoice=invoice, now=now)
-        except UnableToRerate as exc:
-            _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
-            continue
-        _rerate_exception_clear(account=account, invoice=invoice)
-        if result:
-            rerated.append(result)
-    return rerated
-
-
-def _draft_refresh(*, invoice: Invoice, now: dt.datetime):
-    """Recompute a draft in place, or cancel it when no contract day is left; if staff
-    issued it meanwhile, re-rate it instead (that re-rating, else None)."""
-    try:
-        try:
-            draft = invoice_recompute(invoice=invoice, ensure=True)
-        except NoContractDays:
-            invoice_cancel_draft(invoice=invoice)
-        else:
-            invoice_replace_draft(invoice=invoice, draft=draft)
-    except InvoiceIsIssued:
-        invoice.refresh_from_db()
-        return invoice_rerate(invoice=invoice, now=now, ensure=True)
-    return None
-
-
-def _rerate_failed(*, account: Account, invoice: Invoice, exc: Exception, now: dt.datetime) -> None:
-    run = _run_of(invoice)
-    if run is None:
-        log.error("account %s: %s not re-rated: %s", account.pk, invoice, exc)
-        return
-    what = invoice.display_number or f"draft #{invoice.pk}"
-    failure = BillingError(f"{what} could not be re-rated: {exc}", code="rerate")
-    _record_exception(run=run, account=account, failure=failure, now=now)
-
-
-def _rerate_exception_clear(*, account: Account, invoice: Invoice) -> None:
-    run = _run_of(invoice)
-    if run is not None:
-        BillingRunException.objects.filter(run=run, account=account, code=LATE + "rerate").delete()
-
-
-def _run_of(invoice: Invoice) -> BillingRun | None:
-    """The run that billed the period an invoice, correction or settlement stands for
-    (a correction's own run is none: its original's)."""
-    doc = invoice
-    while doc.run_id is None and doc.original_id is not None:
-        doc = Invoice.objects.only("run_id", "original_id").get(pk=doc.original_id)
-    return None if doc.run_id is None else BillingRun.objects.get(pk=doc.run_id)
+    return rerate_each(
+        (
+            invoice
+            for invoice in drafts.select_related("network", "run")
+            if _overlaps(spans, invoice.period_start, invoice.period_end)
+        ),
+        lambda invoice: draft_refresh(invoice=invoice, now=now),
+        now=now,
+    )
 
 
 def _runs_taken_up(*, account: Account, lo: dt.date, hi: dt.date | None):
@@ -316,7 +264,7 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         if failure is not None and failure.code == "no_contract":
             return None
         if failure is not None:
-            _record_exception(run=run, account=account, failure=failure, now=now)
+            late_exception_record(run=run, account_id=account.pk, failure=failure, now=now)
             return None
         joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED)
         try:
@@ -387,23 +335,8 @@ def _rebill_if_credited(
         return None
     except UnableToRerate as exc:
         failure = BillingError(f"{last.display_number} could not be billed again: {exc}")
-        _record_exception(run=run, account=account, failure=failure, now=now)
+        late_exception_record(run=run, account_id=account.pk, failure=failure, now=now)
         return None
-
-
-def _record_exception(
-    *, run: BillingRun, account: Account, failure: BillingError, now: dt.datetime
-) -> None:
-    BillingRunException.objects.update_or_create(
-        run=run,
-        account=account,
-        defaults={
-            "code": (LATE + failure.code)[:40],
-            "error": f"after the run: {failure}"[:500],
-            "created_at": now,
-            "resolved": False,
-        },
-    )
 
 
 def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:

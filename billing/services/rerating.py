@@ -28,10 +28,17 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from billing.calc import BillDraft
-from billing.models import Invoice, RerateCursor
+from billing.calc import BillDraft, BillingError
+from billing.models import BillingRun, BillingRunException, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import invoice_credit, invoices_issue, series_counter_lock
+from billing.services.invoices import (
+    InvoiceIsIssued,
+    invoice_cancel_draft,
+    invoice_credit,
+    invoice_replace_draft,
+    invoices_issue,
+    series_counter_lock,
+)
 from billing.services.payments import payments_apply_unallocated
 from billing.services.write import drafts_write
 from heatutility.db import oldest_open_write_started
@@ -176,6 +183,81 @@ def _correction_write(*, invoice: Invoice, draft: BillDraft, now: dt.datetime) -
     return Invoice.objects.get(pk=correction_id)
 
 
+# -- what cannot be re-rated now: an exception on the period's run, tried again nightly
+
+# code prefix of the exceptions recorded after a run (late contract changes, re-ratings
+# that cannot be done now): each night's contract look tries their accounts again
+LATE = "late_"
+
+
+def run_of(invoice: Invoice) -> BillingRun | None:
+    """The run that billed the period an invoice, correction or settlement stands for
+    (a correction's own run is none: its original's)."""
+    doc = invoice
+    while doc.run_id is None and doc.original_id is not None:
+        doc = Invoice.objects.only("run_id", "original_id").get(pk=doc.original_id)
+    return None if doc.run_id is None else BillingRun.objects.get(pk=doc.run_id)
+
+
+def late_exception_record(
+    *, run: BillingRun, account_id: int, failure: BillingError, now: dt.datetime
+) -> None:
+    BillingRunException.objects.update_or_create(
+        run=run,
+        account_id=account_id,
+        defaults={
+            "code": (LATE + failure.code)[:40],
+            "error": f"after the run: {failure}"[:500],
+            "created_at": now,
+            "resolved": False,
+        },
+    )
+
+
+def draft_refresh(*, invoice: Invoice, now: dt.datetime):
+    """Recompute a draft in place, or cancel it when no contract day is left; if staff
+    issued it meanwhile, re-rate it instead (that re-rating, else None)."""
+    try:
+        try:
+            draft = invoice_recompute(invoice=invoice, ensure=True)
+        except NoContractDays:
+            invoice_cancel_draft(invoice=invoice)
+        else:
+            invoice_replace_draft(invoice=invoice, draft=draft)
+    except InvoiceIsIssued:
+        invoice.refresh_from_db()
+        return invoice_rerate(invoice=invoice, now=now, ensure=True)
+    return None
+
+
+def rerate_each(invoices: Iterable[Invoice], attempt, *, now: dt.datetime) -> list:
+    """``attempt(invoice)`` for each invoice (a re-rating, a draft's recomputation);
+    their results.  One that cannot be done now stands as it is and becomes a
+    ``late_rerate`` exception on its period's run for staff (cleared once it succeeds);
+    the others are done all the same."""
+    results = []
+    for invoice in invoices:
+        run = None
+        try:
+            result = attempt(invoice)
+        except UnableToRerate as exc:
+            run = run_of(invoice)
+            if run is None:
+                log.error("account %s: %s not re-rated: %s", invoice.account_id, invoice, exc)
+                continue
+            what = invoice.display_number or f"draft #{invoice.pk}"
+            failure = BillingError(f"{what} could not be re-rated: {exc}", code="rerate")
+            late_exception_record(run=run, account_id=invoice.account_id, failure=failure, now=now)
+            continue
+        if (run := run_of(invoice)) is not None:
+            BillingRunException.objects.filter(
+                run=run, account_id=invoice.account_id, code=LATE + "rerate"
+            ).delete()
+        if result:
+            results.append(result)
+    return results
+
+
 def invoice_rebill(*, invoice: Invoice, now: dt.datetime) -> Invoice:
     """Bill the period of an invoice that staff credited in full again, as the data stands
     now: a correction referencing it (held for review if it looks implausible).
@@ -273,26 +355,18 @@ def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]
     An invoice that cannot be recomputed (a corrected register below the period's
     start, say) stands as billed and becomes a ``late_rerate`` exception on its period's
     run for staff, retried every night by the contract look until the data is put
-    right; the others are re-rated all the same.
+    right; the others are re-rated all the same (:func:`rerate_each`).
     """
-    from billing.services.contract_changes import _rerate_exception_clear, _rerate_failed
-
     cursor, _ = RerateCursor.objects.get_or_create(
         name="registers", defaults={"checked_until": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)}
     )
     horizon = look_horizon()
     pairs = metering_selectors.boundary_registers_updated_since(since=cursor.checked_until)
-    results = []
-    for invoice in invoices_affected_by_registers(pairs):
-        account = invoice.account
-        try:
-            result = invoice_rerate(invoice=invoice, now=now)
-        except UnableToRerate as exc:
-            _rerate_failed(account=account, invoice=invoice, exc=exc, now=now)
-            continue
-        _rerate_exception_clear(account=account, invoice=invoice)
-        if result:
-            results.append(result)
+    results = rerate_each(
+        invoices_affected_by_registers(pairs),
+        lambda invoice: invoice_rerate(invoice=invoice, now=now),
+        now=now,
+    )
     cursor.checked_until = max(cursor.checked_until, horizon)
     cursor.save(update_fields=["checked_until"])
     return results
@@ -317,11 +391,6 @@ def invoices_rerate_for_tariff_versions(
     from django.db import connection
     from django.db.models import Q
 
-    from billing.services.contract_changes import (
-        _draft_refresh,
-        _rerate_exception_clear,
-        _rerate_failed,
-    )
     from tariffs.models import TariffVersion
 
     wanted = set(version_ids)
@@ -334,37 +403,27 @@ def invoices_rerate_for_tariff_versions(
             part &= Q(tariff_version_ids__contains=[version.pk])
         where |= part
 
-    def priced_with_them(invoices) -> list[int]:
+    def priced_with_them(invoices):
+        """Their ids first (the documents re-rating writes are not walked again)."""
         rows = invoices.filter(where).order_by("period_start", "pk")
-        return [
+        ids = [
             pk
-            for pk, ids in rows.values_list("pk", "tariff_version_ids").iterator(chunk_size=2000)
-            if wanted & set(ids or ())
+            for pk, versions in rows.values_list("pk", "tariff_version_ids").iterator(
+                chunk_size=2000
+            )
+            if wanted & set(versions or ())
         ]
+        return (Invoice.objects.select_related("network").get(pk=pk) for pk in ids)
 
-    results = []
-    for pk in priced_with_them(current_invoices()):
-        invoice = Invoice.objects.select_related("account").get(pk=pk)
-        try:
-            result = invoice_rerate(invoice=invoice, now=now)
-        except UnableToRerate as exc:
-            _rerate_failed(account=invoice.account, invoice=invoice, exc=exc, now=now)
-            continue
-        _rerate_exception_clear(account=invoice.account, invoice=invoice)
-        if result:
-            results.append(result)
+    results = rerate_each(
+        priced_with_them(current_invoices()),
+        lambda invoice: invoice_rerate(invoice=invoice, now=now),
+        now=now,
+    )
     drafts = Invoice.objects.filter(state=Invoice.State.DRAFT, kind__in=RERATABLE)
-    for pk in priced_with_them(drafts):
-        invoice = Invoice.objects.select_related("account", "network").get(pk=pk)
-        try:
-            result = _draft_refresh(invoice=invoice, now=now)
-        except UnableToRerate as exc:
-            _rerate_failed(account=invoice.account, invoice=invoice, exc=exc, now=now)
-            continue
-        _rerate_exception_clear(account=invoice.account, invoice=invoice)
-        if result:
-            results.append(result)
-    return results
+    return results + rerate_each(
+        priced_with_them(drafts), lambda invoice: draft_refresh(invoice=invoice, now=now), now=now
+    )
 
 
 def invoices_rerate_tariff_corrections(*, now: dt.datetime) -> list[tuple[Invoice, Invoice | None]]:

@@ -245,7 +245,7 @@ def test_a_draft_recomputed_on_a_later_night_clears_its_exception():
 
 
 def test_a_run_issued_during_the_look_does_not_crash_it(monkeypatch):
-    from billing.services import contract_changes
+    from billing.services import rerating
     from billing.services.runs import billing_run_issue
 
     network, (contract,) = billed_network(accounts=1)
@@ -253,13 +253,13 @@ def test_a_run_issued_during_the_look_does_not_crash_it(monkeypatch):
     looked_at_everything_so_far()
     register(contract.connection, NOV16, D("43800"))
     contract_move_out(contract=contract, move_out_on=NOV16)
-    recompute = contract_changes.invoice_recompute
+    recompute = rerating.invoice_recompute  # draft_refresh's
 
     def staff_issue_the_run_meanwhile(*, invoice, ensure=False):
         billing_run_issue(run=run, issued_at=NOW)  # what another session commits
         return recompute(invoice=invoice, ensure=ensure)
 
-    monkeypatch.setattr(contract_changes, "invoice_recompute", staff_issue_the_run_meanwhile)
+    monkeypatch.setattr(rerating, "invoice_recompute", staff_issue_the_run_meanwhile)
     contracts_rebill_changed(now=LATER)  # actual: raises InvoiceIsIssued
     monkeypatch.undo()
     contracts_rebill_changed(now=LATER)
