@@ -151,28 +151,38 @@ def readings_batch_submit(
             raise _invalid("The batch was refused; nothing was stored", errors)
         payload = tsv(normalised)
     row_count = payload.count("\n")
+
+    def create() -> IngestBatch:
+        batch = IngestBatch.objects.create(
+            vendor=vendor,
+            source=IngestBatch.Source.API,
+            idempotency_key=idempotency_key,
+            body_sha256=digest,
+            payload=payload,
+            row_count=row_count,
+            received_at=received_at,
+        )
+        if idempotency_key:  # the first answer, replayed for a retry with this key
+            batch.response = batch_answer(batch)
+            batch.save(update_fields=["response"])
+        _enqueue(batch)
+        return batch
+
+    return _create_once(create, vendor=vendor, idempotency_key=idempotency_key, digest=digest)
+
+
+def _create_once(create, *, vendor: MeterVendor, idempotency_key: str, digest: str):
+    """(``create()`` run in one transaction, True); or, when a concurrent retry with the
+    same Idempotency-Key won the race (the key's unique constraint), (its batch, False):
+    the answer a retry gets, not a 500."""
     try:
         with transaction.atomic():
-            batch = IngestBatch.objects.create(
-                vendor=vendor,
-                source=IngestBatch.Source.API,
-                idempotency_key=idempotency_key,
-                body_sha256=digest,
-                payload=payload,
-                row_count=row_count,
-                received_at=received_at,
-            )
-            if idempotency_key:  # the first answer, replayed for a retry with this key
-                batch.response = batch_answer(batch)
-                batch.save(update_fields=["response"])
-            _enqueue(batch)
+            return create(), True
     except IntegrityError:
-        # a concurrent retry with the same key won the race: answer with its batch
         previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
         if previous is None:
             raise
         return previous, False
-    return batch, True
 
 
 def _sniff_header(raw: bytes, vendor: MeterVendor) -> None:
@@ -211,29 +221,24 @@ def readings_file_submit(
     if previous is not None:
         return previous, False
     _sniff_header(content, vendor)
-    try:
-        with transaction.atomic():
-            batch = IngestBatch.objects.create(
-                vendor=vendor,
-                source=IngestBatch.Source.FILE,
-                idempotency_key=idempotency_key,
-                body_sha256=digest,
-                file_name=row_rules.CONTROL_CHARACTERS.sub("", file_name)[:255],
-                received_at=received_at,
-                created_by=created_by,
-            )
-            batch.file.save(f"batch-{batch.pk}.csv", ContentFile(content), save=False)
-            batch.response = batch_answer(batch)
-            batch.save(update_fields=["file", "response"])
-            _enqueue(batch)
-    except IntegrityError:
-        # a concurrent retry with the same key won the race: answer with its batch (as
-        # the JSON path does), not a 500
-        previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
-        if previous is None:
-            raise
-        return previous, False
-    return batch, True
+
+    def create() -> IngestBatch:
+        batch = IngestBatch.objects.create(
+            vendor=vendor,
+            source=IngestBatch.Source.FILE,
+            idempotency_key=idempotency_key,
+            body_sha256=digest,
+            file_name=row_rules.CONTROL_CHARACTERS.sub("", file_name)[:255],
+            received_at=received_at,
+            created_by=created_by,
+        )
+        batch.file.save(f"batch-{batch.pk}.csv", ContentFile(content), save=False)
+        batch.response = batch_answer(batch)
+        batch.save(update_fields=["file", "response"])
+        _enqueue(batch)
+        return batch
+
+    return _create_once(create, vendor=vendor, idempotency_key=idempotency_key, digest=digest)
 
 
 def _enqueue(batch: IngestBatch) -> None:
