@@ -464,6 +464,19 @@ def pdfs_per_second(count: int) -> float:
     return len(ids) / (time.perf_counter() - started)
 
 
+def lapper(into: dict[str, float], size: int):
+    """``lap(name)``: the µs per bill (of ``size``) since the last lap, into ``into``."""
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        into[name] = (now - clock) / size * 1e6
+        clock = now
+
+    return lap
+
+
 def chunk_breakdown(size: int = 2500) -> dict[str, float]:
     """Microseconds per bill for each phase of one chunk, in this process (October)."""
     import datetime as dt
@@ -487,15 +500,8 @@ def chunk_breakdown(size: int = 2500) -> dict[str, float]:
 
     gc.disable()  # as in a worker's chunk (billing.services.runs._gc_paused)
     network = Network.objects.get(code="bench")
-    t = {}
-    clock = time.perf_counter()
-
-    def lap(name):
-        nonlocal clock
-        now = time.perf_counter()
-        t[name] = (now - clock) / size * 1e6
-        clock = now
-
+    t: dict[str, float] = {}
+    lap = lapper(t, size)
     intervals = compute.contract_intervals(account_ids=ids, start=start, end=end)
     lap("contracts query")
     slices = tariff_slices_for_connections(connection_ids=ids, start=start, end=end)
@@ -622,14 +628,7 @@ def sql_pricing_probe(size: int = 2500) -> dict[str, float]:
     }
     t: dict[str, float] = {}
     with transaction.atomic(), connection.cursor() as cur:
-        clock = time.perf_counter()
-
-        def lap(name):
-            nonlocal clock
-            now = time.perf_counter()
-            t[name] = (now - clock) / size * 1e6
-            clock = now
-
+        lap = lapper(t, size)
         cur.execute(PROBE_PRICE, params)
         cur.execute("SELECT account_id FROM bench_probe WHERE python")
         assert not cur.fetchall()
