@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db.models import Exists, OuterRef
 from django.http import FileResponse
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
@@ -435,15 +434,8 @@ def _instalments_credited(invoice: Invoice, lines) -> list[dict]:
             period_start__gte=invoice.period_start,
             period_start__lt=invoice.period_end,
         )
-        # as the settlement counted them: a credit note only drafted and cancelled
-        # leaves its instalment standing (billing.services.aconto._instalments_invoiced)
-        .exclude(
-            Exists(
-                Invoice.objects.filter(
-                    original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
-                ).exclude(state=Invoice.State.CANCELLED)
-            )
-        )
+        # as the settlement counted them (billing.services.aconto._instalments_invoiced)
+        .not_credited()
         .order_by("period_start", "number")
     )
     return [

@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 ZERO = Decimal("0")
 
@@ -150,6 +150,19 @@ class InvoiceNumberCounter(models.Model):
         return f"{self.series}: {self.last_number}"
 
 
+class InvoiceQuerySet(models.QuerySet):
+    def not_credited(self):
+        """Without the invoices a credit note reverses (one not cancelled: a credit note
+        only drafted and cancelled leaves its invoice standing)."""
+        return self.exclude(
+            Exists(
+                Invoice.objects.filter(
+                    original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
+                ).exclude(state=Invoice.State.CANCELLED)
+            )
+        )
+
+
 class Invoice(models.Model):
     class Kind(models.TextChoices):
         INVOICE = "invoice", "Invoice"
@@ -231,6 +244,8 @@ class Invoice(models.Model):
         null=True, blank=True, help_text="When staff marked it printed and posted."
     )
     created_at = models.DateTimeField()
+
+    objects = InvoiceQuerySet.as_manager()
 
     class Meta:
         ordering = ["-period_start", "account"]

@@ -789,9 +789,6 @@ def _instalments_invoiced(
             f"{what} is a draft: issue or cancel it before the year is settled",
             code="instalment_draft_pending",
         )
-    credited = Invoice.objects.filter(
-        original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
-    ).exclude(state=Invoice.State.CANCELLED)
     instalments = {
         invoice_id: (account_id, series, number, vat, determinants)
         for invoice_id, account_id, series, number, vat, determinants in Invoice.objects.filter(
@@ -801,7 +798,7 @@ def _instalments_invoiced(
             period_start__gte=period_start,
             period_start__lt=period_end,
         )
-        .exclude(Exists(credited))
+        .not_credited()
         .values_list("id", "account_id", "series", "number", "vat", "determinants")
     }
     nets: dict[int, dict[Decimal, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))

@@ -25,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from billing.calc import BillDraft, BillingError
@@ -63,14 +62,7 @@ class NoContractDays(UnableToRerate):
 
 def current_invoices():
     """Issued invoices and corrections that have not been credited."""
-    credited = Invoice.objects.filter(
-        original=OuterRef("pk"), kind=Invoice.Kind.CREDIT_NOTE
-    ).exclude(state=Invoice.State.CANCELLED)
-    return (
-        Invoice.objects.filter(kind__in=RERATABLE, number__isnull=False)
-        .annotate(credited=Exists(credited))
-        .filter(credited=False)
-    )
+    return Invoice.objects.filter(kind__in=RERATABLE, number__isnull=False).not_credited()
 
 
 def _billed_kind(invoice: Invoice) -> str:
