@@ -20,6 +20,7 @@ from metering.models import (
     BoundaryRegister,
     DegreeDay,
     HeatMeter,
+    IngestBatch,
     MeterInstallation,
     MeterVendor,
     Reading,
@@ -159,10 +160,14 @@ def vendor_meters(*, vendor: MeterVendor, now: dt.datetime) -> QuerySet[HeatMete
     at ``now`` and its latest reading (its time and when it arrived): what the head-end
     needs to see which meters it should send and where its deliveries have a gap.
 
-    The latest reading is one backward index scan of ``(meter_id, read_at)`` per meter
-    and partition, so a page of meters costs a page of probes, not a scan.
+    The latest reading is the latest this vendor delivered (a reading of one of its
+    batches): after a meter moves to another vendor, the new one does not see when the
+    old one last delivered, and estimates are not deliveries.  It is one backward index
+    scan of ``(meter_id, read_at)`` per meter and partition, each row's batch checked by
+    its primary key, so a page of meters costs a page of probes, not a scan.
     """
-    latest = Reading.objects.filter(meter_id=OuterRef("pk")).order_by("-read_at")
+    delivered = IngestBatch.objects.filter(pk=OuterRef("batch_id"), vendor=vendor)
+    latest = Reading.objects.filter(Exists(delivered), meter_id=OuterRef("pk")).order_by("-read_at")
     installed = MeterInstallation.objects.filter(
         Q(removed_at__isnull=True) | Q(removed_at__gt=now),
         meter_id=OuterRef("pk"),

@@ -319,7 +319,7 @@ class VendorMeterSerializer(serializers.ModelSerializer):
     last_read_at = serializers.DateTimeField(
         read_only=True,
         allow_null=True,
-        help_text="Time of the latest reading stored for the meter.",
+        help_text="Time of the latest reading you delivered for the meter.",
     )
     last_received_at = serializers.DateTimeField(
         read_only=True, allow_null=True, help_text="When that reading arrived."

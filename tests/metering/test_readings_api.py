@@ -180,8 +180,12 @@ class TestVendorMeters:
             unit=BuildingInterfaceUnitFactory(),
             installed_at=dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
         )
-        assert post(client, [reading("A-2", 0), reading("A-2", 5, energy="1001")]).status_code == 202
-        stored = Reading.objects.get(meter=installed, read_at=dt.datetime(2026, 11, 1, 4, tzinfo=dt.UTC))
+        assert (
+            post(client, [reading("A-2", 0), reading("A-2", 5, energy="1001")]).status_code == 202
+        )
+        stored = Reading.objects.get(
+            meter=installed, read_at=dt.datetime(2026, 11, 1, 4, tzinfo=dt.UTC)
+        )
 
         listed = client.get("/api/v1/readings/meters/")
 
@@ -199,6 +203,28 @@ class TestVendorMeters:
         assert [r["serial"] for r in one] == [spare.serial]
         # another vendor's meter is not there, even asked for by serial
         assert client.get(f"/api/v1/readings/meters/?serial={theirs.serial}").json()["count"] == 0
+
+    def test_after_a_meter_moves_vendor_the_new_one_sees_only_its_own_deliveries(
+        self, client, vendor
+    ):
+        before = MeterVendorFactory()
+        _, key = vendor_key_create(vendor=before, label="old head-end")
+        old = APIClient()
+        old.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        meter = HeatMeterFactory(vendor=before, serial="M-1")
+        assert post(old, [reading("M-1", 0), reading("M-1", 6, energy="1001")]).status_code == 202
+        meter.vendor = vendor
+        meter.save(update_fields=["vendor"])
+
+        row = client.get("/api/v1/readings/meters/").json()["results"][0]
+        assert (row["serial"], row["last_read_at"], row["last_received_at"]) == ("M-1", None, None)
+
+        assert post(client, [reading("M-1", 3, energy="1000.8")]).status_code == 202
+        row = client.get("/api/v1/readings/meters/").json()["results"][0]
+        # its own reading at 03:00, not the old vendor's later one at 06:00
+        mine = Reading.objects.get(meter=meter, read_at=dt.datetime(2026, 11, 1, 2, tzinfo=dt.UTC))
+        assert dt.datetime.fromisoformat(row["last_read_at"]) == mine.read_at
+        assert dt.datetime.fromisoformat(row["last_received_at"]) == mine.received_at
 
     def test_only_a_vendor_key_lists_meters(self, admin_user):
         assert APIClient().get("/api/v1/readings/meters/").status_code == 401
