@@ -551,7 +551,7 @@ class DegreeDay(models.Model):
     """Heating degree days of a network's area for one local date (base 17 °C)."""
 
     network = models.ForeignKey(
-        "customers.Network", on_delete=models.CASCADE, related_name="degree_days"
+        "customers.Network", on_delete=models.PROTECT, related_name="degree_days"
     )
     on = models.DateField()
     degree_days = models.DecimalField(max_digits=6, decimal_places=2)

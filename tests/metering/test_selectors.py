@@ -80,3 +80,20 @@ class TestBoundaryRegistersUpdatedSince:
         BoundaryRegister.objects.filter(pk=new.pk).update(updated_at=cut)
 
         assert boundary_registers_updated_since(since=cut) == [(conn.id, dt.date(2026, 10, 1))]
+
+
+class TestDegreeDaysAreRecords:
+    def test_a_network_with_degree_days_cannot_be_deleted_with_them(self):
+        from django.db.models import ProtectedError
+
+        from metering.models import DegreeDay
+        from tests.customers.factories import NetworkFactory
+
+        network = NetworkFactory()
+        DegreeDay.objects.create(
+            network=network, on=dt.date(2026, 1, 5), degree_days=Decimal("12.40")
+        )
+
+        with pytest.raises(ProtectedError):
+            network.delete()
+        assert DegreeDay.objects.filter(network=network).count() == 1
