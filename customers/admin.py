@@ -33,7 +33,7 @@ class HistoryAdmin(SimpleHistoryAdmin):
 
 class AccountForm(forms.ModelForm):
     """An account's status changes under the rules of ``account_set_status`` (closing
-    needs every contract ended), as through the API."""
+    needs every contract ended by today), as through the API."""
 
     def clean(self):
         from customers.services import account_status_errors
@@ -42,8 +42,10 @@ class AccountForm(forms.ModelForm):
         status = data.get("status")
         if status and "status" in self.changed_data and self.instance.pk is not None:
             errors = account_status_errors(account=self.instance, status=status)
-            if errors:
+            if errors and errors[0].code == "open_contract":
                 self.add_error("status", "This account still has an open contract: move out first.")
+            elif errors:
+                self.add_error("status", f"This account is {errors[0].message}: close it then.")
         return data
 
 

@@ -225,19 +225,40 @@ def interface_unit_edit_errors(
     return []
 
 
-def account_status_errors(*, account: Account, status: str) -> list[ErrorItem]:
-    """Why ``account`` cannot take ``status`` (shared with the admin's account forms)."""
-    if status == Account.Status.CLOSED and account.contracts.filter(valid_to__isnull=True).exists():
+def account_status_errors(
+    *, account: Account, status: str, today: dt.date | None = None
+) -> list[ErrorItem]:
+    """Why ``account`` cannot take ``status`` (shared with the admin's account forms).
+
+    An account is closed once it is no longer supplied: every contract has ended by
+    ``today`` (the network's local date unless given).  A move-out registered for a
+    later day keeps it open until then."""
+    if status != Account.Status.CLOSED:
+        return []
+    if today is None:
+        from zoneinfo import ZoneInfo
+
+        from django.utils import timezone
+
+        today = timezone.now().astimezone(ZoneInfo(account.network.time_zone)).date()
+    supplied = account.contracts.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=today))
+    ends = list(supplied.values_list("valid_to", flat=True))
+    if None in ends:
         return [ErrorItem(code="open_contract", field="status", message="open contract")]
+    if ends:
+        last = max(ends).isoformat()
+        message = f"supplied until the move-out on {last}"
+        return [ErrorItem(code="supplied_until", field="status", message=message)]
     return []
 
 
 def account_set_status(*, account: Account, status: str, actor=None, reason: str = "") -> Account:
     if errors := account_status_errors(account=account, status=status):
-        raise ConflictError(
-            f"Account {account.number} still has an open contract; move out first.",
-            errors=errors,
-        )
+        if errors[0].code == "open_contract":
+            message = f"Account {account.number} still has an open contract; move out first."
+        else:
+            message = f"Account {account.number} is {errors[0].message}; close it from that day on."
+        raise ConflictError(message, errors=errors)
     account.status = status
     return clean_and_save(account, actor=actor, reason=reason, what="account")
 

@@ -463,3 +463,88 @@ class TestInterfaceUnitKeepsItsMeterHistory:
         )
 
         assert response.status_code == 200, response.content
+
+
+class TestAnAccountIsClosedOnceNoLongerSupplied:
+    def test_a_move_out_ahead_keeps_it_open_until_that_day(self):
+        from customers.services import account_status_errors
+
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+        contract_move_out(contract=contract, move_out_on=dt.date(2026, 12, 15))
+        account = contract.account
+
+        errors = account_status_errors(
+            account=account, status=Account.Status.CLOSED, today=dt.date(2026, 12, 14)
+        )
+        assert [(e.code, e.field, e.message) for e in errors] == [
+            ("supplied_until", "status", "supplied until the move-out on 2026-12-15")
+        ]
+        assert not account_status_errors(
+            account=account, status=Account.Status.CLOSED, today=dt.date(2026, 12, 15)
+        )
+        # suspending is not closing
+        assert not account_status_errors(
+            account=account, status=Account.Status.SUSPENDED, today=dt.date(2026, 12, 14)
+        )
+
+    def test_the_api_refuses_it_with_the_move_out_day_and_closes_after_it(self):
+        from django.utils import timezone
+
+        today = timezone.localdate()
+        contract = ContractFactory(valid_from=today - dt.timedelta(days=90))
+        contract_move_out(contract=contract, move_out_on=today + dt.timedelta(days=20))
+        account = contract.account
+        client = client_for("billing clerk")
+
+        refused = client.post(
+            f"/api/v1/accounts/{account.pk}/status/", {"status": "closed"}, format="json"
+        )
+
+        assert refused.status_code == 409
+        body = refused.json()
+        assert "close it from that day on" in str(body)
+        assert (today + dt.timedelta(days=20)).isoformat() in str(body)
+        account.refresh_from_db()
+        assert account.status == Account.Status.ACTIVE
+
+        Contract.objects.filter(pk=contract.pk).update(valid_to=today)
+        closed = client.post(
+            f"/api/v1/accounts/{account.pk}/status/", {"status": "closed"}, format="json"
+        )
+        assert closed.status_code == 200
+        account.refresh_from_db()
+        assert account.status == Account.Status.CLOSED
+
+    def test_the_admin_refuses_it_with_the_move_out_day(self, clerk_client):  # noqa: F811
+        from django.utils import timezone
+
+        today = timezone.localdate()
+        ends = today + dt.timedelta(days=3)
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=ends)
+        account = contract.account
+        data = {
+            "number": account.number,
+            "customer": account.customer.pk,
+            "network": account.network.pk,
+            "status": "closed",
+            "billing_name": "",
+            "billing_street": account.billing_street,
+            "billing_postal_code": account.billing_postal_code,
+            "billing_city": account.billing_city,
+            "billing_country": "DK",
+            "payment_terms_days": 14,
+            "contracts-TOTAL_FORMS": 1,
+            "contracts-INITIAL_FORMS": 1,
+            "contracts-0-id": contract.pk,
+            "contracts-0-account": account.pk,
+            "contracts-0-connection": contract.connection.pk,
+            "contracts-0-valid_from": "2026-01-01",
+            "contracts-0-valid_to": ends.isoformat(),
+        }
+
+        response = clerk_client.post(f"/admin/customers/account/{account.pk}/change/", data)
+
+        assert response.status_code == 200
+        assert f"supplied until the move-out on {ends.isoformat()}" in response.content.decode()
+        account.refresh_from_db()
+        assert account.status == Account.Status.ACTIVE
