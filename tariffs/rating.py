@@ -28,15 +28,17 @@ Rules (documented in docs/tariffs.md):
   incl. VAT, every money price is converted to net first, ``price / (1 + VAT)`` rounded half
   up to 6 decimals.  Percentages are not prices and are not converted.
 * **Rounding**: one rounding per line, ``quantize_money(quantity × unit_price × period
-  fraction)`` half up, with the quantity as displayed (6 decimals).  Totals are sums of
-  lines.  A component may give several lines (one per band, season or block), all with
+  fraction)`` half up, with the quantity and unit price as displayed (at most 6 decimals,
+  as the invoice line stores them: a cooling rate × degrees with more is rounded half up
+  first).  Totals are sums of lines.  A component may give several lines (one per band, season or block), all with
   the component's code.
 * **Seasons**: energy is split by the months in ``Determinants.energy_by_month`` when given;
   otherwise in proportion to the days of the period in each season (monthly billing makes
   it exact).
 * **Blocks** are annual quantities: with ``annual_energy_mwh`` (trailing 12 months) the
   period's energy is split in the proportion in which the annual consumption falls into the
-  blocks; without it the block limits are scaled by the period's year fraction.
+  blocks; without it the block limits are scaled by the period's year fraction.  The
+  blocks' quantities add up to the period's energy exactly (largest remainder).
 """
 
 from __future__ import annotations
@@ -51,7 +53,13 @@ from fractions import Fraction
 from typing import Any, ClassVar
 
 from heatutility.errors import DomainError, ErrorItem
-from heatutility.money import minor_unit, quantize_energy, quantize_money, quantize_price
+from heatutility.money import (
+    PRICE_PLACES,
+    minor_unit,
+    quantize_energy,
+    quantize_money,
+    quantize_price,
+)
 from tariffs.limits import (
     COMPONENT_CODE_MAX_LENGTH,
     COMPONENT_DESCRIPTION_MAX_LENGTH,
@@ -632,7 +640,6 @@ class _Pricer:
 
     def _block_parts(self, c: EnergyCharge, total: Decimal) -> list[tuple[str, Decimal, Decimal]]:
         det = self.det
-        parts: list[tuple[str, Decimal, Decimal]] = []
         if det.annual_energy_mwh:
             annual = Fraction(convert_energy(det.annual_energy_mwh, "MWh", c.unit))
             scale = Fraction(1)
@@ -659,13 +666,11 @@ class _Pricer:
             lower = top
             prev = b.upto
         if det.annual_energy_mwh and base > 0:
-            remaining = total
-            for i, (label, inside, price) in enumerate(raw):
-                q = remaining if i == len(raw) - 1 else _qty(Fraction(total) * inside / base)
-                remaining -= q if i != len(raw) - 1 else ZERO
-                parts.append((label, q, price))
+            shares = [Fraction(total) * inside / base for _, inside, _ in raw]
         else:
-            parts = [(label, _qty(inside), price) for label, inside, price in raw]
+            shares = [inside for _, inside, _ in raw]
+        quantities = _allocate(total, shares)
+        parts = [(label, q, price) for (label, _, price), q in zip(raw, quantities, strict=True)]
         return parts or [(c.description, ZERO, c.blocks[0].price)]
 
     def volume(self, c: VolumeCharge) -> list[PricedLine]:
@@ -697,28 +702,46 @@ class _Pricer:
         degrees, rate, verdict = ZERO, ZERO, "inside the neutral band: no bonus or penalty"
         worse = metric < low if higher_is_better else metric > high
         better = metric > high if higher_is_better else metric < low
-        if worse and c.penalty_rate:
+        if worse:
             edge = (low if higher_is_better else high) if c.count_from == "edge" else target
-            degrees = abs(edge - metric)
-            rate = c.penalty_rate
-            verdict = f"{_fmt(degrees, 2)} °C {'below' if higher_is_better else 'above'} {_exact(edge, 1)} °C: penalty"
-        elif better and c.bonus_rate:
+            outside = abs(edge - metric)
+            where = f"{_fmt(outside, 2)} °C {'below' if higher_is_better else 'above'} {_exact(edge, 1)} °C"
+            if c.penalty_rate:
+                degrees, rate, verdict = outside, c.penalty_rate, f"{where}: penalty"
+            else:  # a bonus-only tariff: outside the band on the penalty side, not inside it
+                verdict = f"{where}: no penalty in this tariff"
+        elif better:
             edge = (high if higher_is_better else low) if c.count_from == "edge" else target
-            degrees = abs(metric - edge)
-            rate = -c.bonus_rate
-            verdict = f"{_fmt(degrees, 2)} °C {'above' if higher_is_better else 'below'} {_exact(edge, 1)} °C: bonus"
+            outside = abs(metric - edge)
+            where = f"{_fmt(outside, 2)} °C {'above' if higher_is_better else 'below'} {_exact(edge, 1)} °C"
+            if c.bonus_rate:
+                degrees, rate, verdict = outside, -c.bonus_rate, f"{where}: bonus"
+            else:
+                verdict = f"{where}: no bonus in this tariff"
         if c.max_degrees is not None:
             degrees = min(degrees, c.max_degrees)
         head = f"{metric_text} {_fmt(metric, 2)} °C, neutral band {_exact(low, 1)}–{_exact(high, 1)} °C; {verdict}"
+        # rate × degrees can have more decimals than an invoice line's unit price keeps (6):
+        # the line carries it rounded half up, and its amount and text use that price
         if c.rate_basis == "percent_of_energy":
             codes = c.energy_components or tuple(self.energy_amounts)
             base = sum((self.energy_amounts.get(code, ZERO) for code in codes), ZERO)
-            unit_price = rate * degrees
-            expl = f"{head}; {_fmt(base)} {self.cur} energy charge × {rate * 100:f} % × {_exact(degrees)} °C"
+            exact = rate * degrees
+            unit_price = _unit_price(exact)
+            expl = f"{head}; {_fmt(base)} {self.cur} energy charge × " + (
+                f"{rate * 100:f} % × {_exact(degrees)} °C" if unit_price == exact else
+                f"{_exact(unit_price * 100)} % ({rate * 100:f} % × {_exact(degrees)} °C = {_exact(exact * 100)} %, rounded half up)"
+            )
             return [self.line(c, "cooling", c.description, expl, base, self.cur, unit_price, annual=False)]
         q = _mwh_qty(det.energy_mwh, c.rate_unit)
-        unit_price = self.net(rate) * degrees if rate else ZERO
-        expl = f"{head}; {q.normalize():f} {c.rate_unit} × {_exact(self.net(rate) if rate else ZERO)} {self.cur}/{c.rate_unit}/°C × {_exact(degrees)} °C"
+        price = self.net(rate) if rate else ZERO
+        exact = price * degrees
+        unit_price = _unit_price(exact)
+        per = f"{self.cur}/{c.rate_unit}"
+        expl = f"{head}; {q.normalize():f} {c.rate_unit} × " + (
+            f"{_exact(price)} {per}/°C × {_exact(degrees)} °C" if unit_price == exact else
+            f"{_exact(unit_price)} {per} ({_exact(price)} {per}/°C × {_exact(degrees)} °C = {_exact(exact)} {per}, rounded half up)"
+        )
         return [self.line(c, "cooling", c.description, expl, q, c.rate_unit, unit_price, annual=False)]
 
     def _cooling_metric(self, c: CoolingIncentive) -> tuple[Decimal | None, str]:
@@ -739,6 +762,40 @@ class _Pricer:
         if c.metric_places is not None:
             value = value.quantize(Decimal(1).scaleb(-c.metric_places), rounding="ROUND_HALF_UP")
         return value, text
+
+
+_PRICE_EXP = Decimal(1).scaleb(-PRICE_PLACES)
+
+
+def _unit_price(value: Decimal) -> Decimal:
+    """``value`` as a line's unit price: unchanged with at most ``PRICE_PLACES`` decimals
+    (the invoice line's column), else rounded half up to them."""
+    if value.as_tuple().exponent >= -PRICE_PLACES:
+        return value
+    return value.quantize(_PRICE_EXP, rounding=ROUND_HALF_UP)
+
+
+def _allocate(total: Decimal, shares: Sequence[Fraction]) -> list[Decimal]:
+    """Exact ``shares`` of ``total`` (one sign, adding up to it) as 6-decimal quantities that
+    add up to ``total`` exactly (largest remainder): each share rounded towards zero, the
+    millionths left over to the largest remainders, ties to the later share.
+
+    Whenever rounding each share half up on its own already adds up, that is the result;
+    otherwise a share is 0.000001 off its own rounding (never off its exact value by as
+    much) instead of the lines missing the period's energy: three blocks rounded one by one
+    gave 2.316308 + 3.474462 + 2.739210 = 8.529980 for 8.529981 MWh.
+    """
+    sign = -1 if total < 0 else 1
+    units: list[int] = []
+    remainders: list[Fraction] = []
+    for share in shares:
+        scaled = abs(share) * 1_000_000
+        units.append(scaled.numerator // scaled.denominator)
+        remainders.append(scaled - units[-1])
+    left = int(abs(total).scaleb(6)) - sum(units)
+    for i in sorted(range(len(units)), key=lambda i: (remainders[i], i), reverse=True)[:left]:
+        units[i] += 1
+    return [Decimal(sign * u).scaleb(-6) for u in units]
 
 
 def _cooling_dt(energy_mwh: Decimal, volume_m3: Decimal, factor: Decimal, unit: str) -> Decimal:
