@@ -54,6 +54,18 @@ RULES = {
         Rule("rollover", "info", "Energy register rolled over at its maximum."),
         Rule("volume_rollover", "info", "Volume register rolled over at its maximum."),
         Rule(
+            "rollover_ambiguous",
+            "warning",
+            "Energy register rolled over, and the time since the previous read allows more "
+            "than one wrap within 1.5 × contracted kW: counted as one.",
+        ),
+        Rule(
+            "volume_rollover_ambiguous",
+            "warning",
+            "Volume register rolled over, and the time since the previous read allows more "
+            "than one wrap at the meter's nominal flow qp: counted as one.",
+        ),
+        Rule(
             "consumption_above_capacity",
             "warning",
             "Average power between reads above 1.5 × contracted kW.",
@@ -96,6 +108,16 @@ def is_rollover(previous: Decimal, current: Decimal, register_max: Decimal) -> b
     """A decrease from the top tenth of the register range into the bottom tenth."""
     band = register_max * ROLLOVER_BAND
     return previous >= register_max - band and current <= band
+
+
+def _wraps_possible(*, advance: Decimal, wrap: Decimal, most: Decimal) -> int:
+    """How many wraps a rolled-over register may have made: ``advance`` is the step
+    counted with one wrap, ``most`` the largest plausible advance over the interval;
+    each further wrap adds ``wrap``.  Registers alone cannot tell 1 from 2 once a second
+    wrap stays within ``most``."""
+    if advance > most:
+        return 1
+    return 1 + int((most - advance) // wrap)
 
 
 @dataclass(frozen=True)
@@ -146,12 +168,21 @@ def validate(
     now: dt.datetime,
     register_wrap_kwh: Decimal | None = None,
     volume_register_wrap_m3: Decimal | None = None,
+    nominal_flow_m3h: Decimal | None = None,
 ) -> list[Finding]:
     """Findings for ``reads`` (sorted by time); ``previous`` is the last read before them.
 
     ``register_max_*`` are the largest register values; ``*_wrap_*`` what one rollover
     adds (``HeatMeter.register_wrap_kwh`` / ``volume_register_wrap_m3``: maximum +
     resolution).  Without a wrap a rollover adds the maximum, one resolution step short.
+
+    A rollover is counted as one wrap.  Where the interval is long enough that a second
+    wrap would still stay within what the meter can plausibly have counted (energy:
+    the ``consumption_above_capacity`` limit, 1.5 × ``contracted_kw``; volume: the
+    meter's nominal flow qp, ``nominal_flow_m3h``, the highest it runs at continuously,
+    EN 1434), the count is a guess: the read gets ``rollover_ambiguous`` /
+    ``volume_rollover_ambiguous`` (suspect, for staff) besides the rollover marker.
+    Without the limit (no contracted kW, no qp) a rollover is counted as one, as ever.
 
     Each read is checked against the last read that stays usable (no error finding): a
     rejected read is never the reference.  When a read goes below the reference (or rolls
@@ -248,6 +279,40 @@ def validate(
                         f"Volume register rolled over after {last.volume_m3} m³.",
                     )
                 )
+            if step.rolled_e and contracted_kw:
+                wraps = _wraps_possible(
+                    advance=delta_e,
+                    wrap=registers["register_wrap_kwh"],
+                    most=contracted_kw * CAPACITY_FACTOR * hours,
+                )
+                if wraps > 1:
+                    own.append(
+                        _finding(
+                            read,
+                            "rollover_ambiguous",
+                            f"Energy register rolled over after {last.energy_kwh} kWh; "
+                            f"{hours:.0f} h since {last.read_at.isoformat()} allow up to {wraps} "
+                            f"wraps of {registers['register_wrap_kwh']:.0f} kWh within "
+                            f"{CAPACITY_FACTOR} × contracted {contracted_kw} kW: counted as one.",
+                        )
+                    )
+            if step.rolled_v and nominal_flow_m3h:
+                wraps = _wraps_possible(
+                    advance=delta_v,
+                    wrap=registers["volume_register_wrap_m3"],
+                    most=nominal_flow_m3h * hours,
+                )
+                if wraps > 1:
+                    own.append(
+                        _finding(
+                            read,
+                            "volume_rollover_ambiguous",
+                            f"Volume register rolled over after {last.volume_m3} m³; "
+                            f"{hours:.0f} h since {last.read_at.isoformat()} allow up to {wraps} "
+                            f"wraps of {registers['volume_register_wrap_m3']} m³ at qp "
+                            f"{nominal_flow_m3h} m³/h: counted as one.",
+                        )
+                    )
             if hours > 0:
                 avg_kw = delta_e / hours
                 if contracted_kw and avg_kw > contracted_kw * CAPACITY_FACTOR:

@@ -139,6 +139,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         volume_register_max_m3=meter.volume_register_max if meter else Decimal("1e12"),
         register_wrap_kwh=meter.register_wrap_kwh if meter else None,
         volume_register_wrap_m3=meter.volume_register_wrap_m3 if meter else None,
+        nominal_flow_m3h=meter.nominal_flow_m3h if meter else None,
         contracted_kw=active.unit.connection.contracted_capacity_kw if active else None,
         installed=[(i.installed_at, i.removed_at) for i in installs],
         now=now,
