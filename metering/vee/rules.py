@@ -216,8 +216,10 @@ def validate(
                     f"Read at {read.read_at.isoformat()}, after {now.isoformat()}.",
                 )
             )
+        # a read at the removal instant is the removed meter's final read (its only
+        # m³·°C end values): inside, as for estimation and the exchange's checks
         if not any(
-            start <= read.read_at and (end is None or read.read_at < end)
+            start <= read.read_at and (end is None or read.read_at <= end)
             for start, end in installed
         ):
             own.append(

@@ -127,7 +127,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
             i
             for i in installs
             if i.installed_at <= reads[-1].read_at
-            and (i.removed_at is None or reads[-1].read_at < i.removed_at)
+            and (i.removed_at is None or reads[-1].read_at <= i.removed_at)
         ),
         None,
     )
@@ -307,7 +307,7 @@ def vee_run_pending(*, now: dt.datetime) -> int:
     )
     # a backstop for a lost re-validation task: the open findings are few (the queue)
     installed = MeterInstallation.objects.filter(
-        Q(removed_at__isnull=True) | Q(removed_at__gt=OuterRef("read_at")),
+        Q(removed_at__isnull=True) | Q(removed_at__gte=OuterRef("read_at")),
         meter_id=OuterRef("meter_id"),
         installed_at__lte=OuterRef("read_at"),
     )
