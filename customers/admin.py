@@ -213,11 +213,36 @@ class NetworkAdmin(HistoryAdmin):
 
 @admin.register(models.Customer)
 class CustomerAdmin(HistoryAdmin):
-    list_display = ("name", "kind", "email", "phone", "organisation_number")
+    list_display = ("name", "kind", "email", "phone", "organisation_number", "has_login")
     search_fields = ("name", "email", "organisation_number", "accounts__number")
     list_filter = ("kind",)
+    list_select_related = ("user",)
     inlines = [AccountInline]
     raw_id_fields = ("user",)
+    actions = ["invite_to_portal"]
+
+    @admin.display(boolean=True, description="portal login")
+    def has_login(self, customer) -> bool:
+        return customer.user_id is not None
+
+    @admin.action(
+        description="Invite to the portal (e-mail a link to set the password)",
+        permissions=["change"],
+    )
+    def invite_to_portal(self, request, queryset):
+        from customers.services import portal_invite
+
+        base_url = request.build_absolute_uri("/")
+        invited = 0
+        for customer in queryset.select_related("user"):
+            try:
+                portal_invite(customer=customer, base_url=base_url, actor=request.user)
+            except DomainError as error:
+                self.message_user(request, f"{customer.name}: {error}", messages.ERROR)
+            else:
+                invited += 1
+        if invited:
+            self.message_user(request, f"Invited {invited} customer(s).", messages.SUCCESS)
 
 
 @admin.register(models.Account)

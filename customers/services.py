@@ -434,3 +434,72 @@ def areas_sync_due() -> int:
     return sum(
         building_area_sync(building=building) for building in Building.objects.filter(pk__in=ids)
     )
+
+
+class UnableToInvite(DomainError):
+    code = "unable_to_invite"
+
+
+def portal_invite(*, customer, base_url: str, actor=None) -> str:
+    """Give ``customer`` a portal login and e-mail them a link to set its password.
+
+    The login is the customer's e-mail address, created without a usable password (so
+    nobody can log in with it until the link is used) or the one already linked; the
+    link is Django's password-reset token (``/portal/reset/…``), valid for
+    ``PASSWORD_RESET_TIMEOUT`` and void once used.  ``base_url``: the portal's origin,
+    e.g. ``https://heat.example.org``.  Returns the login's user name.
+    """
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.tokens import default_token_generator
+    from django.template import loader
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    from customers.tasks import portal_email_send
+
+    email = (customer.email or "").strip()
+    if not email:
+        raise UnableToInvite(
+            f"{customer.name} has no e-mail address to send the invitation to.",
+            errors=[ErrorItem(code="required", field="email", message="no e-mail address")],
+        )
+    users = get_user_model()._default_manager
+    with transaction.atomic():
+        user = customer.user
+        if user is None:
+            if users.filter(username__iexact=email).exists():
+                raise UnableToInvite(
+                    f"The login {email} belongs to someone else; link it by hand.",
+                    errors=[ErrorItem(code="taken", field="email", message="login in use")],
+                )
+            user = users.create_user(username=email, email=email)  # unusable password
+            customer.user = user
+            clean_and_save(customer, actor=actor, reason="portal invitation", what="customer")
+        elif user.is_staff:
+            raise UnableToInvite(
+                f"{customer.name}'s login is a staff login; the portal is for customers.",
+                errors=[ErrorItem(code="staff_login", field="user", message="staff login")],
+            )
+        elif user.email != email:
+            user.email = email
+            user.save(update_fields=["email"])
+        link = base_url.rstrip("/") + reverse(
+            "portal:password_reset_confirm",
+            kwargs={
+                "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                "token": default_token_generator.make_token(user),
+            },
+        )
+        context = {"customer": customer, "user": user, "link": link, **portal_mail_context()}
+        subject = loader.render_to_string("portal/invitation_subject.txt", context).strip()
+        body = loader.render_to_string("portal/invitation_email.txt", context)
+        transaction.on_commit(lambda: portal_email_send.delay(subject, body, email))
+    return user.get_username()
+
+
+def portal_mail_context() -> dict:
+    """What the portal's e-mails are signed with."""
+    from django.conf import settings
+
+    return {"utility_name": settings.HEATUTILITY.get("UTILITY_NAME", "")}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
@@ -17,6 +18,15 @@ from django.utils import timezone
 from billing import selectors as billing_selectors
 from billing.documents import pdf_response
 from customers import selectors
+from customers.services import portal_mail_context
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset view, its e-mail signed with the utility's name."""
+
+    def form_valid(self, form):
+        self.extra_email_context = portal_mail_context()
+        return super().form_valid(form)
 
 
 def _own_account_ids(user) -> list[int]:
