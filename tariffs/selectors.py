@@ -46,13 +46,33 @@ def _overlap(a_start, a_end, b_start, b_end):
     return start, end
 
 
+def tariffs_hold(tariff_ids) -> None:
+    """Share-lock the tariffs until the caller's transaction ends (PostgreSQL).
+
+    An approval locks its tariff for update (``services.tariff_version_approve``), so it
+    waits for a bill priced from these versions to commit, and the re-rating it starts on
+    commit sees that bill; a bill priced after the approval reads the new version.
+    Without it a billing chunk that read the old version before an approval, but wrote
+    after the approval's re-rating had looked, kept the old price until the nightly look.
+    Taken before the versions are read, in id order (no deadlock between two holders).
+    """
+    if tariff_ids and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {Tariff._meta.db_table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR SHARE",
+                [id_array(sorted(tariff_ids))],
+            )
+
+
 def tariff_slices_for_connections(
     *, connection_ids: Sequence[int], start: dt.date, end: dt.date
 ) -> dict[int, list[tuple[dt.date, dt.date, TariffSpec]]]:
     """For each connection, the in-force tariff version(s) covering ``[start, end)``.
 
     Split where the assignment or the version changes; days with no tariff are simply not
-    covered (billing reports them).  Four queries whatever the number of connections.
+    covered (billing reports them).  Four queries whatever the number of connections, and
+    on PostgreSQL a fifth that holds their tariffs until the transaction ends
+    (:func:`tariffs_hold`).
     """
     ids = list(dict.fromkeys(connection_ids))
     result: dict[int, list[tuple[dt.date, dt.date, TariffSpec]]] = {cid: [] for cid in ids}
@@ -90,6 +110,7 @@ def tariff_slices_for_connections(
         )
     )
     tariff_ids = {t for rows in assignments.values() for _, _, t in rows} | set(defaults.values())
+    tariffs_hold(tariff_ids)
     versions: dict[int, list[TariffVersion]] = defaultdict(list)
     for v in (
         TariffVersion.objects.filter(tariff_id__in=tariff_ids, status__in=IN_FORCE, valid_from__lt=end)

@@ -247,3 +247,61 @@ def test_tariffs_tells_billing_through_a_signal_not_an_import():
     for path in tariffs.rglob("*.py"):
         assert "from billing" not in path.read_text(), path
         assert "import billing" not in path.read_text(), path
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestAnApprovalWaitsForBillsPricedBeforeIt:
+    """A chunk that read the old version must commit before an approval can: otherwise
+    the approval's re-rating looked before the chunk's bills existed, and they kept the
+    old price until the nightly look."""
+
+    def _approve_elsewhere(self, draft, user, *, lock_timeout_ms=None):
+        """Approve from another thread (its own database connection); the exception, if
+        any, else None."""
+        import threading
+
+        from django.db import connection as thread_connection
+
+        outcome = {}
+
+        def run():
+            try:
+                if lock_timeout_ms is not None:
+                    with thread_connection.cursor() as cursor:
+                        cursor.execute(f"SET lock_timeout = '{lock_timeout_ms}ms'")
+                tariff_version_approve(version=draft, user=user, now=LATER)
+                outcome["error"] = None
+            except Exception as error:  # the outcome is the assertion
+                outcome["error"] = error
+            finally:
+                thread_connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=30)
+        return outcome["error"]
+
+    def test_the_approval_waits_while_a_transaction_holds_the_versions_it_priced(self):
+        from django.db import OperationalError, transaction
+
+        from tariffs.selectors import tariff_slices_for_connections
+
+        _network, contracts = billed_network(accounts=1)
+        _old, draft = correction_draft()
+        manager = staff_user(TARIFF_MANAGER)
+
+        with transaction.atomic():  # the chunk
+            slices = tariff_slices_for_connections(
+                connection_ids=[contracts[0].connection_id], start=NOV, end=dt.date(2026, 12, 1)
+            )
+            error = self._approve_elsewhere(draft, manager, lock_timeout_ms=300)
+
+        assert isinstance(error, OperationalError)
+        assert "lock timeout" in str(error)
+        [(_start, _end, spec)] = slices[contracts[0].connection_id]
+        assert spec.version_id == _old.pk
+        # once the chunk has committed, the approval goes through
+        assert self._approve_elsewhere(draft, manager) is None
+        draft.refresh_from_db()
+        assert draft.status == TariffVersion.Status.APPROVED
