@@ -113,7 +113,8 @@ def contract_move_in(
         ServiceConnection.objects.select_for_update().get(pk=connection.pk)
         if end_previous:
             previous = (
-                Contract.objects.select_for_update()
+                # the contract row only (its ordering joins the connection)
+                Contract.objects.select_for_update(of=("self",))
                 .filter(connection=connection, valid_from__lt=move_in_on, valid_to__isnull=True)
                 .first()
             )

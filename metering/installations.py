@@ -207,7 +207,7 @@ def meter_exchange(
     with transaction.atomic():
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
         current = (
-            MeterInstallation.objects.select_for_update()
+            MeterInstallation.objects.select_for_update(of=("self",))  # not the meter's row
             .filter(unit=unit, removed_at__isnull=True, installed_at__lt=exchanged_at)
             .select_related("meter")
             .first()

@@ -190,7 +190,9 @@ def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) ->
         raise NotAllowed("Only a tariff manager may approve tariff versions (permission tariffs.approve_tariffversion).")
     with transaction.atomic():
         Tariff.objects.select_for_update().get(pk=version.tariff_id)
-        locked = TariffVersion.objects.select_for_update().select_related("tariff__network").get(pk=version.pk)
+        # the version row only: FOR UPDATE on its network's row too would stop every
+        # document written for the network meanwhile (each row's key share on it)
+        locked = TariffVersion.objects.select_for_update(of=("self",)).select_related("tariff__network").get(pk=version.pk)
         if locked.status != TariffVersion.Status.DRAFT:
             raise TariffVersionLocked(f"Version {locked.number} is already {locked.status}.")
         caps, excesses = tariff_version_cap_check(version=locked)
@@ -200,7 +202,7 @@ def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) ->
                 errors=[ErrorItem(code="above_cap", message=m, field="components") for m in excesses],
             )
         predecessor = (
-            TariffVersion.objects.select_for_update()
+            TariffVersion.objects.select_for_update(of=("self",))  # its ordering joins the network
             .filter(tariff_id=locked.tariff_id, status__in=IN_FORCE, valid_to__isnull=True, valid_from__lt=locked.valid_from)
             .first()
         )
@@ -287,7 +289,7 @@ def tariff_assign(*, tariff: Tariff, connection_ids: Sequence[int], valid_from: 
                 + [ErrorItem(code="wrong_network", message=f"Connection {c} is not on network {tariff.network}.",
                              field=f"connection_ids.{i}") for i, c in wrong],
             )
-        current = TariffAssignment.objects.select_for_update().filter(
+        current = TariffAssignment.objects.select_for_update(of=("self",)).filter(  # not the connections
             connection_id__in=ids, valid_from__lte=valid_from
         ).filter(Q(valid_to__isnull=True) | Q(valid_to__gt=valid_from))
         already = set(current.filter(tariff=tariff).values_list("connection_id", flat=True))

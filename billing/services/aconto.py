@@ -231,7 +231,7 @@ def instalment_planning_run(*, planning_id: int, now: dt.datetime) -> Instalment
     """
     with transaction.atomic():
         planning = (
-            InstalmentPlanning.objects.select_for_update()
+            InstalmentPlanning.objects.select_for_update(of=("self",))  # not the network's row
             .select_related("network")
             .get(pk=planning_id)
         )

@@ -305,3 +305,30 @@ class TestAnApprovalWaitsForBillsPricedBeforeIt:
         assert self._approve_elsewhere(draft, manager) is None
         draft.refresh_from_db()
         assert draft.status == TariffVersion.Status.APPROVED
+
+    def test_the_approval_does_not_lock_its_network_against_other_documents(self):
+        """A payment, reminder or instalment being written for the network holds a key
+        share on the network's row; the approval used to take that row for update."""
+        import psycopg
+        from django.db import connection
+
+        network, _contracts = billed_network(accounts=1)
+        _old, draft = correction_draft()
+        manager = staff_user(TARIFF_MANAGER)
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        writer = psycopg.connect(**params)
+        try:
+            # what an uncommitted invoice row's foreign-key check holds
+            writer.execute(
+                "SELECT id FROM customers_network WHERE id = %s FOR KEY SHARE", [network.pk]
+            )
+            error = self._approve_elsewhere(draft, manager, lock_timeout_ms=300)
+        finally:
+            writer.rollback()
+            writer.close()
+
+        assert error is None
+        draft.refresh_from_db()
+        assert draft.status == TariffVersion.Status.APPROVED
