@@ -11,6 +11,7 @@ import datetime as dt
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.paginator import InvalidPage
 from django.db import IntegrityError, models
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
@@ -94,6 +95,10 @@ def exception_handler(exc, context):
             },
             status=status.HTTP_409_CONFLICT,
         )
+    if isinstance(exc, exceptions.NotFound) and isinstance(exc.__context__, InvalidPage):
+        # DRF's pagination answers a bad ``?page=`` (0, "x", past the last page) with a
+        # bare 404 "Invalid page."; it is bad input on one parameter, so say which.
+        exc = exceptions.ValidationError({"page": [str(exc.__context__)]}, code="invalid_page")
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

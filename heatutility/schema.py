@@ -90,4 +90,8 @@ def error_responses(result, generator, request, public):
                 responses.setdefault(
                     code, {"description": _ERROR_DESCRIPTIONS[code], "content": error}
                 )
+            for code, response in responses.items():
+                # An error a view documents itself (its own description) has the one shape.
+                if code in _ERROR_DESCRIPTIONS and "content" not in response:
+                    response["content"] = error
     return result

@@ -305,6 +305,23 @@ class PaymentImportSerializer(serializers.Serializer):
     )
 
 
+class BalanceQuerySerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+
+
+class BalanceSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    balance = serializers.DecimalField(
+        max_digits=16, decimal_places=2, help_text="Issued gross − payments + refunds; > 0 = owed."
+    )
+    credit = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=2,
+        help_text="Unused credit: unallocated payments and what credit notes have left.",
+    )
+    currency = serializers.CharField()
+
+
 class ExportQuerySerializer(serializers.Serializer):
     start = BoundedDateField()
     end = BoundedDateField()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -306,17 +306,24 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(
         parameters=[OpenApiParameter("account", int, required=True)],
-        responses=OpenApiTypes.OBJECT,
+        responses={
+            200: serializers.BalanceSerializer,
+            404: OpenApiResponse(description="No such account."),
+        },
     )
     @action(detail=False, methods=["get"])
     def balance(self, request):
         """An account's balance: issued gross minus payments plus refunds (> 0 = owed),
         and the credit it holds unused (unallocated payments, what credit notes have
-        left)."""
+        left).  A missing or malformed ``account`` is a 400 on that parameter."""
 
+        query = serializers.BalanceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         try:
-            account = Account.objects.get(pk=int(request.query_params.get("account", "0")))
-        except (Account.DoesNotExist, ValueError) as exc:
+            account = Account.objects.select_related("network").get(
+                pk=query.validated_data["account"]
+            )
+        except Account.DoesNotExist as exc:
             raise NotFound("No such account.") from exc
         balance = payment_services.account_balance(account=account)
         credit = payment_services.account_credit(account=account)

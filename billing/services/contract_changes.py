@@ -227,8 +227,13 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
     """
     start, end = run.period_start, run.period_end
     with transaction.atomic():
-        # one biller at a time, and the run's issue step waits (or goes first)
-        run = BillingRun.objects.select_for_update().select_related("network").get(pk=run.pk)
+        # one biller at a time, and the run's issue step waits (or goes first); the run
+        # row only, not its network's (see runs.billing_run_issue)
+        run = (
+            BillingRun.objects.select_for_update(of=("self",))
+            .select_related("network")
+            .get(pk=run.pk)
+        )
         planned = _planned_in(run=run, account=account)
         if planned == "pending":
             return None  # a chunk of the run still to come bills it

@@ -182,7 +182,9 @@ def _send(document, *, subject: str, body: str, connection) -> None:
     with document.pdf.open("rb") as handle:
         data = handle.read()
     message = mail.EmailMessage(
-        subject=subject,
+        # a header is one line: a line break in the data it names (an account number or a
+        # letter title typed with one) made Django refuse the message (BadHeaderError)
+        subject=" ".join(subject.split()),
         body=body,
         to=[document.account.customer.email],
         connection=connection,

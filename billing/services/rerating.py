@@ -123,9 +123,15 @@ def invoice_rerate(
     """
     with transaction.atomic():
         # the counter before the invoice row (see invoices.series_counter_lock): held for
-        # the recomputation, a few milliseconds, since a changed bill issues two documents
+        # the recomputation, a few milliseconds, since a changed bill issues two documents.
+        # Only the invoice row: a run's issue step holds its network's row (locked with the
+        # run) while it waits for the counter, so locking the network here deadlocked.
         series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
-        invoice = Invoice.objects.select_for_update().select_related("network").get(pk=invoice.pk)
+        invoice = (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("network")
+            .get(pk=invoice.pk)
+        )
         if not current_invoices().filter(pk=invoice.pk).exists():
             return None  # credited meanwhile: its correction is the one to re-rate
         try:
@@ -264,7 +270,12 @@ def invoice_rebill(*, invoice: Invoice, now: dt.datetime) -> Invoice:
         )
     with transaction.atomic():
         series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
-        invoice = Invoice.objects.select_for_update().select_related("network").get(pk=invoice.pk)
+        # the invoice row alone, as in invoice_rerate (not its network's)
+        invoice = (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("network")
+            .get(pk=invoice.pk)
+        )
         related = Invoice.objects.filter(original=invoice).exclude(state=Invoice.State.CANCELLED)
         if not related.filter(kind=Invoice.Kind.CREDIT_NOTE).exists():
             raise ConflictError(

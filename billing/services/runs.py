@@ -554,7 +554,14 @@ def _finish(*, run: BillingRun, now: dt.datetime) -> None:
 def billing_run_issue(*, run: BillingRun, issued_at: dt.datetime) -> list[int]:
     """Issue every unheld draft of a drafted run (held ones wait for release)."""
     with transaction.atomic():
-        run = BillingRun.objects.select_for_update().select_related("network").get(pk=run.pk)
+        # the run row only: a lock on its network (FOR UPDATE) would block every document
+        # written for the network meanwhile (an invoice row's key share on it), among
+        # them a re-rating's, which holds the series counter this step waits for
+        run = (
+            BillingRun.objects.select_for_update(of=("self",))
+            .select_related("network")
+            .get(pk=run.pk)
+        )
         if run.state not in (BillingRun.State.DRAFTED, BillingRun.State.ISSUED):
             raise RunNotReady(f"The run is {run.get_state_display().lower()}, not drafted.")
         ids = invoices_issue(issued_at=issued_at, run_id=run.pk, time_zone=run.network.time_zone)

@@ -131,7 +131,8 @@ class MeterInstallationViewSet(
     @extend_schema(
         request=ExchangeSerializer, responses={201: MeterInstallationSerializer(many=True)}
     )
-    @action(detail=False, methods=["post"])
+    # the two installations as a plain list, not a page of the installation list
+    @action(detail=False, methods=["post"], pagination_class=None, filter_backends=[])
     def exchange(self, request):
         self.require("metering.change_meterinstallation")
         self.require("metering.add_meterinstallation")

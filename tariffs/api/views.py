@@ -265,7 +265,11 @@ class PriceCapViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def adopt(self, request, pk=None):
         return Response(s.PriceCapSerializer(services.price_cap_adopt(cap=self.get_object(), now=timezone.now())).data)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Recompute from the stored inputs and compare")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT,
+                              422: OpenApiResponse(description="The stored inputs can no longer be computed "
+                                                   "(e.g. the network now bills in another currency); the reason, "
+                                                   "itemised.")},
+                   summary="Recompute from the stored inputs and compare")
     @action(detail=True, methods=["get"])
     def recompute(self, request, pk=None):
         diffs = services.price_cap_recompute(cap=self.get_object())
