@@ -99,6 +99,24 @@ class ContractInlineFormSet(forms.BaseInlineFormSet):
                     break
 
 
+class NetworkForm(forms.ModelForm):
+    """A network in use keeps its currency and time zone (as through the API)."""
+
+    def clean(self):
+        from customers.services import network_edit_errors
+
+        data = super().clean()
+        if self.instance.pk is None:
+            return data
+        for error in network_edit_errors(
+            network=self.instance,
+            currency=data.get("currency", self.instance.currency),
+            time_zone=data.get("time_zone", self.instance.time_zone),
+        ):
+            self.add_error(error.field, error.message)
+        return data
+
+
 class ServiceConnectionForm(forms.ModelForm):
     """A stored connection keeps its network while it has contracts, and its contracts
     and capacity changes within its connection dates (as through the API)."""
@@ -206,6 +224,7 @@ class InterfaceUnitInline(admin.TabularInline):
 
 @admin.register(models.Network)
 class NetworkAdmin(HistoryAdmin):
+    form = NetworkForm
     list_display = ("code", "name", "time_zone", "currency", "price_area")
     search_fields = ("code", "name")
     list_filter = ("currency", "price_area")

@@ -15,6 +15,7 @@ from customers.models import (
     BuildingInterfaceUnit,
     CapacityChange,
     Contract,
+    Network,
     ServiceConnection,
 )
 from heatutility.audit import clean_and_save
@@ -151,6 +152,39 @@ def _move_out(*, contract: Contract, move_out_on: dt.date, actor=None) -> Contra
         )
     contract.valid_to = move_out_on
     return clean_and_save(contract, actor=actor, reason="move-out", what="contract")
+
+
+def network_edit_errors(*, network: Network, currency: str, time_zone: str) -> list[ErrorItem]:
+    """Why a stored ``network`` cannot take this currency or time zone (API and admin
+    edits): once it has accounts, connections, tariffs, price caps or operating costs,
+    its prices, costs, bills and payments are amounts in its currency, and its billing
+    periods and boundary registers are local days and midnights in its zone; changing
+    either would reread all of them."""
+    if currency == network.currency and time_zone == network.time_zone:
+        return []
+    from tariffs.models import OperatingCost, PriceCap, Tariff
+
+    used = any(
+        model.objects.filter(network=network).exists()
+        for model in (Account, ServiceConnection, Tariff, PriceCap, OperatingCost)
+    )
+    if not used:
+        return []
+    errors = []
+    for field, new, old in (
+        ("currency", currency, network.currency),
+        ("time_zone", time_zone, network.time_zone),
+    ):
+        if new != old:
+            errors.append(
+                ErrorItem(
+                    code="network_in_use",
+                    field=field,
+                    message=f"This network is in use (accounts, connections, tariffs or price caps): "
+                    f"its {field.replace('_', ' ')} stays {old}.",
+                )
+            )
+    return errors
 
 
 def connection_edit_errors(

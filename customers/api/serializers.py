@@ -21,6 +21,19 @@ class NetworkSerializer(ModelValidationMixin, serializers.ModelSerializer):
             "normal_degree_days",
         ]
 
+    def validate(self, attrs):
+        from customers.services import network_edit_errors
+
+        if self.instance is not None:
+            errors = network_edit_errors(
+                network=self.instance,
+                currency=attrs.get("currency", self.instance.currency),
+                time_zone=attrs.get("time_zone", self.instance.time_zone),
+            )
+            if errors:
+                raise serializers.ValidationError({e.field: [e.message] for e in errors})
+        return super().validate(attrs)
+
 
 class CustomerSerializer(ModelValidationMixin, serializers.ModelSerializer):
     class Meta:

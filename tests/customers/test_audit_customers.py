@@ -548,3 +548,78 @@ class TestAnAccountIsClosedOnceNoLongerSupplied:
         assert f"supplied until the move-out on {ends.isoformat()}" in response.content.decode()
         account.refresh_from_db()
         assert account.status == Account.Status.ACTIVE
+
+
+class TestANetworkInUseKeepsItsCurrencyAndZone:
+    @pytest.fixture
+    def api(self, admin_user):
+        from rest_framework.test import APIClient
+
+        client = APIClient()
+        client.force_authenticate(admin_user)
+        return client
+
+    def test_the_api_refuses_both_once_it_has_accounts(self, api):
+        network = AccountFactory().network
+
+        response = api.patch(
+            f"/api/v1/networks/{network.pk}/",
+            {"currency": "EUR", "time_zone": "Europe/Berlin"},
+            format="json",
+        )
+
+        assert response.status_code == 400
+        fields = {(e["field"], e["message"]) for e in response.json()["errors"]}
+        assert fields == {
+            (
+                "currency",
+                "This network is in use (accounts, connections, tariffs or price caps): "
+                "its currency stays DKK.",
+            ),
+            (
+                "time_zone",
+                "This network is in use (accounts, connections, tariffs or price caps): "
+                "its time zone stays Europe/Copenhagen.",
+            ),
+        }
+        network.refresh_from_db()
+        assert (network.currency, network.time_zone) == ("DKK", "Europe/Copenhagen")
+
+    def test_a_new_network_may_still_change_and_other_fields_always(self, api):
+        empty = NetworkFactory()
+        used = ServiceConnectionFactory().network
+
+        assert (
+            api.patch(
+                f"/api/v1/networks/{empty.pk}/", {"currency": "EUR"}, format="json"
+            ).status_code
+            == 200
+        )
+        assert (
+            api.patch(
+                f"/api/v1/networks/{used.pk}/", {"name": "Renamed"}, format="json"
+            ).status_code
+            == 200
+        )
+        empty.refresh_from_db()
+        used.refresh_from_db()
+        assert (empty.currency, used.name) == ("EUR", "Renamed")
+
+    def test_the_admin_refuses_it_too(self, admin_client):
+        from tests.tariffs.factories import TariffFactory
+
+        network = TariffFactory().network
+        page = admin_client.get(f"/admin/customers/network/{network.pk}/change/")
+        data = {
+            k: v
+            for k, v in page.context["adminform"].form.initial.items()
+            if v is not None and k != "id"
+        }
+        data["currency"] = "SEK"
+
+        response = admin_client.post(f"/admin/customers/network/{network.pk}/change/", data)
+
+        assert response.status_code == 200
+        assert "its currency stays DKK" in response.content.decode()
+        network.refresh_from_db()
+        assert network.currency == "DKK"
