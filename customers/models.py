@@ -26,6 +26,17 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA time zone such as 'Europe/Copenhagen'.")
 
 
+def validate_identifier(value: str) -> None:
+    """A number printed on invoices, quoted in payment references and e-mail subjects:
+    no line breaks or other control characters, no blanks at either end."""
+    import unicodedata
+
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise ValidationError("Use no line breaks, tabs or other control characters.")
+    if value != value.strip():
+        raise ValidationError("Remove the blanks at the start or end.")
+
+
 class Network(models.Model):
     """A district-heating network: the unit that is priced, capped and billed."""
 
@@ -123,7 +134,9 @@ class Account(models.Model):
         SUSPENDED = "suspended", "Suspended"
         CLOSED = "closed", "Closed"
 
-    number = models.CharField(max_length=20, unique=True, help_text="Customer number.")
+    number = models.CharField(
+        max_length=20, unique=True, validators=[validate_identifier], help_text="Customer number."
+    )
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="accounts")
     network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="accounts")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
@@ -230,7 +243,10 @@ class ServiceConnection(models.Model):
         DISCONNECTED = "disconnected", "Disconnected"
 
     number = models.CharField(
-        max_length=30, unique=True, help_text="Installation / point of delivery number."
+        max_length=30,
+        unique=True,
+        validators=[validate_identifier],
+        help_text="Installation / point of delivery number.",
     )
     building = models.ForeignKey(Building, on_delete=models.PROTECT, related_name="connections")
     network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="connections")

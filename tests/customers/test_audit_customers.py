@@ -623,3 +623,38 @@ class TestANetworkInUseKeepsItsCurrencyAndZone:
         assert "its currency stays DKK" in response.content.decode()
         network.refresh_from_db()
         assert network.currency == "DKK"
+
+
+class TestNumbersArePrintable:
+    @pytest.mark.parametrize(
+        ("number", "message"),
+        [
+            ("7000\r01", "Use no line breaks, tabs or other control characters."),
+            ("7000\t01", "Use no line breaks, tabs or other control characters."),
+            ("7000\u202801", "Use no line breaks, tabs or other control characters."),
+        ],
+    )
+    def test_an_account_number_with_a_control_character_is_refused(self, number, message):
+        account = AccountFactory()
+        client = client_for("billing clerk")
+
+        response = client.patch(
+            f"/api/v1/accounts/{account.pk}/", {"number": number}, format="json"
+        )
+
+        assert response.status_code == 400
+        assert [(e["field"], e["message"]) for e in response.json()["errors"]] == [
+            ("number", message)
+        ]
+        account.refresh_from_db()
+        assert account.number != number
+
+    def test_ordinary_numbers_pass_and_blanks_at_the_ends_do_not(self):
+        from django.core.exceptions import ValidationError
+
+        from customers.models import validate_identifier
+
+        for number in ("700001", "A-2026/17", "K 0042"):
+            validate_identifier(number)
+        with pytest.raises(ValidationError, match="Remove the blanks"):
+            validate_identifier(" 700001")  # forms and the API trim; a direct save does not
