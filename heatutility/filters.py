@@ -14,6 +14,8 @@ from django import forms
 from django.db import models
 from django_filters import fields, filters
 from django_filters.rest_framework import DjangoFilterBackend, FilterSet
+from rest_framework import filters as rest_filters
+from rest_framework.exceptions import ValidationError
 
 from heatutility.timeutil import DATE_OUT_OF_RANGE as OUT_OF_RANGE
 from heatutility.timeutil import date_in_range
@@ -60,3 +62,13 @@ class ApiFilterBackend(DjangoFilterBackend):
     """``filterset_fields`` build an :class:`ApiFilterSet`."""
 
     filterset_base = ApiFilterSet
+
+
+class SearchFilter(rest_filters.SearchFilter):
+    """DRF's ``?search=``, its refusals (a null character) a 400 on ``search``."""
+
+    def get_search_terms(self, request):
+        try:
+            return super().get_search_terms(request)
+        except ValidationError as exc:
+            raise ValidationError({self.search_param: exc.detail}) from exc

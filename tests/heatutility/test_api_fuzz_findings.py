@@ -330,3 +330,18 @@ class TestInvoiceEmailSubject:
         assert message.subject == f"Invoice {invoice.display_number}, account 70 0001"
         message.message()  # the headers as sent: no BadHeaderError
         assert Invoice.objects.get(pk=invoice.pk).emailed_at is not None
+
+
+class TestASearchWithANullCharacter:
+    def test_is_a_400_on_the_search_parameter(self, schema):
+        response = client_for(BILLING_CLERK).get("/api/v1/accounts/?search=70%0001")
+
+        assert response.status_code == 400
+        assert response.json()["errors"] == [
+            {
+                "field": "search",
+                "code": "null_characters_not_allowed",
+                "message": "Null characters are not allowed.",
+            }
+        ]
+        assert_documented(schema, "/api/v1/accounts/", "get", response)
