@@ -29,6 +29,31 @@ pytestmark = pytest.mark.django_db
 D = Decimal
 
 
+def closing_form(contract) -> dict:
+    """The account admin's change form for ``contract``'s account, asking to close it,
+    with the contract as its one inline row."""
+    account = contract.account
+    return {
+        "number": account.number,
+        "customer": account.customer.pk,
+        "network": account.network.pk,
+        "status": "closed",
+        "billing_name": "",
+        "billing_street": account.billing_street,
+        "billing_postal_code": account.billing_postal_code,
+        "billing_city": account.billing_city,
+        "billing_country": "DK",
+        "payment_terms_days": 14,
+        "contracts-TOTAL_FORMS": 1,
+        "contracts-INITIAL_FORMS": 1,
+        "contracts-0-id": contract.pk,
+        "contracts-0-account": account.pk,
+        "contracts-0-connection": contract.connection.pk,
+        "contracts-0-valid_from": contract.valid_from.isoformat(),
+        "contracts-0-valid_to": contract.valid_to.isoformat() if contract.valid_to else "",
+    }
+
+
 class TestMoveOutOfAStaleContract:
     def test_a_contract_ended_meanwhile_is_not_extended(self):
         contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
@@ -146,25 +171,7 @@ class TestAccountAdminKeepsTheCloseRule:
     def test_an_account_with_an_open_contract_is_not_closed(self, clerk_client):  # noqa: F811
         contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
         account = contract.account
-        data = {
-            "number": account.number,
-            "customer": account.customer.pk,
-            "network": account.network.pk,
-            "status": "closed",
-            "billing_name": "",
-            "billing_street": account.billing_street,
-            "billing_postal_code": account.billing_postal_code,
-            "billing_city": account.billing_city,
-            "billing_country": "DK",
-            "payment_terms_days": 14,
-            "contracts-TOTAL_FORMS": 1,
-            "contracts-INITIAL_FORMS": 1,
-            "contracts-0-id": contract.pk,
-            "contracts-0-account": account.pk,
-            "contracts-0-connection": contract.connection.pk,
-            "contracts-0-valid_from": "2026-01-01",
-            "contracts-0-valid_to": "",
-        }
+        data = closing_form(contract)
 
         response = clerk_client.post(f"/admin/customers/account/{account.pk}/change/", data)
 
@@ -522,25 +529,7 @@ class TestAnAccountIsClosedOnceNoLongerSupplied:
         ends = today + dt.timedelta(days=3)
         contract = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=ends)
         account = contract.account
-        data = {
-            "number": account.number,
-            "customer": account.customer.pk,
-            "network": account.network.pk,
-            "status": "closed",
-            "billing_name": "",
-            "billing_street": account.billing_street,
-            "billing_postal_code": account.billing_postal_code,
-            "billing_city": account.billing_city,
-            "billing_country": "DK",
-            "payment_terms_days": 14,
-            "contracts-TOTAL_FORMS": 1,
-            "contracts-INITIAL_FORMS": 1,
-            "contracts-0-id": contract.pk,
-            "contracts-0-account": account.pk,
-            "contracts-0-connection": contract.connection.pk,
-            "contracts-0-valid_from": "2026-01-01",
-            "contracts-0-valid_to": ends.isoformat(),
-        }
+        data = closing_form(contract)
 
         response = clerk_client.post(f"/admin/customers/account/{account.pk}/change/", data)
 
