@@ -764,15 +764,10 @@ class _Pricer:
         return value, text
 
 
-_PRICE_EXP = Decimal(1).scaleb(-PRICE_PLACES)
-
-
 def _unit_price(value: Decimal) -> Decimal:
     """``value`` as a line's unit price: unchanged with at most ``PRICE_PLACES`` decimals
-    (the invoice line's column), else rounded half up to them."""
-    if value.as_tuple().exponent >= -PRICE_PLACES:
-        return value
-    return value.quantize(_PRICE_EXP, rounding=ROUND_HALF_UP)
+    (the invoice line's column), else ``quantize_price`` (half up)."""
+    return value if value.as_tuple().exponent >= -PRICE_PLACES else quantize_price(value)
 
 
 def _allocate(total: Decimal, shares: Sequence[Fraction]) -> list[Decimal]:
