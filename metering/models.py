@@ -151,8 +151,9 @@ class MeterInstallation(models.Model):
 
     Installations of one unit or meter do not overlap (``[installed_at, removed_at)``),
     but a read of the meter taken at ``removed_at`` is its final read in this
-    installation: VEE, estimation and the exchange's checks all count it (it is the only
-    source of the final m³·°C registers, which a removal does not record).
+    installation: VEE, estimation and the exchange's checks all count it
+    (``metering.vee.rules.installed_then``; it is the only source of the final m³·°C
+    registers, which a removal does not record).
 
     The initial and final registers make consumption across a meter exchange exact:
     old final − old previous read + new read − new initial (DOMAIN.md §2).

@@ -46,7 +46,7 @@ from metering.models import (
     ReadingIssue,
 )
 from metering.selectors import degree_days_total
-from metering.vee.rules import ROLLOVER_CODES, is_rollover
+from metering.vee.rules import ROLLOVER_CODES, installed_then, is_rollover
 
 USABLE = ("valid", "edited", "estimated")
 ZERO = Decimal(0)
@@ -179,7 +179,7 @@ def _hint_probes(
         _Probe(i.meter_id, i.installed_at, i.removed_at, at)
         for i in installs
         for at in hints.get(i.meter_id, ())
-        if i.installed_at <= at and (i.removed_at is None or at <= i.removed_at)
+        if installed_then(i.installed_at, i.removed_at, at)
     }
 
 
@@ -234,7 +234,7 @@ def _series(
         in_range = sorted(
             (at, values)
             for at, values in reads.get(inst.meter_id, {}).items()
-            if inst.installed_at <= at and (inst.removed_at is None or at <= inst.removed_at)
+            if installed_then(inst.installed_at, inst.removed_at, at)
         )
         meter = inst.meter
         wrap_e, wrap_v = meter.register_wrap_kwh, meter.volume_register_wrap_m3

@@ -14,6 +14,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 
+def installed_then(
+    installed_at: dt.datetime, removed_at: dt.datetime | None, at: dt.datetime
+) -> bool:
+    """Does the installation ``[installed_at, removed_at]`` cover a read taken ``at``?
+
+    The one rule for VEE, estimation and the exchange's checks: a read at the removal
+    instant is the removed meter's final read (its only m³·°C end values), so the end
+    is included, though installations of a unit never overlap (``[installed_at,
+    removed_at)``, ``MeterInstallation``)."""
+    return installed_at <= at and (removed_at is None or at <= removed_at)
+
+
 @dataclass(frozen=True)
 class Read:
     read_at: dt.datetime
@@ -216,12 +228,7 @@ def validate(
                     f"Read at {read.read_at.isoformat()}, after {now.isoformat()}.",
                 )
             )
-        # a read at the removal instant is the removed meter's final read (its only
-        # m³·°C end values): inside, as for estimation and the exchange's checks
-        if not any(
-            start <= read.read_at and (end is None or read.read_at <= end)
-            for start, end in installed
-        ):
+        if not any(installed_then(start, end, read.read_at) for start, end in installed):
             own.append(
                 _finding(read, "outside_installation", "The meter was not installed at that time.")
             )

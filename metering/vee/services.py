@@ -126,8 +126,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         (
             i
             for i in installs
-            if i.installed_at <= reads[-1].read_at
-            and (i.removed_at is None or reads[-1].read_at <= i.removed_at)
+            if rules.installed_then(i.installed_at, i.removed_at, reads[-1].read_at)
         ),
         None,
     )
@@ -305,7 +304,8 @@ def vee_run_pending(*, now: dt.datetime) -> int:
         if batches
         else []
     )
-    # a backstop for a lost re-validation task: the open findings are few (the queue)
+    # a backstop for a lost re-validation task: the open findings are few (the queue);
+    # installed at the read's time as rules.installed_then says, in SQL
     installed = MeterInstallation.objects.filter(
         Q(removed_at__isnull=True) | Q(removed_at__gte=OuterRef("read_at")),
         meter_id=OuterRef("meter_id"),
