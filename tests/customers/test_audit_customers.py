@@ -29,6 +29,30 @@ pytestmark = pytest.mark.django_db
 D = Decimal
 
 
+def connection_form(connection, *contracts: dict, network=None) -> dict:
+    """The connection admin's change form for ``connection`` (its network replaced by
+    ``network``), no capacity or unit rows, and ``contracts`` as its contract inline:
+    dicts of account, valid_from, valid_to, and id for a stored one (those first)."""
+    data = {
+        "number": connection.number,
+        "building": connection.building.pk,
+        "network": (network or connection.network).pk,
+        "status": "active",
+        "connected_on": "2020-01-01",
+        "disconnected_on": "",
+        "capacity_changes-TOTAL_FORMS": 0,
+        "capacity_changes-INITIAL_FORMS": 0,
+        "interface_units-TOTAL_FORMS": 0,
+        "interface_units-INITIAL_FORMS": 0,
+        "contracts-TOTAL_FORMS": len(contracts),
+        "contracts-INITIAL_FORMS": sum("id" in row for row in contracts),
+    }
+    for i, row in enumerate(contracts):
+        for key, value in {**row, "connection": connection.pk}.items():
+            data[f"contracts-{i}-{key}"] = value
+    return data
+
+
 def closing_form(contract) -> dict:
     """The account admin's change form for ``contract``'s account, asking to close it,
     with the contract as its one inline row."""
@@ -185,28 +209,11 @@ class TestContractInlineOverlap:
         connection = ServiceConnectionFactory()
         first = AccountFactory(network=connection.network)
         second = AccountFactory(network=connection.network)
-        data = {
-            "number": connection.number,
-            "building": connection.building.pk,
-            "network": connection.network.pk,
-            "status": "active",
-            "connected_on": "2020-01-01",
-            "disconnected_on": "",
-            "capacity_changes-TOTAL_FORMS": 0,
-            "capacity_changes-INITIAL_FORMS": 0,
-            "interface_units-TOTAL_FORMS": 0,
-            "interface_units-INITIAL_FORMS": 0,
-            "contracts-TOTAL_FORMS": 2,
-            "contracts-INITIAL_FORMS": 0,
-            "contracts-0-account": first.pk,
-            "contracts-0-connection": connection.pk,
-            "contracts-0-valid_from": "2026-01-01",
-            "contracts-0-valid_to": "",
-            "contracts-1-account": second.pk,
-            "contracts-1-connection": connection.pk,
-            "contracts-1-valid_from": "2026-03-01",
-            "contracts-1-valid_to": "",
-        }
+        data = connection_form(
+            connection,
+            {"account": first.pk, "valid_from": "2026-01-01", "valid_to": ""},
+            {"account": second.pk, "valid_from": "2026-03-01", "valid_to": ""},
+        )
 
         response = clerk_client.post(
             f"/admin/customers/serviceconnection/{connection.pk}/change/", data
@@ -284,29 +291,16 @@ class TestContractInlineExtendedOverANewRow:
         existing = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=dt.date(2026, 3, 1))
         connection = existing.connection
         newcomer = AccountFactory(network=connection.network)
-        data = {
-            "number": connection.number,
-            "building": connection.building.pk,
-            "network": connection.network.pk,
-            "status": "active",
-            "connected_on": "2020-01-01",
-            "disconnected_on": "",
-            "capacity_changes-TOTAL_FORMS": 0,
-            "capacity_changes-INITIAL_FORMS": 0,
-            "interface_units-TOTAL_FORMS": 0,
-            "interface_units-INITIAL_FORMS": 0,
-            "contracts-TOTAL_FORMS": 2,
-            "contracts-INITIAL_FORMS": 1,
-            "contracts-0-id": existing.pk,
-            "contracts-0-account": existing.account.pk,
-            "contracts-0-connection": connection.pk,
-            "contracts-0-valid_from": "2026-01-01",
-            "contracts-0-valid_to": "2026-09-01",
-            "contracts-1-account": newcomer.pk,
-            "contracts-1-connection": connection.pk,
-            "contracts-1-valid_from": "2026-03-01",
-            "contracts-1-valid_to": "",
-        }
+        data = connection_form(
+            connection,
+            {
+                "id": existing.pk,
+                "account": existing.account.pk,
+                "valid_from": "2026-01-01",
+                "valid_to": "2026-09-01",
+            },
+            {"account": newcomer.pk, "valid_from": "2026-03-01", "valid_to": ""},
+        )
 
         response = clerk_client.post(
             f"/admin/customers/serviceconnection/{connection.pk}/change/", data
@@ -380,25 +374,16 @@ class TestConnectionEditsKeepItsContracts:
         contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
         connection = contract.connection
         other = NetworkFactory()
-        data = {
-            "number": connection.number,
-            "building": connection.building.pk,
-            "network": other.pk,
-            "status": "active",
-            "connected_on": "2020-01-01",
-            "disconnected_on": "",
-            "capacity_changes-TOTAL_FORMS": 0,
-            "capacity_changes-INITIAL_FORMS": 0,
-            "interface_units-TOTAL_FORMS": 0,
-            "interface_units-INITIAL_FORMS": 0,
-            "contracts-TOTAL_FORMS": 1,
-            "contracts-INITIAL_FORMS": 1,
-            "contracts-0-id": contract.pk,
-            "contracts-0-account": contract.account.pk,
-            "contracts-0-connection": connection.pk,
-            "contracts-0-valid_from": "2026-01-01",
-            "contracts-0-valid_to": "",
-        }
+        data = connection_form(
+            connection,
+            {
+                "id": contract.pk,
+                "account": contract.account.pk,
+                "valid_from": "2026-01-01",
+                "valid_to": "",
+            },
+            network=other,
+        )
 
         response = clerk_client.post(
             f"/admin/customers/serviceconnection/{connection.pk}/change/", data
