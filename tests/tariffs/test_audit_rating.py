@@ -6,6 +6,17 @@ from decimal import Decimal as D
 
 from tariffs.rating import Determinants, TariffSpec, components_from_data, rate
 
+# winter 500, summer 300 DKK/MWh
+SEASONAL_ENERGY = {
+    "type": "energy",
+    "code": "energy",
+    "description": "Energy",
+    "seasons": [
+        {"label": "winter", "months": [1, 2, 3, 10, 11, 12], "price": "500"},
+        {"label": "summer", "months": [4, 5, 6, 7, 8, 9], "price": "300"},
+    ],
+}
+
 
 def det(start, end, *, mwh="10", m3="100", return_c=None, flow_c=None, by_month=None):
     return Determinants(
@@ -57,19 +68,7 @@ class TestZeroLengthPeriod:
         assert lines[0].explanation == "5 MWh × 400.00 DKK/MWh"
 
     def test_seasonal_energy_of_a_zero_length_period_is_still_billed(self):
-        spec = make(
-            [
-                {
-                    "type": "energy",
-                    "code": "energy",
-                    "description": "Energy",
-                    "seasons": [
-                        {"label": "winter", "months": [1, 2, 3, 10, 11, 12], "price": "500"},
-                        {"label": "summer", "months": [4, 5, 6, 7, 8, 9], "price": "300"},
-                    ],
-                },
-            ]
-        )
+        spec = make([SEASONAL_ENERGY])
         # no day to share by: the 5 MWh are priced in the season of the period's month (March)
         lines = rate(determinants=det(DAY, DAY, mwh="5"), tariff=spec)
         assert [(ln.description, ln.quantity, ln.amount) for ln in lines] == [
@@ -78,19 +77,7 @@ class TestZeroLengthPeriod:
         assert lines[0].explanation == "5 MWh × 500.00 DKK/MWh"
 
     def test_zero_energy_seasons_keep_their_lines_unchanged(self):
-        spec = make(
-            [
-                {
-                    "type": "energy",
-                    "code": "energy",
-                    "description": "Energy",
-                    "seasons": [
-                        {"label": "winter", "months": [1, 2, 3, 10, 11, 12], "price": "500"},
-                        {"label": "summer", "months": [4, 5, 6, 7, 8, 9], "price": "300"},
-                    ],
-                },
-            ]
-        )
+        spec = make([SEASONAL_ENERGY])
         assert rate(determinants=det(DAY, DAY, mwh="0"), tariff=spec) == []
 
 
