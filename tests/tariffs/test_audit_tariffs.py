@@ -24,10 +24,25 @@ SUBSTITUTION = {
 }
 
 
+def _hours(start, end):
+    """The UTC starts of the Copenhagen hours in ``[start, end)``."""
+    return pd.date_range(start, end, freq="h", inclusive="left", tz="Europe/Copenhagen").tz_convert(
+        "UTC"
+    )
+
+
+def _unit_hours(unit, start, end):
+    """5 MWh of heat for 1.6 MWh of electricity in every hour of ``[start, end)``."""
+    from tariffs.models import UnitHour
+
+    UnitHour.objects.bulk_create(
+        UnitHour(unit=unit, hour_start=t.to_pydatetime(), heat_mwh=D(5), electricity_mwh=D("1.6"))
+        for t in _hours(start, end)
+    )
+
+
 def _prices(area, start, end, skip=()):
-    hours = pd.date_range(
-        start, end, freq="h", inclusive="left", tz="Europe/Copenhagen"
-    ).tz_convert("UTC")
+    hours = _hours(start, end)
     SpotPrice.objects.bulk_create(
         SpotPrice(price_area=area, hour_start=t.to_pydatetime(), price_per_mwh=D(100))
         for i, t in enumerate(hours)
@@ -122,16 +137,7 @@ def test_operating_cost_refuses_impossible_losses_or_sales(
     body, django_capture_on_commit_callbacks
 ):
     net = NetworkFactory(code="cost-bad", price_area="DK1")
-    unit = PlantUnitFactory(plant__network=net)
-    from tariffs.models import UnitHour
-
-    hours = pd.date_range(
-        "2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen"
-    ).tz_convert("UTC")
-    UnitHour.objects.bulk_create(
-        UnitHour(unit=unit, hour_start=t.to_pydatetime(), heat_mwh=D(5), electricity_mwh=D("1.6"))
-        for t in hours
-    )
+    _unit_hours(PlantUnitFactory(plant__network=net), "2026-01-05", "2026-01-06")
     _prices("DK1", "2026-01-05", "2026-01-06")
     r = _manager().post(
         "/api/v1/operating-costs/",
@@ -158,18 +164,10 @@ def test_operating_cost_refuses_impossible_losses_or_sales(
 
 
 def test_prices_in_another_currency_are_not_mixed_into_costs_or_caps():
-    from tariffs.models import UnitHour
     from tariffs.services import operating_cost_compute
 
     net = NetworkFactory(code="cost-eur", price_area="DK1", currency="EUR")
-    unit = PlantUnitFactory(plant__network=net)
-    hours = pd.date_range(
-        "2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen"
-    ).tz_convert("UTC")
-    UnitHour.objects.bulk_create(
-        UnitHour(unit=unit, hour_start=t.to_pydatetime(), heat_mwh=D(5), electricity_mwh=D("1.6"))
-        for t in hours
-    )
+    _unit_hours(PlantUnitFactory(plant__network=net), "2026-01-05", "2026-01-06")
     _prices("DK1", "2026-01-05", "2026-01-06")  # stored in DKK (the default)
     with pytest.raises(DomainError, match="in DKK"):
         operating_cost_compute(
