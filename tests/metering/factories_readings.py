@@ -42,3 +42,23 @@ def add_readings(meter, rows, *, status="valid"):
             )
         )
     return models.Reading.objects.bulk_create(objs)
+
+
+def second_store_chunk_fails(patch) -> None:
+    """Make the ingest's second stored chunk fail (a worker losing its disk half-way),
+    on both storing paths; ``patch`` is a pytest ``monkeypatch`` (or its context)."""
+    from metering.ingest import batches, store
+
+    calls = []
+
+    def failing_second(real_function):
+        def store_chunk(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("worker lost its disk")
+            return real_function(*args, **kwargs)
+
+        return store_chunk
+
+    patch.setattr(batches, "store_rows", failing_second(batches.store_rows))
+    patch.setattr(store, "stage_to_readings", failing_second(store.stage_to_readings))

@@ -25,7 +25,11 @@ from metering.ingest.batches import readings_batch_process, readings_batch_submi
 from metering.models import BoundaryRegister, IngestBatch, Reading
 from metering.services import boundary_registers_ensure
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
-from tests.metering.factories_readings import MeterVendorFactory, add_readings
+from tests.metering.factories_readings import (
+    MeterVendorFactory,
+    add_readings,
+    second_store_chunk_fails,
+)
 
 pytestmark = pytest.mark.django_db
 CPH = "Europe/Copenhagen"
@@ -191,7 +195,6 @@ def test_more_than_six_second_decimals_give_the_python_lanes_instant(decimal_com
 
 
 def test_readings_of_a_batch_that_failed_half_way_are_validated(monkeypatch):
-    from metering.ingest import batches, store
     from metering.services import vee_run_pending
 
     vendor = MeterVendorFactory(
@@ -203,21 +206,8 @@ def test_readings_of_a_batch_that_failed_half_way_are_validated(monkeypatch):
     text = "meter,read_at,energy,volume_m3\n" + "".join(
         f"{meter.serial},2026-09-01T{h:02d}:00:00Z,{e},1\n" for h, e in enumerate(energies)
     )
-    calls = []
-    real = (batches.store_rows, store.stage_to_readings)
-
-    def second_chunk_fails(real_function):
-        def store_chunk(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == 2:
-                raise RuntimeError("worker lost its disk")
-            return real_function(*args, **kwargs)
-
-        return store_chunk
-
     with monkeypatch.context() as patch:
-        patch.setattr(batches, "store_rows", second_chunk_fails(real[0]))
-        patch.setattr(store, "stage_to_readings", second_chunk_fails(real[1]))
+        second_store_chunk_fails(patch)
         batch = _ingest_file(vendor, text)
     assert (batch.state, batch.accepted) == ("failed", 3)
 

@@ -28,7 +28,7 @@ from metering.ingest.rows import (
 from metering.models import KWH_PER_UNIT, IngestBatch, Reading
 from metering.vendors import vendor_key_create
 from tests.metering.factories import HeatMeterFactory
-from tests.metering.factories_readings import MeterVendorFactory
+from tests.metering.factories_readings import MeterVendorFactory, second_store_chunk_fails
 
 pytestmark = pytest.mark.django_db
 
@@ -520,21 +520,8 @@ class TestAFailureNeverLeavesABatchWaiting:
         text = POINT_HEADER + "".join(
             f"{meter.serial},2026-09-01T{h:02d}:00:00Z,{h},kWh,1,\n" for h in range(7)
         )
-        calls = []
-        real = (batches.store_rows, store.stage_to_readings)
-
-        def second_chunk_fails(real_function):
-            def store_chunk(*args, **kwargs):
-                calls.append(1)
-                if len(calls) == 2:
-                    raise RuntimeError("worker lost its disk")
-                return real_function(*args, **kwargs)
-
-            return store_chunk
-
         with monkeypatch.context() as patch:
-            patch.setattr(batches, "store_rows", second_chunk_fails(real[0]))
-            patch.setattr(store, "stage_to_readings", second_chunk_fails(real[1]))
+            second_store_chunk_fails(patch)
             batch = file_batch(point_vendor, text)
         assert (batch.state, batch.progress, batch.accepted) == ("failed", 3, 3)
         assert [e["code"] for e in batch.errors] == ["processing_failed"]
