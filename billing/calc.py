@@ -25,9 +25,10 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from dataclasses import replace as dc_replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from heatutility.money import MONEY_ROUNDING, minor_unit, quantize_energy, quantize_money
-from heatutility.timeutil import hours_in_local_period, month_starts
+from heatutility.timeutil import hours_in_local_period, local_midnight, month_starts
 
 ZERO = Decimal("0")
 KWH_PER_MWH = Decimal("1000")
@@ -87,6 +88,19 @@ class ContractInterval(NamedTuple):
     # (first day, m²), in date order; ``heated_area_m2`` is the m² on ``start``
     # (customers.AreaChange)
     m2_changes: tuple[tuple[dt.date, Decimal], ...] = ()
+
+
+class PendingRollover(NamedTuple):
+    """A meter's register rollover staff have not decided yet (metering's open
+    ``rollover_ambiguous`` / ``volume_rollover_ambiguous`` finding): register values
+    from ``since_at`` (the previous usable read) to ``read_at`` count one wrap where the
+    register may have wrapped more often."""
+
+    meter: str
+    register: str  # "energy" or "volume"
+    since_at: dt.datetime
+    read_at: dt.datetime
+    time_zone: str  # the network's, whose local midnights bound the bills
 
 
 @dataclass(frozen=True)
@@ -755,6 +769,36 @@ def hold_reasons(
                 f"{energy_mwh} MWh is {ratio:.2f}× the same period last year ({last_year_mwh} MWh)"
             )
     return holds
+
+
+def rollover_hold_reasons(
+    intervals: Sequence[ContractInterval], pending: dict[int, Sequence[PendingRollover]]
+) -> list[str]:
+    """Why a bill waits for a rollover decision (empty: it does not): a contract interval
+    whose registers lie on both sides of an undecided rollover's instant, or between
+    the read before it and it, counts one wrap where staff may still find more.  An
+    interval that starts at or after the rollover's read, or ends at or before the read
+    before it, does not depend on the count (every value after the read moves alike)."""
+    holds: list[str] = []
+    for interval in intervals:
+        for rollover in pending.get(interval.connection_id, ()):
+            zone = rollover.time_zone
+            if local_midnight(interval.start, zone) < rollover.read_at and (
+                local_midnight(interval.end, zone) > rollover.since_at
+            ):
+                holds.append(
+                    f"the {rollover.register} register of meter {rollover.meter} on connection "
+                    f"{interval.connection_id} rolled over between "
+                    f"{_local_minutes(rollover.since_at, zone)} and "
+                    f"{_local_minutes(rollover.read_at, zone)}, long enough to wrap more than "
+                    "once, and counts one wrap until staff decide the ambiguous rollover in "
+                    "the reading issues (then recompute the draft)"
+                )
+    return holds
+
+
+def _local_minutes(at: dt.datetime, zone: str) -> str:
+    return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
 def bills_each(

@@ -40,9 +40,14 @@ def meter_install(
     installed_at: dt.datetime,
     initial_energy_kwh: Decimal = Decimal("0"),
     initial_volume_m3: Decimal = Decimal("0"),
+    initial_flow_temp_m3c: Decimal | None = None,
+    initial_return_temp_m3c: Decimal | None = None,
     reason: str = "",
     actor=None,
 ) -> MeterInstallation:
+    """Install ``meter`` in ``unit`` at ``installed_at`` with its registers then; the
+    m³·°C registers are optional (without them the connection's temperature registers
+    continue from the meter's first read)."""
     if installed_at.tzinfo is None:
         raise UnableToInstallMeter(
             "installed_at must carry a time zone offset.",
@@ -58,6 +63,8 @@ def meter_install(
             installed_at=installed_at,
             initial_energy_kwh=initial_energy_kwh,
             initial_volume_m3=initial_volume_m3,
+            initial_flow_temp_m3c=initial_flow_temp_m3c,
+            initial_return_temp_m3c=initial_return_temp_m3c,
             reason=reason,
         )
         clean_and_save(
@@ -124,15 +131,47 @@ def _below_last_read(
     return None
 
 
+def _temperature_below(
+    installation: MeterInstallation, removed_at: dt.datetime, register: str, final: Decimal
+) -> Decimal | None:
+    """The m³·°C ``register`` (``flow_temp_m3c`` / ``return_temp_m3c``) of the last usable
+    read while installed that has one (else the initial register, where recorded) when
+    ``final`` lies below it (else None).  These registers have no rollover correction: a
+    final register below them would make the water before the removal negative."""
+    from metering.models import Reading
+    from metering.vee.estimation import USABLE
+
+    last = (
+        Reading.objects.filter(
+            meter=installation.meter,
+            status__in=USABLE,
+            read_at__gte=installation.installed_at,
+            read_at__lte=removed_at,
+            **{f"{register}__isnull": False},
+        )
+        .order_by("-read_at")
+        .values_list(register, flat=True)
+        .first()
+    )
+    if last is None:
+        last = getattr(installation, f"initial_{register}")
+    return last if last is not None and final < last else None
+
+
 def meter_remove(
     *,
     installation: MeterInstallation,
     removed_at: dt.datetime,
     final_energy_kwh: Decimal,
     final_volume_m3: Decimal,
+    final_flow_temp_m3c: Decimal | None = None,
+    final_return_temp_m3c: Decimal | None = None,
     reason: str = "",
     actor=None,
 ) -> MeterInstallation:
+    """Take the meter out at ``removed_at`` with its final registers.  The final m³·°C
+    registers are optional: where given they end the meter's volume-weighted
+    temperatures at the removal, else they end at its last read."""
     if installation.removed_at is not None:
         raise UnableToInstallMeter(
             f"Meter {installation.meter} was already removed at {installation.removed_at.isoformat()}.",
@@ -176,6 +215,21 @@ def meter_remove(
                     message=f"The final {register.split('_')[0]} register {final} {unit} is below the last reading {last} {unit} before the removal, and the register did not roll over.",
                 )
             )
+    for register, field, final in (
+        ("flow_temp_m3c", "final_flow_temp_m3c", final_flow_temp_m3c),
+        ("return_temp_m3c", "final_return_temp_m3c", final_return_temp_m3c),
+    ):
+        last = (
+            None if final is None else _temperature_below(installation, removed_at, register, final)
+        )
+        if last is not None:
+            errors.append(
+                ErrorItem(
+                    code="final_below_last_read",
+                    field=field,
+                    message=f"The final {register.split('_')[0]} temperature register {final} m³·°C is below {last} m³·°C, the last reading's (or the initial) before the removal; leave it empty if the register was reset.",
+                )
+            )
     if errors:
         raise UnableToInstallMeter(
             "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors
@@ -184,6 +238,8 @@ def meter_remove(
         installation.removed_at = removed_at
         installation.final_energy_kwh = final_energy_kwh
         installation.final_volume_m3 = final_volume_m3
+        installation.final_flow_temp_m3c = final_flow_temp_m3c
+        installation.final_return_temp_m3c = final_return_temp_m3c
         clean_and_save(
             installation, actor=actor, reason=reason or "removal", what="meter installation"
         )
@@ -200,10 +256,17 @@ def meter_exchange(
     old_final_volume_m3: Decimal,
     new_initial_energy_kwh: Decimal = Decimal("0"),
     new_initial_volume_m3: Decimal = Decimal("0"),
+    old_final_flow_temp_m3c: Decimal | None = None,
+    old_final_return_temp_m3c: Decimal | None = None,
+    new_initial_flow_temp_m3c: Decimal | None = None,
+    new_initial_return_temp_m3c: Decimal | None = None,
     reason: str = "exchange",
     actor=None,
 ) -> tuple[MeterInstallation, MeterInstallation]:
-    """Replace the meter installed in ``unit`` at ``exchanged_at``; returns (old, new)."""
+    """Replace the meter installed in ``unit`` at ``exchanged_at``; returns (old, new).
+
+    The m³·°C registers at both ends are optional (see :func:`meter_remove` and
+    :func:`meter_install`): given, the water across the exchange is weighted whole."""
     with transaction.atomic():
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
         current = (
@@ -224,6 +287,8 @@ def meter_exchange(
             removed_at=exchanged_at,
             final_energy_kwh=old_final_energy_kwh,
             final_volume_m3=old_final_volume_m3,
+            final_flow_temp_m3c=old_final_flow_temp_m3c,
+            final_return_temp_m3c=old_final_return_temp_m3c,
             reason=reason,
             actor=actor,
         )
@@ -233,6 +298,8 @@ def meter_exchange(
             installed_at=exchanged_at,
             initial_energy_kwh=new_initial_energy_kwh,
             initial_volume_m3=new_initial_volume_m3,
+            initial_flow_temp_m3c=new_initial_flow_temp_m3c,
+            initial_return_temp_m3c=new_initial_return_temp_m3c,
             reason=reason,
             actor=actor,
         )

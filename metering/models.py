@@ -17,6 +17,7 @@ from simple_history.models import HistoricalRecords
 
 from customers.models import BuildingInterfaceUnit
 from heatutility.db import NoOverlapConstraint
+from metering.vee.rules import AMBIGUOUS_ROLLOVER_CODES
 
 # kWh per one unit of each register unit (1 GJ = 1000/3.6 kWh exactly).
 KWH_PER_UNIT: dict[str, Decimal] = {
@@ -152,11 +153,13 @@ class MeterInstallation(models.Model):
     Installations of one unit or meter do not overlap (``[installed_at, removed_at)``),
     but a read of the meter taken at ``removed_at`` is its final read in this
     installation: VEE, estimation and the exchange's checks all count it
-    (``metering.vee.rules.installed_then``; it is the only source of the final m³·°C
-    registers, which a removal does not record).
+    (``metering.vee.rules.installed_then``).
 
     The initial and final registers make consumption across a meter exchange exact:
-    old final − old previous read + new read − new initial (DOMAIN.md §2).
+    old final − old previous read + new read − new initial (DOMAIN.md §2).  The
+    volume-weighted temperature registers (m³·°C) are optional at both ends: where given
+    they weigh the water between the last read and the removal, and between the
+    installation and the first read; where not, those hours are not weighted.
     """
 
     meter = models.ForeignKey(HeatMeter, on_delete=models.PROTECT, related_name="installations")
@@ -169,6 +172,34 @@ class MeterInstallation(models.Model):
     initial_volume_m3 = models.DecimalField(max_digits=16, decimal_places=4, default=Decimal("0"))
     final_energy_kwh = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
     final_volume_m3 = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    initial_flow_temp_m3c = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Volume-weighted flow temperature register at installation, m³·°C (optional).",
+    )
+    initial_return_temp_m3c = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Volume-weighted return temperature register at installation, m³·°C (optional).",
+    )
+    final_flow_temp_m3c = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Volume-weighted flow temperature register at removal, m³·°C (optional).",
+    )
+    final_return_temp_m3c = models.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Volume-weighted return temperature register at removal, m³·°C (optional).",
+    )
     reason = models.CharField(max_length=200, blank=True, help_text="Why installed or exchanged.")
     history = HistoricalRecords()
 
@@ -190,6 +221,20 @@ class MeterInstallation(models.Model):
                 condition=Q(initial_energy_kwh__gte=0) & Q(initial_volume_m3__gte=0),
                 name="installation_initial_registers_not_negative",
                 violation_error_message="Initial registers cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=(Q(initial_flow_temp_m3c__isnull=True) | Q(initial_flow_temp_m3c__gte=0))
+                & (Q(initial_return_temp_m3c__isnull=True) | Q(initial_return_temp_m3c__gte=0))
+                & (Q(final_flow_temp_m3c__isnull=True) | Q(final_flow_temp_m3c__gte=0))
+                & (Q(final_return_temp_m3c__isnull=True) | Q(final_return_temp_m3c__gte=0)),
+                name="installation_temperature_registers_not_negative",
+                violation_error_message="Temperature registers (m³·°C) cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(removed_at__isnull=False)
+                | Q(final_flow_temp_m3c__isnull=True, final_return_temp_m3c__isnull=True),
+                name="installation_final_temperature_registers_at_removal",
+                violation_error_message="Final temperature registers (m³·°C) belong to a removal.",
             ),
             NoOverlapConstraint(
                 name="installation_meter_in_one_place",
@@ -521,12 +566,25 @@ class ReadingIssue(models.Model):
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution_reason = models.CharField(max_length=300, blank=True)
+    wraps = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="How many times the register wrapped since the previous usable read, as "
+        "staff found when accepting an ambiguous rollover (empty: one, as VEE counted).",
+    )
 
     class Meta:
         ordering = ["meter", "read_at", "code"]
         constraints = [
             models.UniqueConstraint(
                 fields=["meter", "read_at", "code"], name="readingissue_unique_rule"
+            ),
+            models.CheckConstraint(
+                condition=Q(wraps__isnull=True)
+                | Q(code__in=AMBIGUOUS_ROLLOVER_CODES, state="accepted", wraps__gte=1),
+                name="readingissue_wraps_on_accepted_ambiguous_rollover",
+                violation_error_message="A wrap count belongs to an accepted ambiguous "
+                "rollover and is at least 1.",
             ),
         ]
         indexes = [models.Index(fields=["state", "severity"], name="readingissue_queue_idx")]

@@ -7,7 +7,7 @@ continuous *connection* registers (see :class:`metering.models.BoundaryRegister`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 
 import numpy as np
@@ -24,7 +24,9 @@ from metering.models import (
     MeterInstallation,
     MeterVendor,
     Reading,
+    ReadingIssue,
 )
+from metering.vee.rules import AMBIGUOUS_ROLLOVER_CODES
 
 BOUNDARY_COLUMNS = [
     "id",
@@ -204,3 +206,55 @@ def reading_last_at(*, meter_id: int) -> dt.datetime | None:
         .values_list("read_at", flat=True)
         .first()
     )
+
+
+def rollovers_undecided(
+    *, connection_ids: Collection[int]
+) -> dict[int, list[tuple[str, str, dt.datetime, dt.datetime, str]]]:
+    """Ambiguous register rollovers staff have not decided yet (open ``rollover_ambiguous``
+    / ``volume_rollover_ambiguous`` findings) on ``connection_ids``: per connection,
+    (meter serial, ``"energy"`` or ``"volume"``, since, read_at, the network's zone).
+
+    Register values from ``since`` (the last usable read before ``read_at`` in the
+    installation, else its start: the initial register) to ``read_at`` count one wrap
+    where the register may have wrapped more often, so a bill across that span waits
+    for staff.  Open findings of this kind are few in the whole utility: they are
+    fetched in one small query and matched to the connections here, instead of sending
+    a chunk's ids to the database.
+    """
+    covering = MeterInstallation.objects.filter(
+        Q(removed_at__isnull=True) | Q(removed_at__gte=OuterRef("read_at")),
+        meter_id=OuterRef("meter_id"),
+        installed_at__lte=OuterRef("read_at"),
+    )
+    previous = Reading.objects.filter(
+        meter_id=OuterRef("meter_id"),
+        read_at__lt=OuterRef("read_at"),
+        status__in=("valid", "edited", "estimated"),
+    ).order_by("-read_at")
+    rows = (
+        ReadingIssue.objects.filter(
+            state=ReadingIssue.State.OPEN, code__in=AMBIGUOUS_ROLLOVER_CODES
+        )
+        .annotate(
+            connection=Subquery(covering.values("unit__connection_id")[:1]),
+            installed_at=Subquery(covering.values("installed_at")[:1]),
+            time_zone=Subquery(covering.values("unit__connection__network__time_zone")[:1]),
+            since=Subquery(previous.values("read_at")[:1]),
+        )
+        .order_by("read_at", "pk")
+        .values_list(
+            "connection", "meter__serial", "code", "installed_at", "since", "read_at", "time_zone"
+        )
+    )
+    wanted = set(connection_ids)
+    out: dict[int, list[tuple[str, str, dt.datetime, dt.datetime, str]]] = {}
+    for cid, serial, code, installed_at, since, read_at, zone in rows:
+        if cid not in wanted:
+            continue
+        # a read before this installation belongs to another: the initial register is
+        # where this connection's register starts
+        since = installed_at if since is None or since < installed_at else since
+        register = "energy" if code == "rollover_ambiguous" else "volume"
+        out.setdefault(cid, []).append((serial, register, since, read_at, zone))
+    return out

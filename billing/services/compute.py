@@ -2,7 +2,8 @@
 
 A handful of queries per chunk regardless of its size (contracts in one query, tariff
 slices through ``tariffs.selectors``, registers as one frame through
-``metering.selectors``), then the pure :func:`billing.calc.bill_compute` per account.
+``metering.selectors``, the few undecided register rollovers), then the pure
+:func:`billing.calc.bill_compute` per account.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from billing.calc import (
     BillDraft,
     BillingError,
     ContractInterval,
+    PendingRollover,
     Register,
     bill_compute,
     bills_each,
     month_starts_inside,
     one_year_earlier,
+    rollover_hold_reasons,
 )
 from customers.models import AreaChange, CapacityChange, Contract, ServiceConnection
 from customers.selectors import areas_in_force, capacities_in_force
-from heatutility.db import id_array
+from heatutility.db import copy_escape, id_array
 from metering import selectors as metering_selectors
 
 
@@ -222,6 +225,25 @@ def registers_from_rows(rows) -> dict[tuple[int, dt.date], Register]:
     }
 
 
+def rollover_holds(
+    *, intervals: dict[int, list[ContractInterval]], connection_ids: Sequence[int]
+) -> dict[int, list[str]]:
+    """Per account, why its bill waits for staff to decide an ambiguous register
+    rollover (``billing.calc.rollover_hold_reasons``); accounts without are absent.  One
+    small query per chunk: such undecided rollovers are rare."""
+    undecided = metering_selectors.rollovers_undecided(connection_ids=connection_ids)
+    if not undecided:
+        return {}
+    pending = {cid: [PendingRollover(*row) for row in rows] for cid, rows in undecided.items()}
+    holds = {}
+    for account_id, ivs in intervals.items():
+        if any(iv.connection_id in pending for iv in ivs):
+            reasons = rollover_hold_reasons(ivs, pending)
+            if reasons:
+                holds[account_id] = reasons
+    return holds
+
+
 def drafts_compute(
     *,
     currency: str,
@@ -237,6 +259,8 @@ def drafts_compute(
     ``render``: the bills as the COPY rows they are written as
     (:class:`billing.services.render.Rendered`, PostgreSQL), not as drafts.
     ``time_zone``: the network's, for the hours of the period (the capacity check).
+    Either way a bill across an ambiguous register rollover staff have not decided is
+    held (:func:`rollover_holds`), besides the plausibility holds.
     """
     from tariffs.rating import Determinants, rate
     from tariffs.selectors import tariff_slices_for_connections
@@ -278,10 +302,11 @@ def drafts_compute(
     plausibility = conf.plausibility()
     if time_zone:
         plausibility = dataclasses.replace(plausibility, time_zone=time_zone)
+    holds = rollover_holds(intervals=intervals, connection_ids=connection_ids)
     if render:
         from billing.services.render import bills_render
 
-        return bills_render(
+        rendered, failures = bills_render(
             currency=currency,
             account_ids=account_ids,
             period_start=period_start,
@@ -293,7 +318,14 @@ def drafts_compute(
             determinants_type=Determinants,
             plausibility=plausibility,
         )
-    return bills_each(
+        for i, row in enumerate(rendered):
+            if row.account_id in holds:
+                more = copy_escape("; ".join(holds[row.account_id]))
+                rendered[i] = row._replace(
+                    held=True, hold=f"{row.hold}; {more}" if row.hold else more
+                )
+        return rendered, failures
+    drafts, failures = bills_each(
         account_ids,
         lambda account_id: bill_compute(
             account_id=account_id,
@@ -308,3 +340,6 @@ def drafts_compute(
             plausibility=plausibility,
         ),
     )
+    for draft in drafts:
+        draft.hold_reasons.extend(holds.get(draft.account_id, ()))
+    return drafts, failures

@@ -18,6 +18,10 @@ class InstallationInline(admin.TabularInline):
         "final_energy_kwh",
         "initial_volume_m3",
         "final_volume_m3",
+        "initial_flow_temp_m3c",
+        "final_flow_temp_m3c",
+        "initial_return_temp_m3c",
+        "final_return_temp_m3c",
         "reason",
     )
     autocomplete_fields = ("unit",)

@@ -140,6 +140,16 @@ class ResolveForm(forms.Form):
     reason = forms.CharField(max_length=300)
 
 
+class ResolveWrapsForm(ResolveForm):
+    wraps = forms.IntegerField(
+        min_value=1,
+        max_value=32767,
+        label="Wraps",
+        help_text="How many times the register wrapped since the previous usable read "
+        "(VEE counted one); at most what the finding allows.",
+    )
+
+
 class EditForm(forms.Form):
     energy_kwh = forms.DecimalField(max_digits=20, decimal_places=6, required=False)
     volume_m3 = forms.DecimalField(max_digits=16, decimal_places=4, required=False)
@@ -158,6 +168,7 @@ class ReadingIssueAdmin(admin.ModelAdmin):
         "code",
         "severity",
         "state",
+        "wraps",
         "message",
         "reading_values",
         "resolved_by",
@@ -165,7 +176,7 @@ class ReadingIssueAdmin(admin.ModelAdmin):
     list_filter = ("state", "severity", "code")
     search_fields = ("meter__serial",)
     readonly_fields = [f.name for f in models.ReadingIssue._meta.fields]
-    actions = ["accept", "reject"]
+    actions = ["accept", "accept_wraps", "reject"]
     date_hierarchy = "read_at"
 
     def get_queryset(self, request):
@@ -198,17 +209,21 @@ class ReadingIssueAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def _resolve(self, request, queryset, service, verb):
-        form = ResolveForm(request.POST if "reason" in request.POST else None)
+    def _resolve(self, request, queryset, service, verb, form_class=ResolveForm):
+        form = form_class(request.POST if "reason" in request.POST else None)
         if form.is_bound and form.is_valid():
-            count = service(
-                issues=queryset,
-                actor=request.user,
-                reason=form.cleaned_data["reason"],
-                now=timezone.now(),
-            )
-            self.message_user(request, f"{verb} {count} finding(s).")
-            return None
+            try:
+                count = service(
+                    issues=queryset, actor=request.user, now=timezone.now(), **form.cleaned_data
+                )
+            except DomainError as exc:
+                for error in exc.errors[:20]:
+                    form.add_error(
+                        error.field if error.field in form.fields else None, error.message
+                    )
+            else:
+                self.message_user(request, f"{verb} {count} finding(s).")
+                return None
         context = {
             **self.admin_site.each_context(request),
             "form": form,
@@ -221,6 +236,15 @@ class ReadingIssueAdmin(admin.ModelAdmin):
     @admin.action(description="Accept selected (reading counts as valid)", permissions=["change"])
     def accept(self, request, queryset):
         return self._resolve(request, queryset, reading_issues_accept, "Accepted")
+
+    @admin.action(
+        description="Accept selected ambiguous rollovers, stating how many wraps",
+        permissions=["change"],
+    )
+    def accept_wraps(self, request, queryset):
+        return self._resolve(
+            request, queryset, reading_issues_accept, "Accepted", form_class=ResolveWrapsForm
+        )
 
     @admin.action(description="Reject selected (reading is not used)", permissions=["change"])
     def reject(self, request, queryset):

@@ -45,9 +45,26 @@ class MeterInstallationSerializer(serializers.ModelSerializer):
             "initial_volume_m3",
             "final_energy_kwh",
             "final_volume_m3",
+            "initial_flow_temp_m3c",
+            "initial_return_temp_m3c",
+            "final_flow_temp_m3c",
+            "final_return_temp_m3c",
             "reason",
         ]
         read_only_fields = fields
+
+
+def _temperature_register(help_text: str) -> serializers.DecimalField:
+    """An optional volume-weighted temperature register, m³·°C."""
+    return serializers.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=help_text,
+    )
 
 
 class InstallSerializer(serializers.Serializer):
@@ -60,6 +77,12 @@ class InstallSerializer(serializers.Serializer):
     initial_volume_m3 = serializers.DecimalField(
         max_digits=16, decimal_places=4, min_value=0, default=0
     )
+    initial_flow_temp_m3c = _temperature_register(
+        "Flow temperature register (m³·°C) at installation; optional."
+    )
+    initial_return_temp_m3c = _temperature_register(
+        "Return temperature register (m³·°C) at installation; optional."
+    )
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -67,6 +90,13 @@ class RemoveSerializer(serializers.Serializer):
     removed_at = BoundedDateTimeField()
     final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
     final_volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
+    final_flow_temp_m3c = _temperature_register(
+        "Flow temperature register (m³·°C) at removal; optional (without it the meter's "
+        "volume-weighted temperatures end at its last reading)."
+    )
+    final_return_temp_m3c = _temperature_register(
+        "Return temperature register (m³·°C) at removal; optional."
+    )
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -81,6 +111,18 @@ class ExchangeSerializer(serializers.Serializer):
     )
     new_initial_volume_m3 = serializers.DecimalField(
         max_digits=16, decimal_places=4, min_value=0, default=0
+    )
+    old_final_flow_temp_m3c = _temperature_register(
+        "The old meter's flow temperature register (m³·°C) at removal; optional."
+    )
+    old_final_return_temp_m3c = _temperature_register(
+        "The old meter's return temperature register (m³·°C) at removal; optional."
+    )
+    new_initial_flow_temp_m3c = _temperature_register(
+        "The new meter's flow temperature register (m³·°C) at installation; optional."
+    )
+    new_initial_return_temp_m3c = _temperature_register(
+        "The new meter's return temperature register (m³·°C) at installation; optional."
     )
     reason = serializers.CharField(required=False, allow_blank=True, default="exchange")
 

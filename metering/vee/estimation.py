@@ -6,7 +6,9 @@ alike (each with its own wrap: register maximum + resolution, the step from the 
 value to 0), where the offset adds each earlier installation's
 ``final − initial + rollovers × wrap`` (DOMAIN.md §2: consumption across an exchange =
 old final − old previous read + new read − new initial).  Installation and removal
-registers enter the series as points, so interpolation works across exchanges.
+registers enter the series as points, so interpolation works across exchanges.  A
+rollover counts one wrap, or as many as staff stated when they accepted an ambiguous one
+(``ReadingIssue.wraps``).
 
 At a boundary instant T (00:00 local):
 1. a usable read (valid/edited/estimated) exactly at T → ``actual`` / ``reading``;
@@ -46,7 +48,12 @@ from metering.models import (
     ReadingIssue,
 )
 from metering.selectors import degree_days_total
-from metering.vee.rules import ROLLOVER_CODES, installed_then, is_rollover
+from metering.vee.rules import (
+    AMBIGUOUS_ROLLOVER_CODES,
+    ROLLOVER_CODES,
+    installed_then,
+    is_rollover,
+)
 
 USABLE = ("valid", "edited", "estimated")
 ZERO = Decimal(0)
@@ -148,9 +155,19 @@ def _nearest_reads(probes: set[_Probe]) -> dict[int, dict[dt.datetime, tuple]]:
     return found
 
 
-def _rollover_hints(installs: list[MeterInstallation]) -> dict[int, set[dt.datetime]]:
+# the register (0 energy, 1 volume: the order of ``_series``) of an ambiguous rollover
+_REGISTER_OF = {"rollover_ambiguous": 0, "volume_rollover_ambiguous": 1}
+
+# {(meter_id, register): {read_at: wraps}}: wrap counts staff stated (register as above)
+Wraps = dict[tuple[int, int], dict[dt.datetime, int]]
+
+
+def _rollover_hints(
+    installs: list[MeterInstallation],
+) -> tuple[dict[int, set[dt.datetime]], Wraps]:
     """Where VEE found a rollover (its accepted ``rollover`` / ``volume_rollover``
-    findings): {meter_id: {read_at}}.
+    findings): {meter_id: {read_at}}; and the wraps staff stated where they accepted an
+    ambiguous one with a count (``ReadingIssue.wraps``), also hints.
 
     A meter rolls over a handful of times in its life, so these few instants replace a
     scan of its history.  They are only hints: the rollover is counted where the series
@@ -158,12 +175,21 @@ def _rollover_hints(installs: list[MeterInstallation]) -> dict[int, set[dt.datet
     finding on a reading that was later rejected counts only if the usable reads agree.
     """
     hints: dict[int, set[dt.datetime]] = defaultdict(set)
+    stated: Wraps = defaultdict(dict)
     if installs:
-        for meter_id, read_at in ReadingIssue.objects.filter(
-            meter_id__in={i.meter_id for i in installs}, code__in=ROLLOVER_CODES
-        ).values_list("meter_id", "read_at"):
+        for meter_id, read_at, code, wraps in ReadingIssue.objects.filter(
+            Q(code__in=ROLLOVER_CODES)
+            | Q(
+                code__in=AMBIGUOUS_ROLLOVER_CODES,
+                state=ReadingIssue.State.ACCEPTED,
+                wraps__isnull=False,
+            ),
+            meter_id__in={i.meter_id for i in installs},
+        ).values_list("meter_id", "read_at", "code", "wraps"):
             hints[meter_id].add(read_at)
-    return hints
+            if code in _REGISTER_OF:
+                stated[(meter_id, _REGISTER_OF[code])][read_at] = wraps
+    return hints, stated
 
 
 def _probes(installs: list[MeterInstallation], instants: set[dt.datetime]) -> set[_Probe]:
@@ -186,8 +212,9 @@ def _hint_probes(
 def _exchange_probes(installs: list[MeterInstallation]) -> set[_Probe]:
     """The last read before each removal and the first read of each later meter: a
     rollover between the last read and the final register is only seen there, and the
-    m³·°C registers continue from one meter to the next through them (the first meter
-    keeps its own, so it needs no anchor)."""
+    m³·°C registers continue from one meter to the next through them where the
+    installations record no m³·°C registers at the exchange (the first meter keeps its
+    own, so it needs no anchor)."""
     later = sorted(installs, key=lambda i: i.installed_at)[1:]
     return {_Probe(i.meter_id, i.installed_at, i.removed_at, i.installed_at) for i in later} | {
         _Probe(i.meter_id, i.installed_at, i.removed_at, i.removed_at)
@@ -208,8 +235,19 @@ def _rollovers(
     ]
 
 
+def _counted(instants: list[dt.datetime], wraps: dict[dt.datetime, int]) -> list[dt.datetime]:
+    """Rollover ``instants`` with each one repeated as often as staff said the register
+    wrapped there (once where they said nothing), so ``bisect`` and ``len`` count wraps."""
+    if not wraps:
+        return instants
+    return [at for at in instants for _ in range(wraps.get(at, 1))]
+
+
 def _series(
-    *, installs: list[MeterInstallation], reads: dict[int, dict[dt.datetime, tuple]]
+    *,
+    installs: list[MeterInstallation],
+    reads: dict[int, dict[dt.datetime, tuple]],
+    wraps: Wraps | None = None,
 ) -> list[Point]:
     """Continuous register points of a connection from the reads that were loaded.
 
@@ -219,16 +257,21 @@ def _series(
     consecutive loaded values of each installation (initial register, reads, final
     register), whether VEE has checked those reads or not: a rollover between two of them
     counts at the later one.  Two loaded reads may lie weeks apart; the pass assumes the
-    register wrapped at most once between them and that the decrease still falls in
-    VEE's rollover band.  A rollover VEE has already found has the reads on both sides of
-    it loaded (its hint), so such a rollover is counted on a small register too.
+    register wrapped once between them and that the decrease still falls in VEE's
+    rollover band, unless staff stated the count where VEE found the interval long
+    enough for more (``wraps``, from accepted ambiguous rollovers: that many wraps at
+    that read).  A rollover VEE has already found has the reads on both sides of it
+    loaded (its hint), so such a rollover is counted on a small register too.
     """
+    wraps = wraps or {}
     points: list[Point] = []
     offset_e = offset_v = Decimal(0)
     # m³·°C registers: the first meter's as they are; each later meter's continue from
-    # where the previous one's last read left off (its first read is the anchor).  No
-    # final m³·°C register is recorded at removal, so the water between a meter's last
-    # read and its removal is not weighted (hours, against a month).
+    # where the previous one's left off at its removal, anchored at its initial m³·°C
+    # registers where the installation records them, else at its first read.  A meter's
+    # end is its final m³·°C registers where the removal records them, else its last
+    # read: then the water between that read and the removal (and between an
+    # installation and a first read used as the anchor) is not weighted.
     temp_end: tuple[Decimal | None, Decimal | None] | None = None
     for inst in sorted(installs, key=lambda i: i.installed_at):
         in_range = sorted(
@@ -239,28 +282,47 @@ def _series(
         meter = inst.meter
         wrap_e, wrap_v = meter.register_wrap_kwh, meter.volume_register_wrap_m3
         rolled_e, rolled_v = (
-            _rollovers(
-                [(inst.installed_at, initial)]
-                + [(at, values[index]) for at, values in in_range]
-                + ([] if inst.removed_at is None else [(inst.removed_at, final)]),
-                maximum,
+            _counted(
+                _rollovers(
+                    [(inst.installed_at, initial)]
+                    + [(at, values[index]) for at, values in in_range]
+                    + ([] if inst.removed_at is None else [(inst.removed_at, final)]),
+                    maximum,
+                ),
+                wraps.get((inst.meter_id, index), {}),
             )
             for index, initial, final, maximum in (
                 (0, inst.initial_energy_kwh, inst.final_energy_kwh, meter.register_max_kwh),
                 (1, inst.initial_volume_m3, inst.final_volume_m3, meter.volume_register_max),
             )
         )
+        initial_temps = (inst.initial_flow_temp_m3c, inst.initial_return_temp_m3c)
         if temp_end is None:  # the first meter: its own m³·°C registers
             shift: tuple[Decimal | None, Decimal | None] = (ZERO, ZERO)
-            points.append(Point(inst.installed_at, offset_e, offset_v, None, None, False))
         else:
-            anchor = in_range[0][1] if in_range else (None, None, None, None)
-            shift = tuple(
-                None if end is None or first is None else end - first
-                for end, first in zip(temp_end, anchor[2:], strict=True)
+            first = in_range[0][1][2:] if in_range else (None, None)
+            anchor = tuple(
+                read if given is None else given
+                for given, read in zip(initial_temps, first, strict=True)
             )
-            points.append(Point(inst.installed_at, offset_e, offset_v, *temp_end, False))
-        continuous: tuple[Decimal | None, Decimal | None] = (None, None)
+            shift = tuple(
+                None if end is None or start is None else end - start
+                for end, start in zip(temp_end, anchor, strict=True)
+            )
+        # the connection's m³·°C registers at the installation (None: not known there)
+        continuous: tuple[Decimal | None, Decimal | None] = tuple(
+            None if given is None or by is None else given + by
+            for given, by in zip(initial_temps, shift, strict=True)
+        )
+        points.append(
+            Point(
+                inst.installed_at,
+                offset_e,
+                offset_v,
+                *(continuous if temp_end is None else temp_end),
+                False,
+            )
+        )
         for at, (energy, volume, f3, r3) in in_range:
             continuous = (
                 None if f3 is None or shift[0] is None else f3 + shift[0],
@@ -281,11 +343,16 @@ def _series(
                     True,
                 )
             )
-        temp_end = continuous if in_range else (None, None)
+        temp_end = continuous
         if inst.removed_at is not None:
             # rollovers up to the final register (one after the last read counts too)
             offset_e += inst.final_energy_kwh - inst.initial_energy_kwh + wrap_e * len(rolled_e)
             offset_v += inst.final_volume_m3 - inst.initial_volume_m3 + wrap_v * len(rolled_v)
+            final_temps = (inst.final_flow_temp_m3c, inst.final_return_temp_m3c)
+            temp_end = tuple(
+                last if given is None else (None if by is None else given + by)
+                for given, by, last in zip(final_temps, shift, temp_end, strict=True)
+            )
             points.append(
                 Point(inst.removed_at, offset_e, offset_v, *temp_end, False, is_removal=True)
             )
@@ -427,7 +494,7 @@ def boundary_registers_ensure(
         installs_of[inst.unit.connection_id].append(inst)
 
     # round 1: around each boundary, the same midnight a year earlier and VEE's rollovers
-    hints = _rollover_hints([i for installs in installs_of.values() for i in installs])
+    hints, wraps = _rollover_hints([i for installs in installs_of.values() for i in installs])
     probes_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
         zone = connection.network.time_zone
@@ -443,7 +510,7 @@ def boundary_registers_ensure(
     # round 2: no later read → last year's consumption from a year before the last read
     more_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
-        points = _series(installs=installs_of[pk], reads=reads)
+        points = _series(installs=installs_of[pk], reads=reads, wraps=wraps)
         instants = set()
         for on in wanted:
             at = local_midnight(on, connection.network.time_zone)
@@ -460,7 +527,7 @@ def boundary_registers_ensure(
 
     for pk, (connection, wanted) in work.items():
         have = existing[pk]
-        points = _series(installs=installs_of[pk], reads=reads)
+        points = _series(installs=installs_of[pk], reads=reads, wraps=wraps)
         with transaction.atomic():
             for on in wanted:
                 result = estimate(

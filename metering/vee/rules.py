@@ -3,7 +3,10 @@
 Each rule has a reason code and a severity: ``error`` rejects the reading, ``warning``
 makes it suspect (both land in the staff exception queue), ``info`` is recorded only
 (rollovers, gaps).  Rollover findings are kept as accepted markers: boundary-register
-estimation counts them instead of re-reading a meter's whole history.
+estimation counts them instead of re-reading a meter's whole history.  An ambiguous
+rollover (``AMBIGUOUS_ROLLOVER_CODES``) counts one wrap until staff accept it with the
+number of wraps they found (``ReadingIssue.wraps``, at most
+:func:`rollover_wraps_possible`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ def installed_then(
     """Does the installation ``[installed_at, removed_at]`` cover a read taken ``at``?
 
     The one rule for VEE, estimation and the exchange's checks: a read at the removal
-    instant is the removed meter's final read (its only m³·°C end values), so the end
-    is included, though installations of a unit never overlap (``[installed_at,
-    removed_at)``, ``MeterInstallation``)."""
+    instant is the removed meter's final read (its m³·°C end values where the removal
+    records none), so the end is included, though installations of a unit never
+    overlap (``[installed_at, removed_at)``, ``MeterInstallation``)."""
     return installed_at <= at and (removed_at is None or at <= removed_at)
 
 
@@ -69,13 +72,15 @@ RULES = {
             "rollover_ambiguous",
             "warning",
             "Energy register rolled over, and the time since the previous read allows more "
-            "than one wrap within 1.5 × contracted kW: counted as one.",
+            "than one wrap within 1.5 × contracted kW: counted as one unless staff state "
+            "how many.",
         ),
         Rule(
             "volume_rollover_ambiguous",
             "warning",
             "Volume register rolled over, and the time since the previous read allows more "
-            "than one wrap at the meter's nominal flow qp: counted as one.",
+            "than one wrap at the meter's nominal flow qp: counted as one unless staff state "
+            "how many.",
         ),
         Rule(
             "consumption_above_capacity",
@@ -110,6 +115,9 @@ RETURN_RANGE = (Decimal(5), Decimal(100))
 ROLLOVER_BAND = Decimal("0.1")
 # info findings recorded as accepted markers (never in the exception queue)
 ROLLOVER_CODES = ("rollover", "volume_rollover")
+# warning findings whose wrap count staff may state on acceptance (ReadingIssue.wraps),
+# with the rollover marker of the same register
+AMBIGUOUS_ROLLOVER_CODES = ("rollover_ambiguous", "volume_rollover_ambiguous")
 
 
 def _finding(read: Read, code: str, message: str) -> Finding:
@@ -130,6 +138,18 @@ def _wraps_possible(*, advance: Decimal, wrap: Decimal, most: Decimal) -> int:
     if advance > most:
         return 1
     return 1 + int((most - advance) // wrap)
+
+
+def _energy_most(contracted_kw: Decimal, hours: Decimal) -> Decimal:
+    """The most energy a connection plausibly takes in ``hours``: the
+    ``consumption_above_capacity`` limit, 1.5 × contracted kW."""
+    return contracted_kw * CAPACITY_FACTOR * hours
+
+
+def _volume_most(nominal_flow_m3h: Decimal, hours: Decimal) -> Decimal:
+    """The most water a meter plausibly counts in ``hours``: its nominal flow qp, the
+    highest it runs at continuously (EN 1434)."""
+    return nominal_flow_m3h * hours
 
 
 @dataclass(frozen=True)
@@ -167,6 +187,52 @@ def _step(
         rolled_e,
         rolled_v,
     )
+
+
+def rollover_wraps_possible(
+    *,
+    code: str,
+    last: Read,
+    read: Read,
+    register_max_kwh: Decimal,
+    volume_register_max_m3: Decimal,
+    register_wrap_kwh: Decimal,
+    volume_register_wrap_m3: Decimal,
+    contracted_kw: Decimal | None,
+    nominal_flow_m3h: Decimal | None,
+) -> int | None:
+    """How many wraps the register of an ambiguous-rollover finding (``code``, one of
+    ``AMBIGUOUS_ROLLOVER_CODES``) may have made from ``last`` to ``read``, within the
+    limit :func:`validate` applies (energy: 1.5 × ``contracted_kw``; volume: qp).  None
+    when that register does not roll over from ``last`` to ``read``."""
+    step = _step(
+        last,
+        read,
+        register_max_kwh=register_max_kwh,
+        volume_register_max_m3=volume_register_max_m3,
+        register_wrap_kwh=register_wrap_kwh,
+        volume_register_wrap_m3=volume_register_wrap_m3,
+    )
+    hours = Decimal((read.read_at - last.read_at).total_seconds()) / Decimal(3600)
+    if code == "rollover_ambiguous":
+        if not step.rolled_e:
+            return None
+        if not contracted_kw:
+            return 1
+        return _wraps_possible(
+            advance=step.energy_kwh, wrap=register_wrap_kwh, most=_energy_most(contracted_kw, hours)
+        )
+    if code == "volume_rollover_ambiguous":
+        if not step.rolled_v:
+            return None
+        if not nominal_flow_m3h:
+            return 1
+        return _wraps_possible(
+            advance=step.volume_m3,
+            wrap=volume_register_wrap_m3,
+            most=_volume_most(nominal_flow_m3h, hours),
+        )
+    raise ValueError(f"{code} is not an ambiguous-rollover finding")
 
 
 def validate(
@@ -292,7 +358,7 @@ def validate(
                 wraps = _wraps_possible(
                     advance=delta_e,
                     wrap=registers["register_wrap_kwh"],
-                    most=contracted_kw * CAPACITY_FACTOR * hours,
+                    most=_energy_most(contracted_kw, hours),
                 )
                 if wraps > 1:
                     own.append(
@@ -309,7 +375,7 @@ def validate(
                 wraps = _wraps_possible(
                     advance=delta_v,
                     wrap=registers["volume_register_wrap_m3"],
-                    most=nominal_flow_m3h * hours,
+                    most=_volume_most(nominal_flow_m3h, hours),
                 )
                 if wraps > 1:
                     own.append(

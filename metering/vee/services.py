@@ -2,9 +2,10 @@
 
 Readings land as ``valid``; VEE (nightly for batches not yet checked, or on a staff
 rerun for a meter and period) records findings as :class:`ReadingIssue` rows and marks
-readings ``rejected`` (error) or ``suspect`` (warning).  Staff accept (→ valid), reject
-(→ rejected) or edit (→ edited, original kept in :class:`ReadingEdit`).  Afterwards the
-affected connections' boundary registers are refreshed.
+readings ``rejected`` (error) or ``suspect`` (warning).  Staff accept (→ valid; an
+ambiguous rollover with the number of wraps they found), reject (→ rejected) or edit
+(→ edited, original kept in :class:`ReadingEdit`).  Afterwards the affected
+connections' boundary registers are refreshed.
 
 A rerun recomputes VEE's own verdicts: a reading whose findings are gone is valid again
 and its stale open findings leave the queue.  Staff decisions stand: a finding staff
@@ -236,7 +237,7 @@ def _refresh_boundaries(
         high is not None
         and ReadingIssue.objects.filter(
             meter_id=meter_id,
-            code__in=rules.ROLLOVER_CODES,
+            code__in=(*rules.ROLLOVER_CODES, *rules.AMBIGUOUS_ROLLOVER_CODES),
             read_at__gte=low,
             read_at__lte=high,
         ).exists()
@@ -366,19 +367,137 @@ def _refresh_touched(touched: dict[int, list[dt.datetime]]) -> None:
         )
 
 
-def reading_issues_accept(*, issues, actor, reason: str, now: dt.datetime) -> int:
-    """Accept findings: the readings count as valid (the finding stays, marked accepted)."""
+class UnableToAcceptIssue(DomainError):
+    code = "unable_to_accept_issue"
+
+
+def _wraps_possible(issue: ReadingIssue) -> tuple[int | None, dt.datetime | None]:
+    """How many wraps the register of an ambiguous-rollover ``issue`` may have made since
+    the previous usable read of its installation (the initial register when there is
+    none), and that read's time: the interval estimation counts the wraps over.  (None,
+    …) when the reads no longer show a rollover there."""
+    installs = _installs(issue.meter_id)
+    inst = next(
+        (i for i in installs if rules.installed_then(i.installed_at, i.removed_at, issue.read_at)),
+        None,
+    )
+    values = _reading(issue).values_list(*READ_FIELDS).first()
+    if inst is None or values is None:
+        return None, None
+    previous = (
+        Reading.objects.filter(
+            meter_id=issue.meter_id,
+            read_at__gte=inst.installed_at,
+            read_at__lt=issue.read_at,
+            status__in=USABLE,
+        )
+        .order_by("-read_at")
+        .values_list(*READ_FIELDS)
+        .first()
+    )
+    last = (
+        rules.Read(*previous)
+        if previous
+        else rules.Read(inst.installed_at, inst.initial_energy_kwh, inst.initial_volume_m3)
+    )
+    meter = inst.meter
+    most = rules.rollover_wraps_possible(
+        code=issue.code,
+        last=last,
+        read=rules.Read(*values),
+        register_max_kwh=meter.register_max_kwh,
+        volume_register_max_m3=meter.volume_register_max,
+        register_wrap_kwh=meter.register_wrap_kwh,
+        volume_register_wrap_m3=meter.volume_register_wrap_m3,
+        contracted_kw=inst.unit.connection.contracted_capacity_kw,
+        nominal_flow_m3h=meter.nominal_flow_m3h,
+    )
+    return most, last.read_at
+
+
+def _wraps_errors(issues: list[ReadingIssue], wraps: int) -> list[ErrorItem]:
+    """Why ``wraps`` cannot be the wrap count of each of ``issues`` (empty: it can)."""
+    errors = []
+    for issue in issues:
+        where = f"{issue.code} of meter {issue.meter} at {issue.read_at.isoformat()}"
+        if issue.code not in rules.AMBIGUOUS_ROLLOVER_CODES:
+            errors.append(
+                ErrorItem(
+                    code="not_ambiguous_rollover",
+                    field="wraps",
+                    message=f"{where}: only an ambiguous rollover takes a wrap count.",
+                )
+            )
+            continue
+        if wraps < 1:
+            errors.append(
+                ErrorItem(
+                    code="min_value",
+                    field="wraps",
+                    message=f"{where}: a rolled-over register wrapped at least once, not {wraps}.",
+                )
+            )
+            continue
+        most, since = _wraps_possible(issue)
+        if most is None:
+            errors.append(
+                ErrorItem(
+                    code="no_rollover",
+                    field="wraps",
+                    message=f"{where}: the usable reads no longer show a rollover at this "
+                    "read; rerun validation for the meter.",
+                )
+            )
+        elif wraps > most:
+            errors.append(
+                ErrorItem(
+                    code="too_many_wraps",
+                    field="wraps",
+                    message=f"{where}: at most {most} wrap(s) fit the time since "
+                    f"{since.isoformat()} within what the meter can count, not {wraps}.",
+                )
+            )
+    return errors
+
+
+def reading_issues_accept(
+    *, issues, actor, reason: str, now: dt.datetime, wraps: int | None = None
+) -> int:
+    """Accept findings: the readings count as valid (the finding stays, marked accepted).
+
+    ``wraps``: for ambiguous rollovers only (``rules.AMBIGUOUS_ROLLOVER_CODES``), how many
+    times staff found the register wrapped since the previous usable read (VEE counts
+    one); estimation then counts that many at the read.  It runs from 1 to what the time
+    since that read allows (:func:`rules.rollover_wraps_possible`, the limit VEE's
+    finding used); otherwise nothing is accepted (:class:`UnableToAcceptIssue`, an item
+    per issue).  The boundaries back to that read and all later ones are refreshed.
+    """
     count = 0
     touched: dict[int, list[dt.datetime]] = defaultdict(list)
     with transaction.atomic():
-        for issue in issues.select_for_update(of=("self",)).filter(state=ReadingIssue.State.OPEN):
+        locked = list(
+            issues.select_for_update(of=("self",))
+            .filter(state=ReadingIssue.State.OPEN)
+            .select_related("meter")
+        )
+        if wraps is not None:
+            errors = _wraps_errors(locked, wraps)
+            if errors:
+                raise UnableToAcceptIssue(
+                    "Cannot accept with that wrap count: " + "; ".join(e.message for e in errors),
+                    errors=errors,
+                )
+        for issue in locked:
             issue.state, issue.resolved_by, issue.resolved_at, issue.resolution_reason = (
                 "accepted",
                 actor,
                 now,
                 reason,
             )
-            issue.save(update_fields=["state", "resolved_by", "resolved_at", "resolution_reason"])
+            issue.wraps = wraps
+            issue.save(
+                update_fields=["state", "resolved_by", "resolved_at", "resolution_reason", "wraps"]
+            )
             still_open = ReadingIssue.objects.filter(
                 meter_id=issue.meter_id,
                 read_at=issue.read_at,
