@@ -5,18 +5,20 @@ Each method returns a :class:`CapResult`: the limits a tariff version is checked
 stored cap can be exported (CSV/JSON) and recomputed to the cent from its inputs.
 
 Rounding: every limit is rounded half up to the currency's minor unit (one rounding, at
-the end); intermediate figures are kept unrounded to 10 decimals.
+the end); intermediate figures are kept unrounded to 10 decimals.  Money is ``Decimal`` and
+exact up to that rounding; an energy that comes out of a model (the substitution benchmark's
+``demand_h / COP_h``) is rounded half up to 1 Wh before it is priced, as in ``tariffs.costs``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from heatutility.errors import DomainError, ErrorItem
 from heatutility.money import quantize_money
-from tariffs.costs import annuity
+from tariffs.costs import EXACT, annuity, exact_values, model_energy
 from tariffs.limits import CAP_INPUT_LIMIT
 from tariffs.rating import (
     BandedCharge,
@@ -499,7 +501,7 @@ def maximum_price_cap(
 def substitution_cap(
     *,
     currency: str,
-    hourly_electricity_price,  # pandas Series / array per MWh (spot + grid + system + tax)
+    hourly_electricity_price,  # per MWh (spot + grid + system + tax): Decimals, or floats / ints
     hourly_demand_share,  # same length, sums to 1: the reference building's demand profile
     hourly_cop,  # same length or scalar: the individual heat pump's COP
     annual_demand_mwh: Decimal,
@@ -512,21 +514,36 @@ def substitution_cap(
 ) -> CapResult:
     """Individual heat pump benchmark: district heat may cost no more per year.
 
-    Yearly cost = Σ_h demand_h / COP_h · (electricity_h + consumer extra) + annuity of the
-    unit + O&M.  The reference customer's yearly bill under a tariff must not exceed it.
+    Yearly cost = Σ_h E_h · (electricity_h + consumer extra) + annuity of the unit + O&M, where
+    ``E_h = demand_h / COP_h`` (``demand_h`` = the hour's share × the annual demand) is energy
+    out of a model: rounded half up to 1 Wh (``quantize_energy``) before it is priced.  Prices,
+    the hourly amounts and their sum are exact; the yearly cost is rounded once, half up to the
+    cent.  The profile and the COP may be floats (read by their shortest repr); the
+    ``seasonal_cop`` figure is the model's (annual demand / Σ demand_h / COP_h, float), before
+    the hourly rounding.  The reference customer's yearly bill under a tariff must not exceed it.
     """
     import numpy as np
 
-    price = np.asarray(hourly_electricity_price, dtype="float64") + float(consumer_extra_per_mwh)
     share = np.asarray(hourly_demand_share, dtype="float64")
-    cop = np.broadcast_to(np.asarray(hourly_cop, dtype="float64"), share.shape)
+    cop = np.broadcast_to(np.asarray(hourly_cop, dtype=object), share.shape)
     if abs(share.sum() - 1) > 1e-9:
         raise CapInputsInvalid("The demand profile must sum to 1.")
-    demand = share * float(annual_demand_mwh)
-    electricity_mwh = float((demand / cop).sum())
-    electricity_cost = Decimal(repr(round(float((demand / cop * price).sum()), 6)))
+    prices = exact_values(hourly_electricity_price)
+    if len(prices) != len(share) or None in prices:
+        raise CapInputsInvalid("Every hour of the demand profile needs an electricity price.")
+    with localcontext(EXACT):  # exact: Inexact is trapped
+        demand = [s * annual_demand_mwh for s in exact_values(share)]
+    electricity = [model_energy(d, c) for d, c in zip(demand, exact_values(cop), strict=True)]
+    with localcontext(EXACT):
+        electricity_mwh = sum(electricity, Decimal(0))
+        electricity_cost = sum(
+            (e * (p + consumer_extra_per_mwh) for e, p in zip(electricity, prices, strict=True)),
+            Decimal(0),
+        )
     capital = annuity(investment=investment, rate=interest_rate, years=lifetime_years)
-    total = electricity_cost + capital + om_per_year
+    with localcontext(EXACT):
+        total = electricity_cost + capital + om_per_year
+    modelled_mwh = float((share * float(annual_demand_mwh) / cop.astype("float64")).sum())
     limits = CapLimits(
         currency=currency,
         reference_total=quantize_money(total, currency),
@@ -537,8 +554,8 @@ def substitution_cap(
         limits=limits,
         figures={
             "annual_demand_mwh": _s(annual_demand_mwh),
-            "electricity_mwh": _s(Decimal(repr(round(electricity_mwh, 6)))),
-            "seasonal_cop": _s(Decimal(repr(round(float(annual_demand_mwh) / electricity_mwh, 6)))),
+            "electricity_mwh": _s(electricity_mwh),
+            "seasonal_cop": _s(Decimal(repr(round(float(annual_demand_mwh) / modelled_mwh, 6)))),
             "electricity_cost": _s(electricity_cost),
             "capital_per_year": _s(capital),
             "om_per_year": _s(om_per_year),

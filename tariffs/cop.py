@@ -1,6 +1,8 @@
 """Heat-pump coefficient of performance: measured, Carnot and Lorenz (DOMAIN.md §6).
 
-Pure functions over floats / numpy arrays (temperatures are measurements, not money).
+Pure functions over floats / numpy arrays (temperatures are measurements, not money): a COP
+is physics and stays float; the energy priced on it (``Q / COP``) is rounded to 1 Wh as a
+``Decimal`` in ``tariffs.costs`` before any money is computed.
 
 * measured COP = heat delivered / electricity used, where both are metered;
 * Carnot ``T_sink / (T_sink − T_source)`` in kelvin;

@@ -13,16 +13,38 @@ Pure: frames and dataclasses in, a :class:`CostResult` out (no ORM, no clock).
   period that spans an anniversary is split there and each part charged at its own year;
 * network costs per year × year fraction; network losses = heat produced − heat sold.
 
-Floats carry the hourly maths; every figure leaves through :func:`heatutility.money.to_decimal`
-and is rounded once (money to the cent, energy to 6 decimals).
+Exactness rule (``heatutility.money``; docs/tariffs.md "Exact money"):
+
+* physics is float: temperatures, the Lorenz COP (``tariffs.cop``), measured and seasonal COPs;
+* energy is ``Decimal``: metered heat, electricity and fuel are the stored decimals (a float
+  handed in is read by its shortest repr, :func:`heatutility.money.to_decimal`); an energy
+  that comes out of a model, ``Q_h / COP_h`` (the float COP by its repr) or ``Q_h / η``, is
+  rounded per hour, half up to 1 Wh (:func:`heatutility.money.quantize_energy`), before it is
+  priced, and every hourly energy is held to that 1 Wh;
+* money is exact: hourly prices are the exact sum of their components, hourly amounts the
+  exact products energy × price, their sums exact (a decimal context that traps ``Inexact``
+  proves it); each reported amount is rounded once, half up to the currency's minor unit
+  (:func:`heatutility.money.quantize_money`), and network totals are sums of those rounded
+  per-unit amounts;
+* reported energies are sums of the hourly energies that were priced, so at a constant price
+  ``energy × price`` rounded once is the reported cost.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import (
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from fractions import Fraction
+from operator import add, mul
 
 import numpy as np
 import pandas as pd
@@ -30,6 +52,87 @@ import pandas as pd
 from heatutility.money import quantize_energy, quantize_money, to_decimal
 from tariffs.cop import measured_cop, modelled_cop, seasonal_cop
 from tariffs.rating import year_fraction
+
+PRICE_COMPONENTS = ("spot", "grid", "system", "tax")
+ENERGY_COLUMNS = ("heat_mwh", "electricity_mwh", "fuel_mwh")
+ELECTRIC_KINDS = ("heat_pump", "electric_boiler")
+_UNIT_HOUR_COLUMNS = (
+    "heat_mwh", "electricity_used_mwh", "electricity_cost", "fuel_used_mwh", "fuel_cost", "om_variable_cost",
+    "variable_cost",
+)
+NO_ENERGY = quantize_energy(0)
+# Hourly money runs in this context: wide enough that no product or sum is ever rounded, and
+# one that was would raise (``Inexact`` is trapped), so every amount before the one rounding is exact.
+EXACT = Context(prec=120, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
+# A model energy's quotient (heat / COP, heat / η) is taken to 60 digits and then rounded once,
+# half up to 1 Wh: 60 digits are far more than a quotient of two short decimals needs for that
+# one rounding to be the rounding of the exact quotient.
+QUOTIENT = Context(prec=60)
+
+
+def exact_values(values) -> list[Decimal | None]:
+    """A column as exact decimals: ``Decimal`` (the database's values) and ``int`` as they are, a
+    float by its shortest repr (:func:`heatutility.money.to_decimal`: ``0.1`` is ``Decimal('0.1')``),
+    missing (``None``, NaN, ``pd.NA``) as ``None``."""
+    items = values.tolist() if hasattr(values, "tolist") else list(values)  # Python scalars, not numpy's
+    types = set(map(type, items))
+    if types <= {Decimal, type(None)}:
+        return items
+    if types == {float}:  # to_decimal's rule, the shortest repr, without a Python call per value
+        out = list(map(Decimal, map(repr, items)))
+        for i, d in enumerate(out):
+            if not d.is_finite():
+                if not d.is_nan():
+                    raise ValueError(f"not a finite number: {items[i]!r}")
+                out[i] = None
+        return out
+    out: list[Decimal | None] = []
+    floats: dict[float, Decimal] = {}
+    for v in items:
+        if type(v) is float:
+            if v != v:
+                out.append(None)
+                continue
+            d = floats.get(v)
+            if d is None:
+                d = floats[v] = to_decimal(v)
+            out.append(d)
+        elif v is None or v is pd.NA or v != v:
+            out.append(None)
+        else:
+            out.append(to_decimal(v))
+    return out
+
+
+def hourly_electricity_price(prices: pd.DataFrame, *, components: tuple[str, ...] = PRICE_COMPONENTS) -> list[Decimal | None]:
+    """Electricity price per hour: the exact sum of the price ``components`` (spot, grid, system,
+    tax per MWh), ``None`` where every component is missing.  Never a float sum (0.1 + 0.2 is 0.3)."""
+    return _price_sums([exact_values(prices[c]) for c in components])
+
+
+def _price_sums(columns: list[list[Decimal | None]]) -> list[Decimal | None]:
+    with localcontext(EXACT):
+        if not any(None in c for c in columns):  # every component priced (the database's frames)
+            total = columns[0]
+            for c in columns[1:]:
+                total = list(map(add, total, c))
+            return total
+        out = []
+        for parts in zip(*columns, strict=True):
+            present = [p for p in parts if p is not None]
+            out.append(sum(present[1:], present[0]) if present else None)
+        return out
+
+
+def _wh(energy_mwh: Decimal) -> Decimal:
+    """An energy held to 1 Wh: a stored value (6 decimals already) as it is, else rounded."""
+    return energy_mwh if energy_mwh.same_quantum(NO_ENERGY) else quantize_energy(energy_mwh)
+
+
+def model_energy(heat_mwh: Decimal, divisor: Decimal) -> Decimal:
+    """Energy a model gives for ``heat_mwh``: ``heat / divisor`` (a COP or an efficiency), rounded
+    once, half up to 1 Wh (:func:`heatutility.money.quantize_energy`)."""
+    return quantize_energy(QUOTIENT.divide(heat_mwh, divisor))
 
 
 def annuity(*, investment: Decimal, rate: Decimal, years: int) -> Decimal:
@@ -129,6 +232,14 @@ class CostResult:
     hourly: pd.DataFrame = field(repr=False)
     cop_by_month: dict[str, list[dict]] = field(default_factory=dict)
 
+    def hourly_csv(self) -> str:
+        """The hourly series as CSV: decimals written out in full, fixed point (``0.0000000000``,
+        not ``0E-10``), so that they sum with decimals to every figure; floats to 6 decimals."""
+        out = self.hourly.copy()
+        for c in [c for c in out.columns if pd.api.types.is_object_dtype(out[c])]:
+            out[c] = [format(v, "f") if isinstance(v, Decimal) else v for v in out[c]]
+        return out.to_csv(index=False, float_format="%.6f")
+
     def as_json(self) -> dict:
         def s(v):
             return None if v is None else format(v, "f")
@@ -144,11 +255,70 @@ class CostResult:
         }
 
 
+def _unit_hours(u: UnitParams, *, heat, electricity_metered, fuel_metered, cop, price) -> tuple[dict, dict]:
+    """One unit's hourly energies (``Decimal``, 1 Wh) and money (exact) as lists, and their sums.
+
+    Inputs per hour: exact heat, metered electricity and fuel (``None`` where not metered),
+    the modelled COP (the float by its repr, ``None`` where there is no model) and the exact
+    electricity price."""
+    n = len(heat)
+    nothing = [NO_ENERGY] * n
+    heat = [NO_ENERGY if q is None else _wh(q) for q in heat]
+    if u.kind == "heat_pump":
+        electricity = []
+        for q, m, c in zip(heat, electricity_metered, cop, strict=True):
+            if m is not None and m > 0:  # metered
+                electricity.append(_wh(m))
+            elif c is not None:  # Q / COP of the model
+                electricity.append(model_energy(q, c))
+            else:  # no model: only where there is no heat (refused otherwise)
+                electricity.append(NO_ENERGY)
+    elif u.kind == "electric_boiler":  # metered, else Q / η
+        electricity = [
+            _wh(m) if m is not None and m > 0 else model_energy(q, u.boiler_efficiency)
+            for q, m in zip(heat, electricity_metered, strict=True)
+        ]
+    else:
+        electricity = nothing
+    if u.kind == "fuel_boiler":  # metered fuel, else Q / η
+        fuel = [
+            _wh(m) if m is not None else model_energy(q, u.boiler_efficiency)
+            for q, m in zip(heat, fuel_metered, strict=True)
+        ]
+    else:
+        fuel = nothing
+    with localcontext(EXACT):  # no product or sum below is rounded (Inexact would raise)
+        zero = [Decimal(0)] * n
+        # an electric unit's hour always has a price (refused otherwise)
+        electricity_cost = list(map(mul, electricity, price)) if u.kind in ELECTRIC_KINDS else zero
+        fuel_price = u.fuel_price_per_mwh + u.co2_t_per_mwh_fuel * u.co2_price_per_t
+        fuel_cost = [f * fuel_price for f in fuel] if u.kind == "fuel_boiler" else zero
+        om_price = u.om_variable_per_mwh
+        om_variable_cost = [q * om_price for q in heat]
+        variable_cost = list(map(add, map(add, electricity_cost, fuel_cost), om_variable_cost))
+        columns = {
+            "heat_mwh": heat, "electricity_used_mwh": electricity, "electricity_cost": electricity_cost,
+            "fuel_used_mwh": fuel, "fuel_cost": fuel_cost, "om_variable_cost": om_variable_cost,
+            "variable_cost": variable_cost,
+        }
+        sums = {c: sum(values, Decimal(0)) for c, values in columns.items()}
+    return columns, sums
+
+
 def _cop_by_month(rows: pd.DataFrame, time_zone: str) -> list[dict]:
-    """Seasonal (energy-weighted) COP measured and modelled per local month, and their gap."""
+    """Seasonal (energy-weighted) COP measured and modelled per local month, and their gap.
+
+    The COPs are physics (floats); the month's heat is the exact sum of the hourly heat."""
     month = rows["hour_start"].dt.tz_convert(time_zone).dt.strftime("%Y-%m")
     metered = rows["electricity_mwh"].notna() & (rows["electricity_mwh"] > 0)
     modelled = rows["cop_modelled"].notna() & (rows["cop_modelled"] > 0)
+    heat: dict[str, list[Decimal]] = {}  # month: [heat of metered hours, heat of modelled hours]
+    for m, q, is_metered, is_modelled in zip(month, rows["heat_exact"], metered, modelled, strict=True):
+        sums = heat.setdefault(m, [NO_ENERGY, NO_ENERGY])
+        if is_metered:
+            sums[0] += q
+        if is_modelled:
+            sums[1] += q
     frame = pd.DataFrame({
         "month": month,
         "q_meas": rows["heat_mwh"].where(metered, 0.0),
@@ -162,20 +332,12 @@ def _cop_by_month(rows: pd.DataFrame, time_zone: str) -> list[dict]:
         mod = float(r["q_mod"] / r["e_mod"]) if r["e_mod"] > 0 else None
         out.append({
             "month": m,
-            "heat_mwh": _energy(float(r["q_mod"] if r["q_mod"] else r["q_meas"])),
+            "heat_mwh": heat[m][1] or heat[m][0],
             "seasonal_cop_measured": None if meas is None else to_decimal(round(meas, 4)),
             "seasonal_cop_modelled": None if mod is None else to_decimal(round(mod, 4)),
             "gap": None if meas is None or mod is None else to_decimal(round(meas - mod, 4)),
         })
     return out
-
-
-def _money(value: float, currency: str) -> Decimal:
-    return quantize_money(to_decimal(round(float(value), 6)), currency)
-
-
-def _energy(value: float) -> Decimal:
-    return quantize_energy(to_decimal(round(float(value), 9)))
 
 
 def operating_cost(
@@ -194,20 +356,26 @@ def operating_cost(
     """Cost of producing the period's heat; see the module docstring for each term."""
     fraction = year_fraction(period_start, period_end)
     years = float(fraction)
-    params = {u.id: u for u in units}
-    frame = hours.merge(prices, on="hour_start", how="left")
-    missing_price = frame["spot"].isna() & frame["unit_id"].map(
-        lambda i: params[i].kind in ("heat_pump", "electric_boiler")
-    )
+    # each hour's price once, exact; each frame row finds it by the price row it merged with
+    prices = prices.reset_index(drop=True)
+    price_parts = {c: exact_values(prices[c]) for c in PRICE_COMPONENTS}
+    price_of_row = _price_sums(list(price_parts.values()))
+    frame = hours.merge(prices.assign(_price_row=prices.index), on="hour_start", how="left")
+    kind = frame["unit_id"].map({u.id: u.kind for u in units})
+    if kind.isna().any():
+        raise ValueError(f"hours of units {sorted(set(frame.loc[kind.isna(), 'unit_id']))} that are not in the plant")
+    missing_price = frame["spot"].isna() & kind.isin(ELECTRIC_KINDS)
     if missing_price.any():
         first = frame.loc[missing_price, "hour_start"].min()
         raise ValueError(
             f"{int(missing_price.sum())} operating hours have no electricity price (first {first:%Y-%m-%d %H:%M} UTC); import prices first"
         )
-    kind = frame["unit_id"].map(lambda i: params[i].kind)
-    eta_lorenz = frame["unit_id"].map(lambda i: float(params[i].lorenz_efficiency))
-    eta_boiler = frame["unit_id"].map(lambda i: float(params[i].boiler_efficiency))
-    frame["electricity_price"] = frame[["spot", "grid", "system", "tax"]].sum(axis=1, min_count=1)
+    price_row = frame["_price_row"].fillna(len(prices)).to_numpy(dtype="int64")  # len(prices): no price
+    # exact decimals for pricing; the frame keeps floats for the physics (COP) only
+    exact = {c: np.array(exact_values(frame[c]), dtype=object) for c in ENERGY_COLUMNS}
+    for c in ENERGY_COLUMNS:
+        frame[c] = frame[c].astype("float64")
+    eta_lorenz = frame["unit_id"].map({u.id: float(u.lorenz_efficiency) for u in units})
     frame["cop_measured"] = np.where(kind == "heat_pump", measured_cop(frame["heat_mwh"], frame["electricity_mwh"]), np.nan)
     frame["cop_modelled"] = np.where(
         kind == "heat_pump",
@@ -221,32 +389,29 @@ def operating_cost(
         np.nan,
     )
     metered = frame["electricity_mwh"].notna() & (frame["electricity_mwh"] > 0)
-    heat = frame["heat_mwh"].fillna(0.0)
-    frame["electricity_used_mwh"] = np.select(
-        [kind == "heat_pump", kind == "electric_boiler"],
-        [
-            np.where(metered, frame["electricity_mwh"], heat / frame["cop_modelled"]),
-            np.where(metered, frame["electricity_mwh"], heat / eta_boiler),
-        ],
-        default=0.0,
-    )
-    unmodelled = (kind == "heat_pump") & ~metered & (heat > 0) & frame["cop_modelled"].isna()
+    modelled = np.isfinite(frame["cop_modelled"]) & (frame["cop_modelled"] > 0)
+    unmodelled = (kind == "heat_pump") & ~metered & (frame["heat_mwh"] > 0) & ~modelled
     if unmodelled.any():
         raise ValueError(
             f"{int(unmodelled.sum())} heat-pump hours have neither metered electricity nor temperatures for a COP model"
         )
-    frame["electricity_cost"] = frame["electricity_used_mwh"] * frame["electricity_price"].fillna(0.0)
-    fuel_price = frame["unit_id"].map(
-        lambda i: float(params[i].fuel_price_per_mwh + params[i].co2_t_per_mwh_fuel * params[i].co2_price_per_t)
-    )
-    frame["fuel_used_mwh"] = np.where(
-        kind == "fuel_boiler",
-        np.where(frame["fuel_mwh"].notna(), frame["fuel_mwh"], heat / eta_boiler),
-        0.0,
-    )
-    frame["fuel_cost"] = frame["fuel_used_mwh"] * fuel_price
-    frame["om_variable_cost"] = heat * frame["unit_id"].map(lambda i: float(params[i].om_variable_per_mwh))
-    frame["variable_cost"] = frame["electricity_cost"] + frame["fuel_cost"] + frame["om_variable_cost"]
+
+    # per unit: hourly energies and money (exact), put back in the frame's row order
+    hourly_columns = {c: np.empty(len(frame), dtype=object) for c in _UNIT_HOUR_COLUMNS}
+    cop = np.full(len(frame), None, dtype=object)
+    cop[modelled.to_numpy()] = exact_values(frame.loc[modelled, "cop_modelled"])
+    price = np.array([*price_of_row, None], dtype=object)
+    unit_ids = frame["unit_id"].to_numpy()
+    sums: dict[int, dict[str, Decimal]] = {}
+    for u in units:
+        at = np.flatnonzero(unit_ids == u.id)
+        columns, sums[u.id] = _unit_hours(
+            u, heat=exact["heat_mwh"][at].tolist(), electricity_metered=exact["electricity_mwh"][at].tolist(),
+            fuel_metered=exact["fuel_mwh"][at].tolist(), cop=cop[at].tolist(), price=price[price_row[at]].tolist(),
+        )
+        for c, values in columns.items():
+            hourly_columns[c][at] = values
+    frame["heat_exact"] = hourly_columns["heat_mwh"]
 
     per_unit: dict[str, dict[str, Decimal | None]] = {}
     cop_by_month: dict[str, list[dict]] = {}
@@ -278,13 +443,14 @@ def operating_cost(
         scop_model = (
             seasonal_cop(model_ok["heat_mwh"], model_ok["heat_mwh"] / model_ok["cop_modelled"]) if len(model_ok) else None
         )
+        acc = sums[u.id]
         per_unit[u.code] = {
-            "heat_mwh": _energy(rows["heat_mwh"].sum()),
-            "electricity_mwh": _energy(rows["electricity_used_mwh"].sum()),
-            "fuel_mwh": _energy(rows["fuel_used_mwh"].sum()),
-            "electricity_cost": _money(rows["electricity_cost"].sum(), currency),
-            "fuel_cost": _money(rows["fuel_cost"].sum(), currency),
-            "om_variable_cost": _money(rows["om_variable_cost"].sum(), currency),
+            "heat_mwh": quantize_energy(acc["heat_mwh"]),
+            "electricity_mwh": quantize_energy(acc["electricity_used_mwh"]),
+            "fuel_mwh": quantize_energy(acc["fuel_used_mwh"]),
+            "electricity_cost": quantize_money(acc["electricity_cost"], currency),
+            "fuel_cost": quantize_money(acc["fuel_cost"], currency),
+            "om_variable_cost": quantize_money(acc["om_variable_cost"], currency),
             "om_fixed_cost": fixed_om,
             "capital_cost": capital,
             "capital_per_year": quantize_money(capital_year, currency),
@@ -297,8 +463,7 @@ def operating_cost(
         if u.kind == "heat_pump" and len(hp):
             cop_by_month[u.code] = _cop_by_month(hp, time_zone)
 
-    producing = frame[kind != "storage"]
-    produced = _energy(producing["heat_mwh"].sum())
+    produced = quantize_energy(sum((sums[u.id]["heat_mwh"] for u in units if u.kind != "storage"), Decimal(0)))
     if heat_sold_mwh is not None:
         sold = quantize_energy(heat_sold_mwh)
     else:
@@ -332,12 +497,15 @@ def operating_cost(
         "variable_cost_per_mwh_sold": quantize_money(variable / sold, currency) if sold else Decimal(0),
     }
     figures["loss_share"] = figures["loss_share"].quantize(Decimal("0.000001"))
-    hourly = frame[[
-        "unit_id", "hour_start", "heat_mwh", "electricity_used_mwh", "cop_measured", "cop_modelled",
-        "spot", "grid", "system", "tax", "electricity_price", "electricity_cost", "fuel_used_mwh",
-        "fuel_cost", "om_variable_cost", "variable_cost",
-    ]].copy()
-    hourly["unit"] = hourly["unit_id"].map(lambda i: params[i].code)
+    hourly = pd.DataFrame({
+        "unit_id": frame["unit_id"], "hour_start": frame["hour_start"], "heat_mwh": hourly_columns["heat_mwh"],
+        "electricity_used_mwh": hourly_columns["electricity_used_mwh"], "cop_measured": frame["cop_measured"],
+        "cop_modelled": frame["cop_modelled"],
+        **{c: np.array([*parts, None], dtype=object)[price_row] for c, parts in price_parts.items()},
+        "electricity_price": price[price_row],
+        **{c: hourly_columns[c] for c in _UNIT_HOUR_COLUMNS if c not in ("heat_mwh", "electricity_used_mwh")},
+    }, index=frame.index)
+    hourly["unit"] = hourly["unit_id"].map({u.id: u.code for u in units})
     return CostResult(currency=currency, figures=figures, per_unit=per_unit, hourly=hourly, cop_by_month=cop_by_month)
 
 

@@ -225,7 +225,9 @@ def price_cap_summary(*, network_id: int, on: dt.date) -> dict | None:
 
 
 def unit_hours_frame(*, unit_ids: Sequence[int], start_at: dt.datetime, end_at: dt.datetime):
-    """Hourly unit data as a pandas frame (one query), floats for vectorised maths."""
+    """Hourly unit data as a pandas frame (one query): the energies as the stored ``Decimal``
+    values (``None`` where not metered), priced exactly by ``costs.operating_cost``; the
+    temperatures as floats for the vectorised COP model (physics)."""
     import pandas as pd
 
     from tariffs.models import UnitHour
@@ -234,14 +236,16 @@ def unit_hours_frame(*, unit_ids: Sequence[int], start_at: dt.datetime, end_at: 
             "source_in_c", "source_out_c", "supply_c", "return_c"]
     rows = UnitHour.objects.filter(unit_id__in=unit_ids, hour_start__gte=start_at, hour_start__lt=end_at).values_list(*cols)
     frame = pd.DataFrame.from_records(list(rows), columns=cols)
-    for c in cols[2:]:
+    for c in ("source_in_c", "source_out_c", "supply_c", "return_c"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
     frame["hour_start"] = pd.to_datetime(frame["hour_start"], utc=True)
     return frame
 
 
 def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: dt.datetime, time_zone: str):
-    """Hourly spot + grid + system + tax per MWh for the area (two queries); time-of-use charges by local hour."""
+    """Hourly spot + grid + system + tax per MWh for the area (two queries); time-of-use charges by
+    local hour.  The prices are the stored ``Decimal`` values (a charge not in force: 0), so that
+    their sum and the money priced on them are exact (``costs.hourly_electricity_price``)."""
     import pandas as pd
 
     from tariffs.models import ElectricityCharge, SpotPrice
@@ -252,7 +256,6 @@ def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: 
         columns=["hour_start", "spot"],
     )
     spot["hour_start"] = pd.to_datetime(spot["hour_start"], utc=True)
-    spot["spot"] = spot["spot"].astype("float64")
     local = spot["hour_start"].dt.tz_convert(time_zone)
     local_day = local.dt.date
     local_hour = local.dt.hour  # both 02:00 hours of the 25-hour day are hour 2
@@ -262,14 +265,14 @@ def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: 
         .values_list("kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh")
     )
     for kind in ("grid", "system", "tax"):
-        spot[kind] = 0.0
+        spot[kind] = Decimal(0)
     for kind, vf, vt, h_from, h_to, amount in charges:
         mask = local_day >= vf
         if vt is not None:
             mask &= local_day < vt
         if (h_from, h_to) != (0, 24):  # time of use: local hours [h_from, h_to)
             mask &= (local_hour >= h_from) & (local_hour < h_to)
-        spot.loc[mask, kind] = float(amount)
+        spot.loc[mask, kind] = amount
     return spot
 
 

@@ -21,7 +21,13 @@ from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.timeutil import local_midnight
 from tariffs import caps as cap_methods
 from tariffs.bulk import upsert_rows
-from tariffs.costs import UnitParams, asset_year_pieces, operating_cost
+from tariffs.costs import (
+    PRICE_COMPONENTS,
+    UnitParams,
+    asset_year_pieces,
+    hourly_electricity_price,
+    operating_cost,
+)
 from tariffs.imports import (
     ChargeRow,
     ImportRejected,
@@ -557,7 +563,7 @@ def operating_cost_compute(
     }
     return OperatingCost.objects.create(
         network=network, period_start=period_start, period_end=period_end, inputs=inputs,
-        results=result.as_json(), hourly_csv=result.hourly.to_csv(index=False, float_format="%.6f"),
+        results=result.as_json(), hourly_csv=result.hourly_csv(),
         cost_per_mwh_produced=result.figures["cost_per_mwh_produced"],
         cost_per_mwh_sold=result.figures["cost_per_mwh_sold"], computed_at=now,
     )
@@ -624,7 +630,7 @@ def _compute_cap(*, method: str, currency: str, v: dict, network: Network,
         # demand profile: the network's hourly heat production shape (else flat)
         units = list(PlantUnit.objects.filter(plant__network=network).values_list("id", flat=True))
         hours = unit_hours_frame(unit_ids=units, start_at=start_at, end_at=end_at)
-        shape = hours.groupby("hour_start")["heat_mwh"].sum() if not hours.empty else None
+        shape = hours["heat_mwh"].astype("float64").groupby(hours["hour_start"]).sum() if not hours.empty else None
         demand = prices[["hour_start"]].merge(shape.rename("d").reset_index(), on="hour_start", how="left")["d"].fillna(0.0) if shape is not None else pd.Series(1.0, index=prices.index)
         if demand.sum() <= 0:
             demand = pd.Series(1.0, index=prices.index)
@@ -636,9 +642,9 @@ def _compute_cap(*, method: str, currency: str, v: dict, network: Network,
         )
         return cap_methods.substitution_cap(
             currency=currency,
-            hourly_electricity_price=prices[["spot", "grid", "system", "tax"]].sum(axis=1) if v["include_utility_tariffs"] else prices["spot"],
+            hourly_electricity_price=hourly_electricity_price(prices, components=PRICE_COMPONENTS if v["include_utility_tariffs"] else ("spot",)),
             hourly_demand_share=(demand / demand.sum()).to_numpy(),
-            hourly_cop=float(v["individual_scop"]),
+            hourly_cop=v["individual_scop"],
             annual_demand_mwh=reference.energy_mwh,
             consumer_extra_per_mwh=v["consumer_extra_per_mwh"],
             investment=v["investment"],

@@ -162,15 +162,18 @@ class TestCaps:
         assert (r.limits.energy_per_mwh, r.limits.fixed_per_year, r.limits.includes_vat) == (D("180.00"), D("600.00"), True)
 
     def test_substitution_benchmark(self):
-        # 20 MWh spread over 4 hours (5 MWh each) at COP 3; electricity (spot + 1,000 consumer tariffs)
-        # 2,000 + 3,000 + 900 (spot −100) + 1,500 = 7,400 → 5/3 × 7,400 = 12,333.333
-        # + annuity 100,000 × 0.04 / (1 − 1.04^−15) = 8,994.11 + O&M 1,500 = 22,827.44
+        # 20 MWh spread over 4 hours (5 MWh each) at COP 3: 5/3 MWh, rounded half up to 1 Wh before it
+        # is priced = 1.666667 MWh an hour; electricity (spot + 1,000 consumer tariffs)
+        # 2,000 + 3,000 + 900 (spot −100) + 1,500 = 7,400 → 1.666667 × 7,400 = 12,333.3358 (exact)
+        # + annuity 100,000 × 0.04 / (1 − 1.04^−15) = 8,994.1100 + O&M 1,500 = 22,827.4458 → 22,827.45
+        # (pricing the unrounded 5/3 MWh gave 12,333.3333… and 22,827.44)
         ref = Determinants(period_start=dt.date(2026, 1, 1), period_end=dt.date(2027, 1, 1), energy_mwh=D(20),
                            volume_m3=D(0), return_temp_c=None, flow_temp_c=None, contracted_kw=D(10), heated_area_m2=D(130))
         r = substitution_cap(currency="DKK", hourly_electricity_price=[1000, 2000, -100, 500], hourly_demand_share=[0.25] * 4,
                              hourly_cop=3.0, annual_demand_mwh=D(20), consumer_extra_per_mwh=D(1000), investment=D(100_000),
                              lifetime_years=15, interest_rate=D("0.04"), om_per_year=D(1500), reference=ref)
-        assert r.limits.reference_total == D("22827.44")
+        assert r.limits.reference_total == D("22827.45")
+        assert (r.figures["electricity_mwh"], r.figures["electricity_cost"]) == ("6.6666680000", "12333.3358000000")
 
     def test_check_names_component_cap_and_excess(self):
         entry = PUBLISHED_TARIFFS["hofor-2024"]
