@@ -173,11 +173,10 @@ def meter_remove(
     registers are optional: where given they end the meter's volume-weighted
     temperatures at the removal, else they end at its last read."""
     if installation.removed_at is not None:
+        message = f"Meter {installation.meter} was already removed at {installation.removed_at.isoformat()}."
         raise UnableToInstallMeter(
-            f"Meter {installation.meter} was already removed at {installation.removed_at.isoformat()}.",
-            errors=[
-                ErrorItem(code="already_removed", field="removed_at", message="already removed")
-            ],
+            message,
+            errors=[ErrorItem(code="already_removed", field="removed_at", message=message)],
         )
     errors = []
     if final_energy_kwh < installation.initial_energy_kwh and not _rolled_over(
@@ -276,11 +275,12 @@ def meter_exchange(
             .first()
         )
         if current is None:
+            message = (
+                f"Interface unit {unit} has no meter installed before {exchanged_at.isoformat()}."
+            )
             raise UnableToInstallMeter(
-                f"Interface unit {unit} has no meter installed before {exchanged_at.isoformat()}.",
-                errors=[
-                    ErrorItem(code="no_current_meter", field="unit", message="no meter installed")
-                ],
+                message,
+                errors=[ErrorItem(code="no_current_meter", field="unit", message=message)],
             )
         old = meter_remove(
             installation=current,

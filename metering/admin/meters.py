@@ -1,32 +1,12 @@
-"""Staff admin for heat meters and their installation history."""
+"""Staff admin for heat meters, with their installation history and the buttons to
+install, remove or exchange them (``metering.admin.installations``)."""
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 
 from customers.admin import HistoryAdmin
-from customers.models import BuildingInterfaceUnit
 from metering import models
-
-
-class InstallationInline(admin.TabularInline):
-    model = models.MeterInstallation
-    extra = 0
-    fields = (
-        "unit",
-        "installed_at",
-        "removed_at",
-        "initial_energy_kwh",
-        "final_energy_kwh",
-        "initial_volume_m3",
-        "final_volume_m3",
-        "initial_flow_temp_m3c",
-        "final_flow_temp_m3c",
-        "initial_return_temp_m3c",
-        "final_return_temp_m3c",
-        "reason",
-    )
-    autocomplete_fields = ("unit",)
-    ordering = ("-installed_at",)
-    show_change_link = True
+from metering.admin.installations import METER_LABELS, InstallationInline, installation_tools
 
 
 @admin.register(models.HeatMeter)
@@ -77,32 +57,20 @@ class HeatMeterAdmin(HistoryAdmin):
         ),
     )
     inlines = [InstallationInline]
+    change_form_template = "admin/metering/installation_tools_change_form.html"
 
-
-@admin.register(models.MeterInstallation)
-class MeterInstallationAdmin(HistoryAdmin):
-    list_display = ("meter", "unit", "installed_at", "removed_at", "reason")
-    search_fields = (
-        "meter__serial",
-        "unit__serial",
-        "unit__connection__number",
-        "unit__connection__building__street",
-    )
-    list_filter = ("removed_at", "meter__maker")
-    list_select_related = ("meter", "unit")
-    autocomplete_fields = ("meter", "unit")
-    date_hierarchy = "installed_at"
-
-
-class UnitInstallationInline(InstallationInline):
-    """The meter installation history of an interface unit, shown on the unit's page."""
-
-    fk_name = "unit"
-    autocomplete_fields = ("meter",)
-    fields = ("meter", *InstallationInline.fields[1:])
-
-
-# customers knows nothing of meters; metering adds its history to the unit's admin page.
-_unit_admin = admin.site._registry.get(BuildingInterfaceUnit)
-if _unit_admin is not None and UnitInstallationInline not in _unit_admin.inlines:
-    _unit_admin.inlines = [*_unit_admin.inlines, UnitInstallationInline]
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        meter = self.get_object(request, unquote(object_id))
+        tools = (
+            installation_tools(
+                request.user,
+                installation=meter.installations.filter(removed_at__isnull=True).first(),
+                install_query={"meter": meter.pk},
+                labels=METER_LABELS,
+            )
+            if meter is not None
+            else []
+        )
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "installation_tools": tools}
+        )

@@ -203,16 +203,48 @@ class TestExchangeThroughTheApi:
 
 
 class TestExchangeInTheAdmin:
-    def test_the_meters_installation_rows_take_the_temperature_registers(self, admin_client):
-        inst = MeterInstallationFactory()
+    def test_the_meters_installation_rows_show_the_temperature_registers(self, admin_client):
+        inst = MeterInstallationFactory(
+            initial_flow_temp_m3c=Decimal("17.25"), initial_return_temp_m3c=Decimal("8.5")
+        )
 
         page = admin_client.get(f"/admin/metering/heatmeter/{inst.meter_id}/change/")
 
         assert page.status_code == 200
-        for field in (
-            "initial_flow_temp_m3c",
-            "initial_return_temp_m3c",
-            "final_flow_temp_m3c",
-            "final_return_temp_m3c",
-        ):
-            assert f'name="installations-0-{field}"' in page.content.decode()
+        content = page.content.decode()
+        assert "17.2500" in content
+        assert "8.5000" in content
+        assert 'name="installations-0-initial_flow_temp_m3c"' not in content  # read-only
+
+    def test_the_exchange_form_takes_the_temperature_registers(self, admin_client):
+        inst = MeterInstallationFactory()
+        new = HeatMeterFactory()
+
+        response = admin_client.post(
+            f"/admin/metering/meterinstallation/{inst.pk}/exchange/",
+            {
+                "exchanged_at": "2026-11-15 12:00",
+                "old_final_energy_kwh": "10",
+                "old_final_volume_m3": "1",
+                "old_final_flow_temp_m3c": "840.5",
+                "old_final_return_temp_m3c": "420.25",
+                "new_meter": new.pk,
+                "new_initial_energy_kwh": "0",
+                "new_initial_volume_m3": "0",
+                "new_initial_flow_temp_m3c": "3.5",
+                "new_initial_return_temp_m3c": "",
+            },
+        )
+
+        assert response.status_code == 302
+        inst.refresh_from_db()
+        installed = MeterInstallation.objects.get(meter=new)
+        assert (inst.removed_at, installed.installed_at) == (EXCHANGED_AT, EXCHANGED_AT)
+        assert (inst.final_flow_temp_m3c, inst.final_return_temp_m3c) == (
+            Decimal("840.5"),
+            Decimal("420.25"),
+        )
+        assert (installed.initial_flow_temp_m3c, installed.initial_return_temp_m3c) == (
+            Decimal("3.5"),
+            None,
+        )
