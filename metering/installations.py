@@ -14,7 +14,7 @@ from django.db import transaction
 
 from customers.models import BuildingInterfaceUnit
 from heatutility.audit import clean_and_save
-from heatutility.errors import DomainError, ErrorItem
+from heatutility.errors import ConflictError, DomainError, ErrorItem
 from metering.models import HeatMeter, MeterInstallation
 
 
@@ -22,12 +22,20 @@ class UnableToInstallMeter(DomainError):
     code = "unable_to_install_meter"
 
 
-def _revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
+class InstallationChanged(ConflictError):
+    """The unit's meter is no longer the one the caller set out to replace."""
+
+    code = "installation_changed"
+
+
+def revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
     """After commit, validate the meter's readings from ``since`` again and refresh the
     boundaries they feed: readings that arrived before the installation was recorded
     were rejected as outside it, readings after a removal now are, and the connection's
-    registers around the change moved.  (Nightly VEE also picks up readings rejected as
-    outside an installation recorded since, should the task be lost.)"""
+    registers around the change moved; or the meter's register settings, which VEE's
+    rollover checks and the boundaries' wraps depend on, changed (``metering.meters``).
+    (Nightly VEE also picks up readings rejected as outside an installation recorded
+    since, should the task be lost.)"""
     from metering.tasks import vee_revalidate
 
     transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()))
@@ -70,7 +78,7 @@ def meter_install(
         clean_and_save(
             installation, actor=actor, reason=reason or "install", what="meter installation"
         )
-        _revalidation_queue(meter_id=meter.pk, since=installed_at)
+        revalidation_queue(meter_id=meter.pk, since=installed_at)
         return installation
 
 
@@ -242,7 +250,7 @@ def meter_remove(
         clean_and_save(
             installation, actor=actor, reason=reason or "removal", what="meter installation"
         )
-        _revalidation_queue(meter_id=installation.meter_id, since=removed_at)
+        revalidation_queue(meter_id=installation.meter_id, since=removed_at)
     return installation
 
 
@@ -259,22 +267,39 @@ def meter_exchange(
     old_final_return_temp_m3c: Decimal | None = None,
     new_initial_flow_temp_m3c: Decimal | None = None,
     new_initial_return_temp_m3c: Decimal | None = None,
+    old_installation: MeterInstallation | None = None,
     reason: str = "exchange",
     actor=None,
 ) -> tuple[MeterInstallation, MeterInstallation]:
     """Replace the meter installed in ``unit`` at ``exchanged_at``; returns (old, new).
 
+    ``old_installation``: the installation the caller means to close (the admin form's,
+    or the one an API client names).  The final registers were read off that meter; if
+    another exchange or a removal has ended it since the caller looked, they do not
+    belong to the unit's meter now, and nothing changes (:class:`InstallationChanged`).
+    Checked under the unit's lock, which every exchange takes first.  Without it the
+    unit's current meter is replaced, whichever it is.
+
     The m³·°C registers at both ends are optional (see :func:`meter_remove` and
     :func:`meter_install`): given, the water across the exchange is weighted whole."""
+    if old_installation is not None and old_installation.unit_id != unit.pk:
+        message = f"Installation {old_installation.pk} ({old_installation}) is not in interface unit {unit}."
+        raise UnableToInstallMeter(
+            message,
+            errors=[ErrorItem(code="other_unit", field="old_installation", message=message)],
+        )
     with transaction.atomic():
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
+        # at most one open installation per unit (installation_one_meter_per_unit)
         current = (
             MeterInstallation.objects.select_for_update(of=("self",))  # not the meter's row
-            .filter(unit=unit, removed_at__isnull=True, installed_at__lt=exchanged_at)
+            .filter(unit=unit, removed_at__isnull=True)
             .select_related("meter")
             .first()
         )
-        if current is None:
+        if old_installation is not None and (current is None or current.pk != old_installation.pk):
+            raise _installation_changed(old_installation, current)
+        if current is None or current.installed_at >= exchanged_at:
             message = (
                 f"Interface unit {unit} has no meter installed before {exchanged_at.isoformat()}."
             )
@@ -304,3 +329,24 @@ def meter_exchange(
             actor=actor,
         )
         return old, new
+
+
+def _installation_changed(
+    expected: MeterInstallation, current: MeterInstallation | None
+) -> InstallationChanged:
+    """The exchange was meant for ``expected``; the unit's open installation is ``current``."""
+    removed_at = (
+        MeterInstallation.objects.filter(pk=expected.pk)
+        .values_list("removed_at", flat=True)
+        .first()
+    )
+    message = f"{expected.meter} is no longer the meter in {expected.unit}"
+    if removed_at is not None:
+        message += f": it was removed at {removed_at.isoformat()}"
+    if current is not None:
+        message += f", and {current.meter} has been installed there since {current.installed_at.isoformat()}"
+    message += "; nothing was changed."
+    return InstallationChanged(
+        message,
+        errors=[ErrorItem(code="installation_changed", field="old_installation", message=message)],
+    )

@@ -142,8 +142,8 @@ class RemoveForm(forms.Form):
 
 
 class ExchangeForm(forms.Form):
-    """The fields of ``meter_exchange`` and the API's ``ExchangeSerializer``; the unit is
-    the one of the installation the form was opened for."""
+    """The fields of ``meter_exchange`` and the API's ``ExchangeSerializer``; the unit and
+    the old installation are those the form was opened for."""
 
     exchanged_at = MomentField()
     old_final_energy_kwh = _energy("Final energy register")
@@ -438,8 +438,13 @@ class MeterInstallationAdmin(ReadOnlyInstallations, HistoryAdmin):
         if request.method == "POST" and form.is_valid():
             values = {k: v for k, v in form.cleaned_data.items() if k != "reason" or v}
             try:
+                # the installation the form was opened for, checked under the service's
+                # lock: another exchange since then must not have its new meter removed
                 _old, new = installations.meter_exchange(
-                    unit=installation.unit, actor=request.user, **values
+                    unit=installation.unit,
+                    old_installation=installation,
+                    actor=request.user,
+                    **values,
                 )
             except DomainError as exc:
                 show_errors(form, exc, EXCHANGE_FIELDS)

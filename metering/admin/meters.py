@@ -1,16 +1,36 @@
 """Staff admin for heat meters, with their installation history and the buttons to
-install, remove or exchange them (``metering.admin.installations``)."""
+install, remove or exchange them (``metering.admin.installations``).
 
-from django.contrib import admin
+A meter's changes are saved through ``metering.meters.meter_update``: the register unit
+is fixed once the meter has readings, and a change of its register settings revalidates
+its readings and the boundary registers they feed, as through the API."""
+
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.shortcuts import redirect
 
 from customers.admin import HistoryAdmin
-from metering import models
+from heatutility.errors import DomainError
+from metering import meters, models
 from metering.admin.installations import METER_LABELS, InstallationInline, installation_tools
+
+
+class HeatMeterForm(forms.ModelForm):
+    """The rules of ``meter_update`` on the form, so its errors show on their fields."""
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is not None:  # not yet changed: the form sets it after clean
+            values = {name: data[name] for name in self.changed_data if name in data}
+            for error in meters.meter_update_errors(meter=self.instance, values=values):
+                self.add_error(error.field if error.field in self.fields else None, error.message)
+        return data
 
 
 @admin.register(models.HeatMeter)
 class HeatMeterAdmin(HistoryAdmin):
+    form = HeatMeterForm
     list_display = (
         "serial",
         "maker",
@@ -41,7 +61,10 @@ class HeatMeterAdmin(HistoryAdmin):
                 ),
                 "description": "Each register rolls over to 0 one resolution step after its "
                 "maximum (a rollover adds maximum + resolution); VEE and the boundary "
-                "registers count the rollovers.",
+                "registers count the rollovers.  Changing these (or the nominal flow) "
+                "revalidates the meter's readings and the boundary registers from its first "
+                "installation.  The register unit is fixed once the meter has readings: "
+                "correct the maximum and resolution in it.",
             },
         ),
         (
@@ -59,6 +82,27 @@ class HeatMeterAdmin(HistoryAdmin):
     inlines = [InstallationInline]
     change_form_template = "admin/metering/installation_tools_change_form.html"
 
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        # shown read-only once the meter has readings; a form opened before they arrived
+        # still posts the unit, and then says on the field why it cannot change (rather
+        # than dropping the change unnoticed)
+        if (
+            obj is not None
+            and "register_unit" not in request.POST
+            and meters.meter_has_readings(meter=obj)
+        ):
+            return (*readonly, "register_unit")
+        return readonly
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # ``obj`` carries the form's values already; the service compares the stored ones
+        values = {name: form.cleaned_data[name] for name in form.changed_data}
+        meters.meter_update(meter=obj, values=values, actor=request.user)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         meter = self.get_object(request, unquote(object_id))
         tools = (
@@ -71,6 +115,11 @@ class HeatMeterAdmin(HistoryAdmin):
             if meter is not None
             else []
         )
-        return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), "installation_tools": tools}
-        )
+        try:
+            return super().change_view(
+                request, object_id, form_url, {**(extra_context or {}), "installation_tools": tools}
+            )
+        except DomainError as exc:  # the service refused what the form allowed (readings
+            # arrived meanwhile): nothing was saved; the page again with why, not a 500
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.get_full_path())

@@ -1,6 +1,6 @@
 """Staff API for heat meters and installations (install, remove, exchange)."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404  # a non-integer id is a 404 too
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from customers.models import BuildingInterfaceUnit
 from heatutility.api import BoundedDateTimeField, ModelValidationMixin
 from heatutility.permissions import RequirePermissionMixin
-from metering import installations, models
+from metering import installations, meters, models
 
 
 class HeatMeterSerializer(ModelValidationMixin, serializers.ModelSerializer):
@@ -30,6 +30,12 @@ class HeatMeterSerializer(ModelValidationMixin, serializers.ModelSerializer):
             "nominal_flow_m3h",
             "verification_due_on",
         ]
+        extra_kwargs = {
+            "register_unit": {
+                "help_text": "The unit the energy register counts in; fixed once the meter "
+                "has readings."
+            }
+        }
 
 
 class MeterInstallationSerializer(serializers.ModelSerializer):
@@ -102,6 +108,20 @@ class RemoveSerializer(serializers.Serializer):
 
 class ExchangeSerializer(serializers.Serializer):
     unit = serializers.PrimaryKeyRelatedField(queryset=BuildingInterfaceUnit.objects.all())
+    # The installation's id, not the old meter's serial: the other references here are
+    # ids, a serial is unique only per maker, and an id stays exact when the same meter
+    # comes back to the unit later (a stale request must not close that installation).
+    old_installation = serializers.PrimaryKeyRelatedField(
+        queryset=models.MeterInstallation.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Id of the unit's installation whose meter is being replaced (the open one "
+        "in `GET meter-installations/?unit=…`), and whose final registers these are. "
+        "Optional; given, the exchange is refused with 409 `installation_changed` and "
+        "nothing changes if another exchange or a removal has ended that installation "
+        "since. Without it the unit's current meter is replaced, whichever it is.",
+    )
     new_meter = serializers.PrimaryKeyRelatedField(queryset=models.HeatMeter.objects.all())
     exchanged_at = BoundedDateTimeField()
     old_final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
@@ -127,12 +147,28 @@ class ExchangeSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="exchange")
 
 
+_METER_CHANGE = extend_schema(
+    description="A change goes through `metering.meters.meter_update`: the register unit "
+    "is fixed once the meter has readings (422 `register_unit_fixed`; correct the maximum "
+    "and resolution in that unit), and a change of `register_unit`, `resolution`, "
+    "`register_max`, `volume_resolution`, `volume_register_max` or `nominal_flow_m3h` "
+    "revalidates the meter's readings and the boundary registers they feed from its "
+    "first installation (in the background, after the answer)."
+)
+
+
+@extend_schema_view(update=_METER_CHANGE, partial_update=_METER_CHANGE)
 class HeatMeterViewSet(viewsets.ModelViewSet):
     queryset = models.HeatMeter.objects.all()
     serializer_class = HeatMeterSerializer
     search_fields = ["serial", "maker", "model"]
     filterset_fields = ["maker", "register_unit", "accuracy_class"]
     ordering_fields = ["serial", "verification_due_on"]
+
+    def perform_update(self, serializer):
+        serializer.instance = meters.meter_update(
+            meter=serializer.instance, values=serializer.validated_data, actor=self.request.user
+        )
 
 
 class MeterInstallationViewSet(
@@ -171,7 +207,13 @@ class MeterInstallationViewSet(
         return Response(MeterInstallationSerializer(installation).data)
 
     @extend_schema(
-        request=ExchangeSerializer, responses={201: MeterInstallationSerializer(many=True)}
+        request=ExchangeSerializer,
+        responses={201: MeterInstallationSerializer(many=True)},
+        description="Replace the meter of `unit` at `exchanged_at`: closes its installation "
+        "with the old meter's final registers and opens the new meter's; answers both "
+        "(old, new). Name the installation being replaced in `old_installation` so that "
+        "an exchange someone else recorded meanwhile is not undone with these registers "
+        "(409 `installation_changed`).",
     )
     # the two installations as a plain list, not a page of the installation list
     @action(detail=False, methods=["post"], pagination_class=None, filter_backends=[])
