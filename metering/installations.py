@@ -22,6 +22,12 @@ class UnableToInstallMeter(DomainError):
     code = "unable_to_install_meter"
 
 
+class InstallationAlreadyRemoved(ConflictError):
+    """The installation was ended (by a removal or an exchange) before this removal."""
+
+    code = "already_removed"
+
+
 class InstallationChanged(ConflictError):
     """The unit's meter is no longer the one the caller set out to replace."""
 
@@ -179,13 +185,53 @@ def meter_remove(
 ) -> MeterInstallation:
     """Take the meter out at ``removed_at`` with its final registers.  The final m³·°C
     registers are optional: where given they end the meter's volume-weighted
-    temperatures at the removal, else they end at its last read."""
-    if installation.removed_at is not None:
-        message = f"Meter {installation.meter} was already removed at {installation.removed_at.isoformat()}."
-        raise UnableToInstallMeter(
-            message,
-            errors=[ErrorItem(code="already_removed", field="removed_at", message=message)],
+    temperatures at the removal, else they end at its last read.
+
+    The installation is read again under its row lock: one ended meanwhile (an exchange
+    or another removal committed since the caller loaded it) is a conflict
+    (:class:`InstallationAlreadyRemoved`, 409) and keeps its removal time and final
+    registers, whichever of the two times is earlier."""
+    with transaction.atomic():
+        installation = (
+            MeterInstallation.objects.select_for_update(of=("self",))  # not the meter's row
+            .select_related("meter", "unit")
+            .get(pk=installation.pk)
         )
+        if installation.removed_at is not None:
+            message = (
+                f"Meter {installation.meter} was already removed from {installation.unit} at "
+                f"{installation.removed_at.isoformat()} (final registers "
+                f"{installation.final_energy_kwh} kWh, {installation.final_volume_m3} m³); "
+                "nothing was changed."
+            )
+            raise InstallationAlreadyRemoved(
+                message,
+                errors=[ErrorItem(code="already_removed", field="removed_at", message=message)],
+            )
+        return _remove(
+            installation,
+            removed_at=removed_at,
+            final_energy_kwh=final_energy_kwh,
+            final_volume_m3=final_volume_m3,
+            final_flow_temp_m3c=final_flow_temp_m3c,
+            final_return_temp_m3c=final_return_temp_m3c,
+            reason=reason,
+            actor=actor,
+        )
+
+
+def _remove(
+    installation: MeterInstallation,
+    *,
+    removed_at: dt.datetime,
+    final_energy_kwh: Decimal,
+    final_volume_m3: Decimal,
+    final_flow_temp_m3c: Decimal | None,
+    final_return_temp_m3c: Decimal | None,
+    reason: str,
+    actor,
+) -> MeterInstallation:
+    """:func:`meter_remove` of the open ``installation``, locked by the caller."""
     errors = []
     if final_energy_kwh < installation.initial_energy_kwh and not _rolled_over(
         installation, removed_at, "energy_kwh", final_energy_kwh
@@ -241,16 +287,13 @@ def meter_remove(
         raise UnableToInstallMeter(
             "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors
         )
-    with transaction.atomic():
-        installation.removed_at = removed_at
-        installation.final_energy_kwh = final_energy_kwh
-        installation.final_volume_m3 = final_volume_m3
-        installation.final_flow_temp_m3c = final_flow_temp_m3c
-        installation.final_return_temp_m3c = final_return_temp_m3c
-        clean_and_save(
-            installation, actor=actor, reason=reason or "removal", what="meter installation"
-        )
-        revalidation_queue(meter_id=installation.meter_id, since=removed_at)
+    installation.removed_at = removed_at
+    installation.final_energy_kwh = final_energy_kwh
+    installation.final_volume_m3 = final_volume_m3
+    installation.final_flow_temp_m3c = final_flow_temp_m3c
+    installation.final_return_temp_m3c = final_return_temp_m3c
+    clean_and_save(installation, actor=actor, reason=reason or "removal", what="meter installation")
+    revalidation_queue(meter_id=installation.meter_id, since=removed_at)
     return installation
 
 

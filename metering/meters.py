@@ -18,16 +18,35 @@ a number, moving the rollover band under readings VEE has judged.  The unit belo
 calculator and is published to its head-end (``GET readings/meters/``).  A meter whose
 unit was misread keeps it, and its maximum and resolution are corrected in that unit:
 a 99,999.999 MWh register wraps like a 99,999,999 kWh one, VEE compares kWh.
+
+A register maximum cannot be set below what the meter's registers have reached (its
+readings, its installations' initial and final registers): a digit too few would turn
+its past rollovers into decreases and stop finding new ones.
+
+A meter is deleted only when it was entered by mistake (:func:`meter_delete`): readings
+have no database foreign key to it, so this is the check that keeps them from being
+orphaned.
 """
 
 from __future__ import annotations
 
-from django.db import transaction
+from decimal import Decimal
 
-from heatutility.audit import clean_and_save
-from heatutility.errors import DomainError, ErrorItem
+from django.db import transaction
+from django.db.models import Exists, Max, OuterRef, Subquery
+
+from heatutility.audit import clean_and_save, mark_actor
+from heatutility.errors import ConflictError, DomainError, ErrorItem
 from metering.installations import revalidation_queue
-from metering.models import HeatMeter, Reading
+from metering.models import (
+    KWH_PER_UNIT,
+    HeatMeter,
+    MeterInstallation,
+    Reading,
+    ReadingConflict,
+    ReadingEdit,
+    ReadingIssue,
+)
 
 # the settings VEE and the boundary registers read a meter's registers with
 REGISTER_SETTINGS = (
@@ -54,9 +73,91 @@ class UnableToChangeMeter(DomainError):
     code = "unable_to_change_meter"
 
 
+class UnableToDeleteMeter(ConflictError):
+    code = "unable_to_delete_meter"
+
+
 def meter_has_readings(*, meter: HeatMeter) -> bool:
     """Has any reading of ``meter`` been stored (whatever VEE made of it)?"""
     return Reading.objects.filter(meter_id=meter.pk).exists()
+
+
+def _plain(value: Decimal) -> str:
+    """``value`` without trailing zeros or an exponent (99900, not 99900.000000)."""
+    return f"{value.normalize():f}"
+
+
+def _highest_registers(*, meter: HeatMeter) -> dict[str, Decimal | None]:
+    """The highest energy (kWh) and volume (m³) register stored for ``meter``: over its
+    readings, whatever their status, and its installations' initial and final registers
+    (``reading_*``, ``installation_*``; None where there is none).  One query."""
+
+    def highest(model, field):
+        return Subquery(
+            model.objects.filter(meter_id=OuterRef("pk"))
+            .values("meter_id")
+            .annotate(highest=Max(field))
+            .values("highest")
+        )
+
+    return (
+        HeatMeter.objects.filter(pk=meter.pk)
+        .values(
+            reading_energy=highest(Reading, "energy_kwh"),
+            reading_volume=highest(Reading, "volume_m3"),
+            initial_energy=highest(MeterInstallation, "initial_energy_kwh"),
+            final_energy=highest(MeterInstallation, "final_energy_kwh"),
+            initial_volume=highest(MeterInstallation, "initial_volume_m3"),
+            final_volume=highest(MeterInstallation, "final_volume_m3"),
+        )
+        .get()
+    )
+
+
+def _maximum_below_stored(*, meter: HeatMeter, values: dict, unit: str) -> list[ErrorItem]:
+    """A new register maximum below what the meter has counted already: every stored
+    register above it would read as wrapped, so past rollovers turn into decreases and
+    rollover detection stops (a typo, 9,999 for 99,999).  Energy is stored in kWh and
+    compared in the register unit (``KWH_PER_UNIT``), rounded to the maximum's 6 places
+    so that a register read at the maximum itself is not refused for a conversion's
+    last digit."""
+    energy_max = values.get("register_max", meter.register_max)
+    volume_max = values.get("volume_register_max", meter.volume_register_max)
+    checks = []
+    if energy_max is not None and (energy_max != meter.register_max or unit != meter.register_unit):
+        checks.append(("energy", "register_max", energy_max, unit))
+    if volume_max is not None and volume_max != meter.volume_register_max:
+        checks.append(("volume", "volume_register_max", volume_max, "m³"))
+    if not checks:
+        return []
+    stored = _highest_registers(meter=meter)
+    errors = []
+    for register, field, maximum, shown in checks:
+        candidates = [
+            (value, where)
+            for value, where in (
+                (stored[f"reading_{register}"], "a stored reading"),
+                (stored[f"initial_{register}"], "an installation's initial register"),
+                (stored[f"final_{register}"], "an installation's final register"),
+            )
+            if value is not None
+        ]
+        if not candidates:
+            continue
+        highest, where = max(candidates, key=lambda candidate: candidate[0])
+        if register == "energy":
+            highest = (highest / KWH_PER_UNIT[unit]).quantize(Decimal("0.000001"))
+        if maximum < highest:
+            errors.append(
+                ErrorItem(
+                    code="register_max_below_stored",
+                    field=field,
+                    message=f"The {register} register maximum {_plain(maximum)} {shown} is "
+                    f"below {_plain(highest)} {shown}, {where} of meter {meter}: the "
+                    f"register reaches at least that (is a digit missing?).",
+                )
+            )
+    return errors
 
 
 def meter_update_errors(*, meter: HeatMeter, values: dict) -> list[ErrorItem]:
@@ -77,6 +178,8 @@ def meter_update_errors(*, meter: HeatMeter, values: dict) -> list[ErrorItem]:
                 f"{meter.register_unit} instead).",
             )
         )
+    elif unit in KWH_PER_UNIT:  # an unknown unit is the field check's to refuse
+        errors += _maximum_below_stored(meter=meter, values=values, unit=unit)
     return errors
 
 
@@ -111,3 +214,60 @@ def meter_update(*, meter: HeatMeter, values: dict, actor=None, reason: str = ""
         if first is not None and set(changed) & set(REGISTER_SETTINGS):
             revalidation_queue(meter_id=current.pk, since=first)
     return current
+
+
+# what keeps a meter: (related rows, code, why) — readings have no database foreign key
+# to the meter (docs/readings-storage.md), so nothing but this check keeps them
+_KEPT_BY = (
+    (Reading, "has_readings", "it has readings"),
+    (MeterInstallation, "has_installations", "it has been installed (its installation history)"),
+    (ReadingIssue, "has_findings", "VEE has findings on its readings"),
+    (ReadingEdit, "has_edits", "staff have edited its readings"),
+    (ReadingConflict, "has_reading_conflicts", "deliveries of its readings are in conflict"),
+)
+
+
+def meter_delete_refusals(*, meter: HeatMeter) -> list[ErrorItem]:
+    """Why ``meter`` cannot be deleted (empty: it can).  Only a meter entered by mistake,
+    with nothing recorded for it, goes: its readings would be orphaned (they are kept
+    for the billing-dispute window and re-rating), and its installations, findings and
+    edits are the audit trail of what was billed.  One query."""
+    present = (
+        HeatMeter.objects.filter(pk=meter.pk)
+        .values(
+            **{
+                code: Exists(model.objects.filter(meter_id=OuterRef("pk")))
+                for model, code, _why in _KEPT_BY
+            }
+        )
+        .first()
+    )
+    if present is None:
+        return []
+    return [
+        ErrorItem(code=code, message=f"Meter {meter} cannot be deleted: {why}.")
+        for _model, code, why in _KEPT_BY
+        if present[code]
+    ]
+
+
+def meter_delete(*, meter: HeatMeter, actor=None, reason: str = "") -> None:
+    """Delete ``meter``, entered by mistake; refused (:class:`UnableToDeleteMeter`, 409)
+    while anything is recorded for it (:func:`meter_delete_refusals`).
+
+    The meter's row is locked first, as an installation locks it, so no installation
+    can be recorded between the check and the delete.  (Readings take no lock: the
+    ingest resolves meters without one, for speed; a delivery stored in the same
+    instant as the delete is the one gap left, docs/readings-storage.md.)"""
+    with transaction.atomic():
+        current = HeatMeter.objects.select_for_update().get(pk=meter.pk)
+        refusals = meter_delete_refusals(meter=current)
+        if refusals:
+            whys = [why for _model, code, why in _KEPT_BY if any(r.code == code for r in refusals)]
+            raise UnableToDeleteMeter(
+                f"Meter {current} cannot be deleted: {'; '.join(whys)}.  A meter taken out "
+                "of service is removed from its unit, and kept.",
+                errors=refusals,
+            )
+        mark_actor(current, actor=actor, reason=reason or "deleted (entered by mistake)")
+        current.delete()

@@ -48,7 +48,8 @@ def vee_rerun(meter_id: int, start: str, end: str) -> None:
 
 @shared_task(acks_late=True)
 def vee_revalidate(meter_id: int, since: str) -> None:
-    """After an installation, removal or exchange: the meter's readings from ``since``."""
+    """After an installation, removal or exchange, or a change of the meter's register
+    settings (``metering.meters.meter_update``): the meter's readings from ``since``."""
     from metering.vee.services import vee_revalidate_meter
 
     vee_revalidate_meter(

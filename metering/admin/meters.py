@@ -2,12 +2,16 @@
 install, remove or exchange them (``metering.admin.installations``).
 
 A meter's changes are saved through ``metering.meters.meter_update``: the register unit
-is fixed once the meter has readings, and a change of its register settings revalidates
-its readings and the boundary registers they feed, as through the API."""
+is fixed once the meter has readings, a register maximum stays at or above the registers
+stored, and a change of its register settings revalidates its readings and the boundary
+registers they feed, as through the API.  A meter is deleted only through
+``metering.meters.meter_delete`` (one entered by mistake, with nothing recorded for it),
+from its page or the list's "delete selected" action alike."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.db import transaction
 from django.shortcuts import redirect
 
 from customers.admin import HistoryAdmin
@@ -121,5 +125,39 @@ class HeatMeterAdmin(HistoryAdmin):
             )
         except DomainError as exc:  # the service refused what the form allowed (readings
             # arrived meanwhile): nothing was saved; the page again with why, not a 500
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.get_full_path())
+
+    # --- deletion: only through meters.meter_delete --------------------------------------
+
+    def get_deleted_objects(self, objs, request):
+        """Django's confirmation page (one meter's or the selected ones') lists why a
+        meter is kept as protected objects, so nothing is deleted and staff see why:
+        readings have no database foreign key to the meter for the collector to find."""
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for meter in objs:
+            protected += [e.message for e in meters.meter_delete_refusals(meter=meter)]
+        return to_delete, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        meters.meter_delete(meter=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        # all or none (``changelist_view``), locked in one order
+        for meter in queryset.order_by("pk"):
+            meters.meter_delete(meter=meter, actor=request.user)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:  # Django runs it in a transaction: the refused delete's log entry goes too
+            return super().delete_view(request, object_id, extra_context)
+        except DomainError as exc:  # something was recorded for it after the page was shown
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.get_full_path())
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            with transaction.atomic():  # "delete selected": none goes if one is refused
+                return super().changelist_view(request, extra_context)
+        except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return redirect(request.get_full_path())

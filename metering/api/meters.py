@@ -150,14 +150,26 @@ class ExchangeSerializer(serializers.Serializer):
 _METER_CHANGE = extend_schema(
     description="A change goes through `metering.meters.meter_update`: the register unit "
     "is fixed once the meter has readings (422 `register_unit_fixed`; correct the maximum "
-    "and resolution in that unit), and a change of `register_unit`, `resolution`, "
+    "and resolution in that unit), a register maximum cannot be set below a register the "
+    "meter has stored, in a reading or an installation's initial or final registers "
+    "(422 `register_max_below_stored` on `register_max` / `volume_register_max`), and a "
+    "change of `register_unit`, `resolution`, "
     "`register_max`, `volume_resolution`, `volume_register_max` or `nominal_flow_m3h` "
     "revalidates the meter's readings and the boundary registers they feed from its "
     "first installation (in the background, after the answer)."
 )
 
 
-@extend_schema_view(update=_METER_CHANGE, partial_update=_METER_CHANGE)
+_METER_DELETE = extend_schema(
+    description="Deletes a meter entered by mistake, through `metering.meters.meter_delete`. "
+    "A meter with readings, installations, VEE findings, reading edits or reading "
+    "conflicts is kept: 409 `unable_to_delete_meter`, each reason itemised (`has_readings`, "
+    "`has_installations`, `has_findings`, `has_edits`, `has_reading_conflicts`). A meter "
+    "taken out of service is removed from its unit instead (`meter-installations/{id}/remove/`)."
+)
+
+
+@extend_schema_view(update=_METER_CHANGE, partial_update=_METER_CHANGE, destroy=_METER_DELETE)
 class HeatMeterViewSet(viewsets.ModelViewSet):
     queryset = models.HeatMeter.objects.all()
     serializer_class = HeatMeterSerializer
@@ -169,6 +181,9 @@ class HeatMeterViewSet(viewsets.ModelViewSet):
         serializer.instance = meters.meter_update(
             meter=serializer.instance, values=serializer.validated_data, actor=self.request.user
         )
+
+    def perform_destroy(self, instance):
+        meters.meter_delete(meter=instance, actor=self.request.user)
 
 
 class MeterInstallationViewSet(

@@ -274,7 +274,9 @@ def _refresh_boundaries(
 def vee_revalidate_meter(*, meter_id: int, start: dt.datetime, now: dt.datetime) -> int:
     """Validate the meter's readings from ``start`` to its latest again and refresh the
     boundaries they feed: after an installation, removal or exchange moved the time the
-    meter counts for a connection (readings that arrived before the paperwork)."""
+    meter counts for a connection (readings that arrived before the paperwork), or a
+    change of its register settings (``metering.meters.meter_update``: maximum,
+    resolution, unit, nominal flow) changed how VEE reads its registers."""
     last = reading_last_at(meter_id=meter_id)
     return vee_run_meter(meter_id=meter_id, start=start, end=max(start, last or start), now=now)
 

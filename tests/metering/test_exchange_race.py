@@ -21,6 +21,7 @@ from heatutility.errors import ConflictError
 from heatutility.roles import METERING_OPERATOR
 from metering import installations
 from metering.installations import (
+    InstallationAlreadyRemoved,
     InstallationChanged,
     UnableToInstallMeter,
     meter_exchange,
@@ -274,3 +275,115 @@ class TestExchangeThroughTheApi:
         )
         operation = schema["paths"][EXCHANGE]["post"]
         assert "409" in operation["responses"]
+
+
+# --- a removal racing an exchange -------------------------------------------------------
+
+EARLIER = dt.datetime(2025, 10, 15, 7, tzinfo=dt.UTC)  # the removal's time, before FIRST
+
+
+class TestMeterRemoveAfterAnExchange:
+    """A removal was started from A's open installation; an exchange of the unit commits
+    first.  The removal, earlier in time, must not move A's removal to 07:00 with its
+    own registers (B's consumption from 08:00 would then start from A's wrong final)."""
+
+    def test_a_stale_installation_is_a_conflict_and_the_exchange_stands(self):
+        a = installed_a()  # what the removal started from
+        colleague_exchanges(a)
+        history = MeterInstallation.history.filter(id=a.pk).count()
+
+        with pytest.raises(InstallationAlreadyRemoved) as caught:
+            meter_remove(
+                installation=a,
+                removed_at=EARLIER,
+                final_energy_kwh=Decimal("4250"),
+                final_volume_m3=Decimal("42.5"),
+            )
+
+        message = (
+            f"Meter Kamstrup A-1 was already removed from {a.unit} at "
+            "2025-10-15T08:00:00+00:00 (final registers 4300.000000 kWh, 43.0000 m³); "
+            "nothing was changed."
+        )
+        assert isinstance(caught.value, ConflictError)
+        assert caught.value.as_dict() == {
+            "message": message,
+            "code": "already_removed",
+            "errors": [{"code": "already_removed", "field": "removed_at", "message": message}],
+        }
+        assert the_units_installations(a.unit) == AFTER_THE_FIRST
+        assert MeterInstallation.history.filter(id=a.pk).count() == history
+
+    def test_a_second_removal_from_the_same_stale_object_is_refused(self):
+        a = installed_a()
+        meter_remove(
+            installation=MeterInstallation.objects.get(pk=a.pk),  # another user's copy
+            removed_at=FIRST,
+            final_energy_kwh=Decimal("4300"),
+            final_volume_m3=Decimal("43"),
+        )
+
+        with pytest.raises(InstallationAlreadyRemoved):
+            meter_remove(
+                installation=a,
+                removed_at=EARLIER,
+                final_energy_kwh=Decimal("4250"),
+                final_volume_m3=Decimal("42.5"),
+            )
+
+        assert the_units_installations(a.unit) == [("A-1", FIRST, Decimal("4300.000000"))]
+
+
+def exchange_commits_first(monkeypatch, a):
+    """The colleague's exchange commits after the view loaded A, before the service
+    (which the exchange itself calls too: only the view's call is preceded by it)."""
+    real = installations.meter_remove
+    started = []
+
+    def colleague_first(**values):
+        if not started:
+            started.append(True)
+            colleague_exchanges(a)
+        return real(**values)
+
+    monkeypatch.setattr(installations, "meter_remove", colleague_first)
+
+
+class TestRemoveThroughTheApiAndTheAdminAfterAnExchange:
+    def test_the_api_answers_409_and_the_exchange_stands(self, monkeypatch):
+        a = installed_a()
+        exchange_commits_first(monkeypatch, a)
+
+        response = client_for(METERING_OPERATOR).post(
+            f"/api/v1/meter-installations/{a.pk}/remove/",
+            {
+                "removed_at": "2025-10-15T07:00:00Z",
+                "final_energy_kwh": "4250",
+                "final_volume_m3": "42.5",
+            },
+            format="json",
+        )
+
+        assert response.status_code == 409, response.content
+        assert [(e["code"], e["field"]) for e in response.json()["errors"]] == [
+            ("already_removed", "removed_at")
+        ]
+        assert the_units_installations(a.unit) == AFTER_THE_FIRST
+
+    def test_the_admin_form_says_so_and_the_exchange_stands(self, operator, monkeypatch):
+        a = installed_a()
+        exchange_commits_first(monkeypatch, a)
+
+        response = operator.post(
+            f"/admin/metering/meterinstallation/{a.pk}/remove/",
+            {
+                "removed_at": "2025-10-15T07:00:00+00:00",
+                "final_energy_kwh": "4250",
+                "final_volume_m3": "42.5",
+            },
+        )
+
+        assert response.status_code == 200
+        form = response.context["form"]
+        assert form.errors["removed_at"][0].startswith("Meter Kamstrup A-1 was already removed")
+        assert the_units_installations(a.unit) == AFTER_THE_FIRST

@@ -5,7 +5,13 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from heatutility.errors import DomainError
-from metering.installations import UnableToInstallMeter, meter_exchange, meter_install, meter_remove
+from metering.installations import (
+    InstallationAlreadyRemoved,
+    UnableToInstallMeter,
+    meter_exchange,
+    meter_install,
+    meter_remove,
+)
 from metering.models import MeterInstallation
 from tests.customers.factories import BuildingInterfaceUnitFactory
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
@@ -104,13 +110,15 @@ class TestMeterExchange:
             final_volume_m3=Decimal("1"),
         )
 
-        with pytest.raises(UnableToInstallMeter, match="already removed"):
+        with pytest.raises(InstallationAlreadyRemoved, match="already removed") as caught:
             meter_remove(
                 installation=installation,
                 removed_at=T1 + dt.timedelta(days=1),
                 final_energy_kwh=Decimal("9"),
                 final_volume_m3=Decimal("1"),
             )
+
+        assert caught.value.status_code == 409
 
 
 @pytest.mark.postgres

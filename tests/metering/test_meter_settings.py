@@ -26,7 +26,7 @@ from heatutility.errors import DomainError
 from heatutility.roles import METERING_OPERATOR
 from heatutility.timeutil import local_midnight
 from metering.admin.meters import HeatMeterAdmin
-from metering.meters import UnableToChangeMeter, meter_update
+from metering.meters import UnableToChangeMeter, meter_update, meter_update_errors
 from metering.models import BoundaryRegister, HeatMeter, Reading, ReadingIssue
 from metering.services import vee_run_meter
 from tests.billing.helpers import client_for
@@ -177,13 +177,14 @@ class TestMeterUpdateRevalidates:
     def test_a_value_the_model_refuses_is_itemised_and_nothing_changes(self):
         inst = five_digits()
 
-        with pytest.raises(DomainError) as caught:
-            meter_update(meter=inst.meter, values={"register_max": Decimal("0.5")})
+        with pytest.raises(DomainError) as caught:  # a step as large as the whole register
+            meter_update(meter=inst.meter, values={"resolution": Decimal("100000")})
 
         assert [e.message for e in caught.value.errors] == [
             "The register maximum must be larger than its resolution."
         ]
-        assert HeatMeter.objects.get(pk=inst.meter_id).register_max == Decimal("99999")
+        meter = HeatMeter.objects.get(pk=inst.meter_id)
+        assert (meter.register_max, meter.resolution) == (Decimal("99999"), Decimal("1"))
         assert_five_digits(inst)
 
 
@@ -385,3 +386,151 @@ class TestMeterApi:
         ]
         meter = HeatMeter.objects.get(pk=inst.meter_id)
         assert (meter.register_unit, meter.register_max) == ("kWh", Decimal("99999"))
+
+
+# --- a maximum below the registers stored ------------------------------------------------
+
+
+def below_stored(caught):
+    return [(e.code, e.field, e.message) for e in caught.value.errors]
+
+
+class TestMaximumBelowTheStoredRegisters:
+    """A maximum typed a digit short (9,999 for 99,999) would turn the rollover on
+    20 October into a decrease and stop finding rollovers: refused, nothing changes."""
+
+    def test_an_energy_maximum_below_the_highest_reading_is_refused_on_its_field(self):
+        inst = five_digits()  # its highest reading: 99,900 kWh on 10 October
+
+        with pytest.raises(UnableToChangeMeter) as caught:
+            change(inst.meter, register_max=Decimal("9999"))
+
+        assert below_stored(caught) == [
+            (
+                "register_max_below_stored",
+                "register_max",
+                f"The energy register maximum 9999 kWh is below 99900 kWh, a stored reading "
+                f"of meter {inst.meter}: the register reaches at least that (is a digit "
+                "missing?).",
+            )
+        ]
+        assert HeatMeter.objects.get(pk=inst.meter_id).register_max == Decimal("99999")
+        assert_five_digits(inst)
+
+    def test_the_readings_kwh_are_compared_in_the_register_unit(self):
+        # 99,900 kWh = 99.9 MWh; the maximum is typed in MWh
+        inst = read_across_the_fall(register_unit="MWh", register_max=Decimal("99.999"))
+
+        with pytest.raises(UnableToChangeMeter) as caught:
+            change(inst.meter, register_max=Decimal("99.8"))
+        change(inst.meter, register_max=Decimal("99.9"))  # the register at its maximum
+
+        assert [e.message.split(",")[0] for e in caught.value.errors] == [
+            "The energy register maximum 99.8 MWh is below 99.9 MWh"
+        ]
+        assert HeatMeter.objects.get(pk=inst.meter_id).register_max == Decimal("99.9")
+
+    def test_a_reading_at_a_gj_maximum_is_not_refused_for_the_conversions_last_digit(self):
+        # 100.01 GJ is 27,780.5555… kWh, stored rounded up to 27,780.555556 kWh: back in
+        # GJ that is 100.0100000016, which must still count as 100.01
+        meter = HeatMeterFactory(register_unit="GJ", register_max=Decimal("99999.99"))
+        add_readings(meter, [(at(OCT), "27780.555556", "5")])
+
+        with pytest.raises(UnableToChangeMeter) as caught:
+            meter_update(meter=meter, values={"register_max": Decimal("100.00")})
+        meter = meter_update(meter=meter, values={"register_max": Decimal("100.01")})
+
+        assert "below 100.01 GJ, a stored reading" in caught.value.errors[0].message
+        assert meter.register_max == Decimal("100.01")
+
+    def test_a_volume_maximum_below_the_highest_reading_is_refused_on_its_field(self):
+        inst = five_digits()  # its highest volume: 1,015 m³ on 1 November
+
+        with pytest.raises(UnableToChangeMeter) as caught:
+            change(inst.meter, volume_register_max=Decimal("999.99"), model="603")
+
+        assert [(e.code, e.field) for e in caught.value.errors] == [
+            ("register_max_below_stored", "volume_register_max")
+        ]
+        assert "999.99 m³ is below 1015 m³, a stored reading" in caught.value.errors[0].message
+        meter = HeatMeter.objects.get(pk=inst.meter_id)
+        assert (meter.volume_register_max, meter.model) == (Decimal("99999999"), "MULTICAL 603")
+
+    def test_the_installations_initial_and_final_registers_count_too(self):
+        installed = MeterInstallationFactory(
+            installed_at=INSTALLED, initial_energy_kwh=Decimal("95000")
+        )
+        removed = MeterInstallationFactory(
+            installed_at=INSTALLED,
+            removed_at=at(OCT),
+            final_energy_kwh=Decimal("120000"),
+            final_volume_m3=Decimal("1200"),
+        )
+
+        with pytest.raises(UnableToChangeMeter) as initial:
+            change(installed.meter, register_max=Decimal("9999"))
+        with pytest.raises(UnableToChangeMeter) as final:
+            change(removed.meter, register_max=Decimal("99999"), volume_register_max=Decimal("999"))
+
+        assert "below 95000 kWh, an installation's initial register" in (
+            initial.value.errors[0].message
+        )
+        assert [
+            (e.field, e.message.split(", ")[1].split(" of ")[0]) for e in final.value.errors
+        ] == [
+            ("register_max", "an installation's final register"),
+            ("volume_register_max", "an installation's final register"),
+        ]
+
+    def test_one_query_finds_the_highest_registers_and_only_for_a_new_maximum(
+        self, django_assert_num_queries
+    ):
+        inst = five_digits()
+        # a maximum stored too low before the rule: other changes still save
+        HeatMeter.objects.filter(pk=inst.meter_id).update(register_max=Decimal("9999"))
+        meter = HeatMeter.objects.get(pk=inst.meter_id)
+
+        with django_assert_num_queries(1):
+            errors = meter_update_errors(
+                meter=meter,
+                values={"register_max": Decimal("9998"), "volume_register_max": Decimal("999")},
+            )
+        with django_assert_num_queries(0):
+            unchanged = meter_update_errors(
+                meter=meter, values={"register_max": Decimal("9999"), "model": "603"}
+            )
+
+        assert [e.field for e in errors] == ["register_max", "volume_register_max"]
+        assert unchanged == []
+
+
+class TestMaximumBelowTheStoredRegistersInTheAdminAndTheApi:
+    def test_the_admin_shows_it_on_the_field_and_saves_nothing(self, operator):
+        inst = five_digits()
+
+        response = operator.post(
+            change_url(inst.meter), meter_form(inst.meter, with_unit=False, register_max="9999")
+        )
+
+        assert response.status_code == 200
+        errors = response.context["adminform"].form.errors
+        assert list(errors) == ["register_max"]
+        assert errors["register_max"][0].startswith(
+            "The energy register maximum 9999 kWh is below 99900 kWh"
+        )
+        assert HeatMeter.objects.get(pk=inst.meter_id).register_max == Decimal("99999")
+
+    def test_the_api_answers_422_on_the_field(self):
+        inst = five_digits()
+
+        response = client_for(METERING_OPERATOR).patch(
+            f"/api/v1/meters/{inst.meter_id}/", {"volume_register_max": "999"}, format="json"
+        )
+
+        assert response.status_code == 422, response.content
+        body = response.json()
+        assert body["code"] == "unable_to_change_meter"
+        assert [(e["code"], e["field"]) for e in body["errors"]] == [
+            ("register_max_below_stored", "volume_register_max")
+        ]
+        assert HeatMeter.objects.get(pk=inst.meter_id).volume_register_max == Decimal("99999999")
