@@ -9,8 +9,11 @@ Segments.  An account's period is cut into segments: one per contract interval
 (move-in/move-out clip the period, DOMAIN.md §7) and, inside it, one per tariff version
 in force (``tariff_slices_for_connections``).  Energy and volume of a contract interval
 are register differences between its bounds.  When a tariff version changes inside
-it and no register exists at the change date, the interval's energy and volume are
-split by days (the last slice takes the remainder, so slices add up exactly).
+it, a register at the change date measures each side; without one, the interval's
+energy and volume are split by days.  The slices' MWh are rounded cumulatively from the
+interval's start, so they add up to the interval's rounded register difference exactly.
+Block prices rate the trailing year (register at the interval's end less one a year
+earlier): that register is recorded on the bill like the bounds.
 
 Rounding (one rule): each line amount is rounded half up to the currency's minor unit
 by ``rate``; VAT is computed per VAT rate on the sum of that rate's lines and rounded
@@ -283,6 +286,12 @@ _DETERMINANT_FIELDS = (
 )
 
 
+def prices_by_blocks(spec: Any) -> bool:
+    """A tariff version (``TariffSpec``) with energy priced in annual blocks: its bills
+    rate the trailing year (``Determinants.annual_energy_mwh``) and record its register."""
+    return any(getattr(c, "blocks", None) for c in spec.components)
+
+
 def _interval_order(interval: ContractInterval) -> tuple:
     return interval.connection_id, interval.start
 
@@ -390,10 +399,17 @@ def bill_compute(
                 code="no_tariff",
             )
         if len(conn_slices) == 1:
-            consumption = ((energy_kwh, volume),)
+            consumption = ((_energy(energy_kwh / KWH_PER_MWH), volume),)
         else:
             consumption = _slices_consumption(cid, conn_slices, first, last, get, use)
-        for (s, e, spec), (seg_energy, seg_volume) in zip(conn_slices, consumption, strict=True):
+        # block prices rate the trailing year: its first register is one the bill used
+        blocks = [prices_by_blocks(spec) for _s, _e, spec in conn_slices]
+        annual_from = one_year_earlier(i_end) if True in blocks else None
+        if annual_from is not None and annual_mwh is not None:
+            use(cid, annual_from)
+        for (s, e, spec), (seg_energy, seg_volume), by_blocks in zip(
+            conn_slices, consumption, blocks, strict=True
+        ):
             # the contracted kW and heated m² inside the slice: a change reprices only the
             # charges on its basis, piece by piece; energy and the rest are priced over
             # the whole slice
@@ -411,7 +427,7 @@ def bill_compute(
                 segment,
                 s,
                 e,
-                energy_kwh=seg_energy,
+                energy_mwh=seg_energy,
                 volume=seg_volume,
                 temps=(return_temp, flow_temp),
                 annual_mwh=annual_mwh,
@@ -439,6 +455,11 @@ def bill_compute(
                 segment_out["contracted_kw_from"] = [[_iso(a), str(kw)] for a, _b, kw in kw_pieces]
             if len(m2_pieces) > 1:
                 segment_out["heated_area_m2_from"] = [[_iso(a), str(m2)] for a, _b, m2 in m2_pieces]
+            if by_blocks:
+                # the trailing year that split the energy into blocks (None: no register a
+                # year earlier, the block limits were scaled to the segment)
+                segment_out["annual_energy_mwh"] = None if annual_mwh is None else str(annual_mwh)
+                segment_out["annual_from"] = _iso(annual_from)
             determinants_out.append(segment_out)
             if version_id not in version_ids:
                 version_ids.append(version_id)
@@ -623,15 +644,21 @@ def _slices_consumption(
     get: Callable[[tuple[int, dt.date]], Register | None],
     use: Callable[[int, dt.date], Register],
 ) -> list[tuple[Decimal, Decimal]]:
-    """Energy (kWh) and volume (m³) of each tariff slice of one contract interval.
+    """Energy (MWh) and volume (m³) of each tariff slice of one contract interval.
 
     The registers at the slices' boundaries, where there are any, cut the interval into
-    measured stretches; each stretch's consumption is shared among its slices by days,
-    the stretch's last slice taking what is left, so the slices add up to exactly what
-    the registers measured and every kWh is billed once, at the price of its slice.
+    measured stretches; each stretch's consumption is shared among its slices by days.
+    Each slice's MWh is the interval's consumption from its start to the slice's end
+    (measured at a register, or the stretch's share by days), rounded half up to 6
+    decimals, less the same at the slice's start: the slices add up to the interval's
+    rounded register difference exactly (what the bill's comparison says), none is off
+    its exact share by a millionth MWh or more, and none is negative.  Rounding each
+    slice on its own missed the interval's MWh by up to a millionth per slice.  Volume
+    is shared by days to 4 decimals, the stretch's last slice taking what is left, so
+    the slices add up to exactly what the registers measured.
     """
     out: list[tuple[Decimal, Decimal]] = []
-    start, stretch = first, []
+    start, stretch, below = first, [], ZERO
     for index, (s, e, _spec) in enumerate(slices):
         stretch.append((e - s).days)
         end = last if index == len(slices) - 1 else get((cid, e))
@@ -640,15 +667,18 @@ def _slices_consumption(
         if end is not last:
             use(cid, e)
         energy, volume = _consumption(cid, start, end, f"before {e.isoformat()}")
-        days, energy_left, volume_left = sum(stretch), energy, volume
+        before = start.energy_kwh - first.energy_kwh  # the interval's kWh up to the stretch
+        days, done, volume_left = sum(stretch), 0, volume
         for slice_days in stretch[:-1]:
-            share = Decimal(slice_days) / Decimal(days)
-            part_energy, part_volume = _energy(energy * share), (volume * share).quantize(_M4)
-            out.append((part_energy, part_volume))
-            energy_left -= part_energy
+            done += slice_days
+            upto = _energy((before + energy * done / days) / KWH_PER_MWH)
+            part_volume = (volume * (Decimal(slice_days) / Decimal(days))).quantize(_M4)
+            out.append((upto - below, part_volume))
+            below = upto
             volume_left -= part_volume
-        out.append((energy_left, volume_left))
-        start, stretch = end, []
+        upto = _energy((end.energy_kwh - first.energy_kwh) / KWH_PER_MWH)
+        out.append((upto - below, volume_left))
+        start, stretch, below = end, [], upto
     return out
 
 
@@ -714,20 +744,21 @@ def segment_determinants(
     start: dt.date,
     end: dt.date,
     *,
-    energy_kwh: Decimal,
+    energy_mwh: Decimal,
     volume: Decimal,
     temps: tuple[Decimal | None, Decimal | None],
     annual_mwh: Decimal | None,
     by_month: tuple[tuple[dt.date, Decimal], ...] | None = None,
 ):
     """Rating's determinants for one segment ``[start, end)`` of a contract interval
-    (energy in MWh to 6 places; temperatures: return, flow; MWh by month where the
-    segment spans months and every month start has a register)."""
+    (energy in MWh to 6 places, the segment's share of the interval's rounded MWh;
+    temperatures: return, flow; MWh by month where the segment spans months and every
+    month start has a register)."""
     return _new_determinants(
         determinants_type,
         period_start=start,
         period_end=end,
-        energy_mwh=_energy(energy_kwh / KWH_PER_MWH),
+        energy_mwh=energy_mwh,
         volume_m3=volume,
         return_temp_c=temps[0],
         flow_temp_c=temps[1],

@@ -7,7 +7,8 @@ it prices an account whose bill has the common shape (one contract over the whol
 period, one tariff version for all of it, both bound registers present) and writes its
 rows straight away, without the draft's dictionaries and objects in between, using the
 same pieces as :func:`~billing.calc.bill_compute` (``interval_values``, ``rate``,
-``totals``, ``hold_reasons``).  Any other account goes through ``bill_compute`` and
+``totals``, ``hold_reasons``; for block prices the trailing year's register and energy
+recorded alike).  Any other account goes through ``bill_compute`` and
 :func:`render_draft`.  Both give the same rows (``tests/billing/test_render.py``
 compares them on every shape of account).
 """
@@ -33,6 +34,8 @@ from billing.calc import (
     hold_reasons,
     interval_values,
     month_starts_inside,
+    one_year_earlier,
+    prices_by_blocks,
     segment_determinants,
     totals,
 )
@@ -88,13 +91,21 @@ class Caches:
     """Texts shared by the bills of one write: escaped line texts, JSON strings, the
     rows of lines that rating hands out to many bills (kept with their line objects)."""
 
-    __slots__ = ("heads", "json", "priced", "units")
+    __slots__ = ("blocks", "heads", "json", "priced", "units")
 
     def __init__(self) -> None:
         self.heads: dict[tuple, str] = {}
         self.units: dict[str, str] = {}
         self.json: dict[str, str] = {}
         self.priced: dict[int, tuple[Any, str]] = {}
+        self.blocks: dict[int, tuple[Any, bool]] = {}
+
+    def prices_by_blocks(self, spec) -> bool:
+        """``billing.calc.prices_by_blocks`` once per tariff version (kept with it)."""
+        entry = self.blocks.get(id(spec))
+        if entry is None or entry[0] is not spec:
+            entry = self.blocks[id(spec)] = (spec, prices_by_blocks(spec))
+        return entry[1]
 
     def head(self, line, description: str) -> str:
         key = (line.component, line.kind, description)
@@ -207,17 +218,17 @@ def bill_render(
         )
     except BillingError:
         return None
+    energy_mwh = _energy(energy_kwh / KWH_PER_MWH)
     det = segment_determinants(
         determinants_type,
         interval,
         period_start,
         period_end,
-        energy_kwh=energy_kwh,
+        energy_mwh=energy_mwh,
         volume=volume,
         temps=(return_temp, flow_temp),
         annual_mwh=annual_mwh,
     )
-    energy_mwh = det.energy_mwh
     # rate rounds each amount to the minor unit of the tariff's currency, which is the
     # bill's: bill_compute's second rounding changes nothing here
     priced = rate(determinants=det, tariff=spec)
@@ -239,12 +250,18 @@ def bill_render(
             if len(known) < 64:  # the few lines rating shares between bills come first
                 known[id(line)] = entry
         lines.append(f"{cid}\t{entry[1]}")
+    # block prices: the trailing year's first register is used and recorded (bill_compute)
+    annual = trailing = None
+    if cache.prices_by_blocks(spec):
+        annual_from = one_year_earlier(period_end)
+        annual = f',"annual_energy_mwh":{_opt(annual_mwh)},"annual_from":"{_iso(annual_from)}"'
+        trailing = get((cid, annual_from))
     segment = (
         f'{{"connection_id":{cid},"period_start":"{ps}","period_end":"{pe}",'
         f'"tariff_version_id":{version_id},"energy_mwh":"{energy_mwh}","volume_m3":"{volume}",'
         f'"return_temp_c":{_opt(return_temp)},"flow_temp_c":{_opt(flow_temp)},'
         f'"contracted_kw":"{interval.contracted_kw}","heated_area_m2":"{interval.heated_area_m2}",'
-        f'"days":{days}}}'
+        f'"days":{days}{annual or ""}}}'
     )
     vat_json = ",".join(
         f'{{"rate":"{row["rate"]}","base":"{row["base"]}","vat":"{row["vat"]}"}}'
@@ -255,6 +272,10 @@ def bill_render(
         f"[{_reading_json(first, cid, period_start, cache)},"
         f"{_reading_json(last, cid, period_end, cache)}]"
     )
+    if trailing is not None and trailing.id != first.id and trailing.id != last.id:
+        # a year before the period: the first in (connection, date) order
+        readings = f"[{_reading_json(trailing, cid, annual_from, cache)},{readings[1:]}"
+        estimated = estimated or trailing.status == "estimated"
     return Rendered(
         account_id,
         bool(holds),

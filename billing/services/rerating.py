@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.calc import BillDraft, BillingError
@@ -290,33 +290,44 @@ def invoice_rebill(*, invoice: Invoice, now: dt.datetime) -> Invoice:
         return _correction_write(invoice=invoice, draft=invoice_recompute(invoice=invoice), now=now)
 
 
+# from a day to the day a year later (365 or 366 days: billing.calc.one_year_earlier)
+A_YEAR_ON = (dt.timedelta(days=365), dt.timedelta(days=366))
+
+
 def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:
     """Current invoices whose bill used a register value at one of ``pairs``, or split a
     connection's consumption by days at one of them (a tariff change inside the period
-    with no register then: a register arriving later measures that split)."""
+    with no register then: a register arriving later measures that split), or rated a
+    block price over the trailing year from one of them (the register a year before a
+    contract interval's end: recorded in ``readings`` when there was one, and the day in
+    the segment's ``annual_from`` either way).
+
+    The candidates are found by their period (the registers' days, and the same a year
+    on for the trailing year), then checked against what each recorded."""
     pairs = set(pairs)
     if not pairs:
         return []
-    days = [d for _, d in pairs]
-    by_connection: dict[int, set[dt.date]] = defaultdict(set)
-    for cid, day in pairs:
-        by_connection[cid].add(day)
+    first, last = min(d for _, d in pairs), max(d for _, d in pairs)
+    wanted = {(cid, day.isoformat()) for cid, day in pairs}  # as the invoices record them
+    # a register on day d is a trailing year's first for an interval ending 365 or 366
+    # days later (one_year_earlier), inside (period_start, period_end]
     candidates = (
         current_invoices()
-        .filter(period_start__lte=max(days), period_end__gte=min(days))
+        .filter(
+            Q(period_start__lte=last, period_end__gte=first)
+            | Q(period_start__lte=last + A_YEAR_ON[1], period_end__gte=first + A_YEAR_ON[0])
+        )
         .only("id", "readings", "determinants", "period_start", "period_end")
     )
     hits = []
     for invoice in candidates.iterator(chunk_size=2000):
         used = [(r["connection_id"], r["on"]) for r in invoice.readings]
-        splits = [
-            (segment["connection_id"], segment["period_start"])
-            for segment in invoice.determinants.get("segments", ())
-            if segment.get("period_start", "") > invoice.period_start.isoformat()
-        ]
-        if any(
-            dt.date.fromisoformat(day) in by_connection.get(cid, ()) for cid, day in used + splits
-        ):
+        for segment in invoice.determinants.get("segments", ()):
+            if segment.get("period_start", "") > invoice.period_start.isoformat():
+                used.append((segment["connection_id"], segment["period_start"]))
+            if segment.get("annual_from"):
+                used.append((segment["connection_id"], segment["annual_from"]))
+        if not wanted.isdisjoint(used):
             hits.append(invoice)
     return hits
 
@@ -392,7 +403,6 @@ def invoices_rerate_for_tariff_versions(
     credited, so never twice).
     """
     from django.db import connection
-    from django.db.models import Q
 
     from tariffs.models import TariffVersion
 

@@ -286,6 +286,76 @@ class TestRunWritesCommonBillsAsRows:
                 (d.component, d.explanation, d.quantity, d.amount) for d in draft.lines
             ]
 
+    @pytest.mark.parametrize("shape", ["blocks", "tariff_change"])
+    def test_block_prices_and_a_tariff_change_match_a_recomputation(self, shape):
+        """Block prices take the direct path and record the trailing year's register and
+        MWh as bill_compute does; a tariff version changing on the 16th falls back to
+        bill_compute, its slices adding up to the comparison's MWh (1,000.0005 kWh a
+        month: 1.000001 MWh, not 0.500000 twice)."""
+        from unittest import mock
+
+        from billing.services import render
+        from billing.services.compute import drafts_compute
+        from tests.billing.factories import contract_with_connection, register, tariff_version
+        from tests.customers.factories import NetworkFactory
+
+        network = NetworkFactory()
+        mid = dt.date(2026, 11, 16)
+        if shape == "blocks":
+            blocks = [{"upto": "5", "price": "600.00"}, {"price": "300.00"}]
+            energy = {"type": "energy", "code": "energy", "description": "Energy"}
+            tariff_version(network=network, components=[{**energy, "blocks": blocks}])
+        else:
+            tariff_version(network=network, valid_to=mid)
+            tariff_version(network=network, valid_from=mid)
+        contracts = []
+        for n in range(3):
+            contract = contract_with_connection(network=network)
+            value, day = Decimal(10000 * (n + 1)), dt.date(2025, 1, 1)
+            while day <= dt.date(2026, 12, 1):
+                register(contract.connection, day, value)
+                value += Decimal("1000.0005")
+                day = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+            contracts.append(contract)
+        with (
+            mock.patch.object(render, "bill_render", wraps=render.bill_render) as direct,
+            mock.patch.object(render, "bill_compute", wraps=render.bill_compute) as fallback,
+        ):
+            run = bill_month(network, issue=False)
+
+        assert (run.done, run.failed) == (3, 0)
+        expected_paths = (3, 0) if shape == "blocks" else (0, 3)
+        assert (direct.call_count, fallback.call_count) == expected_paths
+        drafts, failures = drafts_compute(
+            currency=network.currency,
+            account_ids=[c.account_id for c in contracts],
+            period_start=NOV,
+            period_end=dt.date(2026, 12, 1),
+        )
+        assert failures == {}
+        for draft in drafts:
+            invoice = Invoice.objects.get(account_id=draft.account_id)
+            assert (invoice.net, invoice.vat, invoice.gross) == (draft.net, draft.vat, draft.gross)
+            assert invoice.has_estimated_reads == draft.has_estimated_reads
+            assert invoice.readings == draft.readings
+            assert invoice.determinants == {
+                "segments": draft.determinants,
+                "vat": draft.vat_breakdown,
+            }
+            assert invoice.comparison == draft.comparison
+            lines = list(invoice.lines.order_by("position"))
+            assert [(ln.component, ln.explanation, ln.quantity, ln.amount) for ln in lines] == [
+                (d.component, d.explanation, d.quantity, d.amount) for d in draft.lines
+            ]
+            segments = invoice.determinants["segments"]
+            assert invoice.comparison["energy_mwh"] == "1.000001"
+            if shape == "blocks":  # 12 months of 1,000.0005 kWh: 12.000006 MWh
+                days = [r["on"] for r in invoice.readings]
+                assert days == ["2025-12-01", "2026-11-01", "2026-12-01"]
+                assert segments[0]["annual_energy_mwh"] == "12.000006"
+            else:
+                assert [s["energy_mwh"] for s in segments] == ["0.500000", "0.500001"]
+
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)

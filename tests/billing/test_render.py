@@ -205,3 +205,86 @@ def test_implausible_temperatures_hold_the_bill_on_both_paths(flow, ret, reason)
     assert rows.held is (reason is not None)
     if reason:
         assert reason in rows.hold
+
+
+def _segments(rows):
+    """The segments a row's determinants record (``rest``: … readings, determinants …)."""
+    import json
+
+    columns = rows.rest.split("\t")
+    return json.loads(columns[4].replace("\\\\", "\\"))["segments"]
+
+
+def _readings(rows):
+    import json
+
+    return json.loads(rows.rest.split("\t")[3].replace("\\\\", "\\"))
+
+
+@pytest.mark.parametrize("trailing", [True, False])
+def test_block_prices_record_the_trailing_year_on_both_paths(trailing):
+    """A block-priced bill uses the register a year before the period's end: the direct
+    path records it with the readings and the trailing year's MWh in the segment, as
+    bill_compute does; without a register then, the segment says so (null)."""
+    s = spec("waldkraiburg-2025")
+    regs = _registers(ly=trailing)
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    assert rows is not None  # the direct path took it
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
+                       currency=s.currency)
+    assert [rows] == fallback
+    [segment] = _segments(rows)
+    assert segment["annual_from"] == "2025-12-01"
+    if trailing:  # 12,191.09 − 3,500.50 kWh: 8.690590 MWh in the trailing year
+        assert segment["annual_energy_mwh"] == "8.690590"
+        assert [r["on"] for r in _readings(rows)] == ["2025-12-01", "2026-11-01", "2026-12-01"]
+    else:
+        assert segment["annual_energy_mwh"] is None
+        assert [r["on"] for r in _readings(rows)] == ["2026-11-01", "2026-12-01"]
+
+
+def test_an_estimated_trailing_register_marks_the_bill_estimated_on_both_paths():
+    s = spec("waldkraiburg-2025")
+    regs = _registers()
+    regs[(11, DEC_LY)] = register(4, "3500.500000", "560.0000", status="estimated",
+                                  method="interpolated")
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
+                       currency=s.currency)
+    assert [rows] == fallback
+    assert rows.rest.startswith("\tt\t")  # has_estimated_reads
+
+
+def test_tariffs_without_blocks_record_no_trailing_year():
+    s = spec("hofor-2024")
+    rows = direct(interval=_interval(), tariff=s, registers=_registers(), currency=s.currency)
+    assert "annual_energy_mwh" not in _segments(rows)[0]
+    assert [r["on"] for r in _readings(rows)] == ["2026-11-01", "2026-12-01"]
+
+
+@pytest.mark.parametrize("key", ["hofor-2024", "waldkraiburg-2025"])
+@pytest.mark.parametrize("measured", [False, True])
+def test_a_tariff_change_inside_the_period_bills_the_interval_rounded_once(key, measured):
+    """A tariff version changing on the 16th: the bill falls back to bill_compute (the
+    same rows either way), and the slices' MWh add up to the register difference rounded
+    once, the MWh the comparison shows: 1,000.0005 kWh shared by days is 1.000001 MWh, not
+    0.500000 + 0.500000; 1,000.001 kWh measured 500.0005 + 500.0005 on the 16th is
+    1.000001 MWh too, not 0.500001 + 0.500001 (each side rounded on its own)."""
+    mid = dt.date(2026, 11, 16)
+    old, new = spec(key), spec(key, version_id=8)
+    regs = _registers(start="10000.000000", end="11000.001000" if measured else "11000.000500")
+    if measured:
+        regs[(11, mid)] = register(5, "10500.000500", "1028.8301")
+    slices = {11: [(NOV, mid, old), (mid, DEC, new)]}
+    rendered, fallback = both(intervals=[_interval()], slices=slices, registers=regs,
+                              currency=old.currency)
+    assert rendered == fallback
+    [rows] = rendered
+    segments = _segments(rows)
+    expected = ["0.500000", "0.500001"] if not measured else ["0.500001", "0.500000"]
+    assert [seg["energy_mwh"] for seg in segments] == expected
+    assert '"energy_mwh":"1.000001"' in rows.rest  # the comparison
+    if key == "waldkraiburg-2025":  # both slices: the interval's trailing year, recorded once
+        # 11,000.0005 − 3,500.5 kWh = 7.4995005 MWh, half up (7.499501 measured)
+        assert {seg["annual_energy_mwh"] for seg in segments} == {"7.499501"}
+        assert [r["on"] for r in _readings(rows)].count("2025-12-01") == 1

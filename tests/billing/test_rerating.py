@@ -188,6 +188,63 @@ def test_a_late_register_at_a_tariff_change_inside_the_period_rerates_the_split(
     assert (correction.net, correction.gross) == (Decimal("2746.26"), Decimal("3432.83"))
 
 
+BLOCKS = [
+    {
+        "type": "energy",
+        "code": "energy",
+        "description": "Energy",
+        "blocks": [{"upto": "20", "price": "600.00"}, {"price": "300.00"}],
+    }
+]
+
+
+@pytest.mark.django_db
+class TestTrailingYearRerating:
+    """Block prices rate the trailing year (docs/billing.md): a register a year before
+    the period changes a block-priced bill, and only such a bill."""
+
+    def _bill(self, components):
+        from metering.models import BoundaryRegister
+        from tests.billing.factories import contract_with_connection, tariff_version
+        from tests.customers.factories import NetworkFactory
+
+        network = NetworkFactory()
+        tariff_version(network=network, components=components)
+        contract = contract_with_connection(network=network)
+        register(contract.connection, dt.date(2026, 11, 1), Decimal("26000"))
+        register(contract.connection, dt.date(2026, 12, 1), Decimal("28000"))
+        bill_month(network)
+        # the bill's registers were seen by an earlier look (not within its overlap)
+        BoundaryRegister.objects.update(updated_at=timezone.now() - dt.timedelta(days=1))
+        assert invoices_rerate_changed(now=timezone.now()) == []
+        return contract, invoice_of(contract, kind="invoice")
+
+    def test_a_register_a_year_earlier_arriving_later_rerates_a_block_priced_bill(self):
+        contract, original = self._bill(BLOCKS)
+        # no register a year earlier: the limits scaled to the month, 20/12 MWh at 600.00
+        # (1,000.00) and the other 0.333333 MWh at 300.00 (100.00)
+        assert original.net == Decimal("1100.00")
+        assert original.determinants["segments"][0]["annual_energy_mwh"] is None
+        register(contract.connection, dt.date(2025, 12, 1), Decimal("10000"))
+
+        [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+        # 18 MWh in the trailing year: all of November's 2 MWh in the first block
+        assert credit.original_id == original.pk
+        assert correction.net == Decimal("1200.00")
+        assert correction.determinants["segments"][0]["annual_energy_mwh"] == "18.000000"
+        assert "2025-12-01" in {r["on"] for r in correction.readings}
+
+    def test_a_register_a_year_earlier_leaves_a_bill_without_blocks_alone(self):
+        from tests.billing.factories import COMPONENTS
+
+        contract, original = self._bill(COMPONENTS)
+        register(contract.connection, dt.date(2025, 12, 1), Decimal("10000"))
+
+        assert invoices_rerate_changed(now=timezone.now()) == []
+        assert [r["on"] for r in original.readings] == ["2026-11-01", "2026-12-01"]
+
+
 @pytest.mark.django_db
 class TestRebill:
     def test_a_period_credited_by_hand_is_billed_again_once_as_the_data_stands(self):
