@@ -88,27 +88,44 @@ def meter_install(
         return installation
 
 
+def _last_read(
+    installation: MeterInstallation, removed_at: dt.datetime, register: str
+) -> Decimal | None:
+    """``register`` of the last usable read while installed (up to ``removed_at``) that
+    has one, or None: the value a removal's final register is checked against."""
+    from metering.models import Reading
+    from metering.vee.estimation import USABLE
+
+    return (
+        Reading.objects.filter(
+            meter=installation.meter,
+            status__in=USABLE,
+            read_at__gte=installation.installed_at,
+            read_at__lte=removed_at,
+            **{f"{register}__isnull": False},
+        )
+        .order_by("-read_at")
+        .values_list(register, flat=True)
+        .first()
+    )
+
+
 def _rolled_over(
     installation: MeterInstallation, removed_at: dt.datetime, register: str, final: Decimal
 ) -> bool:
     """Did the meter's ``register`` (``energy_kwh`` or ``volume_m3``) roll over while it
     was installed: VEE found a rollover, or the final register is the bottom of the range
     after a last read at its top (the rollover came after the last read)?"""
-    from metering.models import Reading, ReadingIssue
-    from metering.vee.estimation import USABLE
+    from metering.models import ReadingIssue
     from metering.vee.rules import is_rollover
 
     meter = installation.meter
-    during = {"read_at__gte": installation.installed_at, "read_at__lte": removed_at}
     code = "rollover" if register == "energy_kwh" else "volume_rollover"
-    if ReadingIssue.objects.filter(meter=meter, code=code, **during).exists():
+    if ReadingIssue.objects.filter(
+        meter=meter, code=code, read_at__gte=installation.installed_at, read_at__lte=removed_at
+    ).exists():
         return True
-    last = (
-        Reading.objects.filter(meter=meter, status__in=USABLE, **during)
-        .order_by("-read_at")
-        .values_list(register, flat=True)
-        .first()
-    )
+    last = _last_read(installation, removed_at, register)
     maximum = meter.register_max_kwh if register == "energy_kwh" else meter.volume_register_max
     return last is not None and final < last and is_rollover(last, final, maximum)
 
@@ -123,22 +140,10 @@ def _below_last_read(
     old previous read); one below the last read would make the consumption between that
     read and the exchange negative, whatever the initial register was.
     """
-    from metering.models import Reading
-    from metering.vee.estimation import USABLE
     from metering.vee.rules import is_rollover
 
     meter = installation.meter
-    last = (
-        Reading.objects.filter(
-            meter=meter,
-            status__in=USABLE,
-            read_at__gte=installation.installed_at,
-            read_at__lte=removed_at,
-        )
-        .order_by("-read_at")
-        .values_list(register, flat=True)
-        .first()
-    )
+    last = _last_read(installation, removed_at, register)
     maximum = meter.register_max_kwh if register == "energy_kwh" else meter.volume_register_max
     if last is not None and final < last and not is_rollover(last, final, maximum):
         return last
@@ -152,21 +157,7 @@ def _temperature_below(
     read while installed that has one (else the initial register, where recorded) when
     ``final`` lies below it (else None).  These registers have no rollover correction: a
     final register below them would make the water before the removal negative."""
-    from metering.models import Reading
-    from metering.vee.estimation import USABLE
-
-    last = (
-        Reading.objects.filter(
-            meter=installation.meter,
-            status__in=USABLE,
-            read_at__gte=installation.installed_at,
-            read_at__lte=removed_at,
-            **{f"{register}__isnull": False},
-        )
-        .order_by("-read_at")
-        .values_list(register, flat=True)
-        .first()
-    )
+    last = _last_read(installation, removed_at, register)
     if last is None:
         last = getattr(installation, f"initial_{register}")
     return last if last is not None and final < last else None
