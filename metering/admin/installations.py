@@ -6,10 +6,20 @@ unless the register rolled over, the optional m³·°C registers) and queue the
 revalidation that refreshes the boundary registers billing reads; an edit of the rows
 themselves would skip both.  The forms here collect the values, make one service call
 and show its itemised errors.
+
+Staff read the energy register off the meter's display, in the meter's register unit
+(Wh, kWh, MWh or GJ), and type it in that unit; the forms convert it to the kWh the
+services and the database keep (:func:`energy_to_kwh`).  Each energy register is posted
+with the unit it was typed in, and a unit other than the meter's is refused, never
+converted: a value read in the wrong unit, or typed for another meter, or in a form
+opened before the meter's unit changed, cannot be stored scaled by 1,000 or 277.78.
+The fields keep the services' names (``initial_energy_kwh`` …): their cleaned value is
+the kWh.  Volume (m³) and temperature (m³·°C) registers are taken as they are.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django import forms
@@ -25,6 +35,7 @@ from django.utils import timezone
 from customers.admin import HistoryAdmin
 from customers.models import BuildingInterfaceUnit
 from heatutility.errors import DomainError
+from heatutility.money import quantize_energy
 from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
 from metering import installations, models
 
@@ -59,10 +70,177 @@ class MomentField(forms.DateTimeField):
         return timezone.localtime(moment)
 
 
+# --- Energy registers: typed in the meter's register unit, kept in kWh -----------------
+
+KWH = models.EnergyUnit.KWH
+_STORED = models.MeterInstallation._meta.get_field("initial_energy_kwh")
+# the largest energy register the column holds, exclusive: 14 integer digits of kWh
+KWH_LIMIT = Decimal(10) ** (_STORED.max_digits - _STORED.decimal_places)
+
+
+def energy_to_kwh(value: Decimal, unit: str) -> Decimal:
+    """A register read in ``unit``, in kWh: times ``KWH_PER_UNIT`` (1 GJ = 1000/3.6 kWh),
+    rounded half up to the 6 decimals stored (``quantize_energy``), as ingestion converts
+    a reading delivered in ``energy_unit`` (``metering.ingest.store``): the same register
+    typed here and delivered by the vendor is the same kWh.  Wh, kWh and MWh with up to
+    6 decimals convert exactly; GJ to within 0.0000005 kWh."""
+    return quantize_energy(value * models.KWH_PER_UNIT[unit])
+
+
+def _plain(number: Decimal) -> str:
+    """``number`` without trailing zeros or an exponent: 12345.678, 1000, 0."""
+    return format(number.normalize(), "f")
+
+
+def energy_shown(kwh: Decimal | None, meter: models.HeatMeter) -> str | None:
+    """A stored energy register, in kWh, and in the meter's register unit where that is
+    another (as its display showed it), for staff to check the two against each other."""
+    if kwh is None:
+        return None
+    unit = meter.register_unit
+    if unit == KWH:
+        return f"{kwh} kWh"
+    return f"{kwh} kWh ({_plain(quantize_energy(kwh / models.KWH_PER_UNIT[unit]))} {unit})"
+
+
+CONVERSIONS = {
+    models.EnergyUnit.WH: "stored in kWh: ÷ 1,000, rounded half up to 6 decimals",
+    KWH: "stored as typed",
+    models.EnergyUnit.MWH: "stored in kWh: × 1,000, exactly",
+    models.EnergyUnit.GJ: "stored in kWh: × 1,000/3.6 (1 GJ = 277.777… kWh), rounded half up "
+    "to 6 decimals, as ingestion converts readings delivered in GJ",
+}
+
+
+def _energy_help(unit: str | None) -> str:
+    if unit is None:
+        return (
+            "In the meter's register unit, chosen above, as its display shows it; stored in "
+            "kWh (1 MWh = 1,000 kWh exactly; 1 GJ = 1,000/3.6 kWh and 1 Wh = 0.001 kWh, "
+            "rounded half up to 6 decimals, as ingestion converts readings)."
+        )
+    return f"{unit}, as the meter's display shows it; {CONVERSIONS[unit]}."
+
+
 def _energy(label: str, **kwargs) -> forms.DecimalField:
+    """An energy register in the meter's register unit (labelled with it once the form
+    knows the meter: ``RegistersInMeterUnits``); 6 decimals, as a delivered reading."""
     return forms.DecimalField(
-        label=label, max_digits=20, decimal_places=6, min_value=0, help_text="kWh", **kwargs
+        label=label, max_digits=20, decimal_places=6, min_value=0, help_text="", **kwargs
     )
+
+
+class FixedUnitField(forms.CharField):
+    """The register unit of a meter the form was opened for, sent back hidden with the
+    value typed in it.  Checked against the meter's unit when posted; a form shown again
+    carries the meter's unit now (its initial), not the stale one that was posted."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, **kwargs)
+
+    def bound_data(self, data, initial):
+        return initial
+
+
+def _unit_choice(label: str) -> forms.ChoiceField:
+    """The unit an energy register is typed in, for a meter chosen in the same form: the
+    meter's own unit, which it must be (``RegistersInMeterUnits``)."""
+    return forms.ChoiceField(
+        label=label,
+        choices=[("", "— choose —"), *models.EnergyUnit.choices],
+        required=False,
+        help_text="The unit the meter's display counts energy in (its register unit).",
+    )
+
+
+class RegistersInMeterUnits(forms.Form):
+    """Energy registers typed in their meter's register unit, cleaned to kWh.
+
+    ``energy_units``: energy field → (its unit field, fixed), in the subclass; a fixed
+    unit is a meter's the form was opened for (hidden), else the meter is chosen in the
+    form and the unit with it.  A post without the unit field comes from a form opened
+    before it existed, when these fields took kWh: it means kWh.
+    """
+
+    energy_units: dict[str, tuple[str, bool]] = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # what was typed, "entered as 12345.678 MWh = 12345678.000000 kWh", added to the
+        # service's errors on the field (they speak kWh)
+        self.entered: dict[str, str] = {}
+
+    def meter_for(self, field: str) -> models.HeatMeter | None:
+        """The meter whose register ``field`` is (a chosen one: once it is valid)."""
+        raise NotImplementedError
+
+    def show_unit(self, field: str, meter: models.HeatMeter | None) -> None:
+        """Label ``field`` with ``meter``'s unit (where the form knows the meter yet)."""
+        unit = meter.register_unit if meter is not None else None
+        unit_field, _fixed = self.energy_units[field]
+        formfield = self.fields[field]
+        formfield.label = f"{formfield.label} ({unit or 'in the unit chosen above'})"
+        formfield.help_text = _energy_help(unit)
+        if unit is not None:
+            self.fields[unit_field].initial = unit
+
+    def clean(self):
+        data = super().clean()
+        for field, (unit_field, fixed) in self.energy_units.items():
+            typed = data.pop(unit_field, "")
+            if self.has_error(unit_field):  # not one of the units: said on the field
+                continue
+            if not typed and self.add_prefix(unit_field) not in self.data:
+                typed = KWH
+            self._to_kwh(data, field, unit_field=unit_field, typed=typed, fixed=fixed)
+        return data
+
+    def _to_kwh(self, data, field: str, *, unit_field: str, typed: str, fixed: bool) -> None:
+        value, meter = data.get(field), self.meter_for(field)
+        if value is None or meter is None:  # refused already, its error shows
+            return
+        unit = meter.register_unit
+        if typed != unit and fixed:
+            self.add_error(
+                field,
+                f"Meter {meter} counts its energy register in {unit}"
+                + (f", but this form was opened for registers in {typed}" if typed else "")
+                + f": enter the register in {unit}, as its display shows it.",
+            )
+            return
+        if typed != unit:
+            self.add_error(
+                unit_field,
+                f"Meter {meter} counts its energy register in {unit}"
+                + (f", not {typed}" if typed else "")
+                + f": choose {unit} and enter the register as its display shows it.",
+            )
+            return
+        kwh = energy_to_kwh(value, unit)
+        if kwh >= KWH_LIMIT:
+            self.add_error(
+                field,
+                f"{_plain(value)} {unit} is {_plain(kwh)} kWh, more than an energy register "
+                f"holds (below {KWH_LIMIT} kWh): is the unit right?",
+            )
+            return
+        data[field] = kwh
+        if unit != KWH:
+            self.entered[field] = f"entered as {_plain(value)} {unit} = {kwh} kWh"
+
+
+def _chosen_meter(form: forms.Form, field: str) -> models.HeatMeter | None:
+    """The meter picked in ``field``: cleaned, else (to label the form) as posted or as
+    the form was opened with."""
+    if hasattr(form, "cleaned_data"):
+        return form.cleaned_data.get(field)
+    raw = form.data.get(form.add_prefix(field)) if form.is_bound else form.initial.get(field)
+    if isinstance(raw, models.HeatMeter):
+        return raw
+    raw = str(raw or "")
+    return models.HeatMeter.objects.filter(pk=raw).first() if raw.isdigit() else None
 
 
 def _volume(label: str, **kwargs) -> forms.DecimalField:
@@ -87,7 +265,7 @@ def _autocomplete(field_name: str) -> AutocompleteSelect:
     return AutocompleteSelect(models.MeterInstallation._meta.get_field(field_name), admin.site)
 
 
-class InstallForm(forms.Form):
+class InstallForm(RegistersInMeterUnits):
     meter = forms.ModelChoiceField(
         queryset=models.HeatMeter.objects.all(), widget=_autocomplete("meter")
     )
@@ -97,17 +275,20 @@ class InstallForm(forms.Form):
         label="Interface unit",
     )
     installed_at = MomentField()
+    initial_energy_unit = _unit_choice("Energy register unit")
     initial_energy_kwh = _energy("Initial energy register", initial=0)
     initial_volume_m3 = _volume("Initial volume register", initial=0)
     initial_flow_temp_m3c = _temperature("Initial flow temperature register")
     initial_return_temp_m3c = _temperature("Initial return temperature register")
     reason = forms.CharField(max_length=200, required=False)
 
+    energy_units = {"initial_energy_kwh": ("initial_energy_unit", False)}
     fieldsets = (
         ("Where and when", ("meter", "unit", "installed_at")),
         (
             "The meter's registers at installation",
             (
+                "initial_energy_unit",
                 "initial_energy_kwh",
                 "initial_volume_m3",
                 "initial_flow_temp_m3c",
@@ -117,15 +298,26 @@ class InstallForm(forms.Form):
         (None, ("reason",)),
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.show_unit("initial_energy_kwh", _chosen_meter(self, "meter"))
 
-class RemoveForm(forms.Form):
+    def meter_for(self, field):
+        return _chosen_meter(self, "meter")
+
+
+class RemoveForm(RegistersInMeterUnits):
+    """The registers of ``meter``, the installation's, at its removal."""
+
     removed_at = MomentField()
+    final_energy_unit = FixedUnitField()
     final_energy_kwh = _energy("Final energy register")
     final_volume_m3 = _volume("Final volume register")
     final_flow_temp_m3c = _temperature("Final flow temperature register")
     final_return_temp_m3c = _temperature("Final return temperature register")
     reason = forms.CharField(max_length=200, required=False)
 
+    energy_units = {"final_energy_kwh": ("final_energy_unit", True)}
     fieldsets = (
         ("When", ("removed_at",)),
         (
@@ -140,12 +332,23 @@ class RemoveForm(forms.Form):
         (None, ("reason",)),
     )
 
+    def __init__(self, *args, meter: models.HeatMeter, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.meter = meter
+        self.show_unit("final_energy_kwh", meter)
 
-class ExchangeForm(forms.Form):
+    def meter_for(self, field):
+        return self.meter
+
+
+class ExchangeForm(RegistersInMeterUnits):
     """The fields of ``meter_exchange`` and the API's ``ExchangeSerializer``; the unit and
-    the old installation are those the form was opened for."""
+    the old installation are those the form was opened for.  Each meter's energy
+    register is typed in its own unit: the old meter's is known, the new meter's is
+    chosen with it."""
 
     exchanged_at = MomentField()
+    old_final_energy_unit = FixedUnitField()
     old_final_energy_kwh = _energy("Final energy register")
     old_final_volume_m3 = _volume("Final volume register")
     old_final_flow_temp_m3c = _temperature("Final flow temperature register")
@@ -153,12 +356,17 @@ class ExchangeForm(forms.Form):
     new_meter = forms.ModelChoiceField(
         queryset=models.HeatMeter.objects.all(), widget=_autocomplete("meter")
     )
+    new_initial_energy_unit = _unit_choice("New meter's energy register unit")
     new_initial_energy_kwh = _energy("Initial energy register", initial=0)
     new_initial_volume_m3 = _volume("Initial volume register", initial=0)
     new_initial_flow_temp_m3c = _temperature("Initial flow temperature register")
     new_initial_return_temp_m3c = _temperature("Initial return temperature register")
     reason = forms.CharField(max_length=200, required=False, help_text="Default: exchange.")
 
+    energy_units = {
+        "old_final_energy_kwh": ("old_final_energy_unit", True),
+        "new_initial_energy_kwh": ("new_initial_energy_unit", False),
+    }
     fieldsets = (
         ("When", ("exchanged_at",)),
         (
@@ -174,6 +382,7 @@ class ExchangeForm(forms.Form):
             "The new meter and its registers at installation",
             (
                 "new_meter",
+                "new_initial_energy_unit",
                 "new_initial_energy_kwh",
                 "new_initial_volume_m3",
                 "new_initial_flow_temp_m3c",
@@ -182,6 +391,15 @@ class ExchangeForm(forms.Form):
         ),
         (None, ("reason",)),
     )
+
+    def __init__(self, *args, old_meter: models.HeatMeter, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.old_meter = old_meter
+        self.show_unit("old_final_energy_kwh", old_meter)
+        self.show_unit("new_initial_energy_kwh", _chosen_meter(self, "new_meter"))
+
+    def meter_for(self, field):
+        return self.old_meter if field.startswith("old_") else _chosen_meter(self, "new_meter")
 
 
 # An exchange removes with meter_remove and installs with meter_install: their fields,
@@ -202,10 +420,13 @@ EXCHANGE_FIELDS = {
 
 
 def show_errors(form: forms.Form, exc: DomainError, fields: dict[str, str] | None = None) -> None:
-    """Each of the service's errors on its field, the others above the form."""
+    """Each of the service's errors on its field, the others above the form; on an energy
+    register typed in another unit, with what that was in kWh (the service speaks kWh)."""
+    entered = getattr(form, "entered", {})
     for item in exc.errors:
         field = (fields or {}).get(item.field or "", item.field)
-        form.add_error(field if field in form.fields else None, item.message)
+        message = f"{item.message} ({entered[field]})" if field in entered else item.message
+        form.add_error(field if field in form.fields else None, message)
     if not exc.errors:
         form.add_error(None, exc.message)
 
@@ -267,15 +488,30 @@ class ReadOnlyInstallations:
         return False
 
 
-class InstallationInline(ReadOnlyInstallations, admin.TabularInline):
+class EnergyRegistersShown:
+    """The energy registers as stored, in kWh, and in the meter's unit where that is
+    another: what staff typed, to check against the meter (``energy_shown``)."""
+
+    readonly_fields = ("initial_energy", "final_energy")
+
+    @admin.display(description="Initial energy register")
+    def initial_energy(self, installation):
+        return energy_shown(installation.initial_energy_kwh, installation.meter)
+
+    @admin.display(description="Final energy register")
+    def final_energy(self, installation):
+        return energy_shown(installation.final_energy_kwh, installation.meter)
+
+
+class InstallationInline(EnergyRegistersShown, ReadOnlyInstallations, admin.TabularInline):
     model = models.MeterInstallation
     extra = 0
     fields = (
         "unit",
         "installed_at",
         "removed_at",
-        "initial_energy_kwh",
-        "final_energy_kwh",
+        "initial_energy",
+        "final_energy",
         "initial_volume_m3",
         "final_volume_m3",
         "initial_flow_temp_m3c",
@@ -286,6 +522,9 @@ class InstallationInline(ReadOnlyInstallations, admin.TabularInline):
     )
     ordering = ("-installed_at",)
     show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("meter", "unit")
 
 
 class UnitInstallationInline(InstallationInline):
@@ -312,8 +551,23 @@ class UnitInstallationInline(InstallationInline):
 
 
 @admin.register(models.MeterInstallation)
-class MeterInstallationAdmin(ReadOnlyInstallations, HistoryAdmin):
+class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, HistoryAdmin):
     list_display = ("meter", "unit", "installed_at", "removed_at", "reason")
+    fields = (
+        "meter",
+        "unit",
+        "installed_at",
+        "removed_at",
+        "initial_energy",
+        "initial_volume_m3",
+        "final_energy",
+        "final_volume_m3",
+        "initial_flow_temp_m3c",
+        "initial_return_temp_m3c",
+        "final_flow_temp_m3c",
+        "final_return_temp_m3c",
+        "reason",
+    )
     search_fields = (
         "meter__serial",
         "unit__serial",
@@ -367,6 +621,8 @@ class MeterInstallationAdmin(ReadOnlyInstallations, HistoryAdmin):
                 (legend, [form[name] for name in names]) for legend, names in form.fieldsets
             ],
             "installation": installation,
+            "initial_energy": installation
+            and energy_shown(installation.initial_energy_kwh, installation.meter),
             "submit": submit,
         }
         return render(request, "admin/metering/installation_form.html", context)
@@ -408,7 +664,7 @@ class MeterInstallationAdmin(ReadOnlyInstallations, HistoryAdmin):
         installation = self._installation(pk)
         if installation.removed_at is not None:
             return self._closed(request, installation)
-        form = RemoveForm(request.POST or None)
+        form = RemoveForm(request.POST or None, meter=installation.meter)
         if request.method == "POST" and form.is_valid():
             try:
                 installations.meter_remove(
@@ -434,7 +690,7 @@ class MeterInstallationAdmin(ReadOnlyInstallations, HistoryAdmin):
         installation = self._installation(pk)
         if installation.removed_at is not None:
             return self._closed(request, installation)
-        form = ExchangeForm(request.POST or None)
+        form = ExchangeForm(request.POST or None, old_meter=installation.meter)
         if request.method == "POST" and form.is_valid():
             values = {k: v for k, v in form.cleaned_data.items() if k != "reason" or v}
             try:
