@@ -13,7 +13,11 @@ it, a register at the change date measures each side; without one, the interval'
 energy and volume are split by days.  The slices' MWh are rounded cumulatively from the
 interval's start, so they add up to the interval's rounded register difference exactly.
 Block prices rate the trailing year (register at the interval's end less one a year
-earlier): that register is recorded on the bill like the bounds.
+earlier): that register is recorded on the bill like the bounds.  The same period last
+year (the comparison and its plausibility hold) is measured by the registers a year
+before each interval's bounds: the comparison records them (``last_year_readings``, in
+the readings' shape) and whether one was estimated (``last_year_estimated``), so the
+figure can be audited and recomputed; none when there is no figure.
 
 Rounding (one rule): each line amount is rounded half up to the currency's minor unit
 by ``rate``; VAT is computed per VAT rate on the sum of that rate's lines and rounded
@@ -304,6 +308,21 @@ def _reading_order(reading: dict[str, Any]) -> tuple:
     return reading["connection_id"], reading["on"]
 
 
+def reading_record(reg: Register, connection_id: int, day: dt.date) -> dict[str, Any]:
+    """A register as a bill records it (``Invoice.readings``, and the comparison's
+    ``last_year_readings``): the keys and their order are the COPY text's
+    (``billing.services.render._reading_json`` writes the same)."""
+    return {
+        "id": reg.id,
+        "connection_id": connection_id,
+        "on": _iso(day),
+        "energy_kwh": str(reg.energy_kwh),
+        "volume_m3": str(reg.volume_m3),
+        "status": reg.status,
+        "method": reg.method,
+    }
+
+
 def bill_compute(
     *,
     account_id: int,
@@ -336,6 +355,8 @@ def bill_compute(
     version_ids: list[int] = []
     energy_total = ZERO
     last_year_total: Decimal | None = ZERO
+    # the registers a year before each interval's bounds behind ``last_year_total``
+    last_year_readings: dict[int, dict[str, Any]] = {}
     capacity_mwh = ZERO
     temperatures: list[tuple[int, Decimal | None, Decimal | None]] = []
     get = registers.get
@@ -348,15 +369,7 @@ def bill_compute(
                 code="missing_register",
             )
         if reg.id not in readings:
-            readings[reg.id] = {
-                "id": reg.id,
-                "connection_id": connection_id,
-                "on": _iso(day),
-                "energy_kwh": str(reg.energy_kwh),
-                "volume_m3": str(reg.volume_m3),
-                "status": reg.status,
-                "method": reg.method,
-            }
+            readings[reg.id] = reading_record(reg, connection_id, day)
         return reg
 
     for interval in sorted(intervals, key=_interval_order) if len(intervals) > 1 else intervals:
@@ -368,6 +381,7 @@ def bill_compute(
             energy_kwh,
             volume,
             ly_energy_kwh,
+            ly_registers,
             annual_mwh,
             return_temp,
             flow_temp,
@@ -375,8 +389,13 @@ def bill_compute(
         energy_total += energy_kwh
         temperatures.append((cid, return_temp, flow_temp))
         days_total = (i_end - i_start).days
-        if last_year_total is not None and ly_energy_kwh is not None:
+        if last_year_total is not None and ly_registers is not None:
             last_year_total += ly_energy_kwh
+            for day, reg in zip(
+                (one_year_earlier(i_start), one_year_earlier(i_end)), ly_registers, strict=True
+            ):
+                if reg.id not in last_year_readings:
+                    last_year_readings[reg.id] = reading_record(reg, cid, day)
         else:
             last_year_total = None
         return_text = None if return_temp is None else str(return_temp)
@@ -490,8 +509,20 @@ def bill_compute(
 
     net, vat, breakdown = totals(lines, currency)
     energy_mwh = _energy(energy_total / KWH_PER_MWH)
-    last_year_mwh = None if last_year_total is None else _energy(last_year_total / KWH_PER_MWH)
-    holds = hold_reasons(energy_mwh, capacity_mwh, last_year_mwh, plausibility, temperatures)
+    if last_year_total is None:
+        last_year_mwh, ly_used, ly_estimated = None, [], False
+    else:
+        last_year_mwh = _energy(last_year_total / KWH_PER_MWH)
+        ly_used = sorted(last_year_readings.values(), key=_reading_order)
+        ly_estimated = any(r["status"] == "estimated" for r in ly_used)
+    holds = hold_reasons(
+        energy_mwh,
+        capacity_mwh,
+        last_year_mwh,
+        plausibility,
+        temperatures,
+        last_year_estimated=ly_estimated,
+    )
     return BillDraft(
         account_id=account_id,
         period_start=period_start,
@@ -509,6 +540,8 @@ def bill_compute(
         comparison={
             "energy_mwh": str(energy_mwh),
             "last_year_mwh": None if last_year_mwh is None else str(last_year_mwh),
+            "last_year_readings": ly_used,
+            "last_year_estimated": ly_estimated,
         },
         hold_reasons=holds,
     )
@@ -702,25 +735,37 @@ def interval_values(
     first: Register,
     last: Register,
     get: Callable[[tuple[int, dt.date]], Register | None],
-) -> tuple[Decimal, Decimal, Decimal | None, Decimal | None, Decimal | None, Decimal | None]:
+) -> tuple[
+    Decimal,
+    Decimal,
+    Decimal | None,
+    tuple[Register, Register] | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+]:
     """One contract interval's consumption from its bound registers.
 
     Returns (energy kWh, volume m³, the same period's energy one year earlier in kWh or
-    None, trailing-year MWh at the interval's end or None, volume-weighted return and
-    flow temperatures or None).  Raises :class:`BillingError` when a register decreased.
+    None, the two registers that measure it (a year before the interval's start and
+    end) or None, trailing-year MWh at the interval's end or None, volume-weighted
+    return and flow temperatures or None).  Raises :class:`BillingError` when a register
+    decreased.
     """
     cid, i_start, i_end = interval.connection_id, interval.start, interval.end
     energy_kwh, volume = _consumption(cid, first, last, lambda: f"over {_fmt_days(i_start, i_end)}")
     ly_from = one_year_earlier(i_start)
     ly_start = get((cid, ly_from))
     trailing = get((cid, one_year_earlier(i_end)))
-    ly_energy = (
-        trailing.energy_kwh - ly_start.energy_kwh
-        if ly_start
+    if (
+        ly_start
         and trailing
         and (interval.others_until is None or interval.others_until <= ly_from)
-        else None
-    )
+    ):
+        ly_energy = trailing.energy_kwh - ly_start.energy_kwh
+        ly_registers = (ly_start, trailing)
+    else:
+        ly_energy = ly_registers = None
     annual_mwh = (
         _energy((last.energy_kwh - trailing.energy_kwh) / KWH_PER_MWH)
         if trailing is not None
@@ -735,7 +780,7 @@ def interval_values(
         a, b = last.flow_temp_m3c, first.flow_temp_m3c
         if a is not None and b is not None:
             flow_temp = ((a - b) / volume).quantize(_C2, rounding=MONEY_ROUNDING)
-    return energy_kwh, volume, ly_energy, annual_mwh, return_temp, flow_temp
+    return energy_kwh, volume, ly_energy, ly_registers, annual_mwh, return_temp, flow_temp
 
 
 def segment_determinants(
@@ -775,10 +820,14 @@ def hold_reasons(
     last_year_mwh: Decimal | None,
     plausibility: Plausibility,
     temperatures: Sequence[tuple[int, Decimal | None, Decimal | None]] = (),
+    *,
+    last_year_estimated: bool = False,
 ) -> list[str]:
     """Why a bill looks implausible (empty: it does not): more energy than the contracted
-    capacity can deliver, far off the same period last year, or a volume-weighted flow or
-    return temperature (``temperatures``: connection, return, flow) out of range."""
+    capacity can deliver, far off the same period last year (``last_year_estimated``:
+    that figure rests on an estimated register, which the reason says, since the
+    estimate may be what is off), or a volume-weighted flow or return temperature
+    (``temperatures``: connection, return, flow) out of range."""
     holds: list[str] = []
     low, high = plausibility.temperature_min, plausibility.temperature_max
     for cid, *values in temperatures:
@@ -796,8 +845,10 @@ def hold_reasons(
     if last_year_mwh is not None and last_year_mwh >= plausibility.min_last_year_mwh:
         ratio = energy_mwh / last_year_mwh
         if ratio > plausibility.ratio_high or ratio < plausibility.ratio_low:
+            basis = ", from an estimated register" if last_year_estimated else ""
             holds.append(
-                f"{energy_mwh} MWh is {ratio:.2f}× the same period last year ({last_year_mwh} MWh)"
+                f"{energy_mwh} MWh is {ratio:.2f}× the same period last year "
+                f"({last_year_mwh} MWh{basis})"
             )
     return holds
 

@@ -8,7 +8,12 @@ complain.
 
 Last year's consumption is also shown climate-corrected to this period's weather (the
 heating share scaled by this period's degree days over last year's, as in the on-account
-estimate), so that the change shown is the customer's own and not the winter's.
+estimate), so that the change shown is the customer's own and not the winter's.  Where
+last year's figure rests on an estimated register (the comparison records the registers
+behind it), it is marked ESTIMATED as estimated readings are, and the register named.
+
+Block prices: the line of a block-priced segment says which trailing year's consumption
+chose its blocks (the segment's ``annual_from`` and ``annual_energy_mwh``).
 """
 
 from __future__ import annotations
@@ -55,27 +60,32 @@ def comparison_svg(
     last_corrected_mwh: Decimal | None = None,
     this_label: str = "This period",
     last_label: str = "Same period last year",
+    last_estimated: bool = False,
 ) -> str:
     """A small bar chart (inline SVG): this period, same period last year (and, where
-    degree days are known, last year in this period's weather), reference user."""
+    degree days are known, last year in this period's weather), reference user.
+    ``last_estimated``: last year's figure rests on an estimated register, and its bars
+    say so (the bars are shorter, to leave the words room)."""
+    note = " (estimated)" if last_estimated else ""
     bars = [
-        (this_label, this_mwh, "#c0392b"),
-        (last_label, last_mwh, "#7f8c8d"),
+        (this_label, this_mwh, "#c0392b", ""),
+        (last_label, last_mwh, "#7f8c8d", note),
     ]
     if last_corrected_mwh is not None:
-        bars.append(("Last year, this weather", last_corrected_mwh, "#b3b6b7"))
-    bars.append(("Reference house", reference_mwh, "#2980b9"))
-    top = max([v for _, v, _ in bars if v is not None] + [Decimal("0.001")])
+        bars.append(("Last year, this weather", last_corrected_mwh, "#b3b6b7", note))
+    bars.append(("Reference house", reference_mwh, "#2980b9", ""))
+    top = max([v for _, v, _, _ in bars if v is not None] + [Decimal("0.001")])
+    longest = 150 if last_estimated else 200
     height = 6 + len(bars) * 20
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="380" height="{height}" font-size="9">'
     ]
-    for index, (label, value, colour) in enumerate(bars):
+    for index, (label, value, colour, said) in enumerate(bars):
         y = 3 + index * 20
-        width = 0 if value is None else float(value / top) * 200
+        width = 0 if value is None else float(value / top) * longest
         parts.append(f'<text x="0" y="{y + 11}">{label}</text>')
         parts.append(f'<rect x="125" y="{y}" width="{width:.1f}" height="15" fill="{colour}"/>')
-        text = "no data" if value is None else f"{value:.3f} MWh"
+        text = "no data" if value is None else f"{value:.3f} MWh{said}"
         parts.append(f'<text x="{130 + width:.1f}" y="{y + 11}">{text}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -636,6 +646,87 @@ def _reference_bill(*, cap: dict, lines, invoice: Invoice) -> tuple[Decimal, Dec
     return t.gross, t.net
 
 
+def last_year_estimates(comparison: dict) -> list[dict]:
+    """The estimated registers behind the comparison's last-year figure (``billing.calc``
+    records them in ``last_year_readings``); none without a figure, and none for a bill
+    made before they were recorded (its comparison has no such key)."""
+    if comparison.get("last_year_mwh") is None or not comparison.get("last_year_estimated"):
+        return []
+    return [
+        r
+        for r in comparison.get("last_year_readings") or ()
+        if isinstance(r, dict) and r.get("status") == "estimated"
+    ]
+
+
+def _mwh3(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.001"), rounding=ROUND_HALF_UP)
+
+
+def blocks_basis(segments) -> list[tuple[tuple, str]]:
+    """For each block-priced segment (``billing.calc`` records ``annual_from`` on those
+    alone): the segment's key (connection, first day, end, tariff version, as its lines
+    carry them) and the sentence that says which consumption chose its blocks, the
+    trailing year from ``annual_from`` to the end of the segment's contract interval
+    (the latest end among the connection's segments with that ``annual_from``), or that
+    without a register then the block limits were scaled to the period (docs/tariffs.md)."""
+    block = [
+        s for s in segments if isinstance(s, dict) and s.get("annual_from") and s.get("period_end")
+    ]
+    ends: dict[tuple, str] = {}
+    for s in block:
+        key = (s.get("connection_id"), s["annual_from"])
+        ends[key] = max(ends.get(key, s["period_end"]), s["period_end"])
+    out = []
+    for s in block:
+        start = dt.date.fromisoformat(s["annual_from"])
+        end = dt.date.fromisoformat(ends[(s.get("connection_id"), s["annual_from"])])
+        annual = s.get("annual_energy_mwh")
+        if annual is None:
+            text = (
+                f"Blocks scaled to this period: no meter reading on {start:%Y-%m-%d}, "
+                f"12 months before {end:%Y-%m-%d}, to measure the year by."
+            )
+        else:
+            last_day = end - dt.timedelta(days=1)
+            text = (
+                f"Blocks by consumption over the 12 months {start:%Y-%m-%d} – "
+                f"{last_day:%Y-%m-%d}: {_mwh3(Decimal(annual))} MWh"
+            )
+        key = (
+            s.get("connection_id"),
+            s.get("period_start"),
+            s["period_end"],
+            s.get("tariff_version_id"),
+        )
+        out.append((key, text))
+    return out
+
+
+def blocks_notes_place(lines, segments) -> list[str]:
+    """Put each block-priced segment's sentence (:func:`blocks_basis`) on the last energy
+    line of that segment (``line.blocks_note``, printed under it); the sentences of
+    segments without such a line, to print after the table."""
+    left = []
+    for (cid, start, end, version), text in blocks_basis(segments):
+        mine = [
+            ln
+            for ln in lines
+            if ln.kind == "energy"
+            and ln.connection_id == cid
+            and ln.period_start is not None
+            and ln.period_end is not None
+            and ln.period_start.isoformat() == start
+            and ln.period_end.isoformat() == end
+            and ln.tariff_version_id == version
+        ]
+        if mine:
+            mine[-1].blocks_note = text
+        elif text not in left:
+            left.append(text)
+    return left
+
+
 def invoice_context(*, invoice: Invoice) -> dict:
     from tariffs.selectors import price_cap_summary
 
@@ -643,11 +734,14 @@ def invoice_context(*, invoice: Invoice) -> dict:
     lines = list(invoice.lines.all())
     for line in lines:
         line.quantity_text, line.unit_price_text = line_columns(line, invoice.currency)
+        line.blocks_note = None
+    blocks_left = blocks_notes_place(lines, invoice.determinants.get("segments") or [])
     moved_out = _moved_out(invoice, lines)
     period_end = moved_out or invoice.period_end
     days = (period_end - invoice.period_start).days
     this_mwh = Decimal(invoice.comparison.get("energy_mwh") or "0")
     last = invoice.comparison.get("last_year_mwh")
+    last_estimates = last_year_estimates(invoice.comparison)
     plan_last_year = _instalment_last_year(invoice) if last is None else None
     if last is not None:
         last_mwh = Decimal(last)
@@ -697,6 +791,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
         "moved_out": moved_out,
         "this_mwh": this_mwh,
         "last_mwh": last_mwh,
+        "last_estimates": last_estimates,
         "plan_last_year": plan_last_year,
         "change_percent": _change_percent(this_mwh, last_mwh),
         "weather": weather,
@@ -708,6 +803,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
             last_mwh=last_mwh,
             reference_mwh=reference["rows"][0][1],
             last_corrected_mwh=last_corrected,
+            last_estimated=bool(last_estimates),
             last_label=f"Last year (1/{plan_last_year['n']})"
             if plan_last_year
             else "Same period last year",
@@ -720,6 +816,7 @@ def invoice_context(*, invoice: Invoice) -> dict:
         if cap
         else [],
         "avg_energy_price": avg_energy_price,
+        "blocks_left": blocks_left,
         "settled": _settled(invoice),
         "credit_use": _credit_use(invoice),
         "instalments_credited": _instalments_credited(invoice, lines),

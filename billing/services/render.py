@@ -8,9 +8,9 @@ period, one tariff version for all of it, both bound registers present) and writ
 rows straight away, without the draft's dictionaries and objects in between, using the
 same pieces as :func:`~billing.calc.bill_compute` (``interval_values``, ``rate``,
 ``totals``, ``hold_reasons``; for block prices the trailing year's register and energy
-recorded alike).  Any other account goes through ``bill_compute`` and
-:func:`render_draft`.  Both give the same rows (``tests/billing/test_render.py``
-compares them on every shape of account).
+recorded alike, and so are the registers a year earlier behind the comparison).  Any
+other account goes through ``bill_compute`` and :func:`render_draft`.  Both give the
+same rows (``tests/billing/test_render.py`` compares them on every shape of account).
 """
 
 from __future__ import annotations
@@ -213,8 +213,8 @@ def bill_render(
     if first is None or last is None:
         return None
     try:
-        energy_kwh, volume, ly_energy, annual_mwh, return_temp, flow_temp = interval_values(
-            interval, first, last, get
+        (energy_kwh, volume, ly_energy, ly_registers, annual_mwh, return_temp, flow_temp) = (
+            interval_values(interval, first, last, get)
         )
     except BillingError:
         return None
@@ -235,9 +235,25 @@ def bill_render(
     net, vat, breakdown = totals(priced, currency)
     days = (period_end - period_start).days
     capacity_mwh = plausibility.full_load_mwh(interval.contracted_kw, period_start, period_end)
-    last_year_mwh = None if ly_energy is None else _energy(ly_energy / KWH_PER_MWH)
+    if ly_registers is None:
+        last_year_mwh, ly_json, ly_estimated = None, "[]", False
+    else:
+        # the comparison's registers a year before the period's bounds (bill_compute)
+        last_year_mwh = _energy(ly_energy / KWH_PER_MWH)
+        ly_first, ly_last = ly_registers
+        ly_json = _reading_json(ly_first, cid, one_year_earlier(period_start), cache)
+        if ly_last.id != ly_first.id:
+            ly_end = _reading_json(ly_last, cid, one_year_earlier(period_end), cache)
+            ly_json = f"{ly_json},{ly_end}"
+        ly_json = f"[{esc(ly_json)}]"
+        ly_estimated = ly_first.status == "estimated" or ly_last.status == "estimated"
     holds = hold_reasons(
-        energy_mwh, capacity_mwh, last_year_mwh, plausibility, ((cid, return_temp, flow_temp),)
+        energy_mwh,
+        capacity_mwh,
+        last_year_mwh,
+        plausibility,
+        ((cid, return_temp, flow_temp),),
+        last_year_estimated=ly_estimated,
     )
     version_id = spec.version_id
     ps, pe = _iso(period_start), _iso(period_end)
@@ -284,7 +300,9 @@ def bill_render(
         f"{esc(currency)}\t{net}\t{vat}\t{net + vat}\t0\t",
         f"\t{'t' if estimated else 'f'}\t[{version_id}]\t{esc(readings)}\t"
         f'{{"segments":[{segment}],"vat":[{vat_json}]}}\t'
-        f'{{"energy_mwh":"{energy_mwh}","last_year_mwh":{_opt(last_year_mwh)}}}\t\t',
+        f'{{"energy_mwh":"{energy_mwh}","last_year_mwh":{_opt(last_year_mwh)},'
+        f'"last_year_readings":{ly_json},'
+        f'"last_year_estimated":{"true" if ly_estimated else "false"}}}\t\t',
         lines,
     )
 

@@ -41,7 +41,18 @@ class TestBillingRun:
         assert invoice.net == Decimal("1088.78")
         assert invoice.vat == Decimal("272.20")  # 272.195 rounded half up
         assert invoice.gross == Decimal("1360.98")
-        assert invoice.comparison == {"energy_mwh": "1.500000", "last_year_mwh": "1.500000"}
+        comparison = dict(invoice.comparison)
+        last_year = comparison.pop("last_year_readings")
+        assert comparison == {
+            "energy_mwh": "1.500000",
+            "last_year_mwh": "1.500000",
+            "last_year_estimated": False,
+        }
+        # 1 November and 1 December 2025 (factories.billed_network: 1,500 kWh a month)
+        assert [(r["on"], r["energy_kwh"], r["status"]) for r in last_year] == [
+            ("2025-11-01", "25000.000000", "actual"),
+            ("2025-12-01", "26500.000000", "actual"),
+        ]
         assert {r["on"] for r in invoice.readings} == {"2026-11-01", "2026-12-01"}
         assert not invoice.has_estimated_reads
 

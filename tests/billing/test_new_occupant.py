@@ -21,6 +21,19 @@ def move(contract, *, on: dt.date, to_account=None):
     )
 
 
+def assert_last_year(invoice, mwh: str, days: list[str]) -> None:
+    """1.5 MWh this period; ``mwh`` last year, from the registers on ``days`` (read)."""
+    comparison = dict(invoice.comparison)
+    recorded = comparison.pop("last_year_readings")
+    assert comparison == {
+        "energy_mwh": "1.500000",
+        "last_year_mwh": mwh,
+        "last_year_estimated": False,
+    }
+    assert [r["on"] for r in recorded] == days
+    assert {r["connection_id"] for r in recorded} == {r["connection_id"] for r in invoice.readings}
+
+
 @pytest.mark.django_db
 class TestSamePeriodLastYear:
     def test_a_new_occupant_gets_no_comparison_with_the_previous_one(self):
@@ -30,8 +43,14 @@ class TestSamePeriodLastYear:
         run_month(network)
 
         invoice = Invoice.objects.get(account=newcomer.account)
-        # the flat used 1.5 MWh last November, but somebody else lived there then
-        assert invoice.comparison == {"energy_mwh": "1.500000", "last_year_mwh": None}
+        # the flat used 1.5 MWh last November, but somebody else lived there then: no
+        # figure, and none of their registers recorded
+        assert invoice.comparison == {
+            "energy_mwh": "1.500000",
+            "last_year_mwh": None,
+            "last_year_readings": [],
+            "last_year_estimated": False,
+        }
         assert not Invoice.objects.filter(account=contract.account).exists()
 
     def test_a_renewed_contract_keeps_the_accounts_own_history(self):
@@ -41,7 +60,7 @@ class TestSamePeriodLastYear:
         run_month(network)
 
         invoice = Invoice.objects.get(account=contract.account)
-        assert invoice.comparison == {"energy_mwh": "1.500000", "last_year_mwh": "1.500000"}
+        assert_last_year(invoice, "1.500000", ["2025-11-01", "2025-12-01"])
 
     def test_an_occupant_who_moved_in_before_last_years_period_sees_it(self):
         network, (contract,) = billed_network(accounts=1)
@@ -50,4 +69,4 @@ class TestSamePeriodLastYear:
         run_month(network)
 
         invoice = Invoice.objects.get(account=newcomer.account)
-        assert invoice.comparison == {"energy_mwh": "1.500000", "last_year_mwh": "1.500000"}
+        assert_last_year(invoice, "1.500000", ["2025-11-01", "2025-12-01"])

@@ -77,15 +77,18 @@ def _interval(cid=11, start=NOV, end=DEC, kw="10.00", m2="130.00"):
 
 
 def _registers(cid=11, *, start="10000.000000", end="12191.090000", ly=True, end_status="actual",
-               **kw):
+               ly_status=("actual", "actual"), **kw):
     regs = {
         (cid, NOV): register(1, start, "1000.0000", flow="70000.00", ret="36000.00", **kw),
         (cid, DEC): register(2, end, "1057.6602", flow="74036.21", ret="38075.77",
                              status=end_status),
     }
     if ly:
-        regs[(cid, NOV_LY)] = register(3, "1000.000000", "500.0000")
-        regs[(cid, DEC_LY)] = register(4, "3500.500000", "560.0000")
+        methods = ["reading" if status == "actual" else "interpolated" for status in ly_status]
+        regs[(cid, NOV_LY)] = register(3, "1000.000000", "500.0000", status=ly_status[0],
+                                       method=methods[0])
+        regs[(cid, DEC_LY)] = register(4, "3500.500000", "560.0000", status=ly_status[1],
+                                       method=methods[1])
     return regs
 
 
@@ -113,6 +116,8 @@ def test_random_consumption_gives_the_drafts_rows(key):
             start=str(start), end=str(start + energy), ly=rnd.random() < 0.7,
             status=rnd.choice(["actual", "estimated"]), end_status=rnd.choice(["actual", "estimated"]),
             method=rnd.choice(["reading", "interpolated"]),
+            ly_status=(rnd.choice(["actual", "estimated"]),
+                       rnd.choice(["actual", "edited", "estimated"])),
         )
         interval = _interval(kw=str(rnd.choice([5, 9, 10, 12.5, 80, 120])),
                              m2=str(rnd.choice([81, 130, 245])))
@@ -288,3 +293,97 @@ def test_a_tariff_change_inside_the_period_bills_the_interval_rounded_once(key, 
         # 11,000.0005 − 3,500.5 kWh = 7.4995005 MWh, half up (7.499501 measured)
         assert {seg["annual_energy_mwh"] for seg in segments} == {"7.499501"}
         assert [r["on"] for r in _readings(rows)].count("2025-12-01") == 1
+
+
+def _comparison(rows):
+    """The comparison a row records (``rest``: … determinants, comparison, pdf …)."""
+    import json
+
+    return json.loads(rows.rest.split("\t")[5].replace("\\\\", "\\"))
+
+
+@pytest.mark.parametrize("key", ["hofor-2024", "waldkraiburg-2025"])
+@pytest.mark.parametrize(
+    "last_year",
+    ["actual", "estimated_start", "estimated_end", "none", "one_missing", "someone_else"],
+)
+def test_the_comparison_records_last_years_registers_on_both_paths(key, last_year):
+    """The registers a year before the period's bounds that give ``last_year_mwh`` are
+    recorded in the comparison, byte for byte alike on the direct path and through
+    bill_compute, with whether one of them was estimated; none without a figure (a
+    register missing a year earlier, or somebody else supplied then)."""
+    s = spec(key)
+    interval = _interval()
+    ly_status = {"estimated_start": ("estimated", "actual"),
+                 "estimated_end": ("actual", "estimated")}.get(last_year, ("actual", "actual"))
+    regs = _registers(ly=last_year != "none", ly_status=ly_status)
+    if last_year == "one_missing":
+        del regs[(11, NOV_LY)]
+    if last_year == "someone_else":  # their contract ended on 15 November last year
+        interval = interval._replace(others_until=dt.date(2025, 11, 16))
+    rows = direct(interval=interval, tariff=s, registers=regs, currency=s.currency)
+    assert rows is not None  # the direct path took it
+    _, fallback = both(intervals=[interval], slices={11: [(NOV, DEC, s)]}, registers=regs,
+                       currency=s.currency)
+    assert [rows] == fallback
+    comparison = _comparison(rows)
+    if last_year in ("none", "one_missing", "someone_else"):
+        assert comparison["last_year_mwh"] is None
+        assert comparison["last_year_readings"] == []
+        assert comparison["last_year_estimated"] is False
+        return
+    # 3,500.5 − 1,000 kWh: 2.500500 MWh, from registers 3 and 4
+    assert comparison["last_year_mwh"] == "2.500500"
+    assert comparison["last_year_readings"] == [
+        {"id": 3, "connection_id": 11, "on": "2025-11-01", "energy_kwh": "1000.000000",
+         "volume_m3": "500.0000", "status": ly_status[0],
+         "method": "reading" if ly_status[0] == "actual" else "interpolated"},
+        {"id": 4, "connection_id": 11, "on": "2025-12-01", "energy_kwh": "3500.500000",
+         "volume_m3": "560.0000", "status": ly_status[1],
+         "method": "reading" if ly_status[1] == "actual" else "interpolated"},
+    ]
+    assert comparison["last_year_estimated"] is (last_year != "actual")
+    # the comparison's registers are not the bill's readings (bar the trailing year's,
+    # which block prices use): an estimate there does not make the bill's reads estimated
+    estimated_reads = rows.rest.startswith("\tt\t")
+    assert estimated_reads is (key == "waldkraiburg-2025" and last_year == "estimated_end")
+
+
+def test_an_estimated_last_year_says_so_in_the_hold_on_both_paths():
+    s = spec("hofor-2024")
+    # 2.191090 MWh against 0.600000 MWh last year (3.65×), last year's end estimated
+    regs = _registers()
+    regs[(11, DEC_LY)] = register(4, "1600.000000", "560.0000", status="estimated",
+                                  method="interpolated")
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
+                       currency=s.currency)
+    assert [rows] == fallback
+    assert rows.held
+    assert ("2.191090 MWh is 3.65× the same period last year (0.600000 MWh, from an estimated "
+            "register)") in rows.hold
+
+
+def test_method_texts_in_last_years_registers_are_escaped_alike():
+    s = spec("hofor-2024")
+    regs = _registers()
+    regs[(11, NOV_LY)] = register(3, "1000.000000", "500.0000", status="estimated",
+                                  method="vendor\\fix\tup")
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
+                       currency=s.currency)
+    assert [rows] == fallback
+    assert _comparison(rows)["last_year_readings"][0]["method"] == "vendor\\fix\tup"
+
+
+def test_one_register_at_both_ends_of_last_year_is_recorded_once_on_both_paths():
+    s = spec("hofor-2024")
+    regs = _registers()
+    regs[(11, DEC_LY)] = regs[(11, NOV_LY)]  # the same row answering for both days
+    rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
+    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
+                       currency=s.currency)
+    assert [rows] == fallback
+    comparison = _comparison(rows)
+    assert comparison["last_year_mwh"] == "0.000000"
+    assert [(r["id"], r["on"]) for r in comparison["last_year_readings"]] == [(3, "2025-11-01")]
