@@ -11,11 +11,12 @@ import datetime as dt
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 
 from customers.models import BuildingInterfaceUnit
 from heatutility.audit import clean_and_save
 from heatutility.errors import ConflictError, DomainError, ErrorItem
-from metering.models import HeatMeter, MeterInstallation
+from metering.models import HeatMeter, MeterInstallation, RevalidationRequest
 
 
 class UnableToInstallMeter(DomainError):
@@ -35,16 +36,22 @@ class InstallationChanged(ConflictError):
 
 
 def revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
-    """After commit, validate the meter's readings from ``since`` again and refresh the
-    boundaries they feed: readings that arrived before the installation was recorded
-    were rejected as outside it, readings after a removal now are, and the connection's
-    registers around the change moved; or the meter's register settings, which VEE's
-    rollover checks and the boundaries' wraps depend on, changed (``metering.meters``).
-    (Nightly VEE also picks up readings rejected as outside an installation recorded
-    since, should the task be lost.)"""
+    """Validate the meter's readings from ``since`` again and refresh the boundaries they
+    feed: readings that arrived before the installation was recorded were rejected as
+    outside it, readings after a removal now are, and the connection's registers around
+    the change moved; or the meter's register settings, which VEE's rollover checks and
+    the boundaries' wraps depend on, changed (``metering.meters``).
+
+    Call inside the change's transaction: the request is a row
+    (:class:`RevalidationRequest`) that commits or rolls back with the change, and the
+    task goes to the broker after the commit.  Should the task be lost (the broker down,
+    a worker killed), nightly VEE runs the request once it is older than
+    ``METERING_REVALIDATION_GRACE`` (``metering.vee.services.revalidation_requests_run``);
+    so a broker that refuses the task is logged, not an error for the committed change."""
     from metering.tasks import vee_revalidate
 
-    transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()))
+    RevalidationRequest.objects.create(meter_id=meter_id, since=since, requested_at=timezone.now())
+    transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()), robust=True)
 
 
 def meter_install(
@@ -69,8 +76,10 @@ def meter_install(
         )
     with transaction.atomic():
         # Same lock order everywhere (unit, then meter) so exchanges cannot deadlock.
+        # The meter's lock holds off its deletion (FOR UPDATE) and other installations,
+        # not the deliveries being stored (FOR KEY SHARE, metering.ingest.store).
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
-        HeatMeter.objects.select_for_update().get(pk=meter.pk)
+        HeatMeter.objects.select_for_update(no_key=True).get(pk=meter.pk)
         installation = MeterInstallation(
             meter=meter,
             unit=unit,

@@ -192,8 +192,13 @@ def meter_update(*, meter: HeatMeter, values: dict, actor=None, reason: str = ""
     reads are recomputed with the new settings (staff decisions on findings stand)."""
     with transaction.atomic():
         # the stored values, whatever the caller's instance holds (a form or serializer
-        # may have set the new ones on it already)
-        current = HeatMeter.objects.select_for_update().get(pk=meter.pk)
+        # may have set the new ones on it already); FOR NO KEY UPDATE: deliveries being
+        # stored (FOR KEY SHARE, ``metering.ingest.store.meters_lock``) go on meanwhile
+        current = HeatMeter.objects.select_for_update(no_key=True).get(pk=meter.pk)
+        if values.get("register_unit", current.register_unit) != current.register_unit:
+            # the unit is fixed by the meter's first reading: wait for deliveries being
+            # stored, and hold back new ones, so that the check sees every reading
+            HeatMeter.objects.select_for_update().values_list("pk").get(pk=meter.pk)
         errors = meter_update_errors(meter=current, values=values)
         if errors:
             raise UnableToChangeMeter(
@@ -255,10 +260,12 @@ def meter_delete(*, meter: HeatMeter, actor=None, reason: str = "") -> None:
     """Delete ``meter``, entered by mistake; refused (:class:`UnableToDeleteMeter`, 409)
     while anything is recorded for it (:func:`meter_delete_refusals`).
 
-    The meter's row is locked first, as an installation locks it, so no installation
-    can be recorded between the check and the delete.  (Readings take no lock: the
-    ingest resolves meters without one, for speed; a delivery stored in the same
-    instant as the delete is the one gap left, docs/readings-storage.md.)"""
+    The meter's row is locked first (``FOR UPDATE``), so nothing can be recorded for it
+    between the check and the delete: an installation locks it too, and the ingest
+    takes ``FOR KEY SHARE`` on the meters of the rows it is about to store, in the
+    transaction that stores them (``metering.ingest.store.meters_lock``).  A delivery
+    being stored makes the delete wait and then find its readings (refused, 409); a
+    delivery stored after the delete refuses the meter's rows as of an unknown meter."""
     with transaction.atomic():
         current = HeatMeter.objects.select_for_update().get(pk=meter.pk)
         refusals = meter_delete_refusals(meter=current)

@@ -258,6 +258,31 @@ class MeterInstallation(models.Model):
         return f"{self.meter} in {self.unit}"
 
 
+class RevalidationRequest(models.Model):
+    """A pending revalidation of a meter's readings from ``since`` (an outbox row).
+
+    Written in the transaction of the change that needs it (an installation, removal or
+    exchange, a change of the meter's register settings), so it exists exactly when the
+    change does; the revalidation deletes the requests it covered in the transaction of
+    its results, and nightly VEE re-runs those still pending after a grace period (the
+    task was lost: broker down, worker killed).  Written by
+    ``metering.installations.revalidation_queue``, worked off by
+    ``metering.vee.services.vee_revalidate_meter``.
+    """
+
+    meter = models.ForeignKey(
+        HeatMeter, on_delete=models.CASCADE, related_name="revalidation_requests"
+    )
+    since = models.DateTimeField(help_text="Revalidate the meter's readings from here on.")
+    requested_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["requested_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Revalidate {self.meter_id} from {self.since.isoformat()}"
+
+
 class BoundaryRegister(models.Model):
     """A connection's continuous register at the start of a local day (00:00 in the zone).
 

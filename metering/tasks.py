@@ -49,7 +49,8 @@ def vee_rerun(meter_id: int, start: str, end: str) -> None:
 @shared_task(acks_late=True)
 def vee_revalidate(meter_id: int, since: str) -> None:
     """After an installation, removal or exchange, or a change of the meter's register
-    settings (``metering.meters.meter_update``): the meter's readings from ``since``."""
+    settings (``metering.meters.meter_update``): the meter's readings from ``since``;
+    the requests it covered (``RevalidationRequest``) go with its results."""
     from metering.vee.services import vee_revalidate_meter
 
     vee_revalidate_meter(

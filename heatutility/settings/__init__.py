@@ -148,6 +148,10 @@ READINGS_ARCHIVE_DIR = Path(
     env.str("HEATUTILITY_READINGS_ARCHIVE_DIR", default=str(VAR_DIR / "archive" / "readings"))
 )
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# A revalidation requested by an installation change or a meter's new register settings
+# (metering.models.RevalidationRequest) and still pending this long after it was made
+# lost its task: nightly VEE runs it.  Far longer than the task waits in a healthy queue.
+METERING_REVALIDATION_GRACE = dt.timedelta(hours=1)
 
 SIMPLE_HISTORY_REVERT_DISABLED = True  # history is an audit record, not an undo button
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True

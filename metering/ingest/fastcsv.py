@@ -197,18 +197,21 @@ def _problems_sql(typed: str) -> str:
 
 
 def _spans(cursor, typed: str) -> list[tuple]:
-    """(serial, first, last read_at in UTC, duplicates inside the file?) per serial.
+    """(serial, first, last read_at in UTC, duplicates inside the file?, first, last
+    row) per serial.
 
     One ``GROUP BY serial`` (a sort; files usually come ordered by meter, which makes it
     cheap).  Instants come back as UTC wall times (the session's zone is the vendor's).
+    The rows tell which meters a chunk may hold (the meters it locks).
     """
     cursor.execute(
         f"SELECT serial, min(read_at) AT TIME ZONE 'UTC', max(read_at) AT TIME ZONE 'UTC', "
-        f"count(*) <> count(DISTINCT read_at) FROM {typed} GROUP BY serial"
+        f"count(*) <> count(DISTINCT read_at), min(row_no), max(row_no) FROM {typed} "
+        "GROUP BY serial"
     )
     return [
-        (serial, low.replace(tzinfo=dt.UTC), high.replace(tzinfo=dt.UTC), duplicated)
-        for serial, low, high, duplicated in cursor.fetchall()
+        (serial, low.replace(tzinfo=dt.UTC), high.replace(tzinfo=dt.UTC), duplicated, *rows)
+        for serial, low, high, duplicated, *rows in cursor.fetchall()
     ]
 
 
@@ -284,7 +287,7 @@ def process_file_batch(
             per_serial = _spans(cursor, typed)
             # back to UTC: Django reads timestamptz assuming a UTC session
             cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
-            if any(duplicated for *_, duplicated in per_serial):
+            if any(duplicated for _serial, _low, _high, duplicated, *_ in per_serial):
                 raise _Decline("duplicates")
             # control characters in a serial: checked once per meter here, not per row
             # in the stage (the Python rules then itemise the rows)
@@ -310,31 +313,33 @@ def process_file_batch(
         )
     IngestBatch.objects.filter(pk=batch.pk).update(row_count=count)
     store.partitions_ensure(months=months)
-    mine = dict(
-        HeatMeter.objects.filter(
-            vendor_id=batch.vendor_id, serial__in=[serial for serial, *_ in per_serial]
-        ).values_list("serial", "id")
-    )
-    foreign = [serial for serial, *_ in per_serial if serial not in mine]
-    refused_all = []
-    if foreign:  # rows for meters that are not this vendor's, refused with their row
-        known = set(HeatMeter.objects.filter(serial__in=foreign).values_list("serial", flat=True))
-        with connection.cursor() as cursor:
+    # the spans go in before the rows: should processing end half-way ('failed' keeps the
+    # committed chunks), nightly VEE still finds the meters whose readings were stored.
+    # Their meters are locked meanwhile, so a meter deleted at this instant is not one
+    # of the vendor's here (its rows are refused), instead of failing the spans' key.
+    with transaction.atomic(), connection.cursor() as cursor:
+        mine = store.vendor_meters_lock(
+            cursor, vendor_id=batch.vendor_id, serials=[serial for serial, *_ in per_serial]
+        )
+        foreign = [serial for serial, *_ in per_serial if serial not in mine]
+        refused_all = []
+        if foreign:  # rows for meters that are not this vendor's, refused with their row
+            known = set(
+                HeatMeter.objects.filter(serial__in=foreign).values_list("serial", flat=True)
+            )
             cursor.execute(
                 f"SELECT row_no, serial FROM {typed} WHERE serial = ANY(%s) ORDER BY row_no",
                 [foreign],
             )
             refused_all = [(row, serial, serial in known) for row, serial in cursor.fetchall()]
-    spans = [
-        IngestBatchMeter(
-            batch_id=batch.pk, meter_id=mine[serial], first_read_at=low, last_read_at=high
-        )
-        for serial, low, high, _ in per_serial
-        if serial in mine
-    ]
-    # the spans go in before the rows: should processing end half-way ('failed' keeps the
-    # committed chunks), nightly VEE still finds the meters whose readings were stored
-    IngestBatchMeter.objects.bulk_create(spans, ignore_conflicts=True)
+        spans = [
+            IngestBatchMeter(
+                batch_id=batch.pk, meter_id=mine[serial], first_read_at=low, last_read_at=high
+            )
+            for serial, low, high, *_ in per_serial
+            if serial in mine
+        ]
+        IngestBatchMeter.objects.bulk_create(spans, ignore_conflicts=True)
     done = 0
     for start in range(0, count, chunk_rows):
         end = min(start + chunk_rows, count)
@@ -346,6 +351,13 @@ def process_file_batch(
                 continue
             first = max(start, locked.progress)
             low, high = tids[start // chunk_rows]
+            # the vendor's meters with rows in the chunk (the stage of serials only: the
+            # meters to lock, without another pass over the chunk's rows)
+            serials = [
+                serial
+                for serial, *_, first_row, last_row in per_serial
+                if serial in mine and first_row < end and last_row >= first
+            ]
             with connection.cursor() as cursor:
                 result = store.stage_to_readings(
                     cursor,
@@ -360,6 +372,7 @@ def process_file_batch(
                     rows=end - first,
                     resolve_meters=point_decimal,
                     refused=[r for r in refused_all if first <= r[0] < end],
+                    serials=serials if point_decimal else None,
                     spans=False,
                     months=months,
                 )

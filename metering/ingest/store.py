@@ -8,7 +8,10 @@ SQLite (the embedded default): the same outcome with ``executemany`` and
 ``INSERT OR IGNORE``.
 
 A chunk's rows, its counters and the batch's progress commit in one transaction (the
-caller's), so a worker killed half-way leaves either all of a chunk or none of it.
+caller's), so a worker killed half-way leaves either all of a chunk or none of it.  The
+rows' meters are locked in that transaction first (``FOR KEY SHARE``, :func:`meters_lock`):
+readings have no foreign key to their meter, and a meter is deleted under its row lock
+(``metering.meters.meter_delete``) only if it has none.
 """
 
 from __future__ import annotations
@@ -188,8 +191,8 @@ def stage_create(cursor, name: str = "metering_stage", *, temporary: bool = True
     cursor.execute(f"TRUNCATE {name}")
 
 
-def meter_sql(*, resolve_meters: bool) -> tuple[str, str, str]:
-    """(meter id expression, join, "not this vendor's meter" condition) for a stage.
+def meter_sql(*, resolve_meters: bool) -> tuple[str, str]:
+    """(meter id expression, join) for a stage.
 
     A stage with serials only (``resolve_meters``) joins the vendor's meters; otherwise
     ``meter_id`` was resolved when staging (NULL = not this vendor's meter).
@@ -198,10 +201,8 @@ def meter_sql(*, resolve_meters: bool) -> tuple[str, str, str]:
         return (
             "m.id",
             "JOIN metering_heatmeter m ON m.serial = s.serial AND m.vendor_id = %(vendor)s",
-            "NOT EXISTS (SELECT 1 FROM metering_heatmeter m WHERE m.serial = s.serial "
-            "AND m.vendor_id = %(vendor)s)",
         )
-    return "s.meter_id", "", "s.meter_id IS NULL"
+    return "s.meter_id", ""
 
 
 def _targets(months: set[tuple[int, int]] | None, read_at: str) -> list[tuple[str, str]]:
@@ -239,17 +240,96 @@ def refused_error(*, row: int, serial: str, exists: bool) -> ErrorItem:
     )
 
 
-def refused_rows(cursor, *, stage: str, where: str, unassigned: str, params: dict) -> list:
-    """(row, serial, serial exists for another vendor) of staged rows not this vendor's."""
+def refused_rows(cursor, *, stage: str, where: str, refused: str, params: dict) -> list:
+    """(row, serial, serial exists for another vendor) of the staged rows ``refused``
+    (a condition) picks: rows not for this vendor's meters."""
     cursor.execute(
         f"""SELECT s.row_no, s.serial,
                    EXISTS (SELECT 1 FROM metering_heatmeter o WHERE o.serial = s.serial)
               FROM {stage} s
-             WHERE {where} AND {unassigned}
+             WHERE {where} AND {refused}
              ORDER BY s.row_no""",
         params,
     )
     return cursor.fetchall()
+
+
+def meters_lock(
+    cursor,
+    *,
+    stage: str,
+    where: str,
+    resolve_meters: bool,
+    refused: list,
+    serials: list[str] | None,
+    params: dict,
+) -> list[str]:
+    """Lock the meters of the staged rows matching ``where`` (``FOR KEY SHARE``, in id
+    order, one statement) in the caller's transaction, before their rows go in; returns
+    the serials whose rows cannot go in: their meter was deleted meanwhile or, on a
+    stage of serials only (``resolve_meters``), is not the vendor's (except the serials
+    of the rows in ``refused``, refused by the caller already).  ``serials``: on such a
+    stage, the vendor's meters the rows are for, when the caller knows them (the
+    stage's rows are then not read here).
+
+    Readings have no foreign key to their meter (docs/readings-storage.md), so this is
+    what keeps a concurrent ``metering.meters.meter_delete`` (which locks the meter
+    ``FOR UPDATE``) from orphaning them: a delete that came first finishes, and its
+    meter's rows are refused here; one that comes later waits for this transaction and
+    then finds the readings.  ``FOR KEY SHARE`` conflicts with nothing else: other
+    deliveries, and a meter's update (``FOR NO KEY UPDATE``), go on.
+    """
+    if serials is not None:
+        if not serials:
+            return []
+        params["serials"] = serials
+        cursor.execute(
+            "SELECT m.serial FROM metering_heatmeter m WHERE m.vendor_id = %(vendor)s "
+            "AND m.serial = ANY(%(serials)s) ORDER BY m.id FOR KEY SHARE",
+            params,
+        )
+        return sorted(set(serials) - {serial for (serial,) in cursor.fetchall()})
+    if resolve_meters:  # the vendor's meters by serial, as the insert joins them
+        params["refused_serials"] = sorted({serial for _row, serial, _exists in refused})
+        known = " AND s.serial <> ALL(%(refused_serials)s)" if refused else ""
+        wanted = (
+            "SELECT key, key AS serial "
+            f"FROM (SELECT DISTINCT s.serial AS key FROM {stage} s WHERE {where}{known}) d"
+        )
+        locked = (
+            "SELECT m.serial AS key FROM metering_heatmeter m WHERE m.vendor_id = %(vendor)s "
+            "AND m.serial IN (SELECT key FROM wanted)"
+        )
+    else:  # resolved when staged
+        wanted = (
+            f"SELECT DISTINCT s.meter_id AS key, s.serial FROM {stage} s "
+            f"WHERE {where} AND s.meter_id IS NOT NULL"
+        )
+        locked = (
+            "SELECT m.id AS key FROM metering_heatmeter m WHERE m.id IN (SELECT key FROM wanted)"
+        )
+    # one statement, one snapshot: a meter found here whose row is gone once its lock was
+    # granted was deleted meanwhile (locking skips it)
+    cursor.execute(
+        f"""WITH wanted AS MATERIALIZED ({wanted}),
+                 locked AS MATERIALIZED ({locked} ORDER BY m.id FOR KEY SHARE OF m)
+            SELECT DISTINCT w.serial FROM wanted w
+             WHERE w.key NOT IN (SELECT key FROM locked) ORDER BY w.serial""",
+        params,
+    )
+    return [serial for (serial,) in cursor.fetchall()]
+
+
+def vendor_meters_lock(cursor, *, vendor_id: int, serials: list[str]) -> dict[str, int]:
+    """Serial → id of the vendor's meters among ``serials``, locked ``FOR KEY SHARE`` (in
+    id order) until the caller's transaction ends; a meter deleted meanwhile is not
+    among them (:func:`meters_lock`)."""
+    cursor.execute(
+        "SELECT serial, id FROM metering_heatmeter WHERE vendor_id = %s AND serial = ANY(%s) "
+        "ORDER BY id FOR KEY SHARE",
+        [vendor_id, serials],
+    )
+    return dict(cursor.fetchall())
 
 
 def batch_spans(
@@ -277,6 +357,7 @@ def stage_to_readings(
     where: str = "TRUE",
     resolve_meters: bool = False,
     refused: list[tuple[int, str, bool]] | None = None,
+    serials: list[str] | None = None,
     spans: bool = True,
     months: set[tuple[int, int]] | None = None,
     read_at: str = "s.read_at",
@@ -284,20 +365,43 @@ def stage_to_readings(
     """Move staged rows (those matching ``where``, ``rows`` of them) into readings.
 
     The stage carries ``meter_id``, resolved set-based against the vendor's meters
-    before (NULL = not this vendor's meter: the row is refused).  ``months``: the UTC
+    before (NULL = not this vendor's meter: the row is refused), or only serials
+    (``resolve_meters``: joined here).  ``refused``: rows the caller found not to be the
+    vendor's (else found here); ``serials``: the vendor's meters among the rows, when the
+    caller knows them.  The rows' meters are locked first (:func:`meters_lock`):
+    rows of a meter deleted meanwhile are refused as those of an unknown meter, and
+    nothing of theirs is stored.  ``months``: the UTC
     months the rows fall in, whose partitions exist; new rows then go straight into them.
     ``read_at``: the stage's timestamp expression (a cast where the stage keeps the text).
     """
     result = ChunkResult()
     params = {"batch": batch_id, "vendor": vendor_id, "received": received_at}
-    meter, join, unassigned = meter_sql(resolve_meters=resolve_meters)
+    meter, join = meter_sql(resolve_meters=resolve_meters)
+    missing = meters_lock(
+        cursor,
+        stage=stage,
+        where=where,
+        resolve_meters=resolve_meters,
+        refused=refused or [],
+        serials=serials,
+        params=params,
+    )
     if resolve_meters:
         # without statistics on the fresh stage the planner may pick a nested loop over it
         cursor.execute("SELECT set_config('enable_nestloop', 'off', true)")
-    if refused is None:
+    elif refused is None:  # resolved when staged: NULL is not this vendor's meter
         refused = refused_rows(
-            cursor, stage=stage, where=where, unassigned=unassigned, params=params
+            cursor, stage=stage, where=where, refused="s.meter_id IS NULL", params=params
         )
+    refused = refused or []
+    if missing:  # not the vendor's meters, or deleted since the rows were resolved
+        params["missing"] = missing
+        more = refused_rows(
+            cursor, stage=stage, where=where, refused="s.serial = ANY(%(missing)s)", params=params
+        )
+        seen = {row for row, *_ in refused}  # refused by the caller already: counted once
+        refused = sorted([*refused, *(row for row in more if row[0] not in seen)])
+        where = f"{where} AND s.serial <> ALL(%(missing)s)"
     for row_no, serial, exists in refused:
         result.rejected += 1
         result.errors.append(refused_error(row=row_no, serial=serial, exists=exists))

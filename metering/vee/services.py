@@ -20,6 +20,7 @@ from collections import defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Max, Min, OuterRef, Q
 
@@ -34,6 +35,7 @@ from metering.models import (
     Reading,
     ReadingEdit,
     ReadingIssue,
+    RevalidationRequest,
 )
 from metering.selectors import reading_last_at, readings_usable_around
 from metering.vee import rules
@@ -276,9 +278,45 @@ def vee_revalidate_meter(*, meter_id: int, start: dt.datetime, now: dt.datetime)
     boundaries they feed: after an installation, removal or exchange moved the time the
     meter counts for a connection (readings that arrived before the paperwork), or a
     change of its register settings (``metering.meters.meter_update``: maximum,
-    resolution, unit, nominal flow) changed how VEE reads its registers."""
-    last = reading_last_at(meter_id=meter_id)
-    return vee_run_meter(meter_id=meter_id, start=start, end=max(start, last or start), now=now)
+    resolution, unit, nominal flow) changed how VEE reads its registers.
+
+    The pending requests this run covers (:class:`RevalidationRequest` of the meter from
+    ``start`` on, committed before it began, so their changes are what it reads) are
+    deleted in the transaction of its results: a request made meanwhile, or one from an
+    earlier time, stays for its own task or the nightly run.  A run that fails leaves
+    them all."""
+    with transaction.atomic():
+        covered = list(
+            RevalidationRequest.objects.filter(meter_id=meter_id, since__gte=start).values_list(
+                "pk", flat=True
+            )
+        )
+        last = reading_last_at(meter_id=meter_id)
+        findings = vee_run_meter(
+            meter_id=meter_id, start=start, end=max(start, last or start), now=now
+        )
+        if covered:
+            RevalidationRequest.objects.filter(pk__in=covered).delete()
+    return findings
+
+
+def revalidation_requests_run(*, now: dt.datetime) -> int:
+    """Nightly: run the revalidations still pending ``METERING_REVALIDATION_GRACE`` after
+    they were requested (their task was lost: the broker was down, a worker died), each
+    meter once from its earliest such ``since``; returns the number of findings.
+    Younger requests are left to their tasks (unless a run here covers them)."""
+    pending = (
+        RevalidationRequest.objects.filter(
+            requested_at__lt=now - settings.METERING_REVALIDATION_GRACE
+        )
+        .values("meter_id")
+        .annotate(since=Min("since"))
+        .order_by("meter_id")
+    )
+    return sum(
+        vee_revalidate_meter(meter_id=row["meter_id"], start=row["since"], now=now)
+        for row in list(pending)
+    )
 
 
 # how far back the nightly run looks for removals whose re-validation task was lost
@@ -286,8 +324,9 @@ REMOVAL_BACKSTOP = dt.timedelta(days=35)
 
 
 def vee_run_pending(*, now: dt.datetime) -> int:
-    """Nightly: validate what finished batches brought in and were not yet checked, and
-    readings rejected as outside an installation that was recorded since.
+    """Nightly: validate what finished batches brought in and were not yet checked,
+    readings rejected as outside an installation that was recorded since, and run the
+    revalidations whose task was lost (:func:`revalidation_requests_run`).
 
     A batch that ended ``failed`` on an internal error keeps the chunks it committed
     (``batches._fail_unexpected``): those readings count like any others, so they are
@@ -351,7 +390,7 @@ def vee_run_pending(*, now: dt.datetime) -> int:
         )
     if batches:
         IngestBatch.objects.filter(pk__in=batches).update(vee_done_at=now)
-    return findings
+    return findings + revalidation_requests_run(now=now)
 
 
 # --- the exception queue ------------------------------------------------------------------
