@@ -32,6 +32,7 @@ from django.utils.safestring import mark_safe
 
 from billing.calc import climate_corrected, one_year_earlier
 from billing.models import Allocation, Invoice, RefundPart
+from heatutility.money import plain
 
 
 def pdf_response(document) -> FileResponse:
@@ -154,11 +155,6 @@ def weather_comparison(
     }
 
 
-def _plain(value: Decimal) -> str:
-    """2906.0 as "2906", 37.50 as "37.5" (the same on every database)."""
-    return f"{value.normalize():f}"
-
-
 def _days_of_year_from(day: dt.date) -> int:
     """The days of the year that starts on ``day`` (366 when it holds a 29 February)."""
     try:
@@ -222,7 +218,7 @@ def reference_comparison(
     if by_weather:
         note = (
             f"Reference users: a normal year's use, {share * 100:.0f} % scaled by degree days "
-            f"({_plain(dd_period.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP))} this period, {_plain(dd_normal)} a "
+            f"({plain(dd_period.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP))} this period, {plain(dd_normal)} a "
             f"normal year), {(1 - share) * 100:.0f} % by days ({days} of {year_days})."
         )
     else:
@@ -293,7 +289,7 @@ def fuel_mix(*, network_id: int, time_zone: str, period_end: dt.date) -> dict:
         if mix["electricity_mwh"]:
             basis = conf.get("GRID_EMISSION_BASIS")
             parts.append(
-                f"{_mwh(mix['electricity_mwh'])} MWh electricity × {_plain(factor)} g CO₂/kWh"
+                f"{_mwh(mix['electricity_mwh'])} MWh electricity × {plain(factor)} g CO₂/kWh"
                 + (f" ({basis})" if basis else "")
             )
             if mix["electricity_estimated_mwh"]:

@@ -76,3 +76,9 @@ def to_decimal(value: object) -> Decimal:
         return Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise ValueError(f"not a number: {value!r}") from exc
+
+
+def plain(value: Decimal) -> str:
+    """``value`` as people write it: no trailing zeros, no exponent (2906.0 as "2906",
+    37.50 as "37.5", 9.9E+4 as "99000"), the same text on every database."""
+    return f"{value.normalize():f}"

@@ -37,6 +37,7 @@ from django.db.models import Exists, Max, OuterRef, Subquery
 
 from heatutility.audit import clean_and_save, mark_actor
 from heatutility.errors import ConflictError, DomainError, ErrorItem
+from heatutility.money import plain
 from metering.installations import revalidation_queue
 from metering.models import (
     KWH_PER_UNIT,
@@ -80,11 +81,6 @@ class UnableToDeleteMeter(ConflictError):
 def meter_has_readings(*, meter: HeatMeter) -> bool:
     """Has any reading of ``meter`` been stored (whatever VEE made of it)?"""
     return Reading.objects.filter(meter_id=meter.pk).exists()
-
-
-def _plain(value: Decimal) -> str:
-    """``value`` without trailing zeros or an exponent (99900, not 99900.000000)."""
-    return f"{value.normalize():f}"
 
 
 def _highest_registers(*, meter: HeatMeter) -> dict[str, Decimal | None]:
@@ -152,8 +148,8 @@ def _maximum_below_stored(*, meter: HeatMeter, values: dict, unit: str) -> list[
                 ErrorItem(
                     code="register_max_below_stored",
                     field=field,
-                    message=f"The {register} register maximum {_plain(maximum)} {shown} is "
-                    f"below {_plain(highest)} {shown}, {where} of meter {meter}: the "
+                    message=f"The {register} register maximum {plain(maximum)} {shown} is "
+                    f"below {plain(highest)} {shown}, {where} of meter {meter}: the "
                     f"register reaches at least that (is a digit missing?).",
                 )
             )

@@ -51,7 +51,7 @@ from customers.models import Account, Network, ServiceConnection
 from customers.selectors import contracts_active_between
 from heatutility.db import bulk_insert
 from heatutility.errors import ConflictError, DomainError
-from heatutility.money import quantize_energy, quantize_money
+from heatutility.money import plain, quantize_energy, quantize_money
 from heatutility.timeutil import DATE_OUT_OF_RANGE, add_months, date_in_range
 from metering import selectors as metering_selectors
 
@@ -97,16 +97,11 @@ class _Weather:
         if self.dd_normal and self.dd_actual:
             return (
                 f", climate-corrected with {self.share:.0%} heating share × "
-                f"{_plain(self.dd_normal)} normal / {_plain(self.dd_actual)} actual degree days"
+                f"{plain(self.dd_normal)} normal / {plain(self.dd_actual)} actual degree days"
                 f" = {corrected:.3f} MWh"
             )
         missing = "normal-year" if not self.dd_normal else "last year's"
         return f", not climate-corrected ({missing} degree days unknown)"
-
-
-def _plain(value: Decimal) -> str:
-    """2906.0 as "2906", 2737.50 as "2737.5" (the same on every database)."""
-    return f"{value.normalize():f}"
 
 
 def plan_weather(*, network: Network, year_start: dt.date) -> tuple[Decimal | None, Decimal | None]:

@@ -35,7 +35,7 @@ from django.utils import timezone
 from customers.admin import HistoryAdmin
 from customers.models import BuildingInterfaceUnit
 from heatutility.errors import DomainError
-from heatutility.money import quantize_energy
+from heatutility.money import plain, quantize_energy
 from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
 from metering import installations, models
 
@@ -87,11 +87,6 @@ def energy_to_kwh(value: Decimal, unit: str) -> Decimal:
     return quantize_energy(value * models.KWH_PER_UNIT[unit])
 
 
-def _plain(number: Decimal) -> str:
-    """``number`` without trailing zeros or an exponent: 12345.678, 1000, 0."""
-    return format(number.normalize(), "f")
-
-
 def energy_shown(kwh: Decimal | None, meter: models.HeatMeter) -> str | None:
     """A stored energy register, in kWh, and in the meter's register unit where that is
     another (as its display showed it), for staff to check the two against each other."""
@@ -100,7 +95,7 @@ def energy_shown(kwh: Decimal | None, meter: models.HeatMeter) -> str | None:
     unit = meter.register_unit
     if unit == KWH:
         return f"{kwh} kWh"
-    return f"{kwh} kWh ({_plain(quantize_energy(kwh / models.KWH_PER_UNIT[unit]))} {unit})"
+    return f"{kwh} kWh ({plain(quantize_energy(kwh / models.KWH_PER_UNIT[unit]))} {unit})"
 
 
 CONVERSIONS = {
@@ -222,13 +217,13 @@ class RegistersInMeterUnits(forms.Form):
         if kwh >= KWH_LIMIT:
             self.add_error(
                 field,
-                f"{_plain(value)} {unit} is {_plain(kwh)} kWh, more than an energy register "
+                f"{plain(value)} {unit} is {plain(kwh)} kWh, more than an energy register "
                 f"holds (below {KWH_LIMIT} kWh): is the unit right?",
             )
             return
         data[field] = kwh
         if unit != KWH:
-            self.entered[field] = f"entered as {_plain(value)} {unit} = {kwh} kWh"
+            self.entered[field] = f"entered as {plain(value)} {unit} = {kwh} kWh"
 
 
 def _chosen_meter(form: forms.Form, field: str) -> models.HeatMeter | None:
