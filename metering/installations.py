@@ -16,7 +16,8 @@ from django.utils import timezone
 from customers.models import BuildingInterfaceUnit
 from heatutility.audit import clean_and_save
 from heatutility.errors import ConflictError, DomainError, ErrorItem
-from metering.models import HeatMeter, MeterInstallation, RevalidationRequest
+from heatutility.money import plain
+from metering.models import KWH_PER_UNIT, HeatMeter, MeterInstallation, RevalidationRequest
 
 
 class UnableToInstallMeter(DomainError):
@@ -54,6 +55,34 @@ def revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
     transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()), robust=True)
 
 
+def _above_maximum(
+    meter: HeatMeter, *, energy_kwh: Decimal, volume_m3: Decimal, at: str
+) -> list[ErrorItem]:
+    """Registers ``meter`` cannot show: above its register maximum (``at``: "initial" or
+    "final", the fields' prefix).  A unit or a digit typed wrong (kWh taken for MWh), it
+    would read as a rollover or a decrease against every reading.  Energy is compared in
+    the meter's register unit, rounded to the maximum's 6 places, as
+    ``metering.meters`` checks a new maximum against the stored registers."""
+    errors = []
+    unit = meter.register_unit
+    energy = (energy_kwh / KWH_PER_UNIT[unit]).quantize(Decimal("0.000001"))
+    for field, value, shown, maximum, what in (
+        (f"{at}_energy_kwh", energy, unit, meter.register_max, "energy"),
+        (f"{at}_volume_m3", volume_m3, "m³", meter.volume_register_max, "volume"),
+    ):
+        if value > maximum:
+            errors.append(
+                ErrorItem(
+                    code="above_register_max",
+                    field=field,
+                    message=f"The {at} {what} register {plain(value)} {shown} is above the "
+                    f"register maximum of meter {meter}, {plain(maximum)} {shown}: is the "
+                    "unit or a digit wrong?",
+                )
+            )
+    return errors
+
+
 def meter_install(
     *,
     meter: HeatMeter,
@@ -79,7 +108,14 @@ def meter_install(
         # The meter's lock holds off its deletion (FOR UPDATE) and other installations,
         # not the deliveries being stored (FOR KEY SHARE, metering.ingest.store).
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
-        HeatMeter.objects.select_for_update(no_key=True).get(pk=meter.pk)
+        locked = HeatMeter.objects.select_for_update(no_key=True).get(pk=meter.pk)
+        errors = _above_maximum(
+            locked, energy_kwh=initial_energy_kwh, volume_m3=initial_volume_m3, at="initial"
+        )
+        if errors:
+            raise UnableToInstallMeter(
+                "Cannot install meter: " + "; ".join(e.message for e in errors), errors=errors
+            )
         installation = MeterInstallation(
             meter=meter,
             unit=unit,
@@ -232,7 +268,9 @@ def _remove(
     actor,
 ) -> MeterInstallation:
     """:func:`meter_remove` of the open ``installation``, locked by the caller."""
-    errors = []
+    errors = _above_maximum(
+        installation.meter, energy_kwh=final_energy_kwh, volume_m3=final_volume_m3, at="final"
+    )
     if final_energy_kwh < installation.initial_energy_kwh and not _rolled_over(
         installation, removed_at, "energy_kwh", final_energy_kwh
     ):
