@@ -15,7 +15,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
 
 from heatutility.errors import ConflictError
 from heatutility.roles import METERING_OPERATOR
@@ -153,16 +152,6 @@ class TestMeterExchangeOfTheExpectedInstallation:
         ]
         assert caught.value.status_code == 422
         assert MeterInstallation.objects.filter(removed_at__isnull=False).count() == 0
-
-
-@pytest.fixture
-def operator(client, django_user_model):
-    user = django_user_model.objects.create_user(
-        "operator", password="a-long-test-password-1", is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=METERING_OPERATOR))
-    client.force_login(user)
-    return client
 
 
 class TestExchangeInTheAdminAfterAnotherExchange:

@@ -10,10 +10,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.test import TestCase
 
-from heatutility.roles import AUDITOR, BILLING_CLERK, METERING_OPERATOR
+from heatutility.roles import AUDITOR, BILLING_CLERK
 from heatutility.timeutil import local_midnight
 from metering.models import BoundaryRegister, MeterInstallation, Reading, ReadingIssue
 from metering.services import vee_run_meter
@@ -41,28 +41,6 @@ def remove_url(installation):
 
 def exchange_url(installation):
     return f"{INSTALLATIONS}{installation.pk}/exchange/"
-
-
-@pytest.fixture
-def login(client, django_user_model):
-    """Log the test client in as a staff user holding ``role`` (None: no role)."""
-
-    def as_role(role):
-        user = django_user_model.objects.create_user(
-            (role or "no-role").replace(" ", "-"), password="a-long-test-password-1", is_staff=True
-        )
-        if role:
-            user.groups.add(Group.objects.get(name=role))
-        client.force_login(user)
-        client.user = user
-        return client
-
-    return as_role
-
-
-@pytest.fixture
-def operator(login):
-    return login(METERING_OPERATOR)
 
 
 def statuses(meter):

@@ -12,9 +12,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group
 
-from heatutility.roles import METERING_OPERATOR
 from metering.models import EnergyUnit, HeatMeter, MeterInstallation
 from tests.customers.factories import BuildingInterfaceUnitFactory
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
@@ -55,16 +53,6 @@ def installed(meter, initial_kwh="0"):
     return MeterInstallationFactory(
         meter=meter, installed_at=INSTALLED_AT, initial_energy_kwh=Decimal(initial_kwh)
     )
-
-
-@pytest.fixture
-def operator(client, django_user_model):
-    user = django_user_model.objects.create_user(
-        "operator", password="a-long-test-password-1", is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=METERING_OPERATOR))
-    client.force_login(user)
-    return client
 
 
 def install(client, meter, unit_of_register, energy, **fields):

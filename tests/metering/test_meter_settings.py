@@ -19,7 +19,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib import messages
-from django.contrib.auth.models import Group
 from django.test import TestCase
 
 from heatutility.errors import DomainError
@@ -222,17 +221,6 @@ class TestRegisterUnit:
 
 
 # --- the admin -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def operator(client, django_user_model):
-    user = django_user_model.objects.create_user(
-        "operator", password="a-long-test-password-1", is_staff=True
-    )
-    user.groups.add(Group.objects.get(name=METERING_OPERATOR))
-    client.force_login(user)
-    client.user = user
-    return client
 
 
 def change_url(meter):
