@@ -268,6 +268,9 @@ class RevalidationRequest(models.Model):
     task was lost: broker down, worker killed).  Written by
     ``metering.installations.revalidation_queue``, worked off by
     ``metering.vee.services.vee_revalidate_meter``.
+
+    A run that fails (nightly, or staff's "Revalidate now" in the admin) leaves the
+    request and records the failure on it, so staff see which meters are stuck and why.
     """
 
     meter = models.ForeignKey(
@@ -275,6 +278,13 @@ class RevalidationRequest(models.Model):
     )
     since = models.DateTimeField(help_text="Revalidate the meter's readings from here on.")
     requested_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Runs that failed on it (nightly or from the admin)."
+    )
+    last_error = models.TextField(
+        blank=True, help_text="The last failed run's exception, class and message."
+    )
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["requested_at", "pk"]

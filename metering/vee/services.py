@@ -16,13 +16,16 @@ an edited reading is not revalidated.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Max, Min, OuterRef, Q
+from django.db.models import Exists, F, Max, Min, OuterRef, Q
 
 from heatutility.errors import DomainError, ErrorItem
 from heatutility.money import quantize_energy
@@ -56,6 +59,10 @@ STATUS_FOR = {"error": Reading.Status.REJECTED, "warning": Reading.Status.SUSPEC
 # statuses VEE itself sets and may take back; estimated and edited readings are left alone
 VEE_VERDICTS = (Reading.Status.VALID, Reading.Status.SUSPECT, Reading.Status.REJECTED)
 _CHUNK = 5000
+# what a failed revalidation records of its exception (RevalidationRequest.last_error)
+LAST_ERROR_LENGTH = 500
+
+log = logging.getLogger(__name__)
 
 
 def _installs(meter_id: int) -> list[MeterInstallation]:
@@ -300,11 +307,55 @@ def vee_revalidate_meter(*, meter_id: int, start: dt.datetime, now: dt.datetime)
     return findings
 
 
+@dataclass
+class RevalidationOutcome:
+    """What a run over several meters did: the meters revalidated, those that failed
+    (their requests stay, with the failure recorded), and the findings of the former."""
+
+    revalidated: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    findings: int = 0
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:LAST_ERROR_LENGTH]
+
+
+def _revalidate_each(
+    starts: Iterable[tuple[int, dt.datetime]], *, now: dt.datetime
+) -> RevalidationOutcome:
+    """:func:`vee_revalidate_meter` for each (meter, start), one meter's failure not
+    stopping the others: its transaction is rolled back (its requests stay pending,
+    nothing of the run is kept), the error is logged, and the requests the run would
+    have covered get the attempt recorded, in a transaction of their own."""
+    outcome = RevalidationOutcome()
+    for meter_id, start in starts:
+        try:
+            outcome.findings += vee_revalidate_meter(meter_id=meter_id, start=start, now=now)
+        except Exception as exc:
+            log.exception("revalidation of meter %s from %s failed", meter_id, start.isoformat())
+            outcome.failed.append(meter_id)
+            try:
+                with transaction.atomic():
+                    RevalidationRequest.objects.filter(meter_id=meter_id, since__gte=start).update(
+                        attempts=F("attempts") + 1,
+                        last_error=_error_text(exc),
+                        last_attempt_at=now,
+                    )
+            except Exception:  # the database itself is failing: the log has to do
+                log.exception("meter %s: could not record the failed revalidation", meter_id)
+        else:
+            outcome.revalidated.append(meter_id)
+    return outcome
+
+
 def revalidation_requests_run(*, now: dt.datetime) -> int:
     """Nightly: run the revalidations still pending ``METERING_REVALIDATION_GRACE`` after
     they were requested (their task was lost: the broker was down, a worker died), each
     meter once from its earliest such ``since``; returns the number of findings.
-    Younger requests are left to their tasks (unless a run here covers them)."""
+    Younger requests are left to their tasks (unless a run here covers them).  A meter
+    whose run fails keeps its requests, with the failure recorded on them, and the
+    others are run all the same."""
     pending = (
         RevalidationRequest.objects.filter(
             requested_at__lt=now - settings.METERING_REVALIDATION_GRACE
@@ -313,10 +364,25 @@ def revalidation_requests_run(*, now: dt.datetime) -> int:
         .annotate(since=Min("since"))
         .order_by("meter_id")
     )
-    return sum(
-        vee_revalidate_meter(meter_id=row["meter_id"], start=row["since"], now=now)
-        for row in list(pending)
+    starts = [(row["meter_id"], row["since"]) for row in pending]
+    return _revalidate_each(starts, now=now).findings
+
+
+def revalidation_requests_run_for(
+    *, meter_ids: Iterable[int], now: dt.datetime
+) -> RevalidationOutcome:
+    """Staff's "Revalidate now": run the given meters' pending revalidations at once,
+    each meter from its earliest pending ``since`` (so all its requests are covered),
+    whatever their age.  A meter without pending requests is skipped; one whose run
+    fails keeps its requests, with the failure recorded, and the others are run."""
+    pending = (
+        RevalidationRequest.objects.filter(meter_id__in=set(meter_ids))
+        .values("meter_id")
+        .annotate(since=Min("since"))
+        .order_by("meter_id")
     )
+    starts = [(row["meter_id"], row["since"]) for row in pending]
+    return _revalidate_each(starts, now=now)
 
 
 # how far back the nightly run looks for removals whose re-validation task was lost
@@ -346,6 +412,7 @@ def vee_run_pending(*, now: dt.datetime) -> int:
         if batches
         else []
     )
+    batch_spans = len(spans)  # the first spans are the batches'; the backstops follow
     # a backstop for a lost re-validation task: the open findings are few (the queue);
     # installed at the read's time as rules.installed_then says, in SQL
     installed = MeterInstallation.objects.filter(
@@ -380,16 +447,37 @@ def vee_run_pending(*, now: dt.datetime) -> int:
         if uncovered["first"] is not None:
             spans.append({"meter_id": meter_id, **uncovered})
     findings = 0
-    for span in spans:
-        # one day before: the previous read is the reference of the decrease/consumption rules
-        findings += vee_run_meter(
-            meter_id=span["meter_id"],
-            start=span["first"] - dt.timedelta(days=1),
-            end=span["last"],
-            now=now,
-        )
+    failed: set[int] = set()
+    for number, span in enumerate(spans):
+        # one meter's failure stops neither the others nor the revalidations below: its
+        # span is rolled back whole (findings and boundaries) and logged
+        try:
+            with transaction.atomic():
+                # one day before: the previous read is the reference of the
+                # decrease/consumption rules
+                findings += vee_run_meter(
+                    meter_id=span["meter_id"],
+                    start=span["first"] - dt.timedelta(days=1),
+                    end=span["last"],
+                    now=now,
+                )
+        except Exception:
+            log.exception(
+                "nightly VEE of meter %s from %s to %s failed",
+                span["meter_id"],
+                span["first"].isoformat(),
+                span["last"].isoformat(),
+            )
+            if number < batch_spans:
+                failed.add(span["meter_id"])
     if batches:
-        IngestBatch.objects.filter(pk__in=batches).update(vee_done_at=now)
+        # a batch is checked when all its meters were: one with a failed meter stays
+        # for the next night (VEE is idempotent, so its other meters are run again)
+        IngestBatch.objects.filter(pk__in=batches).exclude(
+            pk__in=IngestBatchMeter.objects.filter(
+                batch_id__in=batches, meter_id__in=failed
+            ).values("batch_id")
+        ).update(vee_done_at=now)
     return findings + revalidation_requests_run(now=now)
 
 
