@@ -645,7 +645,12 @@ def _reference_bill(*, cap: dict, lines, invoice: Invoice) -> tuple[Decimal, Dec
 def last_year_estimates(comparison: dict) -> list[dict]:
     """The estimated registers behind the comparison's last-year figure (``billing.calc``
     records them in ``last_year_readings``); none without a figure, and none for a bill
-    made before they were recorded (its comparison has no such key)."""
+    made before they were recorded (its comparison has no such key).
+
+    An instalment's comparison has neither key, by design: it bills an estimate, not a
+    measured period, so there is no same period last year to measure (its figure is
+    ``last_year_mwh: null``; its PDF shows 1/n of the plan's last year instead,
+    :func:`_instalment_last_year`, which the plan does not record registers for)."""
     if comparison.get("last_year_mwh") is None or not comparison.get("last_year_estimated"):
         return []
     return [

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.calc import BillDraft, BillingError
+from billing.calc import LAST_YEAR_HOLD, BillDraft, BillingError, one_year_earlier
 from billing.models import BillingRun, BillingRunException, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
 from billing.services.invoices import (
@@ -302,34 +302,95 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
     contract interval's end: recorded in ``readings`` when there was one, and the day in
     the segment's ``annual_from`` either way).
 
+    These are every register an amount rests on.  The comparison's
+    ``last_year_readings`` are not looked at: the register a year before an interval's
+    end counts only through block prices (above), the one a year before its start
+    measures nothing but the same period last year, and an issued invoice never changes,
+    its comparison included (held drafts resting on that figure:
+    :func:`drafts_held_on_last_year`).
+
     The candidates are found by their period (the registers' days, and the same a year
     on for the trailing year), then checked against what each recorded."""
     pairs = set(pairs)
     if not pairs:
         return []
-    first, last = min(d for _, d in pairs), max(d for _, d in pairs)
     wanted = {(cid, day.isoformat()) for cid, day in pairs}  # as the invoices record them
-    # a register on day d is a trailing year's first for an interval ending 365 or 366
-    # days later (one_year_earlier), inside (period_start, period_end]
-    candidates = (
-        current_invoices()
-        .filter(
-            Q(period_start__lte=last, period_end__gte=first)
-            | Q(period_start__lte=last + A_YEAR_ON[1], period_end__gte=first + A_YEAR_ON[0])
-        )
-        .only("id", "readings", "determinants", "period_start", "period_end")
+    candidates = _around(current_invoices(), pairs).only(
+        "id", "readings", "determinants", "period_start", "period_end"
     )
-    hits = []
-    for invoice in candidates.iterator(chunk_size=2000):
-        used = [(r["connection_id"], r["on"]) for r in invoice.readings]
-        for segment in invoice.determinants.get("segments", ()):
-            if segment.get("period_start", "") > invoice.period_start.isoformat():
-                used.append((segment["connection_id"], segment["period_start"]))
-            if segment.get("annual_from"):
-                used.append((segment["connection_id"], segment["annual_from"]))
-        if not wanted.isdisjoint(used):
-            hits.append(invoice)
-    return hits
+    return [
+        invoice
+        for invoice in candidates.iterator(chunk_size=2000)
+        if not wanted.isdisjoint(_registers_used(invoice))
+    ]
+
+
+def drafts_held_on_last_year(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:
+    """Drafts (of runs not issued yet, corrections, settlements) held because their energy
+    is far off the same period last year (``billing.calc.LAST_YEAR_HOLD`` in the reason)
+    that used a register at one of ``pairs``: one behind last year's figure (the
+    comparison's ``last_year_readings``) or one of their own (the hold compares the two).
+
+    Recomputed (:func:`draft_refresh`), such a draft is released when it is plausible
+    now and keeps its hold, with the reason as the data now stands, when it is not.  A
+    draft staff held for a reason of their own (``invoice_hold`` replaces the reason) or
+    released is not among them."""
+    pairs = set(pairs)
+    if not pairs:
+        return []
+    wanted = {(cid, day.isoformat()) for cid, day in pairs}
+    drafts = Invoice.objects.filter(
+        state=Invoice.State.DRAFT,
+        held=True,
+        kind__in=RERATABLE,
+        hold_reason__contains=LAST_YEAR_HOLD,
+    )
+    hits = [
+        invoice.pk
+        for invoice in _around(drafts, pairs)
+        .only("id", "readings", "determinants", "comparison", "period_start", "period_end")
+        .iterator(chunk_size=2000)
+        if not wanted.isdisjoint(_registers_used(invoice))
+        or not wanted.isdisjoint(_last_year_used(invoice))
+    ]
+    return list(Invoice.objects.filter(pk__in=hits).select_related("network").order_by("pk"))
+
+
+def _around(invoices, pairs: set[tuple[int, dt.date]]):
+    """``invoices`` whose period touches the days of ``pairs``, or the same days a year on:
+    a register on day d is a year before a contract interval's bound 365 or 366 days
+    later (``one_year_earlier``), inside [period_start, period_end]."""
+    first, last = min(d for _, d in pairs), max(d for _, d in pairs)
+    return invoices.filter(
+        Q(period_start__lte=last, period_end__gte=first)
+        | Q(period_start__lte=last + A_YEAR_ON[1], period_end__gte=first + A_YEAR_ON[0])
+    )
+
+
+def _registers_used(invoice: Invoice) -> list[tuple[int, str]]:
+    """(connection, ISO day) of every register the invoice's amounts rest on, as it
+    recorded them (see :func:`invoices_affected_by_registers`)."""
+    used = [(r["connection_id"], r["on"]) for r in invoice.readings]
+    for segment in invoice.determinants.get("segments", ()):
+        if segment.get("period_start", "") > invoice.period_start.isoformat():
+            used.append((segment["connection_id"], segment["period_start"]))
+        if segment.get("annual_from"):
+            used.append((segment["connection_id"], segment["annual_from"]))
+    return used
+
+
+def _last_year_used(invoice: Invoice) -> list[tuple[int, str]]:
+    """(connection, ISO day) of the registers behind the comparison's last-year figure
+    (``last_year_readings``).  A bill written before they were recorded has no such key:
+    then the days a year before each register it used, its contract intervals' bounds
+    among them."""
+    comparison = invoice.comparison or {}
+    if "last_year_readings" in comparison:
+        return [(r["connection_id"], r["on"]) for r in comparison["last_year_readings"]]
+    return [
+        (r["connection_id"], one_year_earlier(dt.date.fromisoformat(r["on"])).isoformat())
+        for r in invoice.readings
+    ]
 
 
 # How far back each look starts again before the previous one began (or before the
@@ -364,7 +425,10 @@ def look_horizon() -> dt.datetime:
 
 
 def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]]:
-    """Re-rate every current invoice whose registers changed since the last look.
+    """Re-rate every current invoice whose registers changed since the last look, and
+    compute again the drafts held because of last year's figure that rest on one
+    (:func:`drafts_held_on_last_year`; an issued invoice is re-rated for the registers
+    its amounts rest on alone, :func:`invoices_affected_by_registers`).
 
     An invoice that cannot be recomputed (a corrected register below the period's
     start, say) stands as billed and becomes a ``late_rerate`` exception on its period's
@@ -376,11 +440,15 @@ def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]
     )
     horizon = look_horizon()
     pairs = metering_selectors.boundary_registers_updated_since(since=cursor.checked_until)
+    # found first: a held correction the re-ratings below write is computed already
+    held = drafts_held_on_last_year(pairs)
     results = rerate_each(
         invoices_affected_by_registers(pairs),
         lambda invoice: invoice_rerate(invoice=invoice, now=now),
         now=now,
     )
+    # a draft staff issued meanwhile is re-rated instead (its credit note and correction)
+    results += rerate_each(held, lambda invoice: draft_refresh(invoice=invoice, now=now), now=now)
     cursor.checked_until = max(cursor.checked_until, horizon)
     cursor.save(update_fields=["checked_until"])
     return results
