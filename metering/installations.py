@@ -3,6 +3,12 @@
 An exchange closes the old installation with its final registers and opens the new one
 with its initial registers at the same instant, atomically, so that consumption across
 the exchange is exact (DOMAIN.md §2).
+
+Energy registers are given in kWh, or in the meter's register unit where the caller
+says which (``register_unit``; in an exchange ``old_register_unit`` and
+``new_register_unit``, one per meter): that unit must be the meter's, and the register
+is converted to kWh here (``metering.units.register_to_kwh``), under the transaction
+that reads the meter.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from customers.models import BuildingInterfaceUnit
 from heatutility.audit import clean_and_save
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.money import plain
-from metering.models import KWH_PER_UNIT, HeatMeter, MeterInstallation, RevalidationRequest
+from metering.models import HeatMeter, MeterInstallation, RevalidationRequest
+from metering.units import kwh_to_register_half_even, register_to_kwh
 
 
 class UnableToInstallMeter(DomainError):
@@ -65,7 +72,7 @@ def _above_maximum(
     ``metering.meters`` checks a new maximum against the stored registers."""
     errors = []
     unit = meter.register_unit
-    energy = (energy_kwh / KWH_PER_UNIT[unit]).quantize(Decimal("0.000001"))
+    energy = kwh_to_register_half_even(energy_kwh, unit)
     for field, value, shown, maximum, what in (
         (f"{at}_energy_kwh", energy, unit, meter.register_max, "energy"),
         (f"{at}_volume_m3", volume_m3, "m³", meter.volume_register_max, "volume"),
@@ -83,6 +90,28 @@ def _above_maximum(
     return errors
 
 
+def _energy_kwh(
+    meter: HeatMeter, value: Decimal, *, register_unit: str | None, field: str
+) -> Decimal:
+    """The energy register ``value`` of ``meter``, read in ``register_unit``, in kWh; with
+    no unit, ``value`` is kWh already (as the API took registers before it took a unit).
+    A unit other than the meter's is refused on ``field``, never converted, as the
+    admin's forms refuse it: a register read in the wrong unit or meant for another meter
+    must not be stored scaled by 1,000 or 277.78."""
+    if register_unit is None:
+        return value
+    if register_unit != meter.register_unit:
+        message = (
+            f"Meter {meter} counts its energy register in {meter.register_unit}, not "
+            f"{register_unit}: send the register in {meter.register_unit}, as its display "
+            "shows it."
+        )
+        raise UnableToInstallMeter(
+            message, errors=[ErrorItem(code="unit_mismatch", field=field, message=message)]
+        )
+    return register_to_kwh(value, register_unit)
+
+
 def meter_install(
     *,
     meter: HeatMeter,
@@ -92,12 +121,14 @@ def meter_install(
     initial_volume_m3: Decimal = Decimal("0"),
     initial_flow_temp_m3c: Decimal | None = None,
     initial_return_temp_m3c: Decimal | None = None,
+    register_unit: str | None = None,
     reason: str = "",
     actor=None,
 ) -> MeterInstallation:
     """Install ``meter`` in ``unit`` at ``installed_at`` with its registers then; the
     m³·°C registers are optional (without them the connection's temperature registers
-    continue from the meter's first read)."""
+    continue from the meter's first read).  ``register_unit``: the unit
+    ``initial_energy_kwh`` is given in, which must be the meter's (else kWh)."""
     if installed_at.tzinfo is None:
         raise UnableToInstallMeter(
             "installed_at must carry a time zone offset.",
@@ -109,6 +140,9 @@ def meter_install(
         # not the deliveries being stored (FOR KEY SHARE, metering.ingest.store).
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
         locked = HeatMeter.objects.select_for_update(no_key=True).get(pk=meter.pk)
+        initial_energy_kwh = _energy_kwh(
+            locked, initial_energy_kwh, register_unit=register_unit, field="register_unit"
+        )
         errors = _above_maximum(
             locked, energy_kwh=initial_energy_kwh, volume_m3=initial_volume_m3, at="initial"
         )
@@ -216,12 +250,14 @@ def meter_remove(
     final_volume_m3: Decimal,
     final_flow_temp_m3c: Decimal | None = None,
     final_return_temp_m3c: Decimal | None = None,
+    register_unit: str | None = None,
     reason: str = "",
     actor=None,
 ) -> MeterInstallation:
     """Take the meter out at ``removed_at`` with its final registers.  The final m³·°C
     registers are optional: where given they end the meter's volume-weighted
-    temperatures at the removal, else they end at its last read.
+    temperatures at the removal, else they end at its last read.  ``register_unit``:
+    the unit ``final_energy_kwh`` is given in, which must be the meter's (else kWh).
 
     The installation is read again under its row lock: one ended meanwhile (an exchange
     or another removal committed since the caller loaded it) is a conflict
@@ -247,7 +283,12 @@ def meter_remove(
         return _remove(
             installation,
             removed_at=removed_at,
-            final_energy_kwh=final_energy_kwh,
+            final_energy_kwh=_energy_kwh(
+                installation.meter,
+                final_energy_kwh,
+                register_unit=register_unit,
+                field="register_unit",
+            ),
             final_volume_m3=final_volume_m3,
             final_flow_temp_m3c=final_flow_temp_m3c,
             final_return_temp_m3c=final_return_temp_m3c,
@@ -348,6 +389,8 @@ def meter_exchange(
     old_final_return_temp_m3c: Decimal | None = None,
     new_initial_flow_temp_m3c: Decimal | None = None,
     new_initial_return_temp_m3c: Decimal | None = None,
+    old_register_unit: str | None = None,
+    new_register_unit: str | None = None,
     old_installation: MeterInstallation | None = None,
     reason: str = "exchange",
     actor=None,
@@ -362,7 +405,12 @@ def meter_exchange(
     unit's current meter is replaced, whichever it is.
 
     The m³·°C registers at both ends are optional (see :func:`meter_remove` and
-    :func:`meter_install`): given, the water across the exchange is weighted whole."""
+    :func:`meter_install`): given, the water across the exchange is weighted whole.
+
+    Each meter's energy register is in kWh, or in its own register unit where given:
+    ``old_register_unit`` the old meter's (``old_final_energy_kwh``), ``new_register_unit``
+    the new meter's (``new_initial_energy_kwh``); a unit other than the meter's is
+    refused (``unit_mismatch`` on that field)."""
     if old_installation is not None and old_installation.unit_id != unit.pk:
         message = f"Installation {old_installation.pk} ({old_installation}) is not in interface unit {unit}."
         raise UnableToInstallMeter(
@@ -387,6 +435,22 @@ def meter_exchange(
             raise UnableToInstallMeter(
                 message,
                 errors=[ErrorItem(code="no_current_meter", field="unit", message=message)],
+            )
+        # converted here, not by meter_remove/meter_install: a refusal names the
+        # exchange's field of the meter concerned
+        old_final_energy_kwh = _energy_kwh(
+            current.meter,
+            old_final_energy_kwh,
+            register_unit=old_register_unit,
+            field="old_register_unit",
+        )
+        if new_register_unit is not None:
+            # the lock meter_install takes, a moment early: the unit stays as checked
+            new_initial_energy_kwh = _energy_kwh(
+                HeatMeter.objects.select_for_update(no_key=True).get(pk=new_meter.pk),
+                new_initial_energy_kwh,
+                register_unit=new_register_unit,
+                field="new_register_unit",
             )
         old = meter_remove(
             installation=current,

@@ -48,6 +48,7 @@ from metering.models import (
     ReadingEdit,
     ReadingIssue,
 )
+from metering.units import kwh_to_register_half_even
 
 # the settings VEE and the boundary registers read a meter's registers with
 REGISTER_SETTINGS = (
@@ -114,9 +115,9 @@ def _maximum_below_stored(*, meter: HeatMeter, values: dict, unit: str) -> list[
     """A new register maximum below what the meter has counted already: every stored
     register above it would read as wrapped, so past rollovers turn into decreases and
     rollover detection stops (a typo, 9,999 for 99,999).  Energy is stored in kWh and
-    compared in the register unit (``KWH_PER_UNIT``), rounded to the maximum's 6 places
-    so that a register read at the maximum itself is not refused for a conversion's
-    last digit."""
+    compared in the register unit (``kwh_to_register_half_even``), rounded to the
+    maximum's 6 places so that a register read at the maximum itself is not refused for
+    a conversion's last digit."""
     energy_max = values.get("register_max", meter.register_max)
     volume_max = values.get("volume_register_max", meter.volume_register_max)
     checks = []
@@ -142,7 +143,7 @@ def _maximum_below_stored(*, meter: HeatMeter, values: dict, unit: str) -> list[
             continue
         highest, where = max(candidates, key=lambda candidate: candidate[0])
         if register == "energy":
-            highest = (highest / KWH_PER_UNIT[unit]).quantize(Decimal("0.000001"))
+            highest = kwh_to_register_half_even(highest, unit)
         if maximum < highest:
             errors.append(
                 ErrorItem(

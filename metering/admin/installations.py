@@ -9,10 +9,11 @@ and show its itemised errors.
 
 Staff read the energy register off the meter's display, in the meter's register unit
 (Wh, kWh, MWh or GJ), and type it in that unit; the forms convert it to the kWh the
-services and the database keep (:func:`energy_to_kwh`).  Each energy register is posted
-with the unit it was typed in, and a unit other than the meter's is refused, never
-converted: a value read in the wrong unit, or typed for another meter, or in a form
-opened before the meter's unit changed, cannot be stored scaled by 1,000 or 277.78.
+services and the database keep (``metering.units.register_to_kwh``, as ingestion and
+the API convert).  Each energy register is posted with the unit it was typed in, and a
+unit other than the meter's is refused, never converted: a value read in the wrong
+unit, or typed for another meter, or in a form opened before the meter's unit changed,
+cannot be stored scaled by 1,000 or 277.78.
 The fields keep the services' names (``initial_energy_kwh`` …): their cleaned value is
 the kWh.  Volume (m³) and temperature (m³·°C) registers are taken as they are.
 """
@@ -35,9 +36,10 @@ from django.utils import timezone
 from customers.admin import HistoryAdmin
 from customers.models import BuildingInterfaceUnit
 from heatutility.errors import DomainError
-from heatutility.money import plain, quantize_energy
+from heatutility.money import plain
 from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
 from metering import installations, models
+from metering.units import kwh_to_register, register_to_kwh
 
 INSTALL = "metering.add_meterinstallation"
 CHANGE = "metering.change_meterinstallation"
@@ -78,15 +80,6 @@ _STORED = models.MeterInstallation._meta.get_field("initial_energy_kwh")
 KWH_LIMIT = Decimal(10) ** (_STORED.max_digits - _STORED.decimal_places)
 
 
-def energy_to_kwh(value: Decimal, unit: str) -> Decimal:
-    """A register read in ``unit``, in kWh: times ``KWH_PER_UNIT`` (1 GJ = 1000/3.6 kWh),
-    rounded half up to the 6 decimals stored (``quantize_energy``), as ingestion converts
-    a reading delivered in ``energy_unit`` (``metering.ingest.store``): the same register
-    typed here and delivered by the vendor is the same kWh.  Wh, kWh and MWh with up to
-    6 decimals convert exactly; GJ to within 0.0000005 kWh."""
-    return quantize_energy(value * models.KWH_PER_UNIT[unit])
-
-
 def energy_shown(kwh: Decimal | None, meter: models.HeatMeter) -> str | None:
     """A stored energy register, in kWh, and in the meter's register unit where that is
     another (as its display showed it), for staff to check the two against each other."""
@@ -95,7 +88,7 @@ def energy_shown(kwh: Decimal | None, meter: models.HeatMeter) -> str | None:
     unit = meter.register_unit
     if unit == KWH:
         return f"{kwh} kWh"
-    return f"{kwh} kWh ({plain(quantize_energy(kwh / models.KWH_PER_UNIT[unit]))} {unit})"
+    return f"{kwh} kWh ({plain(kwh_to_register(kwh, unit))} {unit})"
 
 
 CONVERSIONS = {
@@ -213,7 +206,7 @@ class RegistersInMeterUnits(forms.Form):
                 + f": choose {unit} and enter the register as its display shows it.",
             )
             return
-        kwh = energy_to_kwh(value, unit)
+        kwh = register_to_kwh(value, unit)
         if kwh >= KWH_LIMIT:
             self.add_error(
                 field,

@@ -60,6 +60,21 @@ class MeterInstallationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _register_unit(register: str, meter: str) -> serializers.ChoiceField:
+    """The unit ``meter``'s energy ``register`` in the request is read in; optional (kWh,
+    as the API took registers before it took a unit).  Converted by the service
+    (``metering.installations``)."""
+    return serializers.ChoiceField(
+        choices=models.EnergyUnit.choices,
+        required=False,
+        help_text=f"The unit `{register}` is given in, as {meter}'s display shows it. It "
+        f"must be {meter}'s `register_unit` (else 422 `unit_mismatch` on this field, and "
+        "nothing is stored); the register is stored in kWh (× 1,000 for MWh, ÷ 1,000 for "
+        "Wh, × 1,000/3.6 for GJ, rounded half up to 6 decimals, as ingestion converts "
+        "readings). Optional: without it the register is in kWh.",
+    )
+
+
 def _temperature_register(help_text: str) -> serializers.DecimalField:
     """An optional volume-weighted temperature register, m³·°C."""
     return serializers.DecimalField(
@@ -77,8 +92,13 @@ class InstallSerializer(serializers.Serializer):
     meter = serializers.PrimaryKeyRelatedField(queryset=models.HeatMeter.objects.all())
     unit = serializers.PrimaryKeyRelatedField(queryset=BuildingInterfaceUnit.objects.all())
     installed_at = BoundedDateTimeField(help_text="With offset, e.g. 2026-03-01T10:00:00+01:00.")
+    register_unit = _register_unit("initial_energy_kwh", "the meter")
     initial_energy_kwh = serializers.DecimalField(
-        max_digits=20, decimal_places=6, min_value=0, default=0
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        default=0,
+        help_text="The energy register at installation: kWh, or in `register_unit`.",
     )
     initial_volume_m3 = serializers.DecimalField(
         max_digits=16, decimal_places=4, min_value=0, default=0
@@ -94,7 +114,13 @@ class InstallSerializer(serializers.Serializer):
 
 class RemoveSerializer(serializers.Serializer):
     removed_at = BoundedDateTimeField()
-    final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
+    register_unit = _register_unit("final_energy_kwh", "the meter")
+    final_energy_kwh = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        help_text="The energy register at removal: kWh, or in `register_unit`.",
+    )
     final_volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
     final_flow_temp_m3c = _temperature_register(
         "Flow temperature register (m³·°C) at removal; optional (without it the meter's "
@@ -124,10 +150,23 @@ class ExchangeSerializer(serializers.Serializer):
     )
     new_meter = serializers.PrimaryKeyRelatedField(queryset=models.HeatMeter.objects.all())
     exchanged_at = BoundedDateTimeField()
-    old_final_energy_kwh = serializers.DecimalField(max_digits=20, decimal_places=6, min_value=0)
+    # each meter's energy register in its own unit: the two meters may count in two
+    old_register_unit = _register_unit("old_final_energy_kwh", "the old meter")
+    new_register_unit = _register_unit("new_initial_energy_kwh", "the new meter")
+    old_final_energy_kwh = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        help_text="The old meter's energy register at removal: kWh, or in `old_register_unit`.",
+    )
     old_final_volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
     new_initial_energy_kwh = serializers.DecimalField(
-        max_digits=20, decimal_places=6, min_value=0, default=0
+        max_digits=20,
+        decimal_places=6,
+        min_value=0,
+        default=0,
+        help_text="The new meter's energy register at installation: kWh, or in "
+        "`new_register_unit`.",
     )
     new_initial_volume_m3 = serializers.DecimalField(
         max_digits=16, decimal_places=4, min_value=0, default=0
@@ -228,7 +267,9 @@ class MeterInstallationViewSet(
         "with the old meter's final registers and opens the new meter's; answers both "
         "(old, new). Name the installation being replaced in `old_installation` so that "
         "an exchange someone else recorded meanwhile is not undone with these registers "
-        "(409 `installation_changed`).",
+        "(409 `installation_changed`). Energy registers are in kWh, or each in its meter's "
+        "own register unit: `old_register_unit` for `old_final_energy_kwh`, "
+        "`new_register_unit` for `new_initial_energy_kwh`.",
     )
     # the two installations as a plain list, not a page of the installation list
     @action(detail=False, methods=["post"], pagination_class=None, filter_backends=[])

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 
 from heatutility.db import copy_escape
 from heatutility.errors import ErrorItem
 from metering.ingest.rows import DECIMAL_PLACES, NORMALISED_FIELDS, OPTIONAL_NUMERIC
-from metering.models import KWH_PER_UNIT
+from metering.units import register_to_kwh
 
 STAGE_COLUMNS = """
     row_no integer, serial text, read_at timestamptz, energy_value numeric,
@@ -547,13 +547,11 @@ def store_rows_sqlite(
     received = ops.adapt_datetimefield_value(received_at)
     records = []
     spans: dict[int, list] = {}
+    to_kwh = register_to_kwh  # a local name in the per-row loop
     for row in eligible:
         meter_id = mine[row[1]]
         read_at = dt.datetime.fromisoformat(row[2])
-        value = Decimal(row[3])
-        energy_kwh = (value * KWH_PER_UNIT[row[4]]).quantize(
-            Decimal("0.000001"), rounding=ROUND_HALF_UP
-        )
+        energy_kwh = to_kwh(Decimal(row[3]), row[4])
         span = spans.setdefault(meter_id, [read_at, read_at])
         span[0], span[1] = min(span[0], read_at), max(span[1], read_at)
         records.append(

@@ -28,7 +28,6 @@ from django.db import transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, Q
 
 from heatutility.errors import DomainError, ErrorItem
-from heatutility.money import quantize_energy
 from heatutility.timeutil import local_midnight, month_starts
 from metering.models import (
     BoundaryRegister,
@@ -739,17 +738,16 @@ def reading_conflicts_resolve(*, conflicts, take_incoming: bool, actor, now: dt.
 
 
 def _conflict_resolve(conflict, *, take_incoming: bool, actor, now: dt.datetime) -> None:
-    from metering.models import KWH_PER_UNIT, ReadingConflict
+    from metering.models import ReadingConflict
+    from metering.units import register_to_kwh
 
     if take_incoming:
         incoming = conflict.incoming
         values = {}
         if incoming.get("energy_value") is not None:
             unit = incoming.get("energy_unit") or "kWh"
-            # half up, as ingestion converts delivered units
-            values["energy_kwh"] = quantize_energy(
-                Decimal(str(incoming["energy_value"])) * KWH_PER_UNIT[unit]
-            )
+            # as ingestion converts delivered units
+            values["energy_kwh"] = register_to_kwh(Decimal(str(incoming["energy_value"])), unit)
         for field in (
             "volume_m3",
             "flow_temp_c",
