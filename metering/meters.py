@@ -180,6 +180,11 @@ def meter_update_errors(*, meter: HeatMeter, values: dict) -> list[ErrorItem]:
     return errors
 
 
+# changes that wait for the deliveries being stored (FOR UPDATE against their FOR KEY
+# SHARE, ``metering.ingest.store.meters_lock``); any other change goes on beside them
+WAIT_FOR_DELIVERIES = ("register_unit", "vendor", "serial")
+
+
 def meter_update(*, meter: HeatMeter, values: dict, actor=None, reason: str = "") -> HeatMeter:
     """Save ``values`` (field name → value) on ``meter``; returns the meter as stored.
 
@@ -192,9 +197,15 @@ def meter_update(*, meter: HeatMeter, values: dict, actor=None, reason: str = ""
         # may have set the new ones on it already); FOR NO KEY UPDATE: deliveries being
         # stored (FOR KEY SHARE, ``metering.ingest.store.meters_lock``) go on meanwhile
         current = HeatMeter.objects.select_for_update(no_key=True).get(pk=meter.pk)
-        if values.get("register_unit", current.register_unit) != current.register_unit:
-            # the unit is fixed by the meter's first reading: wait for deliveries being
-            # stored, and hold back new ones, so that the check sees every reading
+        if any(
+            name in values and values[name] != getattr(current, name)
+            for name in WAIT_FOR_DELIVERIES
+        ):
+            # wait for deliveries being stored, and hold back new ones: the unit is fixed
+            # by the meter's first reading, so the check must see every reading; the
+            # vendor and serial are what a delivery found the meter by, so its rows go
+            # in for the meter as it was when they were locked, or are refused as not
+            # the vendor's, never neither
             HeatMeter.objects.select_for_update().values_list("pk").get(pk=meter.pk)
         errors = meter_update_errors(meter=current, values=values)
         if errors:

@@ -266,9 +266,10 @@ def meters_lock(
 ) -> list[str]:
     """Lock the meters of the staged rows matching ``where`` (``FOR KEY SHARE``, in id
     order, one statement) in the caller's transaction, before their rows go in; returns
-    the serials whose rows cannot go in: their meter was deleted meanwhile or, on a
-    stage of serials only (``resolve_meters``), is not the vendor's (except the serials
-    of the rows in ``refused``, refused by the caller already).  ``serials``: on such a
+    the serials whose rows cannot go in: their meter was deleted meanwhile, or is not
+    the vendor's (on a stage of serials only, ``resolve_meters``), or no longer is (moved
+    to another vendor since the rows were resolved), except the serials of the rows in
+    ``refused``, refused by the caller already.  ``serials``: on such a
     stage, the vendor's meters the rows are for, when the caller knows them (the
     stage's rows are then not read here).
 
@@ -276,8 +277,12 @@ def meters_lock(
     what keeps a concurrent ``metering.meters.meter_delete`` (which locks the meter
     ``FOR UPDATE``) from orphaning them: a delete that came first finishes, and its
     meter's rows are refused here; one that comes later waits for this transaction and
-    then finds the readings.  ``FOR KEY SHARE`` conflicts with nothing else: other
-    deliveries, and a meter's update (``FOR NO KEY UPDATE``), go on.
+    then finds the readings.  A change of the meter's vendor, serial or register unit
+    (``metering.meters.WAIT_FOR_DELIVERIES``, ``FOR UPDATE``) waits the same way, so
+    the rows go in for the meter as it was when locked, or (the change came first) are
+    refused as not the vendor's: never neither.  ``FOR KEY SHARE`` conflicts with
+    nothing else: other deliveries, and other updates of the meter (``FOR NO KEY
+    UPDATE``), go on.
     """
     if serials is not None:
         if not serials:
@@ -305,8 +310,11 @@ def meters_lock(
             f"SELECT DISTINCT s.meter_id AS key, s.serial FROM {stage} s "
             f"WHERE {where} AND s.meter_id IS NOT NULL"
         )
+        # still the vendor's: a meter moved to another vendor since the rows were
+        # resolved is not (its rows are refused), as on a stage of serials only
         locked = (
-            "SELECT m.id AS key FROM metering_heatmeter m WHERE m.id IN (SELECT key FROM wanted)"
+            "SELECT m.id AS key FROM metering_heatmeter m WHERE m.vendor_id = %(vendor)s "
+            "AND m.id IN (SELECT key FROM wanted)"
         )
     # one statement, one snapshot: a meter found here whose row is gone once its lock was
     # granted was deleted meanwhile (locking skips it)

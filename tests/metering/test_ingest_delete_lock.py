@@ -276,3 +276,86 @@ class TestAMeterUpdateDuringADelivery:
         meter = HeatMeter.objects.get(pk=mistake.pk)
         assert (meter.register_unit, str(meter.nominal_flow_m3h)) == ("kWh", "2.500")
         assert ingested["value"].accepted == HOURS
+
+
+def not_assigned(serial: str) -> list:
+    return [
+        (
+            row,
+            "meter_not_assigned",
+            "meter",
+            f"Meter {serial} is not assigned to this vendor; the row was refused.",
+        )
+        for row in range(HOURS, 2 * HOURS)
+    ]
+
+
+@pytest.mark.parametrize("path", PATHS)
+class TestAVendorChangeDuringADelivery:
+    """A meter moved to another vendor while a delivery of its rows is being stored:
+    the rows go in for the meter as it was when the delivery locked it, or are refused
+    as not the vendor's, never neither (before, a move between a chunk's lock and its
+    insert left them neither stored nor refused, and the batch's counts short)."""
+
+    def test_waits_for_the_delivery_that_locked_the_meter_and_its_rows_go_in(
+        self, path, monkeypatch, vendor, kept, mistake
+    ):
+        batch = delivery(path, monkeypatch, vendor, [kept.serial, mistake.serial])
+        other = MeterVendorFactory()
+        locked = Pause(monkeypatch, store, "meters_lock", after=True)  # rows not in yet
+        ingest, ingested = in_thread(process, batch=batch)
+        locked.wait()
+
+        moving, moved = in_thread(meter_update, meter=mistake, values={"vendor": other})
+        waited = waits_for_a_row_lock(moving, "FOR UPDATE")
+        locked.released.set()
+        finish(ingest, moving)
+
+        assert waited
+        assert moved == {"value": HeatMeter.objects.get(pk=mistake.pk)}
+        done = ingested["value"]
+        assert (done.state, done.accepted, done.rejected) == ("done", 2 * HOURS, 0), done.errors
+        assert (readings_of(kept.pk), readings_of(mistake.pk)) == (HOURS, HOURS)
+        assert HeatMeter.objects.get(pk=mistake.pk).vendor_id == other.pk
+
+    def test_that_came_first_has_the_delivery_wait_and_refuse_the_meters_rows(
+        self, path, monkeypatch, vendor, kept, mistake
+    ):
+        batch = delivery(path, monkeypatch, vendor, [kept.serial, mistake.serial])
+        other = MeterVendorFactory()
+        saved = Pause(monkeypatch, meters, "clean_and_save", after=True)  # not committed
+        moving, _moved = in_thread(meter_update, meter=mistake, values={"vendor": other})
+        saved.wait()
+
+        ingest, ingested = in_thread(process, batch=batch)
+        waited = waits_for_a_row_lock(ingest, "FOR KEY SHARE")
+        saved.released.set()
+        finish(moving, ingest)
+
+        assert waited
+        done = ingested["value"]
+        assert (done.state, done.accepted, done.rejected) == ("done", HOURS, HOURS), done.errors
+        assert refused_as_unknown(done, mistake.serial) == not_assigned(mistake.serial)
+        assert (readings_of(kept.pk), readings_of(mistake.pk)) == (HOURS, 0)
+
+
+@pytest.mark.parametrize("path", RESOLVED_BEFORE)
+def test_a_meter_moved_to_another_vendor_after_its_rows_were_resolved_gets_none_of_them(
+    path, monkeypatch, vendor, kept, mistake
+):
+    """The file paths know the vendor's meters before the chunk's transaction; a move
+    committed in between is found when the chunk locks its meters, as a delete is
+    (before, the rows went in for a meter that was another vendor's by then)."""
+    batch = delivery(path, monkeypatch, vendor, [kept.serial, mistake.serial])
+    storing = Pause(monkeypatch, store, "stage_to_readings")  # in the chunk's transaction
+    ingest, ingested = in_thread(process, batch=batch)
+    storing.wait()
+
+    meter_update(meter=mistake, values={"vendor": MeterVendorFactory()})
+    storing.released.set()
+    finish(ingest)
+
+    done = ingested["value"]
+    assert (done.state, done.accepted, done.rejected) == ("done", HOURS, HOURS), done.errors
+    assert refused_as_unknown(done, mistake.serial) == not_assigned(mistake.serial)
+    assert (readings_of(kept.pk), readings_of(mistake.pk)) == (HOURS, 0)
