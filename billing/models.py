@@ -275,13 +275,14 @@ class Invoice(models.Model):
                 ),
                 name="invoice_credit_left",
             ),
-            # held drafts, few at any time: each re-rating look finds those held against
-            # last year whose registers changed (rerating.drafts_held_on_last_year)
-            # without reading every invoice
+            # drafts, few next to the issued bills (a run's wait for staff to issue them;
+            # auto-issued runs write theirs issued): each re-rating look finds those whose
+            # registers changed (rerating.drafts_affected_by_registers) without reading
+            # every invoice
             models.Index(
                 fields=["period_start"],
-                condition=Q(state="draft", held=True),
-                name="invoice_held_drafts",
+                condition=Q(state="draft"),
+                name="invoice_drafts",
             ),
         ]
         constraints = [

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='invoice',
-            index=models.Index(condition=models.Q(('held', True), ('state', 'draft')), fields=['period_start'], name='invoice_held_drafts'),
+            index=models.Index(condition=models.Q(('state', 'draft')), fields=['period_start'], name='invoice_drafts'),
         ),
     ]

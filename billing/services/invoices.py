@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection, transaction
 
 from billing import conf
-from billing.calc import BillDraft, DraftLine, totals
+from billing.calc import LAST_YEAR_HOLD, BillDraft, DraftLine, totals
 from billing.models import Allocation, Invoice, InvoiceLine, InvoiceNumberCounter
 from heatutility.errors import ConflictError, DomainError
 
@@ -214,8 +214,34 @@ def invoice_cancel_draft(*, invoice: Invoice) -> Invoice:
     return invoice
 
 
+# what the computation's hold reasons say (``billing.calc.hold_reasons``: temperatures,
+# capacity, last year; ``rollover_hold_reasons``), checked against those functions by
+# tests/billing/test_rerating_drafts.py
+COMPUTED_HOLDS = (
+    "volume-weighted ",
+    "more than the contracted capacity can deliver",
+    LAST_YEAR_HOLD,
+    "rolled over between",
+)
+
+
+def hold_is_computed(reason: str) -> bool:
+    """Whether a hold reason is the computation's (each of its reasons, joined by "; ",
+    is one ``billing.calc`` writes); any other is staff's own (``invoice_hold`` replaces
+    the reason with theirs)."""
+    return bool(reason) and all(
+        any(marker in part for marker in COMPUTED_HOLDS) for part in reason.split("; ")
+    )
+
+
 def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
-    """Replace a draft's figures with a recomputation (staff "correct" after a fix)."""
+    """Replace a draft's figures with a recomputation (staff "correct" after a fix, the
+    looks at corrected registers, contracts and tariffs).
+
+    The hold follows the recomputation (released when plausible now, held with the
+    reason as the data now stands when not), except a hold staff made for a reason of
+    their own: that stands with its reason until staff release it, over the new figures.
+    Decided under the row's lock, so a hold or release committed meanwhile counts."""
     from billing.services.write import LINE_COLUMNS, _line_values
 
     with transaction.atomic():
@@ -228,8 +254,9 @@ def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
         )
         was_held = invoice.held
         invoice.net, invoice.vat, invoice.gross = draft.net, draft.vat, draft.gross
-        invoice.held = draft.held
-        invoice.hold_reason = "; ".join(draft.hold_reasons)
+        if not (invoice.held and not hold_is_computed(invoice.hold_reason)):
+            invoice.held = draft.held
+            invoice.hold_reason = "; ".join(draft.hold_reasons)
         invoice.readings = draft.readings
         invoice.has_estimated_reads = draft.has_estimated_reads
         invoice.tariff_version_ids = draft.tariff_version_ids

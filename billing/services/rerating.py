@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.calc import LAST_YEAR_HOLD, BillDraft, BillingError, one_year_earlier
+from billing.calc import BillDraft, BillingError, one_year_earlier
 from billing.models import BillingRun, BillingRunException, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
 from billing.services.invoices import (
@@ -306,8 +306,8 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
     ``last_year_readings`` are not looked at: the register a year before an interval's
     end counts only through block prices (above), the one a year before its start
     measures nothing but the same period last year, and an issued invoice never changes,
-    its comparison included (held drafts resting on that figure:
-    :func:`drafts_held_on_last_year`).
+    its comparison included (drafts resting on that figure are computed again:
+    :func:`drafts_affected_by_registers`).
 
     The candidates are found by their period (the registers' days, and the same a year
     on for the trailing year), then checked against what each recorded."""
@@ -325,26 +325,22 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
     ]
 
 
-def drafts_held_on_last_year(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:
-    """Drafts (of runs not issued yet, corrections, settlements) held because their energy
-    is far off the same period last year (``billing.calc.LAST_YEAR_HOLD`` in the reason)
-    that used a register at one of ``pairs``: one behind last year's figure (the
-    comparison's ``last_year_readings``) or one of their own (the hold compares the two).
+def drafts_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:
+    """Drafts (of runs whose drafts wait to be issued, held or released ones, corrections,
+    settlements) that used a register at one of ``pairs``: one their amounts rest on
+    (as :func:`invoices_affected_by_registers` reads them) or one behind last year's
+    figure (the comparison's ``last_year_readings``, which the plausibility hold
+    compares with).
 
-    Recomputed (:func:`draft_refresh`), such a draft is released when it is plausible
-    now and keeps its hold, with the reason as the data now stands, when it is not.  A
-    draft staff held for a reason of their own (``invoice_hold`` replaces the reason) or
-    released is not among them."""
+    Each is computed again in place (:func:`draft_refresh`) by the look that sees the
+    change: the look moves past it, so a draft issued later on the old register would
+    never be re-rated.  Its hold follows the recomputation unless staff held it for a
+    reason of their own (``invoices.invoice_replace_draft``)."""
     pairs = set(pairs)
     if not pairs:
         return []
     wanted = {(cid, day.isoformat()) for cid, day in pairs}
-    drafts = Invoice.objects.filter(
-        state=Invoice.State.DRAFT,
-        held=True,
-        kind__in=RERATABLE,
-        hold_reason__contains=LAST_YEAR_HOLD,
-    )
+    drafts = Invoice.objects.filter(state=Invoice.State.DRAFT, kind__in=RERATABLE)
     hits = [
         invoice.pk
         for invoice in _around(drafts, pairs)
@@ -426,8 +422,8 @@ def look_horizon() -> dt.datetime:
 
 def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]]:
     """Re-rate every current invoice whose registers changed since the last look, and
-    compute again the drafts held because of last year's figure that rest on one
-    (:func:`drafts_held_on_last_year`; an issued invoice is re-rated for the registers
+    compute again in place every draft that rests on one (:func:`drafts_affected_by_registers`:
+    its own registers or last year's; an issued invoice is re-rated for the registers
     its amounts rest on alone, :func:`invoices_affected_by_registers`).
 
     An invoice that cannot be recomputed (a corrected register below the period's
@@ -441,14 +437,14 @@ def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]
     horizon = look_horizon()
     pairs = metering_selectors.boundary_registers_updated_since(since=cursor.checked_until)
     # found first: a held correction the re-ratings below write is computed already
-    held = drafts_held_on_last_year(pairs)
+    drafts = drafts_affected_by_registers(pairs)
     results = rerate_each(
         invoices_affected_by_registers(pairs),
         lambda invoice: invoice_rerate(invoice=invoice, now=now),
         now=now,
     )
     # a draft staff issued meanwhile is re-rated instead (its credit note and correction)
-    results += rerate_each(held, lambda invoice: draft_refresh(invoice=invoice, now=now), now=now)
+    results += rerate_each(drafts, lambda invoice: draft_refresh(invoice=invoice, now=now), now=now)
     cursor.checked_until = max(cursor.checked_until, horizon)
     cursor.save(update_fields=["checked_until"])
     return results

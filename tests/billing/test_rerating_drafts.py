@@ -1,0 +1,256 @@
+"""A register corrected while its bill is still a draft: billed on the corrected value, once.
+
+The re-rating look (``invoices_rerate_changed``) re-rates the issued invoices resting on a
+changed register.  A bill not issued yet (a run's drafts waiting for staff to issue them,
+a held correction or settlement) is computed again in place by the same look, held or
+not: the look moves past the correction, so a draft issued afterwards on the old register
+would never be re-rated (the corrected energy lost).  Staff's own hold stands through the
+recomputation; a hold the computation made follows the data.
+
+Registers are corrected as the other re-rating tests do (``register``: the row metering's
+VEE and staff edits write, ``updated_at`` stamped).  Standard tariff, 1.5 MWh a month:
+888.78 energy (1.5 × 592.52), 100.00 subscription, 100.00 capacity; net 1,088.78, VAT
+272.20, gross 1,360.98.  Read again as 1.6 MWh: 948.03 energy (948.032); net 1,148.03,
+VAT 25 % 287.0075 → 287.01, gross 1,435.04.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+
+from billing.models import Invoice
+from billing.services import rerating
+from billing.services.invoices import invoice_hold, invoice_issue, invoice_release
+from billing.services.payments import account_balance
+from billing.services.rerating import current_invoices, invoices_rerate_changed
+from billing.services.runs import billing_run_issue
+from metering.models import BoundaryRegister
+from tests.billing.factories import billed_network, register
+from tests.billing.helpers import NOW, bill_month, invoice_of
+
+NOV, DEC = dt.date(2026, 11, 1), dt.date(2026, 12, 1)
+READ_AGAIN = Decimal("44600")  # account 0's 1 December register: 43,000 + 1,600 kWh
+CORRECTED = (Decimal("1148.03"), Decimal("287.01"), Decimal("1435.04"))
+AS_DRAFTED = (Decimal("1088.78"), Decimal("272.20"), Decimal("1360.98"))
+
+
+def _seen_by_an_earlier_look() -> None:
+    """The registers billed were seen by a look before (not within its overlap)."""
+    BoundaryRegister.objects.update(updated_at=timezone.now() - dt.timedelta(days=1))
+    assert invoices_rerate_changed(now=timezone.now()) == []
+
+
+def _the_looks_move_past_it() -> None:
+    """Days go by: every register changed so far lies behind the looks' watermark (the
+    nightly look's overlap is ten minutes), so no later look sees the correction again."""
+    BoundaryRegister.objects.update(updated_at=timezone.now() - dt.timedelta(days=1))
+    assert invoices_rerate_changed(now=timezone.now()) == []
+
+
+def _totals(invoice: Invoice) -> tuple[Decimal, Decimal, Decimal]:
+    return invoice.net, invoice.vat, invoice.gross
+
+
+def _energy(invoice: Invoice) -> tuple[Decimal, Decimal]:
+    line = invoice.lines.get(component="energy")
+    return line.quantity, line.amount
+
+
+def _billed(contract) -> Invoice:
+    """The one bill of November that stands for the account (issued, not credited)."""
+    [bill] = current_invoices().filter(account=contract.account, period_start=NOV)
+    return bill
+
+
+def _drafted(*, accounts: int = 2):
+    network, contracts = billed_network(accounts=accounts)
+    run = bill_month(network, issue=False)  # the run's drafts wait for staff to issue them
+    draft = invoice_of(contracts[0], kind="invoice")
+    assert (draft.state, draft.held) == (Invoice.State.DRAFT, False)
+    assert _totals(draft) == AS_DRAFTED
+    _seen_by_an_earlier_look()
+    return run, contracts, draft
+
+
+@pytest.mark.django_db
+class TestARegisterCorrectedWhileTheRunWaitsToBeIssued:
+    def test_the_issued_invoice_rests_on_the_corrected_register_billed_once(self):
+        run, contracts, draft = _drafted()
+        register(contracts[0].connection, DEC, READ_AGAIN)  # read again: 1.6 MWh, not 1.5
+
+        assert invoices_rerate_changed(now=timezone.now()) == []  # nothing issued yet
+        _the_looks_move_past_it()
+        billing_run_issue(run=run, issued_at=NOW)
+        assert invoices_rerate_changed(now=timezone.now()) == []
+
+        bill = _billed(contracts[0])
+        assert bill.pk == draft.pk  # the draft itself, computed again, then issued
+        assert bill.number is not None
+        assert _energy(bill) == (Decimal("1.6"), Decimal("948.03"))
+        assert _totals(bill) == CORRECTED
+        assert {(r["on"], r["energy_kwh"]) for r in bill.readings} == {
+            ("2026-11-01", "43000.000000"),
+            ("2026-12-01", "44600.000000"),
+        }
+        assert not Invoice.objects.filter(
+            kind__in=[Invoice.Kind.CREDIT_NOTE, Invoice.Kind.CORRECTION]
+        ).exists()
+        assert account_balance(account=contracts[0].account) == Decimal("1435.04")
+
+    def test_a_draft_whose_registers_did_not_change_is_not_rewritten(self):
+        _run, contracts, draft = _drafted()
+        other = invoice_of(contracts[1], kind="invoice")
+        lines = list(other.lines.order_by("position").values_list("pk", "quantity", "amount"))
+        register(contracts[0].connection, DEC, READ_AGAIN)
+
+        with mock.patch.object(
+            rerating, "invoice_recompute", wraps=rerating.invoice_recompute
+        ) as recompute:
+            invoices_rerate_changed(now=timezone.now())
+
+        assert [c.kwargs["invoice"].pk for c in recompute.call_args_list] == [draft.pk]
+        after = Invoice.objects.get(pk=other.pk)
+        assert list(after.lines.order_by("position").values_list("pk", "quantity", "amount")) == (
+            lines
+        )
+        assert (_totals(after), after.readings, after.comparison) == (
+            AS_DRAFTED,
+            other.readings,
+            other.comparison,
+        )
+
+    def test_a_draft_issued_while_the_look_recomputes_it_is_rerated_instead(self):
+        run, contracts, draft = _drafted(accounts=1)
+        register(contracts[0].connection, DEC, READ_AGAIN)
+        recompute = rerating.invoice_recompute
+
+        def staff_issue_meanwhile(*, invoice, **kwargs):
+            """Staff issue the run between the look's recomputation and its write."""
+            bill = recompute(invoice=invoice, **kwargs)
+            if invoice.pk == draft.pk and Invoice.objects.get(pk=draft.pk).number is None:
+                billing_run_issue(run=run, issued_at=NOW)
+            return bill
+
+        with mock.patch.object(rerating, "invoice_recompute", side_effect=staff_issue_meanwhile):
+            [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+        assert credit.original_id == draft.pk
+        assert _totals(credit) == tuple(-amount for amount in AS_DRAFTED)
+        assert _energy(correction) == (Decimal("1.6"), Decimal("948.03"))
+        assert _totals(correction) == CORRECTED
+        assert _billed(contracts[0]).pk == correction.pk
+        assert account_balance(account=contracts[0].account) == Decimal("1435.04")
+
+
+@pytest.mark.django_db
+class TestAHeldDraft:
+    def test_staff_hold_and_reason_stand_and_the_amounts_are_corrected(self):
+        run, contracts, draft = _drafted()
+        invoice_hold(invoice=draft, reason="customer disputes the meter")
+        register(contracts[0].connection, DEC, READ_AGAIN)
+
+        assert invoices_rerate_changed(now=timezone.now()) == []
+
+        draft.refresh_from_db()
+        assert (draft.state, draft.held, draft.hold_reason) == (
+            Invoice.State.DRAFT,
+            True,
+            "customer disputes the meter",
+        )
+        assert _energy(draft) == (Decimal("1.6"), Decimal("948.03"))
+        assert _totals(draft) == CORRECTED
+        run.refresh_from_db()
+        assert run.held == 1
+
+        # released and issued days later: billed once, on the corrected register
+        _the_looks_move_past_it()
+        invoice_issue(invoice=invoice_release(invoice=draft, note="meter checked"), issued_at=NOW)
+        assert invoices_rerate_changed(now=timezone.now()) == []
+        bill = _billed(contracts[0])
+        assert (bill.pk, _totals(bill)) == (draft.pk, CORRECTED)
+        assert account_balance(account=contracts[0].account) == Decimal("1435.04")
+
+    def test_a_hold_the_computation_made_is_lifted_when_the_correction_makes_it_plausible(self):
+        network, contracts = billed_network(accounts=1)
+        # November's end register estimated 9.5 MWh on: more than 10 kW can deliver in a
+        # month, and 6.33× last November's 1.5 MWh
+        register(contracts[0].connection, DEC, Decimal("52500"), status="estimated")
+        run = bill_month(network, issue=False)
+        draft = invoice_of(contracts[0], kind="invoice")
+        assert draft.held
+        assert "more than the contracted capacity can deliver" in draft.hold_reason
+        assert "× the same period last year" in draft.hold_reason
+        _seen_by_an_earlier_look()
+        register(contracts[0].connection, DEC, READ_AGAIN)  # the actual read
+
+        assert invoices_rerate_changed(now=timezone.now()) == []
+
+        draft.refresh_from_db()
+        assert (draft.state, draft.held, draft.hold_reason) == (Invoice.State.DRAFT, False, "")
+        assert _totals(draft) == CORRECTED
+        assert not draft.has_estimated_reads
+        run.refresh_from_db()
+        assert run.held == 0
+        billing_run_issue(run=run, issued_at=NOW)
+        assert _billed(contracts[0]).pk == draft.pk
+
+    def test_a_released_draft_that_looks_implausible_after_the_correction_is_held_again(self):
+        """Staff released the figures they reviewed; new figures are reviewed again."""
+        run, contracts, draft = _drafted()
+        invoice_release(invoice=draft, note="looked fine")
+        register(contracts[0].connection, DEC, Decimal("52500"))  # 9.5 MWh
+
+        invoices_rerate_changed(now=timezone.now())
+
+        draft.refresh_from_db()
+        assert draft.held
+        assert "more than the contracted capacity can deliver" in draft.hold_reason
+        run.refresh_from_db()
+        assert run.held == 1
+
+
+def test_every_hold_reason_the_computation_writes_is_recognised_as_its_own():
+    """A refresh lifts only holds the computation made (``hold_is_computed``); it knows
+    them by what ``billing.calc`` writes, checked here against the functions themselves."""
+    from billing.calc import (
+        ContractInterval,
+        PendingRollover,
+        Plausibility,
+        hold_reasons,
+        rollover_hold_reasons,
+    )
+    from billing.services.invoices import hold_is_computed
+
+    reasons = hold_reasons(
+        Decimal("9.5"),
+        Decimal("7.2"),
+        Decimal("1.5"),
+        Plausibility(),
+        [(7, Decimal("-3"), Decimal("180"))],
+        last_year_estimated=True,
+    )
+    reasons += rollover_hold_reasons(
+        [ContractInterval(7, NOV, DEC, Decimal("10"), Decimal("100"))],
+        {
+            7: [
+                PendingRollover(
+                    meter="M-7",
+                    register="energy",
+                    since_at=dt.datetime(2026, 10, 20, tzinfo=dt.UTC),
+                    read_at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
+                    time_zone="Europe/Copenhagen",
+                )
+            ]
+        },
+    )
+    assert len(reasons) == 5  # return and flow temperature, capacity, last year, rollover
+    assert all(hold_is_computed(reason) for reason in reasons)
+    assert hold_is_computed("; ".join(reasons))
+    assert not hold_is_computed("customer disputes the meter")
+    assert not hold_is_computed("; ".join([*reasons, "held by staff"]))
+    assert not hold_is_computed("")
