@@ -347,6 +347,7 @@ class InvoiceAdmin(PdfDownloadAdmin):
         "period_start",
         "period_end",
         "held",
+        "held_by_staff",
         "hold_reason",
         "series",
         "number",

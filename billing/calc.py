@@ -814,11 +814,6 @@ def segment_determinants(
     )
 
 
-# what a hold for energy far off the same period last year says (``hold_reasons``): the
-# re-rating look finds the held drafts resting on last year's figure by it
-LAST_YEAR_HOLD = "× the same period last year"
-
-
 def hold_reasons(
     energy_mwh: Decimal,
     capacity_mwh: Decimal,
@@ -852,7 +847,8 @@ def hold_reasons(
         if ratio > plausibility.ratio_high or ratio < plausibility.ratio_low:
             basis = ", from an estimated register" if last_year_estimated else ""
             holds.append(
-                f"{energy_mwh} MWh is {ratio:.2f}{LAST_YEAR_HOLD} ({last_year_mwh} MWh{basis})"
+                f"{energy_mwh} MWh is {ratio:.2f}× the same period last year "
+                f"({last_year_mwh} MWh{basis})"
             )
     return holds
 

@@ -204,6 +204,12 @@ class Invoice(models.Model):
     period_end = models.DateField()
     held = models.BooleanField(default=False, help_text="Held for review; not issued with the run.")
     hold_reason = models.TextField(blank=True)
+    held_by_staff = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Held by staff for a reason of their own (not by the plausibility checks): "
+        "a recomputation keeps the hold and its reason until staff release it.",
+    )
     series = models.CharField(max_length=30, blank=True)
     number = models.PositiveBigIntegerField(null=True, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
@@ -316,6 +322,11 @@ class Invoice(models.Model):
                 | (~Q(state__in=["draft", "cancelled"]) & Q(number__isnull=False)),
                 name="invoice_number_iff_issued",
                 violation_error_message="An invoice has a number exactly when it is issued.",
+            ),
+            models.CheckConstraint(
+                condition=Q(held_by_staff=False) | Q(held=True),
+                name="invoice_staff_hold_is_a_hold",
+                violation_error_message="A hold by staff is a hold.",
             ),
             models.CheckConstraint(
                 # a tolerance below the minor unit: SQLite compares decimals as floats

@@ -178,6 +178,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "period_start",
             "period_end",
             "held",
+            "held_by_staff",
             "hold_reason",
             "issued_at",
             "due_on",

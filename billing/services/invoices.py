@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection, transaction
 
 from billing import conf
-from billing.calc import LAST_YEAR_HOLD, BillDraft, DraftLine, totals
+from billing.calc import BillDraft, DraftLine, totals
 from billing.models import Allocation, Invoice, InvoiceLine, InvoiceNumberCounter
 from heatutility.errors import ConflictError, DomainError
 
@@ -173,14 +173,16 @@ def invoice_issue(*, invoice: Invoice, issued_at: dt.datetime) -> Invoice:
 
 
 def invoice_hold(*, invoice: Invoice, reason: str) -> Invoice:
+    """Staff hold a draft for a reason of their own (``held_by_staff``): it stands, with
+    the reason, over any recomputation until staff release it."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         invoice_assert_draft(invoice=invoice)
         if not invoice.held and invoice.run_id:
             _run_held_delta(invoice.run_id, +1)
-        invoice.held = True
+        invoice.held = invoice.held_by_staff = True
         invoice.hold_reason = reason
-        invoice.save(update_fields=["held", "hold_reason"])
+        invoice.save(update_fields=["held", "held_by_staff", "hold_reason"])
     return invoice
 
 
@@ -191,9 +193,9 @@ def invoice_release(*, invoice: Invoice, note: str = "") -> Invoice:
         invoice_assert_draft(invoice=invoice)
         if invoice.held and invoice.run_id:
             _run_held_delta(invoice.run_id, -1)
-        invoice.held = False
+        invoice.held = invoice.held_by_staff = False
         invoice.hold_reason = f"released: {note}" if note else ""
-        invoice.save(update_fields=["held", "hold_reason"])
+        invoice.save(update_fields=["held", "held_by_staff", "hold_reason"])
     return invoice
 
 
@@ -214,33 +216,14 @@ def invoice_cancel_draft(*, invoice: Invoice) -> Invoice:
     return invoice
 
 
-# what the computation's hold reasons say (``billing.calc.hold_reasons``: temperatures,
-# capacity, last year; ``rollover_hold_reasons``), checked against those functions by
-# tests/billing/test_rerating_drafts.py
-COMPUTED_HOLDS = (
-    "volume-weighted ",
-    "more than the contracted capacity can deliver",
-    LAST_YEAR_HOLD,
-    "rolled over between",
-)
-
-
-def hold_is_computed(reason: str) -> bool:
-    """Whether a hold reason is the computation's (each of its reasons, joined by "; ",
-    is one ``billing.calc`` writes); any other is staff's own (``invoice_hold`` replaces
-    the reason with theirs)."""
-    return bool(reason) and all(
-        any(marker in part for marker in COMPUTED_HOLDS) for part in reason.split("; ")
-    )
-
-
 def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
     """Replace a draft's figures with a recomputation (staff "correct" after a fix, the
     looks at corrected registers, contracts and tariffs).
 
     The hold follows the recomputation (released when plausible now, held with the
     reason as the data now stands when not), except a hold staff made for a reason of
-    their own: that stands with its reason until staff release it, over the new figures.
+    their own (``held_by_staff``, :func:`invoice_hold`): that stands with its reason
+    until staff release it, over the new figures.
     Decided under the row's lock, so a hold or release committed meanwhile counts."""
     from billing.services.write import LINE_COLUMNS, _line_values
 
@@ -254,7 +237,7 @@ def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
         )
         was_held = invoice.held
         invoice.net, invoice.vat, invoice.gross = draft.net, draft.vat, draft.gross
-        if not (invoice.held and not hold_is_computed(invoice.hold_reason)):
+        if not invoice.held_by_staff:
             invoice.held = draft.held
             invoice.hold_reason = "; ".join(draft.hold_reasons)
         invoice.readings = draft.readings

@@ -214,43 +214,64 @@ class TestAHeldDraft:
         assert run.held == 1
 
 
-def test_every_hold_reason_the_computation_writes_is_recognised_as_its_own():
-    """A refresh lifts only holds the computation made (``hold_is_computed``); it knows
-    them by what ``billing.calc`` writes, checked here against the functions themselves."""
-    from billing.calc import (
-        ContractInterval,
-        PendingRollover,
-        Plausibility,
-        hold_reasons,
-        rollover_hold_reasons,
-    )
-    from billing.services.invoices import hold_is_computed
+@pytest.mark.django_db
+def test_a_staff_hold_worded_like_a_computed_one_stands_all_the_same():
+    """Staff's hold is told apart by who made it (``held_by_staff``), not by its words:
+    a reason that quotes the checks' wording is still staff's."""
+    _run, contracts, draft = _drafted()
+    reason = "customer disputes the volume-weighted return temperature"
+    invoice_hold(invoice=draft, reason=reason)
+    register(contracts[0].connection, DEC, READ_AGAIN)
 
-    reasons = hold_reasons(
-        Decimal("9.5"),
-        Decimal("7.2"),
-        Decimal("1.5"),
-        Plausibility(),
-        [(7, Decimal("-3"), Decimal("180"))],
-        last_year_estimated=True,
+    invoices_rerate_changed(now=timezone.now())
+
+    draft.refresh_from_db()
+    assert (draft.held, draft.held_by_staff, draft.hold_reason) == (True, True, reason)
+    assert _totals(draft) == CORRECTED
+    released = invoice_release(invoice=draft, note="checked")
+    assert (released.held, released.held_by_staff) == (False, False)
+
+
+@pytest.mark.django_db
+def test_a_computed_hold_is_not_staffs():
+    network, contracts = billed_network(accounts=1)
+    register(contracts[0].connection, DEC, Decimal("52500"), status="estimated")
+    bill_month(network, issue=False)
+    draft = invoice_of(contracts[0], kind="invoice")
+    assert (draft.held, draft.held_by_staff) == (True, False)
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_a_staff_hold_that_is_not_a_hold():
+    from django.db import IntegrityError, transaction
+
+    _run, _contracts, draft = _drafted(accounts=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Invoice.objects.filter(pk=draft.pk).update(held=False, held_by_staff=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_marks_the_held_drafts_staff_held_by_their_reasons():
+    """Migration 0018 (``held_by_staff``) tells the drafts held before it by their reason:
+    one made only of what the checks write is theirs, anything else staff's."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    _run, contracts, staffs = _drafted(accounts=2)
+    invoice_hold(invoice=staffs, reason="held by admin")
+    computed = invoice_of(contracts[1], kind="invoice")
+    Invoice.objects.filter(pk=computed.pk).update(
+        held=True, hold_reason="9.5 MWh is 6.33× the same period last year (1.5 MWh)"
     )
-    reasons += rollover_hold_reasons(
-        [ContractInterval(7, NOV, DEC, Decimal("10"), Decimal("100"))],
-        {
-            7: [
-                PendingRollover(
-                    meter="M-7",
-                    register="energy",
-                    since_at=dt.datetime(2026, 10, 20, tzinfo=dt.UTC),
-                    read_at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
-                    time_zone="Europe/Copenhagen",
-                )
-            ]
-        },
-    )
-    assert len(reasons) == 5  # return and flow temperature, capacity, last year, rollover
-    assert all(hold_is_computed(reason) for reason in reasons)
-    assert hold_is_computed("; ".join(reasons))
-    assert not hold_is_computed("customer disputes the meter")
-    assert not hold_is_computed("; ".join([*reasons, "held by staff"]))
-    assert not hold_is_computed("")
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate([("billing", "0017_held_drafts_index")])
+        executor = MigrationExecutor(connection)
+        executor.migrate([("billing", "0018_invoice_held_by_staff")])
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert Invoice.objects.get(pk=staffs.pk).held_by_staff
+    assert not Invoice.objects.get(pk=computed.pk).held_by_staff
