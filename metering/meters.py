@@ -21,7 +21,12 @@ a 99,999.999 MWh register wraps like a 99,999,999 kWh one, VEE compares kWh.
 
 A register maximum cannot be set below what the meter's registers have reached (its
 readings, its installations' initial and final registers): a digit too few would turn
-its past rollovers into decreases and stop finding new ones.
+its past rollovers into decreases and stop finding new ones.  Nor can it move the
+rollover band away from a past removal's final register that rolled over after the
+last reading (``metering.installations`` refuses any other final register below that
+reading): the connection's register would fall at the removal, and no revalidation
+looks at that step.  Staff-accepted ambiguous rollovers the new settings no longer
+allow are reopened by the revalidation (``metering.vee.services``).
 
 A meter is deleted only when it was entered by mistake (:func:`meter_delete`): readings
 have no database foreign key to it, so this is the check that keeps them from being
@@ -49,6 +54,8 @@ from metering.models import (
     ReadingIssue,
 )
 from metering.units import kwh_to_register_half_even
+from metering.vee.estimation import USABLE
+from metering.vee.rules import is_rollover
 
 # the settings VEE and the boundary registers read a meter's registers with
 REGISTER_SETTINGS = (
@@ -84,10 +91,11 @@ def meter_has_readings(*, meter: HeatMeter) -> bool:
     return Reading.objects.filter(meter_id=meter.pk).exists()
 
 
-def _highest_registers(*, meter: HeatMeter) -> dict[str, Decimal | None]:
+def _highest_registers(*, meter: HeatMeter) -> dict[str, Decimal | bool | None]:
     """The highest energy (kWh) and volume (m³) register stored for ``meter``: over its
     readings, whatever their status, and its installations' initial and final registers
-    (``reading_*``, ``installation_*``; None where there is none).  One query."""
+    (``reading_*``, ``initial_*``, ``final_*``; None where there is none); and whether it
+    was ever removed (``removed``).  One query."""
 
     def highest(model, field):
         return Subquery(
@@ -106,6 +114,9 @@ def _highest_registers(*, meter: HeatMeter) -> dict[str, Decimal | None]:
             final_energy=highest(MeterInstallation, "final_energy_kwh"),
             initial_volume=highest(MeterInstallation, "initial_volume_m3"),
             final_volume=highest(MeterInstallation, "final_volume_m3"),
+            removed=Exists(
+                MeterInstallation.objects.filter(meter_id=OuterRef("pk"), removed_at__isnull=False)
+            ),
         )
         .get()
     )
@@ -152,6 +163,60 @@ def _maximum_below_stored(*, meter: HeatMeter, values: dict, unit: str) -> list[
                     message=f"The {register} register maximum {plain(maximum)} {shown} is "
                     f"below {plain(highest)} {shown}, {where} of meter {meter}: the "
                     f"register reaches at least that (is a digit missing?).",
+                )
+            )
+    if stored["removed"]:
+        refused = {e.field for e in errors}
+        errors += _finals_no_longer_rolled_over(
+            meter=meter, checks=[check for check in checks if check[1] not in refused]
+        )
+    return errors
+
+
+def _finals_no_longer_rolled_over(*, meter: HeatMeter, checks: list[tuple]) -> list[ErrorItem]:
+    """The meter's past removals whose final register lies below the last usable reading
+    of the installation and, with a new maximum (``checks``, as
+    :func:`_maximum_below_stored` makes them), no longer rolls over from it: a removal
+    with that final register is refused (``metering.installations``,
+    ``final_below_last_read``), and the boundary registers would count a decrease at the
+    removal.  One query, for a meter that was removed."""
+    last = Reading.objects.filter(
+        meter_id=meter.pk,
+        status__in=USABLE,
+        read_at__gte=OuterRef("installed_at"),
+        read_at__lte=OuterRef("removed_at"),
+    ).order_by("-read_at")
+    removals = list(
+        MeterInstallation.objects.filter(meter_id=meter.pk, removed_at__isnull=False)
+        .annotate(
+            last_energy=Subquery(last.filter(energy_kwh__isnull=False).values("energy_kwh")[:1]),
+            last_volume=Subquery(last.filter(volume_m3__isnull=False).values("volume_m3")[:1]),
+        )
+        .order_by("installed_at")
+        .values("removed_at", "final_energy_kwh", "final_volume_m3", "last_energy", "last_volume")
+    )
+    final_of = {"energy": "final_energy_kwh", "volume": "final_volume_m3"}
+    errors = []
+    for register, field, maximum, shown in checks:
+        for removal in removals:
+            final, reached = removal[final_of[register]], removal[f"last_{register}"]
+            if final is None or reached is None or final >= reached:
+                continue
+            limit = maximum * KWH_PER_UNIT[shown] if register == "energy" else maximum
+            if is_rollover(reached, final, limit):  # kWh, m³: as stored
+                continue
+            if register == "energy":
+                final, reached = (kwh_to_register_half_even(v, shown) for v in (final, reached))
+            errors.append(
+                ErrorItem(
+                    code="final_below_last_read",
+                    field=field,
+                    message=f"With the {register} register maximum {plain(maximum)} {shown} "
+                    f"the final register {plain(final)} {shown} of meter {meter}'s removal "
+                    f"at {removal['removed_at'].isoformat()} lies below its last reading "
+                    f"{plain(reached)} {shown} and does not roll over from it (from the top "
+                    "tenth of the range into the bottom tenth): the connection's register "
+                    "would fall at the removal.",
                 )
             )
     return errors

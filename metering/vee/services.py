@@ -10,7 +10,10 @@ connections' boundary registers are refreshed.
 A rerun recomputes VEE's own verdicts: a reading whose findings are gone is valid again
 and its stale open findings leave the queue.  Staff decisions stand: a finding staff
 accepted does not count against its reading, a reading staff rejected stays rejected,
-an edited reading is not revalidated.
+an edited reading is not revalidated.  The one exception is a decision the reads no
+longer allow: an accepted ambiguous rollover whose wrap count does not fit under the
+meter's register settings (changed since) is reopened, with why, and stays in the
+queue until staff decide again.
 """
 
 from __future__ import annotations
@@ -91,16 +94,23 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
     issues = list(
         ReadingIssue.objects.filter(
             meter_id=meter_id, read_at__gte=start, read_at__lte=end
-        ).values_list("pk", "read_at", "code", "severity", "state", "resolved_by_id")
+        ).values_list("pk", "read_at", "code", "severity", "state", "resolved_by_id", "resolved_at")
     )
     # staff decisions (ReadingIssue.state set by reading_issues_accept / _reject)
     staff_rejected = {
-        at for _, at, _, _, state, _ in issues if state == ReadingIssue.State.REJECTED
+        at for _, at, _, _, state, _, _ in issues if state == ReadingIssue.State.REJECTED
     }
     staff_accepted: dict[dt.datetime, set[str]] = defaultdict(set)
-    for _, at, code, severity, state, _ in issues:
+    for _, at, code, severity, state, _, _ in issues:
         if state == ReadingIssue.State.ACCEPTED and severity in STATUS_FOR:
             staff_accepted[at].add(code)
+    # decisions revalidation reopened (_decisions_recheck): open until staff decide again,
+    # whether or not VEE still raises them
+    reopened = [
+        (at, severity)
+        for _, at, _, severity, state, _, resolved_at in issues
+        if state == ReadingIssue.State.OPEN and resolved_at is not None
+    ]
     stored = {}
     reads = []
     for values in (
@@ -159,6 +169,9 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
     for f in kept:
         if f.severity in STATUS_FOR and f.code not in staff_accepted[f.read_at]:
             against[f.read_at].add(f.severity)
+    for at, severity in reopened:
+        if at not in staff_rejected and severity in STATUS_FOR:
+            against[at].add(severity)
     target: dict[str, list[dt.datetime]] = defaultdict(list)
     for at, status in stored.items():
         if at in staff_rejected or status not in VEE_VERDICTS:
@@ -176,12 +189,12 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
     # markers go (estimation and meter removal take them as hints of a rollover)
     stale = [
         pk
-        for pk, at, code, _, state, resolved_by in issues
+        for pk, at, code, _, state, resolved_by, resolved_at in issues
         if at in stored
         and at not in staff_rejected
         and (at, code) not in found
         and (
-            state == ReadingIssue.State.OPEN
+            (state == ReadingIssue.State.OPEN and resolved_at is None)
             or (
                 state == ReadingIssue.State.ACCEPTED
                 and code in rules.ROLLOVER_CODES
@@ -217,8 +230,62 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
                     read_at__in=moments[i : i + _CHUNK],
                     status__in=VEE_VERDICTS,
                 ).update(status=status)
+        _decisions_recheck(
+            issue_ids=[
+                pk
+                for pk, at, code, _, state, _, _ in issues
+                if state == ReadingIssue.State.ACCEPTED
+                and code in rules.AMBIGUOUS_ROLLOVER_CODES
+                and at in stored
+                and at not in staff_rejected
+            ],
+            now=now,
+        )
     _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
     return len(findings)
+
+
+def _decisions_recheck(*, issue_ids: list[int], now: dt.datetime) -> None:
+    """Reopen the accepted ambiguous rollovers among ``issue_ids`` whose wrap count (one
+    where staff stated none) the reads no longer allow: the meter's register settings
+    changed (a maximum, resolution or qp), or the reads around it did.  Staff decisions
+    stand where they are still possible; one that is not is neither kept (its wraps
+    would be counted at the new wrap) nor changed behind staff's back: the finding is
+    open again, with why and the decision it replaces, recorded as a resolution by the
+    system (no actor).  Its reading is suspect again, and the boundaries count one wrap
+    and hold the bills across it, as for any undecided ambiguous rollover."""
+    if not issue_ids:
+        return
+    for issue in (
+        ReadingIssue.objects.select_for_update(of=("self",))
+        .filter(pk__in=issue_ids, state=ReadingIssue.State.ACCEPTED)
+        .select_related("meter", "resolved_by")
+        .order_by("read_at", "pk")
+    ):
+        wraps = issue.wraps or 1
+        most, since = _wraps_possible(issue)
+        if most is not None and wraps <= most:
+            continue
+        why = (
+            "the reads no longer show a rollover here"
+            if most is None
+            else f"at most {most} wrap(s) fit the time since {since.isoformat()}, not {wraps}"
+        )
+        decided = (
+            f"accepted with {wraps} wrap(s) by {issue.resolved_by or 'the system'}"
+            + (f" at {issue.resolved_at.isoformat()}" if issue.resolved_at else "")
+            + (f": {issue.resolution_reason}" if issue.resolution_reason else "")
+        )
+        issue.state, issue.resolved_by, issue.resolved_at = ReadingIssue.State.OPEN, None, now
+        issue.resolution_reason = (
+            f"Reopened by revalidation: with the meter's register settings {why}; decide "
+            f"again (was {decided})."
+        )[:300]
+        issue.wraps = None
+        issue.save(
+            update_fields=["state", "resolved_by", "resolved_at", "resolution_reason", "wraps"]
+        )
+        _reading(issue).filter(status=Reading.Status.VALID).update(status=Reading.Status.SUSPECT)
 
 
 def _refresh_boundaries(
@@ -573,7 +640,7 @@ def _wraps_errors(issues: list[ReadingIssue], wraps: int) -> list[ErrorItem]:
                     code="no_rollover",
                     field="wraps",
                     message=f"{where}: the usable reads no longer show a rollover at this "
-                    "read; rerun validation for the meter.",
+                    "read; rerun validation for the meter, or reject the finding.",
                 )
             )
         elif wraps > most:
@@ -598,7 +665,9 @@ def reading_issues_accept(
     one); estimation then counts that many at the read.  It runs from 1 to what the time
     since that read allows (:func:`rules.rollover_wraps_possible`, the limit VEE's
     finding used); otherwise nothing is accepted (:class:`UnableToAcceptIssue`, an item
-    per issue).  The boundaries back to that read and all later ones are refreshed.
+    per issue).  Without ``wraps`` an ambiguous rollover counts one wrap, refused the
+    same way where the reads show no rollover at it.  The boundaries back to that read
+    and all later ones are refreshed.
     """
     count = 0
     touched: dict[int, list[dt.datetime]] = defaultdict(list)
@@ -608,13 +677,20 @@ def reading_issues_accept(
             .filter(state=ReadingIssue.State.OPEN)
             .select_related("meter")
         )
-        if wraps is not None:
-            errors = _wraps_errors(locked, wraps)
-            if errors:
-                raise UnableToAcceptIssue(
-                    "Cannot accept with that wrap count: " + "; ".join(e.message for e in errors),
-                    errors=errors,
-                )
+        # without a count an ambiguous rollover is accepted as one wrap, which needs a
+        # rollover: one the reads no longer show (a decision revalidation reopened after
+        # the maximum changed) would only be reopened again
+        errors = (
+            _wraps_errors(locked, wraps)
+            if wraps is not None
+            else _wraps_errors([i for i in locked if i.code in rules.AMBIGUOUS_ROLLOVER_CODES], 1)
+        )
+        if errors:
+            raise UnableToAcceptIssue(
+                ("Cannot accept with that wrap count: " if wraps else "Cannot accept: ")
+                + "; ".join(e.message for e in errors),
+                errors=errors,
+            )
         for issue in locked:
             issue.state, issue.resolved_by, issue.resolved_at, issue.resolution_reason = (
                 "accepted",
