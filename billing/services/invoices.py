@@ -6,6 +6,14 @@ transaction that stamps the numbers on the invoices.  A rolled-back issue gives 
 numbers back with the transaction; concurrent issuers queue on the counter row.  The
 bulk UPDATE checks that it numbered exactly the rows it counted and otherwise raises
 (rolling back), so a row changed concurrently can never leave a hole.
+
+Lock order: billing run → series counter → invoices.  Issuing a run
+(``runs.billing_run_issue``), a chunk numbering its bills (``runs._write_numbered``) and
+billing a missed account into a run (``contract_changes.account_bill_missed``) take them
+in that order.  So do the services that change a run's draft and the run's counters
+(hold, release, refresh, cancel, issuing one draft: :func:`_lock_run_of`), checking the
+draft is still one under the locks: the other way round (the draft, then the run's
+``held`` UPDATE), a hold while staff issued the run deadlocked.
 """
 
 from __future__ import annotations
@@ -16,10 +24,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
+from django.db.models import F
 
 from billing import conf
 from billing.calc import BillDraft, DraftLine, totals
-from billing.models import Allocation, Invoice, InvoiceLine, InvoiceNumberCounter
+from billing.models import Allocation, BillingRun, Invoice, InvoiceLine, InvoiceNumberCounter
 from heatutility.errors import ConflictError, DomainError
 
 
@@ -55,8 +64,9 @@ def _local_issue_date(issued_at: dt.datetime, tz: str) -> dt.date:
 def series_counter_lock(*, issued_at: dt.datetime, time_zone: str) -> InvoiceNumberCounter:
     """Lock the counter of the series a document issued at ``issued_at`` takes its number
     from.  Lock order: the counter first, then invoice rows (billing runs, dunning and
-    issuing all do): a credit or re-rating that locked its invoice first and the counter
-    second deadlocked with the dunning run."""
+    issuing all do; a run's row comes before both, see the module doc): a credit or
+    re-rating that locked its invoice first and the counter second deadlocked with the
+    dunning run."""
     return _counter(conf.invoice_series(_local_issue_date(issued_at, time_zone).year))
 
 
@@ -146,22 +156,21 @@ def _issue_once(
 
 def invoice_issue(*, invoice: Invoice, issued_at: dt.datetime) -> Invoice:
     """Issue one draft (must not be held)."""
-    invoice_assert_draft(invoice=invoice)
-    if invoice.held:
-        raise UnableToIssueInvoice(
-            f"Invoice draft {invoice.pk} is held for review: {invoice.hold_reason}. Release it first."
-        )
     time_zone = invoice.network.time_zone
     with transaction.atomic():
+        run_id = _lock_run_of(invoice)  # before the counter and the invoice (module doc)
+        invoice.refresh_from_db()
+        invoice_assert_draft(invoice=invoice)
+        if invoice.held:
+            raise UnableToIssueInvoice(
+                f"Invoice draft {invoice.pk} is held for review: {invoice.hold_reason}. "
+                "Release it first."
+            )
         ids = invoices_issue(issued_at=issued_at, invoice_ids=[invoice.pk], time_zone=time_zone)
         if not ids:
             raise UnableToIssueInvoice(f"Invoice draft {invoice.pk} could not be issued.")
-        if invoice.run_id:  # a run's draft (a released one, say): the run counts it
-            from django.db.models import F
-
-            from billing.models import BillingRun
-
-            BillingRun.objects.filter(pk=invoice.run_id).update(issued=F("issued") + len(ids))
+        if run_id:  # a run's draft (a released one, say): the run counts it
+            BillingRun.objects.filter(pk=run_id).update(issued=F("issued") + len(ids))
     from billing.services.payments import payments_apply_unallocated
 
     # the local issue date (the UTC date is the day before from 22:00/23:00 UTC on)
@@ -176,8 +185,7 @@ def invoice_hold(*, invoice: Invoice, reason: str) -> Invoice:
     """Staff hold a draft for a reason of their own (``held_by_staff``): it stands, with
     the reason, over any recomputation until staff release it."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        invoice_assert_draft(invoice=invoice)
+        invoice = _lock_draft(invoice)
         if not invoice.held and invoice.run_id:
             _run_held_delta(invoice.run_id, +1)
         invoice.held = invoice.held_by_staff = True
@@ -189,8 +197,7 @@ def invoice_hold(*, invoice: Invoice, reason: str) -> Invoice:
 def invoice_release(*, invoice: Invoice, note: str = "") -> Invoice:
     """Staff reviewed a held draft and let it go out with the next issue."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        invoice_assert_draft(invoice=invoice)
+        invoice = _lock_draft(invoice)
         if invoice.held and invoice.run_id:
             _run_held_delta(invoice.run_id, -1)
         invoice.held = invoice.held_by_staff = False
@@ -199,18 +206,35 @@ def invoice_release(*, invoice: Invoice, note: str = "") -> Invoice:
     return invoice
 
 
+def _lock_run_of(invoice: Invoice) -> int | None:
+    """Lock the run of ``invoice`` (if any; fixed for a draft), as issuing the run does
+    before it locks the counter and the drafts; its id."""
+    run_id = Invoice.objects.values_list("run_id", flat=True).get(pk=invoice.pk)
+    if run_id is not None:
+        # the lock the run's counter UPDATE takes, taken first: it waits for an issue
+        # of the run, and lets the run's chunks insert their drafts meanwhile
+        BillingRun.objects.select_for_update(no_key=True).only("pk").get(pk=run_id)
+    return run_id
+
+
+def _lock_draft(invoice: Invoice) -> Invoice:
+    """The draft ``invoice`` locked after its run (module doc: lock order), still a draft."""
+    _lock_run_of(invoice)
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    invoice_assert_draft(invoice=invoice)
+    return invoice
+
+
 def _run_held_delta(run_id: int, delta: int) -> None:
-    from django.db.models import F
-
-    from billing.models import BillingRun
-
     BillingRun.objects.filter(pk=run_id).update(held=F("held") + delta)
 
 
 def invoice_cancel_draft(*, invoice: Invoice) -> Invoice:
+    """Discard a draft; its run no longer counts it as held."""
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        invoice_assert_draft(invoice=invoice)
+        invoice = _lock_draft(invoice)
+        if invoice.held and invoice.run_id:
+            _run_held_delta(invoice.run_id, -1)
         invoice.state = Invoice.State.CANCELLED
         invoice.save(update_fields=["state"])
     return invoice
@@ -224,12 +248,12 @@ def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
     reason as the data now stands when not), except a hold staff made for a reason of
     their own (``held_by_staff``, :func:`invoice_hold`): that stands with its reason
     until staff release it, over the new figures.
-    Decided under the row's lock, so a hold or release committed meanwhile counts."""
+    Decided under the row's lock (taken after its run's), so a hold or release committed
+    meanwhile counts."""
     from billing.services.write import LINE_COLUMNS, _line_values
 
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        invoice_assert_draft(invoice=invoice)
+        invoice = _lock_draft(invoice)
         invoice.lines.all().delete()
         InvoiceLine.objects.bulk_create(
             InvoiceLine(**dict(zip(LINE_COLUMNS, _line_values(invoice.pk, pos, line), strict=True)))

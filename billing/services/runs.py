@@ -474,6 +474,9 @@ def _write_numbered(*, run: BillingRun, drafts, now: dt.datetime):
         return prepared.ids, None
     numbers: list[int | None] = [None] * len(drafts)
     if count:
+        # the run before the counter, the order every issuer takes (invoices module doc):
+        # the lock the run's counters' UPDATE takes at the end of the chunk anyway
+        BillingRun.objects.select_for_update(no_key=True).only("pk").get(pk=run.pk)
         counter = _counter(series)  # SELECT … FOR UPDATE: held until commit
         base = counter.last_number
         numbers = [None if p is None else base + p[0] for p in plan]
