@@ -90,6 +90,78 @@ def _above_maximum(
     return errors
 
 
+def _first_read(meter: HeatMeter, installed_at: dt.datetime, register: str) -> tuple | None:
+    """(time, ``register``) of the meter's first reading since ``installed_at`` that
+    counts for the installation once it is recorded, or None: usable or suspect (a
+    warning leaves the register as the meter showed it), or rejected only as outside
+    any installation (readings delivered before the paperwork, which the installation's
+    revalidation takes in).  Readings staff rejected, and those VEE rejected for a
+    register fault (a decrease, a spike), are not the meter's register."""
+    from django.db.models import Exists, OuterRef, Q
+
+    from metering.models import Reading, ReadingIssue
+    from metering.vee.estimation import USABLE
+
+    findings = ReadingIssue.objects.filter(
+        meter_id=OuterRef("meter_id"), read_at=OuterRef("read_at")
+    )
+    outside = findings.filter(code="outside_installation", state=ReadingIssue.State.OPEN)
+    faulted = findings.filter(
+        Q(state=ReadingIssue.State.REJECTED)
+        | Q(severity=ReadingIssue.Severity.ERROR, state=ReadingIssue.State.OPEN)
+    ).exclude(code="outside_installation")
+    return (
+        Reading.objects.filter(
+            Q(status__in=(*USABLE, Reading.Status.SUSPECT))
+            | Q(Exists(outside), ~Exists(faulted), status=Reading.Status.REJECTED),
+            meter_id=meter.pk,
+            read_at__gte=installed_at,
+            **{f"{register}__isnull": False},
+        )
+        .order_by("read_at")
+        .values_list("read_at", register)
+        .first()
+    )
+
+
+def _above_first_read(
+    meter: HeatMeter, *, installed_at: dt.datetime, energy_kwh: Decimal, volume_m3: Decimal
+) -> list[ErrorItem]:
+    """Initial registers above the meter's first reading since ``installed_at`` (a
+    back-dated installation recorded after the readings), where that reading does not
+    roll over from them (from the top tenth of the range into the bottom tenth): the
+    connection's register would fall at the installation, as VEE's check of the first
+    read against the initial register (``metering.vee.rules.validate``) finds.  As VEE,
+    only for installations since the retention horizon: an older one's first readings
+    may be archived."""
+    from metering.retention import readings_horizon
+    from metering.vee.rules import is_rollover
+
+    if installed_at < readings_horizon(now=timezone.now()):
+        return []
+    errors = []
+    for register, field, initial, maximum, unit in (
+        ("energy_kwh", "initial_energy_kwh", energy_kwh, meter.register_max_kwh, "kWh"),
+        ("volume_m3", "initial_volume_m3", volume_m3, meter.volume_register_max, "m³"),
+    ):
+        first = _first_read(meter, installed_at, register)
+        if first is None:
+            continue
+        read_at, value = first
+        if value < initial and not is_rollover(initial, value, maximum):
+            errors.append(
+                ErrorItem(
+                    code="initial_above_first_read",
+                    field=field,
+                    message=f"The initial {register.split('_')[0]} register {plain(initial)} "
+                    f"{unit} is above the first reading since the installation, "
+                    f"{plain(value)} {unit} at {read_at.isoformat()}, and the register did "
+                    f"not roll over: is a digit wrong?",
+                )
+            )
+    return errors
+
+
 def _energy_kwh(
     meter: HeatMeter, value: Decimal, *, register_unit: str | None, field: str
 ) -> Decimal:
@@ -128,7 +200,12 @@ def meter_install(
     """Install ``meter`` in ``unit`` at ``installed_at`` with its registers then; the
     m³·°C registers are optional (without them the connection's temperature registers
     continue from the meter's first read).  ``register_unit``: the unit
-    ``initial_energy_kwh`` is given in, which must be the meter's (else kWh)."""
+    ``initial_energy_kwh`` is given in, which must be the meter's (else kWh).
+
+    Where readings since ``installed_at`` are stored already (an installation recorded
+    after them), initial registers above the first one are refused unless it rolls over
+    from them (``initial_above_first_read``, an item per register); readings that
+    arrive later are checked against them by VEE (a ``register_decrease``)."""
     if installed_at.tzinfo is None:
         raise UnableToInstallMeter(
             "installed_at must carry a time zone offset.",
@@ -145,6 +222,11 @@ def meter_install(
         )
         errors = _above_maximum(
             locked, energy_kwh=initial_energy_kwh, volume_m3=initial_volume_m3, at="initial"
+        ) or _above_first_read(
+            locked,
+            installed_at=installed_at,
+            energy_kwh=initial_energy_kwh,
+            volume_m3=initial_volume_m3,
         )
         if errors:
             raise UnableToInstallMeter(

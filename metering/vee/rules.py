@@ -11,9 +11,11 @@ number of wraps they found (``ReadingIssue.wraps``, at most
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 
@@ -118,6 +120,8 @@ ROLLOVER_CODES = ("rollover", "volume_rollover")
 # warning findings whose wrap count staff may state on acceptance (ReadingIssue.wraps),
 # with the rollover marker of the same register
 AMBIGUOUS_ROLLOVER_CODES = ("rollover_ambiguous", "volume_rollover_ambiguous")
+# Read.status of an installation's initial registers taken as the reference read
+INITIAL = "initial"
 
 
 def _finding(read: Read, code: str, message: str) -> Finding:
@@ -247,6 +251,7 @@ def validate(
     register_wrap_kwh: Decimal | None = None,
     volume_register_wrap_m3: Decimal | None = None,
     nominal_flow_m3h: Decimal | None = None,
+    initials: Sequence[Read] = (),
 ) -> list[Finding]:
     """Findings for ``reads`` (sorted by time); ``previous`` is the last read before them.
 
@@ -268,8 +273,20 @@ def validate(
     (one garbled read above both neighbours, which agree without it): it gets
     ``register_spike`` and the earlier read is the reference again, so the good reads
     after a spike are not rejected.
+
+    ``initials``: installations' initial registers, each as a read at its installation
+    time.  Consumption is counted from the initial register (DOMAIN.md §2), so it is the
+    reference of the installation's first read, and of every later one while no read of
+    the installation is usable: a read below it that does not roll over from it is a
+    ``register_decrease`` (a digit typed wrong at the installation, 12,345 for 1,234,
+    would otherwise count a negative or a lost consumption at the installation).  Only
+    the register checks use it (decrease, rollover, ambiguous rollover): its time is the
+    paperwork's, not a read's, so the rate and gap rules wait for a second read; nor is
+    it the earlier read that shows a spike (the register may have wrapped since).
     """
     findings: list[Finding] = []
+    starts = sorted((replace(i, status=INITIAL) for i in initials), key=lambda i: i.read_at)
+    start_times = [i.read_at for i in starts]
     ordered = sorted(reads, key=lambda r: r.read_at)
     intervals = [(b.read_at - a.read_at).total_seconds() for a, b in itertools.pairwise(ordered)]
     cadence = sorted(intervals)[len(intervals) // 2] if intervals else None
@@ -294,10 +311,15 @@ def validate(
                     f"Read at {read.read_at.isoformat()}, after {now.isoformat()}.",
                 )
             )
-        if not any(installed_then(start, end, read.read_at) for start, end in installed):
+        inside = any(installed_then(start, end, read.read_at) for start, end in installed)
+        if not inside:
             own.append(
                 _finding(read, "outside_installation", "The meter was not installed at that time.")
             )
+        # installations of a meter never overlap: the last one begun is the read's
+        begun = bisect.bisect_right(start_times, read.read_at)
+        if inside and begun and (last is None or last.read_at < start_times[begun - 1]):
+            last, prior = starts[begun - 1], None
         if read.status_code not in (None, 0):
             own.append(_finding(read, "fault_status", f"Meter status code {read.status_code}."))
         flow, ret = read.flow_temp_c, read.return_temp_c
@@ -326,12 +348,19 @@ def validate(
                         )
                     )
                     last, prior, step = prior, None, back
+            from_initial = last.status == INITIAL
             if step.decreases:
                 own.append(
                     _finding(
                         read,
                         "register_decrease",
-                        f"Energy {last.energy_kwh} → {read.energy_kwh} kWh, volume {last.volume_m3} → {read.volume_m3} m³.",
+                        f"Energy {last.energy_kwh} → {read.energy_kwh} kWh, volume {last.volume_m3} → {read.volume_m3} m³"
+                        + (
+                            f", below the initial registers of the installation at {last.read_at.isoformat()}: "
+                            "is a register of the installation or this read wrong?"
+                            if from_initial
+                            else "."
+                        ),
                     )
                 )
                 findings.extend(own)
@@ -388,7 +417,7 @@ def validate(
                             f"{nominal_flow_m3h} m³/h: counted as one.",
                         )
                     )
-            if hours > 0:
+            if hours > 0 and not from_initial:
                 avg_kw = delta_e / hours
                 if contracted_kw and avg_kw > contracted_kw * CAPACITY_FACTOR:
                     own.append(
@@ -414,11 +443,15 @@ def validate(
                             f"Power {read.power_kw} kW / flow {read.flow_m3h} m³/h vs {avg_kw:.2f} kW / {avg_flow:.3f} m³/h from the registers.",
                         )
                     )
-            if cadence and (read.read_at - last.read_at).total_seconds() > max(
-                3 * cadence, 26 * 3600
+            if (
+                cadence
+                and not from_initial
+                and (read.read_at - last.read_at).total_seconds() > max(3 * cadence, 26 * 3600)
             ):
                 own.append(_finding(read, "gap", f"No reading since {last.read_at.isoformat()}."))
         findings.extend(own)
         if all(f.severity != "error" for f in own):
-            prior, last = last, read
+            # an initial register is no witness of a spike: the register may have
+            # wrapped since the installation, as a read's has not since the read before
+            prior, last = (None if last is not None and last.status == INITIAL else last), read
     return findings

@@ -42,6 +42,7 @@ from metering.models import (
     ReadingIssue,
     RevalidationRequest,
 )
+from metering.retention import readings_horizon
 from metering.selectors import reading_last_at, readings_usable_around
 from metering.vee import rules
 from metering.vee.estimation import USABLE, boundary_registers_ensure
@@ -73,6 +74,19 @@ def _installs(meter_id: int) -> list[MeterInstallation]:
             "unit__connection__network", "meter"
         )
     )
+
+
+def _initials(installs: list[MeterInstallation], *, now: dt.datetime) -> list[rules.Read]:
+    """The initial registers VEE checks each installation's first read against
+    (``rules.validate``): those of installations begun since the retention horizon.  An
+    older installation's first reads may be archived, and the register may have rolled
+    over among them: its first read online is no first read."""
+    horizon = readings_horizon(now=now)
+    return [
+        rules.Read(i.installed_at, i.initial_energy_kwh, i.initial_volume_m3)
+        for i in installs
+        if i.installed_at >= horizon
+    ]
 
 
 def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> int:
@@ -160,6 +174,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         nominal_flow_m3h=meter.nominal_flow_m3h if meter else None,
         contracted_kw=active.unit.connection.contracted_capacity_kw if active else None,
         installed=[(i.installed_at, i.removed_at) for i in installs],
+        initials=_initials(installs, now=now),
         now=now,
     )
     # a reading staff rejected is decided: no new findings on it
