@@ -9,11 +9,15 @@ says which (``register_unit``; in an exchange ``old_register_unit`` and
 ``new_register_unit``, one per meter): that unit must be the meter's, and the register
 is converted to kWh here (``metering.units.register_to_kwh``), under the transaction
 that reads the meter.
+
+A register typed wrong at installation or removal is corrected in place
+(:func:`meter_installation_correct`), with a reason, under the same checks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 from django.db import transaction
@@ -90,13 +94,27 @@ def _above_maximum(
     return errors
 
 
-def _first_read(meter: HeatMeter, installed_at: dt.datetime, register: str) -> tuple | None:
-    """(time, ``register``) of the meter's first reading since ``installed_at`` that
-    counts for the installation once it is recorded, or None: usable or suspect (a
-    warning leaves the register as the meter showed it), or rejected only as outside
-    any installation (readings delivered before the paperwork, which the installation's
-    revalidation takes in).  Readings staff rejected, and those VEE rejected for a
-    register fault (a decrease, a spike), are not the meter's register."""
+def _first_read(
+    meter: HeatMeter,
+    installed_at: dt.datetime,
+    register: str,
+    *,
+    removed_at: dt.datetime | None = None,
+    decreases: bool = False,
+) -> tuple | None:
+    """(time, ``register``) of the meter's first reading since ``installed_at`` (up to
+    ``removed_at``, the removal's final read included) that counts for the installation
+    once it is recorded, or None: usable or suspect (a warning leaves the register as the
+    meter showed it), or rejected only as outside any installation (readings delivered
+    before the paperwork, which the installation's revalidation takes in).  Readings
+    staff rejected, and those VEE rejected for a register fault (a decrease, a spike),
+    are not the meter's register.
+
+    ``decreases``: rejected only for an open ``register_decrease`` counts too.  For a
+    correction of a recorded installation: its first reading has no usable read of the
+    installation before it, so its decrease is one from the initial register being
+    corrected (VEE's reference, ``metering.vee.rules.validate``), not a fault of the
+    reading."""
     from django.db.models import Exists, OuterRef, Q
 
     from metering.models import Reading, ReadingIssue
@@ -105,17 +123,24 @@ def _first_read(meter: HeatMeter, installed_at: dt.datetime, register: str) -> t
     findings = ReadingIssue.objects.filter(
         meter_id=OuterRef("meter_id"), read_at=OuterRef("read_at")
     )
-    outside = findings.filter(code="outside_installation", state=ReadingIssue.State.OPEN)
+    tolerated = ["outside_installation"]
+    if decreases:
+        tolerated.append("register_decrease")
+    rejected_only_as = findings.filter(code__in=tolerated, state=ReadingIssue.State.OPEN)
     faulted = findings.filter(
         Q(state=ReadingIssue.State.REJECTED)
         | Q(severity=ReadingIssue.Severity.ERROR, state=ReadingIssue.State.OPEN)
     ).exclude(code="outside_installation")
+    if decreases:
+        faulted = faulted.exclude(code="register_decrease", state=ReadingIssue.State.OPEN)
+    within = {} if removed_at is None else {"read_at__lte": removed_at}
     return (
         Reading.objects.filter(
             Q(status__in=(*USABLE, Reading.Status.SUSPECT))
-            | Q(Exists(outside), ~Exists(faulted), status=Reading.Status.REJECTED),
+            | Q(Exists(rejected_only_as), ~Exists(faulted), status=Reading.Status.REJECTED),
             meter_id=meter.pk,
             read_at__gte=installed_at,
+            **within,
             **{f"{register}__isnull": False},
         )
         .order_by("read_at")
@@ -125,7 +150,13 @@ def _first_read(meter: HeatMeter, installed_at: dt.datetime, register: str) -> t
 
 
 def _above_first_read(
-    meter: HeatMeter, *, installed_at: dt.datetime, energy_kwh: Decimal, volume_m3: Decimal
+    meter: HeatMeter,
+    *,
+    installed_at: dt.datetime,
+    energy_kwh: Decimal,
+    volume_m3: Decimal,
+    removed_at: dt.datetime | None = None,
+    decreases: bool = False,
 ) -> list[ErrorItem]:
     """Initial registers above the meter's first reading since ``installed_at`` (a
     back-dated installation recorded after the readings), where that reading does not
@@ -133,7 +164,7 @@ def _above_first_read(
     connection's register would fall at the installation, as VEE's check of the first
     read against the initial register (``metering.vee.rules.validate``) finds.  As VEE,
     only for installations since the retention horizon: an older one's first readings
-    may be archived."""
+    may be archived.  ``removed_at``, ``decreases``: see :func:`_first_read`."""
     from metering.retention import readings_horizon
     from metering.vee.rules import is_rollover
 
@@ -144,7 +175,9 @@ def _above_first_read(
         ("energy_kwh", "initial_energy_kwh", energy_kwh, meter.register_max_kwh, "kWh"),
         ("volume_m3", "initial_volume_m3", volume_m3, meter.volume_register_max, "m³"),
     ):
-        first = _first_read(meter, installed_at, register)
+        first = _first_read(
+            meter, installed_at, register, removed_at=removed_at, decreases=decreases
+        )
         if first is None:
             continue
         read_at, value = first
@@ -391,6 +424,40 @@ def _remove(
     actor,
 ) -> MeterInstallation:
     """:func:`meter_remove` of the open ``installation``, locked by the caller."""
+    errors = _final_errors(
+        installation,
+        removed_at=removed_at,
+        final_energy_kwh=final_energy_kwh,
+        final_volume_m3=final_volume_m3,
+        final_flow_temp_m3c=final_flow_temp_m3c,
+        final_return_temp_m3c=final_return_temp_m3c,
+    )
+    if errors:
+        raise UnableToInstallMeter(
+            "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors
+        )
+    installation.removed_at = removed_at
+    installation.final_energy_kwh = final_energy_kwh
+    installation.final_volume_m3 = final_volume_m3
+    installation.final_flow_temp_m3c = final_flow_temp_m3c
+    installation.final_return_temp_m3c = final_return_temp_m3c
+    clean_and_save(installation, actor=actor, reason=reason or "removal", what="meter installation")
+    revalidation_queue(meter_id=installation.meter_id, since=removed_at)
+    return installation
+
+
+def _final_errors(
+    installation: MeterInstallation,
+    *,
+    removed_at: dt.datetime,
+    final_energy_kwh: Decimal,
+    final_volume_m3: Decimal,
+    final_flow_temp_m3c: Decimal | None,
+    final_return_temp_m3c: Decimal | None,
+) -> list[ErrorItem]:
+    """Why ``installation`` cannot end at ``removed_at`` with these final registers (an
+    item per register), checked against its initial registers as they stand on it:
+    at a removal and at a correction of the final (or initial) registers."""
     errors = _above_maximum(
         installation.meter, energy_kwh=final_energy_kwh, volume_m3=final_volume_m3, at="final"
     )
@@ -444,18 +511,7 @@ def _remove(
                     message=f"The final {register.split('_')[0]} temperature register {final} m³·°C is below {last} m³·°C, the last reading's (or the initial) before the removal; leave it empty if the register was reset.",
                 )
             )
-    if errors:
-        raise UnableToInstallMeter(
-            "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors
-        )
-    installation.removed_at = removed_at
-    installation.final_energy_kwh = final_energy_kwh
-    installation.final_volume_m3 = final_volume_m3
-    installation.final_flow_temp_m3c = final_flow_temp_m3c
-    installation.final_return_temp_m3c = final_return_temp_m3c
-    clean_and_save(installation, actor=actor, reason=reason or "removal", what="meter installation")
-    revalidation_queue(meter_id=installation.meter_id, since=removed_at)
-    return installation
+    return errors
 
 
 def meter_exchange(
@@ -577,3 +633,214 @@ def _installation_changed(
         message,
         errors=[ErrorItem(code="installation_changed", field="old_installation", message=message)],
     )
+
+
+class UnableToCorrectInstallation(UnableToInstallMeter):
+    """A correction of an installation's registers was refused (422, itemised)."""
+
+    code = "unable_to_correct_installation"
+
+
+INITIAL_REGISTERS = (
+    "initial_energy_kwh",
+    "initial_volume_m3",
+    "initial_flow_temp_m3c",
+    "initial_return_temp_m3c",
+)
+FINAL_REGISTERS = (
+    "final_energy_kwh",
+    "final_volume_m3",
+    "final_flow_temp_m3c",
+    "final_return_temp_m3c",
+)
+
+
+def meter_installation_correct(
+    *,
+    installation: MeterInstallation,
+    initial_energy_kwh: Decimal | None = None,
+    initial_volume_m3: Decimal | None = None,
+    initial_flow_temp_m3c: Decimal | None = None,
+    initial_return_temp_m3c: Decimal | None = None,
+    final_energy_kwh: Decimal | None = None,
+    final_volume_m3: Decimal | None = None,
+    final_flow_temp_m3c: Decimal | None = None,
+    final_return_temp_m3c: Decimal | None = None,
+    register_unit: str | None = None,
+    reason: str,
+    actor,
+) -> MeterInstallation:
+    """Correct registers of ``installation`` typed wrong at its installation or removal
+    (12,345 kWh for 1,234): only the registers given change (None: as recorded), the
+    final ones only on a removed installation.  ``register_unit``: the unit the energy
+    registers are given in, which must be the meter's (else kWh).  ``reason`` is
+    required: the correction is audited with it and ``actor`` in the history.
+
+    The corrected values are checked as at the installation and the removal (an item
+    per register, :class:`UnableToCorrectInstallation`, nothing saved): the register
+    maximum; an initial register against the first reading of the installation, which
+    may be one VEE rejected as a decrease from the register being corrected
+    (:func:`_first_read`); a final register against the last reading before the
+    removal and against the initial register (a corrected initial register is checked
+    against the recorded final one, the item on the initial field).  An exchange's
+    other installation keeps its own registers: nothing else changes.
+
+    The meter's readings are revalidated from ``installed_at`` (queued in this
+    transaction, :func:`revalidation_queue`): VEE's findings and the boundary registers
+    follow the corrected registers, and billing re-rates the periods whose boundary
+    registers changed.  Values equal to those recorded change nothing (no history, no
+    revalidation)."""
+    given = {
+        field: value
+        for field, value in zip(
+            (*INITIAL_REGISTERS, *FINAL_REGISTERS),
+            (
+                initial_energy_kwh,
+                initial_volume_m3,
+                initial_flow_temp_m3c,
+                initial_return_temp_m3c,
+                final_energy_kwh,
+                final_volume_m3,
+                final_flow_temp_m3c,
+                final_return_temp_m3c,
+            ),
+            strict=True,
+        )
+        if value is not None
+    }
+    errors = []
+    if not (reason or "").strip():
+        errors.append(
+            ErrorItem(
+                code="reason_required",
+                field="reason",
+                message="Say why the registers are corrected (the reason is kept in the "
+                "installation's history).",
+            )
+        )
+    if not given:
+        errors.append(
+            ErrorItem(
+                code="nothing_to_correct",
+                field=None,
+                message="Give at least one register to correct.",
+            )
+        )
+    if errors:
+        raise UnableToCorrectInstallation(
+            "Cannot correct the registers: " + "; ".join(e.message for e in errors),
+            errors=errors,
+        )
+    with transaction.atomic():
+        # the meter first (FOR NO KEY UPDATE, as an installation takes it): its register
+        # settings, which the checks read, wait (metering.meters.meter_update), stored
+        # deliveries go on; then the installation's row, as a removal locks it
+        meter = HeatMeter.objects.select_for_update(no_key=True).get(pk=installation.meter_id)
+        current = (
+            MeterInstallation.objects.select_for_update(of=("self",))  # not the unit's row
+            .select_related("unit")
+            .get(pk=installation.pk)
+        )
+        current.meter = meter
+        if current.removed_at is None:
+            errors = [
+                ErrorItem(
+                    code="not_removed",
+                    field=field,
+                    message=f"Meter {meter} is installed in {current.unit} (not removed): "
+                    "it has no final registers to correct.",
+                )
+                for field in FINAL_REGISTERS
+                if field in given
+            ]
+            if errors:
+                raise UnableToCorrectInstallation(
+                    f"Cannot correct the registers of {current}: "
+                    + "; ".join(e.message for e in errors),
+                    errors=errors,
+                )
+        for field in ("initial_energy_kwh", "final_energy_kwh"):
+            if field in given:
+                given[field] = _energy_kwh(
+                    meter, given[field], register_unit=register_unit, field="register_unit"
+                )
+        changed = {
+            field: value for field, value in given.items() if value != getattr(current, field)
+        }
+        if not changed:
+            return current
+        for field, value in changed.items():
+            setattr(current, field, value)
+        errors = _correction_errors(current, changed=set(changed))
+        if errors:
+            raise UnableToCorrectInstallation(
+                f"Cannot correct the registers of {current}: "
+                + "; ".join(e.message for e in errors),
+                errors=errors,
+            )
+        clean_and_save(current, actor=actor, reason=reason.strip(), what="meter installation")
+        revalidation_queue(meter_id=meter.pk, since=current.installed_at)
+        return current
+
+
+def _correction_errors(installation: MeterInstallation, *, changed: set[str]) -> list[ErrorItem]:
+    """The install and removal checks of ``installation``, its corrected registers set on
+    it, that concern the ``changed`` registers: a register recorded before and not
+    corrected is not refused again."""
+    meter = installation.meter
+    errors: list[ErrorItem] = []
+    if changed & {"initial_energy_kwh", "initial_volume_m3"}:
+        errors = [
+            e
+            for e in _above_maximum(
+                meter,
+                energy_kwh=installation.initial_energy_kwh,
+                volume_m3=installation.initial_volume_m3,
+                at="initial",
+            )
+            if e.field in changed
+        ] or [
+            e
+            for e in _above_first_read(
+                meter,
+                installed_at=installation.installed_at,
+                energy_kwh=installation.initial_energy_kwh,
+                volume_m3=installation.initial_volume_m3,
+                removed_at=installation.removed_at,
+                decreases=True,
+            )
+            if e.field in changed
+        ]
+    if installation.removed_at is None:
+        return errors
+    for item in _final_errors(
+        installation,
+        removed_at=installation.removed_at,
+        final_energy_kwh=installation.final_energy_kwh,
+        final_volume_m3=installation.final_volume_m3,
+        final_flow_temp_m3c=installation.final_flow_temp_m3c,
+        final_return_temp_m3c=installation.final_return_temp_m3c,
+    ):
+        initial = "initial_" + (item.field or "").removeprefix("final_")
+        if item.field in changed:
+            errors.append(item)
+        elif item.code == "final_below_initial" and initial in changed:
+            errors.append(replace(item, field=initial))  # on the register corrected
+    for register in ("flow_temp_m3c", "return_temp_m3c"):
+        initial = getattr(installation, f"initial_{register}")
+        final = getattr(installation, f"final_{register}")
+        if (
+            f"initial_{register}" in changed
+            and f"final_{register}" not in changed
+            and final is not None
+            and final < initial
+        ):
+            errors.append(
+                ErrorItem(
+                    code="final_below_initial",
+                    field=f"initial_{register}",
+                    message=f"The initial {register.split('_')[0]} temperature register "
+                    f"{initial} m³·°C is above the final {final} m³·°C.",
+                )
+            )
+    return errors

@@ -1,5 +1,6 @@
 """Staff admin for meter installations: the history is read-only, and a meter is
-installed, removed or exchanged only through ``metering.installations``.
+installed, removed or exchanged, and a register typed wrong corrected, only through
+``metering.installations``.
 
 Those services check the rules (no overlap, final registers not below the last read
 unless the register rolled over, the optional m³·°C registers) and queue the
@@ -390,6 +391,91 @@ class ExchangeForm(RegistersInMeterUnits):
         return self.old_meter if field.startswith("old_") else _chosen_meter(self, "new_meter")
 
 
+class CorrectForm(RegistersInMeterUnits):
+    """The registers of ``meter_installation_correct``, opened with the installation's
+    as recorded (energy in the meter's unit): those staff change are corrected, the
+    others stay as they are.  The final registers are shown for a removed installation
+    only; the reason is required, for the history."""
+
+    initial_energy_unit = FixedUnitField()
+    initial_energy_kwh = _energy("Initial energy register", required=False)
+    initial_volume_m3 = _volume("Initial volume register", required=False)
+    initial_flow_temp_m3c = _temperature("Initial flow temperature register")
+    initial_return_temp_m3c = _temperature("Initial return temperature register")
+    final_energy_unit = FixedUnitField()
+    final_energy_kwh = _energy("Final energy register", required=False)
+    final_volume_m3 = _volume("Final volume register", required=False)
+    final_flow_temp_m3c = _temperature("Final flow temperature register")
+    final_return_temp_m3c = _temperature("Final return temperature register")
+    reason = forms.CharField(
+        max_length=200, help_text="Why the registers are corrected; kept in the history."
+    )
+
+    REGISTERS = installations.INITIAL_REGISTERS + installations.FINAL_REGISTERS
+    energy_units = {
+        "initial_energy_kwh": ("initial_energy_unit", True),
+        "final_energy_kwh": ("final_energy_unit", True),
+    }
+
+    def __init__(self, *args, installation: models.MeterInstallation, **kwargs):
+        meter = installation.meter
+        initial = {
+            name: getattr(installation, name)
+            for name in self.REGISTERS
+            if getattr(installation, name) is not None
+        }
+        for name in ("initial_energy_kwh", "final_energy_kwh"):
+            if name in initial:
+                initial[name] = kwh_to_register(initial[name], meter.register_unit)
+        super().__init__(*args, initial=initial, **kwargs)
+        self.meter = meter
+        at = ["initial"]
+        if installation.removed_at is None:  # no final registers to correct
+            for name in (*installations.FINAL_REGISTERS, "final_energy_unit"):
+                del self.fields[name]
+            self.energy_units = {"initial_energy_kwh": ("initial_energy_unit", True)}
+        else:
+            at.append("final")
+        for prefix in at:
+            self.show_unit(f"{prefix}_energy_kwh", meter)
+        self.fieldsets = (
+            *(
+                (
+                    f"The meter's registers at {'installation' if p == 'initial' else 'removal'}",
+                    tuple(
+                        f"{p}_{register}"
+                        for register in (
+                            "energy_kwh",
+                            "volume_m3",
+                            "flow_temp_m3c",
+                            "return_temp_m3c",
+                        )
+                    ),
+                )
+                for p in at
+            ),
+            (None, ("reason",)),
+        )
+
+    def meter_for(self, field):
+        return self.meter
+
+    def corrections(self) -> dict:
+        """The registers staff changed (the others are not sent to the service), in kWh."""
+        return {
+            name: self.cleaned_data[name] for name in self.changed_data if name in self.REGISTERS
+        }
+
+    def clean(self):
+        data = super().clean()
+        for name in self.changed_data:
+            if name in self.REGISTERS and name in data and data[name] is None:
+                self.add_error(name, "A recorded register cannot be emptied here: type its value.")
+        if not self.errors and not self.corrections():
+            raise forms.ValidationError("Nothing to correct: change at least one register.")
+        return data
+
+
 # An exchange removes with meter_remove and installs with meter_install: their fields,
 # as the exchange form names them.
 EXCHANGE_FIELDS = {
@@ -575,6 +661,9 @@ class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, Histor
             tools = installation_tools(
                 request.user, installation=installation, install_query={}, labels=METER_LABELS
             )
+        if installation is not None and request.user.has_perm(CHANGE):
+            url = reverse("admin:metering_meterinstallation_correct", args=[installation.pk])
+            tools = [*tools, ("Correct registers", url)]
         return super().change_view(
             request, object_id, form_url, {**(extra_context or {}), "installation_tools": tools}
         )
@@ -595,6 +684,11 @@ class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, Histor
                 "<int:pk>/exchange/",
                 self.admin_site.admin_view(self.exchange_view),
                 name="metering_meterinstallation_exchange",
+            ),
+            path(
+                "<int:pk>/correct/",
+                self.admin_site.admin_view(self.correct_view),
+                name="metering_meterinstallation_correct",
             ),
             *super().get_urls(),
         ]
@@ -702,6 +796,37 @@ class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, Histor
             form,
             title=f"Exchange {installation.meter} in {installation.unit}",
             submit="Exchange",
+            installation=installation,
+        )
+
+    def correct_view(self, request, pk: int):
+        require(request, CHANGE)
+        installation = self._installation(pk)
+        form = CorrectForm(request.POST or None, installation=installation)
+        if request.method == "POST" and form.is_valid():
+            try:
+                installations.meter_installation_correct(
+                    installation=installation,
+                    reason=form.cleaned_data["reason"],
+                    actor=request.user,
+                    **form.corrections(),
+                )
+            except DomainError as exc:
+                show_errors(form, exc)
+            else:
+                messages.success(
+                    request,
+                    f"Corrected the registers of {installation}; its readings are revalidated "
+                    "from the installation on.",
+                )
+                return redirect(
+                    reverse("admin:metering_meterinstallation_change", args=[installation.pk])
+                )
+        return self._render(
+            request,
+            form,
+            title=f"Correct the registers of {installation.meter} in {installation.unit}",
+            submit="Correct",
             installation=installation,
         )
 

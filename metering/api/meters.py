@@ -1,4 +1,4 @@
-"""Staff API for heat meters and installations (install, remove, exchange)."""
+"""Staff API for heat meters and installations (install, remove, exchange, correct)."""
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -186,6 +186,62 @@ class ExchangeSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="exchange")
 
 
+def _correction(help_text: str, *, max_digits: int, decimal_places: int):
+    """A register to correct; optional: a register not sent stays as recorded."""
+    return serializers.DecimalField(
+        max_digits=max_digits,
+        decimal_places=decimal_places,
+        min_value=0,
+        required=False,
+        help_text=help_text,
+    )
+
+
+class CorrectSerializer(serializers.Serializer):
+    """The registers of ``metering.installations.meter_installation_correct``: each
+    optional, the final ones only for a removed installation; the reason required."""
+
+    register_unit = _register_unit("initial_energy_kwh`/`final_energy_kwh", "the meter")
+    initial_energy_kwh = _correction(
+        "The energy register at installation: kWh, or in `register_unit`.",
+        max_digits=20,
+        decimal_places=6,
+    )
+    initial_volume_m3 = _correction(
+        "The volume register at installation, m³.", max_digits=16, decimal_places=4
+    )
+    initial_flow_temp_m3c = _correction(
+        "Flow temperature register (m³·°C) at installation.", max_digits=20, decimal_places=4
+    )
+    initial_return_temp_m3c = _correction(
+        "Return temperature register (m³·°C) at installation.", max_digits=20, decimal_places=4
+    )
+    final_energy_kwh = _correction(
+        "The energy register at removal: kWh, or in `register_unit`. Removed "
+        "installations only (else 422 `not_removed`).",
+        max_digits=20,
+        decimal_places=6,
+    )
+    final_volume_m3 = _correction(
+        "The volume register at removal, m³; removed installations only.",
+        max_digits=16,
+        decimal_places=4,
+    )
+    final_flow_temp_m3c = _correction(
+        "Flow temperature register (m³·°C) at removal; removed installations only.",
+        max_digits=20,
+        decimal_places=4,
+    )
+    final_return_temp_m3c = _correction(
+        "Return temperature register (m³·°C) at removal; removed installations only.",
+        max_digits=20,
+        decimal_places=4,
+    )
+    reason = serializers.CharField(
+        max_length=200, help_text="Why the registers are corrected; kept in the history."
+    )
+
+
 _METER_CHANGE = extend_schema(
     description="A change goes through `metering.meters.meter_update`: the register unit "
     "is fixed once the meter has readings (422 `register_unit_fixed`; correct the maximum "
@@ -254,6 +310,31 @@ class MeterInstallationViewSet(
         body = RemoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         installation = installations.meter_remove(
+            installation=get_object_or_404(self.get_queryset(), pk=pk),
+            actor=request.user,
+            **body.validated_data,
+        )
+        return Response(MeterInstallationSerializer(installation).data)
+
+    @extend_schema(
+        request=CorrectSerializer,
+        responses=MeterInstallationSerializer,
+        description="Correct registers typed wrong at the installation or the removal "
+        "(12,345 kWh for 1,234): only the registers sent change; the final ones only on a "
+        "removed installation (422 `not_removed`). `reason` is required and kept with the "
+        "user in the installation's history. The corrected values are checked as at the "
+        "installation and the removal (422, an item per register: `above_register_max`, "
+        "`initial_above_first_read`, `final_below_last_read`, `final_below_initial`, "
+        "`unit_mismatch`), and nothing changes on a refusal. The meter's readings are "
+        "revalidated from `installed_at` after the answer: VEE findings and boundary "
+        "registers follow, and billing re-rates the periods whose registers changed.",
+    )
+    @action(detail=True, methods=["post"])
+    def correct(self, request, pk=None):
+        self.require("metering.change_meterinstallation")
+        body = CorrectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        installation = installations.meter_installation_correct(
             installation=get_object_or_404(self.get_queryset(), pk=pk),
             actor=request.user,
             **body.validated_data,
