@@ -13,11 +13,10 @@ it locks anything else, until PostgreSQL shows the other side waiting for a lock
 
 import datetime as dt
 import threading
-import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from billing.models import BillingRun, BillingRunChunk, Invoice
 from billing.services import invoices, runs
@@ -37,6 +36,7 @@ from billing.services.runs import (
 )
 from tests.billing.factories import billed_network, register
 from tests.billing.helpers import NOV, NOW, bill_month, invoice_of
+from tests.concurrency import in_thread, waits_for_a_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 DEC = dt.date(2026, 12, 1)  # the end register of November, the month billed
@@ -58,40 +58,6 @@ class PausedIssue:
         monkeypatch.setattr(runs, "invoices_issue", paused)
 
 
-def in_thread(function, **arguments) -> tuple[threading.Thread, dict]:
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["value"] = function(**arguments)
-        except Exception as exc:  # the test looks at it
-            outcome["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
-
-
-def waits_for_a_lock(thread: threading.Thread, statement: str = "billing_billingrun") -> bool:
-    """Whether PostgreSQL shows a session waiting for a lock in ``statement`` (a part of
-    its text: the run's table by default) while ``thread`` is still at it (the paused
-    side waits for nothing)."""
-    deadline = time.monotonic() + 30
-    while thread.is_alive() and time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE %s",
-                [f"%{statement}%"],
-            )
-            if cursor.fetchone()[0]:
-                return True
-        time.sleep(0.02)
-    return False
-
-
 def row_free(invoice: Invoice) -> bool:
     """Whether no other transaction holds a lock on the invoice's row."""
     with connection.cursor() as cursor:
@@ -108,7 +74,7 @@ def race(monkeypatch, run: BillingRun, draft: Invoice, change, **arguments):
     try:
         assert pause.reached.wait(30), "the issue never got there"
         changing, changed = in_thread(change, **arguments)
-        waited = waits_for_a_lock(changing)
+        waited = waits_for_a_lock(changing, "billing_billingrun")
         draft_free = row_free(draft)
     finally:
         pause.released.set()

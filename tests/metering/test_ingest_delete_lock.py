@@ -16,12 +16,10 @@ its transaction and waiting until PostgreSQL shows the other waiting for a row l
 
 import datetime as dt
 import threading
-import time
 
 import orjson
 import pytest
 from django.core.files.base import ContentFile
-from django.db import connection, connections
 from django.utils import timezone
 
 from metering import meters
@@ -29,6 +27,7 @@ from metering.ingest import batches, fastcsv, store
 from metering.ingest.batches import readings_batch_process, readings_batch_submit
 from metering.meters import UnableToChangeMeter, UnableToDeleteMeter, meter_delete, meter_update
 from metering.models import HeatMeter, IngestBatch, IngestBatchMeter, Reading
+from tests.concurrency import in_thread, waits_for_a_lock
 from tests.metering.factories import HeatMeterFactory
 from tests.metering.factories_readings import MeterVendorFactory
 
@@ -58,38 +57,6 @@ class Pause:
 
     def wait(self) -> None:
         assert self.reached.wait(30), "the paused side never got there"
-
-
-def in_thread(function, **arguments) -> tuple[threading.Thread, dict]:
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["value"] = function(**arguments)
-        except Exception as exc:  # the test looks at it
-            outcome["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
-
-
-def waits_for_a_row_lock(thread: threading.Thread, statement: str) -> bool:
-    """Whether PostgreSQL shows a session waiting for a lock in ``statement`` (a part of
-    its text) while ``thread`` is still at it."""
-    while thread.is_alive():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE %s",
-                [f"%{statement}%"],
-            )
-            if cursor.fetchone()[0]:
-                return True
-        time.sleep(0.02)
-    return False
 
 
 def finish(*threads: threading.Thread) -> None:
@@ -194,7 +161,7 @@ class TestADeleteDuringADelivery:
         stored.wait()
 
         deleting, deleted = in_thread(meter_delete, meter=mistake)
-        waited = waits_for_a_row_lock(deleting, "FOR UPDATE")
+        waited = waits_for_a_lock(deleting, "FOR UPDATE")
         stored.released.set()
         finish(ingest, deleting)
 
@@ -215,7 +182,7 @@ class TestADeleteDuringADelivery:
         checked.wait()  # nothing recorded for the meter: it goes, once this commits
 
         ingest, _ingested = in_thread(process, batch=batch)
-        waited = waits_for_a_row_lock(ingest, "FOR KEY SHARE")
+        waited = waits_for_a_lock(ingest, "FOR KEY SHARE")
         checked.released.set()
         finish(deleting, ingest)
 
@@ -264,7 +231,7 @@ class TestAMeterUpdateDuringADelivery:
         qp.join(timeout=20)  # FOR NO KEY UPDATE: no wait for the delivery
         qp_done_meanwhile = not qp.is_alive()
         unit, unit_outcome = in_thread(meter_update, meter=mistake, values={"register_unit": "MWh"})
-        unit_waited = waits_for_a_row_lock(unit, "FOR UPDATE")
+        unit_waited = waits_for_a_lock(unit, "FOR UPDATE")
         stored.released.set()
         finish(ingest, qp, unit)
 
@@ -307,7 +274,7 @@ class TestAVendorChangeDuringADelivery:
         locked.wait()
 
         moving, moved = in_thread(meter_update, meter=mistake, values={"vendor": other})
-        waited = waits_for_a_row_lock(moving, "FOR UPDATE")
+        waited = waits_for_a_lock(moving, "FOR UPDATE")
         locked.released.set()
         finish(ingest, moving)
 
@@ -328,7 +295,7 @@ class TestAVendorChangeDuringADelivery:
         saved.wait()
 
         ingest, ingested = in_thread(process, batch=batch)
-        waited = waits_for_a_row_lock(ingest, "FOR KEY SHARE")
+        waited = waits_for_a_lock(ingest, "FOR KEY SHARE")
         saved.released.set()
         finish(moving, ingest)
 
