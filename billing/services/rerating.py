@@ -34,6 +34,7 @@ from billing.services.invoices import (
     InvoiceIsIssued,
     invoice_cancel_draft,
     invoice_credit,
+    invoice_issue,
     invoice_replace_draft,
     invoices_issue,
     series_counter_lock,
@@ -214,14 +215,23 @@ def late_exception_record(
 
 def draft_refresh(*, invoice: Invoice, now: dt.datetime):
     """Recompute a draft in place, or cancel it when no contract day is left; if staff
-    issued it meanwhile, re-rate it instead (that re-rating, else None)."""
+    issued it meanwhile, re-rate it instead (that re-rating, else None).
+
+    A draft of no run (a correction, a settlement) is issued at once when it is plausible
+    (:func:`_correction_write`, ``aconto.final_settlement_issue``): one held until now
+    whose hold the recomputation lifts is issued here, as it would have been at first,
+    since no run's issue will take it."""
     try:
         try:
             draft = invoice_recompute(invoice=invoice, ensure=True)
         except NoContractDays:
             invoice_cancel_draft(invoice=invoice)
         else:
-            invoice_replace_draft(invoice=invoice, draft=draft)
+            with transaction.atomic():
+                refreshed = invoice_replace_draft(invoice=invoice, draft=draft)
+                if invoice.held and not refreshed.held and refreshed.run_id is None:
+                    invoice_issue(invoice=refreshed, issued_at=now)
+                    _pdfs_after_commit([refreshed.pk])
     except InvoiceIsIssued:
         invoice.refresh_from_db()
         return invoice_rerate(invoice=invoice, now=now, ensure=True)

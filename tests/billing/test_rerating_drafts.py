@@ -215,6 +215,54 @@ class TestAHeldDraft:
 
 
 @pytest.mark.django_db
+class TestAHeldCorrection:
+    """A correction has no run to issue it: it is issued at once when plausible, and held
+    for staff when not (``rerating._correction_write``).  One held for what a later
+    correction of the register takes back goes out then, as it would have at first."""
+
+    def _held_correction(self):
+        network, contracts = billed_network(accounts=1)
+        bill_month(network)
+        _seen_by_an_earlier_look()
+        # 1 December estimated 9.5 MWh on: more than 10 kW can deliver in a month
+        register(contracts[0].connection, DEC, Decimal("52500"), status="estimated")
+        [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+        assert (correction.state, correction.held) == (Invoice.State.DRAFT, True)
+        assert "more than the contracted capacity can deliver" in correction.hold_reason
+        _seen_by_an_earlier_look()
+        return contracts, credit, correction
+
+    def test_is_issued_when_the_corrected_register_makes_it_plausible(self):
+        contracts, credit, correction = self._held_correction()
+        register(contracts[0].connection, DEC, READ_AGAIN)  # the actual read
+
+        invoices_rerate_changed(now=timezone.now())
+
+        correction.refresh_from_db()
+        assert (correction.held, correction.hold_reason) == (False, "")
+        assert correction.number is not None
+        assert _totals(correction) == CORRECTED
+        assert _billed(contracts[0]).pk == correction.pk
+        assert _totals(credit) == tuple(-amount for amount in AS_DRAFTED)
+        assert account_balance(account=contracts[0].account) == Decimal("1435.04")
+
+    def test_stays_a_draft_while_it_is_still_implausible_or_staff_held_it(self):
+        contracts, _credit, correction = self._held_correction()
+        register(contracts[0].connection, DEC, Decimal("52000"), status="estimated")
+        invoices_rerate_changed(now=timezone.now())
+        correction.refresh_from_db()
+        assert (correction.state, correction.held) == (Invoice.State.DRAFT, True)
+
+        invoice_hold(invoice=correction, reason="customer disputes the meter")
+        _seen_by_an_earlier_look()
+        register(contracts[0].connection, DEC, READ_AGAIN)
+        invoices_rerate_changed(now=timezone.now())
+        correction.refresh_from_db()
+        assert (correction.state, correction.held) == (Invoice.State.DRAFT, True)
+        assert _totals(correction) == CORRECTED
+
+
+@pytest.mark.django_db
 def test_a_staff_hold_worded_like_a_computed_one_stands_all_the_same():
     """Staff's hold is told apart by who made it (``held_by_staff``), not by its words:
     a reason that quotes the checks' wording is still staff's."""
