@@ -105,9 +105,7 @@ def contract_move_in(
     """
     errors = contract_supply_errors(account=account, connection=connection, move_in_on=move_in_on)
     if errors:
-        raise UnableToMoveIn(
-            "Cannot move in: " + "; ".join(e.message for e in errors), errors=errors
-        )
+        raise UnableToMoveIn.refusing("Cannot move in", errors)
 
     with transaction.atomic():
         # Lock the connection so that two move-ins on it are serialised.

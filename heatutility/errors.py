@@ -32,6 +32,12 @@ class DomainError(Exception):
         self.message = message
         self.errors = list(errors or [])
 
+    @classmethod
+    def refusing(cls, what: str, errors: list[ErrorItem]) -> DomainError:
+        """The error for ``errors``: ``what`` (e.g. "Cannot install meter"), then each
+        item's message, joined by "; "."""
+        return cls(f"{what}: " + "; ".join(e.message for e in errors), errors=errors)
+
     def as_dict(self) -> dict:
         return {
             "message": self.message,

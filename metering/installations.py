@@ -262,9 +262,7 @@ def meter_install(
             volume_m3=initial_volume_m3,
         )
         if errors:
-            raise UnableToInstallMeter(
-                "Cannot install meter: " + "; ".join(e.message for e in errors), errors=errors
-            )
+            raise UnableToInstallMeter.refusing("Cannot install meter", errors)
         installation = MeterInstallation(
             meter=meter,
             unit=unit,
@@ -433,9 +431,7 @@ def _remove(
         final_return_temp_m3c=final_return_temp_m3c,
     )
     if errors:
-        raise UnableToInstallMeter(
-            "Cannot remove meter: " + "; ".join(e.message for e in errors), errors=errors
-        )
+        raise UnableToInstallMeter.refusing("Cannot remove meter", errors)
     installation.removed_at = removed_at
     installation.final_energy_kwh = final_energy_kwh
     installation.final_volume_m3 = final_volume_m3
@@ -727,10 +723,7 @@ def meter_installation_correct(
             )
         )
     if errors:
-        raise UnableToCorrectInstallation(
-            "Cannot correct the registers: " + "; ".join(e.message for e in errors),
-            errors=errors,
-        )
+        raise UnableToCorrectInstallation.refusing("Cannot correct the registers", errors)
     with transaction.atomic():
         # the meter first (FOR NO KEY UPDATE, as an installation takes it): its register
         # settings, which the checks read, wait (metering.meters.meter_update), stored
@@ -754,10 +747,8 @@ def meter_installation_correct(
                 if field in given
             ]
             if errors:
-                raise UnableToCorrectInstallation(
-                    f"Cannot correct the registers of {current}: "
-                    + "; ".join(e.message for e in errors),
-                    errors=errors,
+                raise UnableToCorrectInstallation.refusing(
+                    f"Cannot correct the registers of {current}", errors
                 )
         for field in ("initial_energy_kwh", "final_energy_kwh"):
             if field in given:
@@ -773,10 +764,8 @@ def meter_installation_correct(
             setattr(current, field, value)
         errors = _correction_errors(current, changed=set(changed))
         if errors:
-            raise UnableToCorrectInstallation(
-                f"Cannot correct the registers of {current}: "
-                + "; ".join(e.message for e in errors),
-                errors=errors,
+            raise UnableToCorrectInstallation.refusing(
+                f"Cannot correct the registers of {current}", errors
             )
         clean_and_save(current, actor=actor, reason=reason.strip(), what="meter installation")
         revalidation_queue(meter_id=meter.pk, since=current.installed_at)

@@ -274,10 +274,7 @@ def meter_update(*, meter: HeatMeter, values: dict, actor=None, reason: str = ""
             HeatMeter.objects.select_for_update().values_list("pk").get(pk=meter.pk)
         errors = meter_update_errors(meter=current, values=values)
         if errors:
-            raise UnableToChangeMeter(
-                f"Cannot change meter {current}: " + "; ".join(e.message for e in errors),
-                errors=errors,
-            )
+            raise UnableToChangeMeter.refusing(f"Cannot change meter {current}", errors)
         changed = [name for name, value in values.items() if getattr(current, name) != value]
         if not changed:
             return current

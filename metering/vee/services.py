@@ -701,10 +701,8 @@ def reading_issues_accept(
             else _wraps_errors([i for i in locked if i.code in rules.AMBIGUOUS_ROLLOVER_CODES], 1)
         )
         if errors:
-            raise UnableToAcceptIssue(
-                ("Cannot accept with that wrap count: " if wraps else "Cannot accept: ")
-                + "; ".join(e.message for e in errors),
-                errors=errors,
+            raise UnableToAcceptIssue.refusing(
+                "Cannot accept with that wrap count" if wraps else "Cannot accept", errors
             )
         for issue in locked:
             issue.state, issue.resolved_by, issue.resolved_at, issue.resolution_reason = (
