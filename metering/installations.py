@@ -322,11 +322,18 @@ def _rolled_over(
     return last is not None and final < last and is_rollover(last, final, maximum)
 
 
-def _below_last_read(
-    installation: MeterInstallation, removed_at: dt.datetime, register: str, final: Decimal
+def below_last_read(
+    installation: MeterInstallation,
+    removed_at: dt.datetime,
+    register: str,
+    final: Decimal,
+    *,
+    maximum: Decimal | None = None,
 ) -> Decimal | None:
     """The last usable read of ``register`` while installed, when the final register lies
-    below it without rolling over from it (else None).
+    below it without rolling over from it (else None).  ``maximum``: the register's
+    range (kWh, m³) a rollover is judged by, the meter's by default (a new maximum is
+    judged by itself: ``metering.meters``).
 
     The connection register continues from the final register (DOMAIN.md §2: old final −
     old previous read); one below the last read would make the consumption between that
@@ -336,7 +343,8 @@ def _below_last_read(
 
     meter = installation.meter
     last = _last_read(installation, removed_at, register)
-    maximum = meter.register_max_kwh if register == "energy_kwh" else meter.volume_register_max
+    if maximum is None:
+        maximum = meter.register_max_kwh if register == "energy_kwh" else meter.volume_register_max
     if last is not None and final < last and not is_rollover(last, final, maximum):
         return last
     return None
@@ -483,7 +491,7 @@ def _final_errors(
     ):
         if any(e.field == field for e in errors):
             continue
-        last = _below_last_read(installation, removed_at, register, final)
+        last = below_last_read(installation, removed_at, register, final)
         if last is not None:
             errors.append(
                 ErrorItem(

@@ -43,7 +43,7 @@ from django.db.models import Exists, Max, OuterRef, Subquery
 from heatutility.audit import clean_and_save, mark_actor
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.money import plain
-from metering.installations import revalidation_queue
+from metering.installations import below_last_read, revalidation_queue
 from metering.models import (
     KWH_PER_UNIT,
     HeatMeter,
@@ -54,8 +54,6 @@ from metering.models import (
     ReadingIssue,
 )
 from metering.units import kwh_to_register_half_even
-from metering.vee.estimation import USABLE
-from metering.vee.rules import is_rollover
 
 # the settings VEE and the boundary registers read a meter's registers with
 REGISTER_SETTINGS = (
@@ -177,33 +175,29 @@ def _finals_no_longer_rolled_over(*, meter: HeatMeter, checks: list[tuple]) -> l
     """The meter's past removals whose final register lies below the last usable reading
     of the installation and, with a new maximum (``checks``, as
     :func:`_maximum_below_stored` makes them), no longer rolls over from it: a removal
-    with that final register is refused (``metering.installations``,
+    with that final register is refused (``metering.installations.below_last_read``,
     ``final_below_last_read``), and the boundary registers would count a decrease at the
-    removal.  One query, for a meter that was removed."""
-    last = Reading.objects.filter(
-        meter_id=meter.pk,
-        status__in=USABLE,
-        read_at__gte=OuterRef("installed_at"),
-        read_at__lte=OuterRef("removed_at"),
-    ).order_by("-read_at")
+    removal."""
     removals = list(
-        MeterInstallation.objects.filter(meter_id=meter.pk, removed_at__isnull=False)
-        .annotate(
-            last_energy=Subquery(last.filter(energy_kwh__isnull=False).values("energy_kwh")[:1]),
-            last_volume=Subquery(last.filter(volume_m3__isnull=False).values("volume_m3")[:1]),
+        MeterInstallation.objects.filter(meter_id=meter.pk, removed_at__isnull=False).order_by(
+            "installed_at"
         )
-        .order_by("installed_at")
-        .values("removed_at", "final_energy_kwh", "final_volume_m3", "last_energy", "last_volume")
     )
-    final_of = {"energy": "final_energy_kwh", "volume": "final_volume_m3"}
+    stored_as = {"energy": "energy_kwh", "volume": "volume_m3"}
     errors = []
     for register, field, maximum, shown in checks:
+        limit = maximum * KWH_PER_UNIT[shown] if register == "energy" else maximum  # as stored
         for removal in removals:
-            final, reached = removal[final_of[register]], removal[f"last_{register}"]
-            if final is None or reached is None or final >= reached:
-                continue
-            limit = maximum * KWH_PER_UNIT[shown] if register == "energy" else maximum
-            if is_rollover(reached, final, limit):  # kWh, m³: as stored
+            removal.meter = meter
+            final = getattr(removal, f"final_{stored_as[register]}")
+            reached = (
+                None
+                if final is None
+                else below_last_read(
+                    removal, removal.removed_at, stored_as[register], final, maximum=limit
+                )
+            )
+            if reached is None:
                 continue
             if register == "energy":
                 final, reached = (kwh_to_register_half_even(v, shown) for v in (final, reached))
@@ -213,7 +207,7 @@ def _finals_no_longer_rolled_over(*, meter: HeatMeter, checks: list[tuple]) -> l
                     field=field,
                     message=f"With the {register} register maximum {plain(maximum)} {shown} "
                     f"the final register {plain(final)} {shown} of meter {meter}'s removal "
-                    f"at {removal['removed_at'].isoformat()} lies below its last reading "
+                    f"at {removal.removed_at.isoformat()} lies below its last reading "
                     f"{plain(reached)} {shown} and does not roll over from it (from the top "
                     "tenth of the range into the bottom tenth): the connection's register "
                     "would fall at the removal.",
