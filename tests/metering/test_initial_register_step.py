@@ -23,7 +23,6 @@ import pytest
 from django.test import TestCase
 
 from billing.services.compute import drafts_compute
-from heatutility.timeutil import local_midnight
 from metering.installations import UnableToInstallMeter, meter_exchange, meter_install
 from metering.meters import meter_update
 from metering.models import BoundaryRegister, MeterInstallation, Reading, ReadingIssue
@@ -33,28 +32,19 @@ from tests.billing.factories import contract_with_connection, tariff_version
 from tests.customers.factories import BuildingInterfaceUnitFactory, NetworkFactory
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
 from tests.metering.factories_readings import add_readings
+from tests.metering.typo_exchange import (
+    EXCHANGED,
+    NEW_READS,
+    NOV,
+    NOW,
+    OCT,
+    RIGHT,
+    TYPO,
+    boundary,
+    daily,
+)
 
-CPH = "Europe/Copenhagen"
-OCT, NOV = dt.date(2026, 10, 1), dt.date(2026, 11, 1)
-EXCHANGED = dt.datetime(2026, 10, 15, 10, tzinfo=dt.UTC)
-NOW = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
 LATER = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)  # the rules' examples lie before it
-TYPO, RIGHT = Decimal("12345"), Decimal("1234")
-
-
-def daily(first: dt.date, days: int, energy: int, volume: int) -> list[tuple]:
-    """Readings at local midnight: 100 kWh and 1 m³ a day from ``energy``, ``volume``."""
-    return [
-        (
-            local_midnight(first + dt.timedelta(days=k), CPH),
-            str(energy + 100 * k),
-            str(volume + k),
-        )
-        for k in range(days)
-    ]
-
-
-NEW_READS = daily(dt.date(2026, 10, 16), 17, 1300, 10)  # 1,300 … 2,900 kWh on 1 November
 
 
 def nightly_vee(meter, rows) -> None:
@@ -65,11 +55,6 @@ def nightly_vee(meter, rows) -> None:
         end=rows[-1][0],
         now=NOW,
     )
-
-
-def boundary(connection, on):
-    row = BoundaryRegister.objects.filter(connection=connection, on=on).first()
-    return None if row is None else (row.energy_kwh, row.status)
 
 
 def findings(reads, *, initials=(), previous=None, register_max="99999999", kw="10"):

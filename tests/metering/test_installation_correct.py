@@ -22,7 +22,6 @@ from django.utils import timezone
 
 from billing.services.compute import drafts_compute
 from heatutility.roles import AUDITOR, BILLING_CLERK, METERING_OPERATOR
-from heatutility.timeutil import local_midnight
 from metering.installations import (
     UnableToInstallMeter,
     meter_exchange,
@@ -30,7 +29,6 @@ from metering.installations import (
     meter_remove,
 )
 from metering.models import (
-    BoundaryRegister,
     MeterInstallation,
     Reading,
     ReadingIssue,
@@ -43,36 +41,22 @@ from tests.billing.helpers import client_for
 from tests.customers.factories import BuildingInterfaceUnitFactory, NetworkFactory
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
 from tests.metering.factories_readings import add_readings
+from tests.metering.typo_exchange import (
+    EXCHANGED,
+    NEW_READS,
+    NOV,
+    NOW,
+    OCT,
+    RIGHT,
+    TYPO,
+    boundary,
+    daily,
+)
 
 pytestmark = pytest.mark.django_db
 
-CPH = "Europe/Copenhagen"
-OCT, NOV = dt.date(2026, 10, 1), dt.date(2026, 11, 1)
 SEP_1 = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
-EXCHANGED = dt.datetime(2026, 10, 15, 10, tzinfo=dt.UTC)
-NOW = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
-TYPO, RIGHT = Decimal("12345"), Decimal("1234")
 INSTALLATIONS = "/admin/metering/meterinstallation/"
-
-
-def daily(first: dt.date, days: int, energy: int, volume: int) -> list[tuple]:
-    """Readings at local midnight: 100 kWh and 1 m³ a day from ``energy``, ``volume``."""
-    return [
-        (
-            local_midnight(first + dt.timedelta(days=k), CPH),
-            str(energy + 100 * k),
-            str(volume + k),
-        )
-        for k in range(days)
-    ]
-
-
-NEW_READS = daily(dt.date(2026, 10, 16), 17, 1300, 10)  # 1,300 … 2,900 kWh on 1 November
-
-
-def boundary(connection, on):
-    row = BoundaryRegister.objects.filter(connection=connection, on=on).first()
-    return None if row is None else (row.energy_kwh, row.status)
 
 
 def statuses(meter) -> set[str]:
