@@ -390,12 +390,17 @@ class InvoiceAdmin(PdfDownloadAdmin):
 
     pdf_url_name = "billing_invoice_pdf"
 
-    @admin.action(description="Release held drafts", permissions=["release"])
+    @admin.action(
+        description="Release held drafts (a correction or settlement is issued at once)",
+        permissions=["release"],
+    )
     def release(self, request, queryset):
         _report(
             self,
             request,
-            lambda i: invoice_services.invoice_release(invoice=i, note=f"by {request.user}"),
+            lambda i: invoice_services.invoice_release(
+                invoice=i, note=f"by {request.user}", now=timezone.now()
+            ),
             queryset.filter(held=True),
             "Released {n} draft(s).",
         )

@@ -175,11 +175,12 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         permission_classes=[HasPermission.of("billing.release_invoice")],
     )
     def release(self, request, pk=None):
-        """Release a held draft after review."""
+        """Release a held draft after review.  A run's draft goes out with the run's
+        issue; a correction or settlement (no run issues it) is issued at once."""
         body = serializers.ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         invoice = invoice_services.invoice_release(
-            invoice=self.get_object(), note=body.validated_data["reason"]
+            invoice=self.get_object(), note=body.validated_data["reason"], now=timezone.now()
         )
         return Response(serializers.InvoiceSerializer(invoice, context={"request": request}).data)
 

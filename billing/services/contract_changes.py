@@ -33,13 +33,12 @@ from django.db.models import F, Q
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import invoices_issue
+from billing.services.invoices import invoices_issue, invoices_render_after_commit
 from billing.services.payments import payments_apply_unallocated
 from billing.services.rerating import (
     LATE,
     NoContractDays,
     UnableToRerate,
-    _pdfs_after_commit,
     current_invoices,
     draft_refresh,
     invoice_rebill,
@@ -298,7 +297,7 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         if not joins_run and not drafts[0].held:
             invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
             payments_apply_unallocated(on=now.date(), account_id=account.pk)
-            _pdfs_after_commit([invoice_id])
+            invoices_render_after_commit([invoice_id])
         return Invoice.objects.get(pk=invoice_id)
 
 

@@ -13,7 +13,9 @@ billing a missed account into a run (``contract_changes.account_bill_missed``) t
 in that order.  So do the services that change a run's draft and the run's counters
 (hold, release, refresh, cancel, issuing one draft: :func:`_lock_run_of`), checking the
 draft is still one under the locks: the other way round (the draft, then the run's
-``held`` UPDATE), a hold while staff issued the run deadlocked.
+``held`` UPDATE), a hold while staff issued the run deadlocked.  Releasing a held draft
+of no run issues it (:func:`invoice_release`): it takes the series counter before the
+draft, as the refresh that lifts such a hold does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from billing import conf
 from billing.calc import BillDraft, DraftLine, totals
@@ -194,16 +197,37 @@ def invoice_hold(*, invoice: Invoice, reason: str) -> Invoice:
     return invoice
 
 
-def invoice_release(*, invoice: Invoice, note: str = "") -> Invoice:
-    """Staff reviewed a held draft and let it go out with the next issue."""
+def invoice_release(*, invoice: Invoice, note: str = "", now: dt.datetime | None = None) -> Invoice:
+    """Staff reviewed a held draft and let it go.
+
+    A run's draft goes out with the run's issue ("Issue drafts" once the run is issued).
+    A draft of no run (a correction, a settlement) is issued as it is released, at
+    ``now``: such a draft is issued at once when it is plausible, and no run's issue ever
+    takes it, so a released one left a draft kept its period unbilled beside the credit
+    note that made way for it.  Its PDF is rendered once the release commits."""
+    now = now or timezone.now()
     with transaction.atomic():
+        if _lock_run_of(invoice) is None:
+            # the counter before the draft's row (module doc: lock order), as issuing does
+            series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
         invoice = _lock_draft(invoice)
         if invoice.held and invoice.run_id:
             _run_held_delta(invoice.run_id, -1)
         invoice.held = invoice.held_by_staff = False
         invoice.hold_reason = f"released: {note}" if note else ""
         invoice.save(update_fields=["held", "held_by_staff", "hold_reason"])
+        if invoice.run_id is None:
+            invoice = invoice_issue(invoice=invoice, issued_at=now)
+            invoices_render_after_commit([invoice.pk])
     return invoice
+
+
+def invoices_render_after_commit(invoice_ids: list[int]) -> None:
+    """Render the PDFs of the issued ones of ``invoice_ids`` once the transaction
+    commits (nothing is rendered for a rolled-back issue)."""
+    from billing import tasks
+
+    transaction.on_commit(lambda: tasks.invoices_render_pdfs_dispatch(invoice_ids))
 
 
 def _lock_run_of(invoice: Invoice) -> int | None:

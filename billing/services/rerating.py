@@ -37,6 +37,7 @@ from billing.services.invoices import (
     invoice_issue,
     invoice_replace_draft,
     invoices_issue,
+    invoices_render_after_commit,
     series_counter_lock,
 )
 from billing.services.payments import payments_apply_unallocated
@@ -141,7 +142,7 @@ def invoice_rerate(
             if _billed_kind(invoice) != Invoice.Kind.INVOICE:
                 raise  # a settlement's year is settled by a settlement, not a credit alone
             credit_note = invoice_credit(invoice=invoice, now=now)
-            _pdfs_after_commit([credit_note.pk])
+            invoices_render_after_commit([credit_note.pk])
             return credit_note, None
         if (
             _signature(draft.lines) == _signature(invoice.lines.all())
@@ -150,17 +151,10 @@ def invoice_rerate(
             return None
         credit_note = invoice_credit(invoice=invoice, now=now)
         correction = _correction_write(invoice=invoice, draft=draft, now=now)
-        _pdfs_after_commit([credit_note.pk, correction.pk])  # a held correction: on release
+        invoices_render_after_commit(
+            [credit_note.pk, correction.pk]
+        )  # a held correction: on release
         return credit_note, correction
-
-
-def _pdfs_after_commit(invoice_ids: list[int]) -> None:
-    """Render the issued ones of ``invoice_ids`` once the transaction commits (the beat
-    job, the API and tariff corrections re-rate through here: each document explains
-    itself to the customer like any other invoice)."""
-    from billing import tasks
-
-    transaction.on_commit(lambda: tasks.invoices_render_pdfs_dispatch(invoice_ids))
 
 
 def _correction_write(*, invoice: Invoice, draft: BillDraft, now: dt.datetime) -> Invoice:
@@ -228,10 +222,14 @@ def draft_refresh(*, invoice: Invoice, now: dt.datetime):
             invoice_cancel_draft(invoice=invoice)
         else:
             with transaction.atomic():
+                if invoice.held and invoice.run_id is None:
+                    # it may be issued below: the counter before the draft's row (lock
+                    # order, billing.services.invoices), as issuing takes them
+                    series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
                 refreshed = invoice_replace_draft(invoice=invoice, draft=draft)
                 if invoice.held and not refreshed.held and refreshed.run_id is None:
                     invoice_issue(invoice=refreshed, issued_at=now)
-                    _pdfs_after_commit([refreshed.pk])
+                    invoices_render_after_commit([refreshed.pk])
     except InvoiceIsIssued:
         invoice.refresh_from_db()
         return invoice_rerate(invoice=invoice, now=now, ensure=True)

@@ -226,3 +226,53 @@ def test_issuing_a_released_draft_while_a_chunk_of_its_run_numbers_its_bills(mon
     numbers = sorted(Invoice.objects.filter(run=run).values_list("number", flat=True))
     assert (run.issued, run.held, len(numbers), numbers[1] - numbers[0]) == (2, 0, 2, 1)
     assert waited
+
+
+def test_releasing_a_correction_takes_the_counter_before_the_correction(monkeypatch):
+    """A correction has no run: its release issues it (``invoice_release``), so it takes
+    the series counter first, as every issuer does, and waits there without holding the
+    correction's row (the other way round, an issue of the same draft deadlocked)."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from billing.models import InvoiceNumberCounter
+    from billing.services.rerating import invoices_rerate_changed
+    from metering.models import BoundaryRegister
+
+    network, contracts = billed_network(accounts=1)
+    bill_month(network)
+    BoundaryRegister.objects.update(updated_at=timezone.now() - dt.timedelta(days=1))
+    register(contracts[0].connection, DEC, Decimal("52500"), status="estimated")
+    [(_credit, correction)] = invoices_rerate_changed(now=timezone.now())
+    assert (correction.run_id, correction.held) == (None, True)
+    counted = InvoiceNumberCounter.objects.get().last_number
+    reached, released = threading.Event(), threading.Event()
+
+    def holding_the_counter():  # another issuer, between its counter and its rows
+        with transaction.atomic():
+            invoices.series_counter_lock(issued_at=NOW, time_zone=network.time_zone)
+            reached.set()
+            assert released.wait(30), "never released"
+
+    holding, held = in_thread(holding_the_counter)
+    try:
+        assert reached.wait(30), "the other issuer never got there"
+        releasing, release = in_thread(
+            invoice_release, invoice=correction, note="estimate agreed", now=NOW
+        )
+        waited = waits_for_a_lock(releasing, "billing_invoicenumbercounter")
+        correction_free = row_free(correction)
+    finally:
+        released.set()
+    for thread in (holding, releasing):
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+
+    assert (held.get("error"), release.get("error")) == (None, None)
+    correction.refresh_from_db()
+    assert (correction.state, correction.held, correction.number) == (
+        Invoice.State.ISSUED,
+        False,
+        counted + 1,
+    )
+    assert (waited, correction_free) == (True, True)

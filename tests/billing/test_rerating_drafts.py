@@ -29,14 +29,18 @@ from billing.services.invoices import invoice_hold, invoice_issue, invoice_relea
 from billing.services.payments import account_balance
 from billing.services.rerating import current_invoices, invoices_rerate_changed
 from billing.services.runs import billing_run_issue
+from heatutility.roles import BILLING_CLERK
 from metering.models import BoundaryRegister
 from tests.billing.factories import billed_network, register
-from tests.billing.helpers import NOW, bill_month, invoice_of
+from tests.billing.helpers import NOW, bill_month, client_for, invoice_of
 
 NOV, DEC = dt.date(2026, 11, 1), dt.date(2026, 12, 1)
 READ_AGAIN = Decimal("44600")  # account 0's 1 December register: 43,000 + 1,600 kWh
 CORRECTED = (Decimal("1148.03"), Decimal("287.01"), Decimal("1435.04"))
 AS_DRAFTED = (Decimal("1088.78"), Decimal("272.20"), Decimal("1360.98"))
+# 1 December estimated as 52,500 kWh, 9.5 MWh in November: 5,628.94 energy (5,628.94);
+# net 5,828.94, VAT 1,457.235 → 1,457.24, gross 7,286.18
+AS_ESTIMATED = (Decimal("5828.94"), Decimal("1457.24"), Decimal("7286.18"))
 
 
 def _seen_by_an_earlier_look() -> None:
@@ -245,6 +249,58 @@ class TestAHeldCorrection:
         assert _billed(contracts[0]).pk == correction.pk
         assert _totals(credit) == tuple(-amount for amount in AS_DRAFTED)
         assert account_balance(account=contracts[0].account) == Decimal("1435.04")
+
+    def test_is_issued_when_staff_release_it(self, django_capture_on_commit_callbacks):
+        """No run issues a correction, so staff's release issues it; before, it stayed a
+        draft: the credit note stood alone and the period went unbilled."""
+        contracts, credit, correction = self._held_correction()
+        with (
+            mock.patch("billing.tasks.invoices_render_pdfs_dispatch") as render,
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            released = invoice_release(invoice=correction, note="estimate agreed", now=NOW)
+
+        assert (released.state, released.held, released.hold_reason) == (
+            Invoice.State.ISSUED,
+            False,
+            "released: estimate agreed",
+        )
+        assert released.number is not None
+        render.assert_called_once_with([released.pk])
+        assert _billed(contracts[0]).pk == correction.pk
+        assert _totals(released) == AS_ESTIMATED
+        assert _totals(credit) == tuple(-amount for amount in AS_DRAFTED)
+        assert account_balance(account=contracts[0].account) == Decimal("7286.18")
+
+    def test_the_api_release_issues_it_and_answers_with_its_number(self):
+        contracts, _credit, correction = self._held_correction()
+        response = client_for(BILLING_CLERK).post(
+            f"/api/v1/billing/invoices/{correction.pk}/release/",
+            {"reason": "estimate agreed"},
+            format="json",
+        )
+        assert response.status_code == 200
+        correction.refresh_from_db()
+        body = response.json()
+        assert (body["state"], body["held"], body["number"]) == (
+            "issued",
+            False,
+            correction.display_number,
+        )
+        assert correction.number is not None
+        assert account_balance(account=contracts[0].account) == Decimal("7286.18")
+
+    def test_a_run_draft_released_still_waits_for_the_run_issue(self):
+        run, contracts, draft = _drafted()
+        invoice_hold(invoice=draft, reason="meter checked on site first")
+        released = invoice_release(invoice=draft, note="checked", now=NOW)
+        assert (released.state, released.held, released.number) == (
+            Invoice.State.DRAFT,
+            False,
+            None,
+        )
+        billing_run_issue(run=run, issued_at=NOW)
+        assert _billed(contracts[0]).pk == draft.pk
 
     def test_stays_a_draft_while_it_is_still_implausible_or_staff_held_it(self):
         contracts, _credit, correction = self._held_correction()
