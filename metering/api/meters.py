@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from customers.models import BuildingInterfaceUnit
 from heatutility.api import BoundedDateTimeField, ModelValidationMixin
-from heatutility.permissions import RequirePermissionMixin
+from heatutility.permissions import HasPermission, RequirePermissionMixin
 from metering import installations, meters, models
 
 
@@ -281,6 +281,9 @@ class HeatMeterViewSet(viewsets.ModelViewSet):
         meters.meter_delete(meter=instance, actor=self.request.user)
 
 
+CHANGE_INSTALLATION = HasPermission.of("metering.change_meterinstallation")
+
+
 class MeterInstallationViewSet(
     RequirePermissionMixin,
     mixins.ListModelMixin,
@@ -304,9 +307,10 @@ class MeterInstallationViewSet(
         )
 
     @extend_schema(request=RemoveSerializer, responses=MeterInstallationSerializer)
-    @action(detail=True, methods=["post"])
+    # a change of the installation, not an addition: the change permission alone (the
+    # default's POST → add would ask for both)
+    @action(detail=True, methods=["post"], permission_classes=[CHANGE_INSTALLATION])
     def remove(self, request, pk=None):
-        self.require("metering.change_meterinstallation")
         body = RemoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         installation = installations.meter_remove(
@@ -329,9 +333,8 @@ class MeterInstallationViewSet(
         "revalidated from `installed_at` after the answer: VEE findings and boundary "
         "registers follow, and billing re-rates the periods whose registers changed.",
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[CHANGE_INSTALLATION])
     def correct(self, request, pk=None):
-        self.require("metering.change_meterinstallation")
         body = CorrectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         installation = installations.meter_installation_correct(

@@ -16,9 +16,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.test import TestCase
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from billing.services.compute import drafts_compute
 from heatutility.roles import AUDITOR, BILLING_CLERK, METERING_OPERATOR
@@ -431,6 +432,24 @@ class TestTheApi:
 
         assert response.status_code == 403, response.content
         assert registers(installation)[0] == TYPO
+
+    def test_the_change_permission_is_enough(self):
+        """Correcting changes an installation: no add permission is asked for as well."""
+        user = User.objects.create_user(username="fitter", is_staff=True)
+        user.user_permissions.add(Permission.objects.get(codename="change_meterinstallation"))
+        client = APIClient()
+        client.force_authenticate(user)
+        installation = MeterInstallationFactory(installed_at=EXCHANGED, initial_energy_kwh=TYPO)
+
+        with TestCase.captureOnCommitCallbacks():
+            response = client.post(
+                api_url(installation),
+                {"initial_energy_kwh": "1234", "reason": "typo"},
+                format="json",
+            )
+
+        assert response.status_code == 200, response.content
+        assert registers(installation)[0] == Decimal("1234")
 
     def test_an_unknown_installation_is_a_404(self):
         response = client_for(METERING_OPERATOR).post(

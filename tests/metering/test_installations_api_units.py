@@ -7,6 +7,8 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission, User
+from rest_framework.test import APIClient
 
 from heatutility.roles import METERING_OPERATOR
 from metering.models import MeterInstallation
@@ -108,6 +110,28 @@ class TestInstall:
 
 
 class TestRemove:
+    def test_the_change_permission_is_enough(self):
+        """A removal changes the installation: no add permission is asked for as well."""
+        user = User.objects.create_user(username="fitter", is_staff=True)
+        user.user_permissions.add(Permission.objects.get(codename="change_meterinstallation"))
+        client = APIClient()
+        client.force_authenticate(user)
+        installation = MeterInstallationFactory(installed_at=INSTALLED)
+
+        response = client.post(
+            remove_url(installation),
+            {
+                "removed_at": "2026-03-01T10:00:00+01:00",
+                "final_energy_kwh": "2000",
+                "final_volume_m3": "10",
+            },
+            format="json",
+        )
+
+        assert response.status_code == 200, response.content
+        installation.refresh_from_db()
+        assert installation.final_energy_kwh == Decimal("2000")
+
     def test_a_gj_register_is_stored_in_kwh(self):
         installation = MeterInstallationFactory(installed_at=INSTALLED, meter__register_unit="GJ")
 
