@@ -10,8 +10,9 @@ says which (``register_unit``; in an exchange ``old_register_unit`` and
 is converted to kWh here (``metering.units.register_to_kwh``), under the transaction
 that reads the meter.
 
-A register typed wrong at installation or removal is corrected in place
-(:func:`meter_installation_correct`), with a reason, under the same checks.
+A register or a time typed wrong at installation or removal is corrected in place
+(:func:`meter_installation_correct`), with a reason, under the same checks; a moved time
+moves an exchange as one.
 """
 
 from __future__ import annotations
@@ -115,10 +116,34 @@ def _first_read(
     installation before it, so its decrease is one from the initial register being
     corrected (VEE's reference, ``metering.vee.rules.validate``), not a fault of the
     reading."""
+    from django.db.models import Q
+
+    from metering.models import Reading
+    from metering.vee.estimation import USABLE
+
+    within = {} if removed_at is None else {"read_at__lte": removed_at}
+    return (
+        Reading.objects.filter(
+            Q(status__in=(*USABLE, Reading.Status.SUSPECT)) | _rejected_only_as_outside(decreases),
+            meter_id=meter.pk,
+            read_at__gte=installed_at,
+            **within,
+            **{f"{register}__isnull": False},
+        )
+        .order_by("read_at")
+        .values_list("read_at", register)
+        .first()
+    )
+
+
+def _rejected_only_as_outside(decreases: bool = False):
+    """Readings VEE rejected only as outside any installation (delivered before the
+    paperwork, or beyond a time typed wrong), which the installation's revalidation
+    takes in; ``decreases``: or only for an open ``register_decrease`` (see
+    :func:`_first_read`).  Not those staff rejected, nor a register fault."""
     from django.db.models import Exists, OuterRef, Q
 
     from metering.models import Reading, ReadingIssue
-    from metering.vee.estimation import USABLE
 
     findings = ReadingIssue.objects.filter(
         meter_id=OuterRef("meter_id"), read_at=OuterRef("read_at")
@@ -133,20 +158,7 @@ def _first_read(
     ).exclude(code="outside_installation")
     if decreases:
         faulted = faulted.exclude(code="register_decrease", state=ReadingIssue.State.OPEN)
-    within = {} if removed_at is None else {"read_at__lte": removed_at}
-    return (
-        Reading.objects.filter(
-            Q(status__in=(*USABLE, Reading.Status.SUSPECT))
-            | Q(Exists(rejected_only_as), ~Exists(faulted), status=Reading.Status.REJECTED),
-            meter_id=meter.pk,
-            read_at__gte=installed_at,
-            **within,
-            **{f"{register}__isnull": False},
-        )
-        .order_by("read_at")
-        .values_list("read_at", register)
-        .first()
-    )
+    return Q(Exists(rejected_only_as), ~Exists(faulted), status=Reading.Status.REJECTED)
 
 
 def _above_first_read(
@@ -284,14 +296,18 @@ def _last_read(
     installation: MeterInstallation, removed_at: dt.datetime, register: str
 ) -> Decimal | None:
     """``register`` of the last usable read while installed (up to ``removed_at``) that
-    has one, or None: the value a removal's final register is checked against."""
+    has one, or None: the value a removal's final register is checked against.  A read
+    rejected only as outside any installation counts (a removal time corrected to a
+    later one takes in the reads after the time typed)."""
+    from django.db.models import Q
+
     from metering.models import Reading
     from metering.vee.estimation import USABLE
 
     return (
         Reading.objects.filter(
+            Q(status__in=USABLE) | _rejected_only_as_outside(),
             meter=installation.meter,
-            status__in=USABLE,
             read_at__gte=installation.installed_at,
             read_at__lte=removed_at,
             **{f"{register}__isnull": False},
@@ -670,30 +686,41 @@ def meter_installation_correct(
     final_volume_m3: Decimal | None = None,
     final_flow_temp_m3c: Decimal | None = None,
     final_return_temp_m3c: Decimal | None = None,
+    installed_at: dt.datetime | None = None,
+    removed_at: dt.datetime | None = None,
     register_unit: str | None = None,
     reason: str,
     actor,
 ) -> MeterInstallation:
-    """Correct registers of ``installation`` typed wrong at its installation or removal
-    (12,345 kWh for 1,234): only the registers given change (None: as recorded), the
-    final ones only on a removed installation.  ``register_unit``: the unit the energy
-    registers are given in, which must be the meter's (else kWh).  ``reason`` is
-    required: the correction is audited with it and ``actor`` in the history.
+    """Correct registers or times of ``installation`` typed wrong at its installation or
+    removal (12,345 kWh for 1,234, the 3rd for the 1st): only what is given changes
+    (None: as recorded), the final registers and ``removed_at`` only on a removed
+    installation.  ``register_unit``: the unit the energy registers are given in, which
+    must be the meter's (else kWh).  ``reason`` is required: the correction is audited
+    with it and ``actor`` in the history.
 
     The corrected values are checked as at the installation and the removal (an item
-    per register, :class:`UnableToCorrectInstallation`, nothing saved): the register
+    per field, :class:`UnableToCorrectInstallation`, nothing saved): the register
     maximum; an initial register against the first reading of the installation, which
     may be one VEE rejected as a decrease from the register being corrected
     (:func:`_first_read`); a final register against the last reading before the
     removal and against the initial register (a corrected initial register is checked
-    against the recorded final one, the item on the initial field).  An exchange's
-    other installation keeps its own registers: nothing else changes.
+    against the recorded final one, the item on the initial field).  A moved time is
+    checked the same way, the registers as they then stand against the readings on the
+    new side of it (an item on the time's field).
 
-    The meter's readings are revalidated from ``installed_at`` (queued in this
-    transaction, :func:`revalidation_queue`): VEE's findings and the boundary registers
-    follow the corrected registers, and billing re-rates the periods whose boundary
-    registers changed.  Values equal to those recorded change nothing (no history, no
-    revalidation)."""
+    An exchange moves as one: the unit's meter was never missing, so a moved
+    ``installed_at`` moves the removal of the meter it replaced at that instant, and a
+    moved ``removed_at`` the installation of the meter that replaced it (each checked
+    with its own registers, under the unit's lock, which every exchange takes first).
+    An installation's registers stay its own.  Any other overlap is refused as the
+    database refuses it (the unit's or the meter's installations never overlap).
+
+    The readings of every meter concerned are revalidated from the earliest time
+    involved (queued in this transaction, :func:`revalidation_queue`): VEE's findings
+    and the boundary registers follow the correction, and billing re-rates the periods
+    whose boundary registers changed.  Values equal to those recorded change nothing
+    (no history, no revalidation)."""
     given = {
         field: value
         for field, value in zip(
@@ -712,27 +739,44 @@ def meter_installation_correct(
         )
         if value is not None
     }
-    errors = []
+    times = {
+        field: value
+        for field, value in (("installed_at", installed_at), ("removed_at", removed_at))
+        if value is not None
+    }
+    errors = [
+        ErrorItem(
+            code="naive_datetime",
+            field=field,
+            message=f"{field} must carry a time zone offset.",
+        )
+        for field, value in times.items()
+        if value.tzinfo is None
+    ]
     if not (reason or "").strip():
         errors.append(
             ErrorItem(
                 code="reason_required",
                 field="reason",
-                message="Say why the registers are corrected (the reason is kept in the "
+                message="Say why the installation is corrected (the reason is kept in the "
                 "installation's history).",
             )
         )
-    if not given:
+    if not given and not times:
         errors.append(
             ErrorItem(
                 code="nothing_to_correct",
                 field=None,
-                message="Give at least one register to correct.",
+                message="Give at least one register or time to correct.",
             )
         )
     if errors:
-        raise UnableToCorrectInstallation.refusing("Cannot correct the registers", errors)
+        raise UnableToCorrectInstallation.refusing("Cannot correct the installation", errors)
     with transaction.atomic():
+        if times:
+            # the unit first, as every exchange takes it: the meter the installation
+            # replaced (or that replaced it) stays the one read below
+            BuildingInterfaceUnit.objects.select_for_update().get(pk=installation.unit_id)
         # the meter first (FOR NO KEY UPDATE, as an installation takes it): its register
         # settings, which the checks read, wait (metering.meters.meter_update), stored
         # deliveries go on; then the installation's row, as a removal locks it
@@ -749,15 +793,14 @@ def meter_installation_correct(
                     code="not_removed",
                     field=field,
                     message=f"Meter {meter} is installed in {current.unit} (not removed): "
-                    "it has no final registers to correct.",
+                    f"it has no {'removal time' if field == 'removed_at' else 'final registers'} "
+                    "to correct.",
                 )
-                for field in FINAL_REGISTERS
-                if field in given
+                for field in (*FINAL_REGISTERS, "removed_at")
+                if field in given or field in times
             ]
             if errors:
-                raise UnableToCorrectInstallation.refusing(
-                    f"Cannot correct the registers of {current}", errors
-                )
+                raise UnableToCorrectInstallation.refusing(f"Cannot correct {current}", errors)
         for field in ("initial_energy_kwh", "final_energy_kwh"):
             if field in given:
                 given[field] = _energy_kwh(
@@ -766,24 +809,166 @@ def meter_installation_correct(
         changed = {
             field: value for field, value in given.items() if value != getattr(current, field)
         }
-        if not changed:
+        moved = {field: value for field, value in times.items() if value != getattr(current, field)}
+        if not changed and not moved:
             return current
-        for field, value in changed.items():
+        installed_before = current.installed_at
+        partners = _exchange_partners(current, moved)
+        for field, value in (*changed.items(), *moved.items()):
             setattr(current, field, value)
-        errors = _correction_errors(current, changed=set(changed))
+        errors = _time_order_errors(current, partners) or [
+            *_correction_errors(current, changed=set(changed), moved=set(moved)),
+            *_partner_errors(partners),
+        ]
         if errors:
-            raise UnableToCorrectInstallation.refusing(
-                f"Cannot correct the registers of {current}", errors
-            )
-        clean_and_save(current, actor=actor, reason=reason.strip(), what="meter installation")
-        revalidation_queue(meter_id=meter.pk, since=current.installed_at)
+            raise UnableToCorrectInstallation.refusing(f"Cannot correct {current}", errors)
+        for each in _save_order(current, partners):
+            clean_and_save(each, actor=actor, reason=reason.strip(), what="meter installation")
+        revalidation_queue(meter_id=meter.pk, since=min(current.installed_at, installed_before))
+        for partner, field, before in partners:
+            since = min(partner.installed_at, before) if field == "installed_at" else None
+            revalidation_queue(meter_id=partner.meter_id, since=since or partner.installed_at)
         return current
 
 
-def _correction_errors(installation: MeterInstallation, *, changed: set[str]) -> list[ErrorItem]:
-    """The install and removal checks of ``installation``, its corrected registers set on
-    it, that concern the ``changed`` registers: a register recorded before and not
-    corrected is not refused again."""
+def _exchange_partners(
+    installation: MeterInstallation, moved: dict[str, dt.datetime]
+) -> list[tuple[MeterInstallation, str, dt.datetime]]:
+    """The other halves of the exchanges whose time moves: (the installation, its field
+    that moves along, its time before), the new time set on it.  A moved ``installed_at``
+    takes the removal of the meter the unit had until then (removed at that instant), a
+    moved ``removed_at`` the installation of the meter that replaced it; locked (the
+    meter, then the installation), the unit's lock held by the caller."""
+    partners = []
+    for field, other in (("installed_at", "removed_at"), ("removed_at", "installed_at")):
+        if field not in moved:
+            continue
+        partner = (
+            MeterInstallation.objects.filter(
+                unit_id=installation.unit_id, **{other: getattr(installation, field)}
+            )
+            .exclude(pk=installation.pk)
+            .first()
+        )
+        if partner is None:
+            continue
+        partner_meter = HeatMeter.objects.select_for_update(no_key=True).get(pk=partner.meter_id)
+        partner = MeterInstallation.objects.select_for_update(of=("self",)).get(pk=partner.pk)
+        partner.meter = partner_meter
+        partners.append((partner, other, getattr(partner, other)))
+        setattr(partner, other, moved[field])
+    return partners
+
+
+def _time_order_errors(
+    installation: MeterInstallation, partners: list[tuple[MeterInstallation, str, dt.datetime]]
+) -> list[ErrorItem]:
+    """A removal not after its installation, here or on an exchange's other half."""
+    errors = []
+    if installation.removed_at is not None and installation.removed_at <= installation.installed_at:
+        errors.append(
+            ErrorItem(
+                code="removed_before_installed",
+                field="removed_at",
+                message=f"The removal {installation.removed_at.isoformat()} is not after the "
+                f"installation {installation.installed_at.isoformat()}.",
+            )
+        )
+    for partner, field, _before in partners:
+        if partner.removed_at is not None and partner.removed_at <= partner.installed_at:
+            ours = "installed_at" if field == "removed_at" else "removed_at"
+            errors.append(
+                ErrorItem(
+                    code="exchange_out_of_order",
+                    field=ours,
+                    message=f"Meter {partner.meter} in the same exchange was installed from "
+                    f"{partner.installed_at.isoformat()} to {partner.removed_at.isoformat()}: "
+                    "the exchange cannot move past it.",
+                )
+            )
+    return errors
+
+
+def _partner_errors(
+    partners: list[tuple[MeterInstallation, str, dt.datetime]],
+) -> list[ErrorItem]:
+    """The install or removal checks of an exchange's other half at its moved time, with
+    its own registers (an item on the correction's time field)."""
+    errors = []
+    for partner, field, _before in partners:
+        if field == "removed_at":
+            items = _final_errors_as_recorded(partner)
+            ours, what = "installed_at", "the meter it replaced"
+        else:
+            items = _initial_errors_as_recorded(partner)
+            ours, what = "removed_at", "the meter that replaced it"
+        errors += [
+            replace(item, field=ours, message=f"{what} ({partner.meter}): {item.message}")
+            for item in items
+        ]
+    return errors
+
+
+def _initial_errors_as_recorded(installation: MeterInstallation) -> list[ErrorItem]:
+    """:func:`_above_first_read` of the initial registers set on ``installation`` (its
+    first reading may be one VEE rejected as a decrease from them: they are corrected)."""
+    return _above_first_read(
+        installation.meter,
+        installed_at=installation.installed_at,
+        energy_kwh=installation.initial_energy_kwh,
+        volume_m3=installation.initial_volume_m3,
+        removed_at=installation.removed_at,
+        decreases=True,
+    )
+
+
+def _final_errors_as_recorded(installation: MeterInstallation) -> list[ErrorItem]:
+    """:func:`_final_errors` of the removal and final registers set on ``installation``."""
+    return _final_errors(
+        installation,
+        removed_at=installation.removed_at,
+        final_energy_kwh=installation.final_energy_kwh,
+        final_volume_m3=installation.final_volume_m3,
+        final_flow_temp_m3c=installation.final_flow_temp_m3c,
+        final_return_temp_m3c=installation.final_return_temp_m3c,
+    )
+
+
+def _save_order(
+    installation: MeterInstallation, partners: list[tuple[MeterInstallation, str, dt.datetime]]
+) -> list[MeterInstallation]:
+    """The installations in an order that never has two overlap between the saves (the
+    database refuses an overlap at once): each exchange's half that shrinks first."""
+    before, after = [], []
+    for partner, field, previous in partners:
+        moved_to = getattr(partner, field)
+        # the partner shrinks when its removal comes earlier or its installation later
+        shrinks = moved_to < previous if field == "removed_at" else moved_to > previous
+        (before if shrinks else after).append(partner)
+    return [*before, installation, *after]
+
+
+def _correction_errors(
+    installation: MeterInstallation, *, changed: set[str], moved: set[str] = frozenset()
+) -> list[ErrorItem]:
+    """The install and removal checks of ``installation``, its corrections set on it,
+    that concern the ``changed`` registers, or the registers at a ``moved`` time (the
+    initial ones at ``installed_at``, the final ones at ``removed_at``; the item then on
+    the time's field): a register recorded before, and not corrected nor moved, is not
+    refused again."""
+    at_moved = {
+        **(dict.fromkeys(INITIAL_REGISTERS, "installed_at") if "installed_at" in moved else {}),
+        **(dict.fromkeys(FINAL_REGISTERS, "removed_at") if "removed_at" in moved else {}),
+    }
+    return [
+        item if item.field in changed else replace(item, field=at_moved.get(item.field))
+        for item in _register_errors(installation, changed=changed | set(at_moved))
+    ]
+
+
+def _register_errors(installation: MeterInstallation, *, changed: set[str]) -> list[ErrorItem]:
+    """The install and removal checks of ``installation`` that concern the ``changed``
+    registers (:func:`_correction_errors`)."""
     meter = installation.meter
     errors: list[ErrorItem] = []
     if changed & {"initial_energy_kwh", "initial_volume_m3"}:
@@ -796,28 +981,10 @@ def _correction_errors(installation: MeterInstallation, *, changed: set[str]) ->
                 at="initial",
             )
             if e.field in changed
-        ] or [
-            e
-            for e in _above_first_read(
-                meter,
-                installed_at=installation.installed_at,
-                energy_kwh=installation.initial_energy_kwh,
-                volume_m3=installation.initial_volume_m3,
-                removed_at=installation.removed_at,
-                decreases=True,
-            )
-            if e.field in changed
-        ]
+        ] or [e for e in _initial_errors_as_recorded(installation) if e.field in changed]
     if installation.removed_at is None:
         return errors
-    for item in _final_errors(
-        installation,
-        removed_at=installation.removed_at,
-        final_energy_kwh=installation.final_energy_kwh,
-        final_volume_m3=installation.final_volume_m3,
-        final_flow_temp_m3c=installation.final_flow_temp_m3c,
-        final_return_temp_m3c=installation.final_return_temp_m3c,
-    ):
+    for item in _final_errors_as_recorded(installation):
         initial = "initial_" + (item.field or "").removeprefix("final_")
         if item.field in changed:
             errors.append(item)

@@ -21,6 +21,7 @@ the kWh.  Volume (m³) and temperature (m³·°C) registers are taken as they ar
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -63,6 +64,16 @@ class MomentField(forms.DateTimeField):
             "e.g. 2026-10-25T02:30+01:00 (needed in the repeated hour when DST ends).",
         )
         super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        """A recorded instant as the admin reads it, in local time; one in the hour a DST
+        change repeats with its offset, so that it reads back as the same instant."""
+        if isinstance(value, dt.datetime) and timezone.is_aware(value):
+            local = timezone.localtime(value)
+            other = local.replace(fold=1 - local.fold)
+            if other.utcoffset() != local.utcoffset():
+                return local.isoformat(timespec="minutes")
+        return super().prepare_value(value)
 
     def to_python(self, value):
         moment = super().to_python(value)
@@ -407,11 +418,14 @@ class CorrectForm(RegistersInMeterUnits):
     final_volume_m3 = _volume("Final volume register", required=False)
     final_flow_temp_m3c = _temperature("Final flow temperature register")
     final_return_temp_m3c = _temperature("Final return temperature register")
+    installed_at = MomentField(required=False)
+    removed_at = MomentField(required=False)
     reason = forms.CharField(
-        max_length=200, help_text="Why the registers are corrected; kept in the history."
+        max_length=200, help_text="Why the installation is corrected; kept in the history."
     )
 
     REGISTERS = installations.INITIAL_REGISTERS + installations.FINAL_REGISTERS
+    TIMES = ("installed_at", "removed_at")
     energy_units = {
         "initial_energy_kwh": ("initial_energy_unit", True),
         "final_energy_kwh": ("final_energy_unit", True),
@@ -421,17 +435,20 @@ class CorrectForm(RegistersInMeterUnits):
         meter = installation.meter
         initial = {
             name: getattr(installation, name)
-            for name in self.REGISTERS
+            for name in (*self.REGISTERS, *self.TIMES)
             if getattr(installation, name) is not None
         }
+        for name in self.TIMES:
+            if name in initial:
+                initial[name] = timezone.localtime(initial[name])
         for name in ("initial_energy_kwh", "final_energy_kwh"):
             if name in initial:
                 initial[name] = kwh_to_register(initial[name], meter.register_unit)
         super().__init__(*args, initial=initial, **kwargs)
         self.meter = meter
         at = ["initial"]
-        if installation.removed_at is None:  # no final registers to correct
-            for name in (*installations.FINAL_REGISTERS, "final_energy_unit"):
+        if installation.removed_at is None:  # no final registers nor removal to correct
+            for name in (*installations.FINAL_REGISTERS, "final_energy_unit", "removed_at"):
                 del self.fields[name]
             self.energy_units = {"initial_energy_kwh": ("initial_energy_unit", True)}
         else:
@@ -439,6 +456,11 @@ class CorrectForm(RegistersInMeterUnits):
         for prefix in at:
             self.show_unit(f"{prefix}_energy_kwh", meter)
         self.fieldsets = (
+            (
+                "When (an exchange moves as one: the other meter's removal or installation "
+                "at that instant moves with it)",
+                tuple(name for name in self.TIMES if name in self.fields),
+            ),
             *(
                 (
                     f"The meter's registers at {'installation' if p == 'initial' else 'removal'}",
@@ -461,18 +483,24 @@ class CorrectForm(RegistersInMeterUnits):
         return self.meter
 
     def corrections(self) -> dict:
-        """The registers staff changed (the others are not sent to the service), in kWh."""
+        """The registers (in kWh) and times staff changed; the others are not sent to the
+        service."""
         return {
-            name: self.cleaned_data[name] for name in self.changed_data if name in self.REGISTERS
+            name: self.cleaned_data[name]
+            for name in self.changed_data
+            if name in self.REGISTERS
+            or (name in self.TIMES and self.cleaned_data.get(name) is not None)
         }
 
     def clean(self):
         data = super().clean()
+        # a time left empty stays as recorded (it cannot be emptied: a removal is undone
+        # by no correction)
         for name in self.changed_data:
             if name in self.REGISTERS and name in data and data[name] is None:
                 self.add_error(name, "A recorded register cannot be emptied here: type its value.")
         if not self.errors and not self.corrections():
-            raise forms.ValidationError("Nothing to correct: change at least one register.")
+            raise forms.ValidationError("Nothing to correct: change at least one register or time.")
         return data
 
 
@@ -663,7 +691,7 @@ class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, Histor
             )
         if installation is not None and request.user.has_perm(CHANGE):
             url = reverse("admin:metering_meterinstallation_correct", args=[installation.pk])
-            tools = [*tools, ("Correct registers", url)]
+            tools = [*tools, ("Correct registers or times", url)]
         return super().change_view(
             request, object_id, form_url, {**(extra_context or {}), "installation_tools": tools}
         )
@@ -816,8 +844,8 @@ class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, Histor
             else:
                 messages.success(
                     request,
-                    f"Corrected the registers of {installation}; its readings are revalidated "
-                    "from the installation on.",
+                    f"Corrected {installation}; the readings of the meters concerned are "
+                    "revalidated from the earliest time involved.",
                 )
                 return redirect(
                     reverse("admin:metering_meterinstallation_change", args=[installation.pk])
@@ -825,7 +853,7 @@ class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, Histor
         return self._render(
             request,
             form,
-            title=f"Correct the registers of {installation.meter} in {installation.unit}",
+            title=f"Correct {installation.meter} in {installation.unit}",
             submit="Correct",
             installation=installation,
         )

@@ -237,8 +237,19 @@ class CorrectSerializer(serializers.Serializer):
         max_digits=20,
         decimal_places=4,
     )
+    installed_at = BoundedDateTimeField(
+        required=False,
+        help_text="The installation time. An exchange moves as one: the removal of the "
+        "meter it replaced at that instant moves with it.",
+    )
+    removed_at = BoundedDateTimeField(
+        required=False,
+        help_text="The removal time; removed installations only (else 422 `not_removed`). "
+        "An exchange moves as one: the installation of the meter that replaced it at that "
+        "instant moves with it.",
+    )
     reason = serializers.CharField(
-        max_length=200, help_text="Why the registers are corrected; kept in the history."
+        max_length=200, help_text="Why the installation is corrected; kept in the history."
     )
 
 
@@ -323,15 +334,20 @@ class MeterInstallationViewSet(
     @extend_schema(
         request=CorrectSerializer,
         responses=MeterInstallationSerializer,
-        description="Correct registers typed wrong at the installation or the removal "
-        "(12,345 kWh for 1,234): only the registers sent change; the final ones only on a "
-        "removed installation (422 `not_removed`). `reason` is required and kept with the "
-        "user in the installation's history. The corrected values are checked as at the "
-        "installation and the removal (422, an item per register: `above_register_max`, "
+        description="Correct registers or times typed wrong at the installation or the "
+        "removal (12,345 kWh for 1,234; the 1st for the 15th): only the fields sent change; "
+        "the final registers and `removed_at` only on a removed installation (422 "
+        "`not_removed`). A moved time moves an exchange as one (the other meter's removal "
+        "or installation at that instant moves with it). `reason` is required and kept with "
+        "the user in the installation's history. The corrected values are checked as at the "
+        "installation and the removal, a moved time with the registers against the readings "
+        "on its new side (422, an item per field: `above_register_max`, "
         "`initial_above_first_read`, `final_below_last_read`, `final_below_initial`, "
-        "`unit_mismatch`), and nothing changes on a refusal. The meter's readings are "
-        "revalidated from `installed_at` after the answer: VEE findings and boundary "
-        "registers follow, and billing re-rates the periods whose registers changed.",
+        "`removed_before_installed`, `exchange_out_of_order`, `unit_mismatch`; an overlap "
+        "with another installation is refused too), and nothing changes on a refusal. The "
+        "readings of every meter concerned are revalidated from the earliest time involved "
+        "after the answer: VEE findings and boundary registers follow, and billing re-rates "
+        "the periods whose registers changed.",
     )
     @action(detail=True, methods=["post"], permission_classes=[CHANGE_INSTALLATION])
     def correct(self, request, pk=None):

@@ -25,7 +25,6 @@ from billing.services.compute import drafts_compute
 from heatutility.roles import AUDITOR, BILLING_CLERK, METERING_OPERATOR
 from metering.installations import (
     UnableToInstallMeter,
-    meter_exchange,
     meter_installation_correct,
     meter_remove,
 )
@@ -37,11 +36,8 @@ from metering.models import (
 )
 from metering.selectors import boundary_registers_updated_since
 from metering.vee.services import vee_revalidate_meter, vee_run_meter
-from tests.billing.factories import contract_with_connection, tariff_version
 from tests.billing.helpers import client_for
-from tests.customers.factories import BuildingInterfaceUnitFactory, NetworkFactory
-from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
-from tests.metering.factories_readings import add_readings
+from tests.metering.factories import MeterInstallationFactory
 from tests.metering.typo_exchange import (
     EXCHANGED,
     NEW_READS,
@@ -49,14 +45,14 @@ from tests.metering.typo_exchange import (
     NOW,
     OCT,
     RIGHT,
+    SEP_1,
     TYPO,
     boundary,
-    daily,
+    exchanged,
 )
 
 pytestmark = pytest.mark.django_db
 
-SEP_1 = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
 INSTALLATIONS = "/admin/metering/meterinstallation/"
 
 
@@ -82,25 +78,9 @@ def exchanged_and_read(initial_energy_kwh):
     """A billed connection whose meter was exchanged on 15 October, the new meter's
     initial register ``initial_energy_kwh``; its readings since, validated nightly.
     Returns (contract, old installation, new installation)."""
-    network = NetworkFactory()
-    tariff_version(network=network)
-    contract = contract_with_connection(network=network)
-    unit = BuildingInterfaceUnitFactory(connection=contract.connection)
-    old = MeterInstallationFactory(unit=unit, installed_at=SEP_1)
-    add_readings(old.meter, daily(dt.date(2026, 9, 1), 45, 50000, 500))
-    meter = HeatMeterFactory()
-    with TestCase.captureOnCommitCallbacks():  # the revalidation is run by the test
-        old, new = meter_exchange(
-            unit=unit,
-            new_meter=meter,
-            exchanged_at=EXCHANGED,
-            old_final_energy_kwh=Decimal("54450"),
-            old_final_volume_m3=Decimal("545"),
-            new_initial_energy_kwh=initial_energy_kwh,
-        )
-    add_readings(meter, NEW_READS)
+    contract, old, new = exchanged(exchanged_at=EXCHANGED, initial_energy_kwh=initial_energy_kwh)
     vee_run_meter(
-        meter_id=meter.pk,
+        meter_id=new.meter_id,
         start=NEW_READS[0][0] - dt.timedelta(days=1),
         end=NEW_READS[-1][0],
         now=NOW,
@@ -558,7 +538,7 @@ class TestTheAdminForm:
 
         assert response.status_code == 200
         assert response.context["form"].non_field_errors() == [
-            "Nothing to correct: change at least one register."
+            "Nothing to correct: change at least one register or time."
         ]
 
     def test_a_removed_installations_final_register_is_corrected(self, operator):
@@ -588,7 +568,7 @@ class TestTheAdminForm:
         operators = login(METERING_OPERATOR).get(page).content.decode()
         auditors = login(AUDITOR).get(page).content.decode()
 
-        assert f'href="{admin_url(installation)}">Correct registers<' in operators
+        assert f'href="{admin_url(installation)}">Correct registers or times<' in operators
         assert admin_url(installation) not in auditors
 
     @pytest.mark.parametrize("role", [AUDITOR, BILLING_CLERK, None])
