@@ -401,6 +401,13 @@ def meter_remove(
     (:class:`InstallationAlreadyRemoved`, 409) and keeps its removal time and final
     registers, whichever of the two times is earlier."""
     with transaction.atomic():
+        # the meter first (FOR NO KEY UPDATE, as an installation and a correction take
+        # it): its register settings, which the final registers are checked against,
+        # cannot change meanwhile (metering.meters.meter_update checks past removals
+        # under the same lock); deliveries being stored go on.  Then the installation.
+        HeatMeter.objects.select_for_update(no_key=True).values_list("pk").get(
+            pk=installation.meter_id
+        )
         installation = (
             MeterInstallation.objects.select_for_update(of=("self",))  # not the meter's row
             .select_related("meter", "unit")
@@ -577,10 +584,14 @@ def meter_exchange(
         )
     with transaction.atomic():
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
-        # at most one open installation per unit (installation_one_meter_per_unit)
+        # at most one open installation per unit (installation_one_meter_per_unit); its
+        # meter locked before it, in the order a removal takes them (meter_remove)
+        open_now = MeterInstallation.objects.filter(unit=unit, removed_at__isnull=True)
+        meter_id = open_now.values_list("meter_id", flat=True).first()
+        if meter_id is not None:
+            HeatMeter.objects.select_for_update(no_key=True).values_list("pk").get(pk=meter_id)
         current = (
-            MeterInstallation.objects.select_for_update(of=("self",))  # not the meter's row
-            .filter(unit=unit, removed_at__isnull=True)
+            open_now.select_for_update(of=("self",))  # not the meter's row
             .select_related("meter")
             .first()
         )
