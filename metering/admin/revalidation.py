@@ -3,7 +3,8 @@ what is waiting to be revalidated, and what failed and why.
 
 The requests are written and worked off by the services only, so the list is view-only;
 "Revalidate now" runs the selected requests' meters at once
-(``metering.vee.services.revalidation_requests_run_for``)."""
+(``metering.vee.services.revalidation_requests_run_for``), or, for more than
+``RUN_IN_REQUEST`` meters, queues a task per meter (``revalidation_requests_queue_for``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ from django.utils.html import format_html
 
 from heatutility.admin import ViewOnlyAdmin
 from metering import models
-from metering.vee.services import revalidation_requests_run_for
+from metering.vee.services import (
+    revalidation_requests_queue_for,
+    revalidation_requests_run_for,
+)
 
 REVALIDATE = "metering.change_revalidationrequest"
+# meters revalidated in the request itself, with their outcome on the page; a larger
+# selection is queued as tasks (a meter's run reads all its readings since ``since``)
+RUN_IN_REQUEST = 10
 
 
 class FailedFilter(admin.SimpleListFilter):
@@ -68,6 +75,15 @@ class RevalidationRequestAdmin(ViewOnlyAdmin):
     )
     def revalidate_now(self, request, queryset):
         meter_ids = set(queryset.values_list("meter_id", flat=True))
+        if len(meter_ids) > RUN_IN_REQUEST:
+            queued = revalidation_requests_queue_for(meter_ids=meter_ids)
+            self.message_user(
+                request,
+                f"Queued the revalidation of {queued} meter(s): each request leaves the list "
+                "once its meter is revalidated; a failure shows here with its error.",
+                messages.INFO,
+            )
+            return
         outcome = revalidation_requests_run_for(meter_ids=meter_ids, now=timezone.now())
         failed = len(outcome.failed)
         self.message_user(

@@ -456,14 +456,34 @@ def revalidation_requests_run_for(
     each meter from its earliest pending ``since`` (so all its requests are covered),
     whatever their age.  A meter without pending requests is skipped; one whose run
     fails keeps its requests, with the failure recorded, and the others are run."""
+    return _revalidate_each(_pending_starts(meter_ids), now=now)
+
+
+def revalidation_requests_queue_for(*, meter_ids: Iterable[int]) -> int:
+    """Staff's "Revalidate now" for more meters than a web request should run: one
+    ``vee_revalidate`` task per meter, from its earliest pending ``since``, sent after
+    the transaction commits; the number of meters queued.  Their requests stay until
+    each run succeeds (a lost or failed task is run again nightly, its error in the
+    list)."""
+    from metering.tasks import vee_revalidate
+
+    starts = _pending_starts(meter_ids)
+    for meter_id, since in starts:
+        transaction.on_commit(
+            lambda m=meter_id, s=since: vee_revalidate.delay(m, s.isoformat()), robust=True
+        )
+    return len(starts)
+
+
+def _pending_starts(meter_ids: Iterable[int]) -> list[tuple[int, dt.datetime]]:
+    """(meter, earliest pending ``since``) of those of ``meter_ids`` with requests."""
     pending = (
         RevalidationRequest.objects.filter(meter_id__in=set(meter_ids))
         .values("meter_id")
         .annotate(since=Min("since"))
         .order_by("meter_id")
     )
-    starts = [(row["meter_id"], row["since"]) for row in pending]
-    return _revalidate_each(starts, now=now)
+    return [(row["meter_id"], row["since"]) for row in pending]
 
 
 # how far back the nightly run looks for removals whose re-validation task was lost

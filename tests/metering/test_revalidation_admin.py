@@ -137,3 +137,33 @@ class TestRevalidateNow:
         ]
         assert list(RevalidationRequest.objects.values_list("pk", "attempts")) == [(failed.pk, 1)]
         assert_six_digits(fine, november=NOVEMBER_WITHDRAWN)
+
+    def test_a_larger_selection_is_queued_a_task_per_meter(
+        self, operator, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        from unittest import mock
+
+        from metering.admin import revalidation
+
+        monkeypatch.setattr(revalidation, "RUN_IN_REQUEST", 1)
+        _first, one = lost_task()
+        _second, two = lost_task()
+
+        with (
+            mock.patch("metering.tasks.vee_revalidate.delay") as delay,
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            response = revalidate_now(operator, one, two)
+
+        assert shown(response) == [
+            (
+                messages.INFO,
+                "Queued the revalidation of 2 meter(s): each request leaves the list once its "
+                "meter is revalidated; a failure shows here with its error.",
+            )
+        ]
+        assert sorted(call.args for call in delay.call_args_list) == sorted(
+            (r.meter_id, r.since.isoformat()) for r in (one, two)
+        )
+        # nothing ran in the request: both still wait, as queued
+        assert RevalidationRequest.objects.filter(pk__in=[one.pk, two.pk]).count() == 2
