@@ -18,6 +18,7 @@ moves an exchange as one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -684,6 +685,13 @@ FINAL_REGISTERS = (
     "final_flow_temp_m3c",
     "final_return_temp_m3c",
 )
+# the optional registers, which a correction may empty (``clear``)
+CLEARABLE = (
+    "initial_flow_temp_m3c",
+    "initial_return_temp_m3c",
+    "final_flow_temp_m3c",
+    "final_return_temp_m3c",
+)
 
 
 def meter_installation_correct(
@@ -699,6 +707,7 @@ def meter_installation_correct(
     final_return_temp_m3c: Decimal | None = None,
     installed_at: dt.datetime | None = None,
     removed_at: dt.datetime | None = None,
+    clear: Iterable[str] = (),
     register_unit: str | None = None,
     reason: str,
     actor,
@@ -706,9 +715,11 @@ def meter_installation_correct(
     """Correct registers or times of ``installation`` typed wrong at its installation or
     removal (12,345 kWh for 1,234, the 3rd for the 1st): only what is given changes
     (None: as recorded), the final registers and ``removed_at`` only on a removed
-    installation.  ``register_unit``: the unit the energy registers are given in, which
-    must be the meter's (else kWh).  ``reason`` is required: the correction is audited
-    with it and ``actor`` in the history.
+    installation.  ``clear`` names optional registers recorded by mistake, emptied (the
+    m³·°C registers, :data:`CLEARABLE`: a meter without them, or one reset).
+    ``register_unit``: the unit the energy registers are given in, which must be the
+    meter's (else kWh).  ``reason`` is required: the correction is audited with it and
+    ``actor`` in the history.
 
     The corrected values are checked as at the installation and the removal (an item
     per field, :class:`UnableToCorrectInstallation`, nothing saved): the register
@@ -755,6 +766,7 @@ def meter_installation_correct(
         for field, value in (("installed_at", installed_at), ("removed_at", removed_at))
         if value is not None
     }
+    cleared = list(dict.fromkeys(clear))
     errors = [
         ErrorItem(
             code="naive_datetime",
@@ -764,6 +776,24 @@ def meter_installation_correct(
         for field, value in times.items()
         if value.tzinfo is None
     ]
+    for field in cleared:
+        if field not in CLEARABLE:
+            errors.append(
+                ErrorItem(
+                    code="not_clearable",
+                    field=field if field in (*INITIAL_REGISTERS, *FINAL_REGISTERS) else "clear",
+                    message=f"{field} cannot be emptied: only the temperature registers "
+                    f"({', '.join(CLEARABLE)}) are optional; type the right value instead.",
+                )
+            )
+        elif field in given:
+            errors.append(
+                ErrorItem(
+                    code="given_and_cleared",
+                    field=field,
+                    message=f"{field} is given a value and emptied: do one or the other.",
+                )
+            )
     if not (reason or "").strip():
         errors.append(
             ErrorItem(
@@ -773,7 +803,7 @@ def meter_installation_correct(
                 "installation's history).",
             )
         )
-    if not given and not times:
+    if not given and not times and not cleared:
         errors.append(
             ErrorItem(
                 code="nothing_to_correct",
@@ -808,7 +838,7 @@ def meter_installation_correct(
                     "to correct.",
                 )
                 for field in (*FINAL_REGISTERS, "removed_at")
-                if field in given or field in times
+                if field in given or field in times or field in cleared
             ]
             if errors:
                 raise UnableToCorrectInstallation.refusing(f"Cannot correct {current}", errors)
@@ -819,7 +849,7 @@ def meter_installation_correct(
                 )
         changed = {
             field: value for field, value in given.items() if value != getattr(current, field)
-        }
+        } | {field: None for field in cleared if getattr(current, field) is not None}
         moved = {field: value for field, value in times.items() if value != getattr(current, field)}
         if not changed and not moved:
             return current
@@ -1008,6 +1038,7 @@ def _register_errors(installation: MeterInstallation, *, changed: set[str]) -> l
             f"initial_{register}" in changed
             and f"final_{register}" not in changed
             and final is not None
+            and initial is not None
             and final < initial
         ):
             errors.append(

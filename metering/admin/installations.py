@@ -485,19 +485,30 @@ class CorrectForm(RegistersInMeterUnits):
     def corrections(self) -> dict:
         """The registers (in kWh) and times staff changed; the others are not sent to the
         service."""
-        return {
+        changed = {
             name: self.cleaned_data[name]
             for name in self.changed_data
-            if name in self.REGISTERS
-            or (name in self.TIMES and self.cleaned_data.get(name) is not None)
+            if name in (*self.REGISTERS, *self.TIMES) and self.cleaned_data.get(name) is not None
         }
+        # an optional (m³·°C) register emptied is cleared
+        cleared = [
+            name
+            for name in self.changed_data
+            if name in installations.CLEARABLE and self.cleaned_data.get(name) is None
+        ]
+        return {**changed, "clear": cleared} if cleared else changed
 
     def clean(self):
         data = super().clean()
         # a time left empty stays as recorded (it cannot be emptied: a removal is undone
-        # by no correction)
+        # by no correction); of the registers only the optional m³·°C ones can be
         for name in self.changed_data:
-            if name in self.REGISTERS and name in data and data[name] is None:
+            if (
+                name in self.REGISTERS
+                and name not in installations.CLEARABLE
+                and name in data
+                and data[name] is None
+            ):
                 self.add_error(name, "A recorded register cannot be emptied here: type its value.")
         if not self.errors and not self.corrections():
             raise forms.ValidationError("Nothing to correct: change at least one register or time.")

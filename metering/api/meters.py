@@ -237,6 +237,12 @@ class CorrectSerializer(serializers.Serializer):
         max_digits=20,
         decimal_places=4,
     )
+    clear = serializers.ListField(
+        child=serializers.ChoiceField(choices=installations.CLEARABLE),
+        required=False,
+        help_text="Optional registers recorded by mistake, emptied (the m³·°C registers: a "
+        "meter without them, or one reset); the final ones only on a removed installation.",
+    )
     installed_at = BoundedDateTimeField(
         required=False,
         help_text="The installation time. An exchange moves as one: the removal of the "
@@ -337,8 +343,10 @@ class MeterInstallationViewSet(
         description="Correct registers or times typed wrong at the installation or the "
         "removal (12,345 kWh for 1,234; the 1st for the 15th): only the fields sent change; "
         "the final registers and `removed_at` only on a removed installation (422 "
-        "`not_removed`). A moved time moves an exchange as one (the other meter's removal "
-        "or installation at that instant moves with it). `reason` is required and kept with "
+        "`not_removed`); `clear` empties optional m³·°C registers recorded by mistake "
+        "(`not_clearable`, `given_and_cleared`). A moved time moves an exchange as one (the "
+        "other meter's removal or installation at that instant moves with it). `reason` is "
+        "required and kept with "
         "the user in the installation's history. The corrected values are checked as at the "
         "installation and the removal, a moved time with the registers against the readings "
         "on its new side (422, an item per field: `above_register_max`, "

@@ -232,6 +232,120 @@ class TestFinalRegisterCorrection:
         assert old.final_flow_temp_m3c == Decimal("30000")
 
 
+class TestAnOptionalRegisterEmptied:
+    """The m³·°C registers are optional: one recorded by mistake (the meter has none, or
+    it was reset) is emptied with ``clear``, audited and revalidated like any change."""
+
+    def test_a_final_temperature_register_is_emptied(self, admin_user):
+        _, old, _ = exchanged_and_read(RIGHT)
+        correct(old, final_flow_temp_m3c=Decimal("30000"), reason="added from the display")
+        RevalidationRequest.objects.all().delete()
+
+        corrected, queued = correct(
+            old, clear=["final_flow_temp_m3c"], reason="the meter has no such register"
+        )
+
+        old.refresh_from_db()
+        assert (corrected.final_flow_temp_m3c, old.final_flow_temp_m3c) == (None, None)
+        assert len(queued) == 1
+        latest = old.history.latest()
+        assert latest.history_change_reason == "the meter has no such register"
+        assert latest.prev_record.final_flow_temp_m3c == Decimal("30000")
+
+    def test_an_initial_temperature_register_is_emptied_beside_a_final_one(self):
+        installation = MeterInstallationFactory(
+            installed_at=EXCHANGED,
+            initial_flow_temp_m3c=Decimal("50"),
+            initial_return_temp_m3c=Decimal("30"),
+        )
+
+        correct(installation, clear=["initial_flow_temp_m3c"])
+
+        installation.refresh_from_db()
+        assert (installation.initial_flow_temp_m3c, installation.initial_return_temp_m3c) == (
+            None,
+            Decimal("30"),
+        )
+
+    def test_an_empty_register_emptied_again_changes_nothing(self):
+        installation = MeterInstallationFactory(installed_at=EXCHANGED)
+        history = history_count(installation)
+
+        correct(installation, clear=["initial_flow_temp_m3c"])
+
+        assert history_count(installation) == history
+        assert not RevalidationRequest.objects.exists()
+
+    def test_energy_and_volume_registers_cannot_be_emptied(self):
+        installation = MeterInstallationFactory(installed_at=EXCHANGED)
+
+        assert refused(installation, clear=["initial_energy_kwh", "initial_volume_m3"]) == [
+            ("not_clearable", "initial_energy_kwh"),
+            ("not_clearable", "initial_volume_m3"),
+        ]
+
+    def test_a_register_given_and_emptied(self):
+        installation = MeterInstallationFactory(installed_at=EXCHANGED)
+
+        assert refused(
+            installation,
+            initial_flow_temp_m3c=Decimal("50"),
+            clear=["initial_flow_temp_m3c"],
+        ) == [("given_and_cleared", "initial_flow_temp_m3c")]
+
+    def test_a_final_register_of_an_installed_meter(self):
+        installation = MeterInstallationFactory(installed_at=EXCHANGED)
+
+        assert refused(installation, clear=["final_return_temp_m3c"]) == [
+            ("not_removed", "final_return_temp_m3c")
+        ]
+
+    def test_the_api_takes_the_list(self):
+        installation = MeterInstallationFactory(
+            installed_at=EXCHANGED, initial_return_temp_m3c=Decimal("30")
+        )
+
+        client = client_for(METERING_OPERATOR)
+        with TestCase.captureOnCommitCallbacks():
+            response = client.post(
+                api_url(installation),
+                {"clear": ["initial_return_temp_m3c"], "reason": "no such register"},
+                format="json",
+            )
+        unknown = client.post(
+            api_url(installation),
+            {"clear": ["initial_energy_kwh"], "reason": "typo"},
+            format="json",
+        )
+
+        assert response.status_code == 200, response.content
+        assert response.json()["initial_return_temp_m3c"] is None
+        assert unknown.status_code == 400
+        assert [(e["code"], e["field"]) for e in unknown.json()["errors"]] == [
+            ("invalid_choice", "clear.0")
+        ]
+
+    def test_the_admin_form_empties_a_temperature_register_left_blank(self, operator):
+        installation = MeterInstallationFactory(
+            installed_at=EXCHANGED, initial_flow_temp_m3c=Decimal("50")
+        )
+
+        with TestCase.captureOnCommitCallbacks():
+            response = operator.post(
+                admin_url(installation),
+                {
+                    "initial_energy_kwh": "0",
+                    "initial_volume_m3": "0",
+                    "initial_flow_temp_m3c": "",
+                    "reason": "no such register",
+                },
+            )
+
+        assert response.status_code == 302, response.context["form"].errors
+        installation.refresh_from_db()
+        assert installation.initial_flow_temp_m3c is None
+
+
 class TestRefusals:
     """Each refusal is itemised, and nothing is saved or queued (``refused``)."""
 
