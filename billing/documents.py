@@ -466,17 +466,18 @@ def _instalment_last_year(invoice: Invoice) -> dict | None:
         return None
     n = 12 if plan.frequency == InstalmentPlan.Frequency.MONTHLY else 4
     year_mwh = plan.last_year_mwh
+    parts = plan.connections or []
     # a plan kept per connection: last year of the connections this instalment bills
     held = {c for s in segments if isinstance(s, dict) for c in s.get("connections") or ()}
-    if plan.connections and held:
-        year_mwh = sum(
-            (Decimal(p["last_year_mwh"]) for p in plan.connections if p["connection_id"] in held),
-            Decimal("0"),
-        )
+    if parts and held:
+        parts = [p for p in parts if p["connection_id"] in held]
+        year_mwh = sum((Decimal(p["last_year_mwh"]) for p in parts), Decimal("0"))
     return {
         "share_mwh": (year_mwh / n).quantize(Decimal("0.001")),
         "year_mwh": year_mwh,
         "n": n,
+        # on an estimated register (a plan made before this was recorded: not known)
+        "estimated": any(p.get("last_year_estimated") for p in parts),
     }
 
 
@@ -650,7 +651,7 @@ def last_year_estimates(comparison: dict) -> list[dict]:
     An instalment's comparison has neither key, by design: it bills an estimate, not a
     measured period, so there is no same period last year to measure (its figure is
     ``last_year_mwh: null``; its PDF shows 1/n of the plan's last year instead,
-    :func:`_instalment_last_year`, which the plan does not record registers for)."""
+    :func:`_instalment_last_year`, marked where the plan's registers were estimated)."""
     if comparison.get("last_year_mwh") is None or not comparison.get("last_year_estimated"):
         return []
     return [
@@ -804,7 +805,8 @@ def invoice_context(*, invoice: Invoice) -> dict:
             last_mwh=last_mwh,
             reference_mwh=reference["rows"][0][1],
             last_corrected_mwh=last_corrected,
-            last_estimated=bool(last_estimates),
+            last_estimated=bool(last_estimates)
+            or bool(plan_last_year and plan_last_year["estimated"]),
             last_label=f"Last year (1/{plan_last_year['n']})"
             if plan_last_year
             else "Same period last year",

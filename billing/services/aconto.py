@@ -373,6 +373,7 @@ def _plan_row(
     if not connection_ids:
         raise UnableToPlanInstalments("No connection under contract in the plan year.")
     used: list[tuple[int, Decimal, Decimal]] = []  # connection, kWh, m³ last year
+    on_estimates: set[int] = set()  # connections whose last year rests on an estimate
     for connection_id in connection_ids:
         a = registers.get((connection_id, last_start))
         b = registers.get((connection_id, year_start))
@@ -390,6 +391,8 @@ def _plan_row(
                 "last year's consumption is not known."
             )
         used.append((connection_id, b.energy_kwh - a.energy_kwh, b.volume_m3 - a.volume_m3))
+        if "estimated" in (a.status, b.status):
+            on_estimates.add(connection_id)
     energy = sum((kwh for _, kwh, _ in used), ZERO)
     volume = sum((m3 for _, _, m3 in used), ZERO)
     last_mwh = quantize_energy(energy / 1000)
@@ -411,6 +414,8 @@ def _plan_row(
             "last_year_mwh": str(last),
             "estimated_mwh": str(estimated),
             "estimated_m3": str(m3),
+            # last year's figure rests on an estimated register (the PDF marks it)
+            "last_year_estimated": connection_id in on_estimates,
         }
         for (connection_id, _, _), last, estimated, m3 in zip(
             used,

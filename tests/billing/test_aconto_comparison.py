@@ -5,7 +5,9 @@ not a measured period: there is no consumption of its period to compare, no
 plausibility hold against last year, and so no ``last_year_readings`` /
 ``last_year_estimated`` (``last_year_mwh`` is null).  Its PDF shows the plan's last year,
 1/n of it, instead.  The document code reads the keys with a default, so instalments and
-bills written before the keys existed render alike, without an ESTIMATED mark.
+bills written before the keys existed render alike.  The plan records, per connection,
+whether last year's figure rests on an estimated register, and the instalment's PDF
+marks the figure ESTIMATED then.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 from pypdf import PdfReader
 
 from billing.documents import invoice_context, invoice_pdf_bytes
-from billing.models import Invoice
+from billing.models import InstalmentPlan, Invoice
 from billing.services.aconto import instalment_plan_create
 from tests.billing.factories import billed_network, register
 from tests.billing.helpers import NOW, bill_month, invoice_of
@@ -51,21 +53,42 @@ class TestInstalmentComparison:
         assert instalment.readings == []
         assert not instalment.held
 
-    def test_its_pdf_shows_the_plans_last_year_and_marks_nothing_estimated(self):
+    def test_its_pdf_marks_the_plans_last_year_estimated_where_a_register_was(self):
         instalment = self._instalment(estimated=True)
 
         context = invoice_context(invoice=instalment)
         text = _text(instalment)
 
-        assert context["last_estimates"] == []
+        assert context["last_estimates"] == []  # the instalment's own comparison: none
         assert context["plan_last_year"] == {
             "share_mwh": Decimal("4.500"),
             "year_mwh": Decimal("18.000000"),
             "n": 4,
+            "estimated": True,
         }
-        assert "Last year, 1/4 of 18.000 MWh: 4.500 MWh (0.0 %)" in text
+        assert "Last year, 1/4 of 18.000 MWh: 4.500 MWh ESTIMATED (0.0 %)" in text
         assert "Same period last year" not in text
+
+    def test_its_pdf_shows_the_plans_last_year_unmarked_on_actual_registers(self):
+        instalment = self._instalment()
+
+        text = _text(instalment)
+
+        assert invoice_context(invoice=instalment)["plan_last_year"]["estimated"] is False
+        assert "Last year, 1/4 of 18.000 MWh: 4.500 MWh (0.0 %)" in text
         assert "ESTIMATED" not in text
+
+    def test_a_plan_made_before_it_recorded_estimates_marks_nothing(self):
+        instalment = self._instalment(estimated=True)
+        plan = InstalmentPlan.objects.get()
+        plan.connections = [
+            {k: v for k, v in part.items() if k != "last_year_estimated"}
+            for part in plan.connections
+        ]
+        plan.save(update_fields=["connections"])
+
+        assert invoice_context(invoice=instalment)["plan_last_year"]["estimated"] is False
+        assert "ESTIMATED" not in _text(instalment)
         # 1/4 of the year's charge: 18 MWh × 592.52 + 1,200.00 + 10 kW × 120.00, VAT 25 %
         assert (instalment.net, instalment.vat, instalment.gross) == (
             Decimal("3266.34"),
