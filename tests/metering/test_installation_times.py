@@ -17,16 +17,18 @@ from decimal import Decimal
 
 import pytest
 from django.test import TestCase
+from django.utils import timezone
 
+from billing.services.rerating import invoices_rerate_changed
 from heatutility.errors import DomainError
 from heatutility.roles import METERING_OPERATOR
 from metering.installations import (
     UnableToInstallMeter,
     meter_installation_correct,
 )
-from metering.models import MeterInstallation, Reading, RevalidationRequest
+from metering.models import BoundaryRegister, MeterInstallation, Reading, RevalidationRequest
 from metering.vee.services import vee_revalidate_meter, vee_run_meter
-from tests.billing.helpers import client_for
+from tests.billing.helpers import bill_month, client_for, invoice_of
 from tests.customers.factories import BuildingInterfaceUnitFactory
 from tests.metering.factories import MeterInstallationFactory
 from tests.metering.factories_readings import add_readings
@@ -34,6 +36,7 @@ from tests.metering.typo_exchange import (
     EXCHANGED,
     NOV,
     NOW,
+    OCT,
     RIGHT,
     SEP_1,
     boundary,
@@ -156,6 +159,30 @@ class TestTheExchangeTimeCorrected:
 
         old.refresh_from_db()
         assert (old.removed_at, old.final_energy_kwh) == (EXCHANGED, Decimal("54460"))
+
+
+def test_the_october_bill_on_the_estimate_is_rerated_once_the_time_is_corrected():
+    """Billed while the exchange stood at 1 November, October ended on an estimate from
+    the old meter; corrected, the re-rating look credits it and bills 3.116 MWh (the old
+    meter's 1,450 kWh to the exchange, the new meter's 1,666 since)."""
+    contract, _old, new = exchanged_at_the_typed_time()
+    bill_month(contract.account.network, start=OCT, now=NOW)
+    billed = invoice_of(contract, kind="invoice")
+    (energy,) = billed.lines.filter(component="energy")
+    assert energy.quantity != Decimal("3.116")
+    # the registers billed were seen by an earlier look
+    BoundaryRegister.objects.update(updated_at=timezone.now() - dt.timedelta(days=1))
+    assert invoices_rerate_changed(now=timezone.now()) == []
+
+    correct(new, installed_at=EXCHANGED)
+    revalidate_as_requested()
+    [(credit, correction)] = invoices_rerate_changed(now=timezone.now())
+
+    assert credit.original_id == correction.original_id == billed.pk
+    assert credit.gross == -billed.gross
+    (energy,) = correction.lines.filter(component="energy")
+    assert energy.quantity == Decimal("3.116")
+    assert not correction.has_estimated_reads
 
 
 class TestRefusals:
