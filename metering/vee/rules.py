@@ -89,6 +89,13 @@ RULES = {
             "warning",
             "Average power between reads above 1.5 × contracted kW.",
         ),
+        Rule(
+            "initial_register_low",
+            "warning",
+            "Average power from the installation's initial register to the first read a day "
+            "or more later above 1.5 × contracted kW: is the initial register too low (or "
+            "the installation time late)?",
+        ),
         Rule("return_above_flow", "warning", "Return temperature at or above flow temperature."),
         Rule(
             "temperature_out_of_range",
@@ -112,6 +119,10 @@ RULES = {
 }
 
 CAPACITY_FACTOR = Decimal("1.5")
+# the span from an installation's initial register over which its consumption is judged
+# against the capacity (``initial_register_low``): its time is the paperwork's, so a
+# shorter span would flag an installation recorded an hour late before an hourly read
+INITIAL_SPAN = dt.timedelta(days=1)
 FLOW_RANGE = (Decimal(20), Decimal(130))
 RETURN_RANGE = (Decimal(5), Decimal(100))
 ROLLOVER_BAND = Decimal("0.1")
@@ -126,6 +137,27 @@ INITIAL = "initial"
 
 def _finding(read: Read, code: str, message: str) -> Finding:
     return Finding(read.read_at, code, RULES[code].severity, message)
+
+
+def _initial_low(initial: Read, read: Read, contracted_kw: Decimal | None) -> list[Finding]:
+    """``initial_register_low`` on ``read`` where what the register counted since the
+    installation's ``initial`` register averages above the capacity limit.  Not judged
+    across a rollover (the register below the initial one): the rollover checks are."""
+    energy_kwh = read.energy_kwh - initial.energy_kwh
+    hours = Decimal((read.read_at - initial.read_at).total_seconds()) / Decimal(3600)
+    if not contracted_kw or energy_kwh < 0 or energy_kwh <= _energy_most(contracted_kw, hours):
+        return []
+    return [
+        _finding(
+            read,
+            "initial_register_low",
+            f"{energy_kwh / hours:.1f} kW average over the {hours:.1f} h since the "
+            f"installation at {initial.read_at.isoformat()} (initial register "
+            f"{initial.energy_kwh} kWh, {energy_kwh} kWh counted); contracted "
+            f"{contracted_kw} kW: is the initial register too low, or the installation "
+            "time late?",
+        )
+    ]
 
 
 def is_rollover(previous: Decimal, current: Decimal, register_max: Decimal) -> bool:
@@ -282,7 +314,12 @@ def validate(
     would otherwise count a negative or a lost consumption at the installation).  Only
     the register checks use it (decrease, rollover, ambiguous rollover): its time is the
     paperwork's, not a read's, so the rate and gap rules wait for a second read; nor is
-    it the earlier read that shows a spike (the register may have wrapped since).
+    it the earlier read that shows a spike (the register may have wrapped since).  What
+    the installation counted from it is judged once, at the first usable read a day or
+    more after it (:data:`INITIAL_SPAN`; in whichever run that read is validated): an
+    average above the capacity limit is ``initial_register_low`` (suspect, for staff),
+    an initial register typed too low (1,234 for 12,345), which would bill the
+    difference as consumption.
     """
     findings: list[Finding] = []
     starts = sorted((replace(i, status=INITIAL) for i in initials), key=lambda i: i.read_at)
@@ -449,6 +486,15 @@ def validate(
                 and (read.read_at - last.read_at).total_seconds() > max(3 * cadence, 26 * 3600)
             ):
                 own.append(_finding(read, "gap", f"No reading since {last.read_at.isoformat()}."))
+            start = starts[begun - 1] if inside and begun else None
+            if (
+                start is not None
+                and read.read_at - start.read_at >= INITIAL_SPAN > last.read_at - start.read_at
+                and last.read_at >= start.read_at
+                and not any(f.severity == "error" for f in own)
+            ):
+                # the first usable read a day or more after the installation: judged once
+                own.extend(_initial_low(start, read, contracted_kw))
         findings.extend(own)
         if all(f.severity != "error" for f in own):
             # an initial register is no witness of a spike: the register may have

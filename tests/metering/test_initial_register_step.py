@@ -182,6 +182,89 @@ def _october_bill(contract):
 
 
 @pytest.mark.django_db
+class TestAnInitialRegisterTypedTooLow:
+    """123 kWh typed for 1,234: every read is above it, so nothing falls, but the 1,111
+    kWh between them would be billed as consumption at the installation.  What the
+    register counted from the initial one is judged once, at the first usable read a day
+    or more after the installation, against the capacity limit (1.5 × 10 kW here): an
+    installation time recorded late cannot flag an hourly read an hour on."""
+
+    def test_the_first_read_a_day_on_is_flagged_for_staff(self):
+        reads = [read(1, "1300"), read(2, "1400")]
+
+        # 1,177 kWh in 24 h: 49 kW on a 10 kW connection
+        assert findings(reads, initials=[initial("123")]) == [
+            (reads[0].read_at, "initial_register_low", "warning")
+        ]
+
+    def test_the_message_says_what_was_counted_and_asks(self):
+        (finding,) = validate(
+            reads=[read(1, "1300")],
+            previous=None,
+            register_max_kwh=Decimal("99999999"),
+            volume_register_max_m3=Decimal("99999999"),
+            contracted_kw=Decimal("10"),
+            installed=[(EXCHANGED, None)],
+            initials=[initial("123")],
+            now=LATER,
+        )
+
+        assert finding.message == (
+            "49.0 kW average over the 24.0 h since the installation at "
+            "2026-10-15T10:00:00+00:00 (initial register 123 kWh, 1177 kWh counted); "
+            "contracted 10 kW: is the initial register too low, or the installation time late?"
+        )
+
+    def test_the_right_initial_register_is_clean(self):
+        assert findings([read(1, "1300"), read(2, "1400")], initials=[initial("1234")]) == []
+
+    def test_reads_within_the_first_day_wait_for_one_a_day_on(self):
+        hourly = [
+            Read(EXCHANGED + dt.timedelta(hours=h), Decimal(1234 + 5 * h), Decimal("0"))
+            for h in (1, 2, 25)
+        ]
+        # typed 123: 1,116 kWh in the first hour, judged only at hour 25 (46.6 kW)
+        assert findings(hourly, initials=[initial("123")]) == [
+            (hourly[2].read_at, "initial_register_low", "warning")
+        ]
+
+    def test_it_is_judged_in_the_run_that_reads_a_day_on(self):
+        """The first reads validated the night before: the reference is one of them."""
+        earlier = Read(EXCHANGED + dt.timedelta(hours=14), Decimal("1300"), Decimal("5"))
+        later = [read(2, "1400")]
+
+        assert findings(later, initials=[initial("123")], previous=earlier) == [
+            (later[0].read_at, "initial_register_low", "warning")
+        ]
+
+    def test_without_a_contracted_capacity_nothing_is_judged(self):
+        assert findings([read(1, "1300")], initials=[initial("123")], kw=None) == []
+
+    def test_a_rollover_from_the_initial_register_is_not_judged(self):
+        reads = [read(1, "30"), read(2, "130")]
+
+        assert findings(reads, initials=[initial("99950")], register_max="99999") == [
+            (reads[0].read_at, "rollover", "info")
+        ]
+
+    def test_the_nightly_run_flags_the_read_and_staff_see_it(self):
+        _contract, unit = _connection_billed()
+        _old_meter(unit)
+        meter = HeatMeterFactory()
+        _exchange(unit, meter, Decimal("123"))
+        add_readings(meter, NEW_READS)
+
+        nightly_vee(meter, NEW_READS)
+
+        issues = ReadingIssue.objects.filter(meter=meter)
+        # midnight of 17 October, 36 h after the exchange: 1,277 kWh, 35.5 kW
+        assert list(issues.values_list("read_at", "code", "severity", "state")) == [
+            (NEW_READS[1][0], "initial_register_low", "warning", "open")
+        ]
+        assert Reading.objects.get(meter=meter, read_at=NEW_READS[1][0]).status == "suspect"
+
+
+@pytest.mark.django_db
 class TestReadingsAfterTheInstallation:
     """Recorded first, read afterwards: VEE checks the first reads against the register."""
 
