@@ -395,12 +395,19 @@ class InvoiceAdmin(PdfDownloadAdmin):
         permissions=["release"],
     )
     def release(self, request, queryset):
+        may_issue = request.user.has_perm("billing.issue_invoice")
+
+        def one(invoice):
+            if invoice_services.release_issues(invoice) and not may_issue:
+                raise invoice_services.UnableToIssueInvoice(invoice_services.RELEASE_ISSUES_MESSAGE)
+            invoice_services.invoice_release(
+                invoice=invoice, note=f"by {request.user}", now=timezone.now()
+            )
+
         _report(
             self,
             request,
-            lambda i: invoice_services.invoice_release(
-                invoice=i, note=f"by {request.user}", now=timezone.now()
-            ),
+            one,
             queryset.filter(held=True),
             "Released {n} draft(s).",
         )

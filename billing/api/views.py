@@ -179,8 +179,13 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         issue; a correction or settlement (no run issues it) is issued at once."""
         body = serializers.ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        invoice = self.get_object()
+        if invoice_services.release_issues(invoice) and not request.user.has_perm(
+            "billing.issue_invoice"
+        ):
+            self.permission_denied(request, message=invoice_services.RELEASE_ISSUES_MESSAGE)
         invoice = invoice_services.invoice_release(
-            invoice=self.get_object(), note=body.validated_data["reason"], now=timezone.now()
+            invoice=invoice, note=body.validated_data["reason"], now=timezone.now()
         )
         return Response(serializers.InvoiceSerializer(invoice, context={"request": request}).data)
 

@@ -222,6 +222,18 @@ def invoice_release(*, invoice: Invoice, note: str = "", now: dt.datetime | None
     return invoice
 
 
+def release_issues(invoice: Invoice) -> bool:
+    """Whether :func:`invoice_release` issues ``invoice`` (a draft of no run): who
+    releases it must then be allowed to issue invoices too."""
+    return invoice.run_id is None
+
+
+RELEASE_ISSUES_MESSAGE = (
+    "Releasing a correction or settlement issues it (no run will): that needs the "
+    "permission to issue invoices as well."
+)
+
+
 def invoices_render_after_commit(invoice_ids: list[int]) -> None:
     """Render the PDFs of the issued ones of ``invoice_ids`` once the transaction
     commits (nothing is rendered for a rolled-back issue)."""

@@ -290,6 +290,53 @@ class TestAHeldCorrection:
         assert correction.number is not None
         assert account_balance(account=contracts[0].account) == Decimal("7286.18")
 
+    def test_releasing_it_needs_the_permission_to_issue_too(self):
+        """Releasing a correction issues it: who may release but not issue is refused,
+        over the API (403) and in the admin (a message), and the draft stays held."""
+        from django.contrib.auth.models import Permission, User
+        from rest_framework.test import APIClient
+
+        _contracts, _credit, correction = self._held_correction()
+        reviewer = User.objects.create_user(username="reviewer", is_staff=True)
+        reviewer.user_permissions.add(
+            *Permission.objects.filter(codename__in=["view_invoice", "release_invoice"])
+        )
+        api = APIClient()
+        api.force_authenticate(reviewer)
+
+        response = api.post(
+            f"/api/v1/billing/invoices/{correction.pk}/release/",
+            {"reason": "looks fine"},
+            format="json",
+        )
+        correction.refresh_from_db()
+
+        assert response.status_code == 403
+        assert "permission to issue invoices" in response.json()["message"]
+        assert (correction.state, correction.held) == (Invoice.State.DRAFT, True)
+
+    def test_the_admin_action_refuses_it_to_who_may_not_issue(self, client):
+        from django.contrib.auth.models import Permission, User
+
+        _contracts, _credit, correction = self._held_correction()
+        reviewer = User.objects.create_user(username="reviewer", is_staff=True)
+        reviewer.user_permissions.add(
+            *Permission.objects.filter(
+                codename__in=["view_invoice", "change_invoice", "release_invoice"]
+            )
+        )
+        client.force_login(reviewer)
+
+        page = client.post(
+            "/admin/billing/invoice/",
+            {"action": "release", "_selected_action": [correction.pk]},
+            follow=True,
+        ).content.decode()
+        correction.refresh_from_db()
+
+        assert "needs the permission to issue invoices as well" in page
+        assert (correction.state, correction.held) == (Invoice.State.DRAFT, True)
+
     def test_a_run_draft_released_still_waits_for_the_run_issue(self):
         run, contracts, draft = _drafted()
         invoice_hold(invoice=draft, reason="meter checked on site first")
