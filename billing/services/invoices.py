@@ -207,10 +207,7 @@ def invoice_release(*, invoice: Invoice, note: str = "", now: dt.datetime | None
     note that made way for it.  Its PDF is rendered once the release commits."""
     now = now or timezone.now()
     with transaction.atomic():
-        if _lock_run_of(invoice) is None:
-            # the counter before the draft's row (module doc: lock order), as issuing does
-            series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
-        invoice = _lock_draft(invoice)
+        invoice = _lock_draft(invoice, may_issue_at=now)
         if invoice.held and invoice.run_id:
             _run_held_delta(invoice.run_id, -1)
         invoice.held = invoice.held_by_staff = False
@@ -253,9 +250,14 @@ def _lock_run_of(invoice: Invoice) -> int | None:
     return run_id
 
 
-def _lock_draft(invoice: Invoice) -> Invoice:
-    """The draft ``invoice`` locked after its run (module doc: lock order), still a draft."""
-    _lock_run_of(invoice)
+def _lock_draft(invoice: Invoice, *, may_issue_at: dt.datetime | None = None) -> Invoice:
+    """The draft ``invoice`` locked after its run (module doc: lock order), still a draft.
+
+    ``may_issue_at``: the caller may issue it in this transaction, at that time; a draft
+    of no run then takes the series counter before its row, as issuing does (a run's
+    draft is issued by its run, which takes the counter after the run)."""
+    if _lock_run_of(invoice) is None and may_issue_at is not None:
+        series_counter_lock(issued_at=may_issue_at, time_zone=invoice.network.time_zone)
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     invoice_assert_draft(invoice=invoice)
     return invoice
@@ -276,7 +278,9 @@ def invoice_cancel_draft(*, invoice: Invoice) -> Invoice:
     return invoice
 
 
-def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
+def invoice_replace_draft(
+    *, invoice: Invoice, draft: BillDraft, may_issue_at: dt.datetime | None = None
+) -> Invoice:
     """Replace a draft's figures with a recomputation (staff "correct" after a fix, the
     looks at corrected registers, contracts and tariffs).
 
@@ -285,11 +289,12 @@ def invoice_replace_draft(*, invoice: Invoice, draft: BillDraft) -> Invoice:
     their own (``held_by_staff``, :func:`invoice_hold`): that stands with its reason
     until staff release it, over the new figures.
     Decided under the row's lock (taken after its run's), so a hold or release committed
-    meanwhile counts."""
+    meanwhile counts.  ``may_issue_at``: the caller may issue it afterwards in the same
+    transaction (:func:`_lock_draft`)."""
     from billing.services.write import LINE_COLUMNS, _line_values
 
     with transaction.atomic():
-        invoice = _lock_draft(invoice)
+        invoice = _lock_draft(invoice, may_issue_at=may_issue_at)
         invoice.lines.all().delete()
         InvoiceLine.objects.bulk_create(
             InvoiceLine(**dict(zip(LINE_COLUMNS, _line_values(invoice.pk, pos, line), strict=True)))

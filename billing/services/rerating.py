@@ -222,11 +222,9 @@ def draft_refresh(*, invoice: Invoice, now: dt.datetime):
             invoice_cancel_draft(invoice=invoice)
         else:
             with transaction.atomic():
-                if invoice.held and invoice.run_id is None:
-                    # it may be issued below: the counter before the draft's row (lock
-                    # order, billing.services.invoices), as issuing takes them
-                    series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
-                refreshed = invoice_replace_draft(invoice=invoice, draft=draft)
+                refreshed = invoice_replace_draft(
+                    invoice=invoice, draft=draft, may_issue_at=now if invoice.held else None
+                )
                 if invoice.held and not refreshed.held and refreshed.run_id is None:
                     invoice_issue(invoice=refreshed, issued_at=now)
                     invoices_render_after_commit([refreshed.pk])
