@@ -39,11 +39,25 @@ def staff_user(role: str):
     return user
 
 
-def client_for(role: str):
-    """An API client logged in as a staff user holding ``role`` (a heatutility.roles group)."""
+def staff_with_permissions(username: str, *codenames: str):
+    """A staff user holding exactly the permissions ``codenames`` (no role): for what a
+    role made of other permissions than the shipped ones may do."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(username=username, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def api_client(user):
+    """An API client logged in as ``user``."""
     from rest_framework.test import APIClient
 
-    user = staff_user(role)
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+def client_for(role: str):
+    """An API client logged in as a staff user holding ``role`` (a heatutility.roles group)."""
+    return api_client(staff_user(role))

@@ -32,7 +32,14 @@ from billing.services.runs import billing_run_issue
 from heatutility.roles import BILLING_CLERK
 from metering.models import BoundaryRegister
 from tests.billing.factories import billed_network, register
-from tests.billing.helpers import NOW, bill_month, client_for, invoice_of
+from tests.billing.helpers import (
+    NOW,
+    api_client,
+    bill_month,
+    client_for,
+    invoice_of,
+    staff_with_permissions,
+)
 
 NOV, DEC = dt.date(2026, 11, 1), dt.date(2026, 12, 1)
 READ_AGAIN = Decimal("44600")  # account 0's 1 December register: 43,000 + 1,600 kWh
@@ -293,16 +300,8 @@ class TestAHeldCorrection:
     def test_releasing_it_needs_the_permission_to_issue_too(self):
         """Releasing a correction issues it: who may release but not issue is refused,
         over the API (403) and in the admin (a message), and the draft stays held."""
-        from django.contrib.auth.models import Permission, User
-        from rest_framework.test import APIClient
-
         _contracts, _credit, correction = self._held_correction()
-        reviewer = User.objects.create_user(username="reviewer", is_staff=True)
-        reviewer.user_permissions.add(
-            *Permission.objects.filter(codename__in=["view_invoice", "release_invoice"])
-        )
-        api = APIClient()
-        api.force_authenticate(reviewer)
+        api = api_client(staff_with_permissions("reviewer", "view_invoice", "release_invoice"))
 
         response = api.post(
             f"/api/v1/billing/invoices/{correction.pk}/release/",
@@ -316,16 +315,10 @@ class TestAHeldCorrection:
         assert (correction.state, correction.held) == (Invoice.State.DRAFT, True)
 
     def test_the_admin_action_refuses_it_to_who_may_not_issue(self, client):
-        from django.contrib.auth.models import Permission, User
-
         _contracts, _credit, correction = self._held_correction()
-        reviewer = User.objects.create_user(username="reviewer", is_staff=True)
-        reviewer.user_permissions.add(
-            *Permission.objects.filter(
-                codename__in=["view_invoice", "change_invoice", "release_invoice"]
-            )
+        client.force_login(
+            staff_with_permissions("reviewer", "view_invoice", "change_invoice", "release_invoice")
         )
-        client.force_login(reviewer)
 
         page = client.post(
             "/admin/billing/invoice/",

@@ -16,10 +16,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.test import TestCase
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from billing.services.compute import drafts_compute
 from heatutility.roles import AUDITOR, BILLING_CLERK, METERING_OPERATOR
@@ -36,7 +35,7 @@ from metering.models import (
 )
 from metering.selectors import boundary_registers_updated_since
 from metering.vee.services import vee_revalidate_meter, vee_run_meter
-from tests.billing.helpers import client_for
+from tests.billing.helpers import api_client, client_for, staff_with_permissions
 from tests.metering.factories import MeterInstallationFactory
 from tests.metering.typo_exchange import (
     EXCHANGED,
@@ -87,6 +86,18 @@ def exchanged_and_read(initial_energy_kwh):
     )
     RevalidationRequest.objects.all().delete()  # the exchange's, run above
     return contract, old, new
+
+
+def removed_500_to_900():
+    """A removed installation without readings: 500 kWh at the installation, 900 kWh
+    (and 9 m³) at the removal."""
+    return MeterInstallationFactory(
+        installed_at=SEP_1,
+        initial_energy_kwh=Decimal("500"),
+        removed_at=EXCHANGED,
+        final_energy_kwh=Decimal("900"),
+        final_volume_m3=Decimal("9"),
+    )
 
 
 def revalidate_as_requested(meter) -> None:
@@ -409,26 +420,14 @@ class TestRefusals:
         ]
 
     def test_a_final_register_below_the_initial(self):
-        removed = MeterInstallationFactory(
-            installed_at=SEP_1,
-            initial_energy_kwh=Decimal("500"),
-            removed_at=EXCHANGED,
-            final_energy_kwh=Decimal("900"),
-            final_volume_m3=Decimal("9"),
-        )
+        removed = removed_500_to_900()
 
         assert refused(removed, final_energy_kwh=Decimal("400")) == [
             ("final_below_initial", "final_energy_kwh")
         ]
 
     def test_an_initial_register_above_the_recorded_final_is_refused_on_the_initial(self):
-        removed = MeterInstallationFactory(
-            installed_at=SEP_1,
-            initial_energy_kwh=Decimal("500"),
-            removed_at=EXCHANGED,
-            final_energy_kwh=Decimal("900"),
-            final_volume_m3=Decimal("9"),
-        )
+        removed = removed_500_to_900()
 
         assert refused(removed, initial_energy_kwh=Decimal("1000")) == [
             ("final_below_initial", "initial_energy_kwh")
@@ -529,10 +528,7 @@ class TestTheApi:
 
     def test_the_change_permission_is_enough(self):
         """Correcting changes an installation: no add permission is asked for as well."""
-        user = User.objects.create_user(username="fitter", is_staff=True)
-        user.user_permissions.add(Permission.objects.get(codename="change_meterinstallation"))
-        client = APIClient()
-        client.force_authenticate(user)
+        client = api_client(staff_with_permissions("fitter", "change_meterinstallation"))
         installation = MeterInstallationFactory(installed_at=EXCHANGED, initial_energy_kwh=TYPO)
 
         with TestCase.captureOnCommitCallbacks():

@@ -7,12 +7,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Permission, User
-from rest_framework.test import APIClient
 
 from heatutility.roles import METERING_OPERATOR
 from metering.models import MeterInstallation
-from tests.billing.helpers import client_for
+from tests.billing.helpers import api_client, client_for, staff_with_permissions
 from tests.customers.factories import BuildingInterfaceUnitFactory
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
 
@@ -112,10 +110,7 @@ class TestInstall:
 class TestRemove:
     def test_the_change_permission_is_enough(self):
         """A removal changes the installation: no add permission is asked for as well."""
-        user = User.objects.create_user(username="fitter", is_staff=True)
-        user.user_permissions.add(Permission.objects.get(codename="change_meterinstallation"))
-        client = APIClient()
-        client.force_authenticate(user)
+        client = api_client(staff_with_permissions("fitter", "change_meterinstallation"))
         installation = MeterInstallationFactory(installed_at=INSTALLED)
 
         response = client.post(
