@@ -71,17 +71,26 @@ def revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
 def _above_maximum(
     meter: HeatMeter, *, energy_kwh: Decimal, volume_m3: Decimal, at: str
 ) -> list[ErrorItem]:
-    """Registers ``meter`` cannot show: above its register maximum (``at``: "initial" or
-    "final", the fields' prefix).  A unit or a digit typed wrong (kWh taken for MWh), it
-    would read as a rollover or a decrease against every reading.  Energy is compared in
-    the meter's register unit, rounded to the maximum's 6 places, as
-    ``metering.meters`` checks a new maximum against the stored registers."""
+    """Registers ``meter`` cannot show (``at``: "initial" or "final", the fields'
+    prefix): above its register maximum, or between two steps of its resolution.  A unit
+    or a digit typed wrong (kWh taken for MWh), it would read as a rollover or a decrease
+    against every reading; a thousands separator typed as a decimal point (1.234 for
+    1,234 on a meter counting whole kWh) would bill the difference as consumption.
+    Energy is compared in the meter's register unit, rounded to the maximum's 6 places,
+    as ``metering.meters`` checks a new maximum against the stored registers."""
     errors = []
     unit = meter.register_unit
     energy = kwh_to_register_half_even(energy_kwh, unit)
-    for field, value, shown, maximum, what in (
-        (f"{at}_energy_kwh", energy, unit, meter.register_max, "energy"),
-        (f"{at}_volume_m3", volume_m3, "m³", meter.volume_register_max, "volume"),
+    for field, value, shown, maximum, step, what in (
+        (f"{at}_energy_kwh", energy, unit, meter.register_max, meter.resolution, "energy"),
+        (
+            f"{at}_volume_m3",
+            volume_m3,
+            "m³",
+            meter.volume_register_max,
+            meter.volume_resolution,
+            "volume",
+        ),
     ):
         if value > maximum:
             errors.append(
@@ -91,6 +100,18 @@ def _above_maximum(
                     message=f"The {at} {what} register {plain(value)} {shown} is above the "
                     f"register maximum of meter {meter}, {plain(maximum)} {shown}: is the "
                     "unit or a digit wrong?",
+                )
+            )
+        elif value % step:
+            errors.append(
+                ErrorItem(
+                    code="off_resolution",
+                    field=field,
+                    message=f"The {at} {what} register {plain(value)} {shown} is not a "
+                    f"step of meter {meter}'s register, which counts in steps of "
+                    f"{plain(step)} {shown}: is a thousands separator typed as a decimal "
+                    "point, or the unit wrong?  (If the meter counts in finer steps, "
+                    "correct its resolution first.)",
                 )
             )
     return errors

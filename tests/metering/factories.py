@@ -15,7 +15,10 @@ class HeatMeterFactory(factory.django.DjangoModelFactory):
     model = "MULTICAL 603"
     serial = factory.Sequence(lambda n: f"{67000000 + n}")
     register_unit = models.EnergyUnit.KWH
-    resolution = Decimal("1")
+    # a display's step: whole kWh (or Wh), 0.001 MWh or GJ
+    resolution = factory.LazyAttribute(
+        lambda meter: Decimal("1") if meter.register_unit in ("Wh", "kWh") else Decimal("0.001")
+    )
     register_max = Decimal("99999999")
     volume_register_max = Decimal("99999999")
     accuracy_class = 2

@@ -24,7 +24,8 @@ T1 = dt.datetime(2026, 3, 10, 9, 30, tzinfo=dt.UTC)
 
 class TestMeterInstall:
     def test_installs_a_meter_in_an_interface_unit(self):
-        meter, unit = HeatMeterFactory(), BuildingInterfaceUnitFactory()
+        meter = HeatMeterFactory(resolution=Decimal("0.1"))
+        unit = BuildingInterfaceUnitFactory()
 
         installation = meter_install(
             meter=meter, unit=unit, installed_at=T0, initial_energy_kwh=Decimal("12.5")

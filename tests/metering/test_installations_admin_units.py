@@ -146,7 +146,7 @@ class TestInstallTakesTheMetersUnit:
         assert 'name="initial_energy_unit"' in response.content.decode()
 
     def test_a_kwh_meter_is_labelled_kwh_and_stores_the_register_as_typed(self, operator):
-        meter = HeatMeterFactory()
+        meter = HeatMeterFactory(resolution=Decimal("0.1"))
 
         page = operator.get(INSTALL, {"meter": meter.pk})
         response = install(operator, meter, "kWh", "1234.5")

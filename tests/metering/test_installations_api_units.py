@@ -38,7 +38,9 @@ class TestInstall:
         }
 
     def test_an_mwh_register_is_stored_times_1000_in_kwh(self):
-        meter = HeatMeterFactory(register_unit="MWh", register_max=Decimal("99999.999"))
+        meter = HeatMeterFactory(
+            register_unit="MWh", resolution=Decimal("0.000001"), register_max=Decimal("99999.999")
+        )
 
         response = client_for(METERING_OPERATOR).post(
             INSTALL,
