@@ -93,8 +93,9 @@ RULES = {
             "initial_register_low",
             "warning",
             "Average power from the installation's initial register to the first read a day "
-            "or more later above 1.5 × contracted kW: is the initial register too low (or "
-            "the installation time late)?",
+            "or more later above 1.5 × contracted kW, or average flow from its initial volume "
+            "register above the meter's nominal flow qp: is the initial register too low "
+            "(or the installation time late)?",
         ),
         Rule("return_above_flow", "warning", "Return temperature at or above flow temperature."),
         Rule(
@@ -139,23 +140,44 @@ def _finding(read: Read, code: str, message: str) -> Finding:
     return Finding(read.read_at, code, RULES[code].severity, message)
 
 
-def _initial_low(initial: Read, read: Read, contracted_kw: Decimal | None) -> list[Finding]:
-    """``initial_register_low`` on ``read`` where what the register counted since the
-    installation's ``initial`` register averages above the capacity limit.  Not judged
-    across a rollover (the register below the initial one): the rollover checks are."""
-    energy_kwh = read.energy_kwh - initial.energy_kwh
+def _initial_low(
+    initial: Read,
+    read: Read,
+    contracted_kw: Decimal | None,
+    nominal_flow_m3h: Decimal | None,
+) -> list[Finding]:
+    """``initial_register_low`` on ``read`` where what a register counted since the
+    installation's ``initial`` register is more than the connection can take: energy
+    above the capacity limit (1.5 × ``contracted_kw``), volume above the meter's nominal
+    flow qp (``nominal_flow_m3h``), each judged where its limit is known.  A register
+    below the initial one (a rollover, which the rollover checks judge) never exceeds a
+    limit."""
     hours = Decimal((read.read_at - initial.read_at).total_seconds()) / Decimal(3600)
-    if not contracted_kw or energy_kwh < 0 or energy_kwh <= _energy_most(contracted_kw, hours):
+    energy_kwh = read.energy_kwh - initial.energy_kwh
+    volume_m3 = read.volume_m3 - initial.volume_m3
+    found = []
+    if contracted_kw and energy_kwh > _energy_most(contracted_kw, hours):
+        found.append(
+            f"{energy_kwh / hours:.1f} kW average over the {hours:.1f} h since the "
+            f"installation at {initial.read_at.isoformat()} (initial register "
+            f"{initial.energy_kwh} kWh, {energy_kwh} kWh counted); contracted "
+            f"{contracted_kw} kW"
+        )
+    if nominal_flow_m3h and volume_m3 > _volume_most(nominal_flow_m3h, hours):
+        found.append(
+            f"{volume_m3 / hours:.2f} m³/h average over the {hours:.1f} h since the "
+            f"installation at {initial.read_at.isoformat()} (initial volume register "
+            f"{initial.volume_m3} m³, {volume_m3} m³ counted); nominal flow qp "
+            f"{nominal_flow_m3h} m³/h"
+        )
+    if not found:
         return []
+    question = "is the initial register" if len(found) == 1 else "are the initial registers"
     return [
         _finding(
             read,
             "initial_register_low",
-            f"{energy_kwh / hours:.1f} kW average over the {hours:.1f} h since the "
-            f"installation at {initial.read_at.isoformat()} (initial register "
-            f"{initial.energy_kwh} kWh, {energy_kwh} kWh counted); contracted "
-            f"{contracted_kw} kW: is the initial register too low, or the installation "
-            "time late?",
+            "; ".join(found) + f": {question} too low, or the installation time late?",
         )
     ]
 
@@ -317,9 +339,10 @@ def validate(
     it the earlier read that shows a spike (the register may have wrapped since).  What
     the installation counted from it is judged once, at the first usable read a day or
     more after it (:data:`INITIAL_SPAN`; in whichever run that read is validated): an
-    average above the capacity limit is ``initial_register_low`` (suspect, for staff),
-    an initial register typed too low (1,234 for 12,345), which would bill the
-    difference as consumption.
+    average above the capacity limit (energy) or the nominal flow qp (volume) is
+    ``initial_register_low`` (suspect, for staff), an initial register typed too low
+    (1,234 for 12,345), which would bill the difference as consumption (energy) or
+    weigh the period's return temperature and volume charge with it (volume).
     """
     findings: list[Finding] = []
     starts = sorted((replace(i, status=INITIAL) for i in initials), key=lambda i: i.read_at)
@@ -494,7 +517,7 @@ def validate(
                 and not any(f.severity == "error" for f in own)
             ):
                 # the first usable read a day or more after the installation: judged once
-                own.extend(_initial_low(start, read, contracted_kw))
+                own.extend(_initial_low(start, read, contracted_kw, nominal_flow_m3h))
         findings.extend(own)
         if all(f.severity != "error" for f in own):
             # an initial register is no witness of a spike: the register may have

@@ -57,7 +57,7 @@ def nightly_vee(meter, rows) -> None:
     )
 
 
-def findings(reads, *, initials=(), previous=None, register_max="99999999", kw="10"):
+def findings(reads, *, initials=(), previous=None, register_max="99999999", kw="10", qp=None):
     maximum = Decimal(register_max)
     return [
         (f.read_at, f.code, f.severity)
@@ -69,6 +69,7 @@ def findings(reads, *, initials=(), previous=None, register_max="99999999", kw="
             register_wrap_kwh=maximum + 1,
             volume_register_wrap_m3=Decimal("100000000"),
             contracted_kw=None if kw is None else Decimal(kw),
+            nominal_flow_m3h=None if qp is None else Decimal(qp),
             installed=[(EXCHANGED, None)],
             initials=initials,
             now=LATER,
@@ -246,6 +247,40 @@ class TestAnInitialRegisterTypedTooLow:
         assert findings(reads, initials=[initial("99950")], register_max="99999") == [
             (reads[0].read_at, "rollover", "info")
         ]
+
+    def test_an_initial_volume_register_typed_too_low_is_flagged_against_qp(self):
+        """10,000 m³ typed for 10,990: 1,000 m³ in 24 h is 41.7 m³/h through a qp 2.5
+        meter, which runs at most 60 m³ a day."""
+        reads = [read(1, "1300", "11000"), read(2, "1400", "11010")]
+
+        assert findings(reads, initials=[initial("1234", "10000")], qp="2.5") == [
+            (reads[0].read_at, "initial_register_low", "warning")
+        ]
+        assert findings(reads, initials=[initial("1234", "10990")], qp="2.5") == []
+        # without qp the volume has no limit to be judged against
+        assert findings(reads, initials=[initial("1234", "10000")]) == []
+
+    def test_one_finding_names_both_registers_typed_too_low(self):
+        (finding,) = validate(
+            reads=[read(1, "1300", "11000")],
+            previous=None,
+            register_max_kwh=Decimal("99999999"),
+            volume_register_max_m3=Decimal("99999999"),
+            contracted_kw=Decimal("10"),
+            nominal_flow_m3h=Decimal("2.5"),
+            installed=[(EXCHANGED, None)],
+            initials=[initial("123", "10000")],
+            now=LATER,
+        )
+
+        assert finding.message == (
+            "49.0 kW average over the 24.0 h since the installation at "
+            "2026-10-15T10:00:00+00:00 (initial register 123 kWh, 1177 kWh counted); "
+            "contracted 10 kW; 41.67 m³/h average over the 24.0 h since the installation "
+            "at 2026-10-15T10:00:00+00:00 (initial volume register 10000 m³, 1000 m³ "
+            "counted); nominal flow qp 2.5 m³/h: are the initial registers too low, or the "
+            "installation time late?"
+        )
 
     def test_the_nightly_run_flags_the_read_and_staff_see_it(self):
         _contract, unit = _connection_billed()
