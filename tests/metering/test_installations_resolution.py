@@ -33,9 +33,15 @@ AT = dt.datetime(2026, 3, 1, 23, tzinfo=dt.UTC)
 LATER = dt.datetime(2026, 9, 1, 22, tzinfo=dt.UTC)
 
 
-def refused(**fields) -> list[tuple[str, str]]:
+def install(meter, **registers) -> MeterInstallation:
+    return meter_install(
+        meter=meter, unit=BuildingInterfaceUnitFactory(), installed_at=AT, **registers
+    )
+
+
+def refused(meter, **registers) -> list[tuple[str, str]]:
     with pytest.raises(UnableToInstallMeter) as refusal:
-        meter_install(unit=BuildingInterfaceUnitFactory(), installed_at=AT, **fields)
+        install(meter, **registers)
     return [(e.code, e.field) for e in refusal.value.errors]
 
 
@@ -43,12 +49,7 @@ def test_a_thousands_separator_typed_as_a_decimal_point_is_refused_and_nothing_s
     meter = HeatMeterFactory(resolution=Decimal("1"))
 
     with pytest.raises(UnableToInstallMeter) as refusal:
-        meter_install(
-            meter=meter,
-            unit=BuildingInterfaceUnitFactory(),
-            installed_at=AT,
-            initial_energy_kwh=Decimal("1.234"),
-        )
+        install(meter, initial_energy_kwh=Decimal("1.234"))
 
     (error,) = refusal.value.errors
     assert (error.code, error.field) == ("off_resolution", "initial_energy_kwh")
@@ -66,12 +67,8 @@ def test_whole_steps_are_accepted_in_the_meters_unit():
     assert refused(meter=meter, initial_energy_kwh=Decimal("12345.5")) == [
         ("off_resolution", "initial_energy_kwh")
     ]
-    installation = meter_install(
-        meter=meter,
-        unit=BuildingInterfaceUnitFactory(),
-        installed_at=AT,
-        initial_energy_kwh=Decimal("12.345"),
-        register_unit=EnergyUnit.MWH,
+    installation = install(
+        meter, initial_energy_kwh=Decimal("12.345"), register_unit=EnergyUnit.MWH
     )
     assert installation.initial_energy_kwh == Decimal("12345.000000")
 
@@ -80,13 +77,7 @@ def test_a_gj_register_on_its_step_is_accepted_though_its_kwh_are_not_whole():
     """1.001 GJ is 278.055556 kWh after rounding: still the step the display showed."""
     meter = HeatMeterFactory(register_unit=EnergyUnit.GJ, resolution=Decimal("0.001"))
 
-    installation = meter_install(
-        meter=meter,
-        unit=BuildingInterfaceUnitFactory(),
-        installed_at=AT,
-        initial_energy_kwh=Decimal("1.001"),
-        register_unit=EnergyUnit.GJ,
-    )
+    installation = install(meter, initial_energy_kwh=Decimal("1.001"), register_unit=EnergyUnit.GJ)
 
     assert installation.initial_energy_kwh == Decimal("278.055556")
     assert refused(
@@ -100,12 +91,7 @@ def test_the_volume_register_is_checked_against_its_own_step():
     assert refused(meter=meter, initial_volume_m3=Decimal("10.005")) == [
         ("off_resolution", "initial_volume_m3")
     ]
-    meter_install(
-        meter=meter,
-        unit=BuildingInterfaceUnitFactory(),
-        installed_at=AT,
-        initial_volume_m3=Decimal("10.01"),
-    )
+    assert install(meter, initial_volume_m3=Decimal("10.01")).initial_volume_m3 == Decimal("10.01")
 
 
 def test_a_removal_between_steps_is_refused_and_the_installation_stays_open():
