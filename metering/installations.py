@@ -68,6 +68,10 @@ def revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
     transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()), robust=True)
 
 
+# the codes of :func:`_above_maximum`: a register no display of the meter can show
+NOT_SHOWABLE = ("above_register_max", "off_resolution")
+
+
 def _above_maximum(
     meter: HeatMeter, *, energy_kwh: Decimal, volume_m3: Decimal, at: str
 ) -> list[ErrorItem]:
@@ -967,6 +971,7 @@ def _partner_errors(
         errors += [
             replace(item, field=ours, message=f"{what} ({partner.meter}): {item.message}")
             for item in items
+            if item.code not in NOT_SHOWABLE  # its registers are not changed
         ]
     return errors
 
@@ -1025,6 +1030,8 @@ def _correction_errors(
     return [
         item if item.field in changed else replace(item, field=at_moved.get(item.field))
         for item in _register_errors(installation, changed=changed | set(at_moved))
+        # what a register is (above the maximum, between steps) does not depend on its time
+        if item.field in changed or item.code not in NOT_SHOWABLE
     ]
 
 

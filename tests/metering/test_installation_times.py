@@ -152,6 +152,24 @@ class TestTheExchangeTimeCorrected:
         assert MeterInstallation.history.count() == history
         assert not RevalidationRequest.objects.exists()
 
+    def test_registers_recorded_between_steps_before_that_rule_do_not_block_a_move(self):
+        """Registers stored before off-step registers were refused (a meter set to count
+        in whole kWh afterwards): a moved time checks them against the readings, not
+        again against the display's step, which does not depend on the time."""
+        _contract, old, new = exchanged_at_the_typed_time()
+        MeterInstallation.objects.filter(pk=old.pk).update(final_energy_kwh=Decimal("54450.5"))
+        MeterInstallation.objects.filter(pk=new.pk).update(initial_energy_kwh=Decimal("1233.5"))
+
+        corrected, _ = correct(new, installed_at=EXCHANGED)
+
+        assert times(corrected) == (EXCHANGED, None)
+        assert times(old) == (SEP_1, EXCHANGED)
+        RevalidationRequest.objects.all().delete()
+        # given anew, the register is checked against the step
+        assert refused(new, old, initial_energy_kwh=Decimal("1234.5")) == [
+            ("off_resolution", "initial_energy_kwh")
+        ]
+
     def test_a_register_and_a_time_corrected_together(self):
         _contract, old, _new = exchanged_at_the_typed_time()
 
