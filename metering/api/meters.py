@@ -312,7 +312,17 @@ class MeterInstallationViewSet(
     filterset_fields = ["meter", "unit", "unit__connection"]
     ordering_fields = ["installed_at"]
 
-    @extend_schema(request=InstallSerializer, responses={201: MeterInstallationSerializer})
+    @extend_schema(
+        request=InstallSerializer,
+        responses={201: MeterInstallationSerializer},
+        description="Install `meter` in `unit` at `installed_at` with its initial registers "
+        "(energy in kWh, or in the meter's own `register_unit`). Registers the meter's "
+        "display cannot show are refused (422, an item per field: `above_register_max`, "
+        "`off_resolution` for a value between two steps of its `resolution` or "
+        "`volume_resolution`), as are initial registers above a reading already stored "
+        "since `installed_at` (`initial_above_first_read`); nothing is stored on a refusal. "
+        "The meter's readings are revalidated from `installed_at` after the answer.",
+    )
     @action(detail=False, methods=["post"])
     def install(self, request):
         self.require("metering.add_meterinstallation")
@@ -349,7 +359,7 @@ class MeterInstallationViewSet(
         "required and kept with "
         "the user in the installation's history. The corrected values are checked as at the "
         "installation and the removal, a moved time with the registers against the readings "
-        "on its new side (422, an item per field: `above_register_max`, "
+        "on its new side (422, an item per field: `above_register_max`, `off_resolution`, "
         "`initial_above_first_read`, `final_below_last_read`, `final_below_initial`, "
         "`removed_before_installed`, `exchange_out_of_order`, `unit_mismatch`; an overlap "
         "with another installation is refused too), and nothing changes on a refusal. The "
