@@ -49,7 +49,9 @@ class InstallationChanged(ConflictError):
     code = "installation_changed"
 
 
-def revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
+def revalidation_queue(
+    *, meter_id: int, since: dt.datetime, now: dt.datetime | None = None
+) -> None:
     """Validate the meter's readings from ``since`` again and refresh the boundaries they
     feed: readings that arrived before the installation was recorded were rejected as
     outside it, readings after a removal now are, and the connection's registers around
@@ -64,7 +66,9 @@ def revalidation_queue(*, meter_id: int, since: dt.datetime) -> None:
     so a broker that refuses the task is logged, not an error for the committed change."""
     from metering.tasks import vee_revalidate
 
-    RevalidationRequest.objects.create(meter_id=meter_id, since=since, requested_at=timezone.now())
+    RevalidationRequest.objects.create(
+        meter_id=meter_id, since=since, requested_at=now or timezone.now()
+    )
     transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()), robust=True)
 
 
@@ -193,6 +197,7 @@ def _above_first_read(
     installed_at: dt.datetime,
     energy_kwh: Decimal,
     volume_m3: Decimal,
+    now: dt.datetime,
     removed_at: dt.datetime | None = None,
     decreases: bool = False,
 ) -> list[ErrorItem]:
@@ -201,12 +206,13 @@ def _above_first_read(
     roll over from them (from the top tenth of the range into the bottom tenth): the
     connection's register would fall at the installation, as VEE's check of the first
     read against the initial register (``metering.vee.rules.validate``) finds.  As VEE,
-    only for installations since the retention horizon: an older one's first readings
-    may be archived.  ``removed_at``, ``decreases``: see :func:`_first_read`."""
+    only for installations since the retention horizon as of ``now``: an older one's
+    first readings may be archived.  ``removed_at``, ``decreases``: see
+    :func:`_first_read`."""
     from metering.retention import readings_horizon
     from metering.vee.rules import is_rollover
 
-    if installed_at < readings_horizon(now=timezone.now()):
+    if installed_at < readings_horizon(now=now):
         return []
     errors = []
     for register, field, initial, maximum, unit in (
@@ -267,6 +273,7 @@ def meter_install(
     register_unit: str | None = None,
     reason: str = "",
     actor=None,
+    now: dt.datetime | None = None,
 ) -> MeterInstallation:
     """Install ``meter`` in ``unit`` at ``installed_at`` with its registers then; the
     m³·°C registers are optional (without them the connection's temperature registers
@@ -276,7 +283,8 @@ def meter_install(
     Where readings since ``installed_at`` are stored already (an installation recorded
     after them), initial registers above the first one are refused unless it rolls over
     from them (``initial_above_first_read``, an item per register); readings that
-    arrive later are checked against them by VEE (a ``register_decrease``)."""
+    arrive later are checked against them by VEE (a ``register_decrease``), both as of
+    ``now`` (the retention horizon; the clock's by default)."""
     if installed_at.tzinfo is None:
         raise UnableToInstallMeter(
             "installed_at must carry a time zone offset.",
@@ -298,6 +306,7 @@ def meter_install(
             installed_at=installed_at,
             energy_kwh=initial_energy_kwh,
             volume_m3=initial_volume_m3,
+            now=now or timezone.now(),
         )
         if errors:
             raise UnableToInstallMeter.refusing("Cannot install meter", errors)
@@ -314,7 +323,7 @@ def meter_install(
         clean_and_save(
             installation, actor=actor, reason=reason or "install", what="meter installation"
         )
-        revalidation_queue(meter_id=meter.pk, since=installed_at)
+        revalidation_queue(meter_id=meter.pk, since=installed_at, now=now)
         return installation
 
 
@@ -416,6 +425,7 @@ def meter_remove(
     register_unit: str | None = None,
     reason: str = "",
     actor=None,
+    now: dt.datetime | None = None,
 ) -> MeterInstallation:
     """Take the meter out at ``removed_at`` with its final registers.  The final m³·°C
     registers are optional: where given they end the meter's volume-weighted
@@ -464,6 +474,7 @@ def meter_remove(
             final_return_temp_m3c=final_return_temp_m3c,
             reason=reason,
             actor=actor,
+            now=now,
         )
 
 
@@ -477,6 +488,7 @@ def _remove(
     final_return_temp_m3c: Decimal | None,
     reason: str,
     actor,
+    now: dt.datetime | None,
 ) -> MeterInstallation:
     """:func:`meter_remove` of the open ``installation``, locked by the caller."""
     errors = _final_errors(
@@ -495,7 +507,7 @@ def _remove(
     installation.final_flow_temp_m3c = final_flow_temp_m3c
     installation.final_return_temp_m3c = final_return_temp_m3c
     clean_and_save(installation, actor=actor, reason=reason or "removal", what="meter installation")
-    revalidation_queue(meter_id=installation.meter_id, since=removed_at)
+    revalidation_queue(meter_id=installation.meter_id, since=removed_at, now=now)
     return installation
 
 
@@ -585,6 +597,7 @@ def meter_exchange(
     old_installation: MeterInstallation | None = None,
     reason: str = "exchange",
     actor=None,
+    now: dt.datetime | None = None,
 ) -> tuple[MeterInstallation, MeterInstallation]:
     """Replace the meter installed in ``unit`` at ``exchanged_at``; returns (old, new).
 
@@ -656,6 +669,7 @@ def meter_exchange(
             final_return_temp_m3c=old_final_return_temp_m3c,
             reason=reason,
             actor=actor,
+            now=now,
         )
         new = meter_install(
             meter=new_meter,
@@ -667,6 +681,7 @@ def meter_exchange(
             initial_return_temp_m3c=new_initial_return_temp_m3c,
             reason=reason,
             actor=actor,
+            now=now,
         )
         return old, new
 
@@ -736,6 +751,7 @@ def meter_installation_correct(
     register_unit: str | None = None,
     reason: str,
     actor,
+    now: dt.datetime | None = None,
 ) -> MeterInstallation:
     """Correct registers or times of ``installation`` typed wrong at its installation or
     removal (12,345 kWh for 1,234, the 3rd for the 1st): only what is given changes
@@ -767,7 +783,10 @@ def meter_installation_correct(
     involved (queued in this transaction, :func:`revalidation_queue`): VEE's findings
     and the boundary registers follow the correction, and billing re-rates the periods
     whose boundary registers changed.  Values equal to those recorded change nothing
-    (no history, no revalidation)."""
+    (no history, no revalidation).  ``now``: the time of the change (the retention
+    horizon of the checks against the readings, the revalidation's request); the
+    clock's by default."""
+    now = now or timezone.now()
     given = {
         field: value
         for field, value in zip(
@@ -883,17 +902,21 @@ def meter_installation_correct(
         for field, value in (*changed.items(), *moved.items()):
             setattr(current, field, value)
         errors = _time_order_errors(current, partners) or [
-            *_correction_errors(current, changed=set(changed), moved=set(moved)),
-            *_partner_errors(partners),
+            *_correction_errors(current, changed=set(changed), moved=set(moved), now=now),
+            *_partner_errors(partners, now=now),
         ]
         if errors:
             raise UnableToCorrectInstallation.refusing(f"Cannot correct {current}", errors)
         for each in _save_order(current, partners):
             clean_and_save(each, actor=actor, reason=reason.strip(), what="meter installation")
-        revalidation_queue(meter_id=meter.pk, since=min(current.installed_at, installed_before))
+        revalidation_queue(
+            meter_id=meter.pk, since=min(current.installed_at, installed_before), now=now
+        )
         for partner, field, before in partners:
             since = min(partner.installed_at, before) if field == "installed_at" else None
-            revalidation_queue(meter_id=partner.meter_id, since=since or partner.installed_at)
+            revalidation_queue(
+                meter_id=partner.meter_id, since=since or partner.installed_at, now=now
+            )
         return current
 
 
@@ -956,7 +979,7 @@ def _time_order_errors(
 
 
 def _partner_errors(
-    partners: list[tuple[MeterInstallation, str, dt.datetime]],
+    partners: list[tuple[MeterInstallation, str, dt.datetime]], *, now: dt.datetime
 ) -> list[ErrorItem]:
     """The install or removal checks of an exchange's other half at its moved time, with
     its own registers (an item on the correction's time field)."""
@@ -966,7 +989,7 @@ def _partner_errors(
             items = _final_errors_as_recorded(partner)
             ours, what = "installed_at", "the meter it replaced"
         else:
-            items = _initial_errors_as_recorded(partner)
+            items = _initial_errors_as_recorded(partner, now=now)
             ours, what = "removed_at", "the meter that replaced it"
         errors += [
             replace(item, field=ours, message=f"{what} ({partner.meter}): {item.message}")
@@ -976,7 +999,9 @@ def _partner_errors(
     return errors
 
 
-def _initial_errors_as_recorded(installation: MeterInstallation) -> list[ErrorItem]:
+def _initial_errors_as_recorded(
+    installation: MeterInstallation, *, now: dt.datetime
+) -> list[ErrorItem]:
     """:func:`_above_first_read` of the initial registers set on ``installation`` (its
     first reading may be one VEE rejected as a decrease from them: they are corrected)."""
     return _above_first_read(
@@ -984,6 +1009,7 @@ def _initial_errors_as_recorded(installation: MeterInstallation) -> list[ErrorIt
         installed_at=installation.installed_at,
         energy_kwh=installation.initial_energy_kwh,
         volume_m3=installation.initial_volume_m3,
+        now=now,
         removed_at=installation.removed_at,
         decreases=True,
     )
@@ -1016,7 +1042,11 @@ def _save_order(
 
 
 def _correction_errors(
-    installation: MeterInstallation, *, changed: set[str], moved: set[str] = frozenset()
+    installation: MeterInstallation,
+    *,
+    changed: set[str],
+    moved: set[str] = frozenset(),
+    now: dt.datetime,
 ) -> list[ErrorItem]:
     """The install and removal checks of ``installation``, its corrections set on it,
     that concern the ``changed`` registers, or the registers at a ``moved`` time (the
@@ -1029,13 +1059,15 @@ def _correction_errors(
     }
     return [
         item if item.field in changed else replace(item, field=at_moved.get(item.field))
-        for item in _register_errors(installation, changed=changed | set(at_moved))
+        for item in _register_errors(installation, changed=changed | set(at_moved), now=now)
         # what a register is (above the maximum, between steps) does not depend on its time
         if item.field in changed or item.code not in NOT_SHOWABLE
     ]
 
 
-def _register_errors(installation: MeterInstallation, *, changed: set[str]) -> list[ErrorItem]:
+def _register_errors(
+    installation: MeterInstallation, *, changed: set[str], now: dt.datetime
+) -> list[ErrorItem]:
     """The install and removal checks of ``installation`` that concern the ``changed``
     registers (:func:`_correction_errors`)."""
     meter = installation.meter
@@ -1050,7 +1082,7 @@ def _register_errors(installation: MeterInstallation, *, changed: set[str]) -> l
                 at="initial",
             )
             if e.field in changed
-        ] or [e for e in _initial_errors_as_recorded(installation) if e.field in changed]
+        ] or [e for e in _initial_errors_as_recorded(installation, now=now) if e.field in changed]
     if installation.removed_at is None:
         return errors
     for item in _final_errors_as_recorded(installation):

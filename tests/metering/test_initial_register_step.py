@@ -25,7 +25,13 @@ from django.test import TestCase
 from billing.services.compute import drafts_compute
 from metering.installations import UnableToInstallMeter, meter_exchange, meter_install
 from metering.meters import meter_update
-from metering.models import BoundaryRegister, MeterInstallation, Reading, ReadingIssue
+from metering.models import (
+    BoundaryRegister,
+    MeterInstallation,
+    Reading,
+    ReadingIssue,
+    RevalidationRequest,
+)
 from metering.vee.rules import Read, validate
 from metering.vee.services import reading_issues_reject, vee_revalidate_meter, vee_run_meter
 from tests.billing.factories import contract_with_connection, tariff_version
@@ -171,6 +177,7 @@ def _exchange(unit, meter, initial_energy_kwh, **more):
             old_final_energy_kwh=Decimal("54450"),
             old_final_volume_m3=Decimal("545"),
             new_initial_energy_kwh=initial_energy_kwh,
+            now=NOW,
             **more,
         )
 
@@ -394,7 +401,9 @@ class TestInstallationRecordedAfterTheReadings:
         unit = BuildingInterfaceUnitFactory()
 
         with pytest.raises(UnableToInstallMeter) as refused:
-            meter_install(meter=meter, unit=unit, installed_at=EXCHANGED, initial_energy_kwh=TYPO)
+            meter_install(
+                meter=meter, unit=unit, installed_at=EXCHANGED, initial_energy_kwh=TYPO, now=NOW
+            )
 
         assert [(e.code, e.field) for e in refused.value.errors] == [
             ("initial_above_first_read", "initial_energy_kwh")
@@ -431,6 +440,7 @@ class TestInstallationRecordedAfterTheReadings:
                 installed_at=EXCHANGED,
                 initial_energy_kwh=TYPO,
                 initial_volume_m3=Decimal("100"),
+                now=NOW,
             )
 
         assert [(e.code, e.field) for e in refused.value.errors] == [
@@ -501,3 +511,27 @@ def test_an_installation_older_than_the_readings_online_is_not_checked_against_t
     nightly_vee(installation.meter, NEW_READS)
 
     assert not ReadingIssue.objects.filter(meter=installation.meter).exists()
+
+
+@pytest.mark.django_db
+def test_a_back_dated_installation_is_checked_against_the_readings_online_as_of_now():
+    """The same installation, recorded in November 2026 and again as if in 2030, when
+    October 2026 lies before the horizon (1 January 2027) and its readings may be
+    archived: then the first read online is no first read of the installation."""
+    meter = HeatMeterFactory()
+    add_readings(meter, NEW_READS)
+    install = {"meter": meter, "installed_at": EXCHANGED, "initial_energy_kwh": TYPO}
+
+    with pytest.raises(UnableToInstallMeter) as refused:
+        meter_install(unit=BuildingInterfaceUnitFactory(), **install, now=NOW)
+    in_2030 = meter_install(
+        unit=BuildingInterfaceUnitFactory(),
+        **install,
+        now=dt.datetime(2030, 3, 1, tzinfo=dt.UTC),
+    )
+
+    assert [e.code for e in refused.value.errors] == ["initial_above_first_read"]
+    assert in_2030.initial_energy_kwh == TYPO
+    assert RevalidationRequest.objects.get(meter=meter).requested_at == dt.datetime(
+        2030, 3, 1, tzinfo=dt.UTC
+    )

@@ -109,6 +109,7 @@ def revalidate_as_requested(meter) -> None:
 def correct(installation, **fields):
     fields.setdefault("reason", "initial register typed 12345 for 1234")
     fields.setdefault("actor", None)
+    fields.setdefault("now", NOW)
     with TestCase.captureOnCommitCallbacks() as queued:
         corrected = meter_installation_correct(installation=installation, **fields)
     return corrected, queued

@@ -70,6 +70,7 @@ def exchanged_at_the_typed_time():
 def correct(installation, **fields):
     fields.setdefault("reason", "exchange typed on the day of the paperwork")
     fields.setdefault("actor", None)
+    fields.setdefault("now", NOW)
     with TestCase.captureOnCommitCallbacks() as queued:
         corrected = meter_installation_correct(installation=installation, **fields)
     return corrected, queued

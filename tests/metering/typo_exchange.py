@@ -68,6 +68,7 @@ def exchanged(*, exchanged_at: dt.datetime, initial_energy_kwh: Decimal):
             old_final_energy_kwh=Decimal("54450"),
             old_final_volume_m3=Decimal("545"),
             new_initial_energy_kwh=initial_energy_kwh,
+            now=NOW,
         )
     add_readings(meter, NEW_READS)
     return contract, old, new
