@@ -72,11 +72,11 @@ def revalidation_queue(
     transaction.on_commit(lambda: vee_revalidate.delay(meter_id, since.isoformat()), robust=True)
 
 
-# the codes of :func:`_above_maximum`: a register no display of the meter can show
+# the codes of :func:`_not_showable`: a register no display of the meter can show
 NOT_SHOWABLE = ("above_register_max", "off_resolution")
 
 
-def _above_maximum(
+def _not_showable(
     meter: HeatMeter, *, energy_kwh: Decimal, volume_m3: Decimal, at: str
 ) -> list[ErrorItem]:
     """Registers ``meter`` cannot show (``at``: "initial" or "final", the fields'
@@ -299,7 +299,7 @@ def meter_install(
         initial_energy_kwh = _energy_kwh(
             locked, initial_energy_kwh, register_unit=register_unit, field="register_unit"
         )
-        errors = _above_maximum(
+        errors = _not_showable(
             locked, energy_kwh=initial_energy_kwh, volume_m3=initial_volume_m3, at="initial"
         ) or _above_first_read(
             locked,
@@ -523,7 +523,7 @@ def _final_errors(
     """Why ``installation`` cannot end at ``removed_at`` with these final registers (an
     item per register), checked against its initial registers as they stand on it:
     at a removal and at a correction of the final (or initial) registers."""
-    errors = _above_maximum(
+    errors = _not_showable(
         installation.meter, energy_kwh=final_energy_kwh, volume_m3=final_volume_m3, at="final"
     )
     if final_energy_kwh < installation.initial_energy_kwh and not _rolled_over(
@@ -1075,7 +1075,7 @@ def _register_errors(
     if changed & {"initial_energy_kwh", "initial_volume_m3"}:
         errors = [
             e
-            for e in _above_maximum(
+            for e in _not_showable(
                 meter,
                 energy_kwh=installation.initial_energy_kwh,
                 volume_m3=installation.initial_volume_m3,
