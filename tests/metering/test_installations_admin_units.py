@@ -155,6 +155,18 @@ class TestInstallTakesTheMetersUnit:
         assert response.status_code == 302
         assert MeterInstallation.objects.get(meter=meter).initial_energy_kwh == Decimal("1234.5")
 
+    def test_a_register_between_the_displays_steps_shows_on_its_field(self, operator):
+        """12,345.6785 MWh on a display counting 0.001 MWh: a digit too many."""
+        meter = mwh_meter()
+
+        response = install(operator, meter, "MWh", "12345.6785")
+
+        assert response.status_code == 200
+        (error,) = response.context["form"].errors["initial_energy_kwh"]
+        assert "12345.6785 MWh is not a step" in error
+        assert "steps of 0.001 MWh" in error
+        assert not MeterInstallation.objects.filter(meter=meter).exists()
+
     def test_a_unit_other_than_the_meters_is_refused_not_converted(self, operator):
         meter = mwh_meter()
 
