@@ -290,6 +290,7 @@ def meter_install(
             "installed_at must carry a time zone offset.",
             errors=[ErrorItem(code="naive_datetime", field="installed_at", message="no offset")],
         )
+    now = now or timezone.now()
     with transaction.atomic():
         # Same lock order everywhere (unit, then meter) so exchanges cannot deadlock.
         # The meter's lock holds off its deletion (FOR UPDATE) and other installations,
@@ -306,7 +307,7 @@ def meter_install(
             installed_at=installed_at,
             energy_kwh=initial_energy_kwh,
             volume_m3=initial_volume_m3,
-            now=now or timezone.now(),
+            now=now,
         )
         if errors:
             raise UnableToInstallMeter.refusing("Cannot install meter", errors)
@@ -436,6 +437,7 @@ def meter_remove(
     or another removal committed since the caller loaded it) is a conflict
     (:class:`InstallationAlreadyRemoved`, 409) and keeps its removal time and final
     registers, whichever of the two times is earlier."""
+    now = now or timezone.now()
     with transaction.atomic():
         # the meter first (FOR NO KEY UPDATE, as an installation and a correction take
         # it): its register settings, which the final registers are checked against,
@@ -488,7 +490,7 @@ def _remove(
     final_return_temp_m3c: Decimal | None,
     reason: str,
     actor,
-    now: dt.datetime | None,
+    now: dt.datetime,
 ) -> MeterInstallation:
     """:func:`meter_remove` of the open ``installation``, locked by the caller."""
     errors = _final_errors(
@@ -621,6 +623,7 @@ def meter_exchange(
             message,
             errors=[ErrorItem(code="other_unit", field="old_installation", message=message)],
         )
+    now = now or timezone.now()  # one instant for both halves
     with transaction.atomic():
         BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
         # at most one open installation per unit (installation_one_meter_per_unit); its
