@@ -23,7 +23,7 @@ import pytest
 from django.test import TestCase
 
 from billing.services.compute import drafts_compute
-from metering.installations import UnableToInstallMeter, meter_exchange, meter_install
+from metering.installations import UnableToInstallMeter, meter_install
 from metering.meters import meter_update
 from metering.models import (
     BoundaryRegister,
@@ -48,6 +48,7 @@ from tests.metering.typo_exchange import (
     TYPO,
     boundary,
     daily,
+    exchange,
 )
 
 LATER = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)  # the rules' examples lie before it
@@ -168,20 +169,6 @@ def _old_meter(unit):
     return old
 
 
-def _exchange(unit, meter, initial_energy_kwh, **more):
-    with TestCase.captureOnCommitCallbacks():  # the revalidation is run by the test
-        return meter_exchange(
-            unit=unit,
-            new_meter=meter,
-            exchanged_at=EXCHANGED,
-            old_final_energy_kwh=Decimal("54450"),
-            old_final_volume_m3=Decimal("545"),
-            new_initial_energy_kwh=initial_energy_kwh,
-            now=NOW,
-            **more,
-        )
-
-
 def _october_bill(contract):
     drafts, failures = drafts_compute(
         currency="DKK", account_ids=[contract.account_id], period_start=OCT, period_end=NOV
@@ -293,7 +280,7 @@ class TestAnInitialRegisterTypedTooLow:
         _contract, unit = _connection_billed()
         _old_meter(unit)
         meter = HeatMeterFactory()
-        _exchange(unit, meter, Decimal("123"))
+        exchange(unit, meter, Decimal("123"))
         add_readings(meter, NEW_READS)
 
         nightly_vee(meter, NEW_READS)
@@ -314,7 +301,7 @@ class TestReadingsAfterTheInstallation:
         contract, unit = _connection_billed()
         _old_meter(unit)
         meter = HeatMeterFactory()
-        _exchange(unit, meter, initial_energy_kwh)
+        exchange(unit, meter, initial_energy_kwh)
         add_readings(meter, NEW_READS)
         nightly_vee(meter, NEW_READS)
         return contract, meter
@@ -421,7 +408,7 @@ class TestInstallationRecordedAfterTheReadings:
         meter = self._read_before_the_paperwork()
 
         with pytest.raises(UnableToInstallMeter) as refused:
-            _exchange(unit, meter, TYPO)
+            exchange(unit, meter, TYPO)
 
         assert [(e.code, e.field) for e in refused.value.errors] == [
             ("initial_above_first_read", "initial_energy_kwh")

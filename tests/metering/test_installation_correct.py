@@ -24,7 +24,6 @@ from billing.services.compute import drafts_compute
 from heatutility.roles import AUDITOR, BILLING_CLERK, METERING_OPERATOR
 from metering.installations import (
     UnableToInstallMeter,
-    meter_installation_correct,
     meter_remove,
 )
 from metering.models import (
@@ -47,6 +46,7 @@ from tests.metering.typo_exchange import (
     SEP_1,
     TYPO,
     boundary,
+    correction,
     exchanged,
 )
 
@@ -106,13 +106,8 @@ def revalidate_as_requested(meter) -> None:
     vee_revalidate_meter(meter_id=meter.pk, start=since, now=NOW)
 
 
-def correct(installation, **fields):
-    fields.setdefault("reason", "initial register typed 12345 for 1234")
-    fields.setdefault("actor", None)
-    fields.setdefault("now", NOW)
-    with TestCase.captureOnCommitCallbacks() as queued:
-        corrected = meter_installation_correct(installation=installation, **fields)
-    return corrected, queued
+def correct(installation, reason="initial register typed 12345 for 1234", **fields):
+    return correction(installation, reason, **fields)
 
 
 def refused(installation, **fields) -> list[tuple[str, str | None]]:

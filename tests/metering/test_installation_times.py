@@ -24,7 +24,6 @@ from heatutility.errors import DomainError
 from heatutility.roles import METERING_OPERATOR
 from metering.installations import (
     UnableToInstallMeter,
-    meter_installation_correct,
 )
 from metering.models import BoundaryRegister, MeterInstallation, Reading, RevalidationRequest
 from metering.vee.services import vee_revalidate_meter, vee_run_meter
@@ -40,6 +39,7 @@ from tests.metering.typo_exchange import (
     RIGHT,
     SEP_1,
     boundary,
+    correction,
     exchanged,
 )
 
@@ -67,13 +67,8 @@ def exchanged_at_the_typed_time():
     return contract, old, new
 
 
-def correct(installation, **fields):
-    fields.setdefault("reason", "exchange typed on the day of the paperwork")
-    fields.setdefault("actor", None)
-    fields.setdefault("now", NOW)
-    with TestCase.captureOnCommitCallbacks() as queued:
-        corrected = meter_installation_correct(installation=installation, **fields)
-    return corrected, queued
+def correct(installation, reason="exchange typed on the day of the paperwork", **fields):
+    return correction(installation, reason, **fields)
 
 
 def revalidate_as_requested() -> None:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.test import TestCase
 
 from heatutility.timeutil import local_midnight
-from metering.installations import meter_exchange
+from metering.installations import meter_exchange, meter_installation_correct
 from metering.models import BoundaryRegister
 
 CPH = "Europe/Copenhagen"
@@ -60,8 +60,16 @@ def exchanged(*, exchanged_at: dt.datetime, initial_energy_kwh: Decimal):
     old = MeterInstallationFactory(unit=unit, installed_at=SEP_1)
     add_readings(old.meter, daily(dt.date(2026, 9, 1), 45, 50000, 500))
     meter = HeatMeterFactory()
-    with TestCase.captureOnCommitCallbacks():  # the revalidation is run by the test
-        old, new = meter_exchange(
+    old, new = exchange(unit, meter, initial_energy_kwh, exchanged_at=exchanged_at)
+    add_readings(meter, NEW_READS)
+    return contract, old, new
+
+
+def exchange(unit, meter, initial_energy_kwh, *, exchanged_at=EXCHANGED, **more):
+    """The unit's meter exchanged for ``meter`` (final registers 54,450 kWh and 545 m³),
+    as of :data:`NOW`; the revalidation is queued, not run (the test runs it)."""
+    with TestCase.captureOnCommitCallbacks():
+        return meter_exchange(
             unit=unit,
             new_meter=meter,
             exchanged_at=exchanged_at,
@@ -69,6 +77,16 @@ def exchanged(*, exchanged_at: dt.datetime, initial_energy_kwh: Decimal):
             old_final_volume_m3=Decimal("545"),
             new_initial_energy_kwh=initial_energy_kwh,
             now=NOW,
+            **more,
         )
-    add_readings(meter, NEW_READS)
-    return contract, old, new
+
+
+def correction(installation, reason: str, **fields):
+    """(the corrected installation, the callbacks queued for after the commit) of
+    ``meter_installation_correct`` as of :data:`NOW`, by no user unless ``actor``."""
+    fields.setdefault("actor", None)
+    with TestCase.captureOnCommitCallbacks() as queued:
+        corrected = meter_installation_correct(
+            installation=installation, reason=reason, now=NOW, **fields
+        )
+    return corrected, queued
