@@ -30,7 +30,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from dataclasses import replace as dc_replace
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -42,13 +42,12 @@ KWH_PER_MWH = Decimal("1000")
 _E6 = Decimal("0.000001")  # heatutility.money.ENERGY_PLACES
 _C2 = Decimal("0.01")
 _M4 = Decimal("0.0001")
-assert MONEY_ROUNDING == ROUND_HALF_UP
 
 
 def _energy(value: Decimal) -> Decimal:
     """``quantize_energy`` (hot path: a Decimal is rounded directly, no scaleb per call)."""
     if type(value) is Decimal:
-        return value.quantize(_E6, rounding=ROUND_HALF_UP)
+        return value.quantize(_E6, rounding=MONEY_ROUNDING)
     return quantize_energy(value)
 
 
@@ -189,12 +188,12 @@ def totals(lines: Sequence[DraftLine], currency: str) -> tuple[Decimal, Decimal,
     vat = ZERO
     for rate in sorted(by_rate) if len(by_rate) > 1 else by_rate:
         base = by_rate[rate]
-        amount = (base * rate).quantize(unit, rounding=ROUND_HALF_UP)
+        amount = (base * rate).quantize(unit, rounding=MONEY_ROUNDING)
         vat += amount
         breakdown.append({"rate": str(rate), "base": str(base), "vat": str(amount)})
     return (
-        net.quantize(unit, rounding=ROUND_HALF_UP),
-        vat.quantize(unit, rounding=ROUND_HALF_UP),
+        net.quantize(unit, rounding=MONEY_ROUNDING),
+        vat.quantize(unit, rounding=MONEY_ROUNDING),
         breakdown,
     )
 
@@ -500,7 +499,7 @@ def bill_compute(
                         priced.quantity,
                         priced.unit,
                         priced.unit_price,
-                        amount.quantize(unit, rounding=ROUND_HALF_UP)
+                        amount.quantize(unit, rounding=MONEY_ROUNDING)
                         if type(amount) is Decimal
                         else quantize_money(amount, currency),
                         priced.vat_rate,

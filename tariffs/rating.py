@@ -48,12 +48,13 @@ import datetime as dt
 import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, ClassVar
 
 from heatutility.errors import DomainError, ErrorItem
 from heatutility.money import (
+    MONEY_ROUNDING,
     PRICE_PLACES,
     minor_unit,
     quantize_energy,
@@ -314,7 +315,7 @@ _ENERGY_EXP = Decimal(1).scaleb(-6)  # quantize_energy's exponent (ENERGY_PLACES
 
 def _qty(value: Fraction | Decimal) -> Decimal:
     if type(value) is Decimal:  # fast path: exactly quantize_energy's operation
-        return value.quantize(_ENERGY_EXP, rounding=ROUND_HALF_UP)
+        return value.quantize(_ENERGY_EXP, rounding=MONEY_ROUNDING)
     if isinstance(value, Fraction):
         value = Decimal(value.numerator) / Decimal(value.denominator)
     q = quantize_energy(value)
@@ -413,7 +414,7 @@ def _mwh_qty(value: Decimal, unit: str) -> Decimal:
         return _qty(convert_energy(value, "MWh", unit))
     p, q = _mwh_ratio(unit)
     n, d = value.as_integer_ratio()
-    return (Decimal(n * p) / Decimal(d * q)).quantize(_ENERGY_EXP, rounding=ROUND_HALF_UP)
+    return (Decimal(n * p) / Decimal(d * q)).quantize(_ENERGY_EXP, rounding=MONEY_ROUNDING)
 
 
 class _Pricer:
@@ -450,7 +451,7 @@ class _Pricer:
             # the same one division a Fraction would end in; exact whenever the result terminates
             value = value * self.fraction_num / self.fraction_den
         if self.minor is not None and type(value) is Decimal:
-            amount = value.quantize(self.minor, rounding=ROUND_HALF_UP)  # = quantize_money
+            amount = value.quantize(self.minor, rounding=MONEY_ROUNDING)  # = quantize_money
         else:
             amount = quantize_money(value, self.cur)
         # PricedLine(...) without the frozen dataclass's per-field object.__setattr__: the
@@ -760,7 +761,7 @@ class _Pricer:
                 return None, "cooling"
             value = _cooling_dt(det.energy_mwh, det.volume_m3, c.factor, c.factor_unit)
         if c.metric_places is not None:
-            value = value.quantize(Decimal(1).scaleb(-c.metric_places), rounding="ROUND_HALF_UP")
+            value = value.quantize(Decimal(1).scaleb(-c.metric_places), rounding=MONEY_ROUNDING)
         return value, text
 
 

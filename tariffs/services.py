@@ -18,6 +18,7 @@ from django.db.models import Max, Q
 
 from customers.models import Network, ServiceConnection
 from heatutility.errors import ConflictError, DomainError, ErrorItem
+from heatutility.money import MONEY_ROUNDING
 from heatutility.timeutil import local_midnight
 from tariffs import caps as cap_methods
 from tariffs.bulk import upsert_rows
@@ -714,7 +715,7 @@ def electricity_index_from_cost(cost: OperatingCost) -> Decimal:
     mwh = Decimal(f["electricity_mwh"])
     if mwh <= 0:
         raise cap_methods.CapInputsInvalid(f"Operating cost #{cost.pk} used no electricity; it cannot index electricity.")
-    return (Decimal(f["electricity_cost"]) / mwh).quantize(Decimal("0.0001"))
+    return (Decimal(f["electricity_cost"]) / mwh).quantize(Decimal("0.0001"), rounding=MONEY_ROUNDING)
 
 
 def _derived_index_term(term: dict, path: str = "inputs") -> dict:
@@ -755,7 +756,7 @@ def cost_based_inputs_from_cost(*, cost: OperatingCost, connections: int, contra
 
     def per_year(value: str) -> str:
         annual = Decimal(value) * fraction.denominator / fraction.numerator
-        return format(annual.quantize(Decimal("0.000001")).normalize(), "f")
+        return format(annual.quantize(Decimal("0.000001"), rounding=MONEY_ROUNDING).normalize(), "f")
 
     return {
         "variable_costs": per_year(f["variable_cost"]), "fixed_costs": per_year(f["fixed_cost"]),
