@@ -84,6 +84,8 @@ class BillingRun(models.Model):
                 name="billingrun_one_active_per_network_period",
                 violation_error_message="This network already has a billing run for that period.",
             ),
+            # the target of the invoices' key (run, network) (Invoice)
+            models.UniqueConstraint(fields=["id", "network"], name="billingrun_id_network"),
         ]
 
     def __str__(self) -> str:
@@ -182,13 +184,26 @@ class Invoice(models.Model):
         OVERDUE = "overdue", "Overdue"
         CANCELLED = "cancelled", "Cancelled draft"
 
-    # account and run lookups use the composite indexes below (no separate FK index)
+    # account and run lookups use the composite indexes below (no separate FK index).
+    # On PostgreSQL the three columns are held by two composite keys instead of three
+    # single ones (migration 0019): (account, network) → the account in its network and
+    # (run, network) → the run of that network, so an invoice is numbered in the series
+    # of its account's network and belongs to a run of that network, and a bill costs
+    # two key checks instead of three.  Django's on_delete (PROTECT) applies as before.
     account = models.ForeignKey(
-        "customers.Account", on_delete=models.PROTECT, related_name="invoices", db_index=False
+        "customers.Account",
+        on_delete=models.PROTECT,
+        related_name="invoices",
+        db_index=False,
+        db_constraint=False,
     )
     # few networks: an index on it would not be selective (every bill writes one entry)
     network = models.ForeignKey(
-        "customers.Network", on_delete=models.PROTECT, related_name="+", db_index=False
+        "customers.Network",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     run = models.ForeignKey(
         BillingRun,
@@ -197,6 +212,7 @@ class Invoice(models.Model):
         blank=True,
         related_name="invoices",
         db_index=False,
+        db_constraint=False,
     )
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
     state = models.CharField(max_length=12, choices=State.choices, default=State.DRAFT)

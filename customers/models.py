@@ -157,20 +157,24 @@ class Account(models.Model):
                 name="account_payment_terms_at_most_90_days",
                 violation_error_message="Payment terms may not exceed 90 days.",
             ),
+            # the target of the invoices' key (account, network): an invoice is numbered
+            # in its account's network (billing.Invoice)
+            models.UniqueConstraint(fields=["id", "network"], name="account_id_network"),
         ]
 
     def __str__(self) -> str:
         return f"{self.number} {self.customer}"
 
     def clean(self) -> None:
-        """An account that has been supplied keeps its customer and network: its
-        invoices, payments and consumption are that customer's, and the portal shows an
-        account's whole history to its customer.  A new customer gets a new account."""
+        """An account that has been supplied or billed keeps its customer and network:
+        its invoices, payments and consumption are that customer's, and the portal shows
+        an account's whole history to its customer.  A new customer gets a new account.
+        (The invoices' database key (account, network) refuses the network's change too.)"""
         super().clean()
         if self.pk is None:
             return
         before = Account.objects.filter(pk=self.pk).values("customer_id", "network_id").first()
-        if before is None or not self.contracts.exists():
+        if before is None or not (self.contracts.exists() or self.invoices.exists()):
             return
         errors = {}
         if before["customer_id"] != self.customer_id:
@@ -179,7 +183,7 @@ class Account(models.Model):
                 "open a new account for the new customer."
             )
         if before["network_id"] != self.network_id:
-            errors["network"] = "This account has contracts: its network cannot change."
+            errors["network"] = "This account has contracts or invoices: its network cannot change."
         if errors:
             raise ValidationError(errors)
 
