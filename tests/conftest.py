@@ -5,6 +5,8 @@
   reason; CI sets ``HEATUTILITY_FORBID_SKIPS=1`` and then any skipped test fails the run.
 * Celery runs tasks eagerly in the test process unless a test asks for a real worker
   (``celery_worker`` fixture in ``tests/workers.py``).
+* The readings' retention horizon stays at 1 January 2023 whatever the year
+  (``tests/retention.py``), so the tests' 2023–2027 readings are never refused as too old.
 """
 
 from __future__ import annotations
@@ -16,8 +18,17 @@ from django.conf import settings
 from django.db import connection
 
 from heatutility.celery import app as celery_app
+from tests.retention import SUITE_HORIZON_YEAR, retention_years_since
 
 pytest_plugins = ["tests.workers"]
+
+
+def pytest_configure(config):
+    """The tests' readings (2023 on) stay inside the retention window whatever year the
+    suite runs in (``tests.retention``); worker processes get the same setting."""
+    settings.READINGS_RETENTION_YEARS = max(
+        settings.READINGS_RETENTION_YEARS, retention_years_since(SUITE_HORIZON_YEAR)
+    )
 
 
 def _on_postgres() -> bool:

@@ -112,6 +112,8 @@ def celery_worker(transactional_db, tmp_path):
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "HEATUTILITY_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            # the test's retention window (tests.retention), not the default's
+            "HEATUTILITY_READINGS_RETENTION_YEARS": str(settings.READINGS_RETENTION_YEARS),
             "PYTHONPATH": str(ROOT),
         }
     )

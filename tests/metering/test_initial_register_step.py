@@ -484,10 +484,11 @@ class TestInstallationRecordedAfterTheReadings:
 
 
 @pytest.mark.django_db
-def test_an_installation_older_than_the_readings_online_is_not_checked_against_them():
+def test_an_installation_older_than_the_readings_online_is_not_checked_against_them(settings):
     """Readings before the retention horizon (1 January 2023 in 2026) may be archived,
     and the register may have rolled over among them: the first read online is no first
     read of an installation begun in 2020."""
+    settings.READINGS_RETENTION_YEARS = 3  # the default, not the suite's (tests.retention)
     installation = MeterInstallationFactory(
         meter=HeatMeterFactory(register_max=Decimal("99999")),
         installed_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
@@ -501,10 +502,11 @@ def test_an_installation_older_than_the_readings_online_is_not_checked_against_t
 
 
 @pytest.mark.django_db
-def test_a_back_dated_installation_is_checked_against_the_readings_online_as_of_now():
+def test_a_back_dated_installation_is_checked_against_the_readings_online_as_of_now(settings):
     """The same installation, recorded in November 2026 and again as if in 2030, when
     October 2026 lies before the horizon (1 January 2027) and its readings may be
     archived: then the first read online is no first read of the installation."""
+    settings.READINGS_RETENTION_YEARS = 3  # the default, not the suite's (tests.retention)
     meter = HeatMeterFactory()
     add_readings(meter, NEW_READS)
     install = {"meter": meter, "installed_at": EXCHANGED, "initial_energy_kwh": TYPO}

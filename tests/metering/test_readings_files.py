@@ -11,6 +11,7 @@ from metering.models import IngestBatch, Reading
 from metering.vendors import vendor_key_create
 from tests.metering.factories import HeatMeterFactory
 from tests.metering.factories_readings import MeterVendorFactory
+from tests.retention import retention_years_since
 
 pytestmark = pytest.mark.django_db
 
@@ -336,7 +337,7 @@ class TestPointDecimalFiles:
     def test_a_reading_before_the_retention_horizon_fails_the_file(self, plain_vendor, settings):
         from metering.retention import readings_horizon
 
-        settings.READINGS_RETENTION_YEARS = 3
+        settings.READINGS_RETENTION_YEARS = retention_years_since(2026)  # whatever the year
         meter = HeatMeterFactory(vendor=plain_vendor)
         horizon = readings_horizon(now=dt.datetime.now(dt.UTC))
         old = (horizon - dt.timedelta(hours=1)).isoformat()

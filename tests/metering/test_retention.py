@@ -14,6 +14,7 @@ from metering.retention import readings_archive, readings_horizon
 from metering.vendors import vendor_key_create
 from tests.metering.factories import HeatMeterFactory
 from tests.metering.factories_readings import MeterVendorFactory, add_readings
+from tests.retention import retention_years_since
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
@@ -37,7 +38,7 @@ class TestHorizon:
 
 class TestLateReadingBeyondHorizon:
     def test_is_refused_itemised_and_nothing_is_stored(self, settings):
-        settings.READINGS_RETENTION_YEARS = 3
+        settings.READINGS_RETENTION_YEARS = retention_years_since(2026)  # whatever the year
         vendor = MeterVendorFactory()
         meter = HeatMeterFactory(vendor=vendor)
         _, key = vendor_key_create(vendor=vendor, label="test")
@@ -113,7 +114,6 @@ class TestArchive:
             cursor.execute("SELECT count(*) FROM metering_reading_y2021m03")
             assert cursor.fetchone()[0] == 0
 
-
     def test_the_monthly_beat_task_archives_what_fell_behind(self, settings, tmp_path):
         from django.conf import settings as django_settings
 
@@ -121,7 +121,7 @@ class TestArchive:
 
         entry = django_settings.CELERY_BEAT_SCHEDULE["metering-readings-archive-monthly"]
         assert entry["task"] == "metering.tasks.readings_archive_monthly"
-        settings.READINGS_RETENTION_YEARS = 3
+        settings.READINGS_RETENTION_YEARS = retention_years_since(2023)  # the task reads the clock
         settings.READINGS_ARCHIVE_DIR = tmp_path
         meter = HeatMeterFactory()
         add_readings(meter, [(dt.datetime(2020, 5, 4, tzinfo=dt.UTC), "100", "1")])

@@ -1,0 +1,22 @@
+"""The readings' retention window in tests, pinned to a year instead of to the clock.
+
+``READINGS_RETENTION_YEARS`` counts back from the current year (``readings_horizon``):
+with the default of 3, readings of 2026 fall behind the horizon on 1 January 2030, and
+every test that delivers them would start failing on that day.  The suite therefore
+keeps its horizon at 1 January 2023 (what the default gives in 2026, where the tests'
+data were written) whatever year it runs in, and tests of the horizon itself pin theirs
+with :func:`retention_years_since`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+SUITE_HORIZON_YEAR = 2023
+
+
+def retention_years_since(year: int, *, now: dt.datetime | None = None) -> int:
+    """The ``READINGS_RETENTION_YEARS`` whose horizon is 1 January of ``year`` as of
+    ``now`` (the clock's by default)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).year - year
