@@ -6,6 +6,10 @@ every test that delivers them would start failing on that day.  The suite theref
 keeps its horizon at 1 January 2023 (what the default gives in 2026, where the tests'
 data were written) whatever year it runs in, and tests of the horizon itself pin theirs
 with :func:`retention_years_since`.
+
+The suite's years count from the real year.  A test that passes a fixed ``now`` (say,
+of 2026) and depends on where the horizon falls as of it must set the default's 3 years
+itself: with the suite's count, that horizon moves back from 2029 on.
 """
 
 from __future__ import annotations
