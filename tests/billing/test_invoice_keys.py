@@ -45,11 +45,10 @@ def a_run(network) -> BillingRun:
 
 
 def commit_checks():
-    """The deferred keys checked now, as at commit (the test's transaction never commits);
-    what fails leaves the test's transaction aborted, so it comes last."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    """The deferred keys checked now, as at commit (the test's transaction never commits):
+    Django's ``check_constraints`` (SET CONSTRAINTS ALL IMMEDIATE, then DEFERRED again).
+    What fails leaves the test's transaction aborted, so it comes last."""
+    connection.check_constraints()
 
 
 @pytest.mark.postgres
