@@ -19,8 +19,7 @@ import datetime as dt
 SUITE_HORIZON_YEAR = 2023
 
 
-def retention_years_since(year: int, *, now: dt.datetime | None = None) -> int:
-    """The ``READINGS_RETENTION_YEARS`` whose horizon is 1 January of ``year`` as of
-    ``now`` (the clock's by default)."""
-    now = now or dt.datetime.now(dt.UTC)
-    return now.astimezone(dt.UTC).year - year
+def retention_years_since(year: int) -> int:
+    """The ``READINGS_RETENTION_YEARS`` whose horizon is 1 January of ``year`` as of the
+    clock (``readings_horizon`` counts in UTC years)."""
+    return dt.datetime.now(dt.UTC).year - year
