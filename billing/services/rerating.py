@@ -42,6 +42,7 @@ from billing.services.invoices import (
 )
 from billing.services.payments import payments_apply_unallocated
 from billing.services.write import drafts_write
+from customers.models import Account
 from heatutility.db import oldest_open_write_started
 from heatutility.errors import ConflictError, DomainError
 from metering import selectors as metering_selectors
@@ -322,13 +323,21 @@ def invoices_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list
         return []
     wanted = {(cid, day.isoformat()) for cid, day in pairs}  # as the invoices record them
     candidates = _around(current_invoices(), pairs).only(
-        "id", "readings", "determinants", "period_start", "period_end"
+        "id", "account_id", "readings", "determinants", "period_start", "period_end"
     )
-    return [
+    hits = [
         invoice
         for invoice in candidates.iterator(chunk_size=2000)
         if not wanted.isdisjoint(_registers_used(invoice))
     ]
+    # re-rated (and their credit notes numbered) in Invoice.Meta.ordering, sorted here:
+    # the candidates are many wide rows, the hits few
+    numbers = dict(
+        Account.objects.filter(pk__in={i.account_id for i in hits}).values_list("pk", "number")
+    )
+    hits.sort(key=lambda invoice: numbers[invoice.account_id])
+    hits.sort(key=lambda invoice: invoice.period_start, reverse=True)
+    return hits
 
 
 def drafts_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list[Invoice]:
@@ -358,15 +367,37 @@ def drafts_affected_by_registers(pairs: Iterable[tuple[int, dt.date]]) -> list[I
     return list(Invoice.objects.filter(pk__in=hits).select_related("network").order_by("pk"))
 
 
+# changed days closer together than this are looked for as one span of days: a span
+# costs one condition, and the bills of the days between are few next to those at both
+# ends (a month's bills touch both its first days)
+SPAN_GAP = dt.timedelta(days=31)
+
+
+def _spans(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """``days`` as spans ``(first, last)``, a new one wherever the gap exceeds SPAN_GAP."""
+    spans: list[list[dt.date]] = []
+    for day in sorted(set(days)):
+        if spans and day - spans[-1][1] <= SPAN_GAP:
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return [(first, last) for first, last in spans]
+
+
 def _around(invoices, pairs: set[tuple[int, dt.date]]):
     """``invoices`` whose period touches the days of ``pairs``, or the same days a year on:
     a register on day d is a year before a contract interval's bound 365 or 366 days
-    later (``one_year_earlier``), inside [period_start, period_end]."""
-    first, last = min(d for _, d in pairs), max(d for _, d in pairs)
-    return invoices.filter(
-        Q(period_start__lte=last, period_end__gte=first)
-        | Q(period_start__lte=last + A_YEAR_ON[1], period_end__gte=first + A_YEAR_ON[0])
-    )
+    later (``one_year_earlier``), inside [period_start, period_end].
+
+    The days are taken span by span (:func:`_spans`), not from the first to the last: a
+    correction in January and the registers of December would otherwise read every bill
+    of the months between.  Unordered: the candidates are read once, in any order."""
+    touching = Q()
+    for first, last in _spans(d for _, d in pairs):
+        touching |= Q(period_start__lte=last, period_end__gte=first) | Q(
+            period_start__lte=last + A_YEAR_ON[1], period_end__gte=first + A_YEAR_ON[0]
+        )
+    return invoices.filter(touching).order_by()
 
 
 def _registers_used(invoice: Invoice) -> list[tuple[int, str]]:
