@@ -530,12 +530,23 @@ class IngestBatch(models.Model):
 
 
 class IngestBatchMeter(models.Model):
-    """Which meters and time span a batch touched, so VEE revisits only those."""
+    """Which meters and time span a batch touched, so VEE revisits only those.
+
+    A nightly VEE run that fails on the meter (``vee_run_pending``) records it here, so
+    staff see which meter holds the batch unchecked, and why.
+    """
 
     batch = models.ForeignKey(IngestBatch, on_delete=models.CASCADE, related_name="meter_spans")
     meter = models.ForeignKey(HeatMeter, on_delete=models.CASCADE, related_name="+")
     first_read_at = models.DateTimeField()
     last_read_at = models.DateTimeField()
+    vee_attempts = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Nightly VEE runs that failed on this meter."
+    )
+    vee_last_error = models.TextField(
+        blank=True, db_default="", help_text="The last failed run's exception, class and message."
+    )
+    vee_last_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

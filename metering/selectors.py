@@ -21,6 +21,7 @@ from metering.models import (
     DegreeDay,
     HeatMeter,
     IngestBatch,
+    IngestBatchMeter,
     MeterInstallation,
     MeterVendor,
     Reading,
@@ -258,3 +259,18 @@ def rollovers_undecided(
         register = "energy" if code == "rollover_ambiguous" else "volume"
         out.setdefault(cid, []).append((serial, register, since, read_at, zone))
     return out
+
+
+def batch_vee_failed() -> Exists:
+    """For a query of batches: whether the nightly VEE failed on one of the batch's meters
+    (evaluated per batch on the unique (batch, meter) index)."""
+    return Exists(IngestBatchMeter.objects.filter(batch=OuterRef("pk"), vee_attempts__gt=0))
+
+
+def batch_vee_failures(*, batch: IngestBatch, limit: int) -> list[IngestBatchMeter]:
+    """Up to ``limit`` of the batch's meters whose nightly VEE failed, most attempts first."""
+    return list(
+        batch.meter_spans.filter(vee_attempts__gt=0)
+        .select_related("meter")
+        .order_by("-vee_attempts", "meter__serial")[:limit]
+    )

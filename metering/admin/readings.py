@@ -8,12 +8,13 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from heatutility.admin import ViewOnlyAdmin
 from heatutility.errors import DomainError
 from metering import models
 from metering.ingest.batches import readings_file_submit
+from metering.selectors import batch_vee_failed, batch_vee_failures
 from metering.vee.services import (
     reading_conflicts_resolve,
     reading_edit,
@@ -33,6 +34,32 @@ class VeeRerunForm(forms.Form):
     end = forms.DateTimeField(help_text="To (inclusive)")
 
 
+class VeeFilter(admin.SimpleListFilter):
+    title = "VEE"
+    parameter_name = "vee"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("waiting", "Waits for the nightly run"),
+            ("failing", "Failed on a meter"),
+            ("checked", "Checked"),
+        ]
+
+    def queryset(self, request, queryset):
+        failing = batch_vee_failed()
+        if self.value() == "checked":
+            return queryset.filter(vee_done_at__isnull=False)
+        unchecked = queryset.filter(
+            vee_done_at__isnull=True,
+            state__in=(models.IngestBatch.State.DONE, models.IngestBatch.State.FAILED),
+        )
+        if self.value() == "failing":
+            return unchecked.filter(failing)
+        if self.value() == "waiting":
+            return unchecked.exclude(failing)
+        return queryset
+
+
 @admin.register(models.IngestBatch)
 class IngestBatchAdmin(admin.ModelAdmin):
     list_display = (
@@ -48,10 +75,15 @@ class IngestBatchAdmin(admin.ModelAdmin):
         "error_count",
         "received_at",
         "finished_at",
+        "vee",
     )
-    list_filter = ("state", "source", "vendor")
-    readonly_fields = [f.name for f in models.IngestBatch._meta.fields if f.name != "payload"]
+    list_filter = ("state", "source", "vendor", VeeFilter)
+    readonly_fields = [
+        *(f.name for f in models.IngestBatch._meta.fields if f.name != "payload"),
+        "vee_failures",
+    ]
     exclude = ("payload",)
+    FAILURES_SHOWN = 20  # meters listed under "nightly VEE failures"
     change_list_template = "admin/metering/ingestbatch/change_list.html"
 
     def has_add_permission(self, request):
@@ -59,6 +91,44 @@ class IngestBatchAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(vee_failing=batch_vee_failed())
+
+    @admin.display(description="VEE")
+    def vee(self, obj):
+        if obj.vee_done_at is not None:
+            return f"checked {timezone.localtime(obj.vee_done_at):%Y-%m-%d %H:%M}"
+        if obj.vee_failing:
+            return format_html("<strong>{}</strong>", "failed on a meter")
+        if obj.state in (models.IngestBatch.State.DONE, models.IngestBatch.State.FAILED):
+            return "waits for the nightly run"
+        return "—"
+
+    @admin.display(description="nightly VEE failures")
+    def vee_failures(self, obj):
+        """The meters whose nightly VEE failed, worst first (a batch is checked only when
+        all its meters were; ``metering.vee.services.vee_run_pending``)."""
+        failing = batch_vee_failures(batch=obj, limit=self.FAILURES_SHOWN + 1)
+        if not failing:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<li>{} ({}× failed, last {}): {}</li>",
+            (
+                (
+                    span.meter,
+                    span.vee_attempts,
+                    f"{timezone.localtime(span.vee_last_attempt_at):%Y-%m-%d %H:%M}"
+                    if span.vee_last_attempt_at
+                    else "?",
+                    span.vee_last_error,
+                )
+                for span in failing[: self.FAILURES_SHOWN]
+            ),
+        )
+        more = " and more" if len(failing) > self.FAILURES_SHOWN else ""
+        return format_html("<ul>{}</ul>{}", rows, more)
 
     @admin.display(description="progress")
     def progress_bar(self, obj):

@@ -562,7 +562,7 @@ def vee_run_pending(*, now: dt.datetime) -> int:
                     end=span["last"],
                     now=now,
                 )
-        except Exception:
+        except Exception as exc:
             log.exception(
                 "nightly VEE of meter %s from %s to %s failed",
                 span["meter_id"],
@@ -571,6 +571,9 @@ def vee_run_pending(*, now: dt.datetime) -> int:
             )
             if number < batch_spans:
                 failed.add(span["meter_id"])
+                _batch_failure_record(
+                    batch_ids=batches, meter_id=span["meter_id"], exc=exc, now=now
+                )
     if batches:
         # a batch is checked when all its meters were: one with a failed meter stays
         # for the next night (VEE is idempotent, so its other meters are run again)
@@ -580,6 +583,22 @@ def vee_run_pending(*, now: dt.datetime) -> int:
             ).values("batch_id")
         ).update(vee_done_at=now)
     return findings + revalidation_requests_run(now=now)
+
+
+def _batch_failure_record(
+    *, batch_ids: list[int], meter_id: int, exc: BaseException, now: dt.datetime
+) -> None:
+    """On the meter's spans of the batches it holds unchecked: one more failed attempt,
+    its error and time (after the rollback, in a transaction of their own)."""
+    try:
+        with transaction.atomic():
+            IngestBatchMeter.objects.filter(batch_id__in=batch_ids, meter_id=meter_id).update(
+                vee_attempts=F("vee_attempts") + 1,
+                vee_last_error=_error_text(exc),
+                vee_last_attempt_at=now,
+            )
+    except Exception:  # the database itself is failing: the log has to do
+        log.exception("meter %s: could not record the failed nightly VEE", meter_id)
 
 
 # --- the exception queue ------------------------------------------------------------------

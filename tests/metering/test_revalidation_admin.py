@@ -167,3 +167,73 @@ class TestRevalidateNow:
         )
         # nothing ran in the request: both still wait, as queued
         assert RevalidationRequest.objects.filter(pk__in=[one.pk, two.pk]).count() == 2
+
+
+class TestBatchesHeldByAFailingMeter:
+    """The batches list says which batches the nightly VEE has checked, which wait, and
+    which it failed on; the batch's page names the meter and the error."""
+
+    BATCHES = reverse("admin:metering_ingestbatch_changelist")
+
+    def nights(self, monkeypatch):
+        from metering.vee.services import vee_run_pending
+        from tests.metering.factories import MeterInstallationFactory
+        from tests.metering.factories_readings import MeterVendorFactory
+        from tests.metering.test_revalidation_errors import T0, delivered
+
+        vendor = MeterVendorFactory()
+        broken, fine = (
+            MeterInstallationFactory(meter__vendor=vendor),
+            MeterInstallationFactory(meter__vendor=vendor),
+        )
+        held, checked = delivered(vendor, broken), delivered(vendor, fine)
+        monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id))
+        vee_run_pending(now=T0)
+        monkeypatch.undo()
+        waiting = delivered(vendor, fine)  # came in after the night
+        return broken, held, checked, waiting
+
+    def test_the_list_shows_each_batch_s_vee_state(self, operator, monkeypatch):
+        _broken, held, checked, waiting = self.nights(monkeypatch)
+
+        page = operator.get(self.BATCHES)
+
+        rows = rows_by_batch(page)
+        assert "failed on a meter" in rows[held.pk]
+        assert "checked 2026-11-01" in rows[checked.pk]
+        assert "waits for the nightly run" in rows[waiting.pk]
+
+    def test_the_failed_ones_can_be_filtered(self, operator, monkeypatch):
+        _broken, held, checked, waiting = self.nights(monkeypatch)
+
+        def listed(value):
+            page = operator.get(self.BATCHES, {"vee": value})
+            return {b.pk for b in page.context["cl"].result_list}
+
+        assert listed("failing") == {held.pk}
+        assert listed("waiting") == {waiting.pk}
+        assert listed("checked") == {checked.pk}
+
+    def test_the_batch_page_names_the_meter_and_the_error(self, operator, monkeypatch):
+        broken, held, checked, _waiting = self.nights(monkeypatch)
+
+        page = operator.get(reverse("admin:metering_ingestbatch_change", args=[held.pk]))
+        other = operator.get(reverse("admin:metering_ingestbatch_change", args=[checked.pk]))
+
+        text = page.content.decode()
+        assert f"{broken.meter} (1× failed, last 2026-11-01" in text
+        assert "RuntimeError: lock timeout on the meter&#x27;s readings" in text
+        assert "lock timeout" not in other.content.decode()
+
+
+def rows_by_batch(page):
+    """Each listed batch's row of the change list, as HTML, by the batch's id."""
+    rows = page.content.decode().split("<tr")
+    return {
+        batch.pk: next(
+            row
+            for row in rows
+            if reverse("admin:metering_ingestbatch_change", args=[batch.pk]) in row
+        )
+        for batch in page.context["cl"].result_list
+    }

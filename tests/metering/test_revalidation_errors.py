@@ -20,7 +20,13 @@ import pytest
 from django.test import TestCase
 
 from metering.ingest.batches import readings_batch_submit
-from metering.models import IngestBatch, Reading, ReadingIssue, RevalidationRequest
+from metering.models import (
+    IngestBatch,
+    IngestBatchMeter,
+    Reading,
+    ReadingIssue,
+    RevalidationRequest,
+)
 from metering.vee import services
 from metering.vee.services import (
     LAST_ERROR_LENGTH,
@@ -199,3 +205,35 @@ class TestTheNightlyBatches:
         assert batch.vee_done_at == T0 + dt.timedelta(days=2)
         assert decrease_rejected(inst)
         assert IngestBatch.objects.filter(vee_done_at__isnull=True).count() == 0
+
+    def test_the_failing_meter_is_recorded_on_the_batch_each_night(self, monkeypatch):
+        vendor = MeterVendorFactory()
+        broken, fine = (
+            MeterInstallationFactory(meter__vendor=vendor),
+            MeterInstallationFactory(meter__vendor=vendor),
+        )
+        held, checked = delivered(vendor, broken), delivered(vendor, fine)
+        monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id, "x" * 900))
+        vee_run_pending(now=T0 + dt.timedelta(days=1))
+        monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id))
+
+        vee_run_pending(now=T0 + dt.timedelta(days=2))
+
+        span = IngestBatchMeter.objects.get(batch=held, meter=broken.meter)
+        assert span.vee_attempts == 2
+        assert span.vee_last_error == "RuntimeError: lock timeout on the meter's readings"
+        assert span.vee_last_attempt_at == T0 + dt.timedelta(days=2)
+        untouched = IngestBatchMeter.objects.get(batch=checked, meter=fine.meter)
+        assert (untouched.vee_attempts, untouched.vee_last_error) == (0, "")
+
+    def test_a_failure_record_is_kept_short(self, monkeypatch):
+        vendor = MeterVendorFactory()
+        inst = MeterInstallationFactory(meter__vendor=vendor)
+        batch = delivered(vendor, inst)
+        monkeypatch.setattr(services, "vee_run_meter", fails_for(inst.meter_id, "x" * 900))
+
+        vee_run_pending(now=T0 + dt.timedelta(days=1))
+
+        span = IngestBatchMeter.objects.get(batch=batch, meter=inst.meter)
+        assert len(span.vee_last_error) == LAST_ERROR_LENGTH
+        assert span.vee_last_error.startswith("RuntimeError: xxx")
