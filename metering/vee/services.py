@@ -402,6 +402,24 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:LAST_ERROR_LENGTH]
 
 
+def _failure_record(rows, *, exc: BaseException, now: dt.datetime, what: str, prefix="") -> None:
+    """One more failed attempt on ``rows`` (revalidation requests, or a meter's spans of
+    the batches it holds unchecked: fields ``{prefix}attempts``, ``{prefix}last_error``,
+    ``{prefix}last_attempt_at``), after the failed run's rollback, in a transaction of
+    its own."""
+    try:
+        with transaction.atomic():
+            rows.update(
+                **{
+                    f"{prefix}attempts": F(f"{prefix}attempts") + 1,
+                    f"{prefix}last_error": _error_text(exc),
+                    f"{prefix}last_attempt_at": now,
+                }
+            )
+    except Exception:  # the database itself is failing: the log has to do
+        log.exception("could not record %s", what)
+
+
 def _revalidate_each(
     starts: Iterable[tuple[int, dt.datetime]], *, now: dt.datetime
 ) -> RevalidationOutcome:
@@ -416,15 +434,12 @@ def _revalidate_each(
         except Exception as exc:
             log.exception("revalidation of meter %s from %s failed", meter_id, start.isoformat())
             outcome.failed.append(meter_id)
-            try:
-                with transaction.atomic():
-                    RevalidationRequest.objects.filter(meter_id=meter_id, since__gte=start).update(
-                        attempts=F("attempts") + 1,
-                        last_error=_error_text(exc),
-                        last_attempt_at=now,
-                    )
-            except Exception:  # the database itself is failing: the log has to do
-                log.exception("meter %s: could not record the failed revalidation", meter_id)
+            _failure_record(
+                RevalidationRequest.objects.filter(meter_id=meter_id, since__gte=start),
+                exc=exc,
+                now=now,
+                what=f"meter {meter_id}: the failed revalidation",
+            )
         else:
             outcome.revalidated.append(meter_id)
     return outcome
@@ -571,8 +586,14 @@ def vee_run_pending(*, now: dt.datetime) -> int:
             )
             if number < batch_spans:
                 failed.add(span["meter_id"])
-                _batch_failure_record(
-                    batch_ids=batches, meter_id=span["meter_id"], exc=exc, now=now
+                _failure_record(
+                    IngestBatchMeter.objects.filter(
+                        batch_id__in=batches, meter_id=span["meter_id"]
+                    ),
+                    exc=exc,
+                    now=now,
+                    what=f"meter {span['meter_id']}: the failed nightly VEE",
+                    prefix="vee_",
                 )
     if batches:
         # a batch is checked when all its meters were: one with a failed meter stays
@@ -583,22 +604,6 @@ def vee_run_pending(*, now: dt.datetime) -> int:
             ).values("batch_id")
         ).update(vee_done_at=now)
     return findings + revalidation_requests_run(now=now)
-
-
-def _batch_failure_record(
-    *, batch_ids: list[int], meter_id: int, exc: BaseException, now: dt.datetime
-) -> None:
-    """On the meter's spans of the batches it holds unchecked: one more failed attempt,
-    its error and time (after the rollback, in a transaction of their own)."""
-    try:
-        with transaction.atomic():
-            IngestBatchMeter.objects.filter(batch_id__in=batch_ids, meter_id=meter_id).update(
-                vee_attempts=F("vee_attempts") + 1,
-                vee_last_error=_error_text(exc),
-                vee_last_attempt_at=now,
-            )
-    except Exception:  # the database itself is failing: the log has to do
-        log.exception("meter %s: could not record the failed nightly VEE", meter_id)
 
 
 # --- the exception queue ------------------------------------------------------------------

@@ -177,20 +177,12 @@ class TestBatchesHeldByAFailingMeter:
 
     def nights(self, monkeypatch):
         from metering.vee.services import vee_run_pending
-        from tests.metering.factories import MeterInstallationFactory
-        from tests.metering.factories_readings import MeterVendorFactory
-        from tests.metering.test_revalidation_errors import T0, delivered
+        from tests.metering.test_revalidation_errors import T0, delivered, one_failing_of_two
 
-        vendor = MeterVendorFactory()
-        broken, fine = (
-            MeterInstallationFactory(meter__vendor=vendor),
-            MeterInstallationFactory(meter__vendor=vendor),
-        )
-        held, checked = delivered(vendor, broken), delivered(vendor, fine)
-        monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id))
+        broken, fine, held, checked = one_failing_of_two(monkeypatch)
         vee_run_pending(now=T0)
         monkeypatch.undo()
-        waiting = delivered(vendor, fine)  # came in after the night
+        waiting = delivered(fine.meter.vendor, fine)  # came in after the night
         return broken, held, checked, waiting
 
     def test_the_list_shows_each_batch_s_vee_state(self, operator, monkeypatch):

@@ -172,15 +172,22 @@ def decrease_rejected(inst):
     return read.status == "rejected"
 
 
+def one_failing_of_two(monkeypatch, message="lock timeout on the meter's readings"):
+    """Two meters of a vendor, a batch for each, and VEE failing on the first: the
+    meters (broken, fine) and their batches (held, checked once a night has run)."""
+    vendor = MeterVendorFactory()
+    broken, fine = (
+        MeterInstallationFactory(meter__vendor=vendor),
+        MeterInstallationFactory(meter__vendor=vendor),
+    )
+    held, checked = delivered(vendor, broken), delivered(vendor, fine)
+    monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id, message))
+    return broken, fine, held, checked
+
+
 class TestTheNightlyBatches:
     def test_a_batch_is_checked_only_when_all_its_meters_were(self, monkeypatch):
-        vendor = MeterVendorFactory()
-        broken, fine = (
-            MeterInstallationFactory(meter__vendor=vendor),
-            MeterInstallationFactory(meter__vendor=vendor),
-        )
-        held, checked = delivered(vendor, broken), delivered(vendor, fine)
-        monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id))
+        broken, fine, held, checked = one_failing_of_two(monkeypatch)
 
         vee_run_pending(now=T0 + dt.timedelta(days=1))
 
@@ -207,13 +214,7 @@ class TestTheNightlyBatches:
         assert IngestBatch.objects.filter(vee_done_at__isnull=True).count() == 0
 
     def test_the_failing_meter_is_recorded_on_the_batch_each_night(self, monkeypatch):
-        vendor = MeterVendorFactory()
-        broken, fine = (
-            MeterInstallationFactory(meter__vendor=vendor),
-            MeterInstallationFactory(meter__vendor=vendor),
-        )
-        held, checked = delivered(vendor, broken), delivered(vendor, fine)
-        monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id, "x" * 900))
+        broken, fine, held, checked = one_failing_of_two(monkeypatch, "x" * 900)
         vee_run_pending(now=T0 + dt.timedelta(days=1))
         monkeypatch.setattr(services, "vee_run_meter", fails_for(broken.meter_id))
 
