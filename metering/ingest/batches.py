@@ -271,7 +271,7 @@ def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
         return [], errors
     try:
         return row_rules.validate_csv_rows(
-            (r for r in reader if r),
+            reader,
             header=header,
             mapping=vendor.csv_columns or {},
             time_zone=vendor.csv_time_zone,

@@ -397,7 +397,9 @@ def validate_csv_rows(
 ) -> tuple[list[tuple], RowErrors]:
     """Validate CSV data rows (after the header) with a vendor's column mapping.
 
-    Rows are numbered from 0 for the first data row (file line = row + 2).
+    Rows are numbered from 0 for the first data row (file line = row + 2); empty rows
+    (blank lines) are skipped but keep their numbers, so a later row's number still
+    names its line.
     """
     errors = RowErrors()
     positions = csv_positions(header=header, mapping=mapping, errors=errors)
@@ -407,8 +409,11 @@ def validate_csv_rows(
     out: list[tuple] = []
     seen: dict = {}
     width = len(header)
-    index = -1
+    read = 0
     for index, values in enumerate(rows):
+        if not values:
+            continue
+        read += 1
         if len(values) != width:
             errors.add(
                 index, None, "wrong_column_count", f"Expected {width} columns, found {len(values)}."
@@ -426,7 +431,7 @@ def validate_csv_rows(
         )
         if normalised is not None:
             out.append(normalised)
-    if index < 0:
+    if not read:
         errors.add(None, None, "empty", "The file contains no readings.")
     return _refuse_before(out, not_before, errors), errors
 
