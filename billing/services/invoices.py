@@ -26,7 +26,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from billing import conf
@@ -41,6 +41,10 @@ class InvoiceIsIssued(ConflictError):
 
 class UnableToIssueInvoice(DomainError):
     code = "unable_to_issue"
+
+
+class InstalmentSettled(ConflictError):
+    code = "instalment_settled"
 
 
 class NumberingRace(Exception):
@@ -394,6 +398,15 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
             .exists()
         ):
             raise ConflictError(f"Invoice {invoice.display_number} has already been credited.")
+        if invoice.kind == Invoice.Kind.INSTALMENT:
+            settling = settlement_of_instalment(invoice)
+            if settling is not None:
+                raise InstalmentSettled(
+                    f"Instalment {invoice.display_number} is credited by "
+                    f"{settling.display_number or 'the draft settlement'} of its year "
+                    f"({settling.period_start.isoformat()} to {settling.period_end.isoformat()}): "
+                    "credit or correct the settlement instead."
+                )
         draft = credit_note_draft(invoice=invoice)
         (credit_id,) = drafts_write(
             drafts=[draft],
@@ -408,6 +421,37 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
                 issued_at=now, invoice_ids=[credit_id], time_zone=invoice.network.time_zone
             )
     return Invoice.objects.get(pk=credit_id)
+
+
+def settlement_of_instalment(instalment: Invoice) -> Invoice | None:
+    """The current settlement of the plan year an instalment falls in (issued or a draft,
+    or its correction after a re-rating), which credits the instalment; None before the
+    year is settled or once its settlement is credited."""
+    years = Q()
+    for start, end in (
+        Invoice.objects.filter(
+            account_id=instalment.account_id,
+            kind=Invoice.Kind.SETTLEMENT,
+            period_start__lte=instalment.period_start,
+            period_end__gt=instalment.period_start,
+        )
+        .exclude(state=Invoice.State.CANCELLED)
+        .values_list("period_start", "period_end")
+    ):
+        years |= Q(period_start=start, period_end=end)
+    if not years:
+        return None
+    return (
+        Invoice.objects.filter(
+            years,
+            account_id=instalment.account_id,
+            kind__in=(Invoice.Kind.SETTLEMENT, Invoice.Kind.CORRECTION),
+        )
+        .exclude(state=Invoice.State.CANCELLED)
+        .not_credited()
+        .order_by("-pk")
+        .first()
+    )
 
 
 def _apply_credit_notes(*, ids: Sequence[int], on: dt.date) -> None:
