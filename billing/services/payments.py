@@ -537,29 +537,22 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
     recorded in one transaction, rows in file order, each allocated as
     :func:`payment_record` does; transactions imported before (same bank transaction id,
     also a repeat within the file) count as duplicates, so a statement can be sent again.
+    So does an unmatched credit staff booked by hand under its bank transaction id (same
+    date and amount; other data under that id is a ``conflict``).
     """
     rows, errors = _statement_rows(text)
     _match_accounts(rows)
     first_of: dict[str, _StatementRow] = {}
     new_rows: list[_StatementRow] = []
+    unplaced: list[_StatementRow] = []
     duplicates = skipped = 0
-    unmatched: list[dict] = []
     for row in rows:
         if row.debit:
             skipped += 1
             continue
         if row.account is None:
             if not row.bad:  # well-formed, but nobody's: staff record it by hand
-                unmatched.append(
-                    {
-                        "row": row.row,
-                        "date": row.received_on.isoformat(),
-                        "amount": str(row.amount),
-                        "reference": row.reference,
-                        "account": row.account_number,
-                        "transaction_id": row.transaction_id,
-                    }
-                )
+                unplaced.append(row)
             continue
         if row.amount is not None:
             row_errors = _amount_errors(row.amount, row.account.network.currency, row.row)
@@ -597,6 +590,21 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
         complete = row.amount is not None and row.received_on is not None
         if stored is not None and complete and stored != _transaction_key(row):
             errors.append(_imported_conflict(row, stored))
+    # a credit listed as unmatched that staff then booked by hand under the bank's id (API,
+    # admin) is booked: sent again, the statement must not list it for booking twice
+    booked = _booked_by_hand({r.transaction_id for r in unplaced})
+    unmatched: list[dict] = []
+    for row in unplaced:
+        payment = booked.get(row.transaction_id)
+        if payment is None:
+            unmatched.append(_unmatched(row))
+        elif (payment.received_on, payment.amount) == (
+            row.received_on,
+            quantize_money(row.amount, payment.currency),
+        ):
+            duplicates += 1
+        else:  # another transaction under the same id: as for an imported one, refused
+            errors.append(_booked_conflict(row, payment))
     if errors:
         raise _refused(errors)
     result = ImportResult(duplicates=duplicates, skipped=skipped, unmatched=unmatched)
@@ -643,6 +651,38 @@ def _imported_before(transaction_ids) -> dict[str, tuple]:
         ).values_list("bank_transaction_id", "account_id", "received_on", "amount"):
             stored[transaction_id] = (account_id, received_on, amount)
     return stored
+
+
+def _unmatched(row: _StatementRow) -> dict:
+    return {
+        "row": row.row,
+        "date": row.received_on.isoformat(),
+        "amount": str(row.amount),
+        "reference": row.reference,
+        "account": row.account_number,
+        "transaction_id": row.transaction_id,
+    }
+
+
+def _booked_by_hand(transaction_ids) -> dict[str, Payment]:
+    """The payments recorded under ``transaction_ids`` (date, amount and currency)."""
+    booked: dict[str, Payment] = {}
+    for ids in _chunks(transaction_ids):
+        for payment in Payment.objects.filter(bank_transaction_id__in=ids).only(
+            "bank_transaction_id", "received_on", "amount", "currency"
+        ):
+            booked[payment.bank_transaction_id] = payment
+    return booked
+
+
+def _booked_conflict(row: _StatementRow, payment: Payment) -> ErrorItem:
+    return _invalid(
+        "transaction_id",
+        f"booked before with other data ({payment.amount} {payment.currency} on "
+        f"{payment.received_on.isoformat()})",
+        row.row,
+        "conflict",
+    )
 
 
 def _imported_conflict(row: _StatementRow, stored: tuple) -> ErrorItem:

@@ -1,6 +1,7 @@
 """Bank statement import: a bad file is refused whole with every bad row named (422, never
 a 500), nothing of it stored; a clean file is recorded once (re-sending it is harmless)."""
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.models import Allocation, Invoice, Payment
 from billing.services import payments as payment_services
-from billing.services.payments import PaymentImportInvalid, payments_import_csv
+from billing.services.payments import PaymentImportInvalid, payment_record, payments_import_csv
 from heatutility.roles import BILLING_CLERK
 from tests.billing.factories import billed_network
 from tests.billing.helpers import NOW, bill_month, client_for
@@ -40,6 +41,15 @@ def refused(text: str) -> PaymentImportInvalid:
     with pytest.raises(PaymentImportInvalid) as info:
         payments_import_csv(text=text, now=NOW)
     assert not Payment.objects.exists(), "a refused statement stores nothing"
+    return info.value
+
+
+def refused_after_booking(text: str) -> PaymentImportInvalid:
+    """Like :func:`refused`, with payments booked before the import."""
+    before = Payment.objects.count()
+    with pytest.raises(PaymentImportInvalid) as info:
+        payments_import_csv(text=text, now=NOW)
+    assert Payment.objects.count() == before, "a refused statement stores nothing"
     return info.value
 
 
@@ -134,6 +144,47 @@ class TestBadRowsAreRefusedNotCrashed:
         assert Payment.objects.count() == 2
         again = payments_import_csv(text=text, now=NOW)  # sent again: nothing doubled
         assert (again.created, again.duplicates, len(again.unmatched)) == (0, 2, 3)
+
+    def test_an_unmatched_credit_booked_by_hand_counts_as_a_duplicate_when_sent_again(
+        self, account
+    ):
+        """Staff book a listed credit by hand with the bank's id (API, admin): the same
+        statement sent again must not list it for booking a second time."""
+        text = statement(account, "2026-12-03,250.00,from grandma,,tx-x")
+        first = payments_import_csv(text=text, now=NOW)
+        assert [u["transaction_id"] for u in first.unmatched] == ["tx-x"]
+        payment_record(
+            account=account,
+            amount=Decimal("250.00"),
+            received_on=dt.date(2026, 12, 3),
+            reference="from grandma",
+            bank_transaction_id="tx-x",
+            now=NOW,
+        )
+
+        again = payments_import_csv(text=text, now=NOW)
+
+        assert (again.created, again.duplicates, again.unmatched) == (0, 3, [])
+        assert Payment.objects.count() == 3
+        assert Payment.objects.get(bank_transaction_id="tx-x").amount == Decimal("250.00")
+
+    def test_an_unmatched_credit_whose_id_was_booked_with_another_amount_is_a_conflict(
+        self, account
+    ):
+        """Another transaction under the bank's id (or a typo when booking): refused like
+        an imported one with other data, not counted away as a duplicate."""
+        payment_record(
+            account=account,
+            amount=Decimal("25.00"),
+            received_on=dt.date(2026, 12, 3),
+            bank_transaction_id="tx-x",
+            now=NOW,
+        )
+
+        exc = refused_after_booking(statement(account, "2026-12-03,250.00,from grandma,,tx-x"))
+
+        assert errors_of(exc) == [(3, "transaction_id", "conflict")]
+        assert "booked before with other data (25.00 DKK on 2026-12-03)" in exc.message
 
     def test_a_transaction_twice_in_the_file_with_other_data_is_an_error(self, account):
         text = statement(account, "2026-12-03,99.00,first,{account},tx-1")
