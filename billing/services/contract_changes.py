@@ -33,7 +33,11 @@ from django.db.models import F, Q
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import invoices_issue, invoices_render_after_commit
+from billing.services.invoices import (
+    _local_issue_date,
+    invoices_issue,
+    invoices_render_after_commit,
+)
 from billing.services.payments import payments_apply_unallocated
 from billing.services.rerating import (
     LATE,
@@ -296,7 +300,10 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         BillingRunException.objects.filter(run=run, account=account).delete()
         if not joins_run and not drafts[0].held:
             invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
-            payments_apply_unallocated(on=now.date(), account_id=account.pk)
+            # the local issue date, as invoice_issue (the UTC date is a day early at night)
+            payments_apply_unallocated(
+                on=_local_issue_date(now, network.time_zone), account_id=account.pk
+            )
             invoices_render_after_commit([invoice_id])
         return Invoice.objects.get(pk=invoice_id)
 

@@ -32,6 +32,7 @@ from billing.models import BillingRun, BillingRunException, Invoice, RerateCurso
 from billing.services.compute import drafts_compute
 from billing.services.invoices import (
     InvoiceIsIssued,
+    _local_issue_date,
     invoice_cancel_draft,
     invoice_credit,
     invoice_issue,
@@ -173,7 +174,9 @@ def _correction_write(*, invoice: Invoice, draft: BillDraft, now: dt.datetime) -
             issued_at=now, invoice_ids=[correction_id], time_zone=invoice.network.time_zone
         )
         # what the credit note left (the original was paid) settles the correction
-        payments_apply_unallocated(on=now.date(), account_id=invoice.account_id)
+        payments_apply_unallocated(
+            on=_local_issue_date(now, invoice.network.time_zone), account_id=invoice.account_id
+        )
     return Invoice.objects.get(pk=correction_id)
 
 

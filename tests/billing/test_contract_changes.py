@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 
 from billing import tasks
-from billing.models import BillingRunException, Invoice
+from billing.models import Allocation, BillingRunException, Invoice
 from billing.services.contract_changes import contracts_rebill_changed
+from billing.services.payments import payment_record
 from customers.services import contract_move_in, contract_move_out
 from tests.billing.factories import billed_network, contract_with_connection, register
 from tests.billing.helpers import NOW, bill_month
@@ -96,6 +97,33 @@ class TestLateMoveIn:
         run.refresh_from_db()
         assert run.state == "issued"
         assert run.total == 1
+
+    def test_the_late_bill_uses_the_newcomers_credit_on_the_local_day(self):
+        """Looked at 23:30 UTC on 21 December, 00:30 on the 22nd in Copenhagen: the late
+        bill is issued on the 22nd (local), and the newcomer's advance payment settles
+        it on that day, not on the UTC date."""
+        network, (contract,) = billed_network(accounts=1)
+        bill_month(network)
+        looked_at_everything_so_far()
+        register(contract.connection, NOV16, Decimal("43000") + 800)
+        newcomer = AccountFactory(network=network)
+        advance = payment_record(
+            account=newcomer,
+            amount=Decimal("2000.00"),
+            received_on=dt.date(2026, 12, 20),
+            now=NOW,
+        )
+        contract_move_in(
+            account=newcomer, connection=contract.connection, move_in_on=NOV16, end_previous=True
+        )
+        late_evening = dt.datetime(2026, 12, 21, 23, 30, tzinfo=dt.UTC)
+
+        _rerated, [late] = contracts_rebill_changed(now=late_evening)
+
+        assert late.state == Invoice.State.PAID
+        allocation = Allocation.objects.get(payment=advance, invoice=late)
+        assert allocation.allocated_on == dt.date(2026, 12, 22)
+        assert allocation.amount == late.gross
 
     def test_a_run_not_issued_yet_takes_the_late_bill_in_with_its_drafts(self):
         from billing.services.runs import billing_run_issue

@@ -4,9 +4,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing.models import Invoice
+from billing.models import Allocation, Invoice
 from billing.services.invoices import invoice_credit
-from billing.services.payments import account_balance
+from billing.services.payments import account_balance, payment_record
 from billing.services.rerating import (
     UnableToRerate,
     invoice_rebill,
@@ -115,6 +115,29 @@ class TestRerating:
         first_correction = Invoice.objects.filter(kind="correction").order_by("id").first()
         assert credit.original_id == first_correction.pk
         assert correction.lines.get(component="energy").quantity == Decimal("1.7")
+
+    def test_what_the_credit_note_settles_on_the_correction_is_dated_on_the_local_day(self):
+        """At 23:30 UTC on 5 December it is 00:30 on 6 December in Copenhagen: the credit
+        note and the correction are issued on the 6th (local), and so is the allocation
+        of what the credit note left onto the correction, not on the UTC date."""
+        network, (contract,) = billed_network(accounts=1)
+        bill_month(network)
+        original = invoice_of(contract, kind="invoice")
+        payment_record(
+            account=contract.account,
+            amount=Decimal("1360.98"),
+            received_on=dt.date(2026, 12, 5),
+            now=NOW,
+        )
+        register(contract.connection, dt.date(2026, 12, 1), Decimal("43500"))
+        late_evening = dt.datetime(2026, 12, 5, 23, 30, tzinfo=dt.UTC)
+
+        credit_note, correction = invoice_rerate(invoice=original, now=late_evening)
+
+        assert correction.state == Invoice.State.PAID
+        allocation = Allocation.objects.get(credit_note=credit_note, invoice=correction)
+        assert allocation.allocated_on == dt.date(2026, 12, 6)
+        assert allocation.amount == correction.gross
 
     def test_recomputing_an_issued_invoice_gives_the_same_figures(self):
         from billing.services.rerating import invoice_recompute
