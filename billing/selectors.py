@@ -67,7 +67,13 @@ def months_in_this_weather(
 
 
 def ledger() -> dict:
-    return {**DEFAULT_LEDGER, **getattr(settings, "BILLING", {}).get("LEDGER", {})}
+    """The ledger accounts: ``BILLING["LEDGER"]`` over the defaults, key by key, also
+    inside ``revenue`` (a setting that maps only ``energy`` keeps ``default`` and
+    ``reminder_fee``: without them a journal export broke off in the middle)."""
+    configured = getattr(settings, "BILLING", {}).get("LEDGER", {})
+    accounts = {**DEFAULT_LEDGER, **configured}
+    accounts["revenue"] = {**DEFAULT_LEDGER["revenue"], **configured.get("revenue", {})}
+    return accounts
 
 
 def run_progress(*, run: BillingRun) -> dict:

@@ -112,3 +112,22 @@ class TestJournalStreaming:
             credit = sum((r[6] for r in rows if r[1] == doc and r[6] != ""), Decimal(0))
             assert debit == credit == Decimal("1360.98")
         assert Invoice.objects.filter(number__isnull=False).count() == 5
+
+
+@pytest.mark.django_db
+def test_a_ledger_setting_for_one_revenue_account_keeps_the_other_defaults(settings):
+    """A deployment that books only energy revenue elsewhere still gets the default
+    revenue account for the other lines, not a KeyError that cuts the streamed CSV."""
+    settings.BILLING = {**settings.BILLING, "LEDGER": {"revenue": {"energy": "4010"}}}
+    network, _ = billed_network(accounts=1)
+    bill_month(network)
+
+    rows = list(journal_rows(network_id=network.pk, **ALL_TIME))
+
+    assert [(r[2], r[4], r[5], r[6]) for r in rows] == [
+        ("1100", "Invoice", Decimal("1360.98"), ""),
+        ("3000", "Subscription", "", Decimal("100.00")),
+        ("3000", "Capacity charge (above 0 kW)", "", Decimal("100.00")),
+        ("4010", "Energy charge", "", Decimal("888.78")),  # 1.5 MWh × 592.52
+        ("2610", "VAT 0.2500", "", Decimal("272.20")),  # 25 % of 1,088.78
+    ]
