@@ -567,8 +567,27 @@ class RefundAdmin(RecordedByServiceAdmin):
             return redirect(request.get_full_path())
 
 
+class PaymentForm(forms.ModelForm):
+    class Meta:
+        model = Payment
+        fields = ["account", "amount", "received_on", "reference", "bank_transaction_id"]
+
+    def clean(self):
+        data = super().clean()
+        account, amount = data.get("account"), data.get("amount")
+        if self.instance.pk is None and account is not None and amount is not None:
+            try:  # the service's rule: 0.40 ISK is nothing once rounded
+                payment_services.payment_amount_check(
+                    amount=amount, currency=account.network.currency
+                )
+            except DomainError as exc:
+                self.add_error("amount", exc.message)
+        return data
+
+
 @admin.register(Payment)
 class PaymentAdmin(RecordedByServiceAdmin):
+    form = PaymentForm
     list_display = [
         "received_on",
         "account",

@@ -109,6 +109,25 @@ def payment_allocate(*, payment: Payment, on: dt.date) -> list[Allocation]:
     return allocations
 
 
+def payment_amount_check(*, amount: Decimal, currency: str) -> Decimal:
+    """``amount`` rounded to ``currency``'s minor unit; refused unless that is positive.
+
+    Checked once rounded: 0.004 DKK (0.40 ISK) is nothing, and the CHECK constraint would
+    turn it into a database error (500) instead of a refusal.  The admin's form calls
+    this too, to show the refusal on the field."""
+    rounded = quantize_money(amount, currency)
+    if rounded <= 0:
+        message = "A payment amount must be positive" + (
+            f" ({amount} {currency} is {rounded} once rounded to the currency)."
+            if amount > 0
+            else "."
+        )
+        raise DomainError(
+            message, errors=[ErrorItem(code="invalid", message=message, field="amount")]
+        )
+    return rounded
+
+
 def payment_record(
     *,
     account: Account,
@@ -120,11 +139,7 @@ def payment_record(
     bank_transaction_id: str = "",
     user=None,
 ) -> Payment:
-    # checked once rounded: 0.004 DKK (0.40 ISK) is nothing, and the CHECK constraint
-    # would turn it into a database error (500) instead of a refusal
-    amount = quantize_money(amount, account.network.currency)
-    if amount <= 0:
-        raise DomainError("A payment amount must be positive.")
+    amount = payment_amount_check(amount=amount, currency=account.network.currency)
     with transaction.atomic():
         payment = Payment.objects.create(
             account=account,

@@ -1,4 +1,5 @@
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
@@ -269,3 +270,31 @@ def test_a_payment_booked_in_the_admin_keeps_the_banks_id(admin_client_):
     again = admin_client_.post("/admin/billing/payment/add/", form)
     assert again.status_code == 200  # the form again, with the error
     assert Payment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_admin_payment_that_rounds_to_nothing_is_refused_on_its_field(admin_client_):
+    """ISK has no minor unit: 0.40 ISK passes the form's two decimals but is nothing once
+    rounded; the form says so on the amount (it was a server error), nothing is stored."""
+    from billing.models import Payment
+    from tests.customers.factories import AccountFactory, NetworkFactory
+
+    account = AccountFactory(network=NetworkFactory(currency="ISK"))
+    form = {
+        "account": account.pk,
+        "amount": "0.40",
+        "received_on": "2026-12-05",
+        "reference": "",
+        "bank_transaction_id": "",
+    }
+
+    response = admin_client_.post("/admin/billing/payment/add/", form)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["amount"] == [
+        "A payment amount must be positive (0.40 ISK is 0 once rounded to the currency)."
+    ]
+    assert not Payment.objects.exists()
+    booked = admin_client_.post("/admin/billing/payment/add/", {**form, "amount": "1.00"})
+    assert booked.status_code == 302
+    assert Payment.objects.get().amount == Decimal("1")

@@ -414,6 +414,23 @@ class TestPaymentBookedByHandWithItsBankId:
         assert (result["created"], result["duplicates"]) == (0, 1)
         assert Payment.objects.get().bank_transaction_id == "B-77"
 
+    def test_an_amount_that_rounds_to_nothing_is_refused_on_its_field(self):
+        from tests.customers.factories import AccountFactory, NetworkFactory
+
+        account = AccountFactory(network=NetworkFactory(currency="ISK"))
+        clerk = client_for(BILLING_CLERK)
+
+        response = clerk.post(
+            "/api/v1/billing/payments/",
+            {"account": account.pk, "amount": "0.40", "received_on": "2026-12-05"},
+            format="json",
+        )
+
+        assert response.status_code == 422
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("amount", "invalid")
+        ]
+
     def test_a_bank_id_recorded_already_is_refused_on_its_field(self):
         network, contracts = billed_network(accounts=1)
         bill_month(network)
