@@ -24,6 +24,7 @@ from billing.services.invoices import invoice_payment_state
 from customers.models import Account
 from heatutility.errors import DomainError, ErrorItem
 from heatutility.money import quantize_money
+from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
 
 ZERO = Decimal("0")
 OPEN_STATES = (Invoice.State.ISSUED, Invoice.State.PARTLY_PAID, Invoice.State.OVERDUE)
@@ -405,6 +406,12 @@ def _statement_rows(text: str) -> tuple[list[_StatementRow], list[ErrorItem]]:
                 received_on = dt.date.fromisoformat(value["date"])
             except ValueError:
                 row_errors.append(_invalid("date", "not a date (YYYY-MM-DD)", row_number))
+            else:
+                if not date_in_range(received_on):  # 0026-12-03: the API refuses it too
+                    row_errors.append(
+                        _invalid("date", DATE_OUT_OF_RANGE, row_number, "out_of_range")
+                    )
+                    received_on = None
         if not any(e.field == "amount" for e in row_errors):
             try:
                 amount = _parse_amount(value["amount"])
@@ -543,7 +550,8 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
     ``transaction_id`` (the bank's id; a transaction is imported once).  Credits are
     payments; debit rows (bank fees, outgoing transfers) are skipped and counted.
 
-    All or nothing: every row is checked first (date, amount within ``Payment.amount``,
+    All or nothing: every row is checked first (date, within the product's range as the
+    API's dates, amount within ``Payment.amount``,
     lengths, well-formed CSV); if any row is malformed, nothing is stored and
     :class:`PaymentImportInvalid` lists every bad row and column.  Rows that are no
     customer payment (outgoing, or zero once rounded) are skipped and counted; incoming

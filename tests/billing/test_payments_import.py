@@ -81,6 +81,9 @@ class TestBadRowsAreRefusedNotCrashed:
             # dates, ids, accounts
             ("2026-13-03,10.00,ref,{account},tx-a", (3, "date", "invalid")),
             ("03.12.2026,10.00,ref,{account},tx-a", (3, "date", "invalid")),
+            # a typo the API refuses too (a payment no journal export could ever show)
+            ("0026-12-03,10.00,ref,{account},tx-a", (3, "date", "out_of_range")),
+            ("2226-12-03,10.00,ref,,tx-a", (3, "date", "out_of_range")),
             ("2026-12-03,10.00,ref,{account},", (3, "transaction_id", "required")),
             ("2026-12-03,10.00,ref,{account}\x00,tx-a", (3, "account", "invalid")),
             ("2026-12-03,10.00,r\x00f,{account},tx-a", (3, "reference", "invalid")),
@@ -93,6 +96,10 @@ class TestBadRowsAreRefusedNotCrashed:
         exc = refused(statement(account, row))
         assert errors_of(exc) == [expected]
         assert exc.message.startswith("Nothing was imported: 1 row(s) of the statement have")
+
+    def test_a_date_outside_the_products_range_says_so_as_the_api_does(self, account):
+        exc = refused(statement(account, "0026-12-03,10.00,ref,{account},tx-a"))
+        assert [e.message for e in exc.errors] == ["Enter a date from 1900-01-01 to 2200-12-31."]
 
     def test_an_unterminated_quote_is_reported_not_merged(self, account):
         text = statement(account, '2026-12-03,10.00,"unterminated,{account},tx-a')
