@@ -34,7 +34,7 @@ from customers.selectors import account_ids_by_number
 from heatutility.admin import ViewOnlyAdmin
 from heatutility.errors import DomainError
 from heatutility.timeutil import months_between
-from heatutility.uploads import upload_text
+from heatutility.uploads import upload_read, upload_text
 
 
 def _report(modeladmin, request, func, queryset, done_message: str) -> None:
@@ -633,7 +633,7 @@ class PaymentAdmin(RecordedByServiceAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 result = payment_services.payments_import_csv(
-                    text=upload_text(form.cleaned_data["file"].read()),
+                    text=upload_text(upload_read(form.cleaned_data["file"])),
                     now=timezone.now(),
                     user=request.user,
                 )

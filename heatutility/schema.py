@@ -41,6 +41,7 @@ _ERROR_DESCRIPTIONS = {
     "403": "The caller's role may not do this.",
     "404": "No such object (or not the caller's).",
     "409": "Conflicts with the current state (already done, locked, issued).",
+    "413": "The body, or a file in it, is larger than HEATUTILITY_MAX_UPLOAD_BYTES.",
     "422": "Well-formed, but a business rule refuses it; the reason, itemised.",
 }
 _ERROR_SCHEMA = {
@@ -85,6 +86,8 @@ def error_responses(result, generator, request, public):
                 codes.append("400")
             if writes:
                 codes += ["409", "422"]
+            if method in ("post", "put", "patch"):  # a body: Django's and upload_read's limit
+                codes.append("413")
             responses = operation.setdefault("responses", {})
             for code in codes:
                 responses.setdefault(

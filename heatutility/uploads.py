@@ -6,9 +6,17 @@ exports use (``Søren`` arrives as the byte ``0xf8``); the columns that matter (
 amounts, ids) are ASCII in both.  A file that is neither, or holds NUL bytes (a
 spreadsheet or a PDF uploaded by mistake), is refused with where it failed: 422, never
 a server error.
+
+Django refuses a request body above ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+(``HEATUTILITY_MAX_UPLOAD_BYTES``) but not the files in it, which it streams to disk:
+every upload site (API and admin) reads a file with :func:`upload_read`, which refuses
+one above that limit (413 ``too_large``).
 """
 
 from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 
 from heatutility.errors import DomainError, ErrorItem
 
@@ -17,6 +25,26 @@ FALLBACK_ENCODING = "cp1252"
 
 class UnreadableUpload(DomainError):
     code = "unreadable_file"
+
+
+class UploadTooLarge(DomainError):
+    status_code = 413
+    code = "too_large"
+
+
+def upload_read(upload: UploadedFile, *, field: str = "file") -> bytes:
+    """The bytes of ``upload``; raises :class:`UploadTooLarge` before reading a file above
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and upload.size > limit:
+        message = (
+            f"The file has {upload.size} bytes; at most {limit} are accepted: "
+            "split it into smaller files."
+        )
+        raise UploadTooLarge(
+            message, errors=[ErrorItem(code="too_large", message=message, field=field)]
+        )
+    return upload.read()
 
 
 def upload_text(data: bytes, *, field: str = "file") -> str:

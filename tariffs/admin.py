@@ -23,7 +23,7 @@ from django.utils.html import format_html
 
 from customers.models import Network, ServiceConnection
 from heatutility.errors import DomainError
-from heatutility.uploads import upload_text
+from heatutility.uploads import upload_read, upload_text
 from tariffs import models, services
 from tariffs.plots import PLOTS, render_cap_plot, render_plot
 from tariffs.selectors import tariff_spec_for_version
@@ -202,7 +202,7 @@ class DataImportForm(forms.ModelForm):
         upload = data.get("upload")
         if upload:
             try:
-                data["content"] = upload_text(upload.read(), field="upload")
+                data["content"] = upload_text(upload_read(upload, field="upload"), field="upload")
             except DomainError as exc:
                 raise forms.ValidationError(exc.message) from exc
         if not data.get("content"):

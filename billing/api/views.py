@@ -26,7 +26,7 @@ from billing.services import runs as run_services
 from customers.models import Account
 from heatutility.errors import NotFound
 from heatutility.permissions import HasPermission
-from heatutility.uploads import upload_text
+from heatutility.uploads import upload_read, upload_text
 
 
 class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -296,7 +296,7 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Import a bank statement CSV; each bank transaction is imported once."""
         body = serializers.PaymentImportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        text = upload_text(body.validated_data["file"].read())
+        text = upload_text(upload_read(body.validated_data["file"]))
         result = payment_services.payments_import_csv(
             text=text, now=timezone.now(), user=request.user
         )

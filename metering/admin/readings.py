@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from heatutility.admin import ViewOnlyAdmin
 from heatutility.errors import DomainError
+from heatutility.uploads import upload_read
 from metering import models
 from metering.ingest.batches import readings_file_submit
 from metering.selectors import batch_vee_failed, batch_vee_failures
@@ -163,7 +164,7 @@ class IngestBatchAdmin(admin.ModelAdmin):
             try:
                 batch, _ = readings_file_submit(
                     vendor=form.cleaned_data["vendor"],
-                    content=upload.read(),
+                    content=upload_read(upload),
                     file_name=upload.name,
                     received_at=timezone.now(),
                     created_by=request.user,

@@ -7,7 +7,6 @@ below describe the shapes for the OpenAPI schema and answer bodies.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
@@ -18,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from heatutility.errors import DomainError, ErrorItem
+from heatutility.uploads import upload_read
 from metering import selectors
 from metering.ingest import batches
 from metering.models import HeatMeter, IngestBatch, MeterVendor
@@ -273,20 +273,9 @@ class ReadingFileView(APIView):
                 "Attach the CSV file as the multipart field 'file'.",
                 errors=[ErrorItem(code="required", field="file", message="file is required.")],
             )
-        if upload.size > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            raise PayloadTooLarge(
-                f"The file has {upload.size} bytes; at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} are accepted.",
-                errors=[
-                    ErrorItem(
-                        code="too_large",
-                        field="file",
-                        message="Split the export into smaller files.",
-                    )
-                ],
-            )
         batch, created = batches.readings_file_submit(
             vendor=request.auth,
-            content=upload.read(),
+            content=upload_read(upload),
             file_name=upload.name or "upload.csv",
             received_at=timezone.now(),
             idempotency_key=request.headers.get("Idempotency-Key", "")[:100],

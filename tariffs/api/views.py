@@ -23,7 +23,7 @@ from rest_framework.response import Response
 
 from heatutility.errors import NotFound
 from heatutility.permissions import HasPermission
-from heatutility.uploads import upload_text
+from heatutility.uploads import upload_read, upload_text
 from tariffs import models, services
 from tariffs.api import serializers as s
 from tariffs.plots import PLOTS, render_cap_plot, render_plot
@@ -212,7 +212,7 @@ class DataImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         body.is_valid(raise_exception=True)
         data = body.validated_data
         upload = data.get("file")
-        content = upload_text(upload.read()) if upload else data["content"]
+        content = upload_text(upload_read(upload)) if upload else data["content"]
         record = services.data_import_create(
             kind=data["kind"], content=content, filename=getattr(upload, "name", "") or "", unit=data.get("unit"),
             price_area=data.get("price_area", ""), currency=data.get("currency", "DKK"),

@@ -335,6 +335,40 @@ class TestImportEndpoints:
         ]
         assert not Payment.objects.exists()
 
+    def test_api_refuses_a_statement_above_the_upload_limit_with_a_413(self, account, settings):
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+        clerk = client_for(BILLING_CLERK)
+        upload = SimpleUploadedFile("statement.csv", statement(account).encode())
+        assert upload.size > 100
+
+        response = clerk.post(
+            "/api/v1/billing/payments/import/", {"file": upload}, format="multipart"
+        )
+
+        assert response.status_code == 413
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [
+            ("file", "too_large")
+        ]
+        assert not Payment.objects.exists()
+
+    def test_admin_refuses_a_statement_above_the_upload_limit_on_the_form(
+        self, client, account, settings
+    ):
+        from django.contrib.auth.models import User
+
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+        client.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
+        upload = SimpleUploadedFile("statement.csv", statement(account).encode())
+
+        response = client.post("/admin/billing/payment/import/", {"file": upload})
+
+        assert response.status_code == 200  # the form again, with the reason
+        assert response.context["form"].non_field_errors() == [
+            f"file: The file has {upload.size} bytes; at most 100 are accepted: split it "
+            "into smaller files."
+        ]
+        assert not Payment.objects.exists()
+
     def test_admin_names_the_bad_rows_and_stores_nothing(self, client, account):
         from django.contrib.auth.models import User
 

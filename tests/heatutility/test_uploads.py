@@ -1,6 +1,7 @@
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
-from heatutility.uploads import UnreadableUpload, upload_text
+from heatutility.uploads import UnreadableUpload, UploadTooLarge, upload_read, upload_text
 
 
 @pytest.mark.parametrize(
@@ -28,3 +29,23 @@ def test_what_is_neither_is_refused_with_where():
     assert [e.as_dict() for e in refused.value.errors] == [
         {"code": "encoding", "field": "upload", "message": refused.value.message}
     ]
+
+
+def test_a_file_up_to_the_limit_is_read(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    assert upload_read(SimpleUploadedFile("a.csv", b"0123456789")) == b"0123456789"
+
+
+def test_a_file_above_the_limit_is_refused_as_413_naming_the_field(settings):
+    """Django limits the request body, not the files in it: HEATUTILITY_MAX_UPLOAD_BYTES
+    (DATA_UPLOAD_MAX_MEMORY_SIZE) holds for every file staff or vendors upload."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    with pytest.raises(UploadTooLarge) as refused:
+        upload_read(SimpleUploadedFile("a.csv", b"01234567890"), field="upload")
+    assert refused.value.status_code == 413
+    message = "The file has 11 bytes; at most 10 are accepted: split it into smaller files."
+    assert refused.value.as_dict() == {
+        "message": message,
+        "code": "too_large",
+        "errors": [{"code": "too_large", "field": "upload", "message": message}],
+    }

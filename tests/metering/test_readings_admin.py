@@ -50,6 +50,21 @@ class TestReadingsAdmin:
         page = admin_client.get("/admin/metering/ingestbatch/").content.decode()
         assert "<progress" in page
 
+    def test_a_file_above_the_upload_limit_is_refused_on_the_form(self, admin_client, settings):
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 50
+        vendor = MeterVendorFactory(csv_separator=",", csv_decimal_comma=False)
+        content = b"meter,read_at,energy,volume_m3\n" + b"M-1,2026-11-01T00:00:00Z,10.5,1\n" * 2
+
+        response = admin_client.post(
+            "/admin/metering/ingestbatch/upload/",
+            {"vendor": vendor.pk, "file": SimpleUploadedFile("x.csv", content)},
+        )
+
+        assert response.status_code == 200  # the form again, with the reason
+        (error,) = response.context["form"].errors["file"]
+        assert error.startswith(f"file too_large: The file has {len(content)} bytes; at most 50")
+        assert not IngestBatch.objects.exists()
+
     def test_bulk_accept_needs_a_reason_and_records_who(self, admin_client, admin_user):
         inst = MeterInstallationFactory()
         add_readings(inst.meter, [(T0, "100", "1", {"status_code": 4})], status="suspect")

@@ -105,6 +105,28 @@ class TestAdminPages:
         assert "The file is not text (a NUL byte at position 4)." in page.content.decode()
         assert not DataImport.objects.exists()
 
+    def test_an_upload_above_the_limit_is_refused_on_the_form(self, settings):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+        client = login(TARIFF_MANAGER, "m")
+        prices = "time,price\n" + "2026-01-05T00:00:00+01:00,1\n" * 10
+        page = client.post(
+            reverse("admin:tariffs_dataimport_add"),
+            {
+                "kind": "spot_prices",
+                "unit": "",
+                "price_area": "DK1",
+                "currency": "DKK",
+                "time_zone": "Europe/Copenhagen",
+                "content": "",
+                "upload": SimpleUploadedFile("prices.csv", prices.encode()),
+            },
+        )
+        assert page.status_code == 200  # the form again, with the reason
+        assert f"The file has {len(prices)} bytes; at most 100 are accepted" in page.content.decode()
+        assert not DataImport.objects.exists()
+
     def test_version_report_shows_impact_and_examples(self):
         version = TariffVersionFactory(tariff=TariffFactory())
         client = login(TARIFF_MANAGER, "m")

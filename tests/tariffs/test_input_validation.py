@@ -359,6 +359,18 @@ class TestDataImports:
         assert fields(response) == [field]
         assert not models.DataImport.objects.exists()
 
+    def test_a_file_above_the_upload_limit_is_a_413_and_nothing_is_recorded(self, manager, settings):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+        prices = "time,price\n" + "2026-01-05T00:00:00+01:00,1\n" * 10
+        response = manager.post("/api/v1/plant-data-imports/", {
+            "kind": "spot_prices", "price_area": "DK2",
+            "file": SimpleUploadedFile("prices.csv", prices.encode())}, format="multipart")
+        assert response.status_code == 413, response.content
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("file", "too_large")]
+        assert not models.DataImport.objects.exists()
+
     def test_an_unknown_zone_fails_the_import_with_a_reason_instead_of_leaving_it_pending(self):
         record = data_import_create(kind="spot_prices", price_area="DK2", time_zone="Not/AZone",
                                     content="time,price\n2027-01-01 00:00,1\n", enqueue=False)
