@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from django.core.exceptions import ValidationError
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Max, Q
 
 from customers.models import Network, ServiceConnection
@@ -272,8 +272,15 @@ def tariff_version_publish(*, version: TariffVersion, user, now: dt.datetime) ->
 def tariff_assign(*, tariff: Tariff, connection_ids: Sequence[int], valid_from: dt.date) -> int:
     """Put connections on ``tariff`` from ``valid_from`` (closing their open assignment). Idempotent.
 
+    An assignment already planned after ``valid_from`` is kept: the new one ends the day
+    that one begins (``valid_to = next.valid_from``), or, when the planned one is of this
+    tariff, that one starts on ``valid_from`` instead.  Left open-ended it would cover the
+    planned one's days too (billed twice on SQLite, refused by the exclusion constraint on
+    PostgreSQL).
+
     Refused as a whole (422) when an id is unknown or on another network, each named by
-    its position (``connection_ids.3``).
+    its position (``connection_ids.3``); an overlap left by a concurrent write is a 409.
+    Returns how many connections were put on the tariff.
     """
     first: dict[int, int] = {}  # id -> index of its first occurrence
     for index, cid in enumerate(connection_ids):
@@ -302,9 +309,33 @@ def tariff_assign(*, tariff: Tariff, connection_ids: Sequence[int], valid_from: 
         already = set(current.filter(tariff=tariff).values_list("connection_id", flat=True))
         current.exclude(tariff=tariff).filter(valid_from__lt=valid_from).update(valid_to=valid_from)
         current.exclude(tariff=tariff).filter(valid_from=valid_from).delete()
-        new = [TariffAssignment(connection_id=c, tariff=tariff, valid_from=valid_from) for c in ids if c not in already]
-        TariffAssignment.objects.bulk_create(new)
-        return len(new)
+        planned: dict[int, TariffAssignment] = {}  # connection id -> its next assignment
+        for later in (
+            TariffAssignment.objects.select_for_update(of=("self",))
+            .filter(connection_id__in=ids, valid_from__gt=valid_from)
+            .order_by("connection_id", "valid_from")
+        ):
+            planned.setdefault(later.connection_id, later)
+        new, brought_forward = [], []
+        for c in ids:
+            if c in already:
+                continue
+            following = planned.get(c)
+            if following is not None and following.tariff_id == tariff.pk:
+                brought_forward.append(following.pk)
+            else:
+                new.append(TariffAssignment(connection_id=c, tariff=tariff, valid_from=valid_from,
+                                            valid_to=following.valid_from if following is not None else None))
+        TariffAssignment.objects.filter(pk__in=brought_forward).update(valid_from=valid_from)
+        try:
+            if connection.vendor != "postgresql":  # the exclusion constraint's rule, as a query
+                for assignment in new:
+                    assignment.validate_constraints()
+            with transaction.atomic():
+                TariffAssignment.objects.bulk_create(new)
+        except (ValidationError, IntegrityError) as exc:
+            raise ConflictError(f"Assigning tariff {tariff.code} from {valid_from} overlaps another assignment: {exc}") from exc
+        return len(new) + len(brought_forward)
 
 
 # ----------------------------------------------------------------------------- imports
