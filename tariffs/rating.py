@@ -571,7 +571,7 @@ class _Pricer:
             shares = self._season_shares(c)
             remaining = total
             parts: list[tuple[Season, Decimal]] = []
-            nonzero = [s for i, s in enumerate(c.seasons) if shares[i] > 0]
+            nonzero = [s for i, s in enumerate(c.seasons) if shares[i] != 0]  # a negative month too
             if not nonzero and total:  # no day or monthly energy to share by: the period's month
                 nonzero = [s for s in c.seasons if det.period_start.month in s.months][:1]
             index = {id(s): i for i, s in enumerate(c.seasons)}

@@ -131,3 +131,20 @@ class TestReturnTemperature:
             "average return temperature 37.76 °C, neutral band 34.75–37.75 °C; "
             "0.01 °C above 37.75 °C: penalty; 1,000.00 DKK energy charge × 2.00 % × 0.01 °C"
         )
+
+
+class TestSeasonsByMonthlyEnergy:
+    def test_a_month_with_negative_energy_is_priced_in_its_own_season(self):
+        spec = make([SEASONAL_ENERGY])
+        # March +5 MWh (winter), April −1 MWh (summer: a register corrected down)
+        by_month = ((dt.date(2026, 3, 1), D("5")), (dt.date(2026, 4, 1), D("-1")))
+        lines = rate(
+            determinants=det(dt.date(2026, 3, 1), dt.date(2026, 5, 1), mwh="4", by_month=by_month),
+            tariff=spec,
+        )
+        # 5 × 500 − 1 × 300 = 2,200.00 (not 4 × 500 = 2,000.00 all in winter)
+        assert [(ln.description, ln.quantity, ln.amount) for ln in lines] == [
+            ("Energy (winter)", D("5.000000"), D("2500.00")),
+            ("Energy (summer)", D("-1.000000"), D("-300.00")),
+        ]
+        assert sum(ln.amount for ln in lines) == D("2200.00")
