@@ -12,6 +12,7 @@ exact up to that rounding; an energy that comes out of a model (the substitution
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -56,6 +57,8 @@ def _d(value, name: str) -> Decimal:
 CAP_INPUT_PLACES = 10
 INDEX_PRICES = ("energy", "capacity", "meter")
 BIGINT_MAX = 2**63 - 1
+# one optional sign, then ASCII digits: str.isdigit() also passes "²" and int() then fails
+_WHOLE = re.compile(r"[+-]?[0-9]+")
 
 
 class _Reader:
@@ -141,7 +144,7 @@ class _Reader:
             number = value
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
-        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 30:
+        elif isinstance(value, str) and len(value) < 30 and _WHOLE.fullmatch(value.strip()):
             number = int(value.strip())
         if number is None:
             self.error(field, "A whole number is required.")
