@@ -165,7 +165,10 @@ class _Reader:
         return value
 
 
-def _index_term_inputs(r: _Reader, t: Any, path: str) -> None:
+def _index_term_inputs(r: _Reader, t: Any, path: str, *, from_cost_runs: bool = True) -> None:
+    """One index of a clause.  Only a cost index (``from_cost_runs``) may take K₀ and K from
+    operating-cost runs (their electricity price); the market index M (Destatis heat-price
+    index, DOMAIN.md §5) is a published statistic that staff enter, never a cost of ours."""
     t = r.obj(t, path)
     if t is None:
         return
@@ -174,7 +177,13 @@ def _index_term_inputs(r: _Reader, t: Any, path: str) -> None:
         r.error(f"{path}.name", "A name (text, at most 60 characters) is required.")
     r.number(t, "weight", path)
     for key, ref in (("base", "base_cost_id"), ("current", "current_cost_id")):
-        if ref in t:
+        if ref in t and not from_cost_runs:
+            r.error(
+                f"{path}.{ref}",
+                f"The market index is entered by staff: give {key} as a number, not an "
+                "operating-cost run.",
+            )
+        if ref in t and from_cost_runs:
             r.integer(t, ref, path, le=BIGINT_MAX)
         elif key == "base":
             r.number(t, key, path, gt=0)
@@ -276,7 +285,9 @@ def parse_cap_inputs(*, method: str, inputs: Any) -> dict[str, Any]:
                 terms = []
             for j, term in enumerate(terms or []):
                 _index_term_inputs(r, term, f"{cp}.cost_terms.{j}")
-            _index_term_inputs(r, clause.get("market_term"), f"{cp}.market_term")
+            _index_term_inputs(
+                r, clause.get("market_term"), f"{cp}.market_term", from_cost_runs=False
+            )
         out["clauses"] = clauses
     elif method == "substitution":
         ref = r.obj(inputs.get("reference"), f"{p}.reference")
