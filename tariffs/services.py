@@ -806,9 +806,24 @@ def cost_based_inputs_from_cost(*, cost: OperatingCost, connections: int, contra
     }
 
 
+def price_cap_operating_cost_check(*, network: Network, operating_cost: OperatingCost | None) -> None:
+    """A cap's operating-cost run is one of its own network: another network's plant, prices
+    and sales say nothing about this network's costs (and may be in another currency).
+    Refused naming ``operating_cost`` (``wrong_network``)."""
+    if operating_cost is None or operating_cost.network_id == network.pk:
+        return
+    message = (
+        f"Operating cost #{operating_cost.pk} is of network {operating_cost.network.code}, not {network.code}: "
+        "a cap is computed from a cost run of its own network."
+    )
+    raise DomainError(message, errors=[ErrorItem(code="wrong_network", field="operating_cost", message=message)])
+
+
 def price_cap_compute(*, network: Network, method: str, period_start: dt.date, period_end: dt.date,
                       inputs: dict, now: dt.datetime, operating_cost: OperatingCost | None = None) -> PriceCap:
-    """Compute and store a draft cap with every input and intermediate figure."""
+    """Compute and store a draft cap with every input and intermediate figure (from a cost
+    run of the same network only, ``price_cap_operating_cost_check``)."""
+    price_cap_operating_cost_check(network=network, operating_cost=operating_cost)
     result = compute_cap_result(method=method, currency=network.currency, inputs=inputs, network=network,
                                 period_start=period_start, period_end=period_end)
     lim = result.limits

@@ -15,6 +15,7 @@ from heatutility.errors import DomainError
 from tariffs import models
 from tariffs.caps import parse_cap_inputs
 from tariffs.rating import TariffComponentsInvalid, components_from_data
+from tariffs.services import price_cap_operating_cost_check
 
 BIGINT_MAX = 2**63 - 1
 
@@ -330,6 +331,7 @@ class PriceCapComputeSerializer(serializers.Serializer):
         _ends_after_start(attrs, "period_start", "period_end", "The period must end after it starts (period_end is exclusive).")
         try:
             parse_cap_inputs(method=attrs["method"], inputs=attrs["inputs"])
+            price_cap_operating_cost_check(network=attrs["network"], operating_cost=attrs.get("operating_cost"))
         except DomainError as exc:
             raise _itemised(exc, "") from exc
         return attrs

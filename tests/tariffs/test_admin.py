@@ -175,6 +175,17 @@ class TestAdminCompute:
         assert new_cap.inputs["over_recovery"] == "100"
         assert new_cap.inputs["operating_cost_id"] == cost.pk
 
+    def test_a_cost_run_of_another_network_is_refused_on_the_form(self, cap):
+        other = NetworkFactory(code="other-net")
+        client = login(TARIFF_MANAGER, "m")
+        response = client.post(reverse("admin:tariffs_pricecap_add"), {
+            "network": other.pk, "method": "cost_based", "period_start": "2027-01-01", "period_end": "2028-01-01",
+            "operating_cost": cap.operating_cost_id, "inputs": "{}",
+        })
+        assert response.status_code == 200
+        assert f"Operating cost #{cap.operating_cost_id} is of network" in response.content.decode()
+        assert not PriceCap.objects.filter(network=other).exists()
+
     def test_a_missing_input_is_shown_on_the_form(self, cap):
         client = login(TARIFF_MANAGER, "m")
         response = client.post(reverse("admin:tariffs_pricecap_add"), {

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from heatutility.errors import DomainError
 from heatutility.roles import TARIFF_MANAGER
 from tariffs import models
 from tariffs.caps import CapInputsInvalid
@@ -23,6 +24,7 @@ from tariffs.services import (
     compute_cap_result,
     data_import_create,
     data_import_run,
+    price_cap_compute,
     tariff_version_update_draft,
 )
 from tests.customers.factories import NetworkFactory, ServiceConnectionFactory
@@ -264,6 +266,12 @@ COST_BASED = {"fixed_costs": "1", "variable_costs": "1", "forecast_sales_mwh": "
 SUBSTITUTION = {"reference": {"energy_mwh": "18.1"}}
 
 
+def cost_run_of(network):
+    return models.OperatingCost.objects.create(
+        network=network, period_start=dt.date(2026, 1, 1), period_end=dt.date(2027, 1, 1),
+        cost_per_mwh_produced=Decimal("0"), cost_per_mwh_sold=Decimal("0"), computed_at=NOW)
+
+
 class TestCapInputs:
     @pytest.mark.parametrize(("method", "inputs", "field"), [
         ("cost_based", {**COST_BASED, "connections": "abc"}, "inputs.connections"),
@@ -326,6 +334,24 @@ class TestCapInputs:
             compute_cap_result(method="cost_based", currency="DKK", inputs={**COST_BASED, "fixed_costs": "NaN"},
                                network=network, period_start=dt.date(2027, 1, 1), period_end=dt.date(2028, 1, 1))
         assert [e.field for e in err.value.errors] == ["inputs.fixed_costs"]
+
+    def test_a_cost_run_of_another_network_is_refused_on_the_field(self, manager, network):
+        cost = cost_run_of(NetworkFactory(code="other-net", currency="SEK"))
+        response = manager.post("/api/v1/price-caps/", {
+            "network": network.pk, "method": "cost_based", "period_start": "2027-01-01", "period_end": "2028-01-01",
+            "inputs": COST_BASED, "operating_cost": cost.pk}, format="json")
+        assert response.status_code == 400, response.content
+        assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("operating_cost", "wrong_network")]
+        assert not models.PriceCap.objects.exists()
+
+    def test_the_service_refuses_a_cost_run_of_another_network_too(self, network):
+        cost = cost_run_of(NetworkFactory(code="other-net"))
+        with pytest.raises(DomainError) as err:
+            price_cap_compute(network=network, method="cost_based", period_start=dt.date(2027, 1, 1),
+                              period_end=dt.date(2028, 1, 1), inputs=COST_BASED, now=NOW, operating_cost=cost)
+        assert [(e.field, e.code) for e in err.value.errors] == [("operating_cost", "wrong_network")]
+        assert "other-net" in err.value.message
+        assert not models.PriceCap.objects.exists()
 
     def test_a_cap_too_large_to_store_is_refused_naming_the_limit(self, manager, network):
         response = manager.post("/api/v1/price-caps/", {
