@@ -416,9 +416,13 @@ class PriceCapAdmin(admin.ModelAdmin):
                 (title, base64.b64encode(render_plot(cost=cap.operating_cost, kind=kind)).decode("ascii"))
                 for kind, title in PLOTS.items()
             ]
+        try:
+            recompute, refused = services.price_cap_recompute(cap=cap), None
+        except DomainError as exc:  # the stored inputs no longer compute (e.g. prices now in another currency)
+            recompute, refused = None, exc
         context = {
             **self.admin_site.each_context(request), "title": f"Price cap: {cap}", "cap": cap,
-            "recompute": services.price_cap_recompute(cap=cap), "plots": plots, "opts": self.model._meta,
+            "recompute": recompute, "recompute_refused": refused, "plots": plots, "opts": self.model._meta,
         }
         return TemplateResponse(request, "tariffs/price_cap.html", context)
 

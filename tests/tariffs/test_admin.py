@@ -70,6 +70,36 @@ class TestAdminPages:
                      "spotprice", "electricitycharge", "tariffassignment"):
             assert client.get(reverse(f"admin:tariffs_{name}_changelist")).status_code == 200, name
 
+    def test_a_cap_whose_recompute_is_refused_shows_the_reason_on_its_report(self):
+        import pandas as pd
+
+        from tariffs.models import ElectricityCharge, SpotPrice
+
+        network = NetworkFactory(code="caps-adm", price_area="DK2", currency="DKK")
+        hours = pd.date_range("2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen")
+        SpotPrice.objects.bulk_create(
+            SpotPrice(price_area="DK2", hour_start=t.tz_convert("UTC").to_pydatetime(), price_per_mwh=D(100))
+            for t in hours
+        )
+        ElectricityCharge.objects.create(price_area="DK2", kind="grid", valid_from=dt.date(2026, 1, 1),
+                                         amount_per_mwh=D(50))
+        cap = price_cap_compute(
+            network=network, method=PriceCap.Method.SUBSTITUTION, period_start=dt.date(2026, 1, 5),
+            period_end=dt.date(2026, 1, 6), now=NOW,
+            inputs={"reference": {"energy_mwh": "2.4"}, "include_utility_tariffs": True},
+        )
+        # later a charge of the price area is entered in another currency: the stored inputs
+        # no longer compute (services._check_price_currency)
+        ElectricityCharge.objects.create(price_area="DK2", kind="tax", valid_from=dt.date(2026, 1, 1),
+                                         amount_per_mwh=D(10), currency="EUR")
+
+        page = login(TARIFF_MANAGER, "m").get(reverse("admin:tariffs_pricecap_report", args=[cap.pk]))
+
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert "<strong>REFUSED</strong>: Electricity prices of DK2 for the period are in EUR" in text
+        assert "identical to the cent" not in text
+
     def test_a_recorded_import_is_shown_read_only_with_a_preview_of_its_file(self):
         hours = "".join(f"2026-01-05T{h:02d}:00:00+01:00,{400 + h}\n" for h in range(24))
         record = DataImport.objects.create(kind="spot_prices", price_area="DK1", content="time,price\n" + hours)
