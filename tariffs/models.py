@@ -56,6 +56,24 @@ class Tariff(models.Model):
     def __str__(self) -> str:
         return f"{self.code} – {self.name}"
 
+    def clean(self) -> None:
+        """A tariff in use keeps its network, as an account does (``customers.Account.clean``):
+        its versions are priced in that network's currency and approved under its caps, and
+        its assignments hold that network's connections (``services.tariff_assign`` refuses
+        another network's).  Moved, those connections would be billed on a foreign tariff.
+        Another network gets a tariff of its own."""
+        super().clean()
+        if self.pk is None:
+            return
+        before = Tariff.objects.filter(pk=self.pk).values_list("network_id", flat=True).first()
+        if before is None or before == self.network_id:
+            return
+        if self.versions.exists() or self.assignments.exists():
+            raise ValidationError(
+                {"network": "This tariff has versions or assignments: its network cannot change. "
+                            "Create a tariff on the other network instead."}
+            )
+
 
 class TariffVersion(models.Model):
     class Status(models.TextChoices):

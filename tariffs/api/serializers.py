@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
 from customers.models import Network
-from heatutility.api import BoundedDateField, BoundedModelSerializer
+from heatutility.api import BoundedDateField, BoundedModelSerializer, ModelValidationMixin
 from heatutility.errors import DomainError
 from tariffs import models
 from tariffs.caps import parse_cap_inputs
@@ -52,7 +52,10 @@ def _ends_after_start(attrs, start: str, end: str, message: str) -> None:
 VAT_RATE_BOUNDS = {"min_value": Decimal("0"), "max_value": Decimal("0.9999")}
 
 
-class TariffSerializer(ModelSerializer):
+class TariffSerializer(ModelValidationMixin, ModelSerializer):
+    """A customer class on a network.  A tariff with versions or assignments keeps its
+    network (400 on ``network``): another network gets a tariff of its own."""
+
     class Meta:
         model = models.Tariff
         fields = ["id", "network", "code", "name", "customer_class", "is_default", "created_at"]
