@@ -16,9 +16,14 @@ At a boundary instant T (00:00 local):
 3. no later point and the last meter removed (none installed since) → the register at
    removal: no meter, no consumption (as between a removal and a later installation)
    → ``estimated`` / ``removal_register``;
-4. no later read → consumption of the same dates one year earlier, scaled by degree days
-   (this period / last year's) when both are loaded → ``estimated`` /
-   ``last_year_degree_days`` (``last_year`` without degree days);
+4. no later read → continued from the latest boundary after the last read (computed
+   earlier in the same call, or stored and not withdrawn: what billing saw), else from
+   the last read, by last year's consumption over that same span, scaled by its degree
+   days (this span / last year's) when both are loaded, never negative →
+   ``estimated`` / ``last_year_degree_days`` (``last_year`` without degree days).
+   Registers are cumulative: a boundary is never below an earlier one, whichever call
+   estimated it (each month start extrapolated from the last read on its own degree-day
+   ratio could fall: 1 June 21,200 kWh, 1 July 20,857 kWh);
 5. otherwise nothing: never a silent invention.
 Estimates are replaced in place when reads arrive (``updated_at`` changes; billing's
 ``boundary_registers_updated_since`` picks that up).  ``edited`` values are left alone.
@@ -37,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import Q, Subquery
+from django.db.models import OuterRef, Q, Subquery
 
 from customers.models import ServiceConnection
 from heatutility.timeutil import local_midnight
@@ -404,9 +409,19 @@ def _year_earlier(day: dt.date) -> dt.date:
 
 
 def estimate(
-    *, points: list[Point], on: dt.date, zone: str, network_id: int
+    *,
+    points: list[Point],
+    on: dt.date,
+    zone: str,
+    network_id: int,
+    base: Point | None = None,
 ) -> tuple[Point, str, str] | None:
-    """(value, status, method) for 00:00 local of ``on``, or None if nothing supports one."""
+    """(value, status, method) for 00:00 local of ``on``, or None if nothing supports one.
+
+    ``base``: the connection's latest boundary before ``on`` (estimated before it in the
+    same call, or stored and not withdrawn), at its local midnight.  With no later read,
+    the estimate continues from it where it lies after the last read, so the register
+    never falls from one boundary to the next."""
     at = local_midnight(on, zone)
     found = value_at(points, at)
     if found is not None:
@@ -422,17 +437,24 @@ def estimate(
             "estimated",
             "removal_register",
         )
-    last_day = last.at.astimezone(ZoneInfo(zone)).date()
-    earlier_from = value_at(points, _instant_year_earlier(last.at))
+    if base is not None and last.at < base.at < at:  # a boundary: at a local midnight
+        start = base
+        start_day = base.at.astimezone(ZoneInfo(zone)).date()
+        start_year_earlier = local_midnight(_year_earlier(start_day), zone)
+    else:
+        start = last
+        start_day = last.at.astimezone(ZoneInfo(zone)).date()
+        start_year_earlier = _instant_year_earlier(last.at)
+    earlier_from = value_at(points, start_year_earlier)
     earlier_to = value_at(points, local_midnight(_year_earlier(on), zone))
     if earlier_from is None or earlier_to is None:
         return None
     consumption_e = earlier_to[0].energy - earlier_from[0].energy
     consumption_v = earlier_to[0].volume - earlier_from[0].volume
     method = "last_year"
-    dd_now = degree_days_total(network_id=network_id, start=last_day, end=on)
+    dd_now = degree_days_total(network_id=network_id, start=start_day, end=on)
     dd_then = degree_days_total(
-        network_id=network_id, start=_year_earlier(last_day), end=_year_earlier(on)
+        network_id=network_id, start=_year_earlier(start_day), end=_year_earlier(on)
     )
     if dd_now is not None and dd_then:
         factor = dd_now / dd_then
@@ -440,13 +462,42 @@ def estimate(
         method = "last_year_degree_days"
     value = Point(
         at,
-        last.energy + max(consumption_e, Decimal(0)),
-        last.volume + max(consumption_v, Decimal(0)),
+        start.energy + max(consumption_e, Decimal(0)),
+        start.volume + max(consumption_v, Decimal(0)),
         None,
         None,
         False,
     )
     return value, "estimated", method
+
+
+def _boundary_point(register: BoundaryRegister, zone: str) -> Point:
+    return Point(
+        local_midnight(register.on, zone),
+        register.energy_kwh,
+        register.volume_m3,
+        register.flow_temp_m3c,
+        register.return_temp_m3c,
+        False,
+    )
+
+
+def _latest_stored_before(dates: Sequence[dt.date]) -> dict[str, Subquery]:
+    """For each of ``dates``, the connection's latest boundary before it that billing
+    sees (not withdrawn), as annotations of a connection query: one descent of the
+    (connection, on) key each.  An estimate with no later read continues from such a
+    register when it lies after the last read (the month before, stored by the call that
+    billed it); one of ``dates`` recomputed in the same call stands in for its stored
+    value, and the latest before it is loaded too."""
+    return {
+        f"_stored_before_{i}": Subquery(
+            BoundaryRegister.objects.filter(connection_id=OuterRef("pk"), on__lt=day)
+            .exclude(status=BoundaryRegister.Status.WITHDRAWN)
+            .order_by("-on")
+            .values("pk")[:1]
+        )
+        for i, day in enumerate(dates)
+    }
 
 
 def boundary_registers_ensure(
@@ -459,18 +510,33 @@ def boundary_registers_ensure(
 
     Only the reads an estimate can use are loaded, for all connections at once: the
     nearest usable read before and after each boundary and its date a year earlier, then
-    (where no later read exists) around the last read a year earlier.  A meter's history
-    (8,760 hourly reads a year) is never read whole.
+    (where no later read exists) around the last read a year earlier, and a year before
+    the stored boundary the estimate continues from.  A meter's history (8,760 hourly
+    reads a year) is never read whole; of the stored boundaries, those of ``dates`` and
+    the latest before each of them (with the connections, one descent each).
+
+    Dates are estimated in order, each extrapolated one continuing from the boundary
+    before it (:func:`estimate`), so a call that estimates July after one that stored
+    June continues from June's value, as one call estimating both does.
     """
     dates = sorted(set(dates))
-    connections = ServiceConnection.objects.filter(pk__in=set(connection_ids)).select_related(
-        "network"
+    before = _latest_stored_before(dates)
+    connections = list(
+        ServiceConnection.objects.filter(pk__in=set(connection_ids))
+        .select_related("network")
+        .annotate(**before)
     )
+    earlier_pks = {getattr(c, name) for c in connections for name in before} - {None}
     existing = defaultdict(dict)
+    # the stored registers billing sees: where an estimate may continue from them
+    stored_of: dict[int, dict[dt.date, BoundaryRegister]] = defaultdict(dict)
     for register in BoundaryRegister.objects.filter(
-        connection_id__in=set(connection_ids), on__in=dates
+        Q(connection_id__in=set(connection_ids), on__in=dates) | Q(pk__in=earlier_pks)
     ):
-        existing[register.connection_id][register.on] = register
+        if register.on in dates:
+            existing[register.connection_id][register.on] = register
+        if register.status != BoundaryRegister.Status.WITHDRAWN:
+            stored_of[register.connection_id][register.on] = register
     work = {}
     for connection in connections:
         have = existing[connection.pk]
@@ -507,17 +573,26 @@ def boundary_registers_ensure(
             | _exchange_probes(installs_of[pk])
         )
     reads = _nearest_reads(set().union(*probes_of.values()))
-    # round 2: no later read → last year's consumption from a year before the last read
+    # round 2: no later read → last year's consumption from a year before the last read,
+    # or before a stored boundary after it that an estimate continues from
     more_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
+        zone = connection.network.time_zone
         points = _series(installs=installs_of[pk], reads=reads, wraps=wraps)
         instants = set()
         for on in wanted:
-            at = local_midnight(on, connection.network.time_zone)
+            at = local_midnight(on, zone)
             if value_at(points, at) is None:
                 earlier = [p for p in points if p.at < at]
                 if earlier and not earlier[-1].is_removal:
                     instants.add(_instant_year_earlier(earlier[-1].at))
+                    instants |= {
+                        local_midnight(_year_earlier(day), zone)
+                        for day in stored_of[pk]
+                        if day < on
+                        and day not in wanted
+                        and local_midnight(day, zone) > earlier[-1].at
+                    }
         more_of[pk] = _probes(installs_of[pk], instants) - probes_of[pk]
         probes_of[pk] |= more_of[pk]
     more = set().union(*more_of.values())
@@ -527,14 +602,24 @@ def boundary_registers_ensure(
 
     for pk, (connection, wanted) in work.items():
         have = existing[pk]
+        zone = connection.network.time_zone
         points = _series(installs=installs_of[pk], reads=reads, wraps=wraps)
+        # the boundaries an estimate may continue from: those stored and not recomputed
+        # here, then each one computed here, in date order
+        boundaries = {
+            on: _boundary_point(register, zone)
+            for on, register in stored_of[pk].items()
+            if on not in wanted
+        }
         with transaction.atomic():
             for on in wanted:
+                earlier = [day for day in boundaries if day < on]
                 result = estimate(
                     points=points,
                     on=on,
-                    zone=connection.network.time_zone,
+                    zone=zone,
                     network_id=connection.network_id,
+                    base=boundaries[max(earlier)] if earlier else None,
                 )
                 if result is None:
                     current = have.get(on)
@@ -562,6 +647,14 @@ def boundary_registers_ensure(
                     "status": status,
                     "method": method,
                 }
+                boundaries[on] = Point(
+                    value.at,
+                    fields["energy_kwh"],
+                    fields["volume_m3"],
+                    fields["flow_temp_m3c"],
+                    fields["return_temp_m3c"],
+                    False,
+                )
                 current = have.get(on)
                 if current is None:
                     BoundaryRegister.objects.create(connection=connection, on=on, **fields)

@@ -130,6 +130,111 @@ class TestBoundaryRegistersEnsure:
         assert got[dt.date(2026, 11, 1)][1] == "actual"
 
 
+def _degree_days(network, start, end, value):
+    DegreeDay.objects.bulk_create(
+        [
+            DegreeDay(network=network, on=start + dt.timedelta(days=n), degree_days=Decimal(value))
+            for n in range((end - start).days)
+        ]
+    )
+
+
+@pytest.fixture
+def stopped_meter():
+    """A meter that stops reporting on 15 May 2026, after a cold late May and before a
+    warm June (degree days), with last year's reads on both month starts."""
+    inst = MeterInstallationFactory(installed_at=at(dt.date(2025, 1, 1)))
+    add_readings(
+        inst.meter,
+        [
+            (at(dt.date(2025, 5, 15)), "10000", "100"),
+            (at(dt.date(2025, 6, 1)), "10400", "104"),  # 400 kWh in late May 2025
+            (at(dt.date(2025, 7, 1)), "11000", "110"),  # 600 kWh in June 2025 (hot water)
+            (at(dt.date(2026, 5, 15)), "20000", "200"),  # the last read
+        ],
+    )
+    network = inst.unit.connection.network
+    _degree_days(network, dt.date(2025, 5, 15), dt.date(2025, 6, 1), "1")  # 17
+    _degree_days(network, dt.date(2026, 5, 15), dt.date(2026, 6, 1), "3")  # 51: cold May
+    _degree_days(network, dt.date(2025, 6, 1), dt.date(2025, 7, 1), "2")  # 60
+    _degree_days(network, dt.date(2026, 6, 1), dt.date(2026, 7, 1), "0.5")  # 15: warm June
+    return inst.unit.connection
+
+
+JUNE, JULY = dt.date(2026, 6, 1), dt.date(2026, 7, 1)
+
+
+class TestLastYearEstimatesStayCumulative:
+    """Registers are cumulative: an estimate continues from the latest boundary after the
+    last read, adding last year's consumption over its own span (never below it)."""
+
+    def test_month_starts_estimated_in_one_call_continue_from_each_other(self, stopped_meter):
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JUNE, JULY])
+
+        got = values(stopped_meter, JUNE, JULY)
+        # 1 June: 20000 + 400 × 51/17; 1 July: + 600 × 15/60 (each on its own span; not
+        # 20000 + 1000 × 66/77 ≈ 20857, which would bill June −343 kWh)
+        assert got == {
+            JUNE: (Decimal("21200"), "estimated", "last_year_degree_days"),
+            JULY: (Decimal("21350"), "estimated", "last_year_degree_days"),
+        }
+
+    def test_a_month_start_estimated_later_continues_from_the_one_stored_before(
+        self, stopped_meter
+    ):
+        # May is billed: 1 June is estimated and stored; July is billed a month later
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JUNE])
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JUNE, JULY])
+
+        got = values(stopped_meter, JUNE, JULY)
+        assert got[JUNE][0] == Decimal("21200")
+        assert got[JULY] == (Decimal("21350"), "estimated", "last_year_degree_days")
+
+    @pytest.mark.parametrize("status", ["edited", "actual"])
+    def test_an_estimate_never_falls_below_an_earlier_edited_or_actual_boundary(
+        self, stopped_meter, status
+    ):
+        # staff set 1 June higher than last year's consumption would make it (a read off
+        # the display), or a value billing saw as read: July continues from it
+        BoundaryRegister.objects.create(
+            connection=stopped_meter,
+            on=JUNE,
+            energy_kwh=Decimal("23000"),
+            volume_m3=Decimal("230"),
+            status=status,
+            method="staff" if status == "edited" else "reading",
+        )
+
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JULY])
+
+        got = values(stopped_meter, JUNE, JULY)
+        assert got[JUNE][0] == Decimal("23000")
+        assert got[JULY] == (Decimal("23150"), "estimated", "last_year_degree_days")
+        # refreshing the estimates (new reads elsewhere) leaves the chain as it is
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JULY], refresh=True)
+        assert values(stopped_meter, JULY)[JULY][0] == Decimal("23150")
+
+    def test_an_estimate_after_a_withdrawn_boundary_continues_from_the_last_read(
+        self, stopped_meter
+    ):
+        BoundaryRegister.objects.create(
+            connection=stopped_meter,
+            on=JUNE,
+            energy_kwh=Decimal("99999"),
+            volume_m3=Decimal("999"),
+            status="withdrawn",
+            method="no usable read",
+        )
+
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JULY])
+
+        # 20000 + 1000 kWh (15 May → 1 July 2025) × 66/77 degree days
+        expected = (Decimal("20000") + Decimal("1000") * Decimal(66) / Decimal(77)).quantize(
+            Decimal("0.000001")
+        )
+        assert values(stopped_meter, JULY)[JULY][0] == expected
+
+
 class TestVeeRunAndQueue:
     def test_suspect_and_rejected_readings_land_in_the_queue_and_can_be_resolved(self, admin_user):
         from metering.models import ReadingEdit, ReadingIssue
