@@ -13,6 +13,14 @@ that reads the meter.
 A register or a time typed wrong at installation or removal is corrected in place
 (:func:`meter_installation_correct`), with a reason, under the same checks; a moved time
 moves an exchange as one.
+
+A connection is metered by one meter at a time, whichever of its interface units holds
+it: its boundary registers are one series per connection (``metering.vee.estimation``),
+so a second meter at the same time would have one meter's consumption lost.  An
+installation, an exchange and a moved time are refused where they would overlap an
+installation in another unit of the connection (:func:`_connection_overlaps`), checked
+under the connection's lock.  Locks are taken in one order: the connection, the unit,
+the meter, the installation.
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ from dataclasses import replace
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from customers.models import BuildingInterfaceUnit
+from customers.models import BuildingInterfaceUnit, ServiceConnection
 from heatutility.audit import clean_and_save
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.money import plain
@@ -261,6 +270,64 @@ def _energy_kwh(
     return register_to_kwh(value, register_unit)
 
 
+def _lock_connection_then_unit(unit_id: int) -> BuildingInterfaceUnit:
+    """Lock the unit's connection (``FOR NO KEY UPDATE``: rows referencing it, such as
+    boundary registers, still go in), then the unit: the order every install, exchange
+    and correction of times takes, after which no other installation on the connection
+    can start or move until the commit (:func:`_connection_overlaps` sees them all).
+    A unit moved to another connection in between (only one without meters can be:
+    ``customers.services.interface_unit_edit_errors``) has that connection locked."""
+    while True:
+        connection_id = (
+            BuildingInterfaceUnit.objects.filter(pk=unit_id)
+            .values_list("connection_id", flat=True)
+            .get()
+        )
+        ServiceConnection.objects.select_for_update(no_key=True).values_list("pk").get(
+            pk=connection_id
+        )
+        unit = BuildingInterfaceUnit.objects.select_for_update().get(pk=unit_id)
+        if unit.connection_id == connection_id:
+            return unit
+
+
+def _connection_overlaps(
+    *,
+    unit: BuildingInterfaceUnit,
+    installed_at: dt.datetime,
+    removed_at: dt.datetime | None,
+    field: str,
+) -> list[ErrorItem]:
+    """An item (on ``field``) per installation in another unit of ``unit``'s connection
+    overlapping ``[installed_at, removed_at)``.  A connection is metered by one meter at
+    a time: estimation builds one series per connection, so a second meter's consumption
+    would be lost.  (The unit's own installations never overlap: its constraint.)  Call
+    under :func:`_lock_connection_then_unit`."""
+    others = (
+        MeterInstallation.objects.filter(unit__connection_id=unit.connection_id)
+        .exclude(unit_id=unit.pk)
+        .filter(Q(removed_at__isnull=True) | Q(removed_at__gt=installed_at))
+        .select_related("meter", "unit")
+        .order_by("installed_at", "pk")
+    )
+    if removed_at is not None:
+        others = others.filter(installed_at__lt=removed_at)
+    items = []
+    for other in others:
+        until = "on" if other.removed_at is None else f"until {other.removed_at.isoformat()}"
+        items.append(
+            ErrorItem(
+                code="connection_has_meter",
+                field=field,
+                message=f"Meter {other.meter} is installed in interface unit {other.unit} of "
+                f"the same connection from {other.installed_at.isoformat()} {until}: a "
+                "connection is metered by one meter at a time; remove that meter first, "
+                "or exchange it.",
+            )
+        )
+    return items
+
+
 def meter_install(
     *,
     meter: HeatMeter,
@@ -284,7 +351,12 @@ def meter_install(
     after them), initial registers above the first one are refused unless it rolls over
     from them (``initial_above_first_read``, an item per register); readings that
     arrive later are checked against them by VEE (a ``register_decrease``), both as of
-    ``now`` (the retention horizon; the clock's by default)."""
+    ``now`` (the retention horizon; the clock's by default).
+
+    A connection has one meter at a time: an installation overlapping one in another
+    unit of the connection (from ``installed_at`` on) is refused
+    (``connection_has_meter`` on ``unit``, naming that meter and unit), checked under
+    the connection's lock."""
     if installed_at.tzinfo is None:
         raise UnableToInstallMeter(
             "installed_at must carry a time zone offset.",
@@ -292,22 +364,28 @@ def meter_install(
         )
     now = now or timezone.now()
     with transaction.atomic():
-        # Same lock order everywhere (unit, then meter) so exchanges cannot deadlock.
-        # The meter's lock holds off its deletion (FOR UPDATE) and other installations,
-        # not the deliveries being stored (FOR KEY SHARE, metering.ingest.store).
-        BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
+        # Same lock order everywhere (connection, unit, then meter) so installations and
+        # exchanges cannot deadlock.  The meter's lock holds off its deletion (FOR
+        # UPDATE) and other installations, not the deliveries being stored (FOR KEY
+        # SHARE, metering.ingest.store).
+        unit = _lock_connection_then_unit(unit.pk)
         locked = HeatMeter.objects.select_for_update(no_key=True).get(pk=meter.pk)
         initial_energy_kwh = _energy_kwh(
             locked, initial_energy_kwh, register_unit=register_unit, field="register_unit"
         )
-        errors = _not_showable(
-            locked, energy_kwh=initial_energy_kwh, volume_m3=initial_volume_m3, at="initial"
-        ) or _above_first_read(
-            locked,
-            installed_at=installed_at,
-            energy_kwh=initial_energy_kwh,
-            volume_m3=initial_volume_m3,
-            now=now,
+        errors = _connection_overlaps(
+            unit=unit, installed_at=installed_at, removed_at=None, field="unit"
+        ) + (
+            _not_showable(
+                locked, energy_kwh=initial_energy_kwh, volume_m3=initial_volume_m3, at="initial"
+            )
+            or _above_first_read(
+                locked,
+                installed_at=installed_at,
+                energy_kwh=initial_energy_kwh,
+                volume_m3=initial_volume_m3,
+                now=now,
+            )
         )
         if errors:
             raise UnableToInstallMeter.refusing("Cannot install meter", errors)
@@ -625,7 +703,8 @@ def meter_exchange(
         )
     now = now or timezone.now()  # one instant for both halves
     with transaction.atomic():
-        BuildingInterfaceUnit.objects.select_for_update().get(pk=unit.pk)
+        # the connection, then the unit, as meter_install takes them
+        unit = _lock_connection_then_unit(unit.pk)
         # at most one open installation per unit (installation_one_meter_per_unit); its
         # meter locked before it, in the order a removal takes them (meter_remove)
         open_now = MeterInstallation.objects.filter(unit=unit, removed_at__isnull=True)
@@ -780,7 +859,10 @@ def meter_installation_correct(
     moved ``removed_at`` the installation of the meter that replaced it (each checked
     with its own registers, under the unit's lock, which every exchange takes first).
     An installation's registers stay its own.  Any other overlap is refused as the
-    database refuses it (the unit's or the meter's installations never overlap).
+    database refuses it (the unit's or the meter's installations never overlap), and
+    one with an installation in another unit of the connection (``connection_has_meter``
+    on the time's field: a connection has one meter at a time), under the connection's
+    lock.
 
     The readings of every meter concerned are revalidated from the earliest time
     involved (queued in this transaction, :func:`revalidation_queue`): VEE's findings
@@ -862,9 +944,11 @@ def meter_installation_correct(
         raise UnableToCorrectInstallation.refusing("Cannot correct the installation", errors)
     with transaction.atomic():
         if times:
-            # the unit first, as every exchange takes it: the meter the installation
-            # replaced (or that replaced it) stays the one read below
-            BuildingInterfaceUnit.objects.select_for_update().get(pk=installation.unit_id)
+            # the connection and the unit first, as every installation and exchange
+            # takes them: the meter the installation replaced (or that replaced it) stays
+            # the one read below, and no installation in another unit of the connection
+            # starts or moves meanwhile
+            _lock_connection_then_unit(installation.unit_id)
         # the meter first (FOR NO KEY UPDATE, as an installation takes it): its register
         # settings, which the checks read, wait (metering.meters.meter_update), stored
         # deliveries go on; then the installation's row, as a removal locks it
@@ -907,6 +991,7 @@ def meter_installation_correct(
         errors = _time_order_errors(current, partners) or [
             *_correction_errors(current, changed=set(changed), moved=set(moved), now=now),
             *_partner_errors(partners, now=now),
+            *_moved_overlaps(current, moved=set(moved)),
         ]
         if errors:
             raise UnableToCorrectInstallation.refusing(f"Cannot correct {current}", errors)
@@ -950,6 +1035,20 @@ def _exchange_partners(
         partners.append((partner, other, getattr(partner, other)))
         setattr(partner, other, moved[field])
     return partners
+
+
+def _moved_overlaps(installation: MeterInstallation, *, moved: set[str]) -> list[ErrorItem]:
+    """:func:`_connection_overlaps` of ``installation`` at its moved times (the item on
+    the first time moved).  An exchange's other half needs no check: it takes the
+    unit's time this one gives up, so the unit's meters cover what they covered."""
+    if not moved:
+        return []
+    return _connection_overlaps(
+        unit=installation.unit,
+        installed_at=installation.installed_at,
+        removed_at=installation.removed_at,
+        field="installed_at" if "installed_at" in moved else "removed_at",
+    )
 
 
 def _time_order_errors(

@@ -320,7 +320,10 @@ class MeterInstallationViewSet(
         "display cannot show are refused (422, an item per field: `above_register_max`, "
         "`off_resolution` for a value between two steps of its `resolution` or "
         "`volume_resolution`), as are initial registers above a reading already stored "
-        "since `installed_at` (`initial_above_first_read`); nothing is stored on a refusal. "
+        "since `installed_at` (`initial_above_first_read`), and an installation overlapping "
+        "one in another unit of the same connection, which has one meter at a time "
+        "(`connection_has_meter` on `unit`, naming that meter and unit); nothing is stored "
+        "on a refusal. "
         "The meter's readings are revalidated from `installed_at` after the answer.",
     )
     @action(detail=False, methods=["post"])
@@ -361,8 +364,10 @@ class MeterInstallationViewSet(
         "installation and the removal, a moved time with the registers against the readings "
         "on its new side (422, an item per field: `above_register_max`, `off_resolution`, "
         "`initial_above_first_read`, `final_below_last_read`, `final_below_initial`, "
-        "`removed_before_installed`, `exchange_out_of_order`, `unit_mismatch`; an overlap "
-        "with another installation is refused too), and nothing changes on a refusal. The "
+        "`removed_before_installed`, `exchange_out_of_order`, `unit_mismatch`, "
+        "`connection_has_meter` for a time moved into another unit's installation on the "
+        "same connection; an overlap with another installation is refused too), and "
+        "nothing changes on a refusal. The "
         "readings of every meter concerned are revalidated from the earliest time involved "
         "after the answer: VEE findings and boundary registers follow, and billing re-rates "
         "the periods whose registers changed.",
@@ -387,7 +392,8 @@ class MeterInstallationViewSet(
         "an exchange someone else recorded meanwhile is not undone with these registers "
         "(409 `installation_changed`). Energy registers are in kWh, or each in its meter's "
         "own register unit: `old_register_unit` for `old_final_energy_kwh`, "
-        "`new_register_unit` for `new_initial_energy_kwh`.",
+        "`new_register_unit` for `new_initial_energy_kwh`. The new meter is refused while "
+        "another unit of the same connection holds a meter (422 `connection_has_meter`).",
     )
     # the two installations as a plain list, not a page of the installation list
     @action(detail=False, methods=["post"], pagination_class=None, filter_backends=[])
