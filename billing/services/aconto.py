@@ -306,7 +306,13 @@ def _plan_chunk(
     )
     as_json = _json_column()
     rows, failures = [], {}
+    invoiced = _invoiced_in_year(account_ids, year_start=year_start, year_end=year_end)
     for account_id in account_ids:
+        if account_id in invoiced:
+            failures[account_id] = _invoiced_reason(
+                invoiced[account_id], year_start=year_start, frequency=frequency
+            )
+            continue
         try:
             rows.append(
                 _plan_row(
@@ -326,6 +332,54 @@ def _plan_chunk(
         except UnableToPlanInstalments as exc:
             failures[account_id] = exc.message
     return rows, failures
+
+
+def _invoiced_in_year(
+    account_ids: list[int], *, year_start: dt.date, year_end: dt.date
+) -> dict[int, list[tuple[str, dt.date, dt.date]]]:
+    """Per account, the invoices and corrections that bill days of the plan year and
+    stand (not cancelled, not credited; a run's draft too, it will be issued): (number,
+    first day, end).  The settlement bills the whole plan year and credits instalments
+    only, so a year planned over them would bill those days twice."""
+    out: dict[int, list[tuple[str, dt.date, dt.date]]] = defaultdict(list)
+    for account_id, series, number, pk, start, end in (
+        Invoice.objects.filter(
+            account_id__in=account_ids,
+            kind__in=(Invoice.Kind.INVOICE, Invoice.Kind.CORRECTION),
+            period_start__lt=year_end,
+            period_end__gt=year_start,
+        )
+        .exclude(state=Invoice.State.CANCELLED)
+        .not_credited()
+        .order_by("account_id", "period_start", "pk")
+        .values_list("account_id", "series", "number", "pk", "period_start", "period_end")
+    ):
+        name = f"{series}-{number:06d}" if number else f"draft #{pk}"
+        out[account_id].append((name, start, end))
+    return out
+
+
+def _invoiced_reason(
+    invoices: list[tuple[str, dt.date, dt.date]], *, year_start: dt.date, frequency: str
+) -> str:
+    """Why a year partly billed by invoices is not planned, and from when it can be."""
+    first_free = max(max(end for _, _, end in invoices), year_start)
+    if first_free.day != 1:
+        first_free = add_months(first_free, 1)
+    unit = "month"
+    if frequency == InstalmentPlan.Frequency.QUARTERLY:
+        unit = "quarter"  # a year of quarterly instalments starts on a calendar quarter
+        while first_free.month not in (1, 4, 7, 10):
+            first_free = add_months(first_free, 1)
+    items = "; ".join(
+        f"{name} for {start.isoformat()} to {(end - dt.timedelta(days=1)).isoformat()}"
+        for name, start, end in invoices
+    )
+    return (
+        f"Invoices already bill part of the plan year from {year_start.isoformat()} "
+        f"({items}), and its settlement would bill those days again: plan the year from "
+        f"{first_free.isoformat()}, the first {unit} not invoiced."
+    )
 
 
 def _json_column():

@@ -250,6 +250,95 @@ class TestPlanningANetwork:
             )
 
 
+def _billed_net(account) -> Decimal:
+    """Net of every issued document of the account (credit notes negative)."""
+    return sum(
+        (i.net for i in Invoice.objects.filter(account=account, number__isnull=False)),
+        Decimal("0"),
+    )
+
+
+@pytest.mark.django_db
+class TestPlanningAYearPartlyInvoiced:
+    """The settlement bills the whole plan year and credits only instalments: a year
+    that invoices already bill in part is not planned, and the refusal says from when
+    it can be."""
+
+    FEB_2 = dt.datetime(2026, 2, 2, 8, 0, tzinfo=dt.UTC)
+
+    def test_an_account_whose_january_was_invoiced_is_planned_from_february(self):
+        network, [contract] = billed_network(accounts=1)
+        bill_month(network, start=YEAR, now=self.FEB_2)
+        january = invoice_of(contract, kind="invoice")
+
+        with pytest.raises(UnableToPlanInstalments) as refused:
+            instalment_plan_create(
+                account=contract.account, year_start=YEAR, frequency="monthly", now=NOW
+            )
+
+        assert refused.value.message == (
+            "Invoices already bill part of the plan year from 2026-01-01 "
+            f"({january.display_number} for 2026-01-01 to 2026-01-31), and its settlement "
+            "would bill those days again: plan the year from 2026-02-01, the first month "
+            "not invoiced."
+        )
+        plan = instalment_plan_create(
+            account=contract.account,
+            year_start=dt.date(2026, 2, 1),
+            frequency="monthly",
+            now=NOW,
+        )
+        assert (plan.year_start, plan.year_end) == (dt.date(2026, 2, 1), dt.date(2027, 2, 1))
+
+    def test_a_network_planning_reports_them_and_plans_an_account_whose_invoice_was_credited(
+        self,
+    ):
+        from billing.services.aconto import instalment_plans_create
+        from billing.services.invoices import invoice_credit
+
+        network, [invoiced, credited] = billed_network(accounts=2)
+        bill_month(network, start=YEAR, now=self.FEB_2)
+        january = invoice_of(invoiced, kind="invoice")
+        invoice_credit(invoice=invoice_of(credited, kind="invoice"), now=self.FEB_2)
+
+        result = instalment_plans_create(
+            network=network, year_start=YEAR, frequency="quarterly", now=NOW
+        )
+
+        assert result.created == [credited.account_id]
+        assert result.failures == {
+            invoiced.account_id: "Invoices already bill part of the plan year from 2026-01-01 "
+            f"({january.display_number} for 2026-01-01 to 2026-01-31), and its settlement "
+            "would bill those days again: plan the year from 2026-04-01, the first quarter "
+            "not invoiced."
+        }
+        # the credited January is billed once, by the year's settlement
+        for quarter in (1, 4, 7, 10):
+            bill_month(network, start=dt.date(2026, quarter, 1), months=3, kind="instalment")
+        after_the_year = dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC)
+        run = bill_month(network, start=YEAR, months=12, kind="settlement", now=after_the_year)
+        assert (run.total, run.failed) == (1, 0)
+        # 1200 + 10 kW × 120 + 18 MWh × 592.52
+        assert _billed_net(credited.account) == Decimal("13065.36")
+
+    def test_a_runs_draft_counts_and_a_cancelled_one_does_not(self):
+        from billing.services.runs import billing_run_cancel
+
+        network, [contract] = billed_network(accounts=1)
+        run = bill_month(network, start=YEAR, now=self.FEB_2, issue=False)
+        draft = invoice_of(contract, kind="invoice")
+
+        with pytest.raises(UnableToPlanInstalments, match=f"draft #{draft.pk} for 2026-01-01"):
+            instalment_plan_create(
+                account=contract.account, year_start=YEAR, frequency="quarterly", now=NOW
+            )
+        billing_run_cancel(run=run)
+        plan = instalment_plan_create(
+            account=contract.account, year_start=YEAR, frequency="quarterly", now=NOW
+        )
+        assert plan.year_start == YEAR
+
+
 @pytest.mark.django_db
 class TestPlanningJob:
     """A planning staff ask for is recorded, planned by a task, and safe to run twice."""
