@@ -63,7 +63,8 @@ def contract_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]
     """Per account, the days a contract change made at or after ``since`` touched: for a
     new or deleted contract all of its days; for a changed one the days it gained or
     lost (an earlier move-in, a later or earlier move-out); for one moved to another
-    account all of its days, for both accounts."""
+    account or corrected to another connection all of its days before and after, for
+    both accounts (the same one for a connection): the bills measured the wrong meter."""
     history = Contract.history.model
     changed = history.objects.filter(history_date__gte=since).values("id")
     spans: dict[int, list[Span]] = defaultdict(list)
@@ -71,7 +72,15 @@ def contract_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]
     for row in (
         history.objects.filter(id__in=changed)
         .order_by("id", "history_date", "history_id")
-        .values("id", "history_date", "history_type", "account_id", "valid_from", "valid_to")
+        .values(
+            "id",
+            "history_date",
+            "history_type",
+            "account_id",
+            "connection_id",
+            "valid_from",
+            "valid_to",
+        )
     ):
         before = previous if previous is not None and previous["id"] == row["id"] else None
         previous = row
@@ -80,7 +89,10 @@ def contract_spans_changed_since(*, since: dt.datetime) -> dict[int, list[Span]]
         span = (row["valid_from"], row["valid_to"])
         if before is None or row["history_type"] != "~":  # created or deleted
             spans[row["account_id"]].append(span)
-        elif before["account_id"] != row["account_id"]:
+        elif (before["account_id"], before["connection_id"]) != (
+            row["account_id"],
+            row["connection_id"],
+        ):  # moved to another account or corrected to another connection: every day
             spans[before["account_id"]].append((before["valid_from"], before["valid_to"]))
             spans[row["account_id"]].append(span)
         else:

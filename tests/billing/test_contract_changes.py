@@ -265,6 +265,58 @@ class TestLateMoveIn:
 
 
 @pytest.mark.django_db
+class TestContractCorrectedToAnotherConnection:
+    def test_the_month_billed_on_the_wrong_flat_is_credited_and_billed_on_the_right_one(self):
+        """A contract entered on the wrong flat is corrected in the admin's contract form
+        (same account, same dates, another connection) after its month was billed."""
+        from django.forms import modelform_factory
+
+        from customers.admin import ContractForm
+        from customers.models import Contract
+        from tests.customers.factories import ServiceConnectionFactory
+
+        network, (contract,) = billed_network(accounts=1)
+        right = ServiceConnectionFactory(network=network, contracted_capacity_kw=Decimal("10.00"))
+        register(right, dt.date(2026, 11, 1), Decimal("50000"))
+        register(right, dt.date(2026, 12, 1), Decimal("53000"))  # 3 MWh in November
+        bill_month(network)
+        looked_at_everything_so_far()
+        # the contract was made long before: the look sees its correction, not its creation
+        Contract.history.update(history_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+        original = Invoice.objects.get(account=contract.account, kind="invoice")
+        assert energy(original) == Decimal("1.5")  # the wrong flat's meter
+        form = modelform_factory(
+            Contract, form=ContractForm, fields=("account", "connection", "valid_from", "valid_to")
+        )(
+            data={
+                "account": contract.account_id,
+                "connection": right.pk,
+                "valid_from": contract.valid_from.isoformat(),
+                "valid_to": "",
+            },
+            instance=contract,
+        )
+        assert form.is_valid(), form.errors
+        form.save()
+
+        [(credit, correction)], billed = contracts_rebill_changed(now=LATER)
+
+        assert billed == []
+        assert (credit.original_id, credit.net) == (original.pk, -original.net)
+        lines = {line.component: line for line in correction.lines.all()}
+        assert lines["energy"].connection_id == right.pk
+        assert (lines["energy"].quantity, lines["energy"].amount) == (
+            Decimal("3"),
+            Decimal("1777.56"),  # 3 × 592.52
+        )
+        # a month's 1/12 of 1200.00 and of 10 kW × 120.00: 100.00 + 100.00 + 1777.56
+        assert correction.net == Decimal("1977.56")
+        assert correction.gross == Decimal("2471.95")  # VAT 494.39
+        assert correction.number is not None
+        assert contracts_rebill_changed(now=LATER) == ([], [])  # once
+
+
+@pytest.mark.django_db
 def test_the_cursor_starts_at_the_upgrade():
     """The migration's row: an existing deployment does not recompute all of its past."""
     import importlib
