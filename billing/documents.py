@@ -326,12 +326,13 @@ def _billed_root(invoice: Invoice) -> Invoice:
 def _moved_out(invoice: Invoice, lines) -> dt.date | None:
     """For a settlement of a customer who moved out within the year, and for the credit
     note and correction of one: the first day no longer supplied (the end of its last
-    consumption line); else None."""
+    consumption line; the year's first day when it has none, only the instalments'
+    credit); else None."""
     if _billed_root(invoice).kind != Invoice.Kind.SETTLEMENT:
         return None
     ends = [line.period_end for line in lines if line.connection_id is not None]
-    end = max(ends, default=None)
-    return end if end is not None and end < invoice.period_end else None
+    end = max(ends, default=invoice.period_start)
+    return end if end < invoice.period_end else None
 
 
 def _title(invoice: Invoice, moved_out: dt.date | None) -> str:

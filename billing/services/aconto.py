@@ -969,6 +969,12 @@ def settlement_drafts(
     invoiced, unknown = _instalments_invoiced(
         account_ids=account_ids, period_start=period_start, period_end=period_end
     )
+    for account_id, failure in list(failures.items()):
+        if failure.code == "no_contract" and invoiced.get(account_id):
+            # no day of the year supplied (a move-out on its first day recorded after an
+            # instalment was billed in advance): nothing to bill, the instalments to credit
+            drafts.append(_nothing_supplied(account_id, currency, period_start, period_end))
+            del failures[account_id]
     settled = []
     for draft in drafts:
         if draft.account_id in unknown:
@@ -979,6 +985,28 @@ def settlement_drafts(
     return settled, failures
 
 
+def _nothing_supplied(
+    account_id: int, currency: str, period_start: dt.date, period_end: dt.date
+) -> BillDraft:
+    """The year's bill of an account supplied on none of its days: no line, no energy."""
+    return BillDraft(
+        account_id=account_id,
+        period_start=period_start,
+        period_end=period_end,
+        currency=currency,
+        lines=[],
+        net=ZERO,
+        vat=ZERO,
+        gross=ZERO,
+        vat_breakdown=[],
+        readings=[],
+        has_estimated_reads=False,
+        tariff_version_ids=[],
+        determinants=[],
+        comparison={"energy_mwh": str(quantize_energy(ZERO)), "last_year_mwh": None},
+    )
+
+
 class UnableToSettle(DomainError):
     code = "unable_to_settle"
 
@@ -987,7 +1015,8 @@ def final_settlement_issue(*, plan: InstalmentPlan, now: dt.datetime) -> Invoice
     """Settle a plan's year early for an account that was closed after its move-out.
 
     The invoice is the one the year's settlement run would make: the actual consumption
-    of the days supplied, less the instalments issued, with the plan year as its period.
+    of the days supplied, less the instalments issued, with the plan year as its period
+    (only the instalments' credit for a move-out on the year's first day).
     So the customer's final bill does not wait for the year's end, and the settlement run
     then counts the account as billed: an account is billed once per period and kind.
     A plausible settlement is issued at once; an implausible one stays a held draft.
@@ -1004,11 +1033,12 @@ def final_settlement_issue(*, plan: InstalmentPlan, now: dt.datetime) -> Invoice
         )
     ends = [c.valid_to for c in account.contracts.all() if c.valid_to is not None]
     moved_out = max(ends, default=None)
-    if moved_out is None or moved_out <= plan.year_start:
-        raise UnableToSettle(
-            f"Account {account.number} was not supplied in the plan year from "
-            f"{plan.year_start.isoformat()}."
-        )
+    not_supplied = (
+        f"Account {account.number} was not supplied in the plan year from "
+        f"{plan.year_start.isoformat()}"
+    )
+    if moved_out is None:
+        raise UnableToSettle(f"{not_supplied}.")
     if now.astimezone(ZoneInfo(network.time_zone)).date() < moved_out:
         raise UnableToSettle(
             f"The move-out on {moved_out.isoformat()} is still ahead; its meter reading "
@@ -1038,8 +1068,12 @@ def final_settlement_issue(*, plan: InstalmentPlan, now: dt.datetime) -> Invoice
             period_end=plan.year_end,
             time_zone=network.time_zone,
         )
-        if failures:
-            raise UnableToSettle(f"Account {account.number}: {failures[account.pk]}")
+        failure = failures.get(account.pk)
+        if failure is not None and failure.code == "no_contract":
+            # moved out on the year's first day or before, with no instalment to credit
+            raise UnableToSettle(f"{not_supplied}, and no instalment billed for it stands.")
+        if failure is not None:
+            raise UnableToSettle(f"Account {account.number}: {failure}")
         (invoice_id,) = drafts_write(
             drafts=drafts,
             network_id=network.pk,

@@ -478,6 +478,96 @@ class TestMovingOut:
 
 
 @pytest.mark.django_db
+class TestNoDayOfTheYearSupplied:
+    """An instalment billed in advance, then a move-out on the plan year's first day
+    recorded late: the year's settlement bills nothing and credits the instalment."""
+
+    AFTER_THE_YEAR = dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC)
+
+    def test_the_years_settlement_credits_the_instalment_and_nothing_else(self):
+        from billing.services.payments import account_balance
+        from customers.models import Contract
+        from customers.services import contract_move_out
+
+        network, [contract] = planned_network(accounts=1)
+        bill_month(network, start=YEAR, months=3, kind="instalment")
+        instalment = invoice_of(contract, kind="instalment")
+        assert (instalment.net, instalment.gross) == (Decimal("3266.34"), Decimal("4082.93"))
+
+        contract_move_out(contract=Contract.objects.get(pk=contract.pk), move_out_on=YEAR)
+        run = bill_month(network, start=YEAR, months=12, kind="settlement", now=self.AFTER_THE_YEAR)
+
+        assert (run.total, run.done, run.failed) == (1, 1, 0)
+        settlement = invoice_of(contract, kind="settlement")
+        credit = settlement.lines.get()
+        assert (credit.component, credit.amount) == ("on_account", Decimal("-3266.34"))
+        assert "1 instalments, 3,266.34 DKK excl. VAT, credited" in credit.explanation
+        # the year's VAT 0.00 less the 816.59 invoiced on the instalment
+        assert (settlement.net, settlement.vat, settlement.gross) == (
+            Decimal("-3266.34"),
+            Decimal("-816.59"),
+            Decimal("-4082.93"),
+        )
+        assert _billed_net(contract.account) == Decimal("0.00")
+        assert account_balance(account=contract.account) == Decimal("0.00")
+        from billing.documents import invoice_context
+
+        context = invoice_context(invoice=settlement)  # the PDF: no day supplied
+        assert (context["title"], context["moved_out"], context["days"]) == (
+            "Final settlement",
+            YEAR,
+            0,
+        )
+
+    def test_staff_settle_it_at_once_once_the_account_is_closed(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import final_settlement_issue
+        from customers.models import Account, Contract
+        from customers.services import contract_move_out
+
+        network, [contract] = planned_network(accounts=1)
+        bill_month(network, start=YEAR, months=3, kind="instalment")
+        contract_move_out(contract=Contract.objects.get(pk=contract.pk), move_out_on=YEAR)
+        Account.objects.filter(pk=contract.account_id).update(status=Account.Status.CLOSED)
+
+        final = final_settlement_issue(
+            plan=InstalmentPlan.objects.get(account=contract.account), now=NOW
+        )
+
+        assert final.number is not None
+        assert [line.amount for line in final.lines.all()] == [Decimal("-3266.34")]
+        assert final.gross == Decimal("-4082.93")
+        assert _billed_net(contract.account) == Decimal("0.00")
+        run = bill_month(network, start=YEAR, months=12, kind="settlement", now=self.AFTER_THE_YEAR)
+        assert (run.total, run.done, run.failed) == (1, 1, 0)  # counted as billed
+        assert Invoice.objects.filter(kind="settlement").count() == 1
+
+    def test_with_no_instalment_standing_there_is_nothing_to_settle(self):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import UnableToSettle, final_settlement_issue
+        from billing.services.invoices import invoice_credit
+        from customers.models import Account, Contract
+        from customers.services import contract_move_out
+
+        network, [contract] = planned_network(accounts=1)
+        bill_month(network, start=YEAR, months=3, kind="instalment")
+        invoice_credit(invoice=invoice_of(contract, kind="instalment"), now=NOW)
+        contract_move_out(contract=Contract.objects.get(pk=contract.pk), move_out_on=YEAR)
+        Account.objects.filter(pk=contract.account_id).update(status=Account.Status.CLOSED)
+
+        with pytest.raises(UnableToSettle) as refused:
+            final_settlement_issue(
+                plan=InstalmentPlan.objects.get(account=contract.account), now=NOW
+            )
+
+        assert refused.value.message == (
+            f"Account {contract.account.number} was not supplied in the plan year from "
+            "2026-01-01, and no instalment billed for it stands."
+        )
+        assert not Invoice.objects.filter(kind="settlement").exists()
+
+
+@pytest.mark.django_db
 class TestFinalSettlement:
     def _moved_out_and_closed(self):
         from billing.models import InstalmentPlan

@@ -317,6 +317,43 @@ class TestContractCorrectedToAnotherConnection:
 
 
 @pytest.mark.django_db
+def test_a_settled_year_whose_move_out_on_its_first_day_comes_late_keeps_the_instalments_credited():
+    """The settlement billed 2026's 18 MWh and credited its four instalments; then a
+    move-out on 1 January 2026 is recorded: its correction bills nothing and credits the
+    instalments still, it is not a credit note alone that leaves them billed."""
+    from billing.services.aconto import instalment_plan_create
+    from customers.models import Contract
+
+    network, (contract,) = billed_network(accounts=1)
+    year = dt.date(2026, 1, 1)
+    instalment_plan_create(
+        account=contract.account, year_start=year, frequency="quarterly", now=NOW
+    )
+    for quarter in (1, 4, 7, 10):
+        bill_month(network, start=dt.date(2026, quarter, 1), months=3, kind="instalment")
+    after_the_year = dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC)
+    bill_month(network, start=year, months=12, kind="settlement", now=after_the_year)
+    settlement = Invoice.objects.get(kind="settlement")
+    assert (settlement.net, settlement.gross) == (Decimal("0.00"), Decimal("-0.02"))
+    looked_at_everything_so_far()
+    Contract.history.update(history_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+
+    contract_move_out(contract=Contract.objects.get(pk=contract.pk), move_out_on=year)
+    [(credit, correction)], billed = contracts_rebill_changed(now=after_the_year)
+
+    assert billed == []
+    assert credit.original_id == settlement.pk
+    assert correction is not None
+    assert [(line.component, line.amount) for line in correction.lines.all()] == [
+        ("on_account", Decimal("-13065.36"))
+    ]
+    # the year's VAT 0.00 less 4 × 816.59 invoiced on the instalments
+    assert (correction.net, correction.vat) == (Decimal("-13065.36"), Decimal("-3266.36"))
+    issued = Invoice.objects.filter(account=contract.account, number__isnull=False)
+    assert sum((i.net for i in issued), Decimal(0)) == Decimal("0.00")
+
+
+@pytest.mark.django_db
 def test_the_cursor_starts_at_the_upgrade():
     """The migration's row: an existing deployment does not recompute all of its past."""
     import importlib
