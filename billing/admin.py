@@ -31,7 +31,7 @@ from billing.services import payments as payment_services
 from billing.services import runs as run_services
 from customers.models import Network
 from customers.selectors import account_ids_by_number
-from heatutility.admin import ViewOnlyAdmin
+from heatutility.admin import ViewOnlyAdmin, refuse_dates_out_of_range
 from heatutility.errors import DomainError
 from heatutility.timeutil import months_between
 from heatutility.uploads import upload_read, upload_text
@@ -582,6 +582,7 @@ class PaymentForm(forms.ModelForm):
                 )
             except DomainError as exc:
                 self.add_error("amount", exc.message)
+        refuse_dates_out_of_range(self, "received_on")
         return data
 
 

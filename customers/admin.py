@@ -10,18 +10,8 @@ from django.shortcuts import redirect
 from simple_history.admin import SimpleHistoryAdmin
 
 from customers import models
+from heatutility.admin import refuse_dates_out_of_range
 from heatutility.errors import DomainError
-
-
-def _refuse_dates_out_of_range(form: forms.Form, *fields: str) -> None:
-    """Dates the product can work with (as the API's ``BoundedDateField``): a service
-    steps a day back or a month on from them, which year 1 or 9999 cannot."""
-    from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
-
-    for field in fields:
-        day = form.cleaned_data.get(field)
-        if day is not None and not date_in_range(day):
-            form.add_error(field, DATE_OUT_OF_RANGE)
 
 
 class HistoryAdmin(SimpleHistoryAdmin):
@@ -58,7 +48,7 @@ class ContractForm(forms.ModelForm):
         from customers.services import contract_supply_errors
 
         data = super().clean()
-        _refuse_dates_out_of_range(self, "valid_from", "valid_to")
+        refuse_dates_out_of_range(self, "valid_from", "valid_to")
         account, connection, day = (data.get(k) for k in ("account", "connection", "valid_from"))
         new = self.instance.pk is None
         moved = new or {"account", "connection", "valid_from"} & set(self.changed_data)
@@ -345,7 +335,7 @@ class CapacityChangeForm(forms.ModelForm):
         from customers.services import capacity_change_errors
 
         data = super().clean()
-        _refuse_dates_out_of_range(self, "valid_from")
+        refuse_dates_out_of_range(self, "valid_from")
         connection, day, kw = (data.get(k) for k in ("connection", "valid_from", "capacity_kw"))
         if connection and day:
             for error in capacity_change_errors(connection=connection, valid_from=day):
@@ -422,7 +412,7 @@ class AreaChangeForm(forms.ModelForm):
         from customers.selectors import area_on
 
         data = super().clean()
-        _refuse_dates_out_of_range(self, "valid_from")
+        refuse_dates_out_of_range(self, "valid_from")
         building, day, m2 = (data.get(k) for k in ("building", "valid_from", "heated_area_m2"))
         if building and day and m2 is not None and area_on(building=building, day=day) == m2:
             raise forms.ValidationError(f"{building} has {m2} m² on {day.isoformat()} already.")

@@ -9,6 +9,18 @@ from django_celery_beat import admin as beat_admin  # registers the beat models 
 from django_celery_beat.models import PeriodicTask
 
 
+def refuse_dates_out_of_range(form, *fields: str) -> None:
+    """Dates the product can work with (as the API's ``BoundedDateField``): a service
+    steps a day back or a month on from them, which year 1 or 9999 cannot, and a journal
+    export never reaches a payment dated in year 26."""
+    from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
+
+    for field in fields:
+        day = form.cleaned_data.get(field)
+        if day is not None and not date_in_range(day):
+            form.add_error(field, DATE_OUT_OF_RANGE)
+
+
 class ViewOnlyAdmin(admin.ModelAdmin):
     """Records made by the services (an audit trail, an outcome): shown, never added,
     changed or deleted in the admin."""

@@ -298,3 +298,27 @@ def test_an_admin_payment_that_rounds_to_nothing_is_refused_on_its_field(admin_c
     booked = admin_client_.post("/admin/billing/payment/add/", {**form, "amount": "1.00"})
     assert booked.status_code == 302
     assert Payment.objects.get().amount == Decimal("1")
+
+
+@pytest.mark.django_db
+def test_an_admin_payment_dated_out_of_range_is_refused_on_its_field(admin_client_):
+    """The API and the statement import refuse a payment dated 0026-12-05 (a typo for
+    2026): no journal export reaches it, so the journal would not reconcile."""
+    from billing.models import Payment
+    from heatutility.timeutil import DATE_OUT_OF_RANGE
+    from tests.customers.factories import AccountFactory, NetworkFactory
+
+    account = AccountFactory(network=NetworkFactory(currency="DKK"))
+    form = {
+        "account": account.pk,
+        "amount": "100.00",
+        "received_on": "0026-12-05",
+        "reference": "",
+        "bank_transaction_id": "",
+    }
+
+    response = admin_client_.post("/admin/billing/payment/add/", form)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["received_on"] == [DATE_OUT_OF_RANGE]
+    assert not Payment.objects.exists()
