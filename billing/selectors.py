@@ -22,7 +22,10 @@ from billing.models import (
     Refund,
 )
 from customers.models import Network
+from heatutility.money import MONEY_ROUNDING
 from heatutility.timeutil import local_period_bounds
+
+TWO_PLACES = Decimal("0.01")  # exports write every amount with two places
 
 ZERO = Decimal("0")
 
@@ -259,7 +262,9 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
                 inv.currency,
             ]
         for vat in inv.determinants.get("vat", []):
-            amount = Decimal(vat["vat"])
+            # as recorded on the bill, in the currency's minor unit ("272" in ISK):
+            # written with two places like every other amount of the export
+            amount = Decimal(vat["vat"]).quantize(TWO_PLACES, rounding=MONEY_ROUNDING)
             if amount:
                 credit, debit = side(amount)
                 yield [

@@ -131,3 +131,20 @@ def test_a_ledger_setting_for_one_revenue_account_keeps_the_other_defaults(setti
         ("4010", "Energy charge", "", Decimal("888.78")),  # 1.5 MWh × 592.52
         ("2610", "VAT 0.2500", "", Decimal("272.20")),  # 25 % of 1,088.78
     ]
+
+
+@pytest.mark.django_db
+def test_journal_amounts_have_two_places_in_a_currency_without_minor_units():
+    """ISK has no minor unit: the VAT recorded on the bill reads "272", yet the export
+    writes every amount with exactly two places (docs/billing.md)."""
+    network, _ = billed_network(accounts=1)
+    network.currency = "ISK"
+    network.save(update_fields=["currency"])
+    bill_month(network)
+
+    header, *rows = _csv(journal_csv(network_id=network.pk, **ALL_TIME))
+
+    amounts = [row[i] for row in rows for i in (header.index("debit"), header.index("credit"))]
+    assert [a for a in amounts if a and len(a.partition(".")[2]) != 2] == []
+    vat = next(row for row in rows if row[header.index("ledger_account")] == "2610")
+    assert vat[header.index("credit")] == "272.00"
