@@ -574,10 +574,10 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
             skipped += 1
             continue
         if row.account is None:
-            if not row.bad:  # well-formed, but nobody's: staff record it by hand
-                unplaced.append(row)
-            continue
-        if row.amount is not None:
+            if row.bad:
+                continue
+            # well-formed, but nobody's: staff record it by hand (listed once, below)
+        elif row.amount is not None:
             row_errors = _amount_errors(row.amount, row.account.network.currency, row.row)
             errors.extend(row_errors)
             if not row_errors:
@@ -587,13 +587,8 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
                     continue
         first = first_of.setdefault(row.transaction_id, row)
         if first is row:
-            new_rows.append(row)
-        elif (first.received_on, first.amount, first.reference, first.account) != (
-            row.received_on,
-            row.amount,
-            row.reference,
-            row.account,
-        ):
+            (unplaced if row.account is None else new_rows).append(row)
+        elif _same_transaction(first) != _same_transaction(row):
             errors.append(
                 _invalid(
                     "transaction_id",
@@ -674,6 +669,18 @@ def _imported_before(transaction_ids) -> dict[str, tuple]:
         ).values_list("bank_transaction_id", "account_id", "received_on", "amount"):
             stored[transaction_id] = (account_id, received_on, amount)
     return stored
+
+
+def _same_transaction(row: _StatementRow) -> tuple:
+    """What a row repeated in a statement must repeat: an unmatched one its account
+    column as written too (nothing else names where it belongs)."""
+    return (
+        row.received_on,
+        row.amount,
+        row.reference,
+        row.account,
+        row.account_number if row.account is None else None,
+    )
 
 
 def _unmatched(row: _StatementRow) -> dict:

@@ -193,6 +193,27 @@ class TestBadRowsAreRefusedNotCrashed:
         assert errors_of(exc) == [(3, "transaction_id", "conflict")]
         assert "booked before with other data (25.00 DKK on 2026-12-03)" in exc.message
 
+    def test_an_unmatched_credit_twice_in_the_file_is_listed_once(self, account):
+        text = statement(
+            account,
+            "2026-12-03,250.00,from grandma,,tx-x",
+            "2026-12-03,250.00,from grandma,,tx-x",  # the bank's export repeats it
+        )
+
+        result = payments_import_csv(text=text, now=NOW)
+
+        assert [u["transaction_id"] for u in result.unmatched] == ["tx-x"]
+        assert (result.created, result.duplicates) == (2, 1)
+
+    def test_an_unmatched_credit_twice_in_the_file_with_other_data_is_an_error(self, account):
+        text = statement(
+            account,
+            "2026-12-03,250.00,from grandma,,tx-x",
+            "2026-12-03,25.00,from grandma,,tx-x",
+        )
+
+        assert errors_of(refused(text)) == [(4, "transaction_id", "conflict")]
+
     def test_a_transaction_twice_in_the_file_with_other_data_is_an_error(self, account):
         text = statement(account, "2026-12-03,99.00,first,{account},tx-1")
         assert errors_of(refused(text)) == [(3, "transaction_id", "conflict")]
