@@ -26,21 +26,39 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
 from billing.calc import climate_corrected, one_year_earlier
 from billing.models import Allocation, Invoice, RefundPart
+from heatutility.errors import NotFound
 from heatutility.money import plain
+
+log = logging.getLogger(__name__)
+
+
+class DocumentMissing(NotFound, Http404):
+    """A stored document's file is gone: the API answers 404 with the reason, the admin
+    and the portal their 404 page."""
+
+    code = "document_missing"
 
 
 def pdf_response(document) -> FileResponse:
     """A stored PDF (an invoice's or a reminder letter's ``pdf``), shown inline under the
-    document's own file name: the admin, the API and the portal answer with this."""
-    return FileResponse(
-        document.pdf.open("rb"), content_type="application/pdf", filename=document.pdf_filename
-    )
+    document's own file name: the admin, the API and the portal answer with this.
+
+    A file gone from the store (a lost volume, a restore without the media) is a 404 that
+    says so, logged for staff, not a server error: rendering it again stores it anew."""
+    try:
+        handle = document.pdf.open("rb")
+    except FileNotFoundError:
+        log.error("%s: its PDF %s is not in the document store", document, document.pdf.name)
+        raise DocumentMissing(
+            f"The PDF of {document} is not in the document store; staff can render it again."
+        ) from None
+    return FileResponse(handle, content_type="application/pdf", filename=document.pdf_filename)
 
 
 # WeasyPrint logs every layout step at INFO; one line per invoice is noise in a run.
