@@ -220,6 +220,10 @@ class PlantUnitSerializer(ModelSerializer):
 
 
 class ElectricityChargeSerializer(ModelSerializer):
+    # as the plant-data imports' currency: a charge in "eu" would never match a cap's
+    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="DKK",
+                                      error_messages={"invalid": "A currency is three capital letters (ISO 4217)."})
+
     class Meta:
         model = models.ElectricityCharge
         fields = ["id", "price_area", "kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh",

@@ -544,3 +544,12 @@ class TestConstraintsAsFields:
         r = manager.post("/api/v1/electricity-charges/", {**base, "hour_to": 25}, format="json")
         assert (r.status_code, fields(r)) == (400, ["hour_to"])
         assert not models.ElectricityCharge.objects.exists()
+
+    @pytest.mark.parametrize("currency", ["eu", "EU", "EURO", "€"])
+    def test_an_electricity_charge_currency_is_three_capital_letters(self, manager, currency):
+        base = {"price_area": "DK2", "kind": "grid", "amount_per_mwh": "1", "valid_from": "2027-01-01"}
+        r = manager.post("/api/v1/electricity-charges/", {**base, "currency": currency}, format="json")
+        assert (r.status_code, fields(r)) == (400, ["currency"])
+        assert not models.ElectricityCharge.objects.exists()
+        assert manager.post("/api/v1/electricity-charges/", {**base, "currency": "EUR"},
+                            format="json").status_code == 201
