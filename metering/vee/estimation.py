@@ -22,7 +22,8 @@ At a boundary instant T (00:00 local):
    days (this span / last year's) when both are loaded, never negative →
    ``estimated`` / ``last_year_degree_days`` (``last_year`` without degree days).
    Registers are cumulative: a boundary is never below an earlier one, whichever call
-   estimated it (each month start extrapolated from the last read on its own degree-day
+   estimated it, nor above a later one stored before it (a day estimated after the
+   month start that follows it) (each month start extrapolated from the last read on its own degree-day
    ratio could fall: 1 June 21,200 kWh, 1 July 20,857 kWh);
 5. otherwise nothing: never a silent invention.
 Estimates are replaced in place when reads arrive (``updated_at`` changes; billing's
@@ -415,13 +416,17 @@ def estimate(
     zone: str,
     network_id: int,
     base: Point | None = None,
+    ceiling: Point | None = None,
 ) -> tuple[Point, str, str] | None:
     """(value, status, method) for 00:00 local of ``on``, or None if nothing supports one.
 
     ``base``: the connection's latest boundary before ``on`` (estimated before it in the
     same call, or stored and not withdrawn), at its local midnight.  With no later read,
     the estimate continues from it where it lies after the last read, so the register
-    never falls from one boundary to the next."""
+    never falls from one boundary to the next.  ``ceiling``: the connection's earliest
+    stored boundary after ``on`` (a day estimated after a later one was stored, e.g. a
+    back-dated move-in mid-month): the estimate stays at or below it, so the register
+    does not fall after it either."""
     at = local_midnight(on, zone)
     found = value_at(points, at)
     if found is not None:
@@ -460,15 +465,12 @@ def estimate(
         factor = dd_now / dd_then
         consumption_e, consumption_v = consumption_e * factor, consumption_v * factor
         method = "last_year_degree_days"
-    value = Point(
-        at,
-        start.energy + max(consumption_e, Decimal(0)),
-        start.volume + max(consumption_v, Decimal(0)),
-        None,
-        None,
-        False,
-    )
-    return value, "estimated", method
+    energy = start.energy + max(consumption_e, Decimal(0))
+    volume = start.volume + max(consumption_v, Decimal(0))
+    if ceiling is not None and ceiling.at > at:
+        energy = max(start.energy, min(energy, ceiling.energy))
+        volume = max(start.volume, min(volume, ceiling.volume))
+    return Point(at, energy, volume, None, None, False), "estimated", method
 
 
 def _boundary_point(register: BoundaryRegister, zone: str) -> Point:
@@ -500,6 +502,21 @@ def _latest_stored_before(dates: Sequence[dt.date]) -> dict[str, Subquery]:
     }
 
 
+def _earliest_stored_after(dates: Sequence[dt.date]) -> dict[str, Subquery]:
+    """For each of ``dates``, the connection's earliest boundary after it that billing
+    sees (not withdrawn), as annotations of a connection query: the ceiling of an
+    estimate made after that later one was stored (:func:`estimate`)."""
+    return {
+        f"_stored_after_{i}": Subquery(
+            BoundaryRegister.objects.filter(connection_id=OuterRef("pk"), on__gt=day)
+            .exclude(status=BoundaryRegister.Status.WITHDRAWN)
+            .order_by("on")
+            .values("pk")[:1]
+        )
+        for i, day in enumerate(dates)
+    }
+
+
 def boundary_registers_ensure(
     *, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh: bool = False
 ) -> None:
@@ -520,7 +537,7 @@ def boundary_registers_ensure(
     June continues from June's value, as one call estimating both does.
     """
     dates = sorted(set(dates))
-    before = _latest_stored_before(dates)
+    before = {**_latest_stored_before(dates), **_earliest_stored_after(dates)}
     connections = list(
         ServiceConnection.objects.filter(pk__in=set(connection_ids))
         .select_related("network")
@@ -614,12 +631,14 @@ def boundary_registers_ensure(
         with transaction.atomic():
             for on in wanted:
                 earlier = [day for day in boundaries if day < on]
+                later = [day for day in boundaries if day > on]
                 result = estimate(
                     points=points,
                     on=on,
                     zone=zone,
                     network_id=connection.network_id,
                     base=boundaries[max(earlier)] if earlier else None,
+                    ceiling=boundaries[min(later)] if later else None,
                 )
                 if result is None:
                     current = have.get(on)

@@ -214,6 +214,26 @@ class TestLastYearEstimatesStayCumulative:
         boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JULY], refresh=True)
         assert values(stopped_meter, JULY)[JULY][0] == Decimal("23150")
 
+    def test_a_day_estimated_after_the_next_month_start_stays_below_it(self, stopped_meter):
+        """A back-dated move-in on 15 June needs a register that day after 1 July was
+        stored (21,350 kWh); meanwhile early June's degree days were corrected up (3.5 a
+        day): on its own span the estimate would be 21,200 + 280 kWh × 49/28 = 21,690,
+        above 1 July, and the new occupant's 15 June – 1 July would bill −340 kWh."""
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[JUNE, JULY])
+        DegreeDay.objects.filter(
+            network=stopped_meter.network, on__gte=JUNE, on__lt=dt.date(2026, 6, 15)
+        ).update(degree_days=Decimal("3.5"))
+        mid_june = dt.date(2026, 6, 15)
+
+        boundary_registers_ensure(connection_ids=[stopped_meter.id], dates=[mid_june])
+
+        got = values(stopped_meter, JUNE, mid_june, JULY)
+        assert [got[day][0] for day in (JUNE, mid_june, JULY)] == [
+            Decimal("21200"),
+            Decimal("21350"),
+            Decimal("21350"),
+        ]
+
     def test_an_estimate_after_a_withdrawn_boundary_continues_from_the_last_read(
         self, stopped_meter
     ):
