@@ -7,7 +7,11 @@ numbers back with the transaction; concurrent issuers queue on the counter row. 
 bulk UPDATE checks that it numbered exactly the rows it counted and otherwise raises
 (rolling back), so a row changed concurrently can never leave a hole.
 
-Lock order: billing run → series counter → invoices.  Issuing a run
+Lock order: (accounts →) billing run → series counter → invoices.  Accounts are locked
+first only where a settlement and an instalment's credit meet (:func:`accounts_lock`):
+a settlement run's chunk locks its accounts before it counts their instalments, and
+crediting an instalment locks its account before the counter, so the one waits for the
+other and never credits what the other just credited.  Issuing a run
 (``runs.billing_run_issue``), a chunk numbering its bills (``runs._write_numbered``) and
 billing a missed account into a run (``contract_changes.account_bill_missed``) take them
 in that order.  So do the services that change a run's draft and the run's counters
@@ -389,6 +393,10 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
     if invoice.kind == Invoice.Kind.CREDIT_NOTE:
         raise UnableToIssueInvoice("A credit note is not credited; issue a new invoice instead.")
     with transaction.atomic():
+        if invoice.kind == Invoice.Kind.INSTALMENT:
+            # before the counter, as a settlement run's chunk takes it: a settlement being
+            # computed for the account is waited for, then seen below
+            accounts_lock([invoice.account_id])
         if issue:  # the series counter before the invoice row: the order every issuer takes
             series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
         Invoice.objects.select_for_update().get(pk=invoice.pk)
@@ -421,6 +429,20 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
                 issued_at=now, invoice_ids=[credit_id], time_zone=invoice.network.time_zone
             )
     return Invoice.objects.get(pk=credit_id)
+
+
+def accounts_lock(account_ids: Sequence[int]) -> None:
+    """Lock the accounts' rows (in id order; ``FOR NO KEY UPDATE``, so invoices may still
+    reference them) until the transaction ends: where a settlement and the credit of one
+    of its instalments meet (module doc, lock order)."""
+    from customers.models import Account
+
+    list(
+        Account.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(account_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def settlement_of_instalment(instalment: Invoice) -> Invoice | None:

@@ -25,7 +25,7 @@ from billing import conf
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunChunk, BillingRunException, Invoice
 from billing.services.compute import drafts_compute
-from billing.services.invoices import _local_issue_date, invoices_issue
+from billing.services.invoices import _local_issue_date, accounts_lock, invoices_issue
 from billing.services.write import drafts_write
 from customers.models import Account, Contract, Network
 from heatutility.db import id_array
@@ -265,6 +265,10 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         already = _already_billed(run=run, account_ids=chunk.account_ids)
         in_part = _on_account_in_part(run=run, account_ids=chunk.account_ids)
         todo = [a for a in chunk.account_ids if a not in already and a not in in_part]
+        if run.kind == BillingRun.Kind.SETTLEMENT:
+            # before counting their instalments: staff crediting one meanwhile waits for
+            # this chunk and then sees its settlement (invoices.invoice_credit)
+            accounts_lock(todo)
         compute_options = {}
         if run.kind == BillingRun.Kind.INVOICE and connection.vendor == "postgresql":
             compute_options["render"] = True  # rows for COPY straight away

@@ -94,3 +94,47 @@ def test_the_api_answers_409_with_the_reason():
 
     assert response.status_code == 409
     assert response.json()["code"] == "instalment_settled"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_credit_while_the_settlement_is_computed_waits_for_it_and_is_refused(monkeypatch):
+    """The settlement run's chunk has counted the instalments (and credits them) but not
+    written yet; staff's credit of one of them waits for the chunk's lock on the account,
+    then sees the settlement and is refused: the instalment is credited once."""
+    from billing.services import runs
+    from tests.concurrency import in_thread, waits_for_a_lock
+    from tests.metering.test_ingest_delete_lock import Pause, finish
+
+    network, (contract,) = planned_network(accounts=1)
+    instalments_billed(network)
+    run = runs.billing_run_create(
+        network=network,
+        period_start=YEAR,
+        months=12,
+        kind="settlement",
+        now=AFTER_THE_YEAR,
+        render_pdfs=False,
+    )
+    (chunk_id,) = runs.billing_run_plan(run=run, now=AFTER_THE_YEAR)
+    pause = Pause(monkeypatch, runs, "_write_numbered")  # counted, not yet written
+    settling, settled = in_thread(
+        runs.billing_run_chunk_process, chunk_id=chunk_id, now=AFTER_THE_YEAR
+    )
+    try:
+        pause.wait()
+        crediting, credited = in_thread(
+            invoice_credit, invoice=second_quarter(), now=AFTER_THE_YEAR
+        )
+        waited = waits_for_a_lock(crediting, "customers_account")
+    finally:
+        pause.released.set()
+    finish(settling, crediting)
+
+    assert settled.get("error") is None
+    assert isinstance(credited.get("error"), InstalmentSettled)
+    assert waited
+    assert not Invoice.objects.filter(kind="credit_note").exists()
+    settlement = Invoice.objects.get(kind="settlement", account=contract.account)
+    credit = settlement.lines.get(component="on_account")
+    assert credit.amount == -4 * Decimal("3266.34")
