@@ -602,27 +602,23 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
     # a transaction id imported before is a duplicate only if it is the same transaction:
     # another payment under it (banks that number per statement or per day) would be
     # dropped as a "duplicate", never booked, and its invoice dunned
-    imported = _imported_before({r.transaction_id for r in new_rows})
+    imported = _imported_before({r.transaction_id for r in new_rows + unplaced})
     for row in new_rows:
         stored = imported.get(row.transaction_id)
         complete = row.amount is not None and row.received_on is not None
-        if stored is not None and complete and stored != _transaction_key(row):
+        if stored is not None and complete and stored[:3] != _transaction_key(row):
             errors.append(_imported_conflict(row, stored))
     # a credit listed as unmatched that staff then booked by hand under the bank's id (API,
     # admin) is booked: sent again, the statement must not list it for booking twice
-    booked = _booked_by_hand({r.transaction_id for r in unplaced})
     unmatched: list[dict] = []
     for row in unplaced:
-        payment = booked.get(row.transaction_id)
-        if payment is None:
+        stored = imported.get(row.transaction_id)
+        if stored is None:
             unmatched.append(_unmatched(row))
-        elif (payment.received_on, payment.amount) == (
-            row.received_on,
-            quantize_money(row.amount, payment.currency),
-        ):
+        elif stored[1:3] == (row.received_on, quantize_money(row.amount, stored[3])):
             duplicates += 1
         else:  # another transaction under the same id: as for an imported one, refused
-            errors.append(_booked_conflict(row, payment))
+            errors.append(_booked_conflict(row, stored))
     if errors:
         raise _refused(errors)
     result = ImportResult(duplicates=duplicates, skipped=skipped, unmatched=unmatched)
@@ -648,7 +644,7 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
                 stored = _imported_before({row.transaction_id}).get(row.transaction_id)
                 if stored is None:
                     raise
-                if stored != _transaction_key(row):  # all or nothing: the rest rolls back
+                if stored[:3] != _transaction_key(row):  # all or nothing: the rest rolls back
                     raise _refused([_imported_conflict(row, stored)]) from None
                 result.duplicates += 1
             else:
@@ -661,13 +657,14 @@ def _transaction_key(row: _StatementRow) -> tuple:
 
 
 def _imported_before(transaction_ids) -> dict[str, tuple]:
-    """The payments imported under ``transaction_ids``: id -> (account, date, amount)."""
+    """The payments stored under ``transaction_ids`` (imported, or booked by hand with
+    the bank's id): id -> (account, date, amount, currency)."""
     stored: dict[str, tuple] = {}
     for ids in _chunks(transaction_ids):
-        for transaction_id, account_id, received_on, amount in Payment.objects.filter(
+        for transaction_id, *payment in Payment.objects.filter(
             bank_transaction_id__in=ids
-        ).values_list("bank_transaction_id", "account_id", "received_on", "amount"):
-            stored[transaction_id] = (account_id, received_on, amount)
+        ).values_list("bank_transaction_id", "account_id", "received_on", "amount", "currency"):
+            stored[transaction_id] = tuple(payment)
     return stored
 
 
@@ -694,29 +691,18 @@ def _unmatched(row: _StatementRow) -> dict:
     }
 
 
-def _booked_by_hand(transaction_ids) -> dict[str, Payment]:
-    """The payments recorded under ``transaction_ids`` (date, amount and currency)."""
-    booked: dict[str, Payment] = {}
-    for ids in _chunks(transaction_ids):
-        for payment in Payment.objects.filter(bank_transaction_id__in=ids).only(
-            "bank_transaction_id", "received_on", "amount", "currency"
-        ):
-            booked[payment.bank_transaction_id] = payment
-    return booked
-
-
-def _booked_conflict(row: _StatementRow, payment: Payment) -> ErrorItem:
+def _booked_conflict(row: _StatementRow, stored: tuple) -> ErrorItem:
+    _account_id, received_on, amount, currency = stored
     return _invalid(
         "transaction_id",
-        f"booked before with other data ({payment.amount} {payment.currency} on "
-        f"{payment.received_on.isoformat()})",
+        f"booked before with other data ({amount} {currency} on {received_on.isoformat()})",
         row.row,
         "conflict",
     )
 
 
 def _imported_conflict(row: _StatementRow, stored: tuple) -> ErrorItem:
-    _account_id, received_on, amount = stored
+    _account_id, received_on, amount, _currency = stored
     return _invalid(
         "transaction_id",
         f"imported before with other data ({amount} on {received_on.isoformat()}"
