@@ -484,37 +484,26 @@ def _boundary_point(register: BoundaryRegister, zone: str) -> Point:
     )
 
 
-def _latest_stored_before(dates: Sequence[dt.date]) -> dict[str, Subquery]:
-    """For each of ``dates``, the connection's latest boundary before it that billing
-    sees (not withdrawn), as annotations of a connection query: one descent of the
-    (connection, on) key each.  An estimate with no later read continues from such a
-    register when it lies after the last read (the month before, stored by the call that
-    billed it); one of ``dates`` recomputed in the same call stands in for its stored
-    value, and the latest before it is loaded too."""
-    return {
-        f"_stored_before_{i}": Subquery(
-            BoundaryRegister.objects.filter(connection_id=OuterRef("pk"), on__lt=day)
-            .exclude(status=BoundaryRegister.Status.WITHDRAWN)
-            .order_by("-on")
-            .values("pk")[:1]
+def _stored_neighbours(dates: Sequence[dt.date]) -> dict[str, Subquery]:
+    """For each of ``dates``, the connection's latest boundary before it and earliest
+    after it that billing sees (not withdrawn), as annotations of a connection query:
+    one descent of the (connection, on) key each.  An estimate with no later read
+    continues from the one before when it lies after the last read (the month before,
+    stored by the call that billed it) and stays at or below the one after
+    (:func:`estimate`); one of ``dates`` recomputed in the same call stands in for its
+    stored value, and its neighbours are loaded too."""
+    stored = BoundaryRegister.objects.filter(connection_id=OuterRef("pk")).exclude(
+        status=BoundaryRegister.Status.WITHDRAWN
+    )
+    neighbours = {}
+    for i, day in enumerate(dates):
+        neighbours[f"_stored_before_{i}"] = Subquery(
+            stored.filter(on__lt=day).order_by("-on").values("pk")[:1]
         )
-        for i, day in enumerate(dates)
-    }
-
-
-def _earliest_stored_after(dates: Sequence[dt.date]) -> dict[str, Subquery]:
-    """For each of ``dates``, the connection's earliest boundary after it that billing
-    sees (not withdrawn), as annotations of a connection query: the ceiling of an
-    estimate made after that later one was stored (:func:`estimate`)."""
-    return {
-        f"_stored_after_{i}": Subquery(
-            BoundaryRegister.objects.filter(connection_id=OuterRef("pk"), on__gt=day)
-            .exclude(status=BoundaryRegister.Status.WITHDRAWN)
-            .order_by("on")
-            .values("pk")[:1]
+        neighbours[f"_stored_after_{i}"] = Subquery(
+            stored.filter(on__gt=day).order_by("on").values("pk")[:1]
         )
-        for i, day in enumerate(dates)
-    }
+    return neighbours
 
 
 def boundary_registers_ensure(
@@ -530,25 +519,26 @@ def boundary_registers_ensure(
     (where no later read exists) around the last read a year earlier, and a year before
     the stored boundary the estimate continues from.  A meter's history (8,760 hourly
     reads a year) is never read whole; of the stored boundaries, those of ``dates`` and
-    the latest before each of them (with the connections, one descent each).
+    the latest before and the earliest after each of them (with the connections, one
+    descent each).
 
     Dates are estimated in order, each extrapolated one continuing from the boundary
     before it (:func:`estimate`), so a call that estimates July after one that stored
     June continues from June's value, as one call estimating both does.
     """
     dates = sorted(set(dates))
-    before = {**_latest_stored_before(dates), **_earliest_stored_after(dates)}
+    neighbours = _stored_neighbours(dates)
     connections = list(
         ServiceConnection.objects.filter(pk__in=set(connection_ids))
         .select_related("network")
-        .annotate(**before)
+        .annotate(**neighbours)
     )
-    earlier_pks = {getattr(c, name) for c in connections for name in before} - {None}
+    neighbour_pks = {getattr(c, name) for c in connections for name in neighbours} - {None}
     existing = defaultdict(dict)
-    # the stored registers billing sees: where an estimate may continue from them
+    # the stored registers billing sees: where an estimate continues from, or stays below
     stored_of: dict[int, dict[dt.date, BoundaryRegister]] = defaultdict(dict)
     for register in BoundaryRegister.objects.filter(
-        Q(connection_id__in=set(connection_ids), on__in=dates) | Q(pk__in=earlier_pks)
+        Q(connection_id__in=set(connection_ids), on__in=dates) | Q(pk__in=neighbour_pks)
     ):
         if register.on in dates:
             existing[register.connection_id][register.on] = register
