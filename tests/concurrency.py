@@ -2,8 +2,9 @@
 that PostgreSQL shows that thread's session waiting for a lock.
 
 For tests that force an interleaving (``@pytest.mark.django_db(transaction=True)``):
-one side is paused inside its transaction (monkeypatched), the other is started with
-:func:`in_thread`, and :func:`waits_for_a_lock` confirms it queues behind the first.
+one side is paused inside its transaction (:class:`Pause`, monkeypatched), the other is
+started with :func:`in_thread`, :func:`waits_for_a_lock` confirms it queues behind the
+first, and :func:`finish` waits for both threads.
 """
 
 from __future__ import annotations
@@ -47,3 +48,29 @@ def waits_for_a_lock(thread: threading.Thread, statement: str, *, seconds: float
                 return True
         time.sleep(0.02)
     return False
+
+
+class Pause:
+    """Stop a thread inside ``function`` (before or after it runs) until released."""
+
+    def __init__(self, monkeypatch, owner, name: str, *, after: bool = False):
+        self.reached, self.released = threading.Event(), threading.Event()
+        real = getattr(owner, name)
+
+        def paused(*args, **kwargs):
+            result = real(*args, **kwargs) if after else None
+            if not self.reached.is_set():
+                self.reached.set()
+                assert self.released.wait(30), "never released"
+            return result if after else real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, paused)
+
+    def wait(self) -> None:
+        assert self.reached.wait(30), "the paused side never got there"
+
+
+def finish(*threads: threading.Thread) -> None:
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()

@@ -103,8 +103,7 @@ def test_a_credit_while_the_settlement_is_computed_waits_for_it_and_is_refused(m
     written yet; staff's credit of one of them waits for the chunk's lock on the account,
     then sees the settlement and is refused: the instalment is credited once."""
     from billing.services import runs
-    from tests.concurrency import in_thread, waits_for_a_lock
-    from tests.metering.test_ingest_delete_lock import Pause, finish
+    from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
 
     network, (contract,) = planned_network(accounts=1)
     instalments_billed(network)

@@ -15,7 +15,6 @@ its transaction and waiting until PostgreSQL shows the other waiting for a row l
 """
 
 import datetime as dt
-import threading
 
 import orjson
 import pytest
@@ -27,7 +26,7 @@ from metering.ingest import batches, fastcsv, store
 from metering.ingest.batches import readings_batch_process, readings_batch_submit
 from metering.meters import UnableToChangeMeter, UnableToDeleteMeter, meter_delete, meter_update
 from metering.models import HeatMeter, IngestBatch, IngestBatchMeter, Reading
-from tests.concurrency import in_thread, waits_for_a_lock
+from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
 from tests.metering.factories import HeatMeterFactory
 from tests.metering.factories_readings import MeterVendorFactory
 
@@ -37,32 +36,6 @@ HOURS = 10
 PATHS = ("api", "file", "file_decimal_comma", "python_lane")
 # the paths whose meters are resolved before the transaction that stores the rows
 RESOLVED_BEFORE = ("file", "file_decimal_comma", "python_lane")
-
-
-class Pause:
-    """Stop a thread inside ``function`` (before or after it runs) until released."""
-
-    def __init__(self, monkeypatch, owner, name: str, *, after: bool = False):
-        self.reached, self.released = threading.Event(), threading.Event()
-        real = getattr(owner, name)
-
-        def paused(*args, **kwargs):
-            result = real(*args, **kwargs) if after else None
-            if not self.reached.is_set():
-                self.reached.set()
-                assert self.released.wait(30), "never released"
-            return result if after else real(*args, **kwargs)
-
-        monkeypatch.setattr(owner, name, paused)
-
-    def wait(self) -> None:
-        assert self.reached.wait(30), "the paused side never got there"
-
-
-def finish(*threads: threading.Thread) -> None:
-    for thread in threads:
-        thread.join(timeout=60)
-        assert not thread.is_alive()
 
 
 def delivery(path: str, monkeypatch, vendor, serials: list[str]) -> IngestBatch:

@@ -19,10 +19,9 @@ from metering import installations
 from metering.installations import UnableToInstallMeter, meter_exchange, meter_install
 from metering.models import MeterInstallation
 from tests.billing.helpers import client_for
-from tests.concurrency import in_thread, waits_for_a_lock
+from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
 from tests.customers.factories import BuildingInterfaceUnitFactory
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
-from tests.metering.test_ingest_delete_lock import Pause, finish
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MOVED = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)  # the meter moved from unit A to unit B

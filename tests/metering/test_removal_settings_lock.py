@@ -23,9 +23,8 @@ from metering import installations, meters
 from metering.installations import UnableToInstallMeter, meter_exchange, meter_remove
 from metering.meters import UnableToChangeMeter, meter_update
 from metering.models import HeatMeter, MeterInstallation
-from tests.concurrency import in_thread, waits_for_a_lock
+from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
-from tests.metering.test_ingest_delete_lock import Pause, finish
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 REMOVED = dt.datetime(2026, 10, 15, 10, tzinfo=dt.UTC)
