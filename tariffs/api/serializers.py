@@ -219,10 +219,15 @@ class PlantUnitSerializer(ModelSerializer):
         return attrs
 
 
+def _currency_field() -> serializers.RegexField:
+    """An ISO 4217 code, DKK when left out (charges and plant-data imports)."""
+    return serializers.RegexField(r"^[A-Z]{3}$", required=False, default="DKK",
+                                  error_messages={"invalid": "A currency is three capital letters (ISO 4217)."})
+
+
 class ElectricityChargeSerializer(ModelSerializer):
     # as the plant-data imports' currency: a charge in "eu" would never match a cap's
-    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="DKK",
-                                      error_messages={"invalid": "A currency is three capital letters (ISO 4217)."})
+    currency = _currency_field()
 
     class Meta:
         model = models.ElectricityCharge
@@ -269,8 +274,7 @@ class DataImportCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=models.DataImport.Kind.choices)
     unit = serializers.PrimaryKeyRelatedField(queryset=models.PlantUnit.objects.all(), required=False, allow_null=True)
     price_area = serializers.CharField(required=False, allow_blank=True, default="", max_length=20)
-    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="DKK",
-                                      error_messages={"invalid": "A currency is three capital letters (ISO 4217)."})
+    currency = _currency_field()
     time_zone = serializers.CharField(required=False, default="Europe/Copenhagen", max_length=64,
                                       help_text="IANA zone of naive times in the file")
     file = serializers.FileField(required=False, help_text="CSV file (multipart); or send `content`.")
