@@ -569,6 +569,12 @@ class _Pricer:
         lines: list[PricedLine] = []
         if c.seasons:
             shares = self._season_shares(c)
+            own = None
+            if not any(shares.values()) and det.energy_by_month:
+                # monthly energies that cancel exactly: each season its own, as when they
+                # do not (the quantities then add up to the period's 0 all the same)
+                own = self._season_energies(c)
+                shares = {i: Fraction(mwh) for i, mwh in own.items()}
             remaining = total
             parts: list[tuple[Season, Decimal]] = []
             nonzero = [s for i, s in enumerate(c.seasons) if shares[i] != 0]  # a negative month too
@@ -578,6 +584,10 @@ class _Pricer:
             for s in nonzero:
                 if s is nonzero[-1]:
                     q = remaining
+                elif own is not None:
+                    mwh = own[index[id(s)]]
+                    q = _qty(mwh) if c.unit == "MWh" else _mwh_qty(mwh, c.unit)
+                    remaining -= q
                 else:
                     q = _qty(Fraction(total) * shares[index[id(s)]])
                     remaining -= q
@@ -614,6 +624,14 @@ class _Pricer:
             )
         self.energy_amounts[c.code] = sum((ln.amount for ln in lines), ZERO)
         return lines
+
+    def _season_energies(self, c: EnergyCharge) -> dict[int, Decimal]:
+        """Each season's measured MWh (``energy_by_month`` summed), by its position."""
+        month_season = {m: i for i, s in enumerate(c.seasons) for m in s.months}
+        own = dict.fromkeys(range(len(c.seasons)), ZERO)
+        for month, mwh in self.det.energy_by_month:
+            own[month_season[month.month]] += mwh
+        return own
 
     def _season_shares(self, c: EnergyCharge) -> dict[int, Fraction]:
         """Each season's share of the energy, by its position (one label may name two

@@ -148,3 +148,31 @@ class TestSeasonsByMonthlyEnergy:
             ("Energy (summer)", D("-1.000000"), D("-300.00")),
         ]
         assert sum(ln.amount for ln in lines) == D("2200.00")
+
+    def test_monthly_energies_that_cancel_are_each_priced_in_their_season(self):
+        spec = make([SEASONAL_ENERGY])
+        # March +2 MWh (winter), April −2 MWh (summer): 0 MWh in all, yet each month was
+        # measured and is priced as in the test above, not dropped
+        by_month = ((dt.date(2026, 3, 1), D("2")), (dt.date(2026, 4, 1), D("-2")))
+        lines = rate(
+            determinants=det(dt.date(2026, 3, 1), dt.date(2026, 5, 1), mwh="0", by_month=by_month),
+            tariff=spec,
+        )
+        # 2 × 500 − 2 × 300 = 400.00
+        assert [(ln.description, ln.quantity, ln.amount) for ln in lines] == [
+            ("Energy (winter)", D("2.000000"), D("1000.00")),
+            ("Energy (summer)", D("-2.000000"), D("-600.00")),
+        ]
+
+    def test_monthly_energies_that_cancel_in_gj_keep_a_zero_total(self):
+        spec = make([{**SEASONAL_ENERGY, "unit": "GJ"}])
+        by_month = ((dt.date(2026, 3, 1), D("1.001")), (dt.date(2026, 4, 1), D("-1.001")))
+        lines = rate(
+            determinants=det(dt.date(2026, 3, 1), dt.date(2026, 5, 1), mwh="0", by_month=by_month),
+            tariff=spec,
+        )
+        # 1.001 MWh = 3.6036 GJ: + in winter, − in summer, the quantities adding to 0
+        assert [(ln.quantity, ln.amount) for ln in lines] == [
+            (D("3.603600"), D("1801.80")),
+            (D("-3.603600"), D("-1081.08")),
+        ]
