@@ -508,6 +508,25 @@ def _on_basis(lines, *, includes_vat: bool) -> Decimal:
     )
 
 
+def energy_lines_mwh(lines) -> tuple[list, Decimal]:
+    """The energy lines and their quantity in MWh: a tariff prices energy per MWh, GJ or
+    kWh (DOMAIN.md §4), while the cap and the average price are per MWh (1 GJ = 1/3.6
+    MWh, as the cap's approval check converts a price per GJ)."""
+    from tariffs.units import ENERGY_UNITS
+
+    energy = [ln for ln in lines if ln.kind == "energy" and ln.unit in ENERGY_UNITS]
+    mwh = sum(
+        (
+            ln.quantity
+            * ENERGY_UNITS[ln.unit].numerator
+            / ENERGY_UNITS[ln.unit].denominator
+            for ln in energy
+        ),
+        Decimal("0"),
+    )
+    return energy, mwh
+
+
 def _latest_segments(lines) -> list:
     """Each connection's lines of its last segment (the prices in force at the end)."""
     last: dict[int, dt.date] = {}
@@ -547,8 +566,7 @@ def cap_comparison(*, cap: dict, invoice: Invoice, lines, this_mwh: Decimal) -> 
         }
 
     rows = []
-    energy = [ln for ln in lines if ln.kind == "energy" and ln.unit == "MWh"]
-    qty = sum((ln.quantity for ln in energy), Decimal("0"))
+    energy, qty = energy_lines_mwh(lines)
     if cap["energy_cap_per_mwh"] is not None and qty > 0:
         rows.append(
             row(
@@ -785,14 +803,12 @@ def invoice_context(*, invoice: Invoice) -> dict:
         end=period_end,
     )
     cap = price_cap_summary(network_id=invoice.network_id, on=invoice.period_start)
-    energy_lines = [line for line in lines if line.kind == "energy" and line.unit == "MWh"]
+    energy_lines, qty = energy_lines_mwh(lines)
     avg_energy_price = None
-    if energy_lines:
-        qty = sum((line.quantity for line in energy_lines), Decimal("0"))
-        if qty:
-            avg_energy_price = (
-                sum((line.amount for line in energy_lines), Decimal("0")) / qty
-            ).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)  # half up, as the PDF says
+    if energy_lines and qty:
+        avg_energy_price = (
+            sum((line.amount for line in energy_lines), Decimal("0")) / qty
+        ).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)  # half up, as the PDF says
     return {
         "invoice": invoice,
         # the local date of the network's time zone, not of the server's TIME_ZONE

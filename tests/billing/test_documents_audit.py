@@ -308,3 +308,37 @@ def test_the_average_energy_price_is_rounded_half_up(settings):
     assert (energy.quantity, energy.amount) == (Decimal("0.4"), Decimal("237.01"))
 
     assert invoice_context(invoice=invoice)["avg_energy_price"] == Decimal("592.53")
+
+
+@pytest.mark.django_db
+class TestEnergyPricedPerGigajoule:
+    """A tariff may price energy per GJ (DOMAIN.md §4): 165.00 DKK/GJ is 594.00 DKK/MWh
+    (1 MWh = 3.6 GJ).  November, 1.5 MWh = 5.4 GJ × 165.00 = 891.00."""
+
+    @staticmethod
+    def _gj_network():
+        from tariffs.models import TariffVersion
+        from tests.billing.factories import COMPONENTS, tariff_version
+
+        network, _ = billed_network(accounts=1)
+        TariffVersion.objects.filter(tariff__network=network).update(valid_to=YEAR)
+        components = [dict(c) for c in COMPONENTS]
+        components[2] = {**components[2], "unit": "GJ", "price": "165.00"}
+        tariff_version(network=network, valid_from=YEAR, components=components)
+        return network
+
+    def test_the_energy_price_is_compared_with_the_cap_per_mwh(self):
+        network = self._gj_network()
+        adopted_cap(network, PriceCap.Method.COST_BASED, energy_cap_per_mwh=Decimal("600.00"))
+        bill_month(network)
+        invoice = Invoice.objects.get()
+        assert invoice.lines.get(component="energy").amount == Decimal("891.00")
+
+        text = text_of(invoice)
+
+        assert "None of the cap's limits applies" not in text
+        assert (
+            "Energy price (average of this bill) 600.00 DKK/MWh 594.00 DKK/MWh within the cap"
+            in text
+        )
+        assert "Average energy price: 594.00 DKK/MWh excl. VAT" in text
