@@ -251,6 +251,25 @@ class TestCorrectingAFinalSettlement:
         assert "Reference user (House, 130 m²): 2.926 MWh" in correction_text
         assert "This period: 3.200 MWh" in correction_text
 
+    def test_a_correction_in_the_customers_favour_says_where_its_credit_goes(self):
+        """A correction's credit is no credit note's: it settles the account's open
+        invoices, oldest due first (here the instalment), not the settlement it corrects,
+        which its credit note has reversed."""
+        leaves, final = _final_settlement()
+        register(leaves.connection, dt.date(2026, 3, 1), Decimal("41200"))
+        instalment = Invoice.objects.get(account=leaves.account, kind="instalment")
+
+        _, correction = invoice_rerate(invoice=final, now=LATER)
+
+        assert correction.gross == Decimal("-1212.85")
+        text = text_of(correction)
+        assert f"Settles invoice {instalment.display_number} 1212.85" in text
+        assert f"settles what is open on invoice {final.display_number}" not in text
+        assert (
+            "Nothing to pay: the credit first settles what is open on your invoices; any rest "
+            "stays on your account as credit" in text
+        )
+
     def test_the_settlement_names_the_instalments_it_credits(self):
         leaves, final = _final_settlement()
         instalment = Invoice.objects.get(account=leaves.account, kind="instalment")
