@@ -7,8 +7,9 @@ Timestamps
   * ``time`` / ``start`` column with a UTC offset (``2025-10-26T02:00:00+02:00``) is
     unambiguous and preferred;
   * naive local times are read in the file's zone.  On the 25-hour day the repeated hour
-    must appear twice, first in summer time then in winter time (or marked ``(CEST)`` /
-    ``(CET)`` as ENTSO-E does); a local time that does not exist (the skipped hour of the
+    must appear twice, first in summer time then in winter time (or marked with the
+    zone's abbreviation, ``(CEST)`` / ``(CET)`` as ENTSO-E does, ``(BST)`` / ``(GMT)`` in
+    London); a local time that does not exist (the skipped hour of the
     23-hour day) is an error;
   * ENTSO-E ``MTU (CET/CEST)`` columns ``dd.mm.yyyy HH:MM - dd.mm.yyyy HH:MM`` use the start.
 
@@ -77,7 +78,12 @@ def _parse_times(raw: pd.Series, time_zone: str, errors: list[ErrorItem], field:
         return parsed
     naive = pd.DatetimeIndex(parsed)
     if marker.notna().any():
-        ambiguous = (marker == "CEST").to_numpy() | (marker == "EEST").to_numpy()
+        # the marker is the zone's own abbreviation of the hour: summer time is the one
+        # the zone gives it read as summer time (CEST, EEST, BST, WEST, ...)
+        as_summer = naive.tz_localize(
+            time_zone, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="NaT"
+        )
+        ambiguous = (marker.to_numpy() == np.asarray(as_summer.strftime("%Z"), dtype=object))
     else:
         # the repeated hour: first occurrence summer time, second winter time
         dup_rank = pd.Series(naive).groupby(pd.Series(naive)).cumcount().to_numpy()

@@ -76,6 +76,25 @@ class TestDaylightSaving:
         assert len(frame) == 25
         assert frame["price_per_mwh"].min() == -12.5
 
+    @pytest.mark.parametrize(
+        ("zone", "summer", "winter"),
+        [("Europe/London", "BST", "GMT"), ("Europe/Lisbon", "WEST", "WET")],
+    )
+    def test_the_repeated_hour_marked_in_another_zone(self, zone, summer, winter):
+        """A network outside CET marks its repeated hour with its own abbreviations:
+        01:00 (BST) is 00:00 UTC, 01:00 (GMT) 01:00 UTC, in whichever order they come."""
+        rows = ["time,price"]
+        for hour in range(24):
+            if hour == 1:
+                rows += [f"2025-10-26 01:00 ({winter}),20", f"2025-10-26 01:00 ({summer}),10"]
+            else:
+                rows.append(f"2025-10-26 {hour:02d}:00,{hour}")
+        frame = parse_spot_prices("\n".join(rows), time_zone=zone, currency="EUR")
+        assert len(frame) == 25
+        prices = {t.isoformat(): p for t, p in zip(frame["hour_start"], frame["price_per_mwh"], strict=True)}
+        assert prices["2025-10-26T00:00:00+00:00"] == 10
+        assert prices["2025-10-26T01:00:00+00:00"] == 20
+
 
 class TestGapsAndDuplicates:
     def test_missing_and_duplicate_hours_are_listed_with_rows(self):
