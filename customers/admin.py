@@ -42,10 +42,11 @@ class AccountForm(forms.ModelForm):
 class ContractForm(forms.ModelForm):
     """A contract written here keeps the move-in rules of ``contract_move_in`` (same
     network, within the connection's life, an active account and connection for a new
-    one) and a date the product can work with."""
+    one), ends by the connection's disconnection and by today for a closed account
+    (``contract_end_errors``), and has dates the product can work with."""
 
     def clean(self):
-        from customers.services import contract_supply_errors
+        from customers.services import contract_end_errors, contract_supply_errors
 
         data = super().clean()
         refuse_dates_out_of_range(self, "valid_from", "valid_to")
@@ -59,6 +60,15 @@ class ContractForm(forms.ModelForm):
             ):
                 field = fields.get(error.field, error.field)
                 self.add_error(field if field in self.fields else None, error.message)
+        end = self.cleaned_data.get("valid_to")
+        extended = new or {"account", "connection", "valid_to"} & set(self.changed_data)
+        if account and connection and extended:
+            for error in contract_end_errors(
+                account=account, connection=connection, move_out_on=end
+            ):
+                if new and error.code == "account_closed":
+                    continue  # said by the move-in rules (account_not_active)
+                self.add_error("valid_to" if "valid_to" in self.fields else None, error.message)
         return data
 
 

@@ -90,6 +90,48 @@ def contract_supply_errors(
     return errors
 
 
+def contract_end_errors(
+    *,
+    account: Account,
+    connection: ServiceConnection,
+    move_out_on: dt.date | None,
+    today: dt.date | None = None,
+) -> list[ErrorItem]:
+    """Why a contract of ``account`` on ``connection`` cannot run until ``move_out_on``
+    (None: open), shared with the admin's contract forms: no day is supplied from the
+    connection's disconnection on (billing bills every contract day), and a closed
+    account is no longer supplied after ``today`` (the network's local date unless
+    given; see :func:`account_status_errors`)."""
+    errors: list[ErrorItem] = []
+    off = connection.disconnected_on
+    if off is not None and (move_out_on is None or move_out_on > off):
+        errors.append(
+            ErrorItem(
+                code="after_disconnected",
+                field="move_out_on",
+                message=f"Connection {connection.number} is disconnected from "
+                f"{off.isoformat()}: the contract ends by then.",
+            )
+        )
+    if account.status == Account.Status.CLOSED:
+        if today is None:
+            from zoneinfo import ZoneInfo
+
+            from django.utils import timezone
+
+            today = timezone.now().astimezone(ZoneInfo(account.network.time_zone)).date()
+        if move_out_on is None or move_out_on > today:
+            errors.append(
+                ErrorItem(
+                    code="account_closed",
+                    field="move_out_on",
+                    message=f"Account {account.number} is closed: it is no longer supplied "
+                    f"after {today.isoformat()}.",
+                )
+            )
+    return errors
+
+
 def contract_move_in(
     *,
     account: Account,
@@ -101,7 +143,9 @@ def contract_move_in(
     """Start supplying ``account`` on ``connection`` from ``move_in_on`` (local date).
 
     With ``end_previous`` an open contract of a previous occupant ends the same day (the
-    usual tenant change); otherwise an overlapping contract is refused.
+    usual tenant change); otherwise an overlapping contract is refused.  On a connection
+    whose disconnection is recorded the contract ends that day (no day after it is
+    supplied); otherwise it is open.
     """
     errors = contract_supply_errors(account=account, connection=connection, move_in_on=move_in_on)
     if errors:
@@ -119,7 +163,12 @@ def contract_move_in(
             )
             if previous is not None:
                 contract_move_out(contract=previous, move_out_on=move_in_on, actor=actor)
-        contract = Contract(account=account, connection=connection, valid_from=move_in_on)
+        contract = Contract(
+            account=account,
+            connection=connection,
+            valid_from=move_in_on,
+            valid_to=connection.disconnected_on,  # after move_in_on (checked above)
+        )
         return clean_and_save(contract, actor=actor, reason="move-in", what="contract")
 
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from customers.models import Account, AreaChange, CapacityChange, Contract
+from customers.models import Account, AreaChange, CapacityChange, Contract, ServiceConnection
 from customers.services import (
     UnableToChangeCapacity,
     UnableToMoveIn,
@@ -632,3 +632,77 @@ class TestNumbersArePrintable:
             validate_identifier(number)
         with pytest.raises(ValidationError, match="Remove the blanks"):
             validate_identifier(" 700001")  # forms and the API trim; a direct save does not
+
+
+class TestAContractEndsByTheDisconnection:
+    """Billing bills every day of a contract and knows nothing of disconnection dates:
+    a contract that runs past its connection's disconnection (or a closed account's
+    last day) bills days nobody is supplied."""
+
+    def test_a_move_in_before_a_recorded_disconnection_ends_on_it(self):
+        connection = ServiceConnectionFactory(disconnected_on=dt.date(2026, 6, 1))
+        account = AccountFactory(network=connection.network)
+
+        contract = contract_move_in(
+            account=account, connection=connection, move_in_on=dt.date(2026, 3, 1)
+        )
+
+        assert (contract.valid_from, contract.valid_to) == (
+            dt.date(2026, 3, 1),
+            dt.date(2026, 6, 1),
+        )
+
+    def test_the_admin_does_not_reopen_a_contract_of_a_disconnected_connection(
+        self,
+        clerk_client,  # noqa: F811
+    ):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=dt.date(2026, 5, 1))
+        ServiceConnection.objects.filter(pk=contract.connection.pk).update(
+            status=ServiceConnection.Status.DISCONNECTED, disconnected_on=dt.date(2026, 6, 1)
+        )
+        form = {
+            "account": contract.account.pk,
+            "connection": contract.connection.pk,
+            "valid_from": "2026-01-01",
+        }
+
+        reopened = clerk_client.post(
+            f"/admin/customers/contract/{contract.pk}/change/", {**form, "valid_to": ""}
+        )
+        extended = clerk_client.post(
+            f"/admin/customers/contract/{contract.pk}/change/", {**form, "valid_to": "2026-07-01"}
+        )
+        up_to_it = clerk_client.post(
+            f"/admin/customers/contract/{contract.pk}/change/", {**form, "valid_to": "2026-06-01"}
+        )
+
+        assert reopened.status_code == extended.status_code == 200
+        assert "is disconnected from 2026-06-01" in reopened.content.decode()
+        assert up_to_it.status_code == 302
+        contract.refresh_from_db()
+        assert contract.valid_to == dt.date(2026, 6, 1)
+
+    def test_the_admin_does_not_reopen_a_contract_of_a_closed_account(
+        self,
+        clerk_client,  # noqa: F811
+    ):
+        contract = ContractFactory(valid_from=dt.date(2024, 1, 1), valid_to=dt.date(2024, 5, 1))
+        Account.objects.filter(pk=contract.account.pk).update(status=Account.Status.CLOSED)
+        form = {
+            "account": contract.account.pk,
+            "connection": contract.connection.pk,
+            "valid_from": "2024-01-01",
+        }
+
+        reopened = clerk_client.post(
+            f"/admin/customers/contract/{contract.pk}/change/", {**form, "valid_to": ""}
+        )
+        corrected = clerk_client.post(
+            f"/admin/customers/contract/{contract.pk}/change/", {**form, "valid_to": "2024-04-01"}
+        )
+
+        assert reopened.status_code == 200
+        assert "is closed" in reopened.content.decode()
+        assert corrected.status_code == 302
+        contract.refresh_from_db()
+        assert contract.valid_to == dt.date(2024, 4, 1)
