@@ -147,13 +147,17 @@ def contract_move_in(
     whose disconnection is recorded the contract ends that day (no day after it is
     supplied); otherwise it is open.
     """
-    errors = contract_supply_errors(account=account, connection=connection, move_in_on=move_in_on)
-    if errors:
-        raise UnableToMoveIn.refusing("Cannot move in", errors)
-
     with transaction.atomic():
-        # Lock the connection so that two move-ins on it are serialised.
-        ServiceConnection.objects.select_for_update().get(pk=connection.pk)
+        # Lock the connection so that two move-ins on it are serialised, then the account
+        # (as account_set_status): the rules are judged on the stored rows, so an account
+        # closed or a connection disconnected meanwhile takes no contract.
+        connection = ServiceConnection.objects.select_for_update().get(pk=connection.pk)
+        account = Account.objects.select_for_update(no_key=True).get(pk=account.pk)
+        errors = contract_supply_errors(
+            account=account, connection=connection, move_in_on=move_in_on
+        )
+        if errors:
+            raise UnableToMoveIn.refusing("Cannot move in", errors)
         if end_previous:
             previous = (
                 # the contract row only (its ordering joins the connection)
@@ -335,14 +339,20 @@ def account_status_errors(
 
 
 def account_set_status(*, account: Account, status: str, actor=None, reason: str = "") -> Account:
-    if errors := account_status_errors(account=account, status=status):
-        if errors[0].code == "open_contract":
-            message = f"Account {account.number} still has an open contract; move out first."
-        else:
-            message = f"Account {account.number} is {errors[0].message}; close it from that day on."
-        raise ConflictError(message, errors=errors)
-    account.status = status
-    return clean_and_save(account, actor=actor, reason=reason, what="account")
+    with transaction.atomic():
+        # the account's row, as contract_move_in: a move-in checked meanwhile is either
+        # seen here or sees the new status
+        Account.objects.select_for_update(no_key=True).get(pk=account.pk)
+        if errors := account_status_errors(account=account, status=status):
+            if errors[0].code == "open_contract":
+                message = f"Account {account.number} still has an open contract; move out first."
+            else:
+                message = (
+                    f"Account {account.number} is {errors[0].message}; close it from that day on."
+                )
+            raise ConflictError(message, errors=errors)
+        account.status = status
+        return clean_and_save(account, actor=actor, reason=reason, what="account")
 
 
 class UnableToChangeCapacity(DomainError):

@@ -706,3 +706,38 @@ class TestAContractEndsByTheDisconnection:
         assert corrected.status_code == 302
         contract.refresh_from_db()
         assert contract.valid_to == dt.date(2024, 4, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_account_closed_while_a_move_in_is_checked_gets_no_open_contract(monkeypatch):
+    """The move-in's rules (an active account) and the close's (no open contract) were
+    each checked on rows nobody held: a close between the move-in's check and its insert
+    passed, and the closed account was supplied from then on.  Both take the account's
+    row: the close waits for the move-in and then sees its open contract."""
+    from customers import services
+    from customers.services import account_set_status
+    from heatutility.errors import ConflictError
+    from tests.concurrency import Pause, finish, in_thread
+
+    connection = ServiceConnectionFactory()
+    account = AccountFactory(network=connection.network)
+    pause = Pause(monkeypatch, services, "contract_supply_errors", after=True)
+    mover, moved = in_thread(
+        contract_move_in, account=account, connection=connection, move_in_on=dt.date(2026, 3, 1)
+    )
+    try:
+        pause.wait()
+        closer, closed = in_thread(
+            account_set_status, account=Account.objects.get(pk=account.pk), status="closed"
+        )
+        closer.join(timeout=3)  # done at once before the fix, waiting for the row after it
+    finally:
+        pause.released.set()
+    finish(mover, closer)
+
+    account.refresh_from_db()
+    open_contracts = Contract.objects.filter(account=account, valid_to__isnull=True).count()
+    assert (account.status, open_contracts) != (Account.Status.CLOSED, 1)
+    assert moved.get("error") is None
+    assert isinstance(closed.get("error"), ConflictError)
+    assert account.status == Account.Status.ACTIVE
