@@ -118,8 +118,8 @@ class NetworkForm(forms.ModelForm):
 
 
 class ServiceConnectionForm(forms.ModelForm):
-    """A stored connection keeps its network while it has contracts, and its contracts
-    and capacity changes within its connection dates (as through the API)."""
+    """A stored connection keeps its network and building while it has contracts, and its
+    contracts and capacity changes within its connection dates (as through the API)."""
 
     def clean(self):
         from customers.services import connection_edit_errors
@@ -128,11 +128,13 @@ class ServiceConnectionForm(forms.ModelForm):
         if self.instance.pk is None:
             return data
         network = data.get("network") if "network" in self.fields else self.instance.network
-        if network is None:
+        building = data.get("building") if "building" in self.fields else self.instance.building
+        if network is None or building is None:
             return data
         for error in connection_edit_errors(
             connection=self.instance,
             network_id=network.pk,
+            building_id=building.pk,
             connected_on=data.get("connected_on", self.instance.connected_on),
             disconnected_on=data.get("disconnected_on", self.instance.disconnected_on),
         ):

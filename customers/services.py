@@ -242,12 +242,14 @@ def connection_edit_errors(
     *,
     connection: ServiceConnection,
     network_id: int,
+    building_id: int,
     connected_on: dt.date | None,
     disconnected_on: dt.date | None,
 ) -> list[ErrorItem]:
     """Why a stored ``connection`` cannot take these values (API and admin edits): its
-    contracts were made with accounts of its network, and its contracts and capacity
-    changes lie within ``[connected_on, disconnected_on)``."""
+    contracts were made with accounts of its network and billed by its building's m²
+    (area charges, re-rated by :class:`AreaChange` days only), and its contracts and
+    capacity changes lie within ``[connected_on, disconnected_on)``."""
     errors: list[ErrorItem] = []
     contracts = Contract.objects.filter(connection=connection)
     if network_id != connection.network_id and contracts.exists():
@@ -256,6 +258,15 @@ def connection_edit_errors(
                 code="has_contracts",
                 field="network",
                 message="This connection has contracts: its network cannot change.",
+            )
+        )
+    if building_id != connection.building_id and contracts.exists():
+        errors.append(
+            ErrorItem(
+                code="has_contracts",
+                field="building",
+                message="This connection has contracts: it stays in its building "
+                "(its area charges are that building's m²).",
             )
         )
     if connected_on is not None:

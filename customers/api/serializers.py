@@ -127,6 +127,7 @@ class ServiceConnectionSerializer(ModelValidationMixin, serializers.ModelSeriali
             errors = connection_edit_errors(
                 connection=self.instance,
                 network_id=attrs.get("network", self.instance.network).pk,
+                building_id=attrs.get("building", self.instance.building).pk,
                 connected_on=attrs.get("connected_on", self.instance.connected_on),
                 disconnected_on=attrs.get("disconnected_on", self.instance.disconnected_on),
             )

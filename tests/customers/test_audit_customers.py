@@ -741,3 +741,58 @@ def test_an_account_closed_while_a_move_in_is_checked_gets_no_open_contract(monk
     assert moved.get("error") is None
     assert isinstance(closed.get("error"), ConflictError)
     assert account.status == Account.Status.ACTIVE
+
+
+class TestAConnectionWithContractsStaysInItsBuilding:
+    """Area charges are priced by the m² of the connection's building (as it stands, per
+    AreaChange): moving a billed connection to another building changed what a
+    re-rating of its billed months charges, and nothing re-rated them."""
+
+    def test_the_api_refuses_another_building(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+        bigger = BuildingFactory(heated_area_m2=D("200.00"))
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{contract.connection.pk}/", {"building": bigger.pk}
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "building"
+        contract.connection.refresh_from_db()
+        assert contract.connection.building_id != bigger.pk
+
+    def test_the_admin_refuses_it_too(self, clerk_client):  # noqa: F811
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+        connection = contract.connection
+        bigger = BuildingFactory(heated_area_m2=D("200.00"))
+        data = connection_form(
+            connection,
+            {
+                "id": contract.pk,
+                "account": contract.account.pk,
+                "valid_from": "2026-01-01",
+                "valid_to": "",
+            },
+        )
+
+        response = clerk_client.post(
+            f"/admin/customers/serviceconnection/{connection.pk}/change/",
+            {**data, "building": bigger.pk},
+        )
+
+        assert response.status_code == 200
+        assert "stays in its building" in response.content.decode()
+        connection.refresh_from_db()
+        assert connection.building_id != bigger.pk
+
+    def test_a_connection_without_contracts_may_still_be_corrected(self):
+        connection = ServiceConnectionFactory()
+        other = BuildingFactory()
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{connection.pk}/", {"building": other.pk}
+        )
+
+        assert response.status_code == 200, response.content
+        connection.refresh_from_db()
+        assert connection.building_id == other.pk
