@@ -137,6 +137,7 @@ class ServiceConnectionForm(forms.ModelForm):
             building_id=building.pk,
             connected_on=data.get("connected_on", self.instance.connected_on),
             disconnected_on=data.get("disconnected_on", self.instance.disconnected_on),
+            status=data.get("status", self.instance.status),
         ):
             if error.field in self.fields:
                 self.add_error(error.field, error.message)

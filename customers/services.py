@@ -245,11 +245,14 @@ def connection_edit_errors(
     building_id: int,
     connected_on: dt.date | None,
     disconnected_on: dt.date | None,
+    status: str | None = None,
 ) -> list[ErrorItem]:
     """Why a stored ``connection`` cannot take these values (API and admin edits): its
     contracts were made with accounts of its network and billed by its building's m²
     (area charges, re-rated by :class:`AreaChange` days only), and its contracts and
-    capacity changes lie within ``[connected_on, disconnected_on)``."""
+    capacity changes lie within ``[connected_on, disconnected_on)``; it is marked
+    disconnected (``status``) only once no contract on it is open (billing bills every
+    contract day, whatever the status)."""
     errors: list[ErrorItem] = []
     contracts = Contract.objects.filter(connection=connection)
     if network_id != connection.network_id and contracts.exists():
@@ -298,6 +301,18 @@ def connection_edit_errors(
                 code="contract_after_disconnection",
                 field="disconnected_on",
                 message="A contract on this connection runs past this day: move out first.",
+            )
+        )
+    if (
+        status == ServiceConnection.Status.DISCONNECTED
+        and status != connection.status
+        and contracts.filter(valid_to__isnull=True).exists()
+    ):
+        errors.append(
+            ErrorItem(
+                code="open_contract",
+                field="status",
+                message="A contract on this connection is open: move out first.",
             )
         )
     return errors

@@ -130,6 +130,7 @@ class ServiceConnectionSerializer(ModelValidationMixin, serializers.ModelSeriali
                 building_id=attrs.get("building", self.instance.building).pk,
                 connected_on=attrs.get("connected_on", self.instance.connected_on),
                 disconnected_on=attrs.get("disconnected_on", self.instance.disconnected_on),
+                status=attrs.get("status", self.instance.status),
             )
             if errors:
                 detail: dict[str, list[str]] = {}

@@ -796,3 +796,30 @@ class TestAConnectionWithContractsStaysInItsBuilding:
         assert response.status_code == 200, response.content
         connection.refresh_from_db()
         assert connection.building_id == other.pk
+
+
+class TestAConnectionIsDisconnectedOnceNoLongerSupplied:
+    """Billing bills every contract day whatever the connection's status: a connection
+    marked disconnected under an open contract went on being billed as supplied."""
+
+    def test_the_api_refuses_the_status_while_a_contract_is_open(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1))
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{contract.connection.pk}/", {"status": "disconnected"}
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"][0]["field"] == "status"
+        contract.connection.refresh_from_db()
+        assert contract.connection.status == ServiceConnection.Status.ACTIVE
+
+    def test_after_the_last_move_out_it_is_accepted(self):
+        contract = ContractFactory(valid_from=dt.date(2026, 1, 1), valid_to=dt.date(2026, 5, 1))
+
+        response = client_for("billing clerk").patch(
+            f"/api/v1/connections/{contract.connection.pk}/",
+            {"status": "disconnected", "disconnected_on": "2026-05-01"},
+        )
+
+        assert response.status_code == 200, response.content
