@@ -708,6 +708,7 @@ class TestAContractEndsByTheDisconnection:
         assert contract.valid_to == dt.date(2024, 4, 1)
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_an_account_closed_while_a_move_in_is_checked_gets_no_open_contract(monkeypatch):
     """The move-in's rules (an active account) and the close's (no open contract) were
