@@ -399,7 +399,7 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
             accounts_lock([invoice.account_id])
         if issue:  # the series counter before the invoice row: the order every issuer takes
             series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
-        Invoice.objects.select_for_update().get(pk=invoice.pk)
+        invoice_lock_with_open_invoices(invoice)
         if (
             Invoice.objects.filter(original=invoice, kind=Invoice.Kind.CREDIT_NOTE)
             .exclude(state=Invoice.State.CANCELLED)
@@ -440,6 +440,25 @@ def accounts_lock(account_ids: Sequence[int]) -> None:
     list(
         Account.objects.select_for_update(no_key=True)
         .filter(pk__in=list(account_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def invoice_lock_with_open_invoices(invoice: Invoice) -> None:
+    """Lock ``invoice`` together with its account's open invoices and credit notes, in id
+    order, in one statement, until the transaction ends.
+
+    A credit note settles its original and then, with what it credits beyond that, the
+    account's other open invoices (:func:`_apply_credit_notes`): those are the rows a
+    payment's allocation and a refund lock, in id order (``payments.payment_allocate``).
+    Locking the original alone first, then the others, deadlocked against a payment of
+    the same account that held the older invoices and waited for the original."""
+    from billing.services.payments import OPEN_STATES
+
+    list(
+        Invoice.objects.select_for_update(of=("self",))
+        .filter(Q(pk=invoice.pk) | Q(account_id=invoice.account_id, state__in=OPEN_STATES))
         .order_by("pk")
         .values_list("pk", flat=True)
     )

@@ -36,6 +36,7 @@ from billing.services.invoices import (
     invoice_cancel_draft,
     invoice_credit,
     invoice_issue,
+    invoice_lock_with_open_invoices,
     invoice_replace_draft,
     invoices_issue,
     invoices_render_after_commit,
@@ -131,11 +132,10 @@ def invoice_rerate(
         # Only the invoice row: a run's issue step holds its network's row (locked with the
         # run) while it waits for the counter, so locking the network here deadlocked.
         series_counter_lock(issued_at=now, time_zone=invoice.network.time_zone)
-        invoice = (
-            Invoice.objects.select_for_update(of=("self",))
-            .select_related("network")
-            .get(pk=invoice.pk)
-        )
+        # with the account's open invoices, in id order: its credit note settles them as a
+        # payment's allocation does, which locks them in that order
+        invoice_lock_with_open_invoices(invoice)
+        invoice = Invoice.objects.select_related("network").get(pk=invoice.pk)
         if not current_invoices().filter(pk=invoice.pk).exists():
             return None  # credited meanwhile: its correction is the one to re-rate
         try:

@@ -1,0 +1,92 @@
+"""Audit of what follows an invoice's issue: payments, credit notes' money, refunds,
+balance and dunning.  Each test reproduced a defect before its fix.
+
+Worked figures (tariff of tests/billing/factories): a month of 1.5 MWh is 1,360.98 gross,
+of 1.0 MWh 990.65.
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from billing.models import Invoice, Payment
+from billing.services import invoices as invoice_services
+from billing.services import rerating
+from billing.services.invoices import invoice_credit
+from billing.services.payments import account_balance, payment_record
+from billing.services.rerating import invoice_rerate
+from tests.billing.factories import billed_network, register
+from tests.billing.helpers import NOW, bill_month
+from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
+
+D = Decimal
+FIRST_OF_NOVEMBER = NOW - dt.timedelta(days=31)
+MONTH_GROSS = D("1360.98")
+
+
+def three_months_billed():
+    """August, September and October of one account, billed on 1 November."""
+    network, (contract,) = billed_network(accounts=1)
+    for start in (dt.date(2026, 8, 1), dt.date(2026, 9, 1), dt.date(2026, 10, 1)):
+        bill_month(network, start=start, now=FIRST_OF_NOVEMBER)
+    invoices = list(Invoice.objects.filter(account=contract.account).order_by("pk"))
+    return contract, invoices
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestCreditWhileAPaymentIsAllocated:
+    """Crediting an invoice locked it alone, then (its credit note settling the account's
+    other open invoices) those; a payment of the account locks them all in id order.  A
+    payment that held the older invoices and waited for the credited one deadlocked:
+    PostgreSQL aborted the payment (a 500, or a whole statement import refused)."""
+
+    def pay_while_crediting(self, monkeypatch, *, pause_at, credit, before=None):
+        contract, invoices = three_months_billed()
+        if before is not None:
+            before(contract)
+        pause = Pause(monkeypatch, *pause_at)  # the credit holds its locks there
+        crediting, credited = in_thread(credit, invoice=invoices[-1], now=NOW)
+        pause.wait()
+        paying, paid = in_thread(
+            payment_record,
+            account=contract.account,
+            amount=D("5000.00"),
+            received_on=dt.date(2026, 12, 1),
+            now=NOW,
+        )
+        waited = waits_for_a_lock(paying, "billing_invoice")
+        pause.released.set()
+        finish(crediting, paying)
+        assert waited
+        assert "error" not in credited, credited
+        assert "error" not in paid, paid
+        for invoice in invoices:
+            invoice.refresh_from_db()
+        return contract.account, invoices, Payment.objects.get(pk=paid["value"].pk)
+
+    def test_crediting_in_full(self, monkeypatch):
+        account, invoices, payment = self.pay_while_crediting(
+            monkeypatch, pause_at=(invoice_services, "credit_note_draft"), credit=invoice_credit
+        )
+        # the credit note settles October, the payment August and September
+        assert [i.state for i in invoices] == [Invoice.State.PAID] * 3
+        assert payment.unallocated == D("5000.00") - 2 * MONTH_GROSS == D("2278.04")
+        assert account_balance(account=account) == D("-2278.04")
+
+    def test_re_rating(self, monkeypatch):
+        def lower_october(contract):  # its end register: 1.0 MWh instead of 1.5
+            register(contract.connection, dt.date(2026, 11, 1), D("42500"))
+
+        account, invoices, _payment = self.pay_while_crediting(
+            monkeypatch,
+            pause_at=(rerating, "invoice_recompute"),
+            credit=invoice_rerate,
+            before=lower_october,
+        )
+        correction = Invoice.objects.get(kind=Invoice.Kind.CORRECTION, original=invoices[-1])
+        assert correction.gross == D("990.65")
+        assert [i.state for i in invoices] == [Invoice.State.PAID] * 3
+        # 5,000.00 paid for 1,360.98 + 1,360.98 + 990.65 billed
+        assert account_balance(account=account) == D("-1287.39")
