@@ -425,8 +425,14 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
             original_ids=[invoice.pk],
         )
         if issue:
-            invoices_issue(
-                issued_at=now, invoice_ids=[credit_id], time_zone=invoice.network.time_zone
+            time_zone = invoice.network.time_zone
+            invoices_issue(issued_at=now, invoice_ids=[credit_id], time_zone=time_zone)
+            from billing.services.payments import payments_apply_unallocated
+
+            # the credit note of a credit (a settlement in the customer's favour) is a
+            # bill to pay: the credit the account holds settles it, as every bill issued
+            payments_apply_unallocated(
+                on=_local_issue_date(now, time_zone), account_id=invoice.account_id
             )
     return Invoice.objects.get(pk=credit_id)
 

@@ -14,7 +14,13 @@ from billing.models import Invoice, Payment
 from billing.services import invoices as invoice_services
 from billing.services import rerating
 from billing.services.invoices import invoice_credit
-from billing.services.payments import account_balance, payment_record
+from billing.services.payments import (
+    RefundExceedsCredit,
+    account_balance,
+    account_credit,
+    payment_record,
+    refund_record,
+)
 from billing.services.rerating import invoice_rerate
 from tests.billing.factories import billed_network, register
 from tests.billing.helpers import NOW, bill_month
@@ -90,3 +96,55 @@ class TestCreditWhileAPaymentIsAllocated:
         assert [i.state for i in invoices] == [Invoice.State.PAID] * 3
         # 5,000.00 paid for 1,360.98 + 1,360.98 + 990.65 billed
         assert account_balance(account=account) == D("-1287.39")
+
+
+YEAR = dt.date(2026, 1, 1)
+
+
+def settlement_in_credit():
+    """A quarterly plan, Q1's instalment (4,082.93), a move-out on 1 March and the final
+    settlement: −1,360.98 in the customer's favour, which settles part of the instalment
+    (2,721.95 left open).  Returns (account, instalment, settlement)."""
+    from billing.models import InstalmentPlan
+    from billing.services.aconto import final_settlement_issue, instalment_plan_create
+    from customers.models import Account, Contract
+
+    network, (contract,) = billed_network(accounts=1)
+    account = contract.account
+    instalment_plan_create(account=account, year_start=YEAR, frequency="quarterly", now=NOW)
+    bill_month(network, start=YEAR, months=3, kind="instalment")
+    Contract.objects.filter(pk=contract.pk).update(valid_to=dt.date(2026, 3, 1))
+    Account.objects.filter(pk=account.pk).update(status=Account.Status.CLOSED)
+    settlement = final_settlement_issue(plan=InstalmentPlan.objects.get(account=account), now=NOW)
+    instalment = Invoice.objects.get(account=account, kind=Invoice.Kind.INSTALMENT)
+    return account, instalment, settlement
+
+
+@pytest.mark.django_db
+class TestACreditNoteToPayIsSettledByCreditHeld:
+    """Crediting a settlement in the customer's favour issues a credit note to pay
+    (positive gross).  Issuing it used only what credit notes had left, never a payment's
+    unallocated amount: the note stayed open while the account held that much credit, and
+    a refund paid the credit out although the customer owed it."""
+
+    def test_an_overpayment_settles_the_credit_note(self):
+        account, instalment, settlement = settlement_in_credit()
+        assert (settlement.gross, instalment.gross) == (D("-1360.98"), D("4082.93"))
+        # the customer pays the instalment as billed: 1,360.98 more than is open on it
+        payment = payment_record(
+            account=account, amount=D("4082.93"), received_on=dt.date(2026, 12, 10), now=NOW
+        )
+        assert payment.unallocated == D("1360.98")
+
+        note = invoice_credit(invoice=settlement, now=NOW + dt.timedelta(days=9))
+
+        assert note.gross == D("1360.98")
+        note.refresh_from_db()
+        payment.refresh_from_db()
+        assert (note.state, note.paid) == (Invoice.State.PAID, D("1360.98"))
+        assert payment.unallocated == D("0.00")
+        assert account_balance(account=account) == account_credit(account=account) == D("0.00")
+        with pytest.raises(RefundExceedsCredit):
+            refund_record(
+                account=account, amount=D("1360.98"), paid_on=dt.date(2026, 12, 20), now=NOW
+            )
