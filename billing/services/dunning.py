@@ -88,7 +88,13 @@ def invoices_mark_overdue(*, today: dt.date, network_id: int | None = None) -> i
     )
     if network_id is not None:
         overdue = overdue.filter(network_id=network_id)
-    return overdue.update(state=Invoice.State.OVERDUE)
+    with transaction.atomic():
+        # in id order first, as a payment's allocation locks an account's open invoices:
+        # the UPDATE alone locks them in the order it finds them in the table, and one
+        # holding a newer invoice while waiting for an older one a payment held deadlocked
+        # with it (PostgreSQL aborted the payment or the day's dunning run)
+        list(overdue.select_for_update().order_by("pk").values_list("pk", flat=True))
+        return overdue.update(state=Invoice.State.OVERDUE)
 
 
 def dunning_run(*, now: dt.datetime) -> list[DunningLetter]:

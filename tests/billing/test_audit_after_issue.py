@@ -6,13 +6,16 @@ of 1.0 MWh 990.65.
 """
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 
 from billing.models import Invoice, Payment
 from billing.services import invoices as invoice_services
 from billing.services import rerating
+from billing.services.dunning import invoices_mark_overdue
 from billing.services.invoices import invoice_credit
 from billing.services.payments import (
     RefundExceedsCredit,
@@ -148,3 +151,87 @@ class TestACreditNoteToPayIsSettledByCreditHeld:
             refund_record(
                 account=account, amount=D("1360.98"), paid_on=dt.date(2026, 12, 20), now=NOW
             )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestMarkingOverdueWhileAPaymentIsAllocated:
+    """The daily run marked a network's invoices overdue with one UPDATE, which locks
+    them in the order it finds them (the table's, not their ids'); a payment locks its
+    account's open invoices in id order.  An UPDATE that held a newer invoice and waited
+    for an older one the payment held deadlocked with it: PostgreSQL aborted one side,
+    the payment (a 500) or the whole dunning run."""
+
+    def test_both_finish(self):
+        contract, (august, september, october) = three_months_billed()
+        after_october(august, september)
+        held, release = threading.Event(), threading.Event()
+
+        def hold_september():  # elsewhere: the payment takes August, then waits
+            with transaction.atomic():
+                Invoice.objects.select_for_update().get(pk=september.pk)
+                held.set()
+                assert release.wait(30)
+
+        holding, _ = in_thread(hold_september)
+        try:
+            assert held.wait(30)
+            paying, paid = in_thread(
+                payment_record,
+                account=contract.account,
+                amount=D("5000.00"),
+                received_on=dt.date(2026, 12, 1),
+                now=NOW,
+            )
+            assert waits_for_a_lock(paying, "billing_invoice")
+            marking, marked = in_thread(
+                invoices_mark_overdue,
+                today=dt.date(2026, 12, 1),
+                network_id=contract.account.network_id,
+            )
+            # waits for August (the payment's): it used to hold October meanwhile
+            assert waits_for_a_lock(marking, '"billing_invoice"."due_on" <')
+        finally:
+            release.set()
+        finish(holding, paying, marking)
+        assert "error" not in paid, paid
+        assert "error" not in marked, marked
+        for invoice in (august, september, october):
+            invoice.refresh_from_db()
+            assert invoice.state == Invoice.State.PAID
+
+
+def after_october(*invoices):
+    """Write ``invoices`` again until the table holds them after October, as a busy table
+    does: an old snapshot held meanwhile keeps their former versions from being pruned,
+    so the new ones no longer fit their page."""
+    snapshot, done = threading.Event(), threading.Event()
+
+    def hold_a_snapshot():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT count(*) FROM billing_invoice")
+            snapshot.set()
+            assert done.wait(30)
+
+    holder, _ = in_thread(hold_a_snapshot)
+    assert snapshot.wait(30)
+    october = Invoice.objects.exclude(pk__in=[i.pk for i in invoices]).get()
+    try:
+        for n in range(40):
+            if all(_ctid(i) > _ctid(october) for i in invoices):
+                break
+            Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(
+                hold_reason=f"written again {n} " + "x" * 500
+            )
+    finally:
+        done.set()
+    finish(holder)
+    assert all(_ctid(i) > _ctid(october) for i in invoices)
+
+
+def _ctid(invoice) -> tuple[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ctid::text FROM billing_invoice WHERE id = %s", [invoice.pk])
+        page, item = cursor.fetchone()[0].strip("()").split(",")
+    return int(page), int(item)
