@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Sequence
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -344,9 +345,17 @@ def data_import_create(
     price_area: str = "", currency: str = "DKK", time_zone: str = "Europe/Copenhagen",
     enqueue: bool = True,
 ) -> DataImport:
-    """Store the file and queue its import (after commit) unless the caller runs it."""
+    """Store the file and queue its import (after commit) unless the caller runs it.
+
+    ``filename`` is only a label: a longer one than the column holds (an upload's name
+    may have 255 characters) is shortened, its extension kept."""
     from tariffs.tasks import data_import_run_task
 
+    limit = DataImport._meta.get_field("filename").max_length
+    if len(filename) > limit:
+        stem, extension = os.path.splitext(filename)
+        extension = extension if len(extension) < limit else ""
+        filename = stem[: limit - len(extension)] + extension
     with transaction.atomic():
         record = DataImport.objects.create(
             kind=kind, content=content, filename=filename, unit=unit, price_area=price_area,

@@ -409,6 +409,19 @@ class TestDataImports:
         assert [(e["field"], e["code"]) for e in response.json()["errors"]] == [("file", "too_large")]
         assert not models.DataImport.objects.exists()
 
+    def test_a_long_file_name_is_shortened_not_a_server_error(self, manager):
+        """An upload's name may have 255 characters (Django cuts it there); the import
+        keeps 200: PostgreSQL refused the longer one with a 500."""
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        prices = "time,price\n2026-01-05T00:00:00+01:00,1\n"
+        response = manager.post("/api/v1/plant-data-imports/", {
+            "kind": "spot_prices", "price_area": "DK2",
+            "file": SimpleUploadedFile("p" * 240 + ".csv", prices.encode())}, format="multipart")
+        assert response.status_code == 202, response.content
+        assert response.json()["filename"] == "p" * 196 + ".csv"
+        assert models.DataImport.objects.get().filename == "p" * 196 + ".csv"
+
     def test_an_unknown_zone_fails_the_import_with_a_reason_instead_of_leaving_it_pending(self):
         record = data_import_create(kind="spot_prices", price_area="DK2", time_zone="Not/AZone",
                                     content="time,price\n2027-01-01 00:00,1\n", enqueue=False)
