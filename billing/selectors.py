@@ -22,6 +22,7 @@ from billing.models import (
     Refund,
 )
 from customers.models import Network
+from heatutility.csvcells import csv_cell
 from heatutility.money import MONEY_ROUNDING
 from heatutility.timeutil import local_period_bounds
 
@@ -115,19 +116,6 @@ def issued_on(invoice: Invoice) -> str:
 
 # invoices read (and their lines held) at a time by the exports
 EXPORT_CHUNK_SIZE = 2000
-
-# A text cell starting with one of these is a formula to a spreadsheet (CSV injection):
-# exported with a leading apostrophe, so that it reads as text.  Amounts are Decimals and
-# stay numbers (a credit note's -1360.98).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value):
-    """``value`` as a CSV cell safe to open in a spreadsheet."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
 
 INVOICE_EXPORT_COLUMNS = [
     "number",

@@ -5,7 +5,9 @@ Every service is keyword-only, opens its own transaction and takes ``now`` expli
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Max, Q
 
 from customers.models import Network, ServiceConnection
+from heatutility.csvcells import csv_cell
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.money import MONEY_ROUNDING
 from heatutility.timeutil import local_midnight
@@ -897,7 +900,18 @@ def price_cap_export(*, cap: PriceCap, fmt: str) -> str:
         payload["operating_cost"] = cap.operating_cost.results
     if fmt == "json":
         return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
-    lines = ["section,name,value"]
+    # names and texts in the inputs are free text (an index's name): quoted by the csv
+    # module, and a formula made text (heatutility.csvcells); numbers stay numbers
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["section", "name", "value"])
+
+    def cell(text: str) -> str:
+        try:
+            number = Decimal(text).is_finite()
+        except ArithmeticError:  # decimal.InvalidOperation: not a number
+            number = False
+        return text if number else csv_cell(text)
 
     def walk(prefix: str, value):
         if isinstance(value, dict):
@@ -909,9 +923,7 @@ def price_cap_export(*, cap: PriceCap, fmt: str) -> str:
         else:
             section, _, name = prefix.partition(".")
             text = "" if value is None else str(value)
-            if any(ch in text for ch in ',"\n'):
-                text = '"' + text.replace('"', '""') + '"'
-            lines.append(f"{section},{name or section},{text}")
+            writer.writerow([csv_cell(section), csv_cell(name or section), cell(text)])
 
     walk("", payload)
-    return "\n".join(lines) + "\n"
+    return out.getvalue()

