@@ -105,6 +105,13 @@ class HeatMeter(models.Model):
                 name="heatmeter_unique_maker_serial",
                 violation_error_message="A meter with this maker and serial exists already.",
             ),
+            # a vendor's delivery names the meter by serial alone (metering.ingest)
+            models.UniqueConstraint(
+                fields=["vendor", "serial"],
+                name="heatmeter_unique_vendor_serial",
+                violation_error_message="This vendor delivers a meter with this serial "
+                "already; its readings could not tell the two apart.",
+            ),
             models.CheckConstraint(
                 condition=Q(resolution__gt=0),
                 name="heatmeter_resolution_positive",

@@ -226,6 +226,25 @@ class TestVendorMeters:
         assert dt.datetime.fromisoformat(row["last_read_at"]) == mine.read_at
         assert dt.datetime.fromisoformat(row["last_received_at"]) == mine.received_at
 
+    def test_a_vendor_has_one_meter_per_serial(self, vendor):
+        """A delivery names its meter by serial alone: two of one vendor's meters with one
+        serial (two makers) took each delivered reading twice, once on each meter (one
+        row: accepted 2)."""
+        from django.core.exceptions import ValidationError
+        from django.db import IntegrityError, transaction
+
+        HeatMeterFactory(vendor=vendor, serial="S-1", maker="Kamstrup")
+        twin = HeatMeterFactory.build(vendor=vendor, serial="S-1", maker="Diehl")
+
+        with pytest.raises(ValidationError, match="delivers a meter with this serial"):
+            twin.full_clean()
+        with pytest.raises(IntegrityError), transaction.atomic():
+            twin.save()
+        # another vendor's meter, or one with no vendor yet, may carry the serial
+        HeatMeterFactory(vendor=MeterVendorFactory(), serial="S-1", maker="Diehl")
+        HeatMeterFactory(vendor=None, serial="S-1", maker="Sensus")
+        HeatMeterFactory(vendor=None, serial="S-1", maker="Itron")
+
     def test_only_a_vendor_key_lists_meters(self, admin_user):
         assert APIClient().get("/api/v1/readings/meters/").status_code == 401
         staff = APIClient()
