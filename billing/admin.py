@@ -147,8 +147,10 @@ class BillingRunAdmin(admin.ModelAdmin):
         )
 
     def get_readonly_fields(self, request, obj=None):
+        # a run issued when drafted issues its invoices as the "issue" action does
+        issuing = [] if self.has_issue_permission(request) else ["issue_when_drafted"]
         if obj is None:
-            return self.readonly_fields
+            return [*self.readonly_fields, *issuing]
         return [
             *self.readonly_fields,
             "network",
@@ -156,6 +158,7 @@ class BillingRunAdmin(admin.ModelAdmin):
             "period_start",
             "period_end",
             "chunk_size",
+            *issuing,
         ]
 
     def save_model(self, request, obj, form, change):

@@ -51,7 +51,11 @@ class BillingRunCreateSerializer(serializers.Serializer):
     period_start = BoundedDateField(help_text="First day of the month or quarter (local).")
     months = serializers.ChoiceField(choices=[1, 3, 12], default=1)
     kind = serializers.ChoiceField(choices=BillingRun.Kind.choices, default=BillingRun.Kind.INVOICE)
-    issue_when_drafted = serializers.BooleanField(default=False)
+    issue_when_drafted = serializers.BooleanField(
+        default=False,
+        help_text="Issue the drafts as soon as the run is drafted (unless held or failed); "
+        "needs the permission to issue runs (billing.issue_billingrun), else 403.",
+    )
     render_pdfs = serializers.BooleanField(default=True)
 
 

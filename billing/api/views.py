@@ -28,6 +28,8 @@ from heatutility.errors import NotFound
 from heatutility.permissions import HasPermission
 from heatutility.uploads import upload_read, upload_text
 
+ISSUE_RUN = "billing.issue_billingrun"
+
 
 class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Billing runs; ``GET /billing/runs/{id}/`` shows progress (done/total, held, failed)."""
@@ -44,6 +46,11 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         """Create a run for a month/quarter and start it on the workers."""
         body = serializers.BillingRunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        # a run issued when drafted issues its invoices as the ``issue`` action does
+        if body.validated_data["issue_when_drafted"] and not request.user.has_perm(ISSUE_RUN):
+            self.permission_denied(
+                request, message=f"Issuing the run when drafted requires permission: {ISSUE_RUN}."
+            )
         run = run_services.billing_run_create(
             now=timezone.now(), user=request.user, **body.validated_data
         )
@@ -65,7 +72,7 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @action(
         detail=True,
         methods=["post"],
-        permission_classes=[HasPermission.of("billing.issue_billingrun")],
+        permission_classes=[HasPermission.of(ISSUE_RUN)],
     )
     def issue(self, request, pk=None):
         """Issue every unheld draft of a drafted run (numbers assigned, PDFs rendered)."""

@@ -42,6 +42,45 @@ class TestBillingApi:
         issued = clerk.post(f"/api/v1/billing/runs/{run_id}/issue/")
         assert issued.json()["state"] == "issued"
 
+    def test_a_run_issued_when_drafted_needs_the_permission_to_issue_runs(
+        self, django_capture_on_commit_callbacks, client
+    ):
+        """``issue_when_drafted`` issues the run's drafts without the ``issue`` action:
+        who may create runs but not issue them was issuing every invoice that way."""
+        from tests.billing.helpers import api_client, staff_with_permissions
+
+        network, _ = billed_network(accounts=2)
+        drafter = staff_with_permissions(
+            "drafter", "view_billingrun", "add_billingrun", "change_billingrun"
+        )
+        body = {"network": network.pk, "period_start": "2026-10-01", "render_pdfs": False}
+
+        with django_capture_on_commit_callbacks(execute=True):
+            refused = api_client(drafter).post(
+                "/api/v1/billing/runs/", {**body, "issue_when_drafted": True}, format="json"
+            )
+            drafted = api_client(drafter).post("/api/v1/billing/runs/", body, format="json")
+
+        assert refused.status_code == 403
+        assert "billing.issue_billingrun" in refused.json()["message"]
+        assert drafted.status_code == 201, drafted.json()
+        assert drafted.json()["state"] == "drafted"
+        assert not Invoice.objects.filter(number__isnull=False).exists()
+        # nor switched on afterwards in the admin
+        client.force_login(drafter)
+        run = BillingRun.objects.get()
+        client.post(
+            f"/admin/billing/billingrun/{run.pk}/change/",
+            {
+                "issue_when_drafted": "on",
+                "render_pdfs": "",
+                "exceptions-TOTAL_FORMS": "0",
+                "exceptions-INITIAL_FORMS": "0",
+            },
+        )
+        run.refresh_from_db()
+        assert run.issue_when_drafted is False
+
     def test_a_month_that_has_not_ended_is_refused_and_instalments_are_billed_ahead(self):
         from zoneinfo import ZoneInfo
 
