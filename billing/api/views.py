@@ -29,6 +29,9 @@ from heatutility.permissions import HasPermission
 from heatutility.uploads import upload_read, upload_text
 
 ISSUE_RUN = "billing.issue_billingrun"
+# resuming and cancelling change a run (the admin's actions need the same): not the
+# default's POST -> add_billingrun
+CHANGE_RUN = HasPermission.of("billing.change_billingrun")
 
 
 class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -59,7 +62,7 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response(serializers.BillingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=serializers.BillingRunSerializer)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[CHANGE_RUN])
     def resume(self, request, pk=None):
         """Dispatch the chunks that are not done (after a crash); safe to call twice."""
         run = self.get_object()
@@ -82,7 +85,7 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response(serializers.BillingRunSerializer(run).data)
 
     @extend_schema(request=None, responses=serializers.BillingRunSerializer)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[CHANGE_RUN])
     def cancel(self, request, pk=None):
         run = run_services.billing_run_cancel(run=self.get_object())
         return Response(serializers.BillingRunSerializer(run).data)

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from customers import models, services
 from customers.api import serializers
 from heatutility.errors import ConflictError
-from heatutility.permissions import RequirePermissionMixin
+from heatutility.permissions import HasPermission, RequirePermissionMixin
 
 
 class ProtectedDeleteMixin:
@@ -52,7 +52,14 @@ class AccountViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
     @extend_schema(
         request=serializers.AccountStatusSerializer, responses=serializers.AccountSerializer
     )
-    @action(detail=True, methods=["post"], url_path="status")
+    # a change of the account, not an addition: the change permission (the default's
+    # POST would ask for add_account)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="status",
+        permission_classes=[HasPermission.of("customers.change_account")],
+    )
     def set_status(self, request, pk=None):
         """Suspend, reactivate or close an account (closing needs all contracts ended)."""
         body = serializers.AccountStatusSerializer(data=request.data)

@@ -261,7 +261,7 @@ class PriceCapViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return Response(s.PriceCapSerializer(cap).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=s.PriceCapSerializer, summary="Adopt the cap (versions are checked against it)")
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[HasPermission.of("tariffs.change_pricecap")])
     def adopt(self, request, pk=None):
         return Response(s.PriceCapSerializer(services.price_cap_adopt(cap=self.get_object(), now=timezone.now())).data)
 

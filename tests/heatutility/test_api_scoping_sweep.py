@@ -277,3 +277,28 @@ class TestVendorScoping:
         assert Reading.objects.filter(meter=mine).count() == 2
         assert not Reading.objects.filter(meter=theirs).exists()
         assert {e["code"] for e in batch.errors} == {"meter_not_assigned"}
+
+
+# Actions on one object that change it (its state), each with the model whose change
+# permission the admin's matching action needs.
+CHANGING_ACTIONS = [
+    ("/api/v1/accounts/1/status/", "account"),
+    ("/api/v1/billing/runs/1/resume/", "billingrun"),
+    ("/api/v1/billing/runs/1/cancel/", "billingrun"),
+    ("/api/v1/price-caps/1/adopt/", "pricecap"),
+]
+
+
+@pytest.mark.parametrize(("url", "model"), CHANGING_ACTIONS)
+def test_an_action_changing_an_object_needs_the_change_permission_not_add(url, model):
+    """The default check of a POST asks for ``add``: who might add such objects but not
+    change them closed accounts, cancelled runs and adopted price caps (the admin's
+    actions asked for ``change``).  Refused before the body or the object is looked at
+    (403); with ``change`` the request goes on (to a 400 on the empty body or a 404)."""
+    from tests.billing.helpers import api_client, staff_with_permissions
+
+    adder = api_client(staff_with_permissions("adder", f"view_{model}", f"add_{model}"))
+    changer = api_client(staff_with_permissions("changer", f"view_{model}", f"change_{model}"))
+
+    assert adder.post(url, {}, format="json").status_code == 403
+    assert changer.post(url, {}, format="json").status_code in (400, 404)
