@@ -23,7 +23,7 @@ import datetime as dt
 import io
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
@@ -364,7 +364,11 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
             amount = Decimal(0)
         if per_kwh:
             amount = amount.scaleb(3)  # × 1000, exact and context-free
-        _, below = PRICE_COLUMN
+        places, below = PRICE_COLUMN
+        if amount.copy_abs() < below:
+            # as the column stores it (numeric(12, 4) rounds half up), so that the stored charge
+            # is the parsed one and the same file imported again is recognised as identical
+            amount = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         if amount.copy_abs() >= below:
             errors.append(ErrorItem(code="out_of_range", field=amount_col, row=r,
                                     message=f"{raw_amount[:40]!r} is out of range: amounts per MWh must be between -{below:,} and {below:,}."))

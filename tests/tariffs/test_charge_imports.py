@@ -236,3 +236,18 @@ def test_postgres_refuses_overlapping_dates_of_one_band():
     # another band, or the same band in another area or kind, is not this constraint's business
     ElectricityCharge.objects.create(price_area="DK1", kind="grid", valid_from=dt.date(2025, 6, 1),
                                      hour_from=17, hour_to=21, amount_per_mwh=D("460"))
+
+
+@pytest.mark.django_db
+def test_an_amount_with_more_decimals_than_stored_is_still_imported_idempotently():
+    # a grid tariff published per kWh with 7 decimals: 0.1234567 DKK/kWh = 123.4567 DKK/MWh
+    # fits the column (4 decimals); 0.12345678 DKK/kWh = 123.45678 DKK/MWh does not and is
+    # stored as 123.4568.  The same file imported again must change nothing, not clash
+    # with what its first import stored.
+    text = "price_area,kind,valid_from,amount_per_kwh\nDK2,grid,2026-01-01,0.12345678\n"
+    first = run_import(text)
+    assert first.status == DataImport.Status.DONE, first.errors
+    assert ElectricityCharge.objects.get().amount_per_mwh == D("123.4568")
+    again = run_import(text)
+    assert again.status == DataImport.Status.DONE, again.errors
+    assert ElectricityCharge.objects.count() == 1
