@@ -5,7 +5,8 @@ Pure: frames and dataclasses in, a :class:`CostResult` out (no ORM, no clock).
 * electricity ``Σ_h E_h · (spot_h + grid_h + system_h + tax_h)`` where ``E_h`` is the metered
   electricity, or ``Q_h / COP_h`` with the modelled (Lorenz) COP when not metered; a
   negative spot hour lowers the cost but tariffs and tax are still paid;
-* fuel boilers ``Σ_h Q_h / η · (fuel price + CO₂ factor × CO₂ price)`` (metered fuel if given);
+* fuel boilers ``Σ_h Q_h / η · (fuel price + CO₂ factor × CO₂ price)`` (metered fuel where a
+  reading above 0 is given: a 0 next to heat is a missing reading, as for electricity);
 * O&M: fixed per MW of capacity per year × year fraction + variable per MWh of heat;
 * capital per year: annuity ``I·r / (1 − (1 + r)^−n)`` or straight-line depreciation plus
   interest on the remaining book value, for the unit's asset year (counted from
@@ -280,9 +281,9 @@ def _unit_hours(u: UnitParams, *, heat, electricity_metered, fuel_metered, cop, 
         ]
     else:
         electricity = nothing
-    if u.kind == "fuel_boiler":  # metered fuel, else Q / η
+    if u.kind == "fuel_boiler":  # metered fuel (a reading above 0, as for electricity), else Q / η
         fuel = [
-            _wh(m) if m is not None else model_energy(q, u.boiler_efficiency)
+            _wh(m) if m is not None and m > 0 else model_energy(q, u.boiler_efficiency)
             for q, m in zip(heat, fuel_metered, strict=True)
         ]
     else:

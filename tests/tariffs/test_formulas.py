@@ -232,3 +232,24 @@ def test_peak_boiler_fuel_and_co2_fixed_om_capital_network_costs_and_losses():
     # total 6,040.50 variable + 33,286.88 fixed = 39,327.38; / 13.5 = 2,913.14; / 10 = 3,932.74
     assert r.figures["total_cost"] == D("39327.38")
     assert (r.figures["cost_per_mwh_produced"], r.figures["cost_per_mwh_sold"]) == (D("2913.14"), D("3932.74"))
+
+
+def test_a_fuel_boiler_hour_with_heat_but_a_zero_fuel_reading_is_costed_at_heat_over_efficiency():
+    # A SCADA export that writes 0 where the fuel meter has no value: 9 MWh of heat cannot
+    # have burnt no fuel.  As for electricity (and the production mix), only a reading above
+    # 0 is a metered value; the hour is modelled as Q / η = 9 / 0.9 = 10 MWh × 300 = 3,000.00.
+    t0 = pd.Timestamp("2026-01-10 00:00", tz="UTC")
+    hours = pd.DataFrame({
+        "unit_id": [1, 1], "hour_start": [t0, t0 + pd.Timedelta(hours=1)], "heat_mwh": [D("9"), D("0")],
+        "electricity_mwh": [None, None], "fuel_mwh": [D("0"), D("0.5")],  # hour 2: standby burn, metered
+        "source_in_c": [None] * 2, "source_out_c": [None] * 2, "supply_c": [None] * 2, "return_c": [None] * 2,
+    })
+    prices = pd.DataFrame({"hour_start": hours["hour_start"], "spot": [D(100)] * 2, "grid": [D(0)] * 2,
+                           "system": [D(0)] * 2, "tax": [D(0)] * 2})
+    units = [UnitParams(id=1, code="fb", kind="fuel_boiler", capacity_mw=D(10), boiler_efficiency=D("0.9"),
+                        fuel_price_per_mwh=D(300))]
+    r = operating_cost(hours=hours, prices=prices, units=units, period_start=dt.date(2026, 1, 10),
+                       period_end=dt.date(2026, 1, 11), currency="DKK")
+    # 10 MWh modelled + 0.5 MWh metered = 10.5 MWh × 300 = 3,150.00
+    assert r.per_unit["fb"]["fuel_mwh"] == D("10.500000")
+    assert r.figures["fuel_cost"] == D("3150.00")
