@@ -7,7 +7,8 @@ Pure: frames and dataclasses in, a :class:`CostResult` out (no ORM, no clock).
   negative spot hour lowers the cost but tariffs and tax are still paid;
 * fuel boilers ``Σ_h Q_h / η · (fuel price + CO₂ factor × CO₂ price)`` (metered fuel where a
   reading above 0 is given: a 0 next to heat is a missing reading, as for electricity);
-* O&M: fixed per MW of capacity per year × year fraction + variable per MWh of heat;
+* O&M: fixed per MW of capacity per year × year fraction (from ``commissioned_on`` on) + variable
+  per MWh of heat;
 * capital per year: annuity ``I·r / (1 − (1 + r)^−n)`` or straight-line depreciation plus
   interest on the remaining book value, for the unit's asset year (counted from
   ``commissioned_on``; 0 before commissioning and after the lifetime), × year fraction; a
@@ -434,7 +435,10 @@ def operating_cost(
         )
         first_year = pieces[0][2] if pieces else u.year_index
         capital_year = per_year(first_year)
-        fixed_om = quantize_money(_frac_mul(u.capacity_mw * u.om_fixed_per_mw_year, fraction), currency)
+        # fixed O&M from commissioning on (a unit not yet built is not maintained); after its
+        # lifetime a unit still runs and is maintained, written off or not
+        in_service = sum((year_fraction(s, e) for s, e, k in pieces if k >= 1), Fraction(0))
+        fixed_om = quantize_money(_frac_mul(u.capacity_mw * u.om_fixed_per_mw_year, in_service), currency)
         fixed_om_total += fixed_om
         capital_total += capital
         hp = rows if u.kind == "heat_pump" else rows.iloc[0:0]
