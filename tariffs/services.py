@@ -652,7 +652,7 @@ def _compute_cap(*, method: str, currency: str, v: dict, network: Network,
     if method == PriceCap.Method.INDEXATION:
         clauses = []
         for i, c in enumerate(v["clauses"]):
-            c = {**c, "cost_terms": [_derived_index_term(t, f"inputs.clauses.{i}.cost_terms.{j}")
+            c = {**c, "cost_terms": [_derived_index_term(t, f"inputs.clauses.{i}.cost_terms.{j}", network=network)
                                      for j, t in enumerate(c.get("cost_terms") or [])]}
             clauses.append(cap_methods.IndexClause(
                 price=c["price"], base_price=Decimal(str(c["base_price"]).strip()),
@@ -761,19 +761,27 @@ def electricity_index_from_cost(cost: OperatingCost) -> Decimal:
     return (Decimal(f["electricity_cost"]) / mwh).quantize(Decimal("0.0001"), rounding=MONEY_ROUNDING)
 
 
-def _derived_index_term(term: dict, path: str = "inputs") -> dict:
-    """A cost term may take K₀ and K from two operating-cost runs (``base_cost_id``, ``current_cost_id``)."""
+def _derived_index_term(term: dict, path: str = "inputs", *, network: Network) -> dict:
+    """A cost term may take K₀ and K from two operating-cost runs (``base_cost_id``, ``current_cost_id``)
+    of the cap's own network (as the cap's ``operating_cost``, :func:`price_cap_operating_cost_check`):
+    another network's electricity prices say nothing about this network's costs and may be in
+    another currency, so K/K₀ would mix them."""
     if "base_cost_id" not in term and "current_cost_id" not in term:
         return term
     out = dict(term)
     for key, ref in (("base", "base_cost_id"), ("current", "current_cost_id")):
         if ref in term:
-            cost = OperatingCost.objects.filter(pk=int(term[ref])).first()
+            cost = OperatingCost.objects.select_related("network").filter(pk=int(term[ref])).first()
             if cost is None:
                 raise cap_methods.CapInputsInvalid(
                     f"Operating cost #{term[ref]} does not exist.",
                     errors=[ErrorItem(code="not_found", message=f"Operating cost #{term[ref]} does not exist.", field=f"{path}.{ref}")],
                 )
+            if cost.network_id != network.pk:
+                message = (f"Operating cost #{cost.pk} is of network {cost.network.code}, not {network.code}: "
+                           "an index is taken from cost runs of the cap's own network.")
+                raise cap_methods.CapInputsInvalid(
+                    message, errors=[ErrorItem(code="wrong_network", message=message, field=f"{path}.{ref}")])
             out[key] = format(electricity_index_from_cost(cost), "f")
     return out
 

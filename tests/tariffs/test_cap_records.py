@@ -141,3 +141,32 @@ def test_the_csv_export_is_one_cell_per_value_and_no_formula(network):
     assert ["figures", "energy.power, grid.weight", "0.5000000000"] in rows
     # numbers stay numbers, a negative one too
     assert ["limits", "energy_cap_per_mwh", format(cap.energy_cap_per_mwh, "f")] in rows
+
+
+def test_an_index_from_another_networks_cost_run_is_refused(network):
+    # K₀ and K of an electricity index are the average electricity price of two of the
+    # network's own cost runs.  A run of another network (here in EUR: 100 EUR/MWh) against
+    # this network's run (746 DKK/MWh) gave K/K₀ = 7.46 and an energy cap of
+    # 80 × (0.2 + 0.5 × 7.46 + 0.3 × 1.1) = 340.80 DKK/MWh instead of a refusal.
+    from tariffs.models import OperatingCost
+
+    def run(net, cost, mwh):
+        return OperatingCost.objects.create(
+            network=net, period_start=dt.date(2025, 1, 1), period_end=dt.date(2025, 2, 1), computed_at=NOW,
+            results={"figures": {"electricity_cost": cost, "electricity_mwh": mwh}},
+            cost_per_mwh_produced=D(0), cost_per_mwh_sold=D(0))
+
+    other = NetworkFactory(code="eur", price_area="DE", currency="EUR")
+    base, current = run(other, "1000.00", "10.000000"), run(network, "7460.00", "10.000000")
+    inputs = {"clauses": [{"price": "energy", "base_price": "80", "a": "0.2",
+                           "cost_terms": [{"name": "electricity", "weight": "0.5", "base_cost_id": base.pk,
+                                           "current_cost_id": current.pk}],
+                           "market_term": {"name": "destatis", "weight": "0.3", "base": "100", "current": "110"}}]}
+    from heatutility.errors import DomainError
+
+    with pytest.raises(DomainError) as err:
+        price_cap_compute(network=network, method=PriceCap.Method.INDEXATION, period_start=DAY[0], period_end=DAY[1],
+                          inputs=inputs, now=NOW)
+    assert [(e.code, e.field) for e in err.value.errors] == [
+        ("wrong_network", "inputs.clauses.0.cost_terms.0.base_cost_id")]
+    assert not PriceCap.objects.exists()
