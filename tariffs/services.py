@@ -57,6 +57,7 @@ from tariffs.rating import Determinants, components_from_data, year_fraction
 from tariffs.selectors import electricity_prices_frame, tariff_spec_for_version, unit_hours_frame
 
 APPROVE_PERMISSION = "tariffs.approve_tariffversion"
+CHARGE_STORE_LOCK = 0x4543  # advisory lock namespace ("EC"), keyed by hashtext(price area, kind)
 
 
 class TariffVersionLocked(ConflictError):
@@ -468,6 +469,11 @@ def electricity_charges_store(*, rows: Sequence[ChargeRow], data_import: DataImp
       (``overlap``, with the row and the stored charge): correct it in the admin first.
 
     Returns ``{"created": n, "unchanged": n, "closed": n}``.
+
+    Two stores of one price area and kind run one after the other (a transaction-level
+    advisory lock per area and kind on PostgreSQL, taken in order before anything is
+    read): otherwise neither saw the other's new rows and two overlapping hour bands,
+    which the exclusion constraint (one band only) lets through, were both kept.
     """
     counts = {"created": 0, "unchanged": 0, "closed": 0}
     errors: list[ErrorItem] = []
@@ -475,6 +481,11 @@ def electricity_charges_store(*, rows: Sequence[ChargeRow], data_import: DataImp
         groups: dict[tuple[str, str], list[ChargeRow]] = {}
         for r in rows:
             groups.setdefault((r.price_area, r.kind), []).append(r)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                for area, kind in sorted(groups):
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                                   [CHARGE_STORE_LOCK, f"{area}|{kind}"])
         new: list[ElectricityCharge] = []
         for (area, kind), items in groups.items():
             first = min(r.valid_from for r in items)
