@@ -22,7 +22,7 @@ from django.db.models import Max, Q
 from customers.models import Network, ServiceConnection
 from heatutility.csvcells import csv_cell
 from heatutility.errors import ConflictError, DomainError, ErrorItem
-from heatutility.money import MONEY_ROUNDING
+from heatutility.money import MONEY_ROUNDING, to_decimal
 from heatutility.timeutil import local_midnight
 from tariffs import caps as cap_methods
 from tariffs.bulk import upsert_rows
@@ -156,11 +156,13 @@ def cap_limits(cap: PriceCap) -> cap_methods.CapLimits:
     ref = cap.inputs.get("reference") if isinstance(cap.inputs, dict) else None
     reference = None
     if ref and cap.reference_total_cap is not None:
+        # the stored JSON may hold numbers (floats): read as written (15.7, not 15.6999…), as
+        # parse_cap_inputs read them when the cap was computed
         reference = Determinants(
             period_start=cap.period_start, period_end=cap.period_end,
-            energy_mwh=Decimal(ref["energy_mwh"]), volume_m3=Decimal(ref.get("volume_m3", "0")),
-            return_temp_c=None, flow_temp_c=None, contracted_kw=Decimal(ref.get("contracted_kw", "0")),
-            heated_area_m2=Decimal(ref.get("heated_area_m2", "0")),
+            energy_mwh=to_decimal(ref["energy_mwh"]), volume_m3=to_decimal(ref.get("volume_m3", "0")),
+            return_temp_c=None, flow_temp_c=None, contracted_kw=to_decimal(ref.get("contracted_kw", "0")),
+            heated_area_m2=to_decimal(ref.get("heated_area_m2", "0")),
         )
     return cap_methods.CapLimits(
         currency=cap.currency, includes_vat=cap.includes_vat,

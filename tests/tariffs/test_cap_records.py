@@ -170,3 +170,28 @@ def test_an_index_from_another_networks_cost_run_is_refused(network):
     assert [(e.code, e.field) for e in err.value.errors] == [
         ("wrong_network", "inputs.clauses.0.cost_terms.0.base_cost_id")]
     assert not PriceCap.objects.exists()
+
+
+def test_a_reference_customer_entered_as_json_numbers_is_read_as_written(network):
+    # JSON numbers arrive as floats (DRF's JSON parser) and are stored so; the approval
+    # check read them with Decimal(float), i.e. 15.7 as 15.699999999999999289…, and told the
+    # regulator about a "reference customer 15.699999999999999289457264239899814128875732421875 MWh"
+    from tariffs.services import (
+        cap_limits,
+        price_cap_adopt,
+        tariff_version_cap_check,
+        tariff_version_create,
+    )
+    from tests.tariffs.factories import TariffFactory
+
+    inputs = {"reference": {"energy_mwh": 15.7, "heated_area_m2": 130, "contracted_kw": 9.05, "volume_m3": 300.3},
+              "individual_scop": "3.0", "include_utility_tariffs": True}
+    cap = price_cap_compute(network=network, method=PriceCap.Method.SUBSTITUTION, period_start=DAY[0], period_end=DAY[1],
+                            inputs=json.loads(json.dumps(inputs)), now=NOW)
+    reference = cap_limits(cap).reference
+    assert (reference.energy_mwh, reference.contracted_kw, reference.volume_m3) == (D("15.7"), D("9.05"), D("300.3"))
+    price_cap_adopt(cap=cap, now=NOW)
+    version = tariff_version_create(tariff=TariffFactory(network=network), valid_from=DAY[0],
+                                    components=[{"type": "energy", "code": "energy", "unit": "MWh", "price": "1000"}])
+    _, (message,) = tariff_version_cap_check(version=version)
+    assert "(reference customer 15.7 MWh, 300.3 m³, 9.05 kW, 130 m²) 15700.00 DKK/year exceeds" in message
