@@ -19,7 +19,11 @@ in that order.  So do the services that change a run's draft and the run's count
 draft is still one under the locks: the other way round (the draft, then the run's
 ``held`` UPDATE), a hold while staff issued the run deadlocked.  Releasing a held draft
 of no run issues it (:func:`invoice_release`): it takes the series counter before the
-draft, as the refresh that lifts such a hold does.
+draft, as the refresh that lifts such a hold does.  Invoices are locked in id order; a
+transaction that books for many accounts (a statement import, a run's issue step using
+the accounts' credit) locks all their open invoices up front in one statement
+(``payments.accounts_open_invoices_lock``), as marking overdue does: account by account,
+in the order of the file or of the payments' dates, two such transactions deadlocked.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 
 from billing.models import Allocation, Invoice, Payment, Refund, RefundPart
@@ -206,6 +206,29 @@ def _open_invoices_locked(account_id: int) -> list[Invoice]:
     )
 
 
+def accounts_open_invoices_lock(*account_ids) -> None:
+    """Lock the open invoices and credit notes of the accounts in ``account_ids`` (each
+    ids, or a query of them) in one statement, in id order, until the transaction ends.
+
+    For a transaction that books for many accounts (a statement import, using credit
+    after an issue): taken account by account, in the order of the file or of the
+    payments' dates, two such transactions naming two accounts in opposite orders
+    deadlocked (PostgreSQL refused one whole).  One id order across accounts is also the
+    order marking invoices overdue takes (``dunning.invoices_mark_overdue``), and each
+    account's own locks (:func:`payment_allocate`, refunds) are a part of it."""
+    if not connection.features.has_select_for_update:
+        return
+    accounts = Q()
+    for ids in account_ids:
+        accounts |= Q(account_id__in=ids)
+    list(
+        Invoice.objects.select_for_update()
+        .filter(accounts, state__in=OPEN_STATES)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def _notes_with_credit(rows: list[Invoice]) -> list[Invoice]:
     """Credit documents among ``rows`` (negative gross: credit notes, a settlement in the
     customer's favour) with credit left, older first."""
@@ -244,20 +267,24 @@ def payments_apply_unallocated(
     Returns the number of allocations made.  Only accounts that hold credit are touched.
     """
     notes = credit_notes_with_credit()
-    if network_id is not None:
-        notes = notes.filter(network_id=network_id)
-    if account_id is not None:
-        notes = notes.filter(account_id=account_id)
-    made = 0
-    for note_account_id in sorted(set(notes.order_by().values_list("account_id", flat=True))):
-        made += len(credit_notes_allocate(account_id=note_account_id, on=on))
     payments = Payment.objects.filter(unallocated__gt=0)
     if network_id is not None:
+        notes = notes.filter(network_id=network_id)
         payments = payments.filter(account__network_id=network_id)
     if account_id is not None:
+        notes = notes.filter(account_id=account_id)
         payments = payments.filter(account_id=account_id)
-    for payment in payments.order_by("received_on", "id"):
-        made += len(payment_allocate(payment=payment, on=on))
+    made = 0
+    with transaction.atomic():
+        # every such account's invoices up front, in id order: account by account, in the
+        # order of the payments' dates, a run's issue step deadlocked with an import
+        accounts_open_invoices_lock(
+            notes.order_by().values("account_id"), payments.order_by().values("account_id")
+        )
+        for note_account_id in sorted(set(notes.order_by().values_list("account_id", flat=True))):
+            made += len(credit_notes_allocate(account_id=note_account_id, on=on))
+        for payment in payments.order_by("received_on", "id"):
+            made += len(payment_allocate(payment=payment, on=on))
     return made
 
 
@@ -558,8 +585,9 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
     credits no account or invoice matches are not imported but listed (``unmatched``)
     for staff to record by hand.  A clean statement is
     recorded in one transaction, rows in file order, each allocated as
-    :func:`payment_record` does; transactions imported before (same bank transaction id,
-    also a repeat within the file) count as duplicates, so a statement can be sent again.
+    :func:`payment_record` does (the accounts' open invoices are locked first, all at
+    once: :func:`accounts_open_invoices_lock`); transactions imported before (same bank
+    transaction id, also a repeat within the file) count as duplicates, so a statement can be sent again.
     So does an unmatched credit staff booked by hand under its bank transaction id (same
     date and amount; other data under that id is a ``conflict``).
     """
@@ -623,6 +651,11 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
         raise _refused(errors)
     result = ImportResult(duplicates=duplicates, skipped=skipped, unmatched=unmatched)
     with transaction.atomic():
+        # the accounts' invoices up front, in id order: row by row, two imports naming two
+        # accounts in opposite orders (or an import and a run's issue step) deadlocked
+        accounts_open_invoices_lock(
+            sorted({r.account.pk for r in new_rows if r.transaction_id not in imported})
+        )
         for row in new_rows:
             if row.transaction_id in imported:
                 result.duplicates += 1
