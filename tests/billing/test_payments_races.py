@@ -109,3 +109,35 @@ def test_an_import_while_the_run_uses_prepaid_credit_on_its_bills(monkeypatch):
     assert outcome_of(imported).created == 2
     assert Allocation.objects.filter(payment__bank_transaction_id__in=("c-1", "c-2")).count() == 2
     assert Allocation.objects.filter(payment__received_on__lt=dt.date(2026, 12, 1)).count() == 2
+
+
+def test_a_payment_whose_bank_id_an_import_books_meanwhile_is_a_conflict(monkeypatch):
+    """The API checks the bank transaction id (400 on its field), then records; an
+    import committing the same id in between meets the unique constraint, which the API
+    answers as an itemised 409 (not a 500), and nothing is booked twice."""
+    network, first, _second = two_accounts()
+    bill_month(network)
+    clerk = client_for(BILLING_CLERK)
+    body = {
+        "account": first.pk,
+        "amount": "10.00",
+        "received_on": "2026-12-03",
+        "bank_transaction_id": "B-9",
+    }
+    pause = Pause(monkeypatch, payment_services, "payment_record")  # checked, not recorded
+    posting, posted = in_thread(
+        clerk.post, path="/api/v1/billing/payments/", data=body, format="json"
+    )
+    try:
+        pause.wait()
+        assert payments_import_csv(text=statement((first, "10.00", "B-9")), now=NOW).created == 1
+    finally:
+        pause.released.set()
+    finish(posting)
+
+    response = outcome_of(posted)
+    assert response.status_code == 409
+    assert response.json()["errors"] == [
+        {"code": "conflict", "message": "This bank transaction was imported already."}
+    ]
+    assert Payment.objects.get().source == Payment.Source.BANK
