@@ -402,6 +402,47 @@ class MeterVendor(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """The CSV settings an upload reads the vendor's files with, checked when staff
+        save them: an unknown zone or encoding, or a column mapping that is no mapping
+        of known fields to column names, would fail every file of the vendor on an
+        internal error (HTTP 500 at the upload, or a batch failed in the task)."""
+        import codecs
+        import zoneinfo
+
+        from django.core.exceptions import ValidationError
+
+        from metering.ingest.rows import ALL_FIELDS
+
+        errors: dict[str, list[str]] = {}
+        if self.csv_time_zone not in zoneinfo.available_timezones():
+            errors.setdefault("csv_time_zone", []).append(
+                f"{self.csv_time_zone!r} is not an IANA time zone such as 'Europe/Copenhagen'."
+            )
+        try:
+            codecs.lookup(self.csv_encoding)
+        except (LookupError, TypeError, ValueError):
+            errors.setdefault("csv_encoding", []).append(
+                f"{self.csv_encoding!r} is not a known text encoding such as 'utf-8' or 'latin-1'."
+            )
+        columns = self.csv_columns
+        if not isinstance(columns, dict):
+            errors.setdefault("csv_columns", []).append(
+                'Give a mapping of fields to column names, e.g. {"meter": "MeterNo"}.'
+            )
+        else:
+            for field, name in columns.items():
+                if field not in ALL_FIELDS:
+                    errors.setdefault("csv_columns", []).append(
+                        f"{field!r} is not a field; fields: {', '.join(ALL_FIELDS)}."
+                    )
+                elif not isinstance(name, str) or not name.strip():
+                    errors.setdefault("csv_columns", []).append(
+                        f"The column name of {field!r} must be text, not {name!r}."
+                    )
+        if errors:
+            raise ValidationError(errors)
+
 
 class VendorApiKey(models.Model):
     """An API key of a vendor.  Only a SHA-256 of the key is stored; it is shown once.
