@@ -94,7 +94,11 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
 
     The last usable read before ``start`` is judged again with them: a garbled read that
     ended the previous run had no later read to show it was the odd one out, and must
-    not become the reference that the new reads are found to fall below.
+    not become the reference that the new reads are found to fall below.  So is the
+    first read after ``end`` that VEE judges (valid, suspect or estimated): a read
+    delivered late, between reads validated already, is only seen to be the odd one out
+    (a spike above both neighbours) with the read after it, and that read's verdict
+    depends on it.
     """
     before = (
         Reading.objects.filter(meter_id=meter_id, read_at__lt=start, status__in=USABLE)
@@ -104,6 +108,18 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
     )
     if before is not None:
         start = before
+    after = (
+        Reading.objects.filter(
+            meter_id=meter_id,
+            read_at__gt=end,
+            status__in=(Reading.Status.VALID, Reading.Status.SUSPECT, Reading.Status.ESTIMATED),
+        )
+        .order_by("read_at")
+        .values_list("read_at", flat=True)
+        .first()
+    )
+    if after is not None:
+        end = after
     installs = _installs(meter_id)
     issues = list(
         ReadingIssue.objects.filter(
