@@ -525,7 +525,28 @@ def boundary_registers_ensure(
     Dates are estimated in order, each extrapolated one continuing from the boundary
     before it (:func:`estimate`), so a call that estimates July after one that stored
     June continues from June's value, as one call estimating both does.
+
+    One caller at a time works on a connection: its row is locked (``FOR NO KEY
+    UPDATE``, in id order, as installations lock it first) before anything is read, in
+    a transaction that ends with the caller's.  A second caller (a billing chunk beside
+    the revalidation after an exchange) waits, then reads what the first stored and the
+    reads it committed: it neither inserts a value stored meanwhile (the unique
+    (connection, day) constraint failed it) nor overwrites a newer value with one
+    computed from reads it could not see yet.
     """
+    with transaction.atomic():
+        ids = sorted({int(c) for c in connection_ids})
+        list(
+            ServiceConnection.objects.select_for_update(no_key=True)
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        _ensure(connection_ids=ids, dates=dates, refresh=refresh)
+
+
+def _ensure(*, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh: bool) -> None:
+    """:func:`boundary_registers_ensure` of connections locked by the caller."""
     dates = sorted(set(dates))
     neighbours = _stored_neighbours(dates)
     connections = list(
@@ -618,56 +639,53 @@ def boundary_registers_ensure(
             for on, register in stored_of[pk].items()
             if on not in wanted
         }
-        with transaction.atomic():
-            for on in wanted:
-                earlier = [day for day in boundaries if day < on]
-                later = [day for day in boundaries if day > on]
-                result = estimate(
-                    points=points,
-                    on=on,
-                    zone=zone,
-                    network_id=connection.network_id,
-                    base=boundaries[max(earlier)] if earlier else None,
-                    ceiling=boundaries[min(later)] if later else None,
-                )
-                if result is None:
-                    current = have.get(on)
-                    if current is not None and current.status in (
-                        BoundaryRegister.Status.ACTUAL,
-                        BoundaryRegister.Status.ESTIMATED,
-                    ):
-                        # its reads were rejected and nothing supports an estimate: kept
-                        # for the record, but no longer billed; the new updated_at makes
-                        # billing re-rate the bills that used it
-                        current.status = BoundaryRegister.Status.WITHDRAWN
-                        current.method = "no usable read"
-                        current.save()
-                    continue
-                value, status, method = result
-                fields = {
-                    "energy_kwh": value.energy.quantize(E6),
-                    "volume_m3": value.volume.quantize(V4),
-                    "flow_temp_m3c": None
-                    if value.flow_m3c is None
-                    else value.flow_m3c.quantize(V4),
-                    "return_temp_m3c": None
-                    if value.return_m3c is None
-                    else value.return_m3c.quantize(V4),
-                    "status": status,
-                    "method": method,
-                }
-                boundaries[on] = Point(
-                    value.at,
-                    fields["energy_kwh"],
-                    fields["volume_m3"],
-                    fields["flow_temp_m3c"],
-                    fields["return_temp_m3c"],
-                    False,
-                )
+        for on in wanted:
+            earlier = [day for day in boundaries if day < on]
+            later = [day for day in boundaries if day > on]
+            result = estimate(
+                points=points,
+                on=on,
+                zone=zone,
+                network_id=connection.network_id,
+                base=boundaries[max(earlier)] if earlier else None,
+                ceiling=boundaries[min(later)] if later else None,
+            )
+            if result is None:
                 current = have.get(on)
-                if current is None:
-                    BoundaryRegister.objects.create(connection=connection, on=on, **fields)
-                elif any(getattr(current, k) != v for k, v in fields.items()):
-                    for key, val in fields.items():
-                        setattr(current, key, val)
+                if current is not None and current.status in (
+                    BoundaryRegister.Status.ACTUAL,
+                    BoundaryRegister.Status.ESTIMATED,
+                ):
+                    # its reads were rejected and nothing supports an estimate: kept
+                    # for the record, but no longer billed; the new updated_at makes
+                    # billing re-rate the bills that used it
+                    current.status = BoundaryRegister.Status.WITHDRAWN
+                    current.method = "no usable read"
                     current.save()
+                continue
+            value, status, method = result
+            fields = {
+                "energy_kwh": value.energy.quantize(E6),
+                "volume_m3": value.volume.quantize(V4),
+                "flow_temp_m3c": None if value.flow_m3c is None else value.flow_m3c.quantize(V4),
+                "return_temp_m3c": None
+                if value.return_m3c is None
+                else value.return_m3c.quantize(V4),
+                "status": status,
+                "method": method,
+            }
+            boundaries[on] = Point(
+                value.at,
+                fields["energy_kwh"],
+                fields["volume_m3"],
+                fields["flow_temp_m3c"],
+                fields["return_temp_m3c"],
+                False,
+            )
+            current = have.get(on)
+            if current is None:
+                BoundaryRegister.objects.create(connection=connection, on=on, **fields)
+            elif any(getattr(current, k) != v for k, v in fields.items()):
+                for key, val in fields.items():
+                    setattr(current, key, val)
+                current.save()

@@ -349,7 +349,8 @@ def _refresh_boundaries(
         ).exists()
     ):
         high = None
-    for connection in connections.values():
+    # in id order: each call locks its connection (boundary_registers_ensure)
+    for _pk, connection in sorted(connections.items()):
         zone = ZoneInfo(connection.network.time_zone)
         first = start.astimezone(dt.UTC).date()
         last = end.astimezone(dt.UTC).date() + dt.timedelta(days=1)

@@ -62,10 +62,11 @@ class TestEstimationIsWindowed:
         conn = daily_meter.unit.connection
         dates = [dt.date(2026, 10, 1), dt.date(2026, 11, 1), dt.date(2026, 12, 1)]
 
-        # registers, connections, installations, nearest reads (two rounds), rollover
-        # markers, degree days (two), three inserts in a savepoint: 13, whatever the history
+        # the connection's lock, registers, connections, installations, nearest reads
+        # (two rounds), rollover markers, degree days (two), three inserts, all in a
+        # savepoint: 14, whatever the history
         with (
-            django_assert_max_num_queries(13),
+            django_assert_max_num_queries(14),
             CaptureQueriesContext(connection) as queries,
         ):
             boundary_registers_ensure(connection_ids=[conn.id], dates=dates)
