@@ -419,7 +419,10 @@ def bill_compute(
         if len(conn_slices) == 1:
             consumption = ((_energy(energy_kwh / KWH_PER_MWH), volume),)
         else:
-            consumption = _slices_consumption(cid, conn_slices, first, last, get, use)
+            split_get, split_use = _month_split_registers(
+                cid, conn_slices, i_start, i_end, first, last, get, use
+            )
+            consumption = _slices_consumption(cid, conn_slices, first, last, split_get, split_use)
         # block prices rate the trailing year: its first register is one the bill used
         blocks = [prices_by_blocks(spec) for _s, _e, spec in conn_slices]
         annual_from = one_year_earlier(i_end) if True in blocks else None
@@ -666,6 +669,77 @@ def _priced_by_basis(rate, det, spec, start, end, kw_pieces, m2_pieces):
             done.add(code)
             out.extend(by_code[code])
     return out
+
+
+def _month_split_registers(
+    cid: int,
+    slices: Sequence[tuple[dt.date, dt.date, Any]],
+    i_start: dt.date,
+    i_end: dt.date,
+    first: Register,
+    last: Register,
+    get: Callable[[tuple[int, dt.date]], Register | None],
+    use: Callable[[int, dt.date], Register],
+) -> tuple[Callable[[tuple[int, dt.date]], Register | None], Callable[[int, dt.date], Register]]:
+    """``get`` and ``use`` for :func:`_slices_consumption`, with a register at each
+    tariff change inside a contract interval that spans months and has none: the
+    measured month around the change (its month-start registers, or the interval's
+    bounds) shared by days, as the month's own bill shares it.  Without this a quarter's
+    or a year's energy (an annual settlement's) was shared by days over the whole
+    interval, pricing winter's heat at a summer change's price although the registers
+    measured each month.  The month-start registers used are recorded on the bill (a
+    corrected one re-rates it).  Within one month nothing changes: the interval's own
+    bounds are the nearest registers, and its energy is shared by days as before."""
+    inside = month_starts_inside(i_start, i_end)
+    if not inside:
+        return get, use
+    # the registers around a change: the interval's bounds, the month starts and the
+    # other changes' registers where there are any
+    days = {*inside, *(e for _s, e, _spec in slices[:-1])}
+    known = [(i_start, first), (i_end, last)]
+    known += [(day, reg) for day in days if (reg := get((cid, day))) is not None]
+    made: dict[dt.date, tuple[Register, dt.date, dt.date]] = {}
+    for _s, e, _spec in slices[:-1]:
+        if get((cid, e)) is not None:
+            continue
+        a_day, a = max(((d, r) for d, r in known if d < e), key=_first)
+        b_day, b = min(((d, r) for d, r in known if d > e), key=_first)
+        if (a_day, b_day) == (i_start, i_end):
+            continue  # no month register between: shared by days over the interval
+        done, days = (e - a_day).days, (b_day - a_day).days
+        made[e] = (
+            Register(
+                0,
+                _energy(a.energy_kwh + (b.energy_kwh - a.energy_kwh) * done / days),
+                (a.volume_m3 + (b.volume_m3 - a.volume_m3) * done / days).quantize(
+                    _M4, rounding=MONEY_ROUNDING
+                ),
+                None,
+                None,
+                "estimated",
+                "interpolation",
+            ),
+            a_day,
+            b_day,
+        )
+    if not made:
+        return get, use
+
+    def split_get(key: tuple[int, dt.date]) -> Register | None:
+        found = made.get(key[1]) if key[0] == cid else None
+        return found[0] if found is not None else get(key)
+
+    def split_use(connection_id: int, day: dt.date) -> Register:
+        found = made.get(day) if connection_id == cid else None
+        if found is None:
+            return use(connection_id, day)
+        register, a_day, b_day = found
+        for bound in (a_day, b_day):
+            if bound not in (i_start, i_end):
+                use(connection_id, bound)
+        return register
+
+    return split_get, split_use
 
 
 def _slices_consumption(

@@ -285,13 +285,16 @@ def drafts_compute(
                     (iv.connection_id, one_year_earlier(iv.end)),
                 }
             )
-            seasonal = False
+            seasonal, changes = False, False
             for s, e, spec in slices.get(iv.connection_id, []):
                 seasonal = seasonal or spec.prices_by_season
                 for day in (s, e):
                     if iv.start < day < iv.end:
                         optional.add((iv.connection_id, day))
-            if seasonal:  # a quarter or a year priced by season: each month's energy
+                        changes = True
+            # a quarter or a year priced by season: each month's energy; one with a tariff
+            # change inside: the month around it (billing.calc._month_split_registers)
+            if seasonal or changes:
                 optional.update(
                     (iv.connection_id, d) for d in month_starts_inside(iv.start, iv.end)
                 )

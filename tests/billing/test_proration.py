@@ -222,3 +222,82 @@ def test_seasonal_prices_over_several_months_use_each_months_measured_energy(mon
         assert lines["Energy (summer)"].quantity == Decimal("1.6")
         assert lines["Energy (winter)"].quantity == Decimal("16")
         assert sum(line.amount for line in lines.values()) == Decimal("10080.00")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("months", [3, 12])
+def test_a_price_change_inside_a_quarter_or_year_splits_by_the_month_registers(months):
+    """A tariff version changing on 16 August inside a quarter (or the year an annual
+    settlement bills) prices each month measured by its month-start registers at the
+    version in force, and shares only August's measured energy by days (15/31 and
+    16/31), as the monthly bills would: sharing the whole period's energy by days put
+    winter's heat at summer's price."""
+    network = NetworkFactory()
+    energy = {"type": "energy", "code": "energy", "description": "Energy"}
+    change = dt.date(2026, 8, 16)
+    old = tariff_version(network=network, components=[{**energy, "price": "500"}])
+    TariffVersion.objects.filter(pk=old.pk).update(valid_to=change)
+    tariff_version(network=network, valid_from=change, components=[{**energy, "price": "600"}])
+    contract = contract_with_connection(network=network)
+    monthly = [3000, 2500, 2000, 1500, 500, 200, 200, 3100, 500, 1500, 2500, 3000]  # kWh
+    value = Decimal(10000)
+    for month in range(12):
+        register(contract.connection, dt.date(2026, month + 1, 1), value)
+        value += monthly[month]
+    register(contract.connection, dt.date(2027, 1, 1), value)
+    start = dt.date(2026, 7, 1) if months == 3 else dt.date(2026, 1, 1)
+
+    bill_month(
+        network,
+        start=start,
+        months=months,
+        now=dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC),
+        issue=False,
+    )
+
+    lines = list(Invoice.objects.get().lines.filter(component="energy").order_by("position"))
+    # August: 3,100 kWh × 15/31 = 1,500 kWh at the old price, 1,600 kWh at the new one
+    if months == 3:
+        # July 200 + 1,500 = 1.7 MWh × 500; 1,600 + September 500 = 2.1 MWh × 600
+        assert [line.quantity for line in lines] == [Decimal("1.7"), Decimal("2.1")]
+        assert [line.amount for line in lines] == [Decimal("850.00"), Decimal("1260.00")]
+    else:
+        # January–July 9,900 + 1,500 = 11.4 MWh × 500; 1,600 + 7,500 = 9.1 MWh × 600
+        assert [line.quantity for line in lines] == [Decimal("11.4"), Decimal("9.1")]
+        assert [line.amount for line in lines] == [Decimal("5700.00"), Decimal("5460.00")]
+
+
+@pytest.mark.django_db
+def test_a_change_without_a_register_is_measured_from_the_nearest_register_around_it():
+    """Two changes in February, a register at the first (10th) only: the second (20th)
+    shares what the registers measured from the 10th to 1 March by days, not February's
+    whole energy (which would put it below the 10th's register)."""
+    network = NetworkFactory()
+    energy = {"type": "energy", "code": "energy", "description": "Energy"}
+    starts = [dt.date(2020, 1, 1), dt.date(2026, 2, 10), dt.date(2026, 2, 20)]
+    for start, end, price in zip(starts, [*starts[1:], None], ["500", "600", "700"], strict=True):
+        version = tariff_version(
+            network=network, valid_from=start, components=[{**energy, "price": price}]
+        )
+        TariffVersion.objects.filter(pk=version.pk).update(valid_to=end)
+    contract = contract_with_connection(network=network, valid_from=dt.date(2025, 1, 1))
+    for day, value in (
+        (dt.date(2026, 1, 1), 0),
+        (dt.date(2026, 2, 1), 1000),
+        (dt.date(2026, 2, 10), 1900),
+        (dt.date(2026, 3, 1), 2090),
+        (dt.date(2026, 4, 1), 3090),
+    ):
+        register(contract.connection, day, Decimal(value))
+
+    bill_month(
+        network,
+        start=dt.date(2026, 1, 1),
+        months=3,
+        now=dt.datetime(2026, 4, 2, 8, 0, tzinfo=dt.UTC),
+        issue=False,
+    )
+
+    lines = list(Invoice.objects.get().lines.filter(component="energy").order_by("position"))
+    # to the 10th 1,900 kWh; 10th–20th 190 × 10/19 = 100 kWh; then 90 + 1,000 kWh
+    assert [line.quantity for line in lines] == [Decimal("1.9"), Decimal("0.1"), Decimal("1.09")]
