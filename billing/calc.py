@@ -418,7 +418,9 @@ def bill_compute(
             )
         if len(conn_slices) == 1:
             consumption = ((_energy(energy_kwh / KWH_PER_MWH), volume),)
+            split_get, split_use = get, use
         else:
+            # a change with no register: a value from the registers around it
             split_get, split_use = _month_split_registers(
                 cid, conn_slices, i_start, i_end, first, last, get, use
             )
@@ -453,7 +455,7 @@ def bill_compute(
                 temps=(return_temp, flow_temp),
                 annual_mwh=annual_mwh,
                 by_month=(
-                    _energy_by_month(cid, s, e, i_start, i_end, first, last, get, use)
+                    _energy_by_month(cid, s, e, i_start, i_end, first, last, split_get, split_use)
                     if spec.prices_by_season
                     else None
                 ),
@@ -687,8 +689,9 @@ def _month_split_registers(
     bounds) shared by days, as the month's own bill shares it.  Without this a quarter's
     or a year's energy (an annual settlement's) was shared by days over the whole
     interval, pricing winter's heat at a summer change's price although the registers
-    measured each month.  The month-start registers used are recorded on the bill (a
-    corrected one re-rates it).  Within one month nothing changes: the interval's own
+    measured each month; under seasonal prices a segment ending at such a change had no
+    month-by-month energy and shared its energy among the seasons by days.  The
+    month-start registers used are recorded on the bill (a corrected one re-rates it).  Within one month nothing changes: the interval's own
     bounds are the nearest registers, and its energy is shared by days as before."""
     inside = month_starts_inside(i_start, i_end)
     if not inside:

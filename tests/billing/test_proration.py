@@ -301,3 +301,58 @@ def test_a_change_without_a_register_is_measured_from_the_nearest_register_aroun
     lines = list(Invoice.objects.get().lines.filter(component="energy").order_by("position"))
     # to the 10th 1,900 kWh; 10th–20th 190 × 10/19 = 100 kWh; then 90 + 1,000 kWh
     assert [line.quantity for line in lines] == [Decimal("1.9"), Decimal("0.1"), Decimal("1.09")]
+
+
+@pytest.mark.django_db
+def test_seasonal_prices_and_a_version_change_in_the_year_price_each_measured_month():
+    """A year billed at once (an annual settlement) under seasonal prices with a new
+    version from 16 August: each version's segment bills its months' measured energy at
+    their season's price (August shared 15/31 and 16/31 around the change), not the
+    segment's energy shared among the seasons by days."""
+    network = NetworkFactory()
+    change = dt.date(2026, 8, 16)
+
+    def seasonal(summer, winter):
+        seasons = [
+            {"label": "summer", "months": [5, 6, 7, 8, 9], "price": summer},
+            {"label": "winter", "months": [1, 2, 3, 4, 10, 11, 12], "price": winter},
+        ]
+        return [{"type": "energy", "code": "energy", "description": "Energy", "seasons": seasons}]
+
+    old = tariff_version(network=network, components=seasonal("300", "600"))
+    TariffVersion.objects.filter(pk=old.pk).update(valid_to=change)
+    tariff_version(network=network, valid_from=change, components=seasonal("330", "660"))
+    contract = contract_with_connection(network=network)
+    monthly = [3000, 2500, 2000, 1500, 500, 200, 200, 3100, 500, 1500, 2500, 3000]  # kWh
+    value = Decimal(10000)
+    for month in range(12):
+        register(contract.connection, dt.date(2026, month + 1, 1), value)
+        value += monthly[month]
+    register(contract.connection, dt.date(2027, 1, 1), value)
+
+    bill_month(
+        network,
+        start=dt.date(2026, 1, 1),
+        months=12,
+        now=dt.datetime(2027, 1, 5, 8, 0, tzinfo=dt.UTC),
+        issue=False,
+    )
+
+    lines = [
+        (line.description.split(" (")[1].rstrip(")"), line.quantity, line.amount)
+        for line in Invoice.objects.get().lines.filter(component="energy").order_by("position")
+    ]
+    assert [(season, quantity) for season, quantity, _ in lines] == [
+        # May–July 0.9 + August 1–15 1.5 = 2.4 MWh; January–April 9 MWh
+        ("summer", Decimal("2.4")),
+        ("winter", Decimal("9")),
+        # August 16–31 1.6 + September 0.5 = 2.1 MWh; October–December 7 MWh
+        ("summer", Decimal("2.1")),
+        ("winter", Decimal("7")),
+    ]
+    assert [amount for *_, amount in lines] == [
+        Decimal("720.00"),  # 2.4 × 300
+        Decimal("5400.00"),  # 9 × 600
+        Decimal("693.00"),  # 2.1 × 330
+        Decimal("4620.00"),  # 7 × 660
+    ]

@@ -1352,6 +1352,24 @@ def _pieces(seg: dict, key: str, end: dt.date) -> list[tuple[dt.date, dt.date, D
     return [(a, b, Decimal(v)) for (_a, v), a, b in zip(starts, days, days[1:], strict=False)]
 
 
+def _register_or_between(
+    registers: dict, cid: int, day: dt.date, lo: dt.date, hi: dt.date
+) -> Decimal | None:
+    """The recorded register of ``day``, or for a tariff change with none (docs/billing.md)
+    the value by days between the recorded registers nearest around it within the
+    contract interval ``[lo, hi]``, to 6 decimals (kWh)."""
+    value = registers.get((cid, day.isoformat()))
+    if value is not None:
+        return value
+    days = [d for c, on in registers if c == cid and lo <= (d := dt.date.fromisoformat(on)) <= hi]
+    before, after = [d for d in days if d < day], [d for d in days if d > day]
+    if not before or not after:
+        return None
+    a, b = max(before), min(after)
+    va, vb = registers[(cid, a.isoformat())], registers[(cid, b.isoformat())]
+    return (va + (vb - va) * (day - a).days / (b - a).days).quantize(E6, ROUND_HALF_UP)
+
+
 def _rate_recorded(seg: dict, spec, *, by_month, annual) -> list:
     """Rate one recorded segment as billing does (docs/billing.md, Determinants): a kW
     or m² change inside it reprices the charges on that basis piece by piece."""
@@ -1424,7 +1442,8 @@ def check_recorded(world: World, invoice: Invoice) -> None:
                     bounds.append(day)
                     day = _add_months(day, 1)
                 bounds.append(end)
-                values = [registers.get((cid, d.isoformat())) for d in bounds]
+                i_start, i_end = next((a, b) for a, b in intervals[cid] if a <= start < b)
+                values = [_register_or_between(registers, cid, d, i_start, i_end) for d in bounds]
                 if len(bounds) > 2 and None not in values:
                     by_month = tuple(
                         (d, ((b - a) / 1000).quantize(E6, rounding=ROUND_HALF_UP))
