@@ -34,6 +34,21 @@ class VeeRerunForm(forms.Form):
     start = forms.DateTimeField(help_text="From (inclusive), e.g. 2026-10-01 00:00")
     end = forms.DateTimeField(help_text="To (inclusive)")
 
+    def clean(self):
+        """Times the product can work with (the task steps a day back from ``start``),
+        in order: refused here, not failed in the worker after "queued"."""
+        from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
+
+        data = super().clean()
+        for field in ("start", "end"):
+            when = data.get(field)
+            if when is not None and not date_in_range(when.date()):
+                self.add_error(field, DATE_OUT_OF_RANGE)
+        start, end = data.get("start"), data.get("end")
+        if start is not None and end is not None and start > end:
+            self.add_error("end", "The end lies before the start.")
+        return data
+
 
 class VeeFilter(admin.SimpleListFilter):
     title = "VEE"
