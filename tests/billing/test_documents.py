@@ -169,6 +169,13 @@ class TestCreditNotePdf:
             reader = PdfReader(io.BytesIO(invoice_pdf_bytes(invoice=invoice)))
             return " ".join(" ".join(page.extract_text() for page in reader.pages).split())
 
+        # the original rests on an estimate: it promises a correction only if the actual
+        # changes the figures (an actual of the same value changes nothing)
+        assert (
+            "Readings marked ESTIMATED were estimated; when the actual reading arrives and "
+            "changes the figures, this bill is credited and corrected automatically."
+            in text_of(credit.original)
+        )
         credit_text = text_of(credit)
         assert "Total credited incl. VAT -1360.98 DKK" in credit_text
         assert (
