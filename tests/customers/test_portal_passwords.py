@@ -168,6 +168,26 @@ class TestInvitation:
             portal_invite(customer=customer, base_url="https://heat.example.org")
         assert mail.outbox == []
 
+    def test_a_login_with_rights_beyond_the_portal_is_not_invited(self, django_user_model):
+        # not staff, so not refused as such before: the link, mailed to the address staff
+        # entered, handed over a superuser's or a role holder's login (the API honours both)
+        from django.contrib.auth.models import Group, Permission
+
+        customer = ContractFactory().account.customer
+        customer.email = _address()
+        superuser = django_user_model.objects.create_user("root-2", is_superuser=True)
+        role_holder = django_user_model.objects.create_user("role-2")
+        role_holder.groups.add(Group.objects.create(name="some role"))
+        permitted = django_user_model.objects.create_user("perm-2")
+        permitted.user_permissions.add(Permission.objects.get(codename="view_invoice"))
+        for user in (superuser, role_holder, permitted):
+            customer.user = user
+            with pytest.raises(UnableToInvite, match="staff login"):
+                portal_invite(customer=customer, base_url="https://heat.example.org")
+            user.refresh_from_db()
+            assert user.email == ""
+        assert mail.outbox == []
+
     def test_the_admin_action_invites_and_reports_each_refusal(self, clerk_client):  # noqa: F811
         ok = ContractFactory().account.customer
         ok.email = _address()
