@@ -257,6 +257,13 @@ class PlantUnit(models.Model):
                 name="plantunit_heat_pump_has_source",
                 violation_error_message="A heat pump needs a source type.",
             ),
+            # a rate is a fraction (0.04 = 4 %): "4" typed for 4 % made 400 % capital costs
+            models.CheckConstraint(
+                condition=Q(lifetime_years__gte=1, interest_rate__gte=0, interest_rate__lte=1),
+                name="plantunit_capital_inputs_plausible",
+                violation_error_message="The lifetime is at least 1 year and the interest rate a "
+                "fraction from 0 to 1 (0.04 for 4 %).",
+            ),
         ]
 
     def __str__(self) -> str:

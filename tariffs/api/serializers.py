@@ -214,6 +214,10 @@ class PlantUnitSerializer(ModelSerializer):
             errors["boiler_efficiency"] = "The boiler efficiency is above 0 and at most 1.2."
         if value("kind") == models.PlantUnit.Kind.HEAT_PUMP and not value("source_type"):
             errors["source_type"] = "A heat pump needs a source type."
+        if value("lifetime_years") < 1:
+            errors["lifetime_years"] = "The lifetime is at least 1 year."
+        if not 0 <= value("interest_rate") <= 1:
+            errors["interest_rate"] = "The interest rate is a fraction from 0 to 1 (0.04 for 4 %)."
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

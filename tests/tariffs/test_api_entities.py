@@ -90,7 +90,10 @@ def test_a_heat_pump_without_a_source_type_is_refused():
                                                  "capacity_mw": "2.5"}, format="json")
     assert unit.status_code == 201, unit.content
     for change, field in (({"capacity_mw": "0"}, "capacity_mw"), ({"lorenz_efficiency": "1.5"}, "lorenz_efficiency"),
-                          ({"boiler_efficiency": "0"}, "boiler_efficiency"), ({"kind": "heat_pump"}, "source_type")):
+                          ({"boiler_efficiency": "0"}, "boiler_efficiency"), ({"kind": "heat_pump"}, "source_type"),
+                          # a rate is a fraction: "4" meant 4 % and gave 400 % capital costs
+                          ({"interest_rate": "4"}, "interest_rate"), ({"interest_rate": "-1"}, "interest_rate"),
+                          ({"lifetime_years": 0}, "lifetime_years")):
         r = manager.patch(f"/api/v1/plant-units/{unit.json()['id']}/", change, format="json")
         assert r.status_code == 400, change
         assert [e["field"] for e in r.json()["errors"]] == [field]
