@@ -389,7 +389,9 @@ def capacity_change_errors(
     *, connection: ServiceConnection, valid_from: dt.date
 ) -> list[ErrorItem]:
     """Why ``connection`` cannot change capacity from ``valid_from``: no kW is contracted
-    before the connection exists (shared with the API's and the admin's forms)."""
+    before the connection exists or from its disconnection on, the days
+    :func:`connection_edit_errors` keeps its changes within (shared with the API's and
+    the admin's forms)."""
     if connection.connected_on is not None and valid_from < connection.connected_on:
         return [
             ErrorItem(
@@ -397,6 +399,15 @@ def capacity_change_errors(
                 field="valid_from",
                 message=f"Connection {connection.number} was connected on "
                 f"{connection.connected_on.isoformat()}, after {valid_from.isoformat()}.",
+            )
+        ]
+    if connection.disconnected_on is not None and valid_from >= connection.disconnected_on:
+        return [
+            ErrorItem(
+                code="after_disconnected",
+                field="valid_from",
+                message=f"Connection {connection.number} is disconnected from "
+                f"{connection.disconnected_on.isoformat()}, before {valid_from.isoformat()}.",
             )
         ]
     return []

@@ -91,6 +91,23 @@ class TestCapacityOn:
             )
         assert CapacityChange.objects.filter(connection=conn).count() == 1
 
+    def test_no_change_from_the_disconnection_on(self):
+        # the connection's changes lie within [connected_on, disconnected_on), which
+        # editing the dates keeps; a change recorded after the disconnection did not
+        conn = connection()
+        conn.disconnected_on = dt.date(2026, 6, 1)
+        conn.save()
+        for day in (dt.date(2026, 6, 1), dt.date(2026, 9, 1)):
+            with pytest.raises(UnableToChangeCapacity) as refused:
+                connection_capacity_change(connection=conn, capacity_kw=D("20"), valid_from=day)
+            assert [(e.code, e.field) for e in refused.value.errors] == [
+                ("after_disconnected", "valid_from")
+            ]
+        connection_capacity_change(
+            connection=conn, capacity_kw=D("20"), valid_from=dt.date(2026, 5, 31)
+        )
+        assert CapacityChange.objects.filter(connection=conn).count() == 1
+
 
 class TestApi:
     def test_a_clerk_records_a_change_and_lists_them(self):
