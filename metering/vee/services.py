@@ -821,6 +821,9 @@ EDITABLE = (
     "return_temp_m3c",
 )
 
+# the cumulative ones among them (the temperatures in °C may be below 0)
+REGISTERS = ("energy_kwh", "volume_m3", "flow_temp_m3c", "return_temp_m3c")
+
 
 def reading_edit(
     *, meter_id: int, read_at: dt.datetime, values: dict, actor, reason: str, now: dt.datetime
@@ -838,6 +841,16 @@ def reading_edit(
             errors=[
                 ErrorItem(code="not_editable", field=f, message=f"{f} cannot be edited.")
                 for f in sorted(unknown)
+            ],
+        )
+    negative = [
+        f for f in REGISTERS if values.get(f) is not None and Decimal(str(values[f])) < 0
+    ]
+    if negative:  # a register counts up from 0: the boundaries would take it as it is
+        raise DomainError(
+            "A register is never below 0.",
+            errors=[
+                ErrorItem(code="negative", field=f, message=f"{f} is below 0.") for f in negative
             ],
         )
     with transaction.atomic():

@@ -306,3 +306,25 @@ class TestVeeRunAndQueue:
         assert edit.original["energy_kwh"] == "90.000000"
         assert edit.edited_by == admin_user
         assert ReadingIssue.objects.get(code="register_decrease").state == "edited"
+
+    def test_an_edit_to_a_negative_register_is_refused(self, admin_user):
+        # registers count up from 0; a minus typed by hand reached the month's boundary
+        from heatutility.errors import DomainError
+        from metering.models import ReadingEdit
+        from metering.vee.services import reading_edit
+
+        meter = MeterInstallationFactory().meter
+        day = dt.date(2026, 11, 1)
+        add_readings(meter, [(at(day, 0), "100", "1")])
+        with pytest.raises(DomainError) as refused:
+            reading_edit(
+                meter_id=meter.id,
+                read_at=at(day, 0),
+                values={"energy_kwh": Decimal("-100"), "flow_temp_c": Decimal("-2")},
+                actor=admin_user,
+                reason="sign typed by mistake",
+                now=at(dt.date(2026, 11, 27)),
+            )
+        assert [(e.code, e.field) for e in refused.value.errors] == [("negative", "energy_kwh")]
+        assert Reading.objects.get(meter=meter, read_at=at(day, 0)).energy_kwh == Decimal("100")
+        assert not ReadingEdit.objects.exists()
