@@ -26,6 +26,11 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA time zone such as 'Europe/Copenhagen'.")
 
 
+def default_time_zone() -> str:
+    """A new network's zone: the installation's (``HEATUTILITY_TIME_ZONE``)."""
+    return settings.TIME_ZONE
+
+
 def validate_identifier(value: str) -> None:
     """A number printed on invoices, quoted in payment references and e-mail subjects:
     no line breaks or other control characters, no blanks at either end."""
@@ -43,7 +48,7 @@ class Network(models.Model):
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=200)
     time_zone = models.CharField(
-        max_length=64, default="Europe/Copenhagen", validators=[validate_time_zone]
+        max_length=64, default=default_time_zone, validators=[validate_time_zone]
     )
     currency = models.CharField(
         max_length=3,
