@@ -21,7 +21,10 @@ COPY manage.py ./
 RUN pip install . \
     && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input
 
-RUN useradd --create-home --uid 10001 heat && mkdir -p /app/var && chown heat /app/var
+# the compose file's volumes mount on /data/media and /data/archive: a new volume takes
+# the ownership of the image's directory, so heat can write PDFs and archives there
+RUN useradd --create-home --uid 10001 heat \
+    && mkdir -p /app/var /data/media /data/archive && chown heat /app/var /data/media /data/archive
 USER heat
 EXPOSE 8000
 CMD ["gunicorn", "heatutility.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
