@@ -43,6 +43,8 @@ _ERROR_DESCRIPTIONS = {
     "409": "Conflicts with the current state (already done, locked, issued).",
     "413": "The body, or a file in it, is larger than HEATUTILITY_MAX_UPLOAD_BYTES.",
     "422": "Well-formed, but a business rule refuses it; the reason, itemised.",
+    "429": "Too many requests for this API key (HEATUTILITY_VENDOR_THROTTLE, 600/min by "
+    "default); retry after the Retry-After header's seconds.",
 }
 _ERROR_SCHEMA = {
     "type": "object",
@@ -88,6 +90,8 @@ def error_responses(result, generator, request, public):
                 codes += ["409", "422"]
             if method in ("post", "put", "patch"):  # a body: Django's and upload_read's limit
                 codes.append("413")
+            if {"VendorApiKey": []} in operation.get("security", ()):
+                codes.append("429")  # metering.vendors.VendorRateThrottle
             responses = operation.setdefault("responses", {})
             for code in codes:
                 responses.setdefault(

@@ -57,3 +57,44 @@ def test_every_api_operation_documents_its_error_answers():
 
     assert len(schema["paths"]) > 50
     assert missing == []
+
+
+def test_vendor_operations_document_their_rate_limit():
+    """A vendor's key is throttled (HEATUTILITY_VENDOR_THROTTLE, 429 above it,
+    docs/vendor-api.md): the schema the vendor generates its client from says so."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    vendor_operations = [
+        (method, path, operation)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if {"VendorApiKey": []} in operation.get("security", ())
+    ]
+
+    assert len(vendor_operations) == 4
+    for method, path, operation in vendor_operations:
+        answer = operation["responses"].get("429")
+        assert answer, (method, path)
+        assert answer["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+
+
+@pytest.mark.django_db
+def test_a_throttled_vendor_gets_429_in_the_error_shape(monkeypatch):
+    from rest_framework.test import APIClient
+
+    from metering.vendors import VendorRateThrottle, vendor_key_create
+    from tests.metering.factories_readings import MeterVendorFactory
+
+    monkeypatch.setattr(VendorRateThrottle, "THROTTLE_RATES", {"vendor": "2/min"})
+    _, key = vendor_key_create(vendor=MeterVendorFactory(), label="t")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+
+    answers = [client.get("/api/v1/readings/meters/") for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].json()["code"] == "throttled"
+    assert answers[2]["Retry-After"]
