@@ -252,6 +252,11 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         planned = _planned_in(run=run, account=account)
         if planned == "pending":
             return None  # a chunk of the run still to come bills it
+        plans = InstalmentPlan.objects.overlapping(start, end).filter(account=account)
+        if plans.filter(year_start__lte=start, year_end__gte=end).exists():
+            # the instalments and their settlement bill it, also when the period's
+            # invoice was credited in full and the year planned afterwards
+            return None
         existing = (
             Invoice.objects.filter(
                 account=account, kind=Invoice.Kind.INVOICE, period_start=start, period_end=end
@@ -261,9 +266,6 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         )
         if existing is not None:
             return _rebill_if_credited(run=run, account=account, invoice=existing, now=now)
-        plans = InstalmentPlan.objects.overlapping(start, end).filter(account=account)
-        if plans.filter(year_start__lte=start, year_end__gte=end).exists():
-            return None  # the instalments and their settlement bill it
         network = run.network
         if plans.exists():
             failure = BillingError(

@@ -58,6 +58,14 @@ class UnableToRerate(DomainError):
     code = "unable_to_rerate"
 
 
+class OnAccountPeriod(UnableToRerate):
+    """An invoice's period is (in part) on account now: the year was planned after the
+    invoice was credited, and the instalments and the year's settlement bill its days."""
+
+    status_code = 409
+    code = "on_account"
+
+
 class NoContractDays(UnableToRerate):
     """The account has no contract day left in the invoice's period (a move-out recorded
     late, a contract entered by mistake and removed): nothing to bill there any more."""
@@ -297,7 +305,30 @@ def invoice_rebill(*, invoice: Invoice, now: dt.datetime) -> Invoice:
                 f"Invoice {invoice.display_number} is already billed again "
                 f"by {done.display_number or f'draft #{done.pk}'}."
             )
+        if _billed_kind(invoice) == Invoice.Kind.INVOICE:
+            _assert_not_on_account(invoice)
         return _correction_write(invoice=invoice, draft=invoice_recompute(invoice=invoice), now=now)
+
+
+def _assert_not_on_account(invoice: Invoice) -> None:
+    """Refuse to bill an invoice's period again when an instalment plan of its account
+    covers days of it: the settlement bills the whole plan year (a plan may be made over
+    an invoice credited in full, which then bills nothing), so a correction would bill
+    those days twice."""
+    from billing.models import InstalmentPlan
+
+    plan = (
+        InstalmentPlan.objects.overlapping(invoice.period_start, invoice.period_end)
+        .filter(account_id=invoice.account_id)
+        .order_by("year_start")
+        .first()
+    )
+    if plan is not None:
+        raise OnAccountPeriod(
+            f"Invoice {invoice.display_number}: its period is on account from "
+            f"{plan.year_start.isoformat()} to {plan.year_end.isoformat()}, and the year's "
+            "instalments and settlement bill those days; it is not billed again."
+        )
 
 
 # from a day to the day a year later (365 or 366 days: billing.calc.one_year_earlier)
