@@ -810,6 +810,13 @@ class InstalmentPlanAdmin(admin.ModelAdmin):
     def has_issue_permission(self, request):
         return request.user.has_perm("billing.issue_invoice")
 
+    def has_delete_permission(self, request, obj=None):
+        # a plan the year's instalments or settlement were billed on is what settles
+        # them: deleted, its instalments would never be credited
+        if obj is not None and aconto.plan_billed(plan=obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             return redirect("admin:billing_instalmentplan_changelist")

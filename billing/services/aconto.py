@@ -563,6 +563,22 @@ def plan_account_ids(*, network_id: int, period_start: dt.date, months: int) -> 
     )
 
 
+def plan_billed(*, plan: InstalmentPlan) -> bool:
+    """Whether an instalment or the settlement of the plan's year was billed (a draft
+    too, not a cancelled one): the plan then stands, for the settlement credits the
+    instalments of the accounts with a plan for the year, and invoice runs skip them."""
+    return (
+        Invoice.objects.filter(
+            account_id=plan.account_id,
+            kind__in=(Invoice.Kind.INSTALMENT, Invoice.Kind.SETTLEMENT),
+            period_start__gte=plan.year_start,
+            period_start__lt=plan.year_end,
+        )
+        .exclude(state=Invoice.State.CANCELLED)
+        .exists()
+    )
+
+
 def _settlements_of_plan():
     """The settlement (not cancelled) of the plan year of ``OuterRef``'s plan."""
     return Invoice.objects.filter(

@@ -71,3 +71,59 @@ class TestACreditedInvoiceInsideAPlanYear:
         assert not run.exceptions.exists()
         self._settle_the_year(network)
         assert _billed_net(contract.account) == Decimal("13065.36")
+
+
+@pytest.fixture
+def admin_client_(client):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
+    return client
+
+
+@pytest.mark.django_db
+class TestDeletingAPlanInTheAdmin:
+    """A plan whose year has instalments billed is what the settlement run settles by:
+    deleted, its instalments would never be credited (the settlement run takes accounts
+    with a plan for the year), and invoice runs would bill the year again."""
+
+    def _planned(self):
+        from billing.models import InstalmentPlan
+
+        network, [contract] = billed_network(accounts=1)
+        instalment_plan_create(
+            account=contract.account, year_start=YEAR, frequency="quarterly", now=NOW
+        )
+        return network, contract, InstalmentPlan.objects.get()
+
+    def test_a_plan_with_an_instalment_billed_is_not_deleted(self, admin_client_):
+        from billing.models import InstalmentPlan
+
+        network, contract, plan = self._planned()
+        bill_month(network, start=YEAR, months=3, kind="instalment")
+        assert invoice_of(contract, kind="instalment").net == Decimal("3266.34")
+
+        page = admin_client_.post(
+            f"/admin/billing/instalmentplan/{plan.pk}/delete/", {"post": "yes"}
+        )
+        assert page.status_code == 403
+        admin_client_.post(
+            "/admin/billing/instalmentplan/",
+            {"action": "delete_selected", "_selected_action": [plan.pk], "post": "yes"},
+        )
+        assert InstalmentPlan.objects.filter(pk=plan.pk).exists()
+
+        for quarter in (4, 7, 10):
+            bill_month(network, start=dt.date(2026, quarter, 1), months=3, kind="instalment")
+        run = bill_month(network, start=YEAR, months=12, kind="settlement", now=AFTER_THE_YEAR)
+        assert (run.total, run.failed) == (1, 0)
+        assert _billed_net(contract.account) == Decimal("13065.36")
+
+    def test_a_plan_nothing_was_billed_on_may_be_deleted(self, admin_client_):
+        from billing.models import InstalmentPlan
+
+        _network, _contract, plan = self._planned()
+
+        admin_client_.post(f"/admin/billing/instalmentplan/{plan.pk}/delete/", {"post": "yes"})
+
+        assert not InstalmentPlan.objects.filter(pk=plan.pk).exists()
