@@ -289,6 +289,11 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
             late_exception_record(run=run, account_id=account.pk, failure=failure, now=now)
             return None
         joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED)
+        # planned in a chunk done that wrote no bill of the run for it: that chunk counted
+        # it failed (its exception may say since why it failed after the run, ``late_…``)
+        counted_failed = (
+            planned == "done" and not Invoice.objects.filter(run=run, account=account).exists()
+        )
         try:
             with transaction.atomic():
                 (invoice_id,) = drafts_write(
@@ -300,15 +305,11 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
                 )
         except IntegrityError:  # the run's own chunk billed it meanwhile
             return None
-        failed_in_run = BillingRunException.objects.filter(run=run, account=account).exclude(
-            code__startswith=LATE
-        )
         if joins_run:
-            counted = planned == "done"  # in a chunk that failed it: counted as failed
             BillingRun.objects.filter(pk=run.pk).update(
-                total=F("total") + (0 if counted else 1),
+                total=F("total") + (0 if planned == "done" else 1),
                 done=F("done") + 1,
-                failed=F("failed") - (1 if counted and failed_in_run.exists() else 0),
+                failed=F("failed") - int(counted_failed),
                 held=F("held") + int(drafts[0].held),
             )
         BillingRunException.objects.filter(run=run, account=account).delete()
