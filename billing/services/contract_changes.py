@@ -307,7 +307,8 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
             return None
         if joins_run:
             BillingRun.objects.filter(pk=run.pk).update(
-                total=F("total") + (0 if planned == "done" else 1),
+                # planned and drafted, its draft since cancelled: the cancel uncounted it
+                total=F("total") + (0 if counted_failed else 1),
                 done=F("done") + 1,
                 failed=F("failed") - int(counted_failed),
                 held=F("held") + int(drafts[0].held),

@@ -280,11 +280,16 @@ def _run_held_delta(run_id: int, delta: int) -> None:
 
 
 def invoice_cancel_draft(*, invoice: Invoice) -> Invoice:
-    """Discard a draft; its run no longer counts it as held."""
+    """Discard a draft (its account has nothing to bill for the period): its run no
+    longer counts the account (``total``, ``done``, and ``held`` if it was held); a bill
+    made for it later into the run (``contract_changes.account_bill_missed``) counts it
+    again, once."""
     with transaction.atomic():
         invoice = _lock_draft(invoice)
-        if invoice.held and invoice.run_id:
-            _run_held_delta(invoice.run_id, -1)
+        if invoice.run_id:
+            BillingRun.objects.filter(pk=invoice.run_id).update(
+                total=F("total") - 1, done=F("done") - 1, held=F("held") - int(invoice.held)
+            )
         invoice.state = Invoice.State.CANCELLED
         invoice.save(update_fields=["state"])
     return invoice

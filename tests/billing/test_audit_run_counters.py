@@ -7,9 +7,10 @@ from decimal import Decimal as D
 import pytest
 
 from billing.models import BillingRun, BillingRunException, Invoice
-from billing.services.contract_changes import account_bill_missed
+from billing.services.contract_changes import account_bill_missed, contracts_rebill_changed
+from customers.services import contract_move_out
 from tests.billing.factories import billed_network, register
-from tests.billing.helpers import NOW, bill_month
+from tests.billing.helpers import NOV, NOW, bill_month
 
 LATER = NOW + dt.timedelta(days=20)
 DEC = dt.date(2026, 12, 1)
@@ -31,6 +32,29 @@ def from_bills(run: BillingRun) -> tuple[int, int, int, int, int]:
         failed,
         bills.filter(number__isnull=False).count(),
     )
+
+
+@pytest.mark.django_db
+def test_a_draft_cancelled_for_no_contract_day_and_billed_again_counts_once():
+    network, (contract,) = billed_network(accounts=1)
+    run = bill_month(network, issue=False)
+    assert contracts_rebill_changed(now=NOW) == ([], [])
+
+    # a move-out on the 1st entered by mistake: the draft is cancelled
+    contract_move_out(contract=contract, move_out_on=NOV)
+    contracts_rebill_changed(now=LATER)
+    assert not Invoice.objects.filter(run=run).exclude(state=Invoice.State.CANCELLED).exists()
+    assert counters(run) == from_bills(run) == (0, 0, 0, 0, 0)
+
+    # staff put the contract back: the account is billed into the run again, once
+    contract.refresh_from_db()
+    contract.valid_to = None
+    contract.save()
+    _rerated, [late] = contracts_rebill_changed(now=LATER + dt.timedelta(days=1))
+
+    assert late.run_id == run.pk
+    assert counters(run) == from_bills(run) == (1, 1, 0, 0, 0)  # was done 2 of total 1
+    assert run.progress_percent == 100
 
 
 @pytest.mark.django_db
