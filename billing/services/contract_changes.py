@@ -377,9 +377,15 @@ def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:
     for late in (capacity_spans_changed_since, area_spans_changed_since):
         for account_id, spans in late(since=cursor.checked_until).items():
             changed.setdefault(account_id, []).extend(spans)
-    # and what could not be done before (a reading missing then, a tariff not yet assigned)
+    # and what could not be done before (a reading missing then, a tariff not yet
+    # assigned): after the run, and the accounts an invoice run's chunk could not bill
+    # (no other look bills those into their run once their data is put right; a
+    # cancelled run's are billed by the run that replaces it)
+    retry = Q(code__startswith=LATE) | Q(run__kind=BillingRun.Kind.INVOICE) & ~Q(
+        run__state=BillingRun.State.CANCELLED
+    )
     for account_id, start, end in BillingRunException.objects.filter(
-        code__startswith=LATE, resolved=False
+        retry, resolved=False
     ).values_list("account_id", "run__period_start", "run__period_end"):
         changed.setdefault(account_id, []).append((start, end))
     for account in Account.objects.filter(pk__in=changed).order_by("pk"):

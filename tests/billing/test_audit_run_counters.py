@@ -76,3 +76,49 @@ def test_an_account_failed_in_its_chunk_and_again_after_the_run_leaves_failed_wh
     # was failed 1 beside done 3 of total 3 (progress 133 %)
     assert counters(run) == from_bills(run) == (3, 3, 0, 0, 0)
     assert run.progress_percent == 100
+
+
+def nothing_changed_since_the_last_look():
+    """The contracts look's cursor past every contract saved so far (the look reads
+    again what changed in its overlap): what it does next comes from the exceptions."""
+    from django.utils import timezone
+
+    from billing.models import RerateCursor
+
+    RerateCursor.objects.update_or_create(
+        name="contracts", defaults={"checked_until": timezone.now() + dt.timedelta(hours=1)}
+    )
+
+
+@pytest.mark.django_db
+def test_an_account_failed_in_its_chunk_is_billed_into_the_run_once_its_data_is_put_right():
+    network, contracts = billed_network(accounts=3)
+    contracts[1].connection.boundary_registers.filter(on=DEC).delete()
+    run = bill_month(network, issue=False)
+    assert BillingRunException.objects.get(run=run).code == "missing_register"
+    nothing_changed_since_the_last_look()
+
+    register(contracts[1].connection, DEC, D("20000") + 23 * 1500)  # the reading comes
+    _rerated, billed = contracts_rebill_changed(now=LATER)
+
+    # was never billed: no look tried an account its run's chunk could not bill
+    (late,) = billed
+    assert (late.account_id, late.run_id, late.state) == (contracts[1].account_id, run.pk, "draft")
+    assert not BillingRunException.objects.filter(run=run).exists()
+    assert counters(run) == from_bills(run) == (3, 3, 0, 0, 0)
+    assert contracts_rebill_changed(now=LATER) == ([], [])
+
+
+@pytest.mark.django_db
+def test_an_account_failed_in_a_cancelled_run_is_left_to_the_next_run():
+    from billing.services.runs import billing_run_cancel
+
+    network, contracts = billed_network(accounts=2)
+    contracts[1].connection.boundary_registers.filter(on=DEC).delete()
+    run = bill_month(network, issue=False)
+    billing_run_cancel(run=run)
+    nothing_changed_since_the_last_look()
+    register(contracts[1].connection, DEC, D("20000") + 23 * 1500)
+
+    assert contracts_rebill_changed(now=LATER) == ([], [])
+    assert not Invoice.objects.filter(account=contracts[1].account).exists()
