@@ -148,11 +148,14 @@ def contract_move_in(
     supplied); otherwise it is open.
     """
     with transaction.atomic():
-        # Lock the connection so that two move-ins on it are serialised, then the account
-        # (as account_set_status): the rules are judged on the stored rows, so an account
-        # closed or a connection disconnected meanwhile takes no contract.
-        connection = ServiceConnection.objects.select_for_update().get(pk=connection.pk)
+        # Lock the account (as account_set_status), then the connection so that two
+        # move-ins on it are serialised: the rules are judged on the stored rows, so an
+        # account closed or a connection disconnected meanwhile takes no contract.  In
+        # that order, accounts before connections, as a settlement run's chunk locks its
+        # accounts and boundary estimation then their connections: the other way round,
+        # a move-in and such a chunk deadlocked.
         account = Account.objects.select_for_update(no_key=True).get(pk=account.pk)
+        connection = ServiceConnection.objects.select_for_update().get(pk=connection.pk)
         errors = contract_supply_errors(
             account=account, connection=connection, move_in_on=move_in_on
         )

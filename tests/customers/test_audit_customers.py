@@ -824,3 +824,45 @@ class TestAConnectionIsDisconnectedOnceNoLongerSupplied:
         )
 
         assert response.status_code == 200, response.content
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_move_in_and_a_settlement_chunk_estimating_its_connection_do_not_deadlock():
+    """Lock order accounts → connections: a settlement run's chunk locks its accounts
+    (``accounts_lock``), then boundary estimation locks their connections.  A move-in
+    that took the connection first and then waited for the account deadlocked with it
+    (PostgreSQL aborted one side); it now takes the account first and simply waits."""
+    import threading
+
+    from django.db import transaction
+
+    from billing.services.invoices import accounts_lock
+    from metering.services import boundary_registers_ensure
+    from tests.concurrency import finish, in_thread, waits_for_a_lock
+
+    connection = ServiceConnectionFactory()
+    account = AccountFactory(network=connection.network)
+    holds, go = threading.Event(), threading.Event()
+
+    def chunk():
+        with transaction.atomic():
+            accounts_lock([account.pk])
+            holds.set()
+            go.wait(timeout=30)
+            boundary_registers_ensure(connection_ids=[connection.pk], dates=[dt.date(2026, 3, 1)])
+
+    chunker, chunked = in_thread(chunk)
+    try:
+        assert holds.wait(timeout=30)
+        mover, moved = in_thread(
+            contract_move_in, account=account, connection=connection, move_in_on=dt.date(2026, 3, 1)
+        )
+        assert waits_for_a_lock(mover, "")
+    finally:
+        go.set()
+    finish(chunker, mover)
+
+    assert chunked.get("error") is None
+    assert moved.get("error") is None
+    assert Contract.objects.filter(account=account, connection=connection).count() == 1
