@@ -262,7 +262,7 @@ class PlantUnit(models.Model):
                 condition=Q(lifetime_years__gte=1, interest_rate__gte=0, interest_rate__lte=1),
                 name="plantunit_capital_inputs_plausible",
                 violation_error_message="The lifetime is at least 1 year and the interest rate a "
-                "fraction from 0 to 1 (0.04 for 4 %).",
+                "fraction from 0 to 1, such as 0.04.",
             ),
         ]
 

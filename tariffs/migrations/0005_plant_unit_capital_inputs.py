@@ -12,6 +12,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddConstraint(
             model_name='plantunit',
-            constraint=models.CheckConstraint(condition=models.Q(('interest_rate__gte', 0), ('interest_rate__lte', 1), ('lifetime_years__gte', 1)), name='plantunit_capital_inputs_plausible', violation_error_message='The lifetime is at least 1 year and the interest rate a fraction from 0 to 1 (0.04 for 4 %).'),
+            constraint=models.CheckConstraint(condition=models.Q(('interest_rate__gte', 0), ('interest_rate__lte', 1), ('lifetime_years__gte', 1)), name='plantunit_capital_inputs_plausible', violation_error_message='The lifetime is at least 1 year and the interest rate a fraction from 0 to 1, such as 0.04.'),
         ),
     ]
