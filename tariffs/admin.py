@@ -19,7 +19,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from customers.models import Network, ServiceConnection
 from heatutility.errors import DomainError
@@ -351,6 +352,14 @@ class OperatingCostAdmin(admin.ModelAdmin):
         return response
 
 
+def _above_cap_text(found: dict) -> str:
+    end = found["valid_to"] or "open"
+    return (
+        f"Tariff {found['tariff']} version {found['number']} ({found['valid_from']} to {end}) is in force above "
+        f"this cap: {' '.join(found['messages'])} Approve a version under the cap from the day the excess must end."
+    )
+
+
 @admin.register(models.PriceCap)
 class PriceCapAdmin(admin.ModelAdmin):
     list_display = ["network", "method", "status", "period_start", "period_end", "energy_cap_per_mwh",
@@ -358,8 +367,16 @@ class PriceCapAdmin(admin.ModelAdmin):
     list_filter = ["network", "method", "status"]
     readonly_fields = ["network", "method", "status", "period_start", "period_end", "currency", "includes_vat",
                        "energy_cap_per_mwh", "fixed_cap_per_year", "capacity_cap_per_kw", "area_cap_per_m2",
-                       "reference_total_cap", "operating_cost", "inputs", "results", "computed_at", "adopted_at"]
+                       "reference_total_cap", "operating_cost", "inputs", "results", "computed_at", "adopted_at",
+                       "versions_above_cap"]
     actions = ["adopt_caps"]
+
+    @admin.display(description="Versions in force above this cap")
+    def versions_above_cap(self, obj):
+        found = services.price_cap_versions_above(cap=obj) if obj and obj.pk else []
+        if not found:
+            return "None"
+        return format_html_join(mark_safe("<br>"), "{}", ((_above_cap_text(f),) for f in found))
 
     def has_add_permission_for_compute(self, request):
         return super().has_add_permission(request)
@@ -396,6 +413,8 @@ class PriceCapAdmin(admin.ModelAdmin):
             try:
                 services.price_cap_adopt(cap=cap, now=timezone.now())
                 self.message_user(request, f"Adopted {cap}.", messages.SUCCESS)
+                for found in services.price_cap_versions_above(cap=cap):
+                    self.message_user(request, _above_cap_text(found), messages.WARNING)
             except DomainError as exc:
                 self.message_user(request, f"{cap}: {exc.message}", messages.ERROR)
 

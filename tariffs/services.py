@@ -180,8 +180,44 @@ def tariff_version_cap_check(*, version: TariffVersion) -> tuple[list[PriceCap],
     messages: list[str] = []
     for cap in caps:
         for excess in cap_methods.check_against_cap(spec=spec, cap=cap_limits(cap)):
-            messages.append(excess.message().replace(f"the {excess.cap}", f"the {excess.cap} (cap #{cap.pk}, {cap.get_method_display()}, {cap.period_start}–{cap.period_end})"))
+            messages.append(_excess_message(excess, cap))
     return caps, messages
+
+
+def _excess_message(excess: cap_methods.CapExcess, cap: PriceCap) -> str:
+    """The excess's message naming the cap it exceeds."""
+    return excess.message().replace(
+        f"the {excess.cap}",
+        f"the {excess.cap} (cap #{cap.pk}, {cap.get_method_display()}, {cap.period_start}–{cap.period_end})",
+    )
+
+
+def price_cap_versions_above(*, cap: PriceCap) -> list[dict]:
+    """The network's approved and published versions that the cap's period touches and
+    whose prices exceed it, each with every excess as a message (the approval check's).
+
+    Approval checks a version against the caps adopted by then; a cap adopted later is
+    checked here, when it is adopted (``price_cap_adopt`` reports them) and in its report,
+    so staff see which versions in force price above it before bills do: the remedy is a
+    new version under the cap, approved from the day the excess must end (bills already
+    issued after that day are then re-rated, credit note and correction)."""
+    versions = (
+        TariffVersion.objects.filter(tariff__network_id=cap.network_id, status__in=IN_FORCE, valid_from__lt=cap.period_end)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=cap.period_start))
+        .select_related("tariff__network")
+        .order_by("tariff__code", "valid_from")
+    )
+    limits = cap_limits(cap)
+    found = []
+    for version in versions:
+        excesses = cap_methods.check_against_cap(spec=tariff_spec_for_version(version), cap=limits)
+        if excesses:
+            found.append({
+                "tariff": version.tariff.code, "version_id": version.pk, "number": version.number,
+                "valid_from": version.valid_from, "valid_to": version.valid_to,
+                "messages": [_excess_message(e, cap) for e in excesses],
+            })
+    return found
 
 
 def tariff_version_approve(*, version: TariffVersion, user, now: dt.datetime) -> TariffVersion:

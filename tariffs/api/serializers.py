@@ -6,6 +6,7 @@ import functools
 import zoneinfo
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
@@ -15,7 +16,7 @@ from heatutility.errors import DomainError
 from tariffs import models
 from tariffs.caps import parse_cap_inputs
 from tariffs.rating import TariffComponentsInvalid, components_from_data
-from tariffs.services import price_cap_operating_cost_check
+from tariffs.services import price_cap_operating_cost_check, price_cap_versions_above
 
 BIGINT_MAX = 2**63 - 1
 
@@ -323,15 +324,34 @@ class OperatingCostComputeSerializer(serializers.Serializer):
         return attrs
 
 
+class VersionAboveCapSerializer(serializers.Serializer):
+    tariff = serializers.CharField(help_text="The tariff's code.")
+    version_id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    valid_from = serializers.DateField()
+    valid_to = serializers.DateField(allow_null=True)
+    messages = serializers.ListField(child=serializers.CharField(), help_text="Every excess, as approval words it.")
+
+
 class PriceCapSerializer(ModelSerializer):
+    versions_above_cap = serializers.SerializerMethodField(
+        help_text="Approved or published tariff versions in the cap's period whose prices exceed it (approved "
+                  "before the cap was adopted): approve a version under the cap from the day the excess must end."
+    )
+
     class Meta:
         model = models.PriceCap
         fields = [
             "id", "network", "method", "status", "period_start", "period_end", "currency", "includes_vat",
             "energy_cap_per_mwh", "fixed_cap_per_year", "capacity_cap_per_kw", "area_cap_per_m2",
             "reference_total_cap", "operating_cost", "inputs", "results", "computed_at", "adopted_at",
+            "versions_above_cap",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(VersionAboveCapSerializer(many=True))
+    def get_versions_above_cap(self, cap) -> list[dict]:
+        return VersionAboveCapSerializer(price_cap_versions_above(cap=cap), many=True).data
 
 
 class PriceCapComputeSerializer(serializers.Serializer):

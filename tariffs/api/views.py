@@ -260,7 +260,7 @@ class PriceCapViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         cap = services.price_cap_compute(now=timezone.now(), **body.validated_data)
         return Response(s.PriceCapSerializer(cap).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=s.PriceCapSerializer, summary="Adopt the cap (versions are checked against it)")
+    @extend_schema(request=None, responses=s.PriceCapSerializer, summary="Adopt the cap; versions_above_cap names the versions in force above it")
     @action(detail=True, methods=["post"], permission_classes=[HasPermission.of("tariffs.change_pricecap")])
     def adopt(self, request, pk=None):
         return Response(s.PriceCapSerializer(services.price_cap_adopt(cap=self.get_object(), now=timezone.now())).data)

@@ -21,6 +21,7 @@ from tariffs.services import (
     price_cap_compute,
     price_cap_export,
     price_cap_recompute,
+    price_cap_versions_above,
     tariff_version_approve,
     tariff_version_create,
     tariff_version_new_from,
@@ -217,3 +218,64 @@ class TestImpactFromMeteredRegisters:
         # energy +181.00 and the cooling penalty on it +7.24 (4 % of 181.00): 188.24
         assert result["sources"] == {"metered": 1, "standard": 0}
         assert result["largest_increases"][0]["change"] == D("188.24")
+
+
+class TestCapAdoptedAfterApproval:
+    """Approval checks the caps adopted by then; a cap adopted later names the versions in
+    force above it (service, API, admin), which billing would otherwise price above it."""
+
+    def test_versions_in_force_above_a_later_cap_are_named_with_every_excess(self, manager, network):
+        first = tariff_version_approve(version=hofor_draft(network), user=manager, now=NOW)  # no cap yet
+        second = tariff_version_new_from(version=first, valid_from=dt.date(2027, 1, 1))
+        second.components[1]["price"] = "570.00"
+        second.save(update_fields=["components"])
+        tariff_version_approve(version=second, user=manager, now=NOW)
+        cap = cost_cap(network, energy_cost_mwh=D("580"), adopt=False)  # 2026: energy cap 580.00
+        assert price_cap_versions_above(cap=cap) == [{
+            "tariff": "houses", "version_id": first.pk, "number": first.number,
+            "valid_from": dt.date(2026, 1, 1), "valid_to": dt.date(2027, 1, 1),
+            "messages": [
+                f"Component 'energy' 592.52 DKK/MWh exceeds the energy cap (cap #{cap.pk}, Cost-based / non-profit "
+                "(DK), 2026-01-01–2027-01-01) 580.00 DKK/MWh by 12.52 DKK/MWh."
+            ],
+        }]  # the 2027 version (570.00) is outside the cap's period
+        assert price_cap_adopt(cap=cap, now=NOW).status == PriceCap.Status.ADOPTED  # a fact: adopted all the same
+
+    def test_a_cap_the_versions_keep_names_none(self, manager, network):
+        tariff_version_approve(version=hofor_draft(network), user=manager, now=NOW)
+        components = [dict(c) for c in PUBLISHED_TARIFFS["hofor-2024"]["components"]]
+        components[1]["price"] = "900.00"  # a draft above the cap is not in force: approval will refuse it
+        tariff_version_create(tariff=TariffFactory(network=network, code="draft"), valid_from=dt.date(2026, 1, 1),
+                              components=components)
+        assert price_cap_versions_above(cap=cost_cap(network, energy_cost_mwh=D("600"))) == []
+
+    def test_the_api_and_the_admin_show_them_on_adopting(self, manager, network):
+        from django.test import Client
+        from django.urls import reverse
+        from rest_framework.test import APIClient
+
+        version = tariff_version_approve(version=hofor_draft(network), user=manager, now=NOW)
+        cap = cost_cap(network, energy_cost_mwh=D("580"), adopt=False)
+        api = APIClient()
+        api.force_authenticate(manager)
+        body = api.post(f"/api/v1/price-caps/{cap.pk}/adopt/").json()
+        assert body["status"] == "adopted"
+        assert [(v["version_id"], v["valid_from"], v["valid_to"]) for v in body["versions_above_cap"]] == [
+            (version.pk, "2026-01-01", None)
+        ]
+        assert "by 12.52 DKK/MWh" in body["versions_above_cap"][0]["messages"][0]
+
+        elsewhere = NetworkFactory(code="osl", currency="DKK")  # one adopted cap per period and network
+        version = tariff_version_approve(version=hofor_draft(elsewhere), user=manager, now=NOW)
+        other = cost_cap(elsewhere, energy_cost_mwh=D("580"), adopt=False)
+        admin = Client()
+        admin.force_login(manager)
+        page = admin.post(
+            reverse("admin:tariffs_pricecap_changelist"),
+            {"action": "adopt_caps", "_selected_action": [other.pk]}, follow=True,
+        ).content.decode()
+        assert f"Tariff houses version {version.number} (2026-01-01 to open) is in force above this cap" in page
+        assert "592.52 DKK/MWh exceeds the energy cap" in page
+        detail = admin.get(reverse("admin:tariffs_pricecap_change", args=[other.pk])).content.decode()
+        assert "Versions in force above this cap" in detail
+        assert "by 12.52 DKK/MWh" in detail
