@@ -28,6 +28,15 @@ def register_to_kwh(value: Decimal, unit: str) -> Decimal:
     return (value * KWH_PER_UNIT[unit]).quantize(_STEP, rounding=MONEY_ROUNDING)
 
 
+def delivered_to_kwh(value: Decimal, unit: str) -> Decimal:
+    """A delivered energy ``value`` in ``unit``, in kWh as an intake stores it: the value
+    rounded half up to the 6 decimals it is kept with (``Reading.energy_value``, the rows'
+    validator, ``metering.ingest.store.ENERGY_KWH_SQL``), then :func:`register_to_kwh`.
+    A value delivered with more decimals (a file's raw 1.2345675 MWh, kept so in a
+    conflict) is 1,234.568 kWh, as its intake stores it, not 1,234.5675."""
+    return register_to_kwh(value.quantize(_STEP, rounding=MONEY_ROUNDING), unit)
+
+
 def kwh_to_register(kwh: Decimal, unit: str) -> Decimal:
     """Stored ``kwh`` in ``unit``, as the meter's display shows it: divided by
     ``KWH_PER_UNIT``, rounded half up to 6 decimals.  The inverse of

@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from heatutility.db import copy_escape
 from heatutility.errors import ErrorItem
 from metering.ingest.rows import DECIMAL_PLACES, NORMALISED_FIELDS, OPTIONAL_NUMERIC
-from metering.units import register_to_kwh
+from metering.units import delivered_to_kwh
 
 STAGE_COLUMNS = """
     row_no integer, serial text, read_at timestamptz, energy_value numeric,
@@ -555,7 +555,7 @@ def store_rows_sqlite(
     received = ops.adapt_datetimefield_value(received_at)
     records = []
     spans: dict[int, list] = {}
-    to_kwh = register_to_kwh  # a local name in the per-row loop
+    to_kwh = delivered_to_kwh  # a local name in the per-row loop
     for row in eligible:
         meter_id = mine[row[1]]
         read_at = dt.datetime.fromisoformat(row[2])

@@ -23,7 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -843,9 +843,7 @@ def reading_edit(
                 for f in sorted(unknown)
             ],
         )
-    negative = [
-        f for f in REGISTERS if values.get(f) is not None and Decimal(str(values[f])) < 0
-    ]
+    negative = [f for f in REGISTERS if values.get(f) is not None and Decimal(str(values[f])) < 0]
     if negative:  # a register counts up from 0: the boundaries would take it as it is
         raise DomainError(
             "A register is never below 0.",
@@ -901,16 +899,18 @@ def reading_conflicts_resolve(*, conflicts, take_incoming: bool, actor, now: dt.
 
 
 def _conflict_resolve(conflict, *, take_incoming: bool, actor, now: dt.datetime) -> None:
+    from metering.ingest.rows import DECIMAL_PLACES
     from metering.models import ReadingConflict
-    from metering.units import register_to_kwh
+    from metering.units import delivered_to_kwh
 
     if take_incoming:
         incoming = conflict.incoming
         values = {}
         if incoming.get("energy_value") is not None:
             unit = incoming.get("energy_unit") or "kWh"
-            # as ingestion converts delivered units
-            values["energy_kwh"] = register_to_kwh(Decimal(str(incoming["energy_value"])), unit)
+            # as an intake of the same delivery stores it (a file's conflict keeps the
+            # value as sent, which may have more decimals than the column)
+            values["energy_kwh"] = delivered_to_kwh(Decimal(str(incoming["energy_value"])), unit)
         for field in (
             "volume_m3",
             "flow_temp_c",
@@ -919,7 +919,10 @@ def _conflict_resolve(conflict, *, take_incoming: bool, actor, now: dt.datetime)
             "return_temp_m3c",
         ):
             if incoming.get(field) is not None:
-                values[field] = Decimal(str(incoming[field]))
+                # the column's decimals, half up, as the intake rounds them
+                values[field] = Decimal(str(incoming[field])).quantize(
+                    Decimal(1).scaleb(-DECIMAL_PLACES[field]), rounding=ROUND_HALF_UP
+                )
         reading_edit(
             meter_id=conflict.meter_id,
             read_at=conflict.read_at,

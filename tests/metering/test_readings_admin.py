@@ -166,7 +166,9 @@ class TestConflictReview:
 
         from metering.vee.services import reading_conflicts_resolve
 
-        conflict = self._conflict("0.1015000005")  # 101.5000005 kWh: half up, not even
+        # the value as an intake keeps it (0.101500 MWh, 6 decimals half up), then
+        # converted: 101.5 kWh, as the intake of 0.1015000005 MWh stores it
+        conflict = self._conflict("0.1015000005")
 
         reading_conflicts_resolve(
             conflicts=type(conflict).objects.all(),
@@ -175,7 +177,7 @@ class TestConflictReview:
             now=timezone.now(),
         )
 
-        assert Reading.objects.get(meter=conflict.meter).energy_kwh == Decimal("101.500001")
+        assert Reading.objects.get(meter=conflict.meter).energy_kwh == Decimal("101.5")
         conflict.refresh_from_db()
         assert conflict.state == "took"
 
