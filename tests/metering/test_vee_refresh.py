@@ -126,6 +126,29 @@ class TestLateReads:
             "interpolation",
         )
 
+    def test_an_actual_read_equal_to_the_estimate_makes_the_register_actual(self):
+        vendor = MeterVendorFactory()
+        inst = MeterInstallationFactory(meter__vendor=vendor)
+        conn = inst.unit.connection
+        add_readings(
+            inst.meter, [(at(D(2026, 1, 1)), "1000", "10"), (at(D(2026, 4, 1)), "10000", "100")]
+        )
+        boundary_registers_ensure(connection_ids=[conn.id], dates=[D(2026, 2, 1)])
+        estimate = BoundaryRegister.objects.get(connection=conn, on=D(2026, 2, 1))
+        assert (estimate.energy_kwh, estimate.status) == (Decimal("4101.435850"), "estimated")
+
+        # read at the boundary's midnight, the very values estimated
+        deliver(
+            vendor,
+            inst.meter,
+            [(at(D(2026, 2, 1)), "4101.43585", str(estimate.volume_m3))],
+            received_at=at(D(2026, 4, 2)),
+        )
+        vee_run_pending(now=at(D(2026, 4, 2), 2))
+
+        # the same value, now actual: what bills and recomputations show from now on
+        assert register(conn, D(2026, 2, 1)) == (Decimal("4101.435850"), "actual", "reading")
+
 
 class TestStaffChanges:
     def test_edit_of_a_sparse_read_refreshes_every_month_start_it_feeds(self):
