@@ -403,9 +403,13 @@ class ReadingConflictAdmin(admin.ModelAdmin):
 
     @admin.action(description="Apply the delivered values (as an edit)", permissions=["change"])
     def apply_incoming(self, request, queryset):
-        count = reading_conflicts_resolve(
-            conflicts=queryset, take_incoming=True, actor=request.user, now=timezone.now()
-        )
+        try:
+            count = reading_conflicts_resolve(
+                conflicts=queryset, take_incoming=True, actor=request.user, now=timezone.now()
+            )
+        except DomainError as exc:  # values VEE rejects: those conflicts stay open
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return
         self.message_user(request, f"Applied delivered values to {count} reading(s).")
 
 

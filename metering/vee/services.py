@@ -4,13 +4,15 @@ Readings land as ``valid``; VEE (nightly for batches not yet checked, or on a st
 rerun for a meter and period) records findings as :class:`ReadingIssue` rows and marks
 readings ``rejected`` (error) or ``suspect`` (warning).  Staff accept (→ valid; an
 ambiguous rollover with the number of wraps they found), reject (→ rejected) or edit
-(→ edited, original kept in :class:`ReadingEdit`).  Afterwards the affected
+(→ edited, original kept in :class:`ReadingEdit`; the edit is judged by the same rules
+with its neighbours, and refused where they reject it).  Afterwards the affected
 connections' boundary registers are refreshed.
 
 A rerun recomputes VEE's own verdicts: a reading whose findings are gone is valid again
 and its stale open findings leave the queue.  Staff decisions stand: a finding staff
 accepted does not count against its reading, a reading staff rejected stays rejected,
-an edited reading is not revalidated.  The one exception is a decision the reads no
+an edited reading stays edited (it is judged again, as the reference of its neighbours,
+and what the rules find on it goes to the queue).  The one exception is a decision the reads no
 longer allow: an accepted ambiguous rollover whose wrap count does not fit under the
 meter's register settings (changed since) is reopened, with why, and stays in the
 queue until staff decide again.
@@ -91,6 +93,14 @@ def _initials(installs: list[MeterInstallation], *, now: dt.datetime) -> list[ru
 
 def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> int:
     """Validate the meter's readings in ``[start, end]``; returns the number of findings.
+    (:func:`_vee_run_meter`, which returns them.)"""
+    return len(_vee_run_meter(meter_id=meter_id, start=start, end=end, now=now))
+
+
+def _vee_run_meter(
+    *, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime
+) -> list[rules.Finding]:
+    """Validate the meter's readings in ``[start, end]``; returns the findings.
 
     The last usable read before ``start`` is judged again with them: a garbled read that
     ended the previous run had no later read to show it was the odd one out, and must
@@ -99,6 +109,11 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
     delivered late, between reads validated already, is only seen to be the odd one out
     (a spike above both neighbours) with the read after it, and that read's verdict
     depends on it.
+
+    Staff-edited readings are judged with the others, by the same rules (their status
+    stays ``edited``, a staff decision; their findings go to the queue): the neighbours
+    are judged against the edited values, and :func:`reading_edit` refuses an edit the
+    rules reject.  An edit is staff's later word on a reading they had rejected.
     """
     before = (
         Reading.objects.filter(meter_id=meter_id, read_at__lt=start, status__in=USABLE)
@@ -112,7 +127,12 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         Reading.objects.filter(
             meter_id=meter_id,
             read_at__gt=end,
-            status__in=(Reading.Status.VALID, Reading.Status.SUSPECT, Reading.Status.ESTIMATED),
+            status__in=(
+                Reading.Status.VALID,
+                Reading.Status.SUSPECT,
+                Reading.Status.ESTIMATED,
+                Reading.Status.EDITED,
+            ),
         )
         .order_by("read_at")
         .values_list("read_at", flat=True)
@@ -145,12 +165,13 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
     reads = []
     for values in (
         Reading.objects.filter(meter_id=meter_id, read_at__gte=start, read_at__lte=end)
-        .exclude(status=Reading.Status.EDITED)
         .order_by("read_at")
         .values_list(*READ_FIELDS)
     ):
         read = rules.Read(*values)
         stored[read.read_at] = read.status
+        if read.status == Reading.Status.EDITED:  # edited after staff rejected it
+            staff_rejected.discard(read.read_at)
         # VEE's own earlier verdicts are recomputed, not taken as given
         status = (
             Reading.Status.REJECTED
@@ -162,7 +183,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
         reads.append(rules.Read(*values[:-1], status=str(status)))
     if not reads:
         _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
-        return 0
+        return []
     prev_values = (
         Reading.objects.filter(
             meter_id=meter_id, read_at__lt=start, status__in=("valid", "edited", "estimated")
@@ -273,7 +294,7 @@ def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: d
             now=now,
         )
     _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
-    return len(findings)
+    return findings
 
 
 def _decisions_recheck(*, issue_ids: list[int], now: dt.datetime) -> None:
@@ -825,10 +846,28 @@ EDITABLE = (
 REGISTERS = ("energy_kwh", "volume_m3", "flow_temp_m3c", "return_temp_m3c")
 
 
+# findings on a reading's time, not its values: an edit changes neither, and they stay in
+# the queue (a reading delivered before its meter's installation was recorded)
+TIME_FINDINGS = ("outside_installation", "future_timestamp")
+
+
+class UnableToEditReading(DomainError):
+    code = "unable_to_edit_reading"
+
+
 def reading_edit(
     *, meter_id: int, read_at: dt.datetime, values: dict, actor, reason: str, now: dt.datetime
 ) -> ReadingEdit:
-    """Correct a reading; the original values are kept with who, when and why."""
+    """Correct a reading; the original values are kept with who, when and why.
+
+    The edit is a step of VEE: the edited reading is judged with its neighbours by the
+    rules an incoming reading meets (:func:`vee_run_meter`, in the edit's transaction).
+    A value they reject (``register_spike``: above both neighbours, which agree without
+    it; ``register_decrease`` from the previous usable reading) is refused (:class:`UnableToEditReading`, an item per finding) and nothing
+    changes.  Otherwise the reading is ``edited``, its open findings are closed as
+    edited (who, when, why), the neighbours are judged again against the new values
+    (findings that came from the old ones go, new ones land in the queue), its warnings
+    stay in the queue, and the boundary registers it feeds are recomputed."""
     if not reason.strip():
         raise DomainError(
             "An edit needs a reason.",
@@ -875,26 +914,53 @@ def reading_edit(
             resolved_at=now,
             resolution_reason=reason[:300],
         )
-    _refresh_boundaries(meter_id=meter_id, installs=_installs(meter_id), start=read_at, end=read_at)
+        # judged as an incoming reading is, the neighbours with it; the boundaries follow
+        errors = [
+            ErrorItem(code=f.code, message=f.message)
+            for f in _vee_run_meter(meter_id=meter_id, start=read_at, end=read_at, now=now)
+            if f.read_at == read_at and f.severity == "error" and f.code not in TIME_FINDINGS
+        ]
+        if errors:  # rolls the edit back whole
+            raise UnableToEditReading.refusing(
+                f"The edited reading at {read_at.isoformat()} fails validation", errors
+            )
     return edit
 
 
 def reading_conflicts_resolve(*, conflicts, take_incoming: bool, actor, now: dt.datetime) -> int:
     """Close open conflicts: keep the stored reading, or apply the delivered values as an
-    edit (so the original stays on record with who, when and why)."""
+    edit (so the original stays on record with who, when and why).
+
+    Delivered values the rules reject (:func:`reading_edit`) are not applied: that
+    conflict stays open, the others are resolved, and then :class:`UnableToEditReading`
+    says how many were and why each refused one was (``resolved``: their number)."""
     from metering.models import ReadingConflict
 
     count = 0
+    refused: list[ErrorItem] = []
     open_ids = conflicts.filter(state=ReadingConflict.State.OPEN).order_by("pk")
     for conflict_id in list(open_ids.values_list("pk", flat=True)):
         # one conflict at a time, locked: the edit and the close commit together, and a
         # second clerk resolving the same conflict at once finds it closed
-        with transaction.atomic():
-            conflict = ReadingConflict.objects.select_for_update().get(pk=conflict_id)
-            if conflict.state != ReadingConflict.State.OPEN:
-                continue
-            _conflict_resolve(conflict, take_incoming=take_incoming, actor=actor, now=now)
+        try:
+            with transaction.atomic():
+                conflict = ReadingConflict.objects.select_for_update().get(pk=conflict_id)
+                if conflict.state != ReadingConflict.State.OPEN:
+                    continue
+                _conflict_resolve(conflict, take_incoming=take_incoming, actor=actor, now=now)
+        except UnableToEditReading as exc:
+            refused += [
+                ErrorItem(code=e.code, message=f"conflict {conflict_id}: {e.message}")
+                for e in exc.errors
+            ]
+            continue
         count += 1
+    if refused:
+        error = UnableToEditReading.refusing(
+            f"Applied the delivered values of {count} conflict(s); the others stay open", refused
+        )
+        error.resolved = count
+        raise error
     return count
 
 
