@@ -51,6 +51,7 @@ from billing.services.rerating import (
     look_horizon,
     rerate_each,
 )
+from billing.services.runs import RETRY_STATES, billing_run_exceptions_retry
 from billing.services.write import drafts_write
 from customers.models import Account, AreaChange, CapacityChange, Contract
 
@@ -392,6 +393,14 @@ def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:
         r, b = account_contracts_rebill(account=account, spans=changed[account.pk], now=now)
         rerated += r
         billed += b
+    # the accounts an instalment or settlement run's chunk could not bill: into their run
+    # (or issued after it), as the data stands now
+    for run in BillingRun.objects.filter(
+        state__in=RETRY_STATES,
+        exceptions__resolved=False,
+        kind__in=(BillingRun.Kind.INSTALMENT, BillingRun.Kind.SETTLEMENT),
+    ).distinct():
+        billed += billing_run_exceptions_retry(run=run, now=now)
     cursor.checked_until = max(cursor.checked_until, horizon)
     cursor.save(update_fields=["checked_until"])
     log.info("contract changes: %d re-rated, %d billed late", len(rerated), len(billed))

@@ -649,5 +649,111 @@ def billing_run_cancel(*, run: BillingRun) -> BillingRun:
     return run
 
 
+# the states in which a run's failed accounts are billed into it or after it (a cancelled
+# run's are billed by the run that replaces it; one being planned or issued waits)
+RETRY_STATES = (BillingRun.State.RUNNING, BillingRun.State.DRAFTED, BillingRun.State.ISSUED)
+
+
+def billing_run_exceptions_retry(*, run: BillingRun, now: dt.datetime) -> list[Invoice]:
+    """Bill the accounts ``run``'s chunks could not bill (its exceptions not marked
+    resolved), as their data stands now: the bills made.
+
+    A run not issued yet takes each bill in as one of its drafts (its counters count the
+    account done instead of failed); after its issue the bill is issued at once unless it
+    looks implausible (a held draft, issued by its release).  An account that still fails
+    keeps its exception.  The nightly contracts look calls this for every run that is not
+    cancelled (``contract_changes.contracts_rebill_changed``); staff may too.
+    """
+    if run.state not in RETRY_STATES:
+        raise RunNotReady(
+            f"The run is {run.get_state_display().lower()}: only the failed accounts of a "
+            "running, drafted or issued run are billed again."
+        )
+    account_ids = list(
+        BillingRunException.objects.filter(run=run, resolved=False)
+        .order_by("account_id")
+        .values_list("account_id", flat=True)
+    )
+    if run.kind == BillingRun.Kind.INVOICE:
+        from billing.services.contract_changes import account_bill_missed
+
+        return [
+            invoice
+            for account in Account.objects.filter(pk__in=account_ids).order_by("pk")
+            if (invoice := account_bill_missed(account=account, run=run, now=now)) is not None
+        ]
+    return [
+        invoice
+        for account_id in account_ids
+        if (invoice := _account_bill_again(run=run, account_id=account_id, now=now)) is not None
+    ]
+
+
+def _account_bill_again(*, run: BillingRun, account_id: int, now: dt.datetime) -> Invoice | None:
+    """An instalment or settlement run's bill for an account its chunk could not bill
+    (see :func:`billing_run_exceptions_retry`); None if it still cannot be made, or the
+    account has its bill of the period already (a late re-rating's exception: the
+    contracts look re-rates it)."""
+    from billing.services.invoices import invoices_render_after_commit
+    from billing.services.payments import payments_apply_unallocated
+    from billing.services.rerating import late_exception_record
+
+    with transaction.atomic():
+        if run.kind == BillingRun.Kind.SETTLEMENT:
+            accounts_lock([account_id])  # before the instalments are counted, as a chunk
+        run = (
+            BillingRun.objects.select_for_update(of=("self",))
+            .select_related("network")
+            .get(pk=run.pk)
+        )
+        if run.state not in RETRY_STATES:
+            return None
+        if not BillingRunException.objects.filter(
+            run=run, account_id=account_id, resolved=False
+        ).exists() or _already_billed(run=run, account_ids=[account_id]):
+            return None
+        network = run.network
+        drafts, failures = _compute(run)(
+            currency=network.currency,
+            account_ids=[account_id],
+            period_start=run.period_start,
+            period_end=run.period_end,
+            time_zone=network.time_zone,
+        )
+        failure = failures.get(account_id)
+        if failure is not None:
+            late_exception_record(run=run, account_id=account_id, failure=failure, now=now)
+            return None
+        joins_run = run.state != BillingRun.State.ISSUED
+        # planned in a chunk done and no bill of the run: that chunk counted it failed
+        planned = any(account_id in ids for ids in run.chunks.values_list("account_ids", flat=True))
+        try:
+            with transaction.atomic():
+                (invoice_id,) = drafts_write(
+                    drafts=drafts,
+                    network_id=network.pk,
+                    run_id=run.pk if joins_run else None,
+                    kind=_invoice_kind(run),
+                    now=now,
+                )
+        except IntegrityError:  # billed meanwhile
+            return None
+        if joins_run:
+            BillingRun.objects.filter(pk=run.pk).update(
+                total=F("total") + (0 if planned else 1),
+                done=F("done") + 1,
+                failed=F("failed") - int(planned),
+                held=F("held") + int(drafts[0].held),
+            )
+        BillingRunException.objects.filter(run=run, account_id=account_id).delete()
+        if not joins_run and not drafts[0].held:
+            invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
+            payments_apply_unallocated(
+                on=_local_issue_date(now, network.time_zone), account_id=account_id
+            )
+            invoices_render_after_commit([invoice_id])
+        return Invoice.objects.get(pk=invoice_id)
+
+
 def account_ids_for_network(*, network: Network) -> list[int]:
     return list(Account.objects.filter(network=network).values_list("id", flat=True))
