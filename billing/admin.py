@@ -131,7 +131,7 @@ class BillingRunAdmin(admin.ModelAdmin):
     ]
     fields = [*RUN_INPUTS, *readonly_fields]
     inlines = [BillingRunExceptionInline]
-    actions = ["resume_runs", "issue_runs", "cancel_runs"]
+    actions = ["resume_runs", "issue_runs", "cancel_runs", "retry_exceptions"]
 
     @admin.display(description="progress")
     def progress(self, run: BillingRun) -> str:
@@ -212,6 +212,24 @@ class BillingRunAdmin(admin.ModelAdmin):
             queryset,
             "Cancelled {n} run(s).",
         )
+
+    @admin.action(description="Bill the failed accounts again", permissions=["change"])
+    def retry_exceptions(self, request, queryset):
+        def one(run):
+            if run.state == BillingRun.State.ISSUED and not self.has_issue_permission(request):
+                raise DomainError(  # their bills would be issued at once
+                    "The run is issued, so its failed accounts' bills are issued at once: "
+                    "that needs the permission to issue runs."
+                )
+            billed = run_services.billing_run_exceptions_retry(run=run, now=timezone.now())
+            left = run.exceptions.filter(resolved=False).count()
+            self.message_user(
+                request,
+                f"{run}: {len(billed)} account(s) billed, {left} still failing.",
+                messages.SUCCESS if billed else messages.WARNING,
+            )
+
+        _report(self, request, one, queryset, "Tried the failed accounts of {n} run(s).")
 
     def has_issue_permission(self, request):
         return request.user.has_perm("billing.issue_billingrun")

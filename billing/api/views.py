@@ -32,6 +32,7 @@ ISSUE_RUN = "billing.issue_billingrun"
 # resuming and cancelling change a run (the admin's actions need the same): not the
 # default's POST -> add_billingrun
 CHANGE_RUN = HasPermission.of("billing.change_billingrun")
+RETRY_ISSUES = "The run is issued, so its failed accounts' bills are issued at once: permission"
 
 
 class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -88,6 +89,25 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"], permission_classes=[CHANGE_RUN])
     def cancel(self, request, pk=None):
         run = run_services.billing_run_cancel(run=self.get_object())
+        return Response(serializers.BillingRunSerializer(run).data)
+
+    @extend_schema(request=None, responses=serializers.BillingRunSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="retry-exceptions",
+        permission_classes=[CHANGE_RUN],
+    )
+    def retry_exceptions(self, request, pk=None):
+        """Bill the accounts the run could not bill (its exceptions not marked resolved) as
+        their data stands now: into the run while it is not issued, issued at once after
+        its issue (which needs the permission to issue too).  The nightly look does the
+        same; an account that still fails keeps its exception."""
+        run = self.get_object()
+        if run.state == BillingRun.State.ISSUED and not request.user.has_perm(ISSUE_RUN):
+            self.permission_denied(request, message=f"{RETRY_ISSUES} {ISSUE_RUN}.")
+        run_services.billing_run_exceptions_retry(run=run, now=timezone.now())
+        run.refresh_from_db()
         return Response(serializers.BillingRunSerializer(run).data)
 
     @extend_schema(responses=serializers.BillingRunExceptionSerializer(many=True))

@@ -115,3 +115,94 @@ def test_an_account_failed_in_a_cancelled_settlement_run_is_left_to_the_next_run
     run.refresh_from_db()
     assert run.state == BillingRun.State.CANCELLED
     assert not Invoice.objects.filter(account=contracts[1].account, kind="settlement").exists()
+
+
+def failed_settlement(*, issue: bool):
+    """A settlement run that could not settle the second account (no reading at the
+    year's end), the reading entered since."""
+    network, contracts = on_account_year()
+    contracts[1].connection.boundary_registers.filter(on=NEXT_YEAR).delete()
+    run = bill_month(
+        network, start=YEAR, months=12, kind="settlement", now=AFTER_THE_YEAR, issue=issue
+    )
+    register(contracts[1].connection, NEXT_YEAR, D("20000") + 24 * 1500)
+    return run, contracts
+
+
+@pytest.mark.django_db
+class TestStaffRetry:
+    """Staff need not wait for the night: ``POST runs/{id}/retry-exceptions/`` and the
+    admin action bill the run's failed accounts now."""
+
+    URL = "/api/v1/billing/runs/{}/retry-exceptions/"
+
+    def test_a_clerk_bills_a_drafted_runs_failed_account_into_it(self):
+        from heatutility.roles import AUDITOR, BILLING_CLERK
+        from tests.billing.helpers import client_for
+
+        run, contracts = failed_settlement(issue=False)
+        assert client_for(AUDITOR).post(self.URL.format(run.pk)).status_code == 403
+
+        response = client_for(BILLING_CLERK).post(self.URL.format(run.pk))
+
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["total"], body["done"], body["failed"], body["percent"]) == (2, 2, 0, 100)
+        late = Invoice.objects.get(account=contracts[1].account, kind="settlement")
+        assert (late.run_id, late.state, late.gross) == (run.pk, "draft", D("-0.02"))
+
+    def test_after_the_runs_issue_it_needs_the_permission_to_issue(self):
+        from tests.billing.helpers import api_client, staff_with_permissions
+
+        run, contracts = failed_settlement(issue=True)
+        clerk = api_client(staff_with_permissions("clerk", "view_billingrun", "change_billingrun"))
+        refused = clerk.post(self.URL.format(run.pk))
+        assert refused.status_code == 403
+        assert "billing.issue_billingrun" in refused.json()["message"]
+        assert not Invoice.objects.filter(account=contracts[1].account, kind="settlement").exists()
+
+        issuer = api_client(
+            staff_with_permissions(
+                "issuer", "view_billingrun", "change_billingrun", "issue_billingrun"
+            )
+        )
+        assert issuer.post(self.URL.format(run.pk)).status_code == 200
+        late = Invoice.objects.get(account=contracts[1].account, kind="settlement")
+        assert late.number is not None
+        assert late.gross == D("-0.02")
+
+    def test_a_cancelled_run_is_refused(self):
+        from billing.services.runs import billing_run_cancel
+        from heatutility.roles import BILLING_CLERK
+        from tests.billing.helpers import client_for
+
+        run, contracts = failed_settlement(issue=False)
+        billing_run_cancel(run=run)
+
+        response = client_for(BILLING_CLERK).post(self.URL.format(run.pk))
+
+        assert response.status_code == 409
+        assert not Invoice.objects.filter(
+            account=contracts[1].account, kind="settlement", state="draft"
+        ).exists()
+
+    def test_the_admin_action_bills_an_invoice_runs_failed_account(self, client):
+        from django.contrib.auth.models import User
+
+        from tests.billing.test_audit_run_counters import DEC
+
+        network, contracts = billed_network(accounts=2)
+        contracts[1].connection.boundary_registers.filter(on=DEC).delete()
+        run = bill_month(network, issue=False)
+        register(contracts[1].connection, DEC, D("20000") + 23 * 1500)
+        client.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
+
+        page = client.post(
+            "/admin/billing/billingrun/",
+            {"action": "retry_exceptions", "_selected_action": [run.pk]},
+            follow=True,
+        ).content.decode()
+
+        assert "1 account(s) billed, 0 still failing." in page
+        assert counters(run) == (2, 2, 0, 0, 0)
+        assert Invoice.objects.get(account=contracts[1].account).run_id == run.pk

@@ -285,6 +285,7 @@ CHANGING_ACTIONS = [
     ("/api/v1/accounts/1/status/", "account"),
     ("/api/v1/billing/runs/1/resume/", "billingrun"),
     ("/api/v1/billing/runs/1/cancel/", "billingrun"),
+    ("/api/v1/billing/runs/1/retry-exceptions/", "billingrun"),
     ("/api/v1/price-caps/1/adopt/", "pricecap"),
 ]
 
