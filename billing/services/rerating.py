@@ -207,6 +207,19 @@ def run_of(invoice: Invoice) -> BillingRun | None:
 def late_exception_record(
     *, run: BillingRun, account_id: int, failure: BillingError, now: dt.datetime
 ) -> None:
+    """Record that ``account_id`` could not be billed or re-rated for ``run`` after the
+    run.  An exception (not marked resolved) that says so already is left as it is: the
+    run's own (its chunk failed the account for the same reason) and a late one alike,
+    with when it was recorded, so each night's new try does not turn the run's failure
+    into one found after it, nor hide since when the account has been failing."""
+    said = (failure.code, str(failure)), (LATE + failure.code, f"after the run: {failure}"[:500])
+    if BillingRunException.objects.filter(
+        Q(code=said[0][0], error=said[0][1]) | Q(code=said[1][0], error=said[1][1]),
+        run=run,
+        account_id=account_id,
+        resolved=False,
+    ).exists():
+        return
     BillingRunException.objects.update_or_create(
         run=run,
         account_id=account_id,

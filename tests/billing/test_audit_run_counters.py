@@ -64,9 +64,11 @@ def test_an_account_failed_in_its_chunk_and_again_after_the_run_leaves_failed_wh
     run = bill_month(network, issue=False)
     assert counters(run) == from_bills(run) == (3, 2, 0, 1, 0)
 
-    # the nightly look tries the account (a contract change, say) before the reading came
+    # the nightly look tries the account (a contract change, say) when a wrong reading
+    # came: it fails for another reason, found after the run
+    register(contracts[1].connection, DEC, D("100"))
     assert account_bill_missed(account=contracts[1].account, run=run, now=LATER) is None
-    assert BillingRunException.objects.get(run=run).code == "late_missing_register"
+    assert BillingRunException.objects.get(run=run).code.startswith("late_")
     assert counters(run) == from_bills(run) == (3, 2, 0, 1, 0)
 
     register(contracts[1].connection, DEC, D("20000") + 23 * 1500)
@@ -122,3 +124,27 @@ def test_an_account_failed_in_a_cancelled_run_is_left_to_the_next_run():
 
     assert contracts_rebill_changed(now=LATER) == ([], [])
     assert not Invoice.objects.filter(account=contracts[1].account).exists()
+
+
+@pytest.mark.django_db
+def test_an_account_that_still_fails_keeps_its_exception_as_its_run_recorded_it():
+    network, contracts = billed_network(accounts=2)
+    contracts[1].connection.boundary_registers.filter(on=DEC).delete()
+    run = bill_month(network, issue=False)
+    recorded = BillingRunException.objects.get(run=run)
+    assert recorded.code == "missing_register"
+    nothing_changed_since_the_last_look()
+
+    for night in (1, 2):  # the reading has not come
+        assert contracts_rebill_changed(now=LATER + dt.timedelta(days=night)) == ([], [])
+
+    # was rewritten each night as late_missing_register, "after the run: …", created
+    # that night: the run's own failure looked like one found after it, and since when
+    # the account has been unbilled was lost
+    exception = BillingRunException.objects.get(run=run)
+    assert (exception.code, exception.error, exception.created_at) == (
+        "missing_register",
+        recorded.error,
+        recorded.created_at,
+    )
+    assert counters(run) == from_bills(run) == (2, 1, 0, 1, 0)

@@ -43,6 +43,9 @@ def test_an_account_a_settlement_run_could_not_settle_is_settled_once_its_readin
     assert BillingRunException.objects.get(run=run).code == "missing_register"
     assert counters(run)[:4] == (2, 1, 0, 1)
     nothing_changed_since_the_last_look()
+    recorded = BillingRunException.objects.values("code", "error", "created_at").get()
+    assert contracts_rebill_changed(now=LATER) == ([], [])  # the reading not there yet
+    assert BillingRunException.objects.values("code", "error", "created_at").get() == recorded
 
     register(contracts[1].connection, NEXT_YEAR, D("20000") + 24 * 1500)  # the reading comes
     _rerated, billed = contracts_rebill_changed(now=LATER)
