@@ -638,6 +638,14 @@ class PaymentAdmin(RecordedByServiceAdmin):
             user=request.user,
         )
 
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except DomainError as exc:  # the service refused what the form allowed (the bank
+            # id booked by an import since the form checked it): the form again with why
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.get_full_path())
+
     def get_urls(self):
         return [
             path(

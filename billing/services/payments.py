@@ -22,7 +22,7 @@ from billing.models import Allocation, Invoice, Payment, Refund, RefundPart
 from billing.services.dunning import dunning_run, invoices_mark_overdue  # noqa: F401 (moved)
 from billing.services.invoices import invoice_payment_state
 from customers.models import Account
-from heatutility.errors import DomainError, ErrorItem
+from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.money import quantize_money
 from heatutility.timeutil import DATE_OUT_OF_RANGE, date_in_range
 
@@ -32,6 +32,13 @@ OPEN_STATES = (Invoice.State.ISSUED, Invoice.State.PARTLY_PAID, Invoice.State.OV
 
 class PaymentImportInvalid(DomainError):
     code = "payment_import_invalid"
+
+
+class BankTransactionBooked(ConflictError):
+    pass
+
+
+BANK_TRANSACTION_BOOKED = "This bank transaction was imported already."
 
 
 class RefundExceedsCredit(DomainError):
@@ -140,21 +147,41 @@ def payment_record(
     bank_transaction_id: str = "",
     user=None,
 ) -> Payment:
+    """Book a payment and settle the account's open invoices with it.  A bank
+    transaction id booked already (by a statement import committing it after the
+    caller's own check, say) is refused on its field (409), not left to the database."""
     amount = payment_amount_check(amount=amount, currency=account.network.currency)
-    with transaction.atomic():
-        payment = Payment.objects.create(
-            account=account,
-            amount=amount,
-            currency=account.network.currency,
-            received_on=received_on,
-            reference=reference,
-            source=source,
-            bank_transaction_id=bank_transaction_id,
-            unallocated=amount,
-            created_by=user,
-            created_at=now,
-        )
-        payment_allocate(payment=payment, on=received_on)
+    try:
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                account=account,
+                amount=amount,
+                currency=account.network.currency,
+                received_on=received_on,
+                reference=reference,
+                source=source,
+                bank_transaction_id=bank_transaction_id,
+                unallocated=amount,
+                created_by=user,
+                created_at=now,
+            )
+            payment_allocate(payment=payment, on=received_on)
+    except IntegrityError:
+        if (
+            bank_transaction_id
+            and Payment.objects.filter(bank_transaction_id=bank_transaction_id).exists()
+        ):
+            raise BankTransactionBooked(
+                BANK_TRANSACTION_BOOKED,
+                errors=[
+                    ErrorItem(
+                        code="conflict",
+                        message=BANK_TRANSACTION_BOOKED,
+                        field="bank_transaction_id",
+                    )
+                ],
+            ) from None
+        raise
     payment.refresh_from_db()
     return payment
 
@@ -662,7 +689,8 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
                 continue
             try:
                 # payment_record's own atomic block is a savepoint here: a unique
-                # violation (a concurrent import of the same statement) undoes only it
+                # violation (a concurrent import of the same statement; the service says
+                # BankTransactionBooked) undoes only it
                 payment_record(
                     account=row.account,
                     amount=row.amount,
@@ -673,7 +701,7 @@ def payments_import_csv(*, text: str, now: dt.datetime, user=None) -> ImportResu
                     bank_transaction_id=row.transaction_id,
                     user=user,
                 )
-            except IntegrityError:
+            except (BankTransactionBooked, IntegrityError):
                 stored = _imported_before({row.transaction_id}).get(row.transaction_id)
                 if stored is None:
                     raise

@@ -138,6 +138,47 @@ def test_a_payment_whose_bank_id_an_import_books_meanwhile_is_a_conflict(monkeyp
     response = outcome_of(posted)
     assert response.status_code == 409
     assert response.json()["errors"] == [
-        {"code": "conflict", "message": "This bank transaction was imported already."}
+        {
+            "code": "conflict",
+            "message": "This bank transaction was imported already.",
+            "field": "bank_transaction_id",
+        }
     ]
+    assert Payment.objects.get().source == Payment.Source.BANK
+
+
+def test_a_payment_the_admin_adds_whose_bank_id_an_import_books_meanwhile(monkeypatch):
+    """The admin's form checks the bank transaction id, then the service records it: an
+    import committing the same id in between is the form again with why (was a 500 on
+    the unique constraint), and nothing is booked twice."""
+    import html
+
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    network, first, _second = two_accounts()
+    bill_month(network)
+    client = Client()
+    client.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
+    form = {
+        "account": first.pk,
+        "amount": "10.00",
+        "received_on": "2026-12-03",
+        "reference": "",
+        "bank_transaction_id": "B-9",
+    }
+    pause = Pause(monkeypatch, payment_services, "payment_record")  # checked, not recorded
+    posting, posted = in_thread(
+        client.post, path="/admin/billing/payment/add/", data=form, follow=True
+    )
+    try:
+        pause.wait()
+        assert payments_import_csv(text=statement((first, "10.00", "B-9")), now=NOW).created == 1
+    finally:
+        pause.released.set()
+    finish(posting)
+
+    response = outcome_of(posted)
+    assert response.status_code == 200
+    assert "This bank transaction was imported already." in html.unescape(response.content.decode())
     assert Payment.objects.get().source == Payment.Source.BANK
