@@ -276,6 +276,10 @@ def drafts_compute(
     )
     required: set[tuple[int, dt.date]] = set()
     optional: set[tuple[int, dt.date]] = set()
+    # month starts a quarter's or a year's energy is measured by: estimated where none is
+    # stored, like the bounds (billing.calc shares the whole interval by days when one is
+    # missing); none inside a one-month interval, so a monthly run asks for nothing more
+    months: set[tuple[int, dt.date]] = set()
     for ivs in intervals.values():
         for iv in ivs:
             required.update({(iv.connection_id, iv.start), (iv.connection_id, iv.end)})
@@ -295,12 +299,10 @@ def drafts_compute(
             # a quarter or a year priced by season: each month's energy; one with a tariff
             # change inside: the month around it (billing.calc._month_split_registers)
             if seasonal or changes:
-                optional.update(
-                    (iv.connection_id, d) for d in month_starts_inside(iv.start, iv.end)
-                )
-    dates = sorted({d for _, d in required | optional})
+                months.update((iv.connection_id, d) for d in month_starts_inside(iv.start, iv.end))
+    dates = sorted({d for _, d in required | optional | months})
     registers = registers_load(
-        connection_ids=connection_ids, dates=dates, required=required, ensure=ensure
+        connection_ids=connection_ids, dates=dates, required=required | months, ensure=ensure
     )
     plausibility = conf.plausibility()
     if time_zone:
