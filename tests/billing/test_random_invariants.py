@@ -1357,7 +1357,9 @@ def _register_or_between(
 ) -> Decimal | None:
     """The recorded register of ``day``, or for a tariff change with none (docs/billing.md)
     the value by days between the recorded registers nearest around it within the
-    contract interval ``[lo, hi]``, to 6 decimals (kWh)."""
+    contract interval ``[lo, hi]``, to 6 decimals (kWh).  None where those are the
+    interval's own bounds (no month-start register between): billing then shares the
+    interval by days (``billing.calc._month_split_registers``)."""
     value = registers.get((cid, day.isoformat()))
     if value is not None:
         return value
@@ -1366,6 +1368,8 @@ def _register_or_between(
     if not before or not after:
         return None
     a, b = max(before), min(after)
+    if (a, b) == (lo, hi):
+        return None
     va, vb = registers[(cid, a.isoformat())], registers[(cid, b.isoformat())]
     return (va + (vb - va) * (day - a).days / (b - a).days).quantize(E6, ROUND_HALF_UP)
 
@@ -1443,7 +1447,15 @@ def check_recorded(world: World, invoice: Invoice) -> None:
                     day = _add_months(day, 1)
                 bounds.append(end)
                 i_start, i_end = next((a, b) for a, b in intervals[cid] if a <= start < b)
-                values = [_register_or_between(registers, cid, d, i_start, i_end) for d in bounds]
+                # a tariff change at a bound may be valued by days between registers; a
+                # month start inside is measured or missing: then the segment is shared
+                # by days (billing.calc._energy_by_month), not interpolated month by month
+                values = [
+                    _register_or_between(registers, cid, d, i_start, i_end)
+                    if d in (start, end)
+                    else registers.get((cid, d.isoformat()))
+                    for d in bounds
+                ]
                 if len(bounds) > 2 and None not in values:
                     by_month = tuple(
                         (d, ((b - a) / 1000).quantize(E6, rounding=ROUND_HALF_UP))
