@@ -27,18 +27,12 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import Q
 
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
 from billing.services.compute import drafts_compute
-from billing.services.invoices import (
-    _local_issue_date,
-    invoices_issue,
-    invoices_render_after_commit,
-)
-from billing.services.payments import payments_apply_unallocated
 from billing.services.rerating import (
     LATE,
     NoContractDays,
@@ -51,8 +45,7 @@ from billing.services.rerating import (
     look_horizon,
     rerate_each,
 )
-from billing.services.runs import RETRY_STATES, billing_run_exceptions_retry
-from billing.services.write import drafts_write
+from billing.services.runs import RETRY_STATES, bill_into_run, billing_run_exceptions_retry
 from customers.models import Account, AreaChange, CapacityChange, Contract
 
 log = logging.getLogger(__name__)
@@ -289,40 +282,14 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         if failure is not None:
             late_exception_record(run=run, account_id=account.pk, failure=failure, now=now)
             return None
-        joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED)
         # planned in a chunk done that wrote no bill of the run for it: that chunk counted
         # it failed (its exception may say since why it failed after the run, ``late_…``)
         counted_failed = (
             planned == "done" and not Invoice.objects.filter(run=run, account=account).exists()
         )
-        try:
-            with transaction.atomic():
-                (invoice_id,) = drafts_write(
-                    drafts=drafts,
-                    network_id=network.pk,
-                    run_id=run.pk if joins_run else None,
-                    kind=Invoice.Kind.INVOICE,
-                    now=now,
-                )
-        except IntegrityError:  # the run's own chunk billed it meanwhile
-            return None
-        if joins_run:
-            BillingRun.objects.filter(pk=run.pk).update(
-                # planned and drafted, its draft since cancelled: the cancel uncounted it
-                total=F("total") + (0 if counted_failed else 1),
-                done=F("done") + 1,
-                failed=F("failed") - int(counted_failed),
-                held=F("held") + int(drafts[0].held),
-            )
-        BillingRunException.objects.filter(run=run, account=account).delete()
-        if not joins_run and not drafts[0].held:
-            invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
-            # the local issue date, as invoice_issue (the UTC date is a day early at night)
-            payments_apply_unallocated(
-                on=_local_issue_date(now, network.time_zone), account_id=account.pk
-            )
-            invoices_render_after_commit([invoice_id])
-        return Invoice.objects.get(pk=invoice_id)
+        return bill_into_run(
+            run=run, account_id=account.pk, drafts=drafts, counted_failed=counted_failed, now=now
+        )
 
 
 def _planned_in(*, run: BillingRun, account: Account) -> str | None:

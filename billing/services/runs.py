@@ -694,8 +694,6 @@ def _account_bill_again(*, run: BillingRun, account_id: int, now: dt.datetime) -
     (see :func:`billing_run_exceptions_retry`); None if it still cannot be made, or the
     account has its bill of the period already (a late re-rating's exception: the
     contracts look re-rates it)."""
-    from billing.services.invoices import invoices_render_after_commit
-    from billing.services.payments import payments_apply_unallocated
     from billing.services.rerating import late_exception_record
 
     with transaction.atomic():
@@ -724,35 +722,52 @@ def _account_bill_again(*, run: BillingRun, account_id: int, now: dt.datetime) -
         if failure is not None:
             late_exception_record(run=run, account_id=account_id, failure=failure, now=now)
             return None
-        joins_run = run.state != BillingRun.State.ISSUED
         # planned in a chunk done and no bill of the run: that chunk counted it failed
         planned = any(account_id in ids for ids in run.chunks.values_list("account_ids", flat=True))
-        try:
-            with transaction.atomic():
-                (invoice_id,) = drafts_write(
-                    drafts=drafts,
-                    network_id=network.pk,
-                    run_id=run.pk if joins_run else None,
-                    kind=_invoice_kind(run),
-                    now=now,
-                )
-        except IntegrityError:  # billed meanwhile
-            return None
-        if joins_run:
-            BillingRun.objects.filter(pk=run.pk).update(
-                total=F("total") + (0 if planned else 1),
-                done=F("done") + 1,
-                failed=F("failed") - int(planned),
-                held=F("held") + int(drafts[0].held),
+        return bill_into_run(
+            run=run, account_id=account_id, drafts=drafts, counted_failed=planned, now=now
+        )
+
+
+def bill_into_run(
+    *, run: BillingRun, account_id: int, drafts, counted_failed: bool, now: dt.datetime
+) -> Invoice | None:
+    """Write an account's bill its run could not make (``drafts``: the one draft), in the
+    caller's transaction with the run locked: before the run's issue as one of its drafts
+    (counted done; ``counted_failed``: its chunk counted it failed), after it issued at once
+    unless held.  The account's exceptions on the run go.  None if it was billed meanwhile."""
+    from billing.services.invoices import invoices_render_after_commit
+    from billing.services.payments import payments_apply_unallocated
+
+    network = run.network
+    joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED)
+    try:
+        with transaction.atomic():
+            (invoice_id,) = drafts_write(
+                drafts=drafts,
+                network_id=network.pk,
+                run_id=run.pk if joins_run else None,
+                kind=_invoice_kind(run),
+                now=now,
             )
-        BillingRunException.objects.filter(run=run, account_id=account_id).delete()
-        if not joins_run and not drafts[0].held:
-            invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
-            payments_apply_unallocated(
-                on=_local_issue_date(now, network.time_zone), account_id=account_id
-            )
-            invoices_render_after_commit([invoice_id])
-        return Invoice.objects.get(pk=invoice_id)
+    except IntegrityError:  # billed meanwhile (the run's own chunk, say)
+        return None
+    if joins_run:
+        BillingRun.objects.filter(pk=run.pk).update(
+            total=F("total") + (0 if counted_failed else 1),
+            done=F("done") + 1,
+            failed=F("failed") - int(counted_failed),
+            held=F("held") + int(drafts[0].held),
+        )
+    BillingRunException.objects.filter(run=run, account_id=account_id).delete()
+    if not joins_run and not drafts[0].held:
+        invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
+        # the local issue date, as invoice_issue (the UTC date is a day early at night)
+        payments_apply_unallocated(
+            on=_local_issue_date(now, network.time_zone), account_id=account_id
+        )
+        invoices_render_after_commit([invoice_id])
+    return Invoice.objects.get(pk=invoice_id)
 
 
 def account_ids_for_network(*, network: Network) -> list[int]:
