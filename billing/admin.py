@@ -802,7 +802,7 @@ class InstalmentPlanAdmin(admin.ModelAdmin):
     list_display = ["account", "year_start", "frequency", "last_year_mwh", "estimated_mwh"]
     list_filter = ["frequency", "year_start", "account__network"]
     search_fields = ["account__number"]
-    readonly_fields = aconto.PLAN_FIELDS
+    readonly_fields = [*aconto.PLAN_FIELDS, "ended_on"]
     actions = ["final_settlement"]
 
     @admin.action(

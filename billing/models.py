@@ -430,6 +430,18 @@ class InstalmentPlanQuerySet(models.QuerySet):
         """Plans whose settlement year contains ``on``."""
         return self.overlapping(on, on + dt.timedelta(days=1))
 
+    def on_account_for(self, start: dt.date, end: dt.date):
+        """Plans on account for all of ``[start, end)``: their year holds it and no final
+        settlement ended them before its end (``InstalmentPlan.ended_on``)."""
+        return self.filter(year_start__lte=start, year_end__gte=end).filter(
+            Q(ended_on__isnull=True) | Q(ended_on__gte=end)
+        )
+
+    def on_account_in(self, start: dt.date, end: dt.date):
+        """Plans on account for a day of ``[start, end)`` (from their year's start to its
+        end, or to the day a final settlement ended them)."""
+        return self.overlapping(start, end).filter(Q(ended_on__isnull=True) | Q(ended_on__gt=start))
+
 
 class InstalmentPlan(models.Model):
     """On-account (a-conto) instalments for one account and settlement year."""
@@ -460,6 +472,15 @@ class InstalmentPlan(models.Model):
     )
     explanation = models.TextField(blank=True)
     created_at = models.DateTimeField()
+    ended_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Set by the final settlement: the move-out it settled the year to. The plan is "
+            "on account until then; days the account is supplied again later in the year "
+            "(reopened, moved in again) are billed by invoices."
+        ),
+    )
 
     objects = InstalmentPlanQuerySet.as_manager()
 
@@ -471,6 +492,12 @@ class InstalmentPlan(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(year_end__gt=F("year_start")), name="instalmentplan_year_not_empty"
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_on__isnull=True)
+                | Q(ended_on__gte=F("year_start"), ended_on__lt=F("year_end")),
+                name="instalmentplan_ended_within_year",
+                violation_error_message="A plan ends (final settlement) within its year.",
             ),
         ]
 

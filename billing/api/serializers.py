@@ -64,7 +64,7 @@ class InstalmentPlanSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = InstalmentPlan
-        fields = ["id", "account_number", *PLAN_FIELDS]
+        fields = ["id", "account_number", *PLAN_FIELDS, "ended_on"]
         read_only_fields = fields
 
 

@@ -558,9 +558,55 @@ def plan_account_ids(*, network_id: int, period_start: dt.date, months: int) -> 
         InstalmentPlan.objects.in_force(period_start)
         .filter(account__network_id=network_id, frequency=frequency, account_id__in=supplied)
         .exclude(Exists(_settlements_of_plan()))  # a settled year is not charged again
+        .exclude(ended_on__lte=period_start)  # nor the days after a final settlement
         .order_by("account_id")
         .values_list("account_id", flat=True)
     )
+
+
+def invoice_days_of(
+    plans: Sequence[tuple[int, dt.date, dt.date, dt.date | None]],
+    *,
+    period_start: dt.date,
+    period_end: dt.date,
+) -> tuple[dict[int, tuple[dt.date, dt.date]], dict[int, BillingError]]:
+    """For an invoice over ``[period_start, period_end)`` of accounts with ``plans``
+    (account, year start, year end, ended on) sharing a day with it: per account the days
+    the invoice bills, where a final settlement ended the plan inside the period (from
+    that day: the account moved in again), and why the others cannot be invoiced (their
+    plan year covers part of the period).  A plan ended before the period, or on account
+    for all of it, is neither (the invoice bills all of it, or the account is not
+    invoiced)."""
+    days: dict[int, tuple[dt.date, dt.date]] = {}
+    in_part: dict[int, BillingError] = {}
+    for account_id, year_start, year_end, ended_on in plans:
+        end = year_end if ended_on is None else min(year_end, ended_on)
+        if end <= period_start or year_start >= period_end:
+            continue  # on account for none of the period
+        if year_start <= period_start and end < period_end and ended_on is not None:
+            days[account_id] = (end, period_end)  # the final settlement settled the rest
+            continue
+        in_part[account_id] = BillingError(
+            f"on account from {year_start.isoformat()} to {end.isoformat()}, which covers "
+            f"only part of {period_start.isoformat()}–{period_end.isoformat()}: bill "
+            "the days outside the plan year by a run that ends or starts at its boundary",
+            code="on_account_in_part",
+        )
+    for account_id in in_part:
+        days.pop(account_id, None)  # two plans: one in part stops it
+    return days, in_part
+
+
+def invoice_days(
+    *, account_ids: Sequence[int], period_start: dt.date, period_end: dt.date
+) -> tuple[dict[int, tuple[dt.date, dt.date]], dict[int, BillingError]]:
+    """:func:`invoice_days_of` the accounts' plans (one query)."""
+    plans = (
+        InstalmentPlan.objects.on_account_in(period_start, period_end)
+        .filter(account_id__in=list(account_ids))
+        .values_list("account_id", "year_start", "year_end", "ended_on")
+    )
+    return invoice_days_of(list(plans), period_start=period_start, period_end=period_end)
 
 
 def plan_billed(*, plan: InstalmentPlan) -> bool:
@@ -973,6 +1019,17 @@ def settlement_drafts(
         .exclude(year_start=period_start, year_end=period_end)
         .values_list("account_id", "year_start", "year_end")
     }
+    # a plan a final settlement ended: the year's days up to the move-out it settled;
+    # the account's days after it (moved in again) are invoiced
+    ended = {
+        account_id: (period_start, ended_on)
+        for account_id, ended_on in InstalmentPlan.objects.filter(
+            account_id__in=list(account_ids),
+            year_start=period_start,
+            year_end=period_end,
+            ended_on__isnull=False,
+        ).values_list("account_id", "ended_on")
+    }
     drafts, failures = drafts_compute(
         currency=currency,
         account_ids=[a for a in account_ids if a not in other_year],
@@ -980,6 +1037,7 @@ def settlement_drafts(
         period_end=period_end,
         ensure=ensure,
         time_zone=time_zone,
+        days=ended or None,
     )
     failures.update(other_year)
     invoiced, unknown = _instalments_invoiced(
@@ -1077,6 +1135,13 @@ def final_settlement_issue(*, plan: InstalmentPlan, now: dt.datetime) -> Invoice
                 f"The year from {plan.year_start.isoformat()} of account {account.number} "
                 f"is already settled ({settled.display_number})."
             )
+        if moved_out < plan.year_end:
+            # settled to the move-out: should the account be supplied again later in the
+            # year (reopened, moved in again), invoices bill those days, not the plan
+            InstalmentPlan.objects.filter(pk=plan.pk).update(
+                ended_on=max(moved_out, plan.year_start)
+            )
+            plan.ended_on = max(moved_out, plan.year_start)
         drafts, failures = settlement_drafts(
             currency=network.currency,
             account_ids=[account.pk],

@@ -53,9 +53,15 @@ def registers_ensure(pairs: Iterable[tuple[int, dt.date]]) -> None:
 
 
 def contract_intervals(
-    *, account_ids: Sequence[int], start: dt.date, end: dt.date
+    *,
+    account_ids: Sequence[int],
+    start: dt.date,
+    end: dt.date,
+    days: dict[int, tuple[dt.date, dt.date]] | None = None,
 ) -> dict[int, list[ContractInterval]]:
-    """Each account's connections within ``[start, end)``, clipped to its contracts."""
+    """Each account's connections within ``[start, end)``, clipped to its contracts
+    (and, for the accounts in ``days``, to those days: a final settlement's, or the
+    invoice's after it)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -110,6 +116,11 @@ def contract_intervals(
     for account_id, cid, valid_from, valid_to, kw, m2, others_until in rows:
         i_start = valid_from if valid_from > start else start
         i_end = (valid_to if valid_to < end else end) if valid_to else end
+        if days and account_id in days:
+            lo, hi = days[account_id]
+            i_start, i_end = max(i_start, lo), min(i_end, hi)
+            if i_start >= i_end:
+                continue
         kw_changes = m2_changes = ()
         if cid in changes:
             kw, kw_changes = capacities_in_force(changes[cid], kw, i_start, i_end)
@@ -253,8 +264,13 @@ def drafts_compute(
     ensure: bool = True,
     render: bool = False,
     time_zone: str | None = None,
+    days: dict[int, tuple[dt.date, dt.date]] | None = None,
 ) -> tuple[list[BillDraft], dict[int, BillingError]]:
     """Bills for ``account_ids`` over ``[period_start, period_end)``; failures by account.
+
+    ``days``: per account, the days of the period its bill covers (on account for the
+    others: :func:`billing.services.aconto.invoice_days`, a final settlement's year);
+    the others' bills cover every contract day of the period.
 
     ``render``: the bills as the COPY rows they are written as
     (:class:`billing.services.render.Rendered`, PostgreSQL), not as drafts.
@@ -265,7 +281,9 @@ def drafts_compute(
     from tariffs.rating import Determinants, rate
     from tariffs.selectors import tariff_slices_for_connections
 
-    intervals = contract_intervals(account_ids=account_ids, start=period_start, end=period_end)
+    intervals = contract_intervals(
+        account_ids=account_ids, start=period_start, end=period_end, days=days
+    )
     connection_ids = sorted({i.connection_id for ivs in intervals.values() for i in ivs})
     slices = (
         tariff_slices_for_connections(

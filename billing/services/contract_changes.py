@@ -32,6 +32,7 @@ from django.db.models import Q
 
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
+from billing.services.aconto import invoice_days
 from billing.services.compute import drafts_compute
 from billing.services.rerating import (
     LATE,
@@ -246,8 +247,8 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         planned = _planned_in(run=run, account=account)
         if planned == "pending":
             return None  # a chunk of the run still to come bills it
-        plans = InstalmentPlan.objects.overlapping(start, end).filter(account=account)
-        if plans.filter(year_start__lte=start, year_end__gte=end).exists():
+        plans = InstalmentPlan.objects.on_account_in(start, end).filter(account=account)
+        if plans.on_account_for(start, end).exists():
             # the instalments and their settlement bill it, also when the period's
             # invoice was credited in full and the year planned afterwards
             return None
@@ -261,13 +262,10 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         if existing is not None:
             return _rebill_if_credited(run=run, account=account, invoice=existing, now=now)
         network = run.network
-        if plans.exists():
-            failure = BillingError(
-                "on account for part of the period: bill the days outside the plan year by "
-                "a run that ends or starts at its boundary",
-                code="on_account_in_part",
-            )
-            drafts, failures = [], {account.pk: failure}
+        # a final settlement that ended the plan inside the period: the days after it
+        days, in_part = invoice_days(account_ids=[account.pk], period_start=start, period_end=end)
+        if in_part:
+            drafts, failures = [], in_part
         else:
             drafts, failures = drafts_compute(
                 currency=network.currency,
@@ -275,6 +273,7 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
                 period_start=start,
                 period_end=end,
                 time_zone=network.time_zone,
+                days=days or None,
             )
         failure = failures.get(account.pk)
         if failure is not None and failure.code == "no_contract":

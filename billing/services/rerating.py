@@ -92,9 +92,18 @@ def invoice_recompute(*, invoice: Invoice, ensure: bool = False) -> BillDraft:
     ``ensure``: have metering estimate a register the bill needs and never needed
     before (a move-out day recorded late); otherwise such a bill cannot be recomputed.
     """
-    from billing.services.aconto import settlement_drafts
+    from billing.services.aconto import invoice_days, settlement_drafts
 
     settles = _billed_kind(invoice) == Invoice.Kind.SETTLEMENT
+    options = {}
+    if not settles:
+        # the days a final settlement did not settle (the account moved in again)
+        days, _in_part = invoice_days(
+            account_ids=[invoice.account_id],
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+        )
+        options = {"days": days} if days else {}
     drafts, failures = (settlement_drafts if settles else drafts_compute)(
         currency=invoice.currency,
         time_zone=invoice.network.time_zone,
@@ -102,6 +111,7 @@ def invoice_recompute(*, invoice: Invoice, ensure: bool = False) -> BillDraft:
         period_start=invoice.period_start,
         period_end=invoice.period_end,
         ensure=ensure,
+        **options,
     )
     if failures:
         failure = failures[invoice.account_id]
@@ -329,17 +339,26 @@ def _assert_not_on_account(invoice: Invoice) -> None:
     an invoice credited in full, which then bills nothing), so a correction would bill
     those days twice."""
     from billing.models import InstalmentPlan
+    from billing.services.aconto import invoice_days
 
+    # a plan a final settlement ended inside the period leaves the days after it to
+    # the invoice (the account moved in again): billed again, it bills those alone
+    days, _in_part = invoice_days(
+        account_ids=[invoice.account_id],
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+    )
     plan = (
-        InstalmentPlan.objects.overlapping(invoice.period_start, invoice.period_end)
+        InstalmentPlan.objects.on_account_in(invoice.period_start, invoice.period_end)
         .filter(account_id=invoice.account_id)
         .order_by("year_start")
         .first()
     )
-    if plan is not None:
+    if plan is not None and invoice.account_id not in days:
+        until = plan.ended_on or plan.year_end
         raise OnAccountPeriod(
             f"Invoice {invoice.display_number}: its period is on account from "
-            f"{plan.year_start.isoformat()} to {plan.year_end.isoformat()}, and the year's "
+            f"{plan.year_start.isoformat()} to {until.isoformat()}, and the year's "
             "instalments and settlement bill those days; it is not billed again."
         )
 

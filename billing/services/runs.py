@@ -19,7 +19,7 @@ import time
 from zoneinfo import ZoneInfo
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from billing import conf
 from billing.calc import BillingError
@@ -140,7 +140,9 @@ def run_account_ids(*, run: BillingRun) -> list[int]:
     * invoice runs: accounts with a contract overlapping the period, except those on
       account for all of it (their instalments and settlement bill it).  An account whose
       plan covers only part of the period is taken and stopped in its chunk with a reason
-      (``_on_account_in_part``): neither kind of bill may cover those days twice.
+      (``_on_account_in_part``): neither kind of bill may cover those days twice.  A plan
+      a final settlement ended (``InstalmentPlan.ended_on``) is on account until then:
+      the account's days after it (moved in again) are invoiced.
     """
     from billing.models import InstalmentPlan
 
@@ -160,46 +162,56 @@ def run_account_ids(*, run: BillingRun) -> list[int]:
         # months its invoices billed already: aconto refuses that account as well)
         year = plans.filter(year_start=run.period_start, year_end=run.period_end)
         return sorted(set(year.values_list("account_id", flat=True)))
-    on_account = plans.filter(year_start__lte=run.period_start, year_end__gte=run.period_end)
+    on_account = plans.on_account_for(run.period_start, run.period_end)
+    # a final settlement ended the plan inside the period: the contracts it settled (ended
+    # by then) are not invoiced, a later one (moved in again) is, from that day
+    ended_inside = plans.filter(
+        year_start__lte=run.period_start,
+        ended_on__gt=run.period_start,
+        ended_on__lt=run.period_end,
+        account_id=OuterRef("account_id"),
+        ended_on__gte=OuterRef("valid_to"),
+    )
     return list(
         Contract.objects.filter(account__network_id=run.network_id, valid_from__lt=run.period_end)
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=run.period_start))
         .exclude(account_id__in=on_account.values("account_id"))
+        .exclude(Q(valid_to__isnull=False) & Exists(ended_inside))
         .order_by("account_id")
         .values_list("account_id", flat=True)
         .distinct()
     )
 
 
-def _on_account_in_part(*, run: BillingRun, account_ids: list[int]) -> dict[int, BillingError]:
-    """Invoice runs: accounts whose instalment plan covers part of the run's period."""
+def _on_account_in_part(
+    *, run: BillingRun, account_ids: list[int]
+) -> tuple[dict[int, tuple[dt.date, dt.date]], dict[int, BillingError]]:
+    """Invoice runs: the accounts whose instalment plan is on account for part of the
+    run's period: the days their bills cover where a final settlement ended the plan
+    inside it (:func:`billing.services.aconto.invoice_days_of`), and the others, which
+    are not billed (the reason)."""
     from billing.models import InstalmentPlan
+    from billing.services.aconto import invoice_days_of
 
     if run.kind != BillingRun.Kind.INVOICE or not account_ids:
-        return {}
+        return {}, {}
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT account_id, year_start, year_end FROM {InstalmentPlan._meta.db_table} "
-                "WHERE account_id = ANY(%s::bigint[]) AND year_start < %s AND year_end > %s",
-                [id_array(account_ids), run.period_end, run.period_start],
+                "SELECT account_id, year_start, year_end, ended_on "
+                f"FROM {InstalmentPlan._meta.db_table} "
+                "WHERE account_id = ANY(%s::bigint[]) AND year_start < %s AND year_end > %s "
+                "AND (ended_on IS NULL OR ended_on > %s)",
+                [id_array(account_ids), run.period_end, run.period_start, run.period_start],
             )
             plans = cursor.fetchall()
     else:
         plans = (
-            InstalmentPlan.objects.overlapping(run.period_start, run.period_end)
+            InstalmentPlan.objects.on_account_in(run.period_start, run.period_end)
             .filter(account_id__in=account_ids)
-            .values_list("account_id", "year_start", "year_end")
+            .values_list("account_id", "year_start", "year_end", "ended_on")
         )
-    return {
-        account_id: BillingError(
-            f"on account from {year_start.isoformat()} to {year_end.isoformat()}, which covers "
-            f"only part of {run.period_start.isoformat()}–{run.period_end.isoformat()}: bill "
-            "the days outside the plan year by a run that ends or starts at its boundary",
-            code="on_account_in_part",
-        )
-        for account_id, year_start, year_end in plans
-    }
+    return invoice_days_of(plans, period_start=run.period_start, period_end=run.period_end)
 
 
 def billing_run_plan(*, run: BillingRun, now: dt.datetime) -> list[int]:
@@ -263,13 +275,13 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         if locked.done:
             return False
         already = _already_billed(run=run, account_ids=chunk.account_ids)
-        in_part = _on_account_in_part(run=run, account_ids=chunk.account_ids)
+        days, in_part = _on_account_in_part(run=run, account_ids=chunk.account_ids)
         todo = [a for a in chunk.account_ids if a not in already and a not in in_part]
         if run.kind == BillingRun.Kind.SETTLEMENT:
             # before counting their instalments: staff crediting one meanwhile waits for
             # this chunk and then sees its settlement (invoices.invoice_credit)
             accounts_lock(todo)
-        compute_options = {}
+        compute_options = {"days": days} if days else {}
         if run.kind == BillingRun.Kind.INVOICE and connection.vendor == "postgresql":
             compute_options["render"] = True  # rows for COPY straight away
         drafts, failures = _compute_isolating(run, todo, compute_options)
