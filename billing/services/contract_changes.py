@@ -46,7 +46,12 @@ from billing.services.rerating import (
     look_horizon,
     rerate_each,
 )
-from billing.services.runs import RETRY_STATES, bill_into_run, billing_run_exceptions_retry
+from billing.services.runs import (
+    RETRY_STATES,
+    bill_into_run,
+    billed_in_part,
+    billing_run_exceptions_retry,
+)
 from customers.models import Account, AreaChange, CapacityChange, Contract
 
 log = logging.getLogger(__name__)
@@ -261,6 +266,20 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         )
         if existing is not None:
             return _rebill_if_credited(run=run, account=account, invoice=existing, now=now)
+        # an invoice of another period over these days: one containing them bills them
+        # (a quarter's), one covering part of them makes billing the period bill it twice
+        others = list(
+            Invoice.objects.filter(
+                account=account, kind=Invoice.Kind.INVOICE, period_start__lt=end, period_end__gt=start
+            )
+            .exclude(state=Invoice.State.CANCELLED)
+            .values_list("period_start", "period_end", "series", "number", "id")
+        )
+        if others:
+            failure = billed_in_part(others, start=start, end=end)
+            if failure is not None:
+                late_exception_record(run=run, account_id=account.pk, failure=failure, now=now)
+            return None
         network = run.network
         # a final settlement that ended the plan inside the period: the days after it
         days, in_part = invoice_days(account_ids=[account.pk], period_start=start, period_end=end)

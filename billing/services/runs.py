@@ -88,6 +88,26 @@ def billing_run_check(
     ).exclude(state=BillingRun.State.CANCELLED)
     if active.exists():
         raise _run_exists(network, kind, start, end)
+    if kind == BillingRun.Kind.INVOICE:
+        # an invoice run over some of the same days still writing its bills: which of
+        # them this run bills depends on those bills (``_already_billed``)
+        busy = (
+            BillingRun.objects.filter(
+                network=network,
+                kind=kind,
+                state__in=(BillingRun.State.CREATED, BillingRun.State.RUNNING),
+                period_start__lt=end,
+                period_end__gt=start,
+            )
+            .order_by("period_start")
+            .first()
+        )
+        if busy is not None:
+            raise ConflictError(
+                f"{network} has an invoice run for [{busy.period_start}, {busy.period_end}) "
+                f"still billing; [{start}, {end}) shares days with it, and which accounts it "
+                "bills depends on that run's bills: create it once that run is drafted."
+            )
     return start, end
 
 
@@ -110,12 +130,14 @@ def billing_run_create(
     issue_when_drafted: bool = False,
     render_pdfs: bool = True,
 ) -> BillingRun:
-    """Create a run if :func:`billing_run_check` allows it."""
-    start, end = billing_run_check(
-        network=network, period_start=period_start, months=months, kind=kind, now=now
-    )
+    """Create a run if :func:`billing_run_check` allows it (the network's row locked: two
+    runs over some of the same days are not created at once)."""
     try:
         with transaction.atomic():
+            Network.objects.select_for_update(no_key=True).only("pk").get(pk=network.pk)
+            start, end = billing_run_check(
+                network=network, period_start=period_start, months=months, kind=kind, now=now
+            )
             return BillingRun.objects.create(
                 network=network,
                 kind=kind,
@@ -274,8 +296,9 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         locked = BillingRunChunk.objects.select_for_update().get(pk=chunk.pk)
         if locked.done:
             return False
-        already = _already_billed(run=run, account_ids=chunk.account_ids)
+        already, billed_part = _already_billed(run=run, account_ids=chunk.account_ids)
         days, in_part = _on_account_in_part(run=run, account_ids=chunk.account_ids)
+        in_part.update(billed_part)
         todo = [a for a in chunk.account_ids if a not in already and a not in in_part]
         if run.kind == BillingRun.Kind.SETTLEMENT:
             # before counting their instalments: staff crediting one meanwhile waits for
@@ -518,25 +541,73 @@ def _payment_terms(account_ids: list[int]) -> dict[int, int]:
     return dict(Account.objects.filter(id__in=account_ids).values_list("id", "payment_terms_days"))
 
 
-def _already_billed(*, run: BillingRun, account_ids: list[int]) -> set[int]:
+def _already_billed(
+    *, run: BillingRun, account_ids: list[int]
+) -> tuple[set[int], dict[int, BillingError]]:
+    """The accounts billed for the run's period already, and (invoice runs) those billed
+    for part of it, each with why it is not billed again.
+
+    An invoice (not cancelled; a draft too) of the run's kind and period bills it; for
+    invoice runs so does one of a longer period containing it (July after a quarterly
+    run for Q3).  One of another period that covers only part of it (Q3 after a monthly
+    run for July) makes the account an exception: billing the quarter would bill July
+    twice, so the rest wants runs of the billed invoices' length (see
+    :func:`billed_in_part`).
+    """
     kind = _invoice_kind(run)
+    overlapping = kind == Invoice.Kind.INVOICE
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT account_id FROM billing_invoice WHERE account_id = ANY(%s::bigint[]) "
-                "AND kind = %s AND period_start = %s AND period_end = %s AND state <> 'cancelled'",
-                [id_array(account_ids), kind, run.period_start, run.period_end],
+                "SELECT account_id, period_start, period_end, series, number, id "
+                "FROM billing_invoice WHERE account_id = ANY(%s::bigint[]) AND kind = %s "
+                + (
+                    "AND period_start < %s AND period_end > %s "
+                    if overlapping
+                    else "AND period_end = %s AND period_start = %s "
+                )
+                + "AND state <> 'cancelled'",
+                [id_array(account_ids), kind, run.period_end, run.period_start],
             )
-            return {row[0] for row in cursor.fetchall()}
-    return set(
-        Invoice.objects.filter(
-            account_id__in=account_ids,
-            kind=kind,
-            period_start=run.period_start,
-            period_end=run.period_end,
+            rows = cursor.fetchall()
+    else:
+        found = Invoice.objects.filter(account_id__in=account_ids, kind=kind).exclude(
+            state=Invoice.State.CANCELLED
         )
-        .exclude(state=Invoice.State.CANCELLED)
-        .values_list("account_id", flat=True)
+        if overlapping:
+            found = found.filter(period_start__lt=run.period_end, period_end__gt=run.period_start)
+        else:
+            found = found.filter(period_start=run.period_start, period_end=run.period_end)
+        rows = found.values_list("account_id", "period_start", "period_end", "series", "number", "id")
+    by_account: dict[int, list[tuple]] = {}
+    for account_id, *invoice in rows:
+        by_account.setdefault(account_id, []).append(tuple(invoice))
+    covered, partly = set(), {}
+    for account_id, invoices in by_account.items():
+        failure = billed_in_part(invoices, start=run.period_start, end=run.period_end)
+        if failure is None:
+            covered.add(account_id)
+        else:
+            partly[account_id] = failure
+    return covered, partly
+
+
+def billed_in_part(invoices, *, start: dt.date, end: dt.date) -> BillingError | None:
+    """None when one of ``invoices`` (period_start, period_end, series, number, id), the
+    account's invoices overlapping ``[start, end)``, bills all of it; otherwise why the
+    period cannot be invoiced (``billed_in_part``)."""
+    if any(ps <= start and pe >= end for ps, pe, *_ in invoices):
+        return None
+    named = ", ".join(
+        f"{'invoice ' + f'{series}-{number:06d}' if number else f'draft #{pk}'} for "
+        f"{ps.isoformat()}–{pe.isoformat()}"
+        for ps, pe, series, number, pk in sorted(invoices)
+    )
+    return BillingError(
+        f"{start.isoformat()}–{end.isoformat()} is billed in part already ({named}): "
+        "invoicing it would bill those days twice; bill the rest by runs of the billed "
+        "invoices' periods",
+        code="billed_in_part",
     )
 
 
@@ -720,7 +791,7 @@ def _account_bill_again(*, run: BillingRun, account_id: int, now: dt.datetime) -
             return None
         if not BillingRunException.objects.filter(
             run=run, account_id=account_id, resolved=False
-        ).exists() or _already_billed(run=run, account_ids=[account_id]):
+        ).exists() or any(_already_billed(run=run, account_ids=[account_id])):
             return None
         network = run.network
         drafts, failures = _compute(run)(
