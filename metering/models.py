@@ -17,7 +17,7 @@ from simple_history.models import HistoricalRecords
 
 from customers.models import BuildingInterfaceUnit
 from heatutility.db import NoOverlapConstraint
-from metering.vee.rules import AMBIGUOUS_ROLLOVER_CODES
+from metering.vee.rules import WRAP_CODES
 
 # kWh per one unit of each register unit (1 GJ = 1000/3.6 kWh exactly).
 KWH_PER_UNIT: dict[str, Decimal] = {
@@ -664,7 +664,8 @@ class ReadingIssue(models.Model):
         null=True,
         blank=True,
         help_text="How many times the register wrapped since the previous usable read, as "
-        "staff found when accepting an ambiguous rollover (empty: one, as VEE counted).",
+        "staff found when accepting an ambiguous rollover (empty: one, as VEE counted), or "
+        "declaring a register decrease a rollover.",
     )
 
     class Meta:
@@ -675,10 +676,10 @@ class ReadingIssue(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(wraps__isnull=True)
-                | Q(code__in=AMBIGUOUS_ROLLOVER_CODES, state="accepted", wraps__gte=1),
-                name="readingissue_wraps_on_accepted_ambiguous_rollover",
+                | Q(code__in=WRAP_CODES, state="accepted", wraps__gte=1),
+                name="readingissue_wraps_on_accepted_rollover",
                 violation_error_message="A wrap count belongs to an accepted ambiguous "
-                "rollover and is at least 1.",
+                "rollover or a register decrease declared a rollover, and is at least 1.",
             ),
         ]
         indexes = [models.Index(fields=["state", "severity"], name="readingissue_queue_idx")]

@@ -232,7 +232,8 @@ class ResolveWrapsForm(ResolveForm):
         max_value=32767,
         label="Wraps",
         help_text="How many times the register wrapped since the previous usable read "
-        "(VEE counted one); at most what the finding allows.",
+        "(VEE counted one; a register decrease counts as a rollover of that many wraps); at "
+        "most what the time since that read allows.",
     )
 
 
@@ -324,7 +325,8 @@ class ReadingIssueAdmin(admin.ModelAdmin):
         return self._resolve(request, queryset, reading_issues_accept, "Accepted")
 
     @admin.action(
-        description="Accept selected ambiguous rollovers, stating how many wraps",
+        description="Accept selected ambiguous rollovers or register decreases as rollovers, "
+        "stating how many wraps",
         permissions=["change"],
     )
     def accept_wraps(self, request, queryset):

@@ -8,7 +8,8 @@ value to 0), where the offset adds each earlier installation's
 old final − old previous read + new read − new initial).  Installation and removal
 registers enter the series as points, so interpolation works across exchanges.  A
 rollover counts one wrap, or as many as staff stated when they accepted an ambiguous one
-(``ReadingIssue.wraps``).
+(``ReadingIssue.wraps``); a decrease staff declared a rollover (a ``register_decrease``
+accepted with a wrap count) counts as a rollover of that many wraps.
 
 At a boundary instant T (00:00 local):
 1. a usable read (valid/edited/estimated) exactly at T → ``actual`` / ``reading``;
@@ -56,6 +57,7 @@ from metering.models import (
 from metering.selectors import degree_days_total
 from metering.vee.rules import (
     AMBIGUOUS_ROLLOVER_CODES,
+    DECREASE,
     ROLLOVER_CODES,
     installed_then,
     is_rollover,
@@ -166,14 +168,17 @@ _REGISTER_OF = {"rollover_ambiguous": 0, "volume_rollover_ambiguous": 1}
 
 # {(meter_id, register): {read_at: wraps}}: wrap counts staff stated (register as above)
 Wraps = dict[tuple[int, int], dict[dt.datetime, int]]
+# {meter_id: {read_at: wraps}}: decreases staff declared rollovers, with their wraps
+Declared = dict[int, dict[dt.datetime, int]]
 
 
 def _rollover_hints(
     installs: list[MeterInstallation],
-) -> tuple[dict[int, set[dt.datetime]], Wraps]:
+) -> tuple[dict[int, set[dt.datetime]], Wraps, Declared]:
     """Where VEE found a rollover (its accepted ``rollover`` / ``volume_rollover``
-    findings): {meter_id: {read_at}}; and the wraps staff stated where they accepted an
-    ambiguous one with a count (``ReadingIssue.wraps``), also hints.
+    findings): {meter_id: {read_at}}; the wraps staff stated where they accepted an
+    ambiguous one with a count (``ReadingIssue.wraps``), also hints; and the decreases
+    staff declared rollovers (``register_decrease`` accepted with a count), also hints.
 
     A meter rolls over a handful of times in its life, so these few instants replace a
     scan of its history.  They are only hints: the rollover is counted where the series
@@ -182,11 +187,12 @@ def _rollover_hints(
     """
     hints: dict[int, set[dt.datetime]] = defaultdict(set)
     stated: Wraps = defaultdict(dict)
+    declared: Declared = defaultdict(dict)
     if installs:
         for meter_id, read_at, code, wraps in ReadingIssue.objects.filter(
             Q(code__in=ROLLOVER_CODES)
             | Q(
-                code__in=AMBIGUOUS_ROLLOVER_CODES,
+                code__in=(*AMBIGUOUS_ROLLOVER_CODES, DECREASE),
                 state=ReadingIssue.State.ACCEPTED,
                 wraps__isnull=False,
             ),
@@ -195,7 +201,9 @@ def _rollover_hints(
             hints[meter_id].add(read_at)
             if code in _REGISTER_OF:
                 stated[(meter_id, _REGISTER_OF[code])][read_at] = wraps
-    return hints, stated
+            elif code == DECREASE:
+                declared[meter_id][read_at] = wraps
+    return hints, stated, declared
 
 
 def _probes(installs: list[MeterInstallation], instants: set[dt.datetime]) -> set[_Probe]:
@@ -230,14 +238,18 @@ def _exchange_probes(installs: list[MeterInstallation]) -> set[_Probe]:
 
 
 def _rollovers(
-    steps: list[tuple[dt.datetime, Decimal]], register_max: Decimal
+    steps: list[tuple[dt.datetime, Decimal]],
+    register_max: Decimal,
+    declared: dict[dt.datetime, int] | None = None,
 ) -> list[dt.datetime]:
     """Instants where ``steps`` (time-ordered register values, the initial register
-    first) roll over: one pass over consecutive values, VEE's rule (:func:`is_rollover`)."""
+    first) roll over: one pass over consecutive values, VEE's rule (:func:`is_rollover`),
+    or a fall at a read where staff declared one (``declared``)."""
+    declared = declared or {}
     return [
         at
         for (_, before), (at, after) in itertools.pairwise(steps)
-        if after < before and is_rollover(before, after, register_max)
+        if after < before and (at in declared or is_rollover(before, after, register_max))
     ]
 
 
@@ -254,6 +266,7 @@ def _series(
     installs: list[MeterInstallation],
     reads: dict[int, dict[dt.datetime, tuple]],
     wraps: Wraps | None = None,
+    declared: Declared | None = None,
 ) -> list[Point]:
     """Continuous register points of a connection from the reads that were loaded.
 
@@ -267,9 +280,12 @@ def _series(
     rollover band, unless staff stated the count where VEE found the interval long
     enough for more (``wraps``, from accepted ambiguous rollovers: that many wraps at
     that read).  A rollover VEE has already found has the reads on both sides of it
-    loaded (its hint), so such a rollover is counted on a small register too.
+    loaded (its hint), so such a rollover is counted on a small register too.  So is a
+    decrease staff declared a rollover (``declared``: {meter: {read: wraps}}): a register
+    that falls at that read counts that many wraps there, whatever the band says.
     """
     wraps = wraps or {}
+    declared = declared or {}
     points: list[Point] = []
     offset_e = offset_v = Decimal(0)
     # m³·°C registers: the first meter's as they are; each later meter's continue from
@@ -287,6 +303,7 @@ def _series(
         )
         meter = inst.meter
         wrap_e, wrap_v = meter.register_wrap_kwh, meter.volume_register_wrap_m3
+        stated_here = declared.get(inst.meter_id, {})
         rolled_e, rolled_v = (
             _counted(
                 _rollovers(
@@ -294,8 +311,9 @@ def _series(
                     + [(at, values[index]) for at, values in in_range]
                     + ([] if inst.removed_at is None else [(inst.removed_at, final)]),
                     maximum,
+                    stated_here,
                 ),
-                wraps.get((inst.meter_id, index), {}),
+                {**stated_here, **wraps.get((inst.meter_id, index), {})},
             )
             for index, initial, final, maximum in (
                 (0, inst.initial_energy_kwh, inst.final_energy_kwh, meter.register_max_kwh),
@@ -588,7 +606,7 @@ def _ensure(*, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh:
         installs_of[inst.unit.connection_id].append(inst)
 
     # round 1: around each boundary, the same midnight a year earlier and VEE's rollovers
-    hints, wraps = _rollover_hints([i for installs in installs_of.values() for i in installs])
+    hints, wraps, declared = _rollover_hints([i for installs in installs_of.values() for i in installs])
     probes_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
         zone = connection.network.time_zone
@@ -606,7 +624,7 @@ def _ensure(*, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh:
     more_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
         zone = connection.network.time_zone
-        points = _series(installs=installs_of[pk], reads=reads, wraps=wraps)
+        points = _series(installs=installs_of[pk], reads=reads, wraps=wraps, declared=declared)
         instants = set()
         for on in wanted:
             at = local_midnight(on, zone)
@@ -631,7 +649,7 @@ def _ensure(*, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh:
     for pk, (connection, wanted) in work.items():
         have = existing[pk]
         zone = connection.network.time_zone
-        points = _series(installs=installs_of[pk], reads=reads, wraps=wraps)
+        points = _series(installs=installs_of[pk], reads=reads, wraps=wraps, declared=declared)
         # the boundaries an estimate may continue from: those stored and not recomputed
         # here, then each one computed here, in date order
         boundaries = {

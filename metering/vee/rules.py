@@ -6,7 +6,10 @@ makes it suspect (both land in the staff exception queue), ``info`` is recorded 
 estimation counts them instead of re-reading a meter's whole history.  An ambiguous
 rollover (``AMBIGUOUS_ROLLOVER_CODES``) counts one wrap until staff accept it with the
 number of wraps they found (``ReadingIssue.wraps``, at most
-:func:`rollover_wraps_possible`).
+:func:`rollover_wraps_possible`).  A ``register_decrease`` staff accepted with a number
+of wraps (``DECREASE``, :func:`decrease_wraps_possible`) is a rollover they declared:
+the register that fell counts that many wraps there (``validate(declared=…)``), though
+the fall is outside the rollover band VEE counts on its own.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -132,6 +135,11 @@ ROLLOVER_CODES = ("rollover", "volume_rollover")
 # warning findings whose wrap count staff may state on acceptance (ReadingIssue.wraps),
 # with the rollover marker of the same register
 AMBIGUOUS_ROLLOVER_CODES = ("rollover_ambiguous", "volume_rollover_ambiguous")
+# the error finding staff may accept as a rollover they declare, with a wrap count
+# (ReadingIssue.wraps): a real wrap whose fall VEE's band does not take for one
+DECREASE = "register_decrease"
+# the findings whose acceptance takes a wrap count
+WRAP_CODES = (*AMBIGUOUS_ROLLOVER_CODES, DECREASE)
 # Read.status of an installation's initial registers taken as the reference read
 INITIAL = "initial"
 
@@ -232,16 +240,25 @@ def _step(
     volume_register_max_m3: Decimal,
     register_wrap_kwh: Decimal,
     volume_register_wrap_m3: Decimal,
+    declared: int | None = None,
 ) -> _Step:
+    """``declared``: the wraps staff stated where they declared a decrease at ``read`` a
+    rollover (an accepted ``register_decrease``): each register that fell from ``last``
+    counts that many, in the band or not."""
     delta_e = read.energy_kwh - last.energy_kwh
     delta_v = read.volume_m3 - last.volume_m3
     # each register rolls over on its own (EN 1434: every register has a maximum); a
     # rollover adds maximum + resolution, the step from the largest value to 0
-    rolled_e = delta_e < 0 and is_rollover(last.energy_kwh, read.energy_kwh, register_max_kwh)
-    rolled_v = delta_v < 0 and is_rollover(last.volume_m3, read.volume_m3, volume_register_max_m3)
+    rolled_e = delta_e < 0 and (
+        bool(declared) or is_rollover(last.energy_kwh, read.energy_kwh, register_max_kwh)
+    )
+    rolled_v = delta_v < 0 and (
+        bool(declared) or is_rollover(last.volume_m3, read.volume_m3, volume_register_max_m3)
+    )
+    wraps = declared or 1
     return _Step(
-        delta_e + (register_wrap_kwh if rolled_e else 0),
-        delta_v + (volume_register_wrap_m3 if rolled_v else 0),
+        delta_e + (register_wrap_kwh * wraps if rolled_e else 0),
+        delta_v + (volume_register_wrap_m3 * wraps if rolled_v else 0),
         rolled_e,
         rolled_v,
     )
@@ -293,6 +310,74 @@ def rollover_wraps_possible(
     raise ValueError(f"{code} is not an ambiguous-rollover finding")
 
 
+@dataclass(frozen=True)
+class DecreaseFit:
+    """How a register that fell from one read to the next fits a rollover staff declare
+    (:func:`decrease_wraps_possible`)."""
+
+    register: str  # energy | volume
+    unit: str
+    fall: Decimal  # the previous register less the read's
+    wrap: Decimal  # what one wrap adds (maximum + resolution)
+    hours: Decimal
+    most: Decimal | None  # the most the meter plausibly counts in ``hours`` (None: no limit)
+    limit: str  # what ``most`` rests on (or why there is none), for messages
+    wraps: int  # how many wraps fit (0: not even one)
+
+    def counted(self, wraps: int) -> Decimal:
+        """What the register counted over the interval with ``wraps`` wraps."""
+        return wraps * self.wrap - self.fall
+
+
+def decrease_wraps_possible(
+    *,
+    last: Read,
+    read: Read,
+    register_wrap_kwh: Decimal,
+    volume_register_wrap_m3: Decimal,
+    contracted_kw: Decimal | None,
+    nominal_flow_m3h: Decimal | None,
+) -> list[DecreaseFit]:
+    """For each register that fell from ``last`` to ``read`` (a ``register_decrease``),
+    how many wraps fit a rollover staff declare there: ``n`` wraps count
+    ``n × wrap − fall``, which must stay within what :func:`validate` finds plausible
+    (energy: 1.5 × ``contracted_kw``; volume: the nominal flow qp).  Without that limit a
+    declared rollover counts one wrap (as VEE counts one where it cannot tell).  Empty
+    when neither register fell."""
+    hours = Decimal((read.read_at - last.read_at).total_seconds()) / Decimal(3600)
+    fits = []
+    for register, unit, before, after, wrap, most, limit in (
+        (
+            "energy",
+            "kWh",
+            last.energy_kwh,
+            read.energy_kwh,
+            register_wrap_kwh,
+            _energy_most(contracted_kw, hours) if contracted_kw else None,
+            f"{CAPACITY_FACTOR} × contracted {contracted_kw} kW"
+            if contracted_kw
+            else "the connection has no contracted capacity",
+        ),
+        (
+            "volume",
+            "m³",
+            last.volume_m3,
+            read.volume_m3,
+            volume_register_wrap_m3,
+            _volume_most(nominal_flow_m3h, hours) if nominal_flow_m3h else None,
+            f"nominal flow qp {nominal_flow_m3h} m³/h"
+            if nominal_flow_m3h
+            else "the meter has no nominal flow qp",
+        ),
+    ):
+        if after >= before:
+            continue
+        fall = before - after
+        wraps = 1 if most is None else max(0, int((most + fall) // wrap))
+        fits.append(DecreaseFit(register, unit, fall, wrap, hours, most, limit, wraps))
+    return fits
+
+
 def validate(
     *,
     reads: list[Read],
@@ -306,6 +391,7 @@ def validate(
     volume_register_wrap_m3: Decimal | None = None,
     nominal_flow_m3h: Decimal | None = None,
     initials: Sequence[Read] = (),
+    declared: Mapping[dt.datetime, int] | None = None,
 ) -> list[Finding]:
     """Findings for ``reads`` (sorted by time); ``previous`` is the last read before them.
 
@@ -343,7 +429,13 @@ def validate(
     ``initial_register_low`` (suspect, for staff), an initial register typed too low
     (1,234 for 12,345), which would bill the difference as consumption (energy) or
     weigh the period's return temperature and volume charge with it (volume).
+
+    ``declared``: {read time: wraps} of the decreases staff declared rollovers (accepted
+    ``register_decrease`` findings with a wrap count).  A register that falls at such a
+    read counts that many wraps, as a rollover (its marker is recorded, not the
+    ambiguity: staff stated the count), so the read is the reference of the next ones.
     """
+    declared = declared or {}
     findings: list[Finding] = []
     starts = sorted((replace(i, status=INITIAL) for i in initials), key=lambda i: i.read_at)
     start_times = [i.read_at for i in starts]
@@ -392,9 +484,10 @@ def validate(
                 _finding(read, "temperature_out_of_range", f"Flow {flow} °C, return {ret} °C.")
             )
         if last is not None:
-            step = _step(last, read, **registers)
+            stated = declared.get(read.read_at)
+            step = _step(last, read, **registers, declared=stated)
             if prior is not None and (step.decreases or step.rolled_e or step.rolled_v):
-                back = _step(prior, read, **registers)
+                back = _step(prior, read, **registers, declared=stated)
                 # the register cannot pass a whole wrap between prior and read: if they
                 # agree without a decrease or rollover, last is the odd one out
                 if not (back.decreases or back.rolled_e or back.rolled_v):
@@ -427,12 +520,13 @@ def validate(
                 continue  # the previous good read stays the reference
             delta_e, delta_v = step.energy_kwh, step.volume_m3
             hours = Decimal((read.read_at - last.read_at).total_seconds()) / Decimal(3600)
+            by_staff = f" ({stated} wrap(s), declared by staff)" if stated else ""
             if step.rolled_e:
                 own.append(
                     _finding(
                         read,
                         "rollover",
-                        f"Energy register rolled over after {last.energy_kwh} kWh.",
+                        f"Energy register rolled over after {last.energy_kwh} kWh{by_staff}.",
                     )
                 )
             if step.rolled_v:
@@ -440,10 +534,10 @@ def validate(
                     _finding(
                         read,
                         "volume_rollover",
-                        f"Volume register rolled over after {last.volume_m3} m³.",
+                        f"Volume register rolled over after {last.volume_m3} m³{by_staff}.",
                     )
                 )
-            if step.rolled_e and contracted_kw:
+            if step.rolled_e and contracted_kw and not stated:
                 wraps = _wraps_possible(
                     advance=delta_e,
                     wrap=registers["register_wrap_kwh"],
@@ -460,7 +554,7 @@ def validate(
                             f"{CAPACITY_FACTOR} × contracted {contracted_kw} kW: counted as one.",
                         )
                     )
-            if step.rolled_v and nominal_flow_m3h:
+            if step.rolled_v and nominal_flow_m3h and not stated:
                 wraps = _wraps_possible(
                     advance=delta_v,
                     wrap=registers["volume_register_wrap_m3"],

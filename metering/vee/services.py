@@ -3,7 +3,8 @@
 Readings land as ``valid``; VEE (nightly for batches not yet checked, or on a staff
 rerun for a meter and period) records findings as :class:`ReadingIssue` rows and marks
 readings ``rejected`` (error) or ``suspect`` (warning).  Staff accept (→ valid; an
-ambiguous rollover with the number of wraps they found), reject (→ rejected) or edit
+ambiguous rollover with the number of wraps they found; a register decrease with the
+number of wraps, declaring it a rollover), reject (→ rejected) or edit
 (→ edited, original kept in :class:`ReadingEdit`; the edit is judged by the same rules
 with its neighbours, and refused where they reject it).  Afterwards the affected
 connections' boundary registers are refreshed.
@@ -13,9 +14,9 @@ and its stale open findings leave the queue.  Staff decisions stand: a finding s
 accepted does not count against its reading, a reading staff rejected stays rejected,
 an edited reading stays edited (it is judged again, as the reference of its neighbours,
 and what the rules find on it goes to the queue).  The one exception is a decision the reads no
-longer allow: an accepted ambiguous rollover whose wrap count does not fit under the
-meter's register settings (changed since) is reopened, with why, and stays in the
-queue until staff decide again.
+longer allow: an accepted ambiguous rollover, or a decrease declared a rollover, whose
+wrap count does not fit under the meter's register settings (changed since) is
+reopened, with why, and stays in the queue until staff decide again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from django.db import transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, Q
 
 from heatutility.errors import DomainError, ErrorItem
+from heatutility.money import plain
 from heatutility.timeutil import local_midnight, month_starts
 from metering.models import (
     BoundaryRegister,
@@ -201,6 +203,17 @@ def _vee_run_meter(
         None,
     )
     meter = installs[0].meter if installs else None
+    # decreases staff declared rollovers: the register counts their wraps there
+    declared = dict(
+        ReadingIssue.objects.filter(
+            meter_id=meter_id,
+            read_at__gte=start,
+            read_at__lte=end,
+            code=rules.DECREASE,
+            state=ReadingIssue.State.ACCEPTED,
+            wraps__isnull=False,
+        ).values_list("read_at", "wraps")
+    )
     findings = rules.validate(
         reads=reads,
         previous=rules.Read(*prev_values) if prev_values else None,
@@ -213,6 +226,7 @@ def _vee_run_meter(
         installed=[(i.installed_at, i.removed_at) for i in installs],
         initials=_initials(installs, now=now),
         now=now,
+        declared=declared,
     )
     # a reading staff rejected is decided: no new findings on it
     kept = [f for f in findings if f.read_at not in staff_rejected]
@@ -282,22 +296,26 @@ def _vee_run_meter(
                     read_at__in=moments[i : i + _CHUNK],
                     status__in=VEE_VERDICTS,
                 ).update(status=status)
-        _decisions_recheck(
+        undeclared = _decisions_recheck(
             issue_ids=[
                 pk
                 for pk, at, code, _, state, _, _ in issues
                 if state == ReadingIssue.State.ACCEPTED
-                and code in rules.AMBIGUOUS_ROLLOVER_CODES
+                and code in rules.WRAP_CODES
                 and at in stored
                 and at not in staff_rejected
             ],
             now=now,
         )
+    if undeclared:
+        # the reads were judged with a declared rollover that is open again: judged
+        # again without it (once: a reopened decision has no count to recheck)
+        return _vee_run_meter(meter_id=meter_id, start=start, end=end, now=now)
     _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
     return findings
 
 
-def _decisions_recheck(*, issue_ids: list[int], now: dt.datetime) -> None:
+def _decisions_recheck(*, issue_ids: list[int], now: dt.datetime) -> int:
     """Reopen the accepted ambiguous rollovers among ``issue_ids`` whose wrap count (one
     where staff stated none) the reads no longer allow: the meter's register settings
     changed (a maximum, resolution or qp), or the reads around it did.  Staff decisions
@@ -305,24 +323,50 @@ def _decisions_recheck(*, issue_ids: list[int], now: dt.datetime) -> None:
     would be counted at the new wrap) nor changed behind staff's back: the finding is
     open again, with why and the decision it replaces, recorded as a resolution by the
     system (no actor).  Its reading is suspect again, and the boundaries count one wrap
-    and hold the bills across it, as for any undecided ambiguous rollover."""
+    and hold the bills across it, as for any undecided ambiguous rollover.
+
+    The same holds for a ``register_decrease`` staff declared a rollover (accepted with
+    a count, :func:`reading_issues_accept`): one whose count no longer fits (or where
+    the reads no longer fall) is open again, its reading rejected, and no wrap is
+    counted there.  Returns how many of those were reopened: the caller judged the
+    reads with them as rollovers."""
     if not issue_ids:
-        return
+        return 0
+    undeclared = 0
     for issue in (
         ReadingIssue.objects.select_for_update(of=("self",))
         .filter(pk__in=issue_ids, state=ReadingIssue.State.ACCEPTED)
         .select_related("meter", "resolved_by")
         .order_by("read_at", "pk")
     ):
-        wraps = issue.wraps or 1
-        most, since = _wraps_possible(issue)
-        if most is not None and wraps <= most:
-            continue
-        why = (
-            "the reads no longer show a rollover here"
-            if most is None
-            else f"at most {most} wrap(s) fit the time since {since.isoformat()}, not {wraps}"
-        )
+        if issue.code == rules.DECREASE:
+            if issue.wraps is None:  # accepted as a decrease, no rollover declared
+                continue
+            wraps = issue.wraps
+            fits, since = _decrease_fits(issue)
+            if fits and all(wraps <= fit.wraps for fit in fits):
+                continue
+            why = (
+                "the reads no longer show a decrease here"
+                if not fits
+                else "; ".join(
+                    f"at most {fit.wraps} wrap(s) of the {fit.register} register fit its fall "
+                    f"since {since.isoformat()}, not {wraps}"
+                    for fit in fits
+                    if wraps > fit.wraps
+                )
+            )
+            undeclared += 1
+        else:
+            wraps = issue.wraps or 1
+            most, since = _wraps_possible(issue)
+            if most is not None and wraps <= most:
+                continue
+            why = (
+                "the reads no longer show a rollover here"
+                if most is None
+                else f"at most {most} wrap(s) fit the time since {since.isoformat()}, not {wraps}"
+            )
         decided = (
             f"accepted with {wraps} wrap(s) by {issue.resolved_by or 'the system'}"
             + (f" at {issue.resolved_at.isoformat()}" if issue.resolved_at else "")
@@ -337,7 +381,10 @@ def _decisions_recheck(*, issue_ids: list[int], now: dt.datetime) -> None:
         issue.save(
             update_fields=["state", "resolved_by", "resolved_at", "resolution_reason", "wraps"]
         )
-        _reading(issue).filter(status=Reading.Status.VALID).update(status=Reading.Status.SUSPECT)
+        _reading(issue).filter(status=Reading.Status.VALID).update(
+            status=STATUS_FOR[issue.severity]
+        )
+    return undeclared
 
 
 def _refresh_boundaries(
@@ -663,11 +710,12 @@ class UnableToAcceptIssue(DomainError):
     code = "unable_to_accept_issue"
 
 
-def _wraps_possible(issue: ReadingIssue) -> tuple[int | None, dt.datetime | None]:
-    """How many wraps the register of an ambiguous-rollover ``issue`` may have made since
-    the previous usable read of its installation (the initial register when there is
-    none), and that read's time: the interval estimation counts the wraps over.  (None,
-    …) when the reads no longer show a rollover there."""
+def _issue_step(
+    issue: ReadingIssue,
+) -> tuple[MeterInstallation, rules.Read, rules.Read] | None:
+    """The installation of ``issue``'s reading, the previous usable read of that
+    installation (the initial register when there is none) and the reading: the
+    interval estimation counts the issue's wraps over.  None without either."""
     installs = _installs(issue.meter_id)
     inst = next(
         (i for i in installs if rules.installed_then(i.installed_at, i.removed_at, issue.read_at)),
@@ -675,7 +723,7 @@ def _wraps_possible(issue: ReadingIssue) -> tuple[int | None, dt.datetime | None
     )
     values = _reading(issue).values_list(*READ_FIELDS).first()
     if inst is None or values is None:
-        return None, None
+        return None
     previous = (
         Reading.objects.filter(
             meter_id=issue.meter_id,
@@ -692,11 +740,23 @@ def _wraps_possible(issue: ReadingIssue) -> tuple[int | None, dt.datetime | None
         if previous
         else rules.Read(inst.installed_at, inst.initial_energy_kwh, inst.initial_volume_m3)
     )
+    return inst, last, rules.Read(*values)
+
+
+def _wraps_possible(issue: ReadingIssue) -> tuple[int | None, dt.datetime | None]:
+    """How many wraps the register of an ambiguous-rollover ``issue`` may have made since
+    the previous usable read of its installation (the initial register when there is
+    none), and that read's time: the interval estimation counts the wraps over.  (None,
+    …) when the reads no longer show a rollover there."""
+    step = _issue_step(issue)
+    if step is None:
+        return None, None
+    inst, last, read = step
     meter = inst.meter
     most = rules.rollover_wraps_possible(
         code=issue.code,
         last=last,
-        read=rules.Read(*values),
+        read=read,
         register_max_kwh=meter.register_max_kwh,
         volume_register_max_m3=meter.volume_register_max,
         register_wrap_kwh=meter.register_wrap_kwh,
@@ -707,17 +767,54 @@ def _wraps_possible(issue: ReadingIssue) -> tuple[int | None, dt.datetime | None
     return most, last.read_at
 
 
+def _decrease_fits(
+    issue: ReadingIssue,
+) -> tuple[list[rules.DecreaseFit], dt.datetime | None]:
+    """For a ``register_decrease`` ``issue``: how a rollover declared at its read fits
+    each register that fell since the previous usable read of its installation (the
+    initial register when there is none), and that read's time ([] where none fell)."""
+    step = _issue_step(issue)
+    if step is None:
+        return [], None
+    inst, last, read = step
+    meter = inst.meter
+    fits = rules.decrease_wraps_possible(
+        last=last,
+        read=read,
+        register_wrap_kwh=meter.register_wrap_kwh,
+        volume_register_wrap_m3=meter.volume_register_wrap_m3,
+        contracted_kw=inst.unit.connection.contracted_capacity_kw,
+        nominal_flow_m3h=meter.nominal_flow_m3h,
+    )
+    return fits, last.read_at
+
+
+def _misfit(fit: rules.DecreaseFit, wraps: int, since: dt.datetime) -> str:
+    """Why ``wraps`` wraps do not fit the fall ``fit`` describes."""
+    fell = f"the {fit.register} register fell {plain(fit.fall)} {fit.unit} since {since.isoformat()}"
+    if fit.most is None:
+        return f"{fell}, and {fit.limit}: one wrap is counted, not {wraps}"
+    most = f"at most {fit.wraps} wrap(s) fit" if fit.wraps else "not even one wrap fits: is the read wrong?"
+    return (
+        f"{fell}; {wraps} wrap(s) of {plain(fit.wrap)} {fit.unit} would count "
+        f"{plain(fit.counted(wraps))} {fit.unit} in {fit.hours:.1f} h, above the "
+        f"{plain(fit.most)} {fit.unit} that {fit.limit} allow; {most}"
+    )
+
+
 def _wraps_errors(issues: list[ReadingIssue], wraps: int) -> list[ErrorItem]:
     """Why ``wraps`` cannot be the wrap count of each of ``issues`` (empty: it can)."""
     errors = []
+    declared: set[int] = set()
     for issue in issues:
         where = f"{issue.code} of meter {issue.meter} at {issue.read_at.isoformat()}"
-        if issue.code not in rules.AMBIGUOUS_ROLLOVER_CODES:
+        if issue.code not in rules.WRAP_CODES:
             errors.append(
                 ErrorItem(
                     code="not_ambiguous_rollover",
                     field="wraps",
-                    message=f"{where}: only an ambiguous rollover takes a wrap count.",
+                    message=f"{where}: only an ambiguous rollover, or a register decrease "
+                    "declared a rollover, takes a wrap count.",
                 )
             )
             continue
@@ -729,6 +826,40 @@ def _wraps_errors(issues: list[ReadingIssue], wraps: int) -> list[ErrorItem]:
                     message=f"{where}: a rolled-over register wrapped at least once, not {wraps}.",
                 )
             )
+            continue
+        if issue.code == rules.DECREASE:
+            if issue.meter_id in declared:
+                # the later decreases are judged again against the wrapped register
+                errors.append(
+                    ErrorItem(
+                        code="one_declared_rollover_per_meter",
+                        field="wraps",
+                        message=f"{where}: declare one rollover of a meter at a time, the "
+                        "earliest; the later reads are then judged against the wrapped "
+                        "register.",
+                    )
+                )
+                continue
+            declared.add(issue.meter_id)
+            fits, since = _decrease_fits(issue)
+            if not fits:
+                errors.append(
+                    ErrorItem(
+                        code="no_decrease",
+                        field="wraps",
+                        message=f"{where}: the usable reads no longer show a decrease at "
+                        "this read; rerun validation for the meter, or reject the finding.",
+                    )
+                )
+            errors += [
+                ErrorItem(
+                    code="too_many_wraps",
+                    field="wraps",
+                    message=f"{where}: {_misfit(fit, wraps, since)}.",
+                )
+                for fit in fits
+                if wraps > fit.wraps
+            ]
             continue
         most, since = _wraps_possible(issue)
         if most is None:
@@ -765,9 +896,23 @@ def reading_issues_accept(
     per issue).  Without ``wraps`` an ambiguous rollover counts one wrap, refused the
     same way where the reads show no rollover at it.  The boundaries back to that read
     and all later ones are refreshed.
+
+    ``wraps`` on a ``register_decrease`` declares the fall a rollover (VEE counts one
+    only from the top tenth of the register into its bottom tenth, so a real wrap that
+    lands higher, or starts lower, is a decrease): each register that fell since the
+    previous usable read counts that many wraps at the read, which must keep what it
+    counted within the same limit (:func:`rules.decrease_wraps_possible`: energy 1.5 ×
+    contracted kW, volume qp; one wrap where the limit is unknown), else nothing is
+    accepted (``too_many_wraps``, ``no_decrease``; one meter's earliest decrease at a
+    time, ``one_declared_rollover_per_meter``).  The meter's reads from that read on are
+    then validated again, in the same transaction: the read is valid and the reference
+    of the later ones, which are judged against the wrapped register, and the
+    boundaries count the wraps (:func:`_vee_run_meter`).  Accepted without ``wraps`` a
+    decrease stays a decrease: the reading counts as it stands.
     """
     count = 0
     touched: dict[int, list[dt.datetime]] = defaultdict(list)
+    declared: dict[int, dt.datetime] = {}
     with transaction.atomic():
         locked = list(
             issues.select_for_update(of=("self",))
@@ -797,6 +942,8 @@ def reading_issues_accept(
             issue.save(
                 update_fields=["state", "resolved_by", "resolved_at", "resolution_reason", "wraps"]
             )
+            if wraps is not None and issue.code == rules.DECREASE:
+                declared[issue.meter_id] = issue.read_at
             still_open = ReadingIssue.objects.filter(
                 meter_id=issue.meter_id,
                 read_at=issue.read_at,
@@ -809,7 +956,15 @@ def reading_issues_accept(
                 )
             touched[issue.meter_id].append(issue.read_at)
             count += 1
-    _refresh_touched(touched)
+        for meter_id, read_at in sorted(declared.items()):
+            # the later reads were judged against the register before the wrap
+            _vee_run_meter(
+                meter_id=meter_id,
+                start=read_at,
+                end=max(read_at, reading_last_at(meter_id=meter_id) or read_at),
+                now=now,
+            )
+    _refresh_touched({m: moments for m, moments in touched.items() if m not in declared})
     return count
 
 

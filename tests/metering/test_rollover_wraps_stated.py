@@ -197,7 +197,8 @@ class TestWrapCountRefused:
                 "code": "not_ambiguous_rollover",
                 "field": "wraps",
                 "message": f"fault_status of meter {inst.meter} at {THIS_YEAR.isoformat()}: "
-                "only an ambiguous rollover takes a wrap count.",
+                "only an ambiguous rollover, or a register decrease declared a rollover, "
+                "takes a wrap count.",
             }
         ]
         assert ReadingIssue.objects.get().state == "open"
