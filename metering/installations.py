@@ -200,6 +200,24 @@ def _rejected_only_as_outside(decreases: bool = False):
     return Q(Exists(rejected_only_as), ~Exists(faulted), status=Reading.Status.REJECTED)
 
 
+def _declared_rollover(meter: HeatMeter, read_at: dt.datetime) -> bool:
+    """Did staff declare the decrease at the meter's reading at ``read_at`` a rollover (a
+    ``register_decrease`` accepted with a wrap count, ``metering.vee.services
+    .reading_issues_accept``)?  Its register rolled over from the one before, though not
+    in the band VEE counts on its own; the revalidation after a change rechecks that
+    the count still fits (``_decisions_recheck``)."""
+    from metering.models import ReadingIssue
+    from metering.vee.rules import DECREASE
+
+    return ReadingIssue.objects.filter(
+        meter=meter,
+        read_at=read_at,
+        code=DECREASE,
+        state=ReadingIssue.State.ACCEPTED,
+        wraps__isnull=False,
+    ).exists()
+
+
 def _above_first_read(
     meter: HeatMeter,
     *,
@@ -212,7 +230,8 @@ def _above_first_read(
 ) -> list[ErrorItem]:
     """Initial registers above the meter's first reading since ``installed_at`` (a
     back-dated installation recorded after the readings), where that reading does not
-    roll over from them (from the top tenth of the range into the bottom tenth): the
+    roll over from them (from the top tenth of the range into the bottom tenth, or staff
+    declared its decrease a rollover, :func:`_declared_rollover`): the
     connection's register would fall at the installation, as VEE's check of the first
     read against the initial register (``metering.vee.rules.validate``) finds.  As VEE,
     only for installations since the retention horizon as of ``now``: an older one's
@@ -234,7 +253,11 @@ def _above_first_read(
         if first is None:
             continue
         read_at, value = first
-        if value < initial and not is_rollover(initial, value, maximum):
+        if (
+            value < initial
+            and not is_rollover(initial, value, maximum)
+            and not _declared_rollover(meter, read_at)
+        ):
             errors.append(
                 ErrorItem(
                     code="initial_above_first_read",

@@ -414,3 +414,41 @@ class TestVolume:
         ]
         assert _status(inst, DEC) == "rejected"
 
+
+class TestInstallationCorrected:
+    def test_a_declared_rollover_from_the_initial_register_is_no_digit_typed_wrong(
+        self, admin_user
+    ):
+        """Installed at 9,900 kWh on 1 November, first read 1,900 kWh on 1 December: a
+        decrease from the initial register, which staff declare a wrap.  Moving the
+        installation an hour earlier then checks the initial register against that read
+        again: it rolled over, as staff declared, so the correction is not refused."""
+        from metering.installations import meter_installation_correct
+
+        connection = ServiceConnectionFactory(contracted_capacity_kw=Decimal("10"))
+        inst = MeterInstallationFactory(
+            meter=HeatMeterFactory(register_max=Decimal("9999"), resolution=Decimal("1")),
+            unit=BuildingInterfaceUnitFactory(connection=connection),
+            installed_at=NOV,
+            initial_energy_kwh=Decimal("9900"),
+        )
+        add_readings(inst.meter, [(DEC, "1900", "5")])
+        vee_run_meter(meter_id=inst.meter_id, start=NOV, end=DEC, now=NOW)
+        assert "below the initial registers" in _decrease().get().message
+        _declare(admin_user)
+        assert _status(inst, DEC) == "valid"
+
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            meter_installation_correct(
+                installation=inst,
+                installed_at=NOV - dt.timedelta(hours=1),
+                reason="Fitted an hour earlier",
+                actor=admin_user,
+                now=NOW,
+            )
+
+        inst.refresh_from_db()
+        assert inst.installed_at == NOV - dt.timedelta(hours=1)
+        assert list(_decrease_all().values_list("state", "wraps")) == [("accepted", 1)]
+        assert _status(inst, DEC) == "valid"
+        assert _boundaries(inst, *_days((12, 1),)) == [Decimal("2000.000000")]
