@@ -184,7 +184,7 @@ def _vee_run_meter(
         )
         reads.append(rules.Read(*values[:-1], status=str(status)))
     if not reads:
-        _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
+        _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end, now=now)
         return []
     prev_values = (
         Reading.objects.filter(
@@ -311,7 +311,7 @@ def _vee_run_meter(
         # the reads were judged with a declared rollover that is open again: judged
         # again without it (once: a reopened decision has no count to recheck)
         return _vee_run_meter(meter_id=meter_id, start=start, end=end, now=now)
-    _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end)
+    _refresh_boundaries(meter_id=meter_id, installs=installs, start=start, end=end, now=now)
     return findings
 
 
@@ -387,12 +387,78 @@ def _decisions_recheck(*, issue_ids: list[int], now: dt.datetime) -> int:
     return undeclared
 
 
+def _first_reads_reach(
+    *,
+    installs: list[MeterInstallation],
+    before: dt.datetime | None,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+) -> dict[int, dt.datetime]:
+    """Per connection, how far back before ``start`` the month starts to create reach
+    when the meter's reads in ``[start, end]`` are the first of its installation there
+    (``before``, the meter's last usable read before ``start``, lies before the
+    installation, or there is none): to the previous meter's last usable read on the
+    connection (the month starts across the exchange: that read, its final register,
+    the new initial register and the new first read are points of the series), else
+    its removal, else the installation itself (a first installation).  Nothing reaches
+    past the retention horizon, and installations begun before it are left out (their
+    first reads may be archived, as for VEE's initial-register check).  A normal batch,
+    with a read of its installation before it, reaches no further and costs no query."""
+    horizon = readings_horizon(now=now)
+    reach: dict[int, dt.datetime] = {}
+    for inst in installs:
+        if (
+            inst.installed_at < horizon
+            or inst.installed_at > end
+            or (inst.removed_at is not None and inst.removed_at < start)
+            or (before is not None and before >= inst.installed_at)
+        ):
+            continue
+        connection_id = inst.unit.connection_id
+        since = inst.installed_at
+        previous = (
+            MeterInstallation.objects.filter(
+                unit__connection_id=connection_id, installed_at__lt=inst.installed_at
+            )
+            .order_by("-installed_at")
+            .values_list("meter_id", "installed_at", "removed_at")
+            .first()
+        )
+        if previous is not None:
+            meter, installed_at, removed_at = previous
+            ended = min(removed_at or inst.installed_at, inst.installed_at)
+            last = (
+                Reading.objects.filter(
+                    meter_id=meter,
+                    read_at__gte=installed_at,
+                    read_at__lte=ended,
+                    status__in=USABLE,
+                )
+                .order_by("-read_at")
+                .values_list("read_at", flat=True)
+                .first()
+            )
+            since = last or ended
+        since = max(since, horizon)
+        if since < reach.get(connection_id, start):
+            reach[connection_id] = since
+    return reach
+
+
 def _refresh_boundaries(
-    *, meter_id: int, installs: list[MeterInstallation], start: dt.datetime, end: dt.datetime
+    *,
+    meter_id: int,
+    installs: list[MeterInstallation],
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
 ) -> None:
     """Refresh every boundary whose value can depend on the meter's reads in
     ``[start, end]`` (they arrived, were edited, accepted or rejected) and create the
-    month starts inside it.
+    month starts inside it; where they are the first reads of an installation, also
+    those since the previous meter's last read or the installation
+    (:func:`_first_reads_reach`): no read of the meter lies before them to span them.
 
     An estimate uses the nearest usable reads on each side, so the values that can
     change lie from the last usable read before ``start`` to the first after ``end``
@@ -417,15 +483,17 @@ def _refresh_boundaries(
         ).exists()
     ):
         high = None
+    reach = _first_reads_reach(installs=installs, before=before, start=start, end=end, now=now)
     # in id order: each call locks its connection (boundary_registers_ensure)
-    for _pk, connection in sorted(connections.items()):
+    for pk, connection in sorted(connections.items()):
         zone = ZoneInfo(connection.network.time_zone)
-        first = start.astimezone(dt.UTC).date()
+        since = reach.get(pk, start)
+        first = since.astimezone(dt.UTC).date()
         last = end.astimezone(dt.UTC).date() + dt.timedelta(days=1)
         wanted = [
             d
             for d in month_starts(first, last + dt.timedelta(days=1))
-            if start <= local_midnight(d, zone) <= end
+            if since <= local_midnight(d, zone) <= end
         ]
         # local dates: the boundary on the day of ``low`` lies at or before it
         span = Q(on__gte=low.astimezone(zone).date())
@@ -698,11 +766,15 @@ def _reading(issue: ReadingIssue):
     return Reading.objects.filter(meter_id=issue.meter_id, read_at=issue.read_at)
 
 
-def _refresh_touched(touched: dict[int, list[dt.datetime]]) -> None:
+def _refresh_touched(touched: dict[int, list[dt.datetime]], *, now: dt.datetime) -> None:
     """Refresh the boundaries fed by readings whose status staff changed."""
     for meter_id, moments in touched.items():
         _refresh_boundaries(
-            meter_id=meter_id, installs=_installs(meter_id), start=min(moments), end=max(moments)
+            meter_id=meter_id,
+            installs=_installs(meter_id),
+            start=min(moments),
+            end=max(moments),
+            now=now,
         )
 
 
@@ -964,7 +1036,7 @@ def reading_issues_accept(
                 end=max(read_at, reading_last_at(meter_id=meter_id) or read_at),
                 now=now,
             )
-    _refresh_touched({m: moments for m, moments in touched.items() if m not in declared})
+    _refresh_touched({m: moments for m, moments in touched.items() if m not in declared}, now=now)
     return count
 
 
@@ -984,7 +1056,7 @@ def reading_issues_reject(*, issues, actor, reason: str, now: dt.datetime) -> in
             _reading(issue).exclude(status="edited").update(status=Reading.Status.REJECTED)
             touched[issue.meter_id].append(issue.read_at)
             count += 1
-    _refresh_touched(touched)
+    _refresh_touched(touched, now=now)
     return count
 
 

@@ -30,4 +30,8 @@ def test_metering_demo_step_ingests_validates_and_estimates():
     registers = BoundaryRegister.objects.filter(connection_id__in=ctx.data["connections"])
     assert registers.filter(on=dt.date(2026, 11, 1)).count() == 8
     methods = set(registers.filter(status="estimated").values_list("method", flat=True))
-    assert methods == {"interpolation", "last_year_degree_days"}
+    # the meters were installed at 00:00 on 1 January 2024, their first reads delivered
+    # are of September 2025: the first batch stores the month starts since the
+    # installation too, the first one the initial register itself
+    assert methods == {"installation_register", "interpolation", "last_year_degree_days"}
+    assert registers.filter(on=dt.date(2024, 1, 1), method="installation_register").count() == 8
