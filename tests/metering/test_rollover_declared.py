@@ -394,6 +394,8 @@ class TestVolume:
             .order_by("on")
             .values_list("on", "energy_kwh", "volume_m3")
         ) == [
+            # the installation's month start, stored with the meter's first reads
+            (dt.date(YEAR, 9, 1), Decimal("0.000000"), Decimal("0.0000")),
             (dt.date(YEAR, 10, 1), Decimal("800.000000"), Decimal("30.0000")),
             (dt.date(YEAR, 11, 1), Decimal("900.000000"), Decimal("40.0000")),
             (dt.date(YEAR, 12, 1), Decimal("2900.000000"), Decimal("150.0000")),
