@@ -207,11 +207,27 @@ LATE = "late_"
 
 def run_of(invoice: Invoice) -> BillingRun | None:
     """The run that billed the period an invoice, correction or settlement stands for
-    (a correction's own run is none: its original's)."""
+    (a correction's own run is none: its original's).  A bill written outside a run (the
+    nightly look's, after its run was issued) stands for the period of the run of its
+    network, kind and period, where there is one (not cancelled): staff look there."""
     doc = invoice
     while doc.run_id is None and doc.original_id is not None:
         doc = Invoice.objects.only("run_id", "original_id").get(pk=doc.original_id)
-    return None if doc.run_id is None else BillingRun.objects.get(pk=doc.run_id)
+    if doc.run_id is not None:
+        return BillingRun.objects.get(pk=doc.run_id)
+    doc = Invoice.objects.only("network_id", "kind", "period_start", "period_end").get(pk=doc.pk)
+    if doc.kind not in BillingRun.Kind.values:
+        return None
+    return (
+        BillingRun.objects.filter(
+            network_id=doc.network_id,
+            kind=doc.kind,
+            period_start=doc.period_start,
+            period_end=doc.period_end,
+        )
+        .exclude(state=BillingRun.State.CANCELLED)
+        .first()
+    )
 
 
 def late_exception_record(

@@ -14,8 +14,8 @@ from billing.services.rerating import (
     invoices_rerate_changed,
 )
 from heatutility.errors import ConflictError
-from tests.billing.factories import billed_network, register
-from tests.billing.helpers import NOW, bill_month, invoice_of
+from tests.billing.factories import billed_network, contract_with_connection, register
+from tests.billing.helpers import NOV, NOW, bill_month, invoice_of
 from tests.billing.test_documents import pdf_text
 
 LATER = NOW + dt.timedelta(days=3)
@@ -437,3 +437,28 @@ def test_a_bill_whose_register_was_withdrawn_is_held_up_as_an_exception():
     (exception,) = BillingRunException.objects.filter(run=run)
     assert exception.code == "late_rerate"
     assert "2026-12-01" in exception.error
+
+
+@pytest.mark.django_db
+def test_a_late_bill_that_cannot_be_rerated_shows_on_its_periods_run():
+    """A bill written after its run was issued (an account found by the nightly look) has
+    no run of its own; a re-rating it cannot have is an exception on the run of its
+    period all the same, not a line in a log staff never read."""
+    from billing.models import BillingRunException
+    from billing.services.contract_changes import contracts_rebill_changed
+
+    network, _ = billed_network(accounts=1)
+    run = bill_month(network)
+    assert contracts_rebill_changed(now=NOW) == ([], [])  # the look is up to date
+    late = contract_with_connection(network=network)  # saved after the run
+    register(late.connection, NOV, Decimal("5000"))
+    register(late.connection, dt.date(2026, 12, 1), Decimal("6500"))
+    _rerated, [bill] = contracts_rebill_changed(now=NOW + dt.timedelta(hours=1))
+    assert (bill.run_id, bill.state, bill.net) == (None, Invoice.State.ISSUED, Decimal("1088.78"))
+
+    register(late.connection, dt.date(2026, 12, 1), Decimal("100"))  # corrected below 1 November
+    assert invoices_rerate_changed(now=timezone.now()) == []
+
+    (exception,) = BillingRunException.objects.filter(run=run, account=late.account)
+    assert exception.code == "late_rerate"
+    assert f"{bill.display_number} could not be re-rated" in exception.error
