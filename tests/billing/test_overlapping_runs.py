@@ -85,3 +85,24 @@ class TestOverlappingInvoiceRuns:
         assert billing_run_create(network=network, period_start=dt.date(2026, 6, 1), now=AFTER_Q3)
         BillingRun.objects.filter(pk=quarter.pk).update(state=BillingRun.State.DRAFTED)
         assert billing_run_create(network=network, period_start=AUGUST, now=AFTER_Q3).period_end == dt.date(2026, 9, 1)
+
+    def test_the_days_before_a_plan_year_inside_a_quarter_are_billed_by_a_months_run(self):
+        """The remedy ``on_account_in_part`` names: the quarter's run stops the account
+        whose plan year starts inside it; a run for the month before the plan bills that
+        account alone (the other's quarter invoice contains the month)."""
+        from billing.models import InstalmentPlan
+
+        network, [planned, other] = billed_network(accounts=2)
+        InstalmentPlan.objects.create(
+            account=planned.account, year_start=dt.date(2026, 2, 1), year_end=dt.date(2027, 2, 1),
+            frequency="monthly", last_year_mwh=Decimal("18"), estimated_mwh=Decimal("18"),
+            created_at=dt.datetime(2026, 1, 10, tzinfo=dt.UTC),
+        )
+        after_q1 = dt.datetime(2026, 4, 2, 8, tzinfo=dt.UTC)
+        q1 = bill_month(network, start=dt.date(2026, 1, 1), months=3, now=after_q1)
+        assert BillingRunException.objects.get(run=q1).code == "on_account_in_part"
+        january = bill_month(network, start=dt.date(2026, 1, 1), now=after_q1)
+
+        assert (january.total, january.done, january.failed, january.issued) == (2, 2, 0, 1)
+        assert _invoiced(planned.account) == [(dt.date(2026, 1, 1), dt.date(2026, 2, 1), MONTH_NET)]
+        assert _invoiced(other.account) == [(dt.date(2026, 1, 1), dt.date(2026, 4, 1), 3 * MONTH_NET)]
