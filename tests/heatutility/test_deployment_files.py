@@ -48,3 +48,14 @@ def test_the_image_creates_the_mount_points_for_its_user():
             for line in run_lines.splitlines()
             if line.startswith("RUN")
         ), f"the Dockerfile does not create {target} for the user heat"
+
+
+def test_gunicorn_is_published_on_the_hosts_loopback_only():
+    """Production settings trust X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER): published on
+    every address, anyone reaching the port could claim https past the TLS proxy."""
+    production = (ROOT / "heatutility" / "settings" / "production.py").read_text()
+    assert 'SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")' in production
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            host = str(port).rsplit(":", 2)[0]
+            assert host == "${HEATUTILITY_WEB_BIND:-127.0.0.1}", f"{name} publishes {port}"
