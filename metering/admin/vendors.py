@@ -1,6 +1,7 @@
 """Staff admin for meter vendors and their API keys (shown once, rotatable, revocable)."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from metering import models
@@ -55,15 +56,13 @@ class MeterVendorAdmin(admin.ModelAdmin):
 
     @admin.action(description="Issue a new API key (shown once)", permissions=["change"])
     def issue_key(self, request, queryset):
+        keys = []
         for vendor in queryset:
             _api_key, key = vendor_key_create(
                 vendor=vendor, label=f"issued {timezone.now():%Y-%m-%d}", created_by=request.user
             )
-            self.message_user(
-                request,
-                f"New key for {vendor}: {key} — copy it now, it is not stored and will not be shown again.",
-                messages.WARNING,
-            )
+            keys.append((vendor, key, "new key"))
+        return keys_shown(self, request, keys, title="New API keys")
 
 
 @admin.register(models.VendorApiKey)
@@ -85,10 +84,24 @@ class VendorApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rotate: issue a replacement and revoke", permissions=["change"])
     def rotate(self, request, queryset):
-        for api_key in queryset.filter(revoked_at__isnull=True):
+        keys = []
+        for api_key in queryset.filter(revoked_at__isnull=True).select_related("vendor"):
             _, key = vendor_key_rotate(api_key=api_key, now=timezone.now(), created_by=request.user)
-            self.message_user(
-                request,
-                f"Replacement key for {api_key.vendor}: {key} — shown once; the old key is revoked.",
-                messages.WARNING,
-            )
+            keys.append((api_key.vendor, key, f"replaces {api_key.prefix}…, now revoked"))
+        return keys_shown(self, request, keys, title="Replacement API keys")
+
+
+def keys_shown(model_admin, request, keys, *, title: str) -> TemplateResponse:
+    """The page showing new keys once.  Not a message: Django's messages travel in a
+    signed (readable, not encrypted) cookie or the session table, and the key would be
+    kept there in clear until shown."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "keys": keys,
+        "back": request.get_full_path(),
+        "opts": model_admin.model._meta,
+    }
+    response = TemplateResponse(request, "admin/metering/api_keys_shown.html", context)
+    response["Cache-Control"] = "no-store"  # not kept by the browser's cache either
+    return response

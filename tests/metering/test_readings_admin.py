@@ -15,14 +15,23 @@ T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 class TestReadingsAdmin:
     def test_staff_issue_a_key_that_is_shown_once_and_stored_hashed(self, admin_client):
+        from django.contrib.sessions.models import Session
+
         vendor = MeterVendorFactory()
         response = admin_client.post(
             "/admin/metering/metervendor/",
             {"action": "issue_key", "_selected_action": [vendor.pk]},
-            follow=True,
         )
-        shown = next(str(m) for m in response.context["messages"] if "hu_" in str(m))
-        key = shown.split("New key for ")[1].split(": ", 1)[1].split(" ")[0]
+        assert response.status_code == 200  # the key's own page, not a redirect
+        assert "no-store" in response["Cache-Control"]
+        page = response.content.decode()
+        key = page.split("<code>")[1].split("</code>")[0]
+        assert key.startswith("hu_")
+        # not in a message: the messages cookie is signed, not encrypted, and the session
+        # table keeps them in clear until shown
+        assert not any(key in m.value for m in response.cookies.values())
+        assert not any(key in s.get_decoded().__repr__() for s in Session.objects.all())
+        assert key not in admin_client.get("/admin/metering/metervendor/").content.decode()
         stored = VendorApiKey.objects.get(vendor=vendor)
         assert key.startswith("hu_")
         assert key not in stored.key_hash
@@ -207,3 +216,24 @@ class TestConflictReview:
         conflict.refresh_from_db()
         assert conflict.state == "open"  # resolved again later: one edit, not two
         assert Reading.objects.get(meter=conflict.meter).energy_kwh == Decimal("100")
+
+
+def test_rotating_a_key_shows_its_replacement_once_and_revokes_it(admin_client):
+    vendor = MeterVendorFactory()
+    admin_client.post(
+        "/admin/metering/metervendor/", {"action": "issue_key", "_selected_action": [vendor.pk]}
+    )
+    old = VendorApiKey.objects.get(vendor=vendor)
+
+    response = admin_client.post(
+        "/admin/metering/vendorapikey/", {"action": "rotate", "_selected_action": [old.pk]}
+    )
+
+    page = response.content.decode()
+    key = page.split("<code>")[1].split("</code>")[0]
+    old.refresh_from_db()
+    assert old.revoked_at is not None
+    assert f"replaces {old.prefix}…, now revoked" in page
+    new = VendorApiKey.objects.get(vendor=vendor, revoked_at__isnull=True)
+    assert key.startswith(f"hu_{new.prefix}_")
+    assert not any(key in m.value for m in response.cookies.values())
