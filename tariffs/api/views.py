@@ -18,6 +18,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -288,14 +289,17 @@ class PriceCapViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return _png(render_plot(cost=cap.operating_cost, kind=kind))
 
     @extend_schema(parameters=[OpenApiParameter("as", str, enum=["json", "csv"])],
-                   responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+                   responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT,
+                              400: OpenApiResponse(description="`as` is neither json nor csv")},
                    summary="Export inputs, figures and limits for the regulator")
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
         fmt = request.query_params.get("as", "json")
+        if fmt not in ("json", "csv"):  # not a JSON file named as asked (?as=xml)
+            raise ValidationError({"as": [f"Export as json or csv, not {fmt!r}."]})
         cap = self.get_object()
-        body = services.price_cap_export(cap=cap, fmt="csv" if fmt == "csv" else "json")
+        body = services.price_cap_export(cap=cap, fmt=fmt)
         response = HttpResponse(body, content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/json")
-        response["Content-Disposition"] = f'attachment; filename="price-cap-{cap.pk}.{"csv" if fmt == "csv" else "json"}"'
+        response["Content-Disposition"] = f'attachment; filename="price-cap-{cap.pk}.{fmt}"'
         return response
 

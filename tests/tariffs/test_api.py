@@ -80,6 +80,11 @@ class TestTariffVersionApi:
         assert manager.get(f"/api/v1/price-caps/{cap.json()['id']}/recompute/").json()["identical"] is True
         csv = manager.get(f"/api/v1/price-caps/{cap.json()['id']}/export/?as=csv")
         assert csv["Content-Type"].startswith("text/csv")
+        xml = manager.get(f"/api/v1/price-caps/{cap.json()['id']}/export/?as=xml")
+        assert xml.status_code == 400  # not a JSON file answered for XML
+        assert [(e["field"], e["message"]) for e in xml.json()["errors"]] == [
+            ("as", "Export as json or csv, not 'xml'.")
+        ]
 
     def test_billing_clerk_may_read_but_not_approve(self, network):
         version = TariffVersion.objects.create(tariff=TariffFactory(network=network), number=1,
