@@ -32,6 +32,7 @@ from django.db import (
     connection,
     transaction,
 )
+from psycopg import errors as psycopg_errors
 
 from heatutility.errors import DomainError, ErrorItem
 from metering.ingest import rows as row_rules
@@ -349,7 +350,7 @@ def readings_batch_process(
         if not mine:
             return IngestBatch.objects.get(pk=batch_id)
         try:
-            return _process(
+            return _process_deadlock_retried(
                 batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks
             )
         except (OperationalError, InterfaceError):
@@ -367,6 +368,30 @@ def readings_batch_process(
             # deliver again (rows stored so far then count as duplicates).
             log.exception("batch %s: processing failed", batch_id)
             return _fail_unexpected(batch_id=batch_id, exc=exc, now=now)
+
+
+# A batch whose rows go in while another batch writes the same readings in another order
+# can deadlock with it: each waits for the other's uncommitted rows.  PostgreSQL aborts
+# one; its transaction rolled back, so it is simply run again (it then finds the other's
+# rows stored: duplicates), not left for the sweep a quarter of an hour later.
+DEADLOCK_RETRIES = 3
+
+
+def _process_deadlock_retried(
+    *, batch_id: int, now: dt.datetime, chunk_rows: int, max_chunks: int | None
+) -> IngestBatch:
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            return _process(
+                batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks
+            )
+        except OperationalError as exc:
+            if attempt == DEADLOCK_RETRIES or not isinstance(
+                exc.__cause__, psycopg_errors.DeadlockDetected
+            ):
+                raise
+            log.warning("batch %s: deadlock with another delivery; processing again", batch_id)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _fail_unexpected(*, batch_id: int, exc: Exception, now: dt.datetime) -> IngestBatch:
