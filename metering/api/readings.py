@@ -236,7 +236,7 @@ class ReadingBatchView(APIView):
             batch, created = batches.readings_batch_submit(
                 vendor=vendor,
                 body=request.body,
-                idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
                 received_at=timezone.now(),
             )
         except batches.InvalidDelivery as exc:
@@ -278,7 +278,7 @@ class ReadingFileView(APIView):
             content=upload_read(upload),
             file_name=upload.name or "upload.csv",
             received_at=timezone.now(),
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:100],
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
         return _accepted(batch, created)
 

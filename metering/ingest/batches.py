@@ -94,10 +94,15 @@ def batch_answer(batch: IngestBatch) -> dict:
     }
 
 
-def _replay(*, vendor: MeterVendor, idempotency_key: str, body_sha256: str) -> IngestBatch | None:
-    if not idempotency_key:
-        return None
-    if row_rules.CONTROL_CHARACTERS.search(idempotency_key):  # NUL: not storable as text
+# IngestBatch.idempotency_key's length; a longer key is stored as its SHA-256
+IDEMPOTENCY_KEY_STORED = 100
+
+
+def _stored_key(idempotency_key: str) -> str:
+    """The Idempotency-Key as stored: as sent, or (longer than the column) ``sha256:``
+    and its digest, so keys that differ only after their first 100 characters stay two
+    keys; refuses control characters (NUL is not storable as text)."""
+    if row_rules.CONTROL_CHARACTERS.search(idempotency_key):
         raise MalformedBody(
             "The Idempotency-Key header contains control characters.",
             errors=[
@@ -108,6 +113,16 @@ def _replay(*, vendor: MeterVendor, idempotency_key: str, body_sha256: str) -> I
                 )
             ],
         )
+    if len(idempotency_key) <= IDEMPOTENCY_KEY_STORED:
+        return idempotency_key
+    return "sha256:" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def _replay(*, vendor: MeterVendor, idempotency_key: str, body_sha256: str) -> IngestBatch | None:
+    """The batch this vendor delivered with ``idempotency_key`` (as stored: ``_stored_key``)
+    before, if any; refuses a key used before for another body."""
+    if not idempotency_key:
+        return None
     batch = IngestBatch.objects.filter(vendor=vendor, idempotency_key=idempotency_key).first()
     if batch is None:
         return None
@@ -130,6 +145,7 @@ def readings_batch_submit(
 ) -> tuple[IngestBatch, bool]:
     """Validate a JSON batch and queue it; returns (batch, created)."""
     digest = hashlib.sha256(body).hexdigest()
+    idempotency_key = _stored_key(idempotency_key)
     previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
     if previous is not None:
         return previous, False
@@ -218,6 +234,7 @@ def readings_file_submit(
 ) -> tuple[IngestBatch, bool]:
     """Store a vendor CSV file as a batch and queue it (its header is checked at once)."""
     digest = hashlib.sha256(content).hexdigest()
+    idempotency_key = _stored_key(idempotency_key)
     previous = _replay(vendor=vendor, idempotency_key=idempotency_key, body_sha256=digest)
     if previous is not None:
         return previous, False
