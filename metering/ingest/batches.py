@@ -214,7 +214,10 @@ def _sniff_header(raw: bytes, vendor: MeterVendor) -> None:
                 ErrorItem(code="encoding", message=f"Line 1: {exc.reason} at byte {exc.start}.")
             ],
         ) from exc
-    header = next(csv.reader([text.rstrip("\r")], delimiter=vendor.csv_separator), [])
+    # a byte-order mark is no part of the first name (processing strips it too): before
+    # a quoted name it would keep the quotes in it
+    text = text.lstrip("\ufeff").rstrip("\r")
+    header = next(csv.reader([text], delimiter=vendor.csv_separator), [])
     if not [h for h in header if h.strip()]:
         errors.add(None, None, "empty", "The file is empty or has no header line.")
     else:
