@@ -10,7 +10,13 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import generics, parsers, serializers, status
 from rest_framework.generics import get_object_or_404  # a non-integer id is a 404 too
 from rest_framework.response import Response
@@ -88,6 +94,15 @@ class ReadingInSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Volume-weighted return temperature register, m³·°C.",
     )
+
+
+@extend_schema_serializer(many=False)
+class ReadingsInSerializer(serializers.ListSerializer):
+    """The request body: an array of readings.  ``many=False`` tells drf-spectacular that
+    the request example below is the whole body already (it would wrap it in a list once
+    more: ``[[{…}, {…}]]``, which the API refuses)."""
+
+    child = ReadingInSerializer()
 
 
 class BatchAcceptedSerializer(serializers.Serializer):
@@ -175,7 +190,7 @@ class ReadingBatchView(APIView):
     @extend_schema(
         operation_id="readings_batch_create",
         summary="Deliver up to 10,000 readings",
-        request=ReadingInSerializer(many=True),
+        request=ReadingsInSerializer(),
         parameters=[IDEMPOTENCY],
         responses={202: BatchAcceptedSerializer, **ERRORS},
         examples=[
