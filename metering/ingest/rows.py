@@ -244,6 +244,11 @@ def _row(
     unknown = [key for key in raw if key not in ALL_FIELDS]
     for key in unknown:
         errors.add(row, str(key), "unknown_field", f"Unknown field {key!r}.")
+    unit = raw.get("energy_unit")
+    if isinstance(unit, str) and unit != unit.strip():
+        # trimmed like the serial, numbers and time (and as PostgreSQL's file staging
+        # does): "kWh " is kWh, and a unit of spaces only is no unit
+        raw = {**raw, "energy_unit": unit.strip()}
     if default_unit is not None and not raw.get("energy_unit"):
         raw = {**raw, "energy_unit": default_unit}
     missing = False
