@@ -290,8 +290,13 @@ def process_file_batch(
             if any(duplicated for _serial, _low, _high, duplicated, *_ in per_serial):
                 raise _Decline("duplicates")
             # control characters in a serial: checked once per meter here, not per row
-            # in the stage (the Python rules then itemise the rows)
-            if any(row_rules.CONTROL_CHARACTERS.search(serial) for serial, *_ in per_serial):
+            # in the stage (the Python rules then itemise the rows); so is a Unicode
+            # space around it (a no-break space), which btrim keeps and the Python
+            # rules trim: they find its meter
+            if any(
+                row_rules.CONTROL_CHARACTERS.search(serial) or serial != serial.strip()
+                for serial, *_ in per_serial
+            ):
                 raise _Decline("values")
             low, high = min(s[1] for s in per_serial), max(s[2] for s in per_serial)
             if low < row_rules.EARLIEST or high >= row_rules.LATEST:
