@@ -81,6 +81,20 @@ def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_local_cache():
+    """Each test starts with an empty in-process cache (the embedded default).  SQLite
+    hands a rolled-back test's ids out again, so a throttle's history kept under a
+    vendor's id leaked into a later test whose vendor got the same id (a 429 on its
+    first request).  Redis is not flushed: it is the broker too, and PostgreSQL's ids
+    do not repeat."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+
+
 @pytest.fixture
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
