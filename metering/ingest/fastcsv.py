@@ -303,6 +303,12 @@ def process_file_batch(
                 raise _Decline("values")
             if low < readings_horizon(now=batch.received_at):
                 raise _Decline("beyond the retention horizon")
+            # a wall time of the autumn night's repeated hour: PostgreSQL reads every one
+            # as standard time, the Python rules the first of a meter's as summer time
+            # (rows.py); a file with any instant in that hour (rarely more than one
+            # a year) goes to them, offsets or not
+            if _in_repeated_hour(cursor, typed, vendor.csv_time_zone, low, high):
+                raise _Decline("ambiguous local time")
             # each chunk is a row_no range; rows lie in the heap in row_no order, so the
             # range's first and last tuple ids bound a TID range scan (no index to build)
             cursor.execute(
@@ -430,6 +436,22 @@ def _stage_via_text(cursor, raw, typed, header, positions, options, payload, bat
         [batch.vendor_id],
     )
     return count
+
+
+def _in_repeated_hour(cursor, typed: str, time_zone: str, low, high) -> bool:
+    """Whether a staged instant lies in a span whose wall times occur twice."""
+    from zoneinfo import ZoneInfo
+
+    spans = row_rules.ambiguous_spans(ZoneInfo(time_zone), low, high)
+    if not spans:
+        return False
+    cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {typed} WHERE "
+        + " OR ".join("(read_at >= %s AND read_at < %s)" for _ in spans)
+        + ")",
+        [moment for span in spans for moment in span],
+    )
+    return cursor.fetchone()[0]
 
 
 def _months_between(first: dt.datetime, last: dt.datetime) -> set[tuple[int, int]]:

@@ -186,7 +186,18 @@ _STEPS = {places: Decimal(1).scaleb(-places) for places in set(DECIMAL_PLACES.va
 _BOUNDS = {field: (Decimal(low), Decimal(high)) for field, (low, high) in NUMERIC_LIMITS.items()}
 
 
-def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> str | None:
+def _timestamp(
+    value, row: int, errors: RowErrors, *, zone: ZoneInfo | None, repeated: dict | None = None,
+    meter=None
+) -> str | None:
+    """``value`` as UTC ISO text, or None after recording an error.
+
+    A wall time without offset is read in ``zone``; one that occurs twice (the autumn
+    night's repeated hour) is the first, summer-time instant the first time the meter's
+    rows show it (``repeated`` counts them, keyed by meter and wall time) and the
+    second, standard-time instant after that: an hourly export's 02:00, 02:00 are two
+    readings, and a third 02:00 is a duplicate of the second.
+    """
     if not isinstance(value, str):
         errors.add(
             row,
@@ -222,12 +233,13 @@ def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> 
             return None
         moment = moment.replace(tzinfo=zone)
         later = moment.replace(fold=1)
-        if later.utcoffset() != moment.utcoffset() and later.astimezone(dt.UTC).astimezone(
-            zone
-        ).replace(tzinfo=None) == later.replace(tzinfo=None):
-            # a wall time that occurs twice (autumn DST night) is read as the second,
-            # standard-time occurrence, as PostgreSQL does; vendors should send offsets
-            moment = later
+        if ambiguous(moment):
+            key = ("wall time", meter, moment.replace(tzinfo=None))
+            seen = repeated.get(key, 0) if repeated is not None else 1
+            if repeated is not None:
+                repeated[key] = seen + 1
+            # the first occurrence stays fold=0 (summer time), a later one is fold=1
+            moment = later if seen else moment
     moment = moment.astimezone(dt.UTC)
     if not EARLIEST <= moment < LATEST:
         errors.add(
@@ -235,6 +247,43 @@ def _timestamp(value, row: int, errors: RowErrors, *, zone: ZoneInfo | None) -> 
         )
         return None
     return moment.isoformat()
+
+
+def ambiguous(moment: dt.datetime) -> bool:
+    """Whether an aware local wall time occurs twice (the autumn night's repeated hour)."""
+    later = moment.replace(fold=1)
+    return later.utcoffset() != moment.utcoffset() and later.astimezone(dt.UTC).astimezone(
+        moment.tzinfo
+    ).replace(tzinfo=None) == later.replace(tzinfo=None)
+
+
+def ambiguous_spans(
+    zone: ZoneInfo, low: dt.datetime, high: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """UTC spans [start, end) between ``low`` and ``high`` whose local wall times occur
+    twice in ``zone`` (both occurrences: the summer-time and the standard-time hour).
+
+    Found by stepping a day at a time for a fall in the UTC offset, then bisecting to
+    the second; a zone without daylight saving has none.
+    """
+    spans = []
+    step = dt.timedelta(days=1)
+    at = low.astimezone(dt.UTC).replace(second=0, microsecond=0) - step
+    end = high.astimezone(dt.UTC) + step
+    while at < end:
+        before, after = at.astimezone(zone).utcoffset(), (at + step).astimezone(zone).utcoffset()
+        if after < before:
+            lo, hi = 0, int(step.total_seconds())  # the offset falls in (lo, hi] seconds
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if (at + dt.timedelta(seconds=mid)).astimezone(zone).utcoffset() == before:
+                    lo = mid
+                else:
+                    hi = mid
+            change = at + dt.timedelta(seconds=hi)
+            spans.append((change - (before - after), change + (before - after)))
+        at += step
+    return spans
 
 
 def _row(
@@ -283,7 +332,7 @@ def _row(
             "invalid_choice",
             f"energy_unit must be one of {', '.join(ENERGY_UNITS)}.",
         )
-    read_at = _timestamp(raw["read_at"], row, errors, zone=zone)
+    read_at = _timestamp(raw["read_at"], row, errors, zone=zone, repeated=seen, meter=meter)
     energy = _number(raw["energy"], "energy", row, errors, decimal_comma=decimal_comma)
     limit = ENERGY_LIMIT_BY_UNIT.get(unit) if isinstance(unit, str) else None
     if energy is not None and limit is not None and Decimal(energy) >= Decimal(limit):
