@@ -148,14 +148,25 @@ def _typed_select(positions: dict[str, int], *, decimal_comma: bool, energy_unit
             for field in row_rules.OPTIONAL_NUMERIC
         ),
         f"{status}::bigint AS status_code" if status else "NULL::bigint AS status_code",
-        f"({_text_problems(positions)}) AS bad",
+        f"({_text_problems(positions, decimal_comma=decimal_comma)}) AS bad",
     ]
     return ", ".join(parts)
 
 
-def _text_problems(positions: dict[str, int]) -> str:
+# a decimal-comma number with dots that group thousands (rows._GROUPED, as far as the
+# fast path goes: anything else with a dot goes to the Python rules, which refuse it)
+GROUPED_RE = r"^\s*[+-]?[0-9]{1,3}(\.[0-9]{3})+,[0-9]*\s*$"
+
+
+def _text_problems(positions: dict[str, int], *, decimal_comma: bool = False) -> str:
     """Checks on the raw text that casting alone would not catch."""
     checks = [f"r.c{positions[f]} IS NULL" for f in ("meter", "read_at", "energy", "volume_m3")]
+    if decimal_comma:  # a dot other than a thousands group (12.345: ambiguous_number)
+        checks += [
+            f"(strpos(r.c{positions[f]}, '.') > 0 AND r.c{positions[f]} !~ '{GROUPED_RE}')"
+            for f in ("energy", "volume_m3", *row_rules.OPTIONAL_NUMERIC)
+            if f in positions
+        ]
     checks.append(f"length(r.c{positions['meter']}) > 60")
     checks.append(f"length(r.c{positions['read_at']}) > 40")
     if "energy_unit" in positions:

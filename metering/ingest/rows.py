@@ -82,6 +82,10 @@ LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 MAX_ERRORS = 1000
 # ASCII digits only: \d and float() also take "١٢٣", which PostgreSQL's COPY refuses
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
+# a decimal-comma number whose dots group thousands (1.234,5; 1.234.567,0): sign, digits
+# with their dots, what follows the comma.  A dot anywhere else, or with no comma after
+# it (12.345: a decimal point or twelve thousand?), is refused as ambiguous.
+_GROUPED = re.compile(r"^([+-]?)([0-9]{1,3}(?:\.[0-9]{3})+),(.*)$", re.DOTALL)
 
 
 class RowErrors:
@@ -127,8 +131,22 @@ def _number(value, field: str, row: int, errors: RowErrors, *, decimal_comma: bo
         text = repr(value)
     elif isinstance(value, str):
         text = value.strip()
+        if decimal_comma and "." in text:
+            grouped = _GROUPED.match(text)
+            if grouped is None:
+                errors.add(
+                    row,
+                    field,
+                    "ambiguous_number",
+                    f"{field} {_shown(repr(value))}: this file uses a decimal comma, so a "
+                    "dot can only group thousands before the comma (1.234,5); write "
+                    "12,345 for twelve point three four five, 12345 or 12.345,0 for "
+                    "twelve thousand three hundred forty-five.",
+                )
+                return None
+            text = grouped[1] + grouped[2].replace(".", "") + "," + grouped[3]
         if decimal_comma:
-            text = text.replace(".", "").replace(",", ".") if "," in text else text
+            text = text.replace(",", ".")
         if not _NUMBER.match(text):
             errors.add(
                 row,
