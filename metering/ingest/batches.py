@@ -23,6 +23,7 @@ import logging
 import os
 
 import orjson
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import (
     DatabaseError,
@@ -74,6 +75,14 @@ class IdempotencyKeyReused(DomainError):
 
 def _errors_as_dicts(items) -> list[dict]:
     return [item.as_dict() for item in items]
+
+
+def readings_latest(*, received_at: dt.datetime) -> dt.datetime:
+    """The latest reading time a delivery received at ``received_at`` may carry: later
+    ones are refused ``future_timestamp`` (``settings.READINGS_FUTURE_TOLERANCE_HOURS``
+    covers clocks a little ahead and time-zone slips)."""
+    hours = getattr(settings, "READINGS_FUTURE_TOLERANCE_HOURS", 24)
+    return received_at + dt.timedelta(hours=hours)
 
 
 def _invalid(message: str, errors: row_rules.RowErrors, cls=InvalidDelivery) -> DomainError:
@@ -158,11 +167,13 @@ def readings_batch_submit(
         ) from exc
     if isinstance(data, dict) and "readings" in data:
         data = data["readings"]
-    horizon = readings_horizon(now=received_at)
-    payload = row_rules.json_rows_fast(data, max_rows=MAX_JSON_ROWS, not_before=horizon)
+    horizon, latest = readings_horizon(now=received_at), readings_latest(received_at=received_at)
+    payload = row_rules.json_rows_fast(
+        data, max_rows=MAX_JSON_ROWS, not_before=horizon, not_after=latest
+    )
     if payload is None:  # something is off: the careful lane finds and itemises it
         normalised, errors = row_rules.validate_json_rows(
-            data, max_rows=MAX_JSON_ROWS, not_before=horizon
+            data, max_rows=MAX_JSON_ROWS, not_before=horizon, not_after=latest
         )
         if errors:
             raise _invalid("The batch was refused; nothing was stored", errors)
@@ -299,6 +310,7 @@ def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
             decimal_comma=vendor.csv_decimal_comma,
             energy_unit=vendor.csv_energy_unit,
             not_before=readings_horizon(now=batch.received_at),
+            not_after=readings_latest(received_at=batch.received_at),
         )
     except csv.Error as exc:
         errors.add(None, None, "malformed_csv", f"The CSV cannot be read: {exc}.")

@@ -314,6 +314,8 @@ def process_file_batch(
                 raise _Decline("values")
             if low < readings_horizon(now=batch.received_at):
                 raise _Decline("beyond the retention horizon")
+            if high > batches.readings_latest(received_at=batch.received_at):
+                raise _Decline("in the future")
             # a wall time of the autumn night's repeated hour: PostgreSQL reads every one
             # as standard time, the Python rules the first of a meter's as summer time
             # (rows.py); a file with any instant in that hour (rarely more than one

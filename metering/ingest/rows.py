@@ -405,16 +405,22 @@ def _row(
 
 
 def _refuse_before(
-    out: list[tuple], not_before: dt.datetime | None, errors: RowErrors
+    out: list[tuple],
+    not_before: dt.datetime | None,
+    errors: RowErrors,
+    not_after: dt.datetime | None = None,
 ) -> list[tuple]:
     """Readings older than the retention horizon are refused by policy: their month was
-    (or is about to be) archived, and staff restore it before such data goes in."""
-    if not_before is None:
+    (or is about to be) archived, and staff restore it before such data goes in.  So are
+    readings after ``not_after`` (the delivery's receipt plus a tolerance): a head-end's
+    wrong clock, which would make future partitions and move the meter's last reading."""
+    if not_before is None and not_after is None:
         return out
     kept = []
     at = NORMALISED_FIELDS.index("read_at")
     for normalised in out:
-        if dt.datetime.fromisoformat(normalised[at]) < not_before:
+        moment = dt.datetime.fromisoformat(normalised[at])
+        if not_before is not None and moment < not_before:
             errors.add(
                 int(normalised[0]),
                 "read_at",
@@ -422,17 +428,30 @@ def _refuse_before(
                 f"read_at {normalised[at]} is before the retention horizon "
                 f"{not_before.isoformat()}; readings that old are archived and not taken in.",
             )
+        elif not_after is not None and moment > not_after:
+            errors.add(
+                int(normalised[0]),
+                "read_at",
+                "future_timestamp",
+                f"read_at {normalised[at]} is in the future (later than "
+                f"{not_after.isoformat()}); check the head-end's clock and time zone.",
+            )
         else:
             kept.append(normalised)
     return kept
 
 
 def validate_json_rows(
-    rows, *, max_rows: int, not_before: dt.datetime | None = None
+    rows,
+    *,
+    max_rows: int,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
 ) -> tuple[list[tuple], RowErrors]:
     """Validate a decoded JSON body: a list of reading objects (timestamps need offsets).
 
-    ``not_before`` is the retention horizon: older readings are refused, itemised."""
+    ``not_before`` is the retention horizon: older readings are refused, itemised;
+    ``not_after`` the latest time accepted (later: ``future_timestamp``)."""
     errors = RowErrors()
     if not isinstance(rows, list):
         errors.add(None, None, "not_a_list", "The body must be a JSON array of readings.")
@@ -454,7 +473,7 @@ def validate_json_rows(
         )
         if normalised is not None:
             out.append(normalised)
-    return _refuse_before(out, not_before, errors), errors
+    return _refuse_before(out, not_before, errors, not_after), errors
 
 
 def validate_csv_rows(
@@ -466,6 +485,7 @@ def validate_csv_rows(
     decimal_comma: bool,
     energy_unit: str,
     not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
 ) -> tuple[list[tuple], RowErrors]:
     """Validate CSV data rows (after the header) with a vendor's column mapping.
 
@@ -505,7 +525,7 @@ def validate_csv_rows(
             out.append(normalised)
     if not read:
         errors.add(None, None, "empty", "The file contains no readings.")
-    return _refuse_before(out, not_before, errors), errors
+    return _refuse_before(out, not_before, errors, not_after), errors
 
 
 def csv_positions(
@@ -553,9 +573,15 @@ _OFFSET = r"(?:Z|[+-]\d\d(?::?\d\d)?)$"
 _ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)$"
 
 
-def json_rows_fast(rows, *, max_rows: int, not_before: dt.datetime | None = None) -> str | None:
+def json_rows_fast(
+    rows,
+    *,
+    max_rows: int,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> str | None:
     """The rows as COPY text (``NORMALISED_FIELDS`` order) if every row is clean, else None."""
-    out = _fast_columns(rows, max_rows=max_rows, not_before=not_before)
+    out = _fast_columns(rows, max_rows=max_rows, not_before=not_before, not_after=not_after)
     if out is None:
         return None
     import pandas as pd
@@ -564,7 +590,13 @@ def json_rows_fast(rows, *, max_rows: int, not_before: dt.datetime | None = None
     return table.to_csv(sep="\t", header=False, index=False, na_rep="\\N", lineterminator="\n")
 
 
-def _fast_columns(rows, *, max_rows: int, not_before: dt.datetime | None = None) -> dict | None:
+def _fast_columns(
+    rows,
+    *,
+    max_rows: int,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> dict | None:
     """Checked columns of a clean body, or None.
 
     Vectorised with pandas: a 5,000-row body is checked in milliseconds.  It only ever
@@ -602,6 +634,8 @@ def _fast_columns(rows, *, max_rows: int, not_before: dt.datetime | None = None)
     if (moments < pd.Timestamp(EARLIEST)).any() or (moments >= pd.Timestamp(LATEST)).any():
         return None
     if not_before is not None and (moments < pd.Timestamp(not_before)).any():
+        return None
+    if not_after is not None and (moments > pd.Timestamp(not_after)).any():
         return None
     if pd.DataFrame({"m": meter, "t": moments}).duplicated().any():
         return None
