@@ -552,6 +552,15 @@ class IngestBatch(models.Model):
         null=True, blank=True, help_text="First answer, replayed for the same Idempotency-Key."
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    failures = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Processing runs interrupted by a database error; at the limit "
+        "(INGEST_MAX_FAILURES) the batch is failed.",
+    )
+    last_error = models.TextField(
+        blank=True, db_default="", help_text="The last such run's error, class and message."
+    )
     received_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

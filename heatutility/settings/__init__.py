@@ -144,6 +144,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("HEATUTILITY_MAX_UPLOAD_BYTES", default=50
 # Celery beat (``metering.tasks.readings_archive_monthly``) or ``manage.py readings_archive``
 # moves their monthly partitions to READINGS_ARCHIVE_DIR.
 READINGS_RETENTION_YEARS = env.int("HEATUTILITY_READINGS_RETENTION_YEARS", default=3)
+# A readings batch whose processing this many times ended on a database error (a lost
+# connection, a timeout) is failed instead of being queued again by beat's sweep.
+INGEST_MAX_FAILURES = env.int("HEATUTILITY_INGEST_MAX_FAILURES", default=5)
 # Readings more than this many hours after their delivery was received are refused at
 # intake (future_timestamp): a head-end's wrong clock, not a reading.
 READINGS_FUTURE_TOLERANCE_HOURS = env.int("HEATUTILITY_READINGS_FUTURE_TOLERANCE_HOURS", default=24)

@@ -381,17 +381,24 @@ def readings_batch_process(
     with _processing_lock(batch_id) as mine:
         if not mine:
             return IngestBatch.objects.get(pk=batch_id)
+        given_up = _give_up_if_failing(batch_id=batch_id, now=now)
+        if given_up is not None:
+            return given_up
         try:
             return _process_deadlock_retried(
                 batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks
             )
-        except (OperationalError, InterfaceError):
-            # the database went away (a restart, a lost connection): nothing is wrong with
-            # the batch; it stays as it is and beat queues it again (ingest_batches_
-            # redispatch), when it resumes after its last committed chunk
+        except (OperationalError, InterfaceError) as exc:
+            # the database went away (a restart, a lost connection) or refused a statement
+            # (a timeout): the batch stays as it is and beat queues it again (ingest_
+            # batches_redispatch), when it resumes after its last committed chunk; the
+            # failure is counted, and at the limit the batch is failed, not retried forever
             log.exception(
                 "batch %s: interrupted by the database; left for the next sweep", batch_id
             )
+            given_up = _failure_record(batch_id=batch_id, exc=exc, now=now)
+            if given_up is not None:
+                return given_up
             raise
         except Exception as exc:
             # A bug, not the sender's data (that is refused, itemised, before anything is
@@ -464,6 +471,74 @@ def _fail_unexpected(*, batch_id: int, exc: Exception, now: dt.datetime) -> Inge
         # the database itself is gone: the batch stays as it is for a later run
         log.exception("batch %s: could not be marked failed", batch_id)
         raise exc from None
+
+
+def _max_failures() -> int:
+    return getattr(settings, "INGEST_MAX_FAILURES", 5)
+
+
+def _failure_record(*, batch_id: int, exc: Exception, now: dt.datetime) -> IngestBatch | None:
+    """Count a run interrupted by a database error on the batch, with the error; returns
+    the batch if that was the last one allowed (it is failed), else None.  Best effort:
+    with the database gone nothing is recorded (an outage is not the batch's failure)."""
+    if (
+        not connection.in_atomic_block
+        and connection.connection is not None
+        and not connection.is_usable()
+    ):
+        connection.close()  # a lost connection: the next query opens a new one
+    error = f"{type(exc).__name__}: {exc}".strip()[:2000]
+    try:
+        with transaction.atomic():
+            batch = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
+            if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
+                return None
+            batch.failures += 1
+            batch.last_error = error
+            batch.save(update_fields=["failures", "last_error"])
+        return _give_up_if_failing(batch_id=batch_id, now=now)
+    except DatabaseError:
+        log.exception("batch %s: its failure could not be recorded", batch_id)
+        return None
+
+
+def _give_up_if_failing(*, batch_id: int, now: dt.datetime) -> IngestBatch | None:
+    """Fail the batch if ``INGEST_MAX_FAILURES`` runs ended on a database error; returns
+    it then (else None).  A worker killed half-way records no failure, so resuming after
+    the last committed chunk is never given up."""
+    limit = _max_failures()
+    if not IngestBatch.objects.filter(
+        pk=batch_id,
+        failures__gte=limit,
+        state__in=[IngestBatch.State.RECEIVED, IngestBatch.State.PROCESSING],
+    ).exists():
+        return None
+    from metering.ingest import fastcsv
+
+    fastcsv.drop_stages(batch_id)
+    with transaction.atomic():
+        batch = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
+        if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
+            return batch
+        stored = f"{batch.progress} of {batch.row_count}" if batch.progress else "none"
+        kind = batch.last_error.split(":", 1)[0] or "a database error"
+        item = ErrorItem(
+            code="processing_failed",
+            message=(
+                f"Processing was interrupted {batch.failures} times by a database error "
+                f"(last: {kind}; reference: batch {batch.pk}) and was given up; rows "
+                f"stored: {stored}. Deliver the readings again, with a new "
+                "Idempotency-Key: readings stored already count as duplicates."
+            ),
+        )
+        batch.state = IngestBatch.State.FAILED
+        batch.errors = [*batch.errors, item.as_dict()]
+        batch.error_count += 1
+        batch.started_at = batch.started_at or now
+        batch.finished_at = now
+        batch.save(update_fields=["state", "errors", "error_count", "started_at", "finished_at"])
+    log.error("batch %s: given up after %s database failures", batch_id, batch.failures)
+    return batch
 
 
 # pg_try_advisory_lock(namespace, key): both int4
