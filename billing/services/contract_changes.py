@@ -51,6 +51,7 @@ from billing.services.runs import (
     bill_into_run,
     billed_in_part,
     billing_run_exceptions_retry,
+    chunks_holding,
 )
 from customers.models import Account, AreaChange, CapacityChange, Contract
 
@@ -313,13 +314,10 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
 def _planned_in(*, run: BillingRun, account: Account) -> str | None:
     """Whether ``run`` planned ``account``: "pending" in a chunk not done yet, "done" in
     one done, None in none (the contract came after the run was planned)."""
-    state = None
-    for done, ids in run.chunks.values_list("done", "account_ids"):
-        if account.pk in ids:
-            if not done:
-                return "pending"
-            state = "done"
-    return state
+    done = chunks_holding(run=run, account_id=account.pk)
+    if not done:
+        return None
+    return "done" if all(done) else "pending"
 
 
 def _rebill_if_credited(
