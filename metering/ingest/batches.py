@@ -449,24 +449,9 @@ def _fail_unexpected(*, batch_id: int, exc: Exception, now: dt.datetime) -> Inge
             batch = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
             if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
                 return batch
-            stored = f"{batch.progress} of {batch.row_count}" if batch.progress else "none"
-            item = ErrorItem(
-                code="processing_failed",
-                message=(
-                    f"Processing stopped on an internal error (reference: batch {batch.pk}); "
-                    f"rows stored: {stored}. Deliver the readings again, with a new "
-                    "Idempotency-Key: readings stored already count as duplicates."
-                ),
+            return _mark_failed(
+                batch, f"Processing stopped on an internal error (reference: batch {batch.pk})", now
             )
-            batch.state = IngestBatch.State.FAILED
-            batch.errors = [*batch.errors, item.as_dict()]
-            batch.error_count += 1
-            batch.started_at = batch.started_at or now
-            batch.finished_at = now
-            batch.save(
-                update_fields=["state", "errors", "error_count", "started_at", "finished_at"]
-            )
-            return batch
     except DatabaseError:
         # the database itself is gone: the batch stays as it is for a later run
         log.exception("batch %s: could not be marked failed", batch_id)
@@ -502,6 +487,26 @@ def _failure_record(*, batch_id: int, exc: Exception, now: dt.datetime) -> Inges
         return None
 
 
+def _mark_failed(batch: IngestBatch, why: str, now: dt.datetime) -> IngestBatch:
+    """Fail ``batch`` (locked by the caller) with a ``processing_failed`` item saying why,
+    how many rows were stored, and how to deliver the rest."""
+    stored = f"{batch.progress} of {batch.row_count}" if batch.progress else "none"
+    item = ErrorItem(
+        code="processing_failed",
+        message=(
+            f"{why}; rows stored: {stored}. Deliver the readings again, with a new "
+            "Idempotency-Key: readings stored already count as duplicates."
+        ),
+    )
+    batch.state = IngestBatch.State.FAILED
+    batch.errors = [*batch.errors, item.as_dict()]
+    batch.error_count += 1
+    batch.started_at = batch.started_at or now
+    batch.finished_at = now
+    batch.save(update_fields=["state", "errors", "error_count", "started_at", "finished_at"])
+    return batch
+
+
 def _give_up_if_failing(*, batch_id: int, now: dt.datetime) -> IngestBatch | None:
     """Fail the batch if ``INGEST_MAX_FAILURES`` runs ended on a database error; returns
     it then (else None).  A worker killed half-way records no failure, so resuming after
@@ -520,23 +525,13 @@ def _give_up_if_failing(*, batch_id: int, now: dt.datetime) -> IngestBatch | Non
         batch = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
         if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
             return batch
-        stored = f"{batch.progress} of {batch.row_count}" if batch.progress else "none"
         kind = batch.last_error.split(":", 1)[0] or "a database error"
-        item = ErrorItem(
-            code="processing_failed",
-            message=(
-                f"Processing was interrupted {batch.failures} times by a database error "
-                f"(last: {kind}; reference: batch {batch.pk}) and was given up; rows "
-                f"stored: {stored}. Deliver the readings again, with a new "
-                "Idempotency-Key: readings stored already count as duplicates."
-            ),
+        batch = _mark_failed(
+            batch,
+            f"Processing was interrupted {batch.failures} times by a database error "
+            f"(last: {kind}; reference: batch {batch.pk}) and was given up",
+            now,
         )
-        batch.state = IngestBatch.State.FAILED
-        batch.errors = [*batch.errors, item.as_dict()]
-        batch.error_count += 1
-        batch.started_at = batch.started_at or now
-        batch.finished_at = now
-        batch.save(update_fields=["state", "errors", "error_count", "started_at", "finished_at"])
     log.error("batch %s: given up after %s database failures", batch_id, batch.failures)
     return batch
 
