@@ -360,11 +360,22 @@ class Invoice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.display_number or f"draft #{self.pk}"
+        return self.name_of(self.series, self.number, self.pk)
 
     @property
     def display_number(self) -> str:
-        return f"{self.series}-{self.number:06d}" if self.number else ""
+        return self.number_of(self.series, self.number)
+
+    @staticmethod
+    def number_of(series: str, number: int | None) -> str:
+        """The printed number (``INV-2026-000042``) from the columns, for rows read as
+        values; "" before issue."""
+        return f"{series}-{number:06d}" if number else ""
+
+    @staticmethod
+    def name_of(series: str, number: int | None, pk: int) -> str:
+        """The number, or ``draft #pk`` before issue (what ``str(invoice)`` says)."""
+        return Invoice.number_of(series, number) or f"draft #{pk}"
 
     @property
     def pdf_filename(self) -> str:

@@ -354,8 +354,7 @@ def _invoiced_in_year(
         .order_by("account_id", "period_start", "pk")
         .values_list("account_id", "series", "number", "pk", "period_start", "period_end")
     ):
-        name = f"{series}-{number:06d}" if number else f"draft #{pk}"
-        out[account_id].append((name, start, end))
+        out[account_id].append((Invoice.name_of(series, number, pk), start, end))
     return out
 
 
@@ -899,7 +898,7 @@ def _instalments_invoiced(
         what = (
             f"the instalment from {start.isoformat()}"
             if kind == Invoice.Kind.INSTALMENT
-            else f"the credit note of instalment {series}-{number:06d}"
+            else f"the credit note of instalment {Invoice.number_of(series, number)}"
         )
         failures[account_id] = BillingError(
             f"{what} is a draft: issue or cancel it before the year is settled",
@@ -928,7 +927,7 @@ def _instalments_invoiced(
         bases = {Decimal(row["rate"]): Decimal(row["base"]) for row in determinants.get("vat", [])}
         if bases != dict(nets[invoice_id]) or sum(vats.values(), ZERO) != vat:
             failures[account_id] = BillingError(
-                f"instalment {series}-{number:06d}: its VAT per rate does not match its lines "
+                f"instalment {Invoice.number_of(series, number)}: its VAT per rate does not match its lines "
                 "and VAT total; the VAT invoiced on it is unknown",
                 code="instalment_vat_unknown",
             )
