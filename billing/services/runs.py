@@ -213,26 +213,24 @@ def _on_account_in_part(
     inside it (:func:`billing.services.aconto.invoice_days_of`), and the others, which
     are not billed (the reason)."""
     from billing.models import InstalmentPlan
-    from billing.services.aconto import invoice_days_of
+    from billing.services.aconto import invoice_days, invoice_days_of
 
     if run.kind != BillingRun.Kind.INVOICE or not account_ids:
         return {}, {}
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT account_id, year_start, year_end, ended_on "
-                f"FROM {InstalmentPlan._meta.db_table} "
-                "WHERE account_id = ANY(%s::bigint[]) AND year_start < %s AND year_end > %s "
-                "AND (ended_on IS NULL OR ended_on > %s)",
-                [id_array(account_ids), run.period_end, run.period_start, run.period_start],
-            )
-            plans = cursor.fetchall()
-    else:
-        plans = (
-            InstalmentPlan.objects.on_account_in(run.period_start, run.period_end)
-            .filter(account_id__in=account_ids)
-            .values_list("account_id", "year_start", "year_end", "ended_on")
+    if connection.vendor != "postgresql":
+        return invoice_days(
+            account_ids=account_ids, period_start=run.period_start, period_end=run.period_end
         )
+    # the chunk's ids as one array parameter, not a list of 2,500 literals
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT account_id, year_start, year_end, ended_on "
+            f"FROM {InstalmentPlan._meta.db_table} "
+            "WHERE account_id = ANY(%s::bigint[]) AND year_start < %s AND year_end > %s "
+            "AND (ended_on IS NULL OR ended_on > %s)",
+            [id_array(account_ids), run.period_end, run.period_start, run.period_start],
+        )
+        plans = cursor.fetchall()
     return invoice_days_of(plans, period_start=run.period_start, period_end=run.period_end)
 
 
@@ -599,7 +597,7 @@ def billed_in_part(invoices, *, start: dt.date, end: dt.date) -> BillingError | 
     if any(ps <= start and pe >= end for ps, pe, *_ in invoices):
         return None
     named = ", ".join(
-        f"{'invoice ' + f'{series}-{number:06d}' if number else f'draft #{pk}'} for "
+        f"{'invoice ' if number else ''}{Invoice.name_of(series, number, pk)} for "
         f"{ps.isoformat()}–{pe.isoformat()}"
         for ps, pe, series, number, pk in sorted(invoices)
     )
