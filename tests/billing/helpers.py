@@ -8,14 +8,16 @@ NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
 NOV = dt.date(2026, 11, 1)
 
 
-def bill_month(network, *, start=NOV, issue=True, months=1, kind="invoice", now=NOW):
+def bill_month(
+    network, *, start=NOV, issue=True, months=1, kind="invoice", now=NOW, chunk_size=2
+):
     run = billing_run_create(
         network=network,
         period_start=start,
         months=months,
         kind=kind,
         now=now,
-        chunk_size=2,
+        chunk_size=chunk_size,
         render_pdfs=False,
     )
     tasks.billing_run_start.delay(run.pk)

@@ -8,14 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from billing import tasks
 from billing.models import BillingRun, Invoice
 from billing.services.aconto import instalment_plan_create
-from billing.services.runs import billing_run_create
 from heatutility.timeutil import local_midnight
 from metering.installations import meter_exchange
 from metering.services import vee_run_meter
 from tests.billing.factories import tariff_version
+from tests.billing.helpers import bill_month
 from tests.customers.factories import (
     AccountFactory,
     BuildingInterfaceUnitFactory,
@@ -93,17 +92,10 @@ def test_a_settlement_across_an_exchange_bills_each_season_its_measured_months()
     _deliver(new, rows, now=_at(dt.date(2027, 1, 1)))
 
     now = _at(dt.date(2027, 1, 2)) + dt.timedelta(hours=8)
-    run = billing_run_create(
-        network=network,
-        period_start=dt.date(2026, 1, 1),
-        months=12,
-        kind="settlement",
-        now=now,
-        chunk_size=1,
-        render_pdfs=False,
+    run = bill_month(
+        network, start=dt.date(2026, 1, 1), months=12, kind="settlement", now=now,
+        chunk_size=1, issue=False,
     )
-    tasks.billing_run_start.delay(run.pk)
-    run.refresh_from_db()
     assert run.state == BillingRun.State.DRAFTED, list(run.exceptions.values("code", "error"))
 
     settlement = Invoice.objects.get(account=account, kind="settlement")

@@ -31,6 +31,7 @@ from heatutility.timeutil import local_midnight
 from metering.installations import meter_exchange
 from metering.services import vee_run_meter
 from tests.billing.factories import tariff_version
+from tests.billing.helpers import bill_month
 from tests.customers.factories import (
     AccountFactory,
     BuildingInterfaceUnitFactory,
@@ -605,17 +606,10 @@ class TestAYearOnAccount:
         assert not Invoice.objects.filter(account=carol, kind="invoice").exists()
 
         now = at(dt.date(2027, 1, 2), 8)
-        run = billing_run_create(
-            network=network,
-            period_start=dt.date(2026, 1, 1),
-            months=12,
-            kind="settlement",
-            now=now,
-            chunk_size=1,
-            render_pdfs=False,
+        run = bill_month(
+            network, start=dt.date(2026, 1, 1), months=12, kind="settlement", now=now,
+            chunk_size=1, issue=False,
         )
-        tasks.billing_run_start.delay(run.pk)
-        run.refresh_from_db()
         assert run.state == BillingRun.State.DRAFTED, list(run.exceptions.values("code", "error"))
         billing_run_issue(run=run, issued_at=now)
         settlement = Invoice.objects.get(account=carol, kind="settlement")
@@ -950,18 +944,10 @@ class TestOnAccountMoveOut:
         contract_move_in(account=erin, connection=connection, move_in_on=jun20, end_previous=True)
         for m in range(1, 8):
             month = dt.date(2026, m, 1)
-            run = billing_run_create(
-                network=network,
-                period_start=month,
-                months=1,
-                kind="instalment",
-                now=at(month) - dt.timedelta(days=5),
+            bill_month(
+                network, start=month, kind="instalment", now=at(month) - dt.timedelta(days=5),
                 chunk_size=1,
-                render_pdfs=False,
             )
-            tasks.billing_run_start.delay(run.pk)
-            run.refresh_from_db()
-            billing_run_issue(run=run, issued_at=at(month) - dt.timedelta(days=5))
         instalments = list(
             Invoice.objects.filter(account=carol, kind="instalment").order_by("period_start")
         )
@@ -1019,17 +1005,8 @@ class TestOnAccountMoveOut:
         assert sum((d.gross for d in docs), Decimal(0)) == erin_june
 
         # the year's settlement run later leaves Carol's settled year alone
-        now = at(dt.date(2027, 1, 2), 8)
-        run = billing_run_create(
-            network=network,
-            period_start=dt.date(2026, 1, 1),
-            months=12,
-            kind="settlement",
-            now=now,
-            chunk_size=1,
-            render_pdfs=False,
+        bill_month(
+            network, start=dt.date(2026, 1, 1), months=12, kind="settlement",
+            now=at(dt.date(2027, 1, 2), 8), chunk_size=1,
         )
-        tasks.billing_run_start.delay(run.pk)
-        run.refresh_from_db()
-        billing_run_issue(run=run, issued_at=now)
         assert Invoice.objects.filter(account=carol, kind="settlement").count() == 1
