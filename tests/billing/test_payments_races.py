@@ -124,18 +124,10 @@ def test_a_payment_whose_bank_id_an_import_books_meanwhile_is_a_conflict(monkeyp
         "received_on": "2026-12-03",
         "bank_transaction_id": "B-9",
     }
-    pause = Pause(monkeypatch, payment_services, "payment_record")  # checked, not recorded
-    posting, posted = in_thread(
-        clerk.post, path="/api/v1/billing/payments/", data=body, format="json"
+    response = _posted_while_an_import_books_b9(
+        monkeypatch, first, clerk.post, path="/api/v1/billing/payments/", data=body, format="json"
     )
-    try:
-        pause.wait()
-        assert payments_import_csv(text=statement((first, "10.00", "B-9")), now=NOW).created == 1
-    finally:
-        pause.released.set()
-    finish(posting)
 
-    response = outcome_of(posted)
     assert response.status_code == 409
     assert response.json()["errors"] == [
         {
@@ -167,18 +159,25 @@ def test_a_payment_the_admin_adds_whose_bank_id_an_import_books_meanwhile(monkey
         "reference": "",
         "bank_transaction_id": "B-9",
     }
-    pause = Pause(monkeypatch, payment_services, "payment_record")  # checked, not recorded
-    posting, posted = in_thread(
-        client.post, path="/admin/billing/payment/add/", data=form, follow=True
+    response = _posted_while_an_import_books_b9(
+        monkeypatch, first, client.post, path="/admin/billing/payment/add/", data=form, follow=True
     )
-    try:
-        pause.wait()
-        assert payments_import_csv(text=statement((first, "10.00", "B-9")), now=NOW).created == 1
-    finally:
-        pause.released.set()
-    finish(posting)
 
-    response = outcome_of(posted)
     assert response.status_code == 200
     assert "This bank transaction was imported already." in html.unescape(response.content.decode())
     assert Payment.objects.get().source == Payment.Source.BANK
+
+
+def _posted_while_an_import_books_b9(monkeypatch, account, post, **request):
+    """``post(**request)`` in a thread, paused after its bank id was checked and before
+    the payment is recorded, while a statement import books bank id B-9 for ``account``;
+    the response."""
+    pause = Pause(monkeypatch, payment_services, "payment_record")  # checked, not recorded
+    posting, posted = in_thread(post, **request)
+    try:
+        pause.wait()
+        assert payments_import_csv(text=statement((account, "10.00", "B-9")), now=NOW).created == 1
+    finally:
+        pause.released.set()
+    finish(posting)
+    return outcome_of(posted)
