@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, QuerySet, Sum
 
 from billing.models import Allocation, Invoice, Payment, Refund, RefundPart
 from billing.services.dunning import dunning_run, invoices_mark_overdue  # noqa: F401 (moved)
@@ -235,7 +235,8 @@ def _open_invoices_locked(account_id: int) -> list[Invoice]:
 
 def accounts_open_invoices_lock(*account_ids) -> None:
     """Lock the open invoices and credit notes of the accounts in ``account_ids`` (each
-    ids, or a query of them) in one statement, in id order, until the transaction ends.
+    ids, or a query of rows with an ``account_id``) in one statement, in id order, until
+    the transaction ends.
 
     For a transaction that books for many accounts (a statement import, using credit
     after an issue): taken account by account, in the order of the file or of the
@@ -245,12 +246,19 @@ def accounts_open_invoices_lock(*account_ids) -> None:
     account's own locks (:func:`payment_allocate`, refunds) are a part of it."""
     if not connection.features.has_select_for_update:
         return
-    accounts = Q()
+    # the accounts first, then their invoices: with the queries inside the lock's WHERE
+    # (``account_id IN (…) OR account_id IN (…)``) PostgreSQL read every open invoice of
+    # every account (107 ms after a 100,000-bill run, when no account held credit)
+    accounts: set[int] = set()
     for ids in account_ids:
-        accounts |= Q(account_id__in=ids)
+        if isinstance(ids, QuerySet):
+            ids = ids.values_list("account_id", flat=True)
+        accounts.update(ids)
+    if not accounts:
+        return
     list(
         Invoice.objects.select_for_update()
-        .filter(accounts, state__in=OPEN_STATES)
+        .filter(account_id__in=sorted(accounts), state__in=OPEN_STATES)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
@@ -305,9 +313,7 @@ def payments_apply_unallocated(
     with transaction.atomic():
         # every such account's invoices up front, in id order: account by account, in the
         # order of the payments' dates, a run's issue step deadlocked with an import
-        accounts_open_invoices_lock(
-            notes.order_by().values("account_id"), payments.order_by().values("account_id")
-        )
+        accounts_open_invoices_lock(notes.order_by(), payments.order_by())
         for note_account_id in sorted(set(notes.order_by().values_list("account_id", flat=True))):
             made += len(credit_notes_allocate(account_id=note_account_id, on=on))
         for payment in payments.order_by("received_on", "id"):

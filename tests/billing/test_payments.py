@@ -2,6 +2,8 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from billing.models import Invoice, Payment
 from billing.services.dunning import dunning_run
@@ -9,6 +11,7 @@ from billing.services.payments import (
     PaymentImportInvalid,
     account_balance,
     payment_record,
+    payments_apply_unallocated,
     payments_import_csv,
 )
 from tests.billing.factories import billed_network
@@ -137,3 +140,36 @@ class TestCredit:
         assert november.state == Invoice.State.PARTLY_PAID
         payment.refresh_from_db()
         assert payment.unallocated == Decimal("0.00")
+
+    @pytest.mark.postgres
+    def test_credit_after_an_issue_locks_only_the_invoices_of_accounts_holding_credit(self):
+        # the lock once read every open invoice of the network to find the few accounts
+        # with credit (107 ms after a 100,000-bill run, bench/README.md): now it names them
+        network, contracts = billed_network(accounts=3)
+        bill_month(network, start=dt.date(2026, 10, 1), now=NOW - dt.timedelta(days=31))
+        with CaptureQueriesContext(connection) as nobody:
+            assert payments_apply_unallocated(on=dt.date(2026, 11, 2), network_id=network.pk) == 0
+        assert [q["sql"] for q in nobody.captured_queries if "FOR UPDATE" in q["sql"]] == []
+
+        holder = contracts[1].account
+        october = invoice_of(contracts[1], period_start=dt.date(2026, 10, 1))
+        payment = payment_record(
+            account=holder,
+            amount=october.gross + Decimal("80.00"),
+            received_on=dt.date(2026, 11, 20),
+            now=NOW,
+        )
+        assert payment.unallocated == Decimal("80.00")
+        with CaptureQueriesContext(connection) as one:
+            assert payments_apply_unallocated(on=dt.date(2026, 11, 21), network_id=network.pk) == 0
+        lock = next(
+            q["sql"]
+            for q in one.captured_queries
+            if "FOR UPDATE" in q["sql"] and 'FROM "billing_invoice"' in q["sql"]
+        )
+        where = lock.split("WHERE", 1)[1]
+        assert "SELECT" not in where  # the accounts by id, not a query over invoices
+        assert f'"account_id" IN ({holder.pk})' in where
+        bill_month(network, start=dt.date(2026, 11, 1))  # its issue uses the 80.00
+        november = invoice_of(contracts[1], period_start=dt.date(2026, 11, 1))
+        assert november.paid == Decimal("80.00")
