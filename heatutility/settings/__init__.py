@@ -15,6 +15,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("HEATUTILITY_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -110,6 +111,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("TEST", {})
     if env.str("DATABASE_TEST_NAME", default=""):
         DATABASES["default"]["TEST"]["NAME"] = env.str("DATABASE_TEST_NAME")
+    # PostgreSQL compiles a query whose estimated cost passes ``jit_above_cost`` to machine
+    # code: 0.1-0.3 s per query, paid back only by queries that run for seconds.  This
+    # app's set-based queries pass that cost and run in milliseconds (a billing run's
+    # planning query spent 294 of its 421 ms compiling; bench/README.md), so its sessions
+    # run without.  DATABASE_JIT=server keeps the server's setting (a pooler that refuses
+    # startup options, say).
+    _jit = env.str("DATABASE_JIT", default="off")
+    if _jit not in ("off", "server"):
+        raise ImproperlyConfigured(f"DATABASE_JIT must be 'off' or 'server', not {_jit!r}")
+    if _jit == "off":
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"].setdefault("OPTIONS", {})

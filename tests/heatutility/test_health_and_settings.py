@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,3 +133,20 @@ class TestBeatSchedule:
         app.loader.import_default_modules()
         for entry in settings.CELERY_BEAT_SCHEDULE.values():
             assert entry["task"] in app.tasks, entry["task"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_sessions_run_without_jit_compilation():
+    # the server compiles by default (jit = on): a billing run's planning query spent 294
+    # of its 421 ms compiling (bench/README.md)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
+
+
+def test_database_jit_accepts_only_off_or_server():
+    result = _manage("check", DATABASE_URL="postgres://u@127.0.0.1:5432/x", DATABASE_JIT="maybe")
+
+    assert result.returncode != 0
+    assert "DATABASE_JIT must be 'off' or 'server'" in result.stderr
