@@ -638,7 +638,16 @@ def scenario_from_seed(seed: int) -> Scenario:
         )
         open_before = [t for t in plan.tenants if t.valid_to is None and t.valid_from < on]
         what = rng.choice(["move", "move", "out", "kw", "m2"] if open_before else ["kw", "m2"])
-        scenario.late = LateChange(what, index, on)
+        # a change recorded that very day already is corrected, not changed again (the
+        # services refuse a second one): the late change is then of the other kind
+        that_day = {
+            "kw": bool(plan.kw_change and plan.kw_change[0] == on),
+            "m2": bool(plan.area_change and plan.area_change[0] == on),
+        }
+        if that_day.get(what):
+            what = next((w for w in ("kw", "m2") if not that_day[w]), None)
+        if what is not None:
+            scenario.late = LateChange(what, index, on)
     scenario.credit_by_hand = rng.random() < 0.15
     if kind == "aconto":
         scenario.final_settlement = rng.random() < 0.5
