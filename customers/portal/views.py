@@ -62,21 +62,24 @@ def account_detail(request, number: str):
     contracts = account.contracts.select_related("connection", "connection__building").order_by(
         "-valid_from"
     )
-    return render(
-        request,
-        "portal/account.html",
-        {
-            "account": account,
-            "contracts": contracts,
-            "consumption": [(m, in_this_weather.get(m.month)) for m in consumption],
-            "invoices": invoices,
-            "reminders": reminders,
-            "money": money,
-            "plan": plan,
-            "as_of": today,
-            "generated_at": dt.datetime.now(tz=dt.UTC),
-        },
-    )
+    # instants on the page (an invoice's issue time) read as dates of the network's zone,
+    # as its PDF and the exports print them, not of the server's TIME_ZONE
+    with timezone.override(ZoneInfo(account.network.time_zone)):
+        return render(
+            request,
+            "portal/account.html",
+            {
+                "account": account,
+                "contracts": contracts,
+                "consumption": [(m, in_this_weather.get(m.month)) for m in consumption],
+                "invoices": invoices,
+                "reminders": reminders,
+                "money": money,
+                "plan": plan,
+                "as_of": today,
+                "generated_at": dt.datetime.now(tz=dt.UTC),
+            },
+        )
 
 
 @login_required

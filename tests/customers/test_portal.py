@@ -177,6 +177,35 @@ class TestPortalInvoices:
 
 
 
+class TestIssueDateInTheNetworksZone:
+    def test_the_issue_date_is_the_networks_local_date_as_on_the_pdf(self, customer_login):
+        """A London network's invoice issued at 23:30 UTC on 1 December was issued on
+        1 December there (its PDF and exports say so), not on the 2 December it already
+        is in the server's zone (Europe/Copenhagen)."""
+        from billing.documents import invoice_context
+        from billing.models import Invoice
+        from customers.models import Network
+        from tests.billing.factories import billed_network
+        from tests.billing.helpers import bill_month
+
+        network, (contract,) = billed_network(accounts=1)
+        Network.objects.filter(pk=network.pk).update(time_zone="Europe/London")
+        network.refresh_from_db()
+        bill_month(network, now=dt.datetime(2026, 12, 1, 23, 30, tzinfo=dt.UTC))
+        invoice = Invoice.objects.get(account=contract.account)
+
+        page = customer_login(contract).get(f"/portal/accounts/{contract.account.number}/")
+        row = next(
+            line.split("</tr>")[0]
+            for line in page.content.decode().split("<tr>")
+            if invoice.display_number in line
+        )
+
+        assert invoice_context(invoice=invoice)["issued_on"] == dt.date(2026, 12, 1)
+        assert "<td>2026-12-01</td>" in row
+        assert "2026-12-02" not in row
+
+
 class TestLastYearInThisWeather:
     def test_the_portal_shows_last_years_month_in_this_months_weather(self, customer_login):
         from django.utils import timezone
