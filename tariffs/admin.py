@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -138,7 +139,7 @@ class TariffVersionAdmin(admin.ModelAdmin):
         if not query.is_valid():
             messages.error(request, f"Year: {' '.join(query.errors['year'])} Showing {version.valid_from.year}.")
         year = query.cleaned_data.get("year") or version.valid_from.year
-        as_of = timezone.localdate()
+        as_of = timezone.localdate(timezone=ZoneInfo(version.tariff.network.time_zone))
         context = {
             **self.admin_site.each_context(request),
             "title": f"{version}: cap check, impact and price examples",

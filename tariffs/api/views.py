@@ -6,6 +6,8 @@ Each write goes through one service; approval and publication additionally need 
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -130,8 +132,12 @@ class TariffVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
     def impact(self, request, pk=None):
         query = s.ImpactQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        as_of = query.validated_data.get("as_of") or timezone.localdate()
-        return Response(s.ImpactSerializer(tariff_version_impact(version=self.get_object(), as_of=as_of)).data)
+        version = self.get_object()
+        # today in the network's zone: its months, not the server's, have ended
+        as_of = query.validated_data.get("as_of") or timezone.localdate(
+            timezone=ZoneInfo(version.tariff.network.time_zone)
+        )
+        return Response(s.ImpactSerializer(tariff_version_impact(version=version, as_of=as_of)).data)
 
 
 class TariffAssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -141,3 +141,27 @@ class TestPlantDataApi:
     def test_schema_is_served(self):
         manager = client_for(TARIFF_MANAGER, "m4")
         assert manager.get("/api/schema/").status_code == 200
+
+
+class TestImpactWindowInTheNetworksZone:
+    def test_without_as_of_the_window_ends_at_this_month_of_the_networks_zone(
+        self, monkeypatch
+    ):
+        """At 23:30 UTC on 30 November it is still November in London: a London network's
+        impact covers the 12 months to 1 November, not to 1 December (Copenhagen's
+        month, whose end registers London has not read yet)."""
+        from tests.tariffs.factories import TariffVersionFactory
+
+        network = NetworkFactory(code="london", time_zone="Europe/London")
+        version = TariffVersionFactory(tariff=TariffFactory(network=network))
+        monkeypatch.setattr(
+            "django.utils.timezone.now", lambda: dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)
+        )
+
+        impact = client_for(TARIFF_MANAGER, "m").get(f"/api/v1/tariff-versions/{version.pk}/impact/")
+
+        assert impact.status_code == 200, impact.content
+        assert (impact.json()["period_start"], impact.json()["period_end"]) == (
+            "2025-11-01",
+            "2026-11-01",
+        )
