@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import InvalidPage
 from django.db import IntegrityError, models
 from django.http import Http404
+from django.utils import timezone
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -170,12 +171,22 @@ class BoundedDateField(serializers.DateField):
 
 
 class BoundedDateTimeField(serializers.DateTimeField):
-    """An instant within the same dates, returned in UTC.  (DRF makes a naive year-1 value
-    aware and overflows; PostgreSQL refuses offsets beyond ±15:59 that Python accepts.)"""
+    """An instant within the same dates, with its UTC offset, returned in UTC.  (PostgreSQL
+    refuses offsets beyond ±15:59 that Python accepts.)
+
+    A wall time without offset is refused (``missing_offset``): DRF read it in the
+    server's ``TIME_ZONE``, silently, and an autumn night's repeated hour as summer time,
+    where the services want the instant a meter was installed or exchanged."""
 
     default_error_messages = {
         "out_of_range": f"Enter a moment from {EARLIEST_DATE} to {LATEST_DATE}.",
+        "missing_offset": "Enter the moment with its UTC offset, e.g. 2026-03-01T10:00:00+01:00.",
     }
+
+    def enforce_timezone(self, value):
+        if timezone.is_naive(value):
+            self.fail("missing_offset")
+        return super().enforce_timezone(value)
 
     def to_internal_value(self, value):
         try:

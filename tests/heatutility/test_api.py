@@ -203,7 +203,7 @@ def test_instants_outside_the_product_dates_are_a_400_on_the_field(admin_user):
     client.force_authenticate(admin_user)
     body = {"meter": HeatMeterFactory().pk, "unit": BuildingInterfaceUnitFactory().pk}
 
-    for moment in ("0001-01-01T00:00:00", "9999-12-31T23:59:59-01:00"):
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
         response = client.post(
             "/api/v1/meter-installations/install/", {**body, "installed_at": moment}, format="json"
         )
