@@ -41,17 +41,31 @@ class ArchivedMonth:
     path: Path | None
 
 
-def _partitions(cursor) -> list[tuple[str, bool]]:
-    """(name, already archived) of every monthly partition of metering_reading."""
+# what is left of a month: "attached" (a partition still to archive), "pending" (its
+# ``DETACH … CONCURRENTLY`` was interrupted: the worker killed, the statement cancelled
+# while it waited for older transactions), "detached" (stopped before the drop), and
+# "archived" (the placeholder)
+ATTACHED, PENDING, DETACHED, ARCHIVED = "attached", "pending", "detached", "archived"
+
+
+def _partitions(cursor) -> list[tuple[str, str]]:
+    """(name, state) of every month's table of metering_reading: its monthly partitions,
+    and a month's table an interrupted archiving left detached."""
     cursor.execute(
-        "SELECT c.relname, EXISTS (SELECT 1 FROM pg_constraint k "
-        "WHERE k.conrelid = c.oid AND k.conname = %s) "
-        "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'metering_reading' "
+        "SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false), "
+        "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = %s) "
+        "FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid "
+        "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
+        "AND c.relname LIKE 'metering\\_reading\\_y%%' "
+        "AND (i.inhparent IS NULL OR i.inhparent = 'metering_reading'::regclass) "
         "ORDER BY c.relname",
         [ARCHIVED_CHECK],
     )
-    return [(name, archived) for name, archived in cursor.fetchall() if _PARTITION.match(name)]
+    return [
+        (name, ARCHIVED if archived else PENDING if pending else ATTACHED if attached else DETACHED)
+        for name, attached, pending, archived in cursor.fetchall()
+        if _PARTITION.match(name)
+    ]
 
 
 def readings_archive(*, now: dt.datetime, dry_run: bool = False) -> list[ArchivedMonth]:
@@ -68,21 +82,23 @@ def readings_archive(*, now: dt.datetime, dry_run: bool = False) -> list[Archive
     done: list[ArchivedMonth] = []
     with connection.cursor() as cursor:
         partitions = _partitions(cursor)
-    for name, archived in partitions:
+    for name, state in partitions:
         year, month = map(int, _PARTITION.match(name).groups())
         start, end = (
             dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) for day in month_span(year, month)
         )
-        if archived or end > horizon:
+        if state == ARCHIVED or end > horizon:
             continue
         if dry_run:
             done.append(ArchivedMonth(name, None, None))
             continue
-        done.append(_archive_month(name, start, end))
+        done.append(_archive_month(name, start, end, state))
     return done
 
 
-def _archive_month(name: str, start: dt.datetime, end: dt.datetime) -> ArchivedMonth:
+def _archive_month(name: str, start: dt.datetime, end: dt.datetime, state: str) -> ArchivedMonth:
+    """Archive one month; begun before (``state`` pending or detached), its table still
+    holds every reading of the month, so the file is written again from it."""
     folder = Path(settings.READINGS_ARCHIVE_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.csv.gz"
@@ -101,7 +117,10 @@ def _archive_month(name: str, start: dt.datetime, end: dt.datetime) -> ArchivedM
     partial.replace(path)
     concurrently = "" if connection.in_atomic_block else " CONCURRENTLY"
     with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE metering_reading DETACH PARTITION {name}{concurrently}")
+        if state == ATTACHED:
+            cursor.execute(f"ALTER TABLE metering_reading DETACH PARTITION {name}{concurrently}")
+        elif state == PENDING:
+            cursor.execute(f"ALTER TABLE metering_reading DETACH PARTITION {name} FINALIZE")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE {name}")
         cursor.execute(
