@@ -575,6 +575,11 @@ class Payment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField()
+    idempotency_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The API request's Idempotency-Key: sent again, the payment is not booked again.",
+    )
 
     class Meta:
         ordering = ["-received_on", "-id"]
@@ -591,6 +596,12 @@ class Payment(models.Model):
                 condition=~Q(bank_transaction_id=""),
                 name="payment_bank_transaction_once",
                 violation_error_message="This bank transaction was imported already.",
+            ),
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="payment_idempotency_key_once",
+                violation_error_message="This Idempotency-Key was used for another payment.",
             ),
         ]
 
@@ -647,11 +658,22 @@ class Refund(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField()
+    idempotency_key = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The API request's Idempotency-Key: sent again, nothing is paid again.",
+    )
 
     class Meta:
         ordering = ["-paid_on", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="refund_idempotency_key_once",
+                violation_error_message="This Idempotency-Key was used for another refund.",
+            ),
         ]
 
     def __str__(self) -> str:

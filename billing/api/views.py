@@ -32,6 +32,15 @@ ISSUE_RUN = "billing.issue_billingrun"
 # resuming and cancelling change a run (the admin's actions need the same): not the
 # default's POST -> add_billingrun
 CHANGE_RUN = HasPermission.of("billing.change_billingrun")
+IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Any unique value of yours (e.g. a UUID) per payment or refund: a request "
+    "sent again with it (after a timeout) answers the first booking instead of booking "
+    "again; the key with other data is refused (422 idempotency_key_reused).",
+)
 RETRY_ISSUES = "The run is issued, so its failed accounts' bills are issued at once: permission"
 
 
@@ -301,14 +310,20 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     search_fields = ["reference", "account__number", "bank_transaction_id"]
 
     @extend_schema(
-        request=serializers.PaymentCreateSerializer, responses={201: serializers.PaymentSerializer}
+        request=serializers.PaymentCreateSerializer,
+        responses={201: serializers.PaymentSerializer},
+        parameters=[IDEMPOTENCY],
     )
     def create(self, request):
-        """Record a payment; it is allocated at once (reference first, then oldest first)."""
+        """Record a payment; it is allocated at once (reference first, then oldest first).
+        Sent again with the same ``Idempotency-Key``, the first payment is the answer."""
         body = serializers.PaymentCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         payment = payment_services.payment_record(
-            now=timezone.now(), user=request.user, **body.validated_data
+            now=timezone.now(),
+            user=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            **body.validated_data,
         )
         return Response(serializers.PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
@@ -380,15 +395,21 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     search_fields = ["reference", "account__number"]
 
     @extend_schema(
-        request=serializers.RefundCreateSerializer, responses={201: serializers.RefundSerializer}
+        request=serializers.RefundCreateSerializer,
+        responses={201: serializers.RefundSerializer},
+        parameters=[IDEMPOTENCY],
     )
     def create(self, request):
         """Pay account credit back (what credit notes left first, then unallocated
-        payments); more than the account's credit is refused with 422."""
+        payments); more than the account's credit is refused with 422.  Sent again with
+        the same ``Idempotency-Key``, the first refund is the answer: nothing is paid twice."""
         body = serializers.RefundCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         refund = payment_services.refund_record(
-            now=timezone.now(), user=request.user, **body.validated_data
+            now=timezone.now(),
+            user=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            **body.validated_data,
         )
         return Response(serializers.RefundSerializer(refund).data, status=status.HTTP_201_CREATED)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import re
 from dataclasses import dataclass, field
@@ -43,6 +44,53 @@ BANK_TRANSACTION_BOOKED = "This bank transaction was imported already."
 
 class RefundExceedsCredit(DomainError):
     code = "refund_exceeds_credit"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+
+
+IDEMPOTENCY_KEY_STORED = 100  # the column; a longer key is stored as its SHA-256
+
+
+def idempotency_key_stored(key: str) -> str:
+    """An API request's ``Idempotency-Key`` as stored on the payment or refund it books:
+    as sent, or (longer than the column) ``sha256:`` and its digest; control characters
+    are refused on the header."""
+    key = (key or "").strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        message = "The Idempotency-Key header contains control characters."
+        raise DomainError(
+            message, errors=[ErrorItem(code="invalid", field="Idempotency-Key", message=message)]
+        )
+    if len(key) <= IDEMPOTENCY_KEY_STORED:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _booked_before(model, *, user, key: str, **same):
+    """The payment or refund ``user`` booked under the Idempotency-Key ``key`` before
+    (a request sent again after a timeout: it is answered, not booked twice); None if
+    none.  The key used for another booking (``same`` differs) is refused."""
+    if not key or user is None:
+        return None
+    first = model.objects.filter(created_by=user, idempotency_key=key).first()
+    if first is None:
+        return None
+    differing = sorted(name for name, value in same.items() if getattr(first, name) != value)
+    if differing:
+        what = model._meta.verbose_name
+        message = (
+            f"This Idempotency-Key was used for {what} {first.pk} with another "
+            f"{', '.join(differing)}: use a new key for a new {what}."
+        )
+        raise IdempotencyKeyReused(
+            message,
+            errors=[
+                ErrorItem(code="idempotency_key_reused", field="Idempotency-Key", message=message)
+            ],
+        )
+    return first
 
 
 # case-insensitive: customers type "inv-2026-000123" too (series are stored in capitals)
@@ -146,11 +194,24 @@ def payment_record(
     source: str = Payment.Source.STAFF,
     bank_transaction_id: str = "",
     user=None,
+    idempotency_key: str = "",
 ) -> Payment:
     """Book a payment and settle the account's open invoices with it.  A bank
     transaction id booked already (by a statement import committing it after the
-    caller's own check, say) is refused on its field (409), not left to the database."""
+    caller's own check, say) is refused on its field (409), not left to the database.
+    Sent again by ``user`` under the same ``idempotency_key`` (the API's header), the
+    payment booked the first time is returned and nothing is booked."""
     amount = payment_amount_check(amount=amount, currency=account.network.currency)
+    key = idempotency_key_stored(idempotency_key) if user is not None else ""
+    same = {
+        "account_id": account.pk,
+        "amount": amount,
+        "received_on": received_on,
+        "reference": reference,
+        "bank_transaction_id": bank_transaction_id,
+    }
+    if (first := _booked_before(Payment, user=user, key=key, **same)) is not None:
+        return first
     try:
         with transaction.atomic():
             payment = Payment.objects.create(
@@ -164,9 +225,13 @@ def payment_record(
                 unallocated=amount,
                 created_by=user,
                 created_at=now,
+                idempotency_key=key,
             )
             payment_allocate(payment=payment, on=received_on)
     except IntegrityError:
+        # the same request, sent again while the first was booking it
+        if (first := _booked_before(Payment, user=user, key=key, **same)) is not None:
+            return first
         if (
             bank_transaction_id
             and Payment.objects.filter(bank_transaction_id=bank_transaction_id).exists()
@@ -799,8 +864,13 @@ def refund_record(
     now: dt.datetime,
     reference: str = "",
     user=None,
+    idempotency_key: str = "",
 ) -> Refund:
     """Pay account credit back to the customer.
+
+    Sent again by ``user`` under the same ``idempotency_key`` (the API's header: a
+    client retrying after a timeout), the refund made the first time is returned and
+    nothing is paid out again; the key used for another refund is refused (422).
 
     The refund takes what credit notes have left first (oldest first), then payments'
     unallocated amounts (oldest first), the same order in which credit settles new
@@ -811,6 +881,26 @@ def refund_record(
     amount = quantize_money(amount, currency)  # checked once rounded, as payments are
     if amount <= 0:
         raise DomainError("A refund amount must be positive.")
+    key = idempotency_key_stored(idempotency_key) if user is not None else ""
+    same = {"account_id": account.pk, "amount": amount, "paid_on": paid_on, "reference": reference}
+    try:
+        return _refund_record(
+            account=account, amount=amount, paid_on=paid_on, now=now, user=user, key=key, same=same
+        )
+    except IntegrityError:
+        # the same request, sent again while the first was paying it (its key's
+        # constraint); the first refund is the answer
+        if (first := _booked_before(Refund, user=user, key=key, **same)) is not None:
+            return first
+        raise
+
+
+def _refund_record(
+    *, account: Account, amount: Decimal, paid_on: dt.date, now: dt.datetime, user, key: str,
+    same: dict,
+) -> Refund:
+    currency = account.network.currency
+    reference = same["reference"]
     with transaction.atomic():
         # the account's credit, locked: its open invoices (credit notes among them) and
         # its payments with money left, each in id order
@@ -820,6 +910,9 @@ def refund_record(
             .filter(account=account, unallocated__gt=0)
             .order_by("received_on", "pk")
         )
+        # looked for behind the locks: a first request paying meanwhile has committed
+        if (first := _booked_before(Refund, user=user, key=key, **same)) is not None:
+            return first
         credit = sum((n.paid - n.gross for n in notes), ZERO) + sum(
             (p.unallocated for p in payments), ZERO
         )
@@ -842,6 +935,7 @@ def refund_record(
             reference=reference,
             created_by=user,
             created_at=now,
+            idempotency_key=key,
         )
         left = amount
         parts: list[RefundPart] = []
