@@ -215,9 +215,10 @@ class DataImportForm(forms.ModelForm):
 @admin.register(models.DataImport)
 class DataImportAdmin(admin.ModelAdmin):
     form = DataImportForm
-    list_display = ["id", "kind", "unit", "price_area", "filename", "status", "rows", "first_hour", "last_hour", "created_at"]
-    list_filter = ["kind", "status"]
-    readonly_fields = ["status", "rows", "first_hour", "last_hour", "errors", "finished_at", "filename"]
+    list_display = ["id", "kind", "unit", "price_area", "filename", "status", "rows", "resolution_minutes", "first_hour",
+                    "last_hour", "created_at"]
+    list_filter = ["kind", "status", "resolution_minutes"]
+    readonly_fields = ["status", "rows", "resolution_minutes", "first_hour", "last_hour", "errors", "finished_at", "filename"]
     preview_lines = 20
 
     def has_change_permission(self, request, obj=None):

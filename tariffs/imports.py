@@ -15,6 +15,11 @@ Timestamps
 
 Checks: duplicates, gaps (every missing hour between the first and the last), whole local
 days with 23, 24 or 25 hours as the zone's DST rules require, numeric values.
+
+Day-ahead prices may also come at 15-minute resolution (the European single day-ahead
+coupling's quarter-hour MTU since 1 October 2025): every quarter-hour of each local day once
+(92, 96 or 100 a day), checked as strictly as hours, then stored as hourly prices, each the
+mean of its hour's four quarter-hour prices (:func:`parse_spot_prices`).
 """
 
 from __future__ import annotations
@@ -196,10 +201,118 @@ def parse_unit_hours(text: str, *, time_zone: str) -> pd.DataFrame:
 
 
 PRICE_HEADER = re.compile(r"price.*\[(?P<cur>[A-Z]{3})\s*/\s*MWh\]", re.IGNORECASE)
+QUARTER_OFFSETS = pd.to_timedelta([15, 30, 45], unit="min")
+
+
+def _resolution(times: pd.Series, time_zone: str, errors: list[ErrorItem], field: str) -> int | None:
+    """60 or 15 (minutes), or ``None`` when the file mixes them (itemised per day).
+
+    Only start times are given, so the resolution is read per local day: a day whose values
+    are mostly (more than half) at :15, :30 or :45 is a 15-minute day, any other an hourly
+    one (an hourly file with a stray 05:30 stays hourly and gets ``not_hourly``).  The file's
+    resolution is that of its first day; each day of the other one is ``mixed_resolution``."""
+    if times.empty or times.isna().any():
+        return 60
+    quarter = (times - times.dt.floor("h")).isin(QUARTER_OFFSETS).to_numpy()
+    days = times.dt.tz_convert(time_zone).dt.date.to_numpy()
+    order = np.argsort(pd.DatetimeIndex(times).asi8, kind="stable")
+    seen: dict[dt.date, tuple[int, int, int]] = {}  # day -> (first row, quarter values, values)
+    for i in order:
+        first, q, n = seen.get(days[i], (int(i) + 2, 0, 0))
+        seen[days[i]] = (min(first, int(i) + 2), q + int(quarter[i]), n + 1)
+    by_day = {day: 15 if 2 * q > n else 60 for day, (_, q, n) in seen.items()}
+    first_day = next(iter(by_day))
+    resolution = by_day[first_day]
+    name = {15: "15-minute", 60: "hourly"}
+    mixed = [day for day, r in by_day.items() if r != resolution]
+    for day in mixed[:MAX_ITEMS]:
+        errors.append(ErrorItem(
+            code="mixed_resolution",
+            message=f"{day} has {name[by_day[day]]} values (from row {seen[day][0]}), the file's first day "
+                    f"{first_day} {name[resolution]} values: one file holds one resolution.",
+            field=field, row=seen[day][0],
+        ))
+    return None if mixed else resolution
+
+
+def _check_quarter_series(times: pd.Series, time_zone: str, errors: list[ErrorItem], field: str) -> None:
+    """The 15-minute counterpart of :func:`_check_series`: duplicates, values off the quarter-hour
+    grid, every missing quarter-hour (itemised with the row of the next value) and whole local
+    days, which then hold 92, 96 or 100 quarter-hours (the repeated autumn hour's four twice)."""
+    if times.isna().any() or times.empty:
+        return
+    dup = times.duplicated(keep="first")
+    for idx in np.flatnonzero(dup.to_numpy())[:MAX_ITEMS]:
+        first = int(np.flatnonzero((times == times.iloc[idx]).to_numpy())[0]) + 2
+        t = times.iloc[idx]
+        errors.append(ErrorItem(
+            code="duplicate_quarter",
+            message=f"Quarter-hour {t.tz_convert(time_zone):%Y-%m-%d %H:%M %Z} (UTC {t:%H:%M}) appears twice (first on row {first}).",
+            field=field, row=int(idx) + 2,
+        ))
+    off_grid = times != times.dt.floor("15min")
+    for idx in np.flatnonzero(off_grid.to_numpy())[:MAX_ITEMS]:
+        local = times.iloc[idx].tz_convert(time_zone)
+        errors.append(ErrorItem(
+            code="not_quarter_hour",
+            message=f"Values must start on a quarter-hour (:00, :15, :30, :45); {local:%Y-%m-%d %H:%M:%S %Z} does not.",
+            field=field, row=int(idx) + 2,
+        ))
+    keep = ~(dup | off_grid).to_numpy()
+    if not keep.any():
+        return
+    rows = np.flatnonzero(keep) + 2
+    present = pd.DatetimeIndex(times[keep])
+    order = np.argsort(present.asi8, kind="stable")
+    present, rows = present[order], rows[order]
+    missing = pd.date_range(present[0], present[-1], freq="15min").difference(present)
+    for m in missing[:MAX_ITEMS]:
+        row = int(rows[present.searchsorted(m)])
+        errors.append(ErrorItem(
+            code="missing_quarter",
+            message=f"Quarter-hour {m.tz_convert(time_zone):%Y-%m-%d %H:%M %Z} (UTC {m:%H:%M}) is missing (before row {row}).",
+            field=field, row=row,
+        ))
+    if len(missing) > MAX_ITEMS:
+        errors.append(ErrorItem(code="missing_quarter", field=field,
+                                message=f"And {len(missing) - MAX_ITEMS} more quarter-hours missing."))
+    first, last = present[0].tz_convert(time_zone), present[-1].tz_convert(time_zone)
+    if (first.hour, first.minute) != (0, 0) or (last.hour, last.minute) != (23, 45):
+        errors.append(ErrorItem(
+            code="partial_day",
+            message=f"The file must hold whole local days ({time_zone}): it runs from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}.",
+            field=field,
+        ))
+
+
+def _hourly_means(times: pd.Series, prices: pd.Series) -> pd.DataFrame:
+    """Each hour's price = the arithmetic mean of its four quarter-hour prices, from the file's
+    decimals (not floats), rounded once, half up (ties away from zero), to the 4 decimals the
+    price column stores.  For the cost model this is exact: heat spread evenly over the hour
+    costs ``Σ_q (Q_h/4)/COP_h · p_q = Q_h/COP_h · mean(p_q)``.  Prices with up to 2 decimals (as
+    ENTSO-E publishes them) give means with at most 4: stored without rounding."""
+    step = Decimal(1).scaleb(-PRICE_COLUMN[0])
+    sums: dict[pd.Timestamp, Decimal] = {}
+    for hour, raw in zip(times.dt.floor("h"), prices, strict=True):
+        text = str(raw).strip().replace(",", ".")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:  # a form only pandas reads: its shortest float repr
+            value = Decimal(repr(float(text)))
+        sums[hour] = sums.get(hour, Decimal(0)) + value
+    hours = sorted(sums)
+    return pd.DataFrame({
+        "hour_start": pd.Series(pd.DatetimeIndex(hours)),
+        "price_per_mwh": [(sums[h] / 4).quantize(step, rounding=ROUND_HALF_UP) for h in hours],
+    })
 
 
 def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFrame:
-    """ENTSO-E day-ahead export (``MTU (CET/CEST)``, ``Day-ahead Price [EUR/MWh]``) or ``time,price``."""
+    """ENTSO-E day-ahead export (``MTU (CET/CEST)``, ``Day-ahead Price [EUR/MWh]``) or ``time,price``.
+
+    Hourly or 15-minute values (one resolution a file, :func:`_resolution`); a 15-minute file
+    comes back as hourly means with ``Decimal`` prices (:func:`_hourly_means`).  The frame's
+    ``attrs["resolution_minutes"]`` is the file's resolution (60 or 15)."""
     errors: list[ErrorItem] = []
     frame = _read(text)
     frame.columns = [c.strip() for c in frame.columns]
@@ -222,10 +335,18 @@ def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFra
         out["hour_start"] = _parse_times(frame[tcol], time_zone, errors, tcol)
     if pcol:
         out["price_per_mwh"] = _numbers(frame, pcol, errors, required=True, limit=PRICE_COLUMN)
+    resolution = 60
     if tcol and "hour_start" in out:
-        _check_series(out["hour_start"], time_zone, errors, tcol)
+        resolution = _resolution(out["hour_start"], time_zone, errors, tcol)
+        if resolution == 60:
+            _check_series(out["hour_start"], time_zone, errors, tcol)
+        elif resolution == 15:
+            _check_quarter_series(out["hour_start"], time_zone, errors, tcol)
     if errors:
         raise ImportRejected(f"The price file was refused: {len(errors)} problem(s).", errors=errors)
+    if resolution == 15:
+        out = _hourly_means(out["hour_start"], frame[pcol])
+    out.attrs["resolution_minutes"] = resolution
     return out
 
 

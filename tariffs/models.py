@@ -388,7 +388,11 @@ class ElectricityCharge(models.Model):
 
 
 class DataImport(models.Model):
-    """A CSV file of hourly data, imported by a Celery task (idempotent)."""
+    """A CSV file of hourly data, imported by a Celery task (idempotent).
+
+    Day-ahead prices may come at 15-minute resolution; they are stored hourly (the mean of
+    the hour's four prices) and ``resolution_minutes`` says so, for every ``SpotPrice`` the
+    import wrote (``SpotPrice.data_import``) and the cost and cap figures priced on them."""
 
     class Kind(models.TextChoices):
         UNIT_HOURS = "unit_hours", "Unit operating data (SCADA export)"
@@ -410,6 +414,12 @@ class DataImport(models.Model):
     content = models.TextField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     rows = models.PositiveIntegerField(default=0)
+    resolution_minutes = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Resolution of the file's values: 60 (hourly) or 15 (quarter-hour day-ahead prices, "
+                  "stored as each hour's mean of its four quarter-hour prices). Empty for charges and "
+                  "until the import has run.",
+    )
     first_hour = models.DateTimeField(null=True, blank=True)
     last_hour = models.DateTimeField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)
@@ -425,6 +435,11 @@ class DataImport(models.Model):
                 | Q(kind="electricity_charges"),
                 name="dataimport_target_given",
                 violation_error_message="Unit data needs a unit; spot prices need a price area.",
+            ),
+            models.CheckConstraint(
+                condition=Q(resolution_minutes__isnull=True) | Q(resolution_minutes__in=[15, 60]),
+                name="dataimport_resolution_known",
+                violation_error_message="Values are hourly (60 minutes) or quarter-hourly (15 minutes).",
             ),
         ]
 

@@ -242,6 +242,22 @@ def unit_hours_frame(*, unit_ids: Sequence[int], start_at: dt.datetime, end_at: 
     return frame
 
 
+def spot_price_hours_by_resolution(*, price_area: str, start_at: dt.datetime, end_at: dt.datetime) -> dict[str, int]:
+    """How many of the area's stored hourly prices in ``[start_at, end_at)`` came from hourly and
+    how many from 15-minute files (``{"60": n, "15": n}``; ``"unrecorded"`` for prices entered
+    without an import or imported before the resolution was kept), so that figures priced on
+    them show which hourly prices are means of four quarter-hour prices."""
+    from django.db.models import Count
+
+    from tariffs.models import SpotPrice
+
+    counts = (
+        SpotPrice.objects.filter(price_area=price_area, hour_start__gte=start_at, hour_start__lt=end_at)
+        .values_list("data_import__resolution_minutes").annotate(n=Count("id")).order_by()
+    )
+    return {"unrecorded" if minutes is None else str(minutes): n for minutes, n in sorted(counts, key=lambda c: -(c[0] or 0))}
+
+
 def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: dt.datetime, time_zone: str):
     """Hourly spot + grid + system + tax per MWh for the area (two queries); time-of-use charges by
     local hour.  The prices are the stored ``Decimal`` values (a charge not in force: 0), so that

@@ -54,7 +54,12 @@ from tariffs.models import (
     UnitHour,
 )
 from tariffs.rating import Determinants, components_from_data, year_fraction
-from tariffs.selectors import electricity_prices_frame, tariff_spec_for_version, unit_hours_frame
+from tariffs.selectors import (
+    electricity_prices_frame,
+    spot_price_hours_by_resolution,
+    tariff_spec_for_version,
+    unit_hours_frame,
+)
 
 APPROVE_PERMISSION = "tariffs.approve_tariffversion"
 CHARGE_STORE_LOCK = 0x4543  # advisory lock namespace ("EC"), keyed by hashtext(price area, kind)
@@ -447,8 +452,9 @@ def data_import_run(*, data_import_id: int, now: dt.datetime) -> DataImport:
             record.first_hour = local_midnight(min(c.valid_from for c in charges), record.time_zone)
             ends = [c.valid_to for c in charges]
             record.last_hour = None if None in ends else local_midnight(max(ends), record.time_zone)
-        else:
+        else:  # rows = hours stored (a day of 96 quarter-hour prices: 24)
             record.rows = len(frame)
+            record.resolution_minutes = frame.attrs.get("resolution_minutes", 60)
             record.first_hour = frame["hour_start"].min().to_pydatetime()
             record.last_hour = frame["hour_start"].max().to_pydatetime()
         record.errors = []
@@ -488,7 +494,8 @@ def _store_unit_hours(record: DataImport, frame: pd.DataFrame) -> None:
 
 def _store_spot_prices(record: DataImport, frame: pd.DataFrame) -> None:
     rows = [
-        (record.price_area, t.to_pydatetime(), _dec(p, 4), record.currency, record.pk)
+        # hourly means of quarter-hour prices come as Decimal, already at the column's scale
+        (record.price_area, t.to_pydatetime(), p if isinstance(p, Decimal) else _dec(p, 4), record.currency, record.pk)
         for t, p in frame[["hour_start", "price_per_mwh"]].itertuples(index=False)
     ]
     upsert_rows(model=SpotPrice, columns=["price_area", "hour_start", "price_per_mwh", "currency", "data_import_id"],
@@ -653,6 +660,10 @@ def operating_cost_compute(
         "loss_share": None if loss_share is None else format(loss_share, "f"),
         "network_costs_per_year": format(network_costs_per_year, "f"),
         "price_area": network.price_area,
+        # hours priced on 15-minute day-ahead prices use their hourly means (docs/tariffs.md)
+        "spot_price_hours_by_resolution_minutes": spot_price_hours_by_resolution(
+            price_area=network.price_area, start_at=start_at, end_at=end_at,
+        ),
     }
     return OperatingCost.objects.create(
         network=network, period_start=period_start, period_end=period_end, inputs=inputs,

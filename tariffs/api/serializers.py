@@ -270,7 +270,7 @@ class DataImportSerializer(ModelSerializer):
         model = models.DataImport
         fields = [
             "id", "kind", "unit", "price_area", "currency", "time_zone", "filename", "status", "rows",
-            "first_hour", "last_hour", "errors", "created_at", "finished_at",
+            "resolution_minutes", "first_hour", "last_hour", "errors", "created_at", "finished_at",
         ]
         read_only_fields = fields
 

@@ -213,7 +213,8 @@ class DataImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     @extend_schema(request=s.DataImportCreateSerializer, responses={202: s.DataImportSerializer},
-                   summary="Upload an hourly CSV (SCADA or ENTSO-E export); imported by a Celery task")
+                   summary="Upload an hourly CSV (SCADA or ENTSO-E export; day-ahead prices also at 15 minutes, "
+                           "stored as hourly means); imported by a Celery task")
     def create(self, request):
         body = s.DataImportCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
