@@ -11,7 +11,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -475,9 +475,12 @@ def _check_time_zone(name: str) -> None:
 
 
 def _dec(value, places: int) -> Decimal | None:
+    """An imported number at its column's scale, rounded half up (ties away from zero), as
+    PostgreSQL's numeric and the charge import round: 1.00005 is 1.0001.  The float's
+    shortest repr is the number the file wrote."""
     if value is None or pd.isna(value):
         return None
-    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places))
+    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
 def _store_unit_hours(record: DataImport, frame: pd.DataFrame) -> None:

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from tariffs.imports import ImportRejected, parse_spot_prices, parse_unit_hours
 from tariffs.models import DataImport, SpotPrice, UnitHour
-from tariffs.services import data_import_create
+from tariffs.services import data_import_create, data_import_run
+from tests.tariffs.factories import PlantUnitFactory
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
@@ -174,3 +175,30 @@ def test_a_year_of_hours_is_stored_set_based_not_one_query_per_hour(django_asser
     with django_assert_max_num_queries(limit):
         assert data_import_run(data_import_id=record.pk, now=timezone.now()).status == DataImport.Status.DONE
     assert UnitHour.objects.filter(unit=unit).count() == 8760
+
+
+@pytest.mark.django_db
+def test_imported_hours_are_stored_rounded_half_up_as_the_columns_and_charges_round():
+    # the stored scale's ties went half even through the float: 1.00005 became 1.0000 and
+    # 0.0000025 MWh 0.000002, where PostgreSQL's numeric and the charge import round half up
+    import pandas as pd
+
+    hours = pd.date_range("2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen")
+    prices = ["1.00005", "-1.00005", "2.00025", "0.00025"] + ["10"] * 20
+    text = "time,price\n" + "".join(f"{t.isoformat()},{p}\n" for t, p in zip(hours, prices, strict=True))
+    record = data_import_create(kind="spot_prices", content=text, price_area="DK2", enqueue=False)
+    record = data_import_run(data_import_id=record.pk, now=timezone.now())
+    assert record.status == DataImport.Status.DONE, record.errors
+    stored = list(SpotPrice.objects.order_by("hour_start").values_list("price_per_mwh", flat=True)[:4])
+    assert stored == [D("1.0001"), D("-1.0001"), D("2.0003"), D("0.0003")]
+
+    unit = PlantUnitFactory()
+    text = "time,heat_mwh,supply_c\n" + "".join(
+        f"{t.isoformat()},{h},{c}\n"
+        for t, h, c in zip(hours, ["0.0000025", "1.0000005"] + ["1"] * 22, ["70.125", "69.985"] + ["70"] * 22, strict=True)
+    )
+    record = data_import_create(kind="unit_hours", content=text, unit=unit, enqueue=False)
+    record = data_import_run(data_import_id=record.pk, now=timezone.now())
+    assert record.status == DataImport.Status.DONE, record.errors
+    first_two = list(UnitHour.objects.filter(unit=unit).order_by("hour_start").values_list("heat_mwh", "supply_c")[:2])
+    assert first_two == [(D("0.000003"), D("70.13")), (D("1.000001"), D("69.99"))]
