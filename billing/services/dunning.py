@@ -7,6 +7,9 @@
   (unique constraint ``dunningnotice_one_per_level``), one level per run, and the next
   level only after the previous letter's pay-by date has passed, so a missed day never
   sends two levels at once and no letter overtakes the time the last one gave.
+* **One ladder per claim**: a correction (re-rating, rebill) is the claim of the invoice
+  it replaces and goes on from that chain's letters (:func:`claim_history`), so a
+  re-rated period is never dunned, nor charged fees, from level 1 again.
 * **One letter per account and day** (renteloven §9 b: the fee is per letter): every
   invoice of an account that reaches a level the same day gets its notice in one
   :class:`~billing.models.DunningLetter` (unique constraint
@@ -124,7 +127,7 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLe
     )
     due: dict[int, list[tuple[Invoice, LadderStep]]] = {}
     for invoice in overdue:
-        step = _next_step(invoice=invoice, ladder=ladder, today=today)
+        step = _next_step(claim=claim_history(invoice), ladder=ladder, today=today)
         if step is not None:
             due.setdefault(invoice.account_id, []).append((invoice, step))
     letters = []
@@ -145,15 +148,55 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLe
     return letters
 
 
-def _next_step(*, invoice: Invoice, ladder: list[LadderStep], today: dt.date) -> LadderStep | None:
-    """The first level ``invoice`` has not had, if it has reached it and the previous
-    letter's pay-by date has passed."""
-    sent = {n.level: n for n in invoice.dunning_notices.all()}
-    days_late = (today - invoice.due_on).days
+@dataclass(frozen=True)
+class ClaimHistory:
+    """The dunning so far of the claim an overdue invoice stands for: the notices of the
+    invoice and of those it replaces, and the due date its ladder counts from."""
+
+    due_on: dt.date
+    notices: tuple[DunningNotice, ...]
+
+
+def claim_history(invoice: Invoice) -> ClaimHistory:
+    """The claim ``invoice`` stands for.  A correction (a re-rating's, or a rebill of an
+    invoice staff credited) bills the same account, period and supply as the invoice it
+    replaces, only the amount changed: the same claim (renteloven §9 b: at most three
+    letters per claim, each at least 10 days after the one before).  So its ladder goes
+    on from its chain's letters, counted from the due date of the invoice that had the
+    claim's first one; a chain never dunned starts afresh from the correction's due date.
+    """
+    notices = list(invoice.dunning_notices.all())
+    due_on = {invoice.pk: invoice.due_on}
+    doc = invoice
+    while doc.kind == Invoice.Kind.CORRECTION and doc.original_id is not None:
+        doc = (
+            Invoice.objects.only("kind", "original_id", "due_on")
+            .prefetch_related("dunning_notices")
+            .get(pk=doc.original_id)
+        )
+        due_on[doc.pk] = doc.due_on
+        notices.extend(doc.dunning_notices.all())
+    first = min(notices, key=lambda n: (n.sent_on, n.level), default=None)
+    start = due_on[first.invoice_id] if first is not None else invoice.due_on
+    return ClaimHistory(due_on=start or invoice.due_on, notices=tuple(notices))
+
+
+def _next_step(
+    *, claim: ClaimHistory, ladder: list[LadderStep], today: dt.date
+) -> LadderStep | None:
+    """The first level the claim has not had, if it has reached it and the previous
+    letter's pay-by date has passed; none once the claim has had as many letters as the
+    ladder has levels (a correction dunned afresh before its chain counted as one claim
+    has had more: it gets no further letter, and no further fee)."""
+    sent = {n.level for n in claim.notices}
+    letters = {n.letter_id or -n.pk for n in claim.notices}
+    if len(letters) >= len(ladder):
+        return None
+    days_late = (today - claim.due_on).days
+    previous = max(claim.notices, key=lambda n: (n.sent_on, n.level), default=None)
     for step in ladder:
         if step.level in sent:
             continue
-        previous = max(sent.values(), key=lambda n: n.level, default=None)
         if previous is not None and today <= (previous.pay_by or previous.sent_on):
             return None
         return step if days_late >= step.days else None
