@@ -3,7 +3,8 @@ on the letter and, when it charges a fee, on the fee invoice too (its document i
 letter).
 
 A letter lists every invoice it reminds of (number, due date, what is open, the level
-reached), the total open, its one fee and the fee invoice, the total now due, the new
+reached; for a correction, the invoice it replaces and the claim's earlier reminders),
+the total open, its one fee and the fee invoice, the total now due, the new
 pay-by date, the account's other overdue invoices, the utility and where to complain
 (the settings the invoice PDF uses) and, for the final level, what happens next.
 """
@@ -27,8 +28,12 @@ def reminder_context(*, letter: DunningLetter) -> dict:
     fee_invoice = letter.fee_invoice
     fee_gross = fee_invoice.gross if fee_invoice is not None else ZERO
     notices = list(
-        letter.notices.select_related("invoice").order_by("invoice__due_on", "invoice__number")
+        letter.notices.select_related("invoice__original").order_by(
+            "invoice__due_on", "invoice__number"
+        )
     )
+    for notice in notices:
+        notice.replaces, notice.earlier = _claim_before(notice=notice, letter=letter)
     others = (
         Invoice.objects.filter(account=account, state=Invoice.State.OVERDUE, gross__gt=0)
         .exclude(kind=Invoice.Kind.CREDIT_NOTE)
@@ -55,6 +60,25 @@ def reminder_context(*, letter: DunningLetter) -> dict:
         "complaints": settings.HEATUTILITY.get("COMPLAINTS_CONTACT", ""),
         "references": references,
     }
+
+
+def _claim_before(*, notice, letter: DunningLetter) -> tuple[str, list[str]]:
+    """For a correction's notice: the number of the invoice it replaces and the claim's
+    reminders before this letter ("2026-12-06 (2: Second reminder)"), since its ladder
+    goes on from theirs (``dunning.claim_history``): a final notice for an invoice the
+    customer was never reminded of would not make sense.  Empty for other invoices."""
+    from billing.services.dunning import claim_history
+
+    invoice = notice.invoice
+    if invoice.kind != Invoice.Kind.CORRECTION or invoice.original is None:
+        return "", []
+    earlier = sorted(
+        (n for n in claim_history(invoice).notices if n.sent_on < letter.sent_on),
+        key=lambda n: (n.sent_on, n.level),
+    )
+    return invoice.original.display_number, [
+        f"{n.sent_on.isoformat()} ({n.level}: {n.title})" for n in earlier
+    ]
 
 
 def reminder_pdf_bytes(*, letter: DunningLetter) -> bytes:

@@ -151,7 +151,13 @@ def letter_message(*, letter: DunningLetter) -> tuple[str, str]:
     account, currency = letter.account, letter.currency
     numbers = [
         n.invoice.display_number
-        for n in letter.notices.select_related("invoice").order_by(
+        # a correction continues the ladder of the invoice it replaces: name that one
+        + (
+            f" (replaces {n.invoice.original.display_number})"
+            if n.invoice.kind == Invoice.Kind.CORRECTION and n.invoice.original is not None
+            else ""
+        )
+        for n in letter.notices.select_related("invoice__original").order_by(
             "invoice__due_on", "invoice__number"
         )
     ]

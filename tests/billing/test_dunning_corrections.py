@@ -10,11 +10,12 @@ import pytest
 from django.db.models import Sum
 
 from billing.models import DunningLetter, DunningNotice, Invoice
+from billing.services.delivery import letter_message
 from billing.services.dunning import dunning_run
 from billing.services.invoices import invoice_credit
 from billing.services.rerating import invoice_rebill, invoice_rerate
 from tests.billing.factories import register
-from tests.billing.test_dunning import OCTOBER_DUE, at, late, october_billed
+from tests.billing.test_dunning import OCTOBER_DUE, at, late, october_billed, pdf_text
 
 # October's end register, billed at 43000 kWh (1.5 MWh for the month)
 OCTOBER_END = dt.date(2026, 11, 1)
@@ -226,3 +227,43 @@ class TestACorrectionContinuesItsOriginalsLadder:
 
         assert letters == []
         assert DunningNotice.objects.filter(invoice=correction).count() == 2
+
+
+@pytest.mark.django_db
+class TestTheCorrectionsLetterSaysWhatCameBefore:
+    def test_the_letter_names_the_replaced_invoice_and_its_earlier_reminders(
+        self, django_capture_on_commit_callbacks
+    ):
+        _network, account, october = october_billed()
+        dunning_run(now=late(7))
+        dunning_run(now=late(21))
+        correction = rerated(account, october, on=dt.date(2026, 12, 10))
+
+        (letter,) = run_daily(
+            dt.date(2026, 12, 25), dt.date(2026, 12, 25), django_capture_on_commit_callbacks
+        )
+
+        letter.refresh_from_db()
+        text = " ".join(pdf_text(letter.pdf).split())
+        assert f"{correction.display_number} (correction invoice)" in text
+        assert f"replaces {october.display_number}" in text
+        assert "reminded on 2026-11-22 (1: Payment reminder)" in text
+        assert "2026-12-06 (2: Second reminder)" in text
+        assert "3: Final notice before disconnection" in text
+        _subject, body = letter_message(letter=letter)
+        assert (
+            f"Overdue: {correction.display_number} (replaces {october.display_number}), "
+            "open 1435.04 DKK." in body
+        )
+
+    def test_a_letter_of_an_ordinary_invoice_says_nothing_of_replacing(
+        self, django_capture_on_commit_callbacks
+    ):
+        october_billed()
+        with django_capture_on_commit_callbacks(execute=True):
+            dunning_run(now=late(7))
+            (letter,) = dunning_run(now=late(21))
+
+        letter.refresh_from_db()
+        assert "replaces" not in pdf_text(letter.pdf)
+        assert "replaces" not in letter_message(letter=letter)[1]
