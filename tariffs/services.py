@@ -20,6 +20,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Max, Q
 
 from customers.models import Network, ServiceConnection
+from heatutility.audit import integrity_as_conflict
 from heatutility.csvcells import csv_cell
 from heatutility.errors import ConflictError, DomainError, ErrorItem
 from heatutility.money import MONEY_ROUNDING, to_decimal
@@ -949,7 +950,10 @@ def price_cap_adopt(*, cap: PriceCap, now: dt.datetime) -> PriceCap:
             locked.validate_constraints()
         except ValidationError as exc:
             raise ConflictError("; ".join(exc.messages)) from exc
-        locked.save(update_fields=["status", "adopted_at"])
+        # the check above cannot see an overlapping cap adopted by a concurrent
+        # transaction: the exclusion constraint refuses it, with the same message
+        with integrity_as_conflict():
+            locked.save(update_fields=["status", "adopted_at"])
         return locked
 
 
