@@ -879,16 +879,32 @@ def invoice_pdf_bytes(*, invoice: Invoice) -> bytes:
     return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf()
 
 
+def pdf_store_once(*, document, path: str, data: bytes) -> str:
+    """Store ``data`` as ``document``'s PDF unless another renderer stored one first.
+
+    Two renderers of one document (a task and its redelivery, the admin action) both
+    save a file; only the first name reaches the row, and the other's file, which nothing
+    would ever refer to, is removed.  Returns the stored name and sets it on ``document``.
+    """
+    saved = default_storage.save(path, ContentFile(data))
+    rows = type(document).objects.filter(pk=document.pk)
+    rows.filter(pdf="").update(pdf=saved)
+    name = rows.values_list("pdf", flat=True).get()
+    if name != saved:
+        default_storage.delete(saved)
+    document.pdf.name = name
+    return name
+
+
 def invoice_pdf_render(*, invoice: Invoice) -> str:
-    """Render and store the PDF of an issued invoice (idempotent: keeps an existing one)."""
+    """Render and store the PDF of an issued invoice (idempotent: keeps an existing one;
+    two renderers racing keep the first stored, see :func:`pdf_store_once`)."""
     if invoice.pdf:
         return invoice.pdf.name
     if invoice.number is None:
         raise ValueError("only issued invoices get a PDF")
     data = invoice_pdf_bytes(invoice=invoice)
     issued = invoice.issued_at or dt.datetime.now(dt.UTC)
-    name = default_storage.save(
-        f"invoices/{issued:%Y/%m}/{invoice.display_number}.pdf", ContentFile(data)
+    return pdf_store_once(
+        document=invoice, path=f"invoices/{issued:%Y/%m}/{invoice.display_number}.pdf", data=data
     )
-    Invoice.objects.filter(pk=invoice.pk, pdf="").update(pdf=name)
-    return name

@@ -14,10 +14,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 
+from billing.documents import pdf_store_once
 from billing.models import DunningLetter, Invoice
 
 ZERO = Decimal("0")
@@ -96,16 +95,11 @@ def reminder_pdf_render(*, letter: DunningLetter) -> str:
     """
     name = letter.pdf.name
     if not name:
-        data = reminder_pdf_bytes(letter=letter)
-        saved = default_storage.save(
-            f"reminders/{letter.sent_on:%Y/%m}/{letter.account.number}-{letter.sent_on}.pdf",
-            ContentFile(data),
+        name = pdf_store_once(
+            document=letter,
+            path=f"reminders/{letter.sent_on:%Y/%m}/{letter.account.number}-{letter.sent_on}.pdf",
+            data=reminder_pdf_bytes(letter=letter),
         )
-        DunningLetter.objects.filter(pk=letter.pk, pdf="").update(pdf=saved)
-        name = DunningLetter.objects.values_list("pdf", flat=True).get(pk=letter.pk)
-        if name != saved:
-            default_storage.delete(saved)
-        letter.pdf.name = name
     if letter.fee_invoice_id is not None:
         Invoice.objects.filter(pk=letter.fee_invoice_id, pdf="").update(pdf=name)
     return name
