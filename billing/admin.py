@@ -4,8 +4,11 @@ service; issued invoices are read-only here as everywhere."""
 
 from __future__ import annotations
 
+import secrets
+
 from django import forms
 from django.contrib import admin, messages
+from django.forms.models import construct_instance
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -507,21 +510,108 @@ class StatementImportForm(forms.Form):
     )
 
 
+SUBMISSION_KEY = "submission_key"
+SUBMISSION_KEY_PREFIX = "admin-form:"  # apart from the keys the same user sends the API
+
+
+class OnceSubmittedForm(forms.ModelForm):
+    """An add form that carries a one-time key, made when it is rendered and passed to
+    the service as the Idempotency-Key: the same rendered form sent twice (a double
+    click, a resent POST) books once.  ``user`` is set by the admin's ``get_form``.
+
+    Sent again, the form's own checks are not run on it: they would refuse the repeat
+    because of the first booking (the credit it took, the bank id it holds) where the
+    service answers with that booking."""
+
+    submission_key = forms.CharField(
+        widget=forms.HiddenInput, required=False, initial=lambda: secrets.token_urlsafe(24)
+    )
+    user = None
+
+    def submission_key_stored(self) -> str:
+        key = self.data.get(SUBMISSION_KEY, "")
+        return payment_services.idempotency_key_stored(SUBMISSION_KEY_PREFIX + key) if key else ""
+
+    def booked_before(self):
+        """The booking this rendered form made already, or None."""
+        key = self.submission_key_stored()
+        if not key or self.user is None or self.instance.pk is not None:
+            return None
+        model = self._meta.model
+        return model.objects.filter(created_by=self.user, idempotency_key=key).first()
+
+    def _post_clean(self):
+        if self.booked_before() is None:
+            super()._post_clean()
+            return
+        self.instance = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
+
+
 class RecordedByServiceAdmin(admin.ModelAdmin):
     """Money movements are added through their service (allocation, credit checks) and
-    never edited: the add form's fields are read-only afterwards."""
+    never edited: the add form's fields are read-only afterwards.  The add form is sent
+    once (:class:`OnceSubmittedForm`): sent twice, the second answers with the first
+    booking."""
 
-    def record(self, request, obj):  # pragma: no cover - overridden
+    def record(self, request, obj, *, now, idempotency_key: str):  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj else [*self.fields, SUBMISSION_KEY]
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields if obj else []
 
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)  # a class made for this request
+        form.user = request.user
+        return form
+
     def save_model(self, request, obj, form, change):
         if change:
             return
-        obj.pk = self.record(request, obj).pk
+        now = timezone.now()
+        booked = self.record(request, obj, now=now, idempotency_key=form.submission_key_stored())
+        # booked at another moment: the first submit of this form booked it
+        request.booked_before = booked.created_at != now
+        obj.pk = booked.pk
         obj.refresh_from_db()
+
+    def log_addition(self, request, obj, message):
+        if getattr(request, "booked_before", False):
+            return None  # logged when it was booked
+        return super().log_addition(request, obj, message)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if not getattr(request, "booked_before", False):
+            return super().response_add(request, obj, post_url_continue)
+        what = obj._meta.verbose_name
+        self.message_user(
+            request,
+            f"This form was sent already: {what} “{obj}” was booked then, and nothing was booked again.",
+            messages.WARNING,
+        )
+        opts = obj._meta
+        return redirect(f"admin:{opts.app_label}_{opts.model_name}_change", obj.pk)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except payment_services.IdempotencyKeyReused:
+            # the same rendered form (the browser's back button) sent with other figures
+            what = self.model._meta.verbose_name
+            self.message_user(
+                request,
+                f"This form was sent already for another {what}, and nothing was booked now: "
+                f"it is open again for a new {what}.",
+                messages.ERROR,
+            )
+            return redirect(request.get_full_path())
+        except DomainError as exc:  # the service refused what the form allowed (the credit
+            # went elsewhere, the bank id booked by an import since the form checked it):
+            # the form again with why
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(request.get_full_path())
 
 
 class RefundPartInline(admin.TabularInline):
@@ -535,7 +625,7 @@ class RefundPartInline(admin.TabularInline):
         return False
 
 
-class RefundForm(forms.ModelForm):
+class RefundForm(OnceSubmittedForm):
     class Meta:
         model = Refund
         fields = ["account", "amount", "paid_on", "reference"]
@@ -543,6 +633,8 @@ class RefundForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         account, amount = data.get("account"), data.get("amount")
+        if self.booked_before() is not None:
+            return data  # sent again: the service answers with the first refund
         if self.instance.pk is None and account is not None and amount is not None:
             credit = payment_services.account_credit(account=account)
             if amount > credit:
@@ -570,25 +662,19 @@ class RefundAdmin(RecordedByServiceAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def record(self, request, obj):
+    def record(self, request, obj, *, now, idempotency_key: str):
         return payment_services.refund_record(
             account=obj.account,
             amount=obj.amount,
             paid_on=obj.paid_on,
             reference=obj.reference,
-            now=timezone.now(),
+            now=now,
             user=request.user,
+            idempotency_key=idempotency_key,
         )
 
-    def add_view(self, request, form_url="", extra_context=None):
-        try:
-            return super().add_view(request, form_url, extra_context)
-        except DomainError as exc:  # the credit went elsewhere since the form was checked
-            self.message_user(request, exc.message, messages.ERROR)
-            return redirect(request.get_full_path())
 
-
-class PaymentForm(forms.ModelForm):
+class PaymentForm(OnceSubmittedForm):
     class Meta:
         model = Payment
         fields = ["account", "amount", "received_on", "reference", "bank_transaction_id"]
@@ -627,24 +713,17 @@ class PaymentAdmin(RecordedByServiceAdmin):
     autocomplete_fields = []
     change_list_template = "billing/admin/payment_changelist.html"
 
-    def record(self, request, obj):
+    def record(self, request, obj, *, now, idempotency_key: str):
         return payment_services.payment_record(
             account=obj.account,
             amount=obj.amount,
             received_on=obj.received_on,
             reference=obj.reference,
             bank_transaction_id=obj.bank_transaction_id.strip(),
-            now=timezone.now(),
+            now=now,
             user=request.user,
+            idempotency_key=idempotency_key,
         )
-
-    def add_view(self, request, form_url="", extra_context=None):
-        try:
-            return super().add_view(request, form_url, extra_context)
-        except DomainError as exc:  # the service refused what the form allowed (the bank
-            # id booked by an import since the form checked it): the form again with why
-            self.message_user(request, exc.message, messages.ERROR)
-            return redirect(request.get_full_path())
 
     def get_urls(self):
         return [
