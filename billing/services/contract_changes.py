@@ -44,6 +44,7 @@ from billing.services.rerating import (
     invoice_rerate,
     late_exception_record,
     look_horizon,
+    rerate_cursor_advance,
     rerate_each,
 )
 from billing.services.runs import (
@@ -384,7 +385,6 @@ def contracts_rebill_changed(*, now: dt.datetime) -> tuple[list, list[Invoice]]:
         kind__in=(BillingRun.Kind.INSTALMENT, BillingRun.Kind.SETTLEMENT),
     ).distinct():
         billed += billing_run_exceptions_retry(run=run, now=now)
-    cursor.checked_until = max(cursor.checked_until, horizon)
-    cursor.save(update_fields=["checked_until"])
+    rerate_cursor_advance(cursor=cursor, to=horizon)
     log.info("contract changes: %d re-rated, %d billed late", len(rerated), len(billed))
     return rerated, billed

@@ -24,7 +24,8 @@ import logging
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from billing.calc import BillDraft, BillingError, one_year_earlier
@@ -517,6 +518,15 @@ RERATE_OVERLAP = dt.timedelta(minutes=10)
 HELD_BACK_WARNING = dt.timedelta(hours=1)
 
 
+def rerate_cursor_advance(*, cursor: RerateCursor, to: dt.datetime) -> None:
+    """Move ``cursor`` to ``to`` if that is later, in the database: two looks at once
+    (a slow night, a beat delivered twice) never move it back, whichever ends last."""
+    RerateCursor.objects.filter(pk=cursor.pk).update(
+        checked_until=Greatest(F("checked_until"), Value(to))
+    )
+    cursor.refresh_from_db(fields=["checked_until"])
+
+
 def look_horizon() -> dt.datetime:
     """Where the next look at rows changed "since" may start, taken before this look
     reads anything: a row stamped (``updated_at``, ``history_date``, ``created_at``)
@@ -564,8 +574,7 @@ def invoices_rerate_changed(*, now: dt.datetime) -> list[tuple[Invoice, Invoice]
     )
     # a draft staff issued meanwhile is re-rated instead (its credit note and correction)
     results += rerate_each(drafts, lambda invoice: draft_refresh(invoice=invoice, now=now), now=now)
-    cursor.checked_until = max(cursor.checked_until, horizon)
-    cursor.save(update_fields=["checked_until"])
+    rerate_cursor_advance(cursor=cursor, to=horizon)
     return results
 
 
@@ -644,8 +653,7 @@ def invoices_rerate_tariff_corrections(*, now: dt.datetime) -> list[tuple[Invoic
     results = (
         invoices_rerate_for_tariff_versions(version_ids=sorted(closed), now=now) if closed else []
     )
-    cursor.checked_until = max(cursor.checked_until, horizon)
-    cursor.save(update_fields=["checked_until"])
+    rerate_cursor_advance(cursor=cursor, to=horizon)
     return results
 
 
