@@ -14,6 +14,7 @@ from billing.models import (
     RefundPart,
 )
 from billing.services.aconto import PLAN_FIELDS
+from billing.services.payments import idempotency_key_stored
 from customers.models import Account, Network
 from heatutility.api import BoundedDateField
 
@@ -268,7 +269,13 @@ class PaymentCreateSerializer(serializers.Serializer):
 
     def validate_bank_transaction_id(self, value: str) -> str:
         value = value.strip()
-        if value and Payment.objects.filter(bank_transaction_id=value).exists():
+        booked = Payment.objects.filter(bank_transaction_id=value)
+        user, key = self.context.get("user"), self.context.get("idempotency_key")
+        if key and user is not None:
+            # the same request sent again (its Idempotency-Key): the service answers it
+            # with the payment it booked the first time
+            booked = booked.exclude(created_by=user, idempotency_key=idempotency_key_stored(key))
+        if value and booked.exists():
             raise serializers.ValidationError("This bank transaction was recorded already.")
         return value
 

@@ -317,13 +317,13 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def create(self, request):
         """Record a payment; it is allocated at once (reference first, then oldest first).
         Sent again with the same ``Idempotency-Key``, the first payment is the answer."""
-        body = serializers.PaymentCreateSerializer(data=request.data)
+        key = request.headers.get("Idempotency-Key", "")
+        body = serializers.PaymentCreateSerializer(
+            data=request.data, context={"user": request.user, "idempotency_key": key}
+        )
         body.is_valid(raise_exception=True)
         payment = payment_services.payment_record(
-            now=timezone.now(),
-            user=request.user,
-            idempotency_key=request.headers.get("Idempotency-Key", ""),
-            **body.validated_data,
+            now=timezone.now(), user=request.user, idempotency_key=key, **body.validated_data
         )
         return Response(serializers.PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 

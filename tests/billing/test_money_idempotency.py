@@ -83,6 +83,30 @@ class TestAPaymentSentTwice:
         assert Payment.objects.filter(account=account).count() == before + 1
         assert account_credit(account=account) == D("940.65")
 
+    def test_with_a_bank_id_and_the_same_key_answers_the_first(self):
+        # the serializer's "recorded already" answered the retry 400, as if it had failed
+        account, _note, _overpaid = credit_from_note_and_overpayment()
+        clerk = client_for(BILLING_CLERK)
+        body = {
+            "account": account.pk,
+            "amount": "100.00",
+            "received_on": "2026-12-21",
+            "bank_transaction_id": "BANK-77",
+        }
+
+        first = clerk.post("/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-7")
+        again = clerk.post("/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-7")
+        other_key = clerk.post(
+            "/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-8"
+        )
+
+        assert (first.status_code, again.status_code) == (201, 201), again.json()
+        assert again.json()["id"] == first.json()["id"]
+        assert other_key.status_code == 400  # a new request for a booked bank transaction
+        assert other_key.json()["errors"][0]["field"] == "bank_transaction_id"
+        assert Payment.objects.filter(bank_transaction_id="BANK-77").count() == 1
+        assert account_credit(account=account) == D("940.65")
+
     def test_without_a_key_two_posts_are_two_payments(self):
         account, _note, _overpaid = credit_from_note_and_overpayment()
         clerk = client_for(BILLING_CLERK)
