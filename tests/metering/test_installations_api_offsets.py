@@ -22,14 +22,21 @@ def refusals(response) -> list[tuple[str, str]]:
     return [(e["code"], e["field"]) for e in response.json()["errors"]]
 
 
-@pytest.mark.parametrize("moment", ["2026-03-01T10:00:00", "2026-10-25T02:30:00", "2026-03-01"])
-def test_an_installation_moment_without_offset_is_refused(moment):
-    meter = HeatMeterFactory()
-    response = client_for(METERING_OPERATOR).post(
+def install(moment: str):
+    return client_for(METERING_OPERATOR).post(
         "/api/v1/meter-installations/install/",
-        {"meter": meter.pk, "unit": BuildingInterfaceUnitFactory().pk, "installed_at": moment},
+        {
+            "meter": HeatMeterFactory().pk,
+            "unit": BuildingInterfaceUnitFactory().pk,
+            "installed_at": moment,
+        },
         format="json",
     )
+
+
+@pytest.mark.parametrize("moment", ["2026-03-01T10:00:00", "2026-10-25T02:30:00", "2026-03-01"])
+def test_an_installation_moment_without_offset_is_refused(moment):
+    response = install(moment)
 
     assert response.status_code == 400, response.content
     assert refusals(response) == [("missing_offset", "installed_at")]
@@ -39,12 +46,7 @@ def test_an_installation_moment_without_offset_is_refused(moment):
 
 @pytest.mark.parametrize("moment", ["2026-10-25T02:30:00+02:00", "2026-10-25T00:30:00Z"])
 def test_the_same_moment_with_an_offset_is_stored_as_that_instant(moment):
-    meter = HeatMeterFactory()
-    response = client_for(METERING_OPERATOR).post(
-        "/api/v1/meter-installations/install/",
-        {"meter": meter.pk, "unit": BuildingInterfaceUnitFactory().pk, "installed_at": moment},
-        format="json",
-    )
+    response = install(moment)
 
     assert response.status_code == 201, response.content
     assert MeterInstallation.objects.get().installed_at == dt.datetime(
