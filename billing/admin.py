@@ -52,12 +52,38 @@ def _report(modeladmin, request, func, queryset, done_message: str) -> None:
         modeladmin.message_user(request, done_message.format(n=ok), messages.SUCCESS)
 
 
+# exceptions a run's page shows: a run can fail for thousands of accounts (no reads for a
+# whole district), and a page with a form row for each is megabytes and seconds to render
+RUN_PAGE_EXCEPTIONS = 100
+
+
+class FirstExceptionsFormSet(forms.models.BaseInlineFormSet):
+    """The run's first ``RUN_PAGE_EXCEPTIONS`` exceptions, unresolved first (the same rows
+    on the page and when it is saved: the order is total, per run one row per account)."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_first"):
+            self._first = (
+                super().get_queryset().order_by("resolved", "account_id")[:RUN_PAGE_EXCEPTIONS]
+            )
+        return self._first
+
+
 class BillingRunExceptionInline(admin.TabularInline):
     model = BillingRunException
+    formset = FirstExceptionsFormSet
+    verbose_name_plural = (
+        f"Billing run exceptions (the first {RUN_PAGE_EXCEPTIONS}, unresolved first; "
+        "all of them: GET /api/v1/billing/runs/<id>/exceptions/)"
+    )
     extra = 0
     can_delete = False
     fields = ["account", "code", "error", "created_at", "resolved"]
     readonly_fields = ["account", "code", "error", "created_at"]
+
+    def get_queryset(self, request):
+        # each row names its account (and customer): one query, not two per row
+        return super().get_queryset(request).select_related("account__customer")
 
 
 # what staff choose for a new run (the rest of the page is progress, read-only)
