@@ -401,7 +401,8 @@ class CapacityChangeAdmin(DatedChangeAdmin):
     list_display = ("connection", "valid_from", "capacity_kw", "previous_kw", "created_at")
     search_fields = ("connection__number",)
     list_filter = ("connection__network",)
-    list_select_related = ("connection",)
+    # a connection is named by its building's address
+    list_select_related = ("connection__building",)
     autocomplete_fields = ("connection",)
 
     def record(self, request, obj):
@@ -461,7 +462,8 @@ class BuildingInterfaceUnitAdmin(HistoryAdmin):
     list_display = ("serial", "maker", "model", "kind", "connection", "installed_on", "removed_on")
     search_fields = ("serial", "maker", "connection__number", "connection__building__street")
     list_filter = ("kind", "maker", "domestic_hot_water")
-    list_select_related = ("connection",)
+    # a connection is named by its building's address
+    list_select_related = ("connection__building",)
     autocomplete_fields = ("connection",)
 
 
@@ -476,6 +478,6 @@ class ContractAdmin(HistoryAdmin):
         "connection__building__street",
     )
     list_filter = ("connection__network", "valid_from")
-    list_select_related = ("account", "account__customer", "connection")
+    list_select_related = ("account__customer", "connection__building")
     autocomplete_fields = ("account", "connection")
     date_hierarchy = "valid_from"

@@ -11,7 +11,12 @@ import pytest
 from django.contrib.auth.models import User
 
 from billing.models import BillingRun, BillingRunException
-from tests.customers.factories import AccountFactory, NetworkFactory
+from tests.customers.factories import (
+    AccountFactory,
+    BuildingInterfaceUnitFactory,
+    ContractFactory,
+    NetworkFactory,
+)
 
 N = 30
 NOW = dt.datetime(2026, 12, 1, 6, tzinfo=dt.UTC)
@@ -87,3 +92,13 @@ class TestPageQueriesDoNotGrowWithRows:
         response = staff_client.post(f"/admin/billing/billingrun/{run.pk}/change/", form)
         assert response.status_code == 302
         assert list(run.exceptions.filter(resolved=True)) == [shown[1]]
+
+    def test_the_contract_list(self, staff_client, django_assert_max_num_queries):
+        ContractFactory.create_batch(N)
+        with django_assert_max_num_queries(10):
+            _get(staff_client, "/admin/customers/contract/")
+
+    def test_the_interface_unit_list(self, staff_client, django_assert_max_num_queries):
+        BuildingInterfaceUnitFactory.create_batch(N)
+        with django_assert_max_num_queries(10):
+            _get(staff_client, "/admin/customers/buildinginterfaceunit/")
