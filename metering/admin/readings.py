@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -245,6 +247,22 @@ class EditForm(forms.Form):
     reason = forms.CharField(max_length=300)
 
 
+class ReadingIssueChangeList(ChangeList):
+    """The queue's page with each issue's reading read in one query, not one per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        issues = list(self.result_list)
+        if not issues:
+            return
+        keys = Q()
+        for issue in issues:
+            keys |= Q(meter_id=issue.meter_id, read_at=issue.read_at)
+        readings = {(r.meter_id, r.read_at): r for r in models.Reading.objects.filter(keys)}
+        for issue in issues:
+            issue.page_reading = readings.get((issue.meter_id, issue.read_at))
+
+
 @admin.register(models.ReadingIssue)
 class ReadingIssueAdmin(admin.ModelAdmin):
     """The exception queue: suspect and rejected readings waiting for a person."""
@@ -272,9 +290,17 @@ class ReadingIssueAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def get_changelist(self, request, **kwargs):
+        return ReadingIssueChangeList
+
     @admin.display(description="reading")
     def reading_values(self, obj):
-        reading = models.Reading.objects.filter(meter_id=obj.meter_id, read_at=obj.read_at).first()
+        if hasattr(obj, "page_reading"):  # the changelist read the page's readings
+            reading = obj.page_reading
+        else:
+            reading = models.Reading.objects.filter(
+                meter_id=obj.meter_id, read_at=obj.read_at
+            ).first()
         if reading is None:
             return "—"
         link = reverse("admin:metering_readingissue_edit", args=[obj.pk])

@@ -6,17 +6,20 @@ slow there.  Each test fills a page with N rows and bounds the queries below N.
 """
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
 
 from billing.models import BillingRun, BillingRunException
+from metering.models import Reading, ReadingIssue
 from tests.customers.factories import (
     AccountFactory,
     BuildingInterfaceUnitFactory,
     ContractFactory,
     NetworkFactory,
 )
+from tests.metering.factories import HeatMeterFactory
 
 N = 30
 NOW = dt.datetime(2026, 12, 1, 6, tzinfo=dt.UTC)
@@ -102,3 +105,32 @@ class TestPageQueriesDoNotGrowWithRows:
         BuildingInterfaceUnitFactory.create_batch(N)
         with django_assert_max_num_queries(10):
             _get(staff_client, "/admin/customers/buildinginterfaceunit/")
+
+    def test_the_reading_exception_queue(self, staff_client, django_assert_max_num_queries):
+        from metering.ingest.store import partitions_ensure
+
+        partitions_ensure(months={(2026, 11)})
+        read_at = dt.datetime(2026, 11, 3, tzinfo=dt.UTC)
+        for n, meter in enumerate(HeatMeterFactory.create_batch(N)):
+            Reading.objects.create(
+                meter=meter,
+                read_at=read_at,
+                energy_kwh=Decimal(1000 + n),
+                energy_value=Decimal(1000 + n),
+                energy_unit="kWh",
+                volume_m3=Decimal("12.5"),
+                status=Reading.Status.SUSPECT,
+                received_at=NOW,
+            )
+            ReadingIssue.objects.create(
+                meter=meter,
+                read_at=read_at,
+                code="spike",
+                severity=ReadingIssue.Severity.ERROR,
+                message="spike",
+                created_at=NOW,
+            )
+        with django_assert_max_num_queries(12):
+            page = _get(staff_client, "/admin/metering/readingissue/").content.decode()
+        # each row still shows its reading's values
+        assert all(f"{1000 + n}.000000 kWh" in page for n in range(N))
