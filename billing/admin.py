@@ -1096,7 +1096,8 @@ class DunningNoticeAdmin(admin.ModelAdmin):
     list_filter = ["level", "sent_on", "invoice__network"]
     search_fields = ["invoice__account__number", "invoice__account__customer__name"]
     date_hierarchy = "sent_on"
-    list_select_related = ["invoice__account", "letter", "fee_invoice"]
+    # the account and the letter are named by their customer
+    list_select_related = ["invoice__account__customer", "letter__account__customer", "fee_invoice"]
     actions = ["render_letters"]
     readonly_fields = [
         "invoice",

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 
-from billing.models import BillingRun, BillingRunException
+from billing.models import BillingRun, BillingRunException, DunningLetter, DunningNotice, Invoice
 from metering.models import Reading, ReadingIssue
 from tests.customers.factories import (
     AccountFactory,
@@ -134,3 +134,42 @@ class TestPageQueriesDoNotGrowWithRows:
             page = _get(staff_client, "/admin/metering/readingissue/").content.decode()
         # each row still shows its reading's values
         assert all(f"{1000 + n}.000000 kWh" in page for n in range(N))
+
+    def test_the_dunning_notice_list(self, staff_client, django_assert_max_num_queries):
+        network = NetworkFactory()
+        for n, account in enumerate(AccountFactory.create_batch(N, network=network)):
+            invoice = Invoice.objects.create(
+                account=account,
+                network=network,
+                state=Invoice.State.ISSUED,
+                period_start=dt.date(2026, 10, 1),
+                period_end=dt.date(2026, 11, 1),
+                series="INV",
+                number=n + 1,
+                issued_at=NOW,
+                due_on=dt.date(2026, 11, 15),
+                currency="DKK",
+                gross=Decimal("100.00"),
+                net=Decimal("80.00"),
+                vat=Decimal("20.00"),
+                created_at=NOW,
+            )
+            letter = DunningLetter.objects.create(
+                account=account,
+                sent_on=dt.date(2026, 12, 1),
+                pay_by=dt.date(2026, 12, 15),
+                level=1,
+                title="Reminder",
+                currency="DKK",
+                open_amount=Decimal("100.00"),
+            )
+            DunningNotice.objects.create(
+                invoice=invoice,
+                letter=letter,
+                level=1,
+                title="Reminder",
+                open_amount=Decimal("100.00"),
+                sent_on=dt.date(2026, 12, 1),
+            )
+        with django_assert_max_num_queries(12):
+            _get(staff_client, "/admin/billing/dunningnotice/")
