@@ -10,12 +10,13 @@ from django.shortcuts import redirect
 from simple_history.admin import SimpleHistoryAdmin
 
 from customers import models
-from heatutility.admin import refuse_dates_out_of_range
+from heatutility.admin import IndexedSearchMixin, refuse_dates_out_of_range
 from heatutility.errors import DomainError
 
 
-class HistoryAdmin(SimpleHistoryAdmin):
-    """Base for every staff admin: change history on, list pages that scale."""
+class HistoryAdmin(IndexedSearchMixin, SimpleHistoryAdmin):
+    """Base for every staff admin: change history on, list pages (and searches) that
+    scale."""
 
     list_per_page = 50
     show_full_result_count = False
@@ -236,7 +237,7 @@ class NetworkAdmin(HistoryAdmin):
 @admin.register(models.Customer)
 class CustomerAdmin(HistoryAdmin):
     list_display = ("name", "kind", "email", "phone", "organisation_number", "has_login")
-    search_fields = ("name", "email", "organisation_number", "accounts__number")
+    search_fields = ("name", "email", "^organisation_number", "^accounts__number")
     list_filter = ("kind",)
     list_select_related = ("user",)
     inlines = [AccountInline]
@@ -271,13 +272,15 @@ class CustomerAdmin(HistoryAdmin):
 class AccountAdmin(HistoryAdmin):
     form = AccountForm
     list_display = ("number", "customer", "network", "status", "billing_address")
+    # ^: identifiers found from their start (IndexedSearchMixin)
     search_fields = (
-        "number",
+        "^number",
         "customer__name",
         "billing_street",
         "billing_city",
+        "^contracts__connection__number",
         "contracts__connection__building__street",
-        "contracts__connection__interface_units__meter_installations__meter__serial",
+        "^contracts__connection__interface_units__meter_installations__meter__serial",
     )
     list_filter = ("status", "network")
     list_select_related = ("customer", "network")
@@ -296,7 +299,7 @@ class BuildingAdmin(HistoryAdmin):
         "dwellings",
         "year_built",
     )
-    search_fields = ("street", "postal_code", "city", "register_id", "connections__number")
+    search_fields = ("street", "^postal_code", "city", "^register_id", "^connections__number")
     list_filter = ("use", "city")
     inlines = [AreaChangeInline, ConnectionInline]
 
@@ -319,12 +322,12 @@ class ServiceConnectionAdmin(HistoryAdmin):
         "connected_on",
     )
     search_fields = (
-        "number",
+        "^number",
         "building__street",
         "building__city",
-        "contracts__account__number",
+        "^contracts__account__number",
         "contracts__account__customer__name",
-        "interface_units__meter_installations__meter__serial",
+        "^interface_units__meter_installations__meter__serial",
     )
     list_filter = ("status", "network")
     list_select_related = ("building", "network")
@@ -366,7 +369,7 @@ class CapacityChangeForm(forms.ModelForm):
         return data
 
 
-class DatedChangeAdmin(admin.ModelAdmin):
+class DatedChangeAdmin(IndexedSearchMixin, admin.ModelAdmin):
     """A dated change of a value (capacity, area): added through its service, which
     ``record`` calls with the form's object, and never edited or deleted."""
 
@@ -399,7 +402,7 @@ class CapacityChangeAdmin(DatedChangeAdmin):
 
     form = CapacityChangeForm
     list_display = ("connection", "valid_from", "capacity_kw", "previous_kw", "created_at")
-    search_fields = ("connection__number",)
+    search_fields = ("^connection__number",)
     list_filter = ("connection__network",)
     # a connection is named by its building's address
     list_select_related = ("connection__building",)
@@ -439,7 +442,11 @@ class AreaChangeAdmin(DatedChangeAdmin):
 
     form = AreaChangeForm
     list_display = ("building", "valid_from", "heated_area_m2", "previous_m2", "created_at")
-    search_fields = ("building__street", "building__register_id", "building__connections__number")
+    search_fields = (
+        "building__street",
+        "^building__register_id",
+        "^building__connections__number",
+    )
     list_filter = ("building__city",)
     list_select_related = ("building",)
     autocomplete_fields = ("building",)
@@ -460,7 +467,7 @@ class AreaChangeAdmin(DatedChangeAdmin):
 class BuildingInterfaceUnitAdmin(HistoryAdmin):
     form = BuildingInterfaceUnitForm
     list_display = ("serial", "maker", "model", "kind", "connection", "installed_on", "removed_on")
-    search_fields = ("serial", "maker", "connection__number", "connection__building__street")
+    search_fields = ("^serial", "maker", "^connection__number", "connection__building__street")
     list_filter = ("kind", "maker", "domestic_hot_water")
     # a connection is named by its building's address
     list_select_related = ("connection__building",)
@@ -472,9 +479,9 @@ class ContractAdmin(HistoryAdmin):
     form = ContractForm
     list_display = ("account", "connection", "valid_from", "valid_to")
     search_fields = (
-        "account__number",
+        "^account__number",
         "account__customer__name",
-        "connection__number",
+        "^connection__number",
         "connection__building__street",
     )
     list_filter = ("connection__network", "valid_from")

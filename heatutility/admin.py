@@ -5,6 +5,7 @@ list)."""
 from axes import admin as axes_admin  # registers the login-attempt models first
 from axes.models import AccessAttempt
 from django.contrib import admin
+from django.utils.text import smart_split, unescape_string_literal
 from django_celery_beat import admin as beat_admin  # registers the beat models first
 from django_celery_beat.models import PeriodicTask
 
@@ -19,6 +20,48 @@ def refuse_dates_out_of_range(form, *fields: str) -> None:
         day = form.cleaned_data.get(field)
         if day is not None and not date_in_range(day):
             form.add_error(field, DATE_OUT_OF_RANGE)
+
+
+def _search_lookup(field: str) -> str:
+    """The ORM lookup of one ``search_fields`` entry, with Django's prefixes: ``^`` an
+    identifier found from its start (``istartswith``), ``=`` one found whole (``iexact``),
+    none a text found anywhere in it (``icontains``)."""
+    if field.startswith("^"):
+        return f"{field[1:]}__istartswith"
+    if field.startswith("="):
+        return f"{field[1:]}__iexact"
+    return f"{field}__icontains"
+
+
+class IndexedSearchMixin:
+    """The admin's search (its list's ``?q=`` and the autocomplete boxes that use it) as
+    one id subquery per searched column, not one ``OR`` across joins.
+
+    Django's search filters the list by ``a ILIKE '%x%' OR joined.b ILIKE '%x%' …`` over
+    every join of ``search_fields``, which no index can serve: 1–2.8 s per keystroke at
+    100,000 accounts.  Here each term matches ``pk IN (SELECT pk … WHERE a … UNION ALL
+    SELECT pk … JOIN … WHERE b …)``: each branch starts from its own column's index (a
+    trigram index for a substring, an ``upper(col) text_pattern_ops`` index for an
+    identifier's prefix, made by the apps' migrations on PostgreSQL), and the rows come
+    once each (no ``DISTINCT`` over the joins).  Terms are split and quoted as Django
+    does and all must match (each in some field).  ``@`` (full-text) fields are left to
+    Django's search."""
+
+    def get_search_results(self, request, queryset, search_term):
+        fields = [str(field) for field in self.get_search_fields(request)]
+        if not search_term or not fields or any(field.startswith("@") for field in fields):
+            return super().get_search_results(request, queryset, search_term)
+        lookups = [_search_lookup(field) for field in fields]
+        table = queryset.model._base_manager
+        for bit in smart_split(search_term):
+            if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
+                bit = unescape_string_literal(bit)
+            branches = [table.filter(**{lookup: bit}).order_by().values("pk") for lookup in lookups]
+            matched = (
+                branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
+            )
+            queryset = queryset.filter(pk__in=matched)
+        return queryset, False
 
 
 class ViewOnlyAdmin(admin.ModelAdmin):

@@ -682,9 +682,9 @@ class MeterInstallationAdmin(EnergyRegistersShown, ReadOnlyInstallations, Histor
         "reason",
     )
     search_fields = (
-        "meter__serial",
-        "unit__serial",
-        "unit__connection__number",
+        "^meter__serial",
+        "^unit__serial",
+        "^unit__connection__number",
         "unit__connection__building__street",
     )
     list_filter = ("removed_at", "meter__maker")

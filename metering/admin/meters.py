@@ -44,10 +44,10 @@ class HeatMeterAdmin(HistoryAdmin):
         "verification_due_on",
     )
     search_fields = (
-        "serial",
+        "^serial",
         "maker",
         "model",
-        "installations__unit__connection__number",
+        "^installations__unit__connection__number",
         "installations__unit__connection__building__street",
     )
     list_filter = ("maker", "register_unit", "accuracy_class", "verification_due_on")

@@ -1,0 +1,62 @@
+"""Indexes for the staff admin's search (``heatutility.admin.IndexedSearchMixin``).
+
+The admin matches each searched column in its own id subquery: a name, e-mail or address
+anywhere in it (``UPPER(col) LIKE UPPER('%x%')``, Django's ``icontains``), served by a
+trigram GIN index on ``upper(col)``; an identifier from its start (``UPPER(col) LIKE
+UPPER('x%')``, ``istartswith``), served by a b-tree on ``upper(col) text_pattern_ops``.
+PostgreSQL only (``pg_trgm`` is a trusted extension: the database owner may create it);
+SQLite (embedded default) searches without them.
+"""
+
+from django.contrib.postgres.operations import TrigramExtension
+from django.db import migrations
+
+# (index, table, column, kind): "trgm" substring, "prefix" identifier
+INDEXES = [
+    ("customer_name_search", "customers_customer", "name", "trgm"),
+    ("customer_email_search", "customers_customer", "email", "trgm"),
+    ("customer_orgnumber_search", "customers_customer", "organisation_number", "prefix"),
+    ("account_number_search", "customers_account", "number", "prefix"),
+    ("account_street_search", "customers_account", "billing_street", "trgm"),
+    ("account_city_search", "customers_account", "billing_city", "trgm"),
+    ("building_street_search", "customers_building", "street", "trgm"),
+    ("building_city_search", "customers_building", "city", "trgm"),
+    ("building_postcode_search", "customers_building", "postal_code", "prefix"),
+    ("building_register_search", "customers_building", "register_id", "prefix"),
+    ("connection_number_search", "customers_serviceconnection", "number", "prefix"),
+    ("biu_serial_search", "customers_buildinginterfaceunit", "serial", "prefix"),
+    ("biu_maker_search", "customers_buildinginterfaceunit", "maker", "trgm"),
+]
+
+
+def create_sql(name: str, table: str, column: str, kind: str) -> str:
+    if kind == "trgm":
+        using = f"gin (upper({column}::text) gin_trgm_ops)"
+    else:
+        using = f"btree (upper({column}::text) text_pattern_ops)"
+    return f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {using}"
+
+
+def create_indexes(indexes):
+    def forward(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            for index in indexes:
+                schema_editor.execute(create_sql(*index), params=None)
+
+    def backward(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            for name, *_ in indexes:
+                schema_editor.execute(f"DROP INDEX IF EXISTS {name}", params=None)
+
+    return migrations.RunPython(forward, backward)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("customers", "0007_network_time_zone_from_settings"),
+    ]
+
+    operations = [
+        TrigramExtension(),
+        create_indexes(INDEXES),
+    ]
