@@ -8,6 +8,7 @@ import secrets
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.forms.models import construct_instance
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -34,7 +35,7 @@ from billing.services import payments as payment_services
 from billing.services import runs as run_services
 from customers.models import Network
 from customers.selectors import account_ids_by_number
-from heatutility.admin import ViewOnlyAdmin, refuse_dates_out_of_range
+from heatutility.admin import IndexedSearchMixin, ViewOnlyAdmin, refuse_dates_out_of_range
 from heatutility.errors import DomainError
 from heatutility.timeutil import months_between
 from heatutility.uploads import upload_read, upload_text
@@ -280,7 +281,7 @@ class DeliveryFilter(admin.SimpleListFilter):
         return delivery.documents_by_delivery(queryset, delivery=self.value())
 
 
-class PdfDownloadAdmin(admin.ModelAdmin):
+class PdfDownloadAdmin(IndexedSearchMixin, admin.ModelAdmin):
     """A stored PDF (``obj.pdf``, named ``obj.pdf_filename``) as a list column and a
     download view at ``<pk>/pdf/`` (``pdf_url_name``), for whoever may view the object;
     how it was delivered (column, filter, actions)."""
@@ -373,7 +374,8 @@ class InvoiceAdmin(PdfDownloadAdmin):
         "network",
         "run",
     ]
-    search_fields = ["account__number", "account__customer__name", "number"]
+    # ^: from its start (IndexedSearchMixin); its own number in search_term_filters
+    search_fields = ["^account__number", "account__customer__name"]
     date_hierarchy = "period_start"
     list_select_related = ["account__customer"]
     inlines = [InvoiceLineInline]
@@ -421,6 +423,14 @@ class InvoiceAdmin(PdfDownloadAdmin):
         "created_at",
     ]
     exclude = ["pdf"]
+
+    def search_term_filters(self, term):
+        """The invoice's number as printed (``INV-2026-000042``) or bare (``42``,
+        ``000042``, in any series): both by the index on the number."""
+        series, _, digits = term.rpartition("-")
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
+            return []
+        return [Q(series=series, number=int(digits)) if series else Q(number=int(digits))]
 
     def has_add_permission(self, request):
         return False  # invoices come from runs, re-rating and services
@@ -573,7 +583,7 @@ class OnceSubmittedForm(forms.ModelForm):
         self.instance = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
 
 
-class RecordedByServiceAdmin(admin.ModelAdmin):
+class RecordedByServiceAdmin(IndexedSearchMixin, admin.ModelAdmin):
     """Money movements are added through their service (allocation, credit checks) and
     never edited: the add form's fields are read-only afterwards.  The add form is sent
     once (:class:`OnceSubmittedForm`): sent twice, the second answers with the first
@@ -678,7 +688,7 @@ class RefundAdmin(RecordedByServiceAdmin):
     form = RefundForm
     list_display = ["paid_on", "account", "amount", "currency", "reference"]
     list_filter = ["paid_on"]
-    search_fields = ["account__number", "reference"]
+    search_fields = ["^account__number", "reference"]
     fields = ["account", "amount", "paid_on", "reference"]
     inlines = [RefundPartInline]
 
@@ -732,7 +742,7 @@ class PaymentAdmin(RecordedByServiceAdmin):
         "unallocated",
     ]
     list_filter = ["source", "received_on"]
-    search_fields = ["account__number", "reference", "bank_transaction_id"]
+    search_fields = ["^account__number", "reference", "bank_transaction_id"]
     # the bank's id, for a credit an import listed as unmatched: booked by hand, the
     # same statement imported again finds it instead of booking it twice
     fields = ["account", "amount", "received_on", "reference", "bank_transaction_id"]
@@ -900,13 +910,13 @@ class InstalmentPlanningAdmin(ViewOnlyAdmin):
 
 
 @admin.register(InstalmentPlan)
-class InstalmentPlanAdmin(admin.ModelAdmin):
+class InstalmentPlanAdmin(IndexedSearchMixin, admin.ModelAdmin):
     """Plans are computed (last year's climate-corrected consumption), never typed in:
     "Add" opens the planning form for a network or a list of accounts."""
 
     list_display = ["account", "year_start", "frequency", "last_year_mwh", "estimated_mwh"]
     list_filter = ["frequency", "year_start", "account__network"]
-    search_fields = ["account__number"]
+    search_fields = ["^account__number"]
     readonly_fields = [*aconto.PLAN_FIELDS, "ended_on"]
     actions = ["final_settlement"]
 
@@ -1023,7 +1033,7 @@ class DunningLetterAdmin(PdfDownloadAdmin):
         "delivery_status",
     ]
     list_filter = ["level", "sent_on", DeliveryFilter, "account__network"]
-    search_fields = ["account__number", "account__customer__name"]
+    search_fields = ["^account__number", "account__customer__name"]
     date_hierarchy = "sent_on"
     list_select_related = ["account__customer", "fee_invoice"]
     inlines = [DunningNoticeInline]
@@ -1079,7 +1089,7 @@ class DunningLetterAdmin(PdfDownloadAdmin):
 
 
 @admin.register(DunningNotice)
-class DunningNoticeAdmin(admin.ModelAdmin):
+class DunningNoticeAdmin(IndexedSearchMixin, admin.ModelAdmin):
     """The levels each overdue invoice reached (its dunning history), with the letter each
     was sent in; fee invoices of notices sent before letters covered an account."""
 
@@ -1094,7 +1104,7 @@ class DunningNoticeAdmin(admin.ModelAdmin):
         "letter_link",
     ]
     list_filter = ["level", "sent_on", "invoice__network"]
-    search_fields = ["invoice__account__number", "invoice__account__customer__name"]
+    search_fields = ["^invoice__account__number", "invoice__account__customer__name"]
     date_hierarchy = "sent_on"
     # the account and the letter are named by their customer
     list_select_related = ["invoice__account__customer", "letter__account__customer", "fee_invoice"]

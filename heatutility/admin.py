@@ -5,6 +5,7 @@ list)."""
 from axes import admin as axes_admin  # registers the login-attempt models first
 from axes.models import AccessAttempt
 from django.contrib import admin
+from django.db.models import Q
 from django.utils.text import smart_split, unescape_string_literal
 from django_celery_beat import admin as beat_admin  # registers the beat models first
 from django_celery_beat.models import PeriodicTask
@@ -45,7 +46,12 @@ class IndexedSearchMixin:
     identifier's prefix, made by the apps' migrations on PostgreSQL), and the rows come
     once each (no ``DISTINCT`` over the joins).  Terms are split and quoted as Django
     does and all must match (each in some field).  ``@`` (full-text) fields are left to
-    Django's search."""
+    Django's search; ``search_term_filters`` adds what a whole term matches that no
+    field lookup says (an invoice's printed number)."""
+
+    def search_term_filters(self, term: str) -> list[Q]:
+        """Further filters on the model that a term matches, OR-ed with the fields'."""
+        return []
 
     def get_search_results(self, request, queryset, search_term):
         fields = [str(field) for field in self.get_search_fields(request)]
@@ -56,7 +62,9 @@ class IndexedSearchMixin:
         for bit in smart_split(search_term):
             if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
                 bit = unescape_string_literal(bit)
-            branches = [table.filter(**{lookup: bit}).order_by().values("pk") for lookup in lookups]
+            filters = [Q(**{lookup: bit}) for lookup in lookups]
+            filters += self.search_term_filters(bit)
+            branches = [table.filter(q).order_by().values("pk") for q in filters]
             matched = (
                 branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
             )
