@@ -6,6 +6,7 @@ from axes import admin as axes_admin  # registers the login-attempt models first
 from axes.models import AccessAttempt
 from django.contrib import admin
 from django.db.models import Q
+from django.db.models.constants import LOOKUP_SEP
 from django.utils.text import smart_split, unescape_string_literal
 from django_celery_beat import admin as beat_admin  # registers the beat models first
 from django_celery_beat.models import PeriodicTask
@@ -32,6 +33,18 @@ def _search_lookup(field: str) -> str:
     if field.startswith("="):
         return f"{field[1:]}__iexact"
     return f"{field}__icontains"
+
+
+def _search_branch(model, lookup: str, term: str):
+    """The ids of ``model`` whose ``lookup`` matches ``term``.  Through a reverse key
+    (an account's ``contracts__…``) the key column of the other table is the id: no join
+    back to this table's every row."""
+    first, _, rest = lookup.partition(LOOKUP_SEP)
+    relation = model._meta.get_field(first) if LOOKUP_SEP in rest else None
+    if relation is not None and relation.one_to_many and relation.field.target_field.primary_key:
+        rows = relation.related_model._base_manager.filter(**{rest: term})
+        return rows.order_by().values(relation.field.attname)
+    return model._base_manager.filter(**{lookup: term}).order_by().values("pk")
 
 
 class IndexedSearchMixin:
@@ -62,9 +75,10 @@ class IndexedSearchMixin:
         for bit in smart_split(search_term):
             if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
                 bit = unescape_string_literal(bit)
-            filters = [Q(**{lookup: bit}) for lookup in lookups]
-            filters += self.search_term_filters(bit)
-            branches = [table.filter(q).order_by().values("pk") for q in filters]
+            branches = [_search_branch(queryset.model, lookup, bit) for lookup in lookups]
+            branches += [
+                table.filter(q).order_by().values("pk") for q in self.search_term_filters(bit)
+            ]
             matched = (
                 branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
             )
