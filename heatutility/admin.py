@@ -35,6 +35,20 @@ def _search_lookup(field: str) -> str:
     return f"{field}__icontains"
 
 
+# a trigram index finds a substring of three characters or more
+SHORTEST_SUBSTRING = 3
+
+
+def _search_condition(lookup: str, term: str) -> Q:
+    """``lookup`` matching ``term``; a term too short for the trigram index ("17" of
+    "Jagtvej 17") is looked for at the start of a word, which the index finds (and
+    "17" no longer picks every 117, 2174 and kunde1717@ of the network)."""
+    path, _, kind = lookup.rpartition(LOOKUP_SEP)
+    if kind == "icontains" and len(term) < SHORTEST_SUBSTRING:
+        return Q(**{f"{path}__istartswith": term}) | Q(**{lookup: f" {term}"})
+    return Q(**{lookup: term})
+
+
 def _search_branch(model, lookup: str, term: str):
     """The ids of ``model`` whose ``lookup`` matches ``term``.  Through a reverse key
     (an account's ``contracts__…``) the key column of the other table is the id: no join
@@ -42,9 +56,9 @@ def _search_branch(model, lookup: str, term: str):
     first, _, rest = lookup.partition(LOOKUP_SEP)
     relation = model._meta.get_field(first) if LOOKUP_SEP in rest else None
     if relation is not None and relation.one_to_many and relation.field.target_field.primary_key:
-        rows = relation.related_model._base_manager.filter(**{rest: term})
+        rows = relation.related_model._base_manager.filter(_search_condition(rest, term))
         return rows.order_by().values(relation.field.attname)
-    return model._base_manager.filter(**{lookup: term}).order_by().values("pk")
+    return model._base_manager.filter(_search_condition(lookup, term)).order_by().values("pk")
 
 
 class IndexedSearchMixin:
@@ -55,9 +69,10 @@ class IndexedSearchMixin:
     every join of ``search_fields``, which no index can serve: 1–2.8 s per keystroke at
     100,000 accounts.  Here each term matches ``pk IN (SELECT pk … WHERE a … UNION ALL
     SELECT pk … JOIN … WHERE b …)``: each branch starts from its own column's index (a
-    trigram index for a substring, an ``upper(col) text_pattern_ops`` index for an
-    identifier's prefix, made by the apps' migrations on PostgreSQL), and the rows come
-    once each (no ``DISTINCT`` over the joins).  Terms are split and quoted as Django
+    trigram index for a substring, or a word's start for a one- or two-character term;
+    an ``upper(col) text_pattern_ops`` index for an identifier's prefix; made by the
+    apps' migrations on PostgreSQL), and the rows come once each (no ``DISTINCT`` over
+    the joins).  Terms are split and quoted as Django
     does and all must match (each in some field).  ``@`` (full-text) fields are left to
     Django's search; ``search_term_filters`` adds what a whole term matches that no
     field lookup says (an invoice's printed number)."""
