@@ -8,7 +8,6 @@ PostgreSQL only (``pg_trgm`` is a trusted extension: the database owner may crea
 SQLite (embedded default) searches without them.
 """
 
-from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations
 
 # (index, table, column, kind): "trgm" substring, "prefix" identifier
@@ -37,6 +36,13 @@ def create_sql(name: str, table: str, column: str, kind: str) -> str:
     return f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {using}"
 
 
+def create_trigram_extension(apps, schema_editor):
+    """Not dropped backwards: something else may use it (and Django's
+    ``TrigramExtension`` queries ``pg_extension`` backwards on SQLite too)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm", params=None)
+
+
 def create_indexes(indexes):
     def forward(apps, schema_editor):
         if schema_editor.connection.vendor == "postgresql":
@@ -57,6 +63,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        TrigramExtension(),
+        migrations.RunPython(create_trigram_extension, migrations.RunPython.noop),
         create_indexes(INDEXES),
     ]
