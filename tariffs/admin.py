@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from customers.models import Network, ServiceConnection
+from heatutility.admin import IndexedSearchMixin
 from heatutility.errors import DomainError
 from heatutility.uploads import upload_read, upload_text
 from tariffs import models, services
@@ -154,10 +155,10 @@ class TariffVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.TariffAssignment)
-class TariffAssignmentAdmin(admin.ModelAdmin):
+class TariffAssignmentAdmin(IndexedSearchMixin, admin.ModelAdmin):
     list_display = ["connection", "tariff", "valid_from", "valid_to"]
     list_filter = ["tariff"]
-    search_fields = ["connection__number"]
+    search_fields = ["^connection__number"]
     raw_id_fields = ["connection"]
 
 

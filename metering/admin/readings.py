@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from heatutility.admin import ViewOnlyAdmin
+from heatutility.admin import IndexedSearchMixin, ViewOnlyAdmin
 from heatutility.errors import DomainError
 from heatutility.uploads import upload_read
 from metering import models
@@ -264,7 +264,7 @@ class ReadingIssueChangeList(ChangeList):
 
 
 @admin.register(models.ReadingIssue)
-class ReadingIssueAdmin(admin.ModelAdmin):
+class ReadingIssueAdmin(IndexedSearchMixin, admin.ModelAdmin):
     """The exception queue: suspect and rejected readings waiting for a person."""
 
     list_display = (
@@ -279,7 +279,7 @@ class ReadingIssueAdmin(admin.ModelAdmin):
         "resolved_by",
     )
     list_filter = ("state", "severity", "code")
-    search_fields = ("meter__serial",)
+    search_fields = ("^meter__serial",)
     readonly_fields = [f.name for f in models.ReadingIssue._meta.fields]
     actions = ["accept", "accept_wraps", "reject"]
     date_hierarchy = "read_at"

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from heatutility.admin import ViewOnlyAdmin
+from heatutility.admin import IndexedSearchMixin, ViewOnlyAdmin
 from metering import models
 from metering.vee.services import (
     revalidation_requests_queue_for,
@@ -42,7 +42,7 @@ class FailedFilter(admin.SimpleListFilter):
 
 
 @admin.register(models.RevalidationRequest)
-class RevalidationRequestAdmin(ViewOnlyAdmin):
+class RevalidationRequestAdmin(IndexedSearchMixin, ViewOnlyAdmin):
     """Pending requests; a request stays here while its meter's revalidation has not
     succeeded (its task is queued or was lost, or the run failed: ``last_error``)."""
 
@@ -56,7 +56,7 @@ class RevalidationRequestAdmin(ViewOnlyAdmin):
     )
     list_filter = (FailedFilter, "requested_at", "last_attempt_at")
     list_select_related = ("meter",)
-    search_fields = ("meter__serial",)
+    search_fields = ("^meter__serial",)
     readonly_fields = [f.name for f in models.RevalidationRequest._meta.fields]
     actions = ["revalidate_now"]
 
