@@ -5,6 +5,7 @@ list)."""
 from axes import admin as axes_admin  # registers the login-attempt models first
 from axes.models import AccessAttempt
 from django.contrib import admin
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Q
 from django.db.models.constants import LOOKUP_SEP
 from django.utils.text import smart_split, unescape_string_literal
@@ -22,6 +23,19 @@ def refuse_dates_out_of_range(form, *fields: str) -> None:
         day = form.cleaned_data.get(field)
         if day is not None and not date_in_range(day):
             form.add_error(field, DATE_OUT_OF_RANGE)
+
+
+def _is_field_path(model, path: str) -> bool:
+    """``path`` names a field through relations (no lookup of its own)."""
+    opts = model._meta
+    for part in path.split(LOOKUP_SEP):
+        try:
+            field = opts.get_field(part)
+        except FieldDoesNotExist:
+            return False
+        if field.is_relation:
+            opts = field.related_model._meta
+    return not field.is_relation
 
 
 def _search_lookup(field: str) -> str:
@@ -83,7 +97,11 @@ class IndexedSearchMixin:
 
     def get_search_results(self, request, queryset, search_term):
         fields = [str(field) for field in self.get_search_fields(request)]
-        if not search_term or not fields or any(field.startswith("@") for field in fields):
+        if (
+            not search_term
+            or not fields
+            or not all(_is_field_path(queryset.model, field.lstrip("^=")) for field in fields)
+        ):  # full-text (@) or an explicit lookup: Django's search
             return super().get_search_results(request, queryset, search_term)
         lookups = [_search_lookup(field) for field in fields]
         table = queryset.model._base_manager

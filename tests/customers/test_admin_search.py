@@ -162,3 +162,35 @@ def test_the_search_indexes_exist_after_migrate():
     for name, opclass in names.items():
         assert "upper(" in found_defs[name]
         assert opclass in found_defs[name]
+
+
+class TestSearchFields:
+    def test_every_indexed_admin_names_field_paths(self):
+        """A search field the mixin cannot read (a typo, an explicit lookup) would send
+        the whole admin back to Django's unindexed search without a word."""
+        from django.contrib import admin
+
+        from heatutility.admin import IndexedSearchMixin, _is_field_path
+
+        unread = [
+            (model.__name__, field)
+            for model, model_admin in admin.site._registry.items()
+            if isinstance(model_admin, IndexedSearchMixin)
+            for field in model_admin.search_fields
+            if not _is_field_path(model, field.lstrip("^="))
+        ]
+        assert unread == []
+
+    def test_an_explicit_lookup_is_left_to_django(self, supplied):
+        from django.contrib import admin
+
+        from customers.models import Account
+        from heatutility.admin import IndexedSearchMixin
+
+        class ExactNumberAdmin(IndexedSearchMixin, admin.ModelAdmin):
+            search_fields = ["number__exact"]
+
+        model_admin = ExactNumberAdmin(Account, admin.site)
+        rows, _ = model_admin.get_search_results(None, Account.objects.all(), "40117")
+
+        assert list(rows) == [supplied.account]
