@@ -8,7 +8,7 @@ import secrets
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q
+from django.db.models import Q, Subquery
 from django.forms.models import construct_instance
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -25,6 +25,7 @@ from billing.models import (
     InstalmentPlanning,
     Invoice,
     InvoiceLine,
+    InvoiceNumberCounter,
     Payment,
     Refund,
     RefundPart,
@@ -426,11 +427,16 @@ class InvoiceAdmin(PdfDownloadAdmin):
 
     def search_term_filters(self, term):
         """The invoice's number as printed (``INV-2026-000042``) or bare (``42``,
-        ``000042``, in any series): both by the index on the number."""
+        ``000042``, in any series): both by the unique (series, number) index, a bare
+        number in each series a counter holds (no index of its own: every invoice a
+        billing run writes would pay for it)."""
         series, _, digits = term.rpartition("-")
         if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
             return []
-        return [Q(series=series, number=int(digits)) if series else Q(number=int(digits))]
+        if series:
+            return [Q(series=series, number=int(digits))]
+        in_use = InvoiceNumberCounter.objects.values("series")
+        return [Q(series__in=Subquery(in_use), number=int(digits))]
 
     def has_add_permission(self, request):
         return False  # invoices come from runs, re-rating and services

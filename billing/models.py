@@ -279,9 +279,6 @@ class Invoice(models.Model):
         indexes = [
             models.Index(fields=["run", "state"], name="invoice_run_state"),
             models.Index(fields=["account", "state"], name="invoice_account_state"),
-            # the staff admin's search by an invoice's number in any series (the unique
-            # index leads with the series)
-            models.Index(fields=["number"], name="invoice_number"),
             # corrections of an invoice (the credit note's lookup uses its unique index)
             models.Index(
                 fields=["original"],

@@ -5,8 +5,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
+from django.db.models.functions import Greatest
 
-from billing.models import Invoice
+from billing.models import Invoice, InvoiceNumberCounter
 from tests.billing.helpers import NOW
 from tests.customers.factories import AccountFactory
 
@@ -14,6 +16,11 @@ pytestmark = pytest.mark.django_db
 
 
 def issued(account, *, series, number, month) -> Invoice:
+    # numbered as the services number: from the series' counter
+    counter, _ = InvoiceNumberCounter.objects.get_or_create(series=series)
+    InvoiceNumberCounter.objects.filter(pk=counter.pk).update(
+        last_number=Greatest(F("last_number"), number)
+    )
     return Invoice.objects.create(
         account=account,
         network=account.network,
