@@ -1,4 +1,8 @@
 import factory
+import orjson
+from django.core.files.base import ContentFile
+from django.test import TestCase
+from django.utils import timezone
 
 from metering import models
 
@@ -62,3 +66,39 @@ def second_store_chunk_fails(patch) -> None:
 
     patch.setattr(batches, "store_rows", failing_second(batches.store_rows))
     patch.setattr(store, "stage_to_readings", failing_second(store.stage_to_readings))
+
+
+def deliver_json(vendor, meter, rows, *, received_at):
+    """A vendor's REST delivery of ``rows`` (read_at, energy kWh, volume m³) for
+    ``meter``, processed as the worker would."""
+    from metering.ingest.batches import readings_batch_submit
+
+    body = orjson.dumps(
+        [
+            {
+                "meter": meter.serial,
+                "read_at": read_at.isoformat(),
+                "energy": energy,
+                "energy_unit": "kWh",
+                "volume_m3": volume,
+            }
+            for read_at, energy, volume in rows
+        ]
+    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        readings_batch_submit(vendor=vendor, body=body, received_at=received_at)
+
+
+def ingest_file(vendor, text, *, path, monkeypatch):
+    """A vendor's CSV file processed by PostgreSQL's fast path or (``path="python"``) by
+    the Python rules; returns the batch."""
+    from metering.ingest import fastcsv
+    from metering.ingest.batches import readings_batch_process
+
+    if path == "python":
+        monkeypatch.setattr(fastcsv, "available", lambda: False)
+    batch = models.IngestBatch.objects.create(
+        vendor=vendor, source="file", received_at=timezone.now()
+    )
+    batch.file.save("export.csv", ContentFile(text.encode()))
+    return readings_batch_process(batch_id=batch.pk, now=timezone.now())

@@ -12,27 +12,14 @@ the standard-time instant; a third occurrence is a duplicate.  The same on every
 import datetime as dt
 
 import pytest
-from django.core.files.base import ContentFile
-from django.utils import timezone
 
-from metering.ingest.batches import readings_batch_process
-from metering.models import IngestBatch, Reading
+from metering.models import Reading
 from tests.metering.factories import HeatMeterFactory
-from tests.metering.factories_readings import MeterVendorFactory
+from tests.metering.factories_readings import MeterVendorFactory, ingest_file
 
 pytestmark = pytest.mark.django_db
 
 UTC = dt.UTC
-
-
-def _ingest(vendor, text, *, path, monkeypatch):
-    if path == "python":
-        from metering.ingest import fastcsv
-
-        monkeypatch.setattr(fastcsv, "available", lambda: False)
-    batch = IngestBatch.objects.create(vendor=vendor, source="file", received_at=timezone.now())
-    batch.file.save("export.csv", ContentFile(text.encode()))
-    return readings_batch_process(batch_id=batch.pk, now=timezone.now())
 
 
 def _vendor(decimal_comma):
@@ -67,7 +54,7 @@ def test_the_repeated_hour_is_summer_time_then_standard_time(decimal_comma, path
         (meter.serial, "2026-10-25 03:00", 103),
         (other.serial, "2026-10-25 02:00", 501),
     ]
-    batch = _ingest(vendor, _file(decimal_comma, rows), path=path, monkeypatch=monkeypatch)
+    batch = ingest_file(vendor, _file(decimal_comma, rows), path=path, monkeypatch=monkeypatch)
 
     assert (batch.state, batch.accepted, batch.errors) == ("done", 6, [])
     stored = list(
@@ -90,7 +77,7 @@ def test_a_third_occurrence_is_a_duplicate(decimal_comma, path, monkeypatch):
     vendor = _vendor(decimal_comma)
     meter = HeatMeterFactory(vendor=vendor)
     rows = [(meter.serial, "2026-10-25 02:30", 100 + n) for n in range(3)]
-    batch = _ingest(vendor, _file(decimal_comma, rows), path=path, monkeypatch=monkeypatch)
+    batch = ingest_file(vendor, _file(decimal_comma, rows), path=path, monkeypatch=monkeypatch)
 
     assert batch.state == "failed"
     assert [(e["row"], e["field"], e["code"]) for e in batch.errors] == [
@@ -107,7 +94,7 @@ def test_times_with_an_offset_are_never_reinterpreted(path, monkeypatch):
         (meter.serial, "2026-10-25T02:00:00+01:00", 100),  # the standard-time 02:00, stated
         (meter.serial, "2026-10-25 02:00", 101),  # the first wall-clock 02:00: summer time
     ]
-    batch = _ingest(vendor, _file(False, rows), path=path, monkeypatch=monkeypatch)
+    batch = ingest_file(vendor, _file(False, rows), path=path, monkeypatch=monkeypatch)
 
     assert (batch.state, batch.accepted) == ("done", 2)
     assert list(
@@ -123,7 +110,7 @@ def test_a_single_repeated_wall_time_is_the_summer_time_instant(decimal_comma, p
     vendor = _vendor(decimal_comma)
     meter = HeatMeterFactory(vendor=vendor)
     rows = [(meter.serial, "2026-10-25 01:00", 100), (meter.serial, "2026-10-25 02:00", 101)]
-    batch = _ingest(vendor, _file(decimal_comma, rows), path=path, monkeypatch=monkeypatch)
+    batch = ingest_file(vendor, _file(decimal_comma, rows), path=path, monkeypatch=monkeypatch)
 
     assert (batch.state, batch.accepted) == ("done", 2)
     assert list(

@@ -11,25 +11,12 @@ switch), is refused ``ambiguous_number`` with how to write it.  The same on ever
 from decimal import Decimal
 
 import pytest
-from django.core.files.base import ContentFile
-from django.utils import timezone
 
-from metering.ingest.batches import readings_batch_process
-from metering.models import IngestBatch, Reading
+from metering.models import Reading
 from tests.metering.factories import HeatMeterFactory
-from tests.metering.factories_readings import MeterVendorFactory
+from tests.metering.factories_readings import MeterVendorFactory, ingest_file
 
 pytestmark = pytest.mark.django_db
-
-
-def _ingest(vendor, text, *, path, monkeypatch):
-    if path == "python":
-        from metering.ingest import fastcsv
-
-        monkeypatch.setattr(fastcsv, "available", lambda: False)
-    batch = IngestBatch.objects.create(vendor=vendor, source="file", received_at=timezone.now())
-    batch.file.save("export.csv", ContentFile(text.encode()))
-    return readings_batch_process(batch_id=batch.pk, now=timezone.now())
 
 
 def _vendor():
@@ -65,7 +52,7 @@ def test_well_formed_values_are_read(energy, kwh, path, monkeypatch, caplog):
     caplog.set_level("INFO", logger="metering.ingest.fastcsv")
     vendor = _vendor()
     meter = HeatMeterFactory(vendor=vendor)
-    batch = _ingest(vendor, _text(meter.serial, [energy]), path=path, monkeypatch=monkeypatch)
+    batch = ingest_file(vendor, _text(meter.serial, [energy]), path=path, monkeypatch=monkeypatch)
     assert (batch.state, batch.accepted, batch.errors) == ("done", 1, [])
     assert Reading.objects.get(meter=meter).energy_kwh == Decimal(kwh)
     assert "declined" not in caplog.text  # PostgreSQL's fast path reads them itself
@@ -77,7 +64,7 @@ def test_a_dot_that_is_not_a_thousands_group_is_refused(energy, path, monkeypatc
     vendor = _vendor()
     meter = HeatMeterFactory(vendor=vendor)
     text = _text(meter.serial, ["100,5", energy])
-    batch = _ingest(vendor, text, path=path, monkeypatch=monkeypatch)
+    batch = ingest_file(vendor, text, path=path, monkeypatch=monkeypatch)
     assert batch.state == "failed"
     assert [(e["row"], e["field"], e["code"]) for e in batch.errors] == [
         (1, "energy", "ambiguous_number")
@@ -90,7 +77,7 @@ def test_a_dot_that_is_not_a_thousands_group_is_refused(energy, path, monkeypatc
 def test_an_optional_field_with_a_dot_is_refused_too(path, monkeypatch):
     vendor = _vendor()
     meter = HeatMeterFactory(vendor=vendor)
-    batch = _ingest(
+    batch = ingest_file(
         vendor, _text(meter.serial, ["100,5"], temp="70.5"), path=path, monkeypatch=monkeypatch
     )
     assert [(e["row"], e["field"], e["code"]) for e in batch.errors] == [

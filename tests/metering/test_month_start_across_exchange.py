@@ -12,19 +12,17 @@ import datetime as dt
 from decimal import Decimal
 from unittest.mock import patch
 
-import orjson
 import pytest
 from django.test import TestCase
 
 from customers.selectors import monthly_consumption
 from heatutility.timeutil import local_midnight
-from metering.ingest.batches import readings_batch_submit
 from metering.installations import meter_exchange
 from metering.models import BoundaryRegister, MeterInstallation, Reading
 from metering.services import vee_run_pending
 from tests.customers.factories import ContractFactory
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
-from tests.metering.factories_readings import MeterVendorFactory
+from tests.metering.factories_readings import MeterVendorFactory, deliver_json
 
 pytestmark = pytest.mark.django_db
 CPH = "Europe/Copenhagen"
@@ -37,20 +35,7 @@ def at(day, hour=0):
 
 def deliver(vendor, meter, rows, *, received_at):
     """A vendor's REST delivery, processed as the worker would, then the nightly VEE."""
-    body = orjson.dumps(
-        [
-            {
-                "meter": meter.serial,
-                "read_at": read_at.isoformat(),
-                "energy": energy,
-                "energy_unit": "kWh",
-                "volume_m3": volume,
-            }
-            for read_at, energy, volume in rows
-        ]
-    )
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        readings_batch_submit(vendor=vendor, body=body, received_at=received_at)
+    deliver_json(vendor, meter, rows, received_at=received_at)
     vee_run_pending(now=received_at + dt.timedelta(hours=2))
 
 
@@ -138,9 +123,7 @@ def test_the_month_start_between_an_exchange_and_the_new_meters_first_read_is_st
     # further, and finding that out costs no query
     from metering.vee.services import _first_reads_reach
 
-    installs = list(
-        MeterInstallation.objects.filter(meter=new).select_related("unit__connection")
-    )
+    installs = list(MeterInstallation.objects.filter(meter=new).select_related("unit__connection"))
     with django_assert_num_queries(0):
         assert (
             _first_reads_reach(

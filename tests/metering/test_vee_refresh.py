@@ -8,14 +8,12 @@ their reason is gone, never a staff decision; installation changes revalidate.
 import datetime as dt
 from decimal import Decimal
 
-import orjson
 import pytest
 from django.contrib.auth.models import User
 from django.test import TestCase
 from django.utils import timezone
 
 from heatutility.timeutil import local_midnight
-from metering.ingest.batches import readings_batch_submit
 from metering.installations import meter_exchange, meter_remove
 from metering.models import BoundaryRegister, Reading, ReadingIssue
 from metering.selectors import boundary_registers_updated_since
@@ -27,7 +25,7 @@ from metering.services import (
 )
 from metering.vee.services import reading_issues_accept, reading_issues_reject
 from tests.metering.factories import HeatMeterFactory, MeterInstallationFactory
-from tests.metering.factories_readings import MeterVendorFactory, add_readings
+from tests.metering.factories_readings import MeterVendorFactory, add_readings, deliver_json
 
 pytestmark = pytest.mark.django_db
 CPH = "Europe/Copenhagen"
@@ -41,24 +39,6 @@ def at(day, hour=0):
 def register(connection, day):
     b = BoundaryRegister.objects.get(connection=connection, on=day)
     return b.energy_kwh, b.status, b.method
-
-
-def deliver(vendor, meter, rows, *, received_at):
-    """A vendor's REST delivery, processed as the worker would."""
-    body = orjson.dumps(
-        [
-            {
-                "meter": meter.serial,
-                "read_at": read_at.isoformat(),
-                "energy": energy,
-                "energy_unit": "kWh",
-                "volume_m3": volume,
-            }
-            for read_at, energy, volume in rows
-        ]
-    )
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        readings_batch_submit(vendor=vendor, body=body, received_at=received_at)
 
 
 class TestLateReads:
@@ -82,7 +62,7 @@ class TestLateReads:
         )
         since = timezone.now()
 
-        deliver(
+        deliver_json(
             vendor,
             inst.meter,
             [(at(D(2026, 11, 20)), "10600", "106")],
@@ -108,7 +88,7 @@ class TestLateReads:
         boundary_registers_ensure(connection_ids=[conn.id], dates=[D(2026, 2, 1), D(2026, 3, 1)])
         assert register(conn, D(2026, 2, 1))[0] == Decimal("4101.435850")
 
-        deliver(
+        deliver_json(
             vendor, inst.meter, [(at(D(2026, 2, 15)), "3000", "30")], received_at=at(D(2026, 4, 2))
         )
         vee_run_pending(now=at(D(2026, 4, 2), 2))
@@ -138,7 +118,7 @@ class TestLateReads:
         assert (estimate.energy_kwh, estimate.status) == (Decimal("4101.435850"), "estimated")
 
         # read at the boundary's midnight, the very values estimated
-        deliver(
+        deliver_json(
             vendor,
             inst.meter,
             [(at(D(2026, 2, 1)), "4101.43585", str(estimate.volume_m3))],
