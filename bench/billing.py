@@ -677,7 +677,7 @@ WITH a AS (
   SELECT c.*, round(mwh * %(price)s, 2) AS energy_amount,
          fixed + round(mwh * %(price)s, 2) AS net FROM c
 )
-SELECT p.*, nextval(pg_get_serial_sequence('billing_invoice', 'id')) AS invoice_id,
+SELECT p.*, nextval((SELECT pg_get_serial_sequence('billing_invoice', 'id'))::regclass) AS invoice_id,
    round(net * %(vat)s, 2) AS vat,
    (s_id IS NULL OR e_id IS NULL OR mwh < 0 OR vol < 0) AS python,
    jsonb_build_array(

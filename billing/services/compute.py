@@ -79,7 +79,11 @@ def contract_intervals(
                 FROM customers_contract c
                 JOIN customers_serviceconnection sc ON sc.id = c.connection_id
                 JOIN customers_building b ON b.id = sc.building_id
-                WHERE c.account_id = ANY(%s::bigint[]) AND c.valid_from < %s
+                -- the ids as an InitPlan parameter (as metering's boundary_register_rows):
+                -- with the 2,500 constants visible the planner hash-joins a sequential
+                -- scan of every connection of the network, per chunk (47 ms instead of
+                -- 17 at 100,000 connections, and growing with the network)
+                WHERE c.account_id = ANY((SELECT %s::bigint[])::bigint[]) AND c.valid_from < %s
                   AND (c.valid_to IS NULL OR c.valid_to > %s)
                 """,
                 [one_year_earlier(start), id_array(account_ids), end, start],

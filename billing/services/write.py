@@ -220,8 +220,10 @@ def copy_prepare(
     """Ids and COPY text for ``drafts`` (PostgreSQL); ``issue`` (series, issued_at,
     due_on) per draft marks the ones written issued; their numbers come later."""
     with connection.cursor() as cursor:
+        # the sequence looked up once (an InitPlan), not once per id: per row the
+        # catalogue lookup made 2,500 ids cost 17-19 ms instead of 2-3 ms
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('billing_invoice', 'id')) "
+            "SELECT nextval((SELECT pg_get_serial_sequence('billing_invoice', 'id'))::regclass) "
             "FROM generate_series(1, %s)",
             [len(drafts)],
         )

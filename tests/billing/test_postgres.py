@@ -49,6 +49,36 @@ class TestIssuedInvoicesNeverChange:
                 vat_rate=0,
             )
 
+    def test_one_issued_invoice_among_a_bulk_of_draft_lines_is_refused(self):
+        network, _ = billed_network(accounts=2)
+        bill_month(network, issue=False)
+        issued, other = Invoice.objects.order_by("pk")
+        invoice_issue(invoice=issued, issued_at=NOW)
+
+        def lines(invoice, first):
+            return [
+                InvoiceLine(
+                    invoice=invoice,
+                    position=first + k,
+                    component="x",
+                    kind="x",
+                    description="x",
+                    explanation="x",
+                    quantity=1,
+                    unit="x",
+                    unit_price=1,
+                    amount=1,
+                    vat_rate=0,
+                )
+                for k in range(3)
+            ]
+
+        with pytest.raises(IntegrityError, match="issued invoice"), transaction.atomic():
+            InvoiceLine.objects.bulk_create(lines(other, 90) + lines(issued, 90))
+        assert not InvoiceLine.objects.filter(position__gte=90).exists()
+        InvoiceLine.objects.bulk_create(lines(other, 90))  # a draft's lines alone go in
+        assert InvoiceLine.objects.filter(invoice=other, position__gte=90).count() == 3
+
     def test_database_refuses_deleting_an_issued_invoice(self):
         network, _ = billed_network(accounts=1)
         bill_month(network)
