@@ -65,3 +65,80 @@ class TestInvoiceSearch:
         assert found(admin_client, "4011") == [invoices[0]]
         assert found(admin_client, "0117") == []
         assert found(admin_client, "havmand") == [invoices[0]]
+
+
+class TestPaymentSearch:
+    """Payments and refunds by the customer's reference or the bank's transaction id,
+    anywhere in them; on PostgreSQL from their trigram indexes (billing 0022)."""
+
+    @pytest.fixture
+    def payments(self):
+        from billing.models import Payment
+
+        account = AccountFactory(number="40117")
+        other = AccountFactory(number="50117")
+
+        def paid(account, reference, bank_id):
+            return Payment.objects.create(
+                account=account,
+                amount=Decimal("812.50"),
+                currency="DKK",
+                received_on=dt.date(2026, 11, 2),
+                reference=reference,
+                source="bank",
+                bank_transaction_id=bank_id,
+                unallocated=Decimal("812.50"),
+                created_at=NOW,
+            )
+
+        return (
+            paid(account, "Faktura INV-2026-000042", "NDEA20261102-77001"),
+            paid(other, "husleje november", "NDEA20261102-77002"),
+        )
+
+    def test_by_reference_and_bank_id_anywhere(self, admin_client, payments):
+        first, second = payments
+
+        def listed(term):
+            response = admin_client.get("/admin/billing/payment/", {"q": term})
+            assert response.status_code == 200
+            return list(response.context["cl"].result_list)
+
+        assert listed("000042") == [first]
+        assert listed("NOVEMBER") == [second]
+        assert listed("77002") == [second]
+        assert listed("40117") == [first]  # the account number, from its start
+
+    def test_refund_by_reference(self, admin_client):
+        from billing.models import Refund
+
+        refund = Refund.objects.create(
+            account=AccountFactory(),
+            amount=Decimal("120.00"),
+            currency="DKK",
+            paid_on=dt.date(2026, 11, 20),
+            reference="Tilbagebetaling overskud 2025",
+            created_at=NOW,
+        )
+        response = admin_client.get("/admin/billing/refund/", {"q": "overskud"})
+        assert list(response.context["cl"].result_list) == [refund]
+
+    @pytest.mark.postgres
+    def test_the_searches_use_their_indexes(self, payments):
+        from django.db import connection, transaction
+
+        from billing.models import Payment, Refund
+
+        cases = [
+            (Payment, "reference", "payment_reference_search"),
+            (Payment, "bank_transaction_id", "payment_bank_id_search"),
+            (Refund, "reference", "refund_reference_search"),
+        ]
+        for model, field, index in cases:
+            rows = model.objects.filter(**{f"{field}__icontains": "77002"}).values("pk")
+            sql, params = rows.query.sql_with_params()
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows here
+                cursor.execute(f"EXPLAIN {sql}", params)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert index in plan, plan
