@@ -29,10 +29,12 @@ from billing.models import (
     Payment,
     Refund,
     RefundPart,
+    RerateFailure,
 )
 from billing.services import aconto, delivery
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
+from billing.services import rerating as rerating_services
 from billing.services import runs as run_services
 from customers.models import Network
 from customers.selectors import account_ids_by_number
@@ -1155,3 +1157,36 @@ class DunningNoticeAdmin(IndexedSearchMixin, admin.ModelAdmin):
     def render_letters(self, request, queryset):
         tasks.reminders_render_pdfs.delay(list(queryset.values_list("pk", flat=True)))
         self.message_user(request, "Letter rendering queued.")
+
+
+@admin.register(RerateFailure)
+class RerateFailureAdmin(IndexedSearchMixin, admin.ModelAdmin):
+    """Issued bills of no run (final settlements, their corrections) that a late reading
+    or a changed contract touched but that could not be re-rated: each says why, since
+    when, and when it was last tried.  A run's bills show theirs among its exceptions."""
+
+    list_display = ["invoice", "account", "code", "error", "created_at", "last_tried_at", "resolved"]
+    list_filter = ["resolved", "code", "invoice__network"]
+    search_fields = ["^account__number", "account__customer__name"]
+    list_select_related = ["invoice", "account__customer"]
+    actions = ["resolve"]
+    fields = readonly_fields = [
+        "invoice",
+        "account",
+        "code",
+        "error",
+        "created_at",
+        "last_tried_at",
+        "resolved",
+    ]
+
+    def has_add_permission(self, request):
+        return False  # recorded by the nightly re-rating
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a successful re-rating removes it
+
+    @admin.action(description="Mark as dealt with by hand", permissions=["change"])
+    def resolve(self, request, queryset):
+        count = rerating_services.rerate_failures_resolve(ids=queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} marked as dealt with.")

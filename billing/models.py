@@ -142,6 +142,35 @@ class BillingRunException(models.Model):
         return f"{self.account_id}: {self.error}"
 
 
+class RerateFailure(models.Model):
+    """An issued bill of no billing run (a final settlement, a correction of one) that a
+    late reading or a changed contract touched but that could not be re-rated.
+
+    A run's bills show such failures as the run's exceptions; these have no run, and
+    were only logged.  One per invoice: each new try updates it and a successful one
+    removes it (``billing.services.rerating.rerate_each``).  Staff mark it resolved once
+    they have dealt with it by hand (a credit note, say); a later try failing for
+    another reason opens it again."""
+
+    invoice = models.OneToOneField(
+        "Invoice", on_delete=models.CASCADE, related_name="rerate_failure"
+    )
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="rerate_failures"
+    )
+    code = models.CharField(max_length=40)
+    error = models.TextField()
+    created_at = models.DateTimeField(help_text="When the re-rating first failed.")
+    last_tried_at = models.DateTimeField()
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["resolved", "-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice}: {self.error}"
+
+
 class InvoiceNumberCounter(models.Model):
     """The last number handed out in a series; locked while numbers are assigned."""
 

@@ -29,7 +29,13 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from billing.calc import BillDraft, BillingError, one_year_earlier
-from billing.models import BillingRun, BillingRunException, Invoice, RerateCursor
+from billing.models import (
+    BillingRun,
+    BillingRunException,
+    Invoice,
+    RerateCursor,
+    RerateFailure,
+)
 from billing.services.compute import drafts_compute
 from billing.services.invoices import (
     InvoiceIsIssued,
@@ -286,6 +292,39 @@ def draft_refresh(*, invoice: Invoice, now: dt.datetime):
     return None
 
 
+def rerate_failure_record(*, invoice: Invoice, failure: Exception, now: dt.datetime) -> None:
+    """Record for staff that ``invoice`` (of no run) could not be re-rated, and why.
+
+    One record per invoice, kept since the first failure: a new try updates when it was
+    tried; one failing for another reason than the record says opens it again, even if
+    staff had marked it resolved (what they resolved was the other reason)."""
+    code = str(getattr(failure, "code", "") or "rerate")[:40]
+    error = str(getattr(failure, "message", None) or failure)[:500]
+    with transaction.atomic():
+        record, created = RerateFailure.objects.select_for_update().get_or_create(
+            invoice_id=invoice.pk,
+            defaults={
+                "account_id": invoice.account_id,
+                "code": code,
+                "error": error,
+                "created_at": now,
+                "last_tried_at": now,
+            },
+        )
+        if created:
+            return
+        changed = record.error != error
+        RerateFailure.objects.filter(pk=record.pk).update(
+            last_tried_at=now,
+            **({"code": code, "error": error, "resolved": False} if changed else {}),
+        )
+
+
+def rerate_failures_resolve(*, ids: Iterable[int]) -> int:
+    """Mark failed re-ratings dealt with (staff's admin action); how many were open."""
+    return RerateFailure.objects.filter(pk__in=list(ids), resolved=False).update(resolved=True)
+
+
 def rerate_each(invoices: Iterable[Invoice], attempt, *, now: dt.datetime) -> list:
     """``attempt(invoice)`` for each invoice (a re-rating, a draft's recomputation);
     their results.  One that cannot be done now stands as it is and becomes a
@@ -299,7 +338,8 @@ def rerate_each(invoices: Iterable[Invoice], attempt, *, now: dt.datetime) -> li
         except UnableToRerate as exc:
             run = run_of(invoice)
             if run is None:
-                log.error("account %s: %s not re-rated: %s", invoice.account_id, invoice, exc)
+                log.warning("account %s: %s not re-rated: %s", invoice.account_id, invoice, exc)
+                rerate_failure_record(invoice=invoice, failure=exc, now=now)
                 continue
             what = invoice.display_number or f"draft #{invoice.pk}"
             failure = BillingError(f"{what} could not be re-rated: {exc}", code="rerate")
@@ -309,6 +349,8 @@ def rerate_each(invoices: Iterable[Invoice], attempt, *, now: dt.datetime) -> li
             BillingRunException.objects.filter(
                 run=run, account_id=invoice.account_id, code=LATE + "rerate"
             ).delete()
+        else:
+            RerateFailure.objects.filter(invoice_id=invoice.pk).delete()
         if result:
             results.append(result)
     return results

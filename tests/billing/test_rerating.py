@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from billing.models import Allocation, Invoice
-from billing.services.invoices import invoice_credit
+from billing.services.invoices import invoice_credit, invoice_issue
 from billing.services.payments import account_balance, payment_record
 from billing.services.rerating import (
     UnableToRerate,
@@ -462,3 +462,94 @@ def test_a_late_bill_that_cannot_be_rerated_shows_on_its_periods_run():
     (exception,) = BillingRunException.objects.filter(run=run, account=late.account)
     assert exception.code == "late_rerate"
     assert f"{bill.display_number} could not be re-rated" in exception.error
+
+
+@pytest.mark.django_db
+def test_a_bill_of_no_run_that_cannot_be_rerated_is_recorded_for_staff(caplog):
+    """A bill with no run for its period (a final settlement, say) that cannot be
+    re-rated was only logged; now staff see it (``RerateFailure``), kept since its first
+    failure, reopened by another reason, and removed once a re-rating succeeds."""
+    from billing.models import BillingRun, RerateFailure
+    from billing.services.rerating import (
+        UnableToRerate,
+        rerate_failure_record,
+        rerate_failures_resolve,
+    )
+    from metering.models import BoundaryRegister
+
+    network, (contract,) = billed_network(accounts=1)
+    run = bill_month(network, issue=False)
+    Invoice.objects.filter(run=run).update(run=None)
+    BillingRun.objects.filter(pk=run.pk).delete()
+    bill = invoice_of(contract, kind="invoice")
+    invoice_issue(invoice=bill, issued_at=NOW)
+    end = dt.date(2026, 12, 1)
+
+    register(contract.connection, end, Decimal("100"))  # corrected below 1 November
+    first_try = timezone.now()
+    with caplog.at_level("WARNING", logger="billing.services.rerating"):
+        assert invoices_rerate_changed(now=first_try) == []
+    assert "not re-rated" in caplog.text
+    failure = RerateFailure.objects.get()
+    assert (failure.invoice_id, failure.account_id) == (bill.pk, contract.account_id)
+    assert "register decreased" in failure.error
+    assert (failure.created_at, failure.last_tried_at, failure.resolved) == (
+        first_try,
+        first_try,
+        False,
+    )
+    assert invoice_of(contract, kind="invoice").state == Invoice.State.ISSUED  # stands
+
+    # staff deal with it: the same reason again leaves it resolved, another reopens it
+    assert rerate_failures_resolve(ids=[failure.pk]) == 1
+    second_try = first_try + dt.timedelta(days=1)
+    rerate_failure_record(invoice=bill, failure=UnableToRerate(failure.error), now=second_try)
+    failure.refresh_from_db()
+    assert (failure.created_at, failure.last_tried_at, failure.resolved) == (
+        first_try,
+        second_try,
+        True,
+    )
+    BoundaryRegister.objects.filter(connection=contract.connection, on=end).update(
+        status=BoundaryRegister.Status.WITHDRAWN, updated_at=timezone.now()
+    )
+    invoices_rerate_changed(now=second_try)
+    failure.refresh_from_db()
+    assert (failure.created_at, failure.resolved) == (first_try, False)
+    assert "register decreased" not in failure.error
+    assert "2026-12-01" in failure.error
+
+    # put right: the re-rating succeeds and the record goes
+    register(contract.connection, end, Decimal("10000") + 22 * 1500 + 1700)
+    [(credit, correction)] = invoices_rerate_changed(now=second_try + dt.timedelta(days=1))
+    assert credit.original_id == bill.pk
+    assert correction.lines.get(component="energy").quantity == Decimal("1.7")
+    assert not RerateFailure.objects.exists()
+
+
+@pytest.mark.django_db
+def test_staff_mark_a_failed_rerating_dealt_with_in_the_admin(admin_client):
+    from billing.models import RerateFailure
+
+    network, (contract,) = billed_network(accounts=1)
+    bill_month(network)
+    bill = invoice_of(contract, kind="invoice")
+    failure = RerateFailure.objects.create(
+        invoice=bill,
+        account=contract.account,
+        code="unable_to_rerate",
+        error="register decreased on connection 1",
+        created_at=NOW,
+        last_tried_at=NOW,
+    )
+    listed = admin_client.get("/admin/billing/reratefailure/", {"resolved__exact": "0"})
+    assert list(listed.context["cl"].result_list) == [failure]
+
+    response = admin_client.post(
+        "/admin/billing/reratefailure/",
+        {"action": "resolve", "_selected_action": [failure.pk]},
+    )
+
+    assert response.status_code == 302
+    failure.refresh_from_db()
+    assert failure.resolved
