@@ -679,6 +679,22 @@ def _held_slices(slices: Sequence, intervals: Sequence) -> list:
     return out
 
 
+def _basis_pieces_held(intervals: Sequence, slices: Sequence) -> list:
+    """``slices`` (held days) cut per contract interval and at its kW and m² changes,
+    each piece with its kW and m² (``billing.calc.basis_pieces``); neighbours that
+    differ in nothing (a renewal on the same terms) are one piece."""
+    out: list = []
+    for iv in sorted(intervals, key=lambda iv: iv.start):
+        for (s, e, spec), kw, m2 in basis_pieces(iv, _held_slices(slices, [iv])):
+            if out:
+                (a, b, last_spec), last_kw, last_m2 = out[-1]
+                if b == s and last_spec is spec and (last_kw, last_m2) == (kw, m2):
+                    out[-1] = ((a, e, spec), kw, m2)
+                    continue
+            out.append(((s, e, spec), kw, m2))
+    return out
+
+
 def instalment_drafts(
     *,
     currency: str,
@@ -764,12 +780,9 @@ def instalment_drafts(
                     volume = (plan.estimated_m3 * share).quantize(M3)
                     annual_energy, name = plan.estimated_mwh, ""
                 # the estimated year at the prices (and contracted kW and heated m²) in
-                # force in the instalment's own period: a change inside it is weighted by days
-                pieces = (
-                    basis_pieces(iv, conn_slices)
-                    if iv.kw_changes or iv.m2_changes
-                    else [(piece, iv.contracted_kw, iv.heated_area_m2) for piece in conn_slices]
-                )
+                # force in the instalment's own period: a change inside it is weighted by
+                # days, and so is a renewal's (each contract's days at its own kW and m²)
+                pieces = _basis_pieces_held(held[connection_id], conn_slices)
                 weight = sum((e - s).days for (s, e, _spec), _kw, _m2 in pieces)
                 annual: dict[Decimal, Decimal] = defaultdict(lambda: ZERO)
                 for (s, e, spec), kw, m2 in pieces:

@@ -477,6 +477,32 @@ class TestMovingOut:
         assert "estimated annual charge 13,065.36 DKK" in line.explanation
 
 
+    def test_a_renewal_with_new_kw_prices_each_contracts_days_at_its_own_kw(self):
+        """Renewed on 15 February with 20 kW instead of 10: the quarter's 45 days before
+        are estimated at 10 kW and its 45 days after at 20 kW, not all 90 at 20."""
+        from customers.models import Contract
+        from customers.services import connection_capacity_change
+        from tests.customers.factories import ContractFactory
+
+        network, contracts = planned_network(accounts=1)
+        renewed = contracts[0]
+        renewal = dt.date(2026, 2, 15)
+        Contract.objects.filter(pk=renewed.pk).update(valid_to=renewal)
+        ContractFactory(account=renewed.account, connection=renewed.connection, valid_from=renewal)
+        connection_capacity_change(
+            connection=renewed.connection, capacity_kw=Decimal("20"), valid_from=renewal
+        )
+
+        bill_month(network, start=YEAR, months=3, kind="instalment")
+
+        # 13,065.36 a year at 10 kW, 14,265.36 at 20 kW (+ 10 kW × 120.00), by days:
+        # (13,065.36 × 45 + 14,265.36 × 45) / 90 = 13,665.36; a quarter of it 3,416.34
+        line = Invoice.objects.get(kind="instalment").lines.get()
+        assert line.amount == Decimal("3416.34")
+        assert "estimated annual charge 13,665.36 DKK" in line.explanation
+        assert "weighted by days" in line.explanation
+
+
 @pytest.mark.django_db
 class TestNoDayOfTheYearSupplied:
     """An instalment billed in advance, then a move-out on the plan year's first day
