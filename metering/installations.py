@@ -225,6 +225,7 @@ def _above_first_read(
     energy_kwh: Decimal,
     volume_m3: Decimal,
     now: dt.datetime,
+    time_zone: str,
     removed_at: dt.datetime | None = None,
     decreases: bool = False,
 ) -> list[ErrorItem]:
@@ -234,13 +235,13 @@ def _above_first_read(
     declared its decrease a rollover, :func:`_declared_rollover`): the
     connection's register would fall at the installation, as VEE's check of the first
     read against the initial register (``metering.vee.rules.validate``) finds.  As VEE,
-    only for installations since the retention horizon as of ``now``: an older one's
-    first readings may be archived.  ``removed_at``, ``decreases``: see
+    only for installations since the retention horizon as of ``now`` in ``time_zone``
+    (the network's): an older one's first readings may be archived.  ``removed_at``, ``decreases``: see
     :func:`_first_read`."""
     from metering.retention import readings_horizon
     from metering.vee.rules import is_rollover
 
-    if installed_at < readings_horizon(now=now):
+    if installed_at < readings_horizon(now=now, time_zone=time_zone):
         return []
     errors = []
     for register, field, initial, maximum, unit in (
@@ -408,6 +409,7 @@ def meter_install(
                 energy_kwh=initial_energy_kwh,
                 volume_m3=initial_volume_m3,
                 now=now,
+                time_zone=unit.connection.network.time_zone,
             )
         )
         if errors:
@@ -1135,6 +1137,7 @@ def _initial_errors_as_recorded(
         energy_kwh=installation.initial_energy_kwh,
         volume_m3=installation.initial_volume_m3,
         now=now,
+        time_zone=installation.unit.connection.network.time_zone,
         removed_at=installation.removed_at,
         decreases=True,
     )

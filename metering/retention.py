@@ -1,10 +1,11 @@
 """Retention of raw readings: the horizon, and archiving the monthly partitions before it.
 
-Readings are kept online for the current year and ``READINGS_RETENTION_YEARS`` before it
-(docs/readings-storage.md).  A month wholly before the horizon is written to a gzipped
-CSV in ``READINGS_ARCHIVE_DIR``, detached and dropped; an empty partition of the same
-name and range with ``CHECK (false)`` takes its place, so a late reading for that month
-can never re-create it silently (intake refuses such readings with an itemised error
+Readings are kept online for the current year and ``READINGS_RETENTION_YEARS`` before it,
+local years of the meter's network (docs/readings-storage.md).  A month wholly before
+every network's horizon is written to a gzipped CSV in ``READINGS_ARCHIVE_DIR``,
+detached and dropped; an empty partition of the same name and range with ``CHECK
+(false)`` takes its place, so a late reading for that month can never re-create it
+silently (intake refuses such readings with an itemised error
 first; the check is the last line).  Staff restore a month by dropping the placeholder,
 re-creating the partition and COPYing the file back.
 """
@@ -15,23 +16,73 @@ import datetime as dt
 import gzip
 import os
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
 
+from customers.models import Network
+from heatutility.timeutil import local_midnight
 from metering.ingest.store import month_span
+from metering.models import MeterInstallation
 
 ARCHIVED_CHECK = "reading_archived"
 _PARTITION = re.compile(r"^metering_reading_y(\d{4})m(\d{2})$")
 
 
-def readings_horizon(*, now: dt.datetime) -> dt.datetime:
-    """Oldest instant whose readings are kept online: 1 January (UTC) of the current year
-    minus ``READINGS_RETENTION_YEARS``."""
-    year = now.astimezone(dt.UTC).year - settings.READINGS_RETENTION_YEARS
-    return dt.datetime(year, 1, 1, tzinfo=dt.UTC)
+def retained_since(*, now: dt.datetime, time_zone: str) -> dt.date:
+    """The first local date whose readings are kept online in a network of ``time_zone``:
+    1 January of its current local year minus ``READINGS_RETENTION_YEARS``."""
+    year = now.astimezone(ZoneInfo(time_zone)).year - settings.READINGS_RETENTION_YEARS
+    return dt.date(year, 1, 1)
+
+
+def readings_horizon(*, now: dt.datetime, time_zone: str) -> dt.datetime:
+    """Oldest instant whose readings are kept online in a network of ``time_zone``: the
+    local midnight that begins :func:`retained_since` (in UTC).  Retained years are the
+    network's local years, as its billing periods are: Copenhagen's 2023 begins at
+    2022-12-31 23:00 UTC, and its reading of that midnight is 2023's."""
+    return local_midnight(retained_since(now=now, time_zone=time_zone), time_zone)
+
+
+def readings_horizons(
+    *, now: dt.datetime, vendor_id: int
+) -> Callable[[Collection[str]], dict[str, dt.datetime]]:
+    """For an intake: serials → each meter's horizon as of ``now``, one query per call.
+
+    A meter's zone is its network's; a meter that served networks of several zones takes
+    the earliest of their horizons (a reading of a year retained in any of them is never
+    refused); a serial of no installed meter of the vendor, the installation's zone
+    (``TIME_ZONE``, a new network's default).  :func:`readings_archive_horizon` counts
+    the same zones."""
+
+    def horizons(serials: Collection[str]) -> dict[str, dt.datetime]:
+        default = readings_horizon(now=now, time_zone=settings.TIME_ZONE)
+        found: dict[str, dt.datetime] = {}
+        for serial, zone in (
+            MeterInstallation.objects.filter(meter__vendor_id=vendor_id, meter__serial__in=serials)
+            .values_list("meter__serial", "unit__connection__network__time_zone")
+            .distinct()
+        ):
+            horizon = readings_horizon(now=now, time_zone=zone)
+            found[serial] = min(horizon, found.get(serial, horizon))
+        return {serial: found.get(serial, default) for serial in serials}
+
+    return horizons
+
+
+def readings_archive_horizon(*, now: dt.datetime) -> dt.datetime:
+    """The earliest horizon of every zone readings are kept in (each network's and
+    ``TIME_ZONE``, :func:`readings_horizons`).  Partitions are UTC months shared by all
+    networks: a month is archived only when it ends by every network's horizon.  East of
+    UTC a network's first retained hour lies in the UTC December before (Copenhagen's
+    2023 begins at 2022-12-31 23:00 UTC), so that December stays online a year longer,
+    until the year it begins falls behind the horizon too."""
+    zones = {settings.TIME_ZONE, *Network.objects.values_list("time_zone", flat=True)}
+    return min(readings_horizon(now=now, time_zone=zone) for zone in zones)
 
 
 @dataclass(frozen=True)
@@ -69,7 +120,8 @@ def _partitions(cursor) -> list[tuple[str, str]]:
 
 
 def readings_archive(*, now: dt.datetime, dry_run: bool = False) -> list[ArchivedMonth]:
-    """Archive every monthly partition that ends on or before the horizon (PostgreSQL).
+    """Archive every monthly partition that ends on or before every network's horizon
+    (:func:`readings_archive_horizon`; PostgreSQL).
 
     Per month: COPY to ``<dir>/<partition>.csv.gz`` (written to a temporary name, synced,
     then renamed), DETACH (CONCURRENTLY when not inside a transaction: readers and the
@@ -78,7 +130,7 @@ def readings_archive(*, now: dt.datetime, dry_run: bool = False) -> list[Archive
     """
     if connection.vendor != "postgresql":
         return []
-    horizon = readings_horizon(now=now)
+    horizon = readings_archive_horizon(now=now)
     done: list[ArchivedMonth] = []
     with connection.cursor() as cursor:
         partitions = _partitions(cursor)

@@ -21,5 +21,6 @@ SUITE_HORIZON_YEAR = 2023
 
 def retention_years_since(year: int) -> int:
     """The ``READINGS_RETENTION_YEARS`` whose horizon is 1 January of ``year`` as of the
-    clock (``readings_horizon`` counts in UTC years)."""
+    clock (``readings_horizon`` counts the network's local years: in the hour or so a
+    year when those and UTC's differ, the horizon is a year off)."""
     return dt.datetime.now(dt.UTC).year - year

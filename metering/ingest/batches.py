@@ -46,7 +46,7 @@ from metering.ingest.store import (
     tsv,
 )
 from metering.models import IngestBatch, MeterVendor
-from metering.retention import readings_horizon
+from metering.retention import readings_horizons
 
 MAX_JSON_ROWS = 10_000
 # rows per committed chunk of a file (progress steps; what a killed worker may redo)
@@ -167,7 +167,8 @@ def readings_batch_submit(
         ) from exc
     if isinstance(data, dict) and "readings" in data:
         data = data["readings"]
-    horizon, latest = readings_horizon(now=received_at), readings_latest(received_at=received_at)
+    horizon = readings_horizons(now=received_at, vendor_id=vendor.pk)
+    latest = readings_latest(received_at=received_at)
     payload = row_rules.json_rows_fast(
         data, max_rows=MAX_JSON_ROWS, not_before=horizon, not_after=latest
     )
@@ -309,7 +310,7 @@ def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
             time_zone=vendor.csv_time_zone,
             decimal_comma=vendor.csv_decimal_comma,
             energy_unit=vendor.csv_energy_unit,
-            not_before=readings_horizon(now=batch.received_at),
+            not_before=readings_horizons(now=batch.received_at, vendor_id=vendor.pk),
             not_after=readings_latest(received_at=batch.received_at),
         )
     except csv.Error as exc:

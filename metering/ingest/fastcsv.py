@@ -29,7 +29,7 @@ from django.db import DatabaseError, connection, transaction
 from metering.ingest import rows as row_rules
 from metering.ingest import store
 from metering.models import HeatMeter, IngestBatch, IngestBatchMeter
-from metering.retention import readings_horizon
+from metering.retention import readings_horizons
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,10 @@ def process_file_batch(
             low, high = min(s[1] for s in per_serial), max(s[2] for s in per_serial)
             if low < row_rules.EARLIEST or high >= row_rules.LATEST:
                 raise _Decline("values")
-            if low < readings_horizon(now=batch.received_at):
+            horizons = readings_horizons(now=batch.received_at, vendor_id=batch.vendor_id)(
+                [serial for serial, *_ in per_serial]
+            )
+            if any(first < horizons[serial] for serial, first, *_ in per_serial):
                 raise _Decline("beyond the retention horizon")
             if high > batches.readings_latest(received_at=batch.received_at):
                 raise _Decline("in the future")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
@@ -80,6 +80,9 @@ NORMALISED_FIELDS = (
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 MAX_ERRORS = 1000
+# serials -> each one's retention horizon (``metering.retention.readings_horizons``): the
+# lookup is the caller's, made once for a delivery's meters
+Horizons = Callable[[Collection[str]], Mapping[str, dt.datetime]]
 # ASCII digits only: \d and float() also take "١٢٣", which PostgreSQL's COPY refuses
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 # a decimal-comma number whose dots group thousands (1.234,5; 1.234.567,0): sign, digits
@@ -205,8 +208,13 @@ _BOUNDS = {field: (Decimal(low), Decimal(high)) for field, (low, high) in NUMERI
 
 
 def _timestamp(
-    value, row: int, errors: RowErrors, *, zone: ZoneInfo | None, repeated: dict | None = None,
-    meter=None
+    value,
+    row: int,
+    errors: RowErrors,
+    *,
+    zone: ZoneInfo | None,
+    repeated: dict | None = None,
+    meter=None,
 ) -> str | None:
     """``value`` as UTC ISO text, or None after recording an error.
 
@@ -406,27 +414,30 @@ def _row(
 
 def _refuse_before(
     out: list[tuple],
-    not_before: dt.datetime | None,
+    not_before: Horizons | None,
     errors: RowErrors,
     not_after: dt.datetime | None = None,
 ) -> list[tuple]:
-    """Readings older than the retention horizon are refused by policy: their month was
-    (or is about to be) archived, and staff restore it before such data goes in.  So are
-    readings after ``not_after`` (the delivery's receipt plus a tolerance): a head-end's
-    wrong clock, which would make future partitions and move the meter's last reading."""
+    """Readings older than their meter's retention horizon (``not_before``) are refused by
+    policy: their month was (or is about to be) archived, and staff restore it before such
+    data goes in.  So are readings after ``not_after`` (the delivery's receipt plus a
+    tolerance): a head-end's wrong clock, which would make future partitions and move the
+    meter's last reading."""
     if not_before is None and not_after is None:
         return out
     kept = []
     at = NORMALISED_FIELDS.index("read_at")
+    horizons = {} if not_before is None else not_before({row[1] for row in out})
     for normalised in out:
         moment = dt.datetime.fromisoformat(normalised[at])
-        if not_before is not None and moment < not_before:
+        horizon = horizons.get(normalised[1])
+        if horizon is not None and moment < horizon:
             errors.add(
                 int(normalised[0]),
                 "read_at",
                 "beyond_retention",
                 f"read_at {normalised[at]} is before the retention horizon "
-                f"{not_before.isoformat()}; readings that old are archived and not taken in.",
+                f"{horizon.isoformat()}; readings that old are archived and not taken in.",
             )
         elif not_after is not None and moment > not_after:
             errors.add(
@@ -445,12 +456,13 @@ def validate_json_rows(
     rows,
     *,
     max_rows: int,
-    not_before: dt.datetime | None = None,
+    not_before: Horizons | None = None,
     not_after: dt.datetime | None = None,
 ) -> tuple[list[tuple], RowErrors]:
     """Validate a decoded JSON body: a list of reading objects (timestamps need offsets).
 
-    ``not_before`` is the retention horizon: older readings are refused, itemised;
+    ``not_before`` gives each meter's retention horizon (:data:`Horizons`): older
+    readings are refused, itemised;
     ``not_after`` the latest time accepted (later: ``future_timestamp``)."""
     errors = RowErrors()
     if not isinstance(rows, list):
@@ -484,7 +496,7 @@ def validate_csv_rows(
     time_zone: str,
     decimal_comma: bool,
     energy_unit: str,
-    not_before: dt.datetime | None = None,
+    not_before: Horizons | None = None,
     not_after: dt.datetime | None = None,
 ) -> tuple[list[tuple], RowErrors]:
     """Validate CSV data rows (after the header) with a vendor's column mapping.
@@ -577,7 +589,7 @@ def json_rows_fast(
     rows,
     *,
     max_rows: int,
-    not_before: dt.datetime | None = None,
+    not_before: Horizons | None = None,
     not_after: dt.datetime | None = None,
 ) -> str | None:
     """The rows as COPY text (``NORMALISED_FIELDS`` order) if every row is clean, else None."""
@@ -594,7 +606,7 @@ def _fast_columns(
     rows,
     *,
     max_rows: int,
-    not_before: dt.datetime | None = None,
+    not_before: Horizons | None = None,
     not_after: dt.datetime | None = None,
 ) -> dict | None:
     """Checked columns of a clean body, or None.
@@ -633,7 +645,9 @@ def _fast_columns(
         return None
     if (moments < pd.Timestamp(EARLIEST)).any() or (moments >= pd.Timestamp(LATEST)).any():
         return None
-    if not_before is not None and (moments < pd.Timestamp(not_before)).any():
+    # the latest of the meters' horizons: a row near one goes to the careful lane
+    latest_horizon = None if not_before is None else max(not_before(set(meter)).values())
+    if latest_horizon is not None and (moments < pd.Timestamp(latest_horizon)).any():
         return None
     if not_after is not None and (moments > pd.Timestamp(not_after)).any():
         return None

@@ -85,12 +85,16 @@ def _initials(installs: list[MeterInstallation], *, now: dt.datetime) -> list[ru
     (``rules.validate``): those of installations begun since the retention horizon.  An
     older installation's first reads may be archived, and the register may have rolled
     over among them: its first read online is no first read."""
-    horizon = readings_horizon(now=now)
     return [
         rules.Read(i.installed_at, i.initial_energy_kwh, i.initial_volume_m3)
         for i in installs
-        if i.installed_at >= horizon
+        if i.installed_at >= _horizon(i, now=now)
     ]
+
+
+def _horizon(installation: MeterInstallation, *, now: dt.datetime) -> dt.datetime:
+    """The retention horizon of ``installation``'s network."""
+    return readings_horizon(now=now, time_zone=installation.unit.connection.network.time_zone)
 
 
 def vee_run_meter(*, meter_id: int, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> int:
@@ -405,15 +409,16 @@ def _first_reads_reach(
     past the retention horizon, and installations begun before it are left out (their
     first reads may be archived, as for VEE's initial-register check).  A normal batch,
     with a read of its installation before it, reaches no further and costs no query."""
-    horizon = readings_horizon(now=now)
     reach: dict[int, dt.datetime] = {}
     for inst in installs:
         if (
-            inst.installed_at < horizon
-            or inst.installed_at > end
+            inst.installed_at > end
             or (inst.removed_at is not None and inst.removed_at < start)
             or (before is not None and before >= inst.installed_at)
         ):
+            continue
+        horizon = _horizon(inst, now=now)
+        if inst.installed_at < horizon:
             continue
         connection_id = inst.unit.connection_id
         since = inst.installed_at
@@ -863,10 +868,16 @@ def _decrease_fits(
 
 def _misfit(fit: rules.DecreaseFit, wraps: int, since: dt.datetime) -> str:
     """Why ``wraps`` wraps do not fit the fall ``fit`` describes."""
-    fell = f"the {fit.register} register fell {plain(fit.fall)} {fit.unit} since {since.isoformat()}"
+    fell = (
+        f"the {fit.register} register fell {plain(fit.fall)} {fit.unit} since {since.isoformat()}"
+    )
     if fit.most is None:
         return f"{fell}, and {fit.limit}: one wrap is counted, not {wraps}"
-    most = f"at most {fit.wraps} wrap(s) fit" if fit.wraps else "not even one wrap fits: is the read wrong?"
+    most = (
+        f"at most {fit.wraps} wrap(s) fit"
+        if fit.wraps
+        else "not even one wrap fits: is the read wrong?"
+    )
     return (
         f"{fell}; {wraps} wrap(s) of {plain(fit.wrap)} {fit.unit} would count "
         f"{plain(fit.counted(wraps))} {fit.unit} in {fit.hours:.1f} h, above the "

@@ -339,7 +339,7 @@ class TestPointDecimalFiles:
 
         settings.READINGS_RETENTION_YEARS = retention_years_since(2026)  # whatever the year
         meter = HeatMeterFactory(vendor=plain_vendor)
-        horizon = readings_horizon(now=dt.datetime.now(dt.UTC))
+        horizon = readings_horizon(now=dt.datetime.now(dt.UTC), time_zone=settings.TIME_ZONE)
         old = (horizon - dt.timedelta(hours=1)).isoformat()
         text = PLAIN_HEADER + (
             f"{meter.serial},2026-09-01T00:00:00+00:00,1.0,1.0,70,40\n"

@@ -33,7 +33,7 @@ def reading(serial, read_at):
 class TestHorizon:
     def test_current_year_and_three_before_are_kept(self, settings):
         settings.READINGS_RETENTION_YEARS = 3
-        assert readings_horizon(now=NOW) == dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
+        assert readings_horizon(now=NOW, time_zone="UTC") == dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
 
 
 class TestLateReadingBeyondHorizon:
@@ -44,7 +44,7 @@ class TestLateReadingBeyondHorizon:
         _, key = vendor_key_create(vendor=vendor, label="test")
         api = APIClient()
         api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-        horizon = readings_horizon(now=dt.datetime.now(dt.UTC))
+        horizon = readings_horizon(now=dt.datetime.now(dt.UTC), time_zone=settings.TIME_ZONE)
         rows = [
             reading(meter.serial, "2026-11-01T00:00:00+01:00"),
             reading(meter.serial, (horizon - dt.timedelta(hours=1)).isoformat()),
@@ -70,7 +70,7 @@ class TestLateReadingBeyondHorizon:
         rows, errors = validate_json_rows(
             [reading("1", "2023-01-01T00:00:00+00:00"), reading("1", "2023-01-01T00:59:59+01:00")],
             max_rows=10,
-            not_before=horizon,
+            not_before=lambda serials: dict.fromkeys(serials, horizon),
         )
         assert [r[2] for r in rows] == ["2023-01-01T00:00:00+00:00"]
         assert [(e.row, e.code) for e in errors.items] == [(1, "beyond_retention")]
