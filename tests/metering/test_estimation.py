@@ -328,3 +328,41 @@ class TestVeeRunAndQueue:
         assert [(e.code, e.field) for e in refused.value.errors] == [("negative", "energy_kwh")]
         assert Reading.objects.get(meter=meter, read_at=at(day, 0)).energy_kwh == Decimal("100")
         assert not ReadingEdit.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("last_read_on", "hour_utc_same_instant_was"),
+    [
+        # 2026's summer time began on 29 March, 2025's on 30 March: the same UTC instant
+        # a year before 00:00 CEST on 30 March 2026 is 23:00 CET on 29 March 2025
+        (dt.date(2026, 3, 30), -1),
+        # 2026's ended on 25 October, 2025's on 26 October: 01:00 CEST on 26 October 2025
+        (dt.date(2026, 10, 26), +1),
+    ],
+)
+def test_last_year_s_window_starts_at_the_same_local_midnight_a_year_earlier(
+    last_read_on, hour_utc_same_instant_was
+):
+    """Last year's consumption is taken over the same local dates: from the local
+    midnight a year before the last read, whichever side of a DST change the two years'
+    dates lie.  Here 300 kWh; an hour off, the window took in 100 kWh more (March) or
+    50 kWh less (October)."""
+    inst = MeterInstallationFactory()
+    conn = inst.unit.connection
+    on = last_read_on + dt.timedelta(days=2)
+    then = last_read_on.replace(year=2025)
+    add_readings(
+        inst.meter,
+        [
+            (at(then, -1), "1000", "10"),
+            (at(then), "1100", "11"),
+            (at(then, 1), "1150", "11.5"),
+            (at(on.replace(year=2025)), "1400", "14"),
+            (at(last_read_on), "5000", "50"),
+        ],
+    )
+    assert at(last_read_on) - dt.timedelta(days=365) == at(then, hour_utc_same_instant_was)
+
+    boundary_registers_ensure(connection_ids=[conn.id], dates=[on])
+
+    assert values(conn, on)[on] == (Decimal("5300.000000"), "estimated", "last_year")
