@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import logging
@@ -40,6 +41,7 @@ from metering.ingest import rows as row_rules
 from metering.ingest.store import (
     months_of,
     partitions_ensure,
+    readings_stored_differing,
     stage_batch_payload,
     store_rows,
     store_staged_postgres,
@@ -312,6 +314,9 @@ def _file_rows(batch: IngestBatch) -> tuple[list[tuple], row_rules.RowErrors]:
             energy_unit=vendor.csv_energy_unit,
             not_before=readings_horizons(now=batch.received_at, vendor_id=vendor.pk),
             not_after=readings_latest(received_at=batch.received_at),
+            stored_differs=functools.partial(
+                readings_stored_differing, vendor_id=vendor.pk, batch_id=batch.pk
+            ),
         )
     except csv.Error as exc:
         errors.add(None, None, "malformed_csv", f"The CSV cannot be read: {exc}.")

@@ -320,9 +320,10 @@ def process_file_batch(
             if high > batches.readings_latest(received_at=batch.received_at):
                 raise _Decline("in the future")
             # a wall time of the autumn night's repeated hour: PostgreSQL reads every one
-            # as standard time, the Python rules the first of a meter's as summer time
-            # (rows.py); a file with any instant in that hour (rarely more than one
-            # a year) goes to them, offsets or not
+            # as standard time, the Python rules the first of a meter's as summer time,
+            # or as winter time after a stored summer-time reading (rows.py); a file with
+            # any instant in that hour (rarely more than one a year) goes to them,
+            # offsets or not, so every path reads it the same
             if _in_repeated_hour(cursor, typed, vendor.csv_time_zone, low, high):
                 raise _Decline("ambiguous local time")
             # each chunk is a row_no range; rows lie in the heap in row_no order, so the

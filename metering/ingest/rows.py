@@ -83,6 +83,10 @@ MAX_ERRORS = 1000
 # serials -> each one's retention horizon (``metering.retention.readings_horizons``): the
 # lookup is the caller's, made once for a delivery's meters
 Horizons = Callable[[Collection[str]], Mapping[str, dt.datetime]]
+# normalised rows -> the row numbers (as in the rows) whose meter has a reading stored at
+# the row's instant, by an earlier delivery, with other values
+# (``metering.ingest.store.readings_stored_differing``)
+StoredDiffers = Callable[[list[tuple]], set[str]]
 # ASCII digits only: \d and float() also take "١٢٣", which PostgreSQL's COPY refuses
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 # a decimal-comma number whose dots group thousands (1.234,5; 1.234.567,0): sign, digits
@@ -222,7 +226,8 @@ def _timestamp(
     night's repeated hour) is the first, summer-time instant the first time the meter's
     rows show it (``repeated`` counts them, keyed by meter and wall time) and the
     second, standard-time instant after that: an hourly export's 02:00, 02:00 are two
-    readings, and a third 02:00 is a duplicate of the second.
+    readings, and a third 02:00 is a duplicate of the second.  A file that shows it
+    once may hold the night's second half: :func:`_winter_time_after_stored_summer`.
     """
     if not isinstance(value, str):
         errors.add(
@@ -498,12 +503,13 @@ def validate_csv_rows(
     energy_unit: str,
     not_before: Horizons | None = None,
     not_after: dt.datetime | None = None,
+    stored_differs: StoredDiffers | None = None,
 ) -> tuple[list[tuple], RowErrors]:
     """Validate CSV data rows (after the header) with a vendor's column mapping.
 
     Rows are numbered from 0 for the first data row (file line = row + 2); empty rows
     (blank lines) are skipped but keep their numbers, so a later row's number still
-    names its line.
+    names its line.  ``stored_differs``: see :func:`_winter_time_after_stored_summer`.
     """
     errors = RowErrors()
     positions = csv_positions(header=header, mapping=mapping, errors=errors)
@@ -537,7 +543,47 @@ def validate_csv_rows(
             out.append(normalised)
     if not read:
         errors.add(None, None, "empty", "The file contains no readings.")
+    if stored_differs is not None and not errors:
+        out = _winter_time_after_stored_summer(out, seen, zone, stored_differs)
     return _refuse_before(out, not_before, errors, not_after), errors
+
+
+def _winter_time_after_stored_summer(
+    out: list[tuple], seen: dict, zone: ZoneInfo, stored_differs: StoredDiffers
+) -> list[tuple]:
+    """A night split over two files: the wall time of the repeated hour that a file shows
+    once for a meter is the winter-time (standard) instant when the meter's reading at
+    its summer-time instant is stored already with other values (``stored_differs``,
+    one lookup for the file); else, as for any file, the summer-time instant.
+
+    Which occurrence a lone 02:00 is, the file cannot say; the stored reading tells
+    the second half of a night delivered in two files (02:00 CEST in the first, 02:00
+    CET in the next) from the first file sent again.  Sent again, its 02:00 carries
+    the stored values and stays a duplicate: a resend never makes a winter-time
+    reading.  What no rule can tell apart is left safe: a winter 02:00 with exactly the
+    summer one's values is taken for a resend (a duplicate; the registers did not move,
+    so no consumption is lost), a corrected resend of the summer 02:00 is taken for the
+    winter one (VEE judges it with its neighbours), and one whose winter instant the
+    file states with its offset stays summer time (a conflict, for staff).  A file with
+    both occurrences keeps its own order (summer, then winter)."""
+    moved: dict[int, str] = {}  # row -> its winter-time instant
+    for key, count in seen.items():
+        if key[0] != "wall time" or count != 1:
+            continue
+        _, meter, wall = key
+        summer = wall.replace(tzinfo=zone).astimezone(dt.UTC).isoformat()
+        winter = wall.replace(tzinfo=zone, fold=1).astimezone(dt.UTC).isoformat()
+        if (meter, winter) not in seen:
+            moved[seen[(meter, summer)]] = winter
+    if not moved:
+        return out
+    differ = stored_differs([row for row in out if int(row[0]) in moved])
+    if not differ:
+        return out
+    at = NORMALISED_FIELDS.index("read_at")
+    return [
+        (*row[:at], moved[int(row[0])], *row[at + 1 :]) if row[0] in differ else row for row in out
+    ]
 
 
 def csv_positions(

@@ -17,6 +17,7 @@ readings have no foreign key to their meter, and a meter is deleted under its ro
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -527,6 +528,52 @@ def _q(value, scale: int | None):
     return number.quantize(Decimal(1).scaleb(-scale)) if scale is not None else int(number)
 
 
+def _same_values(incoming: dict, stored: Sequence) -> bool:
+    """Whether a row's ``COMPARED`` values (``incoming``, by column) are the stored ones
+    (in ``COMPARED`` order): a duplicate, not a conflict, as ``_same_values_sql``."""
+    return all(
+        _q(incoming[column], _SCALES.get(column)) == _q(value, _SCALES.get(column))
+        for column, value in zip(COMPARED, stored, strict=True)
+    )
+
+
+def readings_stored_differing(rows: list[tuple], *, vendor_id: int, batch_id: int) -> set[str]:
+    """The row numbers of normalised ``rows`` whose meter (the vendor's, by serial) has a
+    reading stored at the row's ``read_at`` by another batch with other values: stored
+    there, the row would be a conflict.  One query, for both databases.
+
+    Readings staff edited or estimated are left out: their values are no vendor's, so
+    a row that differs from them is no sign of another reading (it is a conflict, for
+    staff, as anywhere)."""
+    from metering.models import Reading
+
+    if not rows:
+        return set()
+    found = {
+        (serial, read_at): values
+        for serial, read_at, *values in Reading.objects.filter(
+            meter__vendor_id=vendor_id,
+            meter__serial__in={row[1] for row in rows},
+            read_at__in={dt.datetime.fromisoformat(row[2]) for row in rows},
+        )
+        .exclude(batch_id=batch_id)
+        .exclude(status__in=[Reading.Status.EDITED, Reading.Status.ESTIMATED])
+        .values_list("meter__serial", "read_at", *COMPARED)
+    }
+    differing = set()
+    for row in rows:
+        stored = found.get((row[1], dt.datetime.fromisoformat(row[2])))
+        incoming = {
+            "energy_kwh": delivered_to_kwh(Decimal(row[3]), row[4]),
+            "volume_m3": row[5],
+            **dict(zip(OPTIONAL_NUMERIC, row[6:12], strict=True)),
+            "status_code": row[12],
+        }
+        if stored is not None and not _same_values(incoming, stored):
+            differing.add(row[0])
+    return differing
+
+
 def store_rows_sqlite(
     *, rows: list[tuple], batch_id: int, vendor_id: int, received_at: dt.datetime
 ) -> ChunkResult:
@@ -625,11 +672,7 @@ def store_rows_sqlite(
             "return_temp_m3c": r[11],
             "status_code": r[12],
         }
-        same = all(
-            _q(mapping[c], _SCALES.get(c)) == _q(v, _SCALES.get(c))
-            for c, v in zip(compared, values, strict=True)
-        )
-        if same:
+        if _same_values(mapping, values):
             result.duplicate += 1
         else:
             result.conflicting += 1

@@ -116,3 +116,113 @@ def test_a_single_repeated_wall_time_is_the_summer_time_instant(decimal_comma, p
     assert list(
         Reading.objects.filter(meter=meter).order_by("read_at").values_list("read_at", flat=True)
     ) == [dt.datetime(2026, 10, 24, 23, tzinfo=UTC), dt.datetime(2026, 10, 25, 0, tzinfo=UTC)]
+
+
+# --- a night split over two files -------------------------------------------------------
+#
+# A vendor delivering hourly files sends 02:00 summer time in one file and 02:00 winter
+# time in the next.  Counted per file, the second file's 02:00 was its first and read as
+# summer time again: a conflict with the stored 02:00 CEST (nothing stored at 01:00 UTC,
+# the hour's consumption lost).  A file's single 02:00 of a meter whose 02:00 CEST is
+# stored by an earlier delivery with other values is the winter-time 02:00; with the
+# same values it is that reading sent again, a duplicate: a resend of the first file
+# never makes a winter-time reading.
+
+CEST_0200 = dt.datetime(2026, 10, 25, 0, tzinfo=UTC)
+CET_0200 = dt.datetime(2026, 10, 25, 1, tzinfo=UTC)
+
+
+def _night(meter):
+    first = [(meter.serial, "2026-10-25 01:00", 100), (meter.serial, "2026-10-25 02:00", 101)]
+    second = [(meter.serial, "2026-10-25 02:00", 102), (meter.serial, "2026-10-25 03:00", 103)]
+    return first, second
+
+
+def _stored(meter):
+    return [
+        (at, str(kwh))
+        for at, kwh in Reading.objects.filter(meter=meter)
+        .order_by("read_at")
+        .values_list("read_at", "energy_kwh")
+    ]
+
+
+def _counts(batch):
+    return (batch.state, batch.accepted, batch.duplicate, batch.conflicting)
+
+
+NIGHT = [
+    (dt.datetime(2026, 10, 24, 23, tzinfo=UTC), "100.500000"),
+    (CEST_0200, "101.500000"),
+    (CET_0200, "102.500000"),
+    (dt.datetime(2026, 10, 25, 2, tzinfo=UTC), "103.500000"),
+]
+
+
+@pytest.mark.parametrize("path", ["fast", "python"])
+@pytest.mark.parametrize("decimal_comma", [True, False])
+def test_the_next_file_s_0200_after_a_stored_summer_0200_is_winter_time(
+    decimal_comma, path, monkeypatch
+):
+    vendor = _vendor(decimal_comma)
+    meter = HeatMeterFactory(vendor=vendor)
+    first, second = _night(meter)
+
+    one = ingest_file(vendor, _file(decimal_comma, first), path=path, monkeypatch=monkeypatch)
+    two = ingest_file(vendor, _file(decimal_comma, second), path=path, monkeypatch=monkeypatch)
+
+    assert _counts(one) == ("done", 2, 0, 0)
+    assert _counts(two) == ("done", 2, 0, 0)
+    assert _stored(meter) == NIGHT
+
+
+@pytest.mark.parametrize("path", ["fast", "python"])
+def test_the_first_file_sent_again_is_a_duplicate_and_makes_no_winter_reading(path, monkeypatch):
+    vendor = _vendor(False)
+    meter = HeatMeterFactory(vendor=vendor)
+    first, second = _night(meter)
+    ingest_file(vendor, _file(False, first), path=path, monkeypatch=monkeypatch)
+
+    again = ingest_file(vendor, _file(False, first), path=path, monkeypatch=monkeypatch)
+
+    assert _counts(again) == ("done", 0, 2, 0)
+    assert _stored(meter) == NIGHT[:2]
+
+    # and after the second file: each file sent again is all duplicates
+    ingest_file(vendor, _file(False, second), path=path, monkeypatch=monkeypatch)
+    for rows in (first, second, first + second[:1]):
+        batch = ingest_file(vendor, _file(False, rows), path=path, monkeypatch=monkeypatch)
+        assert _counts(batch) == ("done", 0, len(rows), 0)
+    assert _stored(meter) == NIGHT
+
+
+@pytest.mark.parametrize("path", ["fast", "python"])
+def test_a_file_with_both_0200s_keeps_its_own_order_after_a_stored_summer_0200(path, monkeypatch):
+    vendor = _vendor(False)
+    meter = HeatMeterFactory(vendor=vendor)
+    first, second = _night(meter)
+    ingest_file(vendor, _file(False, first), path=path, monkeypatch=monkeypatch)
+
+    whole = ingest_file(vendor, _file(False, first + second), path=path, monkeypatch=monkeypatch)
+
+    assert _counts(whole) == ("done", 2, 2, 0)
+    assert _stored(meter) == NIGHT
+
+
+@pytest.mark.parametrize("path", ["fast", "python"])
+def test_a_winter_0200_stated_with_its_offset_keeps_the_wall_time_summer_time(path, monkeypatch):
+    """The file says which 02:00 is winter time: its wall-clock 02:00 stays the summer
+    one (a conflict with the stored reading, for staff), never a second winter 02:00."""
+    vendor = _vendor(False)
+    meter = HeatMeterFactory(vendor=vendor)
+    first, _ = _night(meter)
+    ingest_file(vendor, _file(False, first), path=path, monkeypatch=monkeypatch)
+    rows = [
+        (meter.serial, "2026-10-25T02:00:00+01:00", 102),
+        (meter.serial, "2026-10-25 02:00", 109),
+    ]
+
+    batch = ingest_file(vendor, _file(False, rows), path=path, monkeypatch=monkeypatch)
+
+    assert _counts(batch) == ("done", 1, 0, 1)
+    assert _stored(meter) == NIGHT[:3]
