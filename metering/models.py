@@ -529,6 +529,7 @@ class IngestBatch(models.Model):
         PROCESSING = "processing", "Processing"
         DONE = "done", "Done"
         FAILED = "failed", "Failed (nothing stored)"
+        HELD = "held", "Held: vendor deactivated (nothing stored)"
 
     vendor = models.ForeignKey(MeterVendor, on_delete=models.PROTECT, related_name="batches")
     source = models.CharField(max_length=4, choices=Source.choices)

@@ -16,7 +16,7 @@ from heatutility.admin import IndexedSearchMixin, ViewOnlyAdmin
 from heatutility.errors import DomainError
 from heatutility.uploads import upload_read
 from metering import models
-from metering.ingest.batches import readings_file_submit
+from metering.ingest.batches import readings_batches_release, readings_file_submit
 from metering.selectors import batch_vee_failed, batch_vee_failures
 from metering.vee.services import (
     reading_conflicts_resolve,
@@ -101,6 +101,7 @@ class IngestBatchAdmin(admin.ModelAdmin):
         "vee_failures",
     ]
     exclude = ("payload",)
+    actions = ["release"]
     FAILURES_SHOWN = 20  # meters listed under "nightly VEE failures"
     change_list_template = "admin/metering/ingestbatch/change_list.html"
 
@@ -112,6 +113,21 @@ class IngestBatchAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(vee_failing=batch_vee_failed())
+
+    def has_release_permission(self, request):
+        return request.user.has_perm("metering.add_reading")  # as uploading a file
+
+    @admin.action(
+        description="Process held batches again (their vendor is active again)",
+        permissions=["release"],
+    )
+    def release(self, request, queryset):
+        count = readings_batches_release(batches=queryset)
+        self.message_user(
+            request,
+            f"{count} held batch(es) queued again; batches of a vendor still inactive, "
+            "and batches not held, were left as they are.",
+        )
 
     @admin.display(description="VEE")
     def vee(self, obj):

@@ -10,6 +10,9 @@
   ``ON CONFLICT`` plus the batch id on every reading make a replayed chunk count as
   accepted, never twice.  One process at a time works on a batch (a session lock on
   PostgreSQL): a second call meanwhile, such as a task delivered twice, leaves it alone.
+* A batch whose vendor staff deactivated before it was processed is ``held``, nothing
+  stored (the API refuses the vendor's new deliveries the same way); staff release it
+  once the vendor is active again (``readings_batches_release``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from django.db import (
     connection,
     transaction,
 )
+from django.db.models import QuerySet
 from psycopg import errors as psycopg_errors
 
 from heatutility.errors import DomainError, ErrorItem
@@ -346,6 +350,10 @@ def batches_stalled(*, now: dt.datetime, after: dt.timedelta = STALLED_AFTER) ->
     )
 
 
+# states a processing run leaves as they are: finished, or held for staff
+SETTLED = (IngestBatch.State.DONE, IngestBatch.State.FAILED, IngestBatch.State.HELD)
+
+
 def _claim(batch_id: int, now: dt.datetime) -> IngestBatch | None:
     with transaction.atomic():
         batch = (
@@ -354,7 +362,7 @@ def _claim(batch_id: int, now: dt.datetime) -> IngestBatch | None:
             .defer("payload")
             .get(pk=batch_id)
         )
-        if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
+        if batch.state in SETTLED:
             return None
         batch.state = IngestBatch.State.PROCESSING
         batch.attempts += 1
@@ -390,6 +398,9 @@ def readings_batch_process(
         given_up = _give_up_if_failing(batch_id=batch_id, now=now)
         if given_up is not None:
             return given_up
+        held = _hold_if_vendor_inactive(batch_id=batch_id)
+        if held is not None:
+            return held
         try:
             return _process_deadlock_retried(
                 batch_id=batch_id, now=now, chunk_rows=chunk_rows, max_chunks=max_chunks
@@ -542,6 +553,64 @@ def _give_up_if_failing(*, batch_id: int, now: dt.datetime) -> IngestBatch | Non
     return batch
 
 
+def _hold_if_vendor_inactive(*, batch_id: int) -> IngestBatch | None:
+    """Hold the batch, nothing stored, if staff deactivated its vendor after it was
+    received; returns it then (else None).  The API refuses an inactive vendor's key
+    (``metering.vendors.vendor_for_key``), and a delivery queued before the deactivation
+    is not applied behind staff's back either: it waits, with the reason, until staff
+    release it (``readings_batches_release``).  A batch with chunks committed already
+    was begun while the vendor was active and is finished: readings are append-only,
+    and holding it would leave it half stored."""
+    if not IngestBatch.objects.filter(
+        pk=batch_id,
+        vendor__is_active=False,
+        progress=0,
+        state__in=[IngestBatch.State.RECEIVED, IngestBatch.State.PROCESSING],
+    ).exists():
+        return None
+    with transaction.atomic():
+        batch = (
+            IngestBatch.objects.select_for_update(of=("self",))
+            .select_related("vendor")
+            .defer("payload")
+            .get(pk=batch_id)
+        )
+        if batch.vendor.is_active or batch.progress or batch.state in SETTLED:
+            return None
+        item = ErrorItem(
+            code="vendor_inactive",
+            message=(
+                f"The vendor {batch.vendor.code} was deactivated before this batch was "
+                "processed; nothing was stored. Staff process it once the vendor is active "
+                "again."
+            ),
+        )
+        batch.state = IngestBatch.State.HELD
+        batch.errors, batch.error_count = [item.as_dict()], 1
+        batch.save(update_fields=["state", "errors", "error_count"])
+    log.warning("batch %s: held, vendor %s is inactive", batch_id, batch.vendor.code)
+    return batch
+
+
+def readings_batches_release(*, batches: QuerySet[IngestBatch]) -> int:
+    """Queue again the held batches among ``batches`` whose vendor is active again (staff's
+    decision); returns how many.  Those of a vendor still inactive stay held."""
+    released = 0
+    with transaction.atomic():
+        for batch in (
+            batches.filter(state=IngestBatch.State.HELD, vendor__is_active=True)
+            .select_for_update(of=("self",))
+            .defer("payload")
+            .order_by("pk")
+        ):
+            batch.state = IngestBatch.State.RECEIVED
+            batch.errors, batch.error_count = [], 0  # the hold's item: nothing else was stored
+            batch.save(update_fields=["state", "errors", "error_count"])
+            _enqueue(batch)
+            released += 1
+    return released
+
+
 # pg_try_advisory_lock(namespace, key): both int4
 _LOCK_NAMESPACE = 0x4D42  # "MB", metering batches
 _INT4 = 2**31
@@ -635,7 +704,7 @@ def _process_api_postgres(*, batch_id: int, now: dt.datetime) -> IngestBatch:
     partitions_ensure(months=months)
     with transaction.atomic():
         locked = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
-        if locked.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
+        if locked.state in SETTLED:
             return locked
         result = store_staged_postgres(
             rows=locked.row_count,
