@@ -598,6 +598,13 @@ class IngestBatchMeter(models.Model):
     meter = models.ForeignKey(HeatMeter, on_delete=models.CASCADE, related_name="+")
     first_read_at = models.DateTimeField()
     last_read_at = models.DateTimeField()
+    last_duplicate_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Latest of the batch's rows for the meter that duplicated a stored reading "
+        "(one another vendor delivered before the meter moved, say): stored once, and still "
+        "a delivery of the batch's vendor.",
+    )
     vee_attempts = models.PositiveIntegerField(
         default=0, db_default=0, help_text="Nightly VEE runs that failed on this meter."
     )
@@ -609,6 +616,15 @@ class IngestBatchMeter(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["batch", "meter"], name="ingestbatchmeter_unique"),
+        ]
+        indexes = [
+            # a reading's duplicates by meter and time (metering.selectors.vendor_meters);
+            # few batches have one
+            models.Index(
+                fields=["meter", "last_duplicate_at"],
+                condition=Q(last_duplicate_at__isnull=False),
+                name="ingestbatchmeter_dup_idx",
+            ),
         ]
 
     def __str__(self) -> str:

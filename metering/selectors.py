@@ -13,7 +13,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
 
 from heatutility.db import id_array
 from metering.models import (
@@ -163,14 +163,30 @@ def vendor_meters(*, vendor: MeterVendor, now: dt.datetime) -> QuerySet[HeatMete
     at ``now`` and its latest reading (its time and when it arrived): what the head-end
     needs to see which meters it should send and where its deliveries have a gap.
 
-    The latest reading is the latest this vendor delivered (a reading of one of its
-    batches): after a meter moves to another vendor, the new one does not see when the
-    old one last delivered, and estimates are not deliveries.  It is one backward index
-    scan of ``(meter_id, read_at)`` per meter and partition, each row's batch checked by
-    its primary key, so a page of meters costs a page of probes, not a scan.
+    The latest reading is the latest this vendor delivered: a reading of one of its
+    batches, or one it delivered again after another vendor (a head-end that takes over
+    a meter re-sends recent history: duplicates, stored once, the first vendor's; its
+    batch records the latest per meter, ``IngestBatchMeter.last_duplicate_at``), with
+    when that delivery arrived.  After a meter moves to another vendor, the
+    new one does not see when the old one last delivered, and estimates are not
+    deliveries.  It is one backward index scan of ``(meter_id, read_at)`` per meter and
+    partition, each row checked by its batch's primary key and the duplicates' partial
+    index, so a page of meters costs a page of probes, not a scan.
     """
     delivered = IngestBatch.objects.filter(pk=OuterRef("batch_id"), vendor=vendor)
-    latest = Reading.objects.filter(Exists(delivered), meter_id=OuterRef("pk")).order_by("-read_at")
+    duplicated = IngestBatchMeter.objects.filter(
+        meter_id=OuterRef("meter_id"), last_duplicate_at=OuterRef("read_at"), batch__vendor=vendor
+    ).order_by("batch__received_at")
+    latest = (
+        Reading.objects.filter(Exists(delivered) | Exists(duplicated), meter_id=OuterRef("pk"))
+        .annotate(
+            delivered_at=Case(
+                When(Exists(delivered), then="received_at"),
+                default=Subquery(duplicated.values("batch__received_at")[:1]),
+            )
+        )
+        .order_by("-read_at")
+    )
     installed = MeterInstallation.objects.filter(
         Q(removed_at__isnull=True) | Q(removed_at__gt=now),
         meter_id=OuterRef("pk"),
@@ -181,7 +197,7 @@ def vendor_meters(*, vendor: MeterVendor, now: dt.datetime) -> QuerySet[HeatMete
         .annotate(
             installed=Exists(installed),
             last_read_at=Subquery(latest.values("read_at")[:1]),
-            last_received_at=Subquery(latest.values("received_at")[:1]),
+            last_received_at=Subquery(latest.values("delivered_at")[:1]),
         )
         .order_by("serial", "pk")
     )

@@ -470,6 +470,19 @@ def stage_to_readings(
         params,
     )
     result.accepted, result.duplicate, result.conflicting = cursor.fetchone()
+    if result.duplicate:
+        # a duplicate is stored once (the first delivery's), and is still a delivery of
+        # this batch's vendor: its latest per meter counts for the vendor's last read
+        # (metering.selectors.vendor_meters)
+        cursor.execute(
+            f"""UPDATE metering_ingestbatchmeter b
+                   SET last_duplicate_at = GREATEST(b.last_duplicate_at, d.read_at)
+                  FROM (SELECT {meter} AS meter_id, max({read_at}) AS read_at
+                        {join} AND r.batch_id IS DISTINCT FROM %(batch)s
+                        AND ({_same_values_sql()}) GROUP BY 1) d
+                 WHERE b.batch_id = %(batch)s AND b.meter_id = d.meter_id""",
+            params,
+        )
     if result.conflicting:
         cursor.execute(
             f"""INSERT INTO metering_readingconflict (batch_id, "row", meter_id, read_at, incoming, state)
@@ -653,6 +666,7 @@ def store_rows_sqlite(
         )
     result.accepted += len(fresh)
     conflicts = []
+    duplicated: dict[int, dt.datetime] = {}  # meter -> latest duplicate: see the PostgreSQL path
     for r in records:
         found = existing.get((r[0], r[1]))
         if found is None:
@@ -674,6 +688,7 @@ def store_rows_sqlite(
         }
         if _same_values(mapping, values):
             result.duplicate += 1
+            duplicated[r[0]] = max(duplicated.get(r[0], r[17]), r[17])
         else:
             result.conflicting += 1
             incoming = {
@@ -699,6 +714,12 @@ def store_rows_sqlite(
                 max(last, span.last_read_at),
             )
             span.save(update_fields=["first_read_at", "last_read_at"])
+        latest = duplicated.get(meter_id)
+        if latest is not None and (
+            span.last_duplicate_at is None or latest > span.last_duplicate_at
+        ):
+            span.last_duplicate_at = latest
+            span.save(update_fields=["last_duplicate_at"])
     return result
 
 
