@@ -200,7 +200,13 @@ def parse_unit_hours(text: str, *, time_zone: str) -> pd.DataFrame:
     return out
 
 
-PRICE_HEADER = re.compile(r"price.*\[(?P<cur>[A-Z]{3})\s*/\s*MWh\]", re.IGNORECASE)
+# "Day-ahead Price [EUR/MWh]" (older ENTSO-E exports) or "Day-ahead Price (EUR/MWh)" (newer)
+PRICE_HEADER = re.compile(
+    r"price.*(?:\[(?P<square>[A-Z]{3})\s*/\s*MWh\]|\((?P<round>[A-Z]{3})\s*/\s*MWh\))",
+    re.IGNORECASE,
+)
+# an ENTSO-E MTU "05.01.2026 00:00 - 05.01.2026 00:15": its end
+MTU_END = r"^\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}\s*-\s*(?P<end>\d{2}\.\d{2}\.\d{4} \d{2}:\d{2})"
 QUARTER_OFFSETS = pd.to_timedelta([15, 30, 45], unit="min")
 
 
@@ -307,8 +313,78 @@ def _hourly_means(times: pd.Series, prices: pd.Series) -> pd.DataFrame:
     })
 
 
+def _price_column(frame: pd.DataFrame, currency: str, errors: list[ErrorItem]) -> str | None:
+    """The day-ahead price column: a price with its currency, ``Day-ahead Price [CUR/MWh]``
+    or, in newer ENTSO-E exports, ``Day-ahead Price (CUR/MWh)`` (a day-ahead one before any
+    other, such as an intraday price), whose currency must be the import's; else ``price``.
+    Other columns (``BZN|DK1``, ``Currency``, ``Sequence``, ...) are not read."""
+    priced = [(c, m) for c in frame.columns if (m := PRICE_HEADER.search(c))]
+    priced.sort(key=lambda cm: "dayahead" not in re.sub(r"[\s_-]", "", cm[0].lower()))
+    if priced:
+        column, m = priced[0]
+        found = m.group("square") or m.group("round")
+        if found.upper() != currency:
+            errors.append(ErrorItem(code="currency", message=f"The file's prices are in {found}, the import expects {currency}.", field=column))
+        return column
+    for c in frame.columns:
+        if c.lower() in ("price", "price_per_mwh", "spot"):
+            return c
+    errors.append(ErrorItem(code="missing_column", message="No price column ('Day-ahead Price [CUR/MWh]', 'Day-ahead Price (CUR/MWh)' or 'price').", field="price"))
+    return None
+
+
+def _check_mtu(raw: pd.Series, starts: pd.Series, minutes: int, time_zone: str,
+               errors: list[ErrorItem], field: str) -> None:
+    """ENTSO-E MTUs (``start - end``, local): each row as long as the file's resolution, the
+    rows one after the other without overlap or gap, itemised by row (``mtu_length``,
+    ``mtu_overlap``, ``mtu_gap``; a row of a file of MTUs without an end: ``invalid_mtu``).
+    A time column of start times only has nothing to check.
+
+    The end is a wall time, read in the start's UTC offset or (across the DST change) in the
+    zone, whichever makes the row ``minutes`` long: the spring's 01:00 CET hour ends at
+    03:00 (CEST), the autumn's first 02:00 (CEST) hour at 03:00 CEST, written 03:00 or, as
+    the wall clock then shows, 02:00 (CET)."""
+    ends_text = raw.str.strip().str.extract(MTU_END, expand=False)
+    if ends_text.isna().all() or starts.isna().any():
+        return
+    naive = pd.to_datetime(ends_text, format="%d.%m.%Y %H:%M", errors="coerce")
+    for idx in np.flatnonzero(naive.isna().to_numpy())[:MAX_ITEMS]:
+        errors.append(ErrorItem(code="invalid_mtu", message=f"{raw.iloc[idx]!r} is not an MTU 'dd.mm.yyyy HH:MM - dd.mm.yyyy HH:MM'.",
+                                field=field, row=int(idx) + 2))
+    if naive.isna().any():
+        return
+    offset = starts.dt.tz_convert(time_zone).dt.tz_localize(None) - starts.dt.tz_localize(None)
+    at_offset = (naive - offset).dt.tz_localize("UTC")
+    step = pd.Timedelta(minutes=minutes)
+    fits = (at_offset - starts) == step
+    wall = pd.DatetimeIndex(naive)
+    for summer in (True, False):
+        in_zone = wall.tz_localize(time_zone, ambiguous=np.full(len(wall), summer), nonexistent="NaT")
+        fits |= (pd.Series(in_zone.tz_convert("UTC"), index=starts.index) - starts) == step
+    fits = fits.to_numpy()
+    for idx in np.flatnonzero(~fits)[:MAX_ITEMS]:
+        length = int((at_offset.iloc[idx] - starts.iloc[idx]) / pd.Timedelta(minutes=1))
+        errors.append(ErrorItem(code="mtu_length", message=f"{raw.iloc[idx].strip()!r} is {length} minutes long; the file holds {minutes}-minute values.",
+                                field=field, row=int(idx) + 2))
+    # consecutive rows (by start) whose lengths are right: the end of one is the next's start
+    begins = starts.to_numpy()
+    ends = np.where(fits, (starts + step).to_numpy(), at_offset.to_numpy())
+    order = np.argsort(begins, kind="stable")
+    prev, nxt = order[:-1], order[1:]
+    checked = fits[prev] & fits[nxt] & (begins[prev] != begins[nxt])  # a repeat is duplicate_*
+    for code, wrong in (("mtu_overlap", ends[prev] > begins[nxt]), ("mtu_gap", ends[prev] < begins[nxt])):
+        for p, q in list(zip(prev[checked & wrong], nxt[checked & wrong], strict=True))[:MAX_ITEMS]:
+            end = pd.Timestamp(ends[p]).tz_convert(time_zone)
+            start = pd.Timestamp(begins[q]).tz_convert(time_zone)
+            what = (f"starts at {start:%Y-%m-%d %H:%M %Z}, before the MTU of row {p + 2} ends ({end:%H:%M %Z})"
+                    if code == "mtu_overlap" else
+                    f"starts at {start:%Y-%m-%d %H:%M %Z}: nothing covers the time from {end:%H:%M %Z}, when the MTU of row {p + 2} ends")
+            errors.append(ErrorItem(code=code, message=f"{raw.iloc[q].strip()!r} {what}.", field=field, row=int(q) + 2))
+
+
 def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFrame:
-    """ENTSO-E day-ahead export (``MTU (CET/CEST)``, ``Day-ahead Price [EUR/MWh]``) or ``time,price``.
+    """ENTSO-E day-ahead export (``MTU (CET/CEST)``, ``Day-ahead Price [EUR/MWh]`` or
+    ``(EUR/MWh)``, other columns ignored; each MTU checked, :func:`_check_mtu`) or ``time,price``.
 
     Hourly or 15-minute values (one resolution a file, :func:`_resolution`); a 15-minute file
     comes back as hourly means with ``Decimal`` prices (:func:`_hourly_means`).  The frame's
@@ -317,19 +393,7 @@ def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFra
     frame = _read(text)
     frame.columns = [c.strip() for c in frame.columns]
     tcol = _time_column(frame, errors)
-    pcol = None
-    for c in frame.columns:
-        m = PRICE_HEADER.search(c)
-        if m:
-            pcol = c
-            if m.group("cur").upper() != currency:
-                errors.append(ErrorItem(code="currency", message=f"The file's prices are in {m.group('cur')}, the import expects {currency}.", field=c))
-            break
-        if c.lower() in ("price", "price_per_mwh", "spot"):
-            pcol = c
-            break
-    if pcol is None:
-        errors.append(ErrorItem(code="missing_column", message="No price column ('Day-ahead Price [CUR/MWh]' or 'price').", field="price"))
+    pcol = _price_column(frame, currency, errors)
     out = pd.DataFrame(index=frame.index)
     if tcol:
         out["hour_start"] = _parse_times(frame[tcol], time_zone, errors, tcol)
@@ -342,6 +406,8 @@ def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFra
             _check_series(out["hour_start"], time_zone, errors, tcol)
         elif resolution == 15:
             _check_quarter_series(out["hour_start"], time_zone, errors, tcol)
+        if resolution is not None:
+            _check_mtu(frame[tcol], out["hour_start"], resolution, time_zone, errors, tcol)
     if errors:
         raise ImportRejected(f"The price file was refused: {len(errors)} problem(s).", errors=errors)
     if resolution == 15:
