@@ -9,7 +9,10 @@
   sends two levels at once and no letter overtakes the time the last one gave.
 * **One ladder per claim**: a correction (re-rating, rebill) is the claim of the invoice
   it replaces and goes on from that chain's letters (:func:`claim_history`), so a
-  re-rated period is never dunned, nor charged fees, from level 1 again.
+  re-rated period is never dunned, nor charged fees, from level 1 again.  But every
+  invoice has its own payment term and the ladder's first days of grace before any
+  letter, and each letter keeps the ladder's spacing from the claim's one before: a
+  correction's final notice never comes the day after its own due date.
 * **One letter per account and day** (renteloven §9 b: the fee is per letter): every
   invoice of an account that reaches a level the same day gets its notice in one
   :class:`~billing.models.DunningLetter` (unique constraint
@@ -151,10 +154,12 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLe
 @dataclass(frozen=True)
 class ClaimHistory:
     """The dunning so far of the claim an overdue invoice stands for: the notices of the
-    invoice and of those it replaces, and the due date its ladder counts from."""
+    invoice and of those it replaces, the due date its ladder counts from, and the
+    invoice's own due date."""
 
     due_on: dt.date
     notices: tuple[DunningNotice, ...]
+    invoice_due_on: dt.date
 
 
 def claim_history(invoice: Invoice) -> ClaimHistory:
@@ -178,29 +183,40 @@ def claim_history(invoice: Invoice) -> ClaimHistory:
         notices.extend(doc.dunning_notices.all())
     first = min(notices, key=lambda n: (n.sent_on, n.level), default=None)
     start = due_on[first.invoice_id] if first is not None else invoice.due_on
-    return ClaimHistory(due_on=start or invoice.due_on, notices=tuple(notices))
+    return ClaimHistory(
+        due_on=start or invoice.due_on, notices=tuple(notices), invoice_due_on=invoice.due_on
+    )
 
 
 def _next_step(
     *, claim: ClaimHistory, ladder: list[LadderStep], today: dt.date
 ) -> LadderStep | None:
-    """The first level the claim has not had, if it has reached it and the previous
-    letter's pay-by date has passed; none once the claim has had as many letters as the
-    ladder has levels (a correction dunned afresh before its chain counted as one claim
-    has had more: it gets no further letter, and no further fee)."""
+    """The first level the claim has not had, once today is on or after the latest of:
+    the level's days after the claim's due date (the claim's ladder); the ladder's first
+    days after the invoice's own due date (a correction's customer has its payment term
+    and grace, as for any invoice); the day after the previous letter's pay-by date; and
+    the ladder's days between the previous level and this one after the previous letter
+    (a late letter moves the next one with it).  None once the claim has had as many
+    letters as the ladder has levels (a correction dunned afresh before its chain
+    counted as one claim has had more: it gets no further letter, and no further fee)."""
     sent = {n.level for n in claim.notices}
     letters = {n.letter_id or -n.pk for n in claim.notices}
-    if len(letters) >= len(ladder):
+    step = next((step for step in ladder if step.level not in sent), None)
+    if step is None or len(letters) >= len(ladder):
         return None
-    days_late = (today - claim.due_on).days
+    earliest = max(
+        claim.due_on + dt.timedelta(days=step.days),
+        claim.invoice_due_on + dt.timedelta(days=ladder[0].days),
+    )
     previous = max(claim.notices, key=lambda n: (n.sent_on, n.level), default=None)
-    for step in ladder:
-        if step.level in sent:
-            continue
-        if previous is not None and today <= (previous.pay_by or previous.sent_on):
-            return None
-        return step if days_late >= step.days else None
-    return None
+    if previous is not None:
+        spacing = step.days - ladder[step.level - 2].days if step.level > 1 else 0
+        earliest = max(
+            earliest,
+            (previous.pay_by or previous.sent_on) + dt.timedelta(days=1),
+            previous.sent_on + dt.timedelta(days=spacing),
+        )
+    return step if today >= earliest else None
 
 
 def letter_terms(steps: Sequence[LadderStep]) -> tuple[LadderStep, Decimal]:

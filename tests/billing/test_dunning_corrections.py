@@ -1,7 +1,9 @@
 """Dunning a correction: the invoice that replaces a re-rated or credited one is the same
 claim (same account, period and supply, only its amount changed), so it continues its
 original's ladder (renteloven §9 b: at most three letters per claim, each at least 10
-days after the one before, the fees charged on the original counting)."""
+days after the one before, the fees charged on the original counting).  The correction's
+own payment term and the ladder's first days of grace still come first, and each letter
+keeps the ladder's spacing from the claim's one before."""
 
 import datetime as dt
 from decimal import Decimal
@@ -75,16 +77,17 @@ class TestACorrectionContinuesItsOriginalsLadder:
         assert correction.due_on == dt.date(2026, 12, 24)
         letters = run_daily(dt.date(2026, 12, 11), dt.date(2027, 3, 31))
 
-        # the day after the correction's due date: the claim's level 3 (35 days after
-        # October's due date, 19 days after the level-2 letter's date), once
+        # the claim's level 3, once, but not the day after the correction's due date
+        # (25 December, before the customer had its 14 days' term and 7 days' grace):
+        # 7 days after it, as any invoice's first letter
         assert [(letter.sent_on, letter.level, letter.fee) for letter in letters] == [
-            (dt.date(2026, 12, 25), 3, Decimal("100.00"))
+            (dt.date(2026, 12, 31), 3, Decimal("100.00"))
         ]
         number = correction.display_number
         assert history(account) == [
             (dt.date(2026, 11, 22), october.display_number, 1, Decimal("0.00")),
             (dt.date(2026, 12, 6), october.display_number, 2, Decimal("100.00")),
-            (dt.date(2026, 12, 25), number, 3, Decimal("100.00")),
+            (dt.date(2026, 12, 31), number, 3, Decimal("100.00")),
         ]
         # the ladder's fees once for the claim (0 + 100 + 100), not 300.00
         assert fees_invoiced(account) == Decimal("200.00")
@@ -99,11 +102,12 @@ class TestACorrectionContinuesItsOriginalsLadder:
         assert correction.due_on == dt.date(2026, 12, 9)
         letters = run_daily(dt.date(2026, 11, 26), dt.date(2027, 3, 31))
 
-        # level 2 once the correction is overdue; level 3 after level 2's pay-by date
-        # (20 December) and 35 days after October's due date (20 December)
+        # level 2 7 days after the correction's own due date (not the day after it);
+        # level 3 the ladder's 14 days after that letter (its pay-by date, 26 December,
+        # and 35 days after October's due date, 20 December, are earlier)
         assert [(letter.sent_on, letter.level, letter.fee) for letter in letters] == [
-            (dt.date(2026, 12, 10), 2, Decimal("100.00")),
-            (dt.date(2026, 12, 21), 3, Decimal("100.00")),
+            (dt.date(2026, 12, 16), 2, Decimal("100.00")),
+            (dt.date(2026, 12, 30), 3, Decimal("100.00")),
         ]
         assert [level for _on, _number, level, _fee in history(account)] == [1, 2, 3]
         assert fees_invoiced(account) == Decimal("200.00")
@@ -126,6 +130,25 @@ class TestACorrectionContinuesItsOriginalsLadder:
         ]
         assert fees_invoiced(account) == Decimal("200.00")
 
+    def test_the_next_letter_keeps_the_ladders_spacing_from_a_late_one(self):
+        _network, account, october = october_billed()
+        account.payment_terms_days = 1
+        account.save(update_fields=["payment_terms_days"])
+        dunning_run(now=late(7))
+        dunning_run(now=late(30))  # level 2 sent late: 15 December, pay by 25 December
+
+        correction = rerated(account, october, on=dt.date(2026, 12, 16))
+        assert correction.due_on == dt.date(2026, 12, 17)
+        letters = run_daily(dt.date(2026, 12, 17), dt.date(2027, 3, 31))
+
+        # the claim's 35 days (20 December), the correction's grace (24 December) and the
+        # last letter's pay-by date (25 December) have passed by 26 December; the ladder's
+        # 14 days between its second and third letter, counted from that letter, have not
+        assert [(letter.sent_on, letter.level, letter.fee) for letter in letters] == [
+            (dt.date(2026, 12, 29), 3, Decimal("100.00"))
+        ]
+        assert fees_invoiced(account) == Decimal("200.00")
+
     def test_after_the_final_notice_the_correction_gets_no_letter_and_no_fee(self):
         _network, account, october = october_billed()
         for days in (7, 21, 35):
@@ -143,16 +166,17 @@ class TestACorrectionContinuesItsOriginalsLadder:
         _network, account, october = october_billed()
         dunning_run(now=late(7))  # level 1 on October
         first = rerated(account, october, on=dt.date(2026, 11, 25))
-        run_daily(dt.date(2026, 11, 26), dt.date(2026, 12, 12))  # level 2 on 10 December
+        run_daily(dt.date(2026, 11, 26), dt.date(2026, 12, 17))  # level 2 on 16 December
         register(account.contracts.get().connection, OCTOBER_END, Decimal("43200"))
-        _credit, second = invoice_rerate(invoice=first, now=at(dt.date(2026, 12, 14)))
+        _credit, second = invoice_rerate(invoice=first, now=at(dt.date(2026, 12, 18)))
         assert second.gross == Decimal("1509.10")  # 1.7 MWh
+        assert second.due_on == dt.date(2027, 1, 1)
 
-        letters = run_daily(dt.date(2026, 12, 15), dt.date(2027, 3, 31))
+        letters = run_daily(dt.date(2026, 12, 19), dt.date(2027, 3, 31))
 
-        # overdue from 29 December: the claim's level 3, the last
+        # 7 days after the second correction's own due date: the claim's level 3, the last
         assert [(letter.sent_on, letter.level, letter.fee) for letter in letters] == [
-            (dt.date(2026, 12, 29), 3, Decimal("100.00"))
+            (dt.date(2027, 1, 8), 3, Decimal("100.00"))
         ]
         assert [(number, level) for _on, number, level, _fee in history(account)] == [
             (october.display_number, 1),
@@ -170,10 +194,11 @@ class TestACorrectionContinuesItsOriginalsLadder:
 
         rebill = invoice_rebill(invoice=october, now=at(dt.date(2026, 12, 10)))
         assert (rebill.kind, rebill.gross) == (Invoice.Kind.CORRECTION, CORRECTED_GROSS)
+        assert rebill.due_on == dt.date(2026, 12, 24)
         letters = run_daily(dt.date(2026, 12, 11), dt.date(2027, 3, 31))
 
         assert [(letter.sent_on, letter.level, letter.fee) for letter in letters] == [
-            (dt.date(2026, 12, 25), 3, Decimal("100.00"))
+            (dt.date(2026, 12, 31), 3, Decimal("100.00"))
         ]
         assert fees_invoiced(account) == Decimal("200.00")
 
@@ -240,7 +265,7 @@ class TestTheCorrectionsLetterSaysWhatCameBefore:
         correction = rerated(account, october, on=dt.date(2026, 12, 10))
 
         (letter,) = run_daily(
-            dt.date(2026, 12, 25), dt.date(2026, 12, 25), django_capture_on_commit_callbacks
+            dt.date(2026, 12, 31), dt.date(2026, 12, 31), django_capture_on_commit_callbacks
         )
 
         letter.refresh_from_db()
