@@ -7,9 +7,10 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         from django.core.checks import register
 
-        from billing.checks import delivery_check
+        from billing.checks import delivery_check, dunning_ladder_check
 
         register(delivery_check, deploy=True)
+        register(dunning_ladder_check)
 
         from tariffs.signals import tariff_version_closed
 

@@ -37,6 +37,12 @@ DEFAULTS = {
             ),
         },
     ],
+    # Legal limits the ladder is checked against when Django starts (system check
+    # billing.E004-E006, ``billing.checks.dunning_ladder_check``).  Default: Denmark,
+    # renteloven §9 b: fees for at most 3 reminders per claim, at least 10 days between
+    # reminders, at most 100 DKK a reminder.  Another country sets its own; a limit left
+    # out or None is not checked, and None instead of the mapping checks none.
+    "DUNNING_LIMITS": {"max_fees": 3, "min_days_between": 10, "max_fee": "100.00"},
     # Days a reminder letter gives to pay (its pay-by date, and the due date of its fee).
     "REMINDER_PAY_DAYS": 10,
     # VAT on reminder fees: outside the VAT scope in Denmark (compensation, not a supply).
