@@ -24,7 +24,10 @@
   scope in Denmark).  It is an ordinary receivable (balance, allocation, exports, credit
   notes) that is never re-rated, never dunned itself and never a period's bill.
 * **No dunning in credit**: an account whose balance is ≤ 0 is not dunned (its credit
-  covers what is open; allocation will settle it).
+  covers what is open; allocation will settle it).  Credit an account that still owes
+  holds (a payment or credit note not allocated yet) settles its open invoices, oldest
+  due first as on every issue, before its letter is written: the letter reminds of, and
+  charges a fee for, only what is still owed, and no fee stays open beside the credit.
 * An account's letter, its notices and its fee invoice are one transaction; the PDF
   (``billing.reminders``) is rendered by a Celery task after commit.  Running the day
   twice changes nothing; of two concurrent runs, the unique constraints let one send.
@@ -236,8 +239,11 @@ def dunning_letter_send(
 ) -> DunningLetter | None:
     """Send ``account`` today's letter: a notice per (invoice, step) of ``due`` that still
     applies, and for a fee its issued fee invoice, in one transaction; the PDF is rendered
-    after commit.  None when nothing applies any more (paid, or sent meanwhile) or the
-    account has had today's letter (the unique constraints decide between two runs)."""
+    after commit.  None when nothing applies any more (paid, by the account's credit too,
+    or sent meanwhile) or the account has had today's letter (the unique constraints
+    decide between two runs)."""
+    from billing.services.payments import payments_apply_unallocated  # it imports this module
+
     _, planned_fee = letter_terms([step for _, step in due])
     steps = {invoice.pk: step for invoice, step in due}
     pay_by = today + dt.timedelta(days=conf.reminder_pay_days())
@@ -246,6 +252,12 @@ def dunning_letter_send(
             # the series counter before the invoice rows: the order issuing locks them in
             series = conf.invoice_series(today.year)
             counter = _counter(series) if planned_fee > 0 else None
+            # the account's credit first, as when an invoice is issued (it locks all the
+            # account's open invoices in id order before its payments, so before the
+            # letter's own): whatever is left open afterwards is what the letter is about,
+            # and there is no credit left for the fee (credit beyond what is open leaves
+            # nothing to remind of)
+            payments_apply_unallocated(on=today, account_id=account.pk)
             invoices = list(Invoice.objects.select_for_update().filter(pk__in=steps).order_by("pk"))
             if _letter_sent(account_id=account.pk, today=today):
                 return None  # the account's next letter is another day's

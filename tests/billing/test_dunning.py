@@ -23,7 +23,7 @@ from billing.models import (
 )
 from billing.services.dunning import LadderStep, dunning_run, letter_terms
 from billing.services.invoices import invoice_credit
-from billing.services.payments import account_balance, payment_record
+from billing.services.payments import account_balance, account_credit, payment_record
 from billing.services.rerating import current_invoices
 from tests.billing.factories import billed_network
 from tests.billing.helpers import NOW, bill_month, invoice_of
@@ -617,6 +617,73 @@ class TestNoDunningInCredit:
         assert not DunningLetter.objects.exists()
         assert not DunningNotice.objects.exists()
         assert not Invoice.objects.filter(kind=Invoice.Kind.REMINDER_FEE).exists()
+
+
+def unallocated_payment(account, amount: str, received_on: dt.date) -> Payment:
+    """A payment received and booked, not allocated yet: credit the account holds."""
+    return Payment.objects.create(
+        account=account,
+        amount=Decimal(amount),
+        currency="DKK",
+        received_on=received_on,
+        unallocated=Decimal(amount),
+        created_at=at(received_on),
+    )
+
+
+@pytest.mark.django_db
+class TestAccountCreditBeforeTheLetter:
+    """Credit the account holds when its letter is sent settles what is open first (oldest
+    due first, as when any invoice is issued): the letter, its fee and its total are
+    about what is still owed, and no fee stays open while credit sits on the account."""
+
+    def test_a_credit_smaller_than_what_is_open_settles_the_oldest_before_the_letter(self):
+        _network, account, october = october_billed()
+        dunning_run(now=late(7))
+        payment = unallocated_payment(account, "50.00", dt.date(2026, 12, 1))
+        assert account_credit(account=account) == Decimal("50.00")
+
+        (letter,) = dunning_run(now=late(21))
+
+        october.refresh_from_db()
+        payment.refresh_from_db()
+        assert (october.paid, october.state) == (Decimal("50.00"), Invoice.State.OVERDUE)
+        assert payment.unallocated == Decimal("0.00")
+        assert account_credit(account=account) == Decimal("0.00")
+        assert (letter.level, letter.open_amount, letter.fee) == (
+            2,
+            Decimal("1310.98"),
+            Decimal("100.00"),
+        )
+        assert letter.notices.get().open_amount == Decimal("1310.98")
+        fee = letter.fee_invoice
+        assert (fee.gross, fee.paid, fee.state) == (
+            Decimal("100.00"),
+            Decimal("0.00"),
+            Invoice.State.ISSUED,
+        )
+        # what the letter asks for is what the account owes: 1310.98 + 100.00
+        assert account_balance(account=account) == Decimal("1410.98")
+
+    def test_a_credit_covering_the_overdue_invoice_means_no_letter_and_no_fee(self):
+        network, account, october = october_billed()
+        dunning_run(now=late(7))
+        bill_month(network, start=dt.date(2026, 11, 1))  # issued 2 December, due 16 December
+        november = Invoice.objects.get(account=account, period_start=dt.date(2026, 11, 1))
+        unallocated_payment(account, "1400.00", dt.date(2026, 12, 3))
+        # still owed overall (November is not due yet), so the account is dunned
+        assert account_balance(account=account) == Decimal("1321.96")
+
+        assert dunning_run(now=late(21)) == []
+
+        october.refresh_from_db()
+        november.refresh_from_db()
+        assert (october.paid, october.state) == (MONTH_GROSS, Invoice.State.PAID)
+        assert (november.paid, november.state) == (Decimal("39.02"), Invoice.State.PARTLY_PAID)
+        assert account_credit(account=account) == Decimal("0.00")
+        assert DunningLetter.objects.filter(sent_on=dt.date(2026, 12, 6)).count() == 0
+        assert not Invoice.objects.filter(kind=Invoice.Kind.REMINDER_FEE).exists()
+        assert account_balance(account=account) == Decimal("1321.96")
 
 
 @pytest.mark.django_db
