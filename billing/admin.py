@@ -78,7 +78,7 @@ class BillingRunExceptionInline(admin.TabularInline):
     formset = FirstExceptionsFormSet
     verbose_name_plural = (
         f"Billing run exceptions (the first {RUN_PAGE_EXCEPTIONS}, unresolved first; "
-        "all of them: GET /api/v1/billing/runs/<id>/exceptions/)"
+        "all of them, 50 a page: GET /api/v1/billing/runs/<id>/exceptions/)"
     )
     extra = 0
     can_delete = False

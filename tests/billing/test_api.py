@@ -486,3 +486,63 @@ class TestPaymentBookedByHandWithItsBankId:
 
         assert again.status_code == 400
         assert "bank_transaction_id" in str(again.json())
+
+
+@pytest.mark.django_db
+class TestRunExceptionsApi:
+    """``GET runs/{id}/exceptions/`` comes a page at a time, as the other staff lists do: a
+    run can fail for thousands of accounts (5,000 were 768 kB in one answer)."""
+
+    URL = "/api/v1/billing/runs/{}/exceptions/"
+
+    def run_failing(self, count: int) -> BillingRun:
+        from billing.models import BillingRunException
+        from tests.customers.factories import AccountFactory, NetworkFactory
+
+        network = NetworkFactory()
+        run = BillingRun.objects.create(
+            network=network,
+            period_start=dt.date(2026, 11, 1),
+            period_end=dt.date(2026, 12, 1),
+            created_at=NOW,
+            state=BillingRun.State.DRAFTED,
+        )
+        # recorded in the reverse of the accounts' order (as a retry rewrites them)
+        for account in reversed(AccountFactory.create_batch(count, network=network)):
+            BillingRunException.objects.create(
+                run=run, account=account, code="no_reads", error="No reads", created_at=NOW
+            )
+        return run
+
+    def test_a_run_with_many_failed_accounts_lists_them_50_a_page_by_account(self):
+        run = self.run_failing(55)
+        auditor = client_for(AUDITOR)
+
+        first = auditor.get(self.URL.format(run.pk))
+        second = auditor.get(first.json()["next"])
+
+        assert first.status_code == second.status_code == 200
+        # was one list of all 55
+        assert (first.json()["count"], len(first.json()["results"])) == (55, 50)
+        assert (second.json()["next"], len(second.json()["results"])) == (None, 5)
+        listed = [e["account"] for e in first.json()["results"] + second.json()["results"]]
+        assert listed == sorted(run.exceptions.values_list("account_id", flat=True))
+
+    def test_a_page_past_the_last_is_a_400_on_page(self):
+        run = self.run_failing(2)
+
+        response = client_for(AUDITOR).get(self.URL.format(run.pk) + "?page=2")
+
+        assert response.status_code == 400
+        assert [e["field"] for e in response.json()["errors"]] == ["page"]
+
+    def test_the_schema_describes_the_page(self):
+        from drf_spectacular.generators import SchemaGenerator
+
+        schema = SchemaGenerator().get_schema(request=None, public=True)
+        operation = schema["paths"]["/api/v1/billing/runs/{id}/exceptions/"]["get"]
+
+        ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": "#/components/schemas/PaginatedBillingRunExceptionList"}
+        assert "page" in [p["name"] for p in operation["parameters"]]
+        assert "400" in operation["responses"]  # a bad ?page=
