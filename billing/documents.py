@@ -32,10 +32,14 @@ from django.utils.safestring import mark_safe
 
 from billing.calc import climate_corrected, one_year_earlier
 from billing.models import Allocation, Invoice, RefundPart
-from heatutility.errors import NotFound
+from heatutility.errors import DomainError, ErrorItem, NotFound
 from heatutility.money import plain
 
 log = logging.getLogger(__name__)
+
+
+class UnableToRenderInvoice(DomainError):
+    code = "unable_to_render"
 
 
 class DocumentMissing(NotFound, Http404):
@@ -898,7 +902,22 @@ def pdf_store_once(*, document, path: str, data: bytes) -> str:
 
 def invoice_pdf_render(*, invoice: Invoice) -> str:
     """Render and store the PDF of an issued invoice (idempotent: keeps an existing one;
-    two renderers racing keep the first stored, see :func:`pdf_store_once`)."""
+    two renderers racing keep the first stored, see :func:`pdf_store_once`).
+
+    A reminder fee is refused: its document is its dunning letter, which
+    ``billing.reminders.reminder_pdf_render`` makes the fee's PDF too; rendered here it
+    came out as an energy bill (consumption, reference users, price cap) for a fee."""
+    if invoice.kind == Invoice.Kind.REMINDER_FEE:
+        raise UnableToRenderInvoice.refusing(
+            f"Cannot render {invoice.display_number} as an invoice",
+            [
+                ErrorItem(
+                    code="reminder_fee",
+                    field="kind",
+                    message="a reminder fee's PDF is its dunning letter (render the letter)",
+                )
+            ],
+        )
     if invoice.pdf:
         return invoice.pdf.name
     if invoice.number is None:

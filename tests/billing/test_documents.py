@@ -189,3 +189,42 @@ class TestCreditNotePdf:
         assert "Total to pay incl. VAT 1435.04 DKK" in correction_text
         assert f"Payment: quote {correction.display_number} as the reference." in correction_text
         assert "This period: 1.600 MWh" in correction_text
+
+
+@pytest.mark.django_db
+class TestReminderFeePdf:
+    """A reminder fee's document is its dunning letter, whoever asks for its PDF."""
+
+    def fee_unrendered(self) -> Invoice:
+        """The fee invoice of October's second reminder, nothing rendered yet."""
+        from billing.services.dunning import dunning_run
+        from tests.billing.test_delivery import OCTOBER_DUE, october
+
+        october()
+        for days in (7, 21):  # the letters' PDFs would be rendered on commit: not here
+            dunning_run(
+                now=dt.datetime.combine(OCTOBER_DUE + dt.timedelta(days=days), dt.time(6), dt.UTC)
+            )
+        return Invoice.objects.get(kind=Invoice.Kind.REMINDER_FEE)
+
+    def test_rendering_it_as_an_invoice_is_refused(self):
+        from billing.documents import UnableToRenderInvoice, invoice_pdf_render
+
+        fee = self.fee_unrendered()
+
+        # was rendered as an energy invoice (consumption, comparison, price cap) and
+        # stored as the fee's PDF, so the letter's never became it
+        with pytest.raises(UnableToRenderInvoice, match="dunning letter") as refused:
+            invoice_pdf_render(invoice=fee)
+
+        assert [(e.field, e.code) for e in refused.value.errors] == [("kind", "reminder_fee")]
+        fee.refresh_from_db()
+        assert fee.pdf.name == ""
+
+    def test_the_render_task_gives_it_its_letters_pdf(self):
+        fee = self.fee_unrendered()
+
+        assert tasks.invoices_render_pdfs([fee.pk]) == 1  # the letter, rendered
+
+        fee.refresh_from_db()
+        assert fee.pdf.name == fee.dunning_letter.pdf.name != ""
