@@ -826,7 +826,13 @@ def bill_into_run(
     """Write an account's bill its run could not make (``drafts``: the one draft), in the
     caller's transaction with the run locked: before the run's issue as one of its drafts
     (counted done; ``counted_failed``: its chunk counted it failed), after it issued at once
-    unless held.  The account's exceptions on the run go.  None if it was billed meanwhile."""
+    unless held.  The account's exceptions on the run go.  None if it was billed meanwhile.
+
+    After the issue the bill is written outside the run, but an account its chunk counted
+    failed is the run's all the same: it moves from ``failed`` to ``done`` (and
+    ``issued`` when issued at once), or the run showed a failure beside a full set of
+    issued bills.  A held one is not the run's draft: its release issues it outside the
+    run, uncounted.  An account the run never planned (a new occupant) is not counted."""
     from billing.services.invoices import invoices_render_after_commit
     from billing.services.payments import payments_apply_unallocated
 
@@ -843,21 +849,27 @@ def bill_into_run(
             )
     except IntegrityError:  # billed meanwhile (the run's own chunk, say)
         return None
-    if joins_run:
-        BillingRun.objects.filter(pk=run.pk).update(
-            total=F("total") + (0 if counted_failed else 1),
-            done=F("done") + 1,
-            failed=F("failed") - int(counted_failed),
-            held=F("held") + int(drafts[0].held),
-        )
     BillingRunException.objects.filter(run=run, account_id=account_id).delete()
+    issued: list[int] = []
     if not joins_run and not drafts[0].held:
-        invoices_issue(issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone)
+        issued = invoices_issue(
+            issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone
+        )
         # the local issue date, as invoice_issue (the UTC date is a day early at night)
         payments_apply_unallocated(
             on=_local_issue_date(now, network.time_zone), account_id=account_id
         )
         invoices_render_after_commit([invoice_id])
+    if joins_run or counted_failed:
+        # the run row is the caller's lock already (taken before the series counter):
+        # a second retry waits for it and then finds the account billed, counting nothing
+        BillingRun.objects.filter(pk=run.pk).update(
+            total=F("total") + (0 if counted_failed else 1),
+            done=F("done") + 1,
+            failed=F("failed") - int(counted_failed),
+            held=F("held") + int(joins_run and drafts[0].held),
+            issued=F("issued") + len(issued),
+        )
     return Invoice.objects.get(pk=invoice_id)
 
 

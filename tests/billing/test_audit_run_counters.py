@@ -148,3 +148,79 @@ def test_an_account_that_still_fails_keeps_its_exception_as_its_run_recorded_it(
         recorded.created_at,
     )
     assert counters(run) == from_bills(run) == (2, 1, 0, 1, 0)
+
+
+def of_the_period(run: BillingRun) -> tuple[int, int, int, int, int]:
+    """What the bills of the run's period and its exceptions say, once the run is issued
+    (a failed account billed after the issue is billed outside the run, for it:
+    ``runs.bill_into_run``): (total, done, held, failed, issued)."""
+    bills = Invoice.objects.filter(
+        network=run.network, kind=run.kind, period_start=run.period_start, period_end=run.period_end
+    ).exclude(state=Invoice.State.CANCELLED)
+    failed = BillingRunException.objects.filter(run=run).count()
+    return (
+        bills.count() + failed,
+        bills.count(),
+        bills.filter(state=Invoice.State.DRAFT, held=True).count(),
+        failed,
+        bills.filter(number__isnull=False).count(),
+    )
+
+
+def issued_with_a_failed_account():
+    """Three accounts billed and issued, the second failed (no reading on 1 December)."""
+    network, contracts = billed_network(accounts=3)
+    contracts[1].connection.boundary_registers.filter(on=DEC).delete()
+    run = bill_month(network)
+    assert counters(run) == of_the_period(run) == (3, 2, 0, 1, 2)
+    return run, contracts
+
+
+@pytest.mark.django_db
+def test_a_failed_account_billed_after_the_runs_issue_counts_done_and_issued_once():
+    from billing.services.runs import billing_run_exceptions_retry
+
+    run, contracts = issued_with_a_failed_account()
+    # tried while the reading is still missing: it stays the one failure its chunk counted
+    assert billing_run_exceptions_retry(run=run, now=LATER) == []
+    assert counters(run) == (3, 2, 0, 1, 2)
+
+    register(contracts[1].connection, DEC, D("20000") + 23 * 1500)  # the reading comes
+    (late,) = billing_run_exceptions_retry(run=run, now=LATER)
+
+    assert (late.run_id, late.state) == (None, Invoice.State.ISSUED)
+    # was (3, 2, 0, 1, 2): failed beside three issued bills, the exception gone
+    assert counters(run) == of_the_period(run) == (3, 3, 0, 0, 3)
+    assert run.progress_percent == 100
+    # staff again and the nightly look: nothing billed, nothing counted twice
+    assert billing_run_exceptions_retry(run=run, now=LATER) == []
+    nothing_changed_since_the_last_look()
+    assert contracts_rebill_changed(now=LATER + dt.timedelta(days=1)) == ([], [])
+    assert counters(run) == (3, 3, 0, 0, 3)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_retries_at_once_bill_and_count_the_failed_account_once(monkeypatch):
+    """Staff retrying while the nightly look bills the account: the second waits for the
+    run's lock, then finds the account billed and counts nothing."""
+    from billing.services import runs
+    from billing.services.runs import billing_run_exceptions_retry
+    from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
+
+    run, contracts = issued_with_a_failed_account()
+    register(contracts[1].connection, DEC, D("20000") + 23 * 1500)
+    pause = Pause(monkeypatch, runs, "invoices_issue")  # the first holds the run, bill written
+    first, first_billed = in_thread(billing_run_exceptions_retry, run=run, now=LATER)
+    try:
+        pause.wait()
+        second, second_billed = in_thread(billing_run_exceptions_retry, run=run, now=LATER)
+        assert waits_for_a_lock(second, "billing_billingrun")
+    finally:
+        pause.released.set()
+    finish(first, second)
+
+    assert "error" not in first_billed
+    assert "error" not in second_billed
+    assert [len(first_billed["value"]), len(second_billed["value"])] == [1, 0]
+    assert counters(run) == of_the_period(run) == (3, 3, 0, 0, 3)
