@@ -92,6 +92,16 @@ def run_progress(*, run: BillingRun) -> dict:
     }
 
 
+def run_exceptions(*, run: BillingRun, resolved: bool | None = None, code: str | None = None):
+    """The run's exceptions in account order, open or resolved ones alone, one code alone."""
+    rows = run.exceptions.order_by("account_id", "id")
+    if resolved is not None:
+        rows = rows.filter(resolved=resolved)
+    if code:
+        rows = rows.filter(code=code)
+    return rows
+
+
 def issued_invoices(*, network_id: int | None, start: dt.date, end: dt.date):
     """Invoices issued on the local dates ``[start, end)`` of their network's time zone
     (an invoice issued at 00:30 on 1 January in Copenhagen belongs to January, not to

@@ -317,6 +317,15 @@ class PaymentImportSerializer(serializers.Serializer):
     )
 
 
+class RunExceptionsQuerySerializer(serializers.Serializer):
+    resolved = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="Only resolved (true) or open (false) ones."
+    )
+    code = serializers.CharField(
+        required=False, max_length=40, help_text="Only this code, e.g. no_reads or late_rerate."
+    )
+
+
 class BalanceQuerySerializer(serializers.Serializer):
     account = serializers.IntegerField()
 

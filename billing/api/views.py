@@ -119,13 +119,22 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         run.refresh_from_db()
         return Response(serializers.BillingRunSerializer(run).data)
 
-    @extend_schema(responses=serializers.BillingRunExceptionSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("resolved", bool, description="Only resolved (true) or open (false) ones."),
+            OpenApiParameter("code", str, description="Only this code, e.g. no_reads or late_rerate."),
+        ],
+        responses=serializers.BillingRunExceptionSerializer(many=True),
+    )
     @action(detail=True, methods=["get"], filter_backends=[])
     def exceptions(self, request, pk=None):
         """The accounts the run could not bill and why, 50 a page in account order (a run
-        can fail for thousands of accounts: 5,000 in one answer were 768 kB)."""
+        can fail for thousands of accounts: 5,000 in one answer were 768 kB); ``resolved``
+        and ``code`` narrow them (a malformed one is a 400 on that parameter)."""
         run = self.get_object()
-        page = self.paginate_queryset(run.exceptions.order_by("account_id", "id"))
+        query = serializers.RunExceptionsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        page = self.paginate_queryset(selectors.run_exceptions(run=run, **query.validated_data))
         return self.get_paginated_response(
             serializers.BillingRunExceptionSerializer(page, many=True).data
         )

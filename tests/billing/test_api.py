@@ -536,6 +536,26 @@ class TestRunExceptionsApi:
         assert response.status_code == 400
         assert [e["field"] for e in response.json()["errors"]] == ["page"]
 
+    def test_open_or_resolved_ones_and_one_code_alone(self):
+        run = self.run_failing(4)
+        first, second, third, fourth = run.exceptions.order_by("account_id")
+        run.exceptions.filter(pk__in=[first.pk, third.pk]).update(resolved=True)
+        run.exceptions.filter(pk=second.pk).update(code="late_rerate")
+        auditor = client_for(AUDITOR)
+
+        def listed(query):
+            response = auditor.get(self.URL.format(run.pk) + query)
+            assert response.status_code == 200
+            return [e["account"] for e in response.json()["results"]]
+
+        assert listed("?resolved=true") == [first.account_id, third.account_id]
+        assert listed("?resolved=false") == [second.account_id, fourth.account_id]
+        assert listed("?resolved=false&code=late_rerate") == [second.account_id]
+        assert len(listed("")) == 4
+        bad = auditor.get(self.URL.format(run.pk) + "?resolved=perhaps")
+        assert bad.status_code == 400
+        assert [e["field"] for e in bad.json()["errors"]] == ["resolved"]
+
     def test_the_schema_describes_the_page(self):
         from drf_spectacular.generators import SchemaGenerator
 
@@ -544,5 +564,5 @@ class TestRunExceptionsApi:
 
         ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/PaginatedBillingRunExceptionList"}
-        assert "page" in [p["name"] for p in operation["parameters"]]
+        assert {"page", "resolved", "code"} <= {p["name"] for p in operation["parameters"]}
         assert "400" in operation["responses"]  # a bad ?page=
