@@ -413,17 +413,11 @@ def value_at(points: list[Point], at: dt.datetime) -> tuple[Point, str] | None:
     return None
 
 
-def _instant_year_earlier(at: dt.datetime, zone: str) -> dt.datetime:
-    """The same local wall time a year before ``at`` in ``zone``, in UTC: a read at local
-    midnight maps to the local midnight of its date a year earlier.  The same UTC instant
-    would be an hour off where the two years' dates lie on different sides of a DST
-    change (00:00 CEST on 30 March 2026, a year earlier, is 23:00 CET on 29 March 2025)."""
-    local = at.astimezone(ZoneInfo(zone))
+def _instant_year_earlier(at: dt.datetime) -> dt.datetime:
     try:
-        earlier = local.replace(year=local.year - 1)
+        return at.replace(year=at.year - 1)
     except ValueError:  # 29 February
-        earlier = local.replace(year=local.year - 1, day=28)
-    return earlier.astimezone(dt.UTC)
+        return at.replace(year=at.year - 1, day=28)
 
 
 def _year_earlier(day: dt.date) -> dt.date:
@@ -473,7 +467,7 @@ def estimate(
     else:
         start = last
         start_day = last.at.astimezone(ZoneInfo(zone)).date()
-        start_year_earlier = _instant_year_earlier(last.at, zone)
+        start_year_earlier = _instant_year_earlier(last.at)
     earlier_from = value_at(points, start_year_earlier)
     earlier_to = value_at(points, local_midnight(_year_earlier(on), zone))
     if earlier_from is None or earlier_to is None:
@@ -612,9 +606,7 @@ def _ensure(*, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh:
         installs_of[inst.unit.connection_id].append(inst)
 
     # round 1: around each boundary, the same midnight a year earlier and VEE's rollovers
-    hints, wraps, declared = _rollover_hints(
-        [i for installs in installs_of.values() for i in installs]
-    )
+    hints, wraps, declared = _rollover_hints([i for installs in installs_of.values() for i in installs])
     probes_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
         zone = connection.network.time_zone
@@ -639,7 +631,7 @@ def _ensure(*, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh:
             if value_at(points, at) is None:
                 earlier = [p for p in points if p.at < at]
                 if earlier and not earlier[-1].is_removal:
-                    instants.add(_instant_year_earlier(earlier[-1].at, zone))
+                    instants.add(_instant_year_earlier(earlier[-1].at))
                     instants |= {
                         local_midnight(_year_earlier(day), zone)
                         for day in stored_of[pk]
