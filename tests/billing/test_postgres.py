@@ -16,6 +16,23 @@ from tests.billing.factories import billed_network
 from tests.billing.helpers import NOV, NOW, bill_month
 
 
+def a_line(invoice, position) -> InvoiceLine:
+    """An unsaved line of ``invoice`` at ``position`` (its figures do not matter here)."""
+    return InvoiceLine(
+        invoice=invoice,
+        position=position,
+        component="x",
+        kind="x",
+        description="x",
+        explanation="x",
+        quantity=1,
+        unit="x",
+        unit_price=1,
+        amount=1,
+        vat_rate=0,
+    )
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 class TestIssuedInvoicesNeverChange:
@@ -35,19 +52,7 @@ class TestIssuedInvoicesNeverChange:
         with pytest.raises(IntegrityError, match="cannot be changed"), transaction.atomic():
             InvoiceLine.objects.filter(pk=line.pk).update(amount=Decimal("0"))
         with pytest.raises(IntegrityError, match="issued invoice"), transaction.atomic():
-            InvoiceLine.objects.create(
-                invoice=line.invoice,
-                position=99,
-                component="x",
-                kind="x",
-                description="x",
-                explanation="x",
-                quantity=1,
-                unit="x",
-                unit_price=1,
-                amount=1,
-                vat_rate=0,
-            )
+            a_line(line.invoice, 99).save()
 
     def test_one_issued_invoice_among_a_bulk_of_draft_lines_is_refused(self):
         network, _ = billed_network(accounts=2)
@@ -56,22 +61,7 @@ class TestIssuedInvoicesNeverChange:
         invoice_issue(invoice=issued, issued_at=NOW)
 
         def lines(invoice, first):
-            return [
-                InvoiceLine(
-                    invoice=invoice,
-                    position=first + k,
-                    component="x",
-                    kind="x",
-                    description="x",
-                    explanation="x",
-                    quantity=1,
-                    unit="x",
-                    unit_price=1,
-                    amount=1,
-                    vat_rate=0,
-                )
-                for k in range(3)
-            ]
+            return [a_line(invoice, first + k) for k in range(3)]
 
         with pytest.raises(IntegrityError, match="issued invoice"), transaction.atomic():
             InvoiceLine.objects.bulk_create(lines(other, 90) + lines(issued, 90))
