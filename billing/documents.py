@@ -921,7 +921,16 @@ def invoice_pdf_render(*, invoice: Invoice) -> str:
     if invoice.pdf:
         return invoice.pdf.name
     if invoice.number is None:
-        raise ValueError("only issued invoices get a PDF")
+        raise UnableToRenderInvoice.refusing(
+            f"Cannot render draft invoice {invoice.pk}: it is not issued",
+            [
+                ErrorItem(
+                    code="not_issued",
+                    field="number",
+                    message="only issued (numbered) invoices get a PDF; issue it first",
+                )
+            ],
+        )
     data = invoice_pdf_bytes(invoice=invoice)
     issued = invoice.issued_at or dt.datetime.now(dt.UTC)
     return pdf_store_once(

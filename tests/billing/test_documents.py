@@ -192,6 +192,27 @@ class TestCreditNotePdf:
 
 
 @pytest.mark.django_db
+class TestDraftPdf:
+    def test_a_draft_is_refused_with_the_reason(self):
+        """A draft (no number yet) has no PDF: refused as a domain error naming the
+        field, not a bare ValueError the API and the admin cannot show."""
+        from billing.documents import UnableToRenderInvoice, invoice_pdf_render
+
+        network, _ = billed_network(accounts=1)
+        run = billing_run_create(network=network, period_start=dt.date(2026, 11, 1), now=NOW)
+        tasks.billing_run_start.delay(run.pk)
+        draft = Invoice.objects.get()
+        assert draft.number is None
+
+        with pytest.raises(UnableToRenderInvoice, match="not issued") as refused:
+            invoice_pdf_render(invoice=draft)
+
+        assert [(e.field, e.code) for e in refused.value.errors] == [("number", "not_issued")]
+        draft.refresh_from_db()
+        assert draft.pdf.name == ""
+
+
+@pytest.mark.django_db
 class TestReminderFeePdf:
     """A reminder fee's document is its dunning letter, whoever asks for its PDF."""
 
