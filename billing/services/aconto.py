@@ -138,7 +138,7 @@ def instalment_plans_create(
     _planning_check(year_start=year_start, frequency=frequency)
     year_end = add_months(year_start, 12)
     with transaction.atomic():
-        _planning_lock(network.pk)  # a second planning of the network waits, then skips
+        planning_lock(network.pk)  # a second planning of the network waits, then skips
         result = PlanningResult()
         in_year = contracts_active_between(network_id=network.pk, start=year_start, end=year_end)
         if account_ids is None:
@@ -391,14 +391,23 @@ def _json_column():
     return lambda value: value
 
 
-def _planning_lock(network_id: int) -> None:
-    """Serialise plannings of one network until the transaction ends (PostgreSQL; SQLite
-    serialises writers anyway)."""
+def planning_lock(network_id: int, *, shared: bool = False) -> None:
+    """The network's planning lock until the transaction ends (PostgreSQL; SQLite
+    serialises writers anyway).
+
+    A planning takes it alone: a second planning of the network waits, then skips the
+    accounts planned.  Whatever bills a network's invoices (an invoice run's chunk, a
+    late bill) takes it ``shared`` before it looks for plans: a planning then waits for
+    those invoices and refuses their year (``_invoiced_in_year``), and a chunk started
+    during a planning waits for its plans and leaves those accounts to them.  Without it
+    each missed the other's uncommitted rows and the month was billed by an invoice and
+    again by the plan year's settlement.  Billers do not wait for each other."""
     from django.db import connection
 
     if connection.vendor == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PLANNING_LOCK, network_id])
+            cursor.execute(f"SELECT {function}(%s, %s)", [PLANNING_LOCK, network_id])
 
 
 def _plan_row(

@@ -32,7 +32,7 @@ from django.db.models import Q
 
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunException, InstalmentPlan, Invoice, RerateCursor
-from billing.services.aconto import invoice_days
+from billing.services.aconto import invoice_days, planning_lock
 from billing.services.compute import drafts_compute
 from billing.services.rerating import (
     LATE,
@@ -254,6 +254,7 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         planned = _planned_in(run=run, account=account)
         if planned == "pending":
             return None  # a chunk of the run still to come bills it
+        planning_lock(account.network_id, shared=True)  # before looking for plans (aconto)
         plans = InstalmentPlan.objects.on_account_in(start, end).filter(account=account)
         if plans.on_account_for(start, end).exists():
             # the instalments and their settlement bill it, also when the period's

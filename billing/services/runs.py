@@ -24,6 +24,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from billing import conf
 from billing.calc import BillingError
 from billing.models import BillingRun, BillingRunChunk, BillingRunException, Invoice
+from billing.services.aconto import planning_lock
 from billing.services.compute import drafts_compute
 from billing.services.invoices import _local_issue_date, accounts_lock, invoices_issue
 from billing.services.write import drafts_write
@@ -294,6 +295,8 @@ def _chunk_process(*, chunk_id: int, now: dt.datetime, throttle_s: float) -> boo
         locked = BillingRunChunk.objects.select_for_update().get(pk=chunk.pk)
         if locked.done:
             return False
+        if run.kind == BillingRun.Kind.INVOICE:
+            planning_lock(network.pk, shared=True)  # before looking for plans (aconto)
         already, billed_part = _already_billed(run=run, account_ids=chunk.account_ids)
         days, in_part = _on_account_in_part(run=run, account_ids=chunk.account_ids)
         in_part.update(billed_part)

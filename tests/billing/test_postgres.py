@@ -546,3 +546,108 @@ def test_allocating_a_payment_while_a_refund_takes_its_credit_does_not_deadlock(
     invoice.refresh_from_db()
     assert payment.unallocated == Decimal("0.00")
     assert invoice.paid == Decimal("60.00")  # what the refund left of the 100.00
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestPlanningBesideARun:
+    """Planning a year and a monthly run's chunk over the same month each check the
+    other's rows: without a lock between them each misses the other's uncommitted rows,
+    and the month is billed by an invoice and again by the plan year's settlement."""
+
+    def _chunk_open_in_thread(self, monkeypatch, network):
+        """Start November's chunk in a thread; returns (thread, event set once its bills
+        are written and its transaction is still open for ``HOLD`` seconds)."""
+        from billing.services import runs
+
+        run = billing_run_create(
+            network=network, period_start=NOV, now=NOW, chunk_size=10, render_pdfs=False
+        )
+        (chunk_id,) = runs.billing_run_plan(run=run, now=NOW)
+        written = threading.Event()
+        real_sleep = time.sleep
+
+        def throttle(seconds):
+            written.set()
+            real_sleep(seconds)
+
+        monkeypatch.setattr(runs.time, "sleep", throttle)
+
+        def work():
+            try:
+                runs.billing_run_chunk_process(chunk_id=chunk_id, now=NOW, throttle_s=self.HOLD)
+            finally:
+                connections.close_all()
+
+        return threading.Thread(target=work), written
+
+    HOLD = 1.0
+
+    def test_a_planning_waits_for_the_chunk_and_leaves_its_invoiced_year_alone(
+        self, monkeypatch
+    ):
+        from billing.models import InstalmentPlan
+        from billing.services.aconto import instalment_plans_create
+
+        network, contracts = billed_network(accounts=2)
+        thread, written = self._chunk_open_in_thread(monkeypatch, network)
+        thread.start()
+        assert written.wait(10)
+        started = time.monotonic()
+        result = instalment_plans_create(
+            network=network, year_start=NOV, frequency="monthly", now=NOW
+        )
+        waited = time.monotonic() - started
+        thread.join()
+
+        # it waited for the chunk's commit, then saw November invoiced: no plan
+        assert waited >= self.HOLD / 2
+        assert result.created == []
+        assert sorted(result.failures) == sorted(c.account_id for c in contracts)
+        assert all("Invoices already bill part of the plan year" in reason
+                   for reason in result.failures.values())
+        assert InstalmentPlan.objects.count() == 0
+        assert Invoice.objects.filter(period_start=NOV).count() == 2
+
+    def test_a_chunk_waits_for_a_planning_and_leaves_its_planned_accounts_alone(
+        self, monkeypatch
+    ):
+        from billing.models import BillingRunException, InstalmentPlan
+        from billing.services import aconto, runs
+
+        network, contracts = billed_network(accounts=2)
+        run = billing_run_create(
+            network=network, period_start=NOV, now=NOW, chunk_size=10, render_pdfs=False
+        )
+        (chunk_id,) = runs.billing_run_plan(run=run, now=NOW)
+        planning_inside = threading.Event()
+        real_plan_chunk = aconto._plan_chunk
+
+        def slow_plan_chunk(*args, **kwargs):
+            rows = real_plan_chunk(*args, **kwargs)
+            planning_inside.set()
+            time.sleep(self.HOLD)  # the planning's transaction stays open
+            return rows
+
+        monkeypatch.setattr(aconto, "_plan_chunk", slow_plan_chunk)
+
+        def plan():
+            try:
+                aconto.instalment_plans_create(
+                    network=network, year_start=NOV, frequency="monthly", now=NOW
+                )
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=plan)
+        thread.start()
+        assert planning_inside.wait(10)
+        runs.billing_run_chunk_process(chunk_id=chunk_id, now=NOW)
+        thread.join()
+
+        # the chunk waited for the plans and billed nobody: the plan year bills November
+        assert InstalmentPlan.objects.count() == 2
+        assert Invoice.objects.filter(kind=Invoice.Kind.INVOICE).count() == 0
+        assert set(
+            BillingRunException.objects.filter(run=run).values_list("account_id", flat=True)
+        ) == {c.account_id for c in contracts}
