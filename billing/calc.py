@@ -109,6 +109,19 @@ class PendingRollover(NamedTuple):
     time_zone: str  # the network's, whose local midnights bound the bills
 
 
+class PendingDecrease(NamedTuple):
+    """A fall of a meter's register staff have not decided yet (metering's open
+    ``register_decrease`` finding, whose read VEE rejected): register values from
+    ``since_at`` (the previous usable read) on are estimated around a fall that is
+    either the register's (staff accept it, with a wrap count where it rolled over) or
+    a garbled read's (staff reject it)."""
+
+    meter: str
+    since_at: dt.datetime
+    read_at: dt.datetime
+    time_zone: str  # the network's, whose local midnights bound the bills
+
+
 @dataclass(frozen=True)
 class Plausibility:
     """Hold a bill for review when its energy is far off last year or the connection's kW,
@@ -951,6 +964,33 @@ def rollover_hold_reasons(
                     f"{_local_minutes(rollover.read_at, zone)}, long enough to wrap more than "
                     "once, and counts one wrap until staff decide the ambiguous rollover in "
                     "the reading issues (then recompute the draft)"
+                )
+    return holds
+
+
+def decrease_hold_reasons(
+    intervals: Sequence[ContractInterval], pending: dict[int, Sequence[PendingDecrease]]
+) -> list[str]:
+    """Why a bill waits for a register decrease decision (empty: it does not): a
+    contract interval that reaches past the read before an undecided decrease and
+    starts at or before the decrease's read.  Unlike a rollover's wraps, the decision
+    moves the register at the read itself (accepted: the fallen value; rejected: one
+    estimated around it), so a bill starting there depends on it too; one ending at or
+    before the read before it does not."""
+    holds: list[str] = []
+    for interval in intervals:
+        for decrease in pending.get(interval.connection_id, ()):
+            zone = decrease.time_zone
+            if local_midnight(interval.start, zone) <= decrease.read_at and (
+                local_midnight(interval.end, zone) > decrease.since_at
+            ):
+                holds.append(
+                    f"the register of meter {decrease.meter} on connection "
+                    f"{interval.connection_id} went down at "
+                    f"{_local_minutes(decrease.read_at, zone)} from the read at "
+                    f"{_local_minutes(decrease.since_at, zone)}, and staff have not accepted "
+                    "or rejected the register decrease in the reading issues: the bill's "
+                    "registers may be wrong until they do (then recompute the draft)"
                 )
     return holds
 

@@ -27,7 +27,7 @@ from metering.models import (
     Reading,
     ReadingIssue,
 )
-from metering.vee.rules import AMBIGUOUS_ROLLOVER_CODES
+from metering.vee.rules import AMBIGUOUS_ROLLOVER_CODES, DECREASE
 
 BOUNDARY_COLUMNS = [
     "id",
@@ -235,9 +235,28 @@ def rollovers_undecided(
     Register values from ``since`` (the last usable read before ``read_at`` in the
     installation, else its start: the initial register) to ``read_at`` count one wrap
     where the register may have wrapped more often, so a bill across that span waits
-    for staff.  Open findings of this kind are few in the whole utility: they are
-    fetched in one small query and matched to the connections here, instead of sending
-    a chunk's ids to the database.
+    for staff.  See :func:`registers_undecided`.
+    """
+    return registers_undecided(connection_ids=connection_ids, decreases=False)[0]
+
+
+def registers_undecided(
+    *, connection_ids: Collection[int], decreases: bool = True
+) -> tuple[
+    dict[int, list[tuple[str, str, dt.datetime, dt.datetime, str]]],
+    dict[int, list[tuple[str, dt.datetime, dt.datetime, str]]],
+]:
+    """Register findings staff have not decided yet on ``connection_ids`` (the
+    connection whose installation covers the read), in read order: the ambiguous
+    rollovers (as :func:`rollovers_undecided`) and, with ``decreases``, the register
+    decreases (open ``register_decrease`` findings, whose reads VEE rejected) per
+    connection as (meter serial, since, read_at, the network's zone).  ``since`` is the
+    last usable read before ``read_at`` in the installation, else its start (the
+    initial register): where the register values the finding puts in doubt begin.
+
+    Open findings of these kinds are few in the whole utility (the staff's queue): they
+    are fetched in one small query and matched to the connections here, instead of
+    sending a chunk's ids to the database.
     """
     covering = MeterInstallation.objects.filter(
         Q(removed_at__isnull=True) | Q(removed_at__gte=OuterRef("read_at")),
@@ -249,10 +268,9 @@ def rollovers_undecided(
         read_at__lt=OuterRef("read_at"),
         status__in=("valid", "edited", "estimated"),
     ).order_by("-read_at")
+    codes = (*AMBIGUOUS_ROLLOVER_CODES, DECREASE) if decreases else AMBIGUOUS_ROLLOVER_CODES
     rows = (
-        ReadingIssue.objects.filter(
-            state=ReadingIssue.State.OPEN, code__in=AMBIGUOUS_ROLLOVER_CODES
-        )
+        ReadingIssue.objects.filter(state=ReadingIssue.State.OPEN, code__in=codes)
         .annotate(
             connection=Subquery(covering.values("unit__connection_id")[:1]),
             installed_at=Subquery(covering.values("installed_at")[:1]),
@@ -265,16 +283,20 @@ def rollovers_undecided(
         )
     )
     wanted = set(connection_ids)
-    out: dict[int, list[tuple[str, str, dt.datetime, dt.datetime, str]]] = {}
+    rollovers: dict[int, list[tuple[str, str, dt.datetime, dt.datetime, str]]] = {}
+    falls: dict[int, list[tuple[str, dt.datetime, dt.datetime, str]]] = {}
     for cid, serial, code, installed_at, since, read_at, zone in rows:
         if cid not in wanted:
             continue
         # a read before this installation belongs to another: the initial register is
         # where this connection's register starts
         since = installed_at if since is None or since < installed_at else since
-        register = "energy" if code == "rollover_ambiguous" else "volume"
-        out.setdefault(cid, []).append((serial, register, since, read_at, zone))
-    return out
+        if code == DECREASE:
+            falls.setdefault(cid, []).append((serial, since, read_at, zone))
+        else:
+            register = "energy" if code == "rollover_ambiguous" else "volume"
+            rollovers.setdefault(cid, []).append((serial, register, since, read_at, zone))
+    return rollovers, falls
 
 
 def batch_vee_failed() -> Exists:

@@ -2,7 +2,7 @@
 
 A handful of queries per chunk regardless of its size (contracts in one query, tariff
 slices through ``tariffs.selectors``, registers as one frame through
-``metering.selectors``, the few undecided register rollovers), then the pure
+``metering.selectors``, the few undecided register rollovers and decreases), then the pure
 :func:`billing.calc.bill_compute` per account.
 """
 
@@ -22,10 +22,12 @@ from billing.calc import (
     BillDraft,
     BillingError,
     ContractInterval,
+    PendingDecrease,
     PendingRollover,
     Register,
     bill_compute,
     bills_each,
+    decrease_hold_reasons,
     month_starts_inside,
     one_year_earlier,
     rollover_hold_reasons,
@@ -240,20 +242,22 @@ def registers_from_rows(rows) -> dict[tuple[int, dt.date], Register]:
     }
 
 
-def rollover_holds(
+def register_holds(
     *, intervals: dict[int, list[ContractInterval]], connection_ids: Sequence[int]
 ) -> dict[int, list[str]]:
     """Per account, why its bill waits for staff to decide an ambiguous register
-    rollover (``billing.calc.rollover_hold_reasons``); accounts without are absent.  One
-    small query per chunk: such undecided rollovers are rare."""
-    undecided = metering_selectors.rollovers_undecided(connection_ids=connection_ids)
-    if not undecided:
+    rollover (``billing.calc.rollover_hold_reasons``) or a register decrease
+    (``billing.calc.decrease_hold_reasons``); accounts without are absent.  One small
+    query per chunk: such undecided findings are rare."""
+    undecided, falls = metering_selectors.registers_undecided(connection_ids=connection_ids)
+    if not undecided and not falls:
         return {}
     pending = {cid: [PendingRollover(*row) for row in rows] for cid, rows in undecided.items()}
+    decreases = {cid: [PendingDecrease(*row) for row in rows] for cid, rows in falls.items()}
     holds = {}
     for account_id, ivs in intervals.items():
-        if any(iv.connection_id in pending for iv in ivs):
-            reasons = rollover_hold_reasons(ivs, pending)
+        if any(iv.connection_id in pending or iv.connection_id in decreases for iv in ivs):
+            reasons = rollover_hold_reasons(ivs, pending) + decrease_hold_reasons(ivs, decreases)
             if reasons:
                 holds[account_id] = reasons
     return holds
@@ -280,7 +284,8 @@ def drafts_compute(
     (:class:`billing.services.render.Rendered`, PostgreSQL), not as drafts.
     ``time_zone``: the network's, for the hours of the period (the capacity check).
     Either way a bill across an ambiguous register rollover staff have not decided is
-    held (:func:`rollover_holds`), besides the plausibility holds.
+    held, and so is one across a register decrease they have not decided
+    (:func:`register_holds`), besides the plausibility holds.
     """
     from tariffs.rating import Determinants, rate
     from tariffs.selectors import tariff_slices_for_connections
@@ -329,7 +334,7 @@ def drafts_compute(
     plausibility = conf.plausibility()
     if time_zone:
         plausibility = dataclasses.replace(plausibility, time_zone=time_zone)
-    holds = rollover_holds(intervals=intervals, connection_ids=connection_ids)
+    holds = register_holds(intervals=intervals, connection_ids=connection_ids)
     if render:
         from billing.services.render import bills_render
 
