@@ -371,6 +371,8 @@ def bill_compute(
     last_year_readings: dict[int, dict[str, Any]] = {}
     capacity_mwh = ZERO
     temperatures: list[tuple[int, Decimal | None, Decimal | None]] = []
+    # months measured with less energy than none (connection, first day, MWh)
+    falls: list[tuple[int, dt.date, Decimal]] = []
     get = registers.get
 
     def use(connection_id: int, day: dt.date) -> Register:
@@ -458,6 +460,13 @@ def bill_compute(
                 segment = segment._replace(heated_area_m2=m2_pieces[0][2])
             for a, b, kw in kw_pieces:
                 capacity_mwh += plausibility.full_load_mwh(kw, a, b)
+            by_month = (
+                _energy_by_month(cid, s, e, i_start, i_end, first, last, split_get, split_use)
+                if spec.prices_by_season
+                else None
+            )
+            if by_month:
+                falls.extend((cid, day, mwh) for day, mwh in by_month if mwh < 0)
             det = segment_determinants(
                 determinants_type,
                 segment,
@@ -467,11 +476,7 @@ def bill_compute(
                 volume=seg_volume,
                 temps=(return_temp, flow_temp),
                 annual_mwh=annual_mwh,
-                by_month=(
-                    _energy_by_month(cid, s, e, i_start, i_end, first, last, split_get, split_use)
-                    if spec.prices_by_season
-                    else None
-                ),
+                by_month=by_month,
             )
             version_id = spec.version_id
             segment_out = {
@@ -539,6 +544,7 @@ def bill_compute(
         plausibility,
         temperatures,
         last_year_estimated=ly_estimated,
+        falls=falls,
     )
     return BillDraft(
         account_id=account_id,
@@ -911,13 +917,28 @@ def hold_reasons(
     temperatures: Sequence[tuple[int, Decimal | None, Decimal | None]] = (),
     *,
     last_year_estimated: bool = False,
+    falls: Sequence[tuple[int, dt.date, Decimal]] = (),
 ) -> list[str]:
     """Why a bill looks implausible (empty: it does not): more energy than the contracted
     capacity can deliver, far off the same period last year (``last_year_estimated``:
     that figure rests on an estimated register, which the reason says, since the
-    estimate may be what is off), or a volume-weighted flow or return temperature
-    (``temperatures``: connection, return, flow) out of range."""
+    estimate may be what is off), a volume-weighted flow or return temperature
+    (``temperatures``: connection, return, flow) out of range, or a month whose
+    registers fell (``falls``: connection, the month's first day in the period, its
+    MWh below zero), which seasonal prices would bill as negative energy.
+
+    A register that fell between a contract interval's bounds, or across a measured
+    stretch of it, stops the bill instead (``negative_consumption``, :func:`_consumption`):
+    the energy a bill prices as a whole is never negative.  Only a month measured
+    inside a longer period (:func:`_energy_by_month`, for seasonal prices) may be; the
+    billing run's hot path bills one month and has none."""
     holds: list[str] = []
+    for cid, day, mwh in falls:
+        holds.append(
+            f"the registers of connection {cid} fell by {-mwh} MWh in the month from "
+            f"{day.isoformat()}, which its season's energy would bill as negative (a "
+            "register decrease accepted without a wrap count?)"
+        )
     low, high = plausibility.temperature_min, plausibility.temperature_max
     for cid, *values in temperatures:
         for name, value in zip(("return", "flow"), values, strict=True):
