@@ -744,7 +744,8 @@ def billing_run_exceptions_retry(*, run: BillingRun, now: dt.datetime) -> list[I
 
     A run not issued yet takes each bill in as one of its drafts (its counters count the
     account done instead of failed); after its issue the bill is issued at once unless it
-    looks implausible (a held draft, issued by its release).  An account that still fails
+    looks implausible (then a held draft of the run, issued with the run's unheld drafts
+    once staff release it: :func:`bill_into_run`).  An account that still fails
     keeps its exception.  The nightly contracts look calls this for every run that is not
     cancelled (``contract_changes.contracts_rebill_changed``); staff may too.
     """
@@ -834,13 +835,19 @@ def bill_into_run(
     After the issue the bill is written outside the run, but an account its chunk counted
     failed is the run's all the same: it moves from ``failed`` to ``done`` (and
     ``issued`` when issued at once), or the run showed a failure beside a full set of
-    issued bills.  A held one is not the run's draft: its release issues it outside the
-    run, uncounted.  An account the run never planned (a new occupant) is not counted."""
+    issued bills.  Held, that account's bill is one of the run's drafts (``held`` +1),
+    counted as the run's other held drafts are: its release takes it off ``held`` and
+    its issue, the run's ("Issue unheld drafts") or its own, counts it ``issued``
+    (``invoices.invoice_release``, ``invoice_issue``); outside the run its release issued
+    it uncounted.  An account the run never planned (a new occupant) is not counted."""
     from billing.services.invoices import invoices_render_after_commit
     from billing.services.payments import payments_apply_unallocated
 
     network = run.network
-    joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED)
+    held = drafts[0].held
+    joins_run = run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED) or (
+        counted_failed and held
+    )
     try:
         with transaction.atomic():
             (invoice_id,) = drafts_write(
@@ -854,7 +861,7 @@ def bill_into_run(
         return None
     BillingRunException.objects.filter(run=run, account_id=account_id).delete()
     issued: list[int] = []
-    if not joins_run and not drafts[0].held:
+    if not joins_run and not held:
         issued = invoices_issue(
             issued_at=now, invoice_ids=[invoice_id], time_zone=network.time_zone
         )
@@ -870,7 +877,7 @@ def bill_into_run(
             total=F("total") + (0 if counted_failed else 1),
             done=F("done") + 1,
             failed=F("failed") - int(counted_failed),
-            held=F("held") + int(joins_run and drafts[0].held),
+            held=F("held") + int(held),  # held: a draft of the run (joins_run)
             issued=F("issued") + len(issued),
         )
     return Invoice.objects.get(pk=invoice_id)

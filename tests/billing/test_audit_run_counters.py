@@ -224,3 +224,68 @@ def test_two_retries_at_once_bill_and_count_the_failed_account_once(monkeypatch)
     assert "error" not in second_billed
     assert [len(first_billed["value"]), len(second_billed["value"])] == [1, 0]
     assert counters(run) == of_the_period(run) == (3, 3, 0, 0, 3)
+
+
+@pytest.mark.django_db
+def test_a_failed_account_billed_held_after_the_runs_issue_counts_held_then_issued():
+    from billing.services.invoices import invoice_release
+    from billing.services.runs import billing_run_exceptions_retry, billing_run_issue
+
+    run, contracts = issued_with_a_failed_account()
+    # the reading comes, 9.5 MWh in November: more than 10 kW can deliver, held
+    register(contracts[1].connection, DEC, D("53000") + 9500)
+    (late,) = billing_run_exceptions_retry(run=run, now=LATER)
+
+    assert (late.run_id, late.state, late.held) == (run.pk, Invoice.State.DRAFT, True)
+    # was (3, 3, 0, 0, 2): done but not held, and its release issued it outside the run
+    assert counters(run) == of_the_period(run) == (3, 3, 1, 0, 2)
+
+    invoice_release(invoice=late, note="checked the meter", now=LATER)
+    assert counters(run) == of_the_period(run) == (3, 3, 0, 0, 2)
+    assert billing_run_issue(run=run, issued_at=LATER) == [late.pk]  # "Issue unheld drafts"
+    late.refresh_from_db()
+    assert (late.state, late.number is not None) == (Invoice.State.ISSUED, True)
+    assert counters(run) == of_the_period(run) == (3, 3, 0, 0, 3)  # was issued 2
+    assert billing_run_issue(run=run, issued_at=LATER) == []
+    assert counters(run) == (3, 3, 0, 0, 3)
+
+
+@pytest.mark.django_db
+def test_a_late_held_bill_issued_by_itself_is_counted_issued_by_its_run():
+    from billing.services.invoices import invoice_issue, invoice_release
+    from billing.services.runs import billing_run_exceptions_retry
+
+    run, contracts = issued_with_a_failed_account()
+    register(contracts[1].connection, DEC, D("53000") + 9500)
+    (late,) = billing_run_exceptions_retry(run=run, now=LATER)
+    late = invoice_release(invoice=late, now=LATER)
+    invoice_issue(invoice=late, issued_at=LATER)  # the invoice admin's "Issue drafts"
+
+    assert counters(run) == of_the_period(run) == (3, 3, 0, 0, 3)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_retries_at_once_count_a_held_late_bill_once(monkeypatch):
+    """The first retry holds the run with the held draft written; the second waits for
+    the run, finds the account billed and counts nothing."""
+    from billing.services import runs
+    from billing.services.runs import billing_run_exceptions_retry
+    from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
+
+    run, contracts = issued_with_a_failed_account()
+    register(contracts[1].connection, DEC, D("53000") + 9500)
+    pause = Pause(monkeypatch, runs, "drafts_write", after=True)
+    first, first_billed = in_thread(billing_run_exceptions_retry, run=run, now=LATER)
+    try:
+        pause.wait()
+        second, second_billed = in_thread(billing_run_exceptions_retry, run=run, now=LATER)
+        assert waits_for_a_lock(second, "billing_billingrun")
+    finally:
+        pause.released.set()
+    finish(first, second)
+
+    assert "error" not in first_billed
+    assert "error" not in second_billed
+    assert [len(first_billed["value"]), len(second_billed["value"])] == [1, 0]
+    assert counters(run) == of_the_period(run) == (3, 3, 1, 0, 2)
