@@ -278,10 +278,23 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
             .exclude(state=Invoice.State.CANCELLED)
             .values_list("period_start", "period_end", "series", "number", "id")
         )
+        # planned in a chunk done that wrote no bill of the run for it: that chunk counted
+        # it failed (its exception may say since why it failed after the run, ``late_…``);
+        # one the run counted nowhere (never planned, its draft cancelled) is counted
+        # failed by its first exception after the run (``late_exception_record``)
+        counted_failed = (
+            planned == "done" and not Invoice.objects.filter(run=run, account=account).exists()
+        ) or BillingRunException.objects.filter(run=run, account=account).exists()
         if others:
             failure = billed_in_part(others, start=start, end=end)
             if failure is not None:
-                late_exception_record(run=run, account_id=account.pk, failure=failure, now=now)
+                late_exception_record(
+                    run=run,
+                    account_id=account.pk,
+                    failure=failure,
+                    now=now,
+                    uncounted=not counted_failed,
+                )
             return None
         network = run.network
         # a final settlement that ended the plan inside the period: the days after it
@@ -301,13 +314,14 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         if failure is not None and failure.code == "no_contract":
             return None
         if failure is not None:
-            late_exception_record(run=run, account_id=account.pk, failure=failure, now=now)
+            late_exception_record(
+                run=run,
+                account_id=account.pk,
+                failure=failure,
+                now=now,
+                uncounted=not counted_failed,
+            )
             return None
-        # planned in a chunk done that wrote no bill of the run for it: that chunk counted
-        # it failed (its exception may say since why it failed after the run, ``late_…``)
-        counted_failed = (
-            planned == "done" and not Invoice.objects.filter(run=run, account=account).exists()
-        )
         return bill_into_run(
             run=run, account_id=account.pk, drafts=drafts, counted_failed=counted_failed, now=now
         )

@@ -238,13 +238,25 @@ def run_of(invoice: Invoice) -> BillingRun | None:
 
 
 def late_exception_record(
-    *, run: BillingRun, account_id: int, failure: BillingError, now: dt.datetime
+    *,
+    run: BillingRun,
+    account_id: int,
+    failure: BillingError,
+    now: dt.datetime,
+    uncounted: bool = False,
 ) -> None:
     """Record that ``account_id`` could not be billed or re-rated for ``run`` after the
     run.  An exception (not marked resolved) that says so already is left as it is: the
     run's own (its chunk failed the account for the same reason) and a late one alike,
     with when it was recorded, so each night's new try does not turn the run's failure
-    into one found after it, nor hide since when the account has been failing."""
+    into one found after it, nor hide since when the account has been failing.
+
+    ``uncounted``: the run counts the account nowhere (it never planned it, a new
+    occupant, or its draft was cancelled) and it has no bill of the period; the caller
+    holds the run's lock.  The account's first exception on the run counts it then,
+    ``failed`` +1 and ``total`` +1 (so ``done + failed`` stays ``total``), or the run
+    said nothing failed beside a listed exception; billing it later moves it from
+    ``failed`` to ``done`` (``runs.bill_into_run``)."""
     said = (failure.code, str(failure)), (LATE + failure.code, f"after the run: {failure}"[:500])
     if BillingRunException.objects.filter(
         Q(code=said[0][0], error=said[0][1]) | Q(code=said[1][0], error=said[1][1]),
@@ -253,7 +265,7 @@ def late_exception_record(
         resolved=False,
     ).exists():
         return
-    BillingRunException.objects.update_or_create(
+    _exception, created = BillingRunException.objects.update_or_create(
         run=run,
         account_id=account_id,
         defaults={
@@ -263,6 +275,8 @@ def late_exception_record(
             "resolved": False,
         },
     )
+    if created and uncounted:
+        BillingRun.objects.filter(pk=run.pk).update(total=F("total") + 1, failed=F("failed") + 1)
 
 
 def draft_refresh(*, invoice: Invoice, now: dt.datetime):

@@ -829,17 +829,19 @@ def bill_into_run(
 ) -> Invoice | None:
     """Write an account's bill its run could not make (``drafts``: the one draft), in the
     caller's transaction with the run locked: before the run's issue as one of its drafts
-    (counted done; ``counted_failed``: its chunk counted it failed), after it issued at once
+    (counted done; ``counted_failed``: the run counted it failed, by its chunk or by its
+    exception after the run, ``rerating.late_exception_record``), after it issued at once
     unless held.  The account's exceptions on the run go.  None if it was billed meanwhile.
 
-    After the issue the bill is written outside the run, but an account its chunk counted
+    After the issue the bill is written outside the run, but an account the run counted
     failed is the run's all the same: it moves from ``failed`` to ``done`` (and
     ``issued`` when issued at once), or the run showed a failure beside a full set of
     issued bills.  Held, that account's bill is one of the run's drafts (``held`` +1),
     counted as the run's other held drafts are: its release takes it off ``held`` and
     its issue, the run's ("Issue unheld drafts") or its own, counts it ``issued``
     (``invoices.invoice_release``, ``invoice_issue``); outside the run its release issued
-    it uncounted.  An account the run never planned (a new occupant) is not counted."""
+    it uncounted.  An account the run never planned (a new occupant) billed after the
+    issue at its first try is not counted."""
     from billing.services.invoices import invoices_render_after_commit
     from billing.services.payments import payments_apply_unallocated
 

@@ -289,3 +289,126 @@ def test_two_retries_at_once_count_a_held_late_bill_once(monkeypatch):
     assert "error" not in second_billed
     assert [len(first_billed["value"]), len(second_billed["value"])] == [1, 0]
     assert counters(run) == of_the_period(run) == (3, 3, 1, 0, 2)
+
+
+NOV16 = dt.date(2026, 11, 16)
+
+
+def a_newcomer_without_a_move_in_reading(*, issue: bool):
+    """One account billed for November; a new occupant recorded late, moved in on the
+    16th, with no register that day: the run never planned the newcomer's account."""
+    from customers.services import contract_move_in
+    from tests.customers.factories import AccountFactory
+
+    network, (contract,) = billed_network(accounts=1)
+    run = bill_month(network, issue=issue)
+    assert contracts_rebill_changed(now=NOW) == ([], [])
+    newcomer = AccountFactory(network=network)
+    contract_move_in(
+        account=newcomer, connection=contract.connection, move_in_on=NOV16, end_previous=True
+    )
+    return run, contract, newcomer
+
+
+@pytest.mark.django_db
+def test_a_late_exception_for_an_account_the_run_never_planned_counts_failed():
+    run, contract, newcomer = a_newcomer_without_a_move_in_reading(issue=True)
+    assert counters(run) == (1, 1, 0, 0, 1)
+
+    assert contracts_rebill_changed(now=LATER) == ([], [])
+
+    assert BillingRunException.objects.get(run=run, account=newcomer).code == (
+        "late_missing_register"
+    )
+    # was (1, 1, 0, 0, 1): nothing failed beside the newcomer's exception (the previous
+    # occupant's late_rerate is an account billed, counted done)
+    assert counters(run) == (2, 1, 0, 1, 1)
+    assert run.progress_percent == 100
+    assert contracts_rebill_changed(now=LATER + dt.timedelta(days=1)) == ([], [])
+    assert counters(run) == (2, 1, 0, 1, 1)  # tried again, still failing: counted once
+
+    register(contract.connection, NOV16, D("43000") + 800)  # the move-in reading comes
+    _rerated, [late] = contracts_rebill_changed(now=LATER + dt.timedelta(days=2))
+
+    assert (late.account_id, late.run_id, late.state) == (newcomer.pk, None, Invoice.State.ISSUED)
+    assert not BillingRunException.objects.filter(run=run).exists()
+    assert counters(run) == (2, 2, 0, 0, 2)
+    assert run.progress_percent == 100
+
+
+@pytest.mark.django_db
+def test_a_late_exception_for_an_unplanned_account_of_a_drafted_run_is_counted_once_billed():
+    run, contract, newcomer = a_newcomer_without_a_move_in_reading(issue=False)
+    assert counters(run) == from_bills(run) == (1, 1, 0, 0, 0)
+
+    contracts_rebill_changed(now=LATER)
+    assert counters(run) == (2, 1, 0, 1, 0)  # was (1, 1, 0, 0, 0)
+
+    register(contract.connection, NOV16, D("43000") + 800)
+    _rerated, [late] = contracts_rebill_changed(now=LATER + dt.timedelta(days=1))
+
+    assert (late.account_id, late.run_id) == (newcomer.pk, run.pk)
+    # the account counted failed moves to done: not total 3 (counted again as new)
+    assert counters(run) == from_bills(run) == (2, 2, 0, 0, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_looks_at_once_count_an_unplanned_accounts_failure_once(monkeypatch):
+    """Staff's look and the night's at the newcomer at once: the second waits for the
+    run's lock, finds the exception recorded and counts nothing."""
+    from billing.services import contract_changes
+    from tests.concurrency import Pause, finish, in_thread, waits_for_a_lock
+
+    run, _contract, newcomer = a_newcomer_without_a_move_in_reading(issue=True)
+    pause = Pause(monkeypatch, contract_changes, "late_exception_record", after=True)
+    first, first_billed = in_thread(account_bill_missed, account=newcomer, run=run, now=LATER)
+    try:
+        pause.wait()
+        second, second_billed = in_thread(account_bill_missed, account=newcomer, run=run, now=LATER)
+        assert waits_for_a_lock(second, "billing_billingrun")
+    finally:
+        pause.released.set()
+    finish(first, second)
+
+    assert first_billed == second_billed == {"value": None}
+    assert BillingRunException.objects.filter(run=run, account=newcomer).count() == 1
+    assert counters(run) == (2, 1, 0, 1, 1)
+
+
+@pytest.mark.django_db
+def test_the_migration_counts_the_late_exceptions_recorded_before_once():
+    """Exceptions recorded before for accounts the run counted nowhere were never
+    counted: billing one now would take one off a ``failed`` that never counted it."""
+    import importlib
+
+    from django.apps import apps
+
+    from customers.services import contract_move_in
+    from tests.customers.factories import AccountFactory
+
+    migration = importlib.import_module("billing.migrations.0024_count_late_failures")
+    network, contracts = billed_network(accounts=2)
+    contracts[1].connection.boundary_registers.filter(on=DEC).delete()  # its chunk fails it
+    run = bill_month(network)
+    assert contracts_rebill_changed(now=NOW) == ([], [])
+    newcomer = AccountFactory(network=network)
+    contract_move_in(
+        account=newcomer, connection=contracts[0].connection, move_in_on=NOV16, end_previous=True
+    )
+    contracts_rebill_changed(now=LATER)
+    codes = dict(BillingRunException.objects.filter(run=run).values_list("account_id", "code"))
+    assert codes == {
+        contracts[0].account_id: "late_rerate",  # billed: counted done
+        contracts[1].account_id: "missing_register",  # counted failed by its chunk
+        newcomer.pk: "late_missing_register",
+    }
+    assert counters(run) == (3, 1, 0, 2, 1)
+    BillingRun.objects.filter(pk=run.pk).update(total=2, failed=1)  # as recorded before
+
+    migration.count_late_failures(apps, None)
+
+    assert counters(run) == (3, 1, 0, 2, 1)
+    register(contracts[0].connection, NOV16, D("43000") + 800)  # the move-in reading
+    contracts_rebill_changed(now=LATER + dt.timedelta(days=1))
+    assert counters(run) == (3, 2, 0, 1, 2)
