@@ -27,6 +27,35 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def vendor_save(*, vendor: MeterVendor) -> int:
+    """Save staff's changes to ``vendor``; returns how many held batches that queued.
+
+    While a vendor is active none of its batches stays ``held`` (the worker holds a batch
+    only while its vendor is inactive): saving it active, which is how staff reactivate
+    it, queues its held batches for processing after the commit, through
+    ``readings_batches_release`` as the batch admin's action does.  A released batch is
+    ``received`` again, so a second save queues nothing and nothing is stored twice.  The
+    vendor row is locked first: a worker holding a batch locks it too
+    (``_hold_if_vendor_inactive``), so no batch is held behind a reactivation.
+    """
+    from metering.ingest.batches import readings_batches_release
+    from metering.models import IngestBatch
+
+    with transaction.atomic():
+        if vendor.pk is not None:
+            MeterVendor.objects.select_for_update().filter(pk=vendor.pk).exists()
+        vendor.save()
+        if not vendor.is_active:
+            return 0
+        return readings_batches_release(batches=IngestBatch.objects.filter(vendor=vendor))
+
+
+def vendor_activate(*, vendor: MeterVendor) -> int:
+    """Set ``vendor`` active again; its held batches are queued (``vendor_save``)."""
+    vendor.is_active = True
+    return vendor_save(vendor=vendor)
+
+
 def vendor_key_create(
     *, vendor: MeterVendor, label: str = "", created_by=None
 ) -> tuple[VendorApiKey, str]:

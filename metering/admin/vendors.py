@@ -5,7 +5,12 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from metering import models
-from metering.vendors import vendor_key_create, vendor_key_revoke, vendor_key_rotate
+from metering.vendors import (
+    vendor_key_create,
+    vendor_key_revoke,
+    vendor_key_rotate,
+    vendor_save,
+)
 
 
 class VendorApiKeyInline(admin.TabularInline):
@@ -53,6 +58,11 @@ class MeterVendorAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    def save_model(self, request, obj, form, change):
+        released = vendor_save(vendor=obj)  # active again: its held batches are queued
+        if released:
+            self.message_user(request, f"{released} held batch(es) queued for processing.")
 
     @admin.action(description="Issue a new API key (shown once)", permissions=["change"])
     def issue_key(self, request, queryset):

@@ -11,8 +11,9 @@
   accepted, never twice.  One process at a time works on a batch (a session lock on
   PostgreSQL): a second call meanwhile, such as a task delivered twice, leaves it alone.
 * A batch whose vendor staff deactivated before it was processed is ``held``, nothing
-  stored (the API refuses the vendor's new deliveries the same way); staff release it
-  once the vendor is active again (``readings_batches_release``).
+  stored (the API refuses the vendor's new deliveries the same way); it is released
+  when staff set the vendor active again (``metering.vendors.vendor_save``), or with the
+  batch admin's action (``readings_batches_release``).
 """
 
 from __future__ import annotations
@@ -569,8 +570,10 @@ def _hold_if_vendor_inactive(*, batch_id: int) -> IngestBatch | None:
     ).exists():
         return None
     with transaction.atomic():
+        # the vendor row too: a reactivation (``metering.vendors.vendor_save``) either
+        # commits first and the batch is processed, or waits and releases it
         batch = (
-            IngestBatch.objects.select_for_update(of=("self",))
+            IngestBatch.objects.select_for_update(of=("self", "vendor"))
             .select_related("vendor")
             .defer("payload")
             .get(pk=batch_id)

@@ -155,3 +155,91 @@ class TestReleaseInAdmin:
         assert "1 held batch(es) queued again" in response.content.decode()
         assert IngestBatch.objects.get(pk=held.pk).state == "done"
         assert IngestBatch.objects.get(pk=waiting.pk).state == "received"  # not held: untouched
+
+
+def _vendor_form(vendor, **changes) -> dict:
+    data = {
+        "code": vendor.code,
+        "name": vendor.name,
+        "is_active": "on",
+        "csv_columns": "{}",
+        "csv_separator": ",",
+        "csv_encoding": "utf-8",
+        "csv_energy_unit": "kWh",
+        "csv_time_zone": "Europe/Copenhagen",
+        "api_keys-TOTAL_FORMS": "0",
+        "api_keys-INITIAL_FORMS": "0",
+    }
+    return data | changes
+
+
+class TestReactivatingTheVendorReleasesItsHeldBatches:
+    """Setting the vendor active again queues its held batches, after the save commits,
+    through the service the admin action uses: once, nothing stored twice."""
+
+    def _held(self, vendor, hours=3):
+        meter = HeatMeterFactory(vendor=vendor)
+        batch = _json_batch(vendor, meter, hours=hours)
+        _deactivate(vendor)
+        assert readings_batch_process(batch_id=batch.pk, now=NOW).state == "held"
+        return meter, batch
+
+    def test_the_vendor_admins_save_processes_them_once(self, admin_client, vendor):
+        meter, batch = self._held(vendor, hours=3)
+        url = f"/admin/metering/metervendor/{vendor.pk}/change/"
+
+        with TestCase.captureOnCommitCallbacks(execute=True) as queued:
+            response = admin_client.post(url, _vendor_form(vendor))
+
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        assert len(queued) == 1  # the batch's task, after the save committed
+        done = IngestBatch.objects.get(pk=batch.pk)
+        assert (done.state, done.accepted, done.duplicate, done.error_count) == ("done", 3, 0, 0)
+        assert done.errors == []
+        assert Reading.objects.filter(meter=meter).count() == 3
+
+        # saving the active vendor again queues nothing: the batch is done, stored once
+        with TestCase.captureOnCommitCallbacks(execute=True) as again:
+            response = admin_client.post(url, _vendor_form(vendor, name="Renamed"))
+
+        assert response.status_code == 302
+        assert again == []
+        assert IngestBatch.objects.get(pk=batch.pk).accepted == 3
+        assert Reading.objects.filter(meter=meter).count() == 3
+
+    def test_saving_the_vendor_still_inactive_leaves_them_held(self, admin_client, vendor):
+        _meter, batch = self._held(vendor)
+        form = _vendor_form(vendor, name="Renamed")
+        del form["is_active"]  # an unticked checkbox is not sent
+
+        with TestCase.captureOnCommitCallbacks(execute=True) as queued:
+            response = admin_client.post(f"/admin/metering/metervendor/{vendor.pk}/change/", form)
+
+        assert response.status_code == 302
+        assert queued == []
+        assert IngestBatch.objects.get(pk=batch.pk).state == "held"
+        assert not Reading.objects.exists()
+
+    def test_the_service_activating_a_vendor_releases_them(self, vendor):
+        from metering.vendors import vendor_activate
+
+        meter, batch = self._held(vendor, hours=2)
+        other = MeterVendorFactory()  # another vendor's held batch stays held
+        other_meter, other_batch = self._held(other, hours=1)
+
+        with TestCase.captureOnCommitCallbacks(execute=True) as queued:
+            released = vendor_activate(vendor=vendor)
+
+        assert released == 1
+        assert len(queued) == 1
+        vendor.refresh_from_db()
+        assert vendor.is_active
+        assert IngestBatch.objects.get(pk=batch.pk).state == "done"
+        assert Reading.objects.filter(meter=meter).count() == 2
+        assert IngestBatch.objects.get(pk=other_batch.pk).state == "held"
+        assert not Reading.objects.filter(meter=other_meter).exists()
+        # activating it again changes nothing
+        with TestCase.captureOnCommitCallbacks(execute=True) as again:
+            assert vendor_activate(vendor=vendor) == 0
+        assert again == []
+        assert Reading.objects.filter(meter=meter).count() == 2
