@@ -543,14 +543,22 @@ def _give_up_if_failing(*, batch_id: int, now: dt.datetime) -> IngestBatch | Non
         batch = IngestBatch.objects.select_for_update().defer("payload").get(pk=batch_id)
         if batch.state in (IngestBatch.State.DONE, IngestBatch.State.FAILED):
             return batch
-        kind = batch.last_error.split(":", 1)[0] or "a database error"
+        # the vendor is told whose side failed and what to do; the error itself (a class
+        # name of our software, perhaps a host or user name) is for staff: the log below
+        # and the batch's last_error
         batch = _mark_failed(
             batch,
-            f"Processing was interrupted {batch.failures} times by a database error "
-            f"(last: {kind}; reference: batch {batch.pk}) and was given up",
+            f"The utility's database was unavailable each of the {batch.failures} times "
+            "this batch was processed (not a fault in your data; if it happens again, tell "
+            f"the utility the reference batch {batch.pk}), so it was given up",
             now,
         )
-    log.error("batch %s: given up after %s database failures", batch_id, batch.failures)
+    log.error(
+        "batch %s: given up after %s database failures (last: %s)",
+        batch_id,
+        batch.failures,
+        batch.last_error or "not recorded",
+    )
     return batch
 
 

@@ -134,3 +134,58 @@ def test_resuming_after_killed_workers_is_not_a_failure(settings):
     with TestCase.captureOnCommitCallbacks(execute=True):
         done = readings_batch_process(batch_id=batch.pk, now=timezone.now(), chunk_rows=2)
     assert (done.state, done.accepted, done.failures) == ("done", 10, 0)
+
+
+def test_the_vendor_is_told_what_to_do_not_the_database_errors_class(monkeypatch, settings, caplog):
+    """The given-up batch's status said "(last: OperationalError; …)": a class name of
+    the utility's software that tells the vendor nothing.  The vendor's item says whose
+    side failed and what to do; the error itself stays in the staff log and on the batch
+    (``last_error``), never in the API's answer."""
+    settings.INGEST_MAX_FAILURES = 2
+    vendor = MeterVendorFactory()
+    meter = HeatMeterFactory(vendor=vendor)
+    batch = _batch(vendor, meter, timezone.now() - dt.timedelta(hours=1))
+    secret = (
+        'connection to server at "db.internal" (10.1.2.3), port 5432 failed: FATAL: '
+        'password authentication failed for user "heatutility"'
+    )
+
+    def broken(**kwargs):
+        raise OperationalError(secret)
+
+    monkeypatch.setattr(batches, "_process", broken)
+    with pytest.raises(OperationalError):
+        readings_batch_process(batch_id=batch.pk, now=timezone.now())
+    with caplog.at_level("ERROR", logger="metering.ingest.batches"):
+        readings_batch_process(batch_id=batch.pk, now=timezone.now())
+
+    _, key = vendor_key_create(vendor=vendor)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    response = api.get(f"/api/v1/readings/batches/{batch.pk}/")
+
+    assert response.status_code == 200
+    status = response.json()
+    assert (status["state"], status["error_count"], status["accepted"]) == ("failed", 1, 0)
+    assert status["errors"] == [
+        {
+            "code": "processing_failed",
+            "message": (
+                "The utility's database was unavailable each of the 2 times this batch "
+                "was processed (not a fault in your data; if it happens again, tell the "
+                f"utility the reference batch {batch.pk}), so it was given up; rows "
+                "stored: none. Deliver the readings again, with a new Idempotency-Key: "
+                "readings stored already count as duplicates."
+            ),
+        }
+    ]
+    body = response.content.decode()
+    for internal in ("OperationalError", "10.1.2.3", "db.internal", "password", "FATAL"):
+        assert internal not in body
+    # staff keep the error: in the log and on the batch
+    given_up = [r.getMessage() for r in caplog.records if "given up" in r.getMessage()]
+    assert given_up == [
+        f"batch {batch.pk}: given up after 2 database failures (last: OperationalError: {secret})"
+    ]
+    batch.refresh_from_db()
+    assert batch.last_error == f"OperationalError: {secret}"
