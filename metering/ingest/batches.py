@@ -708,9 +708,13 @@ def process_rows_python(
 
 
 def _process_api_postgres(*, batch_id: int, now: dt.datetime) -> IngestBatch:
-    """A JSON batch (≤ 10,000 rows) is one chunk: stage its normalised payload, make its
-    partitions, then one INSERT; claim, rows, counts and the finished state commit in one
-    transaction (a crash before that commit leaves the batch as it was)."""
+    """A JSON batch (≤ 10,000 rows) is one chunk: claim it (its attempt counted, committed
+    first like a file's, so a run that fails counts too), stage its normalised payload,
+    make its partitions, then one INSERT; rows, counts and the finished state commit in
+    one transaction (a crash before that commit leaves the batch ``processing``, nothing
+    stored, for the sweep)."""
+    if _claim(batch_id, now) is None:
+        return IngestBatch.objects.defer("payload").get(pk=batch_id)
     months = stage_batch_payload(batch_id=batch_id)
     partitions_ensure(months=months)
     with transaction.atomic():
@@ -724,14 +728,12 @@ def _process_api_postgres(*, batch_id: int, now: dt.datetime) -> IngestBatch:
             received_at=locked.received_at,
         )
         locked.state, locked.payload = IngestBatch.State.DONE, ""
-        locked.attempts += 1
-        locked.started_at = locked.started_at or now
         locked.finished_at = now
         batch_add_result(
             locked,
             result,
             progress=locked.row_count,
-            extra_fields=["state", "payload", "attempts", "started_at", "finished_at"],
+            extra_fields=["state", "payload", "finished_at"],
         )
     return locked
 

@@ -189,3 +189,44 @@ def test_the_vendor_is_told_what_to_do_not_the_database_errors_class(monkeypatch
     ]
     batch.refresh_from_db()
     assert batch.last_error == f"OperationalError: {secret}"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OperationalError("canceling statement due to statement timeout"), ValueError("a bug")],
+    ids=["database", "bug"],
+)
+def test_every_attempt_counts_also_one_that_fails(monkeypatch, error):
+    """On PostgreSQL a JSON batch's claim committed with its rows, so a run that failed
+    rolled its ``attempts`` back: a batch failed twice, then done, showed 1 attempt."""
+    vendor = MeterVendorFactory()
+    meter = HeatMeterFactory(vendor=vendor)
+    batch = _batch(vendor, meter, timezone.now())
+    real_staged, real_rows = batches.store_staged_postgres, batches.store_rows
+    calls = []
+
+    def failing_twice(real):
+        def store(**kwargs):
+            calls.append(1)
+            if len(calls) <= 2:
+                raise error
+            return real(**kwargs)
+
+        return store
+
+    monkeypatch.setattr(batches, "store_staged_postgres", failing_twice(real_staged))
+    monkeypatch.setattr(batches, "store_rows", failing_twice(real_rows))
+    if isinstance(error, OperationalError):
+        for attempt in (1, 2):
+            with pytest.raises(OperationalError):
+                readings_batch_process(batch_id=batch.pk, now=timezone.now())
+            batch.refresh_from_db()
+            assert (batch.attempts, batch.failures, batch.accepted) == (attempt, attempt, 0)
+        done = readings_batch_process(batch_id=batch.pk, now=timezone.now())
+        assert (done.state, done.attempts, done.failures, done.accepted) == ("done", 3, 2, 1)
+    else:
+        failed = readings_batch_process(batch_id=batch.pk, now=timezone.now())
+        assert (failed.state, failed.attempts, failed.accepted) == ("failed", 1, 0)
+    assert Reading.objects.filter(batch_id=batch.pk).count() == (
+        1 if isinstance(error, OperationalError) else 0
+    )
