@@ -8,7 +8,10 @@ below describe the shapes for the OpenAPI schema and answer bodies.
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -26,6 +29,7 @@ from heatutility.errors import DomainError, ErrorItem
 from heatutility.uploads import upload_read
 from metering import selectors
 from metering.ingest import batches
+from metering.ingest import rows as row_rules
 from metering.models import HeatMeter, IngestBatch, MeterVendor
 from metering.vendors import IsVendor, VendorKeyAuthentication, VendorRateThrottle
 
@@ -55,44 +59,131 @@ class VendorKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
+def _integers_below(limit: int) -> str:
+    """A regular expression for the whole numbers 0 ≤ n < ``limit``, without leading
+    zeros (200: ``0|[1-9]\\d?|1\\d{2}``; 10¹³: ``0|[1-9]\\d{0,12}``)."""
+    digits = str(limit)
+
+    def any_digits(count: int) -> str:
+        return "" if count == 0 else "\\d" if count == 1 else f"\\d{{{count}}}"
+
+    shorter = {1: "0", 2: "0|[1-9]", 3: "0|[1-9]\\d?"}.get(
+        len(digits), f"0|[1-9]\\d{{0,{len(digits) - 2}}}"
+    )
+    alternatives = [shorter]
+    for i, digit in enumerate(digits):  # as long as limit: lower at digit i, the rest any
+        lowest, highest = (1 if i == 0 else 0), int(digit) - 1
+        if highest >= lowest:
+            choice = str(lowest) if highest == lowest else f"[{lowest}-{highest}]"
+            alternatives.append(digits[:i] + choice + any_digits(len(digits) - i - 1))
+    return "|".join(alternatives)
+
+
+def reading_number_schema(rule: str) -> dict:
+    """The schema of a reading's number ``rule``, from the intake's own limits
+    (``metering.ingest.rows``): the pattern matches exactly the plain values it takes
+    and stores as sent (no sign unless negative values are taken, no exponent, no more
+    decimals than the column holds), and the description says the rest."""
+    low, high = row_rules.NUMERIC_LIMITS[rule]
+    places = row_rules.DECIMAL_PLACES[rule]
+    assert low == int(low) <= 0 < high == int(high), rule  # whole bounds, 0 inside
+    low, high = int(low), int(high)
+    fraction = f"(?:\\.\\d{{1,{places}}})?"
+    pattern = f"(?:{_integers_below(high)}){fraction}"
+    longest = len(str(high - 1))
+    shown = f"0 ≤ {rule} < {_power(high)}"
+    if low < 0:
+        zeros = f"(?:\\.0{{1,{places}}})?"
+        pattern += f"|-(?:{-low}{zeros}|(?:{_integers_below(-low)}){fraction})"
+        longest = max(longest, len(str(-low)) + 1)
+        shown = f"{low} ≤ {rule} < {_power(high)}"
+    description = (
+        f"A decimal {shown}, at most {places} decimal places, as a string in the pattern's "
+        "plain form (stored as sent) or a JSON number. The API also takes an exponent "
+        f"(1.5e3) and more decimal places, rounded half up to {places}; a value outside "
+        "the range (after rounding) is refused: 422, code out_of_range or negative, with row "
+        "and field."
+    )
+    if rule == "energy":
+        limits = ", ".join(
+            f"{unit} below {_power(limit)}"
+            for unit, limit in row_rules.ENERGY_LIMIT_BY_UNIT.items()
+        )
+        description += f" In {limits}."
+    return {
+        "type": "string",
+        "format": "decimal",
+        "pattern": f"^(?:{pattern})$",
+        "maxLength": longest + 1 + places,
+        "description": description,
+    }
+
+
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power(value: float) -> str:
+    """200 → '200', 1e13 → '10¹³', 3.6e11 → '3.6·10¹¹'."""
+    mantissa, exponent = f"{value:e}".split("e")
+    exponent, mantissa = int(exponent), mantissa.rstrip("0").rstrip(".")
+    if exponent < 4:
+        return f"{value:g}"
+    head = "" if mantissa == "1" else f"{mantissa}·"
+    return f"{head}10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
+class ReadingNumberField(serializers.Field):
+    """A reading's number in the schema (``reading_number_schema``); the views validate
+    rows with ``metering.ingest.rows``, not with this serializer."""
+
+    def __init__(self, *, rule: str, what: str, **kwargs) -> None:
+        self.rule, self.what = rule, what  # not help_text: the schema's meta would win
+        super().__init__(**kwargs)
+
+
+class ReadingNumberFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "metering.api.readings.ReadingNumberField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = reading_number_schema(self.target.rule)
+        schema["description"] = f"{self.target.what} {schema['description']}"
+        return schema
+
+
 class ReadingInSerializer(serializers.Serializer):
     meter = serializers.CharField(max_length=60, help_text="Meter serial as printed on the meter.")
     read_at = serializers.DateTimeField(
         help_text="ISO 8601 with UTC offset, e.g. 2026-11-01T00:00:00+01:00."
     )
-    energy = serializers.DecimalField(
-        max_digits=20, decimal_places=6, min_value=0, help_text="Energy register."
-    )
+    energy = ReadingNumberField(rule="energy", what="Energy register.")
     energy_unit = serializers.ChoiceField(choices=["Wh", "kWh", "MWh", "GJ"])
-    volume_m3 = serializers.DecimalField(max_digits=16, decimal_places=4, min_value=0)
-    flow_temp_c = serializers.DecimalField(
-        max_digits=6, decimal_places=2, required=False, allow_null=True
+    volume_m3 = ReadingNumberField(rule="volume_m3", what="Volume register, m³.")
+    flow_temp_c = ReadingNumberField(
+        rule="flow_temp_c", required=False, allow_null=True, what="Flow temperature, °C."
     )
-    return_temp_c = serializers.DecimalField(
-        max_digits=6, decimal_places=2, required=False, allow_null=True
+    return_temp_c = ReadingNumberField(
+        rule="return_temp_c", required=False, allow_null=True, what="Return temperature, °C."
     )
-    power_kw = serializers.DecimalField(
-        max_digits=12, decimal_places=3, required=False, allow_null=True
+    power_kw = ReadingNumberField(
+        rule="power_kw", required=False, allow_null=True, what="Power, kW."
     )
-    flow_m3h = serializers.DecimalField(
-        max_digits=12, decimal_places=4, required=False, allow_null=True
+    flow_m3h = ReadingNumberField(
+        rule="flow_m3h", required=False, allow_null=True, what="Flow, m³/h."
     )
     status_code = serializers.IntegerField(
         min_value=0, required=False, allow_null=True, help_text="Meter info code; 0 = no fault."
     )
-    flow_temp_m3c = serializers.DecimalField(
-        max_digits=20,
-        decimal_places=4,
+    flow_temp_m3c = ReadingNumberField(
+        rule="flow_temp_m3c",
         required=False,
         allow_null=True,
-        help_text="Volume-weighted flow temperature register, m³·°C.",
+        what="Volume-weighted flow temperature register, m³·°C.",
     )
-    return_temp_m3c = serializers.DecimalField(
-        max_digits=20,
-        decimal_places=4,
+    return_temp_m3c = ReadingNumberField(
+        rule="return_temp_m3c",
         required=False,
         allow_null=True,
-        help_text="Volume-weighted return temperature register, m³·°C.",
+        what="Volume-weighted return temperature register, m³·°C.",
     )
 
 
