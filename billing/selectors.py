@@ -34,6 +34,9 @@ DEFAULT_LEDGER = {
     "receivables": "1100",
     "bank": "1000",
     "vat": "2610",
+    # on-account instalments are billed before the heat is delivered: customer
+    # prepayments (a liability) until the settlement bills the year's consumption
+    "prepayments": "2400",
     "revenue": {
         "default": "3000",
         "energy": "3010",
@@ -204,9 +207,19 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
     An invoice debits receivables with its gross and credits revenue per line and VAT per
     rate; a credit note does the reverse (negative amounts swap sides).  Every document's
     debits equal its credits.
+
+    On-account lines book to prepayments, not revenue (accrual): an instalment credits
+    prepayments with its net, and the settlement's line crediting the instalments (a
+    negative amount) debits them, while its consumption lines are the year's revenue.
+    Over a settled year the prepayments net to zero.  VAT is booked as invoiced.
     """
     accounts = ledger()
     revenue = accounts["revenue"]
+
+    def line_account(line: InvoiceLine) -> str:
+        if line.kind == "on_account":  # billing.services.aconto: instalments, their credit
+            return accounts["prepayments"]
+        return revenue.get(line.kind, revenue["default"])
 
     def side(amount: Decimal) -> tuple[Decimal | str, Decimal | str]:
         return (amount, "") if amount >= 0 else ("", -amount)
@@ -252,7 +265,7 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
             yield [
                 day,
                 doc,
-                revenue.get(line.kind, revenue["default"]),
+                line_account(line),
                 inv.account.number,
                 line.description,
                 debit,

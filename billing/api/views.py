@@ -463,7 +463,8 @@ class InvoiceExportView(_ExportView):
 
 
 class JournalExportView(_ExportView):
-    """CSV of double-entry journal lines (receivables, revenue per component, VAT, payments)."""
+    """CSV of double-entry journal lines (receivables, revenue per component, prepayments,
+    VAT, payments)."""
 
     filename = "journal"
 
