@@ -1,4 +1,5 @@
-"""What was charged and paid: runs, invoices and lines, numbering, payments, dunning.
+"""What was charged and paid: runs, invoices and lines, numbering, payments, dunning and
+debt collection.
 
 Invariants live in the database:
 
@@ -854,6 +855,99 @@ class DunningNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice} level {self.level}"
+
+
+class CollectionCase(models.Model):
+    """An invoice handed over to debt collection (inkasso): still open after its claim's
+    final notice's pay-by date, recorded by the daily dunning run
+    (``billing.services.collection``) with what was open then, the invoice's and the
+    reminder fees charged for it (:class:`CollectionFee`).  At most one per invoice; no
+    letter or fee follows it.  Staff mark it handed over to the agency or withdraw it; it
+    settles by itself once the invoice and its fees are paid or credited."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open (to hand over)"
+        HANDED_OVER = "handed_over", "Handed over"
+        SETTLED = "settled", "Settled"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    # the unique constraint indexes it
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, related_name="collection_cases", db_index=False
+    )
+    account = models.ForeignKey(
+        "customers.Account", on_delete=models.PROTECT, related_name="collection_cases"
+    )
+    state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
+    currency = models.CharField(max_length=3)
+    open_amount = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        help_text="Open when the case was opened: the invoice's and its reminder fees'.",
+    )
+    fee_amount = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=ZERO,
+        help_text="Of the open amount, the reminder fees.",
+    )
+    opened_on = models.DateField(help_text="Local date (the network's time zone).")
+    created_at = models.DateTimeField()
+    handed_over_at = models.DateTimeField(null=True, blank=True)
+    settled_on = models.DateField(
+        null=True, blank=True, help_text="The date of the payment or credit that settled it."
+    )
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When it was withdrawn.")
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-opened_on", "account"]
+        permissions = [
+            ("hand_over_collectioncase", "Can mark collection cases handed over"),
+            ("withdraw_collectioncase", "Can withdraw collection cases"),
+        ]
+        indexes = [
+            # the cases still to act on (the admin's default look, the agency's export)
+            models.Index(
+                fields=["state"],
+                condition=Q(state__in=["open", "handed_over"]),
+                name="collectioncase_active",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice"],
+                name="collectioncase_one_per_invoice",
+                violation_error_message="This invoice has already been handed over to collection.",
+            ),
+            models.CheckConstraint(
+                condition=Q(fee_amount__gte=0, open_amount__gte=F("fee_amount")),
+                name="collectioncase_fees_within_open",
+                violation_error_message="The fees are part of the open amount.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Collection of {self.invoice}"
+
+
+class CollectionFee(models.Model):
+    """A reminder-fee invoice handed over with a case: each fee goes with one case (a
+    letter's fee is charged once, however many invoices the letter reminded of)."""
+
+    case = models.ForeignKey(CollectionCase, on_delete=models.CASCADE, related_name="fees")
+    fee_invoice = models.OneToOneField(
+        Invoice, on_delete=models.PROTECT, related_name="collection_fee"
+    )
+    open_amount = models.DecimalField(
+        max_digits=14, decimal_places=2, help_text="Open when the case was opened."
+    )
+
+    class Meta:
+        ordering = ["case", "fee_invoice"]
+
+    def __str__(self) -> str:
+        return f"{self.fee_invoice} with {self.case}"
 
 
 class RerateCursor(models.Model):

@@ -28,6 +28,9 @@
   holds (a payment or credit note not allocated yet) settles its open invoices, oldest
   due first as on every issue, before its letter is written: the letter reminds of, and
   charges a fee for, only what is still owed, and no fee stays open beside the credit.
+* **After the final notice**: the day's run goes on to hand over to debt collection what
+  the final notice's pay-by date left open (``billing.services.collection``); an invoice
+  handed over gets no further letter or fee.
 * An account's letter, its notices and its fee invoice are one transaction; the PDF
   (``billing.reminders``) is rendered by a Celery task after commit.  Running the day
   twice changes nothing; of two concurrent runs, the unique constraints let one send.
@@ -43,10 +46,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import Exists, OuterRef
 
 from billing import conf
 from billing.calc import BillDraft, DraftLine, totals
-from billing.models import DunningLetter, DunningNotice, Invoice
+from billing.models import CollectionCase, DunningLetter, DunningNotice, Invoice
+from billing.services.collection import collection_cases_open, collection_cases_settle
 from billing.services.invoices import _counter
 from billing.services.write import drafts_write
 from customers.models import Account, Network
@@ -127,6 +132,8 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLe
         # no fee on a fee; a credit note is never dunned, not even one with a positive
         # amount (it takes back a settlement in the customer's favour)
         .exclude(kind__in=(Invoice.Kind.REMINDER_FEE, Invoice.Kind.CREDIT_NOTE))
+        # handed over to collection (or withdrawn from it): no letter or fee follows
+        .exclude(Exists(CollectionCase.objects.filter(invoice=OuterRef("pk"))))
         .select_related("account__network")
         .prefetch_related("dunning_notices")
         .order_by("account_id", "due_on", "number")
@@ -151,6 +158,9 @@ def network_dunning_run(*, network: Network, now: dt.datetime) -> list[DunningLe
                     letter = None
         if letter is not None:
             letters.append(letter)
+    # after the ladder: what its final notice did not bring in goes to debt collection
+    collection_cases_open(network=network, today=today, now=now)
+    collection_cases_settle(on=today, network_id=network.pk)  # one a path outside allocation left
     return letters
 
 

@@ -40,6 +40,7 @@ from django.utils import timezone
 from billing import conf
 from billing.calc import BillDraft, DraftLine, totals
 from billing.models import Allocation, BillingRun, Invoice, InvoiceLine, InvoiceNumberCounter
+from billing.services.collection import collection_cases_settle
 from heatutility.errors import ConflictError, DomainError
 
 
@@ -518,6 +519,7 @@ def _apply_credit_notes(*, ids: Sequence[int], on: dt.date) -> None:
             "original"
         )
     )
+    overdue_paid = []
     for note in credit_notes:
         original = Invoice.objects.select_for_update().get(pk=note.original_id)
         amount = min(original.gross - original.paid, -note.gross)
@@ -525,12 +527,17 @@ def _apply_credit_notes(*, ids: Sequence[int], on: dt.date) -> None:
             Allocation.objects.create(
                 invoice=original, credit_note=note, amount=amount, allocated_on=on
             )
+            was_overdue = original.state == Invoice.State.OVERDUE
             invoice_payment_state(invoice=original, paid=original.paid + amount)
+            if was_overdue and original.state == Invoice.State.PAID:
+                overdue_paid.append(original.pk)  # only an overdue invoice is in a case
             note.paid = -amount
             note.state = (
                 Invoice.State.PAID if note.paid == note.gross else Invoice.State.PARTLY_PAID
             )
             note.save(update_fields=["paid", "state"])
+    if overdue_paid:  # credited: a collection case for it is settled
+        collection_cases_settle(on=on, invoice_ids=overdue_paid)
     if credit_notes:
         # more credited than was open on the original: the rest settles other open bills
         from billing.services.payments import credit_notes_allocate

@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet, Sum
 
 from billing.models import Allocation, Invoice, Payment, Refund, RefundPart
+from billing.services.collection import collection_cases_settle
 from billing.services.dunning import dunning_run, invoices_mark_overdue  # noqa: F401 (moved)
 from billing.services.invoices import invoice_payment_state
 from customers.models import Account
@@ -126,7 +127,9 @@ def _settle(
     invoices, left: Decimal, *, on: dt.date, allocations: list[Allocation], **source
 ) -> Decimal:
     """Settle ``invoices`` in order from ``left`` (a payment or a credit note, ``source``);
-    returns what is left.  The invoices are locked by the caller."""
+    returns what is left.  The invoices are locked by the caller.  A collection case
+    whose last open invoice this settles is settled with it."""
+    overdue_paid = []
     for invoice in invoices:
         if left <= 0:
             break
@@ -136,8 +139,13 @@ def _settle(
         allocations.append(
             Allocation.objects.create(invoice=invoice, amount=amount, allocated_on=on, **source)
         )
+        was_overdue = invoice.state == Invoice.State.OVERDUE
         invoice_payment_state(invoice=invoice, paid=invoice.paid + amount)
+        if was_overdue and invoice.state == Invoice.State.PAID:
+            overdue_paid.append(invoice.pk)  # only an overdue invoice is in a case
         left -= amount
+    if overdue_paid:
+        collection_cases_settle(on=on, invoice_ids=overdue_paid)
     return left
 
 

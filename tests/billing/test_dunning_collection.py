@@ -1,0 +1,238 @@
+"""Debt collection after the final notice: the daily dunning run hands an invoice still
+open after the final notice's pay-by date over (one ``CollectionCase`` per invoice, with
+the reminder fees charged for it), sends nothing more for it, and the case settles when
+what it hands over is paid or credited; staff mark cases handed over or withdraw them and
+export the open ones for the collection agency."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from billing.models import (
+    CollectionCase,
+    DunningLetter,
+    DunningNotice,
+    Invoice,
+    InvoiceNumberCounter,
+)
+from billing.services.dunning import dunning_run
+from billing.services.invoices import invoice_credit
+from billing.services.payments import account_balance, payment_record
+from tests.billing.test_dunning import MONTH_GROSS, late, october_billed
+
+# the default ladder on October's invoice (due 15 November): reminders 22 November (no
+# fee), 6 December (100.00) and the final notice 20 December (100.00), pay by 30 December
+FINAL_PAY_BY = dt.date(2026, 12, 30)
+FEES = Decimal("200.00")
+
+
+def final_notice_sent():
+    """October billed (1360.98) and dunned through the default ladder.  Returns
+    (network, account, october)."""
+    network, account, october = october_billed()
+    for days in (7, 21, 35):
+        dunning_run(now=late(days))
+    assert late(45).date() == FINAL_PAY_BY
+    october.refresh_from_db()
+    return network, account, october
+
+
+def dunning_state():
+    return (
+        list(DunningLetter.objects.values_list("pk", "level", "fee_invoice_id")),
+        list(DunningNotice.objects.values_list("pk", "invoice_id", "level")),
+        list(Invoice.objects.values_list("pk", "number", "state", "paid")),
+        InvoiceNumberCounter.objects.get(series="INV-2026").last_number,
+        list(CollectionCase.objects.values_list("pk", "invoice_id", "state", "open_amount")),
+    )
+
+
+def fee_invoices_of(account) -> list[Invoice]:
+    return list(
+        Invoice.objects.filter(account=account, kind=Invoice.Kind.REMINDER_FEE).order_by("number")
+    )
+
+
+@pytest.mark.django_db
+class TestHandover:
+    def test_not_before_the_final_notices_pay_by_date_has_passed(self):
+        _network, _account, october = final_notice_sent()
+
+        dunning_run(now=late(45))  # the pay-by date itself: the customer may still pay today
+
+        assert october.state == Invoice.State.OVERDUE
+        assert not CollectionCase.objects.exists()
+
+    def test_an_invoice_open_after_the_final_notice_is_handed_over_with_its_fees(self):
+        _network, account, october = final_notice_sent()
+
+        assert dunning_run(now=late(46)) == []  # no letter: the ladder is over
+
+        case = CollectionCase.objects.get()
+        assert (case.invoice_id, case.account_id, case.state) == (
+            october.pk,
+            account.pk,
+            CollectionCase.State.OPEN,
+        )
+        assert october.gross == MONTH_GROSS == Decimal("1360.98")
+        # what the project calls open: the invoice's gross less what is allocated, and the
+        # reminder-fee invoices its letters charged (100.00 + 100.00)
+        assert (case.open_amount, case.fee_amount, case.currency) == (
+            Decimal("1560.98"),
+            FEES,
+            "DKK",
+        )
+        assert sorted(f.fee_invoice_id for f in case.fees.all()) == [
+            f.pk for f in fee_invoices_of(account)
+        ]
+        assert case.opened_on == dt.date(2026, 12, 31)
+        assert case.created_at == late(46)
+        assert account_balance(account=account) == Decimal("1560.98")
+
+    def test_running_again_records_nothing_more_and_sends_no_letter_or_fee(self):
+        final_notice_sent()
+        dunning_run(now=late(46))
+        state = dunning_state()
+
+        assert dunning_run(now=late(46) + dt.timedelta(hours=12)) == []
+        assert dunning_run(now=late(60)) == []
+        assert dunning_run(now=late(120)) == []
+
+        assert dunning_state() == state
+        assert CollectionCase.objects.count() == 1
+
+    def test_the_database_refuses_a_second_case_for_an_invoice(self):
+        final_notice_sent()
+        dunning_run(now=late(46))
+        case = CollectionCase.objects.get()
+
+        with pytest.raises(IntegrityError), transaction.atomic():
+            CollectionCase.objects.create(
+                invoice=case.invoice,
+                account=case.account,
+                currency="DKK",
+                open_amount=Decimal("1.00"),
+                opened_on=case.opened_on,
+                created_at=late(47),
+            )
+
+    def test_a_partly_paid_invoices_case_is_what_remains(self):
+        _network, account, october = final_notice_sent()
+        # 500.00 after the final notice: oldest due first, all of it on October
+        payment_record(
+            account=account,
+            amount=Decimal("500.00"),
+            received_on=dt.date(2026, 12, 24),
+            now=late(39),
+        )
+
+        dunning_run(now=late(46))
+
+        case = CollectionCase.objects.get()
+        october.refresh_from_db()
+        assert october.paid == Decimal("500.00")
+        assert (case.open_amount, case.fee_amount) == (Decimal("1060.98"), FEES)
+
+    def test_an_invoice_paid_before_the_handover_is_not_handed_over_nor_its_paid_fees(self):
+        _network, account, october = final_notice_sent()
+        payment_record(
+            account=account,
+            amount=Decimal("1460.98"),
+            received_on=dt.date(2026, 12, 24),
+            now=late(39),
+        )  # October and the first fee (due 16 December); the final notice's fee is left
+
+        dunning_run(now=late(46))
+
+        october.refresh_from_db()
+        assert october.state == Invoice.State.PAID
+        assert not CollectionCase.objects.exists()
+        assert account_balance(account=account) == Decimal("100.00")
+
+    def test_a_credited_invoice_is_not_handed_over(self):
+        _network, _account, october = final_notice_sent()
+        invoice_credit(invoice=october, now=late(40))
+
+        dunning_run(now=late(46))
+
+        assert not CollectionCase.objects.exists()
+
+    def test_an_account_whose_credit_covers_it_is_not_handed_over(self):
+        _network, account, _october = final_notice_sent()
+        from tests.billing.test_dunning import unallocated_payment
+
+        unallocated_payment(account, "1560.98", dt.date(2026, 12, 29))
+
+        dunning_run(now=late(46))
+
+        assert not CollectionCase.objects.exists()
+        assert account_balance(account=account) == Decimal("0.00")
+
+
+@pytest.mark.django_db
+class TestSettlement:
+    def handed_over(self):
+        _network, account, october = final_notice_sent()
+        dunning_run(now=late(46))
+        return account, october, CollectionCase.objects.get()
+
+    def test_payment_in_full_settles_the_case(self):
+        account, _october, case = self.handed_over()
+
+        payment_record(
+            account=account,
+            amount=Decimal("1560.98"),
+            received_on=dt.date(2027, 1, 5),
+            now=late(51),
+        )
+
+        case.refresh_from_db()
+        assert case.state == CollectionCase.State.SETTLED
+        assert case.settled_on == dt.date(2027, 1, 5)
+        assert account_balance(account=account) == Decimal("0.00")
+
+    def test_a_payment_of_the_invoice_alone_leaves_the_fees_open_in_the_case(self):
+        account, october, case = self.handed_over()
+
+        payment_record(
+            account=account, amount=MONTH_GROSS, received_on=dt.date(2027, 1, 5), now=late(51)
+        )
+
+        case.refresh_from_db()
+        october.refresh_from_db()
+        assert october.state == Invoice.State.PAID
+        assert (case.state, case.settled_on) == (CollectionCase.State.OPEN, None)
+
+    def test_crediting_what_was_handed_over_settles_a_case_handed_over(self):
+        account, october, case = self.handed_over()
+        from billing.services.collection import collection_case_hand_over
+
+        collection_case_hand_over(case=case, user=None, now=late(47))
+        for invoice in [october, *fee_invoices_of(account)]:
+            invoice_credit(invoice=invoice, now=late(50))
+
+        case.refresh_from_db()
+        assert case.state == CollectionCase.State.SETTLED
+        assert case.settled_on == dt.date(2027, 1, 4)
+
+    def test_a_withdrawn_case_stays_withdrawn_when_paid(self):
+        account, _october, case = self.handed_over()
+        from billing.services.collection import collection_case_withdraw
+
+        collection_case_withdraw(
+            case=case, reason="Disputed by the customer", user=None, now=late(47)
+        )
+        payment_record(
+            account=account,
+            amount=Decimal("1560.98"),
+            received_on=dt.date(2027, 1, 5),
+            now=late(51),
+        )
+
+        case.refresh_from_db()
+        assert case.state == CollectionCase.State.WITHDRAWN
+        assert "Disputed by the customer" in case.note
+        dunning_run(now=late(60))
+        assert CollectionCase.objects.count() == 1
