@@ -1,4 +1,5 @@
-"""Billing reads: progress, balances, CSV exports of invoices and accounting journal lines."""
+"""Billing reads: progress, balances, CSV exports of invoices, accounting journal lines and
+the collection cases to hand to the collection agency."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from django.db.models import Prefetch, Q
 
 from billing.models import (
     BillingRun,
+    CollectionCase,
+    CollectionFee,
     DunningLetter,
     DunningNotice,
     Invoice,
@@ -339,6 +342,95 @@ def journal_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iter
             buf.seek(0)
             buf.truncate(0)
     yield buf.getvalue()
+
+
+COLLECTION_EXPORT_COLUMNS = [
+    "account",
+    "customer",
+    "address",
+    "invoice",
+    "due_on",
+    "currency",
+    "principal_open",
+    "fees_open",
+    "amount_open",
+    "opened_on",
+    "letters",
+]
+
+
+def collection_cases(*, network_id: int | None = None, states=(CollectionCase.State.OPEN,)):
+    """The collection cases in ``states`` (default: open, still to hand over), oldest
+    first."""
+    cases = CollectionCase.objects.filter(state__in=list(states))
+    if network_id is not None:
+        cases = cases.filter(account__network_id=network_id)
+    return cases.order_by("opened_on", "pk")
+
+
+def collection_cases_csv(
+    *, network_id: int | None = None, cases=None, states=(CollectionCase.State.OPEN,)
+) -> Iterator[str]:
+    """CSV for the collection agency, one row per case (streamed, a chunk of cases at a
+    time): the customer and where to find them, the invoice and its due date, what is
+    open now on the invoice and on the reminder fees handed over with it (a payment
+    since the handover lowers it), and the reminder letters sent for its claim with their
+    dates.  ``cases``: these cases (the admin's selection) instead of ``states``."""
+    from billing.services.dunning import claim_history
+
+    if cases is None:
+        cases = collection_cases(network_id=network_id, states=states)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+
+    def flush() -> str:
+        value = buf.getvalue()
+        buf.seek(0)
+        buf.truncate(0)
+        return value
+
+    def rows(chunk: list[CollectionCase]) -> Iterator[list]:
+        fees: dict[int, Decimal] = {}
+        for case_id, gross, paid in CollectionFee.objects.filter(
+            case_id__in=[c.pk for c in chunk]
+        ).values_list("case_id", "fee_invoice__gross", "fee_invoice__paid"):
+            fees[case_id] = fees.get(case_id, ZERO) + gross - paid
+        for case in chunk:
+            account, invoice = case.account, case.invoice
+            notices = sorted(claim_history(invoice).notices, key=lambda n: (n.sent_on, n.level))
+            principal = invoice.gross - invoice.paid
+            fee = fees.get(case.pk, ZERO)
+            yield [
+                account.number,
+                account.billing_name or account.customer.name,
+                f"{account.billing_street}, {account.billing_postal_code} "
+                f"{account.billing_city}, {account.billing_country}",
+                invoice.display_number,
+                invoice.due_on.isoformat() if invoice.due_on else "",
+                case.currency,
+                principal,
+                fee,
+                principal + fee,
+                case.opened_on.isoformat(),
+                "; ".join(f"{n.sent_on.isoformat()} {n.title}" for n in notices),
+            ]
+
+    writer.writerow(COLLECTION_EXPORT_COLUMNS)
+    yield flush()
+    chunk: list[CollectionCase] = []
+    queryset = cases.select_related("account__customer", "invoice").prefetch_related(
+        "invoice__dunning_notices"
+    )
+    for case in queryset.iterator(chunk_size=EXPORT_CHUNK_SIZE):
+        chunk.append(case)
+        if len(chunk) >= EXPORT_CHUNK_SIZE:
+            for row in rows(chunk):
+                writer.writerow([csv_cell(cell) for cell in row])
+            yield flush()
+            chunk = []
+    for row in rows(chunk):
+        writer.writerow([csv_cell(cell) for cell in row])
+    yield flush()
 
 
 def invoices_for_accounts(*, account_ids: list[int]) -> list[Invoice]:

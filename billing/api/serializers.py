@@ -349,6 +349,10 @@ class ExportQuerySerializer(serializers.Serializer):
     network = serializers.IntegerField(required=False)
 
 
+class CollectionExportQuerySerializer(serializers.Serializer):
+    network = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
 class PaymentImportResultSerializer(serializers.Serializer):
     created = serializers.IntegerField(help_text="Payments recorded (and allocated).")
     duplicates = serializers.IntegerField(

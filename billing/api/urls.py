@@ -27,4 +27,9 @@ urlpatterns = [
         views.JournalExportView.as_view(),
         name="billing-export-journal",
     ),
+    path(
+        "billing/exports/collection-cases.csv",
+        views.CollectionExportView.as_view(),
+        name="billing-export-collection-cases",
+    ),
 ]

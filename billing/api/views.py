@@ -18,7 +18,15 @@ from rest_framework.views import APIView
 from billing import selectors, tasks
 from billing.api import serializers
 from billing.documents import pdf_response
-from billing.models import BillingRun, InstalmentPlan, InstalmentPlanning, Invoice, Payment, Refund
+from billing.models import (
+    BillingRun,
+    CollectionCase,
+    InstalmentPlan,
+    InstalmentPlanning,
+    Invoice,
+    Payment,
+    Refund,
+)
 from billing.services import aconto, rerating
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
@@ -470,3 +478,23 @@ class JournalExportView(_ExportView):
 
     def rows(self, **kwargs):
         return selectors.journal_csv(**kwargs)
+
+
+class CollectionExportView(APIView):
+    """CSV of the collection cases still to hand to the collection agency."""
+
+    queryset = CollectionCase.objects.none()  # permission: billing.view_collectioncase
+
+    @extend_schema(
+        parameters=[OpenApiParameter("network", int)],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request):
+        query = serializers.CollectionExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        response = StreamingHttpResponse(
+            selectors.collection_cases_csv(network_id=query.validated_data.get("network")),
+            content_type="text/csv",
+        )
+        response["Content-Disposition"] = 'attachment; filename="collection-cases.csv"'
+        return response

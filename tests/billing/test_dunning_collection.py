@@ -4,12 +4,15 @@ the reminder fees charged for it), sends nothing more for it, and the case settl
 what it hands over is paid or credited; staff mark cases handed over or withdraw them and
 export the open ones for the collection agency."""
 
+import csv
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, transaction
 
+from billing import selectors
 from billing.models import (
     CollectionCase,
     DunningLetter,
@@ -20,6 +23,8 @@ from billing.models import (
 from billing.services.dunning import dunning_run
 from billing.services.invoices import invoice_credit
 from billing.services.payments import account_balance, payment_record
+from heatutility.roles import BILLING_CLERK
+from tests.billing.helpers import api_client, staff_user
 from tests.billing.test_dunning import MONTH_GROSS, late, october_billed
 
 # the default ladder on October's invoice (due 15 November): reminders 22 November (no
@@ -236,3 +241,69 @@ class TestSettlement:
         assert "Disputed by the customer" in case.note
         dunning_run(now=late(60))
         assert CollectionCase.objects.count() == 1
+
+
+@pytest.mark.django_db
+class TestCollectionExport:
+    def test_one_row_per_open_case_with_the_customer_and_the_letters_sent(self):
+        _network, account, october = final_notice_sent()
+        dunning_run(now=late(46))
+
+        rows = list(csv.reader(io.StringIO("".join(selectors.collection_cases_csv()))))
+
+        assert rows[0] == selectors.COLLECTION_EXPORT_COLUMNS
+        assert rows[1:] == [
+            [
+                account.number,
+                account.customer.name,
+                f"{account.billing_street}, {account.billing_postal_code} "
+                f"{account.billing_city}, {account.billing_country}",
+                october.display_number,
+                "2026-11-15",
+                "DKK",
+                "1360.98",
+                "200.00",
+                "1560.98",
+                "2026-12-31",
+                "2026-11-22 Payment reminder; 2026-12-06 Second reminder; "
+                "2026-12-20 Final notice before disconnection",
+            ]
+        ]
+
+    def test_a_case_whose_invoice_is_paid_exports_the_fees_still_open(self):
+        _network, account, _october = final_notice_sent()
+        dunning_run(now=late(46))
+        payment_record(
+            account=account, amount=MONTH_GROSS, received_on=dt.date(2027, 1, 5), now=late(51)
+        )
+
+        rows = list(csv.DictReader(io.StringIO("".join(selectors.collection_cases_csv()))))
+
+        assert [(r["principal_open"], r["fees_open"], r["amount_open"]) for r in rows] == [
+            ("0.00", "200.00", "200.00")
+        ]
+
+    def test_cases_handed_over_settled_or_withdrawn_are_not_exported(self):
+        final_notice_sent()
+        dunning_run(now=late(46))
+        from billing.services.collection import collection_case_hand_over
+
+        collection_case_hand_over(case=CollectionCase.objects.get(), user=None, now=late(47))
+
+        rows = list(csv.reader(io.StringIO("".join(selectors.collection_cases_csv()))))
+
+        assert rows == [selectors.COLLECTION_EXPORT_COLUMNS]
+
+    def test_a_clerk_downloads_it_from_the_api(self):
+        network, account, _october = final_notice_sent()
+        dunning_run(now=late(46))
+
+        response = api_client(staff_user(BILLING_CLERK)).get(
+            f"/api/v1/billing/exports/collection-cases.csv?network={network.pk}"
+        )
+
+        assert response.status_code == 200
+        assert response["Content-Type"] == "text/csv"
+        body = b"".join(response.streaming_content).decode()
+        assert account.number in body
+        assert "1560.98" in body
