@@ -8,8 +8,10 @@ import secrets
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.db.models import Q, Subquery
 from django.forms.models import construct_instance
+from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -19,6 +21,8 @@ from billing import tasks
 from billing.models import (
     BillingRun,
     BillingRunException,
+    CollectionCase,
+    CollectionFee,
     DunningLetter,
     DunningNotice,
     InstalmentPlan,
@@ -31,7 +35,7 @@ from billing.models import (
     RefundPart,
     RerateFailure,
 )
-from billing.services import aconto, delivery
+from billing.services import aconto, collection, delivery
 from billing.services import invoices as invoice_services
 from billing.services import payments as payment_services
 from billing.services import rerating as rerating_services
@@ -1190,3 +1194,117 @@ class RerateFailureAdmin(IndexedSearchMixin, admin.ModelAdmin):
     def resolve(self, request, queryset):
         count = rerating_services.rerate_failures_resolve(ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} marked as dealt with.")
+
+
+class CollectionActionForm(ActionForm):
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Withdraw: why (a dispute, an arrangement agreed with the customer, …).",
+    )
+
+
+class CollectionFeeInline(admin.TabularInline):
+    model = CollectionFee
+    verbose_name_plural = "Reminder fees handed over with it"
+    extra = 0
+    can_delete = False
+    fields = ["fee_invoice", "open_amount"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CollectionCase)
+class CollectionCaseAdmin(IndexedSearchMixin, admin.ModelAdmin):
+    """Invoices the daily dunning run handed over to debt collection after the final
+    notice (``billing.services.collection``): mark them handed over to the agency,
+    withdraw them with a reason, export them for the agency."""
+
+    list_display = [
+        "opened_on",
+        "account",
+        "invoice",
+        "open_amount",
+        "fee_amount",
+        "currency",
+        "state",
+        "handed_over_at",
+        "settled_on",
+    ]
+    list_filter = ["state", "account__network", "opened_on"]
+    search_fields = ["^account__number", "account__customer__name"]
+    date_hierarchy = "opened_on"
+    list_select_related = ["account__customer", "invoice"]
+    inlines = [CollectionFeeInline]
+    action_form = CollectionActionForm
+    actions = ["hand_over", "withdraw", "export_csv"]
+    fields = readonly_fields = [
+        "invoice",
+        "account",
+        "state",
+        "currency",
+        "open_amount",
+        "fee_amount",
+        "opened_on",
+        "created_at",
+        "handed_over_at",
+        "settled_on",
+        "closed_at",
+        "note",
+    ]
+
+    def has_add_permission(self, request):
+        return False  # cases come from the dunning run
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    # the actions' custom verbs (Meta.permissions)
+    def has_hand_over_permission(self, request):
+        return request.user.has_perm("billing.hand_over_collectioncase")
+
+    def has_withdraw_permission(self, request):
+        return request.user.has_perm("billing.withdraw_collectioncase")
+
+    @admin.action(description="Mark handed over to the agency", permissions=["hand_over"])
+    def hand_over(self, request, queryset):
+        now = timezone.now()
+        _report(
+            self,
+            request,
+            lambda case: collection.collection_case_hand_over(
+                case=case, user=request.user, now=now
+            ),
+            queryset,
+            "Marked {n} case(s) handed over.",
+        )
+
+    @admin.action(description="Withdraw (give the reason)", permissions=["withdraw"])
+    def withdraw(self, request, queryset):
+        reason = request.POST.get("reason", "").strip()
+        if not reason:
+            self.message_user(request, "A withdrawal needs a reason.", messages.ERROR)
+            return
+        now = timezone.now()
+        _report(
+            self,
+            request,
+            lambda case: collection.collection_case_withdraw(
+                case=case, reason=reason, user=request.user, now=now
+            ),
+            queryset,
+            "Withdrew {n} case(s).",
+        )
+
+    @admin.action(description="Export for the collection agency (CSV)", permissions=["view"])
+    def export_csv(self, request, queryset):
+        from billing.selectors import collection_cases_csv
+
+        response = StreamingHttpResponse(
+            collection_cases_csv(cases=queryset.order_by("opened_on", "pk")),
+            content_type="text/csv",
+        )
+        response["Content-Disposition"] = 'attachment; filename="collection-cases.csv"'
+        return response

@@ -23,9 +23,9 @@ from billing.models import (
 from billing.services.dunning import dunning_run
 from billing.services.invoices import invoice_credit
 from billing.services.payments import account_balance, payment_record
-from heatutility.roles import BILLING_CLERK
+from heatutility.roles import AUDITOR, BILLING_CLERK
 from tests.billing.helpers import api_client, staff_user
-from tests.billing.test_dunning import MONTH_GROSS, late, october_billed
+from tests.billing.test_dunning import MONTH_GROSS, at, late, october_billed
 
 # the default ladder on October's invoice (due 15 November): reminders 22 November (no
 # fee), 6 December (100.00) and the final notice 20 December (100.00), pay by 30 December
@@ -307,3 +307,103 @@ class TestCollectionExport:
         body = b"".join(response.streaming_content).decode()
         assert account.number in body
         assert "1560.98" in body
+@pytest.fixture
+def superuser_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("boss", "b@example.org", "pw"))
+    return client
+
+
+@pytest.mark.django_db
+class TestCollectionAdmin:
+    def test_the_list_filters_by_state_and_network(self, superuser_client):
+        network, account, _october = final_notice_sent()
+        dunning_run(now=late(46))
+
+        page = superuser_client.get(
+            f"/admin/billing/collectioncase/?state=open&account__network__id__exact={network.pk}"
+        )
+
+        assert page.status_code == 200
+        assert account.number in page.content.decode()
+        assert "1560.98" in page.content.decode()
+        other = superuser_client.get("/admin/billing/collectioncase/?state=settled")
+        assert account.number not in other.content.decode()
+
+    def test_a_clerk_marks_a_case_handed_over(self, client):
+        final_notice_sent()
+        dunning_run(now=late(46))
+        case = CollectionCase.objects.get()
+        client.force_login(staff_user(BILLING_CLERK))
+
+        response = client.post(
+            "/admin/billing/collectioncase/",
+            {"action": "hand_over", "_selected_action": [case.pk], "reason": ""},
+        )
+
+        assert response.status_code == 302
+        case.refresh_from_db()
+        assert case.state == CollectionCase.State.HANDED_OVER
+        assert case.handed_over_at is not None
+
+    def test_a_withdrawal_needs_a_reason(self, superuser_client):
+        final_notice_sent()
+        dunning_run(now=late(46))
+        case = CollectionCase.objects.get()
+
+        refused = superuser_client.post(
+            "/admin/billing/collectioncase/",
+            {"action": "withdraw", "_selected_action": [case.pk], "reason": ""},
+            follow=True,
+        )
+        case.refresh_from_db()
+        assert case.state == CollectionCase.State.OPEN
+        assert "reason" in refused.content.decode()
+
+        superuser_client.post(
+            "/admin/billing/collectioncase/",
+            {"action": "withdraw", "_selected_action": [case.pk], "reason": "Paid by the landlord"},
+        )
+
+        case.refresh_from_db()
+        assert case.state == CollectionCase.State.WITHDRAWN
+        assert "Paid by the landlord" in case.note
+        assert case.closed_at is not None
+
+    def test_a_role_without_the_permission_is_refused(self, client):
+        final_notice_sent()
+        dunning_run(now=late(46))
+        case = CollectionCase.objects.get()
+        client.force_login(staff_user(AUDITOR))
+
+        changelist = client.get("/admin/billing/collectioncase/")
+        assert changelist.status_code == 200  # auditors see the cases
+        assert 'value="hand_over"' not in changelist.content.decode()
+        assert 'value="withdraw"' not in changelist.content.decode()
+        for action in ("hand_over", "withdraw"):
+            client.post(
+                "/admin/billing/collectioncase/",
+                {"action": action, "_selected_action": [case.pk], "reason": "x"},
+            )
+
+        case.refresh_from_db()
+        assert case.state == CollectionCase.State.OPEN
+
+    def test_the_export_action_streams_the_selected_open_cases(self, superuser_client):
+        _network, account, _october = final_notice_sent()
+        dunning_run(now=late(46))
+        case = CollectionCase.objects.get()
+
+        response = superuser_client.post(
+            "/admin/billing/collectioncase/",
+            {"action": "export_csv", "_selected_action": [case.pk], "reason": ""},
+        )
+
+        assert response.status_code == 200
+        assert response["Content-Type"] == "text/csv"
+        body = b"".join(response.streaming_content).decode()
+        assert body.splitlines()[0] == ",".join(selectors.COLLECTION_EXPORT_COLUMNS)
+        assert f"{account.number}," in body
+
+
+def test_fixture_dates_are_the_ladders():
+    assert at(FINAL_PAY_BY) == late(45)
