@@ -7,7 +7,7 @@ continuous *connection* registers (see :class:`metering.models.BoundaryRegister`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from decimal import Decimal
 
 import numpy as np
@@ -312,3 +312,46 @@ def batch_vee_failures(*, batch: IngestBatch, limit: int) -> list[IngestBatchMet
         .select_related("meter")
         .order_by("-vee_attempts", "meter__serial")[:limit]
     )
+
+
+READING_EXPORT_COLUMNS = (
+    "read_at",
+    "energy_kwh",
+    "volume_m3",
+    "flow_temp_c",
+    "return_temp_c",
+    "status",
+)
+
+
+def connection_readings(
+    *, connection_id: int, since: dt.datetime, until: dt.datetime, chunk_size: int = 2000
+) -> Iterator[tuple]:
+    """The readings taken at a connection in ``[since, until)``, in time order, as
+    (meter serial, *:data:`READING_EXPORT_COLUMNS`), streamed.
+
+    A meter's readings count only while it was installed in one of the connection's
+    interface units (its read at the removal too, :class:`MeterInstallation`); rejected
+    readings are left out.  One query per installation overlapping the range.
+    """
+    installations = (
+        MeterInstallation.objects.filter(unit__connection_id=connection_id, installed_at__lt=until)
+        .filter(Q(removed_at__isnull=True) | Q(removed_at__gte=since))
+        .select_related("meter")
+        .order_by("installed_at", "pk")
+    )
+    for installation in list(installations):
+        reads = Reading.objects.filter(
+            meter_id=installation.meter_id,
+            read_at__gte=max(since, installation.installed_at),
+            read_at__lt=until,
+        ).exclude(status=Reading.Status.REJECTED)
+        if installation.removed_at is not None:
+            reads = reads.filter(read_at__lte=installation.removed_at)
+        serial = installation.meter.serial
+        for row in (
+            reads.order_by("read_at")
+            .values_list(*READING_EXPORT_COLUMNS)
+            .iterator(chunk_size=chunk_size)
+        ):
+            yield (serial, *row)

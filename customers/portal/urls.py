@@ -57,6 +57,11 @@ urlpatterns = [
     ),
     path("", views.account_list, name="accounts"),
     path("accounts/<str:number>/", views.account_detail, name="account"),
+    path(
+        "accounts/<str:number>/consumption.csv",
+        views.consumption_csv,
+        name="consumption-csv",
+    ),
     path("invoices/<int:invoice_id>.pdf", views.invoice_pdf, name="invoice-pdf"),
     path("letters/<int:letter_id>.pdf", views.reminder_pdf, name="reminder-pdf"),
     # before letters covered an account, each notice was a letter at this address

@@ -7,17 +7,19 @@ that is not the caller's is a 404, never a 403, so numbers cannot be probed.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from billing import selectors as billing_selectors
 from billing.documents import pdf_response
 from customers import selectors
+from customers.portal.forms import ConsumptionExportForm
 from customers.services import portal_mail_context
 
 
@@ -39,16 +41,21 @@ def account_list(request):
     return render(request, "portal/accounts.html", {"accounts": accounts})
 
 
-@login_required
-def account_detail(request, number: str):
+def _own_account(user, number: str):
     account = (
-        selectors.accounts_for_user(user=request.user)
+        selectors.accounts_for_user(user=user)
         .select_related("network", "customer")
         .filter(number=number)
         .first()
     )
     if account is None:
         raise Http404("No such account.")
+    return account
+
+
+@login_required
+def account_detail(request, number: str):
+    account = _own_account(request.user, number)
     today = timezone.localdate(timezone=ZoneInfo(account.network.time_zone))
     consumption = selectors.monthly_consumption(account=account, months=13, today=today)
     in_this_weather = billing_selectors.months_in_this_weather(
@@ -80,6 +87,33 @@ def account_detail(request, number: str):
                 "generated_at": dt.datetime.now(tz=dt.UTC),
             },
         )
+
+
+@login_required
+def consumption_csv(request, number: str):
+    """The account's own consumption data as CSV (``start``, ``end``: local dates, end
+    not included; ``resolution``: month, day or hour), see
+    :func:`customers.selectors.consumption_csv`.  A bad query is a 400 naming the
+    parameter; another customer's account a 404, whatever the query."""
+    account = _own_account(request.user, number)
+    today = timezone.localdate(timezone=ZoneInfo(account.network.time_zone))
+    form = ConsumptionExportForm(request.GET, today=today)
+    if not form.is_valid():
+        reasons = "\n".join(
+            f"{name}: {message}" for name, messages in form.errors.items() for message in messages
+        )
+        return HttpResponseBadRequest(reasons, content_type="text/plain; charset=utf-8")
+    query = form.cleaned_data
+    response = StreamingHttpResponse(
+        selectors.consumption_csv(account=account, today=today, **query),
+        content_type="text/csv; charset=utf-8",
+    )
+    name = re.sub(r"[^A-Za-z0-9-]", "_", account.number)
+    response["Content-Disposition"] = (
+        f'attachment; filename="consumption-{name}-{query["resolution"]}-'
+        f'{query["start"]}-{query["end"]}.csv"'
+    )
+    return response
 
 
 @login_required
