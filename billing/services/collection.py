@@ -23,7 +23,10 @@
   (``payments._settle``, ``invoices._apply_credit_notes``), dated with it, so the list
   staff and the agency see is never behind the ledger; the daily run settles any case a
   path outside those left (the same query over every active case).  A withdrawn case
-  stays withdrawn.
+  stays withdrawn.  An invoice credited in full with no correction credits its letters'
+  fees as well (``invoices._reminder_fees_credit``): its case is settled then, not
+  withdrawn, since a credit in the ledger is what settles a case and a withdrawal is
+  staff's decision, with a reason.
 """
 
 from __future__ import annotations

@@ -22,7 +22,10 @@
   numbered from the same series and counter as every invoice (gapless), due on the
   letter's pay-by date, VAT at ``BILLING["REMINDER_FEE_VAT_RATE"]`` (0: outside the VAT
   scope in Denmark).  It is an ordinary receivable (balance, allocation, exports, credit
-  notes) that is never re-rated, never dunned itself and never a period's bill.
+  notes) that is never re-rated, never dunned itself and never a period's bill.  Once
+  every invoice its letter reminded of is credited in full and not replaced by a
+  correction, nothing was owed, and crediting the last of them credits the fee
+  (:func:`reminder_fees_never_owed`, ``invoices.invoice_credit``).
 * **No dunning in credit**: an account whose balance is ≤ 0 is not dunned (its credit
   covers what is open; allocation will settle it).  Credit an account that still owes
   holds (a payment or credit note not allocated yet) settles its open invoices, oldest
@@ -399,6 +402,68 @@ def _fee_invoice_issue(
         issued=[(series, number, now, letter.pay_by)],
     )
     return Invoice.objects.get(pk=fee_id)
+
+
+def claim_chain_ids(invoice: Invoice) -> list[int]:
+    """``invoice`` and the invoices its corrections replace, back to the claim's first
+    (the chain :func:`claim_history` counts the ladder over)."""
+    ids = [invoice.pk]
+    doc = invoice
+    while doc.kind == Invoice.Kind.CORRECTION and doc.original_id is not None:
+        doc = Invoice.objects.only("kind", "original_id").get(pk=doc.original_id)
+        ids.append(doc.pk)
+    return ids
+
+
+def claim_fee_invoice_ids(invoice: Invoice) -> list[int]:
+    """The fee invoices of the letters that reminded of ``invoice``'s claim: those
+    crediting it may credit (:func:`reminder_fees_never_owed`), locked with it."""
+    return list(
+        _letters_with_fee_of(invoice)
+        .order_by("fee_invoice_id")
+        .values_list("fee_invoice_id", flat=True)
+    )
+
+
+def _never_owed(invoice: Invoice) -> bool:
+    """Whether nothing of ``invoice`` was owed: a period's bill (an invoice or a
+    correction) credited in full by an issued credit note and not replaced by a
+    correction that was owed itself.  An instalment or a settlement credited is replaced
+    by the year's settlement: its debt was due."""
+    if invoice.kind not in (Invoice.Kind.INVOICE, Invoice.Kind.CORRECTION):
+        return False
+    replacing = Invoice.objects.filter(original=invoice).exclude(state=Invoice.State.CANCELLED)
+    if not replacing.filter(kind=Invoice.Kind.CREDIT_NOTE, number__isnull=False).exists():
+        return False
+    return all(_never_owed(doc) for doc in replacing.filter(kind=Invoice.Kind.CORRECTION))
+
+
+def reminder_fees_never_owed(*, invoice: Invoice) -> list[Invoice]:
+    """The fee invoices, not credited yet, of the letters that reminded of ``invoice``'s
+    claim and every one of whose invoices turns out never to have been owed
+    (:func:`_never_owed`): renteloven §9 b, a reminder fee presupposes a debt that was
+    due.  A letter that also reminded of an invoice still owed, or of one a correction
+    replaced (re-rated to another amount: the debt existed), keeps its fee."""
+    letters = (
+        _letters_with_fee_of(invoice)
+        .filter(fee_invoice__in=Invoice.objects.not_credited())
+        .select_related("fee_invoice")
+        .prefetch_related("notices__invoice")
+        .order_by("pk")
+    )
+    return [
+        letter.fee_invoice
+        for letter in letters
+        if all(_never_owed(notice.invoice) for notice in letter.notices.all())
+    ]
+
+
+def _letters_with_fee_of(invoice: Invoice):
+    """The letters with a fee that reminded of ``invoice``'s claim (each once)."""
+    reminded = DunningNotice.objects.filter(invoice_id__in=claim_chain_ids(invoice))
+    return DunningLetter.objects.filter(
+        Exists(reminded.filter(letter=OuterRef("pk"))), fee_invoice__isnull=False
+    )
 
 
 def _letters_dispatch(letter_ids: list[int]) -> None:

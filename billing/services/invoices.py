@@ -24,6 +24,9 @@ transaction that books for many accounts (a statement import, a run's issue step
 the accounts' credit) locks all their open invoices up front in one statement
 (``payments.accounts_open_invoices_lock``), as marking overdue does: account by account,
 in the order of the file or of the payments' dates, two such transactions deadlocked.
+Crediting an invoice locks, in that one statement, the fee invoices of the letters that
+reminded of it too (paid ones included): it may credit them (renteloven §9 b, a fee for a
+debt that never existed, :func:`_reminder_fees_credit`).
 """
 
 from __future__ import annotations
@@ -394,8 +397,15 @@ def credit_note_draft(*, invoice: Invoice) -> BillDraft:
     )
 
 
-def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) -> Invoice:
-    """Credit an issued invoice in full: a credit note referencing it (at most once)."""
+def invoice_credit(
+    *, invoice: Invoice, now: dt.datetime, issue: bool = True, corrected: bool = False
+) -> Invoice:
+    """Credit an issued invoice in full: a credit note referencing it (at most once).
+
+    Issued, it also credits the reminder fees charged for a debt that never existed
+    (:func:`_reminder_fees_credit`), unless ``corrected``: a correction replacing the
+    invoice follows in the same transaction (a re-rating to another amount), so the
+    debt existed and the fees stay."""
     from billing.services.write import drafts_write
 
     if invoice.number is None:
@@ -444,7 +454,31 @@ def invoice_credit(*, invoice: Invoice, now: dt.datetime, issue: bool = True) ->
             payments_apply_unallocated(
                 on=_local_issue_date(now, time_zone), account_id=invoice.account_id
             )
+            if not corrected:
+                _reminder_fees_credit(invoice=invoice, now=now)
     return Invoice.objects.get(pk=credit_id)
+
+
+def _reminder_fees_credit(*, invoice: Invoice, now: dt.datetime) -> None:
+    """Credit the fees of the letters that reminded only of debts that never existed,
+    ``invoice`` (just credited in full, no correction) the last of them
+    (``dunning.reminder_fees_never_owed``, renteloven §9 b), and settle a collection case
+    for them.  Each fee's credit note is issued as any credit note is: it settles what is
+    open of the fee, and a fee already paid becomes the account's credit.  The caller
+    holds the series counter and the fee invoices' rows (locked with the invoice's:
+    :func:`invoice_lock_with_open_invoices`)."""
+    from billing.services.dunning import reminder_fees_never_owed
+
+    fees = reminder_fees_never_owed(invoice=invoice)
+    for fee in fees:
+        invoice_credit(invoice=fee, now=now)
+    if fees:
+        # settled, not withdrawn: nothing it handed over is open any more, by a credit of
+        # the ledger dated like any (a withdrawal is staff's decision, with its reason)
+        collection_cases_settle(
+            on=_local_issue_date(now, invoice.network.time_zone),
+            invoice_ids=[invoice.pk, *(fee.pk for fee in fees)],
+        )
 
 
 def accounts_lock(account_ids: Sequence[int]) -> None:
@@ -469,12 +503,20 @@ def invoice_lock_with_open_invoices(invoice: Invoice) -> None:
     account's other open invoices (:func:`_apply_credit_notes`): those are the rows a
     payment's allocation and a refund lock, in id order (``payments.payment_allocate``).
     Locking the original alone first, then the others, deadlocked against a payment of
-    the same account that held the older invoices and waited for the original."""
+    the same account that held the older invoices and waited for the original.  The fee
+    invoices of the letters that reminded of it are among them, paid ones too: crediting
+    it may credit them (:func:`_reminder_fees_credit`)."""
+    from billing.services.dunning import claim_fee_invoice_ids
     from billing.services.payments import OPEN_STATES
 
+    fee_ids = claim_fee_invoice_ids(invoice)
     list(
         Invoice.objects.select_for_update(of=("self",))
-        .filter(Q(pk=invoice.pk) | Q(account_id=invoice.account_id, state__in=OPEN_STATES))
+        .filter(
+            Q(pk=invoice.pk)
+            | Q(pk__in=fee_ids)
+            | Q(account_id=invoice.account_id, state__in=OPEN_STATES)
+        )
         .order_by("pk")
         .values_list("pk", flat=True)
     )

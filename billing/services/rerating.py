@@ -176,7 +176,8 @@ def invoice_rerate(
             and draft.gross == invoice.gross
         ):
             return None
-        credit_note = invoice_credit(invoice=invoice, now=now)
+        # the correction replaces it: the debt existed, its reminder fees stay
+        credit_note = invoice_credit(invoice=invoice, now=now, corrected=True)
         correction = _correction_write(invoice=invoice, draft=draft, now=now)
         invoices_render_after_commit(
             [credit_note.pk, correction.pk]

@@ -215,12 +215,14 @@ class TestSettlement:
         from billing.services.collection import collection_case_hand_over
 
         collection_case_hand_over(case=case, user=None, now=late(47))
-        for invoice in [october, *fee_invoices_of(account)]:
-            invoice_credit(invoice=invoice, now=late(50))
+        # credited in full, October was never owed: its letters' fees are credited with it
+        invoice_credit(invoice=october, now=late(50))
 
         case.refresh_from_db()
         assert case.state == CollectionCase.State.SETTLED
         assert case.settled_on == dt.date(2027, 1, 4)
+        assert [fee.state for fee in fee_invoices_of(account)] == [Invoice.State.PAID] * 2
+        assert account_balance(account=account) == Decimal("0.00")
 
     def test_a_withdrawn_case_stays_withdrawn_when_paid(self):
         account, _october, case = self.handed_over()
