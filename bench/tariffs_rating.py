@@ -32,13 +32,25 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000)
     args = parser.parse_args()
     det = Determinants(
-        period_start=dt.date(2026, 1, 1), period_end=dt.date(2026, 2, 1), energy_mwh=Decimal("2.345"),
-        volume_m3=Decimal("70.1"), return_temp_c=Decimal("38.2"), flow_temp_c=Decimal("71.0"),
-        contracted_kw=Decimal("12"), heated_area_m2=Decimal("130"), annual_energy_mwh=Decimal("18.1"),
+        period_start=dt.date(2026, 1, 1),
+        period_end=dt.date(2026, 2, 1),
+        energy_mwh=Decimal("2.345"),
+        volume_m3=Decimal("70.1"),
+        return_temp_c=Decimal("38.2"),
+        flow_temp_c=Decimal("71.0"),
+        contracted_kw=Decimal("12"),
+        heated_area_m2=Decimal("130"),
+        annual_energy_mwh=Decimal("18.1"),
     )
     for key, entry in PUBLISHED_TARIFFS.items():
-        spec = TariffSpec(version_id=1, tariff_code=key, currency=entry["currency"], vat_rate=Decimal(entry["vat_rate"]),
-                          components=components_from_data(entry["components"]), prices_include_vat=entry["prices_include_vat"])
+        spec = TariffSpec(
+            version_id=1,
+            tariff_code=key,
+            currency=entry["currency"],
+            vat_rate=Decimal(entry["vat_rate"]),
+            components=components_from_data(entry["components"]),
+            prices_include_vat=entry["prices_include_vat"],
+        )
         started = time.perf_counter()
         for _ in range(args.n):
             rate(determinants=det, tariff=spec)

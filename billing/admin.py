@@ -592,7 +592,9 @@ class OnceSubmittedForm(forms.ModelForm):
         if self.booked_before() is None:
             super()._post_clean()
             return
-        self.instance = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
+        self.instance = construct_instance(
+            self, self.instance, self._meta.fields, self._meta.exclude
+        )
 
 
 class RecordedByServiceAdmin(IndexedSearchMixin, admin.ModelAdmin):
@@ -1169,7 +1171,15 @@ class RerateFailureAdmin(IndexedSearchMixin, admin.ModelAdmin):
     or a changed contract touched but that could not be re-rated: each says why, since
     when, and when it was last tried.  A run's bills show theirs among its exceptions."""
 
-    list_display = ["invoice", "account", "code", "error", "created_at", "last_tried_at", "resolved"]
+    list_display = [
+        "invoice",
+        "account",
+        "code",
+        "error",
+        "created_at",
+        "last_tried_at",
+        "resolved",
+    ]
     list_filter = ["resolved", "code", "invoice__network"]
     search_fields = ["^account__number", "account__customer__name"]
     list_select_related = ["invoice", "account__customer"]

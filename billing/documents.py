@@ -521,9 +521,7 @@ def energy_lines_mwh(lines) -> tuple[list, Decimal]:
     energy = [ln for ln in lines if ln.kind == "energy" and ln.unit in ENERGY_UNITS]
     mwh = sum(
         (
-            ln.quantity
-            * ENERGY_UNITS[ln.unit].numerator
-            / ENERGY_UNITS[ln.unit].denominator
+            ln.quantity * ENERGY_UNITS[ln.unit].numerator / ENERGY_UNITS[ln.unit].denominator
             for ln in energy
         ),
         Decimal("0"),

@@ -67,4 +67,6 @@ def upload_text(data: bytes, *, field: str = "file") -> str:
 
 
 def _refused(message: str, field: str) -> UnreadableUpload:
-    return UnreadableUpload(message, errors=[ErrorItem(code="encoding", message=message, field=field)])
+    return UnreadableUpload(
+        message, errors=[ErrorItem(code="encoding", message=message, field=field)]
+    )

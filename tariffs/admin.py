@@ -60,22 +60,60 @@ class TariffAdmin(admin.ModelAdmin):
 class TariffVersionForm(forms.ModelForm):
     class Meta:
         model = models.TariffVersion
-        fields = ["tariff", "valid_from", "valid_to", "prices_include_vat", "vat_rate", "components", "notes"]
-        widgets = {"components": forms.Textarea(attrs={"rows": 20, "cols": 100, "style": "font-family: monospace"})}
+        fields = [
+            "tariff",
+            "valid_from",
+            "valid_to",
+            "prices_include_vat",
+            "vat_rate",
+            "components",
+            "notes",
+        ]
+        widgets = {
+            "components": forms.Textarea(
+                attrs={"rows": 20, "cols": 100, "style": "font-family: monospace"}
+            )
+        }
 
 
 @admin.register(models.TariffVersion)
 class TariffVersionAdmin(admin.ModelAdmin):
     form = TariffVersionForm
-    list_display = ["tariff", "number", "valid_from", "valid_to", "status", "approved_at", "approved_by", "report_link"]
+    list_display = [
+        "tariff",
+        "number",
+        "valid_from",
+        "valid_to",
+        "status",
+        "approved_at",
+        "approved_by",
+        "report_link",
+    ]
     list_filter = ["status", "tariff__network"]
     search_fields = ["tariff__code", "tariff__name"]
     actions = ["approve_versions", "publish_versions"]
 
     def get_readonly_fields(self, request, obj=None):
-        base = ["number", "status", "approved_at", "approved_by", "approved_under_cap", "published_at", "created_at"]
+        base = [
+            "number",
+            "status",
+            "approved_at",
+            "approved_by",
+            "approved_under_cap",
+            "published_at",
+            "created_at",
+        ]
         if obj is not None and obj.is_locked:
-            return [*base, "tariff", "valid_from", "valid_to", "prices_include_vat", "vat_rate", "components", "notes"]
+            return [
+                *base,
+                "tariff",
+                "valid_from",
+                "valid_to",
+                "prices_include_vat",
+                "vat_rate",
+                "components",
+                "notes",
+            ]
         return base
 
     def has_delete_permission(self, request, obj=None):
@@ -89,8 +127,12 @@ class TariffVersionAdmin(admin.ModelAdmin):
             services.tariff_version_update_draft(version=obj, **data)
         else:
             created = services.tariff_version_create(
-                tariff=form.cleaned_data["tariff"], valid_from=obj.valid_from, valid_to=obj.valid_to,
-                components=obj.components, prices_include_vat=obj.prices_include_vat, vat_rate=obj.vat_rate,
+                tariff=form.cleaned_data["tariff"],
+                valid_from=obj.valid_from,
+                valid_to=obj.valid_to,
+                components=obj.components,
+                prices_include_vat=obj.prices_include_vat,
+                vat_rate=obj.vat_rate,
                 notes=obj.notes,
             )
             obj.pk = created.pk
@@ -98,18 +140,24 @@ class TariffVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Impact & examples")
     def report_link(self, obj):
-        return format_html('<a href="{}">open</a>', reverse("admin:tariffs_tariffversion_report", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">open</a>', reverse("admin:tariffs_tariffversion_report", args=[obj.pk])
+        )
 
     def has_approve_permission(self, request):
         return request.user.has_perm("tariffs.approve_tariffversion")
 
-    @admin.action(description="Approve selected drafts (under the price cap)", permissions=["approve"])
+    @admin.action(
+        description="Approve selected drafts (under the price cap)", permissions=["approve"]
+    )
     def approve_versions(self, request, queryset):
         if not request.user.has_perm("tariffs.approve_tariffversion"):
             raise PermissionDenied
         for version in queryset:
             try:
-                services.tariff_version_approve(version=version, user=request.user, now=timezone.now())
+                services.tariff_version_approve(
+                    version=version, user=request.user, now=timezone.now()
+                )
                 self.message_user(request, f"Approved {version}.", messages.SUCCESS)
             except DomainError as exc:
                 self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
@@ -120,25 +168,36 @@ class TariffVersionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         for version in queryset:
             try:
-                services.tariff_version_publish(version=version, user=request.user, now=timezone.now())
+                services.tariff_version_publish(
+                    version=version, user=request.user, now=timezone.now()
+                )
                 self.message_user(request, f"Published {version}.", messages.SUCCESS)
             except DomainError as exc:
                 self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
 
     def get_urls(self):
         return [
-            path("<int:pk>/report/", self.admin_site.admin_view(self.report_view), name="tariffs_tariffversion_report"),
+            path(
+                "<int:pk>/report/",
+                self.admin_site.admin_view(self.report_view),
+                name="tariffs_tariffversion_report",
+            ),
             *super().get_urls(),
         ]
 
     def report_view(self, request, pk):
-        version = get_object_or_404(models.TariffVersion.objects.select_related("tariff__network"), pk=pk)
+        version = get_object_or_404(
+            models.TariffVersion.objects.select_related("tariff__network"), pk=pk
+        )
         if not self.has_view_permission(request, version):
             raise PermissionDenied
         spec = tariff_spec_for_version(version)
         query = ReportYearForm(request.GET)
         if not query.is_valid():
-            messages.error(request, f"Year: {' '.join(query.errors['year'])} Showing {version.valid_from.year}.")
+            messages.error(
+                request,
+                f"Year: {' '.join(query.errors['year'])} Showing {version.valid_from.year}.",
+            )
         year = query.cleaned_data.get("year") or version.valid_from.year
         as_of = timezone.localdate(timezone=ZoneInfo(version.tariff.network.time_zone))
         context = {
@@ -165,7 +224,15 @@ class TariffAssignmentAdmin(IndexedSearchMixin, admin.ModelAdmin):
 class PlantUnitInline(admin.TabularInline):
     model = models.PlantUnit
     extra = 0
-    fields = ["code", "name", "kind", "source_type", "capacity_mw", "lorenz_efficiency", "boiler_efficiency"]
+    fields = [
+        "code",
+        "name",
+        "kind",
+        "source_type",
+        "capacity_mw",
+        "lorenz_efficiency",
+        "boiler_efficiency",
+    ]
 
 
 @admin.register(models.Plant)
@@ -182,13 +249,26 @@ class PlantUnitAdmin(admin.ModelAdmin):
 
 @admin.register(models.ElectricityCharge)
 class ElectricityChargeAdmin(admin.ModelAdmin):
-    list_display = ["price_area", "kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh", "currency", "data_import"]
+    list_display = [
+        "price_area",
+        "kind",
+        "valid_from",
+        "valid_to",
+        "hour_from",
+        "hour_to",
+        "amount_per_mwh",
+        "currency",
+        "data_import",
+    ]
     list_filter = ["price_area", "kind"]
     readonly_fields = ["data_import"]
 
 
 class DataImportForm(forms.ModelForm):
-    upload = forms.FileField(required=False, help_text="CSV file (SCADA export, ENTSO-E day-ahead export, or effective-dated grid/system/tax charges).")
+    upload = forms.FileField(
+        required=False,
+        help_text="CSV file (SCADA export, ENTSO-E day-ahead export, or effective-dated grid/system/tax charges).",
+    )
 
     class Meta:
         model = models.DataImport
@@ -216,10 +296,30 @@ class DataImportForm(forms.ModelForm):
 @admin.register(models.DataImport)
 class DataImportAdmin(admin.ModelAdmin):
     form = DataImportForm
-    list_display = ["id", "kind", "unit", "price_area", "filename", "status", "rows", "resolution_minutes", "first_hour",
-                    "last_hour", "created_at"]
+    list_display = [
+        "id",
+        "kind",
+        "unit",
+        "price_area",
+        "filename",
+        "status",
+        "rows",
+        "resolution_minutes",
+        "first_hour",
+        "last_hour",
+        "created_at",
+    ]
     list_filter = ["kind", "status", "resolution_minutes"]
-    readonly_fields = ["status", "rows", "resolution_minutes", "first_hour", "last_hour", "errors", "finished_at", "filename"]
+    readonly_fields = [
+        "status",
+        "rows",
+        "resolution_minutes",
+        "first_hour",
+        "last_hour",
+        "errors",
+        "finished_at",
+        "filename",
+    ]
     preview_lines = 20
 
     def has_change_permission(self, request, obj=None):
@@ -241,15 +341,18 @@ class DataImportAdmin(admin.ModelAdmin):
         lines = obj.content.splitlines()
         more = len(lines) - self.preview_lines
         shown = "\n".join(lines[: self.preview_lines])
-        return format_html(
-            "<pre>{}</pre>{}", shown, f"… and {more} more lines" if more > 0 else ""
-        )
+        return format_html("<pre>{}</pre>{}", shown, f"… and {more} more lines" if more > 0 else "")
 
     def save_model(self, request, obj, form, change):
         upload = form.cleaned_data.get("upload")
         created = services.data_import_create(
-            kind=obj.kind, content=form.cleaned_data["content"], filename=getattr(upload, "name", "") or "",
-            unit=obj.unit, price_area=obj.price_area, currency=obj.currency, time_zone=obj.time_zone,
+            kind=obj.kind,
+            content=form.cleaned_data["content"],
+            filename=getattr(upload, "name", "") or "",
+            unit=obj.unit,
+            price_area=obj.price_area,
+            currency=obj.currency,
+            time_zone=obj.time_zone,
         )
         obj.pk = created.pk
 
@@ -258,10 +361,16 @@ class OperatingCostComputeForm(forms.Form):
     network = forms.ModelChoiceField(queryset=Network.objects.all())
     period_start = forms.DateField(help_text="First local day (inclusive).")
     period_end = forms.DateField(help_text="Local day after the last (exclusive).")
-    loss_share = forms.DecimalField(required=False, max_digits=6, decimal_places=4,
-                                    help_text="Network losses as a share of heat produced (or give heat sold).")
+    loss_share = forms.DecimalField(
+        required=False,
+        max_digits=6,
+        decimal_places=4,
+        help_text="Network losses as a share of heat produced (or give heat sold).",
+    )
     heat_sold_mwh = forms.DecimalField(required=False, max_digits=14, decimal_places=3)
-    network_costs_per_year = forms.DecimalField(required=False, max_digits=14, decimal_places=2, initial=0)
+    network_costs_per_year = forms.DecimalField(
+        required=False, max_digits=14, decimal_places=2, initial=0
+    )
 
 
 class PriceCapComputeForm(forms.Form):
@@ -270,11 +379,16 @@ class PriceCapComputeForm(forms.Form):
     period_start = forms.DateField()
     period_end = forms.DateField()
     operating_cost = forms.ModelChoiceField(
-        queryset=models.OperatingCost.objects.all(), required=False,
+        queryset=models.OperatingCost.objects.all(),
+        required=False,
         help_text="Cost-based: take variable/fixed costs and sales from this run (inputs below add to it).",
     )
-    inputs = forms.JSONField(initial=dict, required=False, widget=forms.Textarea(attrs={"rows": 12, "cols": 90}),
-                             help_text="Method inputs as JSON, see docs/tariffs.md (Price caps).")
+    inputs = forms.JSONField(
+        initial=dict,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 90}),
+        help_text="Method inputs as JSON, see docs/tariffs.md (Price caps).",
+    )
 
 
 def _compute_view(model_admin, request, form_class, title, compute):
@@ -290,19 +404,41 @@ def _compute_view(model_admin, request, form_class, title, compute):
                 form.add_error(None, f"{item.field or ''}: {item.message}")
         else:
             model_admin.message_user(request, f"Computed {obj}.", messages.SUCCESS)
-            return HttpResponseRedirect(reverse(f"admin:tariffs_{model_admin.model._meta.model_name}_report", args=[obj.pk]))
-    context = {**model_admin.admin_site.each_context(request), "title": title, "form": form,
-               "opts": model_admin.model._meta}
+            return HttpResponseRedirect(
+                reverse(f"admin:tariffs_{model_admin.model._meta.model_name}_report", args=[obj.pk])
+            )
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "form": form,
+        "opts": model_admin.model._meta,
+    }
     return TemplateResponse(request, "tariffs/compute_form.html", context)
 
 
 @admin.register(models.OperatingCost)
 class OperatingCostAdmin(admin.ModelAdmin):
-    list_display = ["network", "period_start", "period_end", "cost_per_mwh_produced", "cost_per_mwh_sold", "computed_at", "report_link"]
+    list_display = [
+        "network",
+        "period_start",
+        "period_end",
+        "cost_per_mwh_produced",
+        "cost_per_mwh_sold",
+        "computed_at",
+        "report_link",
+    ]
     list_filter = ["network"]
     exclude = ["hourly_csv"]
-    readonly_fields = ["network", "period_start", "period_end", "inputs", "results", "cost_per_mwh_produced",
-                       "cost_per_mwh_sold", "computed_at"]
+    readonly_fields = [
+        "network",
+        "period_start",
+        "period_end",
+        "inputs",
+        "results",
+        "cost_per_mwh_produced",
+        "cost_per_mwh_sold",
+        "computed_at",
+    ]
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -313,21 +449,37 @@ class OperatingCostAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         def compute(data):
             return services.operating_cost_compute(
-                network=data["network"], period_start=data["period_start"], period_end=data["period_end"],
-                now=timezone.now(), loss_share=data.get("loss_share"), heat_sold_mwh=data.get("heat_sold_mwh"),
+                network=data["network"],
+                period_start=data["period_start"],
+                period_end=data["period_end"],
+                now=timezone.now(),
+                loss_share=data.get("loss_share"),
+                heat_sold_mwh=data.get("heat_sold_mwh"),
                 network_costs_per_year=data.get("network_costs_per_year") or Decimal(0),
             )
 
-        return _compute_view(self, request, OperatingCostComputeForm, "Compute operating cost", compute)
+        return _compute_view(
+            self, request, OperatingCostComputeForm, "Compute operating cost", compute
+        )
 
     @admin.display(description="Report")
     def report_link(self, obj):
-        return format_html('<a href="{}">plots</a>', reverse("admin:tariffs_operatingcost_report", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">plots</a>', reverse("admin:tariffs_operatingcost_report", args=[obj.pk])
+        )
 
     def get_urls(self):
         return [
-            path("<int:pk>/report/", self.admin_site.admin_view(self.report_view), name="tariffs_operatingcost_report"),
-            path("<int:pk>/hourly.csv", self.admin_site.admin_view(self.hourly_csv), name="tariffs_operatingcost_hourly"),
+            path(
+                "<int:pk>/report/",
+                self.admin_site.admin_view(self.report_view),
+                name="tariffs_operatingcost_report",
+            ),
+            path(
+                "<int:pk>/hourly.csv",
+                self.admin_site.admin_view(self.hourly_csv),
+                name="tariffs_operatingcost_hourly",
+            ),
             *super().get_urls(),
         ]
 
@@ -336,13 +488,18 @@ class OperatingCostAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, cost):
             raise PermissionDenied
         plots = [
-            (title, base64.b64encode(render_plot(cost=cost, kind=kind)).decode("ascii")) for kind, title in PLOTS.items()
+            (title, base64.b64encode(render_plot(cost=cost, kind=kind)).decode("ascii"))
+            for kind, title in PLOTS.items()
         ]
         context = {
-            **self.admin_site.each_context(request), "title": f"Operating cost: {cost}", "cost": cost,
-            "figures": cost.results.get("figures", {}), "per_unit": cost.results.get("per_unit", {}),
+            **self.admin_site.each_context(request),
+            "title": f"Operating cost: {cost}",
+            "cost": cost,
+            "figures": cost.results.get("figures", {}),
+            "per_unit": cost.results.get("per_unit", {}),
             "cop_by_month": cost.results.get("cop_by_month", {}),
-            "plots": plots, "opts": self.model._meta,
+            "plots": plots,
+            "opts": self.model._meta,
         }
         return TemplateResponse(request, "tariffs/operating_cost.html", context)
 
@@ -351,7 +508,9 @@ class OperatingCostAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, cost):
             raise PermissionDenied
         response = HttpResponse(cost.hourly_csv, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="operating-cost-{cost.pk}-hourly.csv"'
+        response["Content-Disposition"] = (
+            f'attachment; filename="operating-cost-{cost.pk}-hourly.csv"'
+        )
         return response
 
 
@@ -365,13 +524,39 @@ def _above_cap_text(found: dict) -> str:
 
 @admin.register(models.PriceCap)
 class PriceCapAdmin(admin.ModelAdmin):
-    list_display = ["network", "method", "status", "period_start", "period_end", "energy_cap_per_mwh",
-                    "fixed_cap_per_year", "capacity_cap_per_kw", "reference_total_cap", "report_link"]
+    list_display = [
+        "network",
+        "method",
+        "status",
+        "period_start",
+        "period_end",
+        "energy_cap_per_mwh",
+        "fixed_cap_per_year",
+        "capacity_cap_per_kw",
+        "reference_total_cap",
+        "report_link",
+    ]
     list_filter = ["network", "method", "status"]
-    readonly_fields = ["network", "method", "status", "period_start", "period_end", "currency", "includes_vat",
-                       "energy_cap_per_mwh", "fixed_cap_per_year", "capacity_cap_per_kw", "area_cap_per_m2",
-                       "reference_total_cap", "operating_cost", "inputs", "results", "computed_at", "adopted_at",
-                       "versions_above_cap"]
+    readonly_fields = [
+        "network",
+        "method",
+        "status",
+        "period_start",
+        "period_end",
+        "currency",
+        "includes_vat",
+        "energy_cap_per_mwh",
+        "fixed_cap_per_year",
+        "capacity_cap_per_kw",
+        "area_cap_per_m2",
+        "reference_total_cap",
+        "operating_cost",
+        "inputs",
+        "results",
+        "computed_at",
+        "adopted_at",
+        "versions_above_cap",
+    ]
     actions = ["adopt_caps"]
 
     @admin.display(description="Versions in force above this cap")
@@ -392,13 +577,20 @@ class PriceCapAdmin(admin.ModelAdmin):
                 network = data["network"]
                 conns = ServiceConnection.objects.filter(network=network)
                 base = services.cost_based_inputs_from_cost(
-                    cost=cost, connections=conns.count() or 1,
-                    contracted_kw_total=conns.aggregate(k=Sum("contracted_capacity_kw"))["k"] or Decimal(1),
+                    cost=cost,
+                    connections=conns.count() or 1,
+                    contracted_kw_total=conns.aggregate(k=Sum("contracted_capacity_kw"))["k"]
+                    or Decimal(1),
                 )
                 inputs = {**base, **inputs}
             return services.price_cap_compute(
-                network=data["network"], method=data["method"], period_start=data["period_start"],
-                period_end=data["period_end"], inputs=inputs, now=timezone.now(), operating_cost=cost,
+                network=data["network"],
+                method=data["method"],
+                period_start=data["period_start"],
+                period_end=data["period_end"],
+                inputs=inputs,
+                now=timezone.now(),
+                operating_cost=cost,
             )
 
         return _compute_view(self, request, PriceCapComputeForm, "Compute a price cap", compute)
@@ -408,7 +600,9 @@ class PriceCapAdmin(admin.ModelAdmin):
 
     @admin.display(description="Report")
     def report_link(self, obj):
-        return format_html('<a href="{}">open</a>', reverse("admin:tariffs_pricecap_report", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">open</a>', reverse("admin:tariffs_pricecap_report", args=[obj.pk])
+        )
 
     @admin.action(description="Adopt selected caps", permissions=["change"])
     def adopt_caps(self, request, queryset):
@@ -423,28 +617,55 @@ class PriceCapAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("<int:pk>/report/", self.admin_site.admin_view(self.report_view), name="tariffs_pricecap_report"),
-            path("<int:pk>/export.<str:fmt>", self.admin_site.admin_view(self.export_view), name="tariffs_pricecap_export"),
+            path(
+                "<int:pk>/report/",
+                self.admin_site.admin_view(self.report_view),
+                name="tariffs_pricecap_report",
+            ),
+            path(
+                "<int:pk>/export.<str:fmt>",
+                self.admin_site.admin_view(self.export_view),
+                name="tariffs_pricecap_export",
+            ),
             *super().get_urls(),
         ]
 
     def report_view(self, request, pk):
-        cap = get_object_or_404(models.PriceCap.objects.select_related("network", "operating_cost"), pk=pk)
+        cap = get_object_or_404(
+            models.PriceCap.objects.select_related("network", "operating_cost"), pk=pk
+        )
         if not self.has_view_permission(request, cap):
             raise PermissionDenied
-        plots = [("Cost per MWh sold vs the energy cap", base64.b64encode(render_cap_plot(cap=cap)).decode("ascii"))]
+        plots = [
+            (
+                "Cost per MWh sold vs the energy cap",
+                base64.b64encode(render_cap_plot(cap=cap)).decode("ascii"),
+            )
+        ]
         if cap.operating_cost_id:
             plots += [
-                (title, base64.b64encode(render_plot(cost=cap.operating_cost, kind=kind)).decode("ascii"))
+                (
+                    title,
+                    base64.b64encode(render_plot(cost=cap.operating_cost, kind=kind)).decode(
+                        "ascii"
+                    ),
+                )
                 for kind, title in PLOTS.items()
             ]
         try:
             recompute, refused = services.price_cap_recompute(cap=cap), None
-        except DomainError as exc:  # the stored inputs no longer compute (e.g. prices now in another currency)
+        except (
+            DomainError
+        ) as exc:  # the stored inputs no longer compute (e.g. prices now in another currency)
             recompute, refused = None, exc
         context = {
-            **self.admin_site.each_context(request), "title": f"Price cap: {cap}", "cap": cap,
-            "recompute": recompute, "recompute_refused": refused, "plots": plots, "opts": self.model._meta,
+            **self.admin_site.each_context(request),
+            "title": f"Price cap: {cap}",
+            "cap": cap,
+            "recompute": recompute,
+            "recompute_refused": refused,
+            "plots": plots,
+            "opts": self.model._meta,
         }
         return TemplateResponse(request, "tariffs/price_cap.html", context)
 
@@ -453,8 +674,10 @@ class PriceCapAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, cap):
             raise PermissionDenied
         fmt = "csv" if fmt == "csv" else "json"
-        response = HttpResponse(services.price_cap_export(cap=cap, fmt=fmt),
-                                content_type="text/csv" if fmt == "csv" else "application/json")
+        response = HttpResponse(
+            services.price_cap_export(cap=cap, fmt=fmt),
+            content_type="text/csv" if fmt == "csv" else "application/json",
+        )
         response["Content-Disposition"] = f'attachment; filename="price-cap-{cap.pk}.{fmt}"'
         return response
 

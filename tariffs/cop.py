@@ -50,7 +50,10 @@ def lorenz_cop(*, sink_in_c, sink_out_c, source_in_c, source_out_c):
 def modelled_cop(*, efficiency: float, sink_in_c, sink_out_c, source_in_c, source_out_c):
     """Real COP modelled as Lorenz efficiency × Lorenz COP."""
     return float(efficiency) * lorenz_cop(
-        sink_in_c=sink_in_c, sink_out_c=sink_out_c, source_in_c=source_in_c, source_out_c=source_out_c
+        sink_in_c=sink_in_c,
+        sink_out_c=sink_out_c,
+        source_in_c=source_in_c,
+        source_out_c=source_out_c,
     )
 
 

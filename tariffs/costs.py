@@ -59,7 +59,12 @@ PRICE_COMPONENTS = ("spot", "grid", "system", "tax")
 ENERGY_COLUMNS = ("heat_mwh", "electricity_mwh", "fuel_mwh")
 ELECTRIC_KINDS = ("heat_pump", "electric_boiler")
 _UNIT_HOUR_COLUMNS = (
-    "heat_mwh", "electricity_used_mwh", "electricity_cost", "fuel_used_mwh", "fuel_cost", "om_variable_cost",
+    "heat_mwh",
+    "electricity_used_mwh",
+    "electricity_cost",
+    "fuel_used_mwh",
+    "fuel_cost",
+    "om_variable_cost",
     "variable_cost",
 )
 NO_ENERGY = quantize_energy(0)
@@ -76,7 +81,9 @@ def exact_values(values) -> list[Decimal | None]:
     """A column as exact decimals: ``Decimal`` (the database's values) and ``int`` as they are, a
     float by its shortest repr (:func:`heatutility.money.to_decimal`: ``0.1`` is ``Decimal('0.1')``),
     missing (``None``, NaN, ``pd.NA``) as ``None``."""
-    items = values.tolist() if hasattr(values, "tolist") else list(values)  # Python scalars, not numpy's
+    items = (
+        values.tolist() if hasattr(values, "tolist") else list(values)
+    )  # Python scalars, not numpy's
     types = set(map(type, items))
     if types <= {Decimal, type(None)}:
         return items
@@ -106,7 +113,9 @@ def exact_values(values) -> list[Decimal | None]:
     return out
 
 
-def hourly_electricity_price(prices: pd.DataFrame, *, components: tuple[str, ...] = PRICE_COMPONENTS) -> list[Decimal | None]:
+def hourly_electricity_price(
+    prices: pd.DataFrame, *, components: tuple[str, ...] = PRICE_COMPONENTS
+) -> list[Decimal | None]:
     """Electricity price per hour: the exact sum of the price ``components`` (spot, grid, system,
     tax per MWh), ``None`` where every component is missing.  Never a float sum (0.1 + 0.2 is 0.3)."""
     return _price_sums([exact_values(prices[c]) for c in components])
@@ -146,12 +155,16 @@ def annuity(*, investment: Decimal, rate: Decimal, years: int) -> Decimal:
     return investment * rate / (1 - (1 + rate) ** -years)
 
 
-def capital_cost_per_year(*, method: str, investment: Decimal, rate: Decimal, years: int, year_index: int) -> Decimal:
+def capital_cost_per_year(
+    *, method: str, investment: Decimal, rate: Decimal, years: int, year_index: int
+) -> Decimal:
     """Capital cost of asset year ``year_index`` (1-based): the annuity is paid in years 1…n,
     depreciation plus interest follows the book value; nothing before commissioning or after
     the lifetime (a written-off unit costs no capital)."""
     if method == "depreciation":
-        return depreciation_with_interest(investment=investment, rate=rate, years=years, year_index=year_index)
+        return depreciation_with_interest(
+            investment=investment, rate=rate, years=years, year_index=year_index
+        )
     if years <= 0:
         raise ValueError("lifetime must be at least one year")
     if year_index < 1 or year_index > years:
@@ -175,7 +188,9 @@ def asset_year_index(*, commissioned_on: dt.date, on: dt.date) -> int:
     return k + 1
 
 
-def asset_year_pieces(*, commissioned_on: dt.date, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date, int]]:
+def asset_year_pieces(
+    *, commissioned_on: dt.date, start: dt.date, end: dt.date
+) -> list[tuple[dt.date, dt.date, int]]:
     """``[start, end)`` split at the unit's commissioning date and anniversaries, each piece with its
     asset year (≤ 0 = not yet commissioned).  A partial asset year counts by its share of the
     period's year fraction (calendar months of 1/12, split by days, as every other per-year cost)."""
@@ -190,7 +205,9 @@ def asset_year_pieces(*, commissioned_on: dt.date, start: dt.date, end: dt.date)
     return pieces
 
 
-def depreciation_with_interest(*, investment: Decimal, rate: Decimal, years: int, year_index: int) -> Decimal:
+def depreciation_with_interest(
+    *, investment: Decimal, rate: Decimal, years: int, year_index: int
+) -> Decimal:
     """Year ``k`` (1-based): ``I/n`` depreciation + interest on the book value at the start of year k.
 
     Outside the asset's life (before commissioning, ``k < 1``, or written off, ``k > n``)
@@ -251,13 +268,18 @@ class CostResult:
             "figures": {k: s(v) for k, v in self.figures.items()},
             "per_unit": {u: {k: s(v) for k, v in d.items()} for u, d in self.per_unit.items()},
             "cop_by_month": {
-                u: [{k: (s(v) if isinstance(v, Decimal) else v) for k, v in row.items()} for row in rows]
+                u: [
+                    {k: (s(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
+                    for row in rows
+                ]
                 for u, rows in self.cop_by_month.items()
             },
         }
 
 
-def _unit_hours(u: UnitParams, *, heat, electricity_metered, fuel_metered, cop, price) -> tuple[dict, dict]:
+def _unit_hours(
+    u: UnitParams, *, heat, electricity_metered, fuel_metered, cop, price
+) -> tuple[dict, dict]:
     """One unit's hourly energies (``Decimal``, 1 Wh) and money (exact) as lists, and their sums.
 
     Inputs per hour: exact heat, metered electricity and fuel (``None`` where not metered),
@@ -299,8 +321,12 @@ def _unit_hours(u: UnitParams, *, heat, electricity_metered, fuel_metered, cop, 
         om_variable_cost = [q * om_price for q in heat]
         variable_cost = list(map(add, map(add, electricity_cost, fuel_cost), om_variable_cost))
         columns = {
-            "heat_mwh": heat, "electricity_used_mwh": electricity, "electricity_cost": electricity_cost,
-            "fuel_used_mwh": fuel, "fuel_cost": fuel_cost, "om_variable_cost": om_variable_cost,
+            "heat_mwh": heat,
+            "electricity_used_mwh": electricity,
+            "electricity_cost": electricity_cost,
+            "fuel_used_mwh": fuel,
+            "fuel_cost": fuel_cost,
+            "om_variable_cost": om_variable_cost,
             "variable_cost": variable_cost,
         }
         sums = {c: sum(values, Decimal(0)) for c, values in columns.items()}
@@ -315,30 +341,40 @@ def _cop_by_month(rows: pd.DataFrame, time_zone: str) -> list[dict]:
     metered = rows["electricity_mwh"].notna() & (rows["electricity_mwh"] > 0)
     modelled = rows["cop_modelled"].notna() & (rows["cop_modelled"] > 0)
     heat: dict[str, list[Decimal]] = {}  # month: [heat of metered hours, heat of modelled hours]
-    for m, q, is_metered, is_modelled in zip(month, rows["heat_exact"], metered, modelled, strict=True):
+    for m, q, is_metered, is_modelled in zip(
+        month, rows["heat_exact"], metered, modelled, strict=True
+    ):
         sums = heat.setdefault(m, [NO_ENERGY, NO_ENERGY])
         if is_metered:
             sums[0] += q
         if is_modelled:
             sums[1] += q
-    frame = pd.DataFrame({
-        "month": month,
-        "q_meas": rows["heat_mwh"].where(metered, 0.0),
-        "e_meas": rows["electricity_mwh"].where(metered, 0.0),
-        "q_mod": rows["heat_mwh"].where(modelled, 0.0),
-        "e_mod": (rows["heat_mwh"] / rows["cop_modelled"]).where(modelled, 0.0),
-    }).groupby("month").sum()
+    frame = (
+        pd.DataFrame(
+            {
+                "month": month,
+                "q_meas": rows["heat_mwh"].where(metered, 0.0),
+                "e_meas": rows["electricity_mwh"].where(metered, 0.0),
+                "q_mod": rows["heat_mwh"].where(modelled, 0.0),
+                "e_mod": (rows["heat_mwh"] / rows["cop_modelled"]).where(modelled, 0.0),
+            }
+        )
+        .groupby("month")
+        .sum()
+    )
     out = []
     for m, r in frame.iterrows():
         meas = float(r["q_meas"] / r["e_meas"]) if r["e_meas"] > 0 else None
         mod = float(r["q_mod"] / r["e_mod"]) if r["e_mod"] > 0 else None
-        out.append({
-            "month": m,
-            "heat_mwh": heat[m][1] or heat[m][0],
-            "seasonal_cop_measured": None if meas is None else to_decimal(round(meas, 4)),
-            "seasonal_cop_modelled": None if mod is None else to_decimal(round(mod, 4)),
-            "gap": None if meas is None or mod is None else to_decimal(round(meas - mod, 4)),
-        })
+        out.append(
+            {
+                "month": m,
+                "heat_mwh": heat[m][1] or heat[m][0],
+                "seasonal_cop_measured": None if meas is None else to_decimal(round(meas, 4)),
+                "seasonal_cop_modelled": None if mod is None else to_decimal(round(mod, 4)),
+                "gap": None if meas is None or mod is None else to_decimal(round(meas - mod, 4)),
+            }
+        )
     return out
 
 
@@ -365,20 +401,26 @@ def operating_cost(
     frame = hours.merge(prices.assign(_price_row=prices.index), on="hour_start", how="left")
     kind = frame["unit_id"].map({u.id: u.kind for u in units})
     if kind.isna().any():
-        raise ValueError(f"hours of units {sorted(set(frame.loc[kind.isna(), 'unit_id']))} that are not in the plant")
+        raise ValueError(
+            f"hours of units {sorted(set(frame.loc[kind.isna(), 'unit_id']))} that are not in the plant"
+        )
     missing_price = frame["spot"].isna() & kind.isin(ELECTRIC_KINDS)
     if missing_price.any():
         first = frame.loc[missing_price, "hour_start"].min()
         raise ValueError(
             f"{int(missing_price.sum())} operating hours have no electricity price (first {first:%Y-%m-%d %H:%M} UTC); import prices first"
         )
-    price_row = frame["_price_row"].fillna(len(prices)).to_numpy(dtype="int64")  # len(prices): no price
+    price_row = (
+        frame["_price_row"].fillna(len(prices)).to_numpy(dtype="int64")
+    )  # len(prices): no price
     # exact decimals for pricing; the frame keeps floats for the physics (COP) only
     exact = {c: np.array(exact_values(frame[c]), dtype=object) for c in ENERGY_COLUMNS}
     for c in ENERGY_COLUMNS:
         frame[c] = frame[c].astype("float64")
     eta_lorenz = frame["unit_id"].map({u.id: float(u.lorenz_efficiency) for u in units})
-    frame["cop_measured"] = np.where(kind == "heat_pump", measured_cop(frame["heat_mwh"], frame["electricity_mwh"]), np.nan)
+    frame["cop_measured"] = np.where(
+        kind == "heat_pump", measured_cop(frame["heat_mwh"], frame["electricity_mwh"]), np.nan
+    )
     frame["cop_modelled"] = np.where(
         kind == "heat_pump",
         modelled_cop(
@@ -387,7 +429,8 @@ def operating_cost(
             sink_out_c=frame["supply_c"],
             source_in_c=frame["source_in_c"],
             source_out_c=frame["source_out_c"],
-        ) * eta_lorenz,
+        )
+        * eta_lorenz,
         np.nan,
     )
     metered = frame["electricity_mwh"].notna() & (frame["electricity_mwh"] > 0)
@@ -408,8 +451,12 @@ def operating_cost(
     for u in units:
         at = np.flatnonzero(unit_ids == u.id)
         columns, sums[u.id] = _unit_hours(
-            u, heat=exact["heat_mwh"][at].tolist(), electricity_metered=exact["electricity_mwh"][at].tolist(),
-            fuel_metered=exact["fuel_mwh"][at].tolist(), cop=cop[at].tolist(), price=price[price_row[at]].tolist(),
+            u,
+            heat=exact["heat_mwh"][at].tolist(),
+            electricity_metered=exact["electricity_mwh"][at].tolist(),
+            fuel_metered=exact["fuel_mwh"][at].tolist(),
+            cop=cop[at].tolist(),
+            price=price[price_row[at]].tolist(),
         )
         for c, values in columns.items():
             hourly_columns[c][at] = values
@@ -422,23 +469,33 @@ def operating_cost(
     for u in units:
         rows = frame[frame["unit_id"] == u.id]
         if u.commissioned_on is not None:
-            pieces = asset_year_pieces(commissioned_on=u.commissioned_on, start=period_start, end=period_end)
+            pieces = asset_year_pieces(
+                commissioned_on=u.commissioned_on, start=period_start, end=period_end
+            )
         else:  # commissioning date unknown: every day counts as the given asset year (default 1)
             pieces = [(period_start, period_end, u.year_index)]
 
         def per_year(k: int, u: UnitParams = u) -> Decimal:
-            return capital_cost_per_year(method=u.capital_method, investment=u.investment, rate=u.interest_rate,
-                                         years=u.lifetime_years, year_index=k)
+            return capital_cost_per_year(
+                method=u.capital_method,
+                investment=u.investment,
+                rate=u.interest_rate,
+                years=u.lifetime_years,
+                year_index=k,
+            )
 
         capital = quantize_money(
-            sum((_frac_mul(per_year(k), year_fraction(s, e)) for s, e, k in pieces), Decimal(0)), currency
+            sum((_frac_mul(per_year(k), year_fraction(s, e)) for s, e, k in pieces), Decimal(0)),
+            currency,
         )
         first_year = pieces[0][2] if pieces else u.year_index
         capital_year = per_year(first_year)
         # fixed O&M from commissioning on (a unit not yet built is not maintained); after its
         # lifetime a unit still runs and is maintained, written off or not
         in_service = sum((year_fraction(s, e) for s, e, k in pieces if k >= 1), Fraction(0))
-        fixed_om = quantize_money(_frac_mul(u.capacity_mw * u.om_fixed_per_mw_year, in_service), currency)
+        fixed_om = quantize_money(
+            _frac_mul(u.capacity_mw * u.om_fixed_per_mw_year, in_service), currency
+        )
         fixed_om_total += fixed_om
         capital_total += capital
         hp = rows if u.kind == "heat_pump" else rows.iloc[0:0]
@@ -446,7 +503,9 @@ def operating_cost(
         scop_meas = seasonal_cop(meas["heat_mwh"], meas["electricity_mwh"]) if len(meas) else None
         model_ok = hp[hp["cop_modelled"].notna() & (hp["cop_modelled"] > 0)]
         scop_model = (
-            seasonal_cop(model_ok["heat_mwh"], model_ok["heat_mwh"] / model_ok["cop_modelled"]) if len(model_ok) else None
+            seasonal_cop(model_ok["heat_mwh"], model_ok["heat_mwh"] / model_ok["cop_modelled"])
+            if len(model_ok)
+            else None
         )
         acc = sums[u.id]
         per_unit[u.code] = {
@@ -461,14 +520,18 @@ def operating_cost(
             "capital_per_year": quantize_money(capital_year, currency),
             "asset_year_index": Decimal(first_year),
             "seasonal_cop_measured": None if scop_meas is None else to_decimal(round(scop_meas, 4)),
-            "seasonal_cop_modelled": None if scop_model is None else to_decimal(round(scop_model, 4)),
+            "seasonal_cop_modelled": None
+            if scop_model is None
+            else to_decimal(round(scop_model, 4)),
         }
         if scop_meas is not None and scop_model is not None:
             per_unit[u.code]["cop_gap"] = to_decimal(round(scop_meas - scop_model, 4))
         if u.kind == "heat_pump" and len(hp):
             cop_by_month[u.code] = _cop_by_month(hp, time_zone)
 
-    produced = quantize_energy(sum((sums[u.id]["heat_mwh"] for u in units if u.kind != "storage"), Decimal(0)))
+    produced = quantize_energy(
+        sum((sums[u.id]["heat_mwh"] for u in units if u.kind != "storage"), Decimal(0))
+    )
     if heat_sold_mwh is not None:
         sold = quantize_energy(heat_sold_mwh)
     else:
@@ -497,21 +560,44 @@ def operating_cost(
         "variable_cost": variable,
         "fixed_cost": fixed,
         "total_cost": total,
-        "cost_per_mwh_produced": quantize_money(total / produced, currency) if produced else Decimal(0),
+        "cost_per_mwh_produced": quantize_money(total / produced, currency)
+        if produced
+        else Decimal(0),
         "cost_per_mwh_sold": quantize_money(total / sold, currency) if sold else Decimal(0),
-        "variable_cost_per_mwh_sold": quantize_money(variable / sold, currency) if sold else Decimal(0),
+        "variable_cost_per_mwh_sold": quantize_money(variable / sold, currency)
+        if sold
+        else Decimal(0),
     }
     figures["loss_share"] = figures["loss_share"].quantize(Decimal("0.000001"))
-    hourly = pd.DataFrame({
-        "unit_id": frame["unit_id"], "hour_start": frame["hour_start"], "heat_mwh": hourly_columns["heat_mwh"],
-        "electricity_used_mwh": hourly_columns["electricity_used_mwh"], "cop_measured": frame["cop_measured"],
-        "cop_modelled": frame["cop_modelled"],
-        **{c: np.array([*parts, None], dtype=object)[price_row] for c, parts in price_parts.items()},
-        "electricity_price": price[price_row],
-        **{c: hourly_columns[c] for c in _UNIT_HOUR_COLUMNS if c not in ("heat_mwh", "electricity_used_mwh")},
-    }, index=frame.index)
+    hourly = pd.DataFrame(
+        {
+            "unit_id": frame["unit_id"],
+            "hour_start": frame["hour_start"],
+            "heat_mwh": hourly_columns["heat_mwh"],
+            "electricity_used_mwh": hourly_columns["electricity_used_mwh"],
+            "cop_measured": frame["cop_measured"],
+            "cop_modelled": frame["cop_modelled"],
+            **{
+                c: np.array([*parts, None], dtype=object)[price_row]
+                for c, parts in price_parts.items()
+            },
+            "electricity_price": price[price_row],
+            **{
+                c: hourly_columns[c]
+                for c in _UNIT_HOUR_COLUMNS
+                if c not in ("heat_mwh", "electricity_used_mwh")
+            },
+        },
+        index=frame.index,
+    )
     hourly["unit"] = hourly["unit_id"].map({u.id: u.code for u in units})
-    return CostResult(currency=currency, figures=figures, per_unit=per_unit, hourly=hourly, cop_by_month=cop_by_month)
+    return CostResult(
+        currency=currency,
+        figures=figures,
+        per_unit=per_unit,
+        hourly=hourly,
+        cop_by_month=cop_by_month,
+    )
 
 
 def _frac_mul(value: Decimal, fraction: Fraction) -> Decimal:

@@ -49,7 +49,9 @@ def _floor(value: Decimal, step: str = "1") -> Decimal:
     return (value / Decimal(step)).to_integral_value(rounding=ROUND_FLOOR) * Decimal(step)
 
 
-def synthetic_year(*, seed: int, start_at: pd.Timestamp, end_at: pd.Timestamp, tz: str, annual_heat_mwh: float):
+def synthetic_year(
+    *, seed: int, start_at: pd.Timestamp, end_at: pd.Timestamp, tz: str, annual_heat_mwh: float
+):
     """Hourly outdoor/seawater temperatures, heat demand, unit dispatch and spot prices."""
     rng = np.random.default_rng(seed)
     idx = pd.date_range(start_at, end_at, freq="h", inclusive="left", tz="UTC")
@@ -57,7 +59,12 @@ def synthetic_year(*, seed: int, start_at: pd.Timestamp, end_at: pd.Timestamp, t
     doy = local.day_of_year.to_numpy()
     hour = local.hour.to_numpy()
     season = np.cos(2 * np.pi * (doy - 20) / 365.25)  # 1 in late January, −1 in July
-    outdoor = 8.5 - 9.0 * season + 3.0 * np.sin(2 * np.pi * (hour - 9) / 24) + rng.normal(0, 2.0, len(idx))
+    outdoor = (
+        8.5
+        - 9.0 * season
+        + 3.0 * np.sin(2 * np.pi * (hour - 9) / 24)
+        + rng.normal(0, 2.0, len(idx))
+    )
     seawater = np.clip(9.0 - 6.0 * season + rng.normal(0, 0.3, len(idx)), 1.5, 17.0)
     demand_shape = np.clip(17.0 - outdoor, 0, None) + 2.2 + 0.8 * ((hour >= 6) & (hour <= 9))
     demand = demand_shape / demand_shape.sum() * annual_heat_mwh
@@ -65,24 +72,43 @@ def synthetic_year(*, seed: int, start_at: pd.Timestamp, end_at: pd.Timestamp, t
     ret = np.clip(40.0 + rng.normal(0, 1.0, len(idx)), 36.0, 45.0)
     hp_heat = np.minimum(demand, float(HP_MW))
     boiler_heat = demand - hp_heat
-    cop_model = modelled_cop(efficiency=0.55, sink_in_c=ret, sink_out_c=supply, source_in_c=seawater,
-                             source_out_c=np.maximum(seawater - 3.5, 0.5))
+    cop_model = modelled_cop(
+        efficiency=0.55,
+        sink_in_c=ret,
+        sink_out_c=supply,
+        source_in_c=seawater,
+        source_out_c=np.maximum(seawater - 3.5, 0.5),
+    )
     cop_real = cop_model * np.clip(rng.normal(0.93, 0.03, len(idx)), 0.8, 1.02)
     hp_elec = hp_heat / cop_real
     hp_elec[rng.random(len(idx)) < 0.01] = np.nan  # meter gaps: modelled COP fills them
     weekday = local.day_of_week.to_numpy()
     spot = (
-        620 + 180 * season + 160 * ((hour >= 7) & (hour <= 9)) + 260 * ((hour >= 17) & (hour <= 20))
-        - 120 * (weekday >= 5) + rng.normal(0, 90, len(idx))
+        620
+        + 180 * season
+        + 160 * ((hour >= 7) & (hour <= 9))
+        + 260 * ((hour >= 17) & (hour <= 20))
+        - 120 * (weekday >= 5)
+        + rng.normal(0, 90, len(idx))
     )
     # a windy summer Sunday: midday prices below zero
     sunday = np.flatnonzero((local.month == 6) & (weekday == 6) & (hour >= 11) & (hour <= 15))[:5]
     spot[sunday] = -np.array([35.0, 60.0, 82.5, 41.0, 12.0])[: len(sunday)]
-    return pd.DataFrame({
-        "hour_start": idx, "local": local, "outdoor": outdoor, "seawater_in": seawater,
-        "seawater_out": np.maximum(seawater - 3.5, 0.5), "supply": supply, "return": ret,
-        "hp_heat": hp_heat, "hp_elec": hp_elec, "boiler_heat": boiler_heat, "spot": np.round(spot, 2),
-    })
+    return pd.DataFrame(
+        {
+            "hour_start": idx,
+            "local": local,
+            "outdoor": outdoor,
+            "seawater_in": seawater,
+            "seawater_out": np.maximum(seawater - 3.5, 0.5),
+            "supply": supply,
+            "return": ret,
+            "hp_heat": hp_heat,
+            "hp_elec": hp_elec,
+            "boiler_heat": boiler_heat,
+            "spot": np.round(spot, 2),
+        }
+    )
 
 
 def scada_csv(frame: pd.DataFrame, *, unit: str) -> str:
@@ -104,17 +130,25 @@ def scada_csv(frame: pd.DataFrame, *, unit: str) -> str:
 def entsoe_csv(frame: pd.DataFrame, tz: str) -> str:
     start = frame["local"]
     end = (frame["hour_start"] + pd.Timedelta(hours=1)).dt.tz_convert(tz)
-    ambiguous = start.duplicated(keep=False) | start.dt.strftime("%Y-%m-%d %H").duplicated(keep=False)
+    ambiguous = start.duplicated(keep=False) | start.dt.strftime("%Y-%m-%d %H").duplicated(
+        keep=False
+    )
     marker = np.where(ambiguous, " (" + start.dt.strftime("%Z") + ")", "")
     mtu = start.dt.strftime("%d.%m.%Y %H:%M") + " - " + end.dt.strftime("%d.%m.%Y %H:%M") + marker
-    return pd.DataFrame({"MTU (CET/CEST)": mtu, "Day-ahead Price [DKK/MWh]": frame["spot"]}).to_csv(index=False)
+    return pd.DataFrame({"MTU (CET/CEST)": mtu, "Day-ahead Price [DKK/MWh]": frame["spot"]}).to_csv(
+        index=False
+    )
 
 
 def charges_csv(start: dt.date, currency: str) -> str:
     """Effective-dated charges: a time-of-use grid tariff (peak 17–21 h), system tariffs, tax."""
     rows = [
-        ("grid", "0-6", "150"), ("grid", "6-17", "230"), ("grid", "17-21", "450"), ("grid", "21-24", "230"),
-        ("system", "", "145"), ("tax", "", "8"),
+        ("grid", "0-6", "150"),
+        ("grid", "6-17", "230"),
+        ("grid", "17-21", "450"),
+        ("grid", "21-24", "230"),
+        ("system", "", "145"),
+        ("tax", "", "8"),
     ]
     lines = [f"kind,valid_from,valid_to,hours,Amount [{currency}/MWh]"]
     lines += [f"{kind},{start.isoformat()},,{hours},{amount}" for kind, hours, amount in rows]
@@ -143,65 +177,153 @@ def run(ctx) -> list[str]:
     sold_estimate = float(area) * 0.13  # 130 kWh per m² and year
     produced_estimate = sold_estimate / (1 - float(LOSS_SHARE))
 
-    plant = Plant.objects.create(network=network, code=f"{network.code}-plant", name=f"{network.name} heat plant")
+    plant = Plant.objects.create(
+        network=network, code=f"{network.code}-plant", name=f"{network.name} heat plant"
+    )
     hp = PlantUnit.objects.create(
-        plant=plant, code="hp1", name="Seawater heat pump", kind=PlantUnit.Kind.HEAT_PUMP,
-        source_type=PlantUnit.Source.SEAWATER, capacity_mw=HP_MW, lorenz_efficiency=Decimal("0.55"),
-        om_fixed_per_mw_year=Decimal("150000"), om_variable_per_mwh=Decimal("20"),
-        investment=Decimal("6300000"), lifetime_years=25, interest_rate=Decimal("0.035"),
+        plant=plant,
+        code="hp1",
+        name="Seawater heat pump",
+        kind=PlantUnit.Kind.HEAT_PUMP,
+        source_type=PlantUnit.Source.SEAWATER,
+        capacity_mw=HP_MW,
+        lorenz_efficiency=Decimal("0.55"),
+        om_fixed_per_mw_year=Decimal("150000"),
+        om_variable_per_mwh=Decimal("20"),
+        investment=Decimal("6300000"),
+        lifetime_years=25,
+        interest_rate=Decimal("0.035"),
     )
     boiler = PlantUnit.objects.create(
-        plant=plant, code="eb1", name="Electric peak boiler", kind=PlantUnit.Kind.ELECTRIC_BOILER,
-        capacity_mw=BOILER_MW, boiler_efficiency=Decimal("0.99"), om_fixed_per_mw_year=Decimal("10000"),
-        om_variable_per_mwh=Decimal("5"), investment=Decimal("600000"), lifetime_years=20,
+        plant=plant,
+        code="eb1",
+        name="Electric peak boiler",
+        kind=PlantUnit.Kind.ELECTRIC_BOILER,
+        capacity_mw=BOILER_MW,
+        boiler_efficiency=Decimal("0.99"),
+        om_fixed_per_mw_year=Decimal("10000"),
+        om_variable_per_mwh=Decimal("5"),
+        investment=Decimal("600000"),
+        lifetime_years=20,
         interest_rate=Decimal("0.035"),
     )
     start_at = pd.Timestamp(local_midnight(start, tz))
     end_at = pd.Timestamp(local_midnight(end, tz))
-    frame = synthetic_year(seed=ctx.seed, start_at=start_at, end_at=end_at, tz=tz, annual_heat_mwh=produced_estimate)
-    _import(kind="unit_hours", unit=hp, content=scada_csv(frame, unit="hp"), filename="scada-hp1.csv", time_zone=tz)
-    _import(kind="unit_hours", unit=boiler, content=scada_csv(frame, unit="eb"), filename="scada-eb1.csv", time_zone=tz)
-    prices = _import(kind="spot_prices", price_area=network.price_area, currency=network.currency,
-                     content=entsoe_csv(frame, tz), filename=f"entsoe-{network.price_area}.csv", time_zone=tz)
+    frame = synthetic_year(
+        seed=ctx.seed, start_at=start_at, end_at=end_at, tz=tz, annual_heat_mwh=produced_estimate
+    )
+    _import(
+        kind="unit_hours",
+        unit=hp,
+        content=scada_csv(frame, unit="hp"),
+        filename="scada-hp1.csv",
+        time_zone=tz,
+    )
+    _import(
+        kind="unit_hours",
+        unit=boiler,
+        content=scada_csv(frame, unit="eb"),
+        filename="scada-eb1.csv",
+        time_zone=tz,
+    )
+    prices = _import(
+        kind="spot_prices",
+        price_area=network.price_area,
+        currency=network.currency,
+        content=entsoe_csv(frame, tz),
+        filename=f"entsoe-{network.price_area}.csv",
+        time_zone=tz,
+    )
     # grid tariff (time of use), system tariffs and electricity tax (illustrative DK levels for a
     # heat-pump plant), imported from their CSV through the same task
     charges = None
-    if not ElectricityCharge.objects.filter(price_area=network.price_area, valid_from__lt=end).filter(
-        Q(valid_to__isnull=True) | Q(valid_to__gt=start)
-    ).exists():
-        charges = _import(kind="electricity_charges", price_area=network.price_area, currency=network.currency,
-                          content=charges_csv(start, network.currency), filename=f"charges-{network.price_area}.csv",
-                          time_zone=tz)
+    if (
+        not ElectricityCharge.objects.filter(price_area=network.price_area, valid_from__lt=end)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
+        .exists()
+    ):
+        charges = _import(
+            kind="electricity_charges",
+            price_area=network.price_area,
+            currency=network.currency,
+            content=charges_csv(start, network.currency),
+            filename=f"charges-{network.price_area}.csv",
+            time_zone=tz,
+        )
 
-    cost = operating_cost_compute(network=network, period_start=start, period_end=end, now=now,
-                                  loss_share=LOSS_SHARE, network_costs_per_year=Decimal("180000"))
+    cost = operating_cost_compute(
+        network=network,
+        period_start=start,
+        period_end=end,
+        now=now,
+        loss_share=LOSS_SHARE,
+        network_costs_per_year=Decimal("180000"),
+    )
     figures = cost.results["figures"]
     unit_figures = cost.results["per_unit"]["hp1"]
-    inputs = cost_based_inputs_from_cost(cost=cost, connections=len(conn_ids), contracted_kw_total=kw_total)
-    cap = price_cap_compute(network=network, method=PriceCap.Method.COST_BASED, period_start=start,
-                            period_end=add_months(start, 12), inputs=inputs, now=now, operating_cost=cost)
+    inputs = cost_based_inputs_from_cost(
+        cost=cost, connections=len(conn_ids), contracted_kw_total=kw_total
+    )
+    cap = price_cap_compute(
+        network=network,
+        method=PriceCap.Method.COST_BASED,
+        period_start=start,
+        period_end=add_months(start, 12),
+        inputs=inputs,
+        now=now,
+        operating_cost=cost,
+    )
     cap = price_cap_adopt(cap=cap, now=now)
 
     manager, _ = User.objects.get_or_create(username="tariff.manager", defaults={"is_staff": True})
     manager.groups.add(Group.objects.get(name=TARIFF_MANAGER))
     manager = User.objects.get(pk=manager.pk)
-    tariff, _ = Tariff.objects.get_or_create(network=network, code="standard",
-                                             defaults={"name": "Standard tariff", "customer_class": "all"})
+    tariff, _ = Tariff.objects.get_or_create(
+        network=network,
+        code="standard",
+        defaults={"name": "Standard tariff", "customer_class": "all"},
+    )
     energy = _floor(cap.energy_cap_per_mwh * Decimal("0.98"), "0.5")
     capacity = _floor(cap.capacity_cap_per_kw * Decimal("0.98"), "0.5")
     subscription = _floor(cap.fixed_cap_per_year * Decimal("0.98"), "10")
     components = [
-        {"type": "fixed", "code": "subscription", "description": "Subscription and meter", "amount": str(subscription),
-         "kind": "meter_rent"},
-        {"type": "banded", "code": "capacity", "description": "Capacity charge", "basis": "capacity", "unit": "kW",
-         "bands": [{"unit_price": str(capacity)}]},
-        {"type": "energy", "code": "energy", "description": "Energy charge", "unit": "MWh", "price": str(energy)},
-        {"type": "cooling", "code": "cooling", "description": "Cooling correction", "target": "30",
-         "band_below": "5", "band_above": "5", "penalty_rate": "0.008", "bonus_rate": "0.008"},
+        {
+            "type": "fixed",
+            "code": "subscription",
+            "description": "Subscription and meter",
+            "amount": str(subscription),
+            "kind": "meter_rent",
+        },
+        {
+            "type": "banded",
+            "code": "capacity",
+            "description": "Capacity charge",
+            "basis": "capacity",
+            "unit": "kW",
+            "bands": [{"unit_price": str(capacity)}],
+        },
+        {
+            "type": "energy",
+            "code": "energy",
+            "description": "Energy charge",
+            "unit": "MWh",
+            "price": str(energy),
+        },
+        {
+            "type": "cooling",
+            "code": "cooling",
+            "description": "Cooling correction",
+            "target": "30",
+            "band_below": "5",
+            "band_above": "5",
+            "penalty_rate": "0.008",
+            "bonus_rate": "0.008",
+        },
     ]
     valid_from = dt.date(ctx.as_of.year - 2, 1, 1)
     too_high = tariff_version_create(
-        tariff=tariff, valid_from=valid_from,
+        tariff=tariff,
+        valid_from=valid_from,
         components=[*components[:2], {**components[2], "price": str(energy + 100)}, components[3]],
         notes="demo: a draft above the cap",
     )
@@ -210,23 +332,48 @@ def run(ctx) -> list[str]:
         refused = "NOT refused (unexpected)"
     except TariffAboveCap as exc:
         refused = exc.errors[0].message
-    version = tariff_version_create(tariff=tariff, valid_from=valid_from, components=components,
-                                    notes="demo: priced 2 % under the cost-based cap")
+    version = tariff_version_create(
+        tariff=tariff,
+        valid_from=valid_from,
+        components=components,
+        notes="demo: priced 2 % under the cost-based cap",
+    )
     version = tariff_version_approve(version=version, user=manager, now=now)
     version = tariff_version_publish(version=version, user=manager, now=now)
     assigned = tariff_assign(tariff=tariff, connection_ids=conn_ids, valid_from=valid_from)
-    example = next(e for e in price_examples(spec=tariff_spec_for_version(version), year=ctx.as_of.year)
-                   if e["key"] == "dk-house-130m2")
+    example = next(
+        e
+        for e in price_examples(spec=tariff_spec_for_version(version), year=ctx.as_of.year)
+        if e["key"] == "dk-house-130m2"
+    )
     # the 2026 Danish benchmark, for comparison (not adopted): an individual air-to-water heat pump
     benchmark = price_cap_compute(
-        network=network, method=PriceCap.Method.SUBSTITUTION, period_start=start, period_end=add_months(start, 12),
-        now=now, inputs={
-            "reference": {"energy_mwh": "18.1", "heated_area_m2": "130", "contracted_kw": "9.05", "volume_m3": "518.87"},
-            "individual_scop": "3.0", "consumer_extra_per_mwh": "600", "investment": "110000", "lifetime_years": 15,
-            "interest_rate": "0.04", "om_per_year": "1500",
+        network=network,
+        method=PriceCap.Method.SUBSTITUTION,
+        period_start=start,
+        period_end=add_months(start, 12),
+        now=now,
+        inputs={
+            "reference": {
+                "energy_mwh": "18.1",
+                "heated_area_m2": "130",
+                "contracted_kw": "9.05",
+                "volume_m3": "518.87",
+            },
+            "individual_scop": "3.0",
+            "consumer_extra_per_mwh": "600",
+            "investment": "110000",
+            "lifetime_years": 15,
+            "interest_rate": "0.04",
+            "om_per_year": "1500",
         },
     )
-    ctx.data.update(tariff_id=tariff.pk, tariff_version_id=version.pk, price_cap_id=cap.pk, operating_cost_id=cost.pk)
+    ctx.data.update(
+        tariff_id=tariff.pk,
+        tariff_version_id=version.pk,
+        price_cap_id=cap.pk,
+        operating_cost_id=cost.pk,
+    )
     negative = int((frame["spot"] < 0).sum())
     return [
         f"plant {plant.code}: seawater heat pump {HP_MW} MW + electric boiler {BOILER_MW} MW; "

@@ -36,14 +36,24 @@ import pandas as pd
 from heatutility.errors import DomainError, ErrorItem
 from tariffs.limits import MAX_DATE, MIN_DATE, date_in_range
 
-UNIT_COLUMNS = ("heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c", "supply_c", "return_c")
+UNIT_COLUMNS = (
+    "heat_mwh",
+    "electricity_mwh",
+    "fuel_mwh",
+    "source_in_c",
+    "source_out_c",
+    "supply_c",
+    "return_c",
+)
 MAX_ITEMS = 50
 # (decimal places, |value| below) of the columns values are stored in: UnitHour energies
 # DecimalField(14, 6), temperatures (6, 2); SpotPrice and ElectricityCharge (12, 4)
 ENERGY_COLUMN = (6, 10**8)
 TEMPERATURE_COLUMN = (2, 10**4)
 PRICE_COLUMN = (4, 10**8)
-UNIT_COLUMN_LIMITS = {c: ENERGY_COLUMN if c.endswith("_mwh") else TEMPERATURE_COLUMN for c in UNIT_COLUMNS}
+UNIT_COLUMN_LIMITS = {
+    c: ENERGY_COLUMN if c.endswith("_mwh") else TEMPERATURE_COLUMN for c in UNIT_COLUMNS
+}
 
 
 class ImportRejected(DomainError):
@@ -65,7 +75,13 @@ def _parse_times(raw: pd.Series, time_zone: str, errors: list[ErrorItem], field:
     text = text.str.replace(r"\s*\([A-Z/]+\)\s*$", "", regex=True)
     has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
     if has_offset.any() and not has_offset.all():
-        errors.append(ErrorItem(code="mixed_time_zones", message="Some timestamps have a UTC offset and some do not.", field=field))
+        errors.append(
+            ErrorItem(
+                code="mixed_time_zones",
+                message="Some timestamps have a UTC offset and some do not.",
+                field=field,
+            )
+        )
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     # ENTSO-E MTU "01.01.2025 00:00 - 01.01.2025 01:00": keep the start
     if text.str.contains(r"^\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}", regex=True).all():
@@ -76,7 +92,14 @@ def _parse_times(raw: pd.Series, time_zone: str, errors: list[ErrorItem], field:
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=bool(has_offset.all()))
     bad = parsed.isna()
     for idx in np.flatnonzero(bad.to_numpy())[:MAX_ITEMS]:
-        errors.append(ErrorItem(code="invalid_time", message=f"{raw.iloc[idx]!r} is not a timestamp.", field=field, row=int(idx) + 2))
+        errors.append(
+            ErrorItem(
+                code="invalid_time",
+                message=f"{raw.iloc[idx]!r} is not a timestamp.",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     if bad.any():
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     if has_offset.all():
@@ -88,7 +111,7 @@ def _parse_times(raw: pd.Series, time_zone: str, errors: list[ErrorItem], field:
         as_summer = naive.tz_localize(
             time_zone, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="NaT"
         )
-        ambiguous = (marker.to_numpy() == np.asarray(as_summer.strftime("%Z"), dtype=object))
+        ambiguous = marker.to_numpy() == np.asarray(as_summer.strftime("%Z"), dtype=object)
     else:
         # the repeated hour: first occurrence summer time, second winter time
         dup_rank = pd.Series(naive).groupby(pd.Series(naive)).cumcount().to_numpy()
@@ -96,11 +119,14 @@ def _parse_times(raw: pd.Series, time_zone: str, errors: list[ErrorItem], field:
     local = naive.tz_localize(time_zone, ambiguous=ambiguous, nonexistent="NaT")
     nonexistent = np.flatnonzero(pd.isna(local))
     for idx in nonexistent[:MAX_ITEMS]:
-        errors.append(ErrorItem(
-            code="nonexistent_time",
-            message=f"{raw.iloc[idx]} does not exist in {time_zone} (clocks skip this hour on the 23-hour day).",
-            field=field, row=int(idx) + 2,
-        ))
+        errors.append(
+            ErrorItem(
+                code="nonexistent_time",
+                message=f"{raw.iloc[idx]} does not exist in {time_zone} (clocks skip this hour on the 23-hour day).",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     return pd.Series(local.tz_convert("UTC"), index=raw.index)
 
 
@@ -111,28 +137,46 @@ def _check_series(times: pd.Series, time_zone: str, errors: list[ErrorItem], fie
     for idx in np.flatnonzero(dup.to_numpy())[:MAX_ITEMS]:
         first = int(np.flatnonzero((times == times.iloc[idx]).to_numpy())[0]) + 2
         local = times.iloc[idx].tz_convert(time_zone)
-        errors.append(ErrorItem(
-            code="duplicate_hour",
-            message=f"Hour {local:%Y-%m-%d %H:%M %Z} (UTC {times.iloc[idx]:%Y-%m-%d %H:%M}) appears twice (first on row {first}).",
-            field=field, row=int(idx) + 2,
-        ))
+        errors.append(
+            ErrorItem(
+                code="duplicate_hour",
+                message=f"Hour {local:%Y-%m-%d %H:%M %Z} (UTC {times.iloc[idx]:%Y-%m-%d %H:%M}) appears twice (first on row {first}).",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     off_hour = (times.dt.minute != 0) | (times.dt.second != 0)
     for idx in np.flatnonzero(off_hour.to_numpy())[:MAX_ITEMS]:
-        errors.append(ErrorItem(code="not_hourly", message="Values must start on the hour.", field=field, row=int(idx) + 2))
+        errors.append(
+            ErrorItem(
+                code="not_hourly",
+                message="Values must start on the hour.",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     unique = pd.DatetimeIndex(times.drop_duplicates()).sort_values()
     expected = pd.date_range(unique[0], unique[-1], freq="h", tz="UTC")
     missing = expected.difference(unique)
     if len(missing):
         shown = ", ".join(f"{m.tz_convert(time_zone):%Y-%m-%d %H:%M %Z}" for m in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        errors.append(ErrorItem(code="missing_hours", message=f"{len(missing)} hour(s) missing: {shown}{more}.", field=field))
+        errors.append(
+            ErrorItem(
+                code="missing_hours",
+                message=f"{len(missing)} hour(s) missing: {shown}{more}.",
+                field=field,
+            )
+        )
     local = unique.tz_convert(time_zone)
     if local[0].hour != 0 or local[-1].hour != 23:
-        errors.append(ErrorItem(
-            code="partial_day",
-            message=f"The file must hold whole local days ({time_zone}): it runs from {local[0]:%Y-%m-%d %H:%M} to {local[-1]:%Y-%m-%d %H:%M}.",
-            field=field,
-        ))
+        errors.append(
+            ErrorItem(
+                code="partial_day",
+                message=f"The file must hold whole local days ({time_zone}): it runs from {local[0]:%Y-%m-%d %H:%M} to {local[-1]:%Y-%m-%d %H:%M}.",
+                field=field,
+            )
+        )
     if not len(missing) and not dup.any():
         counts = pd.Series(1, index=local).groupby(local.date).sum()
         for day, count in counts.items():
@@ -140,42 +184,83 @@ def _check_series(times: pd.Series, time_zone: str, errors: list[ErrorItem], fie
             end = (pd.Timestamp(day) + pd.Timedelta(days=1)).tz_localize(time_zone)
             expected_hours = int((end - start) / pd.Timedelta(hours=1))
             if day not in (local[0].date(), local[-1].date()) and count != expected_hours:
-                errors.append(ErrorItem(
-                    code="day_length",
-                    message=f"{day} has {count} hours in the file but is a {expected_hours}-hour day in {time_zone}.",
-                    field=field,
-                ))
+                errors.append(
+                    ErrorItem(
+                        code="day_length",
+                        message=f"{day} has {count} hours in the file but is a {expected_hours}-hour day in {time_zone}.",
+                        field=field,
+                    )
+                )
 
 
-def _numbers(frame: pd.DataFrame, column: str, errors: list[ErrorItem], *, required: bool,
-             limit: tuple[int, int]) -> pd.Series:
+def _numbers(
+    frame: pd.DataFrame,
+    column: str,
+    errors: list[ErrorItem],
+    *,
+    required: bool,
+    limit: tuple[int, int],
+) -> pd.Series:
     if column not in frame.columns:
         if required:
-            errors.append(ErrorItem(code="missing_column", message=f"Column {column!r} is required.", field=column))
+            errors.append(
+                ErrorItem(
+                    code="missing_column", message=f"Column {column!r} is required.", field=column
+                )
+            )
         return pd.Series(np.nan, index=frame.index)
     text = frame[column].str.strip().str.replace(",", ".", regex=False)
     values = pd.to_numeric(text.replace({"": None, "-": None, "n/e": None}), errors="coerce")
     bad = values.isna() & text.ne("") & ~text.isin(["-", "n/e"])
     for idx in np.flatnonzero(bad.to_numpy())[:MAX_ITEMS]:
-        errors.append(ErrorItem(code="invalid_number", message=f"{frame[column].iloc[idx]!r} is not a number.", field=column, row=int(idx) + 2))
+        errors.append(
+            ErrorItem(
+                code="invalid_number",
+                message=f"{frame[column].iloc[idx]!r} is not a number.",
+                field=column,
+                row=int(idx) + 2,
+            )
+        )
     places, below = limit
     # infinite ("inf", "1e999") or too large for the column once rounded as stored
     huge = values.notna() & ~(values.round(places).abs() < below)
     for idx in np.flatnonzero(huge.to_numpy())[:MAX_ITEMS]:
-        errors.append(ErrorItem(code="out_of_range", message=f"{frame[column].iloc[idx].strip()[:40]!r} is out of range: "
-                                f"values must be between -{below:,} and {below:,}.", field=column, row=int(idx) + 2))
+        errors.append(
+            ErrorItem(
+                code="out_of_range",
+                message=f"{frame[column].iloc[idx].strip()[:40]!r} is out of range: "
+                f"values must be between -{below:,} and {below:,}.",
+                field=column,
+                row=int(idx) + 2,
+            )
+        )
     if required:
         empty = values.isna() & ~bad
         for idx in np.flatnonzero(empty.to_numpy())[:MAX_ITEMS]:
-            errors.append(ErrorItem(code="required", message="A value is required.", field=column, row=int(idx) + 2))
+            errors.append(
+                ErrorItem(
+                    code="required", message="A value is required.", field=column, row=int(idx) + 2
+                )
+            )
     return values.mask(huge)
 
 
 def _time_column(frame: pd.DataFrame, errors: list[ErrorItem]) -> str | None:
     for c in frame.columns:
-        if c.strip().lower() in ("time", "start", "hour_start", "timestamp") or c.strip().upper().startswith("MTU"):
+        if c.strip().lower() in (
+            "time",
+            "start",
+            "hour_start",
+            "timestamp",
+        ) or c.strip().upper().startswith("MTU"):
             return c
-    errors.append(ErrorItem(code="missing_column", message="No time column (time, start or 'MTU (CET/CEST)').", field="time"))
+    errors.append(
+        ErrorItem(
+            code="missing_column",
+            message="No time column (time, start or 'MTU (CET/CEST)').",
+            field="time",
+        )
+    )
     return None
 
 
@@ -192,11 +277,20 @@ def parse_unit_hours(text: str, *, time_zone: str) -> pd.DataFrame:
         out[c] = _numbers(frame, c, errors, required=c == "heat_mwh", limit=UNIT_COLUMN_LIMITS[c])
     if (out["heat_mwh"] < 0).any():
         for idx in np.flatnonzero((out["heat_mwh"] < 0).to_numpy())[:MAX_ITEMS]:
-            errors.append(ErrorItem(code="negative", message="Heat delivered cannot be negative.", field="heat_mwh", row=int(idx) + 2))
+            errors.append(
+                ErrorItem(
+                    code="negative",
+                    message="Heat delivered cannot be negative.",
+                    field="heat_mwh",
+                    row=int(idx) + 2,
+                )
+            )
     if tcol and "hour_start" in out:
         _check_series(out["hour_start"], time_zone, errors, tcol)
     if errors:
-        raise ImportRejected(f"The operating data file was refused: {len(errors)} problem(s).", errors=errors)
+        raise ImportRejected(
+            f"The operating data file was refused: {len(errors)} problem(s).", errors=errors
+        )
     return out
 
 
@@ -210,7 +304,9 @@ MTU_END = r"^\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}\s*-\s*(?P<end>\d{2}\.\d{2}\.\d{4} \
 QUARTER_OFFSETS = pd.to_timedelta([15, 30, 45], unit="min")
 
 
-def _resolution(times: pd.Series, time_zone: str, errors: list[ErrorItem], field: str) -> int | None:
+def _resolution(
+    times: pd.Series, time_zone: str, errors: list[ErrorItem], field: str
+) -> int | None:
     """60 or 15 (minutes), or ``None`` when the file mixes them (itemised per day).
 
     Only start times are given, so the resolution is read per local day: a day whose values
@@ -232,16 +328,21 @@ def _resolution(times: pd.Series, time_zone: str, errors: list[ErrorItem], field
     name = {15: "15-minute", 60: "hourly"}
     mixed = [day for day, r in by_day.items() if r != resolution]
     for day in mixed[:MAX_ITEMS]:
-        errors.append(ErrorItem(
-            code="mixed_resolution",
-            message=f"{day} has {name[by_day[day]]} values (from row {seen[day][0]}), the file's first day "
-                    f"{first_day} {name[resolution]} values: one file holds one resolution.",
-            field=field, row=seen[day][0],
-        ))
+        errors.append(
+            ErrorItem(
+                code="mixed_resolution",
+                message=f"{day} has {name[by_day[day]]} values (from row {seen[day][0]}), the file's first day "
+                f"{first_day} {name[resolution]} values: one file holds one resolution.",
+                field=field,
+                row=seen[day][0],
+            )
+        )
     return None if mixed else resolution
 
 
-def _check_quarter_series(times: pd.Series, time_zone: str, errors: list[ErrorItem], field: str) -> None:
+def _check_quarter_series(
+    times: pd.Series, time_zone: str, errors: list[ErrorItem], field: str
+) -> None:
     """The 15-minute counterpart of :func:`_check_series`: duplicates, values off the quarter-hour
     grid, every missing quarter-hour (itemised with the row of the next value) and whole local
     days, which then hold 92, 96 or 100 quarter-hours (the repeated autumn hour's four twice)."""
@@ -251,19 +352,25 @@ def _check_quarter_series(times: pd.Series, time_zone: str, errors: list[ErrorIt
     for idx in np.flatnonzero(dup.to_numpy())[:MAX_ITEMS]:
         first = int(np.flatnonzero((times == times.iloc[idx]).to_numpy())[0]) + 2
         t = times.iloc[idx]
-        errors.append(ErrorItem(
-            code="duplicate_quarter",
-            message=f"Quarter-hour {t.tz_convert(time_zone):%Y-%m-%d %H:%M %Z} (UTC {t:%H:%M}) appears twice (first on row {first}).",
-            field=field, row=int(idx) + 2,
-        ))
+        errors.append(
+            ErrorItem(
+                code="duplicate_quarter",
+                message=f"Quarter-hour {t.tz_convert(time_zone):%Y-%m-%d %H:%M %Z} (UTC {t:%H:%M}) appears twice (first on row {first}).",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     off_grid = times != times.dt.floor("15min")
     for idx in np.flatnonzero(off_grid.to_numpy())[:MAX_ITEMS]:
         local = times.iloc[idx].tz_convert(time_zone)
-        errors.append(ErrorItem(
-            code="not_quarter_hour",
-            message=f"Values must start on a quarter-hour (:00, :15, :30, :45); {local:%Y-%m-%d %H:%M:%S %Z} does not.",
-            field=field, row=int(idx) + 2,
-        ))
+        errors.append(
+            ErrorItem(
+                code="not_quarter_hour",
+                message=f"Values must start on a quarter-hour (:00, :15, :30, :45); {local:%Y-%m-%d %H:%M:%S %Z} does not.",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     keep = ~(dup | off_grid).to_numpy()
     if not keep.any():
         return
@@ -274,21 +381,31 @@ def _check_quarter_series(times: pd.Series, time_zone: str, errors: list[ErrorIt
     missing = pd.date_range(present[0], present[-1], freq="15min").difference(present)
     for m in missing[:MAX_ITEMS]:
         row = int(rows[present.searchsorted(m)])
-        errors.append(ErrorItem(
-            code="missing_quarter",
-            message=f"Quarter-hour {m.tz_convert(time_zone):%Y-%m-%d %H:%M %Z} (UTC {m:%H:%M}) is missing (before row {row}).",
-            field=field, row=row,
-        ))
+        errors.append(
+            ErrorItem(
+                code="missing_quarter",
+                message=f"Quarter-hour {m.tz_convert(time_zone):%Y-%m-%d %H:%M %Z} (UTC {m:%H:%M}) is missing (before row {row}).",
+                field=field,
+                row=row,
+            )
+        )
     if len(missing) > MAX_ITEMS:
-        errors.append(ErrorItem(code="missing_quarter", field=field,
-                                message=f"And {len(missing) - MAX_ITEMS} more quarter-hours missing."))
+        errors.append(
+            ErrorItem(
+                code="missing_quarter",
+                field=field,
+                message=f"And {len(missing) - MAX_ITEMS} more quarter-hours missing.",
+            )
+        )
     first, last = present[0].tz_convert(time_zone), present[-1].tz_convert(time_zone)
     if (first.hour, first.minute) != (0, 0) or (last.hour, last.minute) != (23, 45):
-        errors.append(ErrorItem(
-            code="partial_day",
-            message=f"The file must hold whole local days ({time_zone}): it runs from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}.",
-            field=field,
-        ))
+        errors.append(
+            ErrorItem(
+                code="partial_day",
+                message=f"The file must hold whole local days ({time_zone}): it runs from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}.",
+                field=field,
+            )
+        )
 
 
 def _hourly_means(times: pd.Series, prices: pd.Series) -> pd.DataFrame:
@@ -307,10 +424,12 @@ def _hourly_means(times: pd.Series, prices: pd.Series) -> pd.DataFrame:
             value = Decimal(repr(float(text)))
         sums[hour] = sums.get(hour, Decimal(0)) + value
     hours = sorted(sums)
-    return pd.DataFrame({
-        "hour_start": pd.Series(pd.DatetimeIndex(hours)),
-        "price_per_mwh": [(sums[h] / 4).quantize(step, rounding=ROUND_HALF_UP) for h in hours],
-    })
+    return pd.DataFrame(
+        {
+            "hour_start": pd.Series(pd.DatetimeIndex(hours)),
+            "price_per_mwh": [(sums[h] / 4).quantize(step, rounding=ROUND_HALF_UP) for h in hours],
+        }
+    )
 
 
 def _price_column(frame: pd.DataFrame, currency: str, errors: list[ErrorItem]) -> str | None:
@@ -324,17 +443,35 @@ def _price_column(frame: pd.DataFrame, currency: str, errors: list[ErrorItem]) -
         column, m = priced[0]
         found = m.group("square") or m.group("round")
         if found.upper() != currency:
-            errors.append(ErrorItem(code="currency", message=f"The file's prices are in {found}, the import expects {currency}.", field=column))
+            errors.append(
+                ErrorItem(
+                    code="currency",
+                    message=f"The file's prices are in {found}, the import expects {currency}.",
+                    field=column,
+                )
+            )
         return column
     for c in frame.columns:
         if c.lower() in ("price", "price_per_mwh", "spot"):
             return c
-    errors.append(ErrorItem(code="missing_column", message="No price column ('Day-ahead Price [CUR/MWh]', 'Day-ahead Price (CUR/MWh)' or 'price').", field="price"))
+    errors.append(
+        ErrorItem(
+            code="missing_column",
+            message="No price column ('Day-ahead Price [CUR/MWh]', 'Day-ahead Price (CUR/MWh)' or 'price').",
+            field="price",
+        )
+    )
     return None
 
 
-def _check_mtu(raw: pd.Series, starts: pd.Series, minutes: int, time_zone: str,
-               errors: list[ErrorItem], field: str) -> None:
+def _check_mtu(
+    raw: pd.Series,
+    starts: pd.Series,
+    minutes: int,
+    time_zone: str,
+    errors: list[ErrorItem],
+    field: str,
+) -> None:
     """ENTSO-E MTUs (``start - end``, local): each row as long as the file's resolution, the
     rows one after the other without overlap or gap, itemised by row (``mtu_length``,
     ``mtu_overlap``, ``mtu_gap``; a row of a file of MTUs without an end: ``invalid_mtu``).
@@ -349,8 +486,14 @@ def _check_mtu(raw: pd.Series, starts: pd.Series, minutes: int, time_zone: str,
         return
     naive = pd.to_datetime(ends_text, format="%d.%m.%Y %H:%M", errors="coerce")
     for idx in np.flatnonzero(naive.isna().to_numpy())[:MAX_ITEMS]:
-        errors.append(ErrorItem(code="invalid_mtu", message=f"{raw.iloc[idx]!r} is not an MTU 'dd.mm.yyyy HH:MM - dd.mm.yyyy HH:MM'.",
-                                field=field, row=int(idx) + 2))
+        errors.append(
+            ErrorItem(
+                code="invalid_mtu",
+                message=f"{raw.iloc[idx]!r} is not an MTU 'dd.mm.yyyy HH:MM - dd.mm.yyyy HH:MM'.",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     if naive.isna().any():
         return
     offset = starts.dt.tz_convert(time_zone).dt.tz_localize(None) - starts.dt.tz_localize(None)
@@ -359,27 +502,47 @@ def _check_mtu(raw: pd.Series, starts: pd.Series, minutes: int, time_zone: str,
     fits = (at_offset - starts) == step
     wall = pd.DatetimeIndex(naive)
     for summer in (True, False):
-        in_zone = wall.tz_localize(time_zone, ambiguous=np.full(len(wall), summer), nonexistent="NaT")
+        in_zone = wall.tz_localize(
+            time_zone, ambiguous=np.full(len(wall), summer), nonexistent="NaT"
+        )
         fits |= (pd.Series(in_zone.tz_convert("UTC"), index=starts.index) - starts) == step
     fits = fits.to_numpy()
     for idx in np.flatnonzero(~fits)[:MAX_ITEMS]:
         length = int((at_offset.iloc[idx] - starts.iloc[idx]) / pd.Timedelta(minutes=1))
-        errors.append(ErrorItem(code="mtu_length", message=f"{raw.iloc[idx].strip()!r} is {length} minutes long; the file holds {minutes}-minute values.",
-                                field=field, row=int(idx) + 2))
+        errors.append(
+            ErrorItem(
+                code="mtu_length",
+                message=f"{raw.iloc[idx].strip()!r} is {length} minutes long; the file holds {minutes}-minute values.",
+                field=field,
+                row=int(idx) + 2,
+            )
+        )
     # consecutive rows (by start) whose lengths are right: the end of one is the next's start
     begins = starts.to_numpy()
     ends = np.where(fits, (starts + step).to_numpy(), at_offset.to_numpy())
     order = np.argsort(begins, kind="stable")
     prev, nxt = order[:-1], order[1:]
     checked = fits[prev] & fits[nxt] & (begins[prev] != begins[nxt])  # a repeat is duplicate_*
-    for code, wrong in (("mtu_overlap", ends[prev] > begins[nxt]), ("mtu_gap", ends[prev] < begins[nxt])):
+    for code, wrong in (
+        ("mtu_overlap", ends[prev] > begins[nxt]),
+        ("mtu_gap", ends[prev] < begins[nxt]),
+    ):
         for p, q in list(zip(prev[checked & wrong], nxt[checked & wrong], strict=True))[:MAX_ITEMS]:
             end = pd.Timestamp(ends[p]).tz_convert(time_zone)
             start = pd.Timestamp(begins[q]).tz_convert(time_zone)
-            what = (f"starts at {start:%Y-%m-%d %H:%M %Z}, before the MTU of row {p + 2} ends ({end:%H:%M %Z})"
-                    if code == "mtu_overlap" else
-                    f"starts at {start:%Y-%m-%d %H:%M %Z}: nothing covers the time from {end:%H:%M %Z}, when the MTU of row {p + 2} ends")
-            errors.append(ErrorItem(code=code, message=f"{raw.iloc[q].strip()!r} {what}.", field=field, row=int(q) + 2))
+            what = (
+                f"starts at {start:%Y-%m-%d %H:%M %Z}, before the MTU of row {p + 2} ends ({end:%H:%M %Z})"
+                if code == "mtu_overlap"
+                else f"starts at {start:%Y-%m-%d %H:%M %Z}: nothing covers the time from {end:%H:%M %Z}, when the MTU of row {p + 2} ends"
+            )
+            errors.append(
+                ErrorItem(
+                    code=code,
+                    message=f"{raw.iloc[q].strip()!r} {what}.",
+                    field=field,
+                    row=int(q) + 2,
+                )
+            )
 
 
 def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFrame:
@@ -409,7 +572,9 @@ def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFra
         if resolution is not None:
             _check_mtu(frame[tcol], out["hour_start"], resolution, time_zone, errors, tcol)
     if errors:
-        raise ImportRejected(f"The price file was refused: {len(errors)} problem(s).", errors=errors)
+        raise ImportRejected(
+            f"The price file was refused: {len(errors)} problem(s).", errors=errors
+        )
     if resolution == 15:
         out = _hourly_means(out["hour_start"], frame[pcol])
     out.attrs["resolution_minutes"] = resolution
@@ -418,12 +583,23 @@ def parse_spot_prices(text: str, *, time_zone: str, currency: str) -> pd.DataFra
 
 # ----------------------------------------------------------------------------- electricity charges
 CHARGE_KINDS = {
-    "grid": "grid", "grid tariff": "grid", "grid_tariff": "grid", "nettarif": "grid",
-    "system": "system", "system tariff": "system", "system tariffs": "system", "system_tariffs": "system",
+    "grid": "grid",
+    "grid tariff": "grid",
+    "grid_tariff": "grid",
+    "nettarif": "grid",
+    "system": "system",
+    "system tariff": "system",
+    "system tariffs": "system",
+    "system_tariffs": "system",
     "systemtarif": "system",
-    "tax": "tax", "electricity tax": "tax", "electricity_tax": "tax", "elafgift": "tax",
+    "tax": "tax",
+    "electricity tax": "tax",
+    "electricity_tax": "tax",
+    "elafgift": "tax",
 }
-AMOUNT_HEADER = re.compile(r"^(?:amount|price|charge).*\[(?P<cur>[A-Z]{3})\s*/\s*(?P<unit>MWh|kWh)\]$", re.IGNORECASE)
+AMOUNT_HEADER = re.compile(
+    r"^(?:amount|price|charge).*\[(?P<cur>[A-Z]{3})\s*/\s*(?P<unit>MWh|kWh)\]$", re.IGNORECASE
+)
 DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$|^(\d{2})[.-](\d{2})[.-](\d{4})$")
 HOURS = re.compile(r"^(?P<a>\d{1,2})(?::00)?\s*[-–]\s*(?P<b>\d{1,2})(?::00)?$")
 
@@ -447,7 +623,9 @@ def _date(text: str) -> dt.date | None:
     m = DATE.match(text.strip())
     if m is None:
         return None
-    y, mo, d = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(6), m.group(5), m.group(4))
+    y, mo, d = (
+        (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(6), m.group(5), m.group(4))
+    )
     try:
         day = dt.date(int(y), int(mo), int(d))
     except ValueError:
@@ -492,20 +670,42 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
         if m:
             amount_col, per_kwh = c, m.group("unit").lower() == "kwh"
             if m.group("cur").upper() != currency:
-                errors.append(ErrorItem(code="currency", message=f"The file's amounts are in {m.group('cur')}, the import expects {currency}.", field=c))
+                errors.append(
+                    ErrorItem(
+                        code="currency",
+                        message=f"The file's amounts are in {m.group('cur')}, the import expects {currency}.",
+                        field=c,
+                    )
+                )
             break
     if amount_col is None:
         for name, kwh in (("amount_per_mwh", False), ("amount_per_kwh", True), ("amount", False)):
             if name in lower:
                 amount_col, per_kwh = lower[name], kwh
                 break
-    for need, col in (("kind", lower.get("kind")), ("valid_from", lower.get("valid_from")), ("amount_per_mwh", amount_col)):
+    for need, col in (
+        ("kind", lower.get("kind")),
+        ("valid_from", lower.get("valid_from")),
+        ("amount_per_mwh", amount_col),
+    ):
         if col is None:
-            errors.append(ErrorItem(code="missing_column", message=f"Column {need!r} is required.", field=need))
+            errors.append(
+                ErrorItem(
+                    code="missing_column", message=f"Column {need!r} is required.", field=need
+                )
+            )
     if "price_area" not in lower and not price_area:
-        errors.append(ErrorItem(code="missing_column", message="Column 'price_area' is required when the import names no price area.", field="price_area"))
+        errors.append(
+            ErrorItem(
+                code="missing_column",
+                message="Column 'price_area' is required when the import names no price area.",
+                field="price_area",
+            )
+        )
     if errors:
-        raise ImportRejected(f"The electricity charge file was refused: {len(errors)} problem(s).", errors=errors)
+        raise ImportRejected(
+            f"The electricity charge file was refused: {len(errors)} problem(s).", errors=errors
+        )
 
     def cell(i: int, name: str) -> str:
         col = lower.get(name)
@@ -517,26 +717,58 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
         bad = False
         area = cell(i, "price_area") or price_area
         if not area:
-            errors.append(ErrorItem(code="required", message="A price area is required.", field="price_area", row=r))
+            errors.append(
+                ErrorItem(
+                    code="required", message="A price area is required.", field="price_area", row=r
+                )
+            )
             bad = True
         kind_text = cell(i, "kind")
         kind = CHARGE_KINDS.get(kind_text.lower())
         if kind is None:
-            errors.append(ErrorItem(code="invalid_kind", message=f"{kind_text!r} is not grid, system or tax.", field="kind", row=r))
+            errors.append(
+                ErrorItem(
+                    code="invalid_kind",
+                    message=f"{kind_text!r} is not grid, system or tax.",
+                    field="kind",
+                    row=r,
+                )
+            )
             bad = True
         vf_text, vt_text = cell(i, "valid_from"), cell(i, "valid_to")
         vf = _date(vf_text)
         if vf is None:
-            errors.append(ErrorItem(code="invalid_date" if vf_text else "required",
-                                    message=f"{vf_text!r} is not a date (YYYY-MM-DD, {MIN_DATE.year}–{MAX_DATE.year})." if vf_text else "A start date is required.",
-                                    field="valid_from", row=r))
+            errors.append(
+                ErrorItem(
+                    code="invalid_date" if vf_text else "required",
+                    message=f"{vf_text!r} is not a date (YYYY-MM-DD, {MIN_DATE.year}–{MAX_DATE.year})."
+                    if vf_text
+                    else "A start date is required.",
+                    field="valid_from",
+                    row=r,
+                )
+            )
             bad = True
         vt = _date(vt_text) if vt_text else None
         if vt_text and vt is None:
-            errors.append(ErrorItem(code="invalid_date", message=f"{vt_text!r} is not a date (YYYY-MM-DD, {MIN_DATE.year}–{MAX_DATE.year}).", field="valid_to", row=r))
+            errors.append(
+                ErrorItem(
+                    code="invalid_date",
+                    message=f"{vt_text!r} is not a date (YYYY-MM-DD, {MIN_DATE.year}–{MAX_DATE.year}).",
+                    field="valid_to",
+                    row=r,
+                )
+            )
             bad = True
         if vf and vt and vt <= vf:
-            errors.append(ErrorItem(code="ends_before_start", message=f"The charge ends ({vt}) on or before it starts ({vf}); valid_to is exclusive.", field="valid_to", row=r))
+            errors.append(
+                ErrorItem(
+                    code="ends_before_start",
+                    message=f"The charge ends ({vt}) on or before it starts ({vf}); valid_to is exclusive.",
+                    field="valid_to",
+                    row=r,
+                )
+            )
             bad = True
         raw_amount = str(frame[amount_col].iloc[i]).strip().replace(",", ".")
         try:
@@ -544,9 +776,16 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
             if not amount.is_finite():
                 raise InvalidOperation
         except InvalidOperation:
-            errors.append(ErrorItem(code="invalid_number" if raw_amount else "required",
-                                    message=f"{raw_amount!r} is not a number." if raw_amount else "An amount is required.",
-                                    field=amount_col, row=r))
+            errors.append(
+                ErrorItem(
+                    code="invalid_number" if raw_amount else "required",
+                    message=f"{raw_amount!r} is not a number."
+                    if raw_amount
+                    else "An amount is required.",
+                    field=amount_col,
+                    row=r,
+                )
+            )
             bad = True
             amount = Decimal(0)
         if per_kwh:
@@ -557,8 +796,14 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
             # is the parsed one and the same file imported again is recognised as identical
             amount = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         if amount.copy_abs() >= below:
-            errors.append(ErrorItem(code="out_of_range", field=amount_col, row=r,
-                                    message=f"{raw_amount[:40]!r} is out of range: amounts per MWh must be between -{below:,} and {below:,}."))
+            errors.append(
+                ErrorItem(
+                    code="out_of_range",
+                    field=amount_col,
+                    row=r,
+                    message=f"{raw_amount[:40]!r} is out of range: amounts per MWh must be between -{below:,} and {below:,}.",
+                )
+            )
             bad = True
         hours_text = cell(i, "hours")
         h_from_text, h_to_text = cell(i, "hour_from"), cell(i, "hour_to")
@@ -566,7 +811,14 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
         if hours_text and hours_text.lower() not in ("all", "0-24"):
             m = HOURS.match(hours_text)
             if m is None:
-                errors.append(ErrorItem(code="invalid_hours", message=f"{hours_text!r} is not an hour band like 17-21.", field="hours", row=r))
+                errors.append(
+                    ErrorItem(
+                        code="invalid_hours",
+                        message=f"{hours_text!r} is not an hour band like 17-21.",
+                        field="hours",
+                        row=r,
+                    )
+                )
                 bad = True
             else:
                 h_from, h_to = int(m.group("a")), int(m.group("b"))
@@ -574,14 +826,35 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
             try:
                 h_from, h_to = int(h_from_text or 0), int(h_to_text or 24)
             except ValueError:
-                errors.append(ErrorItem(code="invalid_hours", message="hour_from and hour_to are whole hours 0–24.", field="hour_from", row=r))
+                errors.append(
+                    ErrorItem(
+                        code="invalid_hours",
+                        message="hour_from and hour_to are whole hours 0–24.",
+                        field="hour_from",
+                        row=r,
+                    )
+                )
                 bad = True
         if not bad and not (0 <= h_from < h_to <= 24):
-            errors.append(ErrorItem(code="invalid_hours", message=f"Hours {h_from}–{h_to}: a band runs within 0–24 and ends after it starts.", field="hours", row=r))
+            errors.append(
+                ErrorItem(
+                    code="invalid_hours",
+                    message=f"Hours {h_from}–{h_to}: a band runs within 0–24 and ends after it starts.",
+                    field="hours",
+                    row=r,
+                )
+            )
             bad = True
         currency_cell = cell(i, "currency").upper()
         if currency_cell and currency_cell != currency:
-            errors.append(ErrorItem(code="currency", message=f"Amount in {currency_cell}, the import expects {currency}.", field="currency", row=r))
+            errors.append(
+                ErrorItem(
+                    code="currency",
+                    message=f"Amount in {currency_cell}, the import expects {currency}.",
+                    field="currency",
+                    row=r,
+                )
+            )
             bad = True
         if not bad:
             rows.append(ChargeRow(r, area, kind, vf, vt, h_from, h_to, amount, currency))
@@ -593,25 +866,31 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
     for (area, kind), items in groups.items():
         items.sort(key=lambda x: (x.valid_from, x.hour_from, x.row))
         for j, a in enumerate(items):
-            for b in items[j + 1:]:
+            for b in items[j + 1 :]:
                 if not _ranges_overlap(a.valid_from, a.valid_to, b.valid_from, b.valid_to):
                     continue
                 if (a.hour_from, a.hour_to) == (b.hour_from, b.hour_to):
                     code = "duplicate" if a.valid_from == b.valid_from else "overlap"
-                    errors.append(ErrorItem(
-                        code=code,
-                        message=f"{area} {kind} {_hours_label(b.hour_from, b.hour_to)} from {b.valid_from} "
-                                f"{'repeats' if code == 'duplicate' else 'overlaps'} row {a.row} "
-                                f"[{a.valid_from}, {a.valid_to or '…'}).",
-                        field="valid_from", row=b.row,
-                    ))
+                    errors.append(
+                        ErrorItem(
+                            code=code,
+                            message=f"{area} {kind} {_hours_label(b.hour_from, b.hour_to)} from {b.valid_from} "
+                            f"{'repeats' if code == 'duplicate' else 'overlaps'} row {a.row} "
+                            f"[{a.valid_from}, {a.valid_to or '…'}).",
+                            field="valid_from",
+                            row=b.row,
+                        )
+                    )
                 elif a.hour_from < b.hour_to and b.hour_from < a.hour_to:
-                    errors.append(ErrorItem(
-                        code="hours_overlap",
-                        message=f"{area} {kind} hours {_hours_label(b.hour_from, b.hour_to)} overlap "
-                                f"{_hours_label(a.hour_from, a.hour_to)} of row {a.row} on the same days.",
-                        field="hours", row=b.row,
-                    ))
+                    errors.append(
+                        ErrorItem(
+                            code="hours_overlap",
+                            message=f"{area} {kind} hours {_hours_label(b.hour_from, b.hour_to)} overlap "
+                            f"{_hours_label(a.hour_from, a.hour_to)} of row {a.row} on the same days.",
+                            field="hours",
+                            row=b.row,
+                        )
+                    )
         # elementary date intervals: every covered one needs 24 hours, none may be empty inside
         points = sorted({x.valid_from for x in items} | {x.valid_to for x in items if x.valid_to})
         for k, start in enumerate(points):
@@ -619,26 +898,35 @@ def parse_electricity_charges(text: str, *, price_area: str = "", currency: str)
             active = [x for x in items if _ranges_overlap(x.valid_from, x.valid_to, start, end)]
             if not active:
                 if end is not None:
-                    errors.append(ErrorItem(
-                        code="gap",
-                        message=f"No {kind} charge for {area} from {start} to {end} (exclusive) between two rows.",
-                        field="valid_from", row=min(x.row for x in items if x.valid_from == end),
-                    ))
+                    errors.append(
+                        ErrorItem(
+                            code="gap",
+                            message=f"No {kind} charge for {area} from {start} to {end} (exclusive) between two rows.",
+                            field="valid_from",
+                            row=min(x.row for x in items if x.valid_from == end),
+                        )
+                    )
                 continue
             covered = set()
             for x in active:
                 covered |= set(range(x.hour_from, x.hour_to))
             missing = sorted(set(range(24)) - covered)
             if missing:
-                errors.append(ErrorItem(
-                    code="hours_gap",
-                    message=f"{area} {kind} from {start}: local hours {', '.join(f'{h:02d}' for h in missing)} have no charge "
-                            f"(time-of-use bands must cover the whole day).",
-                    field="hours", row=min(x.row for x in active),
-                ))
+                errors.append(
+                    ErrorItem(
+                        code="hours_gap",
+                        message=f"{area} {kind} from {start}: local hours {', '.join(f'{h:02d}' for h in missing)} have no charge "
+                        f"(time-of-use bands must cover the whole day).",
+                        field="hours",
+                        row=min(x.row for x in active),
+                    )
+                )
     if not rows and not errors:
         errors.append(ErrorItem(code="empty", message="The file has no charges."))
     if errors:
-        errors.sort(key=lambda e: (e.row or 0))
-        raise ImportRejected(f"The electricity charge file was refused: {len(errors)} problem(s).", errors=errors[:MAX_ITEMS])
+        errors.sort(key=lambda e: e.row or 0)
+        raise ImportRejected(
+            f"The electricity charge file was refused: {len(errors)} problem(s).",
+            errors=errors[:MAX_ITEMS],
+        )
     return rows

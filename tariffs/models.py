@@ -27,7 +27,9 @@ IN_FORCE = ("approved", "published")
 class Tariff(models.Model):
     """A customer class on a network (e.g. "Houses", "Multi-dwelling")."""
 
-    network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="tariffs")
+    network = models.ForeignKey(
+        "customers.Network", on_delete=models.PROTECT, related_name="tariffs"
+    )
     code = models.SlugField(max_length=40)
     name = models.CharField(max_length=200)
     customer_class = models.CharField(max_length=100, blank=True)
@@ -70,8 +72,10 @@ class Tariff(models.Model):
             return
         if self.versions.exists() or self.assignments.exists():
             raise ValidationError(
-                {"network": "This tariff has versions or assignments: its network cannot change. "
-                            "Create a tariff on the other network instead."}
+                {
+                    "network": "This tariff has versions or assignments: its network cannot change. "
+                    "Create a tariff on the other network instead."
+                }
             )
 
 
@@ -98,7 +102,11 @@ class TariffVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     approved_under_cap = models.ForeignKey(
-        "PriceCap", null=True, blank=True, on_delete=models.PROTECT, related_name="approved_versions"
+        "PriceCap",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="approved_versions",
     )
     published_at = models.DateTimeField(null=True, blank=True)
 
@@ -189,7 +197,9 @@ class TariffAssignment(models.Model):
 
 # ----------------------------------------------------------------------------- plant
 class Plant(models.Model):
-    network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="plants")
+    network = models.ForeignKey(
+        "customers.Network", on_delete=models.PROTECT, related_name="plants"
+    )
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=200)
 
@@ -225,27 +235,43 @@ class PlantUnit(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     source_type = models.CharField(max_length=20, choices=Source.choices, blank=True, default="")
-    capacity_mw = models.DecimalField(max_digits=10, decimal_places=3, help_text="Heat output (MW), or storage MWh.")
-    lorenz_efficiency = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.550"))
-    boiler_efficiency = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.990"))
+    capacity_mw = models.DecimalField(
+        max_digits=10, decimal_places=3, help_text="Heat output (MW), or storage MWh."
+    )
+    lorenz_efficiency = models.DecimalField(
+        max_digits=4, decimal_places=3, default=Decimal("0.550")
+    )
+    boiler_efficiency = models.DecimalField(
+        max_digits=4, decimal_places=3, default=Decimal("0.990")
+    )
     fuel_price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
     co2_t_per_mwh_fuel = models.DecimalField(max_digits=8, decimal_places=5, default=Decimal("0"))
     co2_price_per_t = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
-    om_fixed_per_mw_year = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    om_fixed_per_mw_year = models.DecimalField(
+        max_digits=14, decimal_places=2, default=Decimal("0")
+    )
     om_variable_per_mwh = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
     investment = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
     lifetime_years = models.PositiveSmallIntegerField(default=25)
     interest_rate = models.DecimalField(max_digits=6, decimal_places=5, default=Decimal("0.04"))
-    capital_method = models.CharField(max_length=20, choices=Capital.choices, default=Capital.ANNUITY)
+    capital_method = models.CharField(
+        max_length=20, choices=Capital.choices, default=Capital.ANNUITY
+    )
     commissioned_on = models.DateField(null=True, blank=True)
 
     class Meta:
         ordering = ["plant", "code"]
         constraints = [
-            models.UniqueConstraint(fields=["plant", "code"], name="plantunit_unique_code",
-                                    violation_error_message="This plant already has a unit with this code."),
-            models.CheckConstraint(condition=Q(capacity_mw__gt=0), name="plantunit_capacity_positive",
-                                   violation_error_message="A unit's capacity must be above 0."),
+            models.UniqueConstraint(
+                fields=["plant", "code"],
+                name="plantunit_unique_code",
+                violation_error_message="This plant already has a unit with this code.",
+            ),
+            models.CheckConstraint(
+                condition=Q(capacity_mw__gt=0),
+                name="plantunit_capacity_positive",
+                violation_error_message="A unit's capacity must be above 0.",
+            ),
             models.CheckConstraint(
                 condition=Q(lorenz_efficiency__gt=0, lorenz_efficiency__lte=1)
                 & Q(boiler_efficiency__gt=0, boiler_efficiency__lte=Decimal("1.2")),
@@ -282,15 +308,23 @@ class UnitHour(models.Model):
     source_out_c = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     supply_c = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     return_c = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
-    data_import = models.ForeignKey("DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    data_import = models.ForeignKey(
+        "DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["unit", "hour_start"]
         constraints = [
-            models.UniqueConstraint(fields=["unit", "hour_start"], name="unithour_unique",
-                                    violation_error_message="This unit already has a value for that hour."),
-            models.CheckConstraint(condition=Q(heat_mwh__gte=0), name="unithour_heat_not_negative",
-                                   violation_error_message="Heat delivered cannot be negative."),
+            models.UniqueConstraint(
+                fields=["unit", "hour_start"],
+                name="unithour_unique",
+                violation_error_message="This unit already has a value for that hour.",
+            ),
+            models.CheckConstraint(
+                condition=Q(heat_mwh__gte=0),
+                name="unithour_heat_not_negative",
+                violation_error_message="Heat delivered cannot be negative.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -304,13 +338,18 @@ class SpotPrice(models.Model):
     hour_start = models.DateTimeField()
     price_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
     currency = models.CharField(max_length=3, default="DKK")
-    data_import = models.ForeignKey("DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    data_import = models.ForeignKey(
+        "DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["price_area", "hour_start"]
         constraints = [
-            models.UniqueConstraint(fields=["price_area", "hour_start"], name="spotprice_unique",
-                                    violation_error_message="This price area already has a price for that hour."),
+            models.UniqueConstraint(
+                fields=["price_area", "hour_start"],
+                name="spotprice_unique",
+                violation_error_message="This price area already has a price for that hour.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -339,9 +378,15 @@ class ElectricityCharge(models.Model):
     valid_to = models.DateField(null=True, blank=True)
     amount_per_mwh = models.DecimalField(max_digits=12, decimal_places=4)
     currency = models.CharField(max_length=3, default="DKK")
-    hour_from = models.PositiveSmallIntegerField(default=0, help_text="Local hour the charge starts each day (0–23).")
-    hour_to = models.PositiveSmallIntegerField(default=24, help_text="Local hour it ends, exclusive (1–24).")
-    data_import = models.ForeignKey("DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    hour_from = models.PositiveSmallIntegerField(
+        default=0, help_text="Local hour the charge starts each day (0–23)."
+    )
+    hour_to = models.PositiveSmallIntegerField(
+        default=24, help_text="Local hour it ends, exclusive (1–24)."
+    )
+    data_import = models.ForeignKey(
+        "DataImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["price_area", "kind", "valid_from", "hour_from"]
@@ -366,16 +411,29 @@ class ElectricityCharge(models.Model):
         ]
 
     def __str__(self) -> str:
-        hours = "" if (self.hour_from, self.hour_to) == (0, 24) else f" {self.hour_from:02d}–{self.hour_to:02d}h"
-        return f"{self.price_area} {self.kind}{hours} {self.amount_per_mwh}/MWh from {self.valid_from}"
+        hours = (
+            ""
+            if (self.hour_from, self.hour_to) == (0, 24)
+            else f" {self.hour_from:02d}–{self.hour_to:02d}h"
+        )
+        return (
+            f"{self.price_area} {self.kind}{hours} {self.amount_per_mwh}/MWh from {self.valid_from}"
+        )
 
     def clean(self) -> None:
         """Another hour band of the same area and kind may not cover the same hours of the same days."""
         if self.valid_from is None or self.hour_from is None or self.hour_to is None:
             return
-        others = ElectricityCharge.objects.filter(
-            price_area=self.price_area, kind=self.kind, hour_from__lt=self.hour_to, hour_to__gt=self.hour_from,
-        ).filter(Q(valid_to__isnull=True) | Q(valid_to__gt=self.valid_from)).exclude(pk=self.pk)
+        others = (
+            ElectricityCharge.objects.filter(
+                price_area=self.price_area,
+                kind=self.kind,
+                hour_from__lt=self.hour_to,
+                hour_to__gt=self.hour_from,
+            )
+            .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=self.valid_from))
+            .exclude(pk=self.pk)
+        )
         if self.valid_to is not None:
             others = others.filter(valid_from__lt=self.valid_to)
         clash = others.exclude(hour_from=self.hour_from, hour_to=self.hour_to).first()
@@ -384,7 +442,6 @@ class ElectricityCharge(models.Model):
                 f"Hours {self.hour_from:02d}–{self.hour_to:02d} overlap charge #{clash.pk} "
                 f"({clash.hour_from:02d}–{clash.hour_to:02d} from {clash.valid_from})."
             )
-
 
 
 class DataImport(models.Model):
@@ -397,7 +454,10 @@ class DataImport(models.Model):
     class Kind(models.TextChoices):
         UNIT_HOURS = "unit_hours", "Unit operating data (SCADA export)"
         SPOT_PRICES = "spot_prices", "Day-ahead prices (ENTSO-E export)"
-        ELECTRICITY_CHARGES = "electricity_charges", "Grid tariff, system tariffs, electricity tax (effective-dated)"
+        ELECTRICITY_CHARGES = (
+            "electricity_charges",
+            "Grid tariff, system tariffs, electricity tax (effective-dated)",
+        )
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -405,20 +465,26 @@ class DataImport(models.Model):
         FAILED = "failed", "Failed"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    unit = models.ForeignKey(PlantUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="imports")
+    unit = models.ForeignKey(
+        PlantUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="imports"
+    )
     price_area = models.CharField(max_length=20, blank=True)
     currency = models.CharField(max_length=3, default="DKK")
-    time_zone = models.CharField(max_length=64, default="Europe/Copenhagen",
-                                 help_text="Zone of naive local timestamps in the file.")
+    time_zone = models.CharField(
+        max_length=64,
+        default="Europe/Copenhagen",
+        help_text="Zone of naive local timestamps in the file.",
+    )
     filename = models.CharField(max_length=200, blank=True)
     content = models.TextField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     rows = models.PositiveIntegerField(default=0)
     resolution_minutes = models.PositiveSmallIntegerField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Resolution of the file's values: 60 (hourly) or 15 (quarter-hour day-ahead prices, "
-                  "stored as each hour's mean of its four quarter-hour prices). Empty for charges and "
-                  "until the import has run.",
+        "stored as each hour's mean of its four quarter-hour prices). Empty for charges and "
+        "until the import has run.",
     )
     first_hour = models.DateTimeField(null=True, blank=True)
     last_hour = models.DateTimeField(null=True, blank=True)
@@ -451,7 +517,9 @@ class DataImport(models.Model):
 class OperatingCost(models.Model):
     """Operating cost of a network's plant over ``[period_start, period_end)`` with every figure."""
 
-    network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="operating_costs")
+    network = models.ForeignKey(
+        "customers.Network", on_delete=models.PROTECT, related_name="operating_costs"
+    )
     period_start = models.DateField()
     period_end = models.DateField()
     inputs = models.JSONField(default=dict)
@@ -464,8 +532,11 @@ class OperatingCost(models.Model):
     class Meta:
         ordering = ["network", "-period_start"]
         constraints = [
-            models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="operatingcost_period_valid",
-                                   violation_error_message="The period must end after it starts."),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=F("period_start")),
+                name="operatingcost_period_valid",
+                violation_error_message="The period must end after it starts.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -483,7 +554,9 @@ class PriceCap(models.Model):
         DRAFT = "draft", "Draft"
         ADOPTED = "adopted", "Adopted"
 
-    network = models.ForeignKey("customers.Network", on_delete=models.PROTECT, related_name="price_caps")
+    network = models.ForeignKey(
+        "customers.Network", on_delete=models.PROTECT, related_name="price_caps"
+    )
     method = models.CharField(max_length=20, choices=Method.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     period_start = models.DateField()
@@ -492,10 +565,16 @@ class PriceCap(models.Model):
     includes_vat = models.BooleanField(default=False)
     energy_cap_per_mwh = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     fixed_cap_per_year = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    capacity_cap_per_kw = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    capacity_cap_per_kw = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True
+    )
     area_cap_per_m2 = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    reference_total_cap = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    operating_cost = models.ForeignKey(OperatingCost, null=True, blank=True, on_delete=models.PROTECT, related_name="caps")
+    reference_total_cap = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    operating_cost = models.ForeignKey(
+        OperatingCost, null=True, blank=True, on_delete=models.PROTECT, related_name="caps"
+    )
     inputs = models.JSONField(default=dict)
     results = models.JSONField(default=dict)
     computed_at = models.DateTimeField()
@@ -504,8 +583,11 @@ class PriceCap(models.Model):
     class Meta:
         ordering = ["network", "-period_start"]
         constraints = [
-            models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="pricecap_period_valid",
-                                   violation_error_message="The period must end after it starts."),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=F("period_start")),
+                name="pricecap_period_valid",
+                violation_error_message="The period must end after it starts.",
+            ),
             ConditionalNoOverlapConstraint(
                 name="pricecap_no_overlap_adopted",
                 group=["network"],
@@ -517,4 +599,6 @@ class PriceCap(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.network} {self.get_method_display()} [{self.period_start}, {self.period_end})"
+        return (
+            f"{self.network} {self.get_method_display()} [{self.period_start}, {self.period_end})"
+        )

@@ -50,8 +50,16 @@ def render_plot(*, cost, kind: str) -> bytes:
     if kind == "cop":
         hp = frame[frame["cop_modelled"].notna()]
         for unit, rows in hp.groupby("unit"):
-            ax.plot(rows["local"], rows["cop_measured"], lw=0.4, alpha=0.7, label=f"{unit} measured")
-            ax.plot(rows["local"], rows["cop_modelled"], lw=0.6, alpha=0.8, label=f"{unit} modelled (Lorenz)")
+            ax.plot(
+                rows["local"], rows["cop_measured"], lw=0.4, alpha=0.7, label=f"{unit} measured"
+            )
+            ax.plot(
+                rows["local"],
+                rows["cop_modelled"],
+                lw=0.6,
+                alpha=0.8,
+                label=f"{unit} modelled (Lorenz)",
+            )
         ax.set_ylabel("COP")
         ax.legend(loc="upper right", fontsize=8)
     elif kind == "electricity_price":
@@ -64,12 +72,23 @@ def render_plot(*, cost, kind: str) -> bytes:
     else:
         daily = frame.groupby(frame["local"].dt.date)[["variable_cost", "heat_mwh"]].sum()
         per_mwh = daily["variable_cost"] / daily["heat_mwh"].where(daily["heat_mwh"] > 0)
-        ax.plot(pd.to_datetime(daily.index), per_mwh, lw=0.8, label="variable cost per MWh produced")
+        ax.plot(
+            pd.to_datetime(daily.index), per_mwh, lw=0.8, label="variable cost per MWh produced"
+        )
         total = Decimal(str(cost.cost_per_mwh_produced))
-        ax.axhline(float(total), color="tab:red", lw=0.8, ls="--", label=f"total cost {total} {cur}/MWh (period)")
+        ax.axhline(
+            float(total),
+            color="tab:red",
+            lw=0.8,
+            ls="--",
+            label=f"total cost {total} {cur}/MWh (period)",
+        )
         ax.set_ylabel(f"{cur}/MWh")
         ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"{PLOTS[kind]} — {cost.network.name}, {cost.period_start} to {cost.period_end}", fontsize=10)
+    ax.set_title(
+        f"{PLOTS[kind]} — {cost.network.name}, {cost.period_start} to {cost.period_end}",
+        fontsize=10,
+    )
     return _png(plt, fig)
 
 
@@ -81,11 +100,16 @@ def render_cap_plot(*, cap) -> bytes:
         f = cap.operating_cost.results["figures"]
         sold = Decimal(f["heat_sold_mwh"]) or Decimal(1)
         labels += ["variable cost / MWh sold", "fixed cost / MWh sold"]
-        values += [float(Decimal(f["variable_cost"]) / sold), float(Decimal(f["fixed_cost"]) / sold)]
+        values += [
+            float(Decimal(f["variable_cost"]) / sold),
+            float(Decimal(f["fixed_cost"]) / sold),
+        ]
     if cap.energy_cap_per_mwh is not None:
         labels.append("energy price cap / MWh")
         values.append(float(cap.energy_cap_per_mwh))
     ax.bar(labels, values, color=["tab:blue", "tab:orange", "tab:red"][: len(values)])
     ax.set_ylabel(f"{cap.currency}/MWh")
-    ax.set_title(f"{cap.get_method_display()} cap, {cap.period_start} to {cap.period_end}", fontsize=10)
+    ax.set_title(
+        f"{cap.get_method_display()} cap, {cap.period_start} to {cap.period_end}", fontsize=10
+    )
     return _png(plt, fig)

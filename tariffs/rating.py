@@ -349,7 +349,15 @@ class _Compiled:
     """
 
     __slots__ = (
-        "cooling", "cur", "include_vat", "lines", "minor", "nets", "plain", "static", "vat_rate"
+        "cooling",
+        "cur",
+        "include_vat",
+        "lines",
+        "minor",
+        "nets",
+        "plain",
+        "static",
+        "vat_rate",
     )
 
     def __init__(self, spec: TariffSpec) -> None:
@@ -366,7 +374,9 @@ class _Compiled:
         # components whose lines depend on nothing else (see :func:`rate`)
         self.lines: dict[tuple, tuple[PricedLine, ...]] = {}
         self.plain = tuple(
-            (i, c.type, c) for i, c in enumerate(spec.components) if not isinstance(c, CoolingIncentive)
+            (i, c.type, c)
+            for i, c in enumerate(spec.components)
+            if not isinstance(c, CoolingIncentive)
         )
         self.cooling = tuple(
             (i, c) for i, c in enumerate(spec.components) if isinstance(c, CoolingIncentive)
@@ -418,7 +428,9 @@ def _mwh_qty(value: Decimal, unit: str) -> Decimal:
 
 
 class _Pricer:
-    def __init__(self, spec: TariffSpec, det: Determinants, compiled: _Compiled | None = None) -> None:
+    def __init__(
+        self, spec: TariffSpec, det: Determinants, compiled: _Compiled | None = None
+    ) -> None:
         self.spec = spec
         self.det = det
         c = compiled if compiled is not None else _compiled(spec)
@@ -485,7 +497,11 @@ class _Pricer:
             head = f"{_exact(annual)} {self.cur}/year{' (' + per_text + ')' if per_text else ''} × "
             static = self.static[id(c)] = (annual, head)
         annual, head = static
-        return [self.line(c, c.kind, c.description, head + self.period_str, ONE, "year", annual, annual=True)]
+        return [
+            self.line(
+                c, c.kind, c.description, head + self.period_str, ONE, "year", annual, annual=True
+            )
+        ]
 
     def _banded_static(self, c: BandedCharge) -> tuple:
         """Per band: (fee or None, fee description, fee text head, net unit price,
@@ -500,20 +516,23 @@ class _Pricer:
                 fee_desc = f"{c.description} – fixed fee ({label})"
             else:
                 label = (
-                    f"{lower.normalize():f}–{top.normalize():f} {c.unit}" if top is not None
+                    f"{lower.normalize():f}–{top.normalize():f} {c.unit}"
+                    if top is not None
                     else f"above {lower.normalize():f} {c.unit}"
                 )
                 fee_desc = f"{c.description} – fixed ({label})"
             fee = self.net(band.fixed) * fee_factor if band.fixed else None
             price = self.net(band.unit_price)
-            rows.append((
-                fee,
-                fee_desc,
-                f"{_exact(fee)} {self.cur}/year × " if fee is not None else "",
-                price,
-                f"{c.description} ({label})",
-                f" {c.unit} × {_exact(price)} {self.cur}/{c.unit}/year × ",
-            ))
+            rows.append(
+                (
+                    fee,
+                    fee_desc,
+                    f"{_exact(fee)} {self.cur}/year × " if fee is not None else "",
+                    price,
+                    f"{c.description} ({label})",
+                    f" {c.unit} × {_exact(price)} {self.cur}/{c.unit}/year × ",
+                )
+            )
             if top is not None:
                 lower = top
         return "area" if c.basis == "area" else "capacity", tuple(rows)
@@ -524,7 +543,8 @@ class _Pricer:
             qty = _qty(det.heated_area_m2)
         else:
             qty = _qty(
-                det.contracted_kw if c.unit == "kW"
+                det.contracted_kw
+                if c.unit == "kW"
                 else convert_power(det.contracted_kw, "kW", c.unit, delta_t_k=c.design_delta_t)
             )
         static = self.static.get(id(c))
@@ -535,14 +555,26 @@ class _Pricer:
         lines: list[PricedLine] = []
         if c.mode == "whole":
             index = next(
-                (j for j, b in enumerate(c.bands) if b.upto is None or qty <= b.upto), len(c.bands) - 1
+                (j for j, b in enumerate(c.bands) if b.upto is None or qty <= b.upto),
+                len(c.bands) - 1,
             )
             fee, fee_desc, fee_head, price, desc, tail = rows[index]
             if fee is not None:
-                lines.append(self.line(c, kind, fee_desc, fee_head + period, ONE, "year", fee, annual=True))
+                lines.append(
+                    self.line(c, kind, fee_desc, fee_head + period, ONE, "year", fee, annual=True)
+                )
             if price:
                 lines.append(
-                    self.line(c, kind, desc, f"{qty.normalize():f}{tail}{period}", qty, c.unit, price, annual=True)
+                    self.line(
+                        c,
+                        kind,
+                        desc,
+                        f"{qty.normalize():f}{tail}{period}",
+                        qty,
+                        c.unit,
+                        price,
+                        annual=True,
+                    )
                 )
             return lines
         lower = ZERO
@@ -553,10 +585,21 @@ class _Pricer:
             part = (min(qty, top) if top is not None else qty) - lower
             part = max(part, ZERO)
             if fee is not None:
-                lines.append(self.line(c, kind, fee_desc, fee_head + period, ONE, "year", fee, annual=True))
+                lines.append(
+                    self.line(c, kind, fee_desc, fee_head + period, ONE, "year", fee, annual=True)
+                )
             if price and part > 0:
                 lines.append(
-                    self.line(c, kind, desc, f"{part.normalize():f}{tail}{period}", part, c.unit, price, annual=True)
+                    self.line(
+                        c,
+                        kind,
+                        desc,
+                        f"{part.normalize():f}{tail}{period}",
+                        part,
+                        c.unit,
+                        price,
+                        annual=True,
+                    )
                 )
             if top is None or qty <= top:
                 break
@@ -604,23 +647,53 @@ class _Pricer:
                 }
             for s, q in parts:
                 price, desc, tail = static[id(s)]
-                lines.append(self.line(c, "energy", desc, f"{q.normalize():f}{tail}", q, c.unit, price, annual=False))
+                lines.append(
+                    self.line(
+                        c,
+                        "energy",
+                        desc,
+                        f"{q.normalize():f}{tail}",
+                        q,
+                        c.unit,
+                        price,
+                        annual=False,
+                    )
+                )
         elif c.blocks:
             for label, q, price in self._block_parts(c, total):
                 price = self.net(price)
                 lines.append(
-                    self.line(c, "energy", f"{c.description} ({label})",
-                              f"{q.normalize():f} {c.unit} × {_exact(price)} {self.cur}/{c.unit}",
-                              q, c.unit, price, annual=False)
+                    self.line(
+                        c,
+                        "energy",
+                        f"{c.description} ({label})",
+                        f"{q.normalize():f} {c.unit} × {_exact(price)} {self.cur}/{c.unit}",
+                        q,
+                        c.unit,
+                        price,
+                        annual=False,
+                    )
                 )
         else:
             static = self.static.get(id(c))
             if static is None:
                 price = self.net(c.price)
-                static = self.static[id(c)] = (price, f" {c.unit} × {_exact(price)} {self.cur}/{c.unit}")
+                static = self.static[id(c)] = (
+                    price,
+                    f" {c.unit} × {_exact(price)} {self.cur}/{c.unit}",
+                )
             price, tail = static
             lines.append(
-                self.line(c, "energy", c.description, f"{total.normalize():f}{tail}", total, c.unit, price, annual=False)
+                self.line(
+                    c,
+                    "energy",
+                    c.description,
+                    f"{total.normalize():f}{tail}",
+                    total,
+                    c.unit,
+                    price,
+                    annual=False,
+                )
             )
         self.energy_amounts[c.code] = sum((ln.amount for ln in lines), ZERO)
         return lines
@@ -667,15 +740,19 @@ class _Pricer:
             base = Fraction(total)
             scale = self.fraction
         lower = Fraction(0)
-        prev: Decimal | None = None  # the previous block's annual limit (lower / scale; scale may be 0)
+        prev: Decimal | None = (
+            None  # the previous block's annual limit (lower / scale; scale may be 0)
+        )
         raw: list[tuple[str, Fraction, Decimal]] = []
         for b in c.blocks:
             top = Fraction(b.upto) * scale if b.upto is not None else None
             inside = (min(base, top) if top is not None else base) - lower
             inside = max(inside, Fraction(0))
             label = (
-                f"up to {b.upto.normalize():f} {c.unit}/year" if prev is None and b.upto is not None
-                else f"above {(prev or ZERO).normalize():f} {c.unit}/year" if b.upto is None
+                f"up to {b.upto.normalize():f} {c.unit}/year"
+                if prev is None and b.upto is not None
+                else f"above {(prev or ZERO).normalize():f} {c.unit}/year"
+                if b.upto is None
                 else f"{prev.normalize():f}–{b.upto.normalize():f} {c.unit}/year"
             )
             if inside > 0:
@@ -699,19 +776,33 @@ class _Pricer:
             price = self.net(c.price)
             static = self.static[id(c)] = (price, f" m³ × {_exact(price)} {self.cur}/m³")
         price, tail = static
-        return [self.line(c, "volume", c.description, f"{q.normalize():f}{tail}", q, "m³", price, annual=False)]
+        return [
+            self.line(
+                c, "volume", c.description, f"{q.normalize():f}{tail}", q, "m³", price, annual=False
+            )
+        ]
 
     def cooling(self, c: CoolingIncentive) -> list[PricedLine]:
         det = self.det
         metric, metric_text = self._cooling_metric(c)
         if metric is None:
             return [
-                self.line(c, "cooling", c.description, f"no {metric_text} data for the period: no bonus or penalty",
-                          ZERO, c.rate_unit if c.rate_basis == "per_unit" else self.cur, ZERO, annual=False)
+                self.line(
+                    c,
+                    "cooling",
+                    c.description,
+                    f"no {metric_text} data for the period: no bonus or penalty",
+                    ZERO,
+                    c.rate_unit if c.rate_basis == "per_unit" else self.cur,
+                    ZERO,
+                    annual=False,
+                )
             ]
         target = c.target
         if c.target_flow_slope is not None and det.flow_temp_c is not None:
-            target = c.target + c.target_flow_slope * (det.flow_temp_c - (c.target_flow_ref or ZERO))
+            target = c.target + c.target_flow_slope * (
+                det.flow_temp_c - (c.target_flow_ref or ZERO)
+            )
             if c.target_min is not None:
                 target = max(target, c.target_min)
             if c.target_max is not None:
@@ -748,20 +839,28 @@ class _Pricer:
             exact = rate * degrees
             unit_price = _unit_price(exact)
             expl = f"{head}; {_fmt(base)} {self.cur} energy charge × " + (
-                f"{rate * 100:f} % × {_exact(degrees)} °C" if unit_price == exact else
-                f"{_exact(unit_price * 100)} % ({rate * 100:f} % × {_exact(degrees)} °C = {_exact(exact * 100)} %, rounded half up)"
+                f"{rate * 100:f} % × {_exact(degrees)} °C"
+                if unit_price == exact
+                else f"{_exact(unit_price * 100)} % ({rate * 100:f} % × {_exact(degrees)} °C = {_exact(exact * 100)} %, rounded half up)"
             )
-            return [self.line(c, "cooling", c.description, expl, base, self.cur, unit_price, annual=False)]
+            return [
+                self.line(
+                    c, "cooling", c.description, expl, base, self.cur, unit_price, annual=False
+                )
+            ]
         q = _mwh_qty(det.energy_mwh, c.rate_unit)
         price = self.net(rate) if rate else ZERO
         exact = price * degrees
         unit_price = _unit_price(exact)
         per = f"{self.cur}/{c.rate_unit}"
         expl = f"{head}; {q.normalize():f} {c.rate_unit} × " + (
-            f"{_exact(price)} {per}/°C × {_exact(degrees)} °C" if unit_price == exact else
-            f"{_exact(unit_price)} {per} ({_exact(price)} {per}/°C × {_exact(degrees)} °C = {_exact(exact)} {per}, rounded half up)"
+            f"{_exact(price)} {per}/°C × {_exact(degrees)} °C"
+            if unit_price == exact
+            else f"{_exact(unit_price)} {per} ({_exact(price)} {per}/°C × {_exact(degrees)} °C = {_exact(exact)} {per}, rounded half up)"
         )
-        return [self.line(c, "cooling", c.description, expl, q, c.rate_unit, unit_price, annual=False)]
+        return [
+            self.line(c, "cooling", c.description, expl, q, c.rate_unit, unit_price, annual=False)
+        ]
 
     def _cooling_metric(self, c: CoolingIncentive) -> tuple[Decimal | None, str]:
         det = self.det
@@ -829,7 +928,9 @@ def _cooling_dt(energy_mwh: Decimal, volume_m3: Decimal, factor: Decimal, unit: 
 _LINES_MEMO_MAX = 4096
 
 
-def _priced(pricer: _Pricer, compiled: _Compiled, index: int, handler: str, comp) -> Sequence[PricedLine]:
+def _priced(
+    pricer: _Pricer, compiled: _Compiled, index: int, handler: str, comp
+) -> Sequence[PricedLine]:
     """``pricer.<handler>(comp)``; fixed and banded charges once per distinct input.
 
     A fixed charge's lines depend only on the period, a banded charge's only on the
@@ -898,7 +999,13 @@ _VALUE_EXP = Decimal(1).scaleb(-COMPONENT_PLACES)
 
 
 def _parse_decimal(
-    value: Any, path: str, errors: list[ErrorItem], *, optional=False, positive=False, non_negative=False
+    value: Any,
+    path: str,
+    errors: list[ErrorItem],
+    *,
+    optional=False,
+    positive=False,
+    non_negative=False,
 ) -> Decimal | None:
     """A finite number ``|x| < 10⁹`` with at most 6 decimals (see ``tariffs.limits``)."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -912,18 +1019,30 @@ def _parse_decimal(
     try:
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        errors.append(ErrorItem(code="invalid", message=f"{_short(value)} is not a number.", field=path))
+        errors.append(
+            ErrorItem(code="invalid", message=f"{_short(value)} is not a number.", field=path)
+        )
         return None
     if not d.is_finite():
         errors.append(ErrorItem(code="invalid", message="Must be a finite number.", field=path))
         return None
     if d.copy_abs() >= COMPONENT_VALUE_LIMIT:  # copy_abs: exact, never overflows
-        errors.append(ErrorItem(
-            code="out_of_range", message=f"Must be between -{COMPONENT_VALUE_LIMIT:,} and {COMPONENT_VALUE_LIMIT:,}.", field=path))
+        errors.append(
+            ErrorItem(
+                code="out_of_range",
+                message=f"Must be between -{COMPONENT_VALUE_LIMIT:,} and {COMPONENT_VALUE_LIMIT:,}.",
+                field=path,
+            )
+        )
         return None
     if d != d.quantize(_VALUE_EXP):
-        errors.append(ErrorItem(
-            code="max_decimal_places", message=f"At most {COMPONENT_PLACES} decimal places.", field=path))
+        errors.append(
+            ErrorItem(
+                code="max_decimal_places",
+                message=f"At most {COMPONENT_PLACES} decimal places.",
+                field=path,
+            )
+        )
         return None
     if positive and d <= 0:
         errors.append(ErrorItem(code="min_value", message="Must be above 0.", field=path))
@@ -941,7 +1060,13 @@ def _short(value: Any) -> str:
 
 def _choice(value, choices, path, errors):
     if not isinstance(value, str) or value not in choices:
-        errors.append(ErrorItem(code="invalid_choice", message=f"{_short(value)} is not one of {', '.join(choices)}.", field=path))
+        errors.append(
+            ErrorItem(
+                code="invalid_choice",
+                message=f"{_short(value)} is not one of {', '.join(choices)}.",
+                field=path,
+            )
+        )
     return value
 
 
@@ -950,7 +1075,9 @@ def _text(value: Any, path: str, errors: list[ErrorItem], *, max_length: int) ->
         errors.append(ErrorItem(code="invalid", message="A text is required.", field=path))
         return None
     if len(value) > max_length:
-        errors.append(ErrorItem(code="max_length", message=f"At most {max_length} characters.", field=path))
+        errors.append(
+            ErrorItem(code="max_length", message=f"At most {max_length} characters.", field=path)
+        )
         return None
     return value
 
@@ -977,7 +1104,8 @@ def components_from_data(data: Any) -> tuple[Component, ...]:
     errors: list[ErrorItem] = []
     if not isinstance(data, list):
         raise TariffComponentsInvalid(
-            "Components must be a list.", errors=[ErrorItem(code="invalid", message="Expected a list.", field="components")]
+            "Components must be a list.",
+            errors=[ErrorItem(code="invalid", message="Expected a list.", field="components")],
         )
     result: list[tuple[int, Component]] = []
     codes: set[str] = set()
@@ -987,31 +1115,60 @@ def components_from_data(data: Any) -> tuple[Component, ...]:
             continue
         ctype = raw.get("type")
         if not isinstance(ctype, str) or ctype not in COMPONENT_TYPES:
-            errors.append(ErrorItem(code="invalid_choice", message=f"type must be one of {', '.join(COMPONENT_TYPES)}.", field=f"{p}.type"))
+            errors.append(
+                ErrorItem(
+                    code="invalid_choice",
+                    message=f"type must be one of {', '.join(COMPONENT_TYPES)}.",
+                    field=f"{p}.type",
+                )
+            )
             continue
         code = raw.get("code")
         if code is None or (isinstance(code, str) and not code.strip()):
-            errors.append(ErrorItem(code="required", message="Every component needs a code.", field=f"{p}.code"))
+            errors.append(
+                ErrorItem(
+                    code="required", message="Every component needs a code.", field=f"{p}.code"
+                )
+            )
             code = ""
         else:
-            code = (_text(code, f"{p}.code", errors, max_length=COMPONENT_CODE_MAX_LENGTH) or "").strip()
+            code = (
+                _text(code, f"{p}.code", errors, max_length=COMPONENT_CODE_MAX_LENGTH) or ""
+            ).strip()
             if code in codes:
-                errors.append(ErrorItem(code="duplicate", message=f"Component code {code!r} is used twice.", field=f"{p}.code"))
+                errors.append(
+                    ErrorItem(
+                        code="duplicate",
+                        message=f"Component code {code!r} is used twice.",
+                        field=f"{p}.code",
+                    )
+                )
             codes.add(code)
         desc = raw.get("description")
         if desc is None or desc == "":
             desc = code
         else:
-            desc = _text(desc, f"{p}.description", errors, max_length=COMPONENT_DESCRIPTION_MAX_LENGTH) or code
+            desc = (
+                _text(desc, f"{p}.description", errors, max_length=COMPONENT_DESCRIPTION_MAX_LENGTH)
+                or code
+            )
         known = {f.name for f in fields(COMPONENT_TYPES[ctype])} | {"type"}
         for key in raw:
             if key not in known:
-                errors.append(ErrorItem(code="unknown_field", message=f"Unknown field {_short(key)} for a {ctype} component.", field=f"{p}.{key}"))
+                errors.append(
+                    ErrorItem(
+                        code="unknown_field",
+                        message=f"Unknown field {_short(key)} for a {ctype} component.",
+                        field=f"{p}.{key}",
+                    )
+                )
         try:
             comp = _build(ctype, raw, code, desc, p, errors)
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
             # a safety net only: _build checks every shape it reads
-            errors.append(ErrorItem(code="invalid", message=str(exc) or type(exc).__name__, field=p))
+            errors.append(
+                ErrorItem(code="invalid", message=str(exc) or type(exc).__name__, field=p)
+            )
             continue
         if comp is not None:
             result.append((i, comp))
@@ -1020,7 +1177,13 @@ def components_from_data(data: Any) -> tuple[Component, ...]:
         if isinstance(c, CoolingIncentive):
             for k, ref in enumerate(c.energy_components):
                 if ref not in energy_codes:
-                    errors.append(ErrorItem(code="invalid", message=f"{ref!r} is not an energy component of this version.", field=f"components.{i}.energy_components.{k}"))
+                    errors.append(
+                        ErrorItem(
+                            code="invalid",
+                            message=f"{ref!r} is not an energy component of this version.",
+                            field=f"components.{i}.energy_components.{k}",
+                        )
+                    )
     if errors:
         raise TariffComponentsInvalid("The tariff components are invalid.", errors=errors)
     return tuple(c for _, c in result)
@@ -1036,20 +1199,44 @@ def _month(value: Any) -> int | None:
     return None
 
 
-def _limits(items: list, key: str, p: str, name: str, errors: list[ErrorItem]) -> list[Decimal | None]:
+def _limits(
+    items: list, key: str, p: str, name: str, errors: list[ErrorItem]
+) -> list[Decimal | None]:
     """The ``upto`` of each band or block: increasing, above 0, only the last open."""
     out: list[Decimal | None] = []
     previous = ZERO
     for j, item in enumerate(items):
         path = f"{p}.{j}.{key}"
-        upto = _parse_decimal(item.get(key), path, errors, optional=True) if isinstance(item, dict) else None
+        upto = (
+            _parse_decimal(item.get(key), path, errors, optional=True)
+            if isinstance(item, dict)
+            else None
+        )
         if isinstance(item, dict):
             if upto is not None and upto <= previous:
-                errors.append(ErrorItem(code="invalid", message=f"{name} limits must be above 0 and increase.", field=path))
+                errors.append(
+                    ErrorItem(
+                        code="invalid",
+                        message=f"{name} limits must be above 0 and increase.",
+                        field=path,
+                    )
+                )
             if upto is None and j != len(items) - 1 and (item.get(key) in (None, "")):
-                errors.append(ErrorItem(code="invalid", message=f"Only the last {name.lower()} may be open.", field=path))
+                errors.append(
+                    ErrorItem(
+                        code="invalid",
+                        message=f"Only the last {name.lower()} may be open.",
+                        field=path,
+                    )
+                )
             if upto is not None and j == len(items) - 1:
-                errors.append(ErrorItem(code="invalid", message=f"The last {name.lower()} must be open ({key} empty).", field=path))
+                errors.append(
+                    ErrorItem(
+                        code="invalid",
+                        message=f"The last {name.lower()} must be open ({key} empty).",
+                        field=path,
+                    )
+                )
         previous = upto if upto is not None else previous
         out.append(upto)
     return out
@@ -1063,7 +1250,9 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
         kind = _choice(raw.get("kind", "fixed"), ("fixed", "meter_rent"), f"{p}.kind", errors)
         return FixedCharge(code=code, description=desc, amount=amount, per=per, kind=kind)
     if ctype == "volume":
-        return VolumeCharge(code=code, description=desc, price=dec(raw.get("price"), f"{p}.price", errors))
+        return VolumeCharge(
+            code=code, description=desc, price=dec(raw.get("price"), f"{p}.price", errors)
+        )
     if ctype == "banded":
         basis = _choice(raw.get("basis"), ("capacity", "area"), f"{p}.basis", errors)
         unit = raw.get("unit") or ("m²" if basis == "area" else "kW")
@@ -1073,7 +1262,11 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
             _choice(unit, (*POWER_UNITS, "l/h"), f"{p}.unit", errors)
         bands_raw = raw.get("bands")
         if not isinstance(bands_raw, list) or not bands_raw:
-            errors.append(ErrorItem(code="required", message="At least one band is needed.", field=f"{p}.bands"))
+            errors.append(
+                ErrorItem(
+                    code="required", message="At least one band is needed.", field=f"{p}.bands"
+                )
+            )
             return None
         limits = _limits(bands_raw, "upto", f"{p}.bands", "Band", errors)
         bands = []
@@ -1081,18 +1274,34 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
             bp = f"{p}.bands.{j}"
             if not _object(b, bp, errors):
                 continue
-            bands.append(Band(
-                upto=limits[j],
-                unit_price=dec(b.get("unit_price", "0"), f"{bp}.unit_price", errors) or ZERO,
-                fixed=dec(b.get("fixed", "0"), f"{bp}.fixed", errors) or ZERO,
-            ))
-        delta_t = dec(raw.get("design_delta_t"), f"{p}.design_delta_t", errors, optional=True, positive=True)
+            bands.append(
+                Band(
+                    upto=limits[j],
+                    unit_price=dec(b.get("unit_price", "0"), f"{bp}.unit_price", errors) or ZERO,
+                    fixed=dec(b.get("fixed", "0"), f"{bp}.fixed", errors) or ZERO,
+                )
+            )
+        delta_t = dec(
+            raw.get("design_delta_t"), f"{p}.design_delta_t", errors, optional=True, positive=True
+        )
         if unit == "l/h" and not delta_t and raw.get("design_delta_t") in (None, ""):
-            errors.append(ErrorItem(code="required", message="A l/h capacity price needs design_delta_t.", field=f"{p}.design_delta_t"))
+            errors.append(
+                ErrorItem(
+                    code="required",
+                    message="A l/h capacity price needs design_delta_t.",
+                    field=f"{p}.design_delta_t",
+                )
+            )
         return BandedCharge(
-            code=code, description=desc, basis=basis, unit=unit, bands=tuple(bands),
+            code=code,
+            description=desc,
+            basis=basis,
+            unit=unit,
+            bands=tuple(bands),
             mode=_choice(raw.get("mode", "graduated"), ("graduated", "whole"), f"{p}.mode", errors),
-            fixed_per=_choice(raw.get("fixed_per", "year"), ("year", "month"), f"{p}.fixed_per", errors),
+            fixed_per=_choice(
+                raw.get("fixed_per", "year"), ("year", "month"), f"{p}.fixed_per", errors
+            ),
             design_delta_t=delta_t,
         )
     if ctype == "energy":
@@ -1108,16 +1317,34 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
             months_raw = s.get("months")
             months: list[int] = []
             if not isinstance(months_raw, list) or not months_raw:
-                errors.append(ErrorItem(code="invalid", message="months must be a list of months 1–12.", field=f"{sp}.months"))
+                errors.append(
+                    ErrorItem(
+                        code="invalid",
+                        message="months must be a list of months 1–12.",
+                        field=f"{sp}.months",
+                    )
+                )
             else:
                 for k, m in enumerate(months_raw):
                     month = _month(m)
                     if month is None:
-                        errors.append(ErrorItem(code="invalid", message="A month is a whole number 1–12.", field=f"{sp}.months.{k}"))
+                        errors.append(
+                            ErrorItem(
+                                code="invalid",
+                                message="A month is a whole number 1–12.",
+                                field=f"{sp}.months.{k}",
+                            )
+                        )
                     else:
                         months.append(month)
             if months_seen & set(months):
-                errors.append(ErrorItem(code="invalid", message="A month belongs to two seasons.", field=f"{sp}.months"))
+                errors.append(
+                    ErrorItem(
+                        code="invalid",
+                        message="A month belongs to two seasons.",
+                        field=f"{sp}.months",
+                    )
+                )
             months_seen |= set(months)
             label = s.get("label")
             if label is None or label == "":
@@ -1126,9 +1353,21 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
                 label = _text(label, f"{sp}.label", errors, max_length=60) or f"season {j + 1}"
             # one label may name two ranges ("winter": Jan–Mar and Oct–Dec): rating shares
             # energy per label, as tariffs stored before this check was written do
-            seasons.append(Season(label=label, months=tuple(months), price=dec(s.get("price"), f"{sp}.price", errors)))
+            seasons.append(
+                Season(
+                    label=label,
+                    months=tuple(months),
+                    price=dec(s.get("price"), f"{sp}.price", errors),
+                )
+            )
         if seasons_raw and months_seen != set(range(1, 13)):
-            errors.append(ErrorItem(code="invalid", message="Seasons must cover all twelve months.", field=f"{p}.seasons"))
+            errors.append(
+                ErrorItem(
+                    code="invalid",
+                    message="Seasons must cover all twelve months.",
+                    field=f"{p}.seasons",
+                )
+            )
         blocks = []
         blocks_raw = _items(raw.get("blocks"), f"{p}.blocks", errors)
         limits = _limits(blocks_raw, "upto", f"{p}.blocks", "Block", errors)
@@ -1137,39 +1376,101 @@ def _build(ctype, raw, code, desc, p, errors) -> Component | None:
             if not _object(b, bp, errors):
                 continue
             blocks.append(Block(upto=limits[j], price=dec(b.get("price"), f"{bp}.price", errors)))
-        given = sum(1 for x in (raw.get("price") not in (None, ""), bool(seasons_raw), bool(blocks_raw)) if x)
+        given = sum(
+            1
+            for x in (raw.get("price") not in (None, ""), bool(seasons_raw), bool(blocks_raw))
+            if x
+        )
         if given != 1:
-            errors.append(ErrorItem(code="invalid", message="Give exactly one of price, seasons or blocks.", field=p))
-        return EnergyCharge(code=code, description=desc, unit=unit, price=price, seasons=tuple(seasons), blocks=tuple(blocks))
+            errors.append(
+                ErrorItem(
+                    code="invalid", message="Give exactly one of price, seasons or blocks.", field=p
+                )
+            )
+        return EnergyCharge(
+            code=code,
+            description=desc,
+            unit=unit,
+            price=price,
+            seasons=tuple(seasons),
+            blocks=tuple(blocks),
+        )
     if ctype == "cooling":
         kwargs: dict[str, Any] = {}
         kwargs["target"] = dec(raw.get("target"), f"{p}.target", errors)
-        for name in ("penalty_rate", "bonus_rate", "target_flow_slope", "target_flow_ref", "target_min", "target_max"):
+        for name in (
+            "penalty_rate",
+            "bonus_rate",
+            "target_flow_slope",
+            "target_flow_ref",
+            "target_min",
+            "target_max",
+        ):
             kwargs[name] = dec(raw.get(name), f"{p}.{name}", errors, optional=True)
-        kwargs["max_degrees"] = dec(raw.get("max_degrees"), f"{p}.max_degrees", errors, optional=True, non_negative=True)
+        kwargs["max_degrees"] = dec(
+            raw.get("max_degrees"), f"{p}.max_degrees", errors, optional=True, non_negative=True
+        )
         kwargs["factor"] = dec(raw.get("factor", "860"), f"{p}.factor", errors, positive=True)
         for name in ("band_below", "band_above"):
             kwargs[name] = dec(raw.get(name, "0"), f"{p}.{name}", errors, non_negative=True)
-        kwargs["metric"] = _choice(raw.get("metric", "cooling"), ("cooling", "return_temp"), f"{p}.metric", errors)
-        kwargs["source"] = _choice(raw.get("source", "energy_volume"), ("energy_volume", "temperatures"), f"{p}.source", errors)
-        kwargs["factor_unit"] = _choice(raw.get("factor_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.factor_unit", errors)
-        kwargs["count_from"] = _choice(raw.get("count_from", "edge"), ("edge", "target"), f"{p}.count_from", errors)
-        kwargs["rate_basis"] = _choice(raw.get("rate_basis", "percent_of_energy"), ("percent_of_energy", "per_unit"), f"{p}.rate_basis", errors)
-        kwargs["rate_unit"] = _choice(raw.get("rate_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.rate_unit", errors)
+        kwargs["metric"] = _choice(
+            raw.get("metric", "cooling"), ("cooling", "return_temp"), f"{p}.metric", errors
+        )
+        kwargs["source"] = _choice(
+            raw.get("source", "energy_volume"),
+            ("energy_volume", "temperatures"),
+            f"{p}.source",
+            errors,
+        )
+        kwargs["factor_unit"] = _choice(
+            raw.get("factor_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.factor_unit", errors
+        )
+        kwargs["count_from"] = _choice(
+            raw.get("count_from", "edge"), ("edge", "target"), f"{p}.count_from", errors
+        )
+        kwargs["rate_basis"] = _choice(
+            raw.get("rate_basis", "percent_of_energy"),
+            ("percent_of_energy", "per_unit"),
+            f"{p}.rate_basis",
+            errors,
+        )
+        kwargs["rate_unit"] = _choice(
+            raw.get("rate_unit", "MWh"), tuple(ENERGY_UNITS), f"{p}.rate_unit", errors
+        )
         refs = []
-        for k, ref in enumerate(_items(raw.get("energy_components"), f"{p}.energy_components", errors)):
+        for k, ref in enumerate(
+            _items(raw.get("energy_components"), f"{p}.energy_components", errors)
+        ):
             if not isinstance(ref, str) or not ref.strip():
-                errors.append(ErrorItem(code="invalid", message="The code of an energy component is required.", field=f"{p}.energy_components.{k}"))
+                errors.append(
+                    ErrorItem(
+                        code="invalid",
+                        message="The code of an energy component is required.",
+                        field=f"{p}.energy_components.{k}",
+                    )
+                )
             else:
                 refs.append(ref.strip())
         kwargs["energy_components"] = tuple(refs)
         mp = raw.get("metric_places")
-        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or not 0 <= mp <= COMPONENT_PLACES):
-            errors.append(ErrorItem(code="invalid", message=f"metric_places is a whole number 0–{COMPONENT_PLACES}.", field=f"{p}.metric_places"))
+        if mp is not None and (
+            isinstance(mp, bool) or not isinstance(mp, int) or not 0 <= mp <= COMPONENT_PLACES
+        ):
+            errors.append(
+                ErrorItem(
+                    code="invalid",
+                    message=f"metric_places is a whole number 0–{COMPONENT_PLACES}.",
+                    field=f"{p}.metric_places",
+                )
+            )
             mp = None
         kwargs["metric_places"] = mp
         if kwargs["penalty_rate"] is None and kwargs["bonus_rate"] is None:
-            errors.append(ErrorItem(code="required", message="Give a penalty_rate, a bonus_rate or both.", field=p))
+            errors.append(
+                ErrorItem(
+                    code="required", message="Give a penalty_rate, a bonus_rate or both.", field=p
+                )
+            )
         return CoolingIncentive(code=code, description=desc, **kwargs)
     return None
 

@@ -95,7 +95,9 @@ def tariff_slices_for_connections(
             )
             assignment_rows = cursor.fetchall()
     else:
-        network_of = dict(ServiceConnection.objects.filter(id__in=ids).values_list("id", "network_id"))
+        network_of = dict(
+            ServiceConnection.objects.filter(id__in=ids).values_list("id", "network_id")
+        )
         assignment_rows = (
             TariffAssignment.objects.filter(connection_id__in=ids, valid_from__lt=end)
             .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
@@ -113,7 +115,9 @@ def tariff_slices_for_connections(
     tariffs_hold(tariff_ids)
     versions: dict[int, list[TariffVersion]] = defaultdict(list)
     for v in (
-        TariffVersion.objects.filter(tariff_id__in=tariff_ids, status__in=IN_FORCE, valid_from__lt=end)
+        TariffVersion.objects.filter(
+            tariff_id__in=tariff_ids, status__in=IN_FORCE, valid_from__lt=end
+        )
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start))
         .select_related("tariff__network")
         .order_by("tariff_id", "valid_from")
@@ -130,7 +134,9 @@ def tariff_slices_for_connections(
     # once per distinct segment (most connections share the network default's one)
     pieces_of: dict[tuple[dt.date, dt.date, int], list[tuple[dt.date, dt.date, TariffSpec]]] = {}
 
-    def pieces(s_start: dt.date, s_end: dt.date, tid: int) -> list[tuple[dt.date, dt.date, TariffSpec]]:
+    def pieces(
+        s_start: dt.date, s_end: dt.date, tid: int
+    ) -> list[tuple[dt.date, dt.date, TariffSpec]]:
         key = (s_start, s_end, tid)
         found = pieces_of.get(key)
         if found is None:
@@ -232,9 +238,20 @@ def unit_hours_frame(*, unit_ids: Sequence[int], start_at: dt.datetime, end_at: 
 
     from tariffs.models import UnitHour
 
-    cols = ["unit_id", "hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh",
-            "source_in_c", "source_out_c", "supply_c", "return_c"]
-    rows = UnitHour.objects.filter(unit_id__in=unit_ids, hour_start__gte=start_at, hour_start__lt=end_at).values_list(*cols)
+    cols = [
+        "unit_id",
+        "hour_start",
+        "heat_mwh",
+        "electricity_mwh",
+        "fuel_mwh",
+        "source_in_c",
+        "source_out_c",
+        "supply_c",
+        "return_c",
+    ]
+    rows = UnitHour.objects.filter(
+        unit_id__in=unit_ids, hour_start__gte=start_at, hour_start__lt=end_at
+    ).values_list(*cols)
     frame = pd.DataFrame.from_records(list(rows), columns=cols)
     for c in ("source_in_c", "source_out_c", "supply_c", "return_c"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
@@ -242,7 +259,9 @@ def unit_hours_frame(*, unit_ids: Sequence[int], start_at: dt.datetime, end_at: 
     return frame
 
 
-def spot_price_hours_by_resolution(*, price_area: str, start_at: dt.datetime, end_at: dt.datetime) -> dict[str, int]:
+def spot_price_hours_by_resolution(
+    *, price_area: str, start_at: dt.datetime, end_at: dt.datetime
+) -> dict[str, int]:
     """How many of the area's stored hourly prices in ``[start_at, end_at)`` came from hourly and
     how many from 15-minute files (``{"60": n, "15": n}``; ``"unrecorded"`` for prices entered
     without an import or imported before the resolution was kept), so that figures priced on
@@ -252,13 +271,22 @@ def spot_price_hours_by_resolution(*, price_area: str, start_at: dt.datetime, en
     from tariffs.models import SpotPrice
 
     counts = (
-        SpotPrice.objects.filter(price_area=price_area, hour_start__gte=start_at, hour_start__lt=end_at)
-        .values_list("data_import__resolution_minutes").annotate(n=Count("id")).order_by()
+        SpotPrice.objects.filter(
+            price_area=price_area, hour_start__gte=start_at, hour_start__lt=end_at
+        )
+        .values_list("data_import__resolution_minutes")
+        .annotate(n=Count("id"))
+        .order_by()
     )
-    return {"unrecorded" if minutes is None else str(minutes): n for minutes, n in sorted(counts, key=lambda c: -(c[0] or 0))}
+    return {
+        "unrecorded" if minutes is None else str(minutes): n
+        for minutes, n in sorted(counts, key=lambda c: -(c[0] or 0))
+    }
 
 
-def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: dt.datetime, time_zone: str):
+def electricity_prices_frame(
+    *, price_area: str, start_at: dt.datetime, end_at: dt.datetime, time_zone: str
+):
     """Hourly spot + grid + system + tax per MWh for the area (two queries); time-of-use charges by
     local hour.  The prices are the stored ``Decimal`` values (a charge not in force: 0), so that
     their sum and the money priced on them are exact (``costs.hourly_electricity_price``)."""
@@ -267,8 +295,13 @@ def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: 
     from tariffs.models import ElectricityCharge, SpotPrice
 
     spot = pd.DataFrame.from_records(
-        list(SpotPrice.objects.filter(price_area=price_area, hour_start__gte=start_at, hour_start__lt=end_at)
-             .order_by("hour_start").values_list("hour_start", "price_per_mwh")),
+        list(
+            SpotPrice.objects.filter(
+                price_area=price_area, hour_start__gte=start_at, hour_start__lt=end_at
+            )
+            .order_by("hour_start")
+            .values_list("hour_start", "price_per_mwh")
+        ),
         columns=["hour_start", "spot"],
     )
     spot["hour_start"] = pd.to_datetime(spot["hour_start"], utc=True)
@@ -276,7 +309,9 @@ def electricity_prices_frame(*, price_area: str, start_at: dt.datetime, end_at: 
     local_day = local.dt.date
     local_hour = local.dt.hour  # both 02:00 hours of the 25-hour day are hour 2
     charges = list(
-        ElectricityCharge.objects.filter(price_area=price_area, valid_from__lt=end_at.date() + dt.timedelta(days=1))
+        ElectricityCharge.objects.filter(
+            price_area=price_area, valid_from__lt=end_at.date() + dt.timedelta(days=1)
+        )
         .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=start_at.date() - dt.timedelta(days=1)))
         .values_list("kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh")
     )

@@ -51,7 +51,9 @@ def convert_energy(value: Decimal | int | str | Fraction, from_unit: str, to_uni
     try:
         return _frac(value) * ENERGY_UNITS[from_unit] / ENERGY_UNITS[to_unit]
     except KeyError as exc:
-        raise UnitError(f"unknown energy unit {exc.args[0]!r}; use one of {sorted(ENERGY_UNITS)}") from exc
+        raise UnitError(
+            f"unknown energy unit {exc.args[0]!r}; use one of {sorted(ENERGY_UNITS)}"
+        ) from exc
 
 
 def convert_power(

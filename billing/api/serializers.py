@@ -319,7 +319,10 @@ class PaymentImportSerializer(serializers.Serializer):
 
 class RunExceptionsQuerySerializer(serializers.Serializer):
     resolved = serializers.BooleanField(
-        required=False, allow_null=True, default=None, help_text="Only resolved (true) or open (false) ones."
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Only resolved (true) or open (false) ones.",
     )
     code = serializers.CharField(
         required=False, max_length=40, help_text="Only this code, e.g. no_reads or late_rerate."

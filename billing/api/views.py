@@ -129,8 +129,12 @@ class BillingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("resolved", bool, description="Only resolved (true) or open (false) ones."),
-            OpenApiParameter("code", str, description="Only this code, e.g. no_reads or late_rerate."),
+            OpenApiParameter(
+                "resolved", bool, description="Only resolved (true) or open (false) ones."
+            ),
+            OpenApiParameter(
+                "code", str, description="Only this code, e.g. no_reads or late_rerate."
+            ),
         ],
         responses=serializers.BillingRunExceptionSerializer(many=True),
     )

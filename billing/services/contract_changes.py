@@ -273,7 +273,10 @@ def account_bill_missed(*, account: Account, run: BillingRun, now: dt.datetime) 
         # (a quarter's), one covering part of them makes billing the period bill it twice
         others = list(
             Invoice.objects.filter(
-                account=account, kind=Invoice.Kind.INVOICE, period_start__lt=end, period_end__gt=start
+                account=account,
+                kind=Invoice.Kind.INVOICE,
+                period_start__lt=end,
+                period_end__gt=start,
             )
             .exclude(state=Invoice.State.CANCELLED)
             .values_list("period_start", "period_end", "series", "number", "id")

@@ -904,7 +904,13 @@ def refund_record(
 
 
 def _refund_record(
-    *, account: Account, amount: Decimal, paid_on: dt.date, now: dt.datetime, user, key: str,
+    *,
+    account: Account,
+    amount: Decimal,
+    paid_on: dt.date,
+    now: dt.datetime,
+    user,
+    key: str,
     same: dict,
 ) -> Refund:
     currency = account.network.currency

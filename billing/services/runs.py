@@ -579,7 +579,9 @@ def _already_billed(
             found = found.filter(period_start__lt=run.period_end, period_end__gt=run.period_start)
         else:
             found = found.filter(period_start=run.period_start, period_end=run.period_end)
-        rows = found.values_list("account_id", "period_start", "period_end", "series", "number", "id")
+        rows = found.values_list(
+            "account_id", "period_start", "period_end", "series", "number", "id"
+        )
     by_account: dict[int, list[tuple]] = {}
     for account_id, *invoice in rows:
         by_account.setdefault(account_id, []).append(tuple(invoice))
@@ -820,7 +822,9 @@ def chunks_holding(*, run: BillingRun, account_id: int) -> list[bool]:
     of a large run does not read every list back once per account."""
     chunks = run.chunks.all()
     if connection.vendor == "postgresql":
-        return list(chunks.filter(account_ids__contains=[account_id]).values_list("done", flat=True))
+        return list(
+            chunks.filter(account_ids__contains=[account_id]).values_list("done", flat=True)
+        )
     return [done for done, ids in chunks.values_list("done", "account_ids") if account_id in ids]
 
 

@@ -606,7 +606,9 @@ def _ensure(*, connection_ids: Sequence[int], dates: Sequence[dt.date], refresh:
         installs_of[inst.unit.connection_id].append(inst)
 
     # round 1: around each boundary, the same midnight a year earlier and VEE's rollovers
-    hints, wraps, declared = _rollover_hints([i for installs in installs_of.values() for i in installs])
+    hints, wraps, declared = _rollover_hints(
+        [i for installs in installs_of.values() for i in installs]
+    )
     probes_of: dict[int, set[_Probe]] = {}
     for pk, (connection, wanted) in work.items():
         zone = connection.network.time_zone

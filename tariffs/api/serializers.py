@@ -31,9 +31,11 @@ def _itemised(exc: DomainError, prefix: str) -> serializers.ValidationError:
     detail: dict[str, list] = {}
     for e in exc.errors:
         field = e.field or prefix
-        key = field[len(prefix):].lstrip(".") if field.startswith(prefix) else field
+        key = field[len(prefix) :].lstrip(".") if field.startswith(prefix) else field
         detail.setdefault(key or "non_field_errors", []).append(ErrorDetail(e.message, code=e.code))
-    return serializers.ValidationError(detail or {"non_field_errors": [ErrorDetail(exc.message, code=exc.code)]})
+    return serializers.ValidationError(
+        detail or {"non_field_errors": [ErrorDetail(exc.message, code=exc.code)]}
+    )
 
 
 def _validate_components(value):
@@ -69,17 +71,43 @@ class TariffVersionSerializer(ModelSerializer):
     class Meta:
         model = models.TariffVersion
         fields = [
-            "id", "tariff", "number", "valid_from", "valid_to", "status", "prices_include_vat", "vat_rate",
-            "components", "notes", "created_at", "approved_at", "approved_by", "approved_under_cap", "published_at",
+            "id",
+            "tariff",
+            "number",
+            "valid_from",
+            "valid_to",
+            "status",
+            "prices_include_vat",
+            "vat_rate",
+            "components",
+            "notes",
+            "created_at",
+            "approved_at",
+            "approved_by",
+            "approved_under_cap",
+            "published_at",
         ]
-        read_only_fields = ["number", "status", "created_at", "approved_at", "approved_by", "approved_under_cap", "published_at"]
+        read_only_fields = [
+            "number",
+            "status",
+            "created_at",
+            "approved_at",
+            "approved_by",
+            "approved_under_cap",
+            "published_at",
+        ]
         extra_kwargs = {"vat_rate": VAT_RATE_BOUNDS}
 
     def validate_components(self, value):
         return _validate_components(value)
 
     def validate(self, attrs):
-        _ends_after_start(attrs, "valid_from", "valid_to", "A tariff version must end after it starts (valid_to is exclusive).")
+        _ends_after_start(
+            attrs,
+            "valid_from",
+            "valid_to",
+            "A tariff version must end after it starts (valid_to is exclusive).",
+        )
         return attrs
 
 
@@ -88,14 +116,21 @@ class TariffVersionDraftUpdateSerializer(serializers.Serializer):
     valid_to = BoundedDateField(required=False, allow_null=True)
     components = serializers.JSONField(required=False)
     prices_include_vat = serializers.BooleanField(required=False)
-    vat_rate = serializers.DecimalField(max_digits=5, decimal_places=4, required=False, **VAT_RATE_BOUNDS)
+    vat_rate = serializers.DecimalField(
+        max_digits=5, decimal_places=4, required=False, **VAT_RATE_BOUNDS
+    )
     notes = serializers.CharField(required=False, allow_blank=True)
 
     def validate_components(self, value):
         return _validate_components(value)
 
     def validate(self, attrs):
-        _ends_after_start(attrs, "valid_from", "valid_to", "A tariff version must end after it starts (valid_to is exclusive).")
+        _ends_after_start(
+            attrs,
+            "valid_from",
+            "valid_to",
+            "A tariff version must end after it starts (valid_to is exclusive).",
+        )
         return attrs
 
 
@@ -156,7 +191,9 @@ class ImpactSerializer(serializers.Serializer):
     max = serializers.DecimalField(max_digits=16, decimal_places=2)
     increased = serializers.IntegerField()
     decreased = serializers.IntegerField()
-    percentiles = serializers.DictField(child=serializers.DecimalField(max_digits=16, decimal_places=2))
+    percentiles = serializers.DictField(
+        child=serializers.DecimalField(max_digits=16, decimal_places=2)
+    )
     sources = serializers.DictField(child=serializers.IntegerField())
     largest_increases = ImpactChangeSerializer(many=True)
 
@@ -175,8 +212,9 @@ class TariffAssignmentSerializer(ModelSerializer):
 
 class BulkAssignSerializer(serializers.Serializer):
     tariff = serializers.PrimaryKeyRelatedField(queryset=models.Tariff.objects.all())
-    connection_ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=BIGINT_MAX),
-                                           allow_empty=False)
+    connection_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=BIGINT_MAX), allow_empty=False
+    )
     valid_from = BoundedDateField()
 
 
@@ -190,10 +228,25 @@ class PlantUnitSerializer(ModelSerializer):
     class Meta:
         model = models.PlantUnit
         fields = [
-            "id", "plant", "code", "name", "kind", "source_type", "capacity_mw", "lorenz_efficiency",
-            "boiler_efficiency", "fuel_price_per_mwh", "co2_t_per_mwh_fuel", "co2_price_per_t",
-            "om_fixed_per_mw_year", "om_variable_per_mwh", "investment", "lifetime_years", "interest_rate",
-            "capital_method", "commissioned_on",
+            "id",
+            "plant",
+            "code",
+            "name",
+            "kind",
+            "source_type",
+            "capacity_mw",
+            "lorenz_efficiency",
+            "boiler_efficiency",
+            "fuel_price_per_mwh",
+            "co2_t_per_mwh_fuel",
+            "co2_price_per_t",
+            "om_fixed_per_mw_year",
+            "om_variable_per_mwh",
+            "investment",
+            "lifetime_years",
+            "interest_rate",
+            "capital_method",
+            "commissioned_on",
         ]
 
     def validate(self, attrs):
@@ -226,8 +279,12 @@ class PlantUnitSerializer(ModelSerializer):
 
 def _currency_field() -> serializers.RegexField:
     """An ISO 4217 code, DKK when left out (charges and plant-data imports)."""
-    return serializers.RegexField(r"^[A-Z]{3}$", required=False, default="DKK",
-                                  error_messages={"invalid": "A currency is three capital letters (ISO 4217)."})
+    return serializers.RegexField(
+        r"^[A-Z]{3}$",
+        required=False,
+        default="DKK",
+        error_messages={"invalid": "A currency is three capital letters (ISO 4217)."},
+    )
 
 
 class ElectricityChargeSerializer(ModelSerializer):
@@ -236,23 +293,54 @@ class ElectricityChargeSerializer(ModelSerializer):
 
     class Meta:
         model = models.ElectricityCharge
-        fields = ["id", "price_area", "kind", "valid_from", "valid_to", "hour_from", "hour_to", "amount_per_mwh",
-                  "currency", "data_import"]
+        fields = [
+            "id",
+            "price_area",
+            "kind",
+            "valid_from",
+            "valid_to",
+            "hour_from",
+            "hour_to",
+            "amount_per_mwh",
+            "currency",
+            "data_import",
+        ]
         read_only_fields = ["data_import"]
-        extra_kwargs = {"hour_from": {"min_value": 0, "max_value": 23}, "hour_to": {"min_value": 1, "max_value": 24}}
+        extra_kwargs = {
+            "hour_from": {"min_value": 0, "max_value": 23},
+            "hour_to": {"min_value": 1, "max_value": 24},
+        }
 
     def validate(self, attrs):
-        _ends_after_start(attrs, "valid_from", "valid_to", "A charge must end after it starts (valid_to is exclusive).")
+        _ends_after_start(
+            attrs,
+            "valid_from",
+            "valid_to",
+            "A charge must end after it starts (valid_to is exclusive).",
+        )
         if attrs.get("hour_from", 0) >= attrs.get("hour_to", 24):
-            raise serializers.ValidationError({"hour_to": "The hour band must end after it starts."})
+            raise serializers.ValidationError(
+                {"hour_to": "The hour band must end after it starts."}
+            )
         return attrs
 
 
 class UnitHourSerializer(ModelSerializer):
     class Meta:
         model = models.UnitHour
-        fields = ["id", "unit", "hour_start", "heat_mwh", "electricity_mwh", "fuel_mwh", "source_in_c", "source_out_c",
-                  "supply_c", "return_c", "data_import"]
+        fields = [
+            "id",
+            "unit",
+            "hour_start",
+            "heat_mwh",
+            "electricity_mwh",
+            "fuel_mwh",
+            "source_in_c",
+            "source_out_c",
+            "supply_c",
+            "return_c",
+            "data_import",
+        ]
         read_only_fields = fields
 
 
@@ -264,30 +352,55 @@ class SpotPriceSerializer(ModelSerializer):
 
 
 class DataImportSerializer(ModelSerializer):
-    kind = serializers.CharField(read_only=True, help_text="unit_hours | spot_prices | electricity_charges")
+    kind = serializers.CharField(
+        read_only=True, help_text="unit_hours | spot_prices | electricity_charges"
+    )
 
     class Meta:
         model = models.DataImport
         fields = [
-            "id", "kind", "unit", "price_area", "currency", "time_zone", "filename", "status", "rows",
-            "resolution_minutes", "first_hour", "last_hour", "errors", "created_at", "finished_at",
+            "id",
+            "kind",
+            "unit",
+            "price_area",
+            "currency",
+            "time_zone",
+            "filename",
+            "status",
+            "rows",
+            "resolution_minutes",
+            "first_hour",
+            "last_hour",
+            "errors",
+            "created_at",
+            "finished_at",
         ]
         read_only_fields = fields
 
 
 class DataImportCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=models.DataImport.Kind.choices)
-    unit = serializers.PrimaryKeyRelatedField(queryset=models.PlantUnit.objects.all(), required=False, allow_null=True)
+    unit = serializers.PrimaryKeyRelatedField(
+        queryset=models.PlantUnit.objects.all(), required=False, allow_null=True
+    )
     price_area = serializers.CharField(required=False, allow_blank=True, default="", max_length=20)
     currency = _currency_field()
-    time_zone = serializers.CharField(required=False, default="Europe/Copenhagen", max_length=64,
-                                      help_text="IANA zone of naive times in the file")
-    file = serializers.FileField(required=False, help_text="CSV file (multipart); or send `content`.")
+    time_zone = serializers.CharField(
+        required=False,
+        default="Europe/Copenhagen",
+        max_length=64,
+        help_text="IANA zone of naive times in the file",
+    )
+    file = serializers.FileField(
+        required=False, help_text="CSV file (multipart); or send `content`."
+    )
     content = serializers.CharField(required=False, help_text="CSV text.", trim_whitespace=False)
 
     def validate_time_zone(self, value):
         if value not in _time_zones():
-            raise serializers.ValidationError(f"{value!r} is not a known IANA time zone (e.g. Europe/Copenhagen).")
+            raise serializers.ValidationError(
+                f"{value!r} is not a known IANA time zone (e.g. Europe/Copenhagen)."
+            )
         return value
 
     def validate(self, attrs):
@@ -303,8 +416,17 @@ class DataImportCreateSerializer(serializers.Serializer):
 class OperatingCostSerializer(ModelSerializer):
     class Meta:
         model = models.OperatingCost
-        fields = ["id", "network", "period_start", "period_end", "inputs", "results", "cost_per_mwh_produced",
-                  "cost_per_mwh_sold", "computed_at"]
+        fields = [
+            "id",
+            "network",
+            "period_start",
+            "period_end",
+            "inputs",
+            "results",
+            "cost_per_mwh_produced",
+            "cost_per_mwh_sold",
+            "computed_at",
+        ]
         read_only_fields = fields
 
 
@@ -313,14 +435,28 @@ class OperatingCostComputeSerializer(serializers.Serializer):
     period_start = BoundedDateField()
     period_end = BoundedDateField()
     # heat sold is above 0 (it divides the cost); the loss share is a fraction from 0 to below 1
-    heat_sold_mwh = serializers.DecimalField(max_digits=14, decimal_places=3, required=False, allow_null=True,
-                                             min_value=Decimal("0.001"))
-    loss_share = serializers.DecimalField(max_digits=6, decimal_places=4, required=False, allow_null=True,
-                                          min_value=Decimal("0"), max_value=Decimal("0.9999"))
-    network_costs_per_year = serializers.DecimalField(max_digits=14, decimal_places=2, required=False, default=0)
+    heat_sold_mwh = serializers.DecimalField(
+        max_digits=14, decimal_places=3, required=False, allow_null=True, min_value=Decimal("0.001")
+    )
+    loss_share = serializers.DecimalField(
+        max_digits=6,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0"),
+        max_value=Decimal("0.9999"),
+    )
+    network_costs_per_year = serializers.DecimalField(
+        max_digits=14, decimal_places=2, required=False, default=0
+    )
 
     def validate(self, attrs):
-        _ends_after_start(attrs, "period_start", "period_end", "The period must end after it starts (period_end is exclusive).")
+        _ends_after_start(
+            attrs,
+            "period_start",
+            "period_end",
+            "The period must end after it starts (period_end is exclusive).",
+        )
         return attrs
 
 
@@ -330,21 +466,38 @@ class VersionAboveCapSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     valid_from = serializers.DateField()
     valid_to = serializers.DateField(allow_null=True)
-    messages = serializers.ListField(child=serializers.CharField(), help_text="Every excess, as approval words it.")
+    messages = serializers.ListField(
+        child=serializers.CharField(), help_text="Every excess, as approval words it."
+    )
 
 
 class PriceCapSerializer(ModelSerializer):
     versions_above_cap = serializers.SerializerMethodField(
         help_text="Approved or published tariff versions in the cap's period whose prices exceed it (approved "
-                  "before the cap was adopted): approve a version under the cap from the day the excess must end."
+        "before the cap was adopted): approve a version under the cap from the day the excess must end."
     )
 
     class Meta:
         model = models.PriceCap
         fields = [
-            "id", "network", "method", "status", "period_start", "period_end", "currency", "includes_vat",
-            "energy_cap_per_mwh", "fixed_cap_per_year", "capacity_cap_per_kw", "area_cap_per_m2",
-            "reference_total_cap", "operating_cost", "inputs", "results", "computed_at", "adopted_at",
+            "id",
+            "network",
+            "method",
+            "status",
+            "period_start",
+            "period_end",
+            "currency",
+            "includes_vat",
+            "energy_cap_per_mwh",
+            "fixed_cap_per_year",
+            "capacity_cap_per_kw",
+            "area_cap_per_m2",
+            "reference_total_cap",
+            "operating_cost",
+            "inputs",
+            "results",
+            "computed_at",
+            "adopted_at",
             "versions_above_cap",
         ]
         read_only_fields = fields
@@ -360,13 +513,22 @@ class PriceCapComputeSerializer(serializers.Serializer):
     period_start = BoundedDateField()
     period_end = BoundedDateField()
     inputs = serializers.DictField(help_text="Method inputs; see docs/tariffs.md (Price caps).")
-    operating_cost = serializers.PrimaryKeyRelatedField(queryset=models.OperatingCost.objects.all(), required=False, allow_null=True)
+    operating_cost = serializers.PrimaryKeyRelatedField(
+        queryset=models.OperatingCost.objects.all(), required=False, allow_null=True
+    )
 
     def validate(self, attrs):
-        _ends_after_start(attrs, "period_start", "period_end", "The period must end after it starts (period_end is exclusive).")
+        _ends_after_start(
+            attrs,
+            "period_start",
+            "period_end",
+            "The period must end after it starts (period_end is exclusive).",
+        )
         try:
             parse_cap_inputs(method=attrs["method"], inputs=attrs["inputs"])
-            price_cap_operating_cost_check(network=attrs["network"], operating_cost=attrs.get("operating_cost"))
+            price_cap_operating_cost_check(
+                network=attrs["network"], operating_cost=attrs.get("operating_cost")
+            )
         except DomainError as exc:
             raise _itemised(exc, "") from exc
         return attrs

@@ -8,9 +8,7 @@ NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
 NOV = dt.date(2026, 11, 1)
 
 
-def bill_month(
-    network, *, start=NOV, issue=True, months=1, kind="invoice", now=NOW, chunk_size=2
-):
+def bill_month(network, *, start=NOV, issue=True, months=1, kind="invoice", now=NOW, chunk_size=2):
     run = billing_run_create(
         network=network,
         period_start=start,

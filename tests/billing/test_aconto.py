@@ -476,7 +476,6 @@ class TestMovingOut:
         assert line.amount == Decimal("3266.34")
         assert "estimated annual charge 13,065.36 DKK" in line.explanation
 
-
     def test_a_renewal_with_new_kw_prices_each_contracts_days_at_its_own_kw(self):
         """Renewed on 15 February with 20 kW instead of 10: the quarter's 45 days before
         are estimated at 10 kW and its 45 days after at 20 kW, not all 90 at 20."""

@@ -50,8 +50,14 @@ class TestAddPaymentSentTwice:
     URL = "/admin/billing/payment/add/"
 
     def form(self, account, **changes) -> dict:
-        return {"account": account.pk, "amount": "500.00", "received_on": "2026-12-05",
-                "reference": "", "bank_transaction_id": "", **changes}
+        return {
+            "account": account.pk,
+            "amount": "500.00",
+            "received_on": "2026-12-05",
+            "reference": "",
+            "bank_transaction_id": "",
+            **changes,
+        }
 
     def test_the_second_submit_answers_with_the_first_payment(self, staff, account):
         form = {**self.form(account), **rendered(staff, self.URL)}
@@ -63,7 +69,9 @@ class TestAddPaymentSentTwice:
         payment = Payment.objects.get()  # was: two payments, 1,000.00 DKK paid of 500.00
         assert sum(Allocation.objects.values_list("amount", flat=True)) == D("500.00")
         assert again.redirect_chain[-1][0] == f"/admin/billing/payment/{payment.pk}/change/"
-        assert any("sent already" in m and "nothing was booked again" in m for m in messages_of(again))
+        assert any(
+            "sent already" in m and "nothing was booked again" in m for m in messages_of(again)
+        )
 
     def test_a_payment_with_the_banks_id_sent_twice_is_answered_not_refused(self, staff, account):
         form = {**self.form(account, bank_transaction_id="B-80"), **rendered(staff, self.URL)}
@@ -78,7 +86,10 @@ class TestAddPaymentSentTwice:
         staff.post(self.URL, {**self.form(account), **rendered(staff, self.URL)})
         staff.post(self.URL, {**self.form(account), **rendered(staff, self.URL)})
 
-        assert sorted(Payment.objects.values_list("amount", flat=True)) == [D("500.00"), D("500.00")]
+        assert sorted(Payment.objects.values_list("amount", flat=True)) == [
+            D("500.00"),
+            D("500.00"),
+        ]
 
     def test_the_same_form_sent_again_with_another_amount_books_nothing(self, staff, account):
         key = rendered(staff, self.URL)
@@ -95,11 +106,18 @@ class TestAddRefundSentTwice:
 
     @pytest.fixture
     def credit(self, account):
-        payment_record(account=account, amount=D("2000.00"), received_on=dt.date(2026, 12, 5), now=NOW)
+        payment_record(
+            account=account, amount=D("2000.00"), received_on=dt.date(2026, 12, 5), now=NOW
+        )
         assert account_credit(account=account) == D("639.02")  # 2,000.00 − 1,360.98
 
     def form(self, account, amount: str) -> dict:
-        return {"account": account.pk, "amount": amount, "paid_on": "2026-12-20", "reference": "back"}
+        return {
+            "account": account.pk,
+            "amount": amount,
+            "paid_on": "2026-12-20",
+            "reference": "back",
+        }
 
     def test_the_second_submit_pays_nothing_out_again(self, staff, account, credit):
         form = {**self.form(account, "300.00"), **rendered(staff, self.URL)}
@@ -112,7 +130,9 @@ class TestAddRefundSentTwice:
         assert again.redirect_chain[-1][0] == f"/admin/billing/refund/{refund.pk}/change/"
         assert any("sent already" in m for m in messages_of(again))
 
-    def test_a_refund_of_all_the_credit_sent_twice_is_answered_not_refused(self, staff, account, credit):
+    def test_a_refund_of_all_the_credit_sent_twice_is_answered_not_refused(
+        self, staff, account, credit
+    ):
         form = {**self.form(account, "639.02"), **rendered(staff, self.URL)}
 
         staff.post(self.URL, form)

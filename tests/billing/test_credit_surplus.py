@@ -131,9 +131,7 @@ class TestCreditNoteAboveOpenAmount:
         client = APIClient()
         client.force_authenticate(admin_user)
 
-        body = client.get(
-            f"/api/v1/billing/payments/balance/?account={contract.account_id}"
-        ).json()
+        body = client.get(f"/api/v1/billing/payments/balance/?account={contract.account_id}").json()
 
         assert Decimal(body["balance"]) == Decimal("-740.65")
         assert body["credit"] == "740.65"

@@ -309,6 +309,8 @@ class TestCollectionExport:
         body = b"".join(response.streaming_content).decode()
         assert account.number in body
         assert "1560.98" in body
+
+
 @pytest.fixture
 def superuser_client(client, django_user_model):
     client.force_login(django_user_model.objects.create_superuser("boss", "b@example.org", "pw"))

@@ -28,8 +28,12 @@ class TestARefundSentTwice:
         clerk = client_for(BILLING_CLERK)
         body = {"account": account.pk, "amount": "300.00", "paid_on": "2026-12-22"}
 
-        first = clerk.post("/api/v1/billing/refunds/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
-        again = clerk.post("/api/v1/billing/refunds/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
+        first = clerk.post(
+            "/api/v1/billing/refunds/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-1"
+        )
+        again = clerk.post(
+            "/api/v1/billing/refunds/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-1"
+        )
 
         assert first.status_code == 201, first.json()
         assert again.status_code == 201, again.json()
@@ -74,8 +78,12 @@ class TestAPaymentSentTwice:
         body = {"account": account.pk, "amount": "100.00", "received_on": "2026-12-21"}
         before = Payment.objects.filter(account=account).count()
 
-        first = clerk.post("/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-1")
-        again = clerk.post("/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-1")
+        first = clerk.post(
+            "/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-1"
+        )
+        again = clerk.post(
+            "/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-1"
+        )
 
         assert first.status_code == 201, first.json()
         assert again.status_code == 201, again.json()
@@ -94,8 +102,12 @@ class TestAPaymentSentTwice:
             "bank_transaction_id": "BANK-77",
         }
 
-        first = clerk.post("/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-7")
-        again = clerk.post("/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-7")
+        first = clerk.post(
+            "/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-7"
+        )
+        again = clerk.post(
+            "/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-7"
+        )
         other_key = clerk.post(
             "/api/v1/billing/payments/", body, format="json", HTTP_IDEMPOTENCY_KEY="p-8"
         )
@@ -128,7 +140,9 @@ def test_a_key_another_clerk_used_is_theirs_alone():
         clerks.append(api_client(user))
 
     for clerk in clerks:
-        answer = clerk.post("/api/v1/billing/refunds/", body, format="json", HTTP_IDEMPOTENCY_KEY="1")
+        answer = clerk.post(
+            "/api/v1/billing/refunds/", body, format="json", HTTP_IDEMPOTENCY_KEY="1"
+        )
         assert answer.status_code == 201, answer.json()
 
     assert account_credit(account=account) == D("640.65")

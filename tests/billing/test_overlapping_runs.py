@@ -70,7 +70,10 @@ class TestOverlappingInvoiceRuns:
         # the rest of the quarter, by the month
         august = bill_month(network, start=AUGUST, now=AFTER_Q3)
         assert (august.done, august.failed, august.issued) == (2, 0, 1)  # the second: Q3
-        assert _invoiced(first.account) == [(JULY, AUGUST, MONTH_NET), (AUGUST, dt.date(2026, 9, 1), MONTH_NET)]
+        assert _invoiced(first.account) == [
+            (JULY, AUGUST, MONTH_NET),
+            (AUGUST, dt.date(2026, 9, 1), MONTH_NET),
+        ]
 
     def test_no_run_over_the_days_of_an_invoice_run_still_billing(self):
         from billing.models import BillingRun
@@ -79,12 +82,16 @@ class TestOverlappingInvoiceRuns:
 
         network, _ = billed_network(accounts=1)
         quarter = billing_run_create(network=network, period_start=Q3, months=3, now=AFTER_Q3)
-        with pytest.raises(ConflictError, match=r"invoice run for \[2026-07-01, 2026-10-01\) still billing"):
+        with pytest.raises(
+            ConflictError, match=r"invoice run for \[2026-07-01, 2026-10-01\) still billing"
+        ):
             billing_run_create(network=network, period_start=AUGUST, now=AFTER_Q3)
         # other days, or another kind, do not wait for it
         assert billing_run_create(network=network, period_start=dt.date(2026, 6, 1), now=AFTER_Q3)
         BillingRun.objects.filter(pk=quarter.pk).update(state=BillingRun.State.DRAFTED)
-        assert billing_run_create(network=network, period_start=AUGUST, now=AFTER_Q3).period_end == dt.date(2026, 9, 1)
+        assert billing_run_create(
+            network=network, period_start=AUGUST, now=AFTER_Q3
+        ).period_end == dt.date(2026, 9, 1)
 
     def test_the_days_before_a_plan_year_inside_a_quarter_are_billed_by_a_months_run(self):
         """The remedy ``on_account_in_part`` names: the quarter's run stops the account
@@ -94,8 +101,12 @@ class TestOverlappingInvoiceRuns:
 
         network, [planned, other] = billed_network(accounts=2)
         InstalmentPlan.objects.create(
-            account=planned.account, year_start=dt.date(2026, 2, 1), year_end=dt.date(2027, 2, 1),
-            frequency="monthly", last_year_mwh=Decimal("18"), estimated_mwh=Decimal("18"),
+            account=planned.account,
+            year_start=dt.date(2026, 2, 1),
+            year_end=dt.date(2027, 2, 1),
+            frequency="monthly",
+            last_year_mwh=Decimal("18"),
+            estimated_mwh=Decimal("18"),
             created_at=dt.datetime(2026, 1, 10, tzinfo=dt.UTC),
         )
         after_q1 = dt.datetime(2026, 4, 2, 8, tzinfo=dt.UTC)
@@ -105,4 +116,6 @@ class TestOverlappingInvoiceRuns:
 
         assert (january.total, january.done, january.failed, january.issued) == (2, 2, 0, 1)
         assert _invoiced(planned.account) == [(dt.date(2026, 1, 1), dt.date(2026, 2, 1), MONTH_NET)]
-        assert _invoiced(other.account) == [(dt.date(2026, 1, 1), dt.date(2026, 4, 1), 3 * MONTH_NET)]
+        assert _invoiced(other.account) == [
+            (dt.date(2026, 1, 1), dt.date(2026, 4, 1), 3 * MONTH_NET)
+        ]

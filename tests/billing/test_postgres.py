@@ -583,9 +583,7 @@ class TestPlanningBesideARun:
 
     HOLD = 1.0
 
-    def test_a_planning_waits_for_the_chunk_and_leaves_its_invoiced_year_alone(
-        self, monkeypatch
-    ):
+    def test_a_planning_waits_for_the_chunk_and_leaves_its_invoiced_year_alone(self, monkeypatch):
         from billing.models import InstalmentPlan
         from billing.services.aconto import instalment_plans_create
 
@@ -604,14 +602,14 @@ class TestPlanningBesideARun:
         assert waited >= self.HOLD / 2
         assert result.created == []
         assert sorted(result.failures) == sorted(c.account_id for c in contracts)
-        assert all("Invoices already bill part of the plan year" in reason
-                   for reason in result.failures.values())
+        assert all(
+            "Invoices already bill part of the plan year" in reason
+            for reason in result.failures.values()
+        )
         assert InstalmentPlan.objects.count() == 0
         assert Invoice.objects.filter(period_start=NOV).count() == 2
 
-    def test_a_chunk_waits_for_a_planning_and_leaves_its_planned_accounts_alone(
-        self, monkeypatch
-    ):
+    def test_a_chunk_waits_for_a_planning_and_leaves_its_planned_accounts_alone(self, monkeypatch):
         from billing.models import BillingRunException, InstalmentPlan
         from billing.services import aconto, runs
 

@@ -59,7 +59,10 @@ class TestRefundRecord:
         assert account_balance(account=account) == D("-840.65")
 
         refund = refund_record(
-            account=account, amount=D("800"), paid_on=dt.date(2026, 12, 22), now=LATER,
+            account=account,
+            amount=D("800"),
+            paid_on=dt.date(2026, 12, 22),
+            now=LATER,
             reference="transfer 4711",
         )
 
@@ -80,7 +83,9 @@ class TestRefundRecord:
         account, credit_note, overpaid = credit_from_note_and_overpayment()
 
         with pytest.raises(RefundExceedsCredit) as caught:
-            refund_record(account=account, amount=D("840.66"), paid_on=dt.date(2026, 12, 22), now=LATER)
+            refund_record(
+                account=account, amount=D("840.66"), paid_on=dt.date(2026, 12, 22), now=LATER
+            )
 
         assert "840.65" in caught.value.message
         assert caught.value.errors[0].field == "amount"
@@ -94,13 +99,17 @@ class TestRefundRecord:
         assert account_credit(account=account) == D("0.00")
         assert account_balance(account=account) == D("0.00")
         with pytest.raises(RefundExceedsCredit):
-            refund_record(account=account, amount=D("0.01"), paid_on=dt.date(2026, 12, 23), now=LATER)
+            refund_record(
+                account=account, amount=D("0.01"), paid_on=dt.date(2026, 12, 23), now=LATER
+            )
 
     @pytest.mark.parametrize("amount", ["0", "-5"])
     def test_amount_must_be_positive(self, amount):
         account, _note, _payment = credit_from_note_and_overpayment()
         with pytest.raises(DomainError, match="positive"):
-            refund_record(account=account, amount=D(amount), paid_on=dt.date(2026, 12, 22), now=LATER)
+            refund_record(
+                account=account, amount=D(amount), paid_on=dt.date(2026, 12, 22), now=LATER
+            )
 
     def test_journal_debits_receivables_and_credits_the_bank(self):
         account, _note, _payment = credit_from_note_and_overpayment()
@@ -109,8 +118,10 @@ class TestRefundRecord:
         )
 
         rows = [
-            r for r in journal_rows(network_id=account.network_id, start=dt.date(2026, 12, 1),
-                                    end=dt.date(2027, 1, 1))
+            r
+            for r in journal_rows(
+                network_id=account.network_id, start=dt.date(2026, 12, 1), end=dt.date(2027, 1, 1)
+            )
             if r[1] == f"REF-{refund.pk}"
         ]
 
@@ -135,7 +146,9 @@ class TestRefundApi:
         assert response.status_code == 201, response.content
         body = response.json()
         assert body["amount"] == "700.00"
-        assert body["parts"] == [{"payment": None, "credit_note": credit_note.pk, "amount": "700.00"}]
+        assert body["parts"] == [
+            {"payment": None, "credit_note": credit_note.pk, "amount": "700.00"}
+        ]
         balance = clerk.get(f"/api/v1/billing/payments/balance/?account={account.pk}").json()
         assert (balance["balance"], balance["credit"]) == ("-140.65", "140.65")
         listed = clerk.get(f"/api/v1/billing/refunds/?account={account.pk}").json()

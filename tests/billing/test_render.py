@@ -36,18 +36,40 @@ def spec(key: str, *, version_id: int = 7, valid_from=None, valid_to=None) -> Ta
     )
 
 
-def register(rid: int, energy: str, volume: str, *, status="actual", method="reading",
-             flow: str | None = None, ret: str | None = None) -> Register:
-    return Register(rid, D(energy), D(volume), None if flow is None else D(flow),
-                    None if ret is None else D(ret), status, method)
+def register(
+    rid: int,
+    energy: str,
+    volume: str,
+    *,
+    status="actual",
+    method="reading",
+    flow: str | None = None,
+    ret: str | None = None,
+) -> Register:
+    return Register(
+        rid,
+        D(energy),
+        D(volume),
+        None if flow is None else D(flow),
+        None if ret is None else D(ret),
+        status,
+        method,
+    )
 
 
 def direct(*, interval, tariff, registers, currency, plausibility=None, account_id=1):
     """The direct path's rows for one account (None: it declined)."""
     return render.bill_render(
-        account_id=account_id, period_start=NOV, period_end=DEC, currency=currency,
-        interval=interval, spec=tariff, registers=registers, rate=rate,
-        determinants_type=Determinants, plausibility=plausibility or Plausibility(),
+        account_id=account_id,
+        period_start=NOV,
+        period_end=DEC,
+        currency=currency,
+        interval=interval,
+        spec=tariff,
+        registers=registers,
+        rate=rate,
+        determinants_type=Determinants,
+        plausibility=plausibility or Plausibility(),
         cache=render.Caches(),
     )
 
@@ -57,15 +79,29 @@ def both(*, intervals, slices, registers, currency, plausibility=None, account_i
     failures as {account: code}."""
     plausibility = plausibility or Plausibility()
     rendered, failures = render.bills_render(
-        currency=currency, account_ids=[account_id], period_start=NOV, period_end=DEC,
-        intervals={account_id: intervals}, slices=slices, registers=registers, rate=rate,
-        determinants_type=Determinants, plausibility=plausibility,
+        currency=currency,
+        account_ids=[account_id],
+        period_start=NOV,
+        period_end=DEC,
+        intervals={account_id: intervals},
+        slices=slices,
+        registers=registers,
+        rate=rate,
+        determinants_type=Determinants,
+        plausibility=plausibility,
     )
     try:
         draft = bill_compute(
-            account_id=account_id, period_start=NOV, period_end=DEC, currency=currency,
-            intervals=intervals, slices=slices, registers=registers, rate=rate,
-            determinants_type=Determinants, plausibility=plausibility,
+            account_id=account_id,
+            period_start=NOV,
+            period_end=DEC,
+            currency=currency,
+            intervals=intervals,
+            slices=slices,
+            registers=registers,
+            rate=rate,
+            determinants_type=Determinants,
+            plausibility=plausibility,
         )
     except BillingError as exc:
         return {k: v.code for k, v in failures.items()}, {account_id: exc.code}
@@ -76,19 +112,30 @@ def _interval(cid=11, start=NOV, end=DEC, kw="10.00", m2="130.00"):
     return ContractInterval(cid, start, end, D(kw), D(m2))
 
 
-def _registers(cid=11, *, start="10000.000000", end="12191.090000", ly=True, end_status="actual",
-               ly_status=("actual", "actual"), **kw):
+def _registers(
+    cid=11,
+    *,
+    start="10000.000000",
+    end="12191.090000",
+    ly=True,
+    end_status="actual",
+    ly_status=("actual", "actual"),
+    **kw,
+):
     regs = {
         (cid, NOV): register(1, start, "1000.0000", flow="70000.00", ret="36000.00", **kw),
-        (cid, DEC): register(2, end, "1057.6602", flow="74036.21", ret="38075.77",
-                             status=end_status),
+        (cid, DEC): register(
+            2, end, "1057.6602", flow="74036.21", ret="38075.77", status=end_status
+        ),
     }
     if ly:
         methods = ["reading" if status == "actual" else "interpolated" for status in ly_status]
-        regs[(cid, NOV_LY)] = register(3, "1000.000000", "500.0000", status=ly_status[0],
-                                       method=methods[0])
-        regs[(cid, DEC_LY)] = register(4, "3500.500000", "560.0000", status=ly_status[1],
-                                       method=methods[1])
+        regs[(cid, NOV_LY)] = register(
+            3, "1000.000000", "500.0000", status=ly_status[0], method=methods[0]
+        )
+        regs[(cid, DEC_LY)] = register(
+            4, "3500.500000", "560.0000", status=ly_status[1], method=methods[1]
+        )
     return regs
 
 
@@ -98,7 +145,9 @@ def test_common_shape_gives_the_drafts_rows_for_every_published_tariff(key):
     rows = direct(interval=_interval(), tariff=s, registers=_registers(), currency=s.currency)
     assert rows is not None  # the direct path took it
     _, fallback = both(
-        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=_registers(),
+        intervals=[_interval()],
+        slices={11: [(NOV, DEC, s)]},
+        registers=_registers(),
         currency=s.currency,
     )
     assert [rows] == fallback
@@ -113,19 +162,31 @@ def test_random_consumption_gives_the_drafts_rows(key):
         start = D(rnd.randrange(0, 10**9)) / 1000
         energy = D(rnd.randrange(0, 4 * 10**7)) / 1000  # up to 40 MWh in the month
         regs = _registers(
-            start=str(start), end=str(start + energy), ly=rnd.random() < 0.7,
-            status=rnd.choice(["actual", "estimated"]), end_status=rnd.choice(["actual", "estimated"]),
+            start=str(start),
+            end=str(start + energy),
+            ly=rnd.random() < 0.7,
+            status=rnd.choice(["actual", "estimated"]),
+            end_status=rnd.choice(["actual", "estimated"]),
             method=rnd.choice(["reading", "interpolated"]),
-            ly_status=(rnd.choice(["actual", "estimated"]),
-                       rnd.choice(["actual", "edited", "estimated"])),
+            ly_status=(
+                rnd.choice(["actual", "estimated"]),
+                rnd.choice(["actual", "edited", "estimated"]),
+            ),
         )
-        interval = _interval(kw=str(rnd.choice([5, 9, 10, 12.5, 80, 120])),
-                             m2=str(rnd.choice([81, 130, 245])))
-        rows = direct(interval=interval, tariff=s, registers=regs, currency=s.currency,
-                      account_id=account_id)
+        interval = _interval(
+            kw=str(rnd.choice([5, 9, 10, 12.5, 80, 120])), m2=str(rnd.choice([81, 130, 245]))
+        )
+        rows = direct(
+            interval=interval, tariff=s, registers=regs, currency=s.currency, account_id=account_id
+        )
         assert rows is not None
-        _, fallback = both(intervals=[interval], slices={11: [(NOV, DEC, s)]}, registers=regs,
-                           currency=s.currency, account_id=account_id)
+        _, fallback = both(
+            intervals=[interval],
+            slices={11: [(NOV, DEC, s)]},
+            registers=regs,
+            currency=s.currency,
+            account_id=account_id,
+        )
         assert [rows] == fallback, (key, account_id)
 
 
@@ -133,8 +194,9 @@ def test_held_bills_carry_the_same_reasons():
     s = spec("hofor-2024")
     regs = _registers(end="99000.000000")  # 89 MWh in a month on 10 kW: implausible
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]},
-                       registers=regs, currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     assert rows.held
     assert "contracted capacity" in rows.hold
@@ -142,8 +204,16 @@ def test_held_bills_carry_the_same_reasons():
 
 @pytest.mark.parametrize(
     "shape",
-    ["move_in", "two_contracts", "tariff_change", "tariff_in_other_currency", "missing_register",
-     "negative", "no_tariff", "no_contract"],
+    [
+        "move_in",
+        "two_contracts",
+        "tariff_change",
+        "tariff_in_other_currency",
+        "missing_register",
+        "negative",
+        "no_tariff",
+        "no_contract",
+    ],
 )
 def test_other_shapes_fall_back_to_bill_compute(shape):
     s = spec("hofor-2024")
@@ -159,7 +229,9 @@ def test_other_shapes_fall_back_to_bill_compute(shape):
     elif shape == "two_contracts":
         intervals = [_interval(end=mid), _interval(cid=12, start=mid)]
         regs[(11, mid)] = register(5, "11000.000000", "1030.0000")
-        regs.update({(12, d): register(10 + i, str(100 * i), str(i)) for i, d in enumerate((mid, DEC))})
+        regs.update(
+            {(12, d): register(10 + i, str(100 * i), str(i)) for i, d in enumerate((mid, DEC))}
+        )
     elif shape == "tariff_change":
         slices = {11: [(NOV, mid, s), (mid, DEC, spec("hofor-2024", version_id=8))]}
     elif shape == "tariff_in_other_currency":
@@ -182,8 +254,9 @@ def test_escaping_of_texts_with_tabs_and_backslashes():
     s = spec("hofor-2024")
     regs = _registers(status="actual", method="vendor\\fix\tup")
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]},
-                       registers=regs, currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     # JSON escapes the backslash and the tab, COPY escapes JSON's backslashes
     assert '"method":"vendor\\\\\\\\fix\\\\tup"' in rows.rest
@@ -204,8 +277,9 @@ def test_implausible_temperatures_hold_the_bill_on_both_paths(flow, ret, reason)
     regs = _registers()
     regs[(11, DEC)] = register(2, "12191.090000", "1057.6602", flow=flow, ret=ret)
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]},
-                       registers=regs, currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     assert rows.held is (reason is not None)
     if reason:
@@ -235,8 +309,9 @@ def test_block_prices_record_the_trailing_year_on_both_paths(trailing):
     regs = _registers(ly=trailing)
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
     assert rows is not None  # the direct path took it
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
-                       currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     [segment] = _segments(rows)
     assert segment["annual_from"] == "2025-12-01"
@@ -251,11 +326,13 @@ def test_block_prices_record_the_trailing_year_on_both_paths(trailing):
 def test_an_estimated_trailing_register_marks_the_bill_estimated_on_both_paths():
     s = spec("waldkraiburg-2025")
     regs = _registers()
-    regs[(11, DEC_LY)] = register(4, "3500.500000", "560.0000", status="estimated",
-                                  method="interpolated")
+    regs[(11, DEC_LY)] = register(
+        4, "3500.500000", "560.0000", status="estimated", method="interpolated"
+    )
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
-                       currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     assert rows.rest.startswith("\tt\t")  # has_estimated_reads
 
@@ -281,8 +358,9 @@ def test_a_tariff_change_inside_the_period_bills_the_interval_rounded_once(key, 
     if measured:
         regs[(11, mid)] = register(5, "10500.000500", "1028.8301")
     slices = {11: [(NOV, mid, old), (mid, DEC, new)]}
-    rendered, fallback = both(intervals=[_interval()], slices=slices, registers=regs,
-                              currency=old.currency)
+    rendered, fallback = both(
+        intervals=[_interval()], slices=slices, registers=regs, currency=old.currency
+    )
     assert rendered == fallback
     [rows] = rendered
     segments = _segments(rows)
@@ -314,8 +392,10 @@ def test_the_comparison_records_last_years_registers_on_both_paths(key, last_yea
     register missing a year earlier, or somebody else supplied then)."""
     s = spec(key)
     interval = _interval()
-    ly_status = {"estimated_start": ("estimated", "actual"),
-                 "estimated_end": ("actual", "estimated")}.get(last_year, ("actual", "actual"))
+    ly_status = {
+        "estimated_start": ("estimated", "actual"),
+        "estimated_end": ("actual", "estimated"),
+    }.get(last_year, ("actual", "actual"))
     regs = _registers(ly=last_year != "none", ly_status=ly_status)
     if last_year == "one_missing":
         del regs[(11, NOV_LY)]
@@ -323,8 +403,9 @@ def test_the_comparison_records_last_years_registers_on_both_paths(key, last_yea
         interval = interval._replace(others_until=dt.date(2025, 11, 16))
     rows = direct(interval=interval, tariff=s, registers=regs, currency=s.currency)
     assert rows is not None  # the direct path took it
-    _, fallback = both(intervals=[interval], slices={11: [(NOV, DEC, s)]}, registers=regs,
-                       currency=s.currency)
+    _, fallback = both(
+        intervals=[interval], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     comparison = _comparison(rows)
     if last_year in ("none", "one_missing", "someone_else"):
@@ -335,12 +416,24 @@ def test_the_comparison_records_last_years_registers_on_both_paths(key, last_yea
     # 3,500.5 − 1,000 kWh: 2.500500 MWh, from registers 3 and 4
     assert comparison["last_year_mwh"] == "2.500500"
     assert comparison["last_year_readings"] == [
-        {"id": 3, "connection_id": 11, "on": "2025-11-01", "energy_kwh": "1000.000000",
-         "volume_m3": "500.0000", "status": ly_status[0],
-         "method": "reading" if ly_status[0] == "actual" else "interpolated"},
-        {"id": 4, "connection_id": 11, "on": "2025-12-01", "energy_kwh": "3500.500000",
-         "volume_m3": "560.0000", "status": ly_status[1],
-         "method": "reading" if ly_status[1] == "actual" else "interpolated"},
+        {
+            "id": 3,
+            "connection_id": 11,
+            "on": "2025-11-01",
+            "energy_kwh": "1000.000000",
+            "volume_m3": "500.0000",
+            "status": ly_status[0],
+            "method": "reading" if ly_status[0] == "actual" else "interpolated",
+        },
+        {
+            "id": 4,
+            "connection_id": 11,
+            "on": "2025-12-01",
+            "energy_kwh": "3500.500000",
+            "volume_m3": "560.0000",
+            "status": ly_status[1],
+            "method": "reading" if ly_status[1] == "actual" else "interpolated",
+        },
     ]
     assert comparison["last_year_estimated"] is (last_year != "actual")
     # the comparison's registers are not the bill's readings (bar the trailing year's,
@@ -353,25 +446,30 @@ def test_an_estimated_last_year_says_so_in_the_hold_on_both_paths():
     s = spec("hofor-2024")
     # 2.191090 MWh against 0.600000 MWh last year (3.65×), last year's end estimated
     regs = _registers()
-    regs[(11, DEC_LY)] = register(4, "1600.000000", "560.0000", status="estimated",
-                                  method="interpolated")
+    regs[(11, DEC_LY)] = register(
+        4, "1600.000000", "560.0000", status="estimated", method="interpolated"
+    )
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
-                       currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     assert rows.held
-    assert ("2.191090 MWh is 3.65× the same period last year (0.600000 MWh, from an estimated "
-            "register)") in rows.hold
+    assert (
+        "2.191090 MWh is 3.65× the same period last year (0.600000 MWh, from an estimated register)"
+    ) in rows.hold
 
 
 def test_method_texts_in_last_years_registers_are_escaped_alike():
     s = spec("hofor-2024")
     regs = _registers()
-    regs[(11, NOV_LY)] = register(3, "1000.000000", "500.0000", status="estimated",
-                                  method="vendor\\fix\tup")
+    regs[(11, NOV_LY)] = register(
+        3, "1000.000000", "500.0000", status="estimated", method="vendor\\fix\tup"
+    )
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
-                       currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     assert _comparison(rows)["last_year_readings"][0]["method"] == "vendor\\fix\tup"
 
@@ -381,8 +479,9 @@ def test_one_register_at_both_ends_of_last_year_is_recorded_once_on_both_paths()
     regs = _registers()
     regs[(11, DEC_LY)] = regs[(11, NOV_LY)]  # the same row answering for both days
     rows = direct(interval=_interval(), tariff=s, registers=regs, currency=s.currency)
-    _, fallback = both(intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs,
-                       currency=s.currency)
+    _, fallback = both(
+        intervals=[_interval()], slices={11: [(NOV, DEC, s)]}, registers=regs, currency=s.currency
+    )
     assert [rows] == fallback
     comparison = _comparison(rows)
     assert comparison["last_year_mwh"] == "0.000000"

@@ -18,7 +18,10 @@ from tests.concurrency import Pause, finish, in_thread
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 NOW = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
 START = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
-EARLIER, LATER = dt.datetime(2026, 12, 2, 1, 0, tzinfo=dt.UTC), dt.datetime(2026, 12, 2, 1, 30, tzinfo=dt.UTC)
+EARLIER, LATER = (
+    dt.datetime(2026, 12, 2, 1, 0, tzinfo=dt.UTC),
+    dt.datetime(2026, 12, 2, 1, 30, tzinfo=dt.UTC),
+)
 
 LOOKS = {
     "registers": (rerating, rerating.invoices_rerate_changed),

@@ -93,8 +93,13 @@ def test_a_settlement_across_an_exchange_bills_each_season_its_measured_months()
 
     now = _at(dt.date(2027, 1, 2)) + dt.timedelta(hours=8)
     run = bill_month(
-        network, start=dt.date(2026, 1, 1), months=12, kind="settlement", now=now,
-        chunk_size=1, issue=False,
+        network,
+        start=dt.date(2026, 1, 1),
+        months=12,
+        kind="settlement",
+        now=now,
+        chunk_size=1,
+        issue=False,
     )
     assert run.state == BillingRun.State.DRAFTED, list(run.exceptions.values("code", "error"))
 
@@ -112,9 +117,7 @@ def test_a_settlement_across_an_exchange_bills_each_season_its_measured_months()
     # every month start the seasons were measured by is recorded on the settlement,
     # 1 July (between the exchange and the new meter's first read) interpolated
     days = {r["on"]: r for r in settlement.readings}
-    assert sorted(days) == [dt.date(2026, m, 1).isoformat() for m in range(1, 13)] + [
-        "2027-01-01"
-    ]
+    assert sorted(days) == [dt.date(2026, m, 1).isoformat() for m in range(1, 13)] + ["2027-01-01"]
     assert (days["2026-07-01"]["status"], days["2026-07-01"]["method"]) == (
         "estimated",
         "interpolation",

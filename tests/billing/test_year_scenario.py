@@ -607,8 +607,13 @@ class TestAYearOnAccount:
 
         now = at(dt.date(2027, 1, 2), 8)
         run = bill_month(
-            network, start=dt.date(2026, 1, 1), months=12, kind="settlement", now=now,
-            chunk_size=1, issue=False,
+            network,
+            start=dt.date(2026, 1, 1),
+            months=12,
+            kind="settlement",
+            now=now,
+            chunk_size=1,
+            issue=False,
         )
         assert run.state == BillingRun.State.DRAFTED, list(run.exceptions.values("code", "error"))
         billing_run_issue(run=run, issued_at=now)
@@ -945,7 +950,10 @@ class TestOnAccountMoveOut:
         for m in range(1, 8):
             month = dt.date(2026, m, 1)
             bill_month(
-                network, start=month, kind="instalment", now=at(month) - dt.timedelta(days=5),
+                network,
+                start=month,
+                kind="instalment",
+                now=at(month) - dt.timedelta(days=5),
                 chunk_size=1,
             )
         instalments = list(
@@ -1006,7 +1014,11 @@ class TestOnAccountMoveOut:
 
         # the year's settlement run later leaves Carol's settled year alone
         bill_month(
-            network, start=dt.date(2026, 1, 1), months=12, kind="settlement",
-            now=at(dt.date(2027, 1, 2), 8), chunk_size=1,
+            network,
+            start=dt.date(2026, 1, 1),
+            months=12,
+            kind="settlement",
+            now=at(dt.date(2027, 1, 2), 8),
+            chunk_size=1,
         )
         assert Invoice.objects.filter(account=carol, kind="settlement").count() == 1

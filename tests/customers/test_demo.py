@@ -20,4 +20,7 @@ def test_the_demo_network_can_be_built_again_on_the_same_database():
         code: sorted(Account.objects.filter(network__code=code).values_list("number", flat=True))
         for code in ("demo", "demo-2")
     }
-    assert numbers == {"demo": ["700001", "700002", "700003"], "demo-2": ["800001", "800002", "800003"]}
+    assert numbers == {
+        "demo": ["700001", "700002", "700003"],
+        "demo-2": ["800001", "800002", "800003"],
+    }

@@ -21,7 +21,9 @@ def test_the_api_creates_a_network_in_the_configured_zone(settings, django_user_
     client.force_authenticate(admin)
 
     response = client.post(
-        "/api/v1/networks/", {"code": "kiruna", "name": "Kiruna", "price_area": "SE1"}, format="json"
+        "/api/v1/networks/",
+        {"code": "kiruna", "name": "Kiruna", "price_area": "SE1"},
+        format="json",
     )
 
     assert response.status_code == 201, response.json()

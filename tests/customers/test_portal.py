@@ -154,12 +154,27 @@ class TestPortalInvoices:
         from tests.billing.helpers import NOW
 
         mine, theirs = self._bill()  # 1,360.98 DKK each
-        payment_record(account=mine.account, amount=Decimal("1500.00"),
-                       received_on=dt.date(2026, 12, 5), now=NOW, reference="bank 1")
-        refund_record(account=mine.account, amount=Decimal("100.00"),
-                      paid_on=dt.date(2026, 12, 9), now=NOW, reference="transfer 7")
-        payment_record(account=theirs.account, amount=Decimal("77.77"),
-                       received_on=dt.date(2026, 12, 6), now=NOW, reference="not yours")
+        payment_record(
+            account=mine.account,
+            amount=Decimal("1500.00"),
+            received_on=dt.date(2026, 12, 5),
+            now=NOW,
+            reference="bank 1",
+        )
+        refund_record(
+            account=mine.account,
+            amount=Decimal("100.00"),
+            paid_on=dt.date(2026, 12, 9),
+            now=NOW,
+            reference="transfer 7",
+        )
+        payment_record(
+            account=theirs.account,
+            amount=Decimal("77.77"),
+            received_on=dt.date(2026, 12, 6),
+            now=NOW,
+            reference="not yours",
+        )
         client = customer_login(mine)
 
         page = client.get(f"/portal/accounts/{mine.account.number}/")
@@ -174,7 +189,6 @@ class TestPortalInvoices:
         assert "not yours" not in text
         other = client.get(f"/portal/accounts/{theirs.account.number}/")
         assert other.status_code == 404
-
 
 
 class TestIssueDateInTheNetworksZone:
@@ -255,9 +269,10 @@ class TestLastYearInThisWeather:
                 for d in range(1, 31) if (year, d) != (2025, 30)
             )  # fmt: skip
         september = dt.date(2026, 9, 1)
-        assert months_in_this_weather(
-            network_id=network.pk, months=[(september, Decimal("0.5"))]
-        ) == {}
+        assert (
+            months_in_this_weather(network_id=network.pk, months=[(september, Decimal("0.5"))])
+            == {}
+        )
 
 
 class TestOnAccountPlanInThePortal:

@@ -94,9 +94,7 @@ class TestEstimationIsWindowed:
         # 903 reads stored; the estimates saw only the nearest read on each side of every
         # instant they asked about
         read_days = sorted(
-            p.at.astimezone(estimation.ZoneInfo(CPH)).date()
-            for p in loaded_points[-1]
-            if p.is_read
+            p.at.astimezone(estimation.ZoneInfo(CPH)).date() for p in loaded_points[-1] if p.is_read
         )
         assert read_days == [
             dt.date(2025, 9, 30),

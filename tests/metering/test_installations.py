@@ -192,8 +192,10 @@ class TestRemovalAfterRollover:
             volume_resolution=Decimal("0.01"),
         )
         installation = MeterInstallationFactory(
-            meter=meter, installed_at=T0,
-            initial_energy_kwh=Decimal("95000"), initial_volume_m3=Decimal("950"),
+            meter=meter,
+            installed_at=T0,
+            initial_energy_kwh=Decimal("95000"),
+            initial_volume_m3=Decimal("950"),
         )
         return installation, add_readings
 
@@ -202,29 +204,44 @@ class TestRemovalAfterRollover:
         add_readings(installation.meter, [(T0 + dt.timedelta(days=30), "99950", "999.5")])
 
         removed = meter_remove(
-            installation=installation, removed_at=T1,
-            final_energy_kwh=Decimal("40"), final_volume_m3=Decimal("0.4"),
+            installation=installation,
+            removed_at=T1,
+            final_energy_kwh=Decimal("40"),
+            final_volume_m3=Decimal("0.4"),
         )
 
-        assert (removed.final_energy_kwh, removed.final_volume_m3) == (Decimal("40"), Decimal("0.4"))
+        assert (removed.final_energy_kwh, removed.final_volume_m3) == (
+            Decimal("40"),
+            Decimal("0.4"),
+        )
 
     def test_rollover_vee_found_earlier_is_accepted(self):
         from metering.models import ReadingIssue
 
         installation, add_readings = self._installed()
-        add_readings(installation.meter, [
-            (T0 + dt.timedelta(days=10), "99990", "960"),
-            (T0 + dt.timedelta(days=11), "10", "961"),
-            (T0 + dt.timedelta(days=30), "3000", "990"),
-        ])
+        add_readings(
+            installation.meter,
+            [
+                (T0 + dt.timedelta(days=10), "99990", "960"),
+                (T0 + dt.timedelta(days=11), "10", "961"),
+                (T0 + dt.timedelta(days=30), "3000", "990"),
+            ],
+        )
         ReadingIssue.objects.create(
-            meter=installation.meter, read_at=T0 + dt.timedelta(days=11), code="rollover",
-            severity="info", state="accepted", message="rolled over", created_at=T1,
+            meter=installation.meter,
+            read_at=T0 + dt.timedelta(days=11),
+            code="rollover",
+            severity="info",
+            state="accepted",
+            message="rolled over",
+            created_at=T1,
         )
 
         removed = meter_remove(
-            installation=installation, removed_at=T1,
-            final_energy_kwh=Decimal("3100"), final_volume_m3=Decimal("991"),
+            installation=installation,
+            removed_at=T1,
+            final_energy_kwh=Decimal("3100"),
+            final_volume_m3=Decimal("991"),
         )
 
         assert removed.final_energy_kwh == Decimal("3100")
@@ -238,14 +255,18 @@ class TestRemovalAfterRollover:
                 volume_register_max=Decimal("999.99"),
                 volume_resolution=Decimal("0.01"),
             ),
-            installed_at=T0, initial_energy_kwh=Decimal("50000"), initial_volume_m3=Decimal("500"),
+            installed_at=T0,
+            initial_energy_kwh=Decimal("50000"),
+            initial_volume_m3=Decimal("500"),
         )
         add_readings(installation.meter, [(T0 + dt.timedelta(days=30), "60000", "999.5")])
 
         with pytest.raises(UnableToInstallMeter) as caught:
             meter_remove(
-                installation=installation, removed_at=T1,
-                final_energy_kwh=Decimal("40"), final_volume_m3=Decimal("0.4"),
+                installation=installation,
+                removed_at=T1,
+                final_energy_kwh=Decimal("40"),
+                final_volume_m3=Decimal("0.4"),
             )
 
         # energy: 60,000 is not the top tenth of a 100,000 kWh register (a typo, or the

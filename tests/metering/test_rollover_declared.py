@@ -288,7 +288,12 @@ class TestSettingsChange:
             connection=inst.unit.connection, on=dt.date(YEAR, 12, 1)
         )
         assert (december.energy_kwh, december.status) == (Decimal("2900.000000"), "withdrawn")
-        assert _boundaries(inst, *_days((11, 1),))[0] == Decimal("900.000000")
+        assert _boundaries(
+            inst,
+            *_days(
+                (11, 1),
+            ),
+        )[0] == Decimal("900.000000")
 
 
 class TestBilled:
@@ -337,7 +342,12 @@ class TestAdmin:
             "Display wrapped",
         )
         assert (_status(inst, DEC), _status(inst, LATER)) == ("valid", "valid")
-        assert _boundaries(inst, *_days((12, 1),)) == [Decimal("2900.000000")]
+        assert _boundaries(
+            inst,
+            *_days(
+                (12, 1),
+            ),
+        ) == [Decimal("2900.000000")]
 
     def test_a_count_that_does_not_fit_shows_on_the_form(self, admin_client):
         inst = _four_digits()
@@ -453,4 +463,9 @@ class TestInstallationCorrected:
         assert inst.installed_at == NOV - dt.timedelta(hours=1)
         assert list(_decrease_all().values_list("state", "wraps")) == [("accepted", 1)]
         assert _status(inst, DEC) == "valid"
-        assert _boundaries(inst, *_days((12, 1),)) == [Decimal("2000.000000")]
+        assert _boundaries(
+            inst,
+            *_days(
+                (12, 1),
+            ),
+        ) == [Decimal("2000.000000")]

@@ -46,15 +46,21 @@ def exchange_in_november():
         initial_volume_m3=Decimal("0"),
     )
     # old meter: 100 m³ at 70/40 °C before November, then 50 m³ at 80/30 °C until removal
-    add_readings(old.meter, [
-        (at(NOV), "4000", "100", temps("7000", "4000")),
-        (at(dt.date(2026, 11, 15), 12), "6000", "150", temps("11000", "5500")),
-    ])
+    add_readings(
+        old.meter,
+        [
+            (at(NOV), "4000", "100", temps("7000", "4000")),
+            (at(dt.date(2026, 11, 15), 12), "6000", "150", temps("11000", "5500")),
+        ],
+    )
     # new meter (its own registers from 500 m³·°C): 25 m³ at 60/20 °C until December
-    add_readings(new.meter, [
-        (at(dt.date(2026, 11, 15), 13), "0", "0", temps("500", "500")),
-        (at(DEC), "1000", "25", temps("2000", "1000")),
-    ])
+    add_readings(
+        new.meter,
+        [
+            (at(dt.date(2026, 11, 15), 13), "0", "0", temps("500", "500")),
+            (at(DEC), "1000", "25", temps("2000", "1000")),
+        ],
+    )
     return old, new
 
 

@@ -8,8 +8,14 @@ from tariffs import models
 from tests.customers.factories import NetworkFactory
 
 HOFOR_2024 = [
-    {"type": "banded", "code": "capacity", "description": "Capacity charge", "basis": "capacity",
-     "unit": "kW", "bands": [{"unit_price": "210.91"}]},
+    {
+        "type": "banded",
+        "code": "capacity",
+        "description": "Capacity charge",
+        "basis": "capacity",
+        "unit": "kW",
+        "bands": [{"unit_price": "210.91"}],
+    },
     {"type": "energy", "code": "energy", "description": "Energy charge", "price": "592.52"},
 ]
 

@@ -39,11 +39,23 @@ class TestTariffVersionApi:
     def test_manager_drafts_checks_and_approves_under_the_cap(self, network):
         manager = client_for(TARIFF_MANAGER, "m")
         tariff = TariffFactory(network=network)
-        cap = manager.post("/api/v1/price-caps/", {
-            "network": network.id, "method": "cost_based", "period_start": "2026-01-01", "period_end": "2027-01-01",
-            "inputs": {"variable_costs": "29000000", "fixed_costs": "12000000", "forecast_sales_mwh": "50000",
-                       "connections": 3000, "contracted_kw_total": "40000"},
-        }, format="json")
+        cap = manager.post(
+            "/api/v1/price-caps/",
+            {
+                "network": network.id,
+                "method": "cost_based",
+                "period_start": "2026-01-01",
+                "period_end": "2027-01-01",
+                "inputs": {
+                    "variable_costs": "29000000",
+                    "fixed_costs": "12000000",
+                    "forecast_sales_mwh": "50000",
+                    "connections": 3000,
+                    "contracted_kw_total": "40000",
+                },
+            },
+            format="json",
+        )
         assert cap.status_code == 201, cap.content
         assert cap.json()["energy_cap_per_mwh"] == "580.00"
         assert manager.post(f"/api/v1/price-caps/{cap.json()['id']}/adopt/").status_code == 200
@@ -60,7 +72,11 @@ class TestTariffVersionApi:
         assert body["code"] == "tariff_above_cap"
         assert "exceeds the energy cap" in body["errors"][0]["message"]
 
-        fixed = manager.patch(f"/api/v1/tariff-versions/{vid}/", {"components": draft_payload(tariff.id, "575.00")["components"]}, format="json")
+        fixed = manager.patch(
+            f"/api/v1/tariff-versions/{vid}/",
+            {"components": draft_payload(tariff.id, "575.00")["components"]},
+            format="json",
+        )
         assert fixed.status_code == 200, fixed.content
         approved = manager.post(f"/api/v1/tariff-versions/{vid}/approve/")
         assert approved.status_code == 200
@@ -72,12 +88,18 @@ class TestTariffVersionApi:
         assert {e["key"] for e in examples} >= {"dk-house-130m2", "se-house-20"}
         impact = manager.get(f"/api/v1/tariff-versions/{vid}/impact/?as_of=2026-11-27")
         assert impact.status_code == 200
-        for query, field in (("price-examples/?year=abc", "year"), ("price-examples/?year=99999", "year"),
-                             ("impact/?as_of=27.11.2026", "as_of")):
+        for query, field in (
+            ("price-examples/?year=abc", "year"),
+            ("price-examples/?year=99999", "year"),
+            ("impact/?as_of=27.11.2026", "as_of"),
+        ):
             bad = manager.get(f"/api/v1/tariff-versions/{vid}/{query}")
             assert bad.status_code == 400, query
             assert [e["field"] for e in bad.json()["errors"]] == [field]
-        assert manager.get(f"/api/v1/price-caps/{cap.json()['id']}/recompute/").json()["identical"] is True
+        assert (
+            manager.get(f"/api/v1/price-caps/{cap.json()['id']}/recompute/").json()["identical"]
+            is True
+        )
         csv = manager.get(f"/api/v1/price-caps/{cap.json()['id']}/export/?as=csv")
         assert csv["Content-Type"].startswith("text/csv")
         xml = manager.get(f"/api/v1/price-caps/{cap.json()['id']}/export/?as=xml")
@@ -87,12 +109,21 @@ class TestTariffVersionApi:
         ]
 
     def test_billing_clerk_may_read_but_not_approve(self, network):
-        version = TariffVersion.objects.create(tariff=TariffFactory(network=network), number=1,
-                                               valid_from=dt.date(2026, 1, 1), components=draft_payload(0)["components"])
+        version = TariffVersion.objects.create(
+            tariff=TariffFactory(network=network),
+            number=1,
+            valid_from=dt.date(2026, 1, 1),
+            components=draft_payload(0)["components"],
+        )
         clerk = client_for(BILLING_CLERK, "c")
         assert clerk.get("/api/v1/tariff-versions/").status_code == 200
         assert clerk.post(f"/api/v1/tariff-versions/{version.id}/approve/").status_code == 403
-        assert clerk.post("/api/v1/tariff-versions/", draft_payload(version.tariff_id), format="json").status_code == 403
+        assert (
+            clerk.post(
+                "/api/v1/tariff-versions/", draft_payload(version.tariff_id), format="json"
+            ).status_code
+            == 403
+        )
         auditor = client_for(AUDITOR, "a")
         assert auditor.post(f"/api/v1/tariff-versions/{version.id}/approve/").status_code == 403
         version.refresh_from_db()
@@ -105,10 +136,15 @@ class TestTariffVersionApi:
     def test_invalid_components_are_itemised(self, network):
         manager = client_for(TARIFF_MANAGER, "m2")
         tariff = TariffFactory(network=network)
-        response = manager.post("/api/v1/tariff-versions/", {
-            "tariff": tariff.id, "valid_from": "2026-01-01",
-            "components": [{"type": "energy", "code": "e", "price": "x"}],
-        }, format="json")
+        response = manager.post(
+            "/api/v1/tariff-versions/",
+            {
+                "tariff": tariff.id,
+                "valid_from": "2026-01-01",
+                "components": [{"type": "energy", "code": "e", "price": "x"}],
+            },
+            format="json",
+        )
         assert response.status_code == 400
         assert "components.0.price" in str(response.json())
 
@@ -118,18 +154,39 @@ class TestPlantDataApi:
         manager = client_for(TARIFF_MANAGER, "m3")
         unit = PlantUnitFactory(plant__network=network)
         hours = [f"2026-01-05T{h:02d}:00:00+01:00" for h in range(24)]
-        scada = "time,heat_mwh,electricity_mwh,source_in_c,source_out_c,supply_c,return_c\n" + "".join(
-            f"{t},5.0,1.6,6,3,75,40\n" for t in hours
+        scada = (
+            "time,heat_mwh,electricity_mwh,source_in_c,source_out_c,supply_c,return_c\n"
+            + "".join(f"{t},5.0,1.6,6,3,75,40\n" for t in hours)
         )
-        prices = "time,price\n" + "".join(f"{t},{-20 if i == 3 else 500}\n" for i, t in enumerate(hours))
+        prices = "time,price\n" + "".join(
+            f"{t},{-20 if i == 3 else 500}\n" for i, t in enumerate(hours)
+        )
         with django_capture_on_commit_callbacks(execute=True):
-            r1 = manager.post("/api/v1/plant-data-imports/", {"kind": "unit_hours", "unit": unit.id, "content": scada}, format="json")
-            r2 = manager.post("/api/v1/plant-data-imports/", {"kind": "spot_prices", "price_area": network.price_area, "content": prices}, format="json")
+            r1 = manager.post(
+                "/api/v1/plant-data-imports/",
+                {"kind": "unit_hours", "unit": unit.id, "content": scada},
+                format="json",
+            )
+            r2 = manager.post(
+                "/api/v1/plant-data-imports/",
+                {"kind": "spot_prices", "price_area": network.price_area, "content": prices},
+                format="json",
+            )
         assert r1.status_code == 202
         assert manager.get(f"/api/v1/plant-data-imports/{r1.json()['id']}/").json()["rows"] == 24
-        assert manager.get(f"/api/v1/plant-data-imports/{r2.json()['id']}/").json()["status"] == "done"
-        cost = manager.post("/api/v1/operating-costs/", {"network": network.id, "period_start": "2026-01-05",
-                                                         "period_end": "2026-01-06", "loss_share": "0.2"}, format="json")
+        assert (
+            manager.get(f"/api/v1/plant-data-imports/{r2.json()['id']}/").json()["status"] == "done"
+        )
+        cost = manager.post(
+            "/api/v1/operating-costs/",
+            {
+                "network": network.id,
+                "period_start": "2026-01-05",
+                "period_end": "2026-01-06",
+                "loss_share": "0.2",
+            },
+            format="json",
+        )
         assert cost.status_code == 201, cost.content
         # 23 h × 1.6 MWh × 500 + 1.6 × (−20) = 18,400 − 32 = 18,368.00 (no tariffs entered)
         assert cost.json()["results"]["figures"]["electricity_cost"] == "18368.00"
@@ -144,9 +201,7 @@ class TestPlantDataApi:
 
 
 class TestImpactWindowInTheNetworksZone:
-    def test_without_as_of_the_window_ends_at_this_month_of_the_networks_zone(
-        self, monkeypatch
-    ):
+    def test_without_as_of_the_window_ends_at_this_month_of_the_networks_zone(self, monkeypatch):
         """At 23:30 UTC on 30 November it is still November in London: a London network's
         impact covers the 12 months to 1 November, not to 1 December (Copenhagen's
         month, whose end registers London has not read yet)."""
@@ -158,7 +213,9 @@ class TestImpactWindowInTheNetworksZone:
             "django.utils.timezone.now", lambda: dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)
         )
 
-        impact = client_for(TARIFF_MANAGER, "m").get(f"/api/v1/tariff-versions/{version.pk}/impact/")
+        impact = client_for(TARIFF_MANAGER, "m").get(
+            f"/api/v1/tariff-versions/{version.pk}/impact/"
+        )
 
         assert impact.status_code == 200, impact.content
         assert (impact.json()["period_start"], impact.json()["period_end"]) == (

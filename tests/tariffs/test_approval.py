@@ -54,17 +54,31 @@ def network():
 def cost_cap(network, *, energy_cost_mwh=D("600"), adopt=True):
     # variable 600 DKK/MWh × 50,000 MWh = 30 M; fixed 12 M; 12 M × 80 % / 40,000 kW = 240.00 DKK/kW
     cap = price_cap_compute(
-        network=network, method=PriceCap.Method.COST_BASED, period_start=dt.date(2026, 1, 1),
-        period_end=dt.date(2027, 1, 1), now=NOW,
-        inputs={"variable_costs": str(energy_cost_mwh * 50_000), "fixed_costs": "12000000", "forecast_sales_mwh": "50000",
-                "connections": 3000, "contracted_kw_total": "40000", "over_recovery": "0", "approved_return": "0"},
+        network=network,
+        method=PriceCap.Method.COST_BASED,
+        period_start=dt.date(2026, 1, 1),
+        period_end=dt.date(2027, 1, 1),
+        now=NOW,
+        inputs={
+            "variable_costs": str(energy_cost_mwh * 50_000),
+            "fixed_costs": "12000000",
+            "forecast_sales_mwh": "50000",
+            "connections": 3000,
+            "contracted_kw_total": "40000",
+            "over_recovery": "0",
+            "approved_return": "0",
+        },
     )
     return price_cap_adopt(cap=cap, now=NOW) if adopt else cap
 
 
 def hofor_draft(network, valid_from=dt.date(2026, 1, 1), tariff=None):
     tariff = tariff or TariffFactory(network=network, code="houses")
-    return tariff_version_create(tariff=tariff, valid_from=valid_from, components=PUBLISHED_TARIFFS["hofor-2024"]["components"])
+    return tariff_version_create(
+        tariff=tariff,
+        valid_from=valid_from,
+        components=PUBLISHED_TARIFFS["hofor-2024"]["components"],
+    )
 
 
 class TestApproval:
@@ -116,7 +130,9 @@ class TestImmutability:
         with pytest.raises(IntegrityError, match="tariffversion_locked"), transaction.atomic():
             TariffVersion.objects.filter(pk=version.pk).delete()
         with pytest.raises(IntegrityError, match="tariffversion_locked"), transaction.atomic():
-            TariffVersion.objects.filter(pk=version.pk).update(approved_at=NOW - dt.timedelta(days=1))
+            TariffVersion.objects.filter(pk=version.pk).update(
+                approved_at=NOW - dt.timedelta(days=1)
+            )
         version.refresh_from_db()
         assert version.vat_rate == D("0.2500")
 
@@ -150,15 +166,45 @@ class TestCapRecordKeeping:
         assert "limits,energy_cap_per_mwh,600.00" in csv
 
     def test_maximum_price_and_indexation_caps_through_the_service(self, network, manager):
-        nl = price_cap_compute(network=network, method=PriceCap.Method.MAXIMUM_PRICE, period_start=dt.date(2026, 1, 1),
-                               period_end=dt.date(2027, 1, 1), now=NOW,
-                               inputs={"fixed_per_year_incl_vat": "3000", "price_per_gj_incl_vat": "200"})
+        nl = price_cap_compute(
+            network=network,
+            method=PriceCap.Method.MAXIMUM_PRICE,
+            period_start=dt.date(2026, 1, 1),
+            period_end=dt.date(2027, 1, 1),
+            now=NOW,
+            inputs={"fixed_per_year_incl_vat": "3000", "price_per_gj_incl_vat": "200"},
+        )
         assert (nl.energy_cap_per_mwh, nl.includes_vat) == (D("720.00"), True)
-        de = price_cap_compute(network=network, method=PriceCap.Method.INDEXATION, period_start=dt.date(2027, 1, 1),
-                               period_end=dt.date(2028, 1, 1), now=NOW, inputs={"clauses": [
-                                   {"price": "energy", "base_price": "80", "a": "0.2",
-                                    "cost_terms": [{"name": "electricity", "weight": "0.5", "base": "100", "current": "120"}],
-                                    "market_term": {"name": "destatis", "weight": "0.3", "base": "100", "current": "110"}}]})
+        de = price_cap_compute(
+            network=network,
+            method=PriceCap.Method.INDEXATION,
+            period_start=dt.date(2027, 1, 1),
+            period_end=dt.date(2028, 1, 1),
+            now=NOW,
+            inputs={
+                "clauses": [
+                    {
+                        "price": "energy",
+                        "base_price": "80",
+                        "a": "0.2",
+                        "cost_terms": [
+                            {
+                                "name": "electricity",
+                                "weight": "0.5",
+                                "base": "100",
+                                "current": "120",
+                            }
+                        ],
+                        "market_term": {
+                            "name": "destatis",
+                            "weight": "0.3",
+                            "base": "100",
+                            "current": "110",
+                        },
+                    }
+                ]
+            },
+        )
         assert de.energy_cap_per_mwh == D("90.40")
         assert price_cap_recompute(cap=de) == {}
         # HOFOR incl. VAT: 592.52 × 1.25 = 740.65 > 720.00 (NL cap incl. VAT)
@@ -170,7 +216,9 @@ class TestCapRecordKeeping:
 class TestImpactAndExamples:
     def test_price_examples_for_standard_customers(self, network):
         version = hofor_draft(network)
-        examples = {e["key"]: e for e in price_examples(spec=tariff_spec_for_version(version), year=2026)}
+        examples = {
+            e["key"]: e for e in price_examples(spec=tariff_spec_for_version(version), year=2026)
+        }
         # DK reference house: 18.1 MWh, 9.05 kW (18,100 kWh / 2,000 h), ΔT 30 → no cooling correction
         # 9.05 × 210.91 = 1,908.7355 → 1,908.74; 18.1 × 592.52 = 10,724.61; net 12,633.35; gross 15,791.69
         house = examples["dk-house-130m2"]
@@ -179,13 +227,19 @@ class TestImpactAndExamples:
 
     def test_impact_simulation_distribution(self, manager, network):
         tariff = TariffFactory(network=network, code="houses")
-        current = tariff_version_approve(version=hofor_draft(network, valid_from=dt.date(2024, 1, 1), tariff=tariff), user=manager, now=NOW)
+        current = tariff_version_approve(
+            version=hofor_draft(network, valid_from=dt.date(2024, 1, 1), tariff=tariff),
+            user=manager,
+            now=NOW,
+        )
         for area in ("100", "130", "200"):
             conn = ServiceConnectionFactory(network=network, building__heated_area_m2=D(area))
             TariffAssignmentFactory(connection=conn, tariff=tariff, valid_from=dt.date(2024, 1, 1))
         components = [dict(c) for c in current.components]
         components[1] = {**components[1], "price": "652.52"}  # +60 DKK/MWh
-        draft = tariff_version_create(tariff=tariff, valid_from=dt.date(2026, 1, 1), components=components)
+        draft = tariff_version_create(
+            tariff=tariff, valid_from=dt.date(2026, 1, 1), components=components
+        )
         result = tariff_version_impact(version=draft, as_of=dt.date(2025, 12, 1))
         # standard estimate 130 kWh/m²·yr over Dec 2024–Nov 2025 (365 days): 13.0 / 16.9 / 26.0 MWh
         # changes 60 × MWh: 780.00, 1,014.00, 1,560.00
@@ -193,7 +247,11 @@ class TestImpactAndExamples:
         assert result["sources"] == {"metered": 0, "standard": 3}
         assert result["mean"] == D("1118.00")
         assert result["percentiles"]["p50"] == D("1014.00")
-        assert [r["change"] for r in result["largest_increases"]] == [D("1560.00"), D("1014.00"), D("780.00")]
+        assert [r["change"] for r in result["largest_increases"]] == [
+            D("1560.00"),
+            D("1014.00"),
+            D("780.00"),
+        ]
         assert timezone.is_aware(NOW)
 
 
@@ -202,18 +260,36 @@ class TestImpactFromMeteredRegisters:
         from metering.models import BoundaryRegister
 
         tariff = TariffFactory(network=network, code="metered")
-        tariff_version_approve(version=hofor_draft(network, valid_from=dt.date(2024, 1, 1), tariff=tariff), user=manager, now=NOW)
+        tariff_version_approve(
+            version=hofor_draft(network, valid_from=dt.date(2024, 1, 1), tariff=tariff),
+            user=manager,
+            now=NOW,
+        )
         conn = ServiceConnectionFactory(network=network)
         TariffAssignmentFactory(connection=conn, tariff=tariff, valid_from=dt.date(2024, 1, 1))
         # registers 1 Dec 2024 and 1 Dec 2025: 18,100 kWh and 778.3 m³ apart; m³·°C registers give
         # flow 70 °C and return 50 °C (ΔT 20 → HOFOR penalty 5 °C × 0.8 %)
-        BoundaryRegister.objects.create(connection=conn, on=dt.date(2024, 12, 1), energy_kwh=D("1000"), volume_m3=D("100"),
-                                        flow_temp_m3c=D("7000"), return_temp_m3c=D("5000"))
-        BoundaryRegister.objects.create(connection=conn, on=dt.date(2025, 12, 1), energy_kwh=D("19100"), volume_m3=D("878.3"),
-                                        flow_temp_m3c=D("7000") + D("778.3") * 70, return_temp_m3c=D("5000") + D("778.3") * 50)
+        BoundaryRegister.objects.create(
+            connection=conn,
+            on=dt.date(2024, 12, 1),
+            energy_kwh=D("1000"),
+            volume_m3=D("100"),
+            flow_temp_m3c=D("7000"),
+            return_temp_m3c=D("5000"),
+        )
+        BoundaryRegister.objects.create(
+            connection=conn,
+            on=dt.date(2025, 12, 1),
+            energy_kwh=D("19100"),
+            volume_m3=D("878.3"),
+            flow_temp_m3c=D("7000") + D("778.3") * 70,
+            return_temp_m3c=D("5000") + D("778.3") * 50,
+        )
         components = [dict(c) for c in PUBLISHED_TARIFFS["hofor-2024"]["components"]]
         components[1] = {**components[1], "price": "602.52"}  # +10 DKK/MWh
-        draft = tariff_version_create(tariff=tariff, valid_from=dt.date(2026, 1, 1), components=components)
+        draft = tariff_version_create(
+            tariff=tariff, valid_from=dt.date(2026, 1, 1), components=components
+        )
         result = tariff_version_impact(version=draft, as_of=dt.date(2025, 12, 15))
         # energy +181.00 and the cooling penalty on it +7.24 (4 % of 181.00): 188.24
         assert result["sources"] == {"metered": 1, "standard": 0}
@@ -224,29 +300,45 @@ class TestCapAdoptedAfterApproval:
     """Approval checks the caps adopted by then; a cap adopted later names the versions in
     force above it (service, API, admin), which billing would otherwise price above it."""
 
-    def test_versions_in_force_above_a_later_cap_are_named_with_every_excess(self, manager, network):
-        first = tariff_version_approve(version=hofor_draft(network), user=manager, now=NOW)  # no cap yet
+    def test_versions_in_force_above_a_later_cap_are_named_with_every_excess(
+        self, manager, network
+    ):
+        first = tariff_version_approve(
+            version=hofor_draft(network), user=manager, now=NOW
+        )  # no cap yet
         second = tariff_version_new_from(version=first, valid_from=dt.date(2027, 1, 1))
         second.components[1]["price"] = "570.00"
         second.save(update_fields=["components"])
         tariff_version_approve(version=second, user=manager, now=NOW)
         cap = cost_cap(network, energy_cost_mwh=D("580"), adopt=False)  # 2026: energy cap 580.00
-        assert price_cap_versions_above(cap=cap) == [{
-            "tariff": "houses", "version_id": first.pk, "number": first.number,
-            "valid_from": dt.date(2026, 1, 1), "valid_to": dt.date(2027, 1, 1),
-            "messages": [
-                f"Component 'energy' 592.52 DKK/MWh exceeds the energy cap (cap #{cap.pk}, Cost-based / non-profit "
-                "(DK), 2026-01-01–2027-01-01) 580.00 DKK/MWh by 12.52 DKK/MWh."
-            ],
-        }]  # the 2027 version (570.00) is outside the cap's period
-        assert price_cap_adopt(cap=cap, now=NOW).status == PriceCap.Status.ADOPTED  # a fact: adopted all the same
+        assert price_cap_versions_above(cap=cap) == [
+            {
+                "tariff": "houses",
+                "version_id": first.pk,
+                "number": first.number,
+                "valid_from": dt.date(2026, 1, 1),
+                "valid_to": dt.date(2027, 1, 1),
+                "messages": [
+                    f"Component 'energy' 592.52 DKK/MWh exceeds the energy cap (cap #{cap.pk}, Cost-based / non-profit "
+                    "(DK), 2026-01-01–2027-01-01) 580.00 DKK/MWh by 12.52 DKK/MWh."
+                ],
+            }
+        ]  # the 2027 version (570.00) is outside the cap's period
+        assert (
+            price_cap_adopt(cap=cap, now=NOW).status == PriceCap.Status.ADOPTED
+        )  # a fact: adopted all the same
 
     def test_a_cap_the_versions_keep_names_none(self, manager, network):
         tariff_version_approve(version=hofor_draft(network), user=manager, now=NOW)
         components = [dict(c) for c in PUBLISHED_TARIFFS["hofor-2024"]["components"]]
-        components[1]["price"] = "900.00"  # a draft above the cap is not in force: approval will refuse it
-        tariff_version_create(tariff=TariffFactory(network=network, code="draft"), valid_from=dt.date(2026, 1, 1),
-                              components=components)
+        components[1]["price"] = (
+            "900.00"  # a draft above the cap is not in force: approval will refuse it
+        )
+        tariff_version_create(
+            tariff=TariffFactory(network=network, code="draft"),
+            valid_from=dt.date(2026, 1, 1),
+            components=components,
+        )
         assert price_cap_versions_above(cap=cost_cap(network, energy_cost_mwh=D("600"))) == []
 
     def test_the_api_and_the_admin_show_them_on_adopting(self, manager, network):
@@ -260,22 +352,30 @@ class TestCapAdoptedAfterApproval:
         api.force_authenticate(manager)
         body = api.post(f"/api/v1/price-caps/{cap.pk}/adopt/").json()
         assert body["status"] == "adopted"
-        assert [(v["version_id"], v["valid_from"], v["valid_to"]) for v in body["versions_above_cap"]] == [
-            (version.pk, "2026-01-01", None)
-        ]
+        assert [
+            (v["version_id"], v["valid_from"], v["valid_to"]) for v in body["versions_above_cap"]
+        ] == [(version.pk, "2026-01-01", None)]
         assert "by 12.52 DKK/MWh" in body["versions_above_cap"][0]["messages"][0]
 
-        elsewhere = NetworkFactory(code="osl", currency="DKK")  # one adopted cap per period and network
+        elsewhere = NetworkFactory(
+            code="osl", currency="DKK"
+        )  # one adopted cap per period and network
         version = tariff_version_approve(version=hofor_draft(elsewhere), user=manager, now=NOW)
         other = cost_cap(elsewhere, energy_cost_mwh=D("580"), adopt=False)
         admin = Client()
         admin.force_login(manager)
         page = admin.post(
             reverse("admin:tariffs_pricecap_changelist"),
-            {"action": "adopt_caps", "_selected_action": [other.pk]}, follow=True,
+            {"action": "adopt_caps", "_selected_action": [other.pk]},
+            follow=True,
         ).content.decode()
-        assert f"Tariff houses version {version.number} (2026-01-01 to open) is in force above this cap" in page
+        assert (
+            f"Tariff houses version {version.number} (2026-01-01 to open) is in force above this cap"
+            in page
+        )
         assert "592.52 DKK/MWh exceeds the energy cap" in page
-        detail = admin.get(reverse("admin:tariffs_pricecap_change", args=[other.pk])).content.decode()
+        detail = admin.get(
+            reverse("admin:tariffs_pricecap_change", args=[other.pk])
+        ).content.decode()
         assert "Versions in force above this cap" in detail
         assert "by 12.52 DKK/MWh" in detail

@@ -25,15 +25,24 @@ INPUTS = {"fixed_per_year_incl_vat": "512.37", "price_per_gj_incl_vat": "47.38"}
 
 
 def draft(network, start: dt.date, end: dt.date) -> PriceCap:
-    return price_cap_compute(network=network, method=PriceCap.Method.MAXIMUM_PRICE, period_start=start,
-                             period_end=end, inputs=dict(INPUTS), now=NOW)
+    return price_cap_compute(
+        network=network,
+        method=PriceCap.Method.MAXIMUM_PRICE,
+        period_start=start,
+        period_end=end,
+        inputs=dict(INPUTS),
+        now=NOW,
+    )
 
 
 def admin_adopt(*, cap_pk: int, user_pk: int):
     client = Client()
     client.force_login(User.objects.get(pk=user_pk))
-    return client.post(reverse("admin:tariffs_pricecap_changelist"),
-                       {"action": "adopt_caps", "_selected_action": [cap_pk]}, follow=True)
+    return client.post(
+        reverse("admin:tariffs_pricecap_changelist"),
+        {"action": "adopt_caps", "_selected_action": [cap_pk]},
+        follow=True,
+    )
 
 
 def test_two_overlapping_caps_adopted_at_once_refuse_the_second_with_a_message(monkeypatch):

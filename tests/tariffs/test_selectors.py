@@ -12,14 +12,23 @@ pytestmark = pytest.mark.django_db
 
 
 class TestTariffSlicesForConnections:
-    def test_splits_where_the_version_changes_and_falls_back_to_the_default(self, django_assert_max_num_queries):
+    def test_splits_where_the_version_changes_and_falls_back_to_the_default(
+        self, django_assert_max_num_queries
+    ):
         conn_a = ServiceConnectionFactory()
         conn_b = ServiceConnectionFactory(network=conn_a.network)
         special = TariffFactory(network=conn_a.network, code="special")
         default = TariffFactory(network=conn_a.network, code="houses", is_default=True)
-        v1 = TariffVersionFactory(tariff=special, approved=True, valid_from=dt.date(2025, 1, 1), valid_to=dt.date(2026, 1, 15))
+        v1 = TariffVersionFactory(
+            tariff=special,
+            approved=True,
+            valid_from=dt.date(2025, 1, 1),
+            valid_to=dt.date(2026, 1, 15),
+        )
         v2 = TariffVersionFactory(tariff=special, approved=True, valid_from=dt.date(2026, 1, 15))
-        TariffVersionFactory(tariff=special, valid_from=dt.date(2026, 1, 20))  # draft: never returned
+        TariffVersionFactory(
+            tariff=special, valid_from=dt.date(2026, 1, 20)
+        )  # draft: never returned
         vd = TariffVersionFactory(tariff=default, approved=True, valid_from=dt.date(2020, 1, 1))
         TariffAssignmentFactory(connection=conn_a, tariff=special, valid_from=dt.date(2026, 1, 10))
 
@@ -27,7 +36,9 @@ class TestTariffSlicesForConnections:
         # and on PostgreSQL the share lock on their tariffs (selectors.tariffs_hold)
         with django_assert_max_num_queries(5 if connection.vendor == "postgresql" else 4):
             slices = tariff_slices_for_connections(
-                connection_ids=[conn_a.id, conn_b.id], start=dt.date(2026, 1, 1), end=dt.date(2026, 2, 1)
+                connection_ids=[conn_a.id, conn_b.id],
+                start=dt.date(2026, 1, 1),
+                end=dt.date(2026, 2, 1),
             )
 
         a = [(s, e, spec.version_id) for s, e, spec in slices[conn_a.id]]

@@ -24,12 +24,19 @@ def test_many_connections_few_queries_and_independent_lists(django_assert_max_nu
     network = first.network
     others = [ServiceConnectionFactory(network=network) for _ in range(30)]
     default = TariffFactory(network=network, code="houses", is_default=True)
-    old = TariffVersionFactory(tariff=default, approved=True, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2026, 1, 20))
+    old = TariffVersionFactory(
+        tariff=default, approved=True, valid_from=dt.date(2020, 1, 1), valid_to=dt.date(2026, 1, 20)
+    )
     new = TariffVersionFactory(tariff=default, approved=True, valid_from=dt.date(2026, 1, 20))
     special = TariffFactory(network=network, code="special")
     sv = TariffVersionFactory(tariff=special, approved=True, valid_from=dt.date(2025, 1, 1))
     # assigned for 5–12 January only: default before and after
-    TariffAssignmentFactory(connection=first, tariff=special, valid_from=dt.date(2026, 1, 5), valid_to=dt.date(2026, 1, 12))
+    TariffAssignmentFactory(
+        connection=first,
+        tariff=special,
+        valid_from=dt.date(2026, 1, 5),
+        valid_to=dt.date(2026, 1, 12),
+    )
     orphan = ServiceConnectionFactory()  # another network, no default tariff: nothing covers it
 
     ids = [first.id, *(c.id for c in others), others[0].id, orphan.id, 999_999]
@@ -61,4 +68,6 @@ def test_many_connections_few_queries_and_independent_lists(django_assert_max_nu
 def test_empty_inputs():
     assert tariff_slices_for_connections(connection_ids=[], start=JAN[0], end=JAN[1]) == {}
     conn = ServiceConnectionFactory()
-    assert tariff_slices_for_connections(connection_ids=[conn.id], start=JAN[1], end=JAN[0]) == {conn.id: []}
+    assert tariff_slices_for_connections(connection_ids=[conn.id], start=JAN[1], end=JAN[0]) == {
+        conn.id: []
+    }

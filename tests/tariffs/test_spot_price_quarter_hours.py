@@ -23,7 +23,9 @@ TZ = "Europe/Copenhagen"
 def quarters(day: dt.date, *, days: int = 1) -> list[dt.datetime]:
     """Every quarter-hour of the local days, as aware local datetimes (92/96/100 a day)."""
     start = dt.datetime.combine(day, dt.time(), tzinfo=CPH).astimezone(dt.UTC)
-    end = dt.datetime.combine(day + dt.timedelta(days=days), dt.time(), tzinfo=CPH).astimezone(dt.UTC)
+    end = dt.datetime.combine(day + dt.timedelta(days=days), dt.time(), tzinfo=CPH).astimezone(
+        dt.UTC
+    )
     out, t = [], start
     while t < end:
         out.append(t.astimezone(CPH))
@@ -40,7 +42,9 @@ def price_csv(rows: list[tuple[str, str]]) -> str:
 
 
 def stored(frame) -> dict[str, D]:
-    return {t.isoformat(): p for t, p in zip(frame["hour_start"], frame["price_per_mwh"], strict=True)}
+    return {
+        t.isoformat(): p for t, p in zip(frame["hour_start"], frame["price_per_mwh"], strict=True)
+    }
 
 
 # 2026-01-05 (CET, UTC+1): the first local hours' quarter prices and their means, by hand
@@ -87,7 +91,10 @@ class TestQuarterHourPricesAreHourlyMeans:
     def test_the_23_hour_spring_day_has_92_quarters_and_23_hours(self):
         day = quarters(dt.date(2026, 3, 29))
         assert len(day) == 92
-        rows = [(naive(t), ("{h}.00", "{h}.25", "{h}.50", "{h}.76")[t.minute // 15].format(h=t.hour)) for t in day]
+        rows = [
+            (naive(t), ("{h}.00", "{h}.25", "{h}.50", "{h}.76")[t.minute // 15].format(h=t.hour))
+            for t in day
+        ]
         frame = parse_spot_prices(price_csv(rows), time_zone=TZ, currency="DKK")
         prices = stored(frame)
         assert len(prices) == 23
@@ -103,7 +110,11 @@ class TestQuarterHourPricesAreHourlyMeans:
         for t in day:
             q = t.minute // 15
             if t.hour == 2:
-                price = ("20.00", "20.10", "20.20", "20.30")[q] if t.tzname() == "CEST" else ("30.01", "30.02", "30.03", "30.04")[q]
+                price = (
+                    ("20.00", "20.10", "20.20", "20.30")[q]
+                    if t.tzname() == "CEST"
+                    else ("30.01", "30.02", "30.03", "30.04")[q]
+                )
             else:
                 price = "40"
             stamp = naive(t) + (f" ({t.tzname()})" if marked and t.hour == 2 else "")
@@ -112,7 +123,7 @@ class TestQuarterHourPricesAreHourlyMeans:
             cest = [r for r in rows if "(CEST)" in r[0]]
             cet = [r for r in rows if "(CET)" in r[0]]
             i = rows.index(cest[0])
-            rows[i:i + 8] = cet + cest
+            rows[i : i + 8] = cet + cest
         frame = parse_spot_prices(price_csv(rows), time_zone=TZ, currency="DKK")
         prices = stored(frame)
         assert len(prices) == 25
@@ -139,7 +150,10 @@ class TestQuarterHourErrors:
             ("missing_quarter", 52, "time"),  # 12:15, before 12:30 (12:10 is no quarter-hour)
         }
         messages = {e.code + str(e.row): e.message for e in err.value.errors}
-        assert messages["missing_quarter31"] == "Quarter-hour 2026-01-05 07:15 CET (UTC 06:15) is missing (before row 31)."
+        assert (
+            messages["missing_quarter31"]
+            == "Quarter-hour 2026-01-05 07:15 CET (UTC 06:15) is missing (before row 31)."
+        )
         assert messages["duplicate_quarter44"] == (
             "Quarter-hour 2026-01-05 10:30 CET (UTC 09:30) appears twice (first on row 43)."
         )
@@ -148,14 +162,20 @@ class TestQuarterHourErrors:
         rows = [(f"2025-10-26 {h:02d}:{m:02d}", "1") for h in range(24) for m in (0, 15, 30, 45)]
         with pytest.raises(ImportRejected) as err:
             parse_spot_prices(price_csv(rows), time_zone=TZ, currency="DKK")
-        assert [(e.code, e.row) for e in err.value.errors] == [("missing_quarter", 14)] * 4  # before 03:00 (row 14)
-        assert err.value.errors[0].message.startswith("Quarter-hour 2025-10-26 02:00 CET (UTC 01:00) is missing")
+        assert [(e.code, e.row) for e in err.value.errors] == [
+            ("missing_quarter", 14)
+        ] * 4  # before 03:00 (row 14)
+        assert err.value.errors[0].message.startswith(
+            "Quarter-hour 2025-10-26 02:00 CET (UTC 01:00) is missing"
+        )
 
     def test_a_quarter_in_the_skipped_spring_hour_does_not_exist(self):
         rows = [(f"2026-03-29 {h:02d}:{m:02d}", "1") for h in range(24) for m in (0, 15, 30, 45)]
         with pytest.raises(ImportRejected) as err:
             parse_spot_prices(price_csv(rows), time_zone=TZ, currency="DKK")
-        assert [(e.code, e.row) for e in err.value.errors] == [("nonexistent_time", r) for r in (10, 11, 12, 13)]
+        assert [(e.code, e.row) for e in err.value.errors] == [
+            ("nonexistent_time", r) for r in (10, 11, 12, 13)
+        ]
 
     def test_a_partial_day_is_refused(self):
         rows = jan_5_rows()[:-4]  # ends 22:45
@@ -168,7 +188,9 @@ class TestQuarterHourErrors:
         rows = hourly + jan_5_rows() + [(f"2026-01-06 {h:02d}:00", "10") for h in range(24)]
         with pytest.raises(ImportRejected) as err:
             parse_spot_prices(price_csv(rows), time_zone=TZ, currency="DKK")
-        assert [(e.code, e.row, e.field) for e in err.value.errors] == [("mixed_resolution", 26, "time")]
+        assert [(e.code, e.row, e.field) for e in err.value.errors] == [
+            ("mixed_resolution", 26, "time")
+        ]
         assert err.value.errors[0].message == (
             "2026-01-05 has 15-minute values (from row 26), the file's first day 2026-01-04 hourly values: "
             "one file holds one resolution."
@@ -179,25 +201,33 @@ class TestQuarterHourErrors:
         rows[5] = ("2026-01-04 05:30", "10")
         with pytest.raises(ImportRejected) as err:
             parse_spot_prices(price_csv(rows), time_zone=TZ, currency="DKK")
-        assert {(e.code, e.row) for e in err.value.errors} == {("not_hourly", 7), ("missing_hours", None)}
+        assert {(e.code, e.row) for e in err.value.errors} == {
+            ("not_hourly", 7),
+            ("missing_hours", None),
+        }
 
 
 @pytest.mark.django_db
 class TestQuarterHourImport:
     def test_the_import_stores_hourly_means_and_records_the_resolution(self):
-        record = data_import_create(kind="spot_prices", content=price_csv(jan_5_rows()), price_area="DK2",
-                                    enqueue=False)
+        record = data_import_create(
+            kind="spot_prices", content=price_csv(jan_5_rows()), price_area="DK2", enqueue=False
+        )
         record = data_import_run(data_import_id=record.pk, now=timezone.now())
         assert record.status == DataImport.Status.DONE, record.errors
         assert record.resolution_minutes == 15
         assert record.rows == 24  # hours stored
         assert record.first_hour.isoformat() == "2026-01-04T23:00:00+00:00"
         assert record.last_hour.isoformat() == "2026-01-05T22:00:00+00:00"
-        prices = dict(SpotPrice.objects.filter(price_area="DK2").values_list("hour_start", "price_per_mwh"))
+        prices = dict(
+            SpotPrice.objects.filter(price_area="DK2").values_list("hour_start", "price_per_mwh")
+        )
         assert len(prices) == 24
         for hour, (_, mean) in JAN_5_HOURS.items():
             assert prices[dt.datetime(2026, 1, 5, hour, tzinfo=CPH)] == mean
-        assert set(SpotPrice.objects.values_list("data_import__resolution_minutes", flat=True)) == {15}
+        assert set(SpotPrice.objects.values_list("data_import__resolution_minutes", flat=True)) == {
+            15
+        }
         assert DataImportSerializer(record).data["resolution_minutes"] == 15
 
     def test_the_cost_run_prices_the_hourly_means_and_says_they_are(self):
@@ -207,11 +237,16 @@ class TestQuarterHourImport:
             UnitHour(unit=unit, hour_start=t, heat_mwh=D("1.000000"), electricity_mwh=D("0.250000"))
             for t in (q for q in quarters(dt.date(2026, 1, 5)) if q.minute == 0)
         )
-        record = data_import_create(kind="spot_prices", content=price_csv(jan_5_rows()), price_area="DK2",
-                                    enqueue=False)
+        record = data_import_create(
+            kind="spot_prices", content=price_csv(jan_5_rows()), price_area="DK2", enqueue=False
+        )
         data_import_run(data_import_id=record.pk, now=timezone.now())
-        cost = operating_cost_compute(network=network, period_start=dt.date(2026, 1, 5),
-                                      period_end=dt.date(2026, 1, 6), now=timezone.now())
+        cost = operating_cost_compute(
+            network=network,
+            period_start=dt.date(2026, 1, 5),
+            period_end=dt.date(2026, 1, 6),
+            now=timezone.now(),
+        )
         assert cost.inputs["spot_price_hours_by_resolution_minutes"] == {"15": 24}
         # 0.25 MWh an hour × Σ hourly means 1,743.2351 (745.1275 − 2.9 + 0.0001 − 0.0001 + 1.0001
         # + 100.0075 + 18 × 50) = 435.808775 DKK, no charges: 435.81
@@ -219,19 +254,31 @@ class TestQuarterHourImport:
 
     def test_an_hourly_import_records_60_minutes(self):
         text = price_csv([(f"2026-01-04 {h:02d}:00", "10.5") for h in range(24)])
-        record = data_import_create(kind="spot_prices", content=text, price_area="DK2", enqueue=False)
+        record = data_import_create(
+            kind="spot_prices", content=text, price_area="DK2", enqueue=False
+        )
         record = data_import_run(data_import_id=record.pk, now=timezone.now())
-        assert (record.status, record.resolution_minutes, record.rows) == (DataImport.Status.DONE, 60, 24)
+        assert (record.status, record.resolution_minutes, record.rows) == (
+            DataImport.Status.DONE,
+            60,
+            24,
+        )
         assert set(SpotPrice.objects.values_list("price_per_mwh", flat=True)) == {D("10.5000")}
-        SpotPrice.objects.create(price_area="DK2", hour_start=dt.datetime(2026, 1, 5, tzinfo=CPH), price_per_mwh=D(1))
+        SpotPrice.objects.create(
+            price_area="DK2", hour_start=dt.datetime(2026, 1, 5, tzinfo=CPH), price_per_mwh=D(1)
+        )
         assert spot_price_hours_by_resolution(
-            price_area="DK2", start_at=dt.datetime(2026, 1, 4, tzinfo=CPH), end_at=dt.datetime(2026, 1, 6, tzinfo=CPH),
+            price_area="DK2",
+            start_at=dt.datetime(2026, 1, 4, tzinfo=CPH),
+            end_at=dt.datetime(2026, 1, 6, tzinfo=CPH),
         ) == {"60": 24, "unrecorded": 1}
 
     def test_a_refused_file_stores_nothing_and_no_resolution(self):
         rows = jan_5_rows()
         del rows[3]
-        record = data_import_create(kind="spot_prices", content=price_csv(rows), price_area="DK2", enqueue=False)
+        record = data_import_create(
+            kind="spot_prices", content=price_csv(rows), price_area="DK2", enqueue=False
+        )
         record = data_import_run(data_import_id=record.pk, now=timezone.now())
         assert record.status == DataImport.Status.FAILED
         assert record.resolution_minutes is None
