@@ -4,6 +4,7 @@ service; issued invoices are read-only here as everywhere."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 from django import forms
@@ -44,7 +45,7 @@ from customers.models import Network
 from customers.selectors import account_ids_by_number
 from heatutility.admin import IndexedSearchMixin, ViewOnlyAdmin, refuse_dates_out_of_range
 from heatutility.errors import DomainError
-from heatutility.timeutil import months_between
+from heatutility.timeutil import add_months, months_between
 from heatutility.uploads import upload_read, upload_text
 
 
@@ -288,6 +289,45 @@ class DeliveryFilter(admin.SimpleListFilter):
         return delivery.documents_by_delivery(queryset, delivery=self.value())
 
 
+class BillingPeriodFilter(admin.SimpleListFilter):
+    """Invoices by the billing period their period starts in, the periods being those
+    of the billing runs (a few hundred rows, not a scan of every invoice as the date
+    hierarchy's MIN/MAX and DISTINCT were: 0.7 s a page at 1.2 million invoices)."""
+
+    title = "billing period"
+    parameter_name = "period"
+
+    def lookups(self, request, model_admin):
+        periods = (
+            BillingRun.objects.values_list("period_start", "period_end")
+            .distinct()
+            .order_by("-period_start", "period_end")[:60]
+        )
+        return [(f"{start.isoformat()}", _period_label(start, end)) for start, end in periods]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            start = dt.date.fromisoformat(self.value())
+        except ValueError:
+            return queryset.none()
+        end = (
+            BillingRun.objects.filter(period_start=start)
+            .order_by("-period_end")
+            .values_list("period_end", flat=True)
+            .first()
+        ) or add_months(start, 1)
+        return queryset.filter(period_start__gte=start, period_start__lt=end)
+
+
+def _period_label(start: dt.date, end: dt.date) -> str:
+    months = months_between(start, end)
+    if start.day == 1 and months == 1:
+        return start.strftime("%B %Y")
+    return f"{start.isoformat()} – {(end - dt.timedelta(days=1)).isoformat()}"
+
+
 class PdfDownloadAdmin(IndexedSearchMixin, admin.ModelAdmin):
     """A stored PDF (``obj.pdf``, named ``obj.pdf_filename``) as a list column and a
     download view at ``<pk>/pdf/`` (``pdf_url_name``), for whoever may view the object;
@@ -378,12 +418,16 @@ class InvoiceAdmin(PdfDownloadAdmin):
         "held",
         "has_estimated_reads",
         DeliveryFilter,
+        BillingPeriodFilter,
         "network",
         "run",
     ]
     # ^: from its start (IndexedSearchMixin); its own number in search_term_filters
     search_fields = ["^account__number", "account__customer__name"]
-    date_hierarchy = "period_start"
+    # newest documents first, by the primary key: the first page reads 100 entries of
+    # its index instead of sorting every invoice by period (1.2 s at 1.2 million; an
+    # index on the period would cost every bill of a run); the period column still sorts
+    ordering = ["-id"]
     list_select_related = ["account__customer"]
     inlines = [InvoiceLineInline]
     actions = [
