@@ -3,9 +3,7 @@ the collection cases to hand to the collection agency."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterator
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -25,7 +23,7 @@ from billing.models import (
     Refund,
 )
 from customers.models import Network
-from heatutility.csvcells import csv_cell
+from heatutility.csvcells import csv_stream
 from heatutility.money import MONEY_ROUNDING
 from heatutility.timeutil import local_period_bounds
 
@@ -155,40 +153,32 @@ INVOICE_EXPORT_COLUMNS = [
 
 def invoices_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iterator[str]:
     """CSV of issued invoices, one row each (streamed)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
+    invoices = issued_invoices(network_id=network_id, start=start, end=end)
+    return csv_stream(
+        INVOICE_EXPORT_COLUMNS,
+        (_invoice_row(inv) for inv in invoices.iterator(chunk_size=EXPORT_CHUNK_SIZE)),
+    )
 
-    def flush() -> str:
-        value = buf.getvalue()
-        buf.seek(0)
-        buf.truncate(0)
-        return value
 
-    writer.writerow(INVOICE_EXPORT_COLUMNS)
-    yield flush()
-    for inv in issued_invoices(network_id=network_id, start=start, end=end).iterator(
-        chunk_size=EXPORT_CHUNK_SIZE
-    ):
-        row = [
-            inv.display_number,
-            inv.kind,
-            inv.state,
-            issued_on(inv),
-            inv.due_on.isoformat() if inv.due_on else "",
-            inv.account.number,
-            inv.account.customer.name,
-            inv.period_start.isoformat(),
-            inv.period_end.isoformat(),
-            inv.currency,
-            inv.net,
-            inv.vat,
-            inv.gross,
-            inv.paid,
-            inv.original.display_number if inv.original else "",
-            "yes" if inv.has_estimated_reads else "no",
-        ]
-        writer.writerow([csv_cell(cell) for cell in row])
-        yield flush()
+def _invoice_row(inv: Invoice) -> list:
+    return [
+        inv.display_number,
+        inv.kind,
+        inv.state,
+        issued_on(inv),
+        inv.due_on.isoformat() if inv.due_on else "",
+        inv.account.number,
+        inv.account.customer.name,
+        inv.period_start.isoformat(),
+        inv.period_end.isoformat(),
+        inv.currency,
+        inv.net,
+        inv.vat,
+        inv.gross,
+        inv.paid,
+        inv.original.display_number if inv.original else "",
+        "yes" if inv.has_estimated_reads else "no",
+    ]
 
 
 JOURNAL_COLUMNS = [
@@ -332,16 +322,7 @@ def journal_rows(*, network_id: int | None, start: dt.date, end: dt.date) -> Ite
 
 
 def journal_csv(*, network_id: int | None, start: dt.date, end: dt.date) -> Iterator[str]:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(JOURNAL_COLUMNS)
-    for row in journal_rows(network_id=network_id, start=start, end=end):
-        writer.writerow([csv_cell(cell) for cell in row])
-        if buf.tell() > 64_000:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate(0)
-    yield buf.getvalue()
+    return csv_stream(JOURNAL_COLUMNS, journal_rows(network_id=network_id, start=start, end=end))
 
 
 COLLECTION_EXPORT_COLUMNS = [
@@ -376,61 +357,52 @@ def collection_cases_csv(
     open now on the invoice and on the reminder fees handed over with it (a payment
     since the handover lowers it), and the reminder letters sent for its claim with their
     dates.  ``cases``: these cases (the admin's selection) instead of ``states``."""
-    from billing.services.dunning import claim_history
-
     if cases is None:
         cases = collection_cases(network_id=network_id, states=states)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-
-    def flush() -> str:
-        value = buf.getvalue()
-        buf.seek(0)
-        buf.truncate(0)
-        return value
-
-    def rows(chunk: list[CollectionCase]) -> Iterator[list]:
-        fees: dict[int, Decimal] = {}
-        for case_id, gross, paid in CollectionFee.objects.filter(
-            case_id__in=[c.pk for c in chunk]
-        ).values_list("case_id", "fee_invoice__gross", "fee_invoice__paid"):
-            fees[case_id] = fees.get(case_id, ZERO) + gross - paid
-        for case in chunk:
-            account, invoice = case.account, case.invoice
-            notices = sorted(claim_history(invoice).notices, key=lambda n: (n.sent_on, n.level))
-            principal = invoice.gross - invoice.paid
-            fee = fees.get(case.pk, ZERO)
-            yield [
-                account.number,
-                account.billing_name or account.customer.name,
-                f"{account.billing_street}, {account.billing_postal_code} "
-                f"{account.billing_city}, {account.billing_country}",
-                invoice.display_number,
-                invoice.due_on.isoformat() if invoice.due_on else "",
-                case.currency,
-                principal,
-                fee,
-                principal + fee,
-                case.opened_on.isoformat(),
-                "; ".join(f"{n.sent_on.isoformat()} {n.title}" for n in notices),
-            ]
-
-    writer.writerow(COLLECTION_EXPORT_COLUMNS)
-    yield flush()
-    chunk: list[CollectionCase] = []
     queryset = cases.select_related("account__customer", "invoice").prefetch_related(
         "invoice__dunning_notices"
     )
-    for case in queryset.iterator(chunk_size=EXPORT_CHUNK_SIZE):
-        chunk.append(case)
-        if len(chunk) >= EXPORT_CHUNK_SIZE:
-            for row in rows(chunk):
-                writer.writerow([csv_cell(cell) for cell in row])
-            yield flush()
-            chunk = []
-    for row in rows(chunk):
-        writer.writerow([csv_cell(cell) for cell in row])
-    yield flush()
+
+    def rows() -> Iterator[list]:
+        chunk: list[CollectionCase] = []
+        for case in queryset.iterator(chunk_size=EXPORT_CHUNK_SIZE):
+            chunk.append(case)
+            if len(chunk) >= EXPORT_CHUNK_SIZE:
+                yield from _collection_rows(chunk)
+                chunk = []
+        yield from _collection_rows(chunk)
+
+    return csv_stream(COLLECTION_EXPORT_COLUMNS, rows())
+
+
+def _collection_rows(chunk: list[CollectionCase]) -> Iterator[list]:
+    """The export's rows of a chunk of cases (their fees in one query)."""
+    from billing.services.dunning import claim_history
+
+    fees: dict[int, Decimal] = {}
+    for case_id, gross, paid in CollectionFee.objects.filter(
+        case_id__in=[c.pk for c in chunk]
+    ).values_list("case_id", "fee_invoice__gross", "fee_invoice__paid"):
+        fees[case_id] = fees.get(case_id, ZERO) + gross - paid
+    for case in chunk:
+        account, invoice = case.account, case.invoice
+        notices = sorted(claim_history(invoice).notices, key=lambda n: (n.sent_on, n.level))
+        principal = invoice.gross - invoice.paid
+        fee = fees.get(case.pk, ZERO)
+        yield [
+            account.number,
+            account.billing_name or account.customer.name,
+            f"{account.billing_street}, {account.billing_postal_code} "
+            f"{account.billing_city}, {account.billing_country}",
+            invoice.display_number,
+            invoice.due_on.isoformat() if invoice.due_on else "",
+            case.currency,
+            principal,
+            fee,
+            principal + fee,
+            case.opened_on.isoformat(),
+            "; ".join(f"{n.sent_on.isoformat()} {n.title}" for n in notices),
+        ]
 
 
 def invoices_for_accounts(*, account_ids: list[int]) -> list[Invoice]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +18,7 @@ from customers.models import (
     Contract,
     ServiceConnection,
 )
-from heatutility.csvcells import csv_cell
+from heatutility.csvcells import csv_cell, csv_stream
 from heatutility.timeutil import add_months, local_period_bounds
 
 
@@ -247,7 +245,6 @@ EXPORT_MONTH_COLUMNS = [
     "consumption_kwh",
     "consumption_m3",
 ]
-_EXPORT_FLUSH_ROWS = 500
 
 
 def supply_windows(
@@ -289,27 +286,12 @@ def consumption_csv(
     """
     end = min(end, today + dt.timedelta(days=1))
     windows = supply_windows(account=account, start=start, end=end) if start < end else []
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-
-    def flush() -> str:
-        value = buf.getvalue()
-        buf.seek(0)
-        buf.truncate(0)
-        return value
-
     if resolution == "month":
-        writer.writerow(EXPORT_MONTH_COLUMNS)
-        rows = _month_rows(windows)
-    else:
-        writer.writerow(EXPORT_READING_COLUMNS)
-        rows = _reading_rows(windows, zone=ZoneInfo(account.network.time_zone), by=resolution)
-    yield flush()
-    for count, row in enumerate(rows, start=1):
-        writer.writerow(row)
-        if count % _EXPORT_FLUSH_ROWS == 0:
-            yield flush()
-    yield flush()
+        return csv_stream(EXPORT_MONTH_COLUMNS, _month_rows(windows), safe=False)
+    zone = ZoneInfo(account.network.time_zone)
+    return csv_stream(
+        EXPORT_READING_COLUMNS, _reading_rows(windows, zone=zone, by=resolution), safe=False
+    )
 
 
 def _month_rows(windows) -> Iterator[list]:
