@@ -45,7 +45,7 @@ from customers.models import Network
 from customers.selectors import account_ids_by_number
 from heatutility.admin import IndexedSearchMixin, ViewOnlyAdmin, refuse_dates_out_of_range
 from heatutility.errors import DomainError
-from heatutility.timeutil import add_months, months_between
+from heatutility.timeutil import months_between
 from heatutility.uploads import upload_read, upload_text
 
 
@@ -303,21 +303,15 @@ class BillingPeriodFilter(admin.SimpleListFilter):
             .distinct()
             .order_by("-period_start", "period_end")[:60]
         )
-        return [(f"{start.isoformat()}", _period_label(start, end)) for start, end in periods]
+        return [(f"{start}..{end}", _period_label(start, end)) for start, end in periods]
 
     def queryset(self, request, queryset):
         if not self.value():
             return queryset
-        try:
-            start = dt.date.fromisoformat(self.value())
+        try:  # the period in the value: a month's and a quarter's run may start together
+            start, end = (dt.date.fromisoformat(day) for day in self.value().split(".."))
         except ValueError:
             return queryset.none()
-        end = (
-            BillingRun.objects.filter(period_start=start)
-            .order_by("-period_end")
-            .values_list("period_end", flat=True)
-            .first()
-        ) or add_months(start, 1)
         return queryset.filter(period_start__gte=start, period_start__lt=end)
 
 
